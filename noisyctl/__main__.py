@@ -1,0 +1,3 @@
+from noisyctl.cli import main
+
+main()

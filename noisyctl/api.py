@@ -1,0 +1,202 @@
+"""The typed interfaces plugins implement and use.
+
+A plugin imports from here (and ``noisyctl.hookspecs.hookimpl``), never from
+another plugin: datasets hand the core a :class:`DatasetData`, models are built
+from a :class:`ModelSpec`, noise generators map label arrays to label arrays,
+and detectors read a :class:`Dynamics` view of a run file.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+
+from noisyctl.errors import NoisyctlError
+from noisyctl.hookspecs import hookimpl
+
+__all__ = [
+    "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "NoiseContext",
+    "Dynamics", "Detector", "BlockDetector", "DetectorResult", "choose_exact", "check_rate",
+]
+
+
+# --- datasets ---------------------------------------------------------------
+
+class SampleSet(ABC):
+    """One subset of a dataset: stable ids, labels, and inputs by index.
+
+    Indexing yields ``(input_tensor, index)``; the trainer owns the labels, so
+    noisy labels never have to be written back into the dataset. ``augment``
+    picks the training transform over the plain one used for recording.
+    """
+
+    def __init__(self, ids: list[str], labels: np.ndarray, augment: bool = False) -> None:
+        if len(ids) != len(labels):
+            raise NoisyctlError(f"dataset has {len(ids)} ids but {len(labels)} labels")
+        self.ids = list(ids)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int):
+        return self.load(int(index), self.augment), int(index)
+
+    @abstractmethod
+    def load(self, index: int, augment: bool):
+        """Return the input tensor of sample ``index``."""
+
+    def with_augment(self, augment: bool) -> "SampleSet":
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.augment = augment
+        return view
+
+
+class TensorSampleSet(SampleSet):
+    """Inputs held in memory as one tensor (small datasets, feature vectors)."""
+
+    def __init__(self, ids, labels, inputs, train_transform=None) -> None:
+        super().__init__(ids, labels)
+        self.inputs = inputs
+        self.train_transform = train_transform
+
+    def load(self, index: int, augment: bool):
+        x = self.inputs[index]
+        if augment and self.train_transform is not None:
+            x = self.train_transform(x)
+        return x
+
+
+@dataclass
+class DatasetData:
+    """What a dataset plugin returns."""
+
+    train: SampleSet
+    class_names: list[str]
+    input_shape: tuple[int, ...]
+    test: SampleSet | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+# --- models -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model factory is asked to build."""
+
+    name: str  # as the user wrote it, e.g. "timm:resnet18"
+    num_classes: int
+    input_shape: tuple[int, ...]  # (channels, height, width) or (features,)
+    weights: Path | None = None  # pretrained weights from a local file, never a hub
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> str | None:
+        return self.name.split(":", 1)[1] if ":" in self.name else None
+
+
+# --- noise ------------------------------------------------------------------
+
+def check_rate(rate: float) -> float:
+    if not 0.0 <= rate < 1.0:
+        raise NoisyctlError(f"noise rate {rate} is outside [0, 1)")
+    return float(rate)
+
+
+@dataclass
+class NoiseContext:
+    """What a noise generator sees: the clean labels and where they come from."""
+
+    labels: np.ndarray
+    class_names: list[str]
+    rng: np.random.Generator
+    dataset: DatasetData | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_index(self, name_or_index: str | int) -> int:
+        """A class given by name or by index, checked."""
+        key = str(name_or_index).strip()
+        if key in self.class_names:
+            return self.class_names.index(key)
+        if key.isdigit() and int(key) < self.num_classes:
+            return int(key)
+        raise NoisyctlError(f"unknown class '{key}'; classes: {', '.join(self.class_names)}")
+
+
+def choose_exact(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of exactly ``round(rate * n)`` distinct samples, chosen at random."""
+    count = int(round(check_rate(rate) * n))
+    return np.sort(rng.choice(n, size=count, replace=False))
+
+
+# --- dynamics and detectors -------------------------------------------------
+
+class Dynamics(Protocol):
+    """Read access to a run file's recorded dynamics (see docs/schema.md).
+
+    Channels are ``[samples, epochs]`` arrays named as in the schema, e.g.
+    ``train_loss``, ``train_margin``, ``eval_loss``, ``eval_prob``,
+    ``eval_margin``, ``eval_pred``.
+    """
+
+    num_samples: int
+    num_classes: int
+    num_epochs: int
+    given_labels: np.ndarray
+
+    def has_channel(self, name: str) -> bool: ...
+
+    def channel(self, name: str) -> np.ndarray: ...
+
+    def iter_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+        """Yield ``(sample_slice, {channel: [block, epochs] array})`` covering every sample."""
+        ...
+
+
+@dataclass
+class DetectorResult:
+    """Scores follow one convention: higher means more likely mislabeled."""
+
+    scores: np.ndarray
+    flagged: np.ndarray | None = None  # the detector's own decision, when it has one
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Detector(ABC):
+    """A noise detector. ``channels`` lists the dynamics it reads."""
+
+    description: str = ""
+    channels: tuple[str, ...] = ()
+
+    @abstractmethod
+    def score(self, dynamics: Dynamics) -> DetectorResult:
+        ...
+
+
+class BlockDetector(Detector):
+    """A detector whose score of a sample depends on that sample alone.
+
+    The core streams the file in blocks of samples, so memory stays flat.
+    """
+
+    @abstractmethod
+    def score_block(self, block: dict[str, np.ndarray]) -> np.ndarray:
+        ...
+
+    def score(self, dynamics: Dynamics) -> DetectorResult:
+        scores = np.empty(dynamics.num_samples, dtype=np.float64)
+        for where, block in dynamics.iter_blocks(self.channels):
+            scores[where] = self.score_block(block)
+        return DetectorResult(scores)

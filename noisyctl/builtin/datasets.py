@@ -1,0 +1,37 @@
+"""Built-in datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet, hookimpl
+
+
+def load_digits(root=None, test_fraction: float | str = 0.0, **options) -> DatasetData:
+    """scikit-learn's bundled handwritten digits (1,797 8x8 images, 10 classes); no download."""
+    import torch
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    if options:
+        raise NoisyctlError(f"digits takes no option {', '.join(sorted(options))}; it knows test_fraction")
+    test_fraction = float(test_fraction)
+    if not 0.0 <= test_fraction < 1.0:
+        raise NoisyctlError(f"digits: test_fraction {test_fraction} is outside [0, 1)")
+    digits = sklearn_digits()
+    images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)  # [N, 1, 8, 8] in [0, 1]
+    labels = digits.target.astype(np.int64)
+    ids = np.array([f"digits/{i:04d}" for i in range(len(labels))])
+    # A fixed split (independent of any run seed) so every run sees the same test subset.
+    is_test = np.zeros(len(labels), dtype=bool)
+    if test_fraction > 0:
+        order = np.random.default_rng(1797).permutation(len(labels))
+        is_test[order[: int(round(test_fraction * len(labels)))]] = True
+    train = TensorSampleSet(list(ids[~is_test]), labels[~is_test], images[torch.from_numpy(~is_test)])
+    test = TensorSampleSet(list(ids[is_test]), labels[is_test], images[torch.from_numpy(is_test)]) if is_test.any() else None
+    return DatasetData(train=train, test=test, class_names=[str(c) for c in digits.target_names],
+                       input_shape=(1, 8, 8))
+
+
+@hookimpl
+def register_datasets(register):
+    register("digits", load_digits)

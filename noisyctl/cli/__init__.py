@@ -1,0 +1,50 @@
+"""The ``noisyctl`` command line: one typer app per subcommand file, joined here."""
+
+from __future__ import annotations
+
+import typer
+
+from noisyctl import __version__, plugins
+from noisyctl.cli import detect, later, plugin_list, report, run, schema, synth, train
+from noisyctl.cli.common import NoisyctlGroup, fail
+from noisyctl.errors import NoisyctlError
+
+BUILTIN_COMMANDS = (synth, train, detect, report, run, later, plugin_list, schema)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"noisyctl {__version__}")
+        raise typer.Exit()
+
+
+def create_app() -> typer.Typer:
+    app = typer.Typer(
+        cls=NoisyctlGroup, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+        help="Find, measure and fix mislabeled samples from their training dynamics.\n\n"
+             "Pipeline: synth -> train -> detect -> report (or all at once: run RECIPE).")
+
+    @app.callback()
+    def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")):
+        pass
+
+    for module in BUILTIN_COMMANDS:
+        app.add_typer(module.app)
+    for impl in plugins.loaded().manager.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(app=app)
+        except Exception as exc:
+            plugins.warn(f"plugin '{impl.plugin_name}' failed to add commands ({type(exc).__name__}: {exc})")
+    return app
+
+
+def main() -> None:
+    try:
+        app = create_app()
+    except NoisyctlError as exc:  # e.g. two plugins registering one name
+        try:
+            fail(str(exc))
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
+    app(prog_name="noisyctl")

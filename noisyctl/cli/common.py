@@ -1,0 +1,172 @@
+"""What every subcommand shares: the error boundary, output, and recipe options."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from noisyctl.errors import NoisyctlError
+from noisyctl.recipe import Step, load_recipe, nearest
+
+DEBUG_ENV = "NOISYCTL_DEBUG"
+COLLECT_KEY = "noisyctl.collect"  # ctx.meta: true inside `run --json`, whose steps print nothing
+RECIPE_KEY = "noisyctl.recipe"  # ctx.meta: the recipe step being run, recorded in output files
+NOT_RECIPE_KEYS = ("recipe", "json_output")
+
+RECIPE_OPTION = typer.Option(None, "--recipe", help="Take options not given here from this recipe's step "
+                             "for this command.", show_default=False, dir_okay=False)
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document for scripts and CI instead of tables.")
+
+
+def stderr() -> Console:
+    return Console(stderr=True)
+
+
+def stdout() -> Console:
+    return Console()
+
+
+def fail(message: str, code: int = 1) -> None:
+    stderr().print(f"[bold red]error:[/] {escape(' '.join(str(message).split()))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _is_cli_exception(exc: BaseException) -> bool:
+    """Click's own exceptions (usage errors, --help, Exit) carry their exit codes; let them through."""
+    module = type(exc).__module__
+    return module.startswith(("click", "typer"))
+
+
+class NoisyctlGroup(TyperGroup):
+    """The one error boundary: a NoisyctlError becomes one red line and exit 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NoisyctlError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as exc:
+            if _is_cli_exception(exc) or os.environ.get(DEBUG_ENV):
+                raise
+            fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)")
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def emit(ctx: typer.Context, result: dict[str, Any], render: Callable[[Console], None], json_output: bool) -> dict:
+    """Print a command's result as JSON or through ``render``; inside ``run --json`` print nothing."""
+    if ctx.meta.get(COLLECT_KEY):
+        return result
+    if json_output:
+        typer.echo(json.dumps(to_jsonable(result), indent=2))
+    else:
+        render(stdout())
+    return result
+
+
+# --- recipes ----------------------------------------------------------------
+
+def command_names(ctx: typer.Context) -> list[str]:
+    root = ctx.find_root()
+    return list(root.command.list_commands(root))
+
+
+def _as_arg(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def step_argv(command, options: dict[str, Any], where: str) -> list[str]:
+    """A recipe step as the command line that means the same, so the CLI's parser validates it."""
+    params = {p.name: p for p in command.params if p.name not in NOT_RECIPE_KEYS and p.expose_value}
+    argv: list[str] = []
+    positional: list[str] = []
+    for key, value in options.items():
+        param = params.get(key)
+        if param is None:
+            raise NoisyctlError(f"{where}: unknown key '{key}'{nearest(key, list(params))}")
+        if param.param_type_name == "argument":
+            positional.append(_as_arg(value))
+            continue
+        option = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        if getattr(param, "is_flag", False):
+            if not isinstance(value, bool):
+                raise NoisyctlError(f"{where}: '{key}' must be true or false, not {value!r}")
+            if value:
+                argv.append(option)
+            elif param.secondary_opts:
+                argv.append(param.secondary_opts[0])
+            continue
+        if getattr(param, "multiple", False):
+            if isinstance(value, dict):  # KEY=VALUE options written as a mapping
+                values = [f"{k}={json.dumps(v)}" for k, v in value.items()]
+            elif isinstance(value, list):
+                values = [_as_arg(v) for v in value]
+            else:
+                values = [_as_arg(value)]
+        else:
+            values = [_as_arg(value)]
+        argv.extend(f"{option}={v}" for v in values)
+    return argv + (["--"] + positional if positional else [])
+
+
+def parse_step(command, parent: typer.Context, options: dict[str, Any], where: str):
+    """Parse a recipe step with the command's own parser; returns its context (params and their sources)."""
+    argv = step_argv(command, options, where)
+    try:
+        return command.make_context(command.name, argv, parent=parent)
+    except Exception as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        raise NoisyctlError(f"{where}: {message}") from None
+
+
+def recipe_info(recipe_path: Path, step: Step) -> dict[str, Any]:
+    return {"path": str(recipe_path), "step": step.number, "command": step.command, "options": step.options}
+
+
+def with_recipe(ctx: typer.Context) -> dict[str, Any]:
+    """The command's options, with those not given on the command line taken from ``--recipe``."""
+    params = dict(ctx.params)
+    path: Optional[Path] = params.get("recipe")
+    if path is None:
+        return params
+    recipe = load_recipe(path, command_names(ctx))
+    step = recipe.step_for(ctx.command.name)
+    parsed = parse_step(ctx.command, ctx.parent, step.options, step.where(recipe))
+    for name, value in parsed.params.items():
+        given_here = ctx.get_parameter_source(name).name == "COMMANDLINE"
+        if not given_here and parsed.get_parameter_source(name).name == "COMMANDLINE":
+            params[name] = value
+    ctx.meta[RECIPE_KEY] = recipe_info(recipe.path, step)
+    return params
+
+
+def require(value: Any, what: str) -> Any:
+    if value is None:
+        raise NoisyctlError(f"missing {what}: give it on the command line or in the recipe")
+    return value

@@ -1,0 +1,91 @@
+"""``noisyctl detect``: score every sample of a run file with one or more detectors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.tables import metrics_table, suspects_table
+from noisyctl.data import parse_options
+from noisyctl.detection import DEFAULT_DETECTORS, run_detector, top_suspects
+from noisyctl.errors import NoisyctlError
+from noisyctl.fileio import atomic_output
+from noisyctl.store import RunFile, save_scores
+
+app = typer.Typer()
+
+
+def detector_options(pairs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``["ema-loss.alpha=0.01"]`` -> ``{"ema-loss": {"alpha": 0.01}}``."""
+    options: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for pair in pairs:
+        name, dot, rest = pair.partition(".")
+        if not dot or name not in options:
+            raise NoisyctlError(f"detector option '{pair}' must be DETECTOR.KEY=VALUE for a detector "
+                                f"being run ({', '.join(names)})")
+        options[name].update(parse_options([rest], f"detector '{name}'"))
+    return options
+
+
+def write_scores_csv(path: Path, run: RunFile, scores: dict[str, Any]) -> None:
+    names = run.labels.class_names
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_id", "given_label", *scores])
+        columns = list(scores.values())
+        for i, sample_id in enumerate(run.labels.ids):
+            writer.writerow([sample_id, names[run.given_labels[i]], *(f"{c[i]:.6g}" for c in columns)])
+
+
+@app.command()
+def detect(
+    ctx: typer.Context,
+    run: Optional[Path] = typer.Argument(None, help="Run file from `train`.", show_default=False),
+    detector: List[str] = typer.Option([], "--detector", "-d", help="Detector to run (repeat for several; the "
+                                       f"first ranks the suspects). Default: {', '.join(DEFAULT_DETECTORS)}."),
+    detector_option: List[str] = typer.Option([], "--detector-option", help="DETECTOR.KEY=VALUE, e.g. "
+                                              "ema-loss.alpha=0.01."),
+    top: int = typer.Option(10, "--top", "-k", help="How many suspects to list."),
+    scores_out: Optional[Path] = typer.Option(None, "--scores-out", help="Write per-sample scores to this CSV."),
+    save: bool = typer.Option(True, "--save/--no-save", help="Store the scores in the run file."),
+    recipe: Optional[Path] = RECIPE_OPTION,
+    json_output: bool = JSON_OPTION,
+):
+    """Score every sample (higher = more likely mislabeled); judge detectors when the truth is known."""
+    p = with_recipe(ctx)
+    run_path = Path(require(p["run"], "RUN file"))
+    names = list(dict.fromkeys(p["detector"] or DEFAULT_DETECTORS))
+    options = detector_options(p["detector_option"], names)
+    with RunFile(run_path) as run_file:
+        outcomes = [run_detector(run_file, name, options[name]) for name in names]
+        primary = outcomes[0]
+        suspects = top_suspects(run_file, primary.result.scores, max(0, p["top"]))
+        truth = run_file.labels.is_noisy
+        if p["scores_out"] is not None:
+            write_scores_csv(Path(p["scores_out"]), run_file, {o.name: o.result.scores for o in outcomes})
+        samples = run_file.num_samples
+    if p["save"]:
+        save_scores(run_path, {o.name: {"scores": o.result.scores, "flagged": o.result.flagged,
+                                        "description": o.description, "options": o.options, "info": o.result.info}
+                               for o in outcomes})
+    result = {
+        "run": str(run_path), "samples": samples, "noisy": None if truth is None else int(truth.sum()),
+        "primary": primary.name,
+        "detectors": {o.name: {"description": o.description, "options": o.options, "seconds": o.seconds,
+                               "flagged": None if o.result.flagged is None else int(o.result.flagged.sum()),
+                               "metrics": o.metrics, "info": o.result.info, "plugin": o.provenance}
+                      for o in outcomes},
+        "top": suspects, "scores_out": None if p["scores_out"] is None else str(p["scores_out"]),
+        "saved": p["save"],
+    }
+
+    def render(console):
+        console.print(metrics_table(result["detectors"], result["noisy"], samples))
+        if suspects:
+            console.print(suspects_table(suspects, primary.name))
+
+    return emit(ctx, result, render, p["json_output"])

@@ -1,0 +1,101 @@
+"""``noisyctl report``: what a run file holds, in tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.tables import metrics_table, suspects_table
+from noisyctl.detection import top_suspects
+from noisyctl.errors import NoisyctlError
+from noisyctl.metrics import detection_metrics
+from noisyctl.store import RunFile
+
+app = typer.Typer()
+
+EPOCH_COLUMNS = (("train_loss", "train loss", "{:.3f}"), ("train_accuracy", "train acc", "{:.1%}"),
+                 ("eval_accuracy", "eval acc", "{:.1%}"), ("eval_true_accuracy", "acc vs truth", "{:.1%}"),
+                 ("test_accuracy", "test acc", "{:.1%}"), ("learning_rate", "lr", "{:.3g}"),
+                 ("seconds", "seconds", "{:.2f}"))
+
+
+def _shown_epochs(count: int, most: int = 12) -> list[int]:
+    """Every epoch when few, else evenly spaced ones that include the first and the last."""
+    if count <= most:
+        return list(range(count))
+    return sorted(set(np.linspace(0, count - 1, most).round().astype(int).tolist()))
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    run: Optional[Path] = typer.Argument(None, help="Run file from `train` (scored by `detect`).", show_default=False),
+    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Rank suspects by this stored detector "
+                                           "(default: the first stored)."),
+    top: int = typer.Option(10, "--top", "-k", help="How many suspects to list."),
+    recipe: Optional[Path] = RECIPE_OPTION,
+    json_output: bool = JSON_OPTION,
+):
+    """Summarise a run: data, noise, training curves, detector quality and top suspects."""
+    p = with_recipe(ctx)
+    run_path = Path(require(p["run"], "RUN file"))
+    with RunFile(run_path) as run_file:
+        labels = run_file.labels
+        epochs = run_file.epochs()
+        scores = run_file.scores()
+        flags = run_file.flags()
+        truth = labels.is_noisy
+        detectors = {}
+        for name, values in scores.items():
+            attrs = run_file.score_attrs(name)
+            detectors[name] = {
+                "description": attrs.get("description", ""), "options": attrs.get("options", {}),
+                "flagged": int(flags[name].sum()) if name in flags else None,
+                "metrics": None if truth is None else detection_metrics(truth, values, flags.get(name)),
+            }
+        ranked_by = p["detector"] or next(iter(scores), None)
+        if ranked_by is not None and ranked_by not in scores:
+            raise NoisyctlError(f"{run_path} has no '{ranked_by}' scores; it has: {', '.join(scores) or 'none'} "
+                                f"(run `noisyctl detect {run_path} -d {ranked_by}`)")
+        suspects = top_suspects(run_file, scores[ranked_by], max(0, p["top"])) if ranked_by else []
+        result = {
+            "run": str(run_path), "samples": run_file.num_samples, "classes": labels.class_names,
+            "dataset": labels.dataset, "noise": labels.noise,
+            "noisy": None if truth is None else int(truth.sum()),
+            "training": run_file.training, "epochs": {k: v.tolist() for k, v in epochs.items()},
+            "detectors": detectors, "ranked_by": ranked_by, "top": suspects,
+        }
+
+    def render(console):
+        summary = Table(title=f"run {run_path}", show_header=False)
+        summary.add_row("dataset", f"{labels.dataset.get('name')} ({result['samples']:,} samples, "
+                                   f"{len(labels.class_names)} classes)")
+        if labels.noise:
+            n = labels.noise
+            summary.add_row("noise", f"{n['name']} at {n['rate']:.0%}, seed {n['seed']}: {n['flipped']:,} labels flipped")
+        t = run_file.training
+        summary.add_row("model", f"{t.get('model')}, {t.get('epochs')} epochs, {t.get('optimizer')} lr {t.get('lr')}, "
+                                 f"{t.get('device_used')}")
+        console.print(summary)
+        count = len(next(iter(epochs.values()))) if epochs else 0
+        table = Table(title="per epoch")
+        table.add_column("epoch", justify="right")
+        present = [c for c in EPOCH_COLUMNS if c[0] in epochs]
+        for _, header, _ in present:
+            table.add_column(header, justify="right")
+        for e in _shown_epochs(count):
+            table.add_row(str(e + 1), *(fmt.format(float(epochs[key][e])) for key, _, fmt in present))
+        console.print(table)
+        if detectors:
+            console.print(metrics_table(detectors, result["noisy"], result["samples"]))
+        else:
+            console.print(f"no detector scores yet: run `noisyctl detect {run_path}`")
+        if suspects:
+            console.print(suspects_table(suspects, ranked_by))
+
+    return emit(ctx, result, render, p["json_output"])

@@ -1,0 +1,63 @@
+"""Rich tables shared by `detect` and `report`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def metrics_table(detectors: dict[str, dict[str, Any]], noisy: int | None, samples: int) -> Table:
+    """One row per detector: AUC, mAP, precision/recall at k = #noisy, its own flag count, time."""
+    title = "detectors"
+    if noisy is not None:
+        title += f": {noisy:,} of {samples:,} labels are wrong, k = {noisy:,}"
+    any_flags = any(d.get("flagged") is not None for d in detectors.values())
+    table = Table(title=title)
+    table.add_column("detector", style="bold")
+    if noisy is not None:
+        for name in ("AUC", "mAP", "P@k", "R@k"):
+            table.add_column(name, justify="right")
+    if any_flags:
+        table.add_column("flagged", justify="right")
+    table.add_column("seconds", justify="right")
+    best = max((d["metrics"]["map"] for d in detectors.values() if d.get("metrics") and d["metrics"]["map"]
+                is not None), default=None)
+    for name, d in detectors.items():
+        row = [name]
+        m = d.get("metrics")
+        if noisy is not None and m:
+            ap = _fmt(m["map"])
+            row += [_fmt(m["auc"]), f"[green]{ap}[/]" if m["map"] == best else ap,
+                    _fmt(m["precision_at_k"]), _fmt(m["recall_at_k"])]
+        if any_flags:
+            row.append("-" if d.get("flagged") is None else f"{d['flagged']:,}")
+        row.append(_fmt(d.get("seconds"), "{:.2f}"))
+        table.add_row(*row)
+    return table
+
+
+def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
+    truth_known = bool(rows) and rows[0]["true"] is not None
+    table = Table(title=f"top {len(rows)} suspects by {detector}")
+    table.add_column("#", justify="right")
+    table.add_column("sample id")
+    table.add_column("given")
+    if truth_known:
+        table.add_column("true")
+    table.add_column("suggested")
+    table.add_column("score", justify="right")
+    for row in rows:
+        cells = [str(row["rank"]), row["id"], row["given"]]
+        if truth_known:
+            mark = "[red]" if row["is_noisy"] else "[dim]"
+            cells.append(f"{mark}{row['true']}[/]")
+        cells += [row["suggested"] or "-", f"{row['score']:.4g}"]
+        table.add_row(*cells)
+    if truth_known:
+        table.caption = "red: the given label is wrong"
+    return table

@@ -1,0 +1,94 @@
+"""``noisyctl train``: train a model and record every sample's dynamics to a run file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset, load_dataset, parse_options
+from noisyctl.errors import NoisyctlError
+from noisyctl.store import read_labels
+from noisyctl.training import TrainOptions, train as train_run
+
+app = typer.Typer()
+DEFAULTS = TrainOptions()
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels file from `synth` (its dataset is "
+                                          "loaded from the file's record)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on a dataset's own labels instead."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (with --dataset)."),
+    dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run file to write (.h5)."),
+    model: str = typer.Option(DEFAULTS.model, "--model", "-m", help="Model plugin: small-cnn, timm:<name>, ..."),
+    model_option: List[str] = typer.Option([], "--model-option", "-M", help="Model option KEY=VALUE."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Pretrained weights from a local file "
+                                           "(.safetensors or a torch state dict); never downloaded."),
+    epochs: int = typer.Option(DEFAULTS.epochs, "--epochs", "-e"),
+    batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", "-b"),
+    optimizer: str = typer.Option(DEFAULTS.optimizer, "--optimizer", help="sgd, adamw or adam."),
+    lr: float = typer.Option(DEFAULTS.lr, "--lr", help="Peak learning rate."),
+    momentum: float = typer.Option(DEFAULTS.momentum, "--momentum", help="SGD momentum (Nesterov when > 0)."),
+    weight_decay: float = typer.Option(DEFAULTS.weight_decay, "--weight-decay"),
+    schedule: str = typer.Option(DEFAULTS.schedule, "--schedule", help="cosine, step (/10 at 50% and 75%) or constant."),
+    seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of initialisation, order and augmentation."),
+    device: str = typer.Option(DEFAULTS.device, "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: bool = typer.Option(DEFAULTS.amp, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
+    workers: int = typer.Option(DEFAULTS.workers, "--workers", help="DataLoader worker processes."),
+    record_eval: bool = typer.Option(DEFAULTS.record_eval, "--record-eval/--no-record-eval",
+                                     help="After each epoch, record eval-mode loss, probability, margin and "
+                                          "prediction of every training sample (one extra forward pass)."),
+    eval_batch_size: int = typer.Option(DEFAULTS.eval_batch_size, "--eval-batch-size"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run checkpointed in OUT.ckpt/."),
+    restart: bool = typer.Option(False, "--restart", help="Discard OUT.ckpt/ of an interrupted run and start over."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    recipe: Optional[Path] = RECIPE_OPTION,
+    json_output: bool = JSON_OPTION,
+):
+    """Train a model on (possibly noisy) labels and record every sample's training dynamics."""
+    p = with_recipe(ctx)
+    out_path = Path(require(p["out"], "--out"))
+    if p["labels"] is not None and p["dataset"] is not None:
+        raise NoisyctlError("give --labels or --dataset, not both (a labels file names its dataset)")
+    if p["labels"] is not None:
+        sample_labels = read_labels(p["labels"])
+        data = load_dataset(sample_labels.dataset)
+        check_labels_match(sample_labels, data, str(p["labels"]))
+    elif p["dataset"] is not None:
+        spec = dataset_spec(p["dataset"], p["data_root"], parse_options(p["dataset_option"], "dataset"))
+        data = load_dataset(spec)
+        sample_labels = labels_from_dataset(spec, data)
+    else:
+        raise NoisyctlError("give --labels FILE (from synth) or --dataset NAME")
+    options = TrainOptions(
+        model=p["model"], model_options=parse_options(p["model_option"], "model"),
+        weights=str(p["weights"]) if p["weights"] else None, epochs=p["epochs"], batch_size=p["batch_size"],
+        optimizer=p["optimizer"], lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
+        schedule=p["schedule"], seed=p["seed"], device=p["device"], amp=p["amp"], workers=p["workers"],
+        record_eval=p["record_eval"], eval_batch_size=p["eval_batch_size"])
+    result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
+                       show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))
+
+    def render(console):
+        last = result["last_epoch"]
+        table = Table(title=f"trained {options.model} for {options.epochs} epochs on {result['device']}",
+                      show_header=False)
+        table.add_row("train accuracy (given labels)", f"{last['train_accuracy']:.1%}")
+        if "eval_accuracy" in last:
+            table.add_row("eval accuracy (given labels)", f"{last['eval_accuracy']:.1%}")
+        if "eval_true_accuracy" in last:
+            table.add_row("eval accuracy (true labels)", f"{last['eval_true_accuracy']:.1%}")
+        if "test_accuracy" in last:
+            table.add_row("test accuracy", f"{last['test_accuracy']:.1%}")
+        table.add_row("wall time", f"{result['seconds']:.1f} s")
+        table.add_row("run file", result["out"])
+        console.print(table)
+
+    return emit(ctx, result, render, p["json_output"])

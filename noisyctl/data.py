@@ -1,0 +1,76 @@
+"""Loading datasets by name and tying labels files to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import yaml
+
+from noisyctl import plugins
+from noisyctl.api import DatasetData
+from noisyctl.errors import NoisyctlError
+from noisyctl.store import Labels
+
+
+def parse_options(pairs: list[str] | tuple[str, ...] | dict | None, what: str) -> dict[str, Any]:
+    """``["rate=0.2", "pairs=cat:dog"]`` -> ``{"rate": 0.2, "pairs": "cat:dog"}`` (values read as YAML scalars)."""
+    if not pairs:
+        return {}
+    if isinstance(pairs, dict):
+        return dict(pairs)
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise NoisyctlError(f"{what} option '{pair}' is not KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            options[key.strip()] = value
+    return options
+
+
+def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "root": None if root is None else str(root), "options": options}
+
+
+def load_dataset(spec: dict[str, Any]) -> DatasetData:
+    registration = plugins.get("dataset", spec["name"])
+    try:
+        data = registration.obj(spec.get("root"), **(spec.get("options") or {}))
+    except TypeError as exc:  # an option the loader does not take
+        raise NoisyctlError(f"dataset '{spec['name']}': {exc}") from None
+    if len(data.train) == 0:
+        raise NoisyctlError(f"dataset '{spec['name']}' has no training samples")
+    bad = (data.train.labels < 0) | (data.train.labels >= data.num_classes)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise NoisyctlError(f"dataset '{spec['name']}': sample {data.train.ids[first]} has label "
+                            f"{data.train.labels[first]} outside 0..{data.num_classes - 1}")
+    return data
+
+
+def labels_from_dataset(spec: dict[str, Any], data: DatasetData) -> Labels:
+    """The dataset's own labels, truth unknown (a real dataset, not a synthesized one)."""
+    return Labels(ids=list(data.train.ids), given_labels=data.train.labels.copy(),
+                  class_names=list(data.class_names), dataset=spec,
+                  plugins={f"dataset:{spec['name']}": provenance("dataset", spec["name"])})
+
+
+def check_labels_match(labels: Labels, data: DatasetData, source: str) -> None:
+    if len(labels.ids) != len(data.train.ids):
+        raise NoisyctlError(f"{source} has {len(labels.ids)} samples but dataset "
+                            f"'{labels.dataset.get('name')}' has {len(data.train.ids)}: it was made for other data")
+    if labels.ids != list(data.train.ids):
+        first = next(i for i, (a, b) in enumerate(zip(labels.ids, data.train.ids)) if a != b)
+        raise NoisyctlError(f"{source} does not match dataset '{labels.dataset.get('name')}': sample {first} is "
+                            f"'{labels.ids[first]}' in the file but '{data.train.ids[first]}' in the data")
+    if labels.class_names != list(data.class_names):
+        raise NoisyctlError(f"{source} has classes {labels.class_names[:5]}... but the dataset has "
+                            f"{list(data.class_names)[:5]}...")
+
+
+def provenance(kind: str, name: str) -> list[str]:
+    registration = plugins.get(kind, name)
+    return [registration.distribution, registration.version]

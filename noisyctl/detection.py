@@ -1,0 +1,110 @@
+"""Running detectors on a run file, judging them when the truth is known, and naming suspects."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from noisyctl import plugins
+from noisyctl.api import Detector, DetectorResult
+from noisyctl.errors import NoisyctlError
+from noisyctl.metrics import detection_metrics, ranking
+from noisyctl.store import RunFile
+
+DEFAULT_DETECTORS = ("aum", "loss", "ema-loss")
+
+
+@dataclass
+class Outcome:
+    name: str
+    description: str
+    result: DetectorResult
+    options: dict[str, Any]
+    seconds: float
+    metrics: dict[str, Any] | None = None
+    provenance: list[str] = field(default_factory=list)
+
+
+def make_detector(name: str, options: dict[str, Any]) -> tuple[Detector, Any]:
+    registration = plugins.get("detector", name)
+    try:
+        detector = registration.obj(**options)
+    except TypeError as exc:
+        raise NoisyctlError(f"detector '{name}' does not take options {sorted(options)}: {exc}") from None
+    return detector, registration
+
+
+def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None) -> Outcome:
+    options = options or {}
+    detector, registration = make_detector(name, options)
+    missing = [c for c in detector.channels if not run.has_channel(c)]
+    if missing:
+        raise NoisyctlError(f"detector '{name}' needs the '{missing[0]}' dynamics, which {run.path} lacks "
+                            f"(train records eval_* channels unless --no-record-eval)")
+    started = time.perf_counter()
+    try:
+        result = detector.score(run)
+    except NoisyctlError:
+        raise
+    except Exception as exc:
+        raise NoisyctlError(f"detector '{name}' from {registration.provenance()} failed: "
+                            f"{type(exc).__name__}: {exc}") from None
+    seconds = time.perf_counter() - started
+    scores = np.asarray(result.scores, dtype=np.float64)
+    if scores.shape != (run.num_samples,):
+        raise NoisyctlError(f"detector '{name}' from {registration.provenance()} returned {scores.shape} scores "
+                            f"for {run.num_samples} samples")
+    # A non-finite score would poison rankings and metrics; treat it as most suspicious and say so.
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        result.info["non_finite_scores"] = int(bad.sum())
+        scores[bad] = scores[~bad].max() + 1.0 if (~bad).any() else 0.0
+    result.scores = scores
+    if result.flagged is not None:
+        result.flagged = np.asarray(result.flagged, dtype=bool)
+    outcome = Outcome(name, registration.description, result, options, seconds,
+                      provenance=[registration.distribution, registration.version])
+    truth = run.labels.is_noisy
+    if truth is not None:
+        outcome.metrics = detection_metrics(truth, scores, result.flagged)
+    return outcome
+
+
+def suggested_labels(run: RunFile) -> np.ndarray | None:
+    """The class the model most often predicted instead of the given label (eval passes).
+
+    Falls back to the given label for samples the model always agreed with.
+    """
+    if not run.has_channel("eval_pred"):
+        return None
+    suggestions = run.given_labels.copy()
+    for where, block in run.iter_blocks(("eval_pred",)):
+        preds = block["eval_pred"].astype(np.int64)
+        given = run.given_labels[where]
+        counts = np.zeros((preds.shape[0], run.num_classes), dtype=np.int32)
+        rows = np.repeat(np.arange(preds.shape[0]), preds.shape[1])
+        np.add.at(counts, (rows, preds.ravel()), 1)
+        counts[np.arange(len(given)), given] = 0
+        disagree = counts.max(axis=1) > 0
+        suggestions[where] = np.where(disagree, counts.argmax(axis=1), given)
+    return suggestions
+
+
+def top_suspects(run: RunFile, scores: np.ndarray, k: int) -> list[dict[str, Any]]:
+    names = run.labels.class_names
+    suggestions = suggested_labels(run)
+    truth = run.labels.true_labels
+    rows = []
+    for rank, i in enumerate(ranking(scores)[:k], start=1):
+        rows.append({
+            "rank": rank, "index": int(i), "id": run.labels.ids[i],
+            "given": names[run.given_labels[i]],
+            "true": None if truth is None else names[truth[i]],
+            "suggested": None if suggestions is None else names[suggestions[i]],
+            "score": float(scores[i]),
+            "is_noisy": None if truth is None else bool(truth[i] != run.given_labels[i]),
+        })
+    return rows

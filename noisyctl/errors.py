@@ -1,0 +1,9 @@
+"""The one error type the CLI turns into a single red line and a non-zero exit."""
+
+
+class NoisyctlError(Exception):
+    """A problem the user can fix: bad input, a missing file, an unknown name.
+
+    Not a subclass of KeyError or ValueError on purpose: the message is printed
+    as it is, and code never catches it by accident as a programming error.
+    """

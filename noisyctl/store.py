@@ -1,0 +1,373 @@
+"""The HDF5 file format shared by every subcommand, defined once.
+
+Two kinds of file use one schema: a *labels* file (``synth`` output: which
+sample carries which label, and the truth when known) and a *run* file
+(``train`` output: the labels plus the recorded dynamics, per-epoch figures and,
+after ``detect``, detector scores). ``FIELDS`` and ``ATTRIBUTES`` below are the
+schema; every write goes through :func:`write_field`, and ``docs/schema.md`` is
+generated from them (``noisyctl schema --markdown``), so code and docs cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+from noisyctl.errors import NoisyctlError
+from noisyctl.fileio import atomic_output
+
+SCHEMA_NAME = "noisyctl"
+SCHEMA_VERSION = 1
+LABELS, RUN = "labels", "run"
+BOTH = (LABELS, RUN)
+
+# Chunks of [samples, epochs] arrays hold CHUNK_EPOCHS epochs of a few thousand
+# samples (~256 KiB): one sample's whole series and one epoch's column are both
+# a handful of chunk reads.
+CHUNK_EPOCHS = 16
+CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Field:
+    path: str
+    dtype: str
+    shape: str
+    files: tuple[str, ...]
+    required: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: str
+    files: tuple[str, ...]
+    required: bool
+    description: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("samples/id", "string", "N", BOTH, True,
+          "Stable sample id: a path relative to the dataset root, or the dataset's own key."),
+    Field("samples/given_label", "int32", "N", BOTH, True,
+          "The label training uses (after synthesized noise, when there is some)."),
+    Field("samples/true_label", "int32", "N", BOTH, False,
+          "The label before noise was synthesized; present only when the truth is known."),
+    Field("samples/is_noisy", "bool", "N", BOTH, False,
+          "given_label != true_label; present only when the truth is known."),
+    Field("classes/name", "string", "C", BOTH, True, "Class names; a label is an index into this."),
+    Field("dynamics/train_loss", "float32", "N x E", (RUN,), True,
+          "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
+          "(taken from the training forward pass, so free)."),
+    Field("dynamics/train_margin", "float32", "N x E", (RUN,), True,
+          "Training-mode logit margin z_y - max_{k!=y} z_k at that presentation (AUM's margin)."),
+    Field("dynamics/train_step", "int32", "N x E", (RUN,), True,
+          "Global optimizer step at which the sample was presented; orders presentations."),
+    Field("dynamics/eval_loss", "float32", "N x E", (RUN,), False,
+          "Eval-mode cross-entropy of the given label after epoch e (recording pass)."),
+    Field("dynamics/eval_prob", "float32", "N x E", (RUN,), False,
+          "Eval-mode softmax probability of the given label after epoch e."),
+    Field("dynamics/eval_margin", "float32", "N x E", (RUN,), False,
+          "Eval-mode logit margin of the given label after epoch e."),
+    Field("dynamics/eval_pred", "int32", "N x E", (RUN,), False,
+          "Eval-mode predicted class (argmax) after epoch e."),
+    Field("epochs/train_loss", "float32", "E", (RUN,), True,
+          "Mean training-mode loss over the epoch's presentations."),
+    Field("epochs/train_accuracy", "float32", "E", (RUN,), True,
+          "Training-mode accuracy against the given labels during the epoch."),
+    Field("epochs/eval_accuracy", "float32", "E", (RUN,), False,
+          "Eval-mode accuracy against the given labels after the epoch."),
+    Field("epochs/eval_true_accuracy", "float32", "E", (RUN,), False,
+          "Eval-mode accuracy against the true labels after the epoch (truth known only)."),
+    Field("epochs/test_accuracy", "float32", "E", (RUN,), False,
+          "Accuracy on the dataset's clean test subset after the epoch (when it has one)."),
+    Field("epochs/learning_rate", "float32", "E", (RUN,), True, "Learning rate used during the epoch."),
+    Field("epochs/seconds", "float32", "E", (RUN,), True, "Wall time of the epoch, recording included."),
+    Field("scores/<detector>", "float32", "N", (RUN,), False,
+          "A detector's score (higher = more likely mislabeled). Attributes: description, "
+          "options (JSON), info (JSON)."),
+    Field("flags/<detector>", "bool", "N", (RUN,), False,
+          "The detector's own decision that a sample is mislabeled, for detectors that make one."),
+)
+
+ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute("schema", "string", BOTH, True, 'Always "noisyctl".'),
+    Attribute("schema_version", "int", BOTH, True, f"Schema version; this document describes {SCHEMA_VERSION}."),
+    Attribute("file_kind", "string", BOTH, True, '"labels" (from synth) or "run" (from train).'),
+    Attribute("noisyctl_version", "string", BOTH, True, "Version of noisyctl that wrote the file."),
+    Attribute("created_utc", "string", BOTH, True, "ISO 8601 time the file was written."),
+    Attribute("dataset", "JSON", BOTH, True, 'The dataset to load: {"name", "root", "options"}.'),
+    Attribute("noise", "JSON", BOTH, False,
+              'Synthesized noise: {"name", "rate", "seed", "options", "flipped"}; absent for given labels.'),
+    Attribute("plugins", "JSON", BOTH, True,
+              'Plugins that produced the file: {"kind:name": [distribution, version]}.'),
+    Attribute("training", "JSON", (RUN,), True,
+              "Every train option (model, epochs, optimizer, seed, ...) and the device used."),
+    Attribute("recipe", "JSON", BOTH, False, "The recipe step that produced the file, when run from a recipe."),
+    Attribute("num_epochs", "int", (RUN,), True, "Number of epochs recorded (E)."),
+)
+
+_DTYPES = {
+    "int32": np.int32,
+    "float32": np.float32,
+    "bool": np.bool_,
+    "string": h5py.string_dtype("utf-8"),
+}
+
+# The channels a detector can ask for: the [N x E] fields under dynamics/.
+CHANNELS = tuple(f.path.split("/", 1)[1] for f in FIELDS if f.path.startswith("dynamics/"))
+
+
+def field_for(path: str) -> Field:
+    for f in FIELDS:
+        if f.path == path or (f.path.endswith("/<detector>") and path.rsplit("/", 1)[0] == f.path.rsplit("/", 1)[0]):
+            return f
+    raise ValueError(f"{path} is not part of schema version {SCHEMA_VERSION}")
+
+
+def create_field(h5: h5py.File, path: str, shape: tuple[int, ...], **attrs: Any) -> h5py.Dataset:
+    """Create one schema field with the dtype, chunking and compression the schema gives it.
+
+    Callers fill it in slices, so large [N x E] arrays never sit in memory whole.
+    """
+    f = field_for(path)
+    dtype = _DTYPES[f.dtype]
+    options: dict[str, Any] = {}
+    size = int(np.prod(shape))
+    if f.shape == "N x E" and size:
+        rows = max(1, CHUNK_BYTES // (np.dtype(dtype).itemsize * CHUNK_EPOCHS))
+        options["chunks"] = (min(shape[0], rows), min(shape[1], CHUNK_EPOCHS))
+    # Floats are close to incompressible; labels, predictions, flags and ids shrink a lot.
+    if f.dtype != "float32" and size:
+        options.update(compression="gzip", compression_opts=4, shuffle=f.dtype != "string")
+    if path in h5:
+        del h5[path]
+    dataset = h5.create_dataset(path, shape=shape, dtype=dtype, **options)
+    for key, value in attrs.items():
+        dataset.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    return dataset
+
+
+def write_field(h5: h5py.File, path: str, data: Any, **attrs: Any) -> h5py.Dataset:
+    """Create a schema field and write ``data`` into it whole."""
+    is_string = field_for(path).dtype == "string"
+    data = np.asarray(data, dtype=object if is_string else None)
+    dataset = create_field(h5, path, data.shape, **attrs)
+    if data.size:
+        dataset[...] = data
+    return dataset
+
+
+def set_root_attrs(h5: h5py.File, **attrs: Any) -> None:
+    known = {a.name for a in ATTRIBUTES}
+    for name, value in attrs.items():
+        if name not in known:
+            raise ValueError(f"attribute {name} is not part of schema version {SCHEMA_VERSION}")
+        if value is None:
+            continue
+        h5.attrs[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
+def new_file(h5: h5py.File, kind: str, **attrs: Any) -> None:
+    from datetime import datetime, timezone
+
+    from noisyctl import __version__
+
+    set_root_attrs(h5, schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, file_kind=kind,
+                   noisyctl_version=__version__,
+                   created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"), **attrs)
+
+
+def _json_attr(h5: h5py.File, name: str) -> Any:
+    value = h5.attrs.get(name)
+    return None if value is None else json.loads(value)
+
+
+def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> h5py.File:
+    """Open a noisyctl file, refusing anything else with a one-line reason."""
+    path = Path(path)
+    if not path.exists():
+        raise NoisyctlError(f"{path} does not exist")
+    if path.is_dir():
+        raise NoisyctlError(f"{path} is a folder, not a noisyctl file")
+    try:
+        h5 = h5py.File(path, mode)
+    except OSError:
+        raise NoisyctlError(f"{path} is not a readable HDF5 file (truncated, corrupt or another format)") from None
+    try:
+        if h5.attrs.get("schema") != SCHEMA_NAME:
+            raise NoisyctlError(f"{path} is an HDF5 file but not a noisyctl file")
+        version = int(h5.attrs.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            advice = ("upgrade noisyctl to read it" if version > SCHEMA_VERSION
+                      else "re-create it with this noisyctl (synth/train again)")
+            raise NoisyctlError(f"{path} uses noisyctl schema version {version}, this noisyctl reads "
+                                f"version {SCHEMA_VERSION}: {advice}")
+        kind = h5.attrs.get("file_kind")
+        if want == RUN and kind != RUN:
+            raise NoisyctlError(f"{path} is a {kind} file, not a run file: train on it first "
+                                f"(noisyctl train --labels {path} --out run.h5)")
+        for f in FIELDS:
+            if f.required and kind in f.files and f.path not in h5:
+                raise NoisyctlError(f"{path} is damaged: it lacks {f.path}")
+    except BaseException:
+        h5.close()
+        raise
+    return h5
+
+
+@dataclass
+class Labels:
+    """The sample table of a labels or run file."""
+
+    ids: list[str]
+    given_labels: np.ndarray
+    class_names: list[str]
+    dataset: dict[str, Any]
+    true_labels: np.ndarray | None = None
+    noise: dict[str, Any] | None = None
+    plugins: dict[str, Any] | None = None
+
+    @property
+    def is_noisy(self) -> np.ndarray | None:
+        return None if self.true_labels is None else self.given_labels != self.true_labels
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def write(self, h5: h5py.File) -> None:
+        write_field(h5, "samples/id", np.array(self.ids, dtype=object))
+        write_field(h5, "samples/given_label", self.given_labels)
+        if self.true_labels is not None:
+            write_field(h5, "samples/true_label", self.true_labels)
+            write_field(h5, "samples/is_noisy", self.is_noisy)
+        write_field(h5, "classes/name", np.array(self.class_names, dtype=object))
+
+
+def _read_labels(h5: h5py.File) -> Labels:
+    return Labels(
+        ids=[s.decode() if isinstance(s, bytes) else s for s in h5["samples/id"][:]],
+        given_labels=h5["samples/given_label"][:].astype(np.int64),
+        class_names=[s.decode() if isinstance(s, bytes) else s for s in h5["classes/name"][:]],
+        dataset=_json_attr(h5, "dataset") or {},
+        true_labels=h5["samples/true_label"][:].astype(np.int64) if "samples/true_label" in h5 else None,
+        noise=_json_attr(h5, "noise"),
+        plugins=_json_attr(h5, "plugins"),
+    )
+
+
+def read_labels(path: str | Path) -> Labels:
+    with open_checked(path) as h5:
+        return _read_labels(h5)
+
+
+def write_labels_file(path: str | Path, labels: Labels, recipe: dict | None = None) -> None:
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        new_file(h5, LABELS, dataset=labels.dataset, noise=labels.noise,
+                 plugins=labels.plugins or {}, recipe=recipe)
+        labels.write(h5)
+
+
+class RunFile:
+    """A run file opened for reading; implements :class:`noisyctl.api.Dynamics`."""
+
+    # Rows per streamed block: a multiple of the chunk rows, ~64 MiB per float32 channel at 256 epochs.
+    BLOCK_ROWS = 65536
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._h5 = open_checked(self.path, want=RUN)
+        self.labels = _read_labels(self._h5)
+        self.num_samples = len(self.labels.ids)
+        self.num_classes = self.labels.num_classes
+        self.num_epochs = int(self._h5.attrs["num_epochs"])
+        self.given_labels = self.labels.given_labels
+        self.training = _json_attr(self._h5, "training") or {}
+
+    def __enter__(self) -> "RunFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def has_channel(self, name: str) -> bool:
+        return f"dynamics/{name}" in self._h5
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        if not self.has_channel(name):
+            hint = " (train records eval_* channels unless --no-record-eval)" if name.startswith("eval_") else ""
+            raise NoisyctlError(f"{self.path} has no '{name}' dynamics{hint}")
+        return self._h5[f"dynamics/{name}"]
+
+    def channel(self, name: str) -> np.ndarray:
+        return self._dataset(name)[:]
+
+    def iter_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+        datasets = {name: self._dataset(name) for name in channels}
+        for start in range(0, self.num_samples, self.BLOCK_ROWS):
+            where = slice(start, min(start + self.BLOCK_ROWS, self.num_samples))
+            yield where, {name: ds[where] for name, ds in datasets.items()}
+
+    def epochs(self) -> dict[str, np.ndarray]:
+        return {name: ds[:] for name, ds in self._h5["epochs"].items()}
+
+    def scores(self) -> dict[str, np.ndarray]:
+        if "scores" not in self._h5:
+            return {}
+        return {name: ds[:] for name, ds in self._h5["scores"].items()}
+
+    def flags(self) -> dict[str, np.ndarray]:
+        if "flags" not in self._h5:
+            return {}
+        return {name: ds[:] for name, ds in self._h5["flags"].items()}
+
+    def score_attrs(self, name: str) -> dict[str, Any]:
+        attrs = self._h5[f"scores/{name}"].attrs
+        return {k: (json.loads(v) if k in ("options", "info") else v) for k, v in attrs.items()}
+
+
+def save_scores(path: str | Path, results: dict[str, dict[str, Any]]) -> None:
+    """Store detector results in a run file, atomically (copy, write, move into place).
+
+    ``results`` maps a detector name to ``{"scores", "flagged", "description", "options", "info"}``.
+    """
+    with open_checked(path, want=RUN):
+        pass
+    with atomic_output(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as h5:
+            for name, result in results.items():
+                write_field(h5, f"scores/{name}", result["scores"], description=result.get("description", ""),
+                            options=result.get("options", {}), info=result.get("info", {}))
+                if f"flags/{name}" in h5:
+                    del h5[f"flags/{name}"]
+                if result.get("flagged") is not None:
+                    write_field(h5, f"flags/{name}", result["flagged"])
+
+
+def schema_markdown() -> str:
+    """The schema as the Markdown tables in docs/schema.md."""
+    lines = [f"Schema version: **{SCHEMA_VERSION}**", "",
+             "### Root attributes", "",
+             "| attribute | type | files | required | meaning |", "| --- | --- | --- | --- | --- |"]
+    for a in ATTRIBUTES:
+        lines.append(f"| `{a.name}` | {a.type} | {', '.join(a.files)} | {'yes' if a.required else 'no'} | "
+                     f"{a.description} |")
+    lines += ["", "### Datasets", "",
+              "| path | dtype | shape | files | required | meaning |", "| --- | --- | --- | --- | --- | --- |"]
+    for f in FIELDS:
+        lines.append(f"| `{f.path}` | {f.dtype} | {f.shape} | {', '.join(f.files)} | "
+                     f"{'yes' if f.required else 'no'} | {f.description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,427 @@
+"""The training loop that records per-sample dynamics.
+
+Every presentation's training-mode loss and margin come from the training
+forward pass itself (no extra compute); after each epoch an optional eval-mode
+pass over the training set records loss, probability, margin and prediction.
+
+Crash safety: each finished epoch is written as one shard (``epoch_NNNNN.npz``)
+and then a checkpoint (``state.pt``) into ``OUT.ckpt/``, both atomically. The
+run file is assembled from the shards at the end and moved into place, so no
+epoch is ever half-visible, and ``--resume`` continues a killed run from its
+last checkpoint with the same result as an uninterrupted run (epoch order,
+augmentation and dropout are seeded per epoch, not carried as RNG state).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from noisyctl import plugins
+from noisyctl.api import DatasetData, ModelSpec
+from noisyctl.errors import NoisyctlError
+from noisyctl.fileio import atomic_output
+from noisyctl.store import CHUNK_EPOCHS, RUN, Labels, create_field, new_file, write_field
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+SCHEDULES = ("cosine", "constant", "step")
+EPOCH_FIGURES = ("train_loss", "train_accuracy", "eval_accuracy", "eval_true_accuracy", "test_accuracy",
+                 "learning_rate", "seconds")
+
+
+@dataclass
+class TrainOptions:
+    model: str = "small-cnn"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision, CUDA only
+    workers: int = 0
+    record_eval: bool = True
+    eval_batch_size: int = 512
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise NoisyctlError(f"epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise NoisyctlError("batch sizes must be at least 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise NoisyctlError(f"unknown optimizer '{self.optimizer}'; available: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise NoisyctlError(f"unknown schedule '{self.schedule}'; available: {', '.join(SCHEDULES)}")
+        if not self.lr > 0:
+            raise NoisyctlError(f"learning rate must be positive, not {self.lr}")
+        if self.workers < 0:
+            raise NoisyctlError("workers cannot be negative")
+
+    def learning_rate(self, epoch: int) -> float:
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        if self.schedule == "step":  # /10 at 50% and 75% of training
+            return self.lr * (0.1 ** sum(epoch >= m * self.epochs for m in (0.5, 0.75)))
+        return self.lr
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise NoisyctlError("--device cuda was asked for but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise NoisyctlError(f"unknown device '{name}'; use auto, cpu or cuda") from None
+
+
+def build_model(options: TrainOptions, data: DatasetData):
+    registration = plugins.get("model", options.model)
+    spec = ModelSpec(name=options.model, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+                     weights=Path(options.weights) if options.weights else None, options=dict(options.model_options))
+    try:
+        return registration.obj(spec), registration
+    except TypeError as exc:
+        raise NoisyctlError(f"model '{options.model}': {exc}") from None
+
+
+def margins(logits, labels):
+    """z_y - max_{k != y} z_k per row (AUM's margin)."""
+    import torch
+
+    assigned = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return assigned - others.max(dim=1).values if logits.shape[1] > 1 else torch.zeros_like(assigned)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _fingerprint(options: TrainOptions, labels: Labels) -> str:
+    digest = hashlib.sha256(json.dumps(asdict(options), sort_keys=True, default=str).encode())
+    digest.update(np.ascontiguousarray(labels.given_labels).tobytes())
+    return digest.hexdigest()
+
+
+class Checkpoints:
+    """The ``OUT.ckpt/`` folder of an unfinished run: per-epoch shards and the latest state."""
+
+    def __init__(self, out: Path) -> None:
+        self.folder = out.with_name(out.name + ".ckpt")
+        self.state_path = self.folder / "state.pt"
+
+    def shard(self, epoch: int) -> Path:
+        return self.folder / f"epoch_{epoch:05d}.npz"
+
+    def exists(self) -> bool:
+        return self.state_path.exists()
+
+    def load_state(self) -> dict[str, Any]:
+        import torch
+
+        try:
+            return torch.load(self.state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise NoisyctlError(f"checkpoint {self.state_path} is unreadable ({type(exc).__name__}); "
+                                f"start again with --restart") from None
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        import torch
+
+        with atomic_output(self.state_path) as tmp:
+            torch.save(state, tmp)
+
+    def save_shard(self, epoch: int, arrays: dict[str, np.ndarray]) -> None:
+        with atomic_output(self.shard(epoch)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Trainer:
+    def __init__(self, labels: Labels, data: DatasetData, options: TrainOptions) -> None:
+        import torch
+
+        options.check()
+        self.labels, self.data, self.options = labels, data, options
+        self.device = resolve_device(options.device)
+        self.use_amp = options.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(options.seed)
+        self.model, self.model_registration = build_model(options, data)
+        self.model.to(self.device)
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.given = torch.as_tensor(labels.given_labels, dtype=torch.long)
+        self.true = None if labels.true_labels is None else torch.as_tensor(labels.true_labels, dtype=torch.long)
+        self.step = 0
+
+    def _optimizer(self):
+        import torch
+
+        o = self.options
+        params = self.model.parameters()
+        if o.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=o.momentum > 0)
+        if o.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+
+    def _loader(self, sample_set, batch_size: int, order=None, seed: int = 0):
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        return torch.utils.data.DataLoader(
+            sample_set, batch_size=batch_size, sampler=order, shuffle=False, num_workers=self.options.workers,
+            pin_memory=self.device.type == "cuda", generator=generator,
+            persistent_workers=False)
+
+    def _autocast(self):
+        import torch
+
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp)
+
+    def train_epoch(self, epoch: int, on_batch=None) -> dict[str, Any]:
+        """One pass over the training set in a per-epoch seeded order; records loss and margin per sample."""
+        import torch
+        import torch.nn.functional as F
+
+        n = len(self.labels.ids)
+        seed = _epoch_seed(self.options.seed, epoch)
+        torch.manual_seed(seed)  # augmentation and dropout draw from here: same epoch, same draws
+        order = np.random.default_rng(seed).permutation(n).tolist()
+        lr = self.options.learning_rate(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        # Per-sample records stay on the device until the epoch ends: no sync per batch.
+        loss_rec = torch.full((n,), float("nan"), device=self.device)
+        margin_rec = torch.full((n,), float("nan"), device=self.device)
+        step_rec = torch.full((n,), -1, dtype=torch.int32, device=self.device)
+        given = self.given.to(self.device)
+        correct = torch.zeros((), device=self.device)
+        self.model.train()
+        loader = self._loader(self.data.train.with_augment(True), self.options.batch_size, order, seed)
+        for inputs, index in loader:
+            inputs = inputs.to(self.device, non_blocking=True)
+            index = index.to(self.device, non_blocking=True)
+            targets = given[index]
+            with self._autocast():
+                logits = self.model(inputs)
+            logits = logits.float()
+            losses = F.cross_entropy(logits, targets, reduction="none")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(losses.mean()).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            with torch.no_grad():
+                detached = logits.detach()
+                loss_rec[index] = losses.detach()
+                margin_rec[index] = margins(detached, targets)
+                step_rec[index] = self.step
+                correct += (detached.argmax(1) == targets).sum()
+            self.step += 1
+            if on_batch is not None:
+                on_batch(len(index))
+        train_loss = loss_rec.cpu().numpy()
+        return {
+            "train_loss": train_loss,
+            "train_margin": margin_rec.cpu().numpy(),
+            "train_step": step_rec.cpu().numpy(),
+            "figures": {"train_loss": float(np.mean(train_loss)), "train_accuracy": float(correct.item()) / n,
+                        "learning_rate": lr},
+        }
+
+    def _predict(self, sample_set):
+        """Eval-mode logits of a whole subset, in sample order."""
+        import torch
+
+        self.model.eval()
+        chunks = []
+        with torch.no_grad():
+            for inputs, _ in self._loader(sample_set.with_augment(False), self.options.eval_batch_size):
+                with self._autocast():
+                    chunks.append(self.model(inputs.to(self.device, non_blocking=True)).float())
+        return torch.cat(chunks)
+
+    def record_eval(self) -> dict[str, Any]:
+        import torch
+        import torch.nn.functional as F
+
+        logits = self._predict(self.data.train)
+        given = self.given.to(self.device)
+        pred = logits.argmax(1)
+        records = {
+            "eval_loss": F.cross_entropy(logits, given, reduction="none"),
+            "eval_prob": torch.softmax(logits, 1).gather(1, given[:, None]).squeeze(1),
+            "eval_margin": margins(logits, given),
+            "eval_pred": pred.to(torch.int32),
+        }
+        figures = {"eval_accuracy": float((pred == given).float().mean().item())}
+        if self.true is not None:
+            figures["eval_true_accuracy"] = float((pred == self.true.to(self.device)).float().mean().item())
+        out = {name: value.cpu().numpy() for name, value in records.items()}
+        out["figures"] = figures
+        return out
+
+    def test_accuracy(self) -> float | None:
+        if self.data.test is None or len(self.data.test) == 0:
+            return None
+        import torch
+
+        logits = self._predict(self.data.test)
+        truth = torch.as_tensor(self.data.test.labels, device=self.device)
+        return float((logits.argmax(1) == truth).float().mean().item())
+
+    def state(self, epochs_done: int, fingerprint: str) -> dict[str, Any]:
+        return {"epochs_done": epochs_done, "step": self.step, "fingerprint": fingerprint,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+
+
+def assemble_run(out: Path, labels: Labels, checkpoints: Checkpoints, num_epochs: int,
+                 attrs: dict[str, Any]) -> None:
+    """Build the run file from the epoch shards, streaming CHUNK_EPOCHS epochs at a time, and move it into place."""
+    shards = [np.load(checkpoints.shard(e)) for e in range(num_epochs)]
+    try:
+        n = len(labels.ids)
+        with atomic_output(out) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                new_file(h5, RUN, num_epochs=num_epochs, **attrs)
+                labels.write(h5)
+                channels = [k for k in shards[0].files if not k.startswith("figure_")]
+                for channel in channels:
+                    dataset = create_field(h5, f"dynamics/{channel}", (n, num_epochs))
+                    for start in range(0, num_epochs, CHUNK_EPOCHS):
+                        stop = min(num_epochs, start + CHUNK_EPOCHS)
+                        dataset[:, start:stop] = np.stack([shards[e][channel] for e in range(start, stop)], axis=1)
+                for name in EPOCH_FIGURES:
+                    key = f"figure_{name}"
+                    if key in shards[0].files:
+                        write_field(h5, f"epochs/{name}", [float(s[key]) for s in shards])
+    finally:
+        for shard in shards:
+            shard.close()
+
+
+def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *, resume: bool = False,
+          restart: bool = False, show_progress: bool = True, recipe: dict | None = None) -> dict[str, Any]:
+    """Train on ``labels``, record dynamics, and write the run file ``out``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    out = Path(out)
+    checkpoints = Checkpoints(out)
+    trainer = Trainer(labels, data, options)
+    fingerprint = _fingerprint(options, labels)
+    start_epoch = 0
+    if checkpoints.exists():
+        if restart:
+            checkpoints.discard()
+        elif resume:
+            state = checkpoints.load_state()
+            if state.get("fingerprint") != fingerprint:
+                raise NoisyctlError(f"{checkpoints.folder} belongs to a run with other options or labels; "
+                                    f"resume with the same ones, or pass --restart to discard it")
+            trainer.load(state)
+            start_epoch = int(state["epochs_done"])
+        else:
+            state = checkpoints.load_state()
+            raise NoisyctlError(f"{checkpoints.folder} holds an interrupted run ({state['epochs_done']}/"
+                                f"{options.epochs} epochs): pass --resume to continue it or --restart to discard it")
+    elif resume:
+        raise NoisyctlError(f"nothing to resume: {checkpoints.folder} does not exist")
+
+    n = len(labels.ids)
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    trained_samples = 0
+    columns = [TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+               TaskProgressColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=not show_progress, transient=False) as progress:
+        task = progress.add_task("train", total=options.epochs * n, completed=start_epoch * n,
+                                 epoch=start_epoch, epochs=options.epochs, status="")
+        for epoch in range(start_epoch, options.epochs):
+            epoch_started = time.perf_counter()
+            progress.update(task, epoch=epoch + 1)
+            record = trainer.train_epoch(epoch, on_batch=lambda k: progress.advance(task, k))
+            trained_samples += n
+            figures = record.pop("figures")
+            if not np.isfinite(figures["train_loss"]):
+                _keep_finished(out, labels, checkpoints, epoch, _attrs(labels, options, trainer, recipe))
+                raise NoisyctlError(f"training loss became {figures['train_loss']} in epoch {epoch + 1}: lower the "
+                                    f"learning rate (--lr); the {epoch} finished epoch(s) are kept in {out}"
+                                    if epoch else f"training loss became {figures['train_loss']} in epoch 1: "
+                                    f"lower the learning rate (--lr)")
+            if options.record_eval:
+                evaluation = trainer.record_eval()
+                figures.update(evaluation.pop("figures"))
+                record.update(evaluation)
+            test = trainer.test_accuracy()
+            if test is not None:
+                figures["test_accuracy"] = test
+            figures["seconds"] = time.perf_counter() - epoch_started
+            record.update({f"figure_{k}": np.float64(v) for k, v in figures.items()})
+            checkpoints.save_shard(epoch, record)
+            checkpoints.save_state(trainer.state(epoch + 1, fingerprint))
+            status = f"loss {figures['train_loss']:.3f}  acc {figures['train_accuracy']:.1%}"
+            if test is not None:
+                status += f"  test {test:.1%}"
+            elapsed = time.perf_counter() - started
+            status += f"  {trained_samples / max(elapsed, 1e-9):,.0f} samples/s"
+            progress.update(task, status=status)
+
+    assemble_run(out, labels, checkpoints, options.epochs, _attrs(labels, options, trainer, recipe))
+    checkpoints.discard()
+    with h5py.File(out, "r") as h5:
+        last = {name: float(ds[-1]) for name, ds in h5["epochs"].items()}
+    return {"out": str(out), "epochs": options.epochs, "samples": n, "device": str(trainer.device),
+            "resumed_from_epoch": start_epoch, "seconds": round(time.perf_counter() - started, 3), "last_epoch": last}
+
+
+def _attrs(labels: Labels, options: TrainOptions, trainer: Trainer, recipe: dict | None) -> dict[str, Any]:
+    registration = trainer.model_registration
+    used = dict(labels.plugins or {})
+    used[f"model:{options.model}"] = [registration.distribution, registration.version]
+    return {"dataset": labels.dataset, "noise": labels.noise, "plugins": used, "recipe": recipe,
+            "training": {**asdict(options), "device_used": str(trainer.device)}}
+
+
+def _keep_finished(out: Path, labels: Labels, checkpoints: Checkpoints, finished: int, attrs: dict) -> None:
+    """On a diverged run, keep what the finished epochs recorded."""
+    if finished > 0:
+        assemble_run(out, labels, checkpoints, finished, attrs)
