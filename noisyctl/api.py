@@ -161,7 +161,11 @@ class Dynamics(Protocol):
     def channel(self, name: str) -> np.ndarray: ...
 
     def iter_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
-        """Yield ``(sample_slice, {channel: [block, epochs] array})`` covering every sample."""
+        """Yield ``(sample_slice, block)`` covering every sample in order.
+
+        ``block`` maps each asked channel to its ``[block, epochs]`` array, and
+        ``"given_label"`` to the block's given labels.
+        """
         ...
 
 

@@ -105,7 +105,10 @@ def _autoload_disabled() -> bool:
 def _load_entry_points(manager: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
     origins: dict[str, tuple[str, str]] = {}
     skip_third_party = _autoload_disabled()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    # Built-ins first, so a clash names the built-in as the original.
+    ordered = sorted(found, key=lambda ep: (ep.dist is None or ep.dist.name != BUILTIN_DISTRIBUTION))
+    for ep in ordered:
         dist_name = ep.dist.name if ep.dist is not None else "unknown"
         dist_version = ep.dist.version if ep.dist is not None else "unknown"
         builtin = dist_name == BUILTIN_DISTRIBUTION

@@ -318,7 +318,9 @@ class RunFile:
         datasets = {name: self._dataset(name) for name in channels}
         for start in range(0, self.num_samples, self.BLOCK_ROWS):
             where = slice(start, min(start + self.BLOCK_ROWS, self.num_samples))
-            yield where, {name: ds[where] for name, ds in datasets.items()}
+            block = {name: ds[where] for name, ds in datasets.items()}
+            block["given_label"] = self.given_labels[where]
+            yield where, block
 
     def epochs(self) -> dict[str, np.ndarray]:
         return {name: ds[:] for name, ds in self._h5["epochs"].items()}

@@ -6,7 +6,7 @@ import typer
 
 from noisyctl import __version__, plugins
 from noisyctl.cli import detect, later, plugin_list, report, run, schema, synth, train
-from noisyctl.cli.common import NoisyctlGroup, fail
+from noisyctl.cli.common import NoisyctlGroup
 from noisyctl.errors import NoisyctlError
 
 BUILTIN_COMMANDS = (synth, train, detect, report, run, later, plugin_list, schema)
@@ -31,7 +31,13 @@ def create_app() -> typer.Typer:
 
     for module in BUILTIN_COMMANDS:
         app.add_typer(module.app)
-    for impl in plugins.loaded().manager.hook.register_commands.get_hookimpls():
+    try:
+        manager = plugins.loaded().manager
+    except NoisyctlError:
+        # e.g. two plugins registering one name: every command that looks a name up
+        # reports it inside the error boundary, so the CLI itself still starts.
+        return app
+    for impl in manager.hook.register_commands.get_hookimpls():
         try:
             impl.function(app=app)
         except Exception as exc:
@@ -40,11 +46,4 @@ def create_app() -> typer.Typer:
 
 
 def main() -> None:
-    try:
-        app = create_app()
-    except NoisyctlError as exc:  # e.g. two plugins registering one name
-        try:
-            fail(str(exc))
-        except typer.Exit as done:
-            raise SystemExit(done.exit_code) from None
-    app(prog_name="noisyctl")
+    create_app()(prog_name="noisyctl")

@@ -1,0 +1,54 @@
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+# Tests see noisyctl's built-in plugins only, whatever else is installed; a test that
+# needs a third-party plugin installs it into a separate environment.
+os.environ["NOISYCTL_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+from noisyctl import plugins  # noqa: E402
+from noisyctl.cli import create_app  # noqa: E402
+
+
+class Cli:
+    """Runs the real CLI in-process; stdout and stderr stay apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args, ok: bool = True):
+        plugins.reset()
+        result = self.runner.invoke(create_app(), [str(a) for a in args])
+        if ok:
+            assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def json(self, *args):
+        return json.loads(self(*args, "--json").stdout)
+
+    def error(self, *args) -> str:
+        """Run a command that must fail cleanly; return its one error line."""
+        result = self(*args, ok=False)
+        assert result.exit_code != 0, result.stdout
+        assert "Traceback" not in result.stderr + result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: ")
+        return lines[0]
+
+
+@pytest.fixture
+def cli():
+    return Cli()
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A short real run shared by tests that only read it: digits, 30% uniform noise, 6 epochs."""
+    folder = tmp_path_factory.mktemp("digits_run")
+    cli = Cli()
+    cli("synth", "--noise", "uniform", "--rate", "0.3", "--seed", "1", "-o", folder / "labels.h5")
+    cli("train", "--labels", folder / "labels.h5", "--epochs", "6", "--quiet", "-o", folder / "run.h5")
+    return folder / "run.h5"

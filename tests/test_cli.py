@@ -1,0 +1,123 @@
+import csv
+import json
+from pathlib import Path
+
+import h5py
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "recipes" / "quickstart.yaml"
+
+
+def test_quickstart_recipe_finds_pairflip_noise_on_digits(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the recipe writes under runs/ of the working folder
+    result = cli.json("run", QUICKSTART)
+    commands = [s["command"] for s in result["steps"]]
+    assert commands == ["synth", "train", "detect"]
+    synth, _, detect = (s["result"] for s in result["steps"])
+    assert synth["flipped"] == round(0.2 * 1797)
+    detect_maps = {name: d["metrics"]["map"] for name, d in detect["detectors"].items()}
+    assert set(detect_maps) == {"aum", "loss", "ema-loss"}
+    assert max(detect_maps.values()) >= 0.9, detect_maps
+    assert len(detect["top"]) == 10
+    assert {"id", "given", "true", "suggested", "score"} <= set(detect["top"][0])
+    assert sum(row["is_noisy"] for row in detect["top"]) >= 8
+    with open(tmp_path / "runs/quickstart/scores.csv") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["sample_id", "given_label", "aum", "loss", "ema-loss"]
+    assert len(rows) == 1798
+    with h5py.File(tmp_path / "runs/quickstart/run.h5") as h5:  # detect stored its scores and provenance
+        assert set(h5["scores"]) == {"aum", "loss", "ema-loss"}
+        recipe = json.loads(h5.attrs["recipe"])
+        assert recipe["step"] == 2 and recipe["command"] == "train"
+
+
+def test_pipeline_step_by_step_with_tables(cli, tmp_path):
+    labels, run = tmp_path / "labels.h5", tmp_path / "run.h5"
+    out = cli("synth", "-n", "pairflip", "-r", "0.2", "-o", labels).stdout
+    assert "359" in out
+    out = cli("train", "-l", labels, "-e", "2", "-q", "-o", run).stdout
+    assert "trained small-cnn for 2 epochs" in out
+    out = cli("detect", run, "-k", "5").stdout
+    assert "top 5 suspects by aum" in out and "mAP" in out
+    out = cli("report", run).stdout
+    assert "pairflip at 20%" in out and "per epoch" in out and "top 10 suspects" in out
+
+
+def test_every_command_speaks_json(cli, digits_run, tmp_path):
+    assert cli.json("synth", "-o", tmp_path / "l.h5")["flipped"] == 359
+    trained = cli.json("train", "--dataset", "digits", "-e", "1", "-o", tmp_path / "r.h5")
+    assert trained["epochs"] == 1 and trained["samples"] == 1797
+    assert cli.json("detect", digits_run, "--no-save")["primary"] == "aum"
+    report = cli.json("report", digits_run)
+    assert report["samples"] == 1797 and len(report["epochs"]["train_loss"]) == 6
+    assert {p["name"] for p in cli.json("plugins")["plugins"]} >= {"digits", "small-cnn", "loss", "uniform"}
+    assert cli.json("schema")["version"] == 1
+
+
+def test_recipe_options_fill_what_the_command_line_does_not_give(cli, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"steps:\n  - synth: {{noise: pairflip, rate: 0.1, out: {tmp_path / 'a.h5'}}}\n")
+    result = cli.json("synth", "--recipe", recipe, "--rate", "0.3")
+    assert result["noise"]["name"] == "pairflip"  # from the recipe
+    assert result["noise"]["rate"] == 0.3  # the command line wins
+    assert result["out"] == str(tmp_path / "a.h5")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("steps:\n  - synth: {rat: 0.2}\n", "step 1 (synth): unknown key 'rat' (did you mean 'rate'?)"),
+    ("step:\n  - synth: {}\n", "unknown key 'step' (did you mean 'steps'?)"),
+    ("steps:\n  - synt: {}\n", "unknown command 'synt' (did you mean 'synth'?)"),
+    ("steps:\n  - train: {epochs: many}\n", "step 1 (train): Invalid value for '--epochs'"),
+    ("steps:\n  - train: {resume: maybe}\n", "'resume' must be true or false"),
+    ("steps: [\n", "is not valid YAML at line"),
+    ("steps:\n  - detect: {run: never-made.h5}\n", "'run' file never-made.h5 does not exist and no earlier step"),
+    ("steps:\n  - synth: {out: x.h5}\n  - synth: {noise: nope, out: y.h5}\n", "unknown noise 'nope'"),
+])
+def test_bad_recipes_fail_with_one_line(cli, tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(text)
+    assert message in cli.error("run", recipe)
+
+
+def test_a_failing_step_stops_the_recipe_before_later_steps(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("steps:\n  - synth: {noise: nope, out: a.h5}\n  - train: {labels: a.h5, out: r.h5}\n")
+    assert "step 1 (synth): unknown noise 'nope'; available: pairflip, uniform" in cli.error("run", recipe)
+    assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "digits", "--model", "resnet9000", "-o", "r.h5"],
+     "unknown model 'resnet9000'; available: small-cnn, timm"),
+    (["train", "--dataset", "nope", "-o", "r.h5"], "unknown dataset 'nope'; available: digits"),
+    (["detect", "missing.h5"], "missing.h5 does not exist"),
+    (["detect", "foreign.h5"], "foreign.h5 is not a readable HDF5 file"),
+    (["train", "-o", "r.h5"], "give --labels FILE (from synth) or --dataset NAME"),
+    (["synth"], "missing --out"),
+    (["train", "--dataset", "digits", "--optimizer", "lion", "-o", "r.h5"], "unknown optimizer 'lion'"),
+    (["synth", "-D", "test_fraction=2", "-o", "l.h5"], "test_fraction 2.0 is outside [0, 1)"),
+    (["run", "missing.yaml"], "recipe missing.yaml does not exist"),
+])
+def test_bad_input_fails_with_one_line(cli, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "foreign.h5").write_text("a,b\n1,2\n")
+    assert message in cli.error(*args)
+
+
+def test_detect_with_an_unknown_detector_lists_the_available_ones(cli, digits_run):
+    assert "unknown detector 'nope'; available: aum, ema-loss, loss" in cli.error("detect", digits_run, "-d", "nope")
+
+
+def test_detect_on_a_labels_file_says_to_train_first(cli, tmp_path):
+    cli("synth", "-o", tmp_path / "l.h5")
+    assert "is a labels file, not a run file: train on it first" in cli.error("detect", tmp_path / "l.h5")
+
+
+def test_help_lists_every_pipeline_command_including_later_ones(cli):
+    out = cli("--help").stdout
+    for name in ("synth", "train", "detect", "report", "run", "prune", "correct", "plugins"):
+        assert name in out
+    assert "not available" in cli.error("prune")

@@ -1,0 +1,114 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from noisyctl import plugins
+from noisyctl.api import BlockDetector, hookimpl
+from noisyctl.detection import run_detector, suggested_labels, top_suspects
+from noisyctl.metrics import detection_metrics
+from noisyctl.store import RunFile
+
+
+def test_loss_ema_and_aum_follow_their_definitions(digits_run):
+    with RunFile(digits_run) as run:
+        loss, margin = run.channel("train_loss"), run.channel("train_margin")
+        assert np.allclose(run_detector(run, "loss").result.scores, loss.mean(axis=1))
+        assert np.allclose(run_detector(run, "aum").result.scores, -margin.mean(axis=1))
+        ema = np.zeros(run.num_samples)
+        for t in range(loss.shape[1]):  # Datumaro's recursion, seeded with 0, alpha per presentation
+            ema = (1 - 0.001) * ema + 0.001 * loss[:, t]
+        assert np.allclose(run_detector(run, "ema-loss").result.scores, ema)
+        fast = run_detector(run, "ema-loss", {"alpha": 0.5}).result.scores
+        assert not np.allclose(fast, ema)
+
+
+def test_detectors_find_synthesized_noise_on_a_real_run(digits_run):
+    with RunFile(digits_run) as run:
+        for name in ("loss", "ema-loss", "aum"):
+            metrics = run_detector(run, name).metrics
+            assert metrics["auc"] > 0.85, (name, metrics)
+            assert metrics["map"] > 0.7, (name, metrics)
+
+
+def test_suggested_label_recovers_the_truth_for_top_suspects(digits_run):
+    with RunFile(digits_run) as run:
+        scores = run_detector(run, "loss").result.scores
+        rows = top_suspects(run, scores, 50)
+        noisy_rows = [r for r in rows if r["is_noisy"]]
+        assert len(noisy_rows) >= 40
+        right = sum(r["suggested"] == r["true"] for r in noisy_rows)
+        assert right / len(noisy_rows) > 0.7
+        suggestions = suggested_labels(run)
+        assert suggestions.shape == (run.num_samples,)
+
+
+def brute_force_auc(truth, scores):
+    pos, neg = scores[truth], scores[~truth]
+    wins = sum((p > n) + 0.5 * (p == n) for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+def brute_force_ap(truth, scores):
+    order = np.argsort(-scores, kind="stable")
+    hits, total = 0, 0.0
+    for rank, i in enumerate(order, start=1):
+        if truth[i]:
+            hits += 1
+            total += hits / rank
+    return total / truth.sum()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_match_brute_force_definitions(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.random(60) < 0.3
+    scores = rng.normal(size=60) + truth  # distinct scores: AP has no tie ambiguity
+    metrics = detection_metrics(truth, scores, flagged=scores > 0.5)
+    assert metrics["auc"] == pytest.approx(brute_force_auc(truth, scores))
+    assert metrics["map"] == pytest.approx(brute_force_ap(truth, scores))
+    k = int(truth.sum())
+    top = np.argsort(-scores)[:k]
+    assert metrics["precision_at_k"] == pytest.approx(truth[top].mean())
+    assert metrics["recall_at_k"] == pytest.approx(truth[top].sum() / k)
+    flagged = scores > 0.5
+    assert metrics["flagged"] == flagged.sum()
+    assert metrics["precision_at_flagged"] == pytest.approx((truth & flagged).sum() / flagged.sum())
+    assert metrics["recall_at_flagged"] == pytest.approx((truth & flagged).sum() / k)
+
+
+def test_metrics_need_both_classes():
+    metrics = detection_metrics(np.zeros(5, dtype=bool), np.arange(5.0))
+    assert metrics["auc"] is None and metrics["map"] is None
+
+
+class NeedsEvalPred(BlockDetector):
+    """Test detector reading the eval-mode predictions."""
+
+    channels = ("eval_pred",)
+
+    def score_block(self, block):
+        return (block["eval_pred"] != block["given_label"][:, None]).mean(axis=1)
+
+
+class LocalPlugin:
+    @staticmethod
+    @hookimpl
+    def register_detectors(register):
+        register("needs-eval", NeedsEvalPred)
+
+
+@pytest.fixture
+def local_plugin():
+    plugins.add_local_plugin(LocalPlugin)
+    plugins.reset()
+    yield
+    plugins.remove_local_plugin(LocalPlugin)
+    plugins.reset()
+
+
+def test_a_detector_missing_its_channel_says_which_train_option_records_it(cli, local_plugin, tmp_path):
+    cli("train", "--dataset", "digits", "--epochs", "1", "--no-record-eval", "-q", "-o", tmp_path / "run.h5")
+    line = cli.error("detect", tmp_path / "run.h5", "-d", "needs-eval")
+    assert "needs the 'eval_pred' dynamics" in line and "--no-record-eval" in line
+    cli("detect", tmp_path / "run.h5", "-d", "loss")  # the channels it has still work

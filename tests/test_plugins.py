@@ -1,0 +1,117 @@
+"""The plugin system: entry points, provenance, clashes, broken plugins, autoload switch."""
+
+import json
+
+import pytest
+
+from noisyctl import plugins
+from noisyctl.errors import NoisyctlError
+
+DETECTOR_PLUGIN = '''
+from noisyctl.api import BlockDetector, hookimpl
+
+class Spread(BlockDetector):
+    """Standard deviation of the training loss."""
+    channels = ("train_loss",)
+    def score_block(self, block):
+        return block["train_loss"].std(axis=1)
+
+@hookimpl
+def register_detectors(register):
+    register("{name}", Spread)
+'''
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path where tests install distributions the way pip lays them out."""
+    monkeypatch.delenv(plugins.DISABLE_AUTOLOAD_ENV, raising=False)
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+
+    def install(dist: str, modules: dict[str, str]):
+        info = folder / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        (info / "entry_points.txt").write_text(
+            "[noisyctl]\n" + "".join(f"{module} = {module}\n" for module in modules))
+        for module, source in modules.items():
+            (folder / f"{module}.py").write_text(source)
+
+    yield install
+    plugins.reset()
+
+
+def test_plugins_lists_builtins_with_kind_plugin_distribution_and_version(cli):
+    entries = {(e["kind"], e["name"]): e for e in cli.json("plugins")["plugins"]}
+    expected = {("dataset", "digits"), ("noise", "uniform"), ("noise", "pairflip"), ("model", "small-cnn"),
+                ("model", "timm"), ("detector", "loss"), ("detector", "ema-loss"), ("detector", "aum")}
+    assert expected <= set(entries)
+    for key in expected:
+        assert entries[key]["distribution"] == "noisyctl" and entries[key]["version"]
+        assert entries[key]["description"]
+    table = cli("plugins").stdout
+    assert "ema-loss" in table and "noisyctl" in table
+
+
+def test_a_third_party_entry_point_is_loaded_and_used(cli, site, digits_run):
+    site("noisyctl-spread", {"spread_plugin": DETECTOR_PLUGIN.format(name="spread")})
+    entries = {e["name"]: e for e in cli.json("plugins")["plugins"]}
+    assert entries["spread"]["distribution"] == "noisyctl-spread"
+    assert entries["spread"]["version"] == "1.2.3"
+    assert entries["spread"]["plugin"] == "noisyctl-spread:spread_plugin"
+    detect = cli.json("detect", digits_run, "-d", "spread", "--no-save")
+    assert detect["detectors"]["spread"]["plugin"] == ["noisyctl-spread", "1.2.3"]
+
+
+def test_autoload_switch_keeps_third_party_plugins_out(cli, site, monkeypatch):
+    site("noisyctl-spread", {"spread_plugin": DETECTOR_PLUGIN.format(name="spread")})
+    monkeypatch.setenv(plugins.DISABLE_AUTOLOAD_ENV, "1")
+    names = {e["name"] for e in cli.json("plugins")["plugins"]}
+    assert "spread" not in names and "loss" in names
+
+
+def test_a_plugin_that_fails_to_import_is_one_warning_and_the_cli_still_works(cli, site, capsys):
+    site("noisyctl-broken", {"broken_plugin": "raise ImportError('needs libfoo')\n"})
+    result = cli("plugins", "--json")
+    # Plugins load as the app is built, before the test runner captures the command's own output.
+    stderr = capsys.readouterr().err + result.stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1
+    assert "broken_plugin" in warnings[0] and "noisyctl-broken 1.2.3" in warnings[0] and "needs libfoo" in warnings[0]
+    assert "loss" in {e["name"] for e in json.loads(result.stdout)["plugins"]}
+
+
+def test_a_plugin_that_raises_while_registering_is_skipped_with_a_warning(cli, site, capsys):
+    site("noisyctl-raises", {"raising_plugin": (
+        "from noisyctl.api import hookimpl\n"
+        "@hookimpl\ndef register_noise(register):\n    raise RuntimeError('boom')\n")})
+    result = cli("plugins")
+    assert "raising_plugin' failed in register_noise (RuntimeError: boom)" in capsys.readouterr().err + result.stderr
+    assert "uniform" in result.stdout
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both(cli, site):
+    site("noisyctl-one", {"one_plugin": DETECTOR_PLUGIN.format(name="dup")})
+    site("noisyctl-two", {"two_plugin": DETECTOR_PLUGIN.format(name="dup")})
+    line = cli.error("plugins")
+    assert "detector 'dup' is registered twice" in line
+    assert "noisyctl-one 1.2.3" in line and "noisyctl-two 1.2.3" in line
+
+
+def test_a_plugin_cannot_take_over_a_builtin_name(site):
+    site("noisyctl-evil", {"evil_plugin": DETECTOR_PLUGIN.format(name="loss")})
+    plugins.reset()
+    with pytest.raises(NoisyctlError, match=r"detector 'loss' is registered twice: by plugin 'detectors' "
+                                            r"\(noisyctl .*\) and by plugin 'noisyctl-evil:evil_plugin'"):
+        plugins.registry()
+
+
+def test_a_plugin_can_add_a_command(cli, site):
+    site("noisyctl-hello", {"hello_plugin": (
+        "from noisyctl.api import hookimpl\n"
+        "@hookimpl\ndef register_commands(app):\n"
+        "    @app.command()\n    def hello():\n        '''Say hello.'''\n        print('hello from a plugin')\n")})
+    assert cli("hello").stdout.strip() == "hello from a plugin"
+    assert "Say hello" in cli("--help").stdout

@@ -1,0 +1,105 @@
+import h5py
+import numpy as np
+import pytest
+
+from noisyctl.data import load_dataset
+from noisyctl.errors import NoisyctlError
+from noisyctl.store import read_labels
+from noisyctl.synth import synthesize
+from noisyctl.training import Checkpoints, Trainer, TrainOptions, train
+
+SPEC = {"name": "digits", "root": None, "options": {}}
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    return synthesize(SPEC, "pairflip", 0.2, seed=0), load_dataset(SPEC)
+
+
+def dynamics(path):
+    with h5py.File(path) as h5:
+        return {name: ds[:] for name, ds in h5["dynamics"].items()}
+
+
+def test_same_seed_gives_identical_dynamics_on_cpu(noisy, tmp_path):
+    labels, data = noisy
+    options = TrainOptions(epochs=2, device="cpu")
+    train(labels, data, options, tmp_path / "a.h5", show_progress=False)
+    train(labels, data, options, tmp_path / "b.h5", show_progress=False)
+    train(labels, data, TrainOptions(epochs=2, device="cpu", seed=1), tmp_path / "c.h5", show_progress=False)
+    a, b, c = (dynamics(tmp_path / f"{x}.h5") for x in "abc")
+    assert a.keys() == {"train_loss", "train_margin", "train_step", "eval_loss", "eval_prob", "eval_margin",
+                        "eval_pred"}
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+    assert not np.array_equal(a["train_loss"], c["train_loss"])
+
+
+def test_every_sample_is_recorded_once_per_epoch(digits_run):
+    with h5py.File(digits_run) as h5:
+        steps = h5["dynamics/train_step"][:]
+        n, epochs = steps.shape
+        assert np.isfinite(h5["dynamics/train_loss"][:]).all()
+        batches_per_epoch = -(-n // 64)
+        for e in range(epochs):  # each epoch's steps are that epoch's batches, each holding <= 64 samples
+            counts = np.bincount(steps[:, e] - e * batches_per_epoch, minlength=batches_per_epoch)
+            assert counts.max() <= 64 and counts.sum() == n and len(counts) == batches_per_epoch
+        prob = h5["dynamics/eval_prob"][:]
+        assert ((prob >= 0) & (prob <= 1)).all()
+        pred = h5["dynamics/eval_pred"][:]
+        given = h5["samples/given_label"][:]
+        eval_acc = (pred == given[:, None]).mean(axis=0)
+        assert np.allclose(eval_acc, h5["epochs/eval_accuracy"][:], atol=1e-6)
+
+
+def test_margin_is_assigned_logit_minus_best_other():
+    import torch
+
+    from noisyctl.training import margins
+
+    logits = torch.tensor([[2.0, 1.0, 0.5], [0.0, 3.0, 1.0]])
+    labels = torch.tensor([0, 0])
+    assert torch.allclose(margins(logits, labels), torch.tensor([1.0, -3.0]))
+
+
+def test_interrupted_run_resumes_to_the_same_dynamics(noisy, tmp_path, monkeypatch):
+    labels, data = noisy
+    options = TrainOptions(epochs=4, device="cpu")
+    train(labels, data, options, tmp_path / "whole.h5", show_progress=False)
+
+    real_epoch = Trainer.train_epoch
+
+    def dies_in_epoch_three(self, epoch, on_batch=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, on_batch)
+
+    out = tmp_path / "resumed.h5"
+    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(labels, data, options, out, show_progress=False)
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    assert not out.exists() and Checkpoints(out).exists()
+    with pytest.raises(NoisyctlError, match="holds an interrupted run .2/4 epochs.: pass --resume"):
+        train(labels, data, options, out, show_progress=False)
+    with pytest.raises(NoisyctlError, match="other options or labels"):
+        train(labels, data, TrainOptions(epochs=4, device="cpu", lr=0.01), out, resume=True, show_progress=False)
+    summary = train(labels, data, options, out, resume=True, show_progress=False)
+    assert summary["resumed_from_epoch"] == 2
+    whole, resumed = dynamics(tmp_path / "whole.h5"), dynamics(out)
+    for name in whole:
+        assert np.array_equal(whole[name], resumed[name]), name
+    assert not Checkpoints(out).folder.exists()
+
+
+def test_train_refuses_labels_made_for_other_data(cli, tmp_path, monkeypatch):
+    labels = tmp_path / "labels.h5"
+    cli("synth", "-o", labels)
+    # A labels file for a dataset with other ids: swap two ids in the file.
+    with h5py.File(labels, "r+") as h5:
+        ids = h5["samples/id"][:]
+        ids[[0, 1]] = ids[[1, 0]]
+        h5["samples/id"][...] = ids
+    line = cli.error("train", "--labels", labels, "-o", tmp_path / "run.h5")
+    assert "does not match dataset 'digits': sample 0" in line
+    assert read_labels(labels).ids[0] == "digits/0001"
