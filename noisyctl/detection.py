@@ -14,7 +14,8 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
 
-DEFAULT_DETECTORS = ("aum", "loss", "ema-loss")
+# Mean loss ranked first on every digits setting tried (uniform and pair-flip, 20-40%).
+DEFAULT_DETECTORS = ("loss", "ema-loss", "aum")
 
 
 @dataclass

@@ -24,7 +24,7 @@ def test_quickstart_recipe_finds_pairflip_noise_on_digits(cli, tmp_path, monkeyp
     assert sum(row["is_noisy"] for row in detect["top"]) >= 8
     with open(tmp_path / "runs/quickstart/scores.csv") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["sample_id", "given_label", "aum", "loss", "ema-loss"]
+    assert rows[0] == ["sample_id", "given_label", "loss", "ema-loss", "aum"]
     assert len(rows) == 1798
     with h5py.File(tmp_path / "runs/quickstart/run.h5") as h5:  # detect stored its scores and provenance
         assert set(h5["scores"]) == {"aum", "loss", "ema-loss"}
@@ -39,7 +39,7 @@ def test_pipeline_step_by_step_with_tables(cli, tmp_path):
     out = cli("train", "-l", labels, "-e", "2", "-q", "-o", run).stdout
     assert "trained small-cnn for 2 epochs" in out
     out = cli("detect", run, "-k", "5").stdout
-    assert "top 5 suspects by aum" in out and "mAP" in out
+    assert "top 5 suspects by loss" in out and "mAP" in out
     out = cli("report", run).stdout
     assert "pairflip at 20%" in out and "per epoch" in out and "top 10 suspects" in out
 
@@ -48,7 +48,7 @@ def test_every_command_speaks_json(cli, digits_run, tmp_path):
     assert cli.json("synth", "-o", tmp_path / "l.h5")["flipped"] == 359
     trained = cli.json("train", "--dataset", "digits", "-e", "1", "-o", tmp_path / "r.h5")
     assert trained["epochs"] == 1 and trained["samples"] == 1797
-    assert cli.json("detect", digits_run, "--no-save")["primary"] == "aum"
+    assert cli.json("detect", digits_run, "--no-save")["primary"] == "loss"
     report = cli.json("report", digits_run)
     assert report["samples"] == 1797 and len(report["epochs"]["train_loss"]) == 6
     assert {p["name"] for p in cli.json("plugins")["plugins"]} >= {"digits", "small-cnn", "loss", "uniform"}
