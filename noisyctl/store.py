@@ -93,7 +93,7 @@ FIELDS: tuple[Field, ...] = (
     Field("epochs/seconds", "float32", "E", (RUN,), True, "Wall time of the epoch, recording included."),
     Field("scores/<detector>", "float32", "N", (RUN,), False,
           "A detector's score (higher = more likely mislabeled). Attributes: description, "
-          "options (JSON), info (JSON)."),
+          "options (JSON), info (JSON), plugin (JSON: [distribution, version])."),
     Field("flags/<detector>", "bool", "N", (RUN,), False,
           "The detector's own decision that a sample is mislabeled, for detectors that make one."),
 )
@@ -337,13 +337,13 @@ class RunFile:
 
     def score_attrs(self, name: str) -> dict[str, Any]:
         attrs = self._h5[f"scores/{name}"].attrs
-        return {k: (json.loads(v) if k in ("options", "info") else v) for k, v in attrs.items()}
+        return {k: (json.loads(v) if k in ("options", "info", "plugin") else v) for k, v in attrs.items()}
 
 
 def save_scores(path: str | Path, results: dict[str, dict[str, Any]]) -> None:
     """Store detector results in a run file, atomically (copy, write, move into place).
 
-    ``results`` maps a detector name to ``{"scores", "flagged", "description", "options", "info"}``.
+    ``results`` maps a detector name to ``{"scores", "flagged", "description", "options", "info", "plugin"}``.
     """
     with open_checked(path, want=RUN):
         pass
@@ -352,7 +352,8 @@ def save_scores(path: str | Path, results: dict[str, dict[str, Any]]) -> None:
         with h5py.File(tmp, "r+") as h5:
             for name, result in results.items():
                 write_field(h5, f"scores/{name}", result["scores"], description=result.get("description", ""),
-                            options=result.get("options", {}), info=result.get("info", {}))
+                            options=result.get("options", {}), info=result.get("info", {}),
+                            plugin=result.get("plugin", []))
                 if f"flags/{name}" in h5:
                     del h5[f"flags/{name}"]
                 if result.get("flagged") is not None:

@@ -69,7 +69,9 @@ def timm_model(spec: ModelSpec):
     if not name:
         raise NoisyctlError("say which timm model: timm:<name>, for example timm:resnet18")
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name}*")[:8]
+        import difflib
+
+        close = timm.list_models(f"*{name}*")[:8] or difflib.get_close_matches(name, timm.list_models(), n=5)
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise NoisyctlError(f"timm has no model '{name}'{hint}")
     if spec.options.get("pretrained"):

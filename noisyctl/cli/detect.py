@@ -70,7 +70,8 @@ def detect(
         samples = run_file.num_samples
     if p["save"]:
         save_scores(run_path, {o.name: {"scores": o.result.scores, "flagged": o.result.flagged,
-                                        "description": o.description, "options": o.options, "info": o.result.info}
+                                        "description": o.description, "options": o.options, "info": o.result.info,
+                                        "plugin": o.provenance}
                                for o in outcomes})
     result = {
         "run": str(run_path), "samples": samples, "noisy": None if truth is None else int(truth.sum()),
