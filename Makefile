@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup quickstart test benchmark
+.PHONY: setup quickstart test
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -17,6 +17,3 @@ quickstart: setup
 
 test: setup
 	$(BIN)/python -m pytest
-
-benchmark: setup
-	$(BIN)/python benchmarks/quickstart.py
