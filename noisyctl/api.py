@@ -27,60 +27,59 @@ __all__ = [
 # --- datasets ---------------------------------------------------------------
 
 class SampleSet(ABC):
-    """One subset of a dataset: stable ids, labels, and inputs by index.
+    """One subset of a dataset: stable ids, labels, and inputs loaded lazily by index.
 
-    Indexing yields ``(input_tensor, index)``; the trainer owns the labels, so
-    noisy labels never have to be written back into the dataset. ``augment``
-    picks the training transform over the plain one used for recording.
+    Indexing yields ``(input_tensor, index)`` with the plain (recording) transform
+    applied; the trainer owns the labels, so noisy labels never have to be written
+    back into the dataset, and it applies training augmentation to whole batches.
+    Instances are handed to DataLoader worker processes, so keep them picklable
+    (paths, not open files).
     """
 
-    def __init__(self, ids: list[str], labels: np.ndarray, augment: bool = False) -> None:
+    def __init__(self, ids: list[str], labels: np.ndarray) -> None:
         if len(ids) != len(labels):
             raise NoisyctlError(f"dataset has {len(ids)} ids but {len(labels)} labels")
         self.ids = list(ids)
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int):
-        return self.load(int(index), self.augment), int(index)
+        return self.load(int(index)), int(index)
 
     @abstractmethod
-    def load(self, index: int, augment: bool):
-        """Return the input tensor of sample ``index``."""
-
-    def with_augment(self, augment: bool) -> "SampleSet":
-        view = object.__new__(type(self))
-        view.__dict__.update(self.__dict__)
-        view.augment = augment
-        return view
+    def load(self, index: int):
+        """Return the input tensor of sample ``index`` (a float tensor of the dataset's input shape)."""
 
 
 class TensorSampleSet(SampleSet):
     """Inputs held in memory as one tensor (small datasets, feature vectors)."""
 
-    def __init__(self, ids, labels, inputs, train_transform=None) -> None:
+    def __init__(self, ids, labels, inputs) -> None:
         super().__init__(ids, labels)
         self.inputs = inputs
-        self.train_transform = train_transform
 
-    def load(self, index: int, augment: bool):
-        x = self.inputs[index]
-        if augment and self.train_transform is not None:
-            x = self.train_transform(x)
-        return x
+    def load(self, index: int):
+        return self.inputs[index]
 
 
 @dataclass
 class DatasetData:
-    """What a dataset plugin returns."""
+    """What a dataset plugin returns.
+
+    ``default_augment`` names the augmentation preset that suits the data when
+    ``train --augment auto`` (``none``, ``crop``, ``flip-crop``, ``resized-crop``);
+    ``class_groups`` lists superclasses as lists of class indices when the data has
+    them (CIFAR-100), for noise that flips within a group.
+    """
 
     train: SampleSet
     class_names: list[str]
     input_shape: tuple[int, ...]
     test: SampleSet | None = None
+    default_augment: str = "none"
+    class_groups: list[list[int]] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -107,6 +106,7 @@ class ModelSpec:
 # --- noise ------------------------------------------------------------------
 
 def check_rate(rate: float) -> float:
+    """A noise rate, refused outside [0, 1)."""
     if not 0.0 <= rate < 1.0:
         raise NoisyctlError(f"noise rate {rate} is outside [0, 1)")
     return float(rate)

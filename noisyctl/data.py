@@ -43,11 +43,14 @@ def load_dataset(spec: dict[str, Any]) -> DatasetData:
         raise NoisyctlError(f"dataset '{spec['name']}': {exc}") from None
     if len(data.train) == 0:
         raise NoisyctlError(f"dataset '{spec['name']}' has no training samples")
-    bad = (data.train.labels < 0) | (data.train.labels >= data.num_classes)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise NoisyctlError(f"dataset '{spec['name']}': sample {data.train.ids[first]} has label "
-                            f"{data.train.labels[first]} outside 0..{data.num_classes - 1}")
+    for subset in (data.train, data.test):
+        bad = np.zeros(0, dtype=bool) if subset is None else (subset.labels < 0) | (subset.labels >= data.num_classes)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise NoisyctlError(f"dataset '{spec['name']}': sample {subset.ids[first]} has label "
+                                f"{subset.labels[first]} outside 0..{data.num_classes - 1}")
+    if len(set(data.train.ids)) != len(data.train.ids):
+        raise NoisyctlError(f"dataset '{spec['name']}' gives two samples the same id")
     return data
 
 

@@ -13,11 +13,12 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.store import Labels
 
 
-def synthesize(spec: dict[str, Any], noise: str, rate: float, seed: int,
+def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
                options: dict[str, Any] | None = None) -> Labels:
     """Labels for ``spec``'s training samples with ``noise`` applied; the truth is kept beside them."""
     registration = plugins.get("noise", noise)
-    check_rate(rate)
+    if rate is not None:
+        check_rate(rate)
     options = options or {}
     data = load_dataset(spec)
     clean = data.train.labels.copy()

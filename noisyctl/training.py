@@ -28,8 +28,10 @@ import numpy as np
 
 from noisyctl import plugins
 from noisyctl.api import DatasetData, ModelSpec
+from noisyctl.augment import augment_batch, check_preset
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output
+from noisyctl.weights import load_local_weights
 from noisyctl.store import CHUNK_EPOCHS, RUN, Labels, create_field, new_file, write_field
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
@@ -53,6 +55,7 @@ class TrainOptions:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
+    augment: str = "auto"  # a preset of noisyctl.augment; auto = the dataset's own suggestion
     workers: int = 0
     record_eval: bool = True
     eval_batch_size: int = 512
@@ -70,6 +73,7 @@ class TrainOptions:
             raise NoisyctlError(f"learning rate must be positive, not {self.lr}")
         if self.workers < 0:
             raise NoisyctlError("workers cannot be negative")
+        check_preset(self.augment)
 
     def learning_rate(self, epoch: int) -> float:
         if self.schedule == "cosine":
@@ -101,9 +105,12 @@ def build_model(options: TrainOptions, data: DatasetData):
     spec = ModelSpec(name=options.model, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
                      weights=Path(options.weights) if options.weights else None, options=dict(options.model_options))
     try:
-        return registration.obj(spec), registration
+        model = registration.obj(spec)
     except TypeError as exc:
         raise NoisyctlError(f"model '{options.model}': {exc}") from None
+    if spec.weights is not None:
+        load_local_weights(model, spec.weights)
+    return model, registration
 
 
 def margins(logits, labels):
@@ -113,6 +120,15 @@ def margins(logits, labels):
     assigned = logits.gather(1, labels[:, None]).squeeze(1)
     others = logits.scatter(1, labels[:, None], float("-inf"))
     return assigned - others.max(dim=1).values if logits.shape[1] > 1 else torch.zeros_like(assigned)
+
+
+def training_batches(order: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Split an epoch's order into batches; a last batch of one joins the previous one
+    (batch norm cannot train on a single sample)."""
+    batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2].extend(batches.pop())
+    return batches
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -176,6 +192,7 @@ class Trainer:
         else:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(options.seed)
+        self.augment = data.default_augment if options.augment == "auto" else options.augment
         self.model, self.model_registration = build_model(options, data)
         self.model.to(self.device)
         self.optimizer = self._optimizer()
@@ -195,29 +212,39 @@ class Trainer:
             return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
 
-    def _loader(self, sample_set, batch_size: int, order=None, seed: int = 0):
+    def _loader(self, sample_set, batches: list[list[int]]):
         import torch
 
-        generator = torch.Generator().manual_seed(seed)
-        return torch.utils.data.DataLoader(
-            sample_set, batch_size=batch_size, sampler=order, shuffle=False, num_workers=self.options.workers,
-            pin_memory=self.device.type == "cuda", generator=generator,
-            persistent_workers=False)
+        return torch.utils.data.DataLoader(sample_set, batch_sampler=batches, num_workers=self.options.workers,
+                                           pin_memory=self.device.type == "cuda")
+
+    def _batches(self, data_loader):
+        """Iterate a loader, turning a dataset error raised in a worker back into its one line."""
+        try:
+            yield from data_loader
+        except NoisyctlError as exc:
+            # torch re-raises a worker's exception with its traceback in the message; keep the last line.
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            last = lines[-1] if lines else str(exc)
+            raise NoisyctlError(last.split("NoisyctlError: ", 1)[-1]) from None
 
     def _autocast(self):
         import torch
 
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp)
 
-    def train_epoch(self, epoch: int, on_batch=None) -> dict[str, Any]:
-        """One pass over the training set in a per-epoch seeded order; records loss and margin per sample."""
+    def train_epoch(self, epoch: int, on_batch=None, record: bool = True) -> dict[str, Any]:
+        """One pass over the training set in a per-epoch seeded order; records loss and margin per sample.
+
+        ``record=False`` skips the recording, for measuring what it costs.
+        """
         import torch
         import torch.nn.functional as F
 
         n = len(self.labels.ids)
         seed = _epoch_seed(self.options.seed, epoch)
         torch.manual_seed(seed)  # augmentation and dropout draw from here: same epoch, same draws
-        order = np.random.default_rng(seed).permutation(n).tolist()
+        order = np.random.default_rng(seed).permutation(n)
         lr = self.options.learning_rate(epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -228,9 +255,8 @@ class Trainer:
         given = self.given.to(self.device)
         correct = torch.zeros((), device=self.device)
         self.model.train()
-        loader = self._loader(self.data.train.with_augment(True), self.options.batch_size, order, seed)
-        for inputs, index in loader:
-            inputs = inputs.to(self.device, non_blocking=True)
+        for inputs, index in self._batches(self._loader(self.data.train, training_batches(order, self.options.batch_size))):
+            inputs = augment_batch(inputs.to(self.device, non_blocking=True), self.augment)
             index = index.to(self.device, non_blocking=True)
             targets = given[index]
             with self._autocast():
@@ -241,12 +267,13 @@ class Trainer:
             self.scaler.scale(losses.mean()).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            with torch.no_grad():
-                detached = logits.detach()
-                loss_rec[index] = losses.detach()
-                margin_rec[index] = margins(detached, targets)
-                step_rec[index] = self.step
-                correct += (detached.argmax(1) == targets).sum()
+            if record:
+                with torch.no_grad():
+                    detached = logits.detach()
+                    loss_rec[index] = losses.detach()
+                    margin_rec[index] = margins(detached, targets)
+                    step_rec[index] = self.step
+                    correct += (detached.argmax(1) == targets).sum()
             self.step += 1
             if on_batch is not None:
                 on_batch(len(index))
@@ -265,8 +292,10 @@ class Trainer:
 
         self.model.eval()
         chunks = []
+        size = self.options.eval_batch_size
+        batches = [list(range(i, min(i + size, len(sample_set)))) for i in range(0, len(sample_set), size)]
         with torch.no_grad():
-            for inputs, _ in self._loader(sample_set.with_augment(False), self.options.eval_batch_size):
+            for inputs, _ in self._batches(self._loader(sample_set, batches)):
                 with self._autocast():
                     chunks.append(self.model(inputs.to(self.device, non_blocking=True)).float())
         return torch.cat(chunks)

@@ -85,14 +85,14 @@ def test_a_failing_step_stops_the_recipe_before_later_steps(cli, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("steps:\n  - synth: {noise: nope, out: a.h5}\n  - train: {labels: a.h5, out: r.h5}\n")
-    assert "step 1 (synth): unknown noise 'nope'; available: pairflip, uniform" in cli.error("run", recipe)
+    assert "step 1 (synth): unknown noise 'nope'; available: instance, pairflip, transition, uniform" in cli.error("run", recipe)
     assert not (tmp_path / "r.h5").exists()
 
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "digits", "--model", "resnet9000", "-o", "r.h5"],
-     "unknown model 'resnet9000'; available: small-cnn, timm"),
-    (["train", "--dataset", "nope", "-o", "r.h5"], "unknown dataset 'nope'; available: digits"),
+     "unknown model 'resnet9000'; available: lenet, mlp, resnet110"),
+    (["train", "--dataset", "nope", "-o", "r.h5"], "unknown dataset 'nope'; available: cifar10, cifar100, digits"),
     (["detect", "missing.h5"], "missing.h5 does not exist"),
     (["detect", "foreign.h5"], "foreign.h5 is not a readable HDF5 file"),
     (["train", "-o", "r.h5"], "give --labels FILE (from synth) or --dataset NAME"),

@@ -4,7 +4,13 @@ import torch
 
 from noisyctl import plugins
 from noisyctl.api import ModelSpec
+from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
+from noisyctl.training import TrainOptions, build_model
+
+
+def digits():
+    return load_dataset({"name": "digits", "root": None, "options": {}})
 
 
 def build(name, **options):
@@ -12,16 +18,33 @@ def build(name, **options):
     return plugins.get("model", name).obj(spec)
 
 
-@pytest.mark.parametrize("name", ["small-cnn", "timm:resnet10t"])
-def test_models_map_digits_to_logits(name):
-    model = build(name).eval()
-    assert model(torch.zeros(4, 1, 8, 8)).shape == (4, 10)
+IMAGE_MODELS = ["small-cnn", "lenet", "mlp", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+                "timm:resnet10t", "torchvision:resnet18", "torchvision:mobilenet_v3_small"]
 
 
-def test_small_cnn_adapts_to_channels_and_size():
-    spec = ModelSpec(name="small-cnn", num_classes=3, input_shape=(3, 32, 32))
-    model = plugins.get("model", "small-cnn").obj(spec).eval()
-    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 28, 28)])
+def test_every_image_model_adapts_to_channels_and_size(name, shape):
+    spec = ModelSpec(name=name, num_classes=7, input_shape=shape)
+    model = plugins.get("model", name).obj(spec).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, *shape)).shape == (2, 7)
+
+
+def test_cifar_resnets_have_the_published_depth_and_size():
+    spec = ModelSpec(name="resnet32", num_classes=10, input_shape=(3, 32, 32))
+    model = plugins.get("model", "resnet32").obj(spec)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) + 1 == 32  # 31 convolutions and the classifier
+    assert 0.45e6 < sum(p.numel() for p in model.parameters()) < 0.48e6  # 0.46M in He et al. 2016
+
+
+def test_mlp_takes_feature_vectors_and_image_only_models_refuse_them():
+    spec = ModelSpec(name="mlp", num_classes=4, input_shape=(16,), options={"hidden": 8, "layers": 3})
+    assert plugins.get("model", "mlp").obj(spec)(torch.zeros(5, 16)).shape == (5, 4)
+    for name in ("small-cnn", "resnet20", "lenet"):
+        with pytest.raises(NoisyctlError, match="needs image inputs"):
+            plugins.get("model", name).obj(ModelSpec(name=name, num_classes=4, input_shape=(16,)))
 
 
 def test_a_timm_model_trains_and_records(cli, tmp_path):
@@ -41,8 +64,7 @@ def test_weights_load_from_a_local_file_without_unpickling(tmp_path, suffix):
         save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
     else:
         torch.save(source.state_dict(), path)
-    spec = ModelSpec(name="timm:resnet10t", num_classes=10, input_shape=(1, 8, 8), weights=path)
-    loaded = plugins.get("model", "timm").obj(spec)
+    loaded, _ = build_model(TrainOptions(model="timm:resnet10t", weights=str(path)), digits())
     for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -50,9 +72,8 @@ def test_weights_load_from_a_local_file_without_unpickling(tmp_path, suffix):
 def test_a_pickled_object_is_not_loaded_as_weights(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": object()}, path)  # needs unpickling code: weights_only refuses it
-    spec = ModelSpec(name="small-cnn", num_classes=10, input_shape=(1, 8, 8), weights=path)
     with pytest.raises(NoisyctlError, match="cannot read weights"):
-        plugins.get("model", "small-cnn").obj(spec)
+        build_model(TrainOptions(weights=str(path)), digits())
 
 
 def test_hub_weights_are_refused_with_the_reason():

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from noisyctl.api import NoiseContext
-from noisyctl.builtin.noise import pairflip, uniform
+from noisyctl.api import DatasetData, NoiseContext, TensorSampleSet
+from noisyctl.builtin.noise.flips import pairflip, uniform
+from noisyctl.builtin.noise.instance import instance
+from noisyctl.builtin.noise.transition import transition
 from noisyctl.errors import NoisyctlError
 from noisyctl.synth import synthesize
 
@@ -61,3 +63,83 @@ def test_rate_outside_zero_one_is_refused(cli, tmp_path, rate):
     line = cli.error("synth", "--rate", rate, "-o", tmp_path / "l.h5")
     assert "outside [0, 1)" in line
     assert not (tmp_path / "l.h5").exists()
+
+
+def test_pairflip_within_groups_flips_to_the_next_class_of_the_superclass():
+    labels = np.arange(500) % 5
+    data = DatasetData(train=TensorSampleSet([str(i) for i in range(500)], labels, np.zeros((500, 1))),
+                       class_names=list("abcde"), input_shape=(1,), class_groups=[[0, 1, 2], [3, 4]])
+    ctx = NoiseContext(labels=labels, class_names=list("abcde"), rng=np.random.default_rng(0), dataset=data)
+    noisy = pairflip(ctx, 0.4, within_groups=True)
+    flipped = noisy != labels
+    assert flipped.sum() == 200
+    expected = {0: 1, 1: 2, 2: 0, 3: 4, 4: 3}
+    assert all(expected[a] == b for a, b in zip(labels[flipped], noisy[flipped]))
+    with pytest.raises(NoisyctlError, match="needs a dataset with class groups"):
+        pairflip(context(labels, 5), 0.4, within_groups=True)
+
+
+def test_transition_hits_each_row_exactly(tmp_path):
+    labels = np.repeat(np.arange(3), 100)
+    matrix = tmp_path / "t.yaml"
+    matrix.write_text("- [0.8, 0.2, 0.0]\n- [0.0, 1.0, 0.0]\n- [0.25, 0.25, 0.5]\n")
+    noisy = transition(context(labels, 3), None, matrix=str(matrix))
+    counts = np.zeros((3, 3), dtype=int)
+    np.add.at(counts, (labels, noisy), 1)
+    assert counts.tolist() == [[80, 20, 0], [0, 100, 0], [25, 25, 50]]
+
+
+def test_transition_mapping_by_name_keeps_the_rest_on_the_diagonal():
+    labels = np.repeat(np.arange(3), 10)
+    ctx = NoiseContext(labels=labels, class_names=["cat", "dog", "car"], rng=np.random.default_rng(1))
+    noisy = transition(ctx, None, matrix={"cat": {"dog": 0.3}})
+    assert (noisy[labels == 0] == 1).sum() == 3 and (noisy[labels == 0] == 0).sum() == 7
+    assert np.array_equal(noisy[labels != 0], labels[labels != 0])
+
+
+@pytest.mark.parametrize("matrix, message", [
+    ([[0.9, 0.2], [0.0, 1.0]], "row '0' sums to 1.1, not 1"),
+    ([[1.0, 0.0]], "is 1x2 but there are 2 classes"),
+    ([[1.5, -0.5], [0.0, 1.0]], "negative"),
+    ({"0": {"1": "lots"}}, "not a number"),
+    ("missing.yaml", "does not exist"),
+])
+def test_transition_refuses_bad_matrices(matrix, message):
+    with pytest.raises(NoisyctlError, match=message):
+        transition(context(np.arange(10) % 2, 2), None, matrix=matrix)
+
+
+def test_transition_takes_no_rate():
+    with pytest.raises(NoisyctlError, match="drop --rate"):
+        transition(context(np.arange(10) % 2, 2), 0.2, matrix=[[1, 0], [0, 1]])
+
+
+def test_instance_noise_flips_hard_samples_to_their_confusable_class():
+    rng = np.random.default_rng(0)
+    labels = np.arange(2000) % 4
+    probs = rng.dirichlet(np.ones(4), size=2000)
+    noisy = instance(context(labels, 4), 0.25, probs=_save(probs))
+    flipped = noisy != labels
+    assert flipped.sum() == 500
+    rows = np.arange(2000)
+    others = probs.copy()
+    others[rows, labels] = -1
+    assert np.array_equal(noisy[flipped], others.argmax(1)[flipped])  # the most confusable other class
+    hardness = 1 - probs[rows, labels]
+    assert hardness[flipped].mean() > hardness[~flipped].mean() + 0.05  # harder samples flip more often
+
+
+def test_instance_noise_on_digits_uses_a_reference_model():
+    spec = {"name": "digits", "root": None, "options": {}}
+    labels = synthesize(spec, "instance", 0.3, seed=0)
+    assert labels.is_noisy.sum() == round(0.3 * 1797)
+    pairs = np.bincount(labels.true_labels[labels.is_noisy] * 10 + labels.given_labels[labels.is_noisy])
+    assert pairs.max() > 3 * pairs[pairs > 0].mean() / 2  # concentrated on confusable pairs, not uniform
+
+
+def _save(array):
+    import tempfile
+
+    path = tempfile.NamedTemporaryFile(suffix=".npy", delete=False).name
+    np.save(path, array)
+    return path

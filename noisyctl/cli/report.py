@@ -77,7 +77,8 @@ def report(
                                    f"{len(labels.class_names)} classes)")
         if labels.noise:
             n = labels.noise
-            summary.add_row("noise", f"{n['name']} at {n['rate']:.0%}, seed {n['seed']}: {n['flipped']:,} labels flipped")
+            summary.add_row("noise", f"{n['name']} at {n['flipped'] / result['samples']:.0%}, seed {n['seed']}: "
+                                     f"{n['flipped']:,} labels flipped")
         t = run_file.training
         summary.add_row("model", f"{t.get('model')}, {t.get('epochs')} epochs, {t.get('optimizer')} lr {t.get('lr')}, "
                                  f"{t.get('device_used')}")

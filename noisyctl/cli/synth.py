@@ -24,7 +24,9 @@ def synth(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives on disk."),
     dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE."),
     noise: str = typer.Option("uniform", "--noise", "-n", help="Noise plugin name."),
-    rate: float = typer.Option(0.2, "--rate", "-r", help="Share of samples whose label flips, in [0, 1)."),
+    rate: Optional[float] = typer.Option(None, "--rate", "-r", help="Share of samples whose label flips, in "
+                                         "[0, 1) (uniform, pairflip, instance: 0.2 when not given; transition "
+                                         "takes its rates from the matrix).", show_default=False),
     noise_option: List[str] = typer.Option([], "--noise-option", "-N", help="Noise option KEY=VALUE."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise draw; the same seed gives the same labels."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file to write (.h5)."),
@@ -48,7 +50,8 @@ def synth(
     def render(console):
         table = Table(title=f"{p['noise']} noise on {p['dataset']}", show_header=False)
         table.add_row("samples", f"{result['samples']:,}")
-        table.add_row("flipped", f"{result['flipped']:,} ({result['rate_actual']:.2%}, asked {p['rate']:.2%})")
+        asked = "" if p["rate"] is None else f", asked {p['rate']:.2%}"
+        table.add_row("flipped", f"{result['flipped']:,} ({result['rate_actual']:.2%}{asked})")
         table.add_row("labels file", str(out_path))
         console.print(table)
 

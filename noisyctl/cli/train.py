@@ -41,6 +41,8 @@ def train(
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of initialisation, order and augmentation."),
     device: str = typer.Option(DEFAULTS.device, "--device", help="auto, cpu, cuda or cuda:N."),
     amp: bool = typer.Option(DEFAULTS.amp, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
+    augment: str = typer.Option(DEFAULTS.augment, "--augment", help="Training augmentation: auto (what suits "
+                                "the dataset), none, crop, flip-crop or resized-crop."),
     workers: int = typer.Option(DEFAULTS.workers, "--workers", help="DataLoader worker processes."),
     record_eval: bool = typer.Option(DEFAULTS.record_eval, "--record-eval/--no-record-eval",
                                      help="After each epoch, record eval-mode loss, probability, margin and "
@@ -71,7 +73,8 @@ def train(
         model=p["model"], model_options=parse_options(p["model_option"], "model"),
         weights=str(p["weights"]) if p["weights"] else None, epochs=p["epochs"], batch_size=p["batch_size"],
         optimizer=p["optimizer"], lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
-        schedule=p["schedule"], seed=p["seed"], device=p["device"], amp=p["amp"], workers=p["workers"],
+        schedule=p["schedule"], seed=p["seed"], device=p["device"], amp=p["amp"], augment=p["augment"],
+        workers=p["workers"],
         record_eval=p["record_eval"], eval_batch_size=p["eval_batch_size"])
     result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
                        show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))

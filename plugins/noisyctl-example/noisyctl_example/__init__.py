@@ -30,9 +30,9 @@ class DisagreementDetector(BlockDetector):
         return (block["eval_pred"] != block["given_label"][:, None]).mean(axis=1)
 
 
-def collapse(context: NoiseContext, rate: float, target: str | int = 0) -> np.ndarray:
+def collapse(context: NoiseContext, rate: float | None, target: str | int = 0) -> np.ndarray:
     """Exactly round(rate*N) samples of the other classes are relabeled to one target class."""
-    check_rate(rate)
+    rate = check_rate(0.1 if rate is None else rate)  # None: the user gave no --rate
     target_class = context.class_index(target)
     labels = context.labels
     others = np.flatnonzero(labels != target_class)

@@ -1,14 +1,18 @@
-"""Built-in label noise. Every generator flips an exact number of samples."""
+"""Uniform (symmetric) and pair-flip (asymmetric) noise at an exact rate."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import NoiseContext, NoisyctlError, choose_exact, hookimpl
+from noisyctl.api import NoiseContext, NoisyctlError, choose_exact
 
 
-def uniform(context: NoiseContext, rate: float) -> np.ndarray:
+DEFAULT_RATE = 0.2
+
+
+def uniform(context: NoiseContext, rate: float | None) -> np.ndarray:
     """Symmetric noise: exactly round(rate*N) samples flip, each to another class chosen uniformly."""
+    rate = DEFAULT_RATE if rate is None else rate
     if context.num_classes < 2:
         raise NoisyctlError("uniform noise needs at least 2 classes")
     labels = context.labels
@@ -41,21 +45,31 @@ def _parse_pairs(context: NoiseContext, pairs) -> dict[int, int]:
     return mapping
 
 
-def pairflip(context: NoiseContext, rate: float, pairs=None) -> np.ndarray:
+def _within_groups(context: NoiseContext) -> dict[int, int]:
+    """Each class to the next one of its superclass (CIFAR-100's asymmetric noise, Patrini et al. 2017)."""
+    groups = context.dataset.class_groups if context.dataset is not None else None
+    if not groups:
+        raise NoisyctlError("pairflip within_groups needs a dataset with class groups (superclasses), "
+                            "such as cifar100")
+    return {c: group[(i + 1) % len(group)] for group in groups if len(group) > 1 for i, c in enumerate(group)}
+
+
+def pairflip(context: NoiseContext, rate: float | None, pairs=None, within_groups: bool = False) -> np.ndarray:
     """Asymmetric noise: class c flips to c+1 (or to its pair); exactly round(rate*n) of the flippable samples flip."""
+    rate = DEFAULT_RATE if rate is None else rate
     if context.num_classes < 2:
         raise NoisyctlError("pairflip noise needs at least 2 classes")
-    mapping = (_parse_pairs(context, pairs) if pairs is not None
-               else {c: (c + 1) % context.num_classes for c in range(context.num_classes)})
+    if pairs is not None and within_groups:
+        raise NoisyctlError("pairflip takes pairs or within_groups, not both")
+    if pairs is not None:
+        mapping = _parse_pairs(context, pairs)
+    elif within_groups:
+        mapping = _within_groups(context)
+    else:
+        mapping = {c: (c + 1) % context.num_classes for c in range(context.num_classes)}
     labels = context.labels
     flippable = np.flatnonzero(np.isin(labels, list(mapping)))
     chosen = flippable[choose_exact(len(flippable), rate, context.rng)]
     noisy = labels.copy()
     noisy[chosen] = np.array([mapping[c] for c in labels[chosen]], dtype=labels.dtype)
     return noisy
-
-
-@hookimpl
-def register_noise(register):
-    register("uniform", uniform)
-    register("pairflip", pairflip)

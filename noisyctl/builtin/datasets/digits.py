@@ -1,10 +1,11 @@
-"""Built-in datasets."""
+"""scikit-learn's bundled handwritten digits: the embedded default, no download."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet, hookimpl
+from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet
+from noisyctl.builtin.datasets.common import reject_options
 
 
 def load_digits(root=None, test_fraction: float | str = 0.0, **options) -> DatasetData:
@@ -12,8 +13,7 @@ def load_digits(root=None, test_fraction: float | str = 0.0, **options) -> Datas
     import torch
     from sklearn.datasets import load_digits as sklearn_digits
 
-    if options:
-        raise NoisyctlError(f"digits takes no option {', '.join(sorted(options))}; it knows test_fraction")
+    reject_options("digits", options, ["test_fraction"])
     test_fraction = float(test_fraction)
     if not 0.0 <= test_fraction < 1.0:
         raise NoisyctlError(f"digits: test_fraction {test_fraction} is outside [0, 1)")
@@ -26,12 +26,9 @@ def load_digits(root=None, test_fraction: float | str = 0.0, **options) -> Datas
     if test_fraction > 0:
         order = np.random.default_rng(1797).permutation(len(labels))
         is_test[order[: int(round(test_fraction * len(labels)))]] = True
-    train = TensorSampleSet(list(ids[~is_test]), labels[~is_test], images[torch.from_numpy(~is_test)])
-    test = TensorSampleSet(list(ids[is_test]), labels[is_test], images[torch.from_numpy(is_test)]) if is_test.any() else None
-    return DatasetData(train=train, test=test, class_names=[str(c) for c in digits.target_names],
-                       input_shape=(1, 8, 8))
 
+    def subset(mask):
+        return TensorSampleSet(list(ids[mask]), labels[mask], images[torch.from_numpy(mask)])
 
-@hookimpl
-def register_datasets(register):
-    register("digits", load_digits)
+    return DatasetData(train=subset(~is_test), test=subset(is_test) if is_test.any() else None,
+                       class_names=[str(c) for c in digits.target_names], input_shape=(1, 8, 8))

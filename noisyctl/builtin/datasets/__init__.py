@@ -1,0 +1,16 @@
+"""Built-in datasets, each read from local disk and never downloaded (digits ships with scikit-learn)."""
+
+from noisyctl.api import hookimpl
+from noisyctl.builtin.datasets import arrays, cifar, digits, imagefolder, mnist
+
+
+@hookimpl
+def register_datasets(register):
+    register("digits", digits.load_digits)
+    register("imagefolder", imagefolder.load_imagefolder)
+    register("cifar10", cifar.load_cifar10)
+    register("cifar100", cifar.load_cifar100)
+    register("mnist", mnist.load_mnist)
+    register("fashion-mnist", mnist.load_fashion_mnist)
+    register("npz", arrays.load_npz)
+    register("hdf5", arrays.load_hdf5)

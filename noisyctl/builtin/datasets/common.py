@@ -1,0 +1,75 @@
+"""Helpers shared by the built-in dataset loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from noisyctl.api import NoisyctlError, SampleSet
+
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+MNIST_STATS = ((0.1307,), (0.3081,))
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def require_root(root, dataset: str, what: str) -> Path:
+    """The dataset's folder or file, or one line saying what is needed."""
+    if root is None:
+        raise NoisyctlError(f"{dataset} needs --data-root: {what}")
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise NoisyctlError(f"{dataset}: {path} does not exist; it should be {what}")
+    return path
+
+
+def reject_options(dataset: str, options: dict, known: Sequence[str]) -> None:
+    if options:
+        raise NoisyctlError(f"{dataset} takes no option {', '.join(sorted(options))}; it knows "
+                            f"{', '.join(known) or 'none'}")
+
+
+def channels_first(images: np.ndarray, source: str) -> np.ndarray:
+    """``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` images as ``[N, C, H, W]``."""
+    if images.ndim == 3:
+        return images[:, None]
+    if images.ndim == 4:
+        if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
+            return images.transpose(0, 3, 1, 2)
+        return images
+    raise NoisyctlError(f"{source}: images must have 3 or 4 dimensions, not shape {images.shape}")
+
+
+class ArraySampleSet(SampleSet):
+    """Images or feature vectors in one in-memory array, converted to float one sample at a time.
+
+    ``uint8`` images are scaled to [0, 1]; with ``stats`` they are then normalised per channel.
+    """
+
+    def __init__(self, ids, labels, inputs: np.ndarray, stats=None) -> None:
+        super().__init__(ids, labels)
+        self.inputs = inputs
+        self.scale = 1 / 255 if inputs.dtype == np.uint8 else 1.0
+        self.mean = None if stats is None else np.asarray(stats[0], dtype=np.float32).reshape(-1, 1, 1)
+        self.std = None if stats is None else np.asarray(stats[1], dtype=np.float32).reshape(-1, 1, 1)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.inputs.shape
+
+    def load(self, index: int):
+        import torch
+
+        x = np.asarray(self.inputs[index], dtype=np.float32) * self.scale
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def check_labels(labels: np.ndarray, num_classes: int, ids: list[str], source: str) -> None:
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise NoisyctlError(f"{source}: sample {ids[i]} has label {labels[i]} outside 0..{num_classes - 1}")

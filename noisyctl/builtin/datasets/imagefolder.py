@@ -1,0 +1,100 @@
+"""Images in one folder per class, optionally under train/ and val/ subsets (Imagenette, Datumaro exports)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from noisyctl.api import DatasetData, NoisyctlError, SampleSet
+from noisyctl.builtin.datasets.common import IMAGENET_STATS, reject_options, require_root
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+TRAIN_NAMES = ("train",)
+TEST_NAMES = ("val", "validation", "test")
+
+
+class ImageFileSampleSet(SampleSet):
+    """Decodes one image file per sample, resized (shorter side) and centre-cropped to ``size``."""
+
+    def __init__(self, ids, labels, root: Path, size: int, channels: int, normalize: bool) -> None:
+        super().__init__(ids, labels)
+        self.root, self.size, self.channels = root, size, channels
+        mean, std = IMAGENET_STATS if channels == 3 else ((0.5,), (0.5,))
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1) if normalize else None
+        self.std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1) if normalize else None
+
+    def load(self, index: int):
+        import torch
+        from PIL import Image
+
+        path = self.root / self.ids[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB" if self.channels == 3 else "L")
+                scale = self.size / min(image.size)
+                width, height = max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))
+                image = image.resize((width, height), Image.BILINEAR)
+                left, top = (width - self.size) // 2, (height - self.size) // 2
+                image = image.crop((left, top, left + self.size, top + self.size))
+                pixels = np.asarray(image, dtype=np.float32) / 255.0
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise NoisyctlError(f"cannot read image {path}: {exc}") from None
+        pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+        if self.mean is not None:
+            pixels = (pixels - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(pixels))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _scan(folder: Path, root: Path, classes: list[str] | None):
+    """(ids relative to root, labels, class names) of a folder with one subfolder per class."""
+    found = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
+        raise NoisyctlError(f"imagefolder: {folder} has no class folders (expected one folder per class)")
+    if classes is None:
+        classes = found
+    else:
+        unknown = [c for c in found if c not in classes]
+        if unknown:
+            raise NoisyctlError(f"imagefolder: {folder / unknown[0]} is a class the training subset does not have")
+    ids, labels = [], []
+    for name in found:
+        files = _image_files(folder / name)
+        if not files:
+            raise NoisyctlError(f"imagefolder: class folder {folder / name} has no images "
+                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        ids += [f.relative_to(root).as_posix() for f in files]
+        labels += [classes.index(name)] * len(files)
+    return ids, np.array(labels, dtype=np.int64), classes
+
+
+def load_imagefolder(root=None, size: int | str = 224, channels: int | str = 3, normalize: bool = True,
+                     **options) -> DatasetData:
+    """One folder per class, or train/ and val/ subsets of them; images resized to size x size."""
+    reject_options("imagefolder", options, ["size", "channels", "normalize"])
+    root = require_root(root, "imagefolder", "a folder with one subfolder per class, or train/ and val/ "
+                                             "subfolders of such folders")
+    if not root.is_dir():
+        raise NoisyctlError(f"imagefolder: {root} is not a folder")
+    size, channels = int(size), int(channels)
+    if size < 1 or channels not in (1, 3):
+        raise NoisyctlError("imagefolder: size must be positive and channels 1 or 3")
+    train_dir = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
+    test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None) if train_dir else None
+    ids, labels, classes = _scan(train_dir or root, root, None)
+
+    def subset(ids, labels):
+        return ImageFileSampleSet(ids, labels, root, size, channels, bool(normalize))
+
+    test = None
+    if test_dir is not None:
+        test_ids, test_labels, _ = _scan(test_dir, root, classes)
+        test = subset(test_ids, test_labels)
+    return DatasetData(train=subset(ids, labels), test=test, class_names=classes,
+                       input_shape=(channels, size, size),
+                       default_augment="resized-crop" if size >= 64 else "flip-crop")

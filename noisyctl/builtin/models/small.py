@@ -1,0 +1,72 @@
+"""Small built-in architectures: quick on a CPU, sized for digits, MNIST, CIFAR and feature vectors."""
+
+from __future__ import annotations
+
+from noisyctl.api import ModelSpec, NoisyctlError
+
+
+def _image_channels(spec: ModelSpec, model: str) -> int:
+    if len(spec.input_shape) != 3:
+        raise NoisyctlError(f"{model} needs image inputs (channels, height, width), not {spec.input_shape}; "
+                            f"use mlp for feature vectors")
+    return spec.input_shape[0]
+
+
+def _options(spec: ModelSpec, model: str, known: dict) -> dict:
+    unknown = set(spec.options) - set(known)
+    if unknown:
+        raise NoisyctlError(f"{model} takes no option {', '.join(sorted(unknown))}; it knows "
+                            f"{', '.join(known) or 'none'}")
+    return {k: type(v)(spec.options.get(k, v)) for k, v in known.items()}
+
+
+def small_cnn(spec: ModelSpec):
+    """A four-layer CNN with batch norm; adapts to any input size and channel count."""
+    from torch import nn
+
+    width = _options(spec, "small-cnn", {"width": 32})["width"]
+    channels = _image_channels(spec, "small-cnn")
+
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+    return nn.Sequential(
+        *block(channels, width), *block(width, width), nn.MaxPool2d(2),
+        *block(width, 2 * width), *block(2 * width, 2 * width),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(2 * width, spec.num_classes),
+    )
+
+
+def lenet(spec: ModelSpec):
+    """LeNet-5 (two 5x5 convolutions, three dense layers); any input size and channel count."""
+    from torch import nn
+
+    _options(spec, "lenet", {})
+    channels = _image_channels(spec, "lenet")
+    return nn.Sequential(
+        nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(6, 16, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
+        nn.AdaptiveAvgPool2d(5), nn.Flatten(),
+        nn.Linear(16 * 25, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True),
+        nn.Linear(84, spec.num_classes),
+    )
+
+
+def mlp(spec: ModelSpec):
+    """A multilayer perceptron on feature vectors (or flattened images); options hidden, layers, dropout."""
+    import math
+
+    from torch import nn
+
+    o = _options(spec, "mlp", {"hidden": 256, "layers": 2, "dropout": 0.0})
+    if o["layers"] < 1 or o["hidden"] < 1 or not 0 <= o["dropout"] < 1:
+        raise NoisyctlError("mlp: layers and hidden must be positive and dropout in [0, 1)")
+    width = math.prod(spec.input_shape)
+    layers: list = [nn.Flatten()]
+    for _ in range(o["layers"]):
+        layers += [nn.Linear(width, o["hidden"]), nn.ReLU(inplace=True)]
+        if o["dropout"]:
+            layers.append(nn.Dropout(o["dropout"]))
+        width = o["hidden"]
+    return nn.Sequential(*layers, nn.Linear(width, spec.num_classes))
