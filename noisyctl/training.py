@@ -114,12 +114,15 @@ def build_model(options: TrainOptions, data: DatasetData):
 
 
 def margins(logits, labels):
-    """z_y - max_{k != y} z_k per row (AUM's margin)."""
+    """z_y - max_{k != y} z_k per row (AUM's margin), from the top two logits."""
     import torch
 
+    if logits.shape[1] < 2:
+        return torch.zeros(logits.shape[0], device=logits.device, dtype=logits.dtype)
+    top = logits.topk(2, dim=1)
     assigned = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], float("-inf"))
-    return assigned - others.max(dim=1).values if logits.shape[1] > 1 else torch.zeros_like(assigned)
+    best_other = torch.where(top.indices[:, 0] == labels, top.values[:, 1], top.values[:, 0])
+    return assigned - best_other
 
 
 def training_batches(order: np.ndarray, batch_size: int) -> list[list[int]]:
@@ -248,14 +251,15 @@ class Trainer:
         lr = self.options.learning_rate(epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        # Per-sample records stay on the device until the epoch ends: no sync per batch.
-        loss_rec = torch.full((n,), float("nan"), device=self.device)
-        margin_rec = torch.full((n,), float("nan"), device=self.device)
-        step_rec = torch.full((n,), -1, dtype=torch.int32, device=self.device)
+        # Loss and margin per sample stay on the device until the epoch ends: no sync per batch.
+        # Presentation steps and accuracy need nothing per batch: they follow from the batches
+        # and the margins (a sample is classified right exactly when its margin is positive).
+        records = torch.full((n, 2), float("nan"), device=self.device)
         given = self.given.to(self.device)
-        correct = torch.zeros((), device=self.device)
         self.model.train()
-        for inputs, index in self._batches(self._loader(self.data.train, training_batches(order, self.options.batch_size))):
+        batches = training_batches(order, self.options.batch_size)
+        first_step = self.step
+        for inputs, index in self._batches(self._loader(self.data.train, batches)):
             inputs = augment_batch(inputs.to(self.device, non_blocking=True), self.augment)
             index = index.to(self.device, non_blocking=True)
             targets = given[index]
@@ -269,20 +273,19 @@ class Trainer:
             self.scaler.update()
             if record:
                 with torch.no_grad():
-                    detached = logits.detach()
-                    loss_rec[index] = losses.detach()
-                    margin_rec[index] = margins(detached, targets)
-                    step_rec[index] = self.step
-                    correct += (detached.argmax(1) == targets).sum()
+                    records[index] = torch.stack((losses.detach(), margins(logits.detach(), targets)), dim=1)
             self.step += 1
             if on_batch is not None:
                 on_batch(len(index))
-        train_loss = loss_rec.cpu().numpy()
+        loss, margin = records.cpu().numpy().T
+        steps = np.empty(n, dtype=np.int32)
+        for number, batch in enumerate(batches):
+            steps[batch] = first_step + number
         return {
-            "train_loss": train_loss,
-            "train_margin": margin_rec.cpu().numpy(),
-            "train_step": step_rec.cpu().numpy(),
-            "figures": {"train_loss": float(np.mean(train_loss)), "train_accuracy": float(correct.item()) / n,
+            "train_loss": np.ascontiguousarray(loss),
+            "train_margin": np.ascontiguousarray(margin),
+            "train_step": steps,
+            "figures": {"train_loss": float(np.mean(loss)), "train_accuracy": float(np.mean(margin > 0)),
                         "learning_rate": lr},
         }
 

@@ -121,3 +121,10 @@ def test_help_lists_every_pipeline_command_including_later_ones(cli):
     for name in ("synth", "train", "detect", "report", "run", "prune", "correct", "plugins"):
         assert name in out
     assert "not available" in cli.error("prune")
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "recipes").glob("*.yaml") if p.name != "quickstart.yaml"))
+def test_ready_recipes_are_valid_and_name_the_data_they_need(cli, tmp_path, monkeypatch, recipe):
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    line = cli.error("run", REPO / "recipes" / recipe)
+    assert "step 1 (synth)" in line and "data" in line and ("does not exist" in line or "not found" in line)

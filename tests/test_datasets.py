@@ -1,0 +1,263 @@
+"""Every dataset format, written for real in its on-disk format and read back."""
+
+import gzip
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from noisyctl.data import load_dataset
+from noisyctl.errors import NoisyctlError
+
+
+def load(name, root, **options):
+    return load_dataset({"name": name, "root": None if root is None else str(root), "options": options})
+
+
+def write_image(path, color, size=(20, 12), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color).save(path)
+
+
+# --- imagefolder ------------------------------------------------------------
+
+@pytest.fixture
+def folder_tree(tmp_path):
+    root = tmp_path / "pets"
+    for subset, count in (("train", 3), ("val", 1)):
+        for label, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+            for i in range(count):
+                write_image(root / subset / label / f"{label}{i}.png", color)
+    write_image(root / "train" / "dog" / "nested" / "puppy.jpg", (0, 0, 250))  # subfolders count, as in ImageFolder
+    (root / "train" / "cat" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_imagefolder_with_train_and_val_subsets(folder_tree):
+    data = load("imagefolder", folder_tree, size=16, normalize=False)
+    assert data.class_names == ["cat", "dog"]
+    assert data.train.ids[:3] == ["train/cat/cat0.png", "train/cat/cat1.png", "train/cat/cat2.png"]
+    assert "train/dog/nested/puppy.jpg" in data.train.ids
+    assert data.train.labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    assert data.test.ids == ["val/cat/cat0.png", "val/dog/dog0.png"]
+    assert data.input_shape == (3, 16, 16)
+    image, index = data.train[0]
+    assert index == 0 and tuple(image.shape) == (3, 16, 16)
+    assert image[0].mean() > 0.99 and image[2].mean() < 0.01  # red stays red
+
+
+def test_imagefolder_flat_layout_and_grayscale(tmp_path):
+    for label in ("a", "b"):
+        write_image(tmp_path / label / "x.png", 128, mode="L")
+    data = load("imagefolder", tmp_path, size=8, channels=1)
+    assert data.test is None and data.train.ids == ["a/x.png", "b/x.png"]
+    assert tuple(data.train[1][0].shape) == (1, 8, 8)
+
+
+def test_imagefolder_errors_name_the_folder_or_file(folder_tree, tmp_path):
+    with pytest.raises(NoisyctlError, match="imagefolder needs --data-root"):
+        load("imagefolder", None)
+    with pytest.raises(NoisyctlError, match="does not exist"):
+        load("imagefolder", tmp_path / "nowhere")
+    (folder_tree / "train" / "bird").mkdir()
+    with pytest.raises(NoisyctlError, match="class folder .*train/bird has no images"):
+        load("imagefolder", folder_tree)
+    (folder_tree / "train" / "bird").rmdir()
+    write_image(folder_tree / "val" / "fox" / "f.png", (1, 1, 1))
+    with pytest.raises(NoisyctlError, match="val/fox is a class the training subset does not have"):
+        load("imagefolder", folder_tree)
+
+
+def test_an_undecodable_image_is_one_line_naming_the_file_even_from_workers(folder_tree, cli, tmp_path):
+    broken = folder_tree / "train" / "cat" / "cat1.png"
+    broken.write_bytes(b"\x89PNG but not really")
+    data = load("imagefolder", folder_tree, size=16)
+    with pytest.raises(NoisyctlError, match=f"cannot read image {broken}"):
+        data.train[1]
+    line = cli.error("train", "--dataset", "imagefolder", "--data-root", folder_tree, "-D", "size=16",
+                     "--workers", "2", "--epochs", "1", "-q", "-o", tmp_path / "run.h5")
+    assert f"cannot read image {broken}" in line
+    assert not (tmp_path / "run.h5").exists()
+
+
+def test_training_on_an_imagefolder_with_workers_records_test_accuracy(folder_tree, cli, tmp_path):
+    run = tmp_path / "run.h5"
+    cli("train", "--dataset", "imagefolder", "--data-root", folder_tree, "-D", "size=16", "--workers", "2",
+        "--epochs", "2", "--batch-size", "4", "-q", "-o", run)
+    with h5py.File(run) as h5:
+        assert h5["dynamics/train_loss"].shape == (7, 2)
+        assert h5["epochs/test_accuracy"].shape == (2,)
+        assert h5["samples/id"][0].decode() == "train/cat/cat0.png"
+
+
+# --- CIFAR ------------------------------------------------------------------
+
+def write_cifar_batch(path, images, labels, key=b"labels", extra=None):
+    batch = {b"batch_label": b"testing", key: list(labels), b"data": images.reshape(len(images), -1),
+             b"filenames": [f"img{i}.png".encode() for i in range(len(images))]}
+    batch.update(extra or {})
+    with open(path, "wb") as handle:
+        pickle.dump(batch, handle, protocol=2)  # the original batches are protocol-2 pickles
+
+
+def test_cifar10_python_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    images = {name: rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+              for name, n in (("data_batch_1", 4), ("data_batch_2", 3), ("test_batch", 2))}
+    for name, batch in images.items():
+        write_cifar_batch(folder / name, batch, rng.integers(0, 10, len(batch)))
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": names, b"num_vis": 3072}, handle, protocol=2)
+    data = load("cifar10", tmp_path, normalize=False)
+    assert data.class_names[1] == "automobile" and len(data.train) == 7 and len(data.test) == 2
+    assert data.train.ids[4] == "data_batch_2/00000"
+    x = data.train[5][0].numpy()
+    assert np.allclose(x * 255, images["data_batch_2"][1], atol=1e-3)
+    assert data.default_augment == "flip-crop"
+
+
+def test_cifar_files_cannot_run_code(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+
+    class Exploit:
+        def __reduce__(self):
+            import os
+
+            return (os.system, ("touch " + str(tmp_path / "owned"),))
+
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": Exploit()}, handle, protocol=2)
+    with pytest.raises(NoisyctlError, match="posix.system|os.system"):
+        load("cifar10", tmp_path)
+    assert not (tmp_path / "owned").exists()
+
+
+def test_cifar100_with_superclasses(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    fine = np.array([0, 1, 2, 3, 4, 0])
+    coarse = np.array([0, 0, 1, 1, 1, 0])
+    for name in ("train", "test"):
+        write_cifar_batch(folder / name, rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8), fine,
+                          key=b"fine_labels", extra={b"coarse_labels": list(coarse)})
+    fine_names = [f"class{i}".encode() for i in range(5)]
+    with open(folder / "meta", "wb") as handle:
+        pickle.dump({b"fine_label_names": fine_names, b"coarse_label_names": [b"g0", b"g1"]}, handle, protocol=2)
+    data = load("cifar100", folder)  # the subfolder itself works too
+    assert data.class_names == [f"class{i}" for i in range(5)]
+    assert data.class_groups == [[0, 1], [2, 3, 4]]
+    assert data.train.labels.tolist() == fine.tolist()
+
+
+def test_cifar10_missing_folder_says_what_it_needs(tmp_path):
+    with pytest.raises(NoisyctlError, match="no cifar-10-batches-py/batches.meta under"):
+        load("cifar10", tmp_path)
+
+
+# --- MNIST idx --------------------------------------------------------------
+
+def idx_bytes(array):
+    code = {np.dtype(np.uint8): 0x08}[array.dtype]
+    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+    return header + array.tobytes()
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_mnist_idx_files(tmp_path, compressed, name):
+    raw = tmp_path / "raw"  # torchvision's layout
+    raw.mkdir()
+    rng = np.random.default_rng(2)
+    content = {"train-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+               "train-labels-idx1-ubyte": np.array([0, 1, 2, 9, 4], dtype=np.uint8),
+               "t10k-images-idx3-ubyte": rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
+               "t10k-labels-idx1-ubyte": np.array([3, 3], dtype=np.uint8)}
+    for stem, array in content.items():
+        data = idx_bytes(array)
+        if compressed:
+            (raw / f"{stem}.gz").write_bytes(gzip.compress(data))
+        else:
+            (raw / stem).write_bytes(data)
+    data = load(name, tmp_path, normalize=False)
+    assert data.train.labels.tolist() == [0, 1, 2, 9, 4] and len(data.test) == 2
+    assert data.input_shape == (1, 28, 28)
+    assert np.allclose(data.train[3][0].numpy()[0] * 255, content["train-images-idx3-ubyte"][3], atol=1e-3)
+    assert data.class_names[0] == ("T-shirt/top" if name == "fashion-mnist" else "0")
+
+
+def test_mnist_truncated_and_mismatched_files(tmp_path):
+    images = np.zeros((4, 28, 28), dtype=np.uint8)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(images)[:-10])
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(4, dtype=np.uint8)))
+    with pytest.raises(NoisyctlError, match="train-images-idx3-ubyte is truncated or damaged"):
+        load("mnist", tmp_path)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(3, dtype=np.uint8)))
+    with pytest.raises(NoisyctlError, match="has 3 labels for 4 images"):
+        load("mnist", tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([0, 1, 2, 10], dtype=np.uint8)))
+    with pytest.raises(NoisyctlError, match="sample train/00003 has label 10 outside 0..9"):
+        load("mnist", tmp_path)
+
+
+# --- npz and HDF5 arrays ----------------------------------------------------
+
+def test_npz_feature_vectors_with_ids_names_and_a_test_subset(tmp_path):
+    path = tmp_path / "emb.npz"
+    rng = np.random.default_rng(3)
+    np.savez(path, features=rng.normal(size=(6, 5)).astype(np.float32), labels=np.array([0, 1, 2, 0, 1, 2]),
+             ids=np.array([f"doc{i}" for i in range(6)]), class_names=np.array(["a", "b", "c"]),
+             x_test=rng.normal(size=(2, 5)), y_test=np.array([2, 0]))
+    data = load("npz", path, x_key="features")
+    assert data.input_shape == (5,) and data.class_names == ["a", "b", "c"]
+    assert data.train.ids[2] == "doc2" and data.test.ids == ["test/0", "test/1"]
+    assert data.default_augment == "none"
+    assert tuple(data.train[0][0].shape) == (5,)
+
+
+def test_npz_channels_last_images(tmp_path):
+    path = tmp_path / "img.npz"
+    np.savez(path, x=np.full((3, 10, 10, 3), 255, dtype=np.uint8), y=np.array([0, 1, 1]))
+    data = load("npz", path)
+    assert data.input_shape == (3, 10, 10) and data.class_names == ["0", "1"]
+    assert float(data.train[0][0].max()) == pytest.approx(1.0)
+
+
+def test_npz_refuses_pickles_bad_labels_and_missing_keys(tmp_path):
+    pickled = tmp_path / "p.npz"
+    np.savez(pickled, x=np.zeros((2, 3)), y=np.array([{"a": 1}, {"b": 2}], dtype=object))
+    with pytest.raises(NoisyctlError, match="holds Python objects"):
+        load("npz", pickled)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((2, 3)), y=np.array([0, 5]), class_names=np.array(["a", "b"]))
+    with pytest.raises(NoisyctlError, match="sample train/1 has label 5 outside 0..1"):
+        load("npz", bad)
+    keyless = tmp_path / "k.npz"
+    np.savez(keyless, inputs=np.zeros((2, 3)), y=np.array([0, 1]))
+    with pytest.raises(NoisyctlError, match="has no input array .*it has inputs, y"):
+        load("npz", keyless)
+
+
+def test_hdf5_arrays_load_lazily_and_train_with_workers(tmp_path, cli):
+    path = tmp_path / "data.h5"
+    rng = np.random.default_rng(4)
+    with h5py.File(path, "w") as h5:
+        h5["x"] = rng.integers(0, 256, (40, 12, 12), dtype=np.uint8)
+        h5["y"] = np.arange(40) % 4
+        h5["ids"] = np.array([f"s{i:02d}" for i in range(40)], dtype=object)
+    data = load("hdf5", path)
+    assert data.input_shape == (1, 12, 12) and data.train.ids[5] == "s05"
+    assert tuple(data.train[7][0].shape) == (1, 12, 12)
+    labels = tmp_path / "labels.h5"
+    cli("synth", "--dataset", "hdf5", "--data-root", path, "-r", "0.25", "-o", labels)
+    cli("train", "--labels", labels, "--workers", "2", "--epochs", "1", "--batch-size", "8", "-q",
+        "-o", tmp_path / "run.h5")
+    with h5py.File(tmp_path / "run.h5") as h5:
+        assert h5["samples/is_noisy"][:].sum() == 10
