@@ -1,3 +1,5 @@
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -103,3 +105,49 @@ def test_train_refuses_labels_made_for_other_data(cli, tmp_path, monkeypatch):
     line = cli.error("train", "--labels", labels, "-o", tmp_path / "run.h5")
     assert "does not match dataset 'digits': sample 0" in line
     assert read_labels(labels).ids[0] == "digits/0001"
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
+    """A real kill -9 in the middle of training (twice), then --resume, against an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from noisyctl.store import RunFile
+
+    env = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    labels = tmp_path / "labels.h5"
+    base = [sys.executable, "-m", "noisyctl"]
+    subprocess.run([*base, "synth", "-n", "pairflip", "-o", labels], check=True, env=env, capture_output=True)
+    train_args = [*base, "train", "--labels", labels, "--epochs", "8", "--quiet"]
+    subprocess.run([*train_args, "-o", tmp_path / "whole.h5"], check=True, env=env, capture_output=True)
+
+    out = tmp_path / "killed.h5"
+    checkpoints = Checkpoints(out)
+    killed_at = []
+    for attempt, wait_for_epochs in enumerate((2, 5)):
+        command = [*train_args, "-o", out] + (["--resume"] if attempt else [])
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            shards = list(checkpoints.folder.glob("epoch_*.npz")) if checkpoints.folder.exists() else []
+            if len(shards) >= wait_for_epochs:
+                time.sleep(0.05 * (attempt + 1))  # land somewhere inside the next epoch
+                break
+            time.sleep(0.01)
+        assert process.poll() is None, "training finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at.append(len(list(checkpoints.folder.glob("epoch_*.npz"))))
+        assert not out.exists()  # no half-visible run file
+    done = subprocess.run([*train_args, "-o", out, "--resume", "--json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert 2 <= json.loads(done.stdout)["resumed_from_epoch"] < 8
+    whole, resumed = dynamics(tmp_path / "whole.h5"), dynamics(out)
+    for name in whole:
+        assert np.array_equal(whole[name], resumed[name]), name
+    with RunFile(out) as run:
+        assert run.num_epochs == 8
+    assert killed_at[0] >= 2 and killed_at[1] >= 5
