@@ -16,11 +16,12 @@ from typing import Any, Iterator, Protocol
 import numpy as np
 
 from noisyctl.errors import NoisyctlError
+from noisyctl.estimate import gmm_noisy_posterior
 from noisyctl.hookspecs import hookimpl
 
 __all__ = [
     "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "NoiseContext",
-    "Dynamics", "Detector", "BlockDetector", "DetectorResult", "choose_exact", "check_rate",
+    "Dynamics", "Detector", "BlockDetector", "DetectorResult", "choose_exact", "check_rate", "gmm_noisy_posterior",
 ]
 
 

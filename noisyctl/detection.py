@@ -11,11 +11,13 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult
 from noisyctl.errors import NoisyctlError
+from noisyctl.estimate import confused_pairs, gmm_noisy_posterior
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
 
-# Mean loss ranked first on every digits setting tried (uniform and pair-flip, 20-40%).
-DEFAULT_DETECTORS = ("loss", "ema-loss", "aum")
+# Mean loss ranked first on every digits setting tried (uniform and pair-flip, 20-40%);
+# gmm-loss adds DivideMix's flag count, from which detect estimates the noise rate.
+DEFAULT_DETECTORS = ("loss", "ema-loss", "aum", "gmm-loss")
 
 
 @dataclass
@@ -94,9 +96,28 @@ def suggested_labels(run: RunFile) -> np.ndarray | None:
     return suggestions
 
 
-def top_suspects(run: RunFile, scores: np.ndarray, k: int) -> list[dict[str, Any]]:
+def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None) -> dict[str, Any]:
+    """The share of mislabeled samples and the most confused class pairs.
+
+    The count comes from the first detector that flags samples itself; when none does, from a
+    two-component mixture on the first detector's scores.
+    """
+    flagging = next((o for o in outcomes if o.result.flagged is not None), None)
+    if flagging is not None:
+        flagged, by = flagging.result.flagged, flagging.name
+    else:
+        flagged, by = gmm_noisy_posterior(outcomes[0].result.scores) > 0.5, f"mixture on {outcomes[0].name} scores"
+    truth = run.labels.is_noisy
+    return {
+        "rate": float(flagged.mean()), "count": int(flagged.sum()), "by": by,
+        "true_rate": None if truth is None else float(truth.mean()),
+        "confused_pairs": [] if suggestions is None else
+        confused_pairs(run.given_labels, suggestions, flagged, run.labels.class_names),
+    }
+
+
+def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarray | None) -> list[dict[str, Any]]:
     names = run.labels.class_names
-    suggestions = suggested_labels(run)
     truth = run.labels.true_labels
     rows = []
     for rank, i in enumerate(ranking(scores)[:k], start=1):

@@ -34,7 +34,7 @@ def test_detectors_find_synthesized_noise_on_a_real_run(digits_run):
 def test_suggested_label_recovers_the_truth_for_top_suspects(digits_run):
     with RunFile(digits_run) as run:
         scores = run_detector(run, "loss").result.scores
-        rows = top_suspects(run, scores, 50)
+        rows = top_suspects(run, scores, 50, suggested_labels(run))
         noisy_rows = [r for r in rows if r["is_noisy"]]
         assert len(noisy_rows) >= 40
         right = sum(r["suggested"] == r["true"] for r in noisy_rows)
@@ -112,3 +112,76 @@ def test_a_detector_missing_its_channel_says_which_train_option_records_it(cli, 
     line = cli.error("detect", tmp_path / "run.h5", "-d", "needs-eval")
     assert "needs the 'eval_pred' dynamics" in line and "--no-record-eval" in line
     cli("detect", tmp_path / "run.h5", "-d", "loss")  # the channels it has still work
+
+
+class ArrayDynamics:
+    """Dynamics held in arrays, for checking detectors against hand-made series."""
+
+    def __init__(self, given, **channels):
+        self.given_labels = np.asarray(given)
+        self.channels = channels
+        self.num_samples, self.num_epochs = next(iter(channels.values())).shape
+        self.num_classes = int(self.given_labels.max()) + 1
+
+    def has_channel(self, name):
+        return name in self.channels
+
+    def channel(self, name):
+        return self.channels[name]
+
+    def iter_blocks(self, channels):
+        for start in range(0, self.num_samples, 2):  # tiny blocks: streaming must not change results
+            where = slice(start, start + 2)
+            block = {name: self.channels[name][where] for name in channels}
+            block["given_label"] = self.given_labels[where]
+            yield where, block
+
+
+def detector(name, **options):
+    return plugins.get("detector", name).obj(**options)
+
+
+def test_forgetting_counts_right_then_wrong_and_puts_never_learned_first():
+    margin = np.array([
+        [1, -1, 1, -1, 1],   # forgotten twice
+        [-1, 1, 1, 1, 1],    # learned once, never forgotten
+        [-1, -1, -1, -1, -1],  # never learned
+        [1, 1, 1, 1, -1],    # forgotten once at the end
+    ], dtype=np.float32)
+    scores = detector("forgetting").score(ArrayDynamics([0, 0, 1, 1], train_margin=margin)).scores
+    assert scores[2] > scores[0] > scores[3] > scores[1]
+    assert np.floor(scores[[0, 1, 3]]).tolist() == [2, 0, 1]
+
+
+def test_datamap_scores_low_confidence_first():
+    prob = np.array([[0.9, 0.95], [0.1, 0.2], [0.5, 0.5]])
+    pred = np.array([[0, 0], [1, 1], [0, 1]])
+    scores = detector("datamap").score(ArrayDynamics([0, 0, 0], eval_prob=prob, eval_pred=pred)).scores
+    assert np.argsort(-scores).tolist() == [1, 2, 0]
+    assert scores[1] == pytest.approx(1 - 0.15, abs=2e-3)
+
+
+def test_gmm_loss_flags_the_high_loss_mode():
+    rng = np.random.default_rng(0)
+    loss = np.concatenate([rng.normal(0.2, 0.05, 800), rng.normal(2.0, 0.3, 200)]).clip(0)[:, None]
+    result = detector("gmm-loss").score(ArrayDynamics(np.zeros(1000, dtype=int), train_loss=loss.astype(np.float32)))
+    assert result.flagged[800:].mean() > 0.98 and result.flagged[:800].mean() < 0.02
+    assert np.argsort(-result.scores)[:200].min() >= 800
+
+
+def test_detect_estimates_noise_rate_and_confused_pairs(cli, digits_run):
+    result = cli.json("detect", digits_run, "-d", "loss", "-d", "gmm-loss", "--no-save")
+    estimate = result["estimate"]
+    assert estimate["by"] == "gmm-loss" and estimate["true_rate"] == pytest.approx(0.3, abs=0.001)
+    assert abs(estimate["rate"] - 0.3) < 0.08
+    assert estimate["confused_pairs"] and estimate["confused_pairs"][0]["count"] > 0
+    only_loss = cli.json("detect", digits_run, "-d", "loss", "--no-save")["estimate"]
+    assert only_loss["by"] == "mixture on loss scores" and abs(only_loss["rate"] - 0.3) < 0.1
+
+
+def test_every_builtin_detector_beats_chance_on_a_real_run(digits_run):
+    with RunFile(digits_run) as run:
+        for name in plugins.registry().names("detector"):
+            if name == "needs-eval":
+                continue
+            assert run_detector(run, name).metrics["auc"] > 0.75, name

@@ -9,9 +9,9 @@ from typing import Any, List, Optional
 import typer
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
-from noisyctl.cli.tables import metrics_table, suspects_table
+from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
-from noisyctl.detection import DEFAULT_DETECTORS, run_detector, top_suspects
+from noisyctl.detection import DEFAULT_DETECTORS, estimate_noise, run_detector, suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output
 from noisyctl.store import RunFile, save_scores
@@ -63,7 +63,9 @@ def detect(
     with RunFile(run_path) as run_file:
         outcomes = [run_detector(run_file, name, options[name]) for name in names]
         primary = outcomes[0]
-        suspects = top_suspects(run_file, primary.result.scores, max(0, p["top"]))
+        suggestions = suggested_labels(run_file)
+        suspects = top_suspects(run_file, primary.result.scores, max(0, p["top"]), suggestions)
+        estimate = estimate_noise(run_file, outcomes, suggestions)
         truth = run_file.labels.is_noisy
         if p["scores_out"] is not None:
             write_scores_csv(Path(p["scores_out"]), run_file, {o.name: o.result.scores for o in outcomes})
@@ -80,12 +82,13 @@ def detect(
                                "flagged": None if o.result.flagged is None else int(o.result.flagged.sum()),
                                "metrics": o.metrics, "info": o.result.info, "plugin": o.provenance}
                       for o in outcomes},
-        "top": suspects, "scores_out": None if p["scores_out"] is None else str(p["scores_out"]),
+        "estimate": estimate, "top": suspects, "scores_out": None if p["scores_out"] is None else str(p["scores_out"]),
         "saved": p["save"],
     }
 
     def render(console):
         console.print(metrics_table(result["detectors"], result["noisy"], samples))
+        console.print(estimate_text(estimate))
         if suspects:
             console.print(suspects_table(suspects, primary.name))
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.cli.tables import metrics_table, suspects_table
-from noisyctl.detection import top_suspects
+from noisyctl.detection import suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
@@ -62,7 +62,8 @@ def report(
         if ranked_by is not None and ranked_by not in scores:
             raise NoisyctlError(f"{run_path} has no '{ranked_by}' scores; it has: {', '.join(scores) or 'none'} "
                                 f"(run `noisyctl detect {run_path} -d {ranked_by}`)")
-        suspects = top_suspects(run_file, scores[ranked_by], max(0, p["top"])) if ranked_by else []
+        suspects = (top_suspects(run_file, scores[ranked_by], max(0, p["top"]), suggested_labels(run_file))
+                    if ranked_by else [])
         result = {
             "run": str(run_path), "samples": run_file.num_samples, "classes": labels.class_names,
             "dataset": labels.dataset, "noise": labels.noise,

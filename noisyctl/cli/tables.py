@@ -61,3 +61,15 @@ def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
     if truth_known:
         table.caption = "red: the given label is wrong"
     return table
+
+
+def estimate_text(estimate: dict[str, Any]) -> str:
+    """One paragraph: the estimated noise rate (and the true one when known) and the confused pairs."""
+    text = f"estimated noise: [bold]{estimate['rate']:.1%}[/] ({estimate['count']:,} samples, by {estimate['by']})"
+    if estimate.get("true_rate") is not None:
+        text += f"; true: {estimate['true_rate']:.1%}"
+    pairs = estimate.get("confused_pairs") or []
+    if pairs:
+        text += "\nmost confused (given -> suggested): " + ", ".join(
+            f"{p['given']} -> {p['suggested']} ({p['count']})" for p in pairs)
+    return text

@@ -1,0 +1,87 @@
+"""Hand-crafted detectors over recorded dynamics. Higher score = more likely mislabeled."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from noisyctl.api import BlockDetector, Detector, DetectorResult, NoisyctlError, gmm_noisy_posterior
+
+
+class LossDetector(BlockDetector):
+    """Mean training-mode loss of the given label over all presentations."""
+
+    channels = ("train_loss",)
+
+    def score_block(self, block):
+        return block["train_loss"].mean(axis=1, dtype=np.float64)
+
+
+class EmaLossDetector(BlockDetector):
+    """Datumaro's EMA of the per-presentation loss (alpha 0.001, seeded with 0); score = last value."""
+
+    channels = ("train_loss",)
+
+    def __init__(self, alpha: float | str = 0.001) -> None:
+        self.alpha = float(alpha)
+        if not 0.0 < self.alpha <= 1.0:
+            raise NoisyctlError(f"ema-loss: alpha {self.alpha} is outside (0, 1]")
+
+    def score_block(self, block):
+        losses = block["train_loss"].astype(np.float64)
+        # ema_T = sum_t alpha (1-alpha)^(T-1-t) loss_t, the closed form of the recursion from ema_0 = 0.
+        steps = losses.shape[1]
+        weights = self.alpha * (1.0 - self.alpha) ** np.arange(steps - 1, -1, -1)
+        return losses @ weights
+
+
+class AumDetector(BlockDetector):
+    """Area under the margin (Pleiss et al. 2020): mean training-mode logit margin; score = -AUM."""
+
+    channels = ("train_margin",)
+
+    def score_block(self, block):
+        return -block["train_margin"].mean(axis=1, dtype=np.float64)
+
+
+class ForgettingDetector(BlockDetector):
+    """Forgetting events (Toneva et al. 2019): right at one presentation, wrong at the next; never-learned first."""
+
+    channels = ("train_margin",)
+
+    def score_block(self, block):
+        correct = block["train_margin"] > 0  # right exactly when the given label's logit leads
+        events = (correct[:, :-1] & ~correct[:, 1:]).sum(axis=1)
+        wrong_share = 1.0 - correct.mean(axis=1)
+        never_learned = ~correct.any(axis=1)
+        # Ties among equal event counts are broken by how often the sample was wrong (a share < 1).
+        return np.where(never_learned, correct.shape[1] + 1.0, events + wrong_share)
+
+
+class DataMapDetector(BlockDetector):
+    """Data maps (Swayamdipta et al. 2020): low confidence in the given label over epochs; score = 1 - confidence."""
+
+    channels = ("eval_prob", "eval_pred")
+
+    def score_block(self, block):
+        prob = block["eval_prob"].astype(np.float64)
+        confidence = prob.mean(axis=1)
+        correctness = (block["eval_pred"] == block["given_label"][:, None]).mean(axis=1)
+        # Correctness separates samples of equal confidence: the one the model never agreed with first.
+        return (1.0 - confidence) + 1e-3 * (1.0 - correctness)
+
+
+class GmmLossDetector(Detector):
+    """DivideMix's split: a two-component Gaussian mixture on normalised mean loss; flags P(noisy) > 0.5."""
+
+    channels = ("train_loss",)
+
+    def __init__(self, reg_covar: float | str = 5e-4) -> None:
+        self.reg_covar = float(reg_covar)
+
+    def score(self, dynamics):
+        loss = LossDetector().score(dynamics).scores
+        posterior = gmm_noisy_posterior(loss, self.reg_covar)
+        span = loss.max() - loss.min() or 1.0
+        # Saturated posteriors tie at 1.0; the loss itself orders them, far below any real difference.
+        scores = posterior + 1e-6 * (loss - loss.min()) / span
+        return DetectorResult(scores, flagged=posterior > 0.5, info={"reg_covar": self.reg_covar})
