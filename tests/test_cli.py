@@ -39,7 +39,7 @@ def test_pipeline_step_by_step_with_tables(cli, tmp_path):
     out = cli("train", "-l", labels, "-e", "2", "-q", "-o", run).stdout
     assert "trained small-cnn for 2 epochs" in out
     out = cli("detect", run, "-k", "5").stdout
-    assert "top 5 suspects by loss" in out and "mAP" in out
+    assert "top 5 suspects by learned" in out and "mAP" in out and "estimated noise" in out
     out = cli("report", run).stdout
     assert "pairflip at 20%" in out and "per epoch" in out and "top 10 suspects" in out
 
@@ -48,7 +48,7 @@ def test_every_command_speaks_json(cli, digits_run, tmp_path):
     assert cli.json("synth", "-o", tmp_path / "l.h5")["flipped"] == 359
     trained = cli.json("train", "--dataset", "digits", "-e", "1", "-o", tmp_path / "r.h5")
     assert trained["epochs"] == 1 and trained["samples"] == 1797
-    assert cli.json("detect", digits_run, "--no-save")["primary"] == "loss"
+    assert cli.json("detect", digits_run, "--no-save")["primary"] == "learned"
     report = cli.json("report", digits_run)
     assert report["samples"] == 1797 and len(report["epochs"]["train_loss"]) == 6
     assert {p["name"] for p in cli.json("plugins")["plugins"]} >= {"digits", "small-cnn", "loss", "uniform"}
@@ -92,7 +92,7 @@ def test_a_failing_step_stops_the_recipe_before_later_steps(cli, tmp_path, monke
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "digits", "--model", "resnet9000", "-o", "r.h5"],
      "unknown model 'resnet9000'; available: lenet, mlp, resnet110"),
-    (["train", "--dataset", "nope", "-o", "r.h5"], "unknown dataset 'nope'; available: cifar10, cifar100, digits"),
+    (["train", "--dataset", "nope", "-o", "r.h5"], "unknown dataset 'nope'; available: blobs, cifar10, cifar100, digits"),
     (["detect", "missing.h5"], "missing.h5 does not exist"),
     (["detect", "foreign.h5"], "foreign.h5 is not a readable HDF5 file"),
     (["train", "-o", "r.h5"], "give --labels FILE (from synth) or --dataset NAME"),
@@ -108,7 +108,7 @@ def test_bad_input_fails_with_one_line(cli, tmp_path, monkeypatch, args, message
 
 
 def test_detect_with_an_unknown_detector_lists_the_available_ones(cli, digits_run):
-    assert "unknown detector 'nope'; available: aum, datamap, ema-loss, forgetting, gmm-loss, loss" in cli.error("detect", digits_run, "-d", "nope")
+    assert "unknown detector 'nope'; available: aum, datamap, ema-loss, forgetting, gmm-loss, learned, loss, lstm" in cli.error("detect", digits_run, "-d", "nope")
 
 
 def test_detect_on_a_labels_file_says_to_train_first(cli, tmp_path):
@@ -123,7 +123,16 @@ def test_help_lists_every_pipeline_command_including_later_ones(cli):
     assert "not available" in cli.error("prune")
 
 
-@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "recipes").glob("*.yaml") if p.name != "quickstart.yaml"))
+def test_the_default_detector_recipe_is_valid(cli):
+    checked = cli.json("run", REPO / "recipes" / "default-detector.yaml", "--check")
+    assert checked["valid"] and checked["steps"].count("train") == 9 and checked["steps"][-1] == "train-detector"
+
+
+NEEDS_DATA = sorted(p.name for p in (REPO / "recipes").glob("*.yaml")
+                    if p.name not in ("quickstart.yaml", "default-detector.yaml"))
+
+
+@pytest.mark.parametrize("recipe", NEEDS_DATA)
 def test_ready_recipes_are_valid_and_name_the_data_they_need(cli, tmp_path, monkeypatch, recipe):
     monkeypatch.chdir(tmp_path)  # no data/ here
     line = cli.error("run", REPO / "recipes" / recipe)

@@ -111,7 +111,7 @@ def step_argv(command, options: dict[str, Any], where: str) -> list[str]:
         if param is None:
             raise NoisyctlError(f"{where}: unknown key '{key}'{nearest(key, list(params))}")
         if param.param_type_name == "argument":
-            positional.append(_as_arg(value))
+            positional.extend(_as_arg(v) for v in (value if isinstance(value, list) else [value]))
             continue
         option = next((o for o in param.opts if o.startswith("--")), param.opts[0])
         if getattr(param, "is_flag", False):

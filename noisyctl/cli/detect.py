@@ -11,7 +11,7 @@ import typer
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
-from noisyctl.detection import DEFAULT_DETECTORS, estimate_noise, run_detector, suggested_labels, top_suspects
+from noisyctl.detection import DEFAULT_DETECTORS, available_defaults, estimate_noise, run_detector, suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output
 from noisyctl.store import RunFile, save_scores
@@ -46,7 +46,8 @@ def detect(
     ctx: typer.Context,
     run: Optional[Path] = typer.Argument(None, help="Run file from `train`.", show_default=False),
     detector: List[str] = typer.Option([], "--detector", "-d", help="Detector to run (repeat for several; the "
-                                       f"first ranks the suspects). Default: {', '.join(DEFAULT_DETECTORS)}."),
+                                       f"first ranks the suspects). Default: {', '.join(DEFAULT_DETECTORS)} "
+                                       "(those the run has the dynamics for)."),
     detector_option: List[str] = typer.Option([], "--detector-option", help="DETECTOR.KEY=VALUE, e.g. "
                                               "ema-loss.alpha=0.01."),
     top: int = typer.Option(10, "--top", "-k", help="How many suspects to list."),
@@ -58,9 +59,9 @@ def detect(
     """Score every sample (higher = more likely mislabeled); judge detectors when the truth is known."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
-    names = list(dict.fromkeys(p["detector"] or DEFAULT_DETECTORS))
-    options = detector_options(p["detector_option"], names)
     with RunFile(run_path) as run_file:
+        names = list(dict.fromkeys(p["detector"] or available_defaults(run_file)))
+        options = detector_options(p["detector_option"], names)
         outcomes = [run_detector(run_file, name, options[name]) for name in names]
         primary = outcomes[0]
         suggestions = suggested_labels(run_file)

@@ -16,7 +16,7 @@ from noisyctl.recipe import Step, load_recipe
 app = typer.Typer()
 
 # Options naming files a step reads, and the option naming the file it writes.
-INPUT_OPTIONS = ("labels", "run")
+INPUT_OPTIONS = ("labels", "run", "runs")
 OUTPUT_OPTION = "out"
 
 
@@ -34,9 +34,10 @@ def check_inputs(plan: list[PlannedStep]) -> None:
         params = planned.parsed.params
         for name in INPUT_OPTIONS:
             value = params.get(name)
-            if value is not None and Path(value).resolve() not in made and not Path(value).exists():
-                raise NoisyctlError(f"{planned.where}: '{name}' file {value} does not exist and no earlier "
-                                    f"step writes it")
+            for path in (value if isinstance(value, (list, tuple)) else [value]):
+                if path is not None and Path(path).resolve() not in made and not Path(path).exists():
+                    raise NoisyctlError(f"{planned.where}: '{name}' file {path} does not exist and no earlier "
+                                        f"step writes it")
         if params.get(OUTPUT_OPTION) is not None:
             made.add(Path(params[OUTPUT_OPTION]).resolve())
 
@@ -45,6 +46,8 @@ def check_inputs(plan: list[PlannedStep]) -> None:
 def run_recipe(
     ctx: typer.Context,
     recipe: Path = typer.Argument(..., help="Recipe file (YAML) whose steps to run.", show_default=False),
+    check: bool = typer.Option(False, "--check", help="Validate every step (keys, types, input files) and "
+                               "run nothing."),
     json_output: bool = JSON_OPTION,
 ):
     """Run a recipe's steps (synth, train, detect, report, ...) in order."""
@@ -56,6 +59,13 @@ def run_recipe(
         where = step.where(loaded)
         plan.append(PlannedStep(step, where, command, parse_step(command, ctx, step.options, where)))
     check_inputs(plan)
+    if check:
+        summary = {"recipe": str(recipe), "valid": True, "steps": [p.step.command for p in plan]}
+        if json_output:
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            stdout().print(f"{recipe}: {len(plan)} valid steps ({', '.join(summary['steps'])})")
+        return
     results = []
     ctx.meta[COLLECT_KEY] = json_output
     console = stdout()

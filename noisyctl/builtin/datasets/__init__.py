@@ -1,7 +1,7 @@
-"""Built-in datasets, each read from local disk and never downloaded (digits ships with scikit-learn)."""
+"""Built-in datasets, read from local disk or generated, never downloaded (digits ships with scikit-learn)."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.datasets import arrays, cifar, digits, imagefolder, mnist
+from noisyctl.builtin.datasets import arrays, cifar, digits, generated, imagefolder, mnist
 
 
 @hookimpl
@@ -14,3 +14,5 @@ def register_datasets(register):
     register("fashion-mnist", mnist.load_fashion_mnist)
     register("npz", arrays.load_npz)
     register("hdf5", arrays.load_hdf5)
+    register("shapes", generated.load_shapes)
+    register("blobs", generated.load_blobs)

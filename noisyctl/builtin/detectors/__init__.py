@@ -1,7 +1,7 @@
 """Built-in detectors. Every score follows one convention: higher means more likely mislabeled."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.detectors import dynamics
+from noisyctl.builtin.detectors import dynamics, learned
 
 
 @hookimpl
@@ -12,3 +12,12 @@ def register_detectors(register):
     register("forgetting", dynamics.ForgettingDetector)
     register("datamap", dynamics.DataMapDetector)
     register("gmm-loss", dynamics.GmmLossDetector)
+    register("lstm", learned.LstmDetector)
+    register("learned", learned.LearnedDetector)
+
+
+@hookimpl
+def register_commands(app):
+    from noisyctl.builtin.detectors import commands
+
+    commands.add_commands(app)

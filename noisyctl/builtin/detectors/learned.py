@@ -1,0 +1,250 @@
+"""Learned detectors: a recurrent network reads each sample's training dynamics and says whether its
+label is wrong. Trained on runs whose noise was synthesized (so the truth is known), applied to any
+other run without retraining.
+
+- ``lstm`` follows "Learning from Training Dynamics" (Jia et al. 2022): the per-epoch eval-mode
+  probability of the assigned label, a 2-layer LSTM with 64 hidden units, orthogonal init, a linear
+  layer on the last step. One change: the series is resampled to a fixed number of steps, since
+  a detector trained on runs of one length transferred poorly to runs of another.
+- ``learned`` goes further: several channels per epoch (probability, agreement of the prediction
+  with the label, and the ranks of loss and margin among all samples and among the samples of the
+  same label, which make runs of different models, datasets and lengths comparable), resampled to
+  a fixed number of steps.
+
+Weights are safetensors files: tensors plus a metadata header, never pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisyctl.api import Detector, DetectorResult, NoisyctlError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+RESAMPLED_STEPS = 32
+
+KINDS: dict[str, dict[str, Any]] = {
+    "lstm": {"channels": ("eval_prob",), "features": ["eval_prob"], "steps": RESAMPLED_STEPS},
+    "learned": {
+        "channels": ("eval_prob", "eval_pred", "eval_margin", "train_loss", "train_margin"),
+        "features": ["eval_prob", "agrees", "loss_rank", "loss_rank_in_label", "margin_rank",
+                     "margin_rank_in_label", "train_margin_rank"],
+        "steps": RESAMPLED_STEPS,
+    },
+}
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Percentile ranks in (0, 1] of one epoch's column; ties share their mean rank."""
+    from scipy.stats import rankdata
+
+    return (rankdata(values, method="average") / len(values)).astype(np.float32)
+
+
+def _ranks_in_label(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.float32)
+    for label in np.unique(labels):
+        members = labels == label
+        out[members] = _ranks(values[members])
+    return out
+
+
+def _resample(series: np.ndarray, steps: int) -> np.ndarray:
+    """Linear interpolation of ``[N, E, F]`` along epochs to ``steps`` points (first and last kept)."""
+    epochs = series.shape[1]
+    if epochs == steps:
+        return series
+    position = np.linspace(0, epochs - 1, steps)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, epochs - 1)
+    weight = (position - low).astype(np.float32)[None, :, None]
+    return series[:, low] * (1 - weight) + series[:, high] * weight
+
+
+def features(dynamics, kind: str) -> np.ndarray:
+    """The ``[N, steps, features]`` input of a learned detector, for every sample of a run."""
+    spec = KINDS[kind]
+    if kind == "lstm":
+        return _resample(dynamics.channel("eval_prob").astype(np.float32)[:, :, None], spec["steps"])
+    given = dynamics.given_labels
+    prob = dynamics.channel("eval_prob").astype(np.float32)
+    agrees = (dynamics.channel("eval_pred") == given[:, None]).astype(np.float32)
+    loss = dynamics.channel("train_loss")
+    eval_margin = dynamics.channel("eval_margin")
+    train_margin = dynamics.channel("train_margin")
+    n, epochs = prob.shape
+    out = np.empty((n, epochs, len(spec["features"])), dtype=np.float32)
+    out[:, :, 0] = prob
+    out[:, :, 1] = agrees
+    for e in range(epochs):
+        out[:, e, 2] = _ranks(loss[:, e])
+        out[:, e, 3] = _ranks_in_label(loss[:, e], given)
+        out[:, e, 4] = _ranks(eval_margin[:, e])
+        out[:, e, 5] = _ranks_in_label(eval_margin[:, e], given)
+        out[:, e, 6] = _ranks(train_margin[:, e])
+    return _resample(out, spec["steps"])
+
+
+def _network(inputs: int, hidden: int = 64, layers: int = 2):
+    import torch
+    from torch import nn
+
+    class SequenceClassifier(nn.Module):
+        """A stacked LSTM over the dynamics; two logits (clean, mislabeled) from the last step."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(inputs, hidden, num_layers=layers, batch_first=True)
+            self.head = nn.Linear(hidden, 2)
+            for name, weight in self.lstm.named_parameters():
+                if name.startswith("weight"):
+                    nn.init.orthogonal_(weight)
+                else:
+                    nn.init.zeros_(weight)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            output, _ = self.lstm(x)
+            return self.head(output[:, -1])
+
+    return SequenceClassifier()
+
+
+def save_weights(path: Path, network, meta: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    from noisyctl.fileio import atomic_output
+
+    with atomic_output(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}, str(tmp),
+                  metadata={k: json.dumps(v) for k, v in meta.items()})
+
+
+def load_weights(path: Path):
+    """The network and its metadata from a safetensors file, refusing anything else."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise NoisyctlError(f"detector weights {path} do not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except Exception as exc:
+        raise NoisyctlError(f"{path} is not a safetensors file of detector weights ({type(exc).__name__})") from None
+    if meta.get("kind") not in KINDS:
+        raise NoisyctlError(f"{path} holds no noisyctl detector (its metadata names no known kind)")
+    network = _network(len(meta["features"]), meta.get("hidden", 64), meta.get("layers", 2))
+    try:
+        network.load_state_dict(tensors)
+    except RuntimeError:
+        raise NoisyctlError(f"{path}: its tensors do not fit a {meta['kind']} detector") from None
+    return network.eval(), meta
+
+
+def predict(network, inputs: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    import torch
+
+    out = np.empty(len(inputs), dtype=np.float64)
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            logits = network(torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size])))
+            out[start:start + batch_size] = torch.softmax(logits, dim=1)[:, 1].double().numpy()
+    return out
+
+
+class LearnedDetector(Detector):
+    """Multi-channel learned detector (probability, agreement, loss and margin ranks per epoch); flags p > 0.5."""
+
+    kind = "learned"
+
+    def __init__(self, weights: str | None = None) -> None:
+        self.weights = Path(weights) if weights else WEIGHTS_DIR / f"{self.kind}.safetensors"
+        self.channels = KINDS[self.kind]["channels"]
+
+    def score(self, dynamics) -> DetectorResult:
+        network, meta = load_weights(self.weights)
+        if meta["kind"] != self.kind:
+            raise NoisyctlError(f"{self.weights} holds a '{meta['kind']}' detector, not '{self.kind}'")
+        probability = predict(network, features(dynamics, self.kind))
+        return DetectorResult(probability, flagged=probability > 0.5,
+                              info={"weights": str(self.weights), "trained_on": meta.get("trained_on")})
+
+
+class LstmDetector(LearnedDetector):
+    """The LSTM of "Learning from Training Dynamics" (Jia et al. 2022) on the assigned-label probability; flags p > 0.5."""
+
+    kind = "lstm"
+
+
+def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, batch_size: int = 64,
+                   lr: float = 1e-3, seed: int = 0, holdout: float = 0.1, fine_tune: Path | None = None,
+                   progress=None) -> dict[str, Any]:
+    """Train a detector on runs whose truth is known; keep the epoch with the best hold-out mAP."""
+    import torch
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from noisyctl import __version__
+    from noisyctl.store import RunFile
+
+    if kind not in KINDS:
+        raise NoisyctlError(f"unknown detector kind '{kind}'; available: {', '.join(KINDS)}")
+    inputs, targets, sources = [], [], []
+    for path in runs:
+        with RunFile(path) as run:
+            truth = run.labels.is_noisy
+            if truth is None:
+                raise NoisyctlError(f"{path} has no known truth: train detectors on runs of synthesized noise")
+            missing = [c for c in KINDS[kind]["channels"] if not run.has_channel(c)]
+            if missing:
+                raise NoisyctlError(f"{path} lacks the '{missing[0]}' dynamics a {kind} detector reads")
+            inputs.append(features(run, kind))
+            targets.append(truth.astype(np.int64))
+            sources.append({"run": Path(path).name, "dataset": run.labels.dataset.get("name"),
+                            "noise": (run.labels.noise or {}).get("name"), "samples": run.num_samples,
+                            "epochs": run.num_epochs, "noisy": float(truth.mean())})
+    x, y = np.concatenate(inputs), np.concatenate(targets)
+    if y.min() == y.max():
+        raise NoisyctlError("the runs need both clean and mislabeled samples to learn from")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    cut = max(1, int(round(holdout * len(y))))
+    held, fit = order[:cut], order[cut:]
+    torch.manual_seed(seed)
+    if fine_tune is not None:
+        network, meta = load_weights(fine_tune)
+        if meta["kind"] != kind:
+            raise NoisyctlError(f"{fine_tune} holds a '{meta['kind']}' detector; fine-tune it as that kind")
+        network.train()
+    else:
+        network = _network(x.shape[2])
+    optimizer = torch.optim.AdamW(network.parameters(), lr=lr)
+    x_fit, y_fit = torch.from_numpy(x[fit]), torch.from_numpy(y[fit])
+    best = {"map": -1.0}
+    for epoch in range(epochs):
+        network.train()
+        shuffle = torch.randperm(len(fit))
+        for start in range(0, len(fit), batch_size):
+            batch = shuffle[start:start + batch_size]
+            loss = torch.nn.functional.cross_entropy(network(x_fit[batch]), y_fit[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        network.eval()
+        scores = predict(network, x[held])
+        held_map = float(average_precision_score(y[held], scores)) if 0 < y[held].sum() < len(held) else 0.0
+        if held_map > best["map"]:
+            best = {"map": held_map, "auc": float(roc_auc_score(y[held], scores)) if held_map else None,
+                    "epoch": epoch + 1, "state": {k: v.clone() for k, v in network.state_dict().items()}}
+        if progress is not None:
+            progress(epoch + 1, epochs, held_map)
+    network.load_state_dict(best.pop("state"))
+    meta = {"kind": kind, "features": KINDS[kind]["features"], "steps": KINDS[kind]["steps"], "hidden": 64,
+            "layers": 2, "noisyctl_version": __version__, "trained_on": sources,
+            "holdout": {"share": holdout, **best}, "fine_tuned_from": str(fine_tune) if fine_tune else None}
+    save_weights(Path(out), network, meta)
+    return {"out": str(out), "kind": kind, "samples": int(len(y)), "runs": sources, "holdout": meta["holdout"]}

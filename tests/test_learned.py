@@ -1,0 +1,84 @@
+"""Learned detectors: training on runs of synthesized noise, the weights format, the shipped defaults."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from noisyctl.builtin.detectors.learned import WEIGHTS_DIR, features, load_weights
+from noisyctl.detection import run_detector
+from noisyctl.errors import NoisyctlError
+from noisyctl.store import RunFile
+
+
+@pytest.fixture(scope="module")
+def pairflip_run(tmp_path_factory):
+    """A second real run, of other noise and length than digits_run: something to transfer to."""
+    from conftest import Cli
+
+    folder = tmp_path_factory.mktemp("pairflip_run")
+    cli = Cli()
+    cli("synth", "-n", "pairflip", "-r", "0.25", "--seed", "2", "-o", folder / "labels.h5")
+    cli("train", "--labels", folder / "labels.h5", "--epochs", "9", "--seed", "2", "-q", "-o", folder / "run.h5")
+    return folder / "run.h5"
+
+
+@pytest.mark.parametrize("kind", ["learned", "lstm"])
+def test_a_detector_trained_on_one_run_transfers_to_another(cli, digits_run, pairflip_run, tmp_path, kind):
+    weights = tmp_path / f"{kind}.safetensors"
+    trained = cli.json("train-detector", digits_run, "--kind", kind, "--epochs", "3", "-o", weights)
+    assert trained["holdout"]["map"] > 0.8 and trained["samples"] == 1797
+    result = cli.json("detect", pairflip_run, "-d", kind, "--detector-option", f"{kind}.weights={weights}",
+                      "--no-save")
+    metrics = result["detectors"][kind]["metrics"]
+    assert metrics["auc"] > 0.85, metrics
+    if kind == "learned":  # its rank features keep p > 0.5 meaningful across runs; raw probabilities may not
+        assert abs(result["detectors"][kind]["flagged"] - result["noisy"]) < 0.5 * result["noisy"]
+    network, meta = load_weights(weights)
+    assert meta["kind"] == kind and meta["trained_on"][0]["noise"] == "uniform"
+
+
+def test_fine_tuning_starts_from_given_weights(cli, digits_run, pairflip_run, tmp_path):
+    base = tmp_path / "base.safetensors"
+    cli("train-detector", digits_run, "--epochs", "1", "-o", base)
+    tuned = cli.json("train-detector", pairflip_run, "--fine-tune", base, "--epochs", "1", "-o", tmp_path / "t.safetensors")
+    _, meta = load_weights(tmp_path / "t.safetensors")
+    assert meta["fine_tuned_from"] == str(base) and tuned["runs"][0]["noise"] == "pairflip"
+
+
+def test_features_are_comparable_across_runs_of_any_length(digits_run, pairflip_run):
+    with RunFile(digits_run) as a, RunFile(pairflip_run) as b:
+        fa, fb = features(a, "learned"), features(b, "learned")
+        assert fa.shape[1:] == fb.shape[1:] == (32, 7)  # 6 and 9 epochs both resampled to 32 steps
+        assert 0 <= fa.min() and fa.max() <= 1 and 0 <= fb.min() and fb.max() <= 1
+        assert features(a, "lstm").shape == (1797, 32, 1)
+
+
+def test_weights_that_are_not_a_detector_are_refused(cli, digits_run, tmp_path):
+    pickle_file = tmp_path / "model.safetensors"
+    torch.save({"x": torch.zeros(1)}, pickle_file)  # a pickle under a safetensors name
+    line = cli.error("detect", digits_run, "-d", "learned", "--detector-option", f"learned.weights={pickle_file}")
+    assert "is not a safetensors file of detector weights" in line
+    lstm_weights = WEIGHTS_DIR / "lstm.safetensors"
+    line = cli.error("detect", digits_run, "-d", "learned", "--detector-option", f"learned.weights={lstm_weights}")
+    assert "holds a 'lstm' detector, not 'learned'" in line
+
+
+def test_training_needs_runs_with_known_truth(cli, tmp_path):
+    cli("train", "--dataset", "digits", "--epochs", "1", "-q", "-o", tmp_path / "clean.h5")
+    line = cli.error("train-detector", tmp_path / "clean.h5", "-o", tmp_path / "d.safetensors")
+    assert "has no known truth" in line
+
+
+@pytest.mark.parametrize("kind", ["learned", "lstm"])
+def test_the_shipped_default_detectors_were_trained_without_digits_and_find_its_noise(digits_run, kind):
+    _, meta = load_weights(WEIGHTS_DIR / f"{kind}.safetensors")
+    datasets = {source["dataset"] for source in meta["trained_on"]}
+    assert "digits" not in datasets and {"shapes", "blobs"} <= datasets
+    with RunFile(digits_run) as run:
+        outcome = run_detector(run, kind)
+        assert outcome.metrics["auc"] > 0.9, outcome.metrics
+        loss = run_detector(run, "loss").metrics
+    if kind == "learned":
+        assert outcome.metrics["map"] >= loss["map"] - 0.01, (outcome.metrics, loss)
