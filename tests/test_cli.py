@@ -17,17 +17,18 @@ def test_quickstart_recipe_finds_pairflip_noise_on_digits(cli, tmp_path, monkeyp
     synth, _, detect = (s["result"] for s in result["steps"])
     assert synth["flipped"] == round(0.2 * 1797)
     detect_maps = {name: d["metrics"]["map"] for name, d in detect["detectors"].items()}
-    assert set(detect_maps) == {"aum", "loss", "ema-loss"}
+    assert set(detect_maps) == {"learned", "aum", "loss", "ema-loss"}
+    assert detect_maps["learned"] >= max(detect_maps.values()) - 0.005
     assert max(detect_maps.values()) >= 0.9, detect_maps
     assert len(detect["top"]) == 10
     assert {"id", "given", "true", "suggested", "score"} <= set(detect["top"][0])
     assert sum(row["is_noisy"] for row in detect["top"]) >= 8
     with open(tmp_path / "runs/quickstart/scores.csv") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0] == ["sample_id", "given_label", "loss", "ema-loss", "aum"]
+    assert rows[0] == ["sample_id", "given_label", "learned", "loss", "ema-loss", "aum"]
     assert len(rows) == 1798
     with h5py.File(tmp_path / "runs/quickstart/run.h5") as h5:  # detect stored its scores and provenance
-        assert set(h5["scores"]) == {"aum", "loss", "ema-loss"}
+        assert set(h5["scores"]) == {"learned", "aum", "loss", "ema-loss"}
         recipe = json.loads(h5.attrs["recipe"])
         assert recipe["step"] == 2 and recipe["command"] == "train"
 
