@@ -159,6 +159,10 @@ class Dynamics(Protocol):
 
     def has_channel(self, name: str) -> bool: ...
 
+    def probabilities(self, name: str) -> np.ndarray | None:
+        """``late_mean`` (in-sample) or ``out_of_fold`` class probabilities [N x C], when recorded."""
+        ...
+
     def channel(self, name: str) -> np.ndarray: ...
 
     def iter_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:

@@ -91,6 +91,11 @@ FIELDS: tuple[Field, ...] = (
           "Accuracy on the dataset's clean test subset after the epoch (when it has one)."),
     Field("epochs/learning_rate", "float32", "E", (RUN,), True, "Learning rate used during the epoch."),
     Field("epochs/seconds", "float32", "E", (RUN,), True, "Wall time of the epoch, recording included."),
+    Field("probs/late_mean", "float16", "N x C", (RUN,), False,
+          "Mean eval-mode class probabilities over the last quarter of the epochs (in-sample); recorded "
+          "when there are at most 100 classes, or with train --record-probs."),
+    Field("probs/out_of_fold", "float16", "N x C", (RUN,), False,
+          "Class probabilities from models that never trained on the sample (train --folds K)."),
     Field("scores/<detector>", "float32", "N", (RUN,), False,
           "A detector's score (higher = more likely mislabeled). Attributes: description, "
           "options (JSON), info (JSON), plugin (JSON: [distribution, version])."),
@@ -117,6 +122,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 
 _DTYPES = {
     "int32": np.int32,
+    "float16": np.float16,
     "float32": np.float32,
     "bool": np.bool_,
     "string": h5py.string_dtype("utf-8"),
@@ -146,7 +152,7 @@ def create_field(h5: h5py.File, path: str, shape: tuple[int, ...], **attrs: Any)
         rows = max(1, CHUNK_BYTES // (np.dtype(dtype).itemsize * CHUNK_EPOCHS))
         options["chunks"] = (min(shape[0], rows), min(shape[1], CHUNK_EPOCHS))
     # Floats are close to incompressible; labels, predictions, flags and ids shrink a lot.
-    if f.dtype != "float32" and size:
+    if not f.dtype.startswith("float") and size:
         options.update(compression="gzip", compression_opts=4, shuffle=f.dtype != "string")
     if path in h5:
         del h5[path]
@@ -324,6 +330,11 @@ class RunFile:
 
     def epochs(self) -> dict[str, np.ndarray]:
         return {name: ds[:] for name, ds in self._h5["epochs"].items()}
+
+    def probabilities(self, name: str) -> np.ndarray | None:
+        """``late_mean`` or ``out_of_fold`` class probabilities [N x C], if the run recorded them."""
+        path = f"probs/{name}"
+        return self._h5[path][:].astype(np.float32) if path in self._h5 else None
 
     def scores(self) -> dict[str, np.ndarray]:
         if "scores" not in self._h5:

@@ -19,7 +19,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from noisyctl import plugins
-from noisyctl.api import DatasetData, ModelSpec
+from noisyctl.api import DatasetData, ModelSpec, SampleSet
 from noisyctl.augment import augment_batch, check_preset
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output
@@ -36,6 +36,7 @@ from noisyctl.store import CHUNK_EPOCHS, RUN, Labels, create_field, new_file, wr
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("cosine", "constant", "step")
+PROBS_AUTO_MAX_CLASSES = 100  # above this, the [N x C] probabilities are recorded only when asked
 EPOCH_FIGURES = ("train_loss", "train_accuracy", "eval_accuracy", "eval_true_accuracy", "test_accuracy",
                  "learning_rate", "seconds")
 
@@ -59,6 +60,8 @@ class TrainOptions:
     workers: int = 0
     record_eval: bool = True
     eval_batch_size: int = 512
+    record_probs: bool | None = None  # late-epoch mean class probabilities; None: when classes <= 100
+    folds: int = 0  # K > 1: also train K models for out-of-fold probabilities (confident learning)
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -73,6 +76,8 @@ class TrainOptions:
             raise NoisyctlError(f"learning rate must be positive, not {self.lr}")
         if self.workers < 0:
             raise NoisyctlError("workers cannot be negative")
+        if self.folds == 1 or self.folds < 0:
+            raise NoisyctlError(f"folds must be 0 (none) or at least 2, not {self.folds}")
         check_preset(self.augment)
 
     def learning_rate(self, epoch: int) -> float:
@@ -203,6 +208,13 @@ class Trainer:
         self.given = torch.as_tensor(labels.given_labels, dtype=torch.long)
         self.true = None if labels.true_labels is None else torch.as_tensor(labels.true_labels, dtype=torch.long)
         self.step = 0
+        record_probs = options.record_probs
+        self.record_probs = options.record_eval and (data.num_classes <= PROBS_AUTO_MAX_CLASSES
+                                                     if record_probs is None else record_probs)
+        # Class probabilities are averaged over the last quarter of training (at least one epoch).
+        self.late_start = options.epochs - max(1, options.epochs // 4)
+        self.late_sum = None
+        self.late_count = 0
 
     def _optimizer(self):
         import torch
@@ -303,11 +315,15 @@ class Trainer:
                     chunks.append(self.model(inputs.to(self.device, non_blocking=True)).float())
         return torch.cat(chunks)
 
-    def record_eval(self) -> dict[str, Any]:
+    def record_eval(self, epoch: int) -> dict[str, Any]:
         import torch
         import torch.nn.functional as F
 
         logits = self._predict(self.data.train)
+        if self.record_probs and epoch >= self.late_start:
+            probs = torch.softmax(logits, 1).double().cpu()
+            self.late_sum = probs if self.late_sum is None else self.late_sum + probs
+            self.late_count += 1
         given = self.given.to(self.device)
         pred = logits.argmax(1)
         records = {
@@ -335,7 +351,7 @@ class Trainer:
     def state(self, epochs_done: int, fingerprint: str) -> dict[str, Any]:
         return {"epochs_done": epochs_done, "step": self.step, "fingerprint": fingerprint,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict()}
+                "scaler": self.scaler.state_dict(), "late_sum": self.late_sum, "late_count": self.late_count}
 
     def load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -343,10 +359,14 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
+        self.late_sum, self.late_count = state.get("late_sum"), int(state.get("late_count", 0))
+
+    def late_mean_probabilities(self) -> np.ndarray | None:
+        return None if self.late_sum is None else (self.late_sum / self.late_count).numpy()
 
 
 def assemble_run(out: Path, labels: Labels, checkpoints: Checkpoints, num_epochs: int,
-                 attrs: dict[str, Any]) -> None:
+                 attrs: dict[str, Any], extra: dict[str, np.ndarray] | None = None) -> None:
     """Build the run file from the epoch shards, streaming CHUNK_EPOCHS epochs at a time, and move it into place."""
     shards = [np.load(checkpoints.shard(e)) for e in range(num_epochs)]
     try:
@@ -365,6 +385,8 @@ def assemble_run(out: Path, labels: Labels, checkpoints: Checkpoints, num_epochs
                     key = f"figure_{name}"
                     if key in shards[0].files:
                         write_field(h5, f"epochs/{name}", [float(s[key]) for s in shards])
+                for path, values in (extra or {}).items():
+                    write_field(h5, path, values)
     finally:
         for shard in shards:
             shard.close()
@@ -420,7 +442,7 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
                                     if epoch else f"training loss became {figures['train_loss']} in epoch 1: "
                                     f"lower the learning rate (--lr)")
             if options.record_eval:
-                evaluation = trainer.record_eval()
+                evaluation = trainer.record_eval(epoch)
                 figures.update(evaluation.pop("figures"))
                 record.update(evaluation)
             test = trainer.test_accuracy()
@@ -437,12 +459,68 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
             status += f"  {trained_samples / max(elapsed, 1e-9):,.0f} samples/s"
             progress.update(task, status=status)
 
-    assemble_run(out, labels, checkpoints, options.epochs, _attrs(labels, options, trainer, recipe))
+    extra = {}
+    if trainer.late_mean_probabilities() is not None:
+        extra["probs/late_mean"] = trainer.late_mean_probabilities()
+    if options.folds:
+        extra["probs/out_of_fold"] = out_of_fold_probabilities(labels, data, options, checkpoints,
+                                                               console if show_progress else None)
+    assemble_run(out, labels, checkpoints, options.epochs, _attrs(labels, options, trainer, recipe), extra)
     checkpoints.discard()
     with h5py.File(out, "r") as h5:
         last = {name: float(ds[-1]) for name, ds in h5["epochs"].items()}
     return {"out": str(out), "epochs": options.epochs, "samples": n, "device": str(trainer.device),
             "resumed_from_epoch": start_epoch, "seconds": round(time.perf_counter() - started, 3), "last_epoch": last}
+
+
+class SubsetSampleSet(SampleSet):
+    """Some samples of another sample set, renumbered from 0."""
+
+    def __init__(self, base: SampleSet, indices: np.ndarray) -> None:
+        super().__init__([base.ids[i] for i in indices], base.labels[indices])
+        self.base, self.indices = base, np.asarray(indices)
+
+    def load(self, index: int):
+        return self.base.load(int(self.indices[index]))
+
+
+def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainOptions, checkpoints: Checkpoints,
+                              console=None) -> np.ndarray:
+    """Class probabilities of every sample from a model that never trained on it (K stratified folds).
+
+    Each fold's result is checkpointed, so an interrupted run resumes after the last finished fold.
+    """
+    import torch
+    from sklearn.model_selection import StratifiedKFold
+
+    n, k = len(labels.ids), options.folds
+    smallest = int(np.bincount(labels.given_labels).min()) if n else 0
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=options.seed) if smallest >= k else None
+    if splitter is None:
+        from sklearn.model_selection import KFold
+
+        splitter = KFold(n_splits=k, shuffle=True, random_state=options.seed)
+    probabilities = np.zeros((n, data.num_classes), dtype=np.float32)
+    fold_options = replace(options, record_eval=False, record_probs=False, folds=0)
+    for fold, (fit, held) in enumerate(splitter.split(np.zeros(n), labels.given_labels)):
+        saved = checkpoints.folder / f"fold_{fold:02d}.npy"
+        if saved.exists():
+            probabilities[held] = np.load(saved)
+            continue
+        if console is not None:
+            console.print(f"fold {fold + 1}/{k}: training on {len(fit):,} samples, predicting {len(held):,}")
+        fold_labels = Labels(ids=[labels.ids[i] for i in fit], given_labels=labels.given_labels[fit],
+                             class_names=labels.class_names, dataset=labels.dataset)
+        fold_data = replace(data, train=SubsetSampleSet(data.train, fit), test=None)
+        trainer = Trainer(fold_labels, fold_data, replace(fold_options, seed=options.seed + 1 + fold))
+        for epoch in range(options.epochs):
+            trainer.train_epoch(epoch, record=False)
+        held_probs = torch.softmax(trainer._predict(SubsetSampleSet(data.train, held)), 1).cpu().numpy()
+        with atomic_output(saved) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, held_probs)
+        probabilities[held] = held_probs
+    return probabilities
 
 
 def _attrs(labels: Labels, options: TrainOptions, trainer: Trainer, recipe: dict | None) -> dict[str, Any]:

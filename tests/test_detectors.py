@@ -185,3 +185,21 @@ def test_every_builtin_detector_beats_chance_on_a_real_run(digits_run):
             if name == "needs-eval":
                 continue
             assert run_detector(run, name).metrics["auc"] > 0.75, name
+
+
+def test_cleanlab_on_out_of_fold_probabilities_from_train_folds(cli, tmp_path):
+    labels, run = tmp_path / "labels.h5", tmp_path / "run.h5"
+    cli("synth", "-n", "uniform", "-r", "0.3", "-o", labels)
+    cli("train", "--labels", labels, "--epochs", "3", "--folds", "3", "-q", "-o", run)
+    with RunFile(run) as opened:
+        oof = opened.probabilities("out_of_fold")
+        assert oof.shape == (1797, 10) and np.allclose(oof.sum(axis=1), 1, atol=0.01)
+        outcome = run_detector(opened, "cleanlab")
+    assert outcome.result.info["probabilities"] == "out-of-fold" and "note" not in outcome.result.info
+    assert outcome.metrics["auc"] > 0.9 and abs(outcome.metrics["flagged"] - 539) < 150
+
+
+def test_cleanlab_without_folds_says_it_is_in_sample(cli, digits_run):
+    result = cli("detect", digits_run, "-d", "cleanlab", "--no-save")
+    assert "note: cleanlab used in-sample probabilities" in result.stdout
+    assert "train --folds K" in result.stdout

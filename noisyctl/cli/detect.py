@@ -90,6 +90,9 @@ def detect(
     def render(console):
         console.print(metrics_table(result["detectors"], result["noisy"], samples))
         console.print(estimate_text(estimate))
+        for o in outcomes:
+            if o.result.info.get("note"):
+                console.print(f"[yellow]note:[/] {o.result.info['note']}")
         if suspects:
             console.print(suspects_table(suspects, primary.name))
 

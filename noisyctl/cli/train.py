@@ -48,6 +48,11 @@ def train(
                                      help="After each epoch, record eval-mode loss, probability, margin and "
                                           "prediction of every training sample (one extra forward pass)."),
     eval_batch_size: int = typer.Option(DEFAULTS.eval_batch_size, "--eval-batch-size"),
+    record_probs: Optional[bool] = typer.Option(None, "--record-probs/--no-record-probs", show_default=False,
+                                                help="Record the late-epoch mean class probabilities [N x C] "
+                                                     "(default: when there are at most 100 classes)."),
+    folds: int = typer.Option(DEFAULTS.folds, "--folds", help="Also train K models on K-1 folds each for "
+                              "out-of-fold probabilities (what the cleanlab detector wants); 0 = none."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run checkpointed in OUT.ckpt/."),
     restart: bool = typer.Option(False, "--restart", help="Discard OUT.ckpt/ of an interrupted run and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -75,7 +80,8 @@ def train(
         optimizer=p["optimizer"], lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
         schedule=p["schedule"], seed=p["seed"], device=p["device"], amp=p["amp"], augment=p["augment"],
         workers=p["workers"],
-        record_eval=p["record_eval"], eval_batch_size=p["eval_batch_size"])
+        record_eval=p["record_eval"], eval_batch_size=p["eval_batch_size"], record_probs=p["record_probs"],
+        folds=p["folds"])
     result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
                        show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))
 

@@ -1,7 +1,7 @@
 """Built-in detectors. Every score follows one convention: higher means more likely mislabeled."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.detectors import dynamics, learned
+from noisyctl.builtin.detectors import confident, dynamics, learned
 
 
 @hookimpl
@@ -12,6 +12,7 @@ def register_detectors(register):
     register("forgetting", dynamics.ForgettingDetector)
     register("datamap", dynamics.DataMapDetector)
     register("gmm-loss", dynamics.GmmLossDetector)
+    register("cleanlab", confident.CleanlabDetector)
     register("lstm", learned.LstmDetector)
     register("learned", learned.LearnedDetector)
 
