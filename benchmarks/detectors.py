@@ -1,0 +1,139 @@
+"""noisyctl's detectors against the peers, side by side in one run.
+
+Settings: digits (real handwritten digits) and shapes (an image dataset generated here, with a seed
+the shipped learned detectors never saw), with uniform, pair-flip and instance-dependent noise at
+20-45%. For each setting one model trains with its dynamics recorded, and then:
+
+- every noisyctl detector scores that single run;
+- cleanlab, the way cleanlab recommends: its own get_label_quality_scores / find_label_issues on
+  5-fold out-of-sample probabilities of the same model (5 more trainings, counted in its time);
+- the `aum` package's AUMCalculator, fed the recorded training-mode margins of every presentation;
+- Datumaro's EMA loss: datumaro 1.13 no longer ships its noisy-label analyzer (the module is empty),
+  so noisyctl's `ema-loss` (alpha 0.001 per presentation, seeded with 0) stands for it.
+
+Prints AUC, mAP, precision@k and wall time per method and setting, and whether noisyctl's default
+detector (the first of `detect`'s defaults) has the best mAP.
+
+    .venv/bin/pip install aum && .venv/bin/python benchmarks/detectors.py    # ~10 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from noisyctl import plugins
+from noisyctl.data import load_dataset
+from noisyctl.detection import DEFAULT_DETECTORS, run_detector
+from noisyctl.metrics import detection_metrics
+from noisyctl.store import RunFile
+from noisyctl.synth import synthesize
+from noisyctl.training import Checkpoints, TrainOptions, out_of_fold_probabilities, train
+
+SETTINGS = [
+    # dataset, dataset options, noise, rate, train options
+    ("digits", {}, "uniform", 0.45, {"epochs": 30}),
+    ("digits", {}, "pairflip", 0.2, {"epochs": 30}),
+    ("digits", {}, "instance", 0.3, {"epochs": 30}),
+    ("shapes", {"seed": 100}, "uniform", 0.3, {"epochs": 20}),
+    ("shapes", {"seed": 101}, "pairflip", 0.4, {"epochs": 20}),
+    ("shapes", {"seed": 102}, "instance", 0.25, {"epochs": 20}),
+]
+
+
+def cleanlab_five_fold(labels, data, options, folder: Path):
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    probs = out_of_fold_probabilities(labels, data, TrainOptions(**{**options.__dict__, "folds": 5}),
+                                      Checkpoints(folder / "folds.h5"))
+    probs = np.clip(probs.astype(np.float64), 1e-12, None)
+    probs /= probs.sum(axis=1, keepdims=True)
+    quality = get_label_quality_scores(labels.given_labels, probs)
+    issues = find_label_issues(labels.given_labels, probs)
+    return 1.0 - quality, issues
+
+
+def aum_package(run: RunFile, folder: Path) -> np.ndarray:
+    """The aum package's AUM from the recorded margins: logits with z_y = margin and 0 elsewhere
+    have exactly that margin."""
+    import pandas as pd
+    from aum import AUMCalculator
+
+    calculator = AUMCalculator(str(folder / "aum"), compressed=True)
+    margins = run.channel("train_margin")
+    targets = torch.as_tensor(run.given_labels)
+    ids = list(range(run.num_samples))
+    for epoch in range(margins.shape[1]):
+        logits = torch.zeros(run.num_samples, run.num_classes)
+        logits[torch.arange(run.num_samples), targets] = torch.from_numpy(margins[:, epoch].astype(np.float32))
+        calculator.update(logits, targets, ids)
+    calculator.finalize()
+    table = pd.read_csv(folder / "aum" / "aum_values.csv").set_index("sample_id")
+    return -table.loc[ids, "aum"].to_numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", type=int, nargs="*", help="run only these setting numbers (1-based)")
+    args = parser.parse_args()
+    console = Console(width=130)
+    detectors = [d for d in plugins.registry().names("detector")]
+    default = DEFAULT_DETECTORS[0]
+    verdicts = []
+    for number, (name, dataset_options, noise, rate, train_options) in enumerate(SETTINGS, start=1):
+        if args.only and number not in args.only:
+            continue
+        spec = {"name": name, "root": None, "options": dataset_options}
+        data = load_dataset(spec)
+        labels = synthesize(spec, noise, rate, seed=number)
+        options = TrainOptions(seed=number, **train_options)
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            started = time.perf_counter()
+            train(labels, data, options, folder / "run.h5", show_progress=False)
+            train_seconds = time.perf_counter() - started
+            truth = labels.is_noisy
+            with RunFile(folder / "run.h5") as run:
+                for detector in detectors:
+                    outcome = run_detector(run, detector)
+                    rows.append((f"noisyctl {detector}", outcome.metrics, outcome.seconds))
+                started = time.perf_counter()
+                scores = aum_package(run, folder)
+                rows.append(("aum package (AUMCalculator)", detection_metrics(truth, scores),
+                             time.perf_counter() - started))
+            started = time.perf_counter()
+            scores, issues = cleanlab_five_fold(labels, data, options, folder)
+            rows.append(("cleanlab, 5-fold out-of-sample", detection_metrics(truth, scores, issues),
+                         time.perf_counter() - started))
+        table = Table(title=f"{number}. {name} {noise} {rate:.0%} ({len(labels.ids):,} samples, "
+                            f"{options.epochs} epochs small-cnn; one run took {train_seconds:.1f} s)")
+        for column in ("method", "mAP", "AUC", "P@k", "flagged", "seconds"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        best_map = max(m["map"] for _, m, _ in rows)
+        peers_best = max(m["map"] for method, m, _ in rows if not method.startswith("noisyctl"))
+        for method, m, seconds in sorted(rows, key=lambda r: -r[1]["map"]):
+            style = "bold green" if m["map"] == best_map else ""
+            table.add_row(method, f"{m['map']:.3f}", f"{m['auc']:.3f}", f"{m['precision_at_k']:.3f}",
+                          str(m.get("flagged", "-")), f"{seconds:.2f}", style=style)
+        console.print(table)
+        default_map = next(m["map"] for method, m, _ in rows if method == f"noisyctl {default}")
+        verdicts.append((f"{name} {noise} {rate:.0%}", default_map, peers_best, default_map >= best_map))
+    summary = Table(title=f"noisyctl's default detector ({default}) against the best peer")
+    for column in ("setting", f"{default} mAP", "best peer mAP", "best of all?"):
+        summary.add_column(column)
+    for setting, ours, peer, best in verdicts:
+        summary.add_row(setting, f"{ours:.3f}", f"{peer:.3f}", "yes" if best else "no")
+    console.print(summary)
+
+
+if __name__ == "__main__":
+    main()
