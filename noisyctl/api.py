@@ -173,6 +173,11 @@ class Dynamics(Protocol):
         """
         ...
 
+    def iter_epoch_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+        """Yield ``(epoch_slice, {channel: [samples, block] array})`` covering every epoch in order:
+        for features that compare samples within an epoch (ranks)."""
+        ...
+
 
 @dataclass
 class DetectorResult:

@@ -328,6 +328,12 @@ class RunFile:
             block["given_label"] = self.given_labels[where]
             yield where, block
 
+    def iter_epoch_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+        datasets = {name: self._dataset(name) for name in channels}
+        for start in range(0, self.num_epochs, CHUNK_EPOCHS):
+            where = slice(start, min(start + CHUNK_EPOCHS, self.num_epochs))
+            yield where, {name: ds[:, where] for name, ds in datasets.items()}
+
     def epochs(self) -> dict[str, np.ndarray]:
         return {name: ds[:] for name, ds in self._h5["epochs"].items()}
 

@@ -53,40 +53,53 @@ def _ranks_in_label(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resample(series: np.ndarray, steps: int) -> np.ndarray:
-    """Linear interpolation of ``[N, E, F]`` along epochs to ``steps`` points (first and last kept)."""
-    epochs = series.shape[1]
-    if epochs == steps:
-        return series
+def _interpolation(epochs: int, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each of ``steps`` evenly spaced points over ``epochs``: the epochs around it and the weight
+    of the later one (linear interpolation, first and last epoch kept)."""
     position = np.linspace(0, epochs - 1, steps)
     low = np.floor(position).astype(int)
     high = np.minimum(low + 1, epochs - 1)
-    weight = (position - low).astype(np.float32)[None, :, None]
-    return series[:, low] * (1 - weight) + series[:, high] * weight
+    return low, high, (position - low).astype(np.float32)
+
+
+def _epoch_features(kind: str, block: dict[str, np.ndarray], e: int, given: np.ndarray) -> np.ndarray:
+    """The ``[N, features]`` values of epoch ``e`` (column ``e`` of the block)."""
+    if kind == "lstm":
+        return block["eval_prob"][:, e, None].astype(np.float32)
+    out = np.empty((len(given), len(KINDS[kind]["features"])), dtype=np.float32)
+    out[:, 0] = block["eval_prob"][:, e]
+    out[:, 1] = block["eval_pred"][:, e] == given
+    loss, eval_margin = block["train_loss"][:, e], block["eval_margin"][:, e]
+    out[:, 2] = _ranks(loss)
+    out[:, 3] = _ranks_in_label(loss, given)
+    out[:, 4] = _ranks(eval_margin)
+    out[:, 5] = _ranks_in_label(eval_margin, given)
+    out[:, 6] = _ranks(block["train_margin"][:, e])
+    return out
 
 
 def features(dynamics, kind: str) -> np.ndarray:
-    """The ``[N, steps, features]`` input of a learned detector, for every sample of a run."""
+    """The ``[N, steps, features]`` input of a learned detector, for every sample of a run.
+
+    Streams the run a block of epochs at a time and computes only the epochs the resampling needs,
+    so memory holds the output and one block, not every channel whole.
+    """
     spec = KINDS[kind]
-    if kind == "lstm":
-        return _resample(dynamics.channel("eval_prob").astype(np.float32)[:, :, None], spec["steps"])
+    steps = spec["steps"]
+    low, high, weight = _interpolation(dynamics.num_epochs, steps)
     given = dynamics.given_labels
-    prob = dynamics.channel("eval_prob").astype(np.float32)
-    agrees = (dynamics.channel("eval_pred") == given[:, None]).astype(np.float32)
-    loss = dynamics.channel("train_loss")
-    eval_margin = dynamics.channel("eval_margin")
-    train_margin = dynamics.channel("train_margin")
-    n, epochs = prob.shape
-    out = np.empty((n, epochs, len(spec["features"])), dtype=np.float32)
-    out[:, :, 0] = prob
-    out[:, :, 1] = agrees
-    for e in range(epochs):
-        out[:, e, 2] = _ranks(loss[:, e])
-        out[:, e, 3] = _ranks_in_label(loss[:, e], given)
-        out[:, e, 4] = _ranks(eval_margin[:, e])
-        out[:, e, 5] = _ranks_in_label(eval_margin[:, e], given)
-        out[:, e, 6] = _ranks(train_margin[:, e])
-    return _resample(out, spec["steps"])
+    out = np.zeros((dynamics.num_samples, steps, len(spec["features"])), dtype=np.float32)
+    for where, block in dynamics.iter_epoch_blocks(spec["channels"]):
+        for e in range(where.start, where.stop):
+            uses_low, uses_high = np.flatnonzero(low == e), np.flatnonzero(high == e)
+            if not len(uses_low) and not len(uses_high):
+                continue
+            values = _epoch_features(kind, block, e - where.start, given)
+            for t in uses_low:
+                out[:, t] += (1 - weight[t]) * values
+            for t in uses_high:
+                out[:, t] += weight[t] * values
+    return out
 
 
 def _network(inputs: int, hidden: int = 64, layers: int = 2):
