@@ -50,7 +50,7 @@ def test_fine_tuning_starts_from_given_weights(cli, digits_run, pairflip_run, tm
 def test_features_are_comparable_across_runs_of_any_length(digits_run, pairflip_run):
     with RunFile(digits_run) as a, RunFile(pairflip_run) as b:
         fa, fb = features(a, "learned"), features(b, "learned")
-        assert fa.shape[1:] == fb.shape[1:] == (32, 7)  # 6 and 9 epochs both resampled to 32 steps
+        assert fa.shape[1:] == fb.shape[1:] == (32, 9)  # 6 and 9 epochs both resampled to 32 steps
         assert 0 <= fa.min() and fa.max() <= 1 and 0 <= fb.min() and fb.max() <= 1
         assert features(a, "lstm").shape == (1797, 32, 1)
 

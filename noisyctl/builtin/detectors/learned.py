@@ -26,13 +26,14 @@ from noisyctl.api import Detector, DetectorResult, NoisyctlError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 RESAMPLED_STEPS = 32
+PER_EPOCH_FEATURES = 7  # learned: features computed per epoch; the rest are running means of them
 
 KINDS: dict[str, dict[str, Any]] = {
     "lstm": {"channels": ("eval_prob",), "features": ["eval_prob"], "steps": RESAMPLED_STEPS},
     "learned": {
         "channels": ("eval_prob", "eval_pred", "eval_margin", "train_loss", "train_margin"),
         "features": ["eval_prob", "agrees", "loss_rank", "loss_rank_in_label", "margin_rank",
-                     "margin_rank_in_label", "train_margin_rank"],
+                     "margin_rank_in_label", "train_margin_rank", "mean_loss_rank_so_far", "mean_agrees_so_far"],
         "steps": RESAMPLED_STEPS,
     },
 }
@@ -66,7 +67,7 @@ def _epoch_features(kind: str, block: dict[str, np.ndarray], e: int, given: np.n
     """The ``[N, features]`` values of epoch ``e`` (column ``e`` of the block)."""
     if kind == "lstm":
         return block["eval_prob"][:, e, None].astype(np.float32)
-    out = np.empty((len(given), len(KINDS[kind]["features"])), dtype=np.float32)
+    out = np.empty((len(given), PER_EPOCH_FEATURES), dtype=np.float32)
     out[:, 0] = block["eval_prob"][:, e]
     out[:, 1] = block["eval_pred"][:, e] == given
     loss, eval_margin = block["train_loss"][:, e], block["eval_margin"][:, e]
@@ -88,6 +89,7 @@ def features(dynamics, kind: str) -> np.ndarray:
     steps = spec["steps"]
     low, high, weight = _interpolation(dynamics.num_epochs, steps)
     given = dynamics.given_labels
+    per_epoch = 1 if kind == "lstm" else PER_EPOCH_FEATURES
     out = np.zeros((dynamics.num_samples, steps, len(spec["features"])), dtype=np.float32)
     for where, block in dynamics.iter_epoch_blocks(spec["channels"]):
         for e in range(where.start, where.stop):
@@ -96,9 +98,15 @@ def features(dynamics, kind: str) -> np.ndarray:
                 continue
             values = _epoch_features(kind, block, e - where.start, given)
             for t in uses_low:
-                out[:, t] += (1 - weight[t]) * values
+                out[:, t, :per_epoch] += (1 - weight[t]) * values
             for t in uses_high:
-                out[:, t] += weight[t] * values
+                out[:, t, :per_epoch] += weight[t] * values
+    if kind == "learned":
+        # Running means of the loss rank and of agreement: the whole history at every step, which a
+        # recurrent network otherwise has to integrate itself (and did poorly at high noise rates).
+        so_far = np.arange(1, steps + 1, dtype=np.float32)[None, :]
+        out[:, :, 7] = np.cumsum(out[:, :, 2], axis=1) / so_far
+        out[:, :, 8] = np.cumsum(out[:, :, 1], axis=1) / so_far
     return out
 
 
