@@ -261,3 +261,23 @@ def test_hdf5_arrays_load_lazily_and_train_with_workers(tmp_path, cli):
         "-o", tmp_path / "run.h5")
     with h5py.File(tmp_path / "run.h5") as h5:
         assert h5["samples/is_noisy"][:].sum() == 10
+
+
+# --- generated --------------------------------------------------------------
+
+@pytest.mark.parametrize("name, shape", [("shapes", (1, 16, 16)), ("blobs", (20,))])
+def test_generated_datasets_are_reproducible_by_seed(name, shape):
+    a = load(name, None, samples=200, seed=3)
+    b = load(name, None, samples=200, seed=3)
+    c = load(name, None, samples=200, seed=4)
+    assert len(a.train) == 200 and len(a.test) == 50 and a.input_shape == shape
+    assert np.array_equal(a.train[7][0].numpy(), b.train[7][0].numpy())
+    assert not np.array_equal(a.train[7][0].numpy(), c.train[7][0].numpy())
+    assert len(np.unique(a.train.labels)) == a.num_classes
+
+
+def test_generated_datasets_check_their_options():
+    with pytest.raises(NoisyctlError, match="shapes takes no option colour"):
+        load("shapes", None, colour="red")
+    with pytest.raises(NoisyctlError, match="test_fraction 1.0 is outside"):
+        load("blobs", None, test_fraction=1.0)

@@ -103,3 +103,11 @@ def test_block_streaming_covers_every_sample_in_order(digits_run, monkeypatch):
         assert len(pieces) == -(-run.num_samples // 500)
         assert np.array_equal(np.concatenate([b["train_loss"] for _, b in pieces]), whole)
         assert np.array_equal(np.concatenate([b["given_label"] for _, b in pieces]), run.given_labels)
+
+
+def test_epoch_block_streaming_covers_every_epoch_in_order(digits_run):
+    with store.RunFile(digits_run) as run:
+        whole = run.channel("eval_prob")
+        pieces = list(run.iter_epoch_blocks(("eval_prob",)))
+        assert np.array_equal(np.concatenate([block["eval_prob"] for _, block in pieces], axis=1), whole)
+        assert pieces[0][0] == slice(0, min(store.CHUNK_EPOCHS, run.num_epochs))

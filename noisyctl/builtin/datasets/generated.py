@@ -8,6 +8,20 @@ import numpy as np
 from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet
 from noisyctl.builtin.datasets.common import reject_options
 
+def _with_test(samples: int, test_fraction: float) -> int:
+    """How many samples to generate so that ``samples`` train and the test subset is ``test_fraction``."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise NoisyctlError(f"test_fraction {test_fraction} is outside [0, 1)")
+    return samples + int(round(samples * test_fraction / (1 - test_fraction)))
+
+
+def _subsets(ids: list[str], labels, inputs, samples: int):
+    """The first ``samples`` for training, the rest (if any) as the test subset."""
+    train = TensorSampleSet(ids[:samples], labels[:samples], inputs[:samples])
+    test = TensorSampleSet(ids[samples:], labels[samples:], inputs[samples:]) if len(ids) > samples else None
+    return train, test
+
+
 SHAPES = ["circle", "square", "triangle", "cross", "ring", "hbar", "vbar", "diagonal", "x", "diamond"]
 
 
@@ -50,7 +64,7 @@ def load_shapes(root=None, samples: int | str = 2000, size: int | str = 16, clas
     if not 2 <= classes <= len(SHAPES) or samples < classes or size < 8:
         raise NoisyctlError(f"shapes: classes in 2..{len(SHAPES)}, samples >= classes and size >= 8")
     rng = np.random.default_rng(seed)
-    total = samples + int(round(samples * test_fraction / (1 - test_fraction))) if test_fraction else samples
+    total = _with_test(samples, test_fraction)
     labels = np.arange(total) % classes
     rng.shuffle(labels)
     images = np.zeros((total, 1, size, size), dtype=np.float32)
@@ -64,10 +78,7 @@ def load_shapes(root=None, samples: int | str = 2000, size: int | str = 16, clas
         pixels = np.asarray(canvas.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
         clutter = rng.normal(0.0, noise, (size, size)) + rng.uniform(0, noise) * rng.random((size, size))
         images[i, 0] = np.clip(pixels * rng.uniform(0.6, 1.0) + clutter, 0.0, 1.0)
-    ids = [f"shapes/{i:05d}" for i in range(total)]
-    inputs = torch.from_numpy(images)
-    train = TensorSampleSet(ids[:samples], labels[:samples], inputs[:samples])
-    test = TensorSampleSet(ids[samples:], labels[samples:], inputs[samples:]) if total > samples else None
+    train, test = _subsets([f"shapes/{i:05d}" for i in range(total)], labels, torch.from_numpy(images), samples)
     return DatasetData(train=train, test=test, class_names=SHAPES[:classes], input_shape=(1, size, size),
                        default_augment="crop")
 
@@ -84,15 +95,12 @@ def load_blobs(root=None, samples: int | str = 2000, features: int | str = 20, c
     test_fraction = float(test_fraction)
     if classes < 2 or features < 2 or samples < classes:
         raise NoisyctlError("blobs: classes >= 2, features >= 2 and samples >= classes")
-    total = samples + int(round(samples * test_fraction / (1 - test_fraction))) if test_fraction else samples
+    total = _with_test(samples, test_fraction)
     informative = max(2, min(features, int(np.ceil(np.log2(classes * 2))) + features // 2))
     x, y = make_classification(n_samples=total, n_features=features, n_informative=informative,
                                n_redundant=min(features - informative, features // 4), n_classes=classes,
                                n_clusters_per_class=2, class_sep=float(separation), flip_y=0.0, random_state=seed)
     x = ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
-    ids = [f"blobs/{i:05d}" for i in range(total)]
-    inputs = torch.from_numpy(x)
-    train = TensorSampleSet(ids[:samples], y[:samples], inputs[:samples])
-    test = TensorSampleSet(ids[samples:], y[samples:], inputs[samples:]) if total > samples else None
+    train, test = _subsets([f"blobs/{i:05d}" for i in range(total)], y, torch.from_numpy(x), samples)
     return DatasetData(train=train, test=test, class_names=[f"class{c}" for c in range(classes)],
                        input_shape=(features,))
