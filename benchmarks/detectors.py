@@ -48,6 +48,9 @@ SETTINGS = [
 ]
 
 
+DATUMARO = "Datumaro EMA loss (= noisyctl ema-loss)"
+
+
 def cleanlab_five_fold(labels, data, options, folder: Path):
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -106,6 +109,8 @@ def main() -> None:
                 for detector in detectors:
                     outcome = run_detector(run, detector)
                     rows.append((f"noisyctl {detector}", outcome.metrics, outcome.seconds))
+                    if detector == "ema-loss":  # Datumaro's formula; datumaro no longer ships it
+                        rows.append((DATUMARO, outcome.metrics, outcome.seconds))
                 started = time.perf_counter()
                 scores = aum_package(run, folder)
                 rows.append(("aum package (AUMCalculator)", detection_metrics(truth, scores),
@@ -119,7 +124,7 @@ def main() -> None:
         for column in ("method", "mAP", "AUC", "P@k", "flagged", "seconds"):
             table.add_column(column, justify="left" if column == "method" else "right")
         best_map = max(m["map"] for _, m, _ in rows)
-        peers_best = max(m["map"] for method, m, _ in rows if not method.startswith("noisyctl"))
+        peers_best = max(m["map"] for method, m, _ in rows if not method.startswith("noisyctl "))
         for method, m, seconds in sorted(rows, key=lambda r: -r[1]["map"]):
             style = "bold green" if m["map"] == best_map else ""
             table.add_row(method, f"{m['map']:.3f}", f"{m['auc']:.3f}", f"{m['precision_at_k']:.3f}",
