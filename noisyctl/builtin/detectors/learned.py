@@ -39,25 +39,32 @@ KINDS: dict[str, dict[str, Any]] = {
 }
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Percentile ranks in (0, 1] of one epoch's column; ties share their mean rank."""
-    from scipy.stats import rankdata
-
-    return (rankdata(values, method="average") / len(values)).astype(np.float32)
-
-
-def _ranks_in_label(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    out = np.empty(len(values), dtype=np.float32)
-    for label in np.unique(labels):
-        members = labels == label
-        out[members] = _ranks(values[members])
-    return out
+def _ranks(values: np.ndarray, labels: np.ndarray | None = None):
+    """Percentile ranks in (0, 1] of one epoch's column, and with ``labels`` also the ranks among
+    samples of the same label, both from one sort of the values (the label sort is a radix sort)."""
+    n = len(values)
+    order = np.argsort(values)
+    ranks = np.empty(n, dtype=np.float32)
+    ranks[order] = np.arange(1, n + 1, dtype=np.float32) / n
+    if labels is None:
+        return ranks
+    order = order[np.argsort(labels[order], kind="stable")]  # by label, by value within a label
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    in_label = np.empty(n, dtype=np.float32)
+    in_label[order] = (np.arange(n) - np.repeat(starts, sizes) + 1) / np.repeat(sizes, sizes).astype(np.float32)
+    return ranks, in_label
 
 
 def _interpolation(epochs: int, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each of ``steps`` evenly spaced points over ``epochs``: the epochs around it and the weight
-    of the later one (linear interpolation, first and last epoch kept)."""
+    of the later one. Longer runs take the nearest epoch (half the epochs to compute); shorter ones
+    are interpolated linearly. The first and last epoch are always kept."""
     position = np.linspace(0, epochs - 1, steps)
+    if epochs >= steps:
+        nearest = np.rint(position).astype(int)
+        return nearest, nearest, np.zeros(steps, dtype=np.float32)
     low = np.floor(position).astype(int)
     high = np.minimum(low + 1, epochs - 1)
     return low, high, (position - low).astype(np.float32)
@@ -70,11 +77,8 @@ def _epoch_features(kind: str, block: dict[str, np.ndarray], e: int, given: np.n
     out = np.empty((len(given), PER_EPOCH_FEATURES), dtype=np.float32)
     out[:, 0] = block["eval_prob"][:, e]
     out[:, 1] = block["eval_pred"][:, e] == given
-    loss, eval_margin = block["train_loss"][:, e], block["eval_margin"][:, e]
-    out[:, 2] = _ranks(loss)
-    out[:, 3] = _ranks_in_label(loss, given)
-    out[:, 4] = _ranks(eval_margin)
-    out[:, 5] = _ranks_in_label(eval_margin, given)
+    out[:, 2], out[:, 3] = _ranks(block["train_loss"][:, e], given)
+    out[:, 4], out[:, 5] = _ranks(block["eval_margin"][:, e], given)
     out[:, 6] = _ranks(block["train_margin"][:, e])
     return out
 
@@ -90,7 +94,8 @@ def features(dynamics, kind: str) -> np.ndarray:
     low, high, weight = _interpolation(dynamics.num_epochs, steps)
     given = dynamics.given_labels
     per_epoch = 1 if kind == "lstm" else PER_EPOCH_FEATURES
-    out = np.zeros((dynamics.num_samples, steps, len(spec["features"])), dtype=np.float32)
+    # float16 halves the memory of N x steps x features; every feature lies in [0, 1].
+    out = np.zeros((dynamics.num_samples, steps, len(spec["features"])), dtype=np.float16)
     for where, block in dynamics.iter_epoch_blocks(spec["channels"]):
         for e in range(where.start, where.stop):
             uses_low, uses_high = np.flatnonzero(low == e), np.flatnonzero(high == e)
@@ -100,13 +105,14 @@ def features(dynamics, kind: str) -> np.ndarray:
             for t in uses_low:
                 out[:, t, :per_epoch] += (1 - weight[t]) * values
             for t in uses_high:
-                out[:, t, :per_epoch] += weight[t] * values
+                if weight[t]:
+                    out[:, t, :per_epoch] += weight[t] * values
     if kind == "learned":
         # Running means of the loss rank and of agreement: the whole history at every step, which a
         # recurrent network otherwise has to integrate itself (and did poorly at high noise rates).
         so_far = np.arange(1, steps + 1, dtype=np.float32)[None, :]
-        out[:, :, 7] = np.cumsum(out[:, :, 2], axis=1) / so_far
-        out[:, :, 8] = np.cumsum(out[:, :, 1], axis=1) / so_far
+        out[:, :, 7] = np.cumsum(out[:, :, 2], axis=1, dtype=np.float32) / so_far
+        out[:, :, 8] = np.cumsum(out[:, :, 1], axis=1, dtype=np.float32) / so_far
     return out
 
 
@@ -171,9 +177,10 @@ def predict(network, inputs: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     import torch
 
     out = np.empty(len(inputs), dtype=np.float64)
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
-            logits = network(torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size])))
+            batch = np.ascontiguousarray(inputs[start:start + batch_size], dtype=np.float32)
+            logits = network(torch.from_numpy(batch))
             out[start:start + batch_size] = torch.softmax(logits, dim=1)[:, 1].double().numpy()
     return out
 
@@ -228,7 +235,7 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
             sources.append({"run": Path(path).name, "dataset": run.labels.dataset.get("name"),
                             "noise": (run.labels.noise or {}).get("name"), "samples": run.num_samples,
                             "epochs": run.num_epochs, "noisy": float(truth.mean())})
-    x, y = np.concatenate(inputs), np.concatenate(targets)
+    x, y = np.concatenate(inputs).astype(np.float32), np.concatenate(targets)
     if y.min() == y.max():
         raise NoisyctlError("the runs need both clean and mislabeled samples to learn from")
     rng = np.random.default_rng(seed)
