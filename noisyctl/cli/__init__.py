@@ -37,11 +37,14 @@ def create_app() -> typer.Typer:
         # e.g. two plugins registering one name: every command that looks a name up
         # reports it inside the error boundary, so the CLI itself still starts.
         return app
+    # Plugins add their commands to an app of their own, merged after the built-ins (listed last).
+    plugin_commands = typer.Typer()
     for impl in manager.hook.register_commands.get_hookimpls():
         try:
-            impl.function(app=app)
+            impl.function(app=plugin_commands)
         except Exception as exc:
             plugins.warn(f"plugin '{impl.plugin_name}' failed to add commands ({type(exc).__name__}: {exc})")
+    app.add_typer(plugin_commands)
     return app
 
 
