@@ -16,8 +16,8 @@ from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
 
 # The learned detector (trained on generated data only, see recipes/default-detector.yaml) ranks
-# first; mean loss is the best hand-crafted one on every setting measured and needs no eval pass;
-# gmm-loss adds DivideMix's flag count.
+# first (best or within 0.02 mAP of the best in benchmarks/detectors.py); mean loss, EMA loss and
+# AUM need no eval pass; gmm-loss adds DivideMix's flag count.
 DEFAULT_DETECTORS = ("learned", "loss", "ema-loss", "aum", "gmm-loss")
 
 
