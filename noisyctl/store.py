@@ -98,7 +98,8 @@ FIELDS: tuple[Field, ...] = (
           "Class probabilities from models that never trained on the sample (train --folds K)."),
     Field("scores/<detector>", "float32", "N", (RUN,), False,
           "A detector's score (higher = more likely mislabeled). Attributes: description, "
-          "options (JSON), info (JSON), plugin (JSON: [distribution, version])."),
+          "options (JSON), info (JSON), plugin (JSON: [distribution, version]), position (0 for the "
+          "detector that ranked the suspects in the latest detect, then the rest in order)."),
     Field("flags/<detector>", "bool", "N", (RUN,), False,
           "The detector's own decision that a sample is mislabeled, for detectors that make one."),
 )
@@ -343,9 +344,11 @@ class RunFile:
         return self._h5[path][:].astype(np.float32) if path in self._h5 else None
 
     def scores(self) -> dict[str, np.ndarray]:
+        """Stored detector scores, the detector that ranked the latest suspects first."""
         if "scores" not in self._h5:
             return {}
-        return {name: ds[:] for name, ds in self._h5["scores"].items()}
+        stored = sorted(self._h5["scores"].items(), key=lambda item: int(item[1].attrs.get("position", 0)))
+        return {name: ds[:] for name, ds in stored}
 
     def flags(self) -> dict[str, np.ndarray]:
         if "flags" not in self._h5:
@@ -367,10 +370,15 @@ def save_scores(path: str | Path, results: dict[str, dict[str, Any]]) -> None:
     with atomic_output(path) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "r+") as h5:
-            for name, result in results.items():
+            # The latest detect's detectors come first, in its order; older scores keep theirs after them.
+            older = sorted((int(ds.attrs.get("position", 0)), name) for name, ds in h5.get("scores", {}).items()
+                           if name not in results)
+            for position, (_, name) in enumerate(older, start=len(results)):
+                h5[f"scores/{name}"].attrs["position"] = position
+            for position, (name, result) in enumerate(results.items()):
                 write_field(h5, f"scores/{name}", result["scores"], description=result.get("description", ""),
                             options=result.get("options", {}), info=result.get("info", {}),
-                            plugin=result.get("plugin", []))
+                            plugin=result.get("plugin", []), position=position)
                 if f"flags/{name}" in h5:
                     del h5[f"flags/{name}"]
                 if result.get("flagged") is not None:

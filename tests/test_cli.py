@@ -43,6 +43,9 @@ def test_pipeline_step_by_step_with_tables(cli, tmp_path):
     assert "top 5 suspects by learned" in out and "mAP" in out and "estimated noise" in out
     out = cli("report", run).stdout
     assert "pairflip at 20%" in out and "per epoch" in out and "top 10 suspects" in out
+    assert "estimated noise" in out
+    report = cli.json("report", run)
+    assert report["estimate"]["by"] == "learned" and report["estimate"]["true_rate"] == pytest.approx(0.2, abs=0.001)
 
 
 def test_every_command_speaks_json(cli, digits_run, tmp_path):
@@ -139,3 +142,13 @@ def test_ready_recipes_are_valid_and_name_the_data_they_need(cli, tmp_path, monk
     monkeypatch.chdir(tmp_path)  # no data/ here
     line = cli.error("run", REPO / "recipes" / recipe)
     assert "step 1 (synth)" in line and "data" in line and ("does not exist" in line or "not found" in line)
+
+
+def test_report_follows_the_order_of_the_latest_detect(cli, digits_run, tmp_path):
+    run = tmp_path / "run.h5"
+    run.write_bytes(digits_run.read_bytes())
+    cli("detect", run, "-d", "loss", "-d", "aum")
+    cli("detect", run, "-d", "gmm-loss", "-d", "loss")
+    report = cli.json("report", run)
+    assert list(report["detectors"]) == ["gmm-loss", "loss", "aum"]
+    assert report["ranked_by"] == "gmm-loss" and report["estimate"]["by"] == "gmm-loss"

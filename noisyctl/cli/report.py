@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
-from noisyctl.cli.tables import metrics_table, suspects_table
-from noisyctl.detection import suggested_labels, top_suspects
+from noisyctl.api import DetectorResult
+from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
+from noisyctl.detection import Outcome, estimate_noise, suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
@@ -62,14 +63,17 @@ def report(
         if ranked_by is not None and ranked_by not in scores:
             raise NoisyctlError(f"{run_path} has no '{ranked_by}' scores; it has: {', '.join(scores) or 'none'} "
                                 f"(run `noisyctl detect {run_path} -d {ranked_by}`)")
-        suspects = (top_suspects(run_file, scores[ranked_by], max(0, p["top"]), suggested_labels(run_file))
-                    if ranked_by else [])
+        suggestions = suggested_labels(run_file)
+        suspects = top_suspects(run_file, scores[ranked_by], max(0, p["top"]), suggestions) if ranked_by else []
+        stored = [Outcome(name, detectors[name]["description"], DetectorResult(values, flags.get(name)), {}, 0.0)
+                  for name, values in scores.items()]
+        estimate = estimate_noise(run_file, stored, suggestions) if stored else None
         result = {
             "run": str(run_path), "samples": run_file.num_samples, "classes": labels.class_names,
             "dataset": labels.dataset, "noise": labels.noise,
             "noisy": None if truth is None else int(truth.sum()),
             "training": run_file.training, "epochs": {k: v.tolist() for k, v in epochs.items()},
-            "detectors": detectors, "ranked_by": ranked_by, "top": suspects,
+            "detectors": detectors, "estimate": estimate, "ranked_by": ranked_by, "top": suspects,
         }
 
     def render(console):
@@ -95,6 +99,7 @@ def report(
         console.print(table)
         if detectors:
             console.print(metrics_table(detectors, result["noisy"], result["samples"]))
+            console.print(estimate_text(estimate))
         else:
             console.print(f"no detector scores yet: run `noisyctl detect {run_path}`")
         if suspects:
