@@ -156,6 +156,7 @@ class Dynamics(Protocol):
     num_classes: int
     num_epochs: int
     given_labels: np.ndarray
+    threshold_samples: np.ndarray | None  # AUM threshold samples (trained on a fake class), if any
 
     def has_channel(self, name: str) -> bool: ...
 
@@ -181,7 +182,8 @@ class Dynamics(Protocol):
 
 @dataclass
 class DetectorResult:
-    """Scores follow one convention: higher means more likely mislabeled."""
+    """Scores follow one convention: higher means more likely mislabeled; NaN means "not judged"
+    (the core also leaves a run's AUM threshold samples unjudged, unless ``info["judges_threshold_samples"]``)."""
 
     scores: np.ndarray
     flagged: np.ndarray | None = None  # the detector's own decision, when it has one

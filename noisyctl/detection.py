@@ -67,14 +67,23 @@ def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None)
     if scores.shape != (run.num_samples,):
         raise NoisyctlError(f"detector '{name}' from {registration.provenance()} returned {scores.shape} scores "
                             f"for {run.num_samples} samples")
-    # A non-finite score would poison rankings and metrics; treat it as most suspicious and say so.
-    bad = ~np.isfinite(scores)
-    if bad.any():
-        result.info["non_finite_scores"] = int(bad.sum())
-        scores[bad] = scores[~bad].max() + 1.0 if (~bad).any() else 0.0
-    result.scores = scores
+    # NaN means "not judged"; infinities become just beyond the finite extremes, so rankings hold.
+    scores = scores.copy()
+    finite = np.isfinite(scores)
+    if finite.any() and (~finite & ~np.isnan(scores)).any():
+        scores[np.isposinf(scores)] = scores[finite].max() + 1.0
+        scores[np.isneginf(scores)] = scores[finite].min() - 1.0
     if result.flagged is not None:
-        result.flagged = np.asarray(result.flagged, dtype=bool)
+        result.flagged = np.asarray(result.flagged, dtype=bool).copy()
+    threshold = run.threshold_samples
+    if threshold is not None and not result.info.get("judges_threshold_samples"):
+        # Threshold samples trained on a fake class: no detector can judge their given label here.
+        scores[threshold] = np.nan
+        if result.flagged is not None:
+            result.flagged[threshold] = False
+    if np.isnan(scores).any():
+        result.info["not_judged"] = int(np.isnan(scores).sum())
+    result.scores = scores
     outcome = Outcome(name, registration.description, result, options, seconds,
                       provenance=[registration.distribution, registration.version])
     truth = run.labels.is_noisy
@@ -94,9 +103,11 @@ def suggested_labels(run: RunFile) -> np.ndarray | None:
     for where, block in run.iter_blocks(("eval_pred",)):
         preds = block["eval_pred"].astype(np.int64)
         given = run.given_labels[where]
-        counts = np.zeros((preds.shape[0], run.num_classes), dtype=np.int32)
+        # One spare column: runs with AUM threshold samples also predict the fake class C, never suggested.
+        counts = np.zeros((preds.shape[0], run.num_classes + 1), dtype=np.int32)
         rows = np.repeat(np.arange(preds.shape[0]), preds.shape[1])
-        np.add.at(counts, (rows, preds.ravel()), 1)
+        np.add.at(counts, (rows, np.minimum(preds.ravel(), run.num_classes)), 1)
+        counts = counts[:, :run.num_classes]
         counts[np.arange(len(given)), given] = 0
         disagree = counts.max(axis=1) > 0
         suggestions[where] = np.where(disagree, counts.argmax(axis=1), given)
@@ -110,14 +121,18 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     two-component mixture on the first detector's scores.
     """
     flagging = next((o for o in outcomes if o.result.flagged is not None), None)
+    chosen = flagging or outcomes[0]
+    judged = ~np.isnan(chosen.result.scores)
     if flagging is not None:
-        flagged, by = flagging.result.flagged, flagging.name
+        flagged, by = flagging.result.flagged & judged, flagging.name
     else:
-        flagged, by = gmm_noisy_posterior(outcomes[0].result.scores) > 0.5, f"mixture on {outcomes[0].name} scores"
+        flagged = np.zeros(len(judged), dtype=bool)
+        flagged[judged] = gmm_noisy_posterior(chosen.result.scores[judged]) > 0.5
+        by = f"mixture on {chosen.name} scores"
     truth = run.labels.is_noisy
     return {
-        "rate": float(flagged.mean()), "count": int(flagged.sum()), "by": by,
-        "true_rate": None if truth is None else float(truth.mean()),
+        "rate": float(flagged.sum() / max(1, judged.sum())), "count": int(flagged.sum()), "by": by,
+        "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
         confused_pairs(run.given_labels, suggestions, flagged, run.labels.class_names),
     }
@@ -127,7 +142,8 @@ def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarr
     names = run.labels.class_names
     truth = run.labels.true_labels
     rows = []
-    for rank, i in enumerate(ranking(scores)[:k], start=1):
+    order = ranking(scores)
+    for rank, i in enumerate(order[~np.isnan(scores[order])][:k], start=1):
         rows.append({
             "rank": rank, "index": int(i), "id": run.labels.ids[i],
             "given": names[run.given_labels[i]],

@@ -21,9 +21,15 @@ def precision_recall_at(is_noisy: np.ndarray, scores: np.ndarray, k: int) -> tup
 
 
 def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndarray | None = None) -> dict:
-    """AUC, mAP (average precision of the noisy class), precision/recall at k = #noisy and at the flag count."""
-    is_noisy = np.asarray(is_noisy, dtype=bool)
+    """AUC, mAP (average precision of the noisy class), precision/recall at k = #noisy and at the flag count.
+
+    Samples scored NaN were not judged (AUM threshold samples) and are left out.
+    """
     scores = np.asarray(scores, dtype=np.float64)
+    judged = ~np.isnan(scores)
+    is_noisy = np.asarray(is_noisy, dtype=bool)[judged]
+    scores = scores[judged]
+    flagged = None if flagged is None else np.asarray(flagged, dtype=bool)[judged]
     k = int(is_noisy.sum())
     both_classes = 0 < k < len(is_noisy)
     p_k, r_k = precision_recall_at(is_noisy, scores, k)
@@ -31,6 +37,7 @@ def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndar
         "auc": float(roc_auc_score(is_noisy, scores)) if both_classes else None,
         "map": float(average_precision_score(is_noisy, scores)) if both_classes else None,
         "k": k,
+        "judged": int(judged.sum()),
         "precision_at_k": None if np.isnan(p_k) else p_k,
         "recall_at_k": None if np.isnan(r_k) else r_k,
     }

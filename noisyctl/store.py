@@ -63,6 +63,9 @@ FIELDS: tuple[Field, ...] = (
           "The label before noise was synthesized; present only when the truth is known."),
     Field("samples/is_noisy", "bool", "N", BOTH, False,
           "given_label != true_label; present only when the truth is known."),
+    Field("samples/threshold", "bool", "N", (RUN,), False,
+          "AUM threshold samples of this run (train --aum-threshold-set): trained on a fake class C, so their "
+          "dynamics refer to it and detectors do not judge them here."),
     Field("classes/name", "string", "C", BOTH, True, "Class names; a label is an index into this."),
     Field("dynamics/train_loss", "float32", "N x E", (RUN,), True,
           "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
@@ -299,6 +302,7 @@ class RunFile:
         self.num_epochs = int(self._h5.attrs["num_epochs"])
         self.given_labels = self.labels.given_labels
         self.training = _json_attr(self._h5, "training") or {}
+        self.threshold_samples = self._h5["samples/threshold"][:] if "samples/threshold" in self._h5 else None
 
     def __enter__(self) -> "RunFile":
         return self

@@ -62,6 +62,7 @@ class TrainOptions:
     eval_batch_size: int = 512
     record_probs: bool | None = None  # late-epoch mean class probabilities; None: when classes <= 100
     folds: int = 0  # K > 1: also train K models for out-of-fold probabilities (confident learning)
+    aum_threshold_set: int = 0  # 1 or 2: relabel N/(C+1) samples to a fake class (AUM threshold samples)
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -76,6 +77,8 @@ class TrainOptions:
             raise NoisyctlError(f"learning rate must be positive, not {self.lr}")
         if self.workers < 0:
             raise NoisyctlError("workers cannot be negative")
+        if self.aum_threshold_set not in (0, 1, 2):
+            raise NoisyctlError(f"aum threshold set must be 0 (none), 1 or 2, not {self.aum_threshold_set}")
         if self.folds == 1 or self.folds < 0:
             raise NoisyctlError(f"folds must be 0 (none) or at least 2, not {self.folds}")
         check_preset(self.augment)
@@ -105,9 +108,24 @@ def resolve_device(name: str):
         raise NoisyctlError(f"unknown device '{name}'; use auto, cpu or cuda") from None
 
 
-def build_model(options: TrainOptions, data: DatasetData):
+def threshold_samples(n: int, num_classes: int, set_number: int) -> np.ndarray:
+    """AUM threshold samples (Pleiss et al. 2020): N/(C+1) samples, set 1 or 2, disjoint by construction.
+
+    The draw depends on N and C only, never on the run's seed, so two runs with sets 1 and 2 are
+    disjoint and between them cover every sample.
+    """
+    mask = np.zeros(n, dtype=bool)
+    if set_number:
+        size = n // (num_classes + 1)
+        order = np.random.default_rng([n, num_classes, 2020]).permutation(n)
+        mask[order[(set_number - 1) * size: set_number * size]] = True
+    return mask
+
+
+def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0):
     registration = plugins.get("model", options.model)
-    spec = ModelSpec(name=options.model, num_classes=data.num_classes, input_shape=tuple(data.input_shape),
+    spec = ModelSpec(name=options.model, num_classes=data.num_classes + extra_classes,
+                     input_shape=tuple(data.input_shape),
                      weights=Path(options.weights) if options.weights else None, options=dict(options.model_options))
     try:
         model = registration.obj(spec)
@@ -201,11 +219,13 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(options.seed)
         self.augment = data.default_augment if options.augment == "auto" else options.augment
-        self.model, self.model_registration = build_model(options, data)
+        # Threshold samples train on a fake extra class C; their dynamics refer to it.
+        self.threshold = threshold_samples(len(labels.ids), data.num_classes, options.aum_threshold_set)
+        self.model, self.model_registration = build_model(options, data, extra_classes=int(self.threshold.any()))
         self.model.to(self.device)
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
-        self.given = torch.as_tensor(labels.given_labels, dtype=torch.long)
+        self.given = torch.as_tensor(np.where(self.threshold, data.num_classes, labels.given_labels), dtype=torch.long)
         self.true = None if labels.true_labels is None else torch.as_tensor(labels.true_labels, dtype=torch.long)
         self.step = 0
         record_probs = options.record_probs
@@ -321,7 +341,7 @@ class Trainer:
 
         logits = self._predict(self.data.train)
         if self.record_probs and epoch >= self.late_start:
-            probs = torch.softmax(logits, 1).double().cpu()
+            probs = torch.softmax(logits[:, :self.data.num_classes], 1).double().cpu()  # real classes only
             self.late_sum = probs if self.late_sum is None else self.late_sum + probs
             self.late_count += 1
         given = self.given.to(self.device)
@@ -344,7 +364,7 @@ class Trainer:
             return None
         import torch
 
-        logits = self._predict(self.data.test)
+        logits = self._predict(self.data.test)[:, :self.data.num_classes]  # never the fake threshold class
         truth = torch.as_tensor(self.data.test.labels, device=self.device)
         return float((logits.argmax(1) == truth).float().mean().item())
 
@@ -460,6 +480,8 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
             progress.update(task, status=status)
 
     extra = {}
+    if trainer.threshold.any():
+        extra["samples/threshold"] = trainer.threshold
     if trainer.late_mean_probabilities() is not None:
         extra["probs/late_mean"] = trainer.late_mean_probabilities()
     if options.folds:
@@ -501,7 +523,7 @@ def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainO
 
         splitter = KFold(n_splits=k, shuffle=True, random_state=options.seed)
     probabilities = np.zeros((n, data.num_classes), dtype=np.float32)
-    fold_options = replace(options, record_eval=False, record_probs=False, folds=0)
+    fold_options = replace(options, record_eval=False, record_probs=False, folds=0, aum_threshold_set=0)
     for fold, (fit, held) in enumerate(splitter.split(np.zeros(n), labels.given_labels)):
         saved = checkpoints.folder / f"fold_{fold:02d}.npy"
         if saved.exists():

@@ -203,3 +203,34 @@ def test_cleanlab_without_folds_says_it_is_in_sample(cli, digits_run):
     result = cli("detect", digits_run, "-d", "cleanlab", "--no-save")
     assert "note: cleanlab used in-sample probabilities" in result.stdout
     assert "train --folds K" in result.stdout
+
+
+def test_threshold_sets_are_disjoint_and_independent_of_the_seed():
+    from noisyctl.training import threshold_samples
+
+    one, two = threshold_samples(1797, 10, 1), threshold_samples(1797, 10, 2)
+    assert one.sum() == two.sum() == 1797 // 11 and not (one & two).any()
+    assert not threshold_samples(1797, 10, 0).any()
+
+
+def test_aum_threshold_samples_count_the_noise_and_a_pair_of_runs_covers_everyone(cli, tmp_path):
+    labels = tmp_path / "labels.h5"
+    cli("synth", "-n", "uniform", "-r", "0.2", "-o", labels)
+    for number in (1, 2):
+        cli("train", "--labels", labels, "--epochs", "8", "--aum-threshold-set", number, "-q",
+            "-o", tmp_path / f"set{number}.h5")
+    alone = cli.json("detect", tmp_path / "set1.h5", "-d", "aum", "-d", "loss", "--no-save")
+    aum = alone["detectors"]["aum"]
+    assert aum["info"]["not_judged"] == 1797 // 11 and aum["metrics"]["judged"] == 1797 - 1797 // 11
+    assert alone["detectors"]["loss"]["metrics"]["judged"] == 1797 - 1797 // 11  # nobody judges them here
+    assert 0.6 * 0.2 * aum["metrics"]["judged"] < aum["flagged"] < 1.4 * 0.2 * aum["metrics"]["judged"]
+    with RunFile(tmp_path / "set1.h5") as run:
+        threshold_ids = {run.labels.ids[i] for i in np.flatnonzero(run.threshold_samples)}
+    assert alone["top"] and not {row["id"] for row in alone["top"]} & threshold_ids  # unjudged: never suspects
+    paired = cli.json("detect", tmp_path / "set1.h5", "-d", "aum", "--detector-option",
+                      f"aum.pair={tmp_path / 'set2.h5'}", "--no-save")["detectors"]["aum"]
+    assert "not_judged" not in paired["info"] and paired["metrics"]["judged"] == 1797
+    assert paired["metrics"]["auc"] > 0.9 and 0.6 * 359 < paired["flagged"] < 1.4 * 359
+    line = cli.error("detect", tmp_path / "set1.h5", "-d", "aum", "--detector-option",
+                     f"aum.pair={tmp_path / 'set1.h5'}")
+    assert "disjoint" in line

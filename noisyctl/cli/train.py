@@ -51,6 +51,10 @@ def train(
     record_probs: Optional[bool] = typer.Option(None, "--record-probs/--no-record-probs", show_default=False,
                                                 help="Record the late-epoch mean class probabilities [N x C] "
                                                      "(default: when there are at most 100 classes)."),
+    aum_threshold_set: int = typer.Option(DEFAULTS.aum_threshold_set, "--aum-threshold-set",
+                                          help="1 or 2: train N/(C+1) threshold samples on a fake class, so "
+                                               "the aum detector can count mislabeled samples (Pleiss et al. "
+                                               "2020); sets 1 and 2 are disjoint. 0 = none."),
     folds: int = typer.Option(DEFAULTS.folds, "--folds", help="Also train K models on K-1 folds each for "
                               "out-of-fold probabilities (what the cleanlab detector wants); 0 = none."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run checkpointed in OUT.ckpt/."),
@@ -81,7 +85,7 @@ def train(
         schedule=p["schedule"], seed=p["seed"], device=p["device"], amp=p["amp"], augment=p["augment"],
         workers=p["workers"],
         record_eval=p["record_eval"], eval_batch_size=p["eval_batch_size"], record_probs=p["record_probs"],
-        folds=p["folds"])
+        folds=p["folds"], aum_threshold_set=p["aum_threshold_set"])
     result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
                        show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))
 

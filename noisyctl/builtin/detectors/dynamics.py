@@ -35,12 +35,50 @@ class EmaLossDetector(BlockDetector):
 
 
 class AumDetector(BlockDetector):
-    """Area under the margin (Pleiss et al. 2020): mean training-mode logit margin; score = -AUM."""
+    """Area under the margin (Pleiss et al. 2020): mean training-mode logit margin; score = -AUM; flags with threshold samples."""
 
     channels = ("train_margin",)
 
+    def __init__(self, pair: str | None = None, percentile: float | str = 99.0) -> None:
+        self.pair = pair
+        self.percentile = float(percentile)
+
     def score_block(self, block):
         return -block["train_margin"].mean(axis=1, dtype=np.float64)
+
+    def score(self, dynamics) -> DetectorResult:
+        """With threshold samples (train --aum-threshold-set), flag every sample whose AUM is below
+        the given percentile of theirs; with ``pair`` (the run of the other set) cover every sample."""
+        result = super().score(dynamics)
+        threshold = getattr(dynamics, "threshold_samples", None)
+        if threshold is None or not threshold.any():
+            if self.pair:
+                raise NoisyctlError("aum pair needs a run trained with --aum-threshold-set")
+            return result
+        result.flagged, result.info["aum_threshold"] = self._flags(result.scores, threshold)
+        if self.pair:
+            self._take_from_pair(dynamics, result, threshold)
+        return result
+
+    def _flags(self, scores: np.ndarray, threshold: np.ndarray):
+        """Below the threshold samples' AUM percentile (scores are -AUM, so above its negation)."""
+        limit = float(np.percentile(-scores[threshold], self.percentile))
+        return (-scores < limit) & ~threshold, limit
+
+    def _take_from_pair(self, dynamics, result: DetectorResult, threshold: np.ndarray) -> None:
+        from noisyctl.store import RunFile
+
+        with RunFile(self.pair) as other:
+            if other.labels.ids != dynamics.labels.ids:
+                raise NoisyctlError(f"aum pair {self.pair} is a run of other samples")
+            if other.threshold_samples is None or (other.threshold_samples & threshold).any():
+                raise NoisyctlError(f"aum pair {self.pair} needs threshold samples disjoint from this run's "
+                                    "(train it with the other --aum-threshold-set)")
+            other_scores = super().score(other).scores
+            other_flags, limit = self._flags(other_scores, other.threshold_samples)
+        result.scores[threshold] = other_scores[threshold]
+        result.flagged[threshold] = other_flags[threshold]
+        result.info.update(judges_threshold_samples=True, pair=str(self.pair), pair_aum_threshold=limit)
 
 
 class ForgettingDetector(BlockDetector):
