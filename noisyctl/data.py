@@ -58,7 +58,7 @@ def labels_from_dataset(spec: dict[str, Any], data: DatasetData) -> Labels:
     """The dataset's own labels, truth unknown (a real dataset, not a synthesized one)."""
     return Labels(ids=list(data.train.ids), given_labels=data.train.labels.copy(),
                   class_names=list(data.class_names), dataset=spec,
-                  plugins={f"dataset:{spec['name']}": provenance("dataset", spec["name"])})
+                  plugins={f"dataset:{spec['name']}": plugins.get("dataset", spec["name"]).origin})
 
 
 def check_labels_match(labels: Labels, data: DatasetData, source: str) -> None:
@@ -72,8 +72,3 @@ def check_labels_match(labels: Labels, data: DatasetData, source: str) -> None:
     if labels.class_names != list(data.class_names):
         raise NoisyctlError(f"{source} has classes {labels.class_names[:5]}... but the dataset has "
                             f"{list(data.class_names)[:5]}...")
-
-
-def provenance(kind: str, name: str) -> list[str]:
-    registration = plugins.get(kind, name)
-    return [registration.distribution, registration.version]

@@ -52,8 +52,7 @@ def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None)
     detector, registration = make_detector(name, options)
     missing = [c for c in detector.channels if not run.has_channel(c)]
     if missing:
-        raise NoisyctlError(f"detector '{name}' needs the '{missing[0]}' dynamics, which {run.path} lacks "
-                            f"(train records eval_* channels unless --no-record-eval)")
+        raise NoisyctlError(f"detector '{name}' needs {run.missing_channel(missing[0])}")
     started = time.perf_counter()
     try:
         result = detector.score(run)
@@ -85,7 +84,7 @@ def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None)
         result.info["not_judged"] = int(np.isnan(scores).sum())
     result.scores = scores
     outcome = Outcome(name, registration.description, result, options, seconds,
-                      provenance=[registration.distribution, registration.version])
+                      provenance=registration.origin)
     truth = run.labels.is_noisy
     if truth is not None:
         outcome.metrics = detection_metrics(truth, scores, result.flagged)

@@ -49,6 +49,11 @@ class Registration:
         doc = getattr(self.obj, "description", None) or getattr(self.obj, "__doc__", None) or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
+    @property
+    def origin(self) -> list[str]:
+        """``[distribution, version]``, as run files record which plugin produced what."""
+        return [self.distribution, self.version]
+
     def provenance(self) -> str:
         return f"plugin '{self.plugin}' ({self.distribution} {self.version})"
 

@@ -316,10 +316,14 @@ class RunFile:
     def has_channel(self, name: str) -> bool:
         return f"dynamics/{name}" in self._h5
 
+    def missing_channel(self, name: str) -> str:
+        """What to say about a channel this run lacks, and which train option records it."""
+        hint = " (train records eval_* channels unless --no-record-eval)" if name.startswith("eval_") else ""
+        return f"the '{name}' dynamics, which {self.path} lacks{hint}"
+
     def _dataset(self, name: str) -> h5py.Dataset:
         if not self.has_channel(name):
-            hint = " (train records eval_* channels unless --no-record-eval)" if name.startswith("eval_") else ""
-            raise NoisyctlError(f"{self.path} has no '{name}' dynamics{hint}")
+            raise NoisyctlError(f"reading needs {self.missing_channel(name)}")
         return self._h5[f"dynamics/{name}"]
 
     def channel(self, name: str) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 
 from noisyctl import plugins
 from noisyctl.api import NoiseContext, check_rate
-from noisyctl.data import load_dataset, provenance
+from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import Labels
 
@@ -39,6 +39,6 @@ def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
         dataset=spec, true_labels=clean,
         noise={"name": noise, "rate": rate, "seed": seed, "options": options,
                "flipped": int((noisy != clean).sum())},
-        plugins={f"dataset:{spec['name']}": provenance("dataset", spec["name"]),
-                 f"noise:{noise}": [registration.distribution, registration.version]},
+        plugins={f"dataset:{spec['name']}": plugins.get("dataset", spec["name"]).origin,
+                 f"noise:{noise}": registration.origin},
     )

@@ -548,7 +548,7 @@ def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainO
 def _attrs(labels: Labels, options: TrainOptions, trainer: Trainer, recipe: dict | None) -> dict[str, Any]:
     registration = trainer.model_registration
     used = dict(labels.plugins or {})
-    used[f"model:{options.model}"] = [registration.distribution, registration.version]
+    used[f"model:{options.model}"] = registration.origin
     return {"dataset": labels.dataset, "noise": labels.noise, "plugins": used, "recipe": recipe,
             "training": {**asdict(options), "device_used": str(trainer.device)}}
 
