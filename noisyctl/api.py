@@ -17,11 +17,13 @@ import numpy as np
 
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import gmm_noisy_posterior
+from noisyctl.prototypes import prototype_labels
 from noisyctl.hookspecs import hookimpl
 
 __all__ = [
     "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "NoiseContext",
     "Dynamics", "Detector", "BlockDetector", "DetectorResult", "choose_exact", "check_rate", "gmm_noisy_posterior",
+    "Corrector", "Correction", "TrainingStrategy", "TrainingHost", "Batch", "prototype_labels",
 ]
 
 
@@ -164,6 +166,10 @@ class Dynamics(Protocol):
         """``late_mean`` (in-sample) or ``out_of_fold`` class probabilities [N x C], when recorded."""
         ...
 
+    def features(self, name: str = "penultimate") -> np.ndarray | None:
+        """Per-sample features [N x D] from the model's penultimate layer after training, when recorded."""
+        ...
+
     def channel(self, name: str) -> np.ndarray: ...
 
     def iter_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
@@ -216,3 +222,98 @@ class BlockDetector(Detector):
         for where, block in dynamics.iter_blocks(self.channels):
             scores[where] = self.score_block(block)
         return DetectorResult(scores)
+
+
+# --- correctors -------------------------------------------------------------
+
+@dataclass
+class Correction:
+    """A corrector's proposal for every sample: a label (the given one when it proposes no change)
+    and a confidence in [0, 1]."""
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Corrector(ABC):
+    """Proposes labels from a run file. ``needs`` names what it reads: ``features`` (penultimate-layer
+    features), ``late_mean`` (late-epoch class probabilities) or dynamics channels."""
+
+    description: str = ""
+    needs: tuple[str, ...] = ()
+
+    @abstractmethod
+    def propose(self, run: Dynamics) -> Correction:
+        ...
+
+
+# --- training strategies ----------------------------------------------------
+
+@dataclass
+class Batch:
+    """One training step as a strategy sees it; tensors live on the training device."""
+
+    inputs: Any  # the augmented inputs
+    index: Any  # which samples (rows of the run)
+    targets: Any  # their given labels
+    logits: Any  # training-mode logits of ``inputs`` (float32, in the autograd graph)
+    losses: Any  # per-sample cross-entropy of the given labels (in the graph)
+
+
+class TrainingHost(Protocol):
+    """What the trainer offers a strategy."""
+
+    model: Any  # the torch.nn.Module being trained
+    device: Any
+    num_classes: int
+    num_samples: int
+    epochs: int
+    augment: str  # the augmentation preset of this run
+
+    def learning_rate(self) -> float:
+        """The learning rate of the current epoch."""
+        ...
+
+    def given_labels(self) -> Any:
+        """The labels the model trains on [N], on the device."""
+        ...
+
+    def features(self) -> Any:
+        """Eval-mode penultimate-layer features of every training sample [N x D] (leaves the model in
+        eval mode; the trainer switches back to training mode before the epoch's steps)."""
+        ...
+
+    def trusted(self) -> tuple[Any, Any] | None:
+        """The trusted samples (``train --trusted``) as ``(inputs, labels)`` tensors on the device, or None."""
+        ...
+
+
+class TrainingStrategy(ABC):
+    """How ``train`` turns a batch into the loss it minimises.
+
+    ``records`` names the dynamics channels the strategy records per presentation (see the schema)
+    with the value a sample gets when it has none. ``objective`` returns the loss to minimise and a
+    dict of per-sample values of those channels for the batch. State that must survive a resume goes
+    through ``state_dict`` (tensors and plain values only: checkpoints load with weights_only).
+    """
+
+    description: str = ""
+    records: dict[str, float] = {}
+    needs_trusted: bool = False
+
+    def setup(self, host: TrainingHost) -> None:
+        self.host = host
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before each epoch's steps."""
+
+    @abstractmethod
+    def objective(self, batch: Batch) -> tuple[Any, dict[str, Any]]:
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

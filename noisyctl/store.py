@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -66,6 +66,17 @@ FIELDS: tuple[Field, ...] = (
     Field("samples/threshold", "bool", "N", (RUN,), False,
           "AUM threshold samples of this run (train --aum-threshold-set): trained on a fake class C, so their "
           "dynamics refer to it and detectors do not judge them here."),
+    Field("samples/removed", "bool", "N", (LABELS,), False,
+          "Samples `prune` removed: `train` trains on the others only (the run file then holds the kept ones)."),
+    Field("samples/removal_score", "float32", "N", (LABELS,), False,
+          "With samples/removed: the pruning detector's score of each sample (NaN where it gave none)."),
+    Field("samples/removal_rank", "int32", "N", (LABELS,), False,
+          "With samples/removed: 1 for the most suspect removed sample, 2 for the next, ...; 0 for kept ones."),
+    Field("samples/reviewed", "bool", "N", BOTH, False,
+          "Labels a person confirmed or set (`import-review`, or synth --reviewed-per-class simulating one); "
+          "`train --trusted FILE` uses these samples as its trusted set."),
+    Field("samples/corrected", "bool", "N", BOTH, False,
+          "Labels replaced by `correct --apply` or by a review; given_label holds the new label."),
     Field("classes/name", "string", "C", BOTH, True, "Class names; a label is an index into this."),
     Field("dynamics/train_loss", "float32", "N x E", (RUN,), True,
           "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
@@ -82,6 +93,12 @@ FIELDS: tuple[Field, ...] = (
           "Eval-mode logit margin of the given label after epoch e."),
     Field("dynamics/eval_pred", "int32", "N x E", (RUN,), False,
           "Eval-mode predicted class (argmax) after epoch e."),
+    Field("dynamics/sample_weight", "float32", "N x E", (RUN,), False,
+          "train --strategy reweight: the sample's meta-learned weight at that presentation, scaled so a batch's "
+          "weights average 1 (0 = ignored)."),
+    Field("dynamics/corrected_label", "int32", "N x E", (RUN,), False,
+          "train --strategy self-learning: the label the prototypes gave the sample in epoch e (-1 before the "
+          "first correction)."),
     Field("epochs/train_loss", "float32", "E", (RUN,), True,
           "Mean training-mode loss over the epoch's presentations."),
     Field("epochs/train_accuracy", "float32", "E", (RUN,), True,
@@ -99,6 +116,10 @@ FIELDS: tuple[Field, ...] = (
           "when there are at most 100 classes, or with train --record-probs."),
     Field("probs/out_of_fold", "float16", "N x C", (RUN,), False,
           "Class probabilities from models that never trained on the sample (train --folds K)."),
+    Field("features/penultimate", "float16", "N x D", (RUN,), False,
+          "Eval-mode input of the model's last linear layer for every sample after the last epoch (what the "
+          "prototypes and knn correctors compare); recorded when it takes at most 1 GiB, or with "
+          "train --record-features."),
     Field("scores/<detector>", "float32", "N", (RUN,), False,
           "A detector's score (higher = more likely mislabeled). Attributes: description, "
           "options (JSON), info (JSON), plugin (JSON: [distribution, version]), position (0 for the "
@@ -118,6 +139,11 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               'Synthesized noise: {"name", "rate", "seed", "options", "flipped"}; absent for given labels.'),
     Attribute("plugins", "JSON", BOTH, True,
               'Plugins that produced the file: {"kind:name": [distribution, version]}.'),
+    Attribute("pruning", "JSON", BOTH, False,
+              'How `prune` chose the removed samples: {"detector", "rule", "removed", "from"}; a run trained '
+              "on a pruned labels file keeps it."),
+    Attribute("correction", "JSON", BOTH, False,
+              'How labels were changed: {"by", "changed", "from"} (a corrector or a review CSV).'),
     Attribute("training", "JSON", (RUN,), True,
               "Every train option (model, epochs, optimizer, seed, ...) and the device used."),
     Attribute("recipe", "JSON", BOTH, False, "The recipe step that produced the file, when run from a recipe."),
@@ -234,6 +260,11 @@ def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> 
     return h5
 
 
+# Optional per-sample fields a labels or run file may carry beside the labels, and their dtypes.
+SAMPLE_MARKS = {"removed": bool, "removal_score": np.float32, "removal_rank": np.int32, "reviewed": bool,
+                "corrected": bool}
+
+
 @dataclass
 class Labels:
     """The sample table of a labels or run file."""
@@ -245,6 +276,13 @@ class Labels:
     true_labels: np.ndarray | None = None
     noise: dict[str, Any] | None = None
     plugins: dict[str, Any] | None = None
+    removed: np.ndarray | None = None  # prune: samples train leaves out
+    removal_score: np.ndarray | None = None
+    removal_rank: np.ndarray | None = None
+    reviewed: np.ndarray | None = None  # labels a person confirmed: train --trusted uses these
+    corrected: np.ndarray | None = None  # labels correct --apply or a review replaced
+    pruning: dict[str, Any] | None = None
+    correction: dict[str, Any] | None = None
 
     @property
     def is_noisy(self) -> np.ndarray | None:
@@ -254,16 +292,28 @@ class Labels:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def subset(self, indices: np.ndarray) -> "Labels":
+        """The same table for some samples only (per-sample arrays indexed, the rest kept)."""
+        indices = np.asarray(indices)
+        take = {name: None if getattr(self, name) is None else getattr(self, name)[indices]
+                for name in ("given_labels", "true_labels", *SAMPLE_MARKS)}
+        return replace(self, ids=[self.ids[i] for i in indices], **take)
+
     def write(self, h5: h5py.File) -> None:
         write_field(h5, "samples/id", np.array(self.ids, dtype=object))
         write_field(h5, "samples/given_label", self.given_labels)
         if self.true_labels is not None:
             write_field(h5, "samples/true_label", self.true_labels)
             write_field(h5, "samples/is_noisy", self.is_noisy)
+        for name, dtype in SAMPLE_MARKS.items():
+            values = getattr(self, name)
+            if values is not None and (name not in ("reviewed", "corrected") or values.any()):
+                write_field(h5, f"samples/{name}", np.asarray(values, dtype=dtype))
         write_field(h5, "classes/name", np.array(self.class_names, dtype=object))
 
 
 def _read_labels(h5: h5py.File) -> Labels:
+    marks = {name: h5[f"samples/{name}"][:] if f"samples/{name}" in h5 else None for name in SAMPLE_MARKS}
     return Labels(
         ids=[s.decode() if isinstance(s, bytes) else s for s in h5["samples/id"][:]],
         given_labels=h5["samples/given_label"][:].astype(np.int64),
@@ -272,6 +322,9 @@ def _read_labels(h5: h5py.File) -> Labels:
         true_labels=h5["samples/true_label"][:].astype(np.int64) if "samples/true_label" in h5 else None,
         noise=_json_attr(h5, "noise"),
         plugins=_json_attr(h5, "plugins"),
+        pruning=_json_attr(h5, "pruning"),
+        correction=_json_attr(h5, "correction"),
+        **marks,
     )
 
 
@@ -282,8 +335,8 @@ def read_labels(path: str | Path) -> Labels:
 
 def write_labels_file(path: str | Path, labels: Labels, recipe: dict | None = None) -> None:
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
-        new_file(h5, LABELS, dataset=labels.dataset, noise=labels.noise,
-                 plugins=labels.plugins or {}, recipe=recipe)
+        new_file(h5, LABELS, dataset=labels.dataset, noise=labels.noise, plugins=labels.plugins or {},
+                 pruning=labels.pruning, correction=labels.correction, recipe=recipe)
         labels.write(h5)
 
 
@@ -318,7 +371,10 @@ class RunFile:
 
     def missing_channel(self, name: str) -> str:
         """What to say about a channel this run lacks, and which train option records it."""
+        hints = {"sample_weight": " (train --strategy reweight records it)",
+                 "corrected_label": " (train --strategy self-learning records it)"}
         hint = " (train records eval_* channels unless --no-record-eval)" if name.startswith("eval_") else ""
+        hint = hints.get(name, hint)
         return f"the '{name}' dynamics, which {self.path} lacks{hint}"
 
     def _dataset(self, name: str) -> h5py.Dataset:
@@ -349,6 +405,11 @@ class RunFile:
     def probabilities(self, name: str) -> np.ndarray | None:
         """``late_mean`` or ``out_of_fold`` class probabilities [N x C], if the run recorded them."""
         path = f"probs/{name}"
+        return self._h5[path][:].astype(np.float32) if path in self._h5 else None
+
+    def features(self, name: str = "penultimate") -> np.ndarray | None:
+        """Per-sample features [N x D] (``features/penultimate``), if the run recorded them."""
+        path = f"features/{name}"
         return self._h5[path][:].astype(np.float32) if path in self._h5 else None
 
     def scores(self) -> dict[str, np.ndarray]:

@@ -13,8 +13,24 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.store import Labels
 
 
+def reviewed_sample(clean: np.ndarray, noisy: np.ndarray, per_class: int, seed: int) -> np.ndarray | None:
+    """``per_class`` samples per class whose label is right, as if a reviewer had confirmed them.
+
+    Drawn among the samples the noise left alone, so the synthesized rate stays exact."""
+    if per_class < 0:
+        raise NoisyctlError(f"--reviewed-per-class {per_class} cannot be negative")
+    if per_class == 0:
+        return None
+    rng = np.random.default_rng([seed, 7])
+    reviewed = np.zeros(len(clean), dtype=bool)
+    for c in np.unique(clean):
+        candidates = np.flatnonzero((clean == c) & (noisy == clean))
+        reviewed[rng.choice(candidates, size=min(per_class, len(candidates)), replace=False)] = True
+    return reviewed
+
+
 def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
-               options: dict[str, Any] | None = None) -> Labels:
+               options: dict[str, Any] | None = None, reviewed_per_class: int = 0) -> Labels:
     """Labels for ``spec``'s training samples with ``noise`` applied; the truth is kept beside them."""
     registration = plugins.get("noise", noise)
     if rate is not None:
@@ -41,4 +57,5 @@ def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
                "flipped": int((noisy != clean).sum())},
         plugins={f"dataset:{spec['name']}": plugins.get("dataset", spec["name"]).origin,
                  f"noise:{noise}": registration.origin},
+        reviewed=reviewed_sample(clean, noisy, reviewed_per_class, seed),
     )

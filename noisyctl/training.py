@@ -19,7 +19,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from noisyctl import plugins
-from noisyctl.api import DatasetData, ModelSpec, SampleSet
+from noisyctl.api import Batch, DatasetData, ModelSpec, SampleSet
 from noisyctl.augment import augment_batch, check_preset
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output
@@ -37,6 +37,7 @@ from noisyctl.store import CHUNK_EPOCHS, RUN, Labels, create_field, new_file, wr
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("cosine", "constant", "step")
 PROBS_AUTO_MAX_CLASSES = 100  # above this, the [N x C] probabilities are recorded only when asked
+FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are recorded only when asked
 EPOCH_FIGURES = ("train_loss", "train_accuracy", "eval_accuracy", "eval_true_accuracy", "test_accuracy",
                  "learning_rate", "seconds")
 
@@ -63,6 +64,11 @@ class TrainOptions:
     record_probs: bool | None = None  # late-epoch mean class probabilities; None: when classes <= 100
     folds: int = 0  # K > 1: also train K models for out-of-fold probabilities (confident learning)
     aum_threshold_set: int = 0  # 1 or 2: relabel N/(C+1) samples to a fake class (AUM threshold samples)
+    record_features: bool | None = None  # penultimate features after training; None: when they fit in 1 GiB
+    true_labels: bool = False  # train on the truth (synthesized noise only): the reference cleaning aims for
+    strategy: str = "standard"  # a training-strategy plugin
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    trusted: str | None = None  # labels file of trusted samples (its reviewed ones), for strategies that use them
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -136,6 +142,27 @@ def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0
     return model, registration
 
 
+def penultimate_layer(model):
+    """The model's last linear layer, whose input is the penultimate-layer feature vector (torchvision's
+    fc, timm's head.fc, the built-ins' classifier), or None when it has none."""
+    from torch import nn
+
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return last
+
+
+def build_strategy(options: TrainOptions):
+    registration = plugins.get("strategy", options.strategy)
+    try:
+        return registration.obj(**options.strategy_options), registration
+    except TypeError as exc:
+        raise NoisyctlError(f"strategy '{options.strategy}' does not take options "
+                            f"{sorted(options.strategy_options)}: {exc}") from None
+
+
 def margins(logits, labels):
     """z_y - max_{k != y} z_k per row (AUM's margin), from the top two logits."""
     import torch
@@ -200,16 +227,31 @@ class Checkpoints:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
 
+    def array_path(self, name: str) -> Path:
+        return self.folder / f"{name}.npy"
+
+    def save_array(self, name: str, values: np.ndarray) -> None:
+        with atomic_output(self.array_path(name)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, values)
+
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Trainer:
-    def __init__(self, labels: Labels, data: DatasetData, options: TrainOptions) -> None:
+    """Trains one model on one labelling and records its dynamics; the host a strategy talks to."""
+
+    def __init__(self, labels: Labels, data: DatasetData, options: TrainOptions,
+                 trusted: tuple[SampleSet, np.ndarray] | None = None) -> None:
         import torch
 
         options.check()
         self.labels, self.data, self.options = labels, data, options
+        self.num_classes, self.num_samples, self.epochs = data.num_classes, len(labels.ids), options.epochs
+        self.trusted_set = trusted
+        self._trusted_tensors = None
+        self.current_lr = options.lr
         self.device = resolve_device(options.device)
         self.use_amp = options.amp and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
@@ -235,6 +277,43 @@ class Trainer:
         self.late_start = options.epochs - max(1, options.epochs // 4)
         self.late_sum = None
         self.late_count = 0
+        self.final_features = None
+        head = penultimate_layer(self.model)
+        wanted = options.record_features
+        fits = head is not None and self.num_samples * head.in_features * 2 <= FEATURES_AUTO_MAX_BYTES
+        self.record_features = options.record_eval and head is not None and (fits if wanted is None else wanted)
+        if wanted and head is None:
+            raise NoisyctlError(f"model '{options.model}' has no linear last layer to take features from")
+        self.strategy, self.strategy_registration = build_strategy(options)
+        if self.threshold.any() and options.strategy != "standard":
+            raise NoisyctlError("AUM threshold samples (--aum-threshold-set) train with the standard strategy only")
+        if self.strategy.needs_trusted and trusted is None:
+            raise NoisyctlError(f"strategy '{options.strategy}' needs trusted samples: give --trusted FILE "
+                                f"(a labels file whose reviewed samples are trusted)")
+        self.strategy.setup(self)
+
+    def learning_rate(self) -> float:
+        return self.current_lr
+
+    def given_labels(self):
+        """The labels the model trains on, on the device."""
+        return self.given.to(self.device)
+
+    def features(self):
+        """Eval-mode penultimate features of every training sample [N x D], on the device."""
+        return self._predict(self.data.train, with_features=True)[1]
+
+    def trusted(self):
+        """The trusted samples as ``(inputs, labels)`` on the device, loaded once (they are few)."""
+        import torch
+
+        if self.trusted_set is None:
+            return None
+        if self._trusted_tensors is None:
+            sample_set, labels = self.trusted_set
+            inputs = torch.stack([sample_set.load(i) for i in range(len(sample_set))]).to(self.device)
+            self._trusted_tensors = (inputs, torch.as_tensor(labels, dtype=torch.long, device=self.device))
+        return self._trusted_tensors
 
     def _optimizer(self):
         import torch
@@ -281,12 +360,16 @@ class Trainer:
         torch.manual_seed(seed)  # augmentation and dropout draw from here: same epoch, same draws
         order = np.random.default_rng(seed).permutation(n)
         lr = self.options.learning_rate(epoch)
+        self.current_lr = lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        self.strategy.begin_epoch(epoch)
         # Loss and margin per sample stay on the device until the epoch ends: no sync per batch.
         # Presentation steps and accuracy need nothing per batch: they follow from the batches
         # and the margins (a sample is classified right exactly when its margin is positive).
         records = torch.full((n, 2), float("nan"), device=self.device)
+        extra = {name: torch.full((n,), float(fill), device=self.device)
+                 for name, fill in self.strategy.records.items()} if record else {}
         given = self.given.to(self.device)
         self.model.train()
         batches = training_batches(order, self.options.batch_size)
@@ -299,13 +382,16 @@ class Trainer:
                 logits = self.model(inputs)
             logits = logits.float()
             losses = F.cross_entropy(logits, targets, reduction="none")
+            objective, values = self.strategy.objective(Batch(inputs, index, targets, logits, losses))
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(losses.mean()).backward()
+            self.scaler.scale(objective).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             if record:
                 with torch.no_grad():
                     records[index] = torch.stack((losses.detach(), margins(logits.detach(), targets)), dim=1)
+                    for name, value in values.items():
+                        extra[name][index] = value.detach().float()
             self.step += 1
             if on_batch is not None:
                 on_batch(len(index))
@@ -317,29 +403,45 @@ class Trainer:
             "train_loss": np.ascontiguousarray(loss),
             "train_margin": np.ascontiguousarray(margin),
             "train_step": steps,
+            **{name: values.cpu().numpy() for name, values in extra.items()},
             "figures": {"train_loss": float(np.mean(loss)), "train_accuracy": float(np.mean(margin > 0)),
                         "learning_rate": lr},
         }
 
-    def _predict(self, sample_set):
-        """Eval-mode logits of a whole subset, in sample order."""
+    def _predict(self, sample_set, with_features: bool = False):
+        """Eval-mode logits of a whole subset, in sample order; with the penultimate features too
+        (the input of the last linear layer, caught by a hook) when ``with_features``."""
         import torch
 
         self.model.eval()
-        chunks = []
+        chunks, features = [], []
+        hook = None
+        if with_features:
+            hook = penultimate_layer(self.model).register_forward_hook(
+                lambda module, args, output: features.append(args[0].detach().flatten(1).float()))
         size = self.options.eval_batch_size
         batches = [list(range(i, min(i + size, len(sample_set)))) for i in range(0, len(sample_set), size)]
-        with torch.no_grad():
-            for inputs, _ in self._batches(self._loader(sample_set, batches)):
-                with self._autocast():
-                    chunks.append(self.model(inputs.to(self.device, non_blocking=True)).float())
-        return torch.cat(chunks)
+        try:
+            with torch.no_grad():
+                for inputs, _ in self._batches(self._loader(sample_set, batches)):
+                    with self._autocast():
+                        chunks.append(self.model(inputs.to(self.device, non_blocking=True)).float())
+        finally:
+            if hook is not None:
+                hook.remove()
+        logits = torch.cat(chunks)
+        return (logits, torch.cat(features)) if with_features else logits
 
     def record_eval(self, epoch: int) -> dict[str, Any]:
         import torch
         import torch.nn.functional as F
 
-        logits = self._predict(self.data.train)
+        last = epoch == self.options.epochs - 1
+        if last and self.record_features:
+            logits, features = self._predict(self.data.train, with_features=True)
+            self.final_features = features.half().cpu().numpy()
+        else:
+            logits = self._predict(self.data.train)
         if self.record_probs and epoch >= self.late_start:
             probs = torch.softmax(logits[:, :self.data.num_classes], 1).double().cpu()  # real classes only
             self.late_sum = probs if self.late_sum is None else self.late_sum + probs
@@ -371,7 +473,8 @@ class Trainer:
     def state(self, epochs_done: int, fingerprint: str) -> dict[str, Any]:
         return {"epochs_done": epochs_done, "step": self.step, "fingerprint": fingerprint,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(), "late_sum": self.late_sum, "late_count": self.late_count}
+                "scaler": self.scaler.state_dict(), "late_sum": self.late_sum, "late_count": self.late_count,
+                "strategy": self.strategy.state_dict()}
 
     def load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -380,6 +483,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.late_sum, self.late_count = state.get("late_sum"), int(state.get("late_count", 0))
+        self.strategy.load_state_dict(state.get("strategy") or {})
 
     def late_mean_probabilities(self) -> np.ndarray | None:
         return None if self.late_sum is None else (self.late_sum / self.late_count).numpy()
@@ -420,7 +524,9 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
 
     out = Path(out)
     checkpoints = Checkpoints(out)
-    trainer = Trainer(labels, data, options)
+    trusted = load_trusted(options.trusted, data) if options.trusted else None
+    labels, data = training_labels(labels, data, options)
+    trainer = Trainer(labels, data, options, trusted)
     fingerprint = _fingerprint(options, labels)
     start_epoch = 0
     if checkpoints.exists():
@@ -471,6 +577,8 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
             figures["seconds"] = time.perf_counter() - epoch_started
             record.update({f"figure_{k}": np.float64(v) for k, v in figures.items()})
             checkpoints.save_shard(epoch, record)
+            if trainer.final_features is not None:
+                checkpoints.save_array("features", trainer.final_features)
             checkpoints.save_state(trainer.state(epoch + 1, fingerprint))
             status = f"loss {figures['train_loss']:.3f}  acc {figures['train_accuracy']:.1%}"
             if test is not None:
@@ -484,6 +592,8 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
         extra["samples/threshold"] = trainer.threshold
     if trainer.late_mean_probabilities() is not None:
         extra["probs/late_mean"] = trainer.late_mean_probabilities()
+    if trainer.record_features and checkpoints.array_path("features").exists():
+        extra["features/penultimate"] = np.load(checkpoints.array_path("features"))
     if options.folds:
         extra["probs/out_of_fold"] = out_of_fold_probabilities(labels, data, options, checkpoints,
                                                                console if show_progress else None)
@@ -493,6 +603,48 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
         last = {name: float(ds[-1]) for name, ds in h5["epochs"].items()}
     return {"out": str(out), "epochs": options.epochs, "samples": n, "device": str(trainer.device),
             "resumed_from_epoch": start_epoch, "seconds": round(time.perf_counter() - started, 3), "last_epoch": last}
+
+
+def options_from_run(run) -> TrainOptions:
+    """The training options a run file records (to retrain the same way); unknown keys are ignored."""
+    known = {f.name for f in fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in run.training.items() if k in known})
+
+
+def training_labels(labels: Labels, data: DatasetData, options: TrainOptions) -> tuple[Labels, DatasetData]:
+    """The labelling and samples a run trains on: the truth with ``true_labels``, and without the
+    samples ``prune`` removed (the run file then holds the kept samples only)."""
+    if options.true_labels:
+        if labels.true_labels is None:
+            raise NoisyctlError("--true-labels needs a labels file from synth: these labels have no known truth")
+        labels = replace(labels, given_labels=labels.true_labels.copy(), noise=None, corrected=None)
+    if labels.removed is not None:
+        kept = np.flatnonzero(~labels.removed)
+        if len(kept) == 0:
+            raise NoisyctlError("every sample of these labels was pruned: nothing is left to train on")
+        labels = replace(labels.subset(kept), removed=None, removal_score=None, removal_rank=None)
+        data = replace(data, train=SubsetSampleSet(data.train, kept))
+    return labels, data
+
+
+def load_trusted(path: str, data: DatasetData) -> tuple[SampleSet, np.ndarray]:
+    """The trusted samples of a labels file: its reviewed ones (all of them when it marks none), found
+    in the dataset by id, with the file's labels."""
+    from noisyctl.store import read_labels
+
+    trusted = read_labels(path)
+    if list(trusted.class_names) != list(data.class_names):
+        raise NoisyctlError(f"trusted labels {path} name other classes than the dataset")
+    chosen = np.flatnonzero(trusted.reviewed) if trusted.reviewed is not None else np.arange(len(trusted.ids))
+    if len(chosen) == 0:
+        raise NoisyctlError(f"trusted labels {path} mark no sample as reviewed")
+    position = {sample_id: i for i, sample_id in enumerate(data.train.ids)}
+    missing = [trusted.ids[i] for i in chosen if trusted.ids[i] not in position]
+    if missing:
+        raise NoisyctlError(f"trusted labels {path}: sample '{missing[0]}' is not in the dataset "
+                            f"({len(missing)} such)")
+    indices = np.array([position[trusted.ids[i]] for i in chosen])
+    return SubsetSampleSet(data.train, indices), trusted.given_labels[chosen]
 
 
 class SubsetSampleSet(SampleSet):
@@ -523,9 +675,11 @@ def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainO
 
         splitter = KFold(n_splits=k, shuffle=True, random_state=options.seed)
     probabilities = np.zeros((n, data.num_classes), dtype=np.float32)
-    fold_options = replace(options, record_eval=False, record_probs=False, folds=0, aum_threshold_set=0)
+    # Fold models only predict: plain training, nothing recorded.
+    fold_options = replace(options, record_eval=False, record_probs=False, record_features=False, folds=0,
+                           aum_threshold_set=0, strategy="standard", strategy_options={}, trusted=None)
     for fold, (fit, held) in enumerate(splitter.split(np.zeros(n), labels.given_labels)):
-        saved = checkpoints.folder / f"fold_{fold:02d}.npy"
+        saved = checkpoints.array_path(f"fold_{fold:02d}")
         if saved.exists():
             probabilities[held] = np.load(saved)
             continue
@@ -538,9 +692,7 @@ def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainO
         for epoch in range(options.epochs):
             trainer.train_epoch(epoch, record=False)
         held_probs = torch.softmax(trainer._predict(SubsetSampleSet(data.train, held)), 1).cpu().numpy()
-        with atomic_output(saved) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, held_probs)
+        checkpoints.save_array(f"fold_{fold:02d}", held_probs)
         probabilities[held] = held_probs
     return probabilities
 
@@ -549,7 +701,9 @@ def _attrs(labels: Labels, options: TrainOptions, trainer: Trainer, recipe: dict
     registration = trainer.model_registration
     used = dict(labels.plugins or {})
     used[f"model:{options.model}"] = registration.origin
+    used[f"strategy:{options.strategy}"] = trainer.strategy_registration.origin
     return {"dataset": labels.dataset, "noise": labels.noise, "plugins": used, "recipe": recipe,
+            "pruning": labels.pruning, "correction": labels.correction,
             "training": {**asdict(options), "device_used": str(trainer.device)}}
 
 

@@ -182,7 +182,7 @@ def test_detect_estimates_noise_rate_and_confused_pairs(cli, digits_run):
 def test_every_builtin_detector_beats_chance_on_a_real_run(digits_run):
     with RunFile(digits_run) as run:
         for name in plugins.registry().names("detector"):
-            if name == "needs-eval":
+            if name == "needs-eval" or name == "reweight":  # reweight reads a reweight run: test_strategies
                 continue
             assert run_detector(run, name).metrics["auc"] > 0.75, name
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from noisyctl import __version__, plugins
-from noisyctl.cli import detect, later, plugin_list, report, run, schema, synth, train
+from noisyctl.cli import correct, detect, plugin_list, prune, report, run, schema, synth, train
 from noisyctl.cli.common import NoisyctlGroup
 from noisyctl.errors import NoisyctlError
 
-BUILTIN_COMMANDS = (synth, train, detect, report, run, later, plugin_list, schema)
+BUILTIN_COMMANDS = (synth, train, detect, prune, correct, report, run, plugin_list, schema)
 
 
 def _version(value: bool) -> None:
@@ -22,7 +22,7 @@ def create_app() -> typer.Typer:
     app = typer.Typer(
         cls=NoisyctlGroup, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
         help="Find, measure and fix mislabeled samples from their training dynamics.\n\n"
-             "Pipeline: synth -> train -> detect -> report (or all at once: run RECIPE).")
+             "Pipeline: synth -> train -> detect -> prune / correct -> report (or all at once: run RECIPE).")
 
     @app.callback()
     def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,

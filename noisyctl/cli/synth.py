@@ -29,6 +29,9 @@ def synth(
                                          "takes its rates from the matrix).", show_default=False),
     noise_option: List[str] = typer.Option([], "--noise-option", "-N", help="Noise option KEY=VALUE."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise draw; the same seed gives the same labels."),
+    reviewed_per_class: int = typer.Option(0, "--reviewed-per-class", help="Also mark this many samples per "
+                                           "class as reviewed (a trusted set for train --strategy reweight), "
+                                           "drawn among those the noise left alone so the rate stays exact."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file to write (.h5)."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
@@ -37,7 +40,8 @@ def synth(
     p = with_recipe(ctx)
     out_path = Path(require(p["out"], "--out"))
     spec = dataset_spec(p["dataset"], p["data_root"], parse_options(p["dataset_option"], "dataset"))
-    labels = synthesize(spec, p["noise"], p["rate"], p["seed"], parse_options(p["noise_option"], "noise"))
+    labels = synthesize(spec, p["noise"], p["rate"], p["seed"], parse_options(p["noise_option"], "noise"),
+                        reviewed_per_class=p["reviewed_per_class"])
     write_labels_file(out_path, labels, recipe=ctx.meta.get(RECIPE_KEY))
     flipped = labels.is_noisy
     per_class = np.bincount(labels.true_labels[flipped], minlength=labels.num_classes)
@@ -45,6 +49,7 @@ def synth(
         "out": str(out_path), "dataset": spec, "noise": labels.noise, "samples": len(labels.ids),
         "flipped": int(flipped.sum()), "rate_actual": float(flipped.mean()),
         "flipped_per_class": {labels.class_names[c]: int(k) for c, k in enumerate(per_class)},
+        "reviewed": 0 if labels.reviewed is None else int(labels.reviewed.sum()),
     }
 
     def render(console):
@@ -52,6 +57,8 @@ def synth(
         table.add_row("samples", f"{result['samples']:,}")
         asked = "" if p["rate"] is None else f", asked {p['rate']:.2%}"
         table.add_row("flipped", f"{result['flipped']:,} ({result['rate_actual']:.2%}{asked})")
+        if result["reviewed"]:
+            table.add_row("reviewed (trusted)", f"{result['reviewed']:,}")
         table.add_row("labels file", str(out_path))
         console.print(table)
 

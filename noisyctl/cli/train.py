@@ -55,6 +55,19 @@ def train(
                                           help="1 or 2: train N/(C+1) threshold samples on a fake class, so "
                                                "the aum detector can count mislabeled samples (Pleiss et al. "
                                                "2020); sets 1 and 2 are disjoint. 0 = none."),
+    record_features: Optional[bool] = typer.Option(None, "--record-features/--no-record-features",
+                                                   show_default=False,
+                                                   help="Record every sample's penultimate-layer features after "
+                                                        "the last epoch, for the prototypes and knn correctors "
+                                                        "(default: when they take at most 1 GiB)."),
+    true_labels: bool = typer.Option(False, "--true-labels", help="Train on the true labels of a synth labels "
+                                     "file: the reference that pruning and correction aim for."),
+    strategy: str = typer.Option(DEFAULTS.strategy, "--strategy", help="Training strategy: standard, reweight "
+                                 "(needs --trusted), self-learning, ..."),
+    strategy_option: List[str] = typer.Option([], "--strategy-option", "-S", help="Strategy option KEY=VALUE, "
+                                              "e.g. alpha=0.5 or start_epoch=5."),
+    trusted: Optional[Path] = typer.Option(None, "--trusted", help="Labels file of trusted samples (its reviewed "
+                                           "ones: import-review or synth --reviewed-per-class), for reweight."),
     folds: int = typer.Option(DEFAULTS.folds, "--folds", help="Also train K models on K-1 folds each for "
                               "out-of-fold probabilities (what the cleanlab detector wants); 0 = none."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run checkpointed in OUT.ckpt/."),
@@ -85,13 +98,17 @@ def train(
         schedule=p["schedule"], seed=p["seed"], device=p["device"], amp=p["amp"], augment=p["augment"],
         workers=p["workers"],
         record_eval=p["record_eval"], eval_batch_size=p["eval_batch_size"], record_probs=p["record_probs"],
-        folds=p["folds"], aum_threshold_set=p["aum_threshold_set"])
+        folds=p["folds"], aum_threshold_set=p["aum_threshold_set"], record_features=p["record_features"],
+        true_labels=p["true_labels"], strategy=p["strategy"],
+        strategy_options=parse_options(p["strategy_option"], "strategy"),
+        trusted=str(p["trusted"]) if p["trusted"] else None)
     result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
                        show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))
 
     def render(console):
         last = result["last_epoch"]
-        table = Table(title=f"trained {options.model} for {options.epochs} epochs on {result['device']}",
+        how = "" if options.strategy == "standard" else f" ({options.strategy})"
+        table = Table(title=f"trained {options.model}{how} for {options.epochs} epochs on {result['device']}",
                       show_header=False)
         table.add_row("train accuracy (given labels)", f"{last['train_accuracy']:.1%}")
         if "eval_accuracy" in last:

@@ -12,6 +12,7 @@ def register_detectors(register):
     register("forgetting", dynamics.ForgettingDetector)
     register("datamap", dynamics.DataMapDetector)
     register("gmm-loss", dynamics.GmmLossDetector)
+    register("reweight", dynamics.ReweightDetector)
     register("cleanlab", confident.CleanlabDetector)
     register("lstm", learned.LstmDetector)
     register("learned", learned.LearnedDetector)

@@ -123,3 +123,16 @@ class GmmLossDetector(Detector):
         # Saturated posteriors tie at 1.0; the loss itself orders them, far below any real difference.
         scores = posterior + 1e-6 * (loss - loss.min()) / span
         return DetectorResult(scores, flagged=posterior > 0.5, info={"reg_covar": self.reg_covar})
+
+
+class ReweightDetector(BlockDetector):
+    """Learning to Reweight's per-sample weights (train --strategy reweight): score = -mean weight over training."""
+
+    channels = ("sample_weight",)
+
+    def score_block(self, block):
+        weights = block["sample_weight"].astype(np.float64)
+        seen = np.isfinite(weights)
+        # A sample never presented (NaN throughout) is not judged.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return -np.where(seen, weights, 0.0).sum(axis=1) / seen.sum(axis=1)

@@ -1,0 +1,81 @@
+"""Built-in label correctors: each proposes a label and a confidence for every sample of a run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from noisyctl.api import Correction, Corrector, NoisyctlError, hookimpl, prototype_labels
+
+
+class PrototypeCorrector(Corrector):
+    """Deep Self-Learning's prototypes on penultimate features: the class whose prototypes a sample is most similar to."""
+
+    needs = ("features",)
+
+    def __init__(self, per_class: int = 1280, prototypes: int = 8, seed: int = 0) -> None:
+        self.per_class, self.count, self.seed = int(per_class), int(prototypes), int(seed)
+        if self.per_class < 2 or self.count < 1:
+            raise NoisyctlError("prototypes: per_class must be at least 2 and prototypes at least 1")
+
+    def propose(self, run) -> Correction:
+        result = prototype_labels(run.features(), run.given_labels, run.num_classes, per_class=self.per_class,
+                                  count=self.count, seed=self.seed)
+        labels = result.labels.cpu().numpy()
+        confidence = result.soft().gather(1, result.labels[:, None]).squeeze(1).cpu().numpy()
+        return Correction(labels, confidence, info={"prototypes_per_class": self.count})
+
+
+class ConsensusCorrector(Corrector):
+    """The model's own late-epoch mean prediction (out-of-fold when recorded), when it is confident."""
+
+    needs = ("probabilities",)
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        self.min_confidence = float(min_confidence)
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise NoisyctlError(f"consensus: min_confidence must lie in [0, 1], not {min_confidence}")
+
+    def propose(self, run) -> Correction:
+        source = "out_of_fold" if run.probabilities("out_of_fold") is not None else "late_mean"
+        probs = run.probabilities(source)
+        best = probs.argmax(axis=1)
+        confident = probs[np.arange(len(best)), best] >= self.min_confidence
+        labels = np.where(confident, best, run.given_labels)
+        return Correction(labels, probs[np.arange(len(labels)), labels].astype(np.float64),
+                          info={"probabilities": source})
+
+
+class KnnCorrector(Corrector):
+    """A similarity-weighted vote of the k nearest neighbours' given labels in feature space (cosine)."""
+
+    needs = ("features",)
+
+    def __init__(self, k: int = 10) -> None:
+        self.k = int(k)
+        if self.k < 1:
+            raise NoisyctlError(f"knn: k must be at least 1, not {k}")
+
+    def propose(self, run) -> Correction:
+        from sklearn.neighbors import NearestNeighbors
+
+        features = run.features()
+        features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        k = min(self.k, len(features) - 1)
+        if k < 1:
+            raise NoisyctlError("knn needs at least two samples")
+        # On unit vectors Euclidean order is cosine order; the first neighbour is the sample itself.
+        distances, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(features).kneighbors(features)
+        similarity = np.clip(1.0 - distances[:, 1:] ** 2 / 2.0, 0.0, None)
+        votes = np.zeros((len(features), run.num_classes))
+        rows = np.repeat(np.arange(len(features)), k)
+        np.add.at(votes, (rows, run.given_labels[neighbours[:, 1:]].ravel()), similarity.ravel() + 1e-9)
+        labels = votes.argmax(axis=1)
+        confidence = votes[np.arange(len(labels)), labels] / votes.sum(axis=1)
+        return Correction(labels, confidence, info={"k": k})
+
+
+@hookimpl
+def register_correctors(register):
+    register("prototypes", PrototypeCorrector)
+    register("consensus", ConsensusCorrector)
+    register("knn", KnnCorrector)

@@ -1,0 +1,132 @@
+"""``noisyctl correct`` (propose labels, apply them, export suspects for review) and
+``noisyctl import-review`` (a reviewed CSV back into a labels file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.correction import (apply_correction, flagged_samples, proposal_quality, read_review_csv, run_corrector,
+                                 write_review_csv)
+from noisyctl.data import parse_options
+from noisyctl.errors import NoisyctlError
+from noisyctl.metrics import ranking
+from noisyctl.pruning import stored_detector, whole_dataset_labels
+from noisyctl.store import RunFile, read_labels, write_labels_file
+
+app = typer.Typer()
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+@app.command()
+def correct(
+    ctx: typer.Context,
+    run: Optional[Path] = typer.Argument(None, help="Run file from `train` (scored by `detect`).", show_default=False),
+    corrector: str = typer.Option("prototypes", "--corrector", "-c", help="Corrector plugin: prototypes, consensus, "
+                                  "knn, ..."),
+    corrector_option: List[str] = typer.Option([], "--corrector-option", "-C", help="Corrector option KEY=VALUE."),
+    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Stored detector that picks the flagged "
+                                           "samples (default: the one that ranked the latest detect)."),
+    top: Optional[int] = typer.Option(None, "--top", "-k", help="Flag the K highest-scored samples instead of "
+                                      "the detector's own decision.", show_default=False),
+    min_confidence: float = typer.Option(0.0, "--min-confidence", help="Apply only proposals at least this "
+                                         "confident."),
+    apply: bool = typer.Option(False, "--apply", help="Write a labels file with the flagged samples relabeled."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file --apply writes."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write the flagged samples, most suspect first, "
+                                          "as a CSV to review (fill in reviewed_label, then import-review)."),
+    recipe: Optional[Path] = RECIPE_OPTION,
+    json_output: bool = JSON_OPTION,
+):
+    """Propose a label for every sample; judge the proposals when the truth is known; apply or export them."""
+    p = with_recipe(ctx)
+    run_path = Path(require(p["run"], "RUN file"))
+    if p["apply"] and p["out"] is None:
+        raise NoisyctlError("--apply writes a labels file: give --out FILE")
+    if p["top"] is not None and p["top"] < 0:
+        raise NoisyctlError(f"--top {p['top']} cannot be negative")
+    with RunFile(run_path) as run_file:
+        labels = whole_dataset_labels(run_file) if (p["apply"] or p["export"]) else run_file.labels
+        name, scores, flags = stored_detector(run_file, p["detector"])
+        outcome = run_corrector(run_file, p["corrector"], parse_options(p["corrector_option"], "corrector"))
+    proposal = outcome.correction
+    flagged, flagged_by = flagged_samples(scores, flags, p["top"])
+    confident = proposal.confidence >= p["min_confidence"]
+    quality = proposal_quality(labels, proposal.labels, flagged)
+    result = {"run": str(run_path), "corrector": p["corrector"], "detector": name, "flagged_by": flagged_by,
+              "seconds": outcome.seconds, "info": proposal.info, **quality, "applied": None, "exported": None}
+    if p["apply"]:
+        corrected = apply_correction(labels, proposal.labels, flagged & confident, f"corrector:{p['corrector']}",
+                                     str(run_path))
+        write_labels_file(Path(p["out"]), corrected, recipe=ctx.meta.get(RECIPE_KEY))
+        result["applied"] = {"out": str(p["out"]), "changed": corrected.correction["changed"]}
+        if labels.true_labels is not None:
+            result["applied"]["noisy_before"] = int(labels.is_noisy.sum())
+            result["applied"]["noisy_after"] = int(corrected.is_noisy.sum())
+    if p["export"]:
+        rows = ranking(np.where(flagged, scores, -np.inf))[:int(flagged.sum())]
+        result["exported"] = {"out": str(p["export"]),
+                              "rows": write_review_csv(Path(p["export"]), labels, scores, proposal, rows)}
+
+    def render(console):
+        table = Table(title=f"{p['corrector']} proposals for {run_path}", show_header=False)
+        table.add_row("flagged", f"{quality['flagged']:,} ({flagged_by} of {name})")
+        table.add_row("proposals that change a label", f"{quality['changes_flagged']:,} flagged, "
+                                                       f"{quality['changes_all']:,} in all")
+        if "right_all" in quality:
+            table.add_row("proposals right, flagged samples", _share(quality["right_flagged"]) +
+                          f" (given labels right: {_share(quality['given_right_flagged'])})")
+            table.add_row("proposals right, all samples", _share(quality["right_all"]))
+            table.add_row("wrong labels fixed / right ones broken",
+                          f"{quality['fixed']:,} / {quality['broken']:,} (among flagged)")
+        if result["applied"]:
+            a = result["applied"]
+            line = f"{a['changed']:,} labels changed -> {a['out']}"
+            if "noisy_after" in a:
+                line += f" (wrong labels {a['noisy_before']:,} -> {a['noisy_after']:,})"
+            table.add_row("applied", line)
+        if result["exported"]:
+            table.add_row("review file", f"{result['exported']['rows']:,} rows -> {result['exported']['out']}")
+        console.print(table)
+
+    return emit(ctx, result, render, p["json_output"])
+
+
+@app.command("import-review")
+def import_review(
+    ctx: typer.Context,
+    review: Optional[Path] = typer.Argument(None, help="Reviewed CSV (from correct --export, reviewed_label "
+                                            "filled in: a class, or 'remove').", show_default=False),
+    labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels (or run) file the review applies to."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file to write."),
+    recipe: Optional[Path] = RECIPE_OPTION,
+    json_output: bool = JSON_OPTION,
+):
+    """Apply a reviewed CSV to a labels file: reviewed labels are set and marked trusted, 'remove' prunes."""
+    p = with_recipe(ctx)
+    review_path = Path(require(p["review"], "REVIEW csv"))
+    labels_path = Path(require(p["labels"], "--labels"))
+    out_path = Path(require(p["out"], "--out"))
+    base = read_labels(labels_path)
+    if base.pruning and base.removed is None:
+        raise NoisyctlError(f"{labels_path} holds only the samples kept by pruning; apply the review to the "
+                            f"labels of all samples")
+    reviewed = read_review_csv(review_path, base)
+    write_labels_file(out_path, reviewed, recipe=ctx.meta.get(RECIPE_KEY))
+    result = {"review": str(review_path), "labels": str(labels_path), "out": str(out_path),
+              "reviewed": int(reviewed.reviewed.sum()), "changed": reviewed.correction["changed"],
+              "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0}
+
+    def render(console):
+        console.print(f"{result['reviewed']:,} labels reviewed ({result['changed']:,} changed), "
+                      f"{result['removed']:,} samples removed -> {out_path}")
+
+    return emit(ctx, result, render, p["json_output"])

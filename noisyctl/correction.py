@@ -1,0 +1,184 @@
+"""Proposing labels (correctors), applying them, and the human-review CSV round trip."""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisyctl import plugins
+from noisyctl.api import Correction, Corrector
+from noisyctl.errors import NoisyctlError
+from noisyctl.estimate import gmm_noisy_posterior
+from noisyctl.fileio import atomic_output
+from noisyctl.metrics import ranking
+from noisyctl.store import Labels, RunFile
+
+REVIEW_COLUMNS = ("rank", "id", "path", "given_label", "proposed_label", "confidence", "score", "reviewed_label")
+REMOVE = "remove"  # a reviewed_label that removes the sample, as prune does
+
+
+@dataclass
+class CorrectionOutcome:
+    name: str
+    correction: Correction
+    seconds: float
+    provenance: list[str] = field(default_factory=list)
+
+
+def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None) -> CorrectionOutcome:
+    registration = plugins.get("corrector", name)
+    try:
+        corrector: Corrector = registration.obj(**(options or {}))
+    except TypeError as exc:
+        raise NoisyctlError(f"corrector '{name}' does not take options {sorted(options or {})}: {exc}") from None
+    if "features" in corrector.needs and run.features() is None:
+        raise NoisyctlError(f"corrector '{name}' needs penultimate features, which {run.path} lacks (train "
+                            f"records them when they fit in 1 GiB, or with --record-features)")
+    if "probabilities" in corrector.needs and run.probabilities("late_mean") is None \
+            and run.probabilities("out_of_fold") is None:
+        raise NoisyctlError(f"corrector '{name}' needs class probabilities, which {run.path} lacks (train "
+                            f"--record-probs or --folds K)")
+    started = time.perf_counter()
+    try:
+        correction = corrector.propose(run)
+    except NoisyctlError:
+        raise
+    except Exception as exc:
+        raise NoisyctlError(f"corrector '{name}' from {registration.provenance()} failed: "
+                            f"{type(exc).__name__}: {exc}") from None
+    labels = np.asarray(correction.labels).astype(np.int64)
+    confidence = np.asarray(correction.confidence, dtype=np.float64)
+    if labels.shape != (run.num_samples,) or confidence.shape != (run.num_samples,):
+        raise NoisyctlError(f"corrector '{name}' from {registration.provenance()} returned proposals of shape "
+                            f"{labels.shape} for {run.num_samples} samples")
+    if ((labels < 0) | (labels >= run.num_classes)).any():
+        raise NoisyctlError(f"corrector '{name}' from {registration.provenance()} proposed labels outside the classes")
+    correction = replace(correction, labels=labels, confidence=confidence)
+    return CorrectionOutcome(name, correction, time.perf_counter() - started, registration.origin)
+
+
+def flagged_samples(scores: np.ndarray, flags: np.ndarray | None, top: int | None) -> tuple[np.ndarray, str]:
+    """The samples a correction applies to: the ``top`` highest scores, else the detector's own flags,
+    else those a two-component mixture on its scores puts on the noisy side."""
+    judged = ~np.isnan(scores)
+    chosen = np.zeros(len(scores), dtype=bool)
+    if top is not None:
+        order = ranking(np.where(judged, scores, -np.inf))
+        chosen[order[:min(top, int(judged.sum()))]] = True
+        return chosen, f"top {top} by score"
+    if flags is not None:
+        return np.asarray(flags, dtype=bool) & judged, "the detector's flags"
+    chosen[judged] = gmm_noisy_posterior(scores[judged]) > 0.5
+    return chosen, "a mixture on the scores"
+
+
+def proposal_quality(labels: Labels, proposed: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
+    """How many proposals change a label, and, when the truth is known, the share that are right."""
+    changes = proposed != labels.given_labels
+    quality: dict[str, Any] = {"flagged": int(flagged.sum()), "changes_flagged": int((changes & flagged).sum()),
+                               "changes_all": int(changes.sum())}
+    truth = labels.true_labels
+    if truth is not None:
+        right = proposed == truth
+        noisy = labels.is_noisy
+        quality.update(
+            right_flagged=float(right[flagged].mean()) if flagged.any() else None,
+            right_all=float(right.mean()),
+            right_noisy_flagged=float(right[flagged & noisy].mean()) if (flagged & noisy).any() else None,
+            given_right_flagged=float((labels.given_labels == truth)[flagged].mean()) if flagged.any() else None,
+            fixed=int((changes & flagged & right & noisy).sum()),
+            broken=int((changes & flagged & ~noisy).sum()),
+        )
+    return quality
+
+
+def apply_correction(labels: Labels, proposed: np.ndarray, apply_to: np.ndarray, by: str, source: str) -> Labels:
+    """``labels`` with the proposals taken where ``apply_to`` and they differ; marks what changed."""
+    changed = apply_to & (proposed != labels.given_labels)
+    given = np.where(changed, proposed, labels.given_labels)
+    previously = labels.corrected if labels.corrected is not None else np.zeros(len(given), dtype=bool)
+    return replace(labels, given_labels=given, corrected=previously | changed,
+                   correction={"by": by, "changed": int(changed.sum()), "from": source})
+
+
+def sample_path(dataset: dict[str, Any], sample_id: str) -> str:
+    """Where a sample's file is, when its id is a path under the dataset root (image folders)."""
+    root = dataset.get("root")
+    if root:
+        path = Path(root) / sample_id
+        if path.is_file():
+            return str(path)
+    return ""
+
+
+def write_review_csv(path: Path, labels: Labels, scores: np.ndarray, proposal: Correction, rows: np.ndarray) -> int:
+    """The suspects in ``rows`` (most suspect first) as a CSV a reviewer fills in (``reviewed_label``)."""
+    names = labels.class_names
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(REVIEW_COLUMNS)
+        for rank, i in enumerate(rows, start=1):
+            writer.writerow([rank, labels.ids[i], sample_path(labels.dataset, labels.ids[i]),
+                             names[labels.given_labels[i]], names[proposal.labels[i]],
+                             f"{proposal.confidence[i]:.4f}", f"{scores[i]:.6g}", ""])
+    return len(rows)
+
+
+def read_review_csv(path: Path, labels: Labels) -> Labels:
+    """A labels file's labels with a reviewed CSV applied: ``reviewed_label`` (a class name or index)
+    sets and confirms a label, ``remove`` removes the sample, an empty one leaves it alone.
+
+    The whole file is refused (nothing is written) when a row names an id or a label that does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NoisyctlError(f"review file {path} does not exist")
+    position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
+    classes = {name: c for c, name in enumerate(labels.class_names)}
+    given = labels.given_labels.copy()
+    reviewed = np.zeros(len(given), dtype=bool) if labels.reviewed is None else labels.reviewed.copy()
+    removed = np.zeros(len(given), dtype=bool) if labels.removed is None else labels.removed.copy()
+    bad: list[str] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"id", "reviewed_label"} - set(reader.fieldnames or [])
+            if missing:
+                raise NoisyctlError(f"{path} lacks the column(s) {', '.join(sorted(missing))} "
+                                    f"(export one with `noisyctl correct RUN --export FILE`)")
+            for line, row in enumerate(reader, start=2):
+                decision = (row.get("reviewed_label") or "").strip()
+                if not decision:
+                    continue
+                sample_id = (row.get("id") or "").strip()
+                if sample_id not in position:
+                    bad.append(f"line {line}: id '{sample_id}' is not in the labels")
+                    continue
+                i = position[sample_id]
+                if decision.lower() == REMOVE:
+                    removed[i] = True
+                elif decision in classes or (decision.isdigit() and int(decision) < len(classes)):
+                    given[i] = classes[decision] if decision in classes else int(decision)
+                    reviewed[i] = True
+                    removed[i] = False
+                else:
+                    bad.append(f"line {line}: label '{decision}' is not a class")
+    except UnicodeDecodeError:
+        raise NoisyctlError(f"{path} is not a UTF-8 CSV file") from None
+    except csv.Error as exc:
+        raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
+    if bad:
+        raise NoisyctlError(f"{path}: {len(bad)} row(s) refused, nothing written; first: {bad[0]}")
+    changed = given != labels.given_labels
+    pruning = labels.pruning
+    if removed.any() and pruning is None:
+        pruning = {"detector": None, "rule": "review", "removed": int(removed.sum()), "from": str(path)}
+    corrected = (labels.corrected if labels.corrected is not None else np.zeros(len(given), dtype=bool)) | changed
+    return replace(labels, given_labels=given, reviewed=reviewed, corrected=corrected,
+                   removed=removed if removed.any() else labels.removed, pruning=pruning,
+                   correction={"by": f"review:{path.name}", "changed": int(changed.sum()), "from": str(path)})
