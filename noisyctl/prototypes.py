@@ -47,11 +47,14 @@ def class_prototypes(features, *, per_class_top: float = 0.4, max_eta: float = 0
     values = off_diagonal.sort().values
     threshold = values[min(len(values) - 1, int((1.0 - per_class_top) * len(values)))]
     rho = torch.sign(similarity - threshold).sum(dim=1)
-    denser = rho[None, :] > rho[:, None]  # denser[i, j]: j is denser than i
-    eta = torch.where(denser, similarity, torch.full_like(similarity, -2.0)).max(dim=1).values
-    densest = ~denser.any(dim=1)
-    eta[densest] = similarity[densest].min(dim=1).values
+    # Densest first; ties (common: rho is a count) broken by position, so exactly one sample is the densest
+    # and a tight cluster yields one prototype, not all of its members.
     order = torch.argsort(rho, descending=True, stable=True)
+    place = torch.empty_like(order)
+    place[order] = torch.arange(m, device=features.device)
+    denser = place[None, :] < place[:, None]  # denser[i, j]: j comes before i
+    eta = torch.where(denser, similarity, torch.full_like(similarity, -2.0)).max(dim=1).values
+    eta[order[0]] = similarity[order[0]].min()
     chosen = order[eta[order] < max_eta][:count]
     return chosen if len(chosen) else order[:1]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import typer
@@ -32,6 +32,58 @@ def _shown_epochs(count: int, most: int = 12) -> list[int]:
     return sorted(set(np.linspace(0, count - 1, most).round().astype(int).tolist()))
 
 
+def describe_labels(run: RunFile) -> str:
+    """What a run trained on, in a few words: noisy, pruned, corrected or true labels, and how."""
+    training, labels = run.training, run.labels
+    if training.get("true_labels"):
+        what = "true labels"
+    elif labels.pruning:
+        pruning = labels.pruning
+        by = f" by {pruning['detector']}" if pruning.get("detector") else ""
+        what = f"pruned{by} ({pruning['removed']:,} removed)"
+    elif labels.correction:
+        by = labels.correction["by"].split(":", 1)[-1]
+        what = f"relabeled by {by} ({labels.correction['changed']:,} changed)"
+    else:
+        what = "given labels" if labels.noise is None else "noisy labels"
+    strategy = training.get("strategy", "standard")
+    return what if strategy == "standard" else f"{what}, {strategy} training"
+
+
+def compare_runs(paths: list[Path]) -> list[dict]:
+    """Test accuracy of runs side by side, and the share of the gap between the noisy-label run and
+    the true-label run that each other run closed."""
+    rows = []
+    for path in paths:
+        with RunFile(path) as other:
+            test = other.epochs().get("test_accuracy")
+            rows.append({"run": str(path), "trained_on": describe_labels(other), "samples": other.num_samples,
+                         "strategy": other.training.get("strategy", "standard"),
+                         "true_labels": bool(other.training.get("true_labels")),
+                         "plain": not (other.labels.pruning or other.labels.correction or other.training.get(
+                             "true_labels")) and other.training.get("strategy", "standard") == "standard",
+                         "test_accuracy": None if test is None else float(test[-1]),
+                         "best_test_accuracy": None if test is None else float(test.max())})
+    noisy = next((r["test_accuracy"] for r in rows if r["plain"]), None)
+    true = next((r["test_accuracy"] for r in rows if r["true_labels"]), None)
+    for row in rows:
+        closable = noisy is not None and true is not None and true > noisy and row["test_accuracy"] is not None
+        row["gap_closed"] = (row["test_accuracy"] - noisy) / (true - noisy) if closable else None
+    return rows
+
+
+def comparison_table(rows: list[dict]) -> Table:
+    table = Table(title="the same data, trained differently")
+    for column in ("run", "trained on", "samples", "test acc (last)", "test acc (best)", "gap closed"):
+        table.add_column(column, justify="left" if column in ("run", "trained on") else "right")
+    for row in rows:
+        table.add_row(Path(row["run"]).name, row["trained_on"], f"{row['samples']:,}",
+                      *("-" if row[k] is None else f"{row[k]:.1%}" for k in
+                        ("test_accuracy", "best_test_accuracy", "gap_closed")))
+    table.caption = "gap closed: (test acc - noisy-label run) / (true-label run - noisy-label run)"
+    return table
+
+
 @app.command()
 def report(
     ctx: typer.Context,
@@ -39,6 +91,9 @@ def report(
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Rank suspects by this stored detector "
                                            "(default: the first stored)."),
     top: int = typer.Option(10, "--top", "-k", help="How many suspects to list."),
+    compare: List[Path] = typer.Option([], "--compare", help="Other runs of the same data (after prune, "
+                                       "correct, a strategy, or --true-labels) to set beside this one: test "
+                                       "accuracy and the share of the gap to the true-label run each closed."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
@@ -74,7 +129,9 @@ def report(
             "noisy": None if truth is None else int(truth.sum()),
             "training": run_file.training, "epochs": {k: v.tolist() for k, v in epochs.items()},
             "detectors": detectors, "estimate": estimate, "ranked_by": ranked_by, "top": suspects,
+            "trained_on": describe_labels(run_file),
         }
+    result["comparison"] = compare_runs([run_path, *p["compare"]]) if p["compare"] else []
 
     def render(console):
         summary = Table(title=f"run {run_path}", show_header=False)
@@ -85,6 +142,7 @@ def report(
             summary.add_row("noise", f"{n['name']} at {n['flipped'] / result['samples']:.0%}, seed {n['seed']}: "
                                      f"{n['flipped']:,} labels flipped")
         t = run_file.training
+        summary.add_row("trained on", result["trained_on"])
         summary.add_row("model", f"{t.get('model')}, {t.get('epochs')} epochs, {t.get('optimizer')} lr {t.get('lr')}, "
                                  f"{t.get('device_used')}")
         console.print(summary)
@@ -104,5 +162,7 @@ def report(
             console.print(f"no detector scores yet: run `noisyctl detect {run_path}`")
         if suspects:
             console.print(suspects_table(suspects, ranked_by))
+        if result["comparison"]:
+            console.print(comparison_table(result["comparison"]))
 
     return emit(ctx, result, render, p["json_output"])

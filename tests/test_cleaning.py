@@ -1,0 +1,157 @@
+"""prune, correct and the review round trip, on a real noisy digits run with a clean test subset."""
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+
+from noisyctl.store import RunFile, read_labels
+
+
+@pytest.fixture(scope="module")
+def noisy_run(tmp_path_factory):
+    """digits with a held-out quarter, 40% uniform noise, 10 reviewed samples per class, 8 epochs, detected."""
+    from conftest import Cli
+
+    cli = Cli()
+    folder = tmp_path_factory.mktemp("cleaning")
+    cli("synth", "-D", "test_fraction=0.25", "-n", "uniform", "-r", "0.4", "--reviewed-per-class", "10",
+        "-o", folder / "labels.h5")
+    cli("train", "-l", folder / "labels.h5", "-e", "8", "-q", "-o", folder / "run.h5")
+    cli("detect", folder / "run.h5", "-d", "loss", "-d", "gmm-loss", "-k", "0")
+    return folder / "run.h5"
+
+
+def test_prune_marks_the_highest_scores_and_train_leaves_them_out(cli, noisy_run, tmp_path):
+    out = tmp_path / "pruned.h5"
+    result = cli.json("prune", noisy_run, "--ratio", "0.3", "-o", out)
+    labels = read_labels(out)
+    with RunFile(noisy_run) as run:
+        scores = run.scores()["loss"]
+        original = run.labels
+    assert result["detector"] == "loss" and result["removed"] == round(0.3 * 1348) == labels.removed.sum()
+    assert labels.ids == original.ids and np.array_equal(labels.given_labels, original.given_labels)
+    # The removed are exactly the highest loss scores, ranked 1.. in score order.
+    assert scores[labels.removed].min() >= scores[~labels.removed].max()
+    ranks = labels.removal_rank[labels.removed]
+    assert sorted(ranks) == list(range(1, labels.removed.sum() + 1)) and (labels.removal_rank[~labels.removed] == 0).all()
+    first = np.flatnonzero(labels.removal_rank == 1)[0]
+    assert scores[first] == scores.max() and np.allclose(labels.removal_score, scores)
+    assert labels.pruning == {"detector": "loss", "rule": "ratio", "value": 0.3, "removed": 404, "from": str(noisy_run)}
+    # Most of what loss removes at 40% noise is mislabeled.
+    assert result["quality"]["precision"] > 0.9
+
+    retrained = tmp_path / "retrained.h5"
+    cli("train", "-l", out, "-e", "2", "-q", "-o", retrained)
+    with RunFile(retrained) as run:
+        kept = [i for i, r in zip(original.ids, labels.removed) if not r]
+        assert run.labels.ids == kept and run.num_samples == 1348 - 404
+        assert run.labels.pruning["detector"] == "loss"
+    # A labels file covers every sample: pruning a pruned run is refused.
+    assert "trained on a pruned labels file" in cli.error("prune", retrained, "--count", "3", "-o", tmp_path / "x.h5")
+
+
+def test_prune_by_count_and_by_the_detectors_own_flags(cli, noisy_run, tmp_path):
+    assert cli.json("prune", noisy_run, "--count", "25", "-o", tmp_path / "a.h5")["removed"] == 25
+    with RunFile(noisy_run) as run:
+        flags = run.flags()["gmm-loss"]
+    auto = cli.json("prune", noisy_run, "-d", "gmm-loss", "--auto", "-o", tmp_path / "b.h5")
+    assert auto["removed"] == flags.sum() and np.array_equal(read_labels(tmp_path / "b.h5").removed, flags)
+    assert "makes no decision of its own" in cli.error("prune", noisy_run, "-d", "loss", "--auto", "-o", tmp_path / "c.h5")
+    assert "exactly one of --ratio, --count or --auto" in cli.error("prune", noisy_run, "--ratio", "0.1", "--count", "3",
+                                                                    "-o", tmp_path / "d.h5")
+    assert "no 'aum' scores" in cli.error("prune", noisy_run, "-d", "aum", "--count", "3", "-o", tmp_path / "e.h5")
+    assert not (tmp_path / "c.h5").exists() and not (tmp_path / "d.h5").exists()
+
+
+def test_prune_retrain_raises_clean_test_accuracy(cli, noisy_run, tmp_path):
+    result = cli.json("prune", noisy_run, "-d", "gmm-loss", "--auto", "-o", tmp_path / "p.h5",
+                      "--retrain", tmp_path / "p-run.h5")
+    retrained = result["retrained"]
+    assert retrained["test_accuracy_after"] > retrained["test_accuracy_before"] + 0.03
+    report = cli.json("report", noisy_run, "--compare", tmp_path / "p-run.h5")
+    noisy, pruned = report["comparison"]
+    assert noisy["trained_on"] == "noisy labels" and pruned["trained_on"].startswith("pruned by gmm-loss")
+    assert pruned["gap_closed"] is None  # no true-label run to measure the gap against
+
+
+@pytest.mark.parametrize("corrector", ["prototypes", "consensus", "knn"])
+def test_each_corrector_fixes_far_more_flagged_labels_than_it_breaks(cli, noisy_run, corrector):
+    result = cli.json("correct", noisy_run, "-c", corrector, "-d", "gmm-loss")
+    assert result["flagged"] > 300 and result["fixed"] > 5 * max(1, result["broken"])
+    # Among flagged samples, proposals are right far more often than the given labels.
+    assert result["right_flagged"] > result["given_right_flagged"] + 0.2
+    assert 0 <= result["right_all"] <= 1
+
+
+def test_correct_apply_writes_fewer_wrong_labels(cli, noisy_run, tmp_path):
+    out = tmp_path / "corrected.h5"
+    result = cli.json("correct", noisy_run, "-c", "knn", "-d", "gmm-loss", "--apply", "-o", out)
+    labels = read_labels(out)
+    applied = result["applied"]
+    assert applied["noisy_after"] < applied["noisy_before"] and labels.is_noisy.sum() == applied["noisy_after"]
+    assert labels.corrected.sum() == applied["changed"] and labels.correction["by"] == "corrector:knn"
+    assert "--apply writes a labels file" in cli.error("correct", noisy_run, "--apply")
+
+
+def test_correctors_say_what_a_run_lacks(cli, tmp_path):
+    cli("synth", "-o", tmp_path / "l.h5")
+    cli("train", "-l", tmp_path / "l.h5", "-e", "1", "-q", "--no-record-features", "--no-record-probs",
+        "-o", tmp_path / "r.h5")
+    cli("detect", tmp_path / "r.h5", "-d", "loss")
+    with h5py.File(tmp_path / "r.h5") as h5:
+        assert "features" not in h5
+    assert "needs penultimate features" in cli.error("correct", tmp_path / "r.h5", "-c", "knn")
+    assert "needs class probabilities" in cli.error("correct", tmp_path / "r.h5", "-c", "consensus")
+    assert "unknown corrector 'nope'" in cli.error("correct", tmp_path / "r.h5", "-c", "nope")
+    assert "does not take options" in cli.error("correct", tmp_path / "r.h5", "-c", "knn", "-C", "kk=3")
+
+
+def test_review_csv_round_trip_and_refused_rows(cli, noisy_run, tmp_path):
+    exported = tmp_path / "suspects.csv"
+    result = cli.json("correct", noisy_run, "-c", "consensus", "--top", "20", "--export", exported)
+    with open(exported, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert result["exported"]["rows"] == 20 == len(rows)
+    assert list(rows[0]) == ["rank", "id", "path", "given_label", "proposed_label", "confidence", "score",
+                             "reviewed_label"]
+    with RunFile(noisy_run) as run:
+        labels = run.labels
+        scores = run.scores()["loss"]
+    assert [float(r["score"]) for r in rows] == sorted((float(r["score"]) for r in rows), reverse=True)
+    assert float(rows[0]["score"]) == pytest.approx(scores.max(), rel=1e-5)
+    position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
+    # The reviewer sets the true label on ten rows, removes one, and leaves the rest alone.
+    for row in rows[:10]:
+        row["reviewed_label"] = labels.class_names[labels.true_labels[position[row["id"]]]]
+    rows[10]["reviewed_label"] = "remove"
+    reviewed_csv = tmp_path / "reviewed.csv"
+    with open(reviewed_csv, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "reviewed.h5"
+    imported = cli.json("import-review", reviewed_csv, "--labels", noisy_run, "-o", out)
+    after = read_labels(out)
+    ten = [position[r["id"]] for r in rows[:10]]
+    assert np.array_equal(after.given_labels[ten], labels.true_labels[ten])
+    assert after.reviewed[ten].all() and imported["removed"] == 1 and after.removed[position[rows[10]["id"]]]
+    untouched = [position[r["id"]] for r in rows[11:]]
+    assert np.array_equal(after.given_labels[untouched], labels.given_labels[untouched])
+    # The synth file's reviewed samples stay reviewed; ten more were added.
+    assert after.reviewed.sum() == labels.reviewed.sum() + len(set(ten) - set(np.flatnonzero(labels.reviewed)))
+
+    for bad_id, bad_label, message in (("digits/9999", "3", "id 'digits/9999' is not in the labels"),
+                                       (rows[0]["id"], "eleven", "label 'eleven' is not a class")):
+        rows[0]["id"], rows[0]["reviewed_label"] = bad_id, bad_label
+        with open(reviewed_csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        line = cli.error("import-review", reviewed_csv, "--labels", noisy_run, "-o", tmp_path / "bad.h5")
+        assert "1 row(s) refused, nothing written" in line and message in line
+        assert not (tmp_path / "bad.h5").exists()
+    (tmp_path / "no-columns.csv").write_text("a,b\n1,2\n")
+    assert "lacks the column(s) id, reviewed_label" in cli.error("import-review", tmp_path / "no-columns.csv",
+                                                                  "--labels", noisy_run, "-o", tmp_path / "bad.h5")

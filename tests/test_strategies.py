@@ -1,0 +1,149 @@
+"""Training strategies on real digits runs: reweight (with a trusted set) and self-learning."""
+
+import numpy as np
+import pytest
+import torch
+
+from noisyctl.data import load_dataset
+from noisyctl.detection import run_detector
+from noisyctl.errors import NoisyctlError
+from noisyctl.prototypes import class_prototypes, prototype_labels
+from noisyctl.store import RunFile, read_labels
+from noisyctl.synth import synthesize
+from noisyctl.training import Trainer, TrainOptions, train
+
+SPEC = {"name": "digits", "root": None, "options": {"test_fraction": 0.25}}
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    return synthesize(SPEC, "uniform", 0.5, seed=3, reviewed_per_class=10), load_dataset(SPEC)
+
+
+@pytest.fixture(scope="module")
+def trusted_file(noisy, tmp_path_factory):
+    from noisyctl.store import write_labels_file
+
+    path = tmp_path_factory.mktemp("trusted") / "labels.h5"
+    write_labels_file(path, noisy[0])
+    return path
+
+
+def test_reviewed_samples_are_right_and_leave_the_rate_exact(noisy):
+    labels, _ = noisy
+    assert labels.is_noisy.sum() == round(0.5 * 1348)
+    assert labels.reviewed.sum() == 100 and not labels.is_noisy[labels.reviewed].any()
+    assert (np.bincount(labels.true_labels[labels.reviewed], minlength=10) == 10).all()
+
+
+def test_reweight_beats_standard_training_and_its_weights_detect_noise(noisy, trusted_file, tmp_path):
+    labels, data = noisy
+    plain = train(labels, data, TrainOptions(epochs=6, device="cpu"), tmp_path / "plain.h5", show_progress=False)
+    options = TrainOptions(epochs=6, device="cpu", strategy="reweight", trusted=str(trusted_file))
+    reweighted = train(labels, data, options, tmp_path / "rw.h5", show_progress=False)
+    assert reweighted["last_epoch"]["test_accuracy"] > plain["last_epoch"]["test_accuracy"] + 0.01
+    with RunFile(tmp_path / "rw.h5") as run:
+        weights = run.channel("sample_weight")
+        assert weights.shape == (1348, 6) and np.isfinite(weights).all() and (weights >= 0).all()
+        # Weights are normalised per batch: they average 1 over a batch, so about 1 over an epoch.
+        assert np.allclose(weights.mean(axis=0), 1.0, atol=0.05)
+        outcome = run_detector(run, "reweight")
+        assert outcome.metrics["auc"] > 0.8
+        assert run.training["strategy"] == "reweight"
+
+
+def test_reweight_needs_a_trusted_set_of_known_samples(noisy, tmp_path):
+    labels, data = noisy
+    with pytest.raises(NoisyctlError, match="needs trusted samples: give --trusted FILE"):
+        Trainer(labels, data, TrainOptions(epochs=1, strategy="reweight"))
+    other = tmp_path / "other.h5"
+    from noisyctl.store import write_labels_file
+
+    write_labels_file(other, synthesize({"name": "shapes", "root": None, "options": {}}, "uniform", 0.1, seed=0))
+    with pytest.raises(NoisyctlError, match="name other classes|is not in the dataset"):
+        train(labels, data, TrainOptions(epochs=1, strategy="reweight", trusted=str(other)), tmp_path / "x.h5",
+              show_progress=False)
+
+
+def test_self_learning_corrects_labels_after_warm_up(noisy, tmp_path):
+    labels, data = noisy
+    options = TrainOptions(epochs=6, device="cpu", strategy="self-learning", strategy_options={"start_epoch": 2})
+    train(labels, data, options, tmp_path / "sl.h5", show_progress=False)
+    with RunFile(tmp_path / "sl.h5") as run:
+        corrected = run.channel("corrected_label")
+    assert (corrected[:, :2] == -1).all() and (corrected[:, 2:] >= 0).all()
+    truth = labels.true_labels
+    # The prototypes' labels are right far more often than the 50% noisy given labels.
+    assert (corrected[:, -1] == truth).mean() > 0.8 > 0.5 == pytest.approx((labels.given_labels == truth).mean())
+
+
+def test_strategy_options_are_checked(cli, tmp_path):
+    cli("synth", "-o", tmp_path / "l.h5")
+    assert "does not take options ['nope']" in cli.error("train", "-l", tmp_path / "l.h5", "-o", tmp_path / "r.h5",
+                                                         "--strategy", "self-learning", "-S", "nope=1")
+    assert "alpha must lie in [0, 1]" in cli.error("train", "-l", tmp_path / "l.h5", "-o", tmp_path / "r.h5",
+                                                   "--strategy", "self-learning", "-S", "alpha=2")
+    assert "unknown strategy 'nope'" in cli.error("train", "-l", tmp_path / "l.h5", "-o", tmp_path / "r.h5",
+                                                  "--strategy", "nope")
+    assert "threshold samples" in cli.error("train", "-l", tmp_path / "l.h5", "-o", tmp_path / "r.h5",
+                                            "--strategy", "self-learning", "--aum-threshold-set", "1")
+
+
+def test_true_labels_training_uses_the_truth(cli, tmp_path):
+    cli("synth", "-n", "uniform", "-r", "0.3", "-o", tmp_path / "l.h5")
+    cli("train", "-l", tmp_path / "l.h5", "-e", "1", "-q", "--true-labels", "-o", tmp_path / "t.h5")
+    truth = read_labels(tmp_path / "l.h5").true_labels
+    with RunFile(tmp_path / "t.h5") as run:
+        assert np.array_equal(run.given_labels, truth) and run.labels.noise is None
+        assert run.training["true_labels"] is True
+    cli("train", "--dataset", "digits", "-o", tmp_path / "d.h5", "-e", "1", "-q", ok=True)
+    assert "no known truth" in cli.error("train", "--dataset", "digits", "--true-labels", "-o", tmp_path / "x.h5")
+
+
+def test_prototypes_follow_density_and_skip_near_copies():
+    # One dense cluster around (1, 0) with near-duplicates, a sparse tail around (0, 1).
+    rng = np.random.default_rng(0)
+    dense = np.array([1.0, 0.0]) + 0.05 * rng.standard_normal((40, 2))
+    tail = np.array([0.0, 1.0]) + 0.3 * rng.standard_normal((5, 2))
+    features = torch.nn.functional.normalize(torch.tensor(np.vstack([dense, tail]), dtype=torch.float32), dim=1)
+    chosen = class_prototypes(features, count=3, max_eta=0.95)
+    # The densest sample comes first; later prototypes must be unlike any denser sample, so the tight
+    # cluster gives one prototype and the rest come from elsewhere.
+    assert 1 < len(chosen) <= 3 and int(chosen[0]) < 40 and sum(int(i) < 40 for i in chosen) == 1
+    sims = features[chosen] @ features[chosen].T
+    assert (sims[~torch.eye(len(chosen), dtype=torch.bool)] < 0.95).all()  # and are not near-copies
+
+    # Two classes; a third of class 0's samples carry label 1: they get corrected back to 0.
+    a = np.array([1.0, 0.0, 0.0]) + 0.1 * rng.standard_normal((60, 3))
+    b = np.array([0.0, 1.0, 0.0]) + 0.1 * rng.standard_normal((60, 3))
+    labels = np.r_[np.zeros(60, int), np.ones(60, int)]
+    labels[:15] = 1
+    result = prototype_labels(np.vstack([a, b]), labels, 2, per_class=50, count=4)
+    assert (result.labels.numpy()[:15] == 0).all() and (result.labels.numpy()[60:] == 1).all()
+
+
+@pytest.mark.parametrize("strategy", ["reweight", "self-learning"])
+def test_an_interrupted_strategy_run_resumes_to_the_same_dynamics(noisy, trusted_file, tmp_path, monkeypatch, strategy):
+    import h5py
+
+    labels, data = noisy
+    options = TrainOptions(epochs=3, device="cpu", strategy=strategy, trusted=str(trusted_file),
+                           strategy_options={"start_epoch": 1} if strategy == "self-learning" else {})
+    train(labels, data, options, tmp_path / "whole.h5", show_progress=False)
+    real_epoch = Trainer.train_epoch
+
+    def dies_in_epoch_three(self, epoch, on_batch=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, on_batch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train(labels, data, options, tmp_path / "resumed.h5", show_progress=False)
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    train(labels, data, options, tmp_path / "resumed.h5", resume=True, show_progress=False)
+    with h5py.File(tmp_path / "whole.h5") as a, h5py.File(tmp_path / "resumed.h5") as b:
+        assert set(a["dynamics"]) == set(b["dynamics"])
+        for name in a["dynamics"]:
+            assert np.array_equal(a["dynamics"][name][:], b["dynamics"][name][:], equal_nan=True), name
+        assert np.array_equal(a["features/penultimate"][:], b["features/penultimate"][:])
