@@ -127,13 +127,18 @@ def test_help_lists_every_pipeline_command(cli):
         assert name in out
 
 
+def test_the_clean_and_retrain_recipe_is_valid(cli):
+    checked = cli.json("run", REPO / "recipes" / "clean-and-retrain.yaml", "--check")
+    assert checked["valid"] and checked["steps"].count("train") == 5 and checked["steps"][-1] == "report"
+
+
 def test_the_default_detector_recipe_is_valid(cli):
     checked = cli.json("run", REPO / "recipes" / "default-detector.yaml", "--check")
     assert checked["valid"] and checked["steps"].count("train") == 11 and checked["steps"][-1] == "train-detector"
 
 
 NEEDS_DATA = sorted(p.name for p in (REPO / "recipes").glob("*.yaml")
-                    if p.name not in ("quickstart.yaml", "default-detector.yaml"))
+                    if p.name not in ("quickstart.yaml", "default-detector.yaml", "clean-and-retrain.yaml"))
 
 
 @pytest.mark.parametrize("recipe", NEEDS_DATA)

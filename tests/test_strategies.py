@@ -77,6 +77,29 @@ def test_self_learning_corrects_labels_after_warm_up(noisy, tmp_path):
     assert (corrected[:, -1] == truth).mean() > 0.8 > 0.5 == pytest.approx((labels.given_labels == truth).mean())
 
 
+def test_self_learning_skips_a_correction_that_would_change_most_labels(noisy, tmp_path):
+    labels, data = noisy
+    options = TrainOptions(epochs=3, device="cpu", strategy="self-learning",
+                           strategy_options={"start_epoch": 1, "max_change": 0.05})
+    train(labels, data, options, tmp_path / "guarded.h5", show_progress=False)
+    with RunFile(tmp_path / "guarded.h5") as run:  # 50% noise: every correction changes far more than 5%
+        assert (run.channel("corrected_label") == -1).all()
+
+
+def test_self_learning_with_soft_targets(noisy, tmp_path):
+    labels, data = noisy
+    options = TrainOptions(epochs=3, device="cpu", strategy="self-learning",
+                           strategy_options={"start_epoch": 1, "soft": True, "alpha": 0.8})
+    summary = train(labels, data, options, tmp_path / "soft.h5", show_progress=False)
+    with RunFile(tmp_path / "soft.h5") as run:
+        corrected = run.channel("corrected_label")
+        assert run.training["strategy_options"] == {"start_epoch": 1, "soft": True, "alpha": 0.8}
+    assert (corrected[:, 0] == -1).all() and (corrected[:, 1] >= 0).all()
+    # Each epoch either corrected every sample or (the guard) none.
+    assert all((column >= 0).all() or (column == -1).all() for column in corrected.T)
+    assert summary["last_epoch"]["test_accuracy"] > 0.5
+
+
 def test_strategy_options_are_checked(cli, tmp_path):
     cli("synth", "-o", tmp_path / "l.h5")
     assert "does not take options ['nope']" in cli.error("train", "-l", tmp_path / "l.h5", "-o", tmp_path / "r.h5",

@@ -5,7 +5,9 @@ After ``start_epoch`` warm-up epochs on the given labels alone, every epoch begi
 correction phase: penultimate features of all training samples (one eval pass), prototypes per
 class from ``per_class`` samples (see noisyctl.prototypes), and a corrected label per sample.
 ``soft: true`` uses the softmax of the prototype similarities as a soft target instead of the hard
-corrected label. The corrected labels are recorded per epoch (``dynamics/corrected_label``).
+corrected label. The corrected labels are recorded per epoch (``dynamics/corrected_label``). An
+epoch whose correction would change more than ``max_change`` of the labels trains on the given
+labels alone (recorded as -1): features that far from the labels come from an unsound model.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ class SelfLearning(TrainingStrategy):
     records = {"corrected_label": -1}
 
     def __init__(self, alpha: float = 0.5, start_epoch: int | None = None, per_class: int = 1280,
-                 prototypes: int = 8, soft: bool = False, seed: int = 0) -> None:
+                 prototypes: int = 8, soft: bool = False, max_change: float = 0.7, seed: int = 0) -> None:
         if not 0.0 <= float(alpha) <= 1.0:
             raise NoisyctlError(f"self-learning: alpha must lie in [0, 1], not {alpha}")
         if int(per_class) < 2 or int(prototypes) < 1:
             raise NoisyctlError("self-learning: per_class must be at least 2 and prototypes at least 1")
         self.alpha, self.per_class, self.count = float(alpha), int(per_class), int(prototypes)
         self.start_epoch, self.soft, self.seed = start_epoch, bool(soft), int(seed)
+        self.max_change = float(max_change)
         self.corrected = None
         self.soft_targets = None
 
@@ -42,8 +45,14 @@ class SelfLearning(TrainingStrategy):
         if epoch < self.start_epoch:
             self.corrected = self.soft_targets = None
             return
-        result = prototype_labels(self.host.features(), self.host.given_labels(), self.host.num_classes,
+        given = self.host.given_labels()
+        result = prototype_labels(self.host.features(), given, self.host.num_classes,
                                   per_class=self.per_class, count=self.count, seed=self.seed + epoch)
+        if (result.labels != given).float().mean().item() > self.max_change:
+            # Features this far from the labels mean a model that is not yet (or no longer) sound,
+            # e.g. after a loss spike; correcting from them feeds its errors back. Skip this epoch.
+            self.corrected = self.soft_targets = None
+            return
         self.corrected = result.labels
         self.soft_targets = result.soft() if self.soft else None
 
