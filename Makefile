@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup quickstart test
+.PHONY: setup quickstart test browser
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -15,5 +15,14 @@ $(VENV)/.installed: pyproject.toml
 quickstart: setup
 	$(BIN)/noisyctl run recipes/quickstart.yaml
 
-test: setup
+# The HTML report is checked in a real headless browser: Debian's chromium, installed when
+# missing and possible (root with apt-get); otherwise that one test says why it is skipped.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; } ; } || \
+	  echo "note: no chromium; the HTML report's browser test will be skipped"
+
+test: setup browser
 	$(BIN)/python -m pytest

@@ -113,21 +113,23 @@ def suggested_labels(run: RunFile) -> np.ndarray | None:
     return suggestions
 
 
-def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None) -> dict[str, Any]:
-    """The share of mislabeled samples and the most confused class pairs.
-
-    The count comes from the first detector that flags samples itself; when none does, from a
-    two-component mixture on the first detector's scores.
-    """
+def noise_flags(outcomes: list[Outcome]) -> tuple[np.ndarray, str]:
+    """The samples judged mislabeled for the noise estimate: the first detector that flags samples
+    itself decides; when none does, a two-component mixture on the first detector's scores."""
     flagging = next((o for o in outcomes if o.result.flagged is not None), None)
     chosen = flagging or outcomes[0]
     judged = ~np.isnan(chosen.result.scores)
     if flagging is not None:
-        flagged, by = flagging.result.flagged & judged, flagging.name
-    else:
-        flagged = np.zeros(len(judged), dtype=bool)
-        flagged[judged] = gmm_noisy_posterior(chosen.result.scores[judged]) > 0.5
-        by = f"mixture on {chosen.name} scores"
+        return flagging.result.flagged & judged, flagging.name
+    flagged = np.zeros(len(judged), dtype=bool)
+    flagged[judged] = gmm_noisy_posterior(chosen.result.scores[judged]) > 0.5
+    return flagged, f"mixture on {chosen.name} scores"
+
+
+def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None) -> dict[str, Any]:
+    """The share of mislabeled samples and the most confused class pairs (see noise_flags)."""
+    flagged, by = noise_flags(outcomes)
+    judged = ~np.isnan(next((o for o in outcomes if o.result.flagged is not None), outcomes[0]).result.scores)
     truth = run.labels.is_noisy
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())), "count": int(flagged.sum()), "by": by,

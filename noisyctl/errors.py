@@ -7,3 +7,10 @@ class NoisyctlError(Exception):
     Not a subclass of KeyError or ValueError on purpose: the message is printed
     as it is, and code never catches it by accident as a programming error.
     """
+
+
+class GateFailed(NoisyctlError):
+    """A CI gate (detect --fail-above / --fail-count) found too much noise: exit code 3, so a job can
+    tell "the data is too noisy" from "the command could not run" (exit code 1)."""
+
+    exit_code = 3

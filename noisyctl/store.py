@@ -385,6 +385,12 @@ class RunFile:
     def channel(self, name: str) -> np.ndarray:
         return self._dataset(name)[:]
 
+    def channel_rows(self, name: str, rows) -> np.ndarray:
+        """The series of a few samples (rows in any order), without reading the whole channel."""
+        rows = np.asarray(rows, dtype=np.int64)
+        unique, back = np.unique(rows, return_inverse=True)
+        return self._dataset(name)[unique][back] if len(rows) else np.zeros((0, self.num_epochs))
+
     def iter_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
         datasets = {name: self._dataset(name) for name in channels}
         for start in range(0, self.num_samples, self.BLOCK_ROWS):

@@ -52,7 +52,7 @@ class NoisyctlGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except NoisyctlError as exc:
-            fail(str(exc))
+            fail(str(exc), getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except Exception as exc:

@@ -12,7 +12,7 @@ from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
 from noisyctl.detection import DEFAULT_DETECTORS, available_defaults, estimate_noise, run_detector, suggested_labels, top_suspects
-from noisyctl.errors import NoisyctlError
+from noisyctl.errors import GateFailed, NoisyctlError
 from noisyctl.fileio import atomic_output
 from noisyctl.store import RunFile, save_scores
 
@@ -53,12 +53,22 @@ def detect(
     top: int = typer.Option(10, "--top", "-k", help="How many suspects to list."),
     scores_out: Optional[Path] = typer.Option(None, "--scores-out", help="Write per-sample scores to this CSV."),
     save: bool = typer.Option(True, "--save/--no-save", help="Store the scores in the run file."),
+    fail_above: Optional[float] = typer.Option(None, "--fail-above", help="CI gate: exit with code 3 when the "
+                                               "estimated noise rate exceeds this share (e.g. 0.05).",
+                                               show_default=False),
+    fail_count: Optional[int] = typer.Option(None, "--fail-count", help="CI gate: exit with code 3 when more "
+                                             "than this many samples score above --fail-score.", show_default=False),
+    fail_score: Optional[float] = typer.Option(None, "--fail-score", help="The score --fail-count counts "
+                                               "samples above (the first detector's scale).", show_default=False),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
     """Score every sample (higher = more likely mislabeled); judge detectors when the truth is known."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
+    if (p["fail_count"] is None) != (p["fail_score"] is None):
+        raise NoisyctlError("--fail-count and --fail-score go together: fail when more than COUNT samples "
+                            "score above SCORE")
     with RunFile(run_path) as run_file:
         names = list(dict.fromkeys(p["detector"] or available_defaults(run_file)))
         options = detector_options(p["detector_option"], names)
@@ -86,6 +96,7 @@ def detect(
         "estimate": estimate, "top": suspects, "scores_out": None if p["scores_out"] is None else str(p["scores_out"]),
         "saved": p["save"],
     }
+    result["gate"] = gate(p, estimate, primary.result.scores)
 
     def render(console):
         console.print(metrics_table(result["detectors"], result["noisy"], samples))
@@ -96,4 +107,22 @@ def detect(
         if suspects:
             console.print(suspects_table(suspects, primary.name))
 
-    return emit(ctx, result, render, p["json_output"])
+    emit(ctx, result, render, p["json_output"])
+    if result["gate"] and not result["gate"]["passed"]:
+        raise GateFailed(result["gate"]["reason"])
+    return result
+
+
+def gate(p: dict[str, Any], estimate: dict[str, Any], scores) -> dict[str, Any] | None:
+    """The CI gate's verdict, when one was asked for."""
+    if p["fail_above"] is None and p["fail_count"] is None:
+        return None
+    reasons = []
+    if p["fail_above"] is not None and estimate["rate"] > p["fail_above"]:
+        reasons.append(f"estimated noise {estimate['rate']:.1%} is above --fail-above {p['fail_above']:.1%} "
+                       f"({estimate['count']:,} samples, by {estimate['by']})")
+    above = int((scores > p["fail_score"]).sum()) if p["fail_score"] is not None else 0
+    if p["fail_count"] is not None and above > p["fail_count"]:
+        reasons.append(f"{above:,} samples score above {p['fail_score']:g}, more than --fail-count {p['fail_count']:,}")
+    return {"passed": not reasons, "reason": "; ".join(reasons) or None, "estimated_rate": estimate["rate"],
+            "above_score": above if p["fail_score"] is not None else None}

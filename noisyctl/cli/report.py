@@ -12,7 +12,10 @@ from rich.table import Table
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.api import DetectorResult
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
-from noisyctl.detection import Outcome, estimate_noise, suggested_labels, top_suspects
+from noisyctl.data import load_dataset
+from noisyctl.detection import Outcome, estimate_noise, noise_flags, suggested_labels, top_suspects
+from noisyctl.fileio import write_text_atomic
+from noisyctl.html_report import build_figures, render_html, write_pngs
 from noisyctl.errors import NoisyctlError
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
@@ -48,6 +51,26 @@ def describe_labels(run: RunFile) -> str:
         what = "given labels" if labels.noise is None else "noisy labels"
     strategy = training.get("strategy", "standard")
     return what if strategy == "standard" else f"{what}, {strategy} training"
+
+
+def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list | None:
+    """The suspects' inputs from the dataset, for the gallery; None (with a note) when the data
+    cannot be loaded here or is not images."""
+    if not suspects:
+        return None
+    try:
+        data = load_dataset(run.labels.dataset)
+    except NoisyctlError as exc:
+        notes.append(f"no suspect gallery: {exc}")
+        return None
+    if len(data.input_shape) < 2:
+        return None
+    position = {sample_id: i for i, sample_id in enumerate(data.train.ids)}
+    missing = [s["id"] for s in suspects if s["id"] not in position]
+    if missing:
+        notes.append(f"no suspect gallery: sample {missing[0]} is not in the dataset as loaded here")
+        return None
+    return [data.train.load(position[s["id"]]) for s in suspects]
 
 
 def compare_runs(paths: list[Path]) -> list[dict]:
@@ -94,6 +117,10 @@ def report(
     compare: List[Path] = typer.Option([], "--compare", help="Other runs of the same data (after prune, "
                                        "correct, a strategy, or --true-labels) to set beside this one: test "
                                        "accuracy and the share of the gap to the true-label run each closed."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as one self-contained HTML "
+                                        "file (figures embedded).", dir_okay=False),
+    png: Optional[Path] = typer.Option(None, "--png", help="Also write the report's figures as PNG files into "
+                                       "this folder.", file_okay=False),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
@@ -123,6 +150,11 @@ def report(
         stored = [Outcome(name, detectors[name]["description"], DetectorResult(values, flags.get(name)), {}, 0.0)
                   for name, values in scores.items()]
         estimate = estimate_noise(run_file, stored, suggestions) if stored else None
+        made, notes = {}, []
+        if p["html"] or p["png"]:
+            flagged = noise_flags(stored)[0] if stored else None
+            images = suspect_images(run_file, suspects, notes)
+            made = build_figures(run_file, scores, flagged, suspects, suggestions, images)
         result = {
             "run": str(run_path), "samples": run_file.num_samples, "classes": labels.class_names,
             "dataset": labels.dataset, "noise": labels.noise,
@@ -132,6 +164,15 @@ def report(
             "trained_on": describe_labels(run_file),
         }
     result["comparison"] = compare_runs([run_path, *p["compare"]]) if p["compare"] else []
+    if p["png"]:
+        result["png"] = write_pngs(Path(p["png"]), dict(made)) if made else []
+        if p["html"]:  # the figures were closed when saved as PNG; draw them again for the page
+            with RunFile(run_path) as run_file:
+                made = build_figures(run_file, scores, flagged, suspects, suggestions, images)
+    if p["html"]:
+        write_text_atomic(Path(p["html"]), render_html(result, made, notes))
+        result["html"] = str(p["html"])
+    result["notes"] = notes
 
     def render(console):
         summary = Table(title=f"run {run_path}", show_header=False)
@@ -164,5 +205,10 @@ def report(
             console.print(suspects_table(suspects, ranked_by))
         if result["comparison"]:
             console.print(comparison_table(result["comparison"]))
+        for written in (result.get("html"), *(result.get("png") or [])):
+            if written:
+                console.print(f"wrote {written}")
+        for note in notes:
+            console.print(f"[yellow]note:[/] {note}")
 
     return emit(ctx, result, render, p["json_output"])

@@ -77,7 +77,7 @@ def run_recipe(
             with planned.parsed:
                 result = planned.command.invoke(planned.parsed)
         except NoisyctlError as exc:
-            raise NoisyctlError(f"{planned.where}: {exc}") from None
+            raise type(exc)(f"{planned.where}: {exc}") from None
         results.append({"step": planned.step.number, "command": planned.step.command, "result": result})
     if json_output:
         typer.echo(json.dumps(to_jsonable({"recipe": str(recipe), "steps": results}), indent=2))

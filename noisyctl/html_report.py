@@ -1,0 +1,147 @@
+"""The report as one self-contained HTML file (figures embedded as PNG data) or as PNG files."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisyctl import figures
+from noisyctl.fileio import atomic_output
+
+FIGURE_TITLES = {
+    "accuracy": "Accuracy per epoch",
+    "ema_loss": "EMA loss of the top suspects",
+    "data_map": "Data map",
+    "detectors": "Detectors against the truth",
+    "transition": "Noise transition",
+    "suspects": "Top suspects",
+}
+
+
+def build_figures(run, scores: dict[str, np.ndarray], flagged: np.ndarray | None, suspects: list[dict],
+                  suggestions: np.ndarray | None, images: list | None) -> dict[str, Any]:
+    """Every figure the run has the data for, by name (in FIGURE_TITLES order)."""
+    labels = run.labels
+    names = labels.class_names
+    made = {
+        "accuracy": figures.accuracy_curves(run.epochs()),
+        "ema_loss": figures.ema_loss_curves(run, [s["index"] for s in suspects], names),
+        "data_map": figures.data_map(run, flagged),
+        "detectors": figures.detector_curves(labels.is_noisy, scores),
+    }
+    if suggestions is not None and flagged is not None:
+        estimated_true = np.where(flagged, suggestions, run.given_labels)
+        made["transition"] = figures.transition_matrices(run.given_labels, estimated_true, labels.true_labels, names)
+    if images:
+        captions = [f"#{s['rank']} {s['id']}\ngiven {s['given']} -> {s['suggested'] or '?'}\nscore {s['score']:.3g}"
+                    for s in suspects]
+        made["suspects"] = figures.suspect_gallery(images, captions)
+    return {name: made[name] for name in FIGURE_TITLES if made.get(name) is not None}
+
+
+def write_pngs(folder: Path, made: dict[str, Any]) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, figure in made.items():
+        path = folder / f"{name}.png"
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(figures.png_bytes(figure))
+        written.append(str(path))
+    return written
+
+
+def _table(headers: list[str], rows: list[list[Any]], caption: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(value, pattern="{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+color:#1d2733;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde3ea}
+.sub{color:#5b6b7c;margin-top:0}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
+th,td{padding:.3rem .7rem;border-bottom:1px solid #e6ebf0;text-align:right}
+th:first-child,td:first-child{text-align:left}thead th{background:#f3f6f9}
+caption{text-align:left;color:#5b6b7c;font-size:.85rem;padding-bottom:.3rem}
+figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #e6ebf0;border-radius:4px}
+figcaption{color:#5b6b7c;font-size:.85rem}.estimate{font-size:1.05rem}.noisy{color:#c62828;font-weight:600}
+"""
+
+
+def render_html(result: dict[str, Any], made: dict[str, Any], notes: list[str]) -> str:
+    """The report page: summary, estimate, detector metrics, suspects, comparison, then the figures."""
+    esc = html.escape
+    parts = [f"<h1>noisyctl report</h1><p class='sub'>{esc(result['run'])}</p>"]
+    summary = [["dataset", f"{(result['dataset'] or {}).get('name')} ({result['samples']:,} samples, "
+                           f"{len(result['classes'])} classes)"],
+               ["trained on", result["trained_on"]]]
+    noise = result.get("noise")
+    if noise:
+        summary.append(["synthesized noise", f"{noise['name']}: {noise['flipped']:,} labels flipped"])
+    t = result.get("training") or {}
+    summary.append(["model", f"{t.get('model')}, {t.get('epochs')} epochs, {t.get('device_used')}"])
+    parts.append(_table(["", ""], summary))
+    estimate = result.get("estimate")
+    if estimate:
+        text = f"Estimated noise: <b>{estimate['rate']:.1%}</b> ({estimate['count']:,} samples, by {esc(estimate['by'])})"
+        if estimate.get("true_rate") is not None:
+            text += f"; true: {estimate['true_rate']:.1%}"
+        parts.append(f"<p class='estimate'>{text}</p>")
+        pairs = estimate.get("confused_pairs") or []
+        if pairs:
+            parts.append(_table(["given", "suggested", "count"],
+                                [[p["given"], p["suggested"], p["count"]] for p in pairs],
+                                "most confused class pairs among flagged samples"))
+    detectors = result.get("detectors") or {}
+    if detectors:
+        truth_known = result.get("noisy") is not None
+        headers = ["detector"] + (["AUC", "mAP", "P@k", "R@k"] if truth_known else []) + ["flagged"]
+        rows = []
+        for name, d in detectors.items():
+            m = d.get("metrics") or {}
+            rows.append([name] + ([_fmt(m.get("auc")), _fmt(m.get("map")), _fmt(m.get("precision_at_k")),
+                                   _fmt(m.get("recall_at_k"))] if truth_known else [])
+                        + ["-" if d.get("flagged") is None else f"{d['flagged']:,}"])
+        caption = f"{result['noisy']:,} of {result['samples']:,} labels are wrong, k = {result['noisy']:,}" \
+            if truth_known else ""
+        parts.append("<h2>Detectors</h2>" + _table(headers, rows, caption))
+    top = result.get("top") or []
+    if top:
+        truth_known = top[0].get("true") is not None
+        headers = ["#", "sample id", "given"] + (["true"] if truth_known else []) + ["suggested", "score"]
+        rows = []
+        for s in top:
+            rows.append([s["rank"], s["id"], s["given"]] + ([s["true"]] if truth_known else [])
+                        + [s["suggested"] or "-", f"{s['score']:.4g}"])
+        parts.append(f"<h2>Top {len(top)} suspects by {esc(str(result['ranked_by']))}</h2>" + _table(headers, rows))
+    comparison = result.get("comparison") or []
+    if comparison:
+        rows = [[Path(r["run"]).name, r["trained_on"], f"{r['samples']:,}", _fmt(r["test_accuracy"], "{:.1%}"),
+                 _fmt(r["best_test_accuracy"], "{:.1%}"), _fmt(r["gap_closed"], "{:.0%}")] for r in comparison]
+        parts.append("<h2>The same data, trained differently</h2>" + _table(
+            ["run", "trained on", "samples", "test acc (last)", "test acc (best)", "gap closed"], rows,
+            "gap closed: (test acc - noisy-label run) / (true-label run - noisy-label run)"))
+    for name, figure in made.items():
+        data = base64.b64encode(figures.png_bytes(figure)).decode("ascii")
+        parts.append(f"<h2>{esc(FIGURE_TITLES[name])}</h2><figure><img alt='{esc(name)}' "
+                     f"src='data:image/png;base64,{data}'></figure>")
+    for note in notes:
+        parts.append(f"<p class='sub'>note: {esc(note)}</p>")
+    # Marks the page once every image has decoded (tests read it from a headless browser).
+    script = ("<script>window.addEventListener('load',function(){var i=document.images,n=0;"
+              "for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0)n++;}"
+              "document.body.setAttribute('data-images-loaded',n+'/'+i.length);});</script>")
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>noisyctl report: {esc(Path(result['run']).name)}</title><style>{STYLE}</style></head>"
+            f"<body>{''.join(parts)}{script}</body></html>")
