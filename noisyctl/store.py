@@ -81,8 +81,9 @@ FIELDS: tuple[Field, ...] = (
     Field("dynamics/train_loss", "float32", "N x E", (RUN,), True,
           "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
           "(taken from the training forward pass, so free)."),
-    Field("dynamics/train_margin", "float32", "N x E", (RUN,), True,
-          "Training-mode logit margin z_y - max_{k!=y} z_k at that presentation (AUM's margin)."),
+    Field("dynamics/train_margin", "float32", "N x E", (RUN,), False,
+          "Training-mode logit margin z_y - max_{k!=y} z_k at that presentation (AUM's margin); `train` always "
+          "records it, runs imported from other tools (import-otx) may lack it."),
     Field("dynamics/train_step", "int32", "N x E", (RUN,), True,
           "Global optimizer step at which the sample was presented; orders presentations."),
     Field("dynamics/eval_loss", "float32", "N x E", (RUN,), False,

@@ -1,0 +1,81 @@
+"""``noisyctl import-otx`` and ``noisyctl export``: dynamics in from OTX, arrays and suspects out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.detection import suggested_labels, top_suspects
+from noisyctl.errors import NoisyctlError
+from noisyctl.interop import export_cleanlab, export_suspects, import_otx
+from noisyctl.pruning import stored_detector
+from noisyctl.store import RunFile
+
+app = typer.Typer()
+
+
+@app.command("import-otx")
+def import_otx_command(
+    ctx: typer.Context,
+    export: Optional[Path] = typer.Argument(None, help="Folder OTX exported loss dynamics to (Datumaro format: "
+                                            "annotations/*.json), or one such .json file.", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run file to write."),
+    recipe: Optional[Path] = RECIPE_OPTION,
+    json_output: bool = JSON_OPTION,
+):
+    """Import the loss dynamics OpenVINO Training Extensions exports, as a run file `detect` scores."""
+    p = with_recipe(ctx)
+    result = import_otx(Path(require(p["export"], "EXPORT folder")), Path(require(p["out"], "--out")))
+
+    def render(console):
+        console.print(f"{result['samples']:,} samples, {result['epochs']} presentations each, "
+                      f"{result['classes']} classes -> {result['out']}")
+        if result["presentations_dropped"]:
+            console.print(f"[yellow]note:[/] {result['presentations_dropped']:,} presentations beyond the "
+                          f"{result['epochs']} every sample has were left out")
+
+    return emit(ctx, result, render, p["json_output"])
+
+
+@app.command("export")
+def export_command(
+    ctx: typer.Context,
+    run: Optional[Path] = typer.Argument(None, help="Run file from `train` (or import-otx).", show_default=False),
+    cleanlab: Optional[Path] = typer.Option(None, "--cleanlab", help="Write labels and pred_probs (out-of-fold "
+                                            "with train --folds K) as an .npz for cleanlab."),
+    suspects: Optional[Path] = typer.Option(None, "--suspects", help="Write the ranked suspects as .csv or .json."),
+    detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Stored detector that ranks the "
+                                           "suspects (default: the one that ranked the latest detect)."),
+    top: int = typer.Option(100, "--top", "-k", help="How many suspects to write."),
+    recipe: Optional[Path] = RECIPE_OPTION,
+    json_output: bool = JSON_OPTION,
+):
+    """Export a run for other tools: cleanlab's arrays, and the suspects as CSV or JSON."""
+    p = with_recipe(ctx)
+    run_path = Path(require(p["run"], "RUN file"))
+    if p["cleanlab"] is None and p["suspects"] is None:
+        raise NoisyctlError("say what to export: --cleanlab FILE.npz and/or --suspects FILE.csv|.json")
+    result = {"run": str(run_path)}
+    with RunFile(run_path) as run_file:
+        if p["cleanlab"] is not None:
+            result["cleanlab"] = export_cleanlab(run_file, Path(p["cleanlab"]))
+        if p["suspects"] is not None:
+            name, scores, _ = stored_detector(run_file, p["detector"])
+            rows = top_suspects(run_file, scores, max(0, p["top"]), suggested_labels(run_file))
+            result["suspects"] = {**export_suspects(Path(p["suspects"]), rows), "detector": name}
+
+    def render(console):
+        if "cleanlab" in result:
+            c = result["cleanlab"]
+            console.print(f"cleanlab arrays ({c['pred_probs']} probabilities) -> {c['out']}")
+            if c["in_sample"]:
+                console.print("[yellow]note:[/] in-sample probabilities; cleanlab wants out-of-sample ones "
+                              "(train --folds K)")
+        if "suspects" in result:
+            s = result["suspects"]
+            console.print(f"{s['rows']:,} suspects by {s['detector']} -> {s['out']}")
+
+    return emit(ctx, result, render, p["json_output"])
