@@ -31,12 +31,13 @@ def train(
     model_option: List[str] = typer.Option([], "--model-option", "-M", help="Model option KEY=VALUE."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Pretrained weights from a local file "
                                            "(.safetensors or a torch state dict); never downloaded."),
-    epochs: int = typer.Option(DEFAULTS.epochs, "--epochs", "-e"),
-    batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", "-b"),
+    epochs: int = typer.Option(DEFAULTS.epochs, "--epochs", "-e", help="Passes over the training set."),
+    batch_size: int = typer.Option(DEFAULTS.batch_size, "--batch-size", "-b", help="Samples per training step."),
     optimizer: str = typer.Option(DEFAULTS.optimizer, "--optimizer", help="sgd, adamw or adam."),
     lr: float = typer.Option(DEFAULTS.lr, "--lr", help="Peak learning rate."),
     momentum: float = typer.Option(DEFAULTS.momentum, "--momentum", help="SGD momentum (Nesterov when > 0)."),
-    weight_decay: float = typer.Option(DEFAULTS.weight_decay, "--weight-decay"),
+    weight_decay: float = typer.Option(DEFAULTS.weight_decay, "--weight-decay", help="L2 penalty (decoupled "
+                                       "for adamw)."),
     schedule: str = typer.Option(DEFAULTS.schedule, "--schedule", help="cosine, step (/10 at 50% and 75%) or constant."),
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of initialisation, order and augmentation."),
     device: str = typer.Option(DEFAULTS.device, "--device", help="auto, cpu, cuda or cuda:N."),
@@ -47,7 +48,8 @@ def train(
     record_eval: bool = typer.Option(DEFAULTS.record_eval, "--record-eval/--no-record-eval",
                                      help="After each epoch, record eval-mode loss, probability, margin and "
                                           "prediction of every training sample (one extra forward pass)."),
-    eval_batch_size: int = typer.Option(DEFAULTS.eval_batch_size, "--eval-batch-size"),
+    eval_batch_size: int = typer.Option(DEFAULTS.eval_batch_size, "--eval-batch-size",
+                                        help="Samples per forward pass of the recording (eval) pass."),
     record_probs: Optional[bool] = typer.Option(None, "--record-probs/--no-record-probs", show_default=False,
                                                 help="Record the late-epoch mean class probabilities [N x C] "
                                                      "(default: when there are at most 100 classes)."),

@@ -1,0 +1,63 @@
+"""The CLI reference (docs/cli.md), generated from the commands themselves so it cannot drift.
+
+    .venv/bin/python -m noisyctl.cli.reference > docs/cli.md
+"""
+
+from __future__ import annotations
+
+import click
+import typer
+
+HEADER = """# CLI reference
+
+Generated from the code by `python -m noisyctl.cli.reference > docs/cli.md`; a test fails when it
+differs. Every command also takes `--help`. Exit codes: 0 success, 1 an error (one `error:` line),
+2 a usage error, 3 a CI gate that failed (`detect --fail-above`, `--fail-count`), 130 interrupted.
+"""
+
+
+def _type_name(param) -> str:
+    """The parameter's type; typer >= 0.20 carries its own click core, older ones plain click's."""
+    bare = getattr(param, "bare_type", None)
+    name = bare() if callable(bare) else param.type.name
+    return str(name).lower().replace("list[str]", "text").replace("str", "text")
+
+
+def _option_row(param) -> str:
+    if param.param_type_name == "argument":
+        name = f"`{param.name.upper()}`"
+    else:
+        name = " / ".join(f"`{flag}`" for flag in [*param.opts, *param.secondary_opts])
+    kind = "flag" if getattr(param, "is_flag", False) else _type_name(param)
+    if getattr(param, "multiple", False):
+        kind += ", repeatable"
+    default = param.default
+    shown = "" if default in (None, (), []) or callable(default) or getattr(param, "show_default", True) is False \
+        else f"`{default}`"
+    text = " ".join((getattr(param, "help", None) or "").split()).replace("|", "\\|")
+    return f"| {name} | {kind} | {shown} | {text} |"
+
+
+def cli_markdown(app: typer.Typer) -> str:
+    group = typer.main.get_command(app)
+    context = click.Context(group, info_name="noisyctl")
+    lines = [HEADER]
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        lines += [f"## `noisyctl {name}`", "", " ".join((command.help or "").split()), ""]
+        params = [p for p in command.params if p.name != "help"]
+        if params:
+            lines += ["| option | type | default | meaning |", "| --- | --- | --- | --- |"]
+            lines += [_option_row(p) for p in params]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from noisyctl.cli import create_app
+
+    typer.echo(cli_markdown(create_app()), nl=False)
+
+
+if __name__ == "__main__":
+    main()
