@@ -26,7 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from noisyctl import plugins
+from noisyctl import distributed, plugins
 from noisyctl.api import Batch, DatasetData, ModelSpec, SampleSet
 from noisyctl.augment import augment_batch, check_preset
 from noisyctl.errors import NoisyctlError
@@ -188,8 +188,12 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
-def _fingerprint(options: TrainOptions, labels: Labels) -> str:
+def _fingerprint(options: TrainOptions, labels: Labels, world: int = 1) -> str:
+    """What a checkpoint must match to be resumed: options, labels and (under torchrun) the number of
+    processes, which decides each epoch's order."""
     digest = hashlib.sha256(json.dumps(asdict(options), sort_keys=True, default=str).encode())
+    if world > 1:
+        digest.update(f"world={world}".encode())
     digest.update(np.ascontiguousarray(labels.given_labels).tobytes())
     return digest.hexdigest()
 
@@ -253,6 +257,13 @@ class Trainer:
         self._trusted_tensors = None
         self.current_lr = options.lr
         self.device = resolve_device(options.device)
+        self.dist = distributed.from_environment(self.device.type)
+        if self.dist.active:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.dist.local_rank)
+            if options.strategy != "standard" or options.folds:
+                raise NoisyctlError("under torchrun, train runs the standard strategy without --folds; run "
+                                    "those in one process")
         self.use_amp = options.amp and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
         if self.device.type == "cpu":
@@ -265,6 +276,13 @@ class Trainer:
         self.threshold = threshold_samples(len(labels.ids), data.num_classes, options.aum_threshold_set)
         self.model, self.model_registration = build_model(options, data, extra_classes=int(self.threshold.any()))
         self.model.to(self.device)
+        # The wrapped model trains (DDP averages gradients across ranks); the plain one evaluates and is saved.
+        self.train_model = self.model
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.given = torch.as_tensor(np.where(self.threshold, data.num_classes, labels.given_labels), dtype=torch.long)
@@ -358,7 +376,10 @@ class Trainer:
         n = len(self.labels.ids)
         seed = _epoch_seed(self.options.seed, epoch)
         torch.manual_seed(seed)  # augmentation and dropout draw from here: same epoch, same draws
-        order = np.random.default_rng(seed).permutation(n)
+        if self.dist.active:
+            order = self.dist.epoch_order(n, self.options.seed, epoch)
+        else:
+            order = np.random.default_rng(seed).permutation(n)
         lr = self.options.learning_rate(epoch)
         self.current_lr = lr
         for group in self.optimizer.param_groups:
@@ -379,7 +400,7 @@ class Trainer:
             index = index.to(self.device, non_blocking=True)
             targets = given[index]
             with self._autocast():
-                logits = self.model(inputs)
+                logits = self.train_model(inputs)
             logits = logits.float()
             losses = F.cross_entropy(logits, targets, reduction="none")
             objective, values = self.strategy.objective(Batch(inputs, index, targets, logits, losses))
@@ -395,10 +416,12 @@ class Trainer:
             self.step += 1
             if on_batch is not None:
                 on_batch(len(index))
-        loss, margin = records.cpu().numpy().T
-        steps = np.empty(n, dtype=np.int32)
+        steps = np.full(n, -1, dtype=np.int32)
         for number, batch in enumerate(batches):
             steps[batch] = first_step + number
+        if self.dist.active:
+            records, steps = self._gather_records(records, steps)
+        loss, margin = records.cpu().numpy().T
         return {
             "train_loss": np.ascontiguousarray(loss),
             "train_margin": np.ascontiguousarray(margin),
@@ -407,6 +430,19 @@ class Trainer:
             "figures": {"train_loss": float(np.mean(loss)), "train_accuracy": float(np.mean(margin > 0)),
                         "learning_rate": lr},
         }
+
+    def _gather_records(self, records, steps: np.ndarray):
+        """Every rank's records of the epoch, merged: each sample has them from the rank that saw it
+        (averaged over the few the sampler repeats to even out the shares)."""
+        import torch
+
+        seen = ~torch.isnan(records[:, 0])
+        values, counts = torch.nan_to_num(records), seen.float()
+        self.dist.sum_(values)
+        self.dist.sum_(counts)
+        step_tensor = torch.as_tensor(steps, dtype=torch.float64, device=self.device)
+        self.dist.max_(step_tensor)
+        return values / counts[:, None], step_tensor.cpu().numpy().astype(np.int32)
 
     def _predict(self, sample_set, with_features: bool = False):
         """Eval-mode logits of a whole subset, in sample order; with the penultimate features too
@@ -527,11 +563,14 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
     trusted = load_trusted(options.trusted, data) if options.trusted else None
     labels, data = training_labels(labels, data, options)
     trainer = Trainer(labels, data, options, trusted)
-    fingerprint = _fingerprint(options, labels)
+    main = trainer.dist.is_main  # under torchrun only rank 0 writes files; every rank reads the checkpoint
+    fingerprint = _fingerprint(options, labels, trainer.dist.world)
     start_epoch = 0
     if checkpoints.exists():
         if restart:
-            checkpoints.discard()
+            trainer.dist.barrier()  # every rank has looked before rank 0 deletes
+            if main:
+                checkpoints.discard()
         elif resume:
             state = checkpoints.load_state()
             if state.get("fingerprint") != fingerprint:
@@ -552,7 +591,7 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
     trained_samples = 0
     columns = [TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
                TaskProgressColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=not show_progress, transient=False) as progress:
+    with Progress(*columns, console=console, disable=not (show_progress and main), transient=False) as progress:
         task = progress.add_task("train", total=options.epochs * n, completed=start_epoch * n,
                                  epoch=start_epoch, epochs=options.epochs, status="")
         for epoch in range(start_epoch, options.epochs):
@@ -562,11 +601,14 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
             trained_samples += n
             figures = record.pop("figures")
             if not np.isfinite(figures["train_loss"]):
-                _keep_finished(out, labels, checkpoints, epoch, _attrs(labels, options, trainer, recipe))
+                if main:
+                    _keep_finished(out, labels, checkpoints, epoch, _attrs(labels, options, trainer, recipe))
                 raise NoisyctlError(f"training loss became {figures['train_loss']} in epoch {epoch + 1}: lower the "
                                     f"learning rate (--lr); the {epoch} finished epoch(s) are kept in {out}"
                                     if epoch else f"training loss became {figures['train_loss']} in epoch 1: "
                                     f"lower the learning rate (--lr)")
+            if not main:
+                continue  # the eval pass, test accuracy and checkpoint are rank 0's
             if options.record_eval:
                 evaluation = trainer.record_eval(epoch)
                 figures.update(evaluation.pop("figures"))
@@ -587,6 +629,12 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
             status += f"  {trained_samples / max(elapsed, 1e-9):,.0f} samples/s"
             progress.update(task, status=status)
 
+    trainer.dist.barrier()  # the last checkpoint is written before any rank leaves
+    if not main:
+        distributed.shutdown()
+        return {"out": str(out), "epochs": options.epochs, "samples": n, "device": str(trainer.device),
+                "rank": trainer.dist.rank, "resumed_from_epoch": start_epoch,
+                "seconds": round(time.perf_counter() - started, 3), "last_epoch": {}}
     extra = {}
     if trainer.threshold.any():
         extra["samples/threshold"] = trainer.threshold
@@ -599,6 +647,8 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
                                                                console if show_progress else None)
     assemble_run(out, labels, checkpoints, options.epochs, _attrs(labels, options, trainer, recipe), extra)
     checkpoints.discard()
+    if trainer.dist.active:
+        distributed.shutdown()
     with h5py.File(out, "r") as h5:
         last = {name: float(ds[-1]) for name, ds in h5["epochs"].items()}
     return {"out": str(out), "epochs": options.epochs, "samples": n, "device": str(trainer.device),
@@ -704,7 +754,7 @@ def _attrs(labels: Labels, options: TrainOptions, trainer: Trainer, recipe: dict
     used[f"strategy:{options.strategy}"] = trainer.strategy_registration.origin
     return {"dataset": labels.dataset, "noise": labels.noise, "plugins": used, "recipe": recipe,
             "pruning": labels.pruning, "correction": labels.correction,
-            "training": {**asdict(options), "device_used": str(trainer.device)}}
+            "training": {**asdict(options), "device_used": str(trainer.device), "processes": trainer.dist.world}}
 
 
 def _keep_finished(out: Path, labels: Labels, checkpoints: Checkpoints, finished: int, attrs: dict) -> None:

@@ -106,6 +106,8 @@ def train(
         trusted=str(p["trusted"]) if p["trusted"] else None)
     result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
                        show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))
+    if result.get("rank"):  # under torchrun, rank 0 reports for all
+        return result
 
     def render(console):
         last = result["last_epoch"]
