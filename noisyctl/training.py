@@ -655,6 +655,40 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
             "resumed_from_epoch": start_epoch, "seconds": round(time.perf_counter() - started, 3), "last_epoch": last}
 
 
+def projected_size(n: int, num_classes: int, options: TrainOptions, feature_dim: int | None,
+                   strategy_records: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+    """Bytes of each field the run file would hold (uncompressed), for the options' record set."""
+    e = options.epochs
+    channels = ["train_loss", "train_margin", "train_step", *strategy_records]
+    if options.record_eval:
+        channels += ["eval_loss", "eval_prob", "eval_margin", "eval_pred"]
+    sizes = [(f"dynamics/{name}", n * e * 4) for name in channels]
+    record_probs = options.record_probs
+    if options.record_eval and (num_classes <= PROBS_AUTO_MAX_CLASSES if record_probs is None else record_probs):
+        sizes.append(("probs/late_mean", n * num_classes * 2))
+    if options.folds:
+        sizes.append(("probs/out_of_fold", n * num_classes * 2))
+    if options.record_eval and feature_dim:
+        wanted = options.record_features
+        if (n * feature_dim * 2 <= FEATURES_AUTO_MAX_BYTES) if wanted is None else wanted:
+            sizes.append(("features/penultimate", n * feature_dim * 2))
+    sizes.append(("samples and epochs (ids, labels, per-epoch figures)", n * 40 + e * 7 * 4))
+    return sizes
+
+
+def dry_run(labels: Labels, data: DatasetData, options: TrainOptions) -> dict[str, Any]:
+    """What ``train`` would write, without training: the projected size of each field."""
+    options.check()
+    labels, data = training_labels(labels, data, options)
+    model, _ = build_model(options, data)
+    head = penultimate_layer(model)
+    strategy, _ = build_strategy(options)
+    sizes = projected_size(len(labels.ids), data.num_classes, options, head.in_features if head else None,
+                           tuple(strategy.records))
+    return {"samples": len(labels.ids), "classes": data.num_classes, "epochs": options.epochs,
+            "fields": dict(sizes), "total_bytes": sum(size for _, size in sizes)}
+
+
 def options_from_run(run) -> TrainOptions:
     """The training options a run file records (to retrain the same way); unknown keys are ignored."""
     known = {f.name for f in fields(TrainOptions)}

@@ -12,10 +12,28 @@ from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, re
 from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset, load_dataset, parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import read_labels
-from noisyctl.training import TrainOptions, train as train_run
+from noisyctl.training import TrainOptions, dry_run as dry_run_plan, train as train_run
 
 app = typer.Typer()
 DEFAULTS = TrainOptions()
+
+
+def render_dry_run(console, plan: dict) -> None:
+    table = Table(title=f"projected run file: {plan['samples']:,} samples x {plan['epochs']} epochs, "
+                        f"{plan['classes']} classes")
+    table.add_column("field")
+    table.add_column("size", justify="right")
+    for name, size in plan["fields"].items():
+        table.add_row(name, _bytes(size))
+    table.add_row("[bold]total (before compression)[/]", f"[bold]{_bytes(plan['total_bytes'])}[/]")
+    console.print(table)
+
+
+def _bytes(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
 
 
 @app.command()
@@ -75,12 +93,13 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run checkpointed in OUT.ckpt/."),
     restart: bool = typer.Option(False, "--restart", help="Discard OUT.ckpt/ of an interrupted run and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the projected size of the run file for these "
+                                 "options and the data, and train nothing."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
     """Train a model on (possibly noisy) labels and record every sample's training dynamics."""
     p = with_recipe(ctx)
-    out_path = Path(require(p["out"], "--out"))
     if p["labels"] is not None and p["dataset"] is not None:
         raise NoisyctlError("give --labels or --dataset, not both (a labels file names its dataset)")
     if p["labels"] is not None:
@@ -104,6 +123,10 @@ def train(
         true_labels=p["true_labels"], strategy=p["strategy"],
         strategy_options=parse_options(p["strategy_option"], "strategy"),
         trusted=str(p["trusted"]) if p["trusted"] else None)
+    if p["dry_run"]:
+        plan = dry_run_plan(sample_labels, data, options)
+        return emit(ctx, plan, lambda console: render_dry_run(console, plan), p["json_output"])
+    out_path = Path(require(p["out"], "--out"))
     result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
                        show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))
     if result.get("rank"):  # under torchrun, rank 0 reports for all

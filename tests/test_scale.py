@@ -1,0 +1,23 @@
+"""train --dry-run's size projection, against a real file and at ImageNet scale."""
+
+from noisyctl.training import TrainOptions, projected_size
+
+
+def test_dry_run_projects_the_size_of_the_file_train_writes(cli, tmp_path):
+    cli("synth", "-o", tmp_path / "l.h5")
+    plan = cli.json("train", "-l", tmp_path / "l.h5", "-e", "4", "--dry-run")
+    assert not list(tmp_path.glob("*.ckpt")) and len(list(tmp_path.iterdir())) == 1  # nothing trained or written
+    assert set(plan["fields"]) >= {"dynamics/train_loss", "dynamics/eval_pred", "probs/late_mean", "features/penultimate"}
+    cli("train", "-l", tmp_path / "l.h5", "-e", "4", "-q", "-o", tmp_path / "r.h5")
+    actual = (tmp_path / "r.h5").stat().st_size
+    # Integer channels are compressed in the file, so it is somewhat smaller than the projection.
+    assert 0.4 * plan["total_bytes"] < actual < 1.1 * plan["total_bytes"]
+
+
+def test_the_default_record_set_stays_small_at_imagenet_scale():
+    # 1,281,167 samples, 1,000 classes, 90 epochs, a ResNet-50 head (2,048 features).
+    sizes = dict(projected_size(1_281_167, 1000, TrainOptions(epochs=90), 2048))
+    assert "probs/late_mean" not in sizes and "features/penultimate" not in sizes  # opt-in above 100 classes / 1 GiB
+    assert sum(sizes.values()) < 3.2 * 2**30
+    opted_in = dict(projected_size(1_281_167, 1000, TrainOptions(epochs=90, record_probs=True), 2048))
+    assert opted_in["probs/late_mean"] == 1_281_167 * 1000 * 2
