@@ -40,6 +40,30 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextmanager
+def exclusive(lock_path: str | os.PathLike, doing: str, remove: bool = False) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_path`` (created if needed), or refuse at once:
+    two processes writing the same output would otherwise leave one of them's work lost or mixed.
+    ``remove`` deletes the lock file when done (for locks beside a user's file)."""
+    import fcntl
+
+    path = Path(lock_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+b")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise NoisyctlError(f"another noisyctl process is {doing} (it holds {path}); wait for it to finish") from None
+    try:
+        yield
+    finally:
+        if remove:
+            path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

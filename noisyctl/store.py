@@ -224,8 +224,18 @@ def new_file(h5: h5py.File, kind: str, **attrs: Any) -> None:
 
 
 def _json_attr(h5: h5py.File, name: str) -> Any:
+    """A JSON attribute, refused in one line when it is not the object the schema says (a damaged or
+    hand-edited file); only ever parsed as JSON, so a file's attributes cannot run code."""
     value = h5.attrs.get(name)
-    return None if value is None else json.loads(value)
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        raise NoisyctlError(f"{h5.filename} is damaged: its '{name}' attribute is not valid JSON") from None
+    if parsed is not None and not isinstance(parsed, dict):
+        raise NoisyctlError(f"{h5.filename} is damaged: its '{name}' attribute is not a JSON object")
+    return parsed
 
 
 def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> h5py.File:
@@ -301,6 +311,9 @@ class Labels:
         return replace(self, ids=[self.ids[i] for i in indices], **take)
 
     def write(self, h5: h5py.File) -> None:
+        bad = next((i for i in self.ids if "\x00" in i), None)
+        if bad is not None:
+            raise NoisyctlError(f"sample id {bad!r} holds a NUL character, which HDF5 strings cannot store")
         write_field(h5, "samples/id", np.array(self.ids, dtype=object))
         write_field(h5, "samples/given_label", self.given_labels)
         if self.true_labels is not None:
@@ -441,9 +454,12 @@ def save_scores(path: str | Path, results: dict[str, dict[str, Any]]) -> None:
 
     ``results`` maps a detector name to ``{"scores", "flagged", "description", "options", "info", "plugin"}``.
     """
+    from noisyctl.fileio import exclusive
+
     with open_checked(path, want=RUN):
         pass
-    with atomic_output(path) as tmp:
+    lock = Path(path).with_name(f".{Path(path).name}.lock")
+    with exclusive(lock, f"saving scores into {path}", remove=True), atomic_output(path) as tmp:
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "r+") as h5:
             # The latest detect's detectors come first, in its order; older scores keep theirs after them.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -554,7 +555,28 @@ def assemble_run(out: Path, labels: Labels, checkpoints: Checkpoints, num_epochs
 
 def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *, resume: bool = False,
           restart: bool = False, show_progress: bool = True, recipe: dict | None = None) -> dict[str, Any]:
-    """Train on ``labels``, record dynamics, and write the run file ``out``."""
+    """Train on ``labels``, record dynamics, and write the run file ``out``.
+
+    A second process training into the same ``out`` is refused (a lock in the checkpoint folder);
+    under torchrun, rank 0 holds it for all ranks."""
+    from noisyctl.fileio import exclusive
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(labels, data, options, out, resume=resume, restart=restart, show_progress=show_progress,
+                      recipe=recipe)
+    checkpoints = Checkpoints(Path(out))
+    try:
+        with exclusive(checkpoints.folder / "lock", f"training into {out}"):
+            return _train(labels, data, options, out, resume=resume, restart=restart, show_progress=show_progress,
+                          recipe=recipe)
+    finally:
+        # A run that failed before its first checkpoint leaves nothing to resume: no folder either.
+        if checkpoints.folder.is_dir() and not any(p.name != "lock" for p in checkpoints.folder.iterdir()):
+            shutil.rmtree(checkpoints.folder, ignore_errors=True)
+
+
+def _train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *, resume: bool = False,
+           restart: bool = False, show_progress: bool = True, recipe: dict | None = None) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 

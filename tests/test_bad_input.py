@@ -1,0 +1,175 @@
+"""The bad-input table: every kind of bad input a user or CI job can hand noisyctl, each answered
+with one `error:` line, a non-zero exit, no traceback, and no file left half-written."""
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from noisyctl import plugins
+
+RAISING_DETECTOR = '''
+from noisyctl.api import BlockDetector, hookimpl
+
+class Broken(BlockDetector):
+    """Raises when scoring."""
+    channels = ("train_loss",)
+    def score_block(self, block):
+        raise ZeroDivisionError("bad math")
+
+@hookimpl
+def register_detectors(register):
+    register("broken", Broken)
+'''
+
+
+def install(site: Path, dist: str, module: str, source: str) -> None:
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[noisyctl]\n{module} = {module}\n")
+    (site / f"{module}.py").write_text(source)
+
+
+def image_folder(d: Path, corrupt: bool = False) -> Path:
+    root = d / "images"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(root / c / f"{i}.png")
+    if corrupt:
+        (root / "dog" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return root
+
+
+def labels_file(cli, d: Path, dataset=("-d", "digits")) -> Path:
+    cli("synth", *dataset, "-o", d / "labels.h5")
+    return d / "labels.h5"
+
+
+def run_file(cli, d: Path, *train_args) -> Path:
+    cli("train", "-l", labels_file(cli, d), "-e", "1", "-q", *train_args, "-o", d / "run.h5")
+    return d / "run.h5"
+
+
+def edit_attr(path: Path, name: str, change) -> Path:
+    with h5py.File(path, "r+") as h5:
+        h5.attrs[name] = change(h5.attrs[name])
+    return path
+
+
+def swap_ids(path: Path) -> Path:
+    with h5py.File(path, "r+") as h5:
+        ids = h5["samples/id"][:]
+        ids[[0, 1]] = ids[[1, 0]]
+        h5["samples/id"][...] = ids
+    return path
+
+
+def truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def npz_with_bad_label(d: Path) -> Path:
+    np.savez(d / "x.npz", x=np.zeros((4, 3), np.float32), y=np.array([0, 1, 2, 12]),
+             class_names=np.array(["a", "b", "c"]))
+    return d / "x.npz"
+
+
+# (what, setup(cli, d, site) -> argv, the error line must contain, files the failure may leave)
+BAD_INPUTS = [
+    ("missing dataset path", lambda cli, d, s: ["train", "--dataset", "imagefolder", "--data-root", d / "nowhere",
+                                                "-o", d / "r.h5"], "does not exist", ()),
+    ("dataset path is a file", lambda cli, d, s: ["train", "--dataset", "imagefolder", "--data-root",
+                                                  write(d / "f.txt", "x"), "-o", d / "r.h5"], "f.txt", ()),
+    ("image that does not decode", lambda cli, d, s: ["train", "--dataset", "imagefolder", "--data-root",
+                                                      image_folder(d, corrupt=True), "-e", "1", "-q", "-o", d / "r.h5"],
+     "1.png", ()),
+    ("label outside the class range", lambda cli, d, s: ["train", "--dataset", "npz", "--data-root",
+                                                         npz_with_bad_label(d), "-o", d / "r.h5"], "outside 0..2", ()),
+    ("labels file for another dataset (count)", lambda cli, d, s: [
+        "train", "-l", edit_attr(labels_file(cli, d, ("-d", "blobs", "-D", "samples=300")), "dataset",
+                                 lambda v: v.replace('"samples": 300', '"samples": 400')), "-o", d / "r.h5"],
+     "has 300 samples but dataset 'blobs' has 400", ()),
+    ("labels file for another dataset (ids)", lambda cli, d, s: ["train", "-l", swap_ids(labels_file(cli, d)),
+                                                                 "-o", d / "r.h5"], "does not match dataset", ()),
+    ("truncated HDF5 file", lambda cli, d, s: ["detect", truncate(run_file(cli, d))],
+     "not a readable HDF5 file (truncated, corrupt or another format)", ()),
+    ("corrupt HDF5 file", lambda cli, d, s: ["report", write(d / "bad.h5", "\x89HDF\r\n\x1a\n" + "x" * 400)],
+     "not a readable HDF5 file", ()),
+    ("another schema version", lambda cli, d, s: ["detect", edit_attr(run_file(cli, d), "schema_version",
+                                                                      lambda v: 99)],
+     "schema version 99, this noisyctl reads version 1: upgrade noisyctl", ()),
+    ("recipe with an unknown key", lambda cli, d, s: ["run", write(d / "r.yaml", "steps:\n  - train: {epoch: 3}\n")],
+     "unknown key 'epoch'", ()),
+    ("recipe with a wrong type", lambda cli, d, s: ["run", write(d / "r.yaml", "steps:\n  - train: {epochs: ten}\n")],
+     "Invalid value for '--epochs'", ()),
+    ("recipe step needs a file no earlier step makes", lambda cli, d, s: [
+        "run", write(d / "r.yaml", f"steps:\n  - detect: {{run: {d / 'never.h5'}}}\n")],
+     "does not exist and no earlier step writes it", ()),
+    ("noise rate outside [0, 1)", lambda cli, d, s: ["synth", "-r", "1.5", "-o", d / "l.h5"], "outside [0, 1)", ()),
+    ("transition rows that do not sum to 1", lambda cli, d, s: [
+        "synth", "-n", "transition", "-N", f"matrix={write(d / 'm.yaml', '[[0.5, 0.2], [0.1, 0.9]]')}",
+        "-d", "blobs", "-D", "classes=2", "-o", d / "l.h5"], "sum", ()),
+    ("detector needs a channel the file lacks", lambda cli, d, s: ["detect", run_file(cli, d, "--no-record-eval"),
+                                                                   "-d", "datamap"],
+     "train records eval_* channels unless --no-record-eval", ()),
+    ("NaN losses", lambda cli, d, s: ["train", "-l", labels_file(cli, d), "-e", "3", "-q", "--lr", "1e30",
+                                      "-o", d / "r.h5"], "lower the learning rate", ("r.h5",)),
+    ("a plugin that raises at import", lambda cli, d, s: (install(s, "bad-import", "bad_import",
+                                                                  "raise RuntimeError('no gpu here')\n"),
+                                                          ["detect", run_file(cli, d), "-d", "bad"])[1],
+     "unknown detector 'bad'", ()),
+    ("a plugin that raises when called", lambda cli, d, s: (install(s, "bad-call", "bad_call", RAISING_DETECTOR),
+                                                            ["detect", run_file(cli, d), "-d", "broken"])[1],
+     "detector 'broken' from plugin 'bad-call:bad_call' (bad-call 1.0) failed: ZeroDivisionError: bad math", ()),
+]
+
+
+@pytest.mark.parametrize("what, setup, message, may_leave", BAD_INPUTS, ids=[row[0] for row in BAD_INPUTS])
+def test_bad_input(cli, tmp_path, monkeypatch, what, setup, message, may_leave):
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv(plugins.DISABLE_AUTOLOAD_ENV, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = setup(cli, work, site)
+    before = {p.relative_to(work) for p in work.rglob("*")}
+    line = cli.error(*argv)  # one `error:` line, non-zero exit, no traceback
+    assert message in line, line
+    after = {p.relative_to(work) for p in work.rglob("*")}
+    left = {str(p) for p in after - before if not p.name.endswith(".lock")}
+    assert left <= set(may_leave), f"{what} left {left}"
+    assert not [p for p in work.rglob("*.tmp")], "a temporary file was left behind"
+    plugins.reset()
+
+
+def test_nan_losses_keep_the_epochs_finished_so_far(cli, tmp_path, monkeypatch):
+    from noisyctl.training import Trainer
+
+    real_epoch = Trainer.train_epoch
+
+    def diverges_in_epoch_three(self, epoch, on_batch=None, record=True):
+        result = real_epoch(self, epoch, on_batch, record)
+        if epoch == 2:
+            result["train_loss"][:] = np.nan
+            result["figures"]["train_loss"] = float("nan")
+        return result
+
+    monkeypatch.setattr(Trainer, "train_epoch", diverges_in_epoch_three)
+    labels = labels_file(cli, tmp_path)
+    line = cli.error("train", "-l", labels, "-e", "5", "-q", "-o", tmp_path / "r.h5")
+    assert "training loss became nan in epoch 3" in line and "the 2 finished epoch(s) are kept" in line
+    with h5py.File(tmp_path / "r.h5") as h5:
+        assert h5.attrs["num_epochs"] == 2 and np.isfinite(h5["dynamics/train_loss"][:]).all()
