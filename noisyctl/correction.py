@@ -13,7 +13,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Correction, Corrector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import gmm_noisy_posterior
+from noisyctl.estimate import decided_noisy
 from noisyctl.fileio import atomic_output
 from noisyctl.metrics import ranking
 from noisyctl.store import Labels, RunFile
@@ -32,10 +32,7 @@ class CorrectionOutcome:
 
 def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None) -> CorrectionOutcome:
     registration = plugins.get("corrector", name)
-    try:
-        corrector: Corrector = registration.obj(**(options or {}))
-    except TypeError as exc:
-        raise NoisyctlError(f"corrector '{name}' does not take options {sorted(options or {})}: {exc}") from None
+    corrector: Corrector = registration.create(**(options or {}))
     if "features" in corrector.needs and run.features() is None:
         raise NoisyctlError(f"corrector '{name}' needs penultimate features, which {run.path} lacks (train "
                             f"records them when they fit in 1 GiB, or with --record-features)")
@@ -44,13 +41,7 @@ def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None
         raise NoisyctlError(f"corrector '{name}' needs class probabilities, which {run.path} lacks (train "
                             f"--record-probs or --folds K)")
     started = time.perf_counter()
-    try:
-        correction = corrector.propose(run)
-    except NoisyctlError:
-        raise
-    except Exception as exc:
-        raise NoisyctlError(f"corrector '{name}' from {registration.provenance()} failed: "
-                            f"{type(exc).__name__}: {exc}") from None
+    correction = registration.guarded(corrector.propose, run)
     labels = np.asarray(correction.labels).astype(np.int64)
     confidence = np.asarray(correction.confidence, dtype=np.float64)
     if labels.shape != (run.num_samples,) or confidence.shape != (run.num_samples,):
@@ -65,16 +56,12 @@ def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None
 def flagged_samples(scores: np.ndarray, flags: np.ndarray | None, top: int | None) -> tuple[np.ndarray, str]:
     """The samples a correction applies to: the ``top`` highest scores, else the detector's own flags,
     else those a two-component mixture on its scores puts on the noisy side."""
+    if top is None:
+        return decided_noisy(scores, flags), "the detector's flags" if flags is not None else "a mixture on the scores"
     judged = ~np.isnan(scores)
     chosen = np.zeros(len(scores), dtype=bool)
-    if top is not None:
-        order = ranking(np.where(judged, scores, -np.inf))
-        chosen[order[:min(top, int(judged.sum()))]] = True
-        return chosen, f"top {top} by score"
-    if flags is not None:
-        return np.asarray(flags, dtype=bool) & judged, "the detector's flags"
-    chosen[judged] = gmm_noisy_posterior(scores[judged]) > 0.5
-    return chosen, "a mixture on the scores"
+    chosen[ranking(np.where(judged, scores, -np.inf))[:min(top, int(judged.sum()))]] = True
+    return chosen, f"top {top} by score"
 
 
 def proposal_quality(labels: Labels, proposed: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
@@ -97,12 +84,16 @@ def proposal_quality(labels: Labels, proposed: np.ndarray, flagged: np.ndarray) 
     return quality
 
 
+def _mask(values: np.ndarray | None, n: int) -> np.ndarray:
+    """A copy of an optional per-sample mark, or all False when the file has none."""
+    return np.zeros(n, dtype=bool) if values is None else values.copy()
+
+
 def apply_correction(labels: Labels, proposed: np.ndarray, apply_to: np.ndarray, by: str, source: str) -> Labels:
     """``labels`` with the proposals taken where ``apply_to`` and they differ; marks what changed."""
     changed = apply_to & (proposed != labels.given_labels)
     given = np.where(changed, proposed, labels.given_labels)
-    previously = labels.corrected if labels.corrected is not None else np.zeros(len(given), dtype=bool)
-    return replace(labels, given_labels=given, corrected=previously | changed,
+    return replace(labels, given_labels=given, corrected=_mask(labels.corrected, len(given)) | changed,
                    correction={"by": by, "changed": int(changed.sum()), "from": source})
 
 
@@ -141,8 +132,7 @@ def read_review_csv(path: Path, labels: Labels) -> Labels:
     position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
     classes = {name: c for c, name in enumerate(labels.class_names)}
     given = labels.given_labels.copy()
-    reviewed = np.zeros(len(given), dtype=bool) if labels.reviewed is None else labels.reviewed.copy()
-    removed = np.zeros(len(given), dtype=bool) if labels.removed is None else labels.removed.copy()
+    reviewed, removed = _mask(labels.reviewed, len(given)), _mask(labels.removed, len(given))
     bad: list[str] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -178,7 +168,7 @@ def read_review_csv(path: Path, labels: Labels) -> Labels:
     pruning = labels.pruning
     if removed.any() and pruning is None:
         pruning = {"detector": None, "rule": "review", "removed": int(removed.sum()), "from": str(path)}
-    corrected = (labels.corrected if labels.corrected is not None else np.zeros(len(given), dtype=bool)) | changed
+    corrected = _mask(labels.corrected, len(given)) | changed
     return replace(labels, given_labels=given, reviewed=reviewed, corrected=corrected,
                    removed=removed if removed.any() else labels.removed, pruning=pruning,
                    correction={"by": f"review:{path.name}", "changed": int(changed.sum()), "from": str(path)})

@@ -11,7 +11,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import confused_pairs, gmm_noisy_posterior
+from noisyctl.estimate import confused_pairs, decided_noisy
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
 
@@ -34,11 +34,7 @@ class Outcome:
 
 def make_detector(name: str, options: dict[str, Any]) -> tuple[Detector, Any]:
     registration = plugins.get("detector", name)
-    try:
-        detector = registration.obj(**options)
-    except TypeError as exc:
-        raise NoisyctlError(f"detector '{name}' does not take options {sorted(options)}: {exc}") from None
-    return detector, registration
+    return registration.create(**options), registration
 
 
 def available_defaults(run: RunFile) -> list[str]:
@@ -54,13 +50,7 @@ def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None)
     if missing:
         raise NoisyctlError(f"detector '{name}' needs {run.missing_channel(missing[0])}")
     started = time.perf_counter()
-    try:
-        result = detector.score(run)
-    except NoisyctlError:
-        raise
-    except Exception as exc:
-        raise NoisyctlError(f"detector '{name}' from {registration.provenance()} failed: "
-                            f"{type(exc).__name__}: {exc}") from None
+    result = registration.guarded(detector.score, run)
     seconds = time.perf_counter() - started
     scores = np.asarray(result.scores, dtype=np.float64)
     if scores.shape != (run.num_samples,):
@@ -113,23 +103,17 @@ def suggested_labels(run: RunFile) -> np.ndarray | None:
     return suggestions
 
 
-def noise_flags(outcomes: list[Outcome]) -> tuple[np.ndarray, str]:
-    """The samples judged mislabeled for the noise estimate: the first detector that flags samples
-    itself decides; when none does, a two-component mixture on the first detector's scores."""
-    flagging = next((o for o in outcomes if o.result.flagged is not None), None)
-    chosen = flagging or outcomes[0]
-    judged = ~np.isnan(chosen.result.scores)
-    if flagging is not None:
-        return flagging.result.flagged & judged, flagging.name
-    flagged = np.zeros(len(judged), dtype=bool)
-    flagged[judged] = gmm_noisy_posterior(chosen.result.scores[judged]) > 0.5
-    return flagged, f"mixture on {chosen.name} scores"
+def noise_flags(outcomes: list[Outcome]) -> tuple[np.ndarray, str, np.ndarray]:
+    """The samples judged mislabeled for the noise estimate, who decided, and which were judged: the
+    first detector that flags samples itself; when none does, a mixture on the first one's scores."""
+    chosen = next((o for o in outcomes if o.result.flagged is not None), outcomes[0])
+    by = chosen.name if chosen.result.flagged is not None else f"mixture on {chosen.name} scores"
+    return decided_noisy(chosen.result.scores, chosen.result.flagged), by, ~np.isnan(chosen.result.scores)
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None) -> dict[str, Any]:
     """The share of mislabeled samples and the most confused class pairs (see noise_flags)."""
-    flagged, by = noise_flags(outcomes)
-    judged = ~np.isnan(next((o for o in outcomes if o.result.flagged is not None), outcomes[0]).result.scores)
+    flagged, by, judged = noise_flags(outcomes)
     truth = run.labels.is_noisy
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())), "count": int(flagged.sum()), "by": by,

@@ -59,6 +59,11 @@ class Distributed:
         return np.fromiter(iter(sampler), dtype=np.int64)
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 when not under torchrun), before any process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def from_environment(device_type: str) -> Distributed:
     """The process group torchrun describes in the environment (initialised here), or a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

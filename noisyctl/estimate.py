@@ -26,6 +26,17 @@ def gmm_noisy_posterior(values: np.ndarray, reg_covar: float = 5e-4, seed: int =
     return np.where(x.ravel() < clean_mean, np.minimum(posterior, 0.5 - 1e-9), posterior)
 
 
+def decided_noisy(scores: np.ndarray, flags: np.ndarray | None) -> np.ndarray:
+    """The samples a detector judges mislabeled: its own flags when it makes a decision, else those a
+    two-component mixture on its scores puts on the noisy side. Unjudged (NaN) samples never."""
+    judged = ~np.isnan(scores)
+    if flags is not None:
+        return np.asarray(flags, dtype=bool) & judged
+    chosen = np.zeros(len(scores), dtype=bool)
+    chosen[judged] = gmm_noisy_posterior(scores[judged]) > 0.5
+    return chosen
+
+
 def confused_pairs(given: np.ndarray, suggested: np.ndarray, flagged: np.ndarray, class_names: list[str],
                    top: int = 5) -> list[dict]:
     """The (given -> suggested) label pairs most common among flagged samples."""

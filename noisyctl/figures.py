@@ -74,7 +74,7 @@ def ema_loss_curves(run, suspects: list[int], class_names: list[str]):
         np.add.at(sums, np.minimum(block["given_label"], classes), losses)
     per_label = _ema(sums / np.maximum(counts, 1)[:, None])
     overall = _ema(sums.sum(axis=0, keepdims=True) / max(1, len(given)))[0]
-    series = _ema(np.stack([run.channel_rows("train_loss", [i])[0] for i in suspects]).astype(np.float64))
+    series = _ema(run.channel_rows("train_loss", suspects).astype(np.float64))
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 3.8))
     x = np.arange(1, run.num_epochs + 1)

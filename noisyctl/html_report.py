@@ -23,8 +23,9 @@ FIGURE_TITLES = {
 
 
 def build_figures(run, scores: dict[str, np.ndarray], flagged: np.ndarray | None, suspects: list[dict],
-                  suggestions: np.ndarray | None, images: list | None) -> dict[str, Any]:
-    """Every figure the run has the data for, by name (in FIGURE_TITLES order)."""
+                  suggestions: np.ndarray | None, images: list | None) -> dict[str, bytes]:
+    """Every figure the run has the data for, as PNG bytes by name (in FIGURE_TITLES order); drawn
+    once, whether they go into the page, into PNG files, or both."""
     labels = run.labels
     names = labels.class_names
     made = {
@@ -40,16 +41,16 @@ def build_figures(run, scores: dict[str, np.ndarray], flagged: np.ndarray | None
         captions = [f"#{s['rank']} {s['id']}\ngiven {s['given']} -> {s['suggested'] or '?'}\nscore {s['score']:.3g}"
                     for s in suspects]
         made["suspects"] = figures.suspect_gallery(images, captions)
-    return {name: made[name] for name in FIGURE_TITLES if made.get(name) is not None}
+    return {name: figures.png_bytes(made[name]) for name in FIGURE_TITLES if made.get(name) is not None}
 
 
-def write_pngs(folder: Path, made: dict[str, Any]) -> list[str]:
+def write_pngs(folder: Path, made: dict[str, bytes]) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, figure in made.items():
+    for name, png in made.items():
         path = folder / f"{name}.png"
         with atomic_output(path) as tmp:
-            tmp.write_bytes(figures.png_bytes(figure))
+            tmp.write_bytes(png)
         written.append(str(path))
     return written
 
@@ -79,7 +80,7 @@ figcaption{color:#5b6b7c;font-size:.85rem}.estimate{font-size:1.05rem}.noisy{col
 """
 
 
-def render_html(result: dict[str, Any], made: dict[str, Any], notes: list[str]) -> str:
+def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]) -> str:
     """The report page: summary, estimate, detector metrics, suspects, comparison, then the figures."""
     esc = html.escape
     parts = [f"<h1>noisyctl report</h1><p class='sub'>{esc(result['run'])}</p>"]
@@ -132,8 +133,8 @@ def render_html(result: dict[str, Any], made: dict[str, Any], notes: list[str]) 
         parts.append("<h2>The same data, trained differently</h2>" + _table(
             ["run", "trained on", "samples", "test acc (last)", "test acc (best)", "gap closed"], rows,
             "gap closed: (test acc - noisy-label run) / (true-label run - noisy-label run)"))
-    for name, figure in made.items():
-        data = base64.b64encode(figures.png_bytes(figure)).decode("ascii")
+    for name, png in made.items():
+        data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{esc(FIGURE_TITLES[name])}</h2><figure><img alt='{esc(name)}' "
                      f"src='data:image/png;base64,{data}'></figure>")
     for note in notes:

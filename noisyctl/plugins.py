@@ -57,6 +57,23 @@ class Registration:
     def provenance(self) -> str:
         return f"plugin '{self.plugin}' ({self.distribution} {self.version})"
 
+    def create(self, **options: Any) -> Any:
+        """An instance of a class-style plugin (detector, corrector, strategy) taking ``options``."""
+        try:
+            return self.obj(**options)
+        except TypeError as exc:
+            raise NoisyctlError(f"{self.kind} '{self.name}' does not take options {sorted(options)}: {exc}") from None
+
+    def guarded(self, call, *args: Any) -> Any:
+        """Run plugin code; anything it raises but a NoisyctlError is reported as this plugin's failure."""
+        try:
+            return call(*args)
+        except NoisyctlError:
+            raise
+        except Exception as exc:
+            raise NoisyctlError(f"{self.kind} '{self.name}' from {self.provenance()} failed: "
+                                f"{type(exc).__name__}: {exc}") from None
+
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -90,6 +89,17 @@ class TrainOptions:
             raise NoisyctlError(f"folds must be 0 (none) or at least 2, not {self.folds}")
         check_preset(self.augment)
 
+    def records_probs(self, num_classes: int) -> bool:
+        """Whether the late-epoch class probabilities [N x C] are recorded."""
+        wanted = self.record_probs
+        return self.record_eval and (num_classes <= PROBS_AUTO_MAX_CLASSES if wanted is None else wanted)
+
+    def records_features(self, samples: int, feature_dim: int | None) -> bool:
+        """Whether the penultimate features [N x D] are recorded (never without a linear last layer)."""
+        wanted = self.record_features
+        fits = feature_dim is not None and samples * feature_dim * 2 <= FEATURES_AUTO_MAX_BYTES
+        return self.record_eval and feature_dim is not None and (fits if wanted is None else wanted)
+
     def learning_rate(self, epoch: int) -> float:
         if self.schedule == "cosine":
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
@@ -157,11 +167,7 @@ def penultimate_layer(model):
 
 def build_strategy(options: TrainOptions):
     registration = plugins.get("strategy", options.strategy)
-    try:
-        return registration.obj(**options.strategy_options), registration
-    except TypeError as exc:
-        raise NoisyctlError(f"strategy '{options.strategy}' does not take options "
-                            f"{sorted(options.strategy_options)}: {exc}") from None
+    return registration.create(**options.strategy_options), registration
 
 
 def margins(logits, labels):
@@ -289,19 +295,15 @@ class Trainer:
         self.given = torch.as_tensor(np.where(self.threshold, data.num_classes, labels.given_labels), dtype=torch.long)
         self.true = None if labels.true_labels is None else torch.as_tensor(labels.true_labels, dtype=torch.long)
         self.step = 0
-        record_probs = options.record_probs
-        self.record_probs = options.record_eval and (data.num_classes <= PROBS_AUTO_MAX_CLASSES
-                                                     if record_probs is None else record_probs)
+        self.record_probs = options.records_probs(data.num_classes)
         # Class probabilities are averaged over the last quarter of training (at least one epoch).
         self.late_start = options.epochs - max(1, options.epochs // 4)
         self.late_sum = None
         self.late_count = 0
         self.final_features = None
         head = penultimate_layer(self.model)
-        wanted = options.record_features
-        fits = head is not None and self.num_samples * head.in_features * 2 <= FEATURES_AUTO_MAX_BYTES
-        self.record_features = options.record_eval and head is not None and (fits if wanted is None else wanted)
-        if wanted and head is None:
+        self.record_features = options.records_features(self.num_samples, head.in_features if head else None)
+        if options.record_features and head is None:
             raise NoisyctlError(f"model '{options.model}' has no linear last layer to take features from")
         self.strategy, self.strategy_registration = build_strategy(options)
         if self.threshold.any() and options.strategy != "standard":
@@ -561,7 +563,7 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
     under torchrun, rank 0 holds it for all ranks."""
     from noisyctl.fileio import exclusive
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if distributed.launched_rank() != 0:
         return _train(labels, data, options, out, resume=resume, restart=restart, show_progress=show_progress,
                       recipe=recipe)
     checkpoints = Checkpoints(Path(out))
@@ -685,15 +687,12 @@ def projected_size(n: int, num_classes: int, options: TrainOptions, feature_dim:
     if options.record_eval:
         channels += ["eval_loss", "eval_prob", "eval_margin", "eval_pred"]
     sizes = [(f"dynamics/{name}", n * e * 4) for name in channels]
-    record_probs = options.record_probs
-    if options.record_eval and (num_classes <= PROBS_AUTO_MAX_CLASSES if record_probs is None else record_probs):
+    if options.records_probs(num_classes):
         sizes.append(("probs/late_mean", n * num_classes * 2))
     if options.folds:
         sizes.append(("probs/out_of_fold", n * num_classes * 2))
-    if options.record_eval and feature_dim:
-        wanted = options.record_features
-        if (n * feature_dim * 2 <= FEATURES_AUTO_MAX_BYTES) if wanted is None else wanted:
-            sizes.append(("features/penultimate", n * feature_dim * 2))
+    if options.records_features(n, feature_dim):
+        sizes.append(("features/penultimate", n * feature_dim * 2))
     sizes.append(("samples and epochs (ids, labels, per-epoch figures)", n * 40 + e * 7 * 4))
     return sizes
 

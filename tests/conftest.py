@@ -1,5 +1,6 @@
 import json
 import os
+from contextlib import contextmanager
 
 import pytest
 from typer.testing import CliRunner
@@ -37,6 +38,23 @@ class Cli:
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith("error: ")
         return lines[0]
+
+
+@contextmanager
+def interrupted_in_epoch(epoch: int):
+    """Inside the block, training raises KeyboardInterrupt as it reaches ``epoch`` (0-based), as a Ctrl-C would."""
+    from noisyctl.training import Trainer
+
+    real_epoch = Trainer.train_epoch
+
+    def dies(self, at, on_batch=None):
+        if at == epoch:
+            raise KeyboardInterrupt
+        return real_epoch(self, at, on_batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Trainer, "train_epoch", dies)
+        yield
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The bad-input table: every kind of bad input a user or CI job can hand noisyctl, each answered
 with one `error:` line, a non-zero exit, no traceback, and no file left half-written."""
 
-import json
 from pathlib import Path
 
 import h5py

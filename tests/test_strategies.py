@@ -11,6 +11,7 @@ from noisyctl.prototypes import class_prototypes, prototype_labels
 from noisyctl.store import RunFile, read_labels
 from noisyctl.synth import synthesize
 from noisyctl.training import Trainer, TrainOptions, train
+from conftest import interrupted_in_epoch
 
 SPEC = {"name": "digits", "root": None, "options": {"test_fraction": 0.25}}
 
@@ -146,24 +147,15 @@ def test_prototypes_follow_density_and_skip_near_copies():
 
 
 @pytest.mark.parametrize("strategy", ["reweight", "self-learning"])
-def test_an_interrupted_strategy_run_resumes_to_the_same_dynamics(noisy, trusted_file, tmp_path, monkeypatch, strategy):
+def test_an_interrupted_strategy_run_resumes_to_the_same_dynamics(noisy, trusted_file, tmp_path, strategy):
     import h5py
 
     labels, data = noisy
     options = TrainOptions(epochs=3, device="cpu", strategy=strategy, trusted=str(trusted_file),
                            strategy_options={"start_epoch": 1} if strategy == "self-learning" else {})
     train(labels, data, options, tmp_path / "whole.h5", show_progress=False)
-    real_epoch = Trainer.train_epoch
-
-    def dies_in_epoch_three(self, epoch, on_batch=None):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch, on_batch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch(2), pytest.raises(KeyboardInterrupt):
         train(labels, data, options, tmp_path / "resumed.h5", show_progress=False)
-    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
     train(labels, data, options, tmp_path / "resumed.h5", resume=True, show_progress=False)
     with h5py.File(tmp_path / "whole.h5") as a, h5py.File(tmp_path / "resumed.h5") as b:
         assert set(a["dynamics"]) == set(b["dynamics"])

@@ -8,7 +8,8 @@ from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import read_labels
 from noisyctl.synth import synthesize
-from noisyctl.training import Checkpoints, Trainer, TrainOptions, train
+from noisyctl.training import Checkpoints, TrainOptions, train
+from conftest import interrupted_in_epoch
 
 SPEC = {"name": "digits", "root": None, "options": {}}
 
@@ -64,23 +65,14 @@ def test_margin_is_assigned_logit_minus_best_other():
     assert torch.allclose(margins(logits, labels), torch.tensor([1.0, -3.0]))
 
 
-def test_interrupted_run_resumes_to_the_same_dynamics(noisy, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_dynamics(noisy, tmp_path):
     labels, data = noisy
     options = TrainOptions(epochs=4, device="cpu")
     train(labels, data, options, tmp_path / "whole.h5", show_progress=False)
 
-    real_epoch = Trainer.train_epoch
-
-    def dies_in_epoch_three(self, epoch, on_batch=None):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch, on_batch)
-
     out = tmp_path / "resumed.h5"
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_three)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_in_epoch(2), pytest.raises(KeyboardInterrupt):
         train(labels, data, options, out, show_progress=False)
-    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
     assert not out.exists() and Checkpoints(out).exists()
     with pytest.raises(NoisyctlError, match="holds an interrupted run .2/4 epochs.: pass --resume"):
         train(labels, data, options, out, show_progress=False)

@@ -165,10 +165,7 @@ def report(
         }
     result["comparison"] = compare_runs([run_path, *p["compare"]]) if p["compare"] else []
     if p["png"]:
-        result["png"] = write_pngs(Path(p["png"]), dict(made)) if made else []
-        if p["html"]:  # the figures were closed when saved as PNG; draw them again for the page
-            with RunFile(run_path) as run_file:
-                made = build_figures(run_file, scores, flagged, suspects, suggestions, images)
+        result["png"] = write_pngs(Path(p["png"]), made)
     if p["html"]:
         write_text_atomic(Path(p["html"]), render_html(result, made, notes))
         result["html"] = str(p["html"])
