@@ -102,7 +102,8 @@ def sample_path(dataset: dict[str, Any], sample_id: str) -> str:
     root = dataset.get("root")
     if root:
         path = Path(root) / sample_id
-        if path.is_file():
+        # The id comes from a file that may have been sent from elsewhere: never point outside the root.
+        if path.resolve().is_relative_to(Path(root).resolve()) and path.is_file():
             return str(path)
     return ""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
@@ -156,7 +157,7 @@ _DTYPES = {
     "float16": np.float16,
     "float32": np.float32,
     "bool": np.bool_,
-    "string": h5py.string_dtype("utf-8"),
+    "string": h5py.string_dtype("utf-8"),  # written fixed-length: see _fixed_strings
 }
 
 # The channels a detector can ask for: the [N x E] fields under dynamics/.
@@ -170,18 +171,22 @@ def field_for(path: str) -> Field:
     raise ValueError(f"{path} is not part of schema version {SCHEMA_VERSION}")
 
 
-def create_field(h5: h5py.File, path: str, shape: tuple[int, ...], **attrs: Any) -> h5py.Dataset:
+def create_field(h5: h5py.File, path: str, shape: tuple[int, ...], *, dtype: Any = None,
+                 **attrs: Any) -> h5py.Dataset:
     """Create one schema field with the dtype, chunking and compression the schema gives it.
 
-    Callers fill it in slices, so large [N x E] arrays never sit in memory whole.
+    Callers fill it in slices, so large [N x E] arrays never sit in memory whole. Every field carries
+    a Fletcher-32 checksum per chunk, so a damaged file fails to read instead of giving wrong numbers.
     """
     f = field_for(path)
-    dtype = _DTYPES[f.dtype]
+    dtype = _DTYPES[f.dtype] if dtype is None else dtype
     options: dict[str, Any] = {}
     size = int(np.prod(shape))
     if f.shape == "N x E" and size:
         rows = max(1, CHUNK_BYTES // (np.dtype(dtype).itemsize * CHUNK_EPOCHS))
         options["chunks"] = (min(shape[0], rows), min(shape[1], CHUNK_EPOCHS))
+    if size:
+        options["fletcher32"] = True
     # Floats are close to incompressible; labels, predictions, flags and ids shrink a lot.
     if not f.dtype.startswith("float") and size:
         options.update(compression="gzip", compression_opts=4, shuffle=f.dtype != "string")
@@ -189,18 +194,47 @@ def create_field(h5: h5py.File, path: str, shape: tuple[int, ...], **attrs: Any)
         del h5[path]
     dataset = h5.create_dataset(path, shape=shape, dtype=dtype, **options)
     for key, value in attrs.items():
-        dataset.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        set_attr(dataset.attrs, key, value)
     return dataset
+
+
+def _fixed_strings(values: Any) -> np.ndarray:
+    """Strings as fixed-length UTF-8. Variable-length strings live in HDF5's global heap, and a
+    damaged global heap can send libhdf5 into an endless loop; fixed-length ones live in the
+    chunks, which the checksum guards."""
+    encoded = [str(v).encode("utf-8") for v in np.asarray(values, dtype=object).ravel()]
+    width = max([1, *map(len, encoded)])
+    return np.array(encoded, dtype=h5py.string_dtype("utf-8", width)).reshape(np.shape(values))
 
 
 def write_field(h5: h5py.File, path: str, data: Any, **attrs: Any) -> h5py.Dataset:
     """Create a schema field and write ``data`` into it whole."""
-    is_string = field_for(path).dtype == "string"
-    data = np.asarray(data, dtype=object if is_string else None)
-    dataset = create_field(h5, path, data.shape, **attrs)
+    if field_for(path).dtype == "string":
+        data = _fixed_strings(data)
+        dataset = create_field(h5, path, data.shape, dtype=data.dtype, **attrs)
+    else:
+        data = np.asarray(data)
+        dataset = create_field(h5, path, data.shape, **attrs)
     if data.size:
         dataset[...] = data
     return dataset
+
+
+def set_attr(attrs: h5py.AttributeManager, name: str, value: Any) -> None:
+    """Text (and JSON) attributes are fixed-length UTF-8, for the reason _fixed_strings gives."""
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value)
+    if isinstance(value, str):
+        value = _fixed_strings(value)
+    attrs[name] = value
+
+
+def get_attr(attrs: h5py.AttributeManager, name: str, default: Any = None) -> Any:
+    """An attribute as written: text as str (older files stored it variable-length, read alike)."""
+    value = attrs.get(name, default)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return value
 
 
 def set_root_attrs(h5: h5py.File, **attrs: Any) -> None:
@@ -210,7 +244,7 @@ def set_root_attrs(h5: h5py.File, **attrs: Any) -> None:
             raise ValueError(f"attribute {name} is not part of schema version {SCHEMA_VERSION}")
         if value is None:
             continue
-        h5.attrs[name] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        set_attr(h5.attrs, name, value)
 
 
 def new_file(h5: h5py.File, kind: str, **attrs: Any) -> None:
@@ -226,10 +260,10 @@ def new_file(h5: h5py.File, kind: str, **attrs: Any) -> None:
 def _json_attr(h5: h5py.File, name: str) -> Any:
     """A JSON attribute, refused in one line when it is not the object the schema says (a damaged or
     hand-edited file); only ever parsed as JSON, so a file's attributes cannot run code."""
-    value = h5.attrs.get(name)
-    if value is None:
-        return None
     try:
+        value = get_attr(h5.attrs, name)
+        if value is None:
+            return None
         parsed = json.loads(value)
     except (TypeError, ValueError):
         raise NoisyctlError(f"{h5.filename} is damaged: its '{name}' attribute is not valid JSON") from None
@@ -250,15 +284,15 @@ def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> 
     except OSError:
         raise NoisyctlError(f"{path} is not a readable HDF5 file (truncated, corrupt or another format)") from None
     try:
-        if h5.attrs.get("schema") != SCHEMA_NAME:
+        if get_attr(h5.attrs, "schema") != SCHEMA_NAME:
             raise NoisyctlError(f"{path} is an HDF5 file but not a noisyctl file")
-        version = int(h5.attrs.get("schema_version", -1))
+        version = int(get_attr(h5.attrs, "schema_version", -1))
         if version != SCHEMA_VERSION:
             advice = ("upgrade noisyctl to read it" if version > SCHEMA_VERSION
                       else "re-create it with this noisyctl (synth/train again)")
             raise NoisyctlError(f"{path} uses noisyctl schema version {version}, this noisyctl reads "
                                 f"version {SCHEMA_VERSION}: {advice}")
-        kind = h5.attrs.get("file_kind")
+        kind = get_attr(h5.attrs, "file_kind")
         if want == RUN and kind != RUN:
             raise NoisyctlError(f"{path} is a {kind} file, not a run file: train on it first "
                                 f"(noisyctl train --labels {path} --out run.h5)")
@@ -327,19 +361,31 @@ class Labels:
 
 
 def _read_labels(h5: h5py.File) -> Labels:
-    marks = {name: h5[f"samples/{name}"][:] if f"samples/{name}" in h5 else None for name in SAMPLE_MARKS}
-    return Labels(
-        ids=[s.decode() if isinstance(s, bytes) else s for s in h5["samples/id"][:]],
-        given_labels=h5["samples/given_label"][:].astype(np.int64),
-        class_names=[s.decode() if isinstance(s, bytes) else s for s in h5["classes/name"][:]],
-        dataset=_json_attr(h5, "dataset") or {},
-        true_labels=h5["samples/true_label"][:].astype(np.int64) if "samples/true_label" in h5 else None,
-        noise=_json_attr(h5, "noise"),
-        plugins=_json_attr(h5, "plugins"),
-        pruning=_json_attr(h5, "pruning"),
-        correction=_json_attr(h5, "correction"),
-        **marks,
-    )
+    with damaged_on_error(h5.filename):
+        marks = {name: h5[f"samples/{name}"][:] if f"samples/{name}" in h5 else None for name in SAMPLE_MARKS}
+        return Labels(
+            ids=[s.decode() if isinstance(s, bytes) else s for s in h5["samples/id"][:]],
+            given_labels=h5["samples/given_label"][:].astype(np.int64),
+            class_names=[s.decode() if isinstance(s, bytes) else s for s in h5["classes/name"][:]],
+            dataset=_json_attr(h5, "dataset") or {},
+            true_labels=h5["samples/true_label"][:].astype(np.int64) if "samples/true_label" in h5 else None,
+            noise=_json_attr(h5, "noise"),
+            plugins=_json_attr(h5, "plugins"),
+            pruning=_json_attr(h5, "pruning"),
+            correction=_json_attr(h5, "correction"),
+            **marks,
+        )
+
+
+@contextmanager
+def damaged_on_error(filename: str):
+    """What libhdf5 raises on damaged bytes (checksum mismatch, bad heap, undecodable text) as one line
+    naming the file."""
+    try:
+        yield
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise NoisyctlError(f"{filename} is damaged and cannot be read ({reason})") from None
 
 
 def read_labels(path: str | Path) -> Labels:
@@ -363,13 +409,19 @@ class RunFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._h5 = open_checked(self.path, want=RUN)
-        self.labels = _read_labels(self._h5)
-        self.num_samples = len(self.labels.ids)
-        self.num_classes = self.labels.num_classes
-        self.num_epochs = int(self._h5.attrs["num_epochs"])
-        self.given_labels = self.labels.given_labels
-        self.training = _json_attr(self._h5, "training") or {}
-        self.threshold_samples = self._h5["samples/threshold"][:] if "samples/threshold" in self._h5 else None
+        try:
+            self.labels = _read_labels(self._h5)
+            self.num_samples = len(self.labels.ids)
+            self.num_classes = self.labels.num_classes
+            self.given_labels = self.labels.given_labels
+            self.training = _json_attr(self._h5, "training") or {}
+            with damaged_on_error(str(self.path)):
+                self.num_epochs = int(self._h5.attrs["num_epochs"])
+                has_thresholds = "samples/threshold" in self._h5
+                self.threshold_samples = self._h5["samples/threshold"][()] if has_thresholds else None
+        except BaseException:
+            self._h5.close()
+            raise
 
     def __enter__(self) -> "RunFile":
         return self
@@ -396,20 +448,24 @@ class RunFile:
             raise NoisyctlError(f"reading needs {self.missing_channel(name)}")
         return self._h5[f"dynamics/{name}"]
 
+    def _read(self, dataset: h5py.Dataset, selection: Any = ()) -> np.ndarray:
+        with damaged_on_error(str(self.path)):
+            return dataset[selection]
+
     def channel(self, name: str) -> np.ndarray:
-        return self._dataset(name)[:]
+        return self._read(self._dataset(name))
 
     def channel_rows(self, name: str, rows) -> np.ndarray:
         """The series of a few samples (rows in any order), without reading the whole channel."""
         rows = np.asarray(rows, dtype=np.int64)
         unique, back = np.unique(rows, return_inverse=True)
-        return self._dataset(name)[unique][back] if len(rows) else np.zeros((0, self.num_epochs))
+        return self._read(self._dataset(name), unique)[back] if len(rows) else np.zeros((0, self.num_epochs))
 
     def iter_blocks(self, channels: tuple[str, ...]) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
         datasets = {name: self._dataset(name) for name in channels}
         for start in range(0, self.num_samples, self.BLOCK_ROWS):
             where = slice(start, min(start + self.BLOCK_ROWS, self.num_samples))
-            block = {name: ds[where] for name, ds in datasets.items()}
+            block = {name: self._read(ds, where) for name, ds in datasets.items()}
             block["given_label"] = self.given_labels[where]
             yield where, block
 
@@ -417,36 +473,40 @@ class RunFile:
         datasets = {name: self._dataset(name) for name in channels}
         for start in range(0, self.num_epochs, CHUNK_EPOCHS):
             where = slice(start, min(start + CHUNK_EPOCHS, self.num_epochs))
-            yield where, {name: ds[:, where] for name, ds in datasets.items()}
+            yield where, {name: self._read(ds, (slice(None), where)) for name, ds in datasets.items()}
 
     def epochs(self) -> dict[str, np.ndarray]:
-        return {name: ds[:] for name, ds in self._h5["epochs"].items()}
+        return {name: self._read(ds) for name, ds in self._h5["epochs"].items()}
 
     def probabilities(self, name: str) -> np.ndarray | None:
         """``late_mean`` or ``out_of_fold`` class probabilities [N x C], if the run recorded them."""
         path = f"probs/{name}"
-        return self._h5[path][:].astype(np.float32) if path in self._h5 else None
+        return self._read(self._h5[path]).astype(np.float32) if path in self._h5 else None
 
     def features(self, name: str = "penultimate") -> np.ndarray | None:
         """Per-sample features [N x D] (``features/penultimate``), if the run recorded them."""
         path = f"features/{name}"
-        return self._h5[path][:].astype(np.float32) if path in self._h5 else None
+        return self._read(self._h5[path]).astype(np.float32) if path in self._h5 else None
 
     def scores(self) -> dict[str, np.ndarray]:
         """Stored detector scores, the detector that ranked the latest suspects first."""
         if "scores" not in self._h5:
             return {}
         stored = sorted(self._h5["scores"].items(), key=lambda item: int(item[1].attrs.get("position", 0)))
-        return {name: ds[:] for name, ds in stored}
+        return {name: self._read(ds) for name, ds in stored}
 
     def flags(self) -> dict[str, np.ndarray]:
         if "flags" not in self._h5:
             return {}
-        return {name: ds[:] for name, ds in self._h5["flags"].items()}
+        return {name: self._read(ds) for name, ds in self._h5["flags"].items()}
 
     def score_attrs(self, name: str) -> dict[str, Any]:
         attrs = self._h5[f"scores/{name}"].attrs
-        return {k: (json.loads(v) if k in ("options", "info", "plugin") else v) for k, v in attrs.items()}
+        values = {k: get_attr(attrs, k) for k in attrs}
+        try:
+            return {k: (json.loads(v) if k in ("options", "info", "plugin") else v) for k, v in values.items()}
+        except (TypeError, ValueError):
+            raise NoisyctlError(f"{self.path} is damaged: the attributes of scores/{name} are not valid JSON") from None
 
 
 def save_scores(path: str | Path, results: dict[str, dict[str, Any]]) -> None:
@@ -466,7 +526,7 @@ def save_scores(path: str | Path, results: dict[str, dict[str, Any]]) -> None:
             older = sorted((int(ds.attrs.get("position", 0)), name) for name, ds in h5.get("scores", {}).items()
                            if name not in results)
             for position, (_, name) in enumerate(older, start=len(results)):
-                h5[f"scores/{name}"].attrs["position"] = position
+                set_attr(h5[f"scores/{name}"].attrs, "position", position)
             for position, (name, result) in enumerate(results.items()):
                 write_field(h5, f"scores/{name}", result["scores"], description=result.get("description", ""),
                             options=result.get("options", {}), info=result.get("info", {}),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from noisyctl import plugins
+from noisyctl import plugins, store
 
 RAISING_DETECTOR = '''
 from noisyctl.api import BlockDetector, hookimpl
@@ -44,6 +44,40 @@ def image_folder(d: Path, corrupt: bool = False) -> Path:
     return root
 
 
+def linked_in(d: Path, what: str) -> Path:
+    """An image folder with an image, or a whole class folder, linked in from outside it."""
+    root = image_folder(d)
+    outside = d / "elsewhere"
+    outside.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(outside / "secret.png")
+    if what == "image":
+        (root / "cat" / "9.png").symlink_to(outside / "secret.png")
+    else:
+        (root / "bird").symlink_to(outside, target_is_directory=True)
+    return root
+
+
+def escaping_ids(cli, d: Path) -> Path:
+    """A labels file (say, sent from elsewhere) whose first id climbs out of the dataset root."""
+    root = image_folder(d)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d / "secret.png")
+    labels = labels_file(cli, d, ("-d", "imagefolder", "--data-root", root))
+    table = store.read_labels(labels)
+    table.ids[0] = "../secret.png"
+    store.write_labels_file(labels, table)
+    return labels
+
+
+def flipped_in_data(path: Path) -> Path:
+    """One bit flipped inside the first chunk of the training losses."""
+    with h5py.File(path) as h5:
+        offset = h5["dynamics/train_loss"].id.get_chunk_info(0).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 5] ^= 0x10
+    path.write_bytes(bytes(data))
+    return path
+
+
 def labels_file(cli, d: Path, dataset=("-d", "digits")) -> Path:
     cli("synth", *dataset, "-o", d / "labels.h5")
     return d / "labels.h5"
@@ -56,7 +90,7 @@ def run_file(cli, d: Path, *train_args) -> Path:
 
 def edit_attr(path: Path, name: str, change) -> Path:
     with h5py.File(path, "r+") as h5:
-        h5.attrs[name] = change(h5.attrs[name])
+        store.set_attr(h5.attrs, name, change(store.get_attr(h5.attrs, name)))
     return path
 
 
@@ -94,6 +128,14 @@ BAD_INPUTS = [
     ("image that does not decode", lambda cli, d, s: ["train", "--dataset", "imagefolder", "--data-root",
                                                       image_folder(d, corrupt=True), "-e", "1", "-q", "-o", d / "r.h5"],
      "1.png", ()),
+    ("dataset image linked from outside the root", lambda cli, d, s: [
+        "train", "--dataset", "imagefolder", "--data-root", linked_in(d, "image"), "-o", d / "r.h5"],
+     "outside the dataset root", ()),
+    ("dataset class folder linked from outside the root", lambda cli, d, s: [
+        "synth", "--dataset", "imagefolder", "--data-root", linked_in(d, "class"), "-o", d / "l.h5"],
+     "outside the dataset root", ()),
+    ("labels file whose ids climb out of the dataset root", lambda cli, d, s: [
+        "train", "-l", escaping_ids(cli, d), "-o", d / "r.h5"], "does not match dataset 'imagefolder'", ()),
     ("label outside the class range", lambda cli, d, s: ["train", "--dataset", "npz", "--data-root",
                                                          npz_with_bad_label(d), "-o", d / "r.h5"], "outside 0..2", ()),
     ("labels file for another dataset (count)", lambda cli, d, s: [
@@ -104,6 +146,9 @@ BAD_INPUTS = [
                                                                  "-o", d / "r.h5"], "does not match dataset", ()),
     ("truncated HDF5 file", lambda cli, d, s: ["detect", truncate(run_file(cli, d))],
      "not a readable HDF5 file (truncated, corrupt or another format)", ()),
+    ("bit flipped inside an HDF5 file's data", lambda cli, d, s: ["detect", flipped_in_data(run_file(cli, d)),
+                                                                 "-d", "loss", "--no-save"],
+     "is damaged and cannot be read (Can't synchronously read data (filter returned failure", ()),
     ("corrupt HDF5 file", lambda cli, d, s: ["report", write(d / "bad.h5", "\x89HDF\r\n\x1a\n" + "x" * 400)],
      "not a readable HDF5 file", ()),
     ("another schema version", lambda cli, d, s: ["detect", edit_attr(run_file(cli, d), "schema_version",

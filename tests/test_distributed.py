@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from noisyctl import store
 from noisyctl.detection import run_detector
 from noisyctl.store import RunFile
 
@@ -72,7 +73,7 @@ def test_two_processes_record_every_sample_once_per_epoch(whole):
         steps = h5["dynamics/train_step"][:]
         assert np.isfinite(h5["dynamics/train_loss"][:]).all() and np.isfinite(h5["dynamics/eval_prob"][:]).all()
         assert h5["samples/id"].shape == (1797,)
-        assert '"processes": 2' in h5.attrs["training"]
+        assert '"processes": 2' in store.get_attr(h5.attrs, "training")
     per_rank = -(-1797 // 2)  # DistributedSampler's share
     batches = -(-per_rank // 64)
     for e in range(steps.shape[1]):

@@ -2,7 +2,7 @@ import h5py
 import pytest
 import torch
 
-from noisyctl import plugins
+from noisyctl import plugins, store
 from noisyctl.api import ModelSpec
 from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
@@ -51,7 +51,7 @@ def test_a_timm_model_trains_and_records(cli, tmp_path):
     cli("train", "--dataset", "digits", "--model", "timm:resnet10t", "--epochs", "1", "-q", "-o", tmp_path / "r.h5")
     with h5py.File(tmp_path / "r.h5") as h5:
         assert h5["dynamics/train_loss"].shape == (1797, 1)
-        assert "timm:resnet10t" in h5.attrs["training"]
+        assert "timm:resnet10t" in store.get_attr(h5.attrs, "training")
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])

@@ -45,6 +45,16 @@ def _is_cli_exception(exc: BaseException) -> bool:
     return module.startswith(("click", "typer"))
 
 
+def _raised_in_hdf5(exc: BaseException) -> bool:
+    """Whether libhdf5 (through h5py) raised: damaged bytes the store's own checks did not reach."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if f"{os.sep}h5py{os.sep}" in frame.tb_frame.f_code.co_filename:
+            return True
+        frame = frame.tb_next
+    return False
+
+
 class NoisyctlGroup(TyperGroup):
     """The one error boundary: a NoisyctlError becomes one red line and exit 1, never a traceback."""
 
@@ -58,6 +68,8 @@ class NoisyctlGroup(TyperGroup):
         except Exception as exc:
             if _is_cli_exception(exc) or os.environ.get(DEBUG_ENV):
                 raise
+            if _raised_in_hdf5(exc):
+                fail(f"an HDF5 file is damaged and cannot be read ({type(exc).__name__}: {exc})")
             fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)")
 
 

@@ -63,11 +63,17 @@ def _scan(folder: Path, root: Path, classes: list[str] | None):
         if unknown:
             raise NoisyctlError(f"imagefolder: {folder / unknown[0]} is a class the training subset does not have")
     ids, labels = [], []
+    inside = root.resolve()
     for name in found:
         files = _image_files(folder / name)
         if not files:
             raise NoisyctlError(f"imagefolder: class folder {folder / name} has no images "
                                 f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        # A symbolic link must not carry reading (and the report's gallery) outside the dataset.
+        outside = next((f for f in files if not f.resolve().is_relative_to(inside)), None)
+        if outside is not None:
+            raise NoisyctlError(f"imagefolder: {outside} links to {outside.resolve()}, outside the dataset root "
+                                f"{root}; copy the file in or point --data-root at a folder that holds it")
         ids += [f.relative_to(root).as_posix() for f in files]
         labels += [classes.index(name)] * len(files)
     return ids, np.array(labels, dtype=np.int64), classes
