@@ -11,7 +11,6 @@ one number (or one row of C probabilities) per sample, not N x epochs.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile

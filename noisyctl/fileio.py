@@ -26,14 +26,14 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise NoisyctlError(f"cannot create folder {parent}: {exc.strerror}") from None
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
-    # mkstemp makes the file private (0600); give it the mode a plain open() would, so reports
-    # and labels files can be shared like any other file.
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp_name, 0o666 & ~umask)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600), and some writers (safetensors) re-create it: give it
+        # the mode a plain open() would, so reports and weights can be shared like any other file.
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -1,14 +1,12 @@
 """Learned detectors: training on runs of synthesized noise, the weights format, the shipped defaults."""
 
-import json
+import os
 
-import numpy as np
 import pytest
 import torch
 
 from noisyctl.builtin.detectors.learned import WEIGHTS_DIR, features, load_weights
 from noisyctl.detection import run_detector
-from noisyctl.errors import NoisyctlError
 from noisyctl.store import RunFile
 
 
@@ -47,10 +45,32 @@ def test_fine_tuning_starts_from_given_weights(cli, digits_run, pairflip_run, tm
     assert meta["fine_tuned_from"] == str(base) and tuned["runs"][0]["noise"] == "pairflip"
 
 
+def test_members_are_trained_with_their_own_seeds_and_averaged(cli, digits_run, tmp_path):
+    import numpy as np
+
+    from noisyctl.builtin.detectors.learned import predict
+
+    weights = tmp_path / "two.safetensors"
+    trained = cli.json("train-detector", digits_run, "--members", "2", "--hidden", "16", "--epochs", "2",
+                       "-o", weights)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert weights.stat().st_mode & 0o777 == 0o666 & ~umask  # shareable like any file, not left private
+    members, meta = load_weights(weights)
+    assert len(members) == 2 == trained["members"] and meta["hidden"] == 16 and len(meta["holdout"]["epoch"]) == 2
+    first, second = (dict(m.named_parameters())["head.weight"] for m in members)
+    assert not torch.equal(first, second)
+    with RunFile(digits_run) as run:
+        inputs = features(run, "learned")
+        scores = run_detector(run, "learned", {"weights": str(weights)}).result.scores
+    each = [predict([m], inputs) for m in members]
+    assert np.allclose(scores, (each[0] + each[1]) / 2)
+
+
 def test_features_are_comparable_across_runs_of_any_length(digits_run, pairflip_run):
     with RunFile(digits_run) as a, RunFile(pairflip_run) as b:
         fa, fb = features(a, "learned"), features(b, "learned")
-        assert fa.shape[1:] == fb.shape[1:] == (32, 9)  # 6 and 9 epochs both resampled to 32 steps
+        assert fa.shape[1:] == fb.shape[1:] == (32, 11)  # 6 and 9 epochs both resampled to 32 steps
         assert 0 <= fa.min() and fa.max() <= 1 and 0 <= fb.min() and fb.max() <= 1
         assert features(a, "lstm").shape == (1797, 32, 1)
 

@@ -25,7 +25,12 @@ def add_commands(app: typer.Typer) -> None:
                                    "the best hold-out mAP is kept."),
         batch_size: int = typer.Option(64, "--batch-size", "-b", help="Samples per step."),
         lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate."),
-        seed: int = typer.Option(0, "--seed", help="Seed of initialisation, hold-out split and order."),
+        seed: int = typer.Option(0, "--seed", help="Seed of initialisation, hold-out split and order (member i "
+                                 "uses seed + i)."),
+        members: int = typer.Option(1, "--members", help="Networks to train with different seeds; the detector "
+                                    "averages their probabilities (steadier scores, that many times the scoring "
+                                    "time)."),
+        hidden: int = typer.Option(64, "--hidden", help="Hidden units of each LSTM layer."),
         fine_tune: Optional[Path] = typer.Option(None, "--fine-tune", help="Start from these detector weights."),
         recipe: Optional[Path] = RECIPE_OPTION,
         json_output: bool = JSON_OPTION,
@@ -38,18 +43,20 @@ def add_commands(app: typer.Typer) -> None:
         out_path = Path(require(p["out"], "--out"))
         console = stderr()
 
-        def progress(epoch, total, held_map):
+        def progress(epoch, total, held_map, member, members):
             if not p["json_output"]:
-                console.print(f"epoch {epoch}/{total}: hold-out mAP {held_map:.3f}")
+                which = f"member {member}/{members}, " if members > 1 else ""
+                console.print(f"{which}epoch {epoch}/{total}: hold-out mAP {held_map:.3f}")
 
         result = train_detector([Path(r) for r in p["runs"]], p["kind"], out_path, epochs=p["epochs"],
-                                batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"],
-                                fine_tune=p["fine_tune"], progress=progress)
+                                batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], members=p["members"],
+                                hidden=p["hidden"], fine_tune=p["fine_tune"], progress=progress)
 
         def render(console):
             table = Table(title=f"{result['kind']} detector trained on {result['samples']:,} samples", show_header=False)
             held = result["holdout"]
-            table.add_row("hold-out mAP / AUC", f"{held['map']:.3f} / {held['auc']:.3f} (epoch {held['epoch']})")
+            table.add_row("hold-out mAP / AUC", f"{held['map']:.3f} / {held['auc']:.3f} (epoch {held['epoch']})"
+                          + (f", mean of {result['members']} members" if result["members"] > 1 else ""))
             table.add_row("runs", ", ".join(f"{r['dataset']}/{r['noise']}" for r in result["runs"]))
             table.add_row("weights", result["out"])
             console.print(table)
