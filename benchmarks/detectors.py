@@ -31,7 +31,7 @@ from rich.table import Table
 
 from noisyctl import plugins
 from noisyctl.data import load_dataset
-from noisyctl.detection import DEFAULT_DETECTORS, run_detector
+from noisyctl.detection import DEFAULT_DETECTORS, make_detector, run_detector
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
@@ -107,6 +107,8 @@ def main() -> None:
             truth = labels.is_noisy
             with RunFile(folder / "run.h5") as run:
                 for detector in detectors:
+                    if not all(run.has_channel(c) for c in make_detector(detector, {})[0].channels):
+                        continue  # reweight scores only runs trained with that strategy
                     outcome = run_detector(run, detector)
                     rows.append((f"noisyctl {detector}", outcome.metrics, outcome.seconds))
                     if detector == "ema-loss":  # Datumaro's formula; datumaro no longer ships it

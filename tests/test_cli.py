@@ -132,9 +132,19 @@ def test_the_clean_and_retrain_recipe_is_valid(cli):
     assert checked["valid"] and checked["steps"].count("train") == 5 and checked["steps"][-1] == "report"
 
 
-def test_the_default_detector_recipe_is_valid(cli):
-    checked = cli.json("run", REPO / "recipes" / "default-detector.yaml", "--check")
-    assert checked["valid"] and checked["steps"].count("train") == 11 and checked["steps"][-1] == "train-detector"
+def test_the_default_detector_recipe_is_valid_and_made_the_shipped_weights(cli):
+    import yaml
+
+    from noisyctl.builtin.detectors.learned import WEIGHTS_DIR, load_weights
+
+    recipe = REPO / "recipes" / "default-detector.yaml"
+    checked = cli.json("run", recipe, "--check")
+    assert checked["valid"] and checked["steps"][-1] == "train-detector"
+    made = [Path(step["train"]["out"]).name for step in yaml.safe_load(recipe.read_text())["steps"] if "train" in step]
+    for step in (s["train-detector"] for s in yaml.safe_load(recipe.read_text())["steps"] if "train-detector" in s):
+        members, meta = load_weights(WEIGHTS_DIR / Path(step["out"]).name)
+        assert [source["run"] for source in meta["trained_on"]] == [Path(r).name for r in step["runs"]]
+        assert set(made) == {Path(r).name for r in step["runs"]} and len(members) == step.get("members", 1)
 
 
 NEEDS_DATA = sorted(p.name for p in (REPO / "recipes").glob("*.yaml")
