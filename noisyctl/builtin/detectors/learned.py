@@ -197,11 +197,10 @@ def load_weights(path: Path):
     return members, meta
 
 
-def predict(members, inputs: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+def predict(members: list, inputs: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     """The mean over the member networks of the probability that each sample is mislabeled."""
     import torch
 
-    members = members if isinstance(members, list) else [members]
     out = np.empty(len(inputs), dtype=np.float64)
     with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
@@ -321,7 +320,7 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int, holdout: float, epochs: int, b
             loss.backward()
             optimizer.step()
         network.eval()
-        scores = predict(network, x[held])
+        scores = predict([network], x[held])
         held_map = float(average_precision_score(y[held], scores)) if 0 < y[held].sum() < len(held) else 0.0
         if held_map > best["map"]:
             best = {"map": held_map, "auc": float(roc_auc_score(y[held], scores)) if held_map else None,
