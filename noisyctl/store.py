@@ -157,7 +157,7 @@ _DTYPES = {
     "float16": np.float16,
     "float32": np.float32,
     "bool": np.bool_,
-    "string": h5py.string_dtype("utf-8"),  # written fixed-length: see _fixed_strings
+    # "string" has no entry: its width comes from the data (write_field, _fixed_strings).
 }
 
 # The channels a detector can ask for: the [N x E] fields under dynamics/.
@@ -229,12 +229,14 @@ def set_attr(attrs: h5py.AttributeManager, name: str, value: Any) -> None:
     attrs[name] = value
 
 
+def _text(value: Any) -> Any:
+    """Fixed-length strings read back as bytes; variable-length ones (older files) as str."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
 def get_attr(attrs: h5py.AttributeManager, name: str, default: Any = None) -> Any:
-    """An attribute as written: text as str (older files stored it variable-length, read alike)."""
-    value = attrs.get(name, default)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    return value
+    """An attribute as written: text as str."""
+    return _text(attrs.get(name, default))
 
 
 def set_root_attrs(h5: h5py.File, **attrs: Any) -> None:
@@ -364,9 +366,9 @@ def _read_labels(h5: h5py.File) -> Labels:
     with damaged_on_error(h5.filename):
         marks = {name: h5[f"samples/{name}"][:] if f"samples/{name}" in h5 else None for name in SAMPLE_MARKS}
         return Labels(
-            ids=[s.decode() if isinstance(s, bytes) else s for s in h5["samples/id"][:]],
+            ids=[_text(s) for s in h5["samples/id"][:]],
             given_labels=h5["samples/given_label"][:].astype(np.int64),
-            class_names=[s.decode() if isinstance(s, bytes) else s for s in h5["classes/name"][:]],
+            class_names=[_text(s) for s in h5["classes/name"][:]],
             dataset=_json_attr(h5, "dataset") or {},
             true_labels=h5["samples/true_label"][:].astype(np.int64) if "samples/true_label" in h5 else None,
             noise=_json_attr(h5, "noise"),

@@ -108,12 +108,13 @@ def features(dynamics, kind: str) -> np.ndarray:
     per_epoch = 1 if kind == "lstm" else PER_EPOCH_FEATURES
     # float16 halves the memory of N x steps x features; every feature lies in [0, 1].
     out = np.zeros((dynamics.num_samples, steps, len(spec["features"])), dtype=np.float16)
-    running = {name: np.zeros(dynamics.num_samples) for name in ("train_loss", "train_margin")}
+    # learned: sums of the raw training loss and margin over the epochs so far
+    sums = ("train_loss", "train_margin") if kind == "learned" else ()
+    running = {name: np.zeros(dynamics.num_samples) for name in sums}
     for where, block in dynamics.iter_epoch_blocks(spec["channels"]):
         for e in range(where.start, where.stop):
-            if kind != "lstm":
-                for name, total in running.items():
-                    total += block[name][:, e - where.start]
+            for name, total in running.items():
+                total += block[name][:, e - where.start]
             uses_low, uses_high = np.flatnonzero(low == e), np.flatnonzero(high == e)
             if not len(uses_low) and not len(uses_high):
                 continue
