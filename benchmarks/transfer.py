@@ -4,8 +4,8 @@ The shipped detector is judged on digits and on shapes seeds it never saw (`dete
 asks a wider question with the runs `recipes/default-detector.yaml` makes (44 runs: shapes and
 blobs, uniform / pair-flip / instance / transition-matrix noise, three models, sgd / adam / adamw
 with cosine, step or constant schedules, with and without augmentation). The runs are split into
-K folds; for each fold a `learned` detector (the shipped settings: three members of 32 hidden
-units) is trained on the other folds and scores the fold's runs, beside the hand-crafted
+K folds; for each fold a `learned` detector (the recipe's settings: members, hidden units,
+epochs) is trained on the other folds and scores the fold's runs, beside the hand-crafted
 detectors on the same runs. A run is never scored by a detector that saw any of its samples.
 
     make setup && .venv/bin/noisyctl run recipes/default-detector.yaml   # the runs, once
@@ -29,21 +29,21 @@ from noisyctl.store import RunFile
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default-detector.yaml"
 HAND_CRAFTED = ["loss", "aum", "datamap", "ema-loss"]
+TRAINING_KEYS = ("epochs", "batch_size", "lr", "seed", "members", "hidden")  # the train-detector step keys it takes
 
 
-def recipe_runs() -> list[Path]:
+def recipe_step() -> dict:
+    """The recipe's train-detector step for the shipped `learned` detector."""
     steps = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))["steps"]
-    learned = next(s["train-detector"] for s in steps if s.get("train-detector", {}).get("kind") == "learned")
-    return [Path(r) for r in learned["runs"]]
+    return next(s["train-detector"] for s in steps if s.get("train-detector", {}).get("kind") == "learned")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=2)
-    parser.add_argument("--members", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
-    runs = recipe_runs()
+    step = recipe_step()
+    runs = [Path(r) for r in step["runs"]]
     missing = [r for r in runs if not r.is_file()]
     if missing:
         raise SystemExit(f"{missing[0]} does not exist: run recipes/default-detector.yaml first")
@@ -54,7 +54,7 @@ def main() -> None:
         seen = [r for r, f in zip(runs, fold_of) if f != fold]
         with tempfile.TemporaryDirectory() as tmp:
             weights = Path(tmp) / "learned.safetensors"
-            train_detector(seen, "learned", weights, epochs=args.epochs, members=args.members, hidden=32)
+            train_detector(seen, "learned", weights, **{k: v for k, v in step.items() if k in TRAINING_KEYS})
             for run_path in (r for r, f in zip(runs, fold_of) if f == fold):
                 with RunFile(run_path) as run:
                     scores = {"learned": run_detector(run, "learned", {"weights": str(weights)}).metrics["map"]}
