@@ -10,6 +10,7 @@ detectors on the same runs. A run is never scored by a detector that saw any of 
 
     make setup && .venv/bin/noisyctl run recipes/default-detector.yaml   # the runs, once
     .venv/bin/python benchmarks/transfer.py                              # ~15 minutes on 2 cores
+    .venv/bin/python benchmarks/transfer.py --folds 4 --epochs 10       # another training setting
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ def recipe_step() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, help="train the detector this many epochs instead of the recipe's")
+    parser.add_argument("--members", type=int, help="this many members instead of the recipe's")
     args = parser.parse_args()
-    step = recipe_step()
+    # Overrides compare training settings on the same folds without editing the recipe.
+    step = {**recipe_step(), **{k: v for k, v in (("epochs", args.epochs), ("members", args.members)) if v}}
     runs = [Path(r) for r in step["runs"]]
     missing = [r for r in runs if not r.is_file()]
     if missing:
@@ -63,7 +67,8 @@ def main() -> None:
                 console.print(f"fold {fold + 1}/{args.folds}  {run_path.stem}: "
                               + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     methods = ["learned", *HAND_CRAFTED]
-    table = Table(title=f"mAP on runs the learned detector never saw ({len(runs)} runs, {args.folds} folds)")
+    settings = ", ".join(f"{k} {step[k]}" for k in ("epochs", "members", "hidden") if k in step)
+    table = Table(title=f"mAP on runs the learned detector never saw ({len(runs)} runs, {args.folds} folds; {settings})")
     table.add_column("run")
     for method in methods:
         table.add_column(method, justify="right")
