@@ -10,7 +10,7 @@ detectors on the same runs. A run is never scored by a detector that saw any of 
 
     make setup && .venv/bin/noisyctl run recipes/default-detector.yaml   # the runs, once
     .venv/bin/python benchmarks/transfer.py                              # ~15 minutes on 2 cores
-    .venv/bin/python benchmarks/transfer.py --folds 4 --epochs 10       # another training setting
+    .venv/bin/python benchmarks/transfer.py --folds 4 --epochs 30 --crop 1   # another training setting
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from noisyctl.store import RunFile
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "default-detector.yaml"
 HAND_CRAFTED = ["loss", "aum", "datamap", "ema-loss"]
-TRAINING_KEYS = ("epochs", "batch_size", "lr", "seed", "members", "hidden")  # the train-detector step keys it takes
+TRAINING_KEYS = ("epochs", "batch_size", "lr", "seed", "members", "hidden", "crop")  # the train-detector step keys it takes
 
 
 def recipe_step() -> dict:
@@ -44,9 +44,11 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--epochs", type=int, help="train the detector this many epochs instead of the recipe's")
     parser.add_argument("--members", type=int, help="this many members instead of the recipe's")
+    parser.add_argument("--crop", type=float, help="this shortest training share instead of the recipe's (1: off)")
     args = parser.parse_args()
     # Overrides compare training settings on the same folds without editing the recipe.
-    step = {**recipe_step(), **{k: v for k, v in (("epochs", args.epochs), ("members", args.members)) if v}}
+    overrides = {"epochs": args.epochs, "members": args.members, "crop": args.crop}
+    step = {**recipe_step(), **{k: v for k, v in overrides.items() if v is not None}}
     runs = [Path(r) for r in step["runs"]]
     missing = [r for r in runs if not r.is_file()]
     if missing:
@@ -67,7 +69,7 @@ def main() -> None:
                 console.print(f"fold {fold + 1}/{args.folds}  {run_path.stem}: "
                               + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     methods = ["learned", *HAND_CRAFTED]
-    settings = ", ".join(f"{k} {step[k]}" for k in ("epochs", "members", "hidden") if k in step)
+    settings = ", ".join(f"{k} {step[k]}" for k in ("epochs", "members", "hidden", "crop") if k in step)
     table = Table(title=f"mAP on runs the learned detector never saw ({len(runs)} runs, {args.folds} folds; {settings})")
     table.add_column("run")
     for method in methods:

@@ -52,12 +52,13 @@ def test_members_are_trained_with_their_own_seeds_and_averaged(cli, digits_run, 
 
     weights = tmp_path / "two.safetensors"
     trained = cli.json("train-detector", digits_run, "--members", "2", "--hidden", "16", "--epochs", "2",
-                       "-o", weights)
+                       "--crop", "0.5", "-o", weights)
     umask = os.umask(0)
     os.umask(umask)
     assert weights.stat().st_mode & 0o777 == 0o666 & ~umask  # shareable like any file, not left private
     members, meta = load_weights(weights)
     assert len(members) == 2 == trained["members"] and meta["hidden"] == 16 and len(meta["holdout"]["epoch"]) == 2
+    assert meta["crop"] == 0.5 and trained["holdout"]["map"] > 0.8  # cropped training still learns digits' noise
     first, second = (dict(m.named_parameters())["head.weight"] for m in members)
     assert not torch.equal(first, second)
     with RunFile(digits_run) as run:
@@ -65,6 +66,18 @@ def test_members_are_trained_with_their_own_seeds_and_averaged(cli, digits_run, 
         scores = run_detector(run, "learned", {"weights": str(weights)}).result.scores
     each = [predict([m], inputs) for m in members]
     assert np.allclose(scores, (each[0] + each[1]) / 2)
+
+
+def test_cropping_cuts_each_sequence_to_an_early_share_of_its_run(cli, digits_run, tmp_path):
+    from noisyctl.builtin.detectors.learned import _crop
+
+    torch.manual_seed(0)
+    position = torch.linspace(0, 1, 32)  # a feature that says how far into its run a step lies
+    cropped = _crop(position.repeat(500, 1)[..., None], 0.3)[..., 0]
+    share = cropped[:, -1]
+    assert share.min() >= 0.3 - 1e-6 and share.max() <= 1 and share.std() > 0.1
+    assert torch.allclose(cropped, share[:, None] * position, atol=1e-5)  # still evenly spaced from the start
+    assert "shortest share of a run" in cli.error("train-detector", digits_run, "--crop", "0", "-o", tmp_path / "d")
 
 
 def test_features_are_comparable_across_runs_of_any_length(digits_run, pairflip_run):

@@ -31,6 +31,9 @@ def add_commands(app: typer.Typer) -> None:
                                     "averages their probabilities (steadier scores, that many times the scoring "
                                     "time)."),
         hidden: int = typer.Option(64, "--hidden", help="Hidden units of each LSTM layer."),
+        crop: float = typer.Option(1.0, "--crop", help="Train on each run cut to a random first share in "
+                                   "[CROP, 1] of its epochs, so the detector also knows runs stopped early "
+                                   "(1: whole runs only)."),
         fine_tune: Optional[Path] = typer.Option(None, "--fine-tune", help="Start from these detector weights."),
         recipe: Optional[Path] = RECIPE_OPTION,
         json_output: bool = JSON_OPTION,
@@ -50,7 +53,7 @@ def add_commands(app: typer.Typer) -> None:
 
         result = train_detector([Path(r) for r in p["runs"]], p["kind"], out_path, epochs=p["epochs"],
                                 batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], members=p["members"],
-                                hidden=p["hidden"], fine_tune=p["fine_tune"], progress=progress)
+                                hidden=p["hidden"], crop=p["crop"], fine_tune=p["fine_tune"], progress=progress)
 
         def render(console):
             table = Table(title=f"{result['kind']} detector trained on {result['samples']:,} samples", show_header=False)

@@ -237,9 +237,13 @@ class LstmDetector(LearnedDetector):
 
 def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, batch_size: int = 64,
                    lr: float = 1e-3, seed: int = 0, holdout: float = 0.1, members: int = 1, hidden: int = 64,
-                   fine_tune: Path | None = None, progress=None) -> dict[str, Any]:
+                   crop: float = 1.0, fine_tune: Path | None = None, progress=None) -> dict[str, Any]:
     """Train a detector on runs whose truth is known: ``members`` networks, member ``i`` with seed
-    ``seed + i`` (initialisation, hold-out split, order), each kept at its epoch of best hold-out mAP."""
+    ``seed + i`` (initialisation, hold-out split, order), each kept at its epoch of best hold-out mAP.
+
+    ``crop`` below 1 cuts each training sequence to a random first share in [crop, 1] of its run,
+    resampled back to the full steps: the detector then also sees runs stopped early, before the
+    model fits the noise, which made it transfer better to runs unlike its training runs."""
     from noisyctl import __version__
     from noisyctl.store import RunFile
 
@@ -247,6 +251,8 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
         raise NoisyctlError(f"unknown detector kind '{kind}'; available: {', '.join(KINDS)}")
     if members < 1 or hidden < 1:
         raise NoisyctlError("a detector needs at least one member and one hidden unit")
+    if not 0 < crop <= 1:
+        raise NoisyctlError(f"crop is the shortest share of a run to train on, in (0, 1]; got {crop}")
     inputs, targets, sources = [], [], []
     for path in runs:
         with RunFile(path) as run:
@@ -277,7 +283,7 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
             if progress is not None:
                 progress(epoch, total, held_map, member + 1, members)
 
-        network, best = _fit(x, y, seed + member, holdout, epochs, batch_size, lr, hidden, start, report)
+        network, best = _fit(x, y, seed + member, holdout, epochs, batch_size, lr, hidden, crop, start, report)
         trained.append(network)
         held_out.append(best)
     summary = {"map": float(np.mean([b["map"] for b in held_out])),
@@ -287,14 +293,30 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
         summary["epoch"] = summary["epoch"][0]
     meta = {"kind": kind, "features": KINDS[kind]["features"], "steps": KINDS[kind]["steps"], "hidden": hidden,
             "layers": 2, "noisyctl_version": __version__, "trained_on": sources,
-            "holdout": {"share": holdout, **summary}, "fine_tuned_from": str(fine_tune) if fine_tune else None}
+            "crop": crop, "holdout": {"share": holdout, **summary}, "fine_tuned_from": str(fine_tune) if fine_tune else None}
     save_weights(Path(out), trained, meta)
     return {"out": str(out), "kind": kind, "samples": int(len(y)), "members": members, "runs": sources,
             "holdout": meta["holdout"]}
 
 
+def _crop(batch, shortest: float):
+    """Each sequence of a ``[B, steps, features]`` batch cut to its first share in [shortest, 1] and
+    linearly resampled back to ``steps``. As the features are resampled epochs, running means
+    included, this is close to the features the run would have had, had it stopped there."""
+    import torch
+
+    count, steps, _ = batch.shape
+    share = shortest + (1 - shortest) * torch.rand(count, 1)
+    position = torch.linspace(0, 1, steps)[None, :] * share * (steps - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=steps - 1)
+    weight = (position - low)[..., None]
+    rows = torch.arange(count)[:, None]
+    return (1 - weight) * batch[rows, low] + weight * batch[rows, high]
+
+
 def _fit(x: np.ndarray, y: np.ndarray, seed: int, holdout: float, epochs: int, batch_size: int, lr: float,
-         hidden: int, start, progress) -> tuple[Any, dict[str, Any]]:
+         hidden: int, crop: float, start, progress) -> tuple[Any, dict[str, Any]]:
     """One member network, at the epoch of its best mAP on a hold-out share of the samples."""
     import torch
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -316,7 +338,8 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int, holdout: float, epochs: int, b
         shuffle = torch.randperm(len(fit))
         for first in range(0, len(fit), batch_size):
             batch = shuffle[first:first + batch_size]
-            loss = torch.nn.functional.cross_entropy(network(x_fit[batch]), y_fit[batch])
+            inputs = x_fit[batch] if crop >= 1 else _crop(x_fit[batch], crop)
+            loss = torch.nn.functional.cross_entropy(network(inputs), y_fit[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
