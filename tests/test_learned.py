@@ -83,9 +83,20 @@ def test_cropping_cuts_each_sequence_to_an_early_share_of_its_run(cli, digits_ru
 def test_features_are_comparable_across_runs_of_any_length(digits_run, pairflip_run):
     with RunFile(digits_run) as a, RunFile(pairflip_run) as b:
         fa, fb = features(a, "learned"), features(b, "learned")
-        assert fa.shape[1:] == fb.shape[1:] == (32, 11)  # 6 and 9 epochs both resampled to 32 steps
+        assert fa.shape[1:] == fb.shape[1:] == (32, 18)  # 6 and 9 epochs both resampled to 32 steps
         assert 0 <= fa.min() and fa.max() <= 1 and 0 <= fb.min() and fb.max() <= 1
         assert features(a, "lstm").shape == (1797, 32, 1)
+
+
+def test_weights_trained_on_fewer_features_read_only_those(digits_run, tmp_path):
+    from noisyctl.builtin.detectors.learned import KINDS, _network, save_weights
+
+    older = KINDS["learned"]["features"][:11]  # the features before the stretched rank tails
+    save_weights(tmp_path / "old.safetensors", [_network(len(older), 8)], {"kind": "learned", "features": older,
+                                                                          "hidden": 8, "layers": 2})
+    with RunFile(digits_run) as run:
+        scores = run_detector(run, "learned", {"weights": str(tmp_path / "old.safetensors")}).result.scores
+    assert scores.shape == (1797,) and scores.std() > 0
 
 
 def test_weights_that_are_not_a_detector_are_refused(cli, digits_run, tmp_path):

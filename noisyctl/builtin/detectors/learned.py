@@ -13,7 +13,9 @@ other run without retraining.
   (the `loss` and `aum` scores as they stand at that epoch): a mean of per-epoch ranks weighs the
   late epochs, where every sample is fitted and ranks are noise, as much as the telling ones. One
   more is the run's own agreement at each step (its training accuracy on the given labels), which
-  says how far the model has come, so a sample's ranks can be read against it.
+  says how far the model has come, so a sample's ranks can be read against it. The ranks' ends are
+  also given stretched (-log of the distance to the end), where the mislabeled samples of a run
+  with little noise all sit.
 
 Either kind may hold several members: networks trained with different seeds, whose probabilities
 are averaged. A single network's scores moved by 0.02-0.05 mAP between seeds; the average does not.
@@ -34,6 +36,9 @@ from noisyctl.api import Detector, DetectorResult, NoisyctlError
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 RESAMPLED_STEPS = 32
 PER_EPOCH_FEATURES = 9  # learned: features computed per epoch; the last is a running mean of agreement
+TOP_TAILS = (2, 3, 7)  # learned: loss ranks, whose top end the mislabeled samples hold
+BOTTOM_TAILS = (4, 5, 6, 8)  # learned: margin ranks, whose bottom end they hold
+TAIL_FLOOR = 1e-3  # stretched tail = log(distance to the end + floor) / log(floor), in [0, 1]
 
 KINDS: dict[str, dict[str, Any]] = {
     "lstm": {"channels": ("eval_prob",), "features": ["eval_prob"], "steps": RESAMPLED_STEPS},
@@ -41,7 +46,10 @@ KINDS: dict[str, dict[str, Any]] = {
         "channels": ("eval_prob", "eval_pred", "eval_margin", "train_loss", "train_margin"),
         "features": ["eval_prob", "agrees", "loss_rank", "loss_rank_in_label", "margin_rank",
                      "margin_rank_in_label", "train_margin_rank", "mean_loss_so_far_rank",
-                     "mean_train_margin_so_far_rank", "mean_agrees_so_far", "run_agreement"],
+                     "mean_train_margin_so_far_rank", "mean_agrees_so_far", "run_agreement",
+                     *(f"{name}_top" for name in ("loss_rank", "loss_rank_in_label", "mean_loss_so_far_rank")),
+                     *(f"{name}_bottom" for name in ("margin_rank", "margin_rank_in_label", "train_margin_rank",
+                                                     "mean_train_margin_so_far_rank"))],
         "steps": RESAMPLED_STEPS,
     },
 }
@@ -130,6 +138,13 @@ def features(dynamics, kind: str) -> np.ndarray:
         so_far = np.arange(1, steps + 1, dtype=np.float32)[None, :]
         out[:, :, 9] = np.cumsum(out[:, :, 1], axis=1, dtype=np.float32) / so_far
         out[:, :, 10] = out[:, :, 1].mean(axis=0, dtype=np.float32)
+        # The ends of the rank scale, stretched: at 5% noise the mislabeled samples share the top 5%
+        # of loss ranks, which a network reading plain ranks hardly told apart (mAP 0.95 where plain
+        # loss had 0.99); -log(distance from the end) spreads them out again.
+        for column, source in enumerate(TOP_TAILS + BOTTOM_TAILS, start=11):
+            ranks = out[:, :, source].astype(np.float32)
+            distance = 1 - ranks if source in TOP_TAILS else ranks
+            out[:, :, column] = np.clip(np.log(distance + TAIL_FLOOR) / np.log(TAIL_FLOOR), 0, 1)
     return out
 
 
@@ -211,6 +226,18 @@ def predict(members: list, inputs: np.ndarray, batch_size: int = 8192) -> np.nda
     return out
 
 
+def _columns(inputs: np.ndarray, kind: str, meta: dict[str, Any], weights: Path) -> np.ndarray:
+    """The feature columns a weights file was trained on, by name: files trained before features
+    were added keep working."""
+    names = KINDS[kind]["features"]
+    if meta["features"] == names:
+        return inputs
+    unknown = [f for f in meta["features"] if f not in names]
+    if unknown:
+        raise NoisyctlError(f"{weights} reads a feature this noisyctl does not compute: '{unknown[0]}'")
+    return inputs[:, :, [names.index(f) for f in meta["features"]]]
+
+
 class LearnedDetector(Detector):
     """Multi-channel learned detector (probability, agreement, loss and margin ranks per epoch); flags p > 0.5."""
 
@@ -224,7 +251,7 @@ class LearnedDetector(Detector):
         members, meta = load_weights(self.weights)
         if meta["kind"] != self.kind:
             raise NoisyctlError(f"{self.weights} holds a '{meta['kind']}' detector, not '{self.kind}'")
-        probability = predict(members, features(dynamics, self.kind))
+        probability = predict(members, _columns(features(dynamics, self.kind), self.kind, meta, self.weights))
         return DetectorResult(probability, flagged=probability > 0.5,
                               info={"weights": str(self.weights), "trained_on": meta.get("trained_on")})
 
@@ -275,6 +302,8 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
         tuned, meta = load_weights(fine_tune)
         if meta["kind"] != kind:
             raise NoisyctlError(f"{fine_tune} holds a '{meta['kind']}' detector; fine-tune it as that kind")
+        if meta["features"] != KINDS[kind]["features"]:
+            raise NoisyctlError(f"{fine_tune} reads older features than this noisyctl computes; train a new detector")
         starts = [tuned[i % len(tuned)] for i in range(members)]
         hidden = meta.get("hidden", 64)
     trained, held_out = [], []
