@@ -69,7 +69,7 @@ def main() -> None:
                 console.print(f"fold {fold + 1}/{args.folds}  {run_path.stem}: "
                               + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
     methods = ["learned", *HAND_CRAFTED]
-    settings = ", ".join(f"{k} {step[k]}" for k in ("epochs", "members", "hidden", "crop") if k in step)
+    settings = ", ".join(f"{k} {step[k]}" for k in TRAINING_KEYS if k in step)
     table = Table(title=f"mAP on runs the learned detector never saw ({len(runs)} runs, {args.folds} folds; {settings})")
     table.add_column("run")
     for method in methods:

@@ -36,20 +36,21 @@ from noisyctl.api import Detector, DetectorResult, NoisyctlError
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 RESAMPLED_STEPS = 32
 PER_EPOCH_FEATURES = 9  # learned: features computed per epoch; the last is a running mean of agreement
-TOP_TAILS = (2, 3, 7)  # learned: loss ranks, whose top end the mislabeled samples hold
-BOTTOM_TAILS = (4, 5, 6, 8)  # learned: margin ranks, whose bottom end they hold
-TAIL_FLOOR = 1e-3  # stretched tail = log(distance to the end + floor) / log(floor), in [0, 1]
+LEARNED_BASE_FEATURES = ["eval_prob", "agrees", "loss_rank", "loss_rank_in_label", "margin_rank",
+                         "margin_rank_in_label", "train_margin_rank", "mean_loss_so_far_rank",
+                         "mean_train_margin_so_far_rank", "mean_agrees_so_far", "run_agreement"]
+# learned: rank features whose end the mislabeled samples hold (loss ranks the top, margin ranks the
+# bottom), given once more with that end stretched: log(distance to the end + floor) / log(floor).
+RANK_TAILS = {"loss_rank": "top", "loss_rank_in_label": "top", "mean_loss_so_far_rank": "top",
+              "margin_rank": "bottom", "margin_rank_in_label": "bottom", "train_margin_rank": "bottom",
+              "mean_train_margin_so_far_rank": "bottom"}
+TAIL_FLOOR = 1e-3
 
 KINDS: dict[str, dict[str, Any]] = {
     "lstm": {"channels": ("eval_prob",), "features": ["eval_prob"], "steps": RESAMPLED_STEPS},
     "learned": {
         "channels": ("eval_prob", "eval_pred", "eval_margin", "train_loss", "train_margin"),
-        "features": ["eval_prob", "agrees", "loss_rank", "loss_rank_in_label", "margin_rank",
-                     "margin_rank_in_label", "train_margin_rank", "mean_loss_so_far_rank",
-                     "mean_train_margin_so_far_rank", "mean_agrees_so_far", "run_agreement",
-                     *(f"{name}_top" for name in ("loss_rank", "loss_rank_in_label", "mean_loss_so_far_rank")),
-                     *(f"{name}_bottom" for name in ("margin_rank", "margin_rank_in_label", "train_margin_rank",
-                                                     "mean_train_margin_so_far_rank"))],
+        "features": [*LEARNED_BASE_FEATURES, *(f"{name}_{end}" for name, end in RANK_TAILS.items())],
         "steps": RESAMPLED_STEPS,
     },
 }
@@ -141,9 +142,9 @@ def features(dynamics, kind: str) -> np.ndarray:
         # The ends of the rank scale, stretched: at 5% noise the mislabeled samples share the top 5%
         # of loss ranks, which a network reading plain ranks hardly told apart (mAP 0.95 where plain
         # loss had 0.99); -log(distance from the end) spreads them out again.
-        for column, source in enumerate(TOP_TAILS + BOTTOM_TAILS, start=11):
-            ranks = out[:, :, source].astype(np.float32)
-            distance = 1 - ranks if source in TOP_TAILS else ranks
+        for column, (name, end) in enumerate(RANK_TAILS.items(), start=len(LEARNED_BASE_FEATURES)):
+            ranks = out[:, :, LEARNED_BASE_FEATURES.index(name)].astype(np.float32)
+            distance = 1 - ranks if end == "top" else ranks
             out[:, :, column] = np.clip(np.log(distance + TAIL_FLOOR) / np.log(TAIL_FLOOR), 0, 1)
     return out
 
