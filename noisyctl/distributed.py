@@ -74,10 +74,16 @@ def from_environment(device_type: str) -> Distributed:
 
     if not dist.is_available():
         raise NoisyctlError("this torch build has no torch.distributed; run train without torchrun")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda" and local_rank >= torch.cuda.device_count():
+        # Checked before the process group starts: nccl would fail later with a CUDA error per rank.
+        processes = os.environ.get("LOCAL_WORLD_SIZE", str(local_rank + 1))
+        raise NoisyctlError(f"torchrun started {processes} processes on this machine but it has "
+                            f"{torch.cuda.device_count()} CUDA device(s); start one per GPU "
+                            "(--nproc-per-node) or train with --device cpu")
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
     return Distributed(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
