@@ -83,7 +83,7 @@ def main() -> None:
         "plain PyTorch loop": lambda e: plain_epoch(plain_model, plain_optimizer, data, given, args.batch_size, device),
         "noisyctl, recording off": lambda e: trainer.train_epoch(e, record=False),
         "noisyctl, recording on": lambda e: trainer.train_epoch(e, record=True),
-        "eval recording pass": lambda e: trainer.record_eval(),
+        "eval recording pass": lambda e: trainer.record_eval(e),
     }
     for run in variants.values():
         run(0)
