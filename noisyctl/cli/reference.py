@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 import typer
 
@@ -20,7 +22,10 @@ def _type_name(param) -> str:
     """The parameter's type; typer >= 0.20 carries its own click core, older ones plain click's."""
     bare = getattr(param, "bare_type", None)
     name = bare() if callable(bare) else param.type.name
-    return str(name).lower().replace("list[str]", "text").replace("str", "text")
+    # Typer versions differ: some name a list's items only, some a Path that must be a file or a
+    # folder after that; the reference names the item type, and says "repeatable" for lists.
+    name = re.sub(r"list\[(\w+)\]", r"\1", str(name).lower())
+    return name.replace("str", "text").replace("file", "path").replace("directory", "path")
 
 
 def _option_row(param) -> str:
@@ -29,7 +34,7 @@ def _option_row(param) -> str:
     else:
         name = " / ".join(f"`{flag}`" for flag in [*param.opts, *param.secondary_opts])
     kind = "flag" if getattr(param, "is_flag", False) else _type_name(param)
-    if getattr(param, "multiple", False):
+    if getattr(param, "multiple", False) or getattr(param, "nargs", 1) == -1:
         kind += ", repeatable"
     default = param.default
     shown = "" if default in (None, (), []) or callable(default) or getattr(param, "show_default", True) is False \
