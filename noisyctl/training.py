@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -57,6 +58,7 @@ class TrainOptions:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision, CUDA only
+    deterministic: bool = False  # deterministic CUDA kernels (CPU ones are always): same seed, same dynamics
     augment: str = "auto"  # a preset of noisyctl.augment; auto = the dataset's own suggestion
     workers: int = 0
     record_eval: bool = True
@@ -273,10 +275,12 @@ class Trainer:
                                     "those in one process")
         self.use_amp = options.amp and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        if self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        else:
-            torch.backends.cudnn.benchmark = True
+        deterministic = self.device.type == "cpu" or options.deterministic
+        if deterministic:
+            # cuBLAS reads this when it starts; a process that already ran CUDA matmuls keeps its setting.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        torch.backends.cudnn.benchmark = not deterministic
         torch.manual_seed(options.seed)
         self.augment = data.default_augment if options.augment == "auto" else options.augment
         # Threshold samples train on a fake extra class C; their dynamics refer to it.

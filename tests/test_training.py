@@ -3,6 +3,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
@@ -115,7 +116,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
     labels = tmp_path / "labels.h5"
     base = [sys.executable, "-m", "noisyctl"]
     subprocess.run([*base, "synth", "-n", "pairflip", "-o", labels], check=True, env=env, capture_output=True)
-    train_args = [*base, "train", "--labels", labels, "--epochs", "8", "--quiet"]
+    # On a GPU machine this checks the CUDA path, where identical dynamics need --deterministic.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    train_args = [*base, "train", "--labels", labels, "--epochs", "8", "--quiet", "--device", device, "--deterministic"]
     subprocess.run([*train_args, "-o", tmp_path / "whole.h5"], check=True, env=env, capture_output=True)
 
     out = tmp_path / "killed.h5"

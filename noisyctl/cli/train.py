@@ -60,6 +60,9 @@ def train(
     seed: int = typer.Option(DEFAULTS.seed, "--seed", help="Seed of initialisation, order and augmentation."),
     device: str = typer.Option(DEFAULTS.device, "--device", help="auto, cpu, cuda or cuda:N."),
     amp: bool = typer.Option(DEFAULTS.amp, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
+    deterministic: bool = typer.Option(DEFAULTS.deterministic, "--deterministic", help="Deterministic GPU kernels "
+                                       "(slower): the same seed gives the same dynamics, and a resumed run the "
+                                       "same as an uninterrupted one, on GPU as on CPU."),
     augment: str = typer.Option(DEFAULTS.augment, "--augment", help="Training augmentation: auto (what suits "
                                 "the dataset), none, crop, flip-crop or resized-crop."),
     workers: int = typer.Option(DEFAULTS.workers, "--workers", help="DataLoader worker processes."),
@@ -116,8 +119,8 @@ def train(
         model=p["model"], model_options=parse_options(p["model_option"], "model"),
         weights=str(p["weights"]) if p["weights"] else None, epochs=p["epochs"], batch_size=p["batch_size"],
         optimizer=p["optimizer"], lr=p["lr"], momentum=p["momentum"], weight_decay=p["weight_decay"],
-        schedule=p["schedule"], seed=p["seed"], device=p["device"], amp=p["amp"], augment=p["augment"],
-        workers=p["workers"],
+        schedule=p["schedule"], seed=p["seed"], device=p["device"], amp=p["amp"], deterministic=p["deterministic"],
+        augment=p["augment"], workers=p["workers"],
         record_eval=p["record_eval"], eval_batch_size=p["eval_batch_size"], record_probs=p["record_probs"],
         folds=p["folds"], aum_threshold_set=p["aum_threshold_set"], record_features=p["record_features"],
         true_labels=p["true_labels"], strategy=p["strategy"],
