@@ -101,3 +101,19 @@ def test_a_killed_distributed_run_resumes_to_the_same_dynamics(labels, whole, tm
     with h5py.File(whole) as a, h5py.File(out) as b:
         for name in a["dynamics"]:
             assert np.array_equal(a["dynamics"][name][:], b["dynamics"][name][:]), name
+
+
+def test_more_processes_than_gpus_is_refused_before_the_process_group_starts(monkeypatch):
+    """torchrun --nproc-per-node 2 on a one-GPU machine: rank 1 stops with one line, not a CUDA error."""
+    import torch
+
+    from noisyctl import distributed
+    from noisyctl.errors import NoisyctlError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(NoisyctlError, match="2 processes on this machine but it has 1 CUDA device"):
+        distributed.from_environment("cuda")
+    assert not torch.distributed.is_initialized()
