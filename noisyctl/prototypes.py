@@ -70,7 +70,7 @@ def prototype_labels(features, given_labels, num_classes: int, *, per_class: int
     import torch
 
     features = torch.as_tensor(features).float()
-    given = torch.as_tensor(np.asarray(given_labels), device=features.device).long()
+    given = torch.as_tensor(given_labels, device=features.device).long()  # numpy, or a tensor on any device
     normalised = torch.nn.functional.normalize(features, dim=1)
     generator = np.random.default_rng(seed)
     similarity = torch.full((len(features), num_classes), -2.0, device=features.device)

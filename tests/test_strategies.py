@@ -39,8 +39,9 @@ def test_reviewed_samples_are_right_and_leave_the_rate_exact(noisy):
 
 def test_reweight_beats_standard_training_and_its_weights_detect_noise(noisy, trusted_file, tmp_path):
     labels, data = noisy
-    plain = train(labels, data, TrainOptions(epochs=6, device="cpu"), tmp_path / "plain.h5", show_progress=False)
-    options = TrainOptions(epochs=6, device="cpu", strategy="reweight", trusted=str(trusted_file))
+    # device auto: on a GPU machine these run on CUDA (its meta step, its autocast), elsewhere on CPU.
+    plain = train(labels, data, TrainOptions(epochs=6), tmp_path / "plain.h5", show_progress=False)
+    options = TrainOptions(epochs=6, strategy="reweight", trusted=str(trusted_file))
     reweighted = train(labels, data, options, tmp_path / "rw.h5", show_progress=False)
     assert reweighted["last_epoch"]["test_accuracy"] > plain["last_epoch"]["test_accuracy"] + 0.01
     with RunFile(tmp_path / "rw.h5") as run:
@@ -68,7 +69,8 @@ def test_reweight_needs_a_trusted_set_of_known_samples(noisy, tmp_path):
 
 def test_self_learning_corrects_labels_after_warm_up(noisy, tmp_path):
     labels, data = noisy
-    options = TrainOptions(epochs=6, device="cpu", strategy="self-learning", strategy_options={"start_epoch": 2})
+    # device auto, as above: on CUDA the prototypes are computed on the GPU.
+    options = TrainOptions(epochs=6, strategy="self-learning", strategy_options={"start_epoch": 2})
     train(labels, data, options, tmp_path / "sl.h5", show_progress=False)
     with RunFile(tmp_path / "sl.h5") as run:
         corrected = run.channel("corrected_label")
