@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--model", default="mlp")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args()
     console = Console(width=120)
     spec = {"name": "digits", "root": None, "options": {"test_fraction": 0.25}}
@@ -64,7 +65,7 @@ def main() -> None:
             path = Path(tmp) / "labels.h5"
             write_labels_file(path, labels)
             trusted = load_trusted(str(path), data)
-        base = dict(model=args.model, epochs=args.epochs, seed=seed, device="cpu", record_eval=False)
+        base = dict(model=args.model, epochs=args.epochs, seed=seed, device=args.device, record_eval=False)
         standard, standard_seconds = curve(labels, data, TrainOptions(**base), None)
         reweight, reweight_seconds = curve(labels, data, TrainOptions(**base, strategy="reweight",
                                                                       trusted=str(path)), trusted)
