@@ -136,14 +136,16 @@ def features(dynamics, kind: str) -> np.ndarray:
     if kind == "learned":
         # The running mean of agreement: the whole history at every step, which a recurrent network
         # otherwise has to integrate itself (and did poorly at high noise rates).
+        index_of = LEARNED_BASE_FEATURES.index
+        agrees = out[:, :, index_of("agrees")]
         so_far = np.arange(1, steps + 1, dtype=np.float32)[None, :]
-        out[:, :, 9] = np.cumsum(out[:, :, 1], axis=1, dtype=np.float32) / so_far
-        out[:, :, 10] = out[:, :, 1].mean(axis=0, dtype=np.float32)
+        out[:, :, index_of("mean_agrees_so_far")] = np.cumsum(agrees, axis=1, dtype=np.float32) / so_far
+        out[:, :, index_of("run_agreement")] = agrees.mean(axis=0, dtype=np.float32)
         # The ends of the rank scale, stretched: at 5% noise the mislabeled samples share the top 5%
         # of loss ranks, which a network reading plain ranks hardly told apart (mAP 0.95 where plain
         # loss had 0.99); -log(distance from the end) spreads them out again.
         for column, (name, end) in enumerate(RANK_TAILS.items(), start=len(LEARNED_BASE_FEATURES)):
-            ranks = out[:, :, LEARNED_BASE_FEATURES.index(name)].astype(np.float32)
+            ranks = out[:, :, index_of(name)].astype(np.float32)
             distance = 1 - ranks if end == "top" else ranks
             out[:, :, column] = np.clip(np.log(distance + TAIL_FLOOR) / np.log(TAIL_FLOOR), 0, 1)
     return out
