@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,25 @@ def test_the_shipped_default_detectors_were_trained_without_digits_and_find_its_
         loss = run_detector(run, "loss").metrics
     if kind == "learned":
         assert outcome.metrics["map"] >= loss["map"] - 0.01, (outcome.metrics, loss)
+
+
+def test_adapting_to_the_run_reorders_the_networks_own_probabilities(cli, pairflip_run):
+    from noisyctl.builtin.detectors.learned import adapt_to_run, predict
+
+    members, _ = load_weights(WEIGHTS_DIR / "learned.safetensors")
+    with RunFile(pairflip_run) as run:
+        inputs = features(run, "learned")
+        raw = predict(members, inputs)
+        adapted = run_detector(run, "learned")
+        plain = run_detector(run, "learned", {"adapt": False})
+    assert (plain.result.scores == raw).all() and not plain.result.info["adapted_to_run"]
+    scores = adapted.result.scores
+    # the same values and the same decisions' count, in another order that ranks at least as well
+    assert (np.sort(scores) == np.sort(raw)).all() and adapted.result.flagged.sum() == (raw > 0.5).sum()
+    assert (np.argsort(scores) != np.argsort(raw)).any()
+    assert adapted.metrics["map"] >= plain.metrics["map"] - 0.005, (adapted.metrics, plain.metrics)
+    # with too few samples on one side of 0.5 there is nothing to learn from, and nothing changes
+    few = np.where(np.arange(len(raw)) < 3, 0.9, 0.1)
+    assert (adapt_to_run(inputs, few) == few).all()
+    line = cli.error("detect", pairflip_run, "-d", "learned", "--detector-option", "learned.adapt=maybe", "--no-save")
+    assert "adapt is true or false" in line

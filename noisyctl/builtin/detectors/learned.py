@@ -15,7 +15,7 @@ other run without retraining.
   more is the run's own agreement at each step (its training accuracy on the given labels), which
   says how far the model has come, so a sample's ranks can be read against it. The ranks' ends are
   also given stretched (-log of the distance to the end), where the mislabeled samples of a run
-  with little noise all sit.
+  with little noise all sit. Its ranking is then adapted to the run (see ``adapt_to_run``).
 
 Either kind may hold several members: networks trained with different seeds, whose probabilities
 are averaged. A single network's scores moved by 0.02-0.05 mAP between seeds; the average does not.
@@ -45,6 +45,13 @@ RANK_TAILS = {"loss_rank": "top", "loss_rank_in_label": "top", "mean_loss_so_far
               "margin_rank": "bottom", "margin_rank_in_label": "bottom", "train_margin_rank": "bottom",
               "mean_train_margin_so_far_rank": "bottom"}
 TAIL_FLOOR = 1e-3
+# learned: adapting to the run fits a logistic regression on the features at these shares of the
+# run (their steps), on at most ADAPT_FIT_SAMPLES samples, if it flags at least ADAPT_MIN_CLASS
+# samples and leaves as many unflagged.
+ADAPT_AT = (0.25, 0.5, 0.75, 1.0)
+ADAPT_FIT_SAMPLES = 200_000
+ADAPT_MIN_CLASS = 10
+ADAPT_C = 0.1
 
 KINDS: dict[str, dict[str, Any]] = {
     "lstm": {"channels": ("eval_prob",), "features": ["eval_prob"], "steps": RESAMPLED_STEPS},
@@ -229,6 +236,44 @@ def predict(members: list, inputs: np.ndarray, batch_size: int = 8192) -> np.nda
     return out
 
 
+def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The detector's probabilities reordered by what this run's own features say.
+
+    The networks carry what their training runs looked like; a run may separate its mislabeled
+    samples along other features, or with other weights. A logistic regression on this run's
+    features at a few steps learns the network's decisions (P > 0.5) from them, and the samples
+    are ranked by the sum of their ranks under the network and under the regression. The returned
+    scores are the network's own probabilities, handed out in that order: the same values, the
+    same number above 0.5, a better ranking. On held-out folds of the recipe's 44 runs this
+    raised the mean mAP from 0.822 to 0.826 (better on 35 runs, worse on 9).
+    """
+    from scipy.stats import rankdata
+    from sklearn.linear_model import LogisticRegression
+
+    decided = probability > 0.5
+    if min(decided.sum(), (~decided).sum()) < ADAPT_MIN_CLASS:
+        return probability  # too few decisions on one side to learn from
+    steps = inputs.shape[1]
+    at = [round(share * steps) - 1 for share in ADAPT_AT]
+
+    def columns(rows: np.ndarray) -> np.ndarray:
+        return rows[:, at].reshape(len(rows), -1).astype(np.float32)
+
+    fit = np.arange(len(inputs))
+    if len(fit) > ADAPT_FIT_SAMPLES:
+        fit = np.sort(np.random.default_rng(seed).choice(fit, ADAPT_FIT_SAMPLES, replace=False))
+    sample = columns(inputs[fit])
+    mean, spread = sample.mean(axis=0), sample.std(axis=0) + 1e-6
+    model = LogisticRegression(C=ADAPT_C, max_iter=1000).fit((sample - mean) / spread, decided[fit])
+    chunk = 65536  # samples at a time, so the columns never exist for all of a large run at once
+    regression = np.concatenate([model.decision_function((columns(inputs[start:start + chunk]) - mean) / spread)
+                                 for start in range(0, len(inputs), chunk)])
+    order = np.argsort(rankdata(probability) + rankdata(regression), kind="stable")
+    adapted = np.empty_like(probability)
+    adapted[order] = np.sort(probability)
+    return adapted
+
+
 def _columns(inputs: np.ndarray, kind: str, meta: dict[str, Any], weights: Path) -> np.ndarray:
     """The feature columns a weights file was trained on, by name: files trained before features
     were added keep working."""
@@ -246,23 +291,33 @@ class LearnedDetector(Detector):
 
     kind = "learned"
 
-    def __init__(self, weights: str | None = None) -> None:
+    adapts = True  # by default: lstm reproduces the paper, which has no such step
+
+    def __init__(self, weights: str | None = None, adapt: bool | None = None) -> None:
         self.weights = Path(weights) if weights else WEIGHTS_DIR / f"{self.kind}.safetensors"
         self.channels = KINDS[self.kind]["channels"]
+        if adapt is not None and not isinstance(adapt, bool):
+            raise NoisyctlError(f"{self.kind}: adapt is true or false, not '{adapt}'")
+        self.adapt = self.adapts if adapt is None else adapt
 
     def score(self, dynamics) -> DetectorResult:
         members, meta = load_weights(self.weights)
         if meta["kind"] != self.kind:
             raise NoisyctlError(f"{self.weights} holds a '{meta['kind']}' detector, not '{self.kind}'")
-        probability = predict(members, _columns(features(dynamics, self.kind), self.kind, meta, self.weights))
+        inputs = _columns(features(dynamics, self.kind), self.kind, meta, self.weights)
+        probability = predict(members, inputs)
+        if self.adapt:
+            probability = adapt_to_run(inputs, probability)
         return DetectorResult(probability, flagged=probability > 0.5,
-                              info={"weights": str(self.weights), "trained_on": meta.get("trained_on")})
+                              info={"weights": str(self.weights), "trained_on": meta.get("trained_on"),
+                                    "adapted_to_run": self.adapt})
 
 
 class LstmDetector(LearnedDetector):
     """The LSTM of "Learning from Training Dynamics" (Jia et al. 2022) on the assigned-label probability; flags p > 0.5."""
 
     kind = "lstm"
+    adapts = False
 
 
 def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, batch_size: int = 64,
