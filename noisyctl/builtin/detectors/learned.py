@@ -245,7 +245,8 @@ def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, seed: int = 0) -> 
     are ranked by the sum of their ranks under the network and under the regression. The returned
     scores are the network's own probabilities, handed out in that order: the same values, the
     same number above 0.5, a better ranking. On held-out folds of the recipe's 44 runs this
-    raised the mean mAP from 0.822 to 0.826 (better on 35 runs, worse on 9).
+    raised the mean mAP from 0.822 to 0.826 (better on 31 runs, worse on 9;
+    ``benchmarks/transfer.py``).
     """
     from scipy.stats import rankdata
     from sklearn.linear_model import LogisticRegression
@@ -287,11 +288,10 @@ def _columns(inputs: np.ndarray, kind: str, meta: dict[str, Any], weights: Path)
 
 
 class LearnedDetector(Detector):
-    """Multi-channel learned detector (probability, agreement, loss and margin ranks per epoch); flags p > 0.5."""
+    """Multi-channel learned detector (probability, agreement, loss and margin ranks per epoch), adapted to the run; flags p > 0.5."""
 
     kind = "learned"
-
-    adapts = True  # by default: lstm reproduces the paper, which has no such step
+    adapts = True  # by default; lstm reproduces the paper, which has no such step
 
     def __init__(self, weights: str | None = None, adapt: bool | None = None) -> None:
         self.weights = Path(weights) if weights else WEIGHTS_DIR / f"{self.kind}.safetensors"
