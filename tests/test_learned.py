@@ -147,5 +147,7 @@ def test_adapting_to_the_run_reorders_the_networks_own_probabilities(cli, pairfl
     # with too few samples on one side of 0.5 there is nothing to learn from, and nothing changes
     few = np.where(np.arange(len(raw)) < 3, 0.9, 0.1)
     assert (adapt_to_run(inputs, few) == few).all()
+    judged = (raw <= 0.5) | (np.cumsum(raw > 0.5) <= 3)  # AUM threshold samples stay out of the fit
+    assert (adapt_to_run(inputs, raw, judged=judged) == raw).all()
     line = cli.error("detect", pairflip_run, "-d", "learned", "--detector-option", "learned.adapt=maybe", "--no-save")
     assert "adapt is true or false" in line
