@@ -149,5 +149,7 @@ def test_adapting_to_the_run_reorders_the_networks_own_probabilities(cli, pairfl
     assert (adapt_to_run(inputs, few) == few).all()
     judged = (raw <= 0.5) | (np.cumsum(raw > 0.5) <= 3)  # AUM threshold samples stay out of the fit
     assert (adapt_to_run(inputs, raw, judged=judged) == raw).all()
+    unread = np.where(np.arange(len(raw)) == 0, np.nan, raw)  # a NaN would turn every rank into NaN
+    assert np.array_equal(adapt_to_run(inputs, unread), unread, equal_nan=True)
     line = cli.error("detect", pairflip_run, "-d", "learned", "--detector-option", "learned.adapt=maybe", "--no-save")
     assert "adapt is true or false" in line

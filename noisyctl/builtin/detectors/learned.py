@@ -255,8 +255,8 @@ def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray
 
     decided = probability > 0.5
     fit = np.arange(len(inputs)) if judged is None else np.flatnonzero(judged)
-    if min(decided[fit].sum(), (~decided[fit]).sum()) < ADAPT_MIN_CLASS:
-        return probability  # too few decisions on one side to learn from
+    if min(decided[fit].sum(), (~decided[fit]).sum()) < ADAPT_MIN_CLASS or not np.isfinite(probability).all():
+        return probability  # too few decisions on one side to learn from, or samples the networks could not read
     steps = inputs.shape[1]
     at = [round(share * steps) - 1 for share in ADAPT_AT]
 
