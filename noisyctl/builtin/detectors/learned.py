@@ -253,10 +253,12 @@ def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray
     from scipy.stats import rankdata
     from sklearn.linear_model import LogisticRegression
 
+    if not np.isfinite(probability).all():
+        return probability  # samples the networks could not read: a NaN would make every rank NaN
     decided = probability > 0.5
     fit = np.arange(len(inputs)) if judged is None else np.flatnonzero(judged)
-    if min(decided[fit].sum(), (~decided[fit]).sum()) < ADAPT_MIN_CLASS or not np.isfinite(probability).all():
-        return probability  # too few decisions on one side to learn from, or samples the networks could not read
+    if min(decided[fit].sum(), (~decided[fit]).sum()) < ADAPT_MIN_CLASS:
+        return probability  # too few decisions on one side to learn from
     steps = inputs.shape[1]
     at = [round(share * steps) - 1 for share in ADAPT_AT]
 
