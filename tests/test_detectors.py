@@ -219,10 +219,13 @@ def test_aum_threshold_samples_count_the_noise_and_a_pair_of_runs_covers_everyon
     for number in (1, 2):
         cli("train", "--labels", labels, "--epochs", "8", "--aum-threshold-set", number, "-q",
             "-o", tmp_path / f"set{number}.h5")
-    alone = cli.json("detect", tmp_path / "set1.h5", "-d", "aum", "-d", "loss", "--no-save")
+    alone = cli.json("detect", tmp_path / "set1.h5", "-d", "aum", "-d", "loss", "-d", "learned", "--no-save")
     aum = alone["detectors"]["aum"]
     assert aum["info"]["not_judged"] == 1797 // 11 and aum["metrics"]["judged"] == 1797 - 1797 // 11
     assert alone["detectors"]["loss"]["metrics"]["judged"] == 1797 - 1797 // 11  # nobody judges them here
+    learned = alone["detectors"]["learned"]  # adapted to the run without the threshold samples in its fit
+    assert learned["info"]["adapted_to_run"] and learned["metrics"]["judged"] == 1797 - 1797 // 11
+    assert learned["metrics"]["auc"] > 0.9, learned["metrics"]
     assert 0.6 * 0.2 * aum["metrics"]["judged"] < aum["flagged"] < 1.4 * 0.2 * aum["metrics"]["judged"]
     with RunFile(tmp_path / "set1.h5") as run:
         threshold_ids = {run.labels.ids[i] for i in np.flatnonzero(run.threshold_samples)}
