@@ -250,7 +250,10 @@ def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray
     ``benchmarks/transfer.py``). ``judged`` (a mask) leaves samples out of the fit, such as AUM
     threshold samples, which were trained on a fake class; they are still scored.
     """
+    import warnings
+
     from scipy.stats import rankdata
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     if not np.isfinite(probability).all():
@@ -269,7 +272,9 @@ def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray
         fit = np.sort(np.random.default_rng(seed).choice(fit, ADAPT_FIT_SAMPLES, replace=False))
     sample = columns(inputs[fit])
     mean, spread = sample.mean(axis=0), sample.std(axis=0) + 1e-6
-    model = LogisticRegression(C=ADAPT_C, max_iter=1000).fit((sample - mean) / spread, decided[fit])
+    with warnings.catch_warnings():  # a fit short of full convergence still ranks; say nothing to the user
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(C=ADAPT_C, max_iter=1000).fit((sample - mean) / spread, decided[fit])
     chunk = 65536  # samples at a time, so the columns never exist for all of a large run at once
     regression = np.concatenate([model.decision_function((columns(inputs[start:start + chunk]) - mean) / spread)
                                  for start in range(0, len(inputs), chunk)])
