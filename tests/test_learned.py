@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from noisyctl.builtin.detectors.learned import WEIGHTS_DIR, features, load_weights
+from noisyctl.builtin.detectors.learned import WEIGHTS_DIR, adapt_to_run, features, load_weights, predict
 from noisyctl.detection import run_detector
 from noisyctl.store import RunFile
 
@@ -47,10 +47,6 @@ def test_fine_tuning_starts_from_given_weights(cli, digits_run, pairflip_run, tm
 
 
 def test_members_are_trained_with_their_own_seeds_and_averaged(cli, digits_run, tmp_path):
-    import numpy as np
-
-    from noisyctl.builtin.detectors.learned import predict
-
     weights = tmp_path / "two.safetensors"
     trained = cli.json("train-detector", digits_run, "--members", "2", "--hidden", "16", "--epochs", "2",
                        "--crop", "0.5", "-o", weights)
@@ -130,8 +126,6 @@ def test_the_shipped_default_detectors_were_trained_without_digits_and_find_its_
 
 
 def test_adapting_to_the_run_reorders_the_networks_own_probabilities(cli, pairflip_run):
-    from noisyctl.builtin.detectors.learned import adapt_to_run, predict
-
     members, _ = load_weights(WEIGHTS_DIR / "learned.safetensors")
     with RunFile(pairflip_run) as run:
         inputs = features(run, "learned")

@@ -236,8 +236,7 @@ def predict(members: list, inputs: np.ndarray, batch_size: int = 8192) -> np.nda
     return out
 
 
-def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray | None = None,
-                 seed: int = 0) -> np.ndarray:
+def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray | None = None) -> np.ndarray:
     """The detector's probabilities reordered by what this run's own features say.
 
     The networks carry what their training runs looked like; a run may separate its mislabeled
@@ -269,7 +268,7 @@ def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray
         return rows[:, at].reshape(len(rows), -1).astype(np.float32)
 
     if len(fit) > ADAPT_FIT_SAMPLES:
-        fit = np.sort(np.random.default_rng(seed).choice(fit, ADAPT_FIT_SAMPLES, replace=False))
+        fit = np.sort(np.random.default_rng(0).choice(fit, ADAPT_FIT_SAMPLES, replace=False))  # the same every time
     sample = columns(inputs[fit])
     mean, spread = sample.mean(axis=0), sample.std(axis=0) + 1e-6
     with warnings.catch_warnings():  # a fit short of full convergence still ranks; say nothing to the user
