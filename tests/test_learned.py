@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from noisyctl.builtin.detectors.learned import WEIGHTS_DIR, adapt_to_run, features, load_weights, predict
+from noisyctl.builtin.detectors.learned import (KINDS, RUNNING_MARGIN, WEIGHTS_DIR, adapt_to_run, features, load_weights,
+                                               most_agreeing_step, predict)
 from noisyctl.detection import run_detector
 from noisyctl.store import RunFile
 
@@ -138,6 +139,15 @@ def test_adapting_to_the_run_reorders_the_networks_own_probabilities(cli, pairfl
     assert (np.sort(scores) == np.sort(raw)).all() and adapted.result.flagged.sum() == (raw > 0.5).sum()
     assert (np.argsort(scores) != np.argsort(raw)).any()
     assert adapted.metrics["map"] >= plain.metrics["map"] - 0.005, (adapted.metrics, plain.metrics)
+    # the early AUM votes: the detector passes its column, and it moves the order
+    column = KINDS["learned"]["features"].index(RUNNING_MARGIN)
+    assert (scores == adapt_to_run(inputs, raw, running_margin=column)).all()
+    assert (np.argsort(adapt_to_run(inputs, raw)) != np.argsort(scores)).any()
+    # its step is the one whose ranking agrees best with the decisions, whatever the others hold
+    decided = raw > 0.5
+    doctored = np.random.default_rng(0).random((len(raw), 12))
+    doctored[:, 7] = decided + 0.5 * doctored[:, 7]
+    assert most_agreeing_step(doctored, decided) == 7
     # with too few samples on one side of 0.5 there is nothing to learn from, and nothing changes
     few = np.where(np.arange(len(raw)) < 3, 0.9, 0.1)
     assert (adapt_to_run(inputs, few) == few).all()
