@@ -12,7 +12,8 @@ the shipped learned detectors never saw), with uniform, pair-flip and instance-d
   so noisyctl's `ema-loss` (alpha 0.001 per presentation, seeded with 0) stands for it.
 
 Prints AUC, mAP, precision@k and wall time per method and setting, and whether noisyctl's default
-detector (the first of `detect`'s defaults) has the best mAP.
+detector (the first of `detect`'s defaults) has the best mAP. One run per setting moves mAP by a few
+thousandths between seeds; `--seeds 3` gives the mean of three runs per setting (three times as long).
 
     .venv/bin/pip install aum && .venv/bin/python benchmarks/detectors.py    # ~10 minutes on 2 cores
 """
@@ -87,9 +88,45 @@ def aum_package(run: RunFile, folder: Path) -> np.ndarray:
     return -table.loc[ids, "aum"].to_numpy()
 
 
+def score_setting(name, dataset_options, noise, rate, train_options, seed, detectors):
+    """Every method's metrics and seconds on one run of a setting (noise and training seeded ``seed``),
+    the seconds that run took to train, and its number of samples."""
+    spec = {"name": name, "root": None, "options": dataset_options}
+    data = load_dataset(spec)
+    labels = synthesize(spec, noise, rate, seed=seed)
+    options = TrainOptions(seed=seed, **train_options)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        started = time.perf_counter()
+        train(labels, data, options, folder / "run.h5", show_progress=False)
+        train_seconds = time.perf_counter() - started
+        truth = labels.is_noisy
+        with RunFile(folder / "run.h5") as run:
+            for detector in detectors:
+                if not all(run.has_channel(c) for c in make_detector(detector, {})[0].channels):
+                    continue  # reweight scores only runs trained with that strategy
+                outcome = run_detector(run, detector)
+                rows.append((f"noisyctl {detector}", outcome.metrics, outcome.seconds))
+                if detector == "ema-loss":  # Datumaro's formula; datumaro no longer ships it
+                    rows.append((DATUMARO, outcome.metrics, outcome.seconds))
+            started = time.perf_counter()
+            scores = aum_package(run, folder)
+            rows.append(("aum package (AUMCalculator)", detection_metrics(truth, scores),
+                         time.perf_counter() - started))
+        started = time.perf_counter()
+        scores, issues = cleanlab_five_fold(labels, data, options, folder)
+        rows.append(("cleanlab, 5-fold out-of-sample", detection_metrics(truth, scores, issues),
+                     time.perf_counter() - started))
+    return rows, train_seconds, len(labels.ids)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", type=int, nargs="*", help="run only these setting numbers (1-based)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="runs per setting, with noise and training seeded n, n+10, n+20, ... (setting n); "
+                             "the tables give the mean over them")
     args = parser.parse_args()
     console = Console(width=130)
     detectors = [d for d in plugins.registry().names("detector")]
@@ -98,51 +135,36 @@ def main() -> None:
     for number, (name, dataset_options, noise, rate, train_options) in enumerate(SETTINGS, start=1):
         if args.only and number not in args.only:
             continue
-        spec = {"name": name, "root": None, "options": dataset_options}
-        data = load_dataset(spec)
-        labels = synthesize(spec, noise, rate, seed=number)
-        options = TrainOptions(seed=number, **train_options)
-        rows = []
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            started = time.perf_counter()
-            train(labels, data, options, folder / "run.h5", show_progress=False)
-            train_seconds = time.perf_counter() - started
-            truth = labels.is_noisy
-            with RunFile(folder / "run.h5") as run:
-                for detector in detectors:
-                    if not all(run.has_channel(c) for c in make_detector(detector, {})[0].channels):
-                        continue  # reweight scores only runs trained with that strategy
-                    outcome = run_detector(run, detector)
-                    rows.append((f"noisyctl {detector}", outcome.metrics, outcome.seconds))
-                    if detector == "ema-loss":  # Datumaro's formula; datumaro no longer ships it
-                        rows.append((DATUMARO, outcome.metrics, outcome.seconds))
-                started = time.perf_counter()
-                scores = aum_package(run, folder)
-                rows.append(("aum package (AUMCalculator)", detection_metrics(truth, scores),
-                             time.perf_counter() - started))
-            started = time.perf_counter()
-            scores, issues = cleanlab_five_fold(labels, data, options, folder)
-            rows.append(("cleanlab, 5-fold out-of-sample", detection_metrics(truth, scores, issues),
-                         time.perf_counter() - started))
-        table = Table(title=f"{number}. {name} {noise} {rate:.0%} ({len(labels.ids):,} samples, "
-                            f"{options.epochs} epochs small-cnn; one run took {train_seconds:.1f} s)")
+        per_method: dict[str, list] = {}
+        train_seconds = []
+        for seed in range(number, number + 10 * args.seeds, 10):
+            rows, seconds, samples = score_setting(name, dataset_options, noise, rate, train_options, seed, detectors)
+            train_seconds.append(seconds)
+            for method, metrics, took in rows:
+                per_method.setdefault(method, []).append((metrics, took))
+        mean = {method: ({key: float(np.mean([m[key] for m, _ in runs]))
+                          for key in ("map", "auc", "precision_at_k", "flagged") if key in runs[0][0]},
+                         float(np.mean([took for _, took in runs]))) for method, runs in per_method.items()}
+        runs = f"mean of {args.seeds} runs, " if args.seeds > 1 else ""
+        table = Table(title=f"{number}. {name} {noise} {rate:.0%} ({runs}{samples:,} samples, "
+                            f"{train_options['epochs']} epochs small-cnn; one run took {np.mean(train_seconds):.1f} s)")
         for column in ("method", "mAP", "AUC", "P@k", "flagged", "seconds"):
             table.add_column(column, justify="left" if column == "method" else "right")
-        best_map = max(m["map"] for _, m, _ in rows)
-        peers_best = max(m["map"] for method, m, _ in rows if not method.startswith("noisyctl "))
-        for method, m, seconds in sorted(rows, key=lambda r: -r[1]["map"]):
+        best_map = max(m["map"] for m, _ in mean.values())
+        peers_best = max(m["map"] for method, (m, _) in mean.items() if not method.startswith("noisyctl "))
+        for method, (m, seconds) in sorted(mean.items(), key=lambda r: -r[1][0]["map"]):
             style = "bold green" if m["map"] == best_map else ""
+            flagged = f"{m['flagged']:.0f}" if "flagged" in m else "-"
             table.add_row(method, f"{m['map']:.3f}", f"{m['auc']:.3f}", f"{m['precision_at_k']:.3f}",
-                          str(m.get("flagged", "-")), f"{seconds:.2f}", style=style)
+                          flagged, f"{seconds:.2f}", style=style)
         console.print(table)
-        default_map = next(m["map"] for method, m, _ in rows if method == f"noisyctl {default}")
+        default_map = mean[f"noisyctl {default}"][0]["map"]
         verdicts.append((f"{name} {noise} {rate:.0%}", default_map, peers_best, default_map >= best_map))
     summary = Table(title=f"noisyctl's default detector ({default}) against the best peer")
     for column in ("setting", f"{default} mAP", "best peer mAP", "best of all?"):
         summary.add_column(column)
     for setting, ours, peer, best in verdicts:
-        summary.add_row(setting, f"{ours:.3f}", f"{peer:.3f}", "yes" if best else "no")
+        summary.add_row(setting, f"{ours:.4f}", f"{peer:.4f}", "yes" if best else "no")
     console.print(summary)
 
 

@@ -257,7 +257,7 @@ def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray
     its noise, chosen without the truth. The samples are ranked by the sum of their ranks under
     the voters. The returned scores are the network's own probabilities, handed out in that
     order: the same values, the same number above 0.5, a better ranking. On held-out folds of the
-    recipe's 44 runs this raised the mean mAP from 0.822 to 0.827 (``benchmarks/transfer.py``).
+    recipe's 44 runs this raised the mean mAP from 0.822 to 0.828 (``benchmarks/transfer.py``).
     ``judged`` (a mask) leaves samples out of the fit, such as AUM threshold samples, which were
     trained on a fake class; they are still scored.
     """
