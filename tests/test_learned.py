@@ -148,6 +148,12 @@ def test_adapting_to_the_run_reorders_the_networks_own_probabilities(cli, pairfl
     doctored = np.random.default_rng(0).random((len(raw), 12))
     doctored[:, 7] = decided + 0.5 * doctored[:, 7]
     assert most_agreeing_step(doctored, decided) == 7
+    # lstm reads no margins: asked to adapt, it does so with the regression alone
+    with RunFile(pairflip_run) as run:
+        asked, paper = run_detector(run, "lstm", {"adapt": True}), run_detector(run, "lstm")
+    assert asked.result.info["adapted_to_run"] and not paper.result.info["adapted_to_run"]
+    assert (np.sort(asked.result.scores) == np.sort(paper.result.scores)).all()
+    assert (np.argsort(asked.result.scores) != np.argsort(paper.result.scores)).any()
     # with too few samples on one side of 0.5 there is nothing to learn from, and nothing changes
     few = np.where(np.arange(len(raw)) < 3, 0.9, 0.1)
     assert (adapt_to_run(inputs, few) == few).all()
