@@ -145,8 +145,8 @@ def main() -> None:
         mean = {method: ({key: float(np.mean([m[key] for m, _ in runs]))
                           for key in ("map", "auc", "precision_at_k", "flagged") if key in runs[0][0]},
                          float(np.mean([took for _, took in runs]))) for method, runs in per_method.items()}
-        runs = f"mean of {args.seeds} runs, " if args.seeds > 1 else ""
-        table = Table(title=f"{number}. {name} {noise} {rate:.0%} ({runs}{samples:,} samples, "
+        averaged = f"mean of {args.seeds} runs, " if args.seeds > 1 else ""
+        table = Table(title=f"{number}. {name} {noise} {rate:.0%} ({averaged}{samples:,} samples, "
                             f"{train_options['epochs']} epochs small-cnn; one run took {np.mean(train_seconds):.1f} s)")
         for column in ("method", "mAP", "AUC", "P@k", "flagged", "seconds"):
             table.add_column(column, justify="left" if column == "method" else "right")

@@ -291,8 +291,9 @@ def adapt_to_run(inputs: np.ndarray, probability: np.ndarray, judged: np.ndarray
                                  for start in range(0, len(inputs), chunk)])
     votes = rankdata(probability) + rankdata(regression)
     if running_margin is not None:
-        early_aum = -inputs[:, :, running_margin]  # low margin rank: likely mislabeled
-        votes += rankdata(early_aum[:, most_agreeing_step(early_aum[fit], decided[fit])])
+        # minus the margin rank: a low AUM says mislabeled
+        step = most_agreeing_step(-inputs[fit, :, running_margin], decided[fit])
+        votes += rankdata(-inputs[:, step, running_margin])
     order = np.argsort(votes, kind="stable")
     adapted = np.empty_like(probability)
     adapted[order] = np.sort(probability)
