@@ -121,6 +121,13 @@ def score_setting(name, dataset_options, noise, rate, train_options, seed, detec
     return rows, train_seconds, len(labels.ids)
 
 
+def averaged(runs: list) -> tuple[dict, float]:
+    """One method's mean metrics and mean seconds over its runs, given as (metrics, seconds) pairs."""
+    keys = [key for key in ("map", "auc", "precision_at_k", "flagged") if key in runs[0][0]]
+    return ({key: float(np.mean([metrics[key] for metrics, _ in runs])) for key in keys},
+            float(np.mean([seconds for _, seconds in runs])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", type=int, nargs="*", help="run only these setting numbers (1-based)")
@@ -142,11 +149,9 @@ def main() -> None:
             train_seconds.append(seconds)
             for method, metrics, took in rows:
                 per_method.setdefault(method, []).append((metrics, took))
-        mean = {method: ({key: float(np.mean([m[key] for m, _ in runs]))
-                          for key in ("map", "auc", "precision_at_k", "flagged") if key in runs[0][0]},
-                         float(np.mean([took for _, took in runs]))) for method, runs in per_method.items()}
-        averaged = f"mean of {args.seeds} runs, " if args.seeds > 1 else ""
-        table = Table(title=f"{number}. {name} {noise} {rate:.0%} ({averaged}{samples:,} samples, "
+        mean = {method: averaged(runs) for method, runs in per_method.items()}
+        over_runs = f"mean of {args.seeds} runs, " if args.seeds > 1 else ""
+        table = Table(title=f"{number}. {name} {noise} {rate:.0%} ({over_runs}{samples:,} samples, "
                             f"{train_options['epochs']} epochs small-cnn; one run took {np.mean(train_seconds):.1f} s)")
         for column in ("method", "mAP", "AUC", "P@k", "flagged", "seconds"):
             table.add_column(column, justify="left" if column == "method" else "right")
