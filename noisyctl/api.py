@@ -16,13 +16,14 @@ from typing import Any, Iterator, Protocol
 import numpy as np
 
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import gmm_noisy_posterior
+from noisyctl.estimate import NoiseRateEstimate, estimate_noise_rate, gmm_noisy_posterior
 from noisyctl.prototypes import prototype_labels
 from noisyctl.hookspecs import hookimpl
 
 __all__ = [
     "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "NoiseContext",
     "Dynamics", "Detector", "BlockDetector", "DetectorResult", "choose_exact", "check_rate", "gmm_noisy_posterior",
+    "estimate_noise_rate", "NoiseRateEstimate",
     "Corrector", "Correction", "TrainingStrategy", "TrainingHost", "Batch", "prototype_labels",
 ]
 

@@ -11,7 +11,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import confused_pairs, decided_noisy
+from noisyctl.estimate import NoiseRateEstimate, confused_pairs, decided_noisy, estimate_noise_rate
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
 
@@ -103,24 +103,67 @@ def suggested_labels(run: RunFile) -> np.ndarray | None:
     return suggestions
 
 
-def noise_flags(outcomes: list[Outcome]) -> tuple[np.ndarray, str, np.ndarray]:
-    """The samples judged mislabeled for the noise estimate, who decided, and which were judged: the
-    first detector that flags samples itself; when none does, a mixture on the first one's scores."""
-    chosen = next((o for o in outcomes if o.result.flagged is not None), outcomes[0])
+def mean_training_loss(run: RunFile, outcomes: list[Outcome]) -> np.ndarray | None:
+    """Each sample's mean training loss (the ``loss`` detector's score), NaN where not judged; None
+    when the run recorded no training loss."""
+    for outcome in outcomes:
+        if outcome.name == "loss":
+            return outcome.result.scores
+    if not run.has_channel("train_loss"):
+        return None
+    return run_detector(run, "loss").result.scores
+
+
+def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str, np.ndarray, NoiseRateEstimate | None]:
+    """The samples judged mislabeled, who decided, which were judged, and the noise-rate estimate.
+
+    With the training loss recorded: as many samples as the noise-rate estimate counts, the first
+    detector's most suspicious first (the estimate says how many, the best ranking says which).
+    Without it: the first detector that flags samples itself; when none does, a mixture on the
+    first one's scores."""
+    primary = outcomes[0]
+    judged = ~np.isnan(primary.result.scores)
+    losses = mean_training_loss(run, outcomes)
+    if losses is not None:
+        estimate = estimate_noise_rate(losses[judged])
+        flagged = np.zeros(len(judged), dtype=bool)
+        flagged[ranking(primary.result.scores)[:estimate.count]] = True
+        return flagged & judged, f"{primary.name}'s top {estimate.count:,}", judged, estimate
+    chosen = next((o for o in outcomes if o.result.flagged is not None), primary)
     by = chosen.name if chosen.result.flagged is not None else f"mixture on {chosen.name} scores"
-    return decided_noisy(chosen.result.scores, chosen.result.flagged), by, ~np.isnan(chosen.result.scores)
+    return decided_noisy(chosen.result.scores, chosen.result.flagged), by, ~np.isnan(chosen.result.scores), None
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None) -> dict[str, Any]:
-    """The share of mislabeled samples and the most confused class pairs (see noise_flags)."""
-    flagged, by, judged = noise_flags(outcomes)
+    """The share of mislabeled samples, its interval and how clear the evidence is, and the most
+    confused class pairs (see noise_flags)."""
+    flagged, by, judged, estimate = noise_flags(run, outcomes)
     truth = run.labels.is_noisy
+    rate = float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate
     return {
-        "rate": float(flagged.sum() / max(1, judged.sum())), "count": int(flagged.sum()), "by": by,
+        "rate": rate, "count": int(flagged.sum()), "by": by,
+        "low": None if estimate is None else estimate.low, "high": None if estimate is None else estimate.high,
+        "confidence": None if estimate is None else estimate.confidence,
+        "method": "detector flags" if estimate is None else f"{estimate.method} on mean training loss",
+        "evidence": None if estimate is None else estimate.evidence,
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
         confused_pairs(run.given_labels, suggestions, flagged, run.labels.class_names),
     }
+
+
+def estimate_words(estimate: dict[str, Any]) -> str:
+    """The estimate in words, plain text: the rate, its interval, and how clear the evidence is.
+    A run without clear evidence of noise is never called noisy."""
+    if estimate.get("low") is None:
+        return f"estimated noise {estimate['rate']:.1%} ({estimate['count']:,} samples, by {estimate['by']})"
+    interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"
+    if estimate["evidence"] == "none":
+        return (f"no clear sign of label noise: estimated {estimate['rate']:.1%} ({interval}); "
+                "the top suspects are worth a look, not a verdict")
+    weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
+    return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}): {estimate['count']:,} samples, "
+            f"the most suspicious by {estimate['by'].split(chr(39))[0]}")
 
 
 def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarray | None) -> list[dict[str, Any]]:

@@ -3,6 +3,9 @@ and the most confused class pairs."""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -48,3 +51,188 @@ def confused_pairs(given: np.ndarray, suggested: np.ndarray, flagged: np.ndarray
     order = np.argsort(-counts, kind="stable")[:top]
     return [{"given": class_names[i // c], "suggested": class_names[i % c], "count": int(counts[i])}
             for i in order if counts[i] > 0]
+
+
+# --- the noise-rate estimate -------------------------------------------------
+#
+# Read on log(mean training loss): a mislabeled sample keeps a high loss until the model memorises
+# it, a clean one loses it early. Two regimes, because no single model of that distribution held
+# from 0% to 45% on the calibration runs (benchmarks/calibration.py):
+# - much noise, well separated: a two-Gaussian mixture whose high component is a minority lying
+#   SEPARATION standard deviations of the clean one above it; the rate is that component's share.
+#   Without the separation test a mixture always "finds" a second component in clean data, whose
+#   loss is skewed (it called 25% of clean digits noisy).
+# - otherwise, little or no noise: the clean samples' right tail is modelled as a normal from their
+#   median and upper quartile, the samples above where that normal expects half a sample are the
+#   excess, and a normal fitted to the excess (truncated at the threshold) adds those of its mass
+#   below it. Iterated, since the clean quantiles come from all but the estimated noisy share.
+#   On clean data the excess is a few samples at most, so the estimate says "about zero".
+SEPARATION = 2.0
+TAIL_EXPECTED = 0.5  # clean samples the threshold leaves above it, by the normal tail
+TAIL_FIT_MIN = 10  # excess samples needed to fit their normal and add its hidden part
+TAIL_GROWTH_CAP = 3.0  # the hidden part adds at most twice the excess itself
+BOOTSTRAP_MAX_SAMPLES = 50_000  # larger runs are subsampled for the interval's draws
+
+
+@dataclass
+class NoiseRateEstimate:
+    """The share of mislabeled samples, with an interval and the regime it was read in.
+
+    ``rate``, ``low`` and ``high`` are shares in [0, 1]; ``low``/``high`` bound a ``confidence``
+    (e.g. 0.9) percentile-bootstrap interval over the samples. ``method`` is ``"mixture"`` (much,
+    separated noise) or ``"tail"`` (little or none). ``evidence`` is ``"none"`` when the interval
+    reaches down to zero, ``"weak"`` when its lower end is under ``WEAK_EVIDENCE``, else ``"clear"``.
+    """
+
+    rate: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+    evidence: str
+    samples: int
+
+    @property
+    def count(self) -> int:
+        return int(round(self.rate * self.samples))
+
+
+WEAK_EVIDENCE = 0.005
+
+
+def _two_gaussians(z: np.ndarray, iterations: int = 200):
+    """EM for a 1-D mixture of two Gaussians, started from the lower 80% and the top 20%.
+
+    Returns (weights, means, sds, log-likelihood, posterior of the higher component)."""
+    cut = np.quantile(z, 0.8)
+    w = np.array([0.8, 0.2])
+    mu = np.array([z[z <= cut].mean(), z[z >= cut].mean()])
+    sd = np.array([z[z <= cut].std(), z[z >= cut].std()]) + 1e-3
+    floor = 1e-3 * (z.std() + 1e-12)
+    previous = -np.inf
+    for _ in range(iterations):
+        log_p = np.log(w) - np.log(sd) - 0.5 * ((z[:, None] - mu) / sd) ** 2
+        top = log_p.max(axis=1, keepdims=True)
+        total = top[:, 0] + np.log(np.exp(log_p - top).sum(axis=1))
+        post = np.exp(log_p - total[:, None])
+        ll = float(total.sum() - 0.5 * len(z) * np.log(2 * np.pi))
+        mass = post.sum(axis=0) + 1e-12
+        w = np.clip(mass / len(z), 1e-6, 1 - 1e-6)
+        mu = (post * z[:, None]).sum(axis=0) / mass
+        sd = np.sqrt((post * (z[:, None] - mu) ** 2).sum(axis=0) / mass) + floor
+        if ll - previous < 1e-7 * abs(ll):
+            break
+        previous = ll
+    high = int(np.argmax(mu))
+    return w, mu, sd, ll, post[:, high], high
+
+
+def separated_share(z: np.ndarray, require_separation: bool = True) -> float | None:
+    """The high component's share when a two-Gaussian mixture finds a separated minority of high
+    losses (and BIC prefers it to one Gaussian); else None. Without ``require_separation`` (the
+    interval's resamples of a run already judged separated), the share whatever it is."""
+    if len(z) < 20 or z.std() == 0:
+        return None if require_separation else 0.0
+    w, mu, sd, ll2, post, high = _two_gaussians(z)
+    if not require_separation:
+        return float(post.mean())
+    low = 1 - high
+    ll1 = float(-0.5 * len(z) * (np.log(2 * np.pi * z.var()) + 1))
+    bic_gain = 2 * (ll2 - ll1) - 3 * np.log(len(z))
+    if w[high] < 0.5 and mu[high] - mu[low] >= SEPARATION * sd[low] and bic_gain > 0:
+        return float(post.mean())
+    return None
+
+
+def _truncation_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a normal cut at ``alpha`` of its sds: (mean - cut) / sd of the part above, and its
+    variance as a share of the whole normal's."""
+    from scipy import special
+
+    alpha = np.linspace(-6.0, 6.0, 1201)
+    hazard = np.exp(-0.5 * alpha ** 2 - 0.5 * np.log(2 * np.pi) - np.log(special.ndtr(-alpha)))
+    variance_factor = np.maximum(1 + alpha * hazard - hazard ** 2, 1e-12)
+    return alpha, (hazard - alpha) / np.sqrt(variance_factor), variance_factor
+
+
+def _normal_above(values: np.ndarray, threshold: float) -> tuple[float, float]:
+    """Mean and sd of a normal seen only above ``threshold``, by matching the truncated normal's
+    moments: (mean - threshold) / sd of the part seen depends only on where the threshold cuts."""
+    alpha, ratio, variance_factor = _truncation_table()
+    seen = (values.mean() - threshold) / values.std()
+    a = float(np.interp(seen, ratio[::-1], alpha[::-1]))  # ratio falls as alpha grows
+    sd = values.std() / np.sqrt(float(np.interp(a, alpha, variance_factor)))
+    return threshold - a * sd, sd
+
+
+def tail_excess_share(z: np.ndarray, iterations: int = 20) -> float:
+    """The share of samples above the clean samples' right tail (see the comment above)."""
+    from scipy import special
+
+    n = len(z)
+    ordered = np.sort(z)
+    share = 0.0
+    for _ in range(iterations):
+        clean_count = max(10, int(round((1 - share) * n)))
+        median, upper_quartile = np.quantile(ordered[:clean_count], [0.5, 0.75])
+        spread = (upper_quartile - median) / 0.6745
+        threshold = median - spread * special.ndtri(TAIL_EXPECTED / clean_count)
+        above = ordered[np.searchsorted(ordered, threshold, side="right"):]
+        excess = max(0.0, len(above) - TAIL_EXPECTED)
+        total = excess
+        if len(above) >= TAIL_FIT_MIN and above.std() > 0:
+            mu, sd = _normal_above(above, threshold)
+            total = min(excess / max(special.ndtr((mu - threshold) / sd), 1e-9), TAIL_GROWTH_CAP * excess)
+        new = min(0.95, total / n)
+        if abs(new - share) < 1e-5:
+            return new
+        share = new
+    return share
+
+
+def noise_share(z: np.ndarray, method: str | None = None) -> tuple[float, str]:
+    """The estimated share of mislabeled samples from their log mean losses, and the regime
+    (``method`` forces one: the interval's resamples keep the regime of the whole run)."""
+    if method is None:
+        separated = separated_share(z)
+        if separated is not None:
+            return separated, "mixture"
+        return tail_excess_share(z), "tail"
+    share = separated_share(z, require_separation=False) if method == "mixture" else tail_excess_share(z)
+    return float(share), method
+
+
+def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: int = 100,
+                        seed: int = 0) -> NoiseRateEstimate:
+    """The share of mislabeled samples from each sample's mean training loss, with an interval.
+
+    Parameters
+    ----------
+    mean_loss : np.ndarray, shape (N,)
+        Each sample's training loss of its given label, averaged over the run (the ``loss``
+        detector's score). NaN entries (samples not judged) are left out.
+    confidence : float
+        Coverage of the percentile-bootstrap interval.
+    draws : int
+        Bootstrap resamples; runs over ``BOOTSTRAP_MAX_SAMPLES`` samples draw that many per resample
+        and the interval is narrowed by sqrt(subsample / N), as a larger sample's would be.
+    seed : int
+        The bootstrap's seed: the same run always gets the same interval.
+    """
+    values = np.asarray(mean_loss, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return NoiseRateEstimate(0.0, 0.0, 0.0, confidence, "tail", "none", 0)
+    z = np.log(np.maximum(values, 1e-12))
+    rate, method = noise_share(z)
+    rng = np.random.default_rng(seed)
+    size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
+    shares = np.array([noise_share(rng.choice(z, size, replace=True), method)[0] for _ in range(draws)])
+    spread = np.sqrt(size / len(z))
+    tail = (1 - confidence) / 2
+    low_q, high_q = np.quantile(shares, [tail, 1 - tail])
+    centre = np.median(shares)
+    low = float(np.clip(min(rate, centre - (centre - low_q) * spread), 0, 1))
+    high = float(np.clip(max(rate, centre + (high_q - centre) * spread), 0, 1))
+    evidence = "none" if low * len(z) < 1 else "weak" if low < WEAK_EVIDENCE else "clear"
+    return NoiseRateEstimate(float(rate), low, high, confidence, method, evidence, len(z))

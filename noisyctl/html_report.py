@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from noisyctl import figures
+from noisyctl.detection import estimate_words
 from noisyctl.fileio import atomic_output
 
 FIGURE_TITLES = {
@@ -95,7 +96,8 @@ def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]
     parts.append(_table(["", ""], summary))
     estimate = result.get("estimate")
     if estimate:
-        text = f"Estimated noise: <b>{estimate['rate']:.1%}</b> ({estimate['count']:,} samples, by {esc(estimate['by'])})"
+        words = estimate_words(estimate)
+        text = esc(words[0].upper() + words[1:])
         if estimate.get("true_rate") is not None:
             text += f"; true: {estimate['true_rate']:.1%}"
         parts.append(f"<p class='estimate'>{text}</p>")

@@ -11,7 +11,8 @@ import typer
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
-from noisyctl.detection import DEFAULT_DETECTORS, available_defaults, estimate_noise, run_detector, suggested_labels, top_suspects
+from noisyctl.detection import (DEFAULT_DETECTORS, available_defaults, estimate_noise, estimate_words, run_detector,
+                                suggested_labels, top_suspects)
 from noisyctl.errors import GateFailed, NoisyctlError
 from noisyctl.fileio import atomic_output
 from noisyctl.store import RunFile, save_scores
@@ -56,6 +57,9 @@ def detect(
     fail_above: Optional[float] = typer.Option(None, "--fail-above", help="CI gate: exit with code 3 when the "
                                                "estimated noise rate exceeds this share (e.g. 0.05).",
                                                show_default=False),
+    gate_on: str = typer.Option("estimate", "--gate-on", help="What --fail-above compares: the estimate, or "
+                                "the lower or upper end of its interval (lower: fail only when the data is "
+                                "surely noisier; upper: fail unless it is surely cleaner)."),
     fail_count: Optional[int] = typer.Option(None, "--fail-count", help="CI gate: exit with code 3 when more "
                                              "than this many samples score above --fail-score.", show_default=False),
     fail_score: Optional[float] = typer.Option(None, "--fail-score", help="The score --fail-count counts "
@@ -66,6 +70,10 @@ def detect(
     """Score every sample (higher = more likely mislabeled); judge detectors when the truth is known."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
+    if p["gate_on"] not in GATE_ON:
+        raise NoisyctlError(f"--gate-on is one of {', '.join(GATE_ON)}, not '{p['gate_on']}'")
+    if p["fail_above"] is not None and not 0 <= p["fail_above"] < 1:
+        raise NoisyctlError(f"--fail-above is a share of the samples in [0, 1), not {p['fail_above']}")
     if (p["fail_count"] is None) != (p["fail_score"] is None):
         raise NoisyctlError("--fail-count and --fail-score go together: fail when more than COUNT samples "
                             "score above SCORE")
@@ -113,16 +121,24 @@ def detect(
     return result
 
 
+GATE_ON = ("estimate", "lower", "upper")
+
+
 def gate(p: dict[str, Any], estimate: dict[str, Any], scores) -> dict[str, Any] | None:
     """The CI gate's verdict, when one was asked for."""
     if p["fail_above"] is None and p["fail_count"] is None:
         return None
     reasons = []
-    if p["fail_above"] is not None and estimate["rate"] > p["fail_above"]:
-        reasons.append(f"estimated noise {estimate['rate']:.1%} is above --fail-above {p['fail_above']:.1%} "
-                       f"({estimate['count']:,} samples, by {estimate['by']})")
+    compared = estimate["rate"]
+    if p["gate_on"] != "estimate" and estimate.get("low") is not None:
+        compared = estimate["low"] if p["gate_on"] == "lower" else estimate["high"]
+    if p["fail_above"] is not None and compared > p["fail_above"]:
+        what = "estimated noise" if p["gate_on"] == "estimate" else f"the {p['gate_on']} end of the noise interval"
+        reasons.append(f"{what} {compared:.1%} is above --fail-above {p['fail_above']:.1%} "
+                       f"({estimate_words(estimate)})")
     above = int((scores > p["fail_score"]).sum()) if p["fail_score"] is not None else 0
     if p["fail_count"] is not None and above > p["fail_count"]:
         reasons.append(f"{above:,} samples score above {p['fail_score']:g}, more than --fail-count {p['fail_count']:,}")
     return {"passed": not reasons, "reason": "; ".join(reasons) or None, "estimated_rate": estimate["rate"],
+            "gate_on": p["gate_on"], "compared_rate": compared,
             "above_score": above if p["fail_score"] is not None else None}

@@ -152,7 +152,7 @@ def report(
         estimate = estimate_noise(run_file, stored, suggestions) if stored else None
         made, notes = {}, []
         if p["html"] or p["png"]:
-            flagged = noise_flags(stored)[0] if stored else None
+            flagged = noise_flags(run_file, stored)[0] if stored else None
             images = suspect_images(run_file, suspects, notes)
             made = build_figures(run_file, scores, flagged, suspects, suggestions, images)
         result = {

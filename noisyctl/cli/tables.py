@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+
+from noisyctl.detection import estimate_words
 
 
 def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
@@ -65,7 +68,7 @@ def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
 
 def estimate_text(estimate: dict[str, Any]) -> str:
     """One paragraph: the estimated noise rate (and the true one when known) and the confused pairs."""
-    text = f"estimated noise: [bold]{estimate['rate']:.1%}[/] ({estimate['count']:,} samples, by {estimate['by']})"
+    text = escape(estimate_words(estimate))
     if estimate.get("true_rate") is not None:
         text += f"; true: {estimate['true_rate']:.1%}"
     pairs = estimate.get("confused_pairs") or []

@@ -1,0 +1,79 @@
+"""The noise-rate estimate, its interval and the CI gate on real digits runs: a clean one and a noisy one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import Cli
+from noisyctl.estimate import estimate_noise_rate
+from noisyctl.store import RunFile
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    """digits as scikit-learn ships it, no synthesized noise, the default 30 epochs."""
+    out = tmp_path_factory.mktemp("clean") / "run.h5"
+    Cli()("train", "-d", "digits", "--quiet", "-o", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def noisy_run(tmp_path_factory):
+    """digits with 20% pair-flip noise, the default 30 epochs."""
+    folder = tmp_path_factory.mktemp("noisy")
+    cli = Cli()
+    cli("synth", "-d", "digits", "--noise", "pairflip", "--rate", "0.2", "--seed", "3", "-o", folder / "labels.h5")
+    cli("train", "-l", folder / "labels.h5", "--quiet", "-o", folder / "run.h5")
+    return folder / "run.h5"
+
+
+def test_a_clean_run_is_not_called_noisy_and_passes_the_gate(cli, clean_run):
+    result = cli.json("detect", clean_run, "--no-save", "--fail-above", "0.03")
+    estimate = result["estimate"]
+    assert estimate["rate"] <= 0.01 and estimate["low"] <= estimate["rate"] <= estimate["high"]
+    assert estimate["evidence"] == "none" and result["gate"]["passed"]
+    # The learned detector flags what the estimate counts, not its networks' P > 0.5 (10% of this run).
+    assert result["detectors"]["learned"]["flagged"] == estimate["count"] <= 0.01 * result["samples"]
+    text = cli("detect", clean_run, "--no-save", "-d", "loss").output
+    assert "no clear sign of label noise" in text and "estimated noise" not in text
+
+
+def test_a_noisy_run_fails_the_gate_with_the_true_rate_inside_its_interval(cli, noisy_run):
+    result = cli("detect", noisy_run, "--no-save", "--fail-above", "0.03", "--json", ok=False)
+    assert result.exit_code == 3
+    estimate = cli.json("detect", noisy_run, "--no-save")["estimate"]
+    true = estimate["true_rate"]
+    assert true == pytest.approx(0.2, abs=0.001)
+    assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
+    assert estimate["evidence"] == "clear" and estimate["high"] - estimate["low"] < 0.1
+
+
+def test_the_gate_compares_the_end_of_the_interval_it_is_told(cli, noisy_run):
+    estimate = cli.json("detect", noisy_run, "--no-save", "-d", "loss")["estimate"]
+    between = (estimate["low"] + estimate["rate"]) / 2  # above the lower end, below the estimate
+    assert cli("detect", noisy_run, "--no-save", "-d", "loss", "--fail-above", str(between), ok=False).exit_code == 3
+    assert cli("detect", noisy_run, "--no-save", "-d", "loss", "--fail-above", str(between),
+               "--gate-on", "lower").exit_code == 0
+    failed = cli("detect", noisy_run, "--no-save", "-d", "loss", "--fail-above", str(estimate["high"] - 1e-4),
+                 "--gate-on", "upper", ok=False)
+    assert failed.exit_code == 3 and "upper end of the noise interval" in failed.output
+    assert "--gate-on is one of" in cli.error("detect", noisy_run, "--no-save", "--fail-above", "0.1",
+                                              "--gate-on", "middle")
+    assert "--fail-above is a share" in cli.error("detect", noisy_run, "--no-save", "--fail-above", "nan")
+
+
+def test_the_estimate_counts_noise_added_to_a_clean_run(clean_run):
+    """A clean run's losses with 2% of them raised to the losses of mislabeled samples: the estimate
+    moves from about zero to about 2%, and its interval covers it."""
+    with RunFile(clean_run) as run:
+        losses = run.channel("train_loss").mean(axis=1, dtype=np.float64)
+    assert estimate_noise_rate(losses).rate <= 0.01
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(losses), int(0.02 * len(losses)), replace=False)
+    noisy = losses.copy()
+    noisy[chosen] = np.exp(rng.normal(0.5, 0.4, len(chosen)))  # mean losses of flipped digits: log ~ N(0.5, 0.4)
+    estimate = estimate_noise_rate(noisy)
+    assert abs(estimate.rate - 0.02) <= 0.005 and estimate.low <= 0.02 <= estimate.high
+    assert estimate.evidence == "clear" and estimate.count == pytest.approx(len(chosen), abs=9)
+    assert estimate_noise_rate(noisy, seed=0).low == estimate.low  # the same run, the same interval
