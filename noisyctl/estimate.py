@@ -79,7 +79,10 @@ class NoiseRateEstimate:
     """The share of mislabeled samples, with an interval and the regime it was read in.
 
     ``rate``, ``low`` and ``high`` are shares in [0, 1]; ``low``/``high`` bound a ``confidence``
-    (e.g. 0.9) percentile-bootstrap interval over the samples. ``method`` is ``"mixture"`` (much,
+    (e.g. 0.9) percentile-bootstrap interval over the samples, and ``high`` reaches at least
+    ``unfitted``: the share of samples the model never fitted (mean loss above log 2, a geometric
+    mean probability of the given label under 1/2), among which noise that looks like the data's
+    own ambiguity cannot be told from hard samples, by this estimate or by any detector. ``method`` is ``"mixture"`` (much,
     separated noise) or ``"tail"`` (little or none). ``evidence`` is ``"none"`` when the interval
     reaches down to zero, ``"weak"`` when its lower end is under ``WEAK_EVIDENCE``, else ``"clear"``.
     """
@@ -91,6 +94,7 @@ class NoiseRateEstimate:
     method: str
     evidence: str
     samples: int
+    unfitted: float = 0.0
 
     @property
     def count(self) -> int:
@@ -222,7 +226,7 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
     values = np.asarray(mean_loss, dtype=np.float64)
     values = values[np.isfinite(values)]
     if len(values) == 0:
-        return NoiseRateEstimate(0.0, 0.0, 0.0, confidence, "tail", "none", 0)
+        return NoiseRateEstimate(0.0, 0.0, 0.0, confidence, "tail", "none", 0, 0.0)
     z = np.log(np.maximum(values, 1e-12))
     rate, method = noise_share(z)
     rng = np.random.default_rng(seed)
@@ -234,5 +238,7 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
     centre = np.median(shares)
     low = float(np.clip(min(rate, centre - (centre - low_q) * spread), 0, 1))
     high = float(np.clip(max(rate, centre + (high_q - centre) * spread), 0, 1))
+    unfitted = float((values > np.log(2)).mean())
+    high = max(high, unfitted)
     evidence = "none" if low * len(z) < 1 else "weak" if low < WEAK_EVIDENCE else "clear"
-    return NoiseRateEstimate(float(rate), low, high, confidence, method, evidence, len(z))
+    return NoiseRateEstimate(float(rate), low, high, confidence, method, evidence, len(z), unfitted)

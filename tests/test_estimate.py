@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import Cli
+from noisyctl.detection import run_detector
 from noisyctl.estimate import estimate_noise_rate
 from noisyctl.store import RunFile
 
@@ -77,3 +78,23 @@ def test_the_estimate_counts_noise_added_to_a_clean_run(clean_run):
     assert abs(estimate.rate - 0.02) <= 0.005 and estimate.low <= 0.02 <= estimate.high
     assert estimate.evidence == "clear" and estimate.count == pytest.approx(len(chosen), abs=9)
     assert estimate_noise_rate(noisy, seed=0).low == estimate.low  # the same run, the same interval
+
+
+def test_with_little_noise_learned_ranks_by_the_loss_and_flags_what_the_estimate_counts(cli, tmp_path):
+    """At 2% the mislabeled samples are the few with extreme losses: learned hands its probabilities
+    out in the loss's order (ranking as well as loss does) and flags the estimate's count."""
+    cli("synth", "-d", "digits", "--noise", "uniform", "--rate", "0.02", "--seed", "5", "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "--quiet", "-o", tmp_path / "run.h5")
+    result = cli.json("detect", tmp_path / "run.h5", "-d", "learned", "-d", "loss", "--no-save")
+    learned, loss = result["detectors"]["learned"], result["detectors"]["loss"]
+    assert learned["info"]["ranked_by"].startswith("mean training loss")
+    assert learned["metrics"]["map"] == pytest.approx(loss["metrics"]["map"]) and learned["metrics"]["map"] > 0.95
+    assert abs(learned["flagged"] - learned["metrics"]["k"]) <= max(9, 0.25 * learned["metrics"]["k"])
+    assert result["estimate"]["count"] == learned["flagged"]
+    # asked not to adapt, it keeps its networks' order
+    with RunFile(tmp_path / "run.h5") as run:
+        adapted, plain = run_detector(run, "learned"), run_detector(run, "learned", {"adapt": False})
+        by_loss = run_detector(run, "loss").result.scores
+    assert "ranked_by" not in plain.result.info
+    assert (np.argsort(adapted.result.scores, kind="stable") == np.argsort(by_loss, kind="stable")).all()
+    assert (np.argsort(plain.result.scores) != np.argsort(by_loss)).any()
