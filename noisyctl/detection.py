@@ -134,10 +134,11 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     return decided_noisy(chosen.result.scores, chosen.result.flagged), by, ~np.isnan(chosen.result.scores), None
 
 
-def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None) -> dict[str, Any]:
+def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
+                   decided: tuple | None = None) -> dict[str, Any]:
     """The share of mislabeled samples, its interval and how clear the evidence is, and the most
-    confused class pairs (see noise_flags)."""
-    flagged, by, judged, estimate = noise_flags(run, outcomes)
+    confused class pairs; ``decided`` is what noise_flags returned, when the caller has it."""
+    flagged, by, judged, estimate = decided or noise_flags(run, outcomes)
     truth = run.labels.is_noisy
     rate = float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate
     return {

@@ -149,10 +149,11 @@ def report(
         suspects = top_suspects(run_file, scores[ranked_by], max(0, p["top"]), suggestions) if ranked_by else []
         stored = [Outcome(name, detectors[name]["description"], DetectorResult(values, flags.get(name)), {}, 0.0)
                   for name, values in scores.items()]
-        estimate = estimate_noise(run_file, stored, suggestions) if stored else None
+        decided = noise_flags(run_file, stored) if stored else None
+        estimate = estimate_noise(run_file, stored, suggestions, decided) if stored else None
         made, notes = {}, []
         if p["html"] or p["png"]:
-            flagged = noise_flags(run_file, stored)[0] if stored else None
+            flagged = decided[0] if decided else None
             images = suspect_images(run_file, suspects, notes)
             made = build_figures(run_file, scores, flagged, suspects, suggestions, images)
         result = {
