@@ -19,6 +19,8 @@ from noisyctl.store import RunFile
 # first (best or within 0.02 mAP of the best in benchmarks/detectors.py); mean loss, EMA loss and
 # AUM need no eval pass; gmm-loss adds DivideMix's flag count.
 DEFAULT_DETECTORS = ("learned", "loss", "ema-loss", "aum", "gmm-loss")
+# Without clear evidence of noise, an interval reaching above this is "cannot tell", not "clean".
+UNSURE_ABOVE = 0.10
 
 
 @dataclass
@@ -159,6 +161,10 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     if estimate.get("low") is None:
         return f"estimated noise {estimate['rate']:.1%} ({estimate['count']:,} samples, by {estimate['by']})"
     interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"
+    if estimate["evidence"] == "none" and estimate["high"] > UNSURE_ABOVE:
+        return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
+                "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
+                "the top suspects)")
     if estimate["evidence"] == "none":
         return (f"no clear sign of label noise: estimated {estimate['rate']:.1%} ({interval}); "
                 "the top suspects are worth a look, not a verdict")

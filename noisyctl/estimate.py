@@ -70,7 +70,8 @@ def confused_pairs(given: np.ndarray, suggested: np.ndarray, flagged: np.ndarray
 SEPARATION = 2.0
 TAIL_EXPECTED = 0.5  # clean samples the threshold leaves above it, by the normal tail
 TAIL_FIT_MIN = 10  # excess samples needed to fit their normal and add its hidden part
-TAIL_GROWTH_CAP = 3.0  # the hidden part adds at most twice the excess itself
+TAIL_GROWTH_CAP = 2.0  # the hidden part adds at most as much again: the threshold is taken to lie below the noisy mode
+PLAUSIBLE = 0.05  # a mixture posterior above this keeps a sample within the interval's upper end
 BOOTSTRAP_MAX_SAMPLES = 50_000  # larger runs are subsampled for the interval's draws
 
 
@@ -79,11 +80,12 @@ class NoiseRateEstimate:
     """The share of mislabeled samples, with an interval and the regime it was read in.
 
     ``rate``, ``low`` and ``high`` are shares in [0, 1]; ``low``/``high`` bound a ``confidence``
-    (e.g. 0.9) percentile-bootstrap interval over the samples, and ``high`` reaches at least
-    ``unfitted``: the share of samples the model never fitted (mean loss above log 2, a geometric
-    mean probability of the given label under 1/2), among which noise that looks like the data's
-    own ambiguity cannot be told from hard samples, by this estimate or by any detector. ``method`` is ``"mixture"`` (much,
-    separated noise) or ``"tail"`` (little or none). ``evidence`` is ``"none"`` when the interval
+    (e.g. 0.9) percentile-bootstrap interval over the samples. ``high`` reaches at least the share
+    the mixture cannot rule out (posterior above ``PLAUSIBLE``) and ``unfitted``, the share of
+    samples the model never fitted (mean loss above log 2, a geometric-mean probability of the
+    given label under 1/2), among which noise that looks like the data's own ambiguity cannot be
+    told from hard samples, by this estimate or by any detector. ``method`` is ``"mixture"``
+    (much, separated noise) or ``"tail"`` (little or none). ``evidence`` is ``"none"`` when the interval
     reaches down to zero, ``"weak"`` when its lower end is under ``WEAK_EVIDENCE``, else ``"clear"``.
     """
 
@@ -131,23 +133,25 @@ def _two_gaussians(z: np.ndarray, iterations: int = 200):
     return w, mu, sd, ll, post[:, high], high
 
 
-def separated_share(z: np.ndarray, require_separation: bool = True) -> float | None:
-    """The high component's share when a two-Gaussian mixture finds a separated minority of high
-    losses (and BIC prefers it to one Gaussian); else None. Without ``require_separation`` (the
-    interval's resamples of a run already judged separated), the share whatever it is."""
+def separated_posterior(z: np.ndarray, require_separation: bool = True) -> np.ndarray | None:
+    """Each sample's posterior of the high component, when a two-Gaussian mixture finds a separated
+    minority of high losses (and BIC prefers it to one Gaussian); else None. Without
+    ``require_separation`` (the interval's resamples of a run already judged separated), whatever
+    the mixture finds."""
     if len(z) < 20 or z.std() == 0:
-        return None if require_separation else 0.0
+        return None if require_separation else np.zeros(len(z))
     w, mu, sd, ll2, post, high = _two_gaussians(z)
     if not require_separation:
-        return float(post.mean())
+        return post
     low = 1 - high
     ll1 = float(-0.5 * len(z) * (np.log(2 * np.pi * z.var()) + 1))
     bic_gain = 2 * (ll2 - ll1) - 3 * np.log(len(z))
     if w[high] < 0.5 and mu[high] - mu[low] >= SEPARATION * sd[low] and bic_gain > 0:
-        return float(post.mean())
+        return post
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def _truncation_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For a normal cut at ``alpha`` of its sds: (mean - cut) / sd of the part above, and its
     variance as a share of the whole normal's."""
@@ -194,16 +198,18 @@ def tail_excess_share(z: np.ndarray, iterations: int = 20) -> float:
     return share
 
 
-def noise_share(z: np.ndarray, method: str | None = None) -> tuple[float, str]:
-    """The estimated share of mislabeled samples from their log mean losses, and the regime
-    (``method`` forces one: the interval's resamples keep the regime of the whole run)."""
-    if method is None:
-        separated = separated_share(z)
-        if separated is not None:
-            return separated, "mixture"
-        return tail_excess_share(z), "tail"
-    share = separated_share(z, require_separation=False) if method == "mixture" else tail_excess_share(z)
-    return float(share), method
+def noise_share(z: np.ndarray, method: str | None = None) -> tuple[float, str, float]:
+    """The estimated share of mislabeled samples from their log mean losses, the regime (``method``
+    forces one: the interval's resamples keep the regime of the whole run), and the share the
+    estimate cannot rule out: in the mixture, the samples whose posterior of the noisy component
+    is above PLAUSIBLE, where its Gaussian shapes are least sure."""
+    posterior = None
+    if method in (None, "mixture"):
+        posterior = separated_posterior(z, require_separation=method is None)
+    if posterior is not None:
+        return float(posterior.mean()), "mixture", float((posterior > PLAUSIBLE).mean())
+    share = tail_excess_share(z)
+    return share, "tail", share
 
 
 def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: int = 100,
@@ -228,7 +234,7 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
     if len(values) == 0:
         return NoiseRateEstimate(0.0, 0.0, 0.0, confidence, "tail", "none", 0, 0.0)
     z = np.log(np.maximum(values, 1e-12))
-    rate, method = noise_share(z)
+    rate, method, plausible = noise_share(z)
     rng = np.random.default_rng(seed)
     size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
     shares = np.array([noise_share(rng.choice(z, size, replace=True), method)[0] for _ in range(draws)])
@@ -239,6 +245,6 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
     low = float(np.clip(min(rate, centre - (centre - low_q) * spread), 0, 1))
     high = float(np.clip(max(rate, centre + (high_q - centre) * spread), 0, 1))
     unfitted = float((values > np.log(2)).mean())
-    high = max(high, unfitted)
+    high = max(high, unfitted, plausible)
     evidence = "none" if low * len(z) < 1 else "weak" if low < WEAK_EVIDENCE else "clear"
     return NoiseRateEstimate(float(rate), low, high, confidence, method, evidence, len(z), unfitted)

@@ -45,7 +45,7 @@ def test_pipeline_step_by_step_with_tables(cli, tmp_path):
     assert "pairflip at 20%" in out and "per epoch" in out and "top 10 suspects" in out
     assert "estimated noise" in out
     report = cli.json("report", run)
-    assert report["estimate"]["by"] == "learned" and report["estimate"]["true_rate"] == pytest.approx(0.2, abs=0.001)
+    assert report["estimate"]["by"].startswith("learned") and report["estimate"]["true_rate"] == pytest.approx(0.2, abs=0.001)
 
 
 def test_every_command_speaks_json(cli, digits_run, tmp_path):
@@ -165,4 +165,4 @@ def test_report_follows_the_order_of_the_latest_detect(cli, digits_run, tmp_path
     cli("detect", run, "-d", "gmm-loss", "-d", "loss")
     report = cli.json("report", run)
     assert list(report["detectors"]) == ["gmm-loss", "loss", "aum"]
-    assert report["ranked_by"] == "gmm-loss" and report["estimate"]["by"] == "gmm-loss"
+    assert report["ranked_by"] == "gmm-loss" and report["estimate"]["by"].startswith("gmm-loss")
