@@ -98,3 +98,17 @@ def test_with_little_noise_learned_ranks_by_the_loss_and_flags_what_the_estimate
     assert "ranked_by" not in plain.result.info
     assert (np.argsort(adapted.result.scores, kind="stable") == np.argsort(by_loss, kind="stable")).all()
     assert (np.argsort(plain.result.scores) != np.argsort(by_loss)).any()
+
+
+def test_a_run_too_short_to_tell_says_so_and_the_upper_gate_catches_it(cli, tmp_path):
+    """Two epochs of 20% noise: the model has fitted few samples, so the losses cannot show the
+    noise. detect does not call that clean, and the interval's upper end holds the truth."""
+    cli("synth", "-d", "digits", "--noise", "pairflip", "--rate", "0.2", "--seed", "4", "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-e", "2", "--quiet", "-o", tmp_path / "run.h5")
+    estimate = cli.json("detect", tmp_path / "run.h5", "-d", "loss", "--no-save")["estimate"]
+    assert estimate["evidence"] == "none" and estimate["low"] <= estimate["true_rate"] <= estimate["high"]
+    text = cli("detect", tmp_path / "run.h5", "-d", "loss", "--no-save").output
+    assert "cannot tell how noisy" in text and "no clear sign" not in text
+    failed = cli("detect", tmp_path / "run.h5", "-d", "loss", "--no-save", "--fail-above", "0.03",
+                 "--gate-on", "upper", ok=False)
+    assert failed.exit_code == 3
