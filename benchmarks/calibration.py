@@ -2,7 +2,7 @@
 
 Settings: digits (real handwritten digits), shapes and blobs (generated here with seeds the shipped
 learned detectors never saw), clean (0% synthesized, three seeds each) and with uniform, pair-flip
-and instance-dependent noise at 0.5, 1, 2, 5, 10, 20 and 45%. Each run trains with the defaults
+and instance-dependent noise at 0.2, 0.5, 1, 2, 5, 10, 20 and 45%. Each run trains with the defaults
 (small-cnn, or an mlp for the blobs' feature vectors) and records its dynamics; then, side by side:
 
 - noisyctl's estimate (`detect`'s default detectors): rate, 90% interval, and the verdict of the
@@ -14,7 +14,8 @@ and instance-dependent noise at 0.5, 1, 2, 5, 10, 20 and 45%. Each run trains wi
 Prints one table row per run and a summary of the issue's targets: the clean runs' estimate <= 1%
 and gate passing; the estimate within max(0.5 points, 25% of the true rate) at 0.5-45%; the true
 rate inside the interval in >= 90% of the settings; at 0.5-5% the default detector's mAP >= the best
-of the hand-crafted ones.
+of the hand-crafted ones; at 0.2-1% on digits and shapes, precision at k above the Datumaro/OTX
+tutorial's 83.3%.
 
 Runs are kept in --cache (train once, score many times):
 
@@ -44,7 +45,7 @@ DATASETS = {
     "shapes": ({"seed": 300}, {"epochs": 20}),
     "blobs": ({"seed": 300}, {"epochs": 30, "model": "mlp"}),
 }
-RATES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.45)
+RATES = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.45)
 NOISES = ("uniform", "pairflip", "instance")
 CLEAN_SEEDS = (0, 1, 2)
 GATE = 0.03
@@ -167,8 +168,9 @@ def main() -> None:
 def summary(console, rows: list[dict]) -> None:
     """The issue's targets, each as met / not met with its count."""
     clean = [r for r in rows if r["true"] == 0]
-    noisy = [r for r in rows if r["true"] > 0]
-    low = [r for r in noisy if r["true"] <= 0.05 and r["best_hand_map"] is not None]
+    noisy = [r for r in rows if r["true"] >= 0.004]  # the issue's 0.5-45%
+    low = [r for r in noisy if r["true"] <= 0.051 and r["best_hand_map"] is not None]
+    scarce = [r for r in rows if 0 < r["true"] <= 0.011 and r["dataset"] in ("digits", "shapes")]
     lines = [
         ("clean runs: estimate <= 1% and the 3% gate passes",
          sum(r["rate"] <= 0.01 and r["gate_passes"] for r in clean), len(clean)),
@@ -177,6 +179,8 @@ def summary(console, rows: list[dict]) -> None:
          len(noisy)),
         ("0.5-5%: learned mAP >= best of loss, ema-loss, aum",
          sum(r["learned_map"] >= r["best_hand_map"] for r in low), len(low)),
+        ("0.2-1%, digits and shapes: learned precision at k above the OTX tutorial's 83.3%",
+         sum(r["learned_pk"] > 0.833 for r in scarce), len(scarce)),
     ]
     for text, met, total in lines:
         console.print(f"{text}: {met}/{total}", highlight=False)
