@@ -11,7 +11,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import NoiseRateEstimate, confused_pairs, decided_noisy, estimate_noise_rate
+from noisyctl.estimate import UNSURE_ABOVE, NoiseRateEstimate, confused_pairs, decided_noisy, estimate_noise_rate
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
 
@@ -19,8 +19,6 @@ from noisyctl.store import RunFile
 # first (best or within 0.02 mAP of the best in benchmarks/detectors.py); mean loss, EMA loss and
 # AUM need no eval pass; gmm-loss adds DivideMix's flag count.
 DEFAULT_DETECTORS = ("learned", "loss", "ema-loss", "aum", "gmm-loss")
-# Without clear evidence of noise, an interval reaching above this is "cannot tell", not "clean".
-UNSURE_ABOVE = 0.10
 
 
 @dataclass
@@ -128,6 +126,9 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     losses = mean_training_loss(run, outcomes)
     if losses is not None:
         estimate = estimate_noise_rate(losses[judged])
+        if estimate.unsure and primary.result.flagged is not None:
+            # The losses cannot tell; the detector's own decision is the better guess of which.
+            return primary.result.flagged & judged, f"{primary.name}'s own decision", judged, estimate
         flagged = np.zeros(len(judged), dtype=bool)
         flagged[ranking(primary.result.scores)[:estimate.count]] = True
         return flagged & judged, f"{primary.name}'s top {estimate.count:,}", judged, estimate
@@ -162,9 +163,10 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         return f"estimated noise {estimate['rate']:.1%} ({estimate['count']:,} samples, by {estimate['by']})"
     interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"
     if estimate["evidence"] == "none" and estimate["high"] > UNSURE_ABOVE:
+        decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""
         return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
                 "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
-                "the top suspects)")
+                f"the top suspects){decided}")
     if estimate["evidence"] == "none":
         return (f"no clear sign of label noise: estimated {estimate['rate']:.1%} ({interval}); "
                 "the top suspects are worth a look, not a verdict")

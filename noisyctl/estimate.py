@@ -104,8 +104,16 @@ class NoiseRateEstimate:
     def count(self) -> int:
         return int(round(self.rate * self.samples))
 
+    @property
+    def unsure(self) -> bool:
+        """No evidence of noise, yet room for much of it: the losses cannot tell (a run too short,
+        or noise that looks like hard samples, such as 30-45% pair-flip)."""
+        return self.evidence == "none" and self.high > UNSURE_ABOVE
+
 
 WEAK_EVIDENCE = 0.005
+# Without evidence of noise, an interval reaching above this means "cannot tell", not "clean".
+UNSURE_ABOVE = 0.10
 
 
 def _two_gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 200):

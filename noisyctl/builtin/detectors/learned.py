@@ -354,6 +354,11 @@ class LearnedDetector(Detector):
             names = meta["features"]
             probability = adapt_to_run(inputs, probability, judged=judged,
                                        running_margin=names.index(RUNNING_MARGIN) if RUNNING_MARGIN in names else None)
+        if estimate.unsure:
+            # The losses cannot tell (a run too short, or 30-45% pair-flip noise, where the estimate
+            # said 0% and prune --auto removed nothing): the networks' own decision stands.
+            info["flags"] = "networks' decision: the losses cannot tell"
+            return DetectorResult(probability, flagged=(probability > 0.5) & judged, info=info)
         # As many flags as the estimate counts, the most probable first: the networks' P > 0.5
         # carries the 10-45% noise of their training runs (it flagged 10% of clean digits).
         candidates = np.flatnonzero(judged)
