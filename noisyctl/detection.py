@@ -11,7 +11,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import UNSURE_ABOVE, NoiseRateEstimate, confused_pairs, decided_noisy, estimate_noise_rate
+from noisyctl.estimate import NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, estimate_noise_rate
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
 
@@ -143,13 +143,13 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     confused class pairs; ``decided`` is what noise_flags returned, when the caller has it."""
     flagged, by, judged, estimate = decided or noise_flags(run, outcomes)
     truth = run.labels.is_noisy
-    rate = float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate
+    read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None}
+    if estimate is not None:
+        read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
+                "method": f"{estimate.method} on mean training loss", "evidence": estimate.evidence}
     return {
-        "rate": rate, "count": int(flagged.sum()), "by": by,
-        "low": None if estimate is None else estimate.low, "high": None if estimate is None else estimate.high,
-        "confidence": None if estimate is None else estimate.confidence,
-        "method": "detector flags" if estimate is None else f"{estimate.method} on mean training loss",
-        "evidence": None if estimate is None else estimate.evidence,
+        "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
+        "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
         confused_pairs(run.given_labels, suggestions, flagged, run.labels.class_names),
@@ -162,7 +162,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     if estimate.get("low") is None:
         return f"estimated noise {estimate['rate']:.1%} ({estimate['count']:,} samples, by {estimate['by']})"
     interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"
-    if estimate["evidence"] == "none" and estimate["high"] > UNSURE_ABOVE:
+    if cannot_tell(estimate["evidence"], estimate["high"]):
         decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""
         return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
                 "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
@@ -172,7 +172,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                 "the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}): {estimate['count']:,} samples, "
-            f"the most suspicious by {estimate['by'].split(chr(39))[0]}")
+            f"the most suspicious by {estimate['detector']}")
 
 
 def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarray | None) -> list[dict[str, Any]]:

@@ -75,6 +75,15 @@ TAIL_GROWTH_CAP = 2.0  # the hidden part adds at most as much again: the thresho
 PLAUSIBLE = 0.05  # a mixture posterior above this keeps a sample within the interval's upper end
 BOOTSTRAP_MAX_SAMPLES = 50_000  # larger runs are subsampled for the interval's draws
 FIT_MAX_SAMPLES = 200_000  # and for the estimate itself
+WEAK_EVIDENCE = 0.005
+# Without evidence of noise, an interval reaching above this means "cannot tell", not "clean".
+UNSURE_ABOVE = 0.10
+
+
+def cannot_tell(evidence: str | None, high: float | None) -> bool:
+    """No evidence of noise, yet room for much of it: the losses cannot tell (a run too short, or
+    noise that looks like hard samples, such as 30-45% pair-flip)."""
+    return evidence == "none" and high is not None and high > UNSURE_ABOVE
 
 
 @dataclass
@@ -106,14 +115,8 @@ class NoiseRateEstimate:
 
     @property
     def unsure(self) -> bool:
-        """No evidence of noise, yet room for much of it: the losses cannot tell (a run too short,
-        or noise that looks like hard samples, such as 30-45% pair-flip)."""
-        return self.evidence == "none" and self.high > UNSURE_ABOVE
+        return cannot_tell(self.evidence, self.high)
 
-
-WEAK_EVIDENCE = 0.005
-# Without evidence of noise, an interval reaching above this means "cannot tell", not "clean".
-UNSURE_ABOVE = 0.10
 
 
 def _two_gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 200):
@@ -263,7 +266,7 @@ def _estimate(values: np.ndarray, confidence: float, draws: int, seed: int) -> N
     rng = np.random.default_rng(seed)
     z = np.log(np.maximum(values, 1e-12))
     # A million samples estimate no better than a fifth of them, at five times the mixture's cost.
-    fit = np.sort(rng.choice(z, FIT_MAX_SAMPLES, replace=False)) if len(z) > FIT_MAX_SAMPLES else z
+    fit = rng.choice(z, FIT_MAX_SAMPLES, replace=False) if len(z) > FIT_MAX_SAMPLES else z
     rate, method, plausible, mixture = noise_share(fit)
     size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
     shares = np.array([noise_share(rng.choice(z, size, replace=True), method, mixture or None)[0]

@@ -18,6 +18,7 @@ from noisyctl.fileio import atomic_output
 from noisyctl.store import RunFile, save_scores
 
 app = typer.Typer()
+GATE_ON = ("estimate", "lower", "upper")  # what --fail-above compares
 
 
 def detector_options(pairs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
@@ -119,9 +120,6 @@ def detect(
     if result["gate"] and not result["gate"]["passed"]:
         raise GateFailed(result["gate"]["reason"])
     return result
-
-
-GATE_ON = ("estimate", "lower", "upper")
 
 
 def gate(p: dict[str, Any], estimate: dict[str, Any], scores) -> dict[str, Any] | None:

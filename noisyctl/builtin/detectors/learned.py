@@ -52,7 +52,7 @@ ADAPT_AT = (0.25, 0.5, 0.75, 1.0)
 ADAPT_FIT_SAMPLES = 200_000
 ADAPT_MIN_CLASS = 10
 ADAPT_C = 0.1
-RUNNING_MARGIN = "mean_train_margin_so_far_rank"
+RUNNING_MARGIN = "mean_train_margin_so_far_rank"  # the AUM so far, whose best step joins the adaptation
 # learned: a run whose noise-rate estimate is under LOW_NOISE_RATE, its interval's upper end under
 # LOW_NOISE_HIGH, is ranked by its samples' mean training loss. With little noise the mislabeled
 # samples are the few with extreme losses, which the loss ranks best (best or tied in 25 of 36
@@ -60,7 +60,7 @@ RUNNING_MARGIN = "mean_train_margin_so_far_rank"
 # 10-45% noise, blur the very top). At 10-45% the rule also chose well: 20 of 27 settings at the best
 # hand-crafted mAP or above, against 18 for the networks alone.
 LOW_NOISE_RATE = 0.10
-LOW_NOISE_HIGH = 0.15  # the AUM so far, whose best step joins the adaptation
+LOW_NOISE_HIGH = 0.15
 
 KINDS: dict[str, dict[str, Any]] = {
     "lstm": {"channels": ("eval_prob",), "features": ["eval_prob"], "steps": RESAMPLED_STEPS},
