@@ -75,7 +75,7 @@ def make_run(cache: Path, name: str, dataset: str, noise: str, rate: float, seed
     if not path.exists():
         data = load_dataset(spec)
         labels = synthesize(spec, noise, rate, seed=seed)
-        train(labels, data, options, path, restart=True, show_progress=False)
+        train(labels, data, options, path, restart=True)
     if folds and not oof.exists():
         data = data or load_dataset(spec)
         labels = labels or synthesize(spec, noise, rate, seed=seed)

@@ -99,7 +99,7 @@ def score_setting(name, dataset_options, noise, rate, train_options, seed, detec
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
-        train(labels, data, options, folder / "run.h5", show_progress=False)
+        train(labels, data, options, folder / "run.h5")
         train_seconds = time.perf_counter() - started
         truth = labels.is_noisy
         with RunFile(folder / "run.h5") as run:

@@ -47,7 +47,7 @@ def main() -> None:
                 labels = synthesize(spec, noise, rate, seed)
                 path = Path(folder) / f"{noise}-{rate}-{seed}.h5"
                 started = time.perf_counter()
-                train(labels, data, TrainOptions(epochs=args.epochs, seed=seed), path, show_progress=False)
+                train(labels, data, TrainOptions(epochs=args.epochs, seed=seed), path)
                 seconds = time.perf_counter() - started
                 cells = []
                 with RunFile(path) as run:

@@ -81,7 +81,7 @@ def main() -> None:
     # One warm-up epoch each, then interleave so drift in machine load hits every variant alike.
     variants = {
         "plain PyTorch loop": lambda e: plain_epoch(plain_model, plain_optimizer, data, given, args.batch_size, device),
-        "noisyctl, recording off": lambda e: trainer.train_epoch(e, record=False),
+        "noisyctl, recording off": lambda e: trainer.train_epoch(e),
         "noisyctl, recording on": lambda e: trainer.train_epoch(e, record=True),
         "eval recording pass": lambda e: trainer.record_eval(e),
     }

@@ -64,6 +64,11 @@ def launched_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def launched_world() -> int:
+    """How many processes torchrun started (1 when not under torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def from_environment(device_type: str) -> Distributed:
     """The process group torchrun describes in the environment (initialised here), or a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -87,6 +92,16 @@ def from_environment(device_type: str) -> Distributed:
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
     return Distributed(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank)
+
+
+def current() -> Distributed:
+    """The process group already started (by ``train`` or by the user's own script), or a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return Distributed(rank=dist.get_rank(), world=dist.get_world_size(),
+                           local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return Distributed()
 
 
 def shutdown() -> None:

@@ -47,10 +47,10 @@ def interrupted_in_epoch(epoch: int):
 
     real_epoch = Trainer.train_epoch
 
-    def dies(self, at, on_batch=None):
+    def dies(self, at, recorder=None, on_batch=None):
         if at == epoch:
             raise KeyboardInterrupt
-        return real_epoch(self, at, on_batch)
+        return real_epoch(self, at, recorder, on_batch)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Trainer, "train_epoch", dies)

@@ -200,18 +200,16 @@ def test_bad_input(cli, tmp_path, monkeypatch, what, setup, message, may_leave):
 
 
 def test_nan_losses_keep_the_epochs_finished_so_far(cli, tmp_path, monkeypatch):
-    from noisyctl.training import Trainer
+    from noisyctl.training import Recorder
 
-    real_epoch = Trainer.train_epoch
+    real_update = Recorder.update
 
-    def diverges_in_epoch_three(self, epoch, on_batch=None, record=True):
-        result = real_epoch(self, epoch, on_batch, record)
-        if epoch == 2:
-            result["train_loss"][:] = np.nan
-            result["figures"]["train_loss"] = float("nan")
-        return result
+    def diverges_in_epoch_three(self, indices, logits, targets=None, **values):
+        if self.epochs_done == 2:
+            logits = logits * float("nan")
+        return real_update(self, indices, logits, targets, **values)
 
-    monkeypatch.setattr(Trainer, "train_epoch", diverges_in_epoch_three)
+    monkeypatch.setattr(Recorder, "update", diverges_in_epoch_three)
     labels = labels_file(cli, tmp_path)
     line = cli.error("train", "-l", labels, "-e", "5", "-q", "-o", tmp_path / "r.h5")
     assert "training loss became nan in epoch 3" in line and "the 2 finished epoch(s) are kept" in line

@@ -40,9 +40,9 @@ def test_reviewed_samples_are_right_and_leave_the_rate_exact(noisy):
 def test_reweight_beats_standard_training_and_its_weights_detect_noise(noisy, trusted_file, tmp_path):
     labels, data = noisy
     # device auto: on a GPU machine these run on CUDA (its meta step, its autocast), elsewhere on CPU.
-    plain = train(labels, data, TrainOptions(epochs=6), tmp_path / "plain.h5", show_progress=False)
+    plain = train(labels, data, TrainOptions(epochs=6), tmp_path / "plain.h5")
     options = TrainOptions(epochs=6, strategy="reweight", trusted=str(trusted_file))
-    reweighted = train(labels, data, options, tmp_path / "rw.h5", show_progress=False)
+    reweighted = train(labels, data, options, tmp_path / "rw.h5")
     assert reweighted["last_epoch"]["test_accuracy"] > plain["last_epoch"]["test_accuracy"] + 0.01
     with RunFile(tmp_path / "rw.h5") as run:
         weights = run.channel("sample_weight")
@@ -63,15 +63,14 @@ def test_reweight_needs_a_trusted_set_of_known_samples(noisy, tmp_path):
 
     write_labels_file(other, synthesize({"name": "shapes", "root": None, "options": {}}, "uniform", 0.1, seed=0))
     with pytest.raises(NoisyctlError, match="name other classes|is not in the dataset"):
-        train(labels, data, TrainOptions(epochs=1, strategy="reweight", trusted=str(other)), tmp_path / "x.h5",
-              show_progress=False)
+        train(labels, data, TrainOptions(epochs=1, strategy="reweight", trusted=str(other)), tmp_path / "x.h5")
 
 
 def test_self_learning_corrects_labels_after_warm_up(noisy, tmp_path):
     labels, data = noisy
     # device auto, as above: on CUDA the prototypes are computed on the GPU.
     options = TrainOptions(epochs=6, strategy="self-learning", strategy_options={"start_epoch": 2})
-    train(labels, data, options, tmp_path / "sl.h5", show_progress=False)
+    train(labels, data, options, tmp_path / "sl.h5")
     with RunFile(tmp_path / "sl.h5") as run:
         corrected = run.channel("corrected_label")
     assert (corrected[:, :2] == -1).all() and (corrected[:, 2:] >= 0).all()
@@ -84,7 +83,7 @@ def test_self_learning_skips_a_correction_that_would_change_most_labels(noisy, t
     labels, data = noisy
     options = TrainOptions(epochs=3, device="cpu", strategy="self-learning",
                            strategy_options={"start_epoch": 1, "max_change": 0.05})
-    train(labels, data, options, tmp_path / "guarded.h5", show_progress=False)
+    train(labels, data, options, tmp_path / "guarded.h5")
     with RunFile(tmp_path / "guarded.h5") as run:  # 50% noise: every correction changes far more than 5%
         assert (run.channel("corrected_label") == -1).all()
 
@@ -93,7 +92,7 @@ def test_self_learning_with_soft_targets(noisy, tmp_path):
     labels, data = noisy
     options = TrainOptions(epochs=3, device="cpu", strategy="self-learning",
                            strategy_options={"start_epoch": 1, "soft": True, "alpha": 0.8})
-    summary = train(labels, data, options, tmp_path / "soft.h5", show_progress=False)
+    summary = train(labels, data, options, tmp_path / "soft.h5")
     with RunFile(tmp_path / "soft.h5") as run:
         corrected = run.channel("corrected_label")
         assert run.training["strategy_options"] == {"start_epoch": 1, "soft": True, "alpha": 0.8}
@@ -155,10 +154,10 @@ def test_an_interrupted_strategy_run_resumes_to_the_same_dynamics(noisy, trusted
     labels, data = noisy
     options = TrainOptions(epochs=3, device="cpu", strategy=strategy, trusted=str(trusted_file),
                            strategy_options={"start_epoch": 1} if strategy == "self-learning" else {})
-    train(labels, data, options, tmp_path / "whole.h5", show_progress=False)
+    train(labels, data, options, tmp_path / "whole.h5")
     with interrupted_in_epoch(2), pytest.raises(KeyboardInterrupt):
-        train(labels, data, options, tmp_path / "resumed.h5", show_progress=False)
-    train(labels, data, options, tmp_path / "resumed.h5", resume=True, show_progress=False)
+        train(labels, data, options, tmp_path / "resumed.h5")
+    train(labels, data, options, tmp_path / "resumed.h5", resume=True)
     with h5py.File(tmp_path / "whole.h5") as a, h5py.File(tmp_path / "resumed.h5") as b:
         assert set(a["dynamics"]) == set(b["dynamics"])
         for name in a["dynamics"]:

@@ -28,9 +28,9 @@ def dynamics(path):
 def test_same_seed_gives_identical_dynamics_on_cpu(noisy, tmp_path):
     labels, data = noisy
     options = TrainOptions(epochs=2, device="cpu")
-    train(labels, data, options, tmp_path / "a.h5", show_progress=False)
-    train(labels, data, options, tmp_path / "b.h5", show_progress=False)
-    train(labels, data, TrainOptions(epochs=2, device="cpu", seed=1), tmp_path / "c.h5", show_progress=False)
+    train(labels, data, options, tmp_path / "a.h5")
+    train(labels, data, options, tmp_path / "b.h5")
+    train(labels, data, TrainOptions(epochs=2, device="cpu", seed=1), tmp_path / "c.h5")
     a, b, c = (dynamics(tmp_path / f"{x}.h5") for x in "abc")
     assert a.keys() == {"train_loss", "train_margin", "train_step", "eval_loss", "eval_prob", "eval_margin",
                         "eval_pred"}
@@ -69,17 +69,17 @@ def test_margin_is_assigned_logit_minus_best_other():
 def test_interrupted_run_resumes_to_the_same_dynamics(noisy, tmp_path):
     labels, data = noisy
     options = TrainOptions(epochs=4, device="cpu")
-    train(labels, data, options, tmp_path / "whole.h5", show_progress=False)
+    train(labels, data, options, tmp_path / "whole.h5")
 
     out = tmp_path / "resumed.h5"
     with interrupted_in_epoch(2), pytest.raises(KeyboardInterrupt):
-        train(labels, data, options, out, show_progress=False)
+        train(labels, data, options, out)
     assert not out.exists() and Checkpoints(out).exists()
     with pytest.raises(NoisyctlError, match="holds an interrupted run .2/4 epochs.: pass --resume"):
-        train(labels, data, options, out, show_progress=False)
+        train(labels, data, options, out)
     with pytest.raises(NoisyctlError, match="other options or labels"):
-        train(labels, data, TrainOptions(epochs=4, device="cpu", lr=0.01), out, resume=True, show_progress=False)
-    summary = train(labels, data, options, out, resume=True, show_progress=False)
+        train(labels, data, TrainOptions(epochs=4, device="cpu", lr=0.01), out, resume=True)
+    summary = train(labels, data, options, out, resume=True)
     assert summary["resumed_from_epoch"] == 2
     whole, resumed = dynamics(tmp_path / "whole.h5"), dynamics(out)
     for name in whole:

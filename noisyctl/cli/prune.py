@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.progress import training_progress
 from noisyctl.data import load_dataset
 from noisyctl.pruning import choose_removals, pruned_labels, removal_quality, stored_detector, whole_dataset_labels
 from noisyctl.store import RunFile, write_labels_file
@@ -52,8 +53,9 @@ def prune(
               "removed": int(removed.sum()), "kept": int((~removed).sum()),
               "quality": removal_quality(labels, removed), "retrained": None}
     if options is not None:
-        trained = train_run(pruned, load_dataset(pruned.dataset), options, Path(p["retrain"]), restart=True,
-                            show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))
+        with training_progress(not (p["quiet"] or p["json_output"])) as progress:
+            trained = train_run(pruned, load_dataset(pruned.dataset), options, Path(p["retrain"]), restart=True,
+                                progress=progress, recipe=ctx.meta.get(RECIPE_KEY))
         result["retrained"] = {"out": trained["out"], "seconds": trained["seconds"],
                                "test_accuracy_before": None if before is None else float(before[-1]),
                                "test_accuracy_after": trained["last_epoch"].get("test_accuracy")}

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.progress import training_progress
 from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset, load_dataset, parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import read_labels
@@ -130,8 +131,9 @@ def train(
         plan = dry_run_plan(sample_labels, data, options)
         return emit(ctx, plan, lambda console: render_dry_run(console, plan), p["json_output"])
     out_path = Path(require(p["out"], "--out"))
-    result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
-                       show_progress=not (p["quiet"] or p["json_output"]), recipe=ctx.meta.get(RECIPE_KEY))
+    with training_progress(not (p["quiet"] or p["json_output"])) as progress:
+        result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
+                           progress=progress, recipe=ctx.meta.get(RECIPE_KEY))
     if result.get("rank"):  # under torchrun, rank 0 reports for all
         return result
 

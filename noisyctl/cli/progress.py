@@ -1,0 +1,49 @@
+"""The progress bar of a training (``train``, ``prune --retrain``): a ``TrainingProgress`` drawn by rich."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from noisyctl.cli.common import stderr
+
+
+class RichTrainingProgress:
+    """One bar over all epochs, with the last epoch's loss, accuracy and throughput beside it."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = None
+        self.epochs = 0
+
+    def start(self, epochs: int, samples: int, epochs_done: int) -> None:
+        self.epochs = epochs
+        self.task = self.progress.add_task("train", total=epochs * samples, completed=epochs_done * samples,
+                                           epoch=epochs_done + 1, epochs=epochs, status="")
+
+    def batch(self, samples: int) -> None:
+        self.progress.advance(self.task, samples)
+
+    def epoch_done(self, epoch: int, figures: dict[str, float], samples_per_second: float) -> None:
+        status = f"loss {figures['train_loss']:.3f}  acc {figures['train_accuracy']:.1%}"
+        if "test_accuracy" in figures:
+            status += f"  test {figures['test_accuracy']:.1%}"
+        status += f"  {samples_per_second:,.0f} samples/s"
+        self.progress.update(self.task, epoch=min(epoch + 2, self.epochs), status=status)
+
+    def note(self, text: str) -> None:
+        self.progress.console.print(text)
+
+
+@contextmanager
+def training_progress(show: bool) -> Iterator[RichTrainingProgress | None]:
+    """A progress bar on stderr while training, or None (quiet, --json)."""
+    if not show:
+        yield None
+        return
+    columns = [TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+               TaskProgressColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn()]
+    with Progress(*columns, console=stderr(), transient=False) as progress:
+        yield RichTrainingProgress(progress)

@@ -1,0 +1,119 @@
+"""The ``OUT.ckpt/`` folder of an unfinished run, and the run file assembled from it.
+
+Each finished epoch is one shard (``epoch_NNNNN.npz``: that epoch's [N] vector of every channel and
+its figures), then the state (``state.pt``) that says how many epochs are sealed; both are written
+atomically, shard first, so a kill at any moment leaves either the previous state or the new one.
+The run file is built from the shards only at the end and moved into place.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from noisyctl.errors import NoisyctlError
+from noisyctl.fileio import atomic_output
+from noisyctl.store import CHUNK_EPOCHS, RUN, Labels, create_field, field_for, new_file, write_field
+
+# Per-epoch figures a run file keeps (epochs/<name>); train_loss, train_accuracy, learning_rate and
+# seconds are required by the schema and written as NaN when an epoch did not give them.
+EPOCH_FIGURES = ("train_loss", "train_accuracy", "eval_accuracy", "eval_true_accuracy", "test_accuracy",
+                 "learning_rate", "seconds")
+REQUIRED_FIGURES = ("train_loss", "train_accuracy", "learning_rate", "seconds")
+
+
+class Checkpoints:
+    """The ``OUT.ckpt/`` folder of an unfinished run: per-epoch shards and the latest state."""
+
+    def __init__(self, out: Path) -> None:
+        out = Path(out)
+        self.folder = out.with_name(out.name + ".ckpt")
+        self.state_path = self.folder / "state.pt"
+
+    def shard(self, epoch: int) -> Path:
+        return self.folder / f"epoch_{epoch:05d}.npz"
+
+    def exists(self) -> bool:
+        return self.state_path.exists()
+
+    def load_state(self) -> dict[str, Any]:
+        import torch
+
+        try:
+            return torch.load(self.state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise NoisyctlError(f"checkpoint {self.state_path} is unreadable ({type(exc).__name__}); "
+                                f"start again with --restart") from None
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        import torch
+
+        with atomic_output(self.state_path) as tmp:
+            torch.save(state, tmp)
+
+    def save_shard(self, epoch: int, arrays: dict[str, np.ndarray]) -> None:
+        with atomic_output(self.shard(epoch)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+    def array_path(self, name: str) -> Path:
+        return self.folder / f"{name}.npy"
+
+    def save_array(self, name: str, values: np.ndarray) -> None:
+        with atomic_output(self.array_path(name)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, values)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def discard_if_empty(self) -> None:
+        """Remove the folder when it holds nothing to resume (a run that failed before its first epoch)."""
+        if self.folder.is_dir() and not any(p.name != "lock" for p in self.folder.iterdir()):
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _fill(channel: str) -> Any:
+    """The value of an epoch that did not record a channel: NaN, or -1 for integer channels."""
+    return -1 if field_for(f"dynamics/{channel}").dtype.startswith("int") else np.nan
+
+
+def assemble_run(out: Path, labels: Labels, checkpoints: Checkpoints, num_epochs: int,
+                 attrs: dict[str, Any], extra: dict[str, np.ndarray] | None = None) -> None:
+    """Build the run file from the epoch shards, streaming CHUNK_EPOCHS epochs at a time, and move it
+    into place. A channel some epochs lack (an eval pass skipped) holds NaN (-1) there."""
+    shards = []
+    try:
+        for e in range(num_epochs):
+            try:
+                shards.append(np.load(checkpoints.shard(e)))
+            except (OSError, ValueError, EOFError) as exc:
+                raise NoisyctlError(f"checkpoint shard {checkpoints.shard(e)} is unreadable "
+                                    f"({type(exc).__name__}); start again with --restart") from None
+        n = len(labels.ids)
+        channels = sorted({k for s in shards for k in s.files if not k.startswith("figure_")})
+        with atomic_output(out) as tmp:
+            with h5py.File(tmp, "w") as h5:
+                new_file(h5, RUN, num_epochs=num_epochs, **attrs)
+                labels.write(h5)
+                for channel in channels:
+                    dataset = create_field(h5, f"dynamics/{channel}", (n, num_epochs))
+                    for start in range(0, num_epochs, CHUNK_EPOCHS):
+                        stop = min(num_epochs, start + CHUNK_EPOCHS)
+                        dataset[:, start:stop] = np.stack(
+                            [shards[e][channel] if channel in shards[e].files else np.full(n, _fill(channel))
+                             for e in range(start, stop)], axis=1)
+                for name in EPOCH_FIGURES:
+                    key = f"figure_{name}"
+                    if name in REQUIRED_FIGURES or any(key in s.files for s in shards):
+                        write_field(h5, f"epochs/{name}",
+                                    [float(s[key]) if key in s.files else np.nan for s in shards])
+                for path, values in (extra or {}).items():
+                    write_field(h5, path, values)
+    finally:
+        for shard in shards:
+            shard.close()

@@ -1,0 +1,121 @@
+"""Training options and every check on them, so ``train --dry-run`` refuses what ``train`` would."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from noisyctl.augment import check_preset
+from noisyctl.errors import NoisyctlError
+from noisyctl.training.recorder import PROBS_AUTO_MAX_CLASSES
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+SCHEDULES = ("cosine", "constant", "step")
+FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are recorded only when asked
+
+
+@dataclass
+class TrainOptions:
+    model: str = "small-cnn"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision, CUDA only
+    deterministic: bool = False  # deterministic CUDA kernels (CPU ones are always): same seed, same dynamics
+    augment: str = "auto"  # a preset of noisyctl.augment; auto = the dataset's own suggestion
+    workers: int = 0
+    record_eval: bool = True
+    eval_batch_size: int = 512
+    record_probs: bool | None = None  # late-epoch mean class probabilities; None: when classes <= 100
+    folds: int = 0  # K > 1: also train K models for out-of-fold probabilities (confident learning)
+    aum_threshold_set: int = 0  # 1 or 2: relabel N/(C+1) samples to a fake class (AUM threshold samples)
+    record_features: bool | None = None  # penultimate features after training; None: when they fit in 1 GiB
+    true_labels: bool = False  # train on the truth (synthesized noise only): the reference cleaning aims for
+    strategy: str = "standard"  # a training-strategy plugin
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    trusted: str | None = None  # labels file of trusted samples (its reviewed ones), for strategies that use them
+
+    def check(self) -> None:
+        """The checks that need nothing but the options."""
+        if self.epochs < 1:
+            raise NoisyctlError(f"epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise NoisyctlError("batch sizes must be at least 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise NoisyctlError(f"unknown optimizer '{self.optimizer}'; available: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise NoisyctlError(f"unknown schedule '{self.schedule}'; available: {', '.join(SCHEDULES)}")
+        if not self.lr > 0:
+            raise NoisyctlError(f"learning rate must be positive, not {self.lr}")
+        if self.workers < 0:
+            raise NoisyctlError("workers cannot be negative")
+        if self.aum_threshold_set not in (0, 1, 2):
+            raise NoisyctlError(f"aum threshold set must be 0 (none), 1 or 2, not {self.aum_threshold_set}")
+        if self.folds == 1 or self.folds < 0:
+            raise NoisyctlError(f"folds must be 0 (none) or at least 2, not {self.folds}")
+        if self.aum_threshold_set and self.strategy != "standard":
+            raise NoisyctlError("AUM threshold samples (--aum-threshold-set) train with the standard strategy only")
+        check_preset(self.augment)
+
+    def check_plan(self, *, head_features: int | None, strategy, processes: int, has_trusted: bool) -> None:
+        """The checks that need the model, the strategy and the number of processes too."""
+        self.check()
+        if processes > 1 and (self.strategy != "standard" or self.folds):
+            raise NoisyctlError("under torchrun, train runs the standard strategy without --folds; run "
+                                "those in one process")
+        if self.record_features and head_features is None:
+            raise NoisyctlError(f"model '{self.model}' has no linear last layer to take features from")
+        if strategy.needs_trusted and not has_trusted:
+            raise NoisyctlError(f"strategy '{self.strategy}' needs trusted samples: give --trusted FILE "
+                                f"(a labels file whose reviewed samples are trusted)")
+
+    def records_probs(self, num_classes: int) -> bool:
+        """Whether the late-epoch class probabilities [N x C] are recorded."""
+        wanted = self.record_probs
+        return self.record_eval and (num_classes <= PROBS_AUTO_MAX_CLASSES if wanted is None else wanted)
+
+    def records_features(self, samples: int, feature_dim: int | None) -> bool:
+        """Whether the penultimate features [N x D] are recorded (never without a linear last layer)."""
+        wanted = self.record_features
+        fits = feature_dim is not None and samples * feature_dim * 2 <= FEATURES_AUTO_MAX_BYTES
+        return self.record_eval and feature_dim is not None and (fits if wanted is None else wanted)
+
+    def learning_rate(self, epoch: int) -> float:
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        if self.schedule == "step":  # /10 at 50% and 75% of training
+            return self.lr * (0.1 ** sum(epoch >= m * self.epochs for m in (0.5, 0.75)))
+        return self.lr
+
+
+def options_from_run(run) -> TrainOptions:
+    """The training options a run file records (to retrain the same way); unknown keys are ignored."""
+    known = {f.name for f in fields(TrainOptions)}
+    return TrainOptions(**{k: v for k, v in run.training.items() if k in known})
+
+
+def projected_size(n: int, num_classes: int, options: TrainOptions, feature_dim: int | None,
+                   strategy_records: tuple[str, ...] = ()) -> list[tuple[str, int]]:
+    """Bytes of each field the run file would hold (uncompressed), for the options' record set."""
+    e = options.epochs
+    channels = ["train_loss", "train_margin", "train_step", *strategy_records]
+    if options.record_eval:
+        channels += ["eval_loss", "eval_prob", "eval_margin", "eval_pred"]
+    sizes = [(f"dynamics/{name}", n * e * 4) for name in channels]
+    if options.records_probs(num_classes):
+        sizes.append(("probs/late_mean", n * num_classes * 2))
+    if options.folds:
+        sizes.append(("probs/out_of_fold", n * num_classes * 2))
+    if options.records_features(n, feature_dim):
+        sizes.append(("features/penultimate", n * feature_dim * 2))
+    sizes.append(("samples and epochs (ids, labels, per-epoch figures)", n * 40 + e * 7 * 4))
+    return sizes

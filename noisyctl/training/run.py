@@ -1,0 +1,133 @@
+"""``train``: a Trainer and a Recorder, epoch by epoch, into a run file; and ``--dry-run``'s plan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+import h5py
+from noisyctl import distributed
+from noisyctl.api import DatasetData
+from noisyctl.errors import NoisyctlError
+from noisyctl.store import Labels
+from noisyctl.training.folds import out_of_fold_probabilities
+from noisyctl.training.loop import Trainer, build_model, build_strategy, load_trusted, penultimate_layer, training_labels
+from noisyctl.training.options import TrainOptions, projected_size
+from noisyctl.training.recorder import NonFiniteLoss
+
+
+class TrainingProgress(Protocol):
+    """What ``train`` tells whoever shows its progress (the CLI's progress bar)."""
+
+    def start(self, epochs: int, samples: int, epochs_done: int) -> None: ...
+
+    def batch(self, samples: int) -> None: ...
+
+    def epoch_done(self, epoch: int, figures: dict[str, float], samples_per_second: float) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *, resume: bool = False,
+          restart: bool = False, progress: TrainingProgress | None = None,
+          recipe: dict | None = None) -> dict[str, Any]:
+    """Train on ``labels``, record dynamics, and write the run file ``out``.
+
+    A second process training into the same ``out`` is refused (the Recorder's lock); under
+    torchrun, rank 0 holds it for all ranks."""
+    out = Path(out)
+    trusted = load_trusted(options.trusted, data) if options.trusted else None
+    labels, data = training_labels(labels, data, options)
+    trainer = Trainer(labels, data, options, trusted)
+    main = trainer.dist.is_main  # under torchrun only rank 0 writes files; every rank reads the checkpoint
+    if not main:
+        progress = None
+    recorder = trainer.recorder(out, resume=True if resume else (None if restart else False), restart=restart,
+                                fingerprint=_fingerprint(options, trainer.dist.world),
+                                info=_info(labels, options, trainer, recipe))
+    start_epoch = recorder.epochs_done
+    n = len(labels.ids)
+    started = time.perf_counter()
+    with recorder:
+        if progress is not None:
+            progress.start(options.epochs, n, start_epoch)
+        for epoch in range(start_epoch, options.epochs):
+            trainer.train_epoch(epoch, recorder, on_batch=progress.batch if progress else None)
+            figures = {"learning_rate": trainer.current_lr}
+            if main:  # the eval pass and the test accuracy are rank 0's
+                if options.record_eval:
+                    trainer.record_eval(epoch, recorder)
+                test = trainer.test_accuracy()
+                if test is not None:
+                    figures["test_accuracy"] = test
+            try:
+                figures = recorder.end_epoch(figures, state=trainer.state())
+            except NonFiniteLoss as exc:
+                _keep_finished(recorder, out, epoch, str(exc))
+            if progress is not None:
+                done = (epoch + 1 - start_epoch) * n
+                progress.epoch_done(epoch, figures, done / max(time.perf_counter() - started, 1e-9))
+        arrays = {}
+        if options.folds:
+            arrays["probs/out_of_fold"] = out_of_fold_probabilities(labels, data, options, recorder.checkpoints,
+                                                                    progress)
+        recorder.close(arrays)
+    summary = {"out": str(out), "epochs": options.epochs, "samples": n, "device": str(trainer.device),
+               "resumed_from_epoch": start_epoch, "seconds": round(time.perf_counter() - started, 3)}
+    if trainer.dist.active:
+        distributed.shutdown()
+    if not main:
+        return {**summary, "rank": trainer.dist.rank, "last_epoch": {}}
+    with h5py.File(out, "r") as h5:
+        summary["last_epoch"] = {name: float(ds[-1]) for name, ds in h5["epochs"].items()}
+    return summary
+
+
+def _keep_finished(recorder, out: Path, epoch: int, reason: str) -> None:
+    """On a diverged run, keep what the finished epochs recorded (and the checkpoint), then stop."""
+    loss = "nan" if "NaN" in reason else "inf"
+    if epoch:
+        recorder.close(keep_checkpoints=True)
+        raise NoisyctlError(f"training loss became {loss} in epoch {epoch + 1}: lower the learning rate (--lr); "
+                            f"the {epoch} finished epoch(s) are kept in {out}")
+    raise NoisyctlError(f"training loss became {loss} in epoch 1: lower the learning rate (--lr)")
+
+
+def _fingerprint(options: TrainOptions, world: int = 1) -> str:
+    """What a checkpoint must match to be resumed besides the labels: the options and (under
+    torchrun) the number of processes, which decides each epoch's order."""
+    digest = hashlib.sha256(json.dumps(asdict(options), sort_keys=True, default=str).encode())
+    if world > 1:
+        digest.update(f"world={world}".encode())
+    return digest.hexdigest()
+
+
+def _info(labels: Labels, options: TrainOptions, trainer: Trainer, recipe: dict | None) -> dict[str, Any]:
+    used = dict(labels.plugins or {})
+    used[f"model:{options.model}"] = trainer.model_registration.origin
+    used[f"strategy:{options.strategy}"] = trainer.strategy_registration.origin
+    return {"plugins": used, "recipe": recipe,
+            "training": {**asdict(options), "device_used": str(trainer.device)}}
+
+
+def dry_run(labels: Labels, data: DatasetData, options: TrainOptions) -> dict[str, Any]:
+    """What ``train`` would write, without training: the projected size of each field, after the
+    same checks ``train`` makes."""
+    options.check()
+    labels, data = training_labels(labels, data, options)
+    model, _ = build_model(options, data)
+    head = penultimate_layer(model)
+    strategy, _ = build_strategy(options)
+    options.check_plan(head_features=head.in_features if head else None, strategy=strategy,
+                       processes=distributed.launched_world(), has_trusted=bool(options.trusted))
+    if options.trusted:
+        load_trusted(options.trusted, data)
+    sizes = projected_size(len(labels.ids), data.num_classes, options, head.in_features if head else None,
+                           tuple(strategy.records))
+    return {"samples": len(labels.ids), "classes": data.num_classes, "epochs": options.epochs,
+            "fields": dict(sizes), "total_bytes": sum(size for _, size in sizes)}
+

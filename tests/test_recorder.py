@@ -1,0 +1,223 @@
+"""noisyctl.Recorder: dynamics from a user's own training loop, equal to what `train` records."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import noisyctl
+from noisyctl.data import load_dataset
+from noisyctl.errors import NoisyctlError
+from noisyctl.synth import synthesize
+from noisyctl.training import Checkpoints, Recorder, TrainOptions, build_model, train
+from noisyctl.training.loop import _epoch_seed, training_batches
+
+SPEC = {"name": "digits", "root": None, "options": {}}
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+
+
+def dynamics(path):
+    with h5py.File(path) as h5:
+        return {name: ds[:] for name, ds in h5["dynamics"].items()}
+
+
+def test_a_plain_loop_records_what_train_records(tmp_path, cli):
+    """The same model, data order and seed in a hand-written loop: the same dynamics, bit for bit."""
+    labels, data = synthesize(SPEC, "uniform", 0.3, seed=0), load_dataset(SPEC)
+    options = TrainOptions(epochs=4, device="cpu", augment="none", schedule="constant")
+    train(labels, data, options, tmp_path / "train.h5")
+
+    torch.manual_seed(options.seed)
+    model, _ = build_model(options, data)
+    optimizer = torch.optim.SGD(model.parameters(), lr=options.lr, momentum=options.momentum,
+                                weight_decay=options.weight_decay, nesterov=True)
+    given = torch.as_tensor(labels.given_labels)
+    n = len(labels.ids)
+    with Recorder(tmp_path / "loop.h5", labels.given_labels, class_names=labels.class_names, ids=labels.ids,
+                  epochs=options.epochs, true_labels=labels.true_labels) as recorder:
+        for epoch in range(options.epochs):
+            seed = _epoch_seed(options.seed, epoch)
+            torch.manual_seed(seed)
+            batches = training_batches(np.random.default_rng(seed).permutation(n), options.batch_size)
+            model.train()
+            for inputs, index in torch.utils.data.DataLoader(data.train, batch_sampler=batches):
+                logits = model(inputs)
+                recorder.update(index, logits, given[index])
+                loss = F.cross_entropy(logits, given[index])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            last = epoch == options.epochs - 1
+            recorder.evaluate(model, torch.utils.data.DataLoader(data.train, batch_size=512), features=last)
+            recorder.end_epoch({"learning_rate": options.lr})
+
+    ours, theirs = dynamics(tmp_path / "loop.h5"), dynamics(tmp_path / "train.h5")
+    assert ours.keys() == theirs.keys() == {"train_loss", "train_margin", "train_step", "eval_loss", "eval_prob",
+                                            "eval_margin", "eval_pred"}
+    for name in ours:
+        assert np.array_equal(ours[name], theirs[name]), name
+    with h5py.File(tmp_path / "loop.h5") as a, h5py.File(tmp_path / "train.h5") as b:
+        for name in ("probs/late_mean", "features/penultimate", "epochs/train_loss", "epochs/eval_true_accuracy"):
+            assert np.array_equal(a[name][:], b[name][:]), name
+    assert not Checkpoints(tmp_path / "loop.h5").folder.exists()
+
+    result = cli.json("detect", tmp_path / "loop.h5", "-d", "loss")
+    assert result["detectors"]["loss"]["metrics"]["map"] > 0.8
+
+
+def test_the_documented_loop_runs_resumes_after_sigkill_and_detects_noise(tmp_path, cli):
+    """docs/own-training-loop.md's example, run as written: once whole, once killed with SIGKILL in
+    the middle and run again; both files equal, and detect finds the flipped labels."""
+    text = (ROOT / "docs" / "own-training-loop.md").read_text()
+    script = tmp_path / "loop.py"
+    script.write_text(re.search(r"```python\n(.*?)```", text, re.S).group(1))
+    whole = subprocess.run([sys.executable, script, tmp_path / "whole.h5"], env=ENV, capture_output=True,
+                           text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    out = tmp_path / "killed.h5"
+    checkpoints = Checkpoints(out)
+    process = subprocess.Popen([sys.executable, script, out], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoints.shard(2).exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoints.exists() and not out.exists(), "the kill came too late to test a resume"
+    resumed = subprocess.run([sys.executable, script, out], env=ENV, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = dynamics(tmp_path / "whole.h5"), dynamics(out)
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+
+    result = cli.json("detect", out)
+    assert result["detectors"][result["primary"]]["metrics"]["map"] > 0.8
+    assert 0.06 < result["estimate"]["rate"] < 0.14
+
+
+def test_two_processes_record_every_sample_once_per_epoch(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "ddp.h5"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+               "127.0.0.1", "--master-port", str(port), ROOT / "tests" / "ddp_recorder_loop.py", out]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with h5py.File(out) as h5:
+        steps = h5["dynamics/train_step"][:]
+        assert h5["samples/id"].shape == (1797,)
+        assert np.isfinite(h5["dynamics/train_loss"][:]).all() and np.isfinite(h5["dynamics/eval_prob"][:]).all()
+        assert '"processes": 2' in h5.attrs["training"].decode()
+    per_rank = -(-1797 // 2)
+    batches = -(-per_rank // 100)
+    for e in range(steps.shape[1]):  # each step holds at most 2 ranks x 100 samples, and every sample is in one
+        counts = np.bincount(steps[:, e] - e * batches, minlength=batches)
+        assert len(counts) == batches and counts.max() <= 200 and counts.sum() == 1797
+
+
+def small(tmp_path, n=6, classes=3, **options):
+    labels = np.arange(n) % classes
+    return Recorder(tmp_path / "r.h5", labels, **options), labels
+
+
+def logits_for(labels, classes=3):
+    return torch.nn.functional.one_hot(torch.as_tensor(labels), classes).float() * 2.0
+
+
+@pytest.mark.parametrize("misuse, message", [
+    (lambda r, y: r.update([0, 6], logits_for([0, 0])), "index 6 is out of range for 6 samples"),
+    (lambda r, y: r.update([0, 1], torch.zeros(2, 4)), r"logits of shape \(2, 4\); expected \[batch, 3\]"),
+    (lambda r, y: r.update([0, 1, 2], logits_for([0, 1]), None), "3 indices for 2 rows"),
+    (lambda r, y: r.update([0.0, 1.0], logits_for([0, 1])), "indices must be integers"),
+    (lambda r, y: r.update([0, 1], logits_for([0, 1]), sample_weight=torch.ones(2)),
+     "'sample_weight' is not one of the channels"),
+    (lambda r, y: r.end_epoch({"val_loss": 1.0}), "'val_loss' is not a per-epoch figure"),
+])
+def test_misuse_is_one_clear_error_at_once(tmp_path, misuse, message):
+    recorder, labels = small(tmp_path)
+    with pytest.raises(NoisyctlError, match=message), recorder:
+        misuse(recorder, labels)
+    assert not Checkpoints(tmp_path / "r.h5").folder.exists()
+
+
+@pytest.mark.parametrize("epoch, message", [
+    (lambda r, y: r.update(np.arange(5), logits_for(y[:5])), "1 of 6 samples were not presented .first: '5'."),
+    (lambda r, y: [r.update([i], logits_for(y[[i]])) for i in [0, 1, 2, 3, 4, 5, 3]],
+     "1 samples were presented more than once"),
+    (lambda r, y: r.update(np.arange(6), logits_for(y), torch.as_tensor((y + 1) % 3)),
+     "6 targets differ from the labels the Recorder was given"),
+    (lambda r, y: r.update(np.arange(6), logits_for(y), torch.as_tensor([0, 1, 2, 0, 1, 7])),
+     "1 targets were outside the classes 0..2"),
+    (lambda r, y: r.update(np.arange(6), logits_for(y) * float("nan")), "the loss of 6 samples was NaN"),
+])
+def test_misuse_found_at_the_end_of_the_epoch_seals_nothing(tmp_path, epoch, message):
+    recorder, labels = small(tmp_path)
+    with pytest.raises(NoisyctlError, match=message):
+        with recorder:
+            epoch(recorder, labels)
+            recorder.end_epoch()
+    assert recorder.epochs_done == 0 and not (tmp_path / "r.h5").exists()
+    assert not Checkpoints(tmp_path / "r.h5").folder.exists()
+
+
+def test_bad_labels_are_refused_when_the_recorder_is_made(tmp_path):
+    with pytest.raises(NoisyctlError, match="label 3 is outside the 3 classes"):
+        Recorder(tmp_path / "r.h5", [0, 1, 3], class_names=["a", "b", "c"])
+    with pytest.raises(NoisyctlError, match="1-D array of integer class indices"):
+        Recorder(tmp_path / "r.h5", [0.5, 1.0])
+    with pytest.raises(NoisyctlError, match="2 ids for 3 labels"):
+        Recorder(tmp_path / "r.h5", [0, 1, 1], ids=["a", "b"])
+
+
+def test_partial_epochs_record_nan_and_device_indices_are_checked_at_the_end(tmp_path):
+    recorder, labels = small(tmp_path, allow_partial=True, epochs=2)
+    with recorder:
+        recorder.update(torch.arange(4), logits_for(labels[:4]))
+        figures = recorder.end_epoch()
+        recorder.update(torch.arange(6), logits_for(labels))
+        recorder.end_epoch()
+    assert figures["train_accuracy"] == 1.0
+    loss = dynamics(tmp_path / "r.h5")["train_loss"]
+    assert np.isnan(loss[4:, 0]).all() and np.isfinite(loss[:4, 0]).all() and np.isfinite(loss[:, 1]).all()
+    with h5py.File(tmp_path / "r.h5") as h5:
+        assert h5["dynamics/train_step"][4, 0] == -1 and "eval_prob" not in h5["dynamics"]
+
+
+def test_a_recorder_resumes_and_refuses_other_labels(tmp_path):
+    recorder, labels = small(tmp_path, epochs=3)
+    recorder.update(np.arange(6), logits_for(labels))
+    recorder.end_epoch(state={"weights": torch.ones(2)})
+    recorder.__exit__(KeyboardInterrupt, None, None)  # the loop died after one epoch
+    again = Recorder(tmp_path / "r.h5", labels, epochs=3)
+    assert again.epochs_done == 1 and again.step == 1 and torch.equal(again.resumed_state["weights"], torch.ones(2))
+    again.__exit__(KeyboardInterrupt, None, None)
+    with pytest.raises(NoisyctlError, match="other options or labels"):
+        Recorder(tmp_path / "r.h5", (labels + 1) % 3, epochs=3)
+    with pytest.raises(NoisyctlError, match=r"holds an interrupted run \(1/3 epochs\)"):
+        Recorder(tmp_path / "r.h5", labels, epochs=3, resume=False)
+    fresh = Recorder(tmp_path / "r.h5", labels, epochs=3, restart=True)
+    assert fresh.epochs_done == 0 and fresh.resumed_state is None
+    fresh.__exit__(KeyboardInterrupt, None, None)
+    with pytest.raises(NoisyctlError, match="nothing to resume"):
+        Recorder(tmp_path / "r.h5", labels, resume=True)
+
+
+def test_the_package_exports_the_recorder_without_importing_torch_first():
+    done = subprocess.run([sys.executable, "-c", "import sys, noisyctl; assert 'torch' not in sys.modules; "
+                                                 "print(noisyctl.Recorder.__name__)"],
+                          env=ENV, capture_output=True, text=True)
+    assert done.stdout.strip() == "Recorder", done.stderr
+    assert noisyctl.Recorder is Recorder
