@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.data import load_dataset
-from noisyctl.detection import available_defaults, estimate_noise, run_detector, suggested_labels
+from noisyctl.detection import default_detectors, estimate_noise, run_detector, suggested_labels
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
@@ -98,7 +98,7 @@ def cleanlab_estimate(oof_path: Path, given: np.ndarray) -> float:
 def score_run(path: Path, oof: Path | None) -> dict:
     """The estimate, the gate's verdict and the detectors' ranking quality on one run."""
     with RunFile(path) as run:
-        names = available_defaults(run)
+        names, _ = default_detectors(run)
         outcomes = [run_detector(run, name) for name in names]
         estimate = estimate_noise(run, outcomes, suggested_labels(run))
         truth = run.labels.is_noisy

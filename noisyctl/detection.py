@@ -37,10 +37,28 @@ def make_detector(name: str, options: dict[str, Any]) -> tuple[Detector, Any]:
     return registration.create(**options), registration
 
 
-def available_defaults(run: RunFile) -> list[str]:
-    """The default detectors whose dynamics the run has (a run without the eval pass lacks some)."""
-    return [name for name in DEFAULT_DETECTORS
-            if all(run.has_channel(c) for c in make_detector(name, {})[0].channels)]
+# When a run (imported from another tool) has the dynamics of none of the defaults.
+FALLBACK_DETECTORS = ("lstm", "datamap", "forgetting")
+
+
+def default_detectors(run: RunFile) -> tuple[list[str], dict[str, str]]:
+    """The default detectors whose dynamics the run has (a run without the eval pass, or imported
+    from another tool, lacks some), and why each other one cannot run. When no default can, the
+    fallbacks that can."""
+    chosen, skipped = [], {}
+    for name in DEFAULT_DETECTORS:
+        missing = [c for c in make_detector(name, {})[0].channels if not run.has_channel(c)]
+        if missing:
+            skipped[name] = f"needs {run.missing_channel(missing[0])}"
+        else:
+            chosen.append(name)
+    if not chosen:
+        chosen = [name for name in FALLBACK_DETECTORS
+                  if all(run.has_channel(c) for c in make_detector(name, {})[0].channels)]
+    if not chosen:
+        raise NoisyctlError(f"{run.path} holds none of the dynamics noisyctl's detectors read "
+                            f"({'; '.join(f'{k} {v}' for k, v in skipped.items())})")
+    return chosen, skipped
 
 
 def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None) -> Outcome:
@@ -103,15 +121,19 @@ def suggested_labels(run: RunFile) -> np.ndarray | None:
     return suggestions
 
 
-def mean_training_loss(run: RunFile, outcomes: list[Outcome]) -> np.ndarray | None:
-    """Each sample's mean training loss (the ``loss`` detector's score), NaN where not judged; None
-    when the run recorded no training loss."""
+def mean_loss(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray | None, str]:
+    """Each sample's mean training loss (the ``loss`` detector's score), NaN where not judged, and
+    which loss it is; the mean eval-mode loss for a run imported with eval passes only; None when
+    the run recorded neither."""
     for outcome in outcomes:
         if outcome.name == "loss":
-            return outcome.result.scores
-    if not run.has_channel("train_loss"):
-        return None
-    return run_detector(run, "loss").result.scores
+            return outcome.result.scores, "training loss"
+    if run.has_channel("train_loss"):
+        return run_detector(run, "loss").result.scores, "training loss"
+    if run.has_channel("eval_loss"):
+        means = [block["eval_loss"].mean(axis=1, dtype=np.float64) for _, block in run.iter_blocks(("eval_loss",))]
+        return np.concatenate(means), "eval-mode loss"
+    return None, ""
 
 
 def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str, np.ndarray, NoiseRateEstimate | None]:
@@ -123,7 +145,7 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     first one's scores."""
     primary = outcomes[0]
     judged = ~np.isnan(primary.result.scores)
-    losses = mean_training_loss(run, outcomes)
+    losses, _ = mean_loss(run, outcomes)
     if losses is not None:
         estimate = estimate_noise_rate(losses[judged])
         if estimate.unsure and primary.result.flagged is not None:
@@ -146,7 +168,7 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None}
     if estimate is not None:
         read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
-                "method": f"{estimate.method} on mean training loss", "evidence": estimate.evidence}
+                "method": f"{estimate.method} on mean {mean_loss(run, outcomes)[1]}", "evidence": estimate.evidence}
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
         "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,

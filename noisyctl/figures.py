@@ -63,7 +63,7 @@ def _ema(series: np.ndarray, alpha: float = EMA_ALPHA) -> np.ndarray:
 def ema_loss_curves(run, suspects: list[int], class_names: list[str]):
     """Datumaro's plot: the EMA loss of the top suspects against the dataset mean and the mean of
     each suspect's label. The EMA is linear, so a mean of EMAs is the EMA of the per-epoch mean loss."""
-    if not suspects:
+    if not suspects or not run.has_channel("train_loss"):
         return None
     given = run.given_labels
     classes = len(class_names)

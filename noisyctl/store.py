@@ -79,14 +79,17 @@ FIELDS: tuple[Field, ...] = (
     Field("samples/corrected", "bool", "N", BOTH, False,
           "Labels replaced by `correct --apply` or by a review; given_label holds the new label."),
     Field("classes/name", "string", "C", BOTH, True, "Class names; a label is an index into this."),
-    Field("dynamics/train_loss", "float32", "N x E", (RUN,), True,
+    Field("dynamics/train_loss", "float32", "N x E", (RUN,), False,
           "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
-          "(taken from the training forward pass, so free)."),
+          "(taken from the training forward pass, so free); `train` and the Recorder always record it, runs "
+          "imported from tools that record eval-mode probabilities or margins only (import-dynamics) lack it."),
     Field("dynamics/train_margin", "float32", "N x E", (RUN,), False,
           "Training-mode logit margin z_y - max_{k!=y} z_k at that presentation (AUM's margin); `train` always "
-          "records it, runs imported from other tools (import-otx) may lack it."),
-    Field("dynamics/train_step", "int32", "N x E", (RUN,), True,
-          "Global optimizer step at which the sample was presented; orders presentations."),
+          "records it, runs imported from other tools (import-otx, import-dynamics) may lack it."),
+    Field("dynamics/train_step", "int32", "N x E", (RUN,), False,
+          "Global optimizer step at which the sample was presented; orders presentations (-1: not presented "
+          "that epoch). Imported runs that do not know the order hold the epoch number; runs of eval-mode "
+          "dynamics only lack it."),
     Field("dynamics/eval_loss", "float32", "N x E", (RUN,), False,
           "Eval-mode cross-entropy of the given label after epoch e (recording pass)."),
     Field("dynamics/eval_prob", "float32", "N x E", (RUN,), False,
@@ -442,7 +445,7 @@ class RunFile:
         hints = {"sample_weight": " (train --strategy reweight records it)",
                  "corrected_label": " (train --strategy self-learning records it)"}
         hint = " (train records eval_* channels unless --no-record-eval)" if name.startswith("eval_") else ""
-        hint = hints.get(name, hint)
+        hint = "" if "imported_from" in self.training else hints.get(name, hint)
         return f"the '{name}' dynamics, which {self.path} lacks{hint}"
 
     def _dataset(self, name: str) -> h5py.Dataset:

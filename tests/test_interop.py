@@ -2,6 +2,7 @@
 
 import csv
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -98,3 +99,144 @@ def test_suspects_export_as_csv_and_json(cli, digits_run, tmp_path, suffix):
     assert float(rows[0]["score"]) == pytest.approx(scores.max(), rel=1e-6)
     assert "give a .csv or .json file" in cli.error("export", run, "--suspects", tmp_path / "s.txt")
     assert "say what to export" in cli.error("export", run)
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    """One real training on digits (20% of labels flipped), recorded at once by noisyctl's Recorder
+    and the way three other tools record: the aum package's AUMCalculator (its own code writes
+    full_aum_records.csv), the "Learning from Training Dynamics" layout (eval-mode probabilities
+    after each epoch, [N, E, C] float16, column 0 the assigned label's, the other classes by mean
+    probability, in training_dynamics.npz beside a metadata.pth of tensors), and plain arrays."""
+    from collections import OrderedDict
+
+    import torch
+    import torch.nn.functional as F
+    from aum import AUMCalculator
+    from sklearn.datasets import load_digits
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from noisyctl import Recorder
+
+    folder = tmp_path_factory.mktemp("foreign")
+    digits = load_digits()
+    inputs = torch.tensor(digits.images / 16.0, dtype=torch.float32).flatten(1)
+    truth = digits.target
+    rng = np.random.default_rng(0)
+    labels = truth.copy()
+    flip = rng.random(len(labels)) < 0.2
+    labels[flip] = (labels[flip] + rng.integers(1, 10, flip.sum())) % 10
+    dataset = TensorDataset(inputs, torch.as_tensor(labels), torch.arange(len(labels)))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    epochs, n = 10, len(labels)
+    calculator = AUMCalculator(str(folder), compressed=False)
+    losses = np.zeros((n, epochs), np.float32)
+    logits_per_epoch = np.zeros((n, epochs, 10), np.float32)
+    probabilities = np.zeros((n, epochs, 10), np.float32)
+    with Recorder(folder / "recorder.h5", labels, epochs=epochs, true_labels=truth) as recorder:
+        for epoch in range(epochs):
+            model.train()
+            for x, y, index in DataLoader(dataset, batch_size=64, shuffle=True):
+                logits = model(x)
+                recorder.update(index, logits, y)
+                calculator.update(logits.detach(), y, index.tolist())
+                loss = F.cross_entropy(logits, y, reduction="none")
+                losses[index.numpy(), epoch] = loss.detach().numpy()
+                logits_per_epoch[index.numpy(), epoch] = logits.detach().numpy()
+                optimizer.zero_grad()
+                loss.mean().backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                logits = model(inputs)
+            recorder.record_eval(torch.arange(n), logits)
+            probabilities[:, epoch] = torch.softmax(logits, 1).numpy()
+            recorder.end_epoch()
+    with warnings.catch_warnings():  # the aum package's own pandas call is deprecated in pandas 3
+        warnings.simplefilter("ignore")
+        calculator.finalize()
+    # The Learning-from-Training-Dynamics layout
+    td16 = probabilities.astype(np.float16)
+    others = np.argsort(-td16.mean(axis=1), axis=1)
+    order = np.array([[labels[i], *[c for c in others[i] if c != labels[i]]] for i in range(n)], dtype=np.int16)
+    td = np.take_along_axis(td16, np.broadcast_to(order[:, None, :].astype(np.int64), td16.shape), axis=2)
+    np.savez_compressed(folder / "training_dynamics.npz", labels=order, td=td)
+    torch.save(OrderedDict(train_indices=torch.arange(n), valid_indices=torch.tensor([], dtype=torch.long),
+                           true_targets=torch.as_tensor(truth), assigned_targets=torch.as_tensor(labels),
+                           label_flipped=torch.as_tensor(truth != labels)), folder / "metadata.pth")
+    np.savez(folder / "losses.npz", losses=losses, labels=labels, true_labels=truth)
+    np.save(folder / "logits.npy", logits_per_epoch)
+    np.save(folder / "labels.npy", labels)
+    return folder
+
+
+def test_a_training_dynamics_npz_imports_and_ranks_as_lstm_does_on_the_run(cli, foreign, tmp_path):
+    result = cli.json("import-dynamics", foreign / "training_dynamics.npz", "-o", tmp_path / "jia.h5")
+    assert result["imported_from"] == "jia" and (result["samples"], result["epochs"]) == (1797, 10)
+    with RunFile(tmp_path / "jia.h5") as imported, RunFile(foreign / "recorder.h5") as recorded:
+        assert np.array_equal(imported.given_labels, recorded.given_labels)
+        assert np.array_equal(imported.labels.true_labels, recorded.labels.true_labels)  # from metadata.pth
+        assert np.allclose(imported.channel("eval_prob"), recorded.channel("eval_prob"), atol=1e-3)
+        assert (imported.channel("eval_pred") == recorded.channel("eval_pred")).mean() > 0.999
+        ours, theirs = (run_detector(r, "lstm").result.scores for r in (imported, recorded))
+    from scipy.stats import spearmanr
+
+    assert spearmanr(ours, theirs).statistic > 0.999
+    detected = cli.json("detect", tmp_path / "jia.h5", "--no-save")
+    assert detected["primary"] == "lstm" and detected["detectors"]["lstm"]["metrics"]["map"] > 0.9
+    assert detected["not_run"]["loss"].startswith("needs the 'train_loss' dynamics")
+    assert abs(detected["estimate"]["rate"] - detected["estimate"]["true_rate"]) < 0.05
+    assert detected["estimate"]["method"].endswith("eval-mode loss")
+
+
+def test_an_aum_records_csv_imports_to_the_margins_the_run_recorded(cli, foreign, tmp_path):
+    result = cli.json("import-dynamics", foreign / "full_aum_records.csv", "-o", tmp_path / "aum.h5")
+    assert result["channels"] == ["train_margin", "train_step"] and result["epochs"] == 10
+    with RunFile(tmp_path / "aum.h5") as imported, RunFile(foreign / "recorder.h5") as recorded:
+        assert imported.labels.ids == recorded.labels.ids and np.array_equal(imported.given_labels,
+                                                                             recorded.given_labels)
+        assert np.allclose(imported.channel("train_margin"), recorded.channel("train_margin"), atol=1e-5)
+        assert np.allclose(run_detector(imported, "aum").result.scores, run_detector(recorded, "aum").result.scores,
+                           atol=1e-5)
+    detected = cli.json("detect", tmp_path / "aum.h5", "--no-save")
+    assert detected["primary"] == "aum" and set(detected["not_run"]) == {"learned", "loss", "ema-loss", "gmm-loss"}
+
+
+def test_plain_arrays_import_as_training_or_eval_dynamics(cli, foreign, tmp_path):
+    cli("import-dynamics", foreign / "losses.npz", "-o", tmp_path / "losses.h5")
+    with RunFile(tmp_path / "losses.h5") as imported, RunFile(foreign / "recorder.h5") as recorded:
+        assert np.allclose(imported.channel("train_loss"), recorded.channel("train_loss"), atol=1e-5)
+        assert imported.labels.true_labels is not None
+    detected = cli.json("detect", tmp_path / "losses.h5", "--no-save")
+    assert detected["detectors"]["loss"]["metrics"]["map"] > 0.9
+
+    cli("import-dynamics", foreign / "logits.npy", "--labels", foreign / "labels.npy", "--recorded-in", "train",
+        *[f"--class-name=digit {d}" for d in range(10)], "-o", tmp_path / "logits.h5")
+    with RunFile(tmp_path / "logits.h5") as imported, RunFile(foreign / "recorder.h5") as recorded:
+        assert np.allclose(imported.channel("train_loss"), recorded.channel("train_loss"), atol=1e-4)
+        assert np.allclose(imported.channel("train_margin"), recorded.channel("train_margin"), atol=1e-4)
+        assert imported.labels.class_names[3] == "digit 3" and imported.probabilities("late_mean") is not None
+    cli("import-dynamics", foreign / "logits.npy", "--labels", foreign / "labels.npy", "--recorded-in", "eval",
+        "-o", tmp_path / "eval.h5")
+    with RunFile(tmp_path / "eval.h5") as imported:
+        assert imported.has_channel("eval_prob") and not imported.has_channel("train_loss")
+
+
+def test_import_dynamics_refuses_what_it_cannot_read(cli, foreign, tmp_path):
+    out = ["-o", tmp_path / "x.h5"]
+    np.savez(tmp_path / "bad_td.npz", td=np.zeros((4, 3), np.float16), labels=np.zeros((4, 3), np.int16))
+    assert "are not [N, E, C] and [N, C]" in cli.error("import-dynamics", tmp_path / "bad_td.npz", *out)
+    np.savez(tmp_path / "bad_order.npz", td=np.full((2, 3, 3), 0.3, np.float16), labels=np.zeros((2, 3), np.int16))
+    assert "must list every class once" in cli.error("import-dynamics", tmp_path / "bad_order.npz", *out)
+    assert "holds no labels" in cli.error("import-dynamics", foreign / "logits.npy", *out)
+    (tmp_path / "records.csv").write_text("sample_id,margin\n0,1.0\n")
+    assert "no 'num_measurements' column" in cli.error("import-dynamics", tmp_path / "records.csv", *out)
+    (tmp_path / "labels.npy").write_bytes(b"not numpy")
+    assert "not a readable .npy/.npz file" in cli.error("import-dynamics", foreign / "logits.npy", "--labels",
+                                                        tmp_path / "labels.npy", *out)
+    np.save(tmp_path / "short.npy", np.zeros(5, np.int64))
+    assert "expected 1797 integer labels" in cli.error("import-dynamics", foreign / "logits.npy", "--labels",
+                                                       tmp_path / "short.npy", *out)
+    assert not (tmp_path / "x.h5").exists()

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
+from rich.markup import escape
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
-from noisyctl.detection import (DEFAULT_DETECTORS, available_defaults, estimate_noise, estimate_words, run_detector,
+from noisyctl.detection import (DEFAULT_DETECTORS, default_detectors, estimate_noise, estimate_words, run_detector,
                                 suggested_labels, top_suspects)
 from noisyctl.errors import GateFailed, NoisyctlError
 from noisyctl.fileio import atomic_output
@@ -79,7 +80,11 @@ def detect(
         raise NoisyctlError("--fail-count and --fail-score go together: fail when more than COUNT samples "
                             "score above SCORE")
     with RunFile(run_path) as run_file:
-        names = list(dict.fromkeys(p["detector"] or available_defaults(run_file)))
+        skipped = {}
+        if p["detector"]:
+            names = list(dict.fromkeys(p["detector"]))
+        else:
+            names, skipped = default_detectors(run_file)
         options = detector_options(p["detector_option"], names)
         outcomes = [run_detector(run_file, name, options[name]) for name in names]
         primary = outcomes[0]
@@ -103,7 +108,7 @@ def detect(
                                "metrics": o.metrics, "info": o.result.info, "plugin": o.provenance}
                       for o in outcomes},
         "estimate": estimate, "top": suspects, "scores_out": None if p["scores_out"] is None else str(p["scores_out"]),
-        "saved": p["save"],
+        "saved": p["save"], "not_run": skipped,
     }
     result["gate"] = gate(p, estimate, primary.result.scores)
 
@@ -113,6 +118,12 @@ def detect(
         for o in outcomes:
             if o.result.info.get("note"):
                 console.print(f"[yellow]note:[/] {o.result.info['note']}")
+        if skipped:
+            grouped: dict[str, list[str]] = {}
+            for name, why in skipped.items():
+                grouped.setdefault(why, []).append(name)
+            console.print("[yellow]note:[/] not run: " + escape("; ".join(
+                f"{', '.join(names)} ({why.removeprefix('needs ')})" for why, names in grouped.items())))
         if suspects:
             console.print(suspects_table(suspects, primary.name))
 

@@ -1,16 +1,17 @@
-"""``noisyctl import-otx`` and ``noisyctl export``: dynamics in from OTX, arrays and suspects out."""
+"""``noisyctl import-otx``, ``import-dynamics`` and ``export``: dynamics in from other tools, arrays
+and suspects out."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.detection import suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
-from noisyctl.interop import export_cleanlab, export_suspects, import_otx
+from noisyctl.interop import DYNAMICS_FORMATS, export_cleanlab, export_suspects, import_dynamics, import_otx
 from noisyctl.pruning import stored_detector
 from noisyctl.store import RunFile
 
@@ -35,6 +36,43 @@ def import_otx_command(
                       f"{result['classes']} classes -> {result['out']}")
         if result["presentations_dropped"]:
             console.print(f"[yellow]note:[/] {result['presentations_dropped']:,} presentations beyond the "
+                          f"{result['epochs']} every sample has were left out")
+
+    return emit(ctx, result, render, p["json_output"])
+
+
+@app.command("import-dynamics")
+def import_dynamics_command(
+    ctx: typer.Context,
+    source: Optional[Path] = typer.Argument(None, help="training_dynamics.npz (Learning from Training Dynamics), "
+                                            "full_aum_records.csv (the aum package), or a .npy/.npz of "
+                                            "per-epoch losses [N, E] or logits/probs [N, E, C].",
+                                            show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run file to write."),
+    format: str = typer.Option("auto", "--format", help=f"{', '.join(DYNAMICS_FORMATS)} (auto: by the file's "
+                               "name and contents)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Given labels [N] as .npy, for arrays that "
+                                          "come without them."),
+    true_labels: Optional[Path] = typer.Option(None, "--true-labels", help="True labels [N] as .npy, when known "
+                                               "(detect then reports how well it found the wrong ones)."),
+    class_name: List[str] = typer.Option([], "--class-name", help="Class names in label order (repeat); "
+                                         "default 0, 1, ..."),
+    recorded_in: str = typer.Option("train", "--recorded-in", help="Arrays only: train (the training forward "
+                                    "pass) or eval (an eval pass after each epoch)."),
+    recipe: Optional[Path] = RECIPE_OPTION,
+    json_output: bool = JSON_OPTION,
+):
+    """Import dynamics other tools recorded, as a run file `detect` scores with the detectors they allow."""
+    p = with_recipe(ctx)
+    result = import_dynamics(Path(require(p["source"], "SOURCE file")), Path(require(p["out"], "--out")),
+                             format=p["format"], labels=p["labels"], true_labels=p["true_labels"],
+                             class_names=p["class_name"] or None, recorded_in=p["recorded_in"])
+
+    def render(console):
+        console.print(f"{result['samples']:,} samples, {result['epochs']} epochs, {result['classes']} classes "
+                      f"({result['imported_from']}: {', '.join(result['channels'])}) -> {result['out']}")
+        if result.get("presentations_dropped"):
+            console.print(f"[yellow]note:[/] {result['presentations_dropped']:,} measurements beyond the "
                           f"{result['epochs']} every sample has were left out")
 
     return emit(ctx, result, render, p["json_output"])

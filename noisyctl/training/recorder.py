@@ -212,7 +212,9 @@ class Recorder:
         self._extra = {name: torch.full((n,), float(fill), device=device) for name, fill in self.channels.items()}
         self._eval = torch.zeros((n, 4), device=device)  # loss, prob, margin, pred: sums, as ranks merge them
         self._eval_count = torch.zeros(n, device=device)
-        self._epoch_probs = torch.zeros((n, self.num_classes), device=device) if self.record_probs else None
+        # [N x C] only in the epochs whose probabilities are averaged
+        late = self.record_probs and self._late(self.epochs_done)
+        self._epoch_probs = torch.zeros((n, self.num_classes), device=device) if late else None
         self._features = None
         self._problems = torch.zeros(3, dtype=torch.long, device=device)  # bad index, bad target, target != label
 
@@ -325,7 +327,7 @@ class Recorder:
                                   margins(logits, target), pred.float()), dim=1)
             self._eval.index_add_(0, index, values)
             self._eval_count.index_add_(0, index, torch.ones_like(values[:, 0]))
-            if self._epoch_probs is not None and self._late(self.epochs_done):
+            if self._epoch_probs is not None:
                 # real classes only, never the fake threshold class
                 self._epoch_probs.index_add_(0, index, torch.softmax(logits[:, :self.num_classes], 1))
             if features is not None:
@@ -483,16 +485,17 @@ class Recorder:
     def _merge_probabilities(self, epoch: int, eval_count) -> None:
         if self._epoch_probs is None:
             return
-        probs = self._epoch_probs[:-1].clone()
-        self.dist.sum_(probs)
-        if not self._late(epoch):
-            return
+        probs = self._epoch_probs[:-1]
+        if self.dist.active:
+            probs = probs.clone()
+            self.dist.sum_(probs)
         # float32 on the device, summed in float64 on the host across epochs
         mean = (probs / eval_count.clamp(min=1)[:, None]).double().cpu()
         if self.epochs is None or self._late_sum is None:
             self._late_sum, self._late_count = mean, 1
         else:
-            self._late_sum, self._late_count = self._late_sum + mean, self._late_count + 1
+            self._late_sum += mean
+            self._late_count += 1
 
     def _merged_features(self) -> np.ndarray | None:
         import torch
