@@ -21,3 +21,15 @@ def test_the_default_record_set_stays_small_at_imagenet_scale():
     assert sum(sizes.values()) < 3.2 * 2**30
     opted_in = dict(projected_size(1_281_167, 1000, TrainOptions(epochs=90, record_probs=True), 2048))
     assert opted_in["probs/late_mean"] == 1_281_167 * 1000 * 2
+
+
+def test_dry_run_refuses_what_train_would_refuse(cli, tmp_path):
+    cli("synth", "-o", tmp_path / "l.h5")
+    for extra, message in ((["--strategy", "reweight"], "needs trusted samples"),
+                           (["--aum-threshold-set", "1", "--strategy", "self-learning"], "standard strategy only"),
+                           (["--trusted", tmp_path / "missing.h5", "--strategy", "reweight"], "missing.h5"),
+                           (["--folds", "1"], "folds must be 0 (none) or at least 2")):
+        for dry in ([], ["--dry-run"]):
+            line = cli.error("train", "-l", tmp_path / "l.h5", "-e", "1", "-q", "-o", tmp_path / "r.h5", *extra, *dry)
+            assert message in line, (extra, dry, line)
+    assert not (tmp_path / "r.h5").exists()
