@@ -437,6 +437,14 @@ class RunFile:
     def close(self) -> None:
         self._h5.close()
 
+    @property
+    def recorded_by(self) -> str | None:
+        """Who recorded a run noisyctl did not train itself (a user's loop through the Recorder, or the
+        tool an import came from); None for a run from ``train``."""
+        if "imported_from" in self.training:
+            return f"{self.training['imported_from']} (imported)"
+        return self.training.get("recorded_by")
+
     def has_channel(self, name: str) -> bool:
         return f"dynamics/{name}" in self._h5
 

@@ -105,6 +105,10 @@ def test_the_documented_loop_runs_resumes_after_sigkill_and_detects_noise(tmp_pa
     result = cli.json("detect", out)
     assert result["detectors"][result["primary"]]["metrics"]["map"] > 0.8
     assert 0.06 < result["estimate"]["rate"] < 0.14
+    # The rest of the tool reads it; what only noisyctl's own training can do says so in one line.
+    assert cli("report", out, "--html", tmp_path / "report.html").exit_code == 0
+    line = cli.error("prune", out, "--auto", "-o", tmp_path / "p.h5", "--retrain", tmp_path / "pr.h5")
+    assert "recorded by your own training loop" in line and not (tmp_path / "p.h5").exists()
 
 
 def test_two_processes_record_every_sample_once_per_epoch(tmp_path):

@@ -48,6 +48,7 @@ def prune(
         pruned = pruned_labels(labels, scores, removed, name, rule, str(run_path))
         options = options_from_run(run_file) if p["retrain"] else None
         before = run_file.epochs().get("test_accuracy")
+        recorded_by = run_file.recorded_by
     write_labels_file(out_path, pruned, recipe=ctx.meta.get(RECIPE_KEY))
     result = {"run": str(run_path), "out": str(out_path), "detector": name, **rule, "samples": len(labels.ids),
               "removed": int(removed.sum()), "kept": int((~removed).sum()),
@@ -77,7 +78,8 @@ def prune(
                 table.add_row("test accuracy", f"{before_text} -> {r['test_accuracy_after']:.1%}")
             table.add_row("retrained run", r["out"])
         else:
-            table.add_row("next", f"noisyctl train --labels {out_path} --out RUN.h5")
+            table.add_row("next", f"noisyctl train --labels {out_path} --out RUN.h5" if not recorded_by else
+                          f"train in {recorded_by} on the samples {out_path} keeps (samples/removed marks the others)")
         console.print(table)
 
     return emit(ctx, result, render, p["json_output"])

@@ -9,8 +9,9 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl import plugins
 from noisyctl.api import DetectorResult
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import load_dataset
 from noisyctl.detection import Outcome, estimate_noise, noise_flags, suggested_labels, top_suspects
@@ -57,6 +58,12 @@ def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list
     """The suspects' inputs from the dataset, for the gallery; None (with a note) when the data
     cannot be loaded here or is not images."""
     if not suspects:
+        return None
+    name = run.labels.dataset.get("name")
+    if run.recorded_by and name not in plugins.registry().names("dataset"):
+        notes.append(f"no suspect gallery: the run was recorded by {run.recorded_by} on '{name}', which is not "
+                     f"a noisyctl dataset (give the Recorder dataset={{'name': ..., 'root': ...}} of one to see "
+                     f"the samples)")
         return None
     try:
         data = load_dataset(run.labels.dataset)

@@ -99,6 +99,10 @@ class TrainOptions:
 
 def options_from_run(run) -> TrainOptions:
     """The training options a run file records (to retrain the same way); unknown keys are ignored."""
+    if run.recorded_by:
+        raise NoisyctlError(f"{run.path} was recorded by {run.recorded_by}, not trained by `noisyctl train`, so "
+                            f"noisyctl cannot retrain it: train in your own loop on the samples the labels file "
+                            f"keeps (samples/removed marks the others)")
     known = {f.name for f in fields(TrainOptions)}
     return TrainOptions(**{k: v for k, v in run.training.items() if k in known})
 

@@ -543,7 +543,8 @@ class Recorder:
 
     def _attrs(self) -> dict[str, Any]:
         labels = self.labels
-        training = self.info.get("training") or {"recorded_by": "noisyctl.Recorder", "epochs": self.epochs}
+        training = self.info.get("training") or {"recorded_by": "your own training loop (noisyctl.Recorder)",
+                                                  "epochs": self.epochs}
         training = {**training, "processes": self.dist.world}
         return {"dataset": labels.dataset, "noise": labels.noise, "plugins": self.info.get("plugins", labels.plugins or {}),
                 "recipe": self.info.get("recipe"), "pruning": labels.pruning, "correction": labels.correction,
