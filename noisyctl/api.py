@@ -21,7 +21,8 @@ from noisyctl.prototypes import prototype_labels
 from noisyctl.hookspecs import hookimpl
 
 __all__ = [
-    "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "NoiseContext",
+    "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "encode_text",
+    "decode_texts", "NoiseContext",
     "Dynamics", "Detector", "BlockDetector", "DetectorResult", "choose_exact", "check_rate", "gmm_noisy_posterior",
     "estimate_noise_rate", "NoiseRateEstimate",
     "Corrector", "Correction", "TrainingStrategy", "TrainingHost", "Batch", "prototype_labels",
@@ -54,7 +55,12 @@ class SampleSet(ABC):
 
     @abstractmethod
     def load(self, index: int):
-        """Return the input tensor of sample ``index`` (a float tensor of the dataset's input shape)."""
+        """Return the input tensor of sample ``index`` (a float tensor of the dataset's input shape;
+        for text, its UTF-8 bytes as a zero-padded uint8 tensor, see :func:`decode_texts`)."""
+
+    def text(self, index: int) -> str | None:
+        """The sample as text, for text datasets (the report and the review CSV show it); None else."""
+        return None
 
 
 class TensorSampleSet(SampleSet):
@@ -75,7 +81,9 @@ class DatasetData:
     ``default_augment`` names the augmentation preset that suits the data when
     ``train --augment auto`` (``none``, ``crop``, ``flip-crop``, ``resized-crop``);
     ``class_groups`` lists superclasses as lists of class indices when the data has
-    them (CIFAR-100), for noise that flips within a group.
+    them (CIFAR-100), for noise that flips within a group. ``input_kind`` says what the
+    inputs are (``image`` [C, H, W], ``features`` [D] or ``text`` [max_bytes] of UTF-8
+    bytes), so a model can refuse inputs it cannot read; None: from the shape.
     """
 
     train: SampleSet
@@ -84,6 +92,11 @@ class DatasetData:
     test: SampleSet | None = None
     default_augment: str = "none"
     class_groups: list[list[int]] | None = None
+    input_kind: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.input_kind or ("image" if len(self.input_shape) == 3 else "features")
 
     @property
     def num_classes(self) -> int:
@@ -98,13 +111,33 @@ class ModelSpec:
 
     name: str  # as the user wrote it, e.g. "timm:resnet18"
     num_classes: int
-    input_shape: tuple[int, ...]  # (channels, height, width) or (features,)
+    input_shape: tuple[int, ...]  # (channels, height, width), (features,) or (max_bytes,) of text
     weights: Path | None = None  # pretrained weights from a local file, never a hub
     options: dict[str, Any] = field(default_factory=dict)
+    input_kind: str = "image"  # image, features or text (DatasetData.kind)
 
     @property
     def variant(self) -> str | None:
         return self.name.split(":", 1)[1] if ":" in self.name else None
+
+
+def encode_text(text: str, max_bytes: int):
+    """A text as the uint8 tensor [max_bytes] a text dataset yields: UTF-8, cut at a character
+    boundary, zero-padded."""
+    import torch
+
+    data = text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore").encode("utf-8")
+    out = torch.zeros(max_bytes, dtype=torch.uint8)
+    out[:len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else out[:0]
+    return out
+
+
+def decode_texts(batch) -> list[str]:
+    """The texts of a batch of text inputs ([B, max_bytes] uint8, any device), for text models."""
+    import torch
+
+    rows = batch.detach().to("cpu", dtype=torch.uint8).numpy()
+    return [bytes(row).rstrip(b"\0").decode("utf-8", errors="replace") for row in rows]
 
 
 # --- noise ------------------------------------------------------------------

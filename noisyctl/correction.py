@@ -108,14 +108,20 @@ def sample_path(dataset: dict[str, Any], sample_id: str) -> str:
     return ""
 
 
-def write_review_csv(path: Path, labels: Labels, scores: np.ndarray, proposal: Correction, rows: np.ndarray) -> int:
-    """The suspects in ``rows`` (most suspect first) as a CSV a reviewer fills in (``reviewed_label``)."""
+def write_review_csv(path: Path, labels: Labels, scores: np.ndarray, proposal: Correction, rows: np.ndarray,
+                     texts: list[str] | None = None) -> int:
+    """The suspects in ``rows`` (most suspect first) as a CSV a reviewer fills in (``reviewed_label``);
+    with ``texts`` (one per row, for text data) a ``text`` column after the id shows what to judge."""
     names = labels.class_names
+    columns = list(REVIEW_COLUMNS)
+    if texts is not None:
+        columns.insert(columns.index("path"), "text")
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(REVIEW_COLUMNS)
+        writer.writerow(columns)
         for rank, i in enumerate(rows, start=1):
-            writer.writerow([rank, labels.ids[i], sample_path(labels.dataset, labels.ids[i]),
+            text = [] if texts is None else [texts[rank - 1]]
+            writer.writerow([rank, labels.ids[i], *text, sample_path(labels.dataset, labels.ids[i]),
                              names[labels.given_labels[i]], names[proposal.labels[i]],
                              f"{proposal.confidence[i]:.4f}", f"{scores[i]:.6g}", ""])
     return len(rows)

@@ -72,3 +72,17 @@ def check_labels_match(labels: Labels, data: DatasetData, source: str) -> None:
     if labels.class_names != list(data.class_names):
         raise NoisyctlError(f"{source} has classes {labels.class_names[:5]}... but the dataset has "
                             f"{list(data.class_names)[:5]}...")
+
+
+def sample_texts(spec: dict[str, Any], ids: list[str]) -> list[str] | None:
+    """The texts of these samples when the dataset is text and loads here (for the review CSV and
+    the report); None otherwise."""
+    try:
+        data = load_dataset(spec)
+    except NoisyctlError:
+        return None
+    subsets = [s for s in (data.train, data.test) if s is not None]
+    if data.kind != "text" or subsets[0].text(0) is None:
+        return None
+    where = {sample_id: (subset, i) for subset in subsets for i, sample_id in enumerate(subset.ids)}
+    return [where[i][0].text(where[i][1]) if i in where else "" for i in ids]

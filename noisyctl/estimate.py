@@ -69,6 +69,11 @@ def confused_pairs(given: np.ndarray, suggested: np.ndarray, flagged: np.ndarray
 #   below it. Iterated, since the clean quantiles come from all but the estimated noisy share.
 #   On clean data the excess is a few samples at most, so the estimate says "about zero".
 SEPARATION = 2.0
+# A sample whose mean loss stays under log 2 was, on (geometric) average, given probability above 1/2:
+# the model fitted its label. Noise is what it did not fit; a hard but fitted minority (a text that
+# mentions two topics) must not read as noise, in the mixture or in the tail.
+UNFITTED_LOSS = float(np.log(2))
+FITTED_BELOW = float(np.log(UNFITTED_LOSS))  # the same bar on log(mean loss)
 TAIL_EXPECTED = 0.5  # clean samples the threshold leaves above it, by the normal tail
 TAIL_FIT_MIN = 10  # excess samples needed to fit their normal and add its hidden part
 TAIL_GROWTH_CAP = 2.0  # the hidden part adds at most as much again: the threshold is taken to lie below the noisy mode
@@ -164,7 +169,8 @@ def separated_posterior(z: np.ndarray, require_separation: bool = True,
     low = 1 - high
     ll1 = float(-0.5 * len(z) * (np.log(2 * np.pi * z.var()) + 1))
     bic_gain = 2 * (ll2 - ll1) - 3 * np.log(len(z))
-    separated = w[high] < 0.5 and mu[high] - mu[low] >= SEPARATION * sd[low] and bic_gain > 0
+    separated = (w[high] < 0.5 and mu[high] - mu[low] >= SEPARATION * sd[low] and bic_gain > 0
+                 and mu[high] > FITTED_BELOW)
     return (post if separated else None), (w, mu, sd)
 
 
@@ -202,6 +208,7 @@ def tail_excess_share(z: np.ndarray, iterations: int = 20) -> float:
         median, upper_quartile = np.quantile(ordered[:clean_count], [0.5, 0.75])
         spread = (upper_quartile - median) / 0.6745
         threshold = median - spread * special.ndtri(TAIL_EXPECTED / clean_count)
+        threshold = max(threshold, FITTED_BELOW)
         above = ordered[np.searchsorted(ordered, threshold, side="right"):]
         excess = max(0.0, len(above) - TAIL_EXPECTED)
         total = excess
@@ -277,7 +284,7 @@ def _estimate(values: np.ndarray, confidence: float, draws: int, seed: int) -> N
     centre = np.median(shares)
     low = float(np.clip(min(rate, centre - (centre - low_q) * spread), 0, 1))
     high = float(np.clip(max(rate, centre + (high_q - centre) * spread), 0, 1))
-    unfitted = float((values > np.log(2)).mean())
+    unfitted = float((values > UNFITTED_LOSS).mean())
     high = max(high, unfitted, plausible)
     evidence = "none" if low * len(z) < 1 else "weak" if low < WEAK_EVIDENCE else "clear"
     return NoiseRateEstimate(float(rate), low, high, confidence, method, evidence, len(z), unfitted)

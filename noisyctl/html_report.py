@@ -56,9 +56,12 @@ def write_pngs(folder: Path, made: dict[str, bytes]) -> list[str]:
     return written
 
 
-def _table(headers: list[str], rows: list[list[Any]], caption: str = "") -> str:
+def _table(headers: list[str], rows: list[list[Any]], caption: str = "", prose: tuple[str, ...] = ()) -> str:
+    """An HTML table; the columns named in ``prose`` hold text to read, left-aligned."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    cells = ["<td class='prose'>" if h in prose else "<td>" for h in headers]
+    body = "".join("<tr>" + "".join(f"{cells[k]}{html.escape(str(c))}</td>" for k, c in enumerate(row)) + "</tr>"
+                   for row in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -75,6 +78,7 @@ h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;bord
 table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
 th,td{padding:.3rem .7rem;border-bottom:1px solid #e6ebf0;text-align:right}
 th:first-child,td:first-child{text-align:left}thead th{background:#f3f6f9}
+td.prose{text-align:left;max-width:32rem}
 caption{text-align:left;color:#5b6b7c;font-size:.85rem;padding-bottom:.3rem}
 figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #e6ebf0;border-radius:4px}
 figcaption{color:#5b6b7c;font-size:.85rem}.estimate{font-size:1.05rem}.noisy{color:#c62828;font-weight:600}
@@ -122,12 +126,16 @@ def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]
     top = result.get("top") or []
     if top:
         truth_known = top[0].get("true") is not None
-        headers = ["#", "sample id", "given"] + (["true"] if truth_known else []) + ["suggested", "score"]
+        texts = "text" in top[0]  # text data: the suspects' texts, where images get a gallery
+        headers = ["#", "sample id"] + (["text"] if texts else []) + ["given"] + (["true"] if truth_known else []) \
+            + ["suggested", "score"]
         rows = []
         for s in top:
-            rows.append([s["rank"], s["id"], s["given"]] + ([s["true"]] if truth_known else [])
-                        + [s["suggested"] or "-", f"{s['score']:.4g}"])
-        parts.append(f"<h2>Top {len(top)} suspects by {esc(str(result['ranked_by']))}</h2>" + _table(headers, rows))
+            rows.append([s["rank"], s["id"]] + ([s["text"]] if texts else []) + [s["given"]]
+                        + ([s["true"]] if truth_known else []) + [s["suggested"] or "-", f"{s['score']:.4g}"])
+        parts.append(f"<h2>Top {len(top)} suspects by {esc(str(result['ranked_by']))}</h2>"
+                     + _table(headers, rows, "given -> suggested: read the text and judge" if texts else "",
+                              prose=("text",)))
     comparison = result.get("comparison") or []
     if comparison:
         rows = [[Path(r["run"]).name, r["trained_on"], f"{r['samples']:,}", _fmt(r["test_accuracy"], "{:.1%}"),

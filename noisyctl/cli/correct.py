@@ -13,7 +13,7 @@ from rich.table import Table
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.correction import (apply_correction, flagged_samples, proposal_quality, read_review_csv, run_corrector,
                                  write_review_csv)
-from noisyctl.data import parse_options
+from noisyctl.data import parse_options, sample_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.metrics import ranking
 from noisyctl.pruning import stored_detector, whole_dataset_labels
@@ -73,8 +73,9 @@ def correct(
             result["applied"]["noisy_after"] = int(corrected.is_noisy.sum())
     if p["export"]:
         rows = ranking(np.where(flagged, scores, -np.inf))[:int(flagged.sum())]
+        texts = sample_texts(labels.dataset, [labels.ids[i] for i in rows])
         result["exported"] = {"out": str(p["export"]),
-                              "rows": write_review_csv(Path(p["export"]), labels, scores, proposal, rows)}
+                              "rows": write_review_csv(Path(p["export"]), labels, scores, proposal, rows, texts)}
 
     def render(console):
         table = Table(title=f"{p['corrector']} proposals for {run_path}", show_header=False)

@@ -56,7 +56,7 @@ def describe_labels(run: RunFile) -> str:
 
 def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list | None:
     """The suspects' inputs from the dataset, for the gallery; None (with a note) when the data
-    cannot be loaded here or is not images."""
+    cannot be loaded here or is not images. For text data, each suspect gets its ``text`` instead."""
     if not suspects:
         return None
     name = run.labels.dataset.get("name")
@@ -70,12 +70,16 @@ def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list
     except NoisyctlError as exc:
         notes.append(f"no suspect gallery: {exc}")
         return None
-    if len(data.input_shape) < 2:
+    if data.kind == "features":
         return None
     position = {sample_id: i for i, sample_id in enumerate(data.train.ids)}
     missing = [s["id"] for s in suspects if s["id"] not in position]
     if missing:
         notes.append(f"no suspect gallery: sample {missing[0]} is not in the dataset as loaded here")
+        return None
+    if data.kind == "text":
+        for suspect in suspects:
+            suspect["text"] = data.train.text(position[suspect["id"]])
         return None
     return [data.train.load(position[s["id"]]) for s in suspects]
 

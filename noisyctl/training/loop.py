@@ -59,7 +59,7 @@ def threshold_samples(n: int, num_classes: int, set_number: int) -> np.ndarray:
 def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0):
     registration = plugins.get("model", options.model)
     spec = ModelSpec(name=options.model, num_classes=data.num_classes + extra_classes,
-                     input_shape=tuple(data.input_shape),
+                     input_shape=tuple(data.input_shape), input_kind=data.kind,
                      weights=Path(options.weights) if options.weights else None, options=dict(options.model_options))
     try:
         model = registration.obj(spec)

@@ -1,7 +1,7 @@
 """Built-in models. Pretrained weights, for any of them, come from a local file (train --weights)."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.models import cifar_resnet, libraries, small
+from noisyctl.builtin.models import cifar_resnet, libraries, small, text
 
 
 @hookimpl
@@ -13,3 +13,5 @@ def register_models(register):
         register(f"resnet{depth}", cifar_resnet.factory(depth))
     register("timm", libraries.timm_model)
     register("torchvision", libraries.torchvision_model)
+    register("text-bag", text.text_bag)
+    register("hf", text.hf_model)

@@ -22,6 +22,8 @@ def timm_model(spec: ModelSpec):
         raise NoisyctlError(f"timm has no model '{name}'{hint}")
     if spec.options.get("pretrained"):
         raise NoisyctlError("noisyctl never downloads weights: save them to a file and pass --weights FILE")
+    if spec.input_kind == "text":
+        raise NoisyctlError(f"timm:{name} cannot read text; use text-bag or hf:<folder>")
     channels = spec.input_shape[0] if len(spec.input_shape) == 3 else 1
     options = {k: v for k, v in spec.options.items() if k != "pretrained"}
     try:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from noisyctl.api import ModelSpec, NoisyctlError
 
 
+def _not_text(spec: ModelSpec, model: str) -> None:
+    if spec.input_kind == "text":
+        raise NoisyctlError(f"{model} cannot read text; use text-bag (built in) or hf:<folder> (a Hugging Face "
+                            f"model and tokenizer on disk)")
+
+
 def _image_channels(spec: ModelSpec, model: str) -> int:
+    _not_text(spec, model)
     if len(spec.input_shape) != 3:
         raise NoisyctlError(f"{model} needs image inputs (channels, height, width), not {spec.input_shape}; "
                             f"use mlp for feature vectors")
@@ -59,6 +66,7 @@ def mlp(spec: ModelSpec):
 
     from torch import nn
 
+    _not_text(spec, "mlp")
     o = _options(spec, "mlp", {"hidden": 256, "layers": 2, "dropout": 0.0})
     if o["layers"] < 1 or o["hidden"] < 1 or not 0 <= o["dropout"] < 1:
         raise NoisyctlError("mlp: layers and hidden must be positive and dropout in [0, 1)")

@@ -1,0 +1,249 @@
+"""Text classification data: CSV or JSONL files (``text``), and generated support tickets (``tickets``).
+
+A text sample's input is its UTF-8 bytes, zero-padded to ``max_bytes`` (``noisyctl.api.encode_text``);
+text models decode them (``decode_texts``) and tokenize as they need, so any text model reads any
+text dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
+from noisyctl.builtin.datasets.common import reject_options, require_root
+
+
+class TextSampleSet(SampleSet):
+    """Texts held in memory; each loads as its UTF-8 bytes [max_bytes]."""
+
+    def __init__(self, ids: list[str], labels, texts: list[str], max_bytes: int) -> None:
+        super().__init__(ids, labels)
+        self.texts, self.max_bytes = list(texts), max_bytes
+
+    def load(self, index: int):
+        return encode_text(self.texts[index], self.max_bytes)
+
+    def text(self, index: int) -> str:
+        return self.texts[index]
+
+
+def _positive(value, name: str, dataset: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise NoisyctlError(f"{dataset}: {name} must be a positive integer, not '{value}'")
+    return number
+
+
+def _fraction(value, dataset: str) -> float:
+    try:
+        fraction = float(value)
+    except (TypeError, ValueError):
+        fraction = -1.0
+    if not 0.0 <= fraction < 1.0:
+        raise NoisyctlError(f"{dataset}: test_fraction must be in [0, 1), not '{value}'")
+    return fraction
+
+
+def _rows(path: Path) -> list[dict]:
+    """The records of a .csv / .tsv (header row) or .jsonl file (one JSON object per line)."""
+    suffix = path.suffix.lower()
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            if suffix in (".jsonl", ".ndjson", ".json"):
+                rows = []
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)") from None
+                    if not isinstance(row, dict):
+                        raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)")
+                    rows.append(row)
+                return rows
+            if suffix in (".csv", ".tsv"):
+                return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
+    except UnicodeDecodeError:
+        raise NoisyctlError(f"{path} is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
+    except OSError as exc:
+        raise NoisyctlError(f"cannot read {path}: {exc.strerror}") from None
+    raise NoisyctlError(f"text: {path} should be a .csv, .tsv or .jsonl file")
+
+
+def _column(rows: list[dict], name: str, path: Path) -> list:
+    if rows and name not in rows[0]:
+        raise NoisyctlError(f"{path} has no column '{name}'; it has {', '.join(map(str, rows[0]))} (name the "
+                            f"columns with -D text_column=... -D label_column=...)")
+    missing = next((i for i, row in enumerate(rows) if row.get(name) is None), None)
+    if missing is not None:
+        raise NoisyctlError(f"{path}: record {missing + 1} has no '{name}'")
+    return [row[name] for row in rows]
+
+
+def _stable_ids(texts: list[str]) -> list[str]:
+    """Ids from the texts themselves (a short hash), so they survive reordering and added rows;
+    repeated texts get -2, -3, ..."""
+    seen: dict[str, int] = {}
+    ids = []
+    for text in texts:
+        key = hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+        seen[key] = seen.get(key, 0) + 1
+        ids.append(key if seen[key] == 1 else f"{key}-{seen[key]}")
+    return ids
+
+
+def _read_texts(path: Path, text_column: str, label_column: str, id_column: str | None):
+    rows = _rows(path)
+    if not rows:
+        raise NoisyctlError(f"{path} holds no records")
+    texts = [str(t) for t in _column(rows, text_column, path)]
+    labels = [str(v).strip() for v in _column(rows, label_column, path)]
+    if id_column is None and "id" in rows[0]:
+        id_column = "id"
+    ids = [str(v) for v in _column(rows, id_column, path)] if id_column else _stable_ids(texts)
+    if len(set(ids)) != len(ids):
+        raise NoisyctlError(f"{path}: the ids in column '{id_column}' are not unique")
+    return ids, texts, labels
+
+
+def _class_names(labels: list[str]) -> list[str]:
+    """Integer labels 0..K-1 keep their order; other labels are class names, sorted."""
+    if all(label.isdigit() for label in labels):
+        return [str(c) for c in range(max(int(label) for label in labels) + 1)]
+    return sorted(set(labels))
+
+
+def load_text(root=None, text_column: str = "text", label_column: str = "label", id_column: str | None = None,
+              test: str | None = None, test_fraction: float | str = 0.0, max_bytes: int | str = 512,
+              seed: int | str = 0, **options) -> DatasetData:
+    """Text classification from a CSV, TSV or JSONL file (--data-root): a text and a label column.
+
+    Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
+    subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows."""
+    reject_options("text", options, ["text_column", "label_column", "id_column", "test", "test_fraction",
+                                     "max_bytes", "seed"])
+    path = require_root(root, "text", "a .csv, .tsv or .jsonl file with a text and a label column")
+    if path.is_dir():
+        raise NoisyctlError(f"text: {path} is a folder; give the .csv, .tsv or .jsonl file itself")
+    max_bytes = _positive(max_bytes, "max_bytes", "text")
+    fraction = _fraction(test_fraction, "text")
+    ids, texts, labels = _read_texts(path, text_column, label_column, id_column)
+    test_set = None
+    if test is not None:
+        test_ids, test_texts, test_labels = _read_texts(require_root(test, "text", "the test file"), text_column,
+                                                        label_column, id_column)
+        names = _class_names(labels)
+        unknown = sorted(set(test_labels) - set(names))
+        if unknown:
+            raise NoisyctlError(f"text: the test file has label '{unknown[0]}', which the training file lacks")
+        test_set = TextSampleSet(test_ids, np.array([names.index(v) for v in test_labels]), test_texts, max_bytes)
+    else:
+        names = _class_names(labels)
+    index = np.array([names.index(v) for v in labels])
+    if len(names) < 2:
+        raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
+    order = np.arange(len(ids))
+    if fraction and test is None:
+        order = np.random.default_rng(int(seed)).permutation(len(ids))
+        held = order[:int(round(len(ids) * fraction))]
+        kept = np.sort(order[len(held):])
+        held = np.sort(held)
+        test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
+        order = kept
+    train = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
+    return DatasetData(train=train, test=test_set, class_names=names, input_shape=(max_bytes,),
+                       default_augment="none", input_kind="text")
+
+
+# Generated support tickets: each class has its own phrases; one ticket in ten also mentions another
+# class's topic in passing, and all share openers, order numbers and sign-offs, so the classes
+# overlap as real tickets do.
+ASIDE = 0.1
+TICKET_TOPICS = {
+    "billing": ["I was charged twice for the same order", "my invoice shows the wrong amount",
+                "the card payment failed at checkout", "why is there an extra fee on my bill",
+                "please update the billing address on my invoices", "the subscription price went up without notice",
+                "the VAT on my invoice is wrong", "my payment method was declined",
+                "I need a copy of the receipt for my records", "there is a double charge on my bank statement",
+                "the direct debit was taken on the wrong day", "the invoice is in the wrong currency",
+                "I was billed for a plan I never chose", "can I pay the bill in instalments"],
+    "delivery": ["my parcel has not arrived yet", "the tracking number does not work",
+                 "the courier left the package at the wrong address", "the delivery is a week late",
+                 "can I change the delivery date", "do you ship to another country",
+                 "the order is stuck in transit", "one item is missing from the box",
+                 "it says delivered but I never received it", "I need a different delivery slot",
+                 "the express shipping took five days", "the driver never rang the bell",
+                 "the parcel was sent to my old address", "how long does standard shipping take"],
+    "account": ["I cannot log in to my account", "please reset my password",
+                "I want to change the email on my account", "the two-factor code never arrives",
+                "please delete my account and my data", "my account was locked after three attempts",
+                "how do I update my profile name", "someone else signed in to my account",
+                "can you merge my two accounts", "the username I want is already taken",
+                "I no longer have access to the phone number on my account", "the verification link has expired",
+                "I want to add a second user to my account", "my login keeps timing out"],
+    "technical": ["the app crashes as soon as I open it", "I get error 500 on the checkout page",
+                  "the website is extremely slow today", "push notifications stopped working",
+                  "the page does not load on my phone", "sync fails between my laptop and tablet",
+                  "the save button does nothing", "the latest update broke the app",
+                  "videos will not play in the browser", "exporting to PDF fails with an error",
+                  "the search returns no results at all", "the screen goes blank after login",
+                  "the app drains my battery", "dark mode makes the text unreadable"],
+    "refund": ["I want my money back for this order", "how long does a refund take",
+               "I would like to return the item I bought", "my refund has not appeared on my card",
+               "please cancel my order and refund me", "I need a return label",
+               "can I exchange it for a different size", "refund it to my original payment card",
+               "I want to make a warranty claim", "I expect a partial refund for the damaged item",
+               "the returned item was received but no refund yet", "the product is not as described and I want a refund",
+               "can I return an item bought on sale", "you refunded the wrong amount"],
+}
+OPENERS = ["Hi,", "Hello team,", "Good morning,", "Hey there,", "Dear support,", "", "Hi there,", "Hello,"]
+CLOSERS = ["Thanks.", "Please help.", "Regards, Anna", "Thank you!", "Kind regards, Tom", "Cheers, Sam", "",
+           "Any update would be appreciated.", "Best, Maria", "Thanks in advance."]
+JOINERS = ["Also,", "And", "On top of that,", "Besides,", "By the way,"]
+
+
+def _ticket(rng: np.random.Generator, topic: str) -> str:
+    phrases = TICKET_TOPICS[topic]
+    parts = [OPENERS[rng.integers(len(OPENERS))]]
+    chosen = rng.choice(len(phrases), size=1 + int(rng.random() < 0.5), replace=False)
+    parts += [phrases[i][0].upper() + phrases[i][1:] + "." for i in chosen]
+    if rng.random() < 0.5:
+        parts.append(f"Order #{rng.integers(10000, 99999)}.")
+    if rng.random() < ASIDE:
+        other = [t for t in TICKET_TOPICS if t != topic][rng.integers(len(TICKET_TOPICS) - 1)]
+        aside = TICKET_TOPICS[other][rng.integers(len(TICKET_TOPICS[other]))]
+        parts.append(f"{JOINERS[rng.integers(len(JOINERS))]} {aside}.")
+    parts.append(CLOSERS[rng.integers(len(CLOSERS))])
+    text = " ".join(p for p in parts if p)
+    return text.lower() if rng.random() < 0.2 else text
+
+
+def load_tickets(root=None, samples: int | str = 2000, seed: int | str = 0, test_fraction: float | str = 0.2,
+                 max_bytes: int | str = 256, **options) -> DatasetData:
+    """Generated customer-support tickets in five classes (billing, delivery, account, technical,
+    refund), reproducible by seed: text data that needs no download."""
+    reject_options("tickets", options, ["samples", "seed", "test_fraction", "max_bytes"])
+    samples = _positive(samples, "samples", "tickets")
+    max_bytes = _positive(max_bytes, "max_bytes", "tickets")
+    fraction = _fraction(test_fraction, "tickets")
+    total = samples + int(round(samples * fraction / (1 - fraction)))
+    rng = np.random.default_rng(int(seed))
+    names = list(TICKET_TOPICS)
+    labels = rng.integers(len(names), size=total)
+    texts = [_ticket(rng, names[c]) for c in labels]
+    ids = [f"tickets/{i:05d}" for i in range(total)]
+    train = TextSampleSet(ids[:samples], labels[:samples], texts[:samples], max_bytes)
+    test = TextSampleSet(ids[samples:], labels[samples:], texts[samples:], max_bytes) if total > samples else None
+    return DatasetData(train=train, test=test, class_names=names, input_shape=(max_bytes,), default_augment="none",
+                       input_kind="text")

@@ -1,0 +1,103 @@
+"""Text models: ``text-bag`` (fastText-style, built in) and ``hf:<folder>`` (a Hugging Face model and
+tokenizer from a local folder, never a hub). Both read the UTF-8 bytes a text dataset yields."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from pathlib import Path
+
+from noisyctl.api import ModelSpec, NoisyctlError, decode_texts
+
+WORD = re.compile(r"\w+")
+
+
+def _options(spec: ModelSpec, model: str, known: dict) -> dict:
+    unknown = set(spec.options) - set(known)
+    if unknown:
+        raise NoisyctlError(f"{model} takes no option {', '.join(sorted(unknown))}; it knows {', '.join(known)}")
+    try:
+        return {k: type(v)(spec.options.get(k, v)) for k, v in known.items()}
+    except (TypeError, ValueError):
+        raise NoisyctlError(f"{model}: options {', '.join(known)} are integers") from None
+
+
+def _text_only(spec: ModelSpec, model: str) -> None:
+    if spec.input_kind != "text":
+        raise NoisyctlError(f"{model} reads text; this dataset's inputs are {spec.input_kind} {spec.input_shape}")
+
+
+def hashed_ngrams(text: str, ngrams: int, buckets: int) -> list[int]:
+    """Word 1..n-grams of a text, lowercased, hashed (CRC-32, the same in every process) into buckets."""
+    words = WORD.findall(text.lower())
+    grams = [" ".join(words[i:i + n]) for n in range(1, ngrams + 1) for i in range(len(words) - n + 1)]
+    return [zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
+
+
+def text_bag(spec: ModelSpec):
+    """fastText-style classifier (Joulin et al. 2017): the mean embedding of the text's hashed word
+    n-grams, then a linear layer. Options: buckets (hash space), dim (embedding size), ngrams."""
+    import torch
+    from torch import nn
+
+    _text_only(spec, "text-bag")
+    o = _options(spec, "text-bag", {"buckets": 1 << 16, "dim": 64, "ngrams": 2})
+    if min(o.values()) < 1:
+        raise NoisyctlError("text-bag: buckets, dim and ngrams must be positive")
+
+    class TextBag(nn.Module):
+        # fastText trains its embeddings at a learning rate of 0.1-1 per example; at train's default
+        # (0.05 on batch means, each n-gram in a few samples) they would barely move, and a model
+        # that fits its clean samples late makes them look like noise. Stored at 1/SCALE and used at
+        # xSCALE, they learn SCALE^2 = 100 times faster while the classifier keeps the given rate.
+        SCALE = 10.0
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = nn.EmbeddingBag(o["buckets"], o["dim"], mode="mean")
+            nn.init.normal_(self.embedding.weight, std=0.1 / self.SCALE)
+            self.classifier = nn.Linear(o["dim"], spec.num_classes)
+
+        def forward(self, inputs):
+            bags = [hashed_ngrams(text, o["ngrams"], o["buckets"]) for text in decode_texts(inputs)]
+            offsets = torch.tensor([0] + [len(b) for b in bags[:-1]], device=inputs.device).cumsum(0)
+            ids = torch.tensor([i for bag in bags for i in bag], dtype=torch.long, device=inputs.device)
+            return self.classifier(self.SCALE * self.embedding(ids, offsets))
+
+    return TextBag()
+
+
+def hf_model(spec: ModelSpec):
+    """hf:<folder>: a Hugging Face sequence-classification model and its tokenizer saved in a local
+    folder (save_pretrained), with a fresh head for the dataset's classes. Option max_length."""
+    try:
+        import transformers
+    except ImportError:
+        raise NoisyctlError("hf:<folder> needs transformers (pip install 'noisyctl[transformers]')") from None
+    from torch import nn
+
+    _text_only(spec, "hf")
+    folder = Path(spec.variant or "").expanduser()
+    if not spec.variant or not folder.is_dir():
+        raise NoisyctlError(f"hf:<folder> names a local folder holding a model and tokenizer (save_pretrained); "
+                            f"'{spec.variant or ''}' is not one")
+    o = _options(spec, "hf", {"max_length": 128})
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            folder, num_labels=spec.num_classes, local_files_only=True, ignore_mismatched_sizes=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise NoisyctlError(f"hf:{folder}: cannot load a model and tokenizer ({' '.join(str(exc).split())[:200]})") \
+            from None
+
+    class HfText(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, inputs):
+            encoded = tokenizer(decode_texts(inputs), padding=True, truncation=True, max_length=o["max_length"],
+                                return_tensors="pt").to(inputs.device)
+            return self.model(**encoded).logits
+
+    return HfText()

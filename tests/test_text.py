@@ -1,0 +1,87 @@
+"""Text classification end to end: CSV/JSONL files, generated tickets, the text-bag model, and the
+review CSV and report showing the texts."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from noisyctl.api import ModelSpec, decode_texts, encode_text
+from noisyctl.data import load_dataset
+from noisyctl.errors import NoisyctlError
+from noisyctl import plugins
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_text_quickstart_recipe_finds_noise_and_shows_the_texts(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli.json("run", REPO / "recipes" / "text-quickstart.yaml")
+    steps = {s["command"]: s["result"] for s in result["steps"]}
+    detect = steps["detect"]
+    primary = detect["detectors"][detect["primary"]]["metrics"]
+    assert primary["map"] >= 0.8, detect["detectors"]
+    assert abs(detect["estimate"]["rate"] - 0.2) < 0.05
+    with open(tmp_path / "runs/text-quickstart/review.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    data = load_dataset({"name": "tickets", "root": None, "options": {}})
+    text_of = dict(zip(data.train.ids, data.train.texts))
+    assert rows and all(row["text"] == text_of[row["id"]] for row in rows)
+    page = (tmp_path / "runs/text-quickstart/report.html").read_text(encoding="utf-8")
+    top = detect["top"][0]
+    assert "<th>text</th>" in page and text_of[top["id"]].split(".")[0] in page
+
+
+def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subset(tmp_path):
+    records = [{"review": f"sample number {i} {'great' if i % 2 else 'awful'}", "stars": "pos" if i % 2 else "neg"}
+               for i in range(20)]
+    with open(tmp_path / "data.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["review", "stars"])
+        writer.writeheader()
+        writer.writerows(records)
+    (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    options = {"text_column": "review", "label_column": "stars"}
+    from_csv = load_dataset({"name": "text", "root": str(tmp_path / "data.csv"), "options": options})
+    from_jsonl = load_dataset({"name": "text", "root": str(tmp_path / "data.jsonl"), "options": options})
+    assert from_csv.class_names == ["neg", "pos"] and from_csv.kind == "text"
+    assert from_csv.train.ids == from_jsonl.train.ids and list(from_csv.train.labels) == [i % 2 for i in range(20)]
+    # ids come from the texts: reordering the file keeps every sample's id
+    (tmp_path / "reversed.jsonl").write_text("\n".join(json.dumps(r) for r in records[::-1]), encoding="utf-8")
+    reversed_ = load_dataset({"name": "text", "root": str(tmp_path / "reversed.jsonl"), "options": options})
+    assert dict(zip(reversed_.train.ids, reversed_.train.texts)) == dict(zip(from_csv.train.ids, from_csv.train.texts))
+    split = load_dataset({"name": "text", "root": str(tmp_path / "data.csv"),
+                          "options": {**options, "test_fraction": 0.25}})
+    assert len(split.train) == 15 and len(split.test) == 5 and not set(split.train.ids) & set(split.test.ids)
+    sample = split.train.load(0)
+    assert sample.dtype == torch.uint8 and decode_texts(sample[None])[0] == split.train.text(0)
+
+
+@pytest.mark.parametrize("content, options, message", [
+    ("text,label\nhello,a\n", {"label_column": "stars"}, "has no column 'stars'"),
+    ('{"text": "a", "label": "x"}\nnot json\n', {}, "line 2: not a JSON object"),
+    ("text,label\nhello,a\nworld,a\n", {}, "needs two classes"),
+    ("id,text,label\n1,a,x\n1,b,y\n", {}, "ids in column 'id' are not unique"),
+])
+def test_text_files_that_cannot_be_read_say_why(tmp_path, content, options, message):
+    suffix = ".jsonl" if content.startswith("{") else ".csv"
+    path = tmp_path / f"data{suffix}"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(NoisyctlError, match=message):
+        load_dataset({"name": "text", "root": str(path), "options": options})
+
+
+def test_text_inputs_round_trip_and_models_refuse_what_they_cannot_read():
+    encoded = encode_text("naïve café ✓" * 40, 64)
+    assert encoded.shape == (64,) and decode_texts(encoded[None])[0] == ("naïve café ✓" * 40).encode()[:64].decode(
+        "utf-8", errors="ignore")
+    for name in ("small-cnn", "mlp"):
+        with pytest.raises(NoisyctlError, match="cannot read text; use text-bag"):
+            plugins.get("model", name).obj(ModelSpec(name=name, num_classes=3, input_shape=(64,), input_kind="text"))
+    with pytest.raises(NoisyctlError, match="text-bag reads text"):
+        plugins.get("model", "text-bag").obj(ModelSpec(name="text-bag", num_classes=3, input_shape=(1, 8, 8)))
+    model = plugins.get("model", "text-bag").obj(ModelSpec(name="text-bag", num_classes=3, input_shape=(64,),
+                                                          input_kind="text", options={"buckets": 64}))
+    logits = model(torch.stack([encode_text("hello world", 64), encode_text("", 64)]))
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
