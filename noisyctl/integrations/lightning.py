@@ -1,0 +1,112 @@
+"""PyTorch Lightning: a ``Callback`` that records every sample's dynamics through a Recorder.
+
+The contract with your LightningModule:
+
+- ``training_step`` returns a dict with ``"loss"`` and ``"logits"`` (the batch's outputs);
+- each batch carries the samples' dataset indices: the last element of a tuple/list batch, or the
+  ``"index"`` key of a dict batch (or ``training_step`` returns them as ``"indices"``);
+- for the eval pass (``record_eval=True``), ``module(inputs)`` returns logits, the inputs being the
+  first element of a tuple batch or ``batch["inputs"]``.
+
+Under Lightning's DDP strategies every process records its share and the Recorder merges them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+try:
+    from lightning.pytorch.callbacks import Callback
+except ImportError:  # the older package name
+    try:
+        from pytorch_lightning.callbacks import Callback
+    except ImportError:
+        raise ImportError("noisyctl.integrations.lightning needs PyTorch Lightning: "
+                          "pip install 'noisyctl[lightning]'") from None
+
+from noisyctl.errors import NoisyctlError
+from noisyctl.training.recorder import Recorder
+
+
+def _split(batch: Any) -> tuple[Any, Any]:
+    """(inputs, indices) of a batch under the contract above."""
+    if isinstance(batch, dict):
+        if "index" not in batch:
+            raise NoisyctlError("noisyctl's Lightning callback: a dict batch needs the samples' dataset indices "
+                                "under 'index'")
+        return batch.get("inputs"), batch["index"]
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[-1]
+    raise NoisyctlError("noisyctl's Lightning callback: a batch must be (inputs, ..., indices) or a dict with "
+                        "'index'")
+
+
+class RecordDynamics(Callback):
+    """Record training dynamics of a Lightning fit into a noisyctl run file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The run file to write when the fit ends.
+    labels : array_like of int, shape (N,)
+        The given label of every training sample, by dataset index.
+    record_eval : bool, default True
+        After each training epoch, run the module in eval mode over ``eval_dataloader`` (default: the
+        fit's training dataloader) and record the eval channels the ``learned`` detector reads.
+    eval_dataloader : DataLoader, optional
+        Batches ``(inputs, ..., indices)`` for the eval pass.
+    **recorder_options
+        Passed to :class:`noisyctl.Recorder` (``class_names``, ``ids``, ``true_labels``, ...).
+        ``epochs`` defaults to the trainer's ``max_epochs``.
+
+    Examples
+    --------
+    >>> trainer = lightning.Trainer(max_epochs=20, callbacks=[RecordDynamics("run.h5", labels)])  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, labels: Any, *, record_eval: bool = True, eval_dataloader=None,
+                 **recorder_options: Any) -> None:
+        self.path, self.labels = Path(path), labels
+        self.record_eval, self.eval_dataloader = record_eval, eval_dataloader
+        self.recorder_options = recorder_options
+        self.recorder: Recorder | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Made here, in every process (after DDP has started its process group), never pickled.
+        if stage == "fit" and self.recorder is None:
+            options = dict(self.recorder_options)
+            if trainer.max_epochs and trainer.max_epochs > 0:
+                options.setdefault("epochs", trainer.max_epochs)
+            self.recorder = Recorder(self.path, self.labels, **options)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not isinstance(outputs, dict) or "logits" not in outputs:
+            raise NoisyctlError("noisyctl's Lightning callback: training_step must return a dict with 'loss' and "
+                                "'logits'")
+        indices = outputs.get("indices")
+        if indices is None:
+            indices = _split(batch)[1]
+        self.recorder.update(indices, outputs["logits"], outputs.get("targets"))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.record_eval:
+            import torch
+
+            loader = self.eval_dataloader if self.eval_dataloader is not None else trainer.train_dataloader
+            was_training = pl_module.training
+            pl_module.eval()
+            with torch.no_grad():
+                for batch in loader:
+                    inputs, indices = _split(batch)
+                    self.recorder.record_eval(indices, pl_module(inputs.to(pl_module.device)))
+            pl_module.train(was_training)
+        self.recorder.end_epoch()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.recorder is not None and self.recorder.epochs_done:
+            self.recorder.close()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        if self.recorder is not None:  # the sealed epochs stay in PATH.ckpt/
+            self.recorder.__exit__(type(exception), exception, None)

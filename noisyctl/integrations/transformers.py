@@ -1,0 +1,123 @@
+"""Hugging Face ``transformers``: record every sample's dynamics from inside ``Trainer``.
+
+Per-sample losses need the logits of each training batch, which a ``TrainerCallback`` does not see;
+so :class:`RecordingTrainer` (a ``Trainer`` subclass; or mix :class:`RecordingMixin` into your own
+subclass) hands them to a Recorder from ``compute_loss``, and its callback seals each epoch. The
+dataset's items carry their index under ``"sample_index"`` (the key is an option); keep it in the
+batch with ``TrainingArguments(remove_unused_columns=False)``: the Trainer drops columns its model
+does not take, and the mixin takes the index out before the model sees the batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+try:
+    from transformers import Trainer, TrainerCallback
+except ImportError:
+    raise ImportError("noisyctl.integrations.transformers needs transformers: "
+                      "pip install 'noisyctl[transformers]'") from None
+
+from noisyctl.errors import NoisyctlError
+from noisyctl.training.recorder import Recorder
+
+INDEX_KEY = "sample_index"
+
+
+class _SealEpochs(TrainerCallback):
+    """Runs the eval pass (if asked) and seals the Recorder's epoch at each epoch's end; writes the
+    run file when training ends."""
+
+    def __init__(self, owner: "RecordingMixin") -> None:
+        self.owner = owner
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.owner._end_epoch()
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        recorder = self.owner.recorder
+        if recorder is not None and recorder.epochs_done:
+            recorder.close()
+        return control
+
+
+class RecordingMixin:
+    """Mix into a ``transformers.Trainer`` subclass to record dynamics into a noisyctl run file.
+
+    Parameters (keywords, besides the Trainer's own)
+    ----------
+    record_to : str or Path
+        The run file to write when training ends.
+    record_labels : array_like of int, shape (N,)
+        The given label of every training sample, by the index its items carry.
+    record_eval : bool, default True
+        After each epoch, run the model in eval mode over the training set and record the eval
+        channels (the ``learned`` detector reads them).
+    index_key : str, default "sample_index"
+        The item key holding each sample's dataset index.
+    recorder_options : dict, optional
+        Passed to :class:`noisyctl.Recorder` (``class_names``, ``true_labels``, ...); ``epochs``
+        defaults to ``num_train_epochs``.
+    """
+
+    def __init__(self, *args: Any, record_to: str | Path, record_labels: Any, record_eval: bool = True,
+                 index_key: str = INDEX_KEY, recorder_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if getattr(self.args, "remove_unused_columns", False):
+            raise NoisyctlError(f"recording needs the '{index_key}' of each item in the batch: pass "
+                                f"TrainingArguments(remove_unused_columns=False)")
+        self.index_key, self.record_eval = index_key, record_eval
+        options = dict(recorder_options or {})
+        options.setdefault("epochs", int(self.args.num_train_epochs) or None)
+        self._record_to, self._record_labels, self._recorder_options = Path(record_to), record_labels, options
+        self.recorder: Recorder | None = None
+        self.add_callback(_SealEpochs(self))
+
+    def _recorder(self) -> Recorder:
+        # Made at the first batch: under torch.distributed the process group exists by then.
+        if self.recorder is None:
+            self.recorder = Recorder(self._record_to, self._record_labels, **self._recorder_options)
+        return self.recorder
+
+    def compute_loss(self, model, inputs, return_outputs: bool = False, **kwargs):
+        if self.index_key not in inputs:
+            raise NoisyctlError(f"the batch has no '{self.index_key}': give each item its dataset index under "
+                                f"that key, and keep it with TrainingArguments(remove_unused_columns=False)")
+        inputs = dict(inputs)
+        indices = inputs.pop(self.index_key)
+        targets = inputs.get("labels")
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
+        if model.training:
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs[1]
+            self._recorder().update(indices, logits, targets)
+        return (loss, outputs) if return_outputs else loss
+
+    def _end_epoch(self) -> None:
+        recorder = self._recorder()
+        if self.record_eval:
+            import torch
+
+            model = self.model
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                for batch in self.get_eval_dataloader(self.train_dataset):
+                    batch = self._prepare_inputs(batch)
+                    indices = batch.pop(self.index_key)
+                    batch.pop("labels", None)
+                    recorder.record_eval(indices, model(**batch).logits)
+            model.train(was_training)
+        recorder.end_epoch()
+
+
+class RecordingTrainer(RecordingMixin, Trainer):
+    """``transformers.Trainer`` that records every training sample's dynamics (see RecordingMixin).
+
+    Examples
+    --------
+    >>> trainer = RecordingTrainer(model=model, args=TrainingArguments(..., remove_unused_columns=False),
+    ...                            train_dataset=train, record_to="run.h5", record_labels=labels)  # doctest: +SKIP
+    >>> trainer.train()                                                                              # doctest: +SKIP
+    """

@@ -1,0 +1,278 @@
+"""The Lightning callback and the Hugging Face Trainer record what a plain loop records for the same
+model, batches and seed, and detect finds synthesized noise on their runs."""
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisyctl import Recorder
+from noisyctl.data import load_dataset
+from noisyctl.synth import synthesize
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+
+
+def dynamics(path):
+    with h5py.File(path) as h5:
+        return {name: ds[:] for name, ds in h5["dynamics"].items()}
+
+
+def batches_of(path):
+    """Each epoch's batches, as the recorded train_step groups them (index order within a batch)."""
+    steps = dynamics(path)["train_step"]
+    return [[np.flatnonzero(steps[:, e] == s) for s in np.unique(steps[:, e])] for e in range(steps.shape[1])]
+
+
+def replay(path, out, labels, make_model, make_optimizer, forward, true_labels, batches=None):
+    """A plain loop over the batches another run saw (``batches``, or as its steps group them),
+    recording with a Recorder."""
+    torch.manual_seed(0)
+    model = make_model()
+    optimizer = make_optimizer(model)
+    given = torch.as_tensor(labels)
+    batches = batches or batches_of(path)
+    with Recorder(out, labels, epochs=len(batches), true_labels=true_labels) as recorder:
+        for epoch in batches:
+            model.train()
+            for batch in epoch:
+                index = torch.as_tensor(batch)
+                logits = forward(model, index)
+                recorder.update(index, logits, given[index])
+                optimizer.zero_grad()
+                F.cross_entropy(logits, given[index]).backward()
+                optimizer.step()
+            recorder.end_epoch()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    spec = {"name": "digits", "root": None, "options": {}}
+    labels = synthesize(spec, "uniform", 0.2, seed=0)
+    inputs = torch.stack([load_dataset(spec).train.load(i) for i in range(1797)]).flatten(1)
+    return inputs, labels.given_labels, labels.true_labels
+
+
+def digits_mlp():
+    return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+
+
+def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli):
+    import lightning
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from noisyctl.integrations.lightning import RecordDynamics
+
+    inputs, labels, truth = digits
+
+    class Module(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = digits_mlp()
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y, _ = batch
+            logits = self(x)
+            return {"loss": F.cross_entropy(logits, y), "logits": logits}
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+    fetched = []  # every item the loaders fetched, in order: the batches' exact order
+
+    class Logged(TensorDataset):
+        def __getitem__(self, i):
+            fetched.append(int(i))
+            return super().__getitem__(i)
+
+    torch.manual_seed(0)
+    module = Module()
+    data = Logged(inputs, torch.as_tensor(labels), torch.arange(len(labels)))
+    loader = DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    trainer = lightning.Trainer(max_epochs=6, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False,
+                                callbacks=[RecordDynamics(tmp_path / "lightning.h5", labels, true_labels=truth)])
+    trainer.fit(module, loader)
+
+    n = len(labels)  # each epoch fetched its n training items, then the eval pass's n
+    batches = [[np.array(fetched[2 * e * n + k: 2 * e * n + min(k + 64, n)]) for k in range(0, n, 64)]
+               for e in range(6)]
+    replay(tmp_path / "lightning.h5", tmp_path / "plain.h5", labels, digits_mlp,
+           lambda m: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9), lambda m, i: m(inputs[i]), truth,
+           batches)
+    ours, plain = dynamics(tmp_path / "lightning.h5"), dynamics(tmp_path / "plain.h5")
+    for name in ("train_loss", "train_margin", "train_step"):
+        assert np.allclose(ours[name], plain[name], atol=1e-6), name
+    assert "eval_prob" in ours
+    result = cli.json("detect", tmp_path / "lightning.h5", "--no-save")
+    assert result["detectors"][result["primary"]]["metrics"]["map"] > 0.8
+
+
+def tickets_as_tokens(samples=600, length=40):
+    """Tickets with 20% uniform noise, as word ids of a vocabulary built from the training texts."""
+    spec = {"name": "tickets", "root": None, "options": {"samples": samples, "test_fraction": 0.0}}
+    data = load_dataset(spec)
+    labels = synthesize(spec, "uniform", 0.2, seed=0)
+    words = [t.lower().replace(".", " ").replace(",", " ").split() for t in data.train.texts]
+    vocabulary = {w: i + 2 for i, w in enumerate(sorted({w for ws in words for w in ws}))}  # 0 pad, 1 [CLS]
+    ids = torch.zeros((len(words), length), dtype=torch.long)
+    for row, ws in enumerate(words):
+        tokens = [1] + [vocabulary[w] for w in ws][:length - 1]
+        ids[row, :len(tokens)] = torch.as_tensor(tokens)
+    return ids, labels.given_labels, labels.true_labels, len(vocabulary) + 2
+
+
+def tiny_bert(vocabulary):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=vocabulary, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=5,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForSequenceClassification(config)
+
+
+def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli):
+    from transformers import TrainingArguments
+
+    from noisyctl.integrations.transformers import RecordingTrainer
+
+    ids, labels, truth, vocabulary = tickets_as_tokens()
+    mask = (ids > 0).long()
+
+    fetched = []  # every item the Trainer's loaders fetched, in order: the batches' exact order
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(labels)
+
+        def __getitem__(self, i):
+            fetched.append(i)
+            return {"input_ids": ids[i], "attention_mask": mask[i], "labels": int(labels[i]), "sample_index": i}
+
+    torch.manual_seed(0)
+    model = tiny_bert(vocabulary)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    args = TrainingArguments(output_dir=str(tmp_path / "hf"), num_train_epochs=8, per_device_train_batch_size=32,
+                             per_device_eval_batch_size=128, remove_unused_columns=False, report_to=[],
+                             save_strategy="no", logging_strategy="no", max_grad_norm=0.0, use_cpu=True, seed=0,
+                             disable_tqdm=True)
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=Items(),
+                               optimizers=(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)),
+                               record_to=tmp_path / "hf.h5", record_labels=labels,
+                               recorder_options={"true_labels": truth})
+    trainer.train()
+
+    n = len(labels)  # each epoch fetched its n training items, then the eval pass's n
+    order = [fetched[2 * e * n: 2 * e * n + n] for e in range(8)]
+    batches = [[np.array(epoch[k:k + 32]) for k in range(0, n, 32)] for epoch in order]
+    replay(tmp_path / "hf.h5", tmp_path / "plain.h5", labels, lambda: tiny_bert(vocabulary),
+           lambda m: torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0.0),
+           lambda m, i: m(input_ids=ids[i], attention_mask=mask[i]).logits, truth, batches)
+    ours, plain = dynamics(tmp_path / "hf.h5"), dynamics(tmp_path / "plain.h5")
+    for name in ("train_loss", "train_margin", "train_step"):
+        assert np.allclose(ours[name], plain[name], atol=1e-6), name
+    assert "eval_prob" in ours
+    result = cli.json("detect", tmp_path / "hf.h5", "--no-save")
+    assert max(d["metrics"]["map"] for d in result["detectors"].values()) > 0.8, result["detectors"]
+
+
+def test_a_lightning_ddp_fit_records_every_sample_once_per_epoch(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    done = subprocess.run([sys.executable, REPO / "tests" / "lightning_ddp_fit.py", tmp_path / "ddp.h5"], env=env,
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with h5py.File(tmp_path / "ddp.h5") as h5:
+        assert h5["samples/id"].shape == (1797,) and '"processes": 2' in h5.attrs["training"].decode()
+        assert np.isfinite(h5["dynamics/train_loss"][:]).all() and np.isfinite(h5["dynamics/eval_prob"][:]).all()
+        steps = h5["dynamics/train_step"][:]
+    batches = -(-(-(-1797 // 2)) // 100)  # each rank's share in batches of 100
+    for e in range(steps.shape[1]):
+        counts = np.bincount(steps[:, e] - e * batches, minlength=batches)
+        assert len(counts) == batches and counts.max() <= 200 and counts.sum() == 1797
+
+
+def test_train_takes_a_hugging_face_model_and_tokenizer_from_a_local_folder(tmp_path, cli):
+    from transformers import BertTokenizerFast
+
+    data = load_dataset({"name": "tickets", "root": None, "options": {"samples": 400}})
+    words = sorted({w for t in data.train.texts for w in t.lower().replace(".", " ").replace(",", " ").split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    folder = tmp_path / "tiny-bert"
+    # a tokenizer built from the training texts (transformers 5 names the vocabulary 'vocab', 4 'vocab_file')
+    import inspect
+
+    takes = inspect.signature(BertTokenizerFast.__init__).parameters
+    vocab = {"vocab" if "vocab" in takes else "vocab_file": str(tmp_path / "vocab.txt")}
+    tokenizer = BertTokenizerFast(**vocab)
+    assert tokenizer.unk_token_id not in tokenizer("please reset my password")["input_ids"]
+    tokenizer.save_pretrained(folder)
+    tiny_bert(len(words) + 5).save_pretrained(folder)
+    cli("synth", "-d", "tickets", "-D", "samples=400", "-n", "uniform", "-r", "0.2", "-o", tmp_path / "l.h5")
+    cli("train", "-l", tmp_path / "l.h5", "-m", f"hf:{folder}", "-M", "max_length=48", "--optimizer", "adamw",
+        "--lr", "0.003", "-b", "32", "-e", "8", "-q", "-o", tmp_path / "r.h5")
+    result = cli.json("detect", tmp_path / "r.h5", "-d", "loss", "--no-save")
+    assert result["detectors"]["loss"]["metrics"]["map"] > 0.7
+    assert "is not one" in cli.error("train", "-l", tmp_path / "l.h5", "-m", f"hf:{tmp_path / 'nope'}", "-e", "1",
+                                     "-o", tmp_path / "x.h5")
+
+
+def test_the_documented_integrations_run_as_written(tmp_path, cli):
+    """docs/own-training-loop.md's Lightning and Hugging Face examples, run as they stand."""
+    import re
+    from transformers import BertTokenizerFast
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "own-training-loop.md").read_text(), re.S)
+    lightning_example = next(b for b in blocks if "RecordDynamics" in b)
+    hf_example = next(b for b in blocks if "RecordingTrainer" in b)
+    (tmp_path / "lightning_example.py").write_text(lightning_example)
+    done = subprocess.run([sys.executable, tmp_path / "lightning_example.py", tmp_path / "lightning.h5"], env=ENV,
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert cli.json("detect", tmp_path / "lightning.h5", "--no-save")["estimate"]["true_rate"] == pytest.approx(
+        0.1, abs=0.01)
+
+    # the Hugging Face one reads a CSV of texts and a model folder: tickets with 20% wrong labels
+    spec = {"name": "tickets", "root": None, "options": {"samples": 600}}
+    data, noisy = load_dataset(spec), synthesize(spec, "uniform", 0.2, seed=0)
+    with open(tmp_path / "tickets.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows((t, data.class_names[c]) for t, c in zip(data.train.texts, noisy.given_labels))
+    words = sorted({w for t in data.train.texts for w in t.lower().replace(".", " ").replace(",", " ").split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    import inspect
+
+    takes = inspect.signature(BertTokenizerFast.__init__).parameters
+    BertTokenizerFast(**{"vocab" if "vocab" in takes else "vocab_file": str(tmp_path / "vocab.txt")}).save_pretrained(
+        tmp_path / "model")
+    tiny_bert(len(words) + 5).save_pretrained(tmp_path / "model")
+    (tmp_path / "hf_example.py").write_text(hf_example)
+    done = subprocess.run([sys.executable, tmp_path / "hf_example.py", tmp_path / "tickets.csv", tmp_path / "model",
+                           tmp_path / "hf.h5"], env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with h5py.File(tmp_path / "hf.h5") as h5:
+        given = h5["samples/given_label"][:]
+    classes = sorted(data.class_names)  # the example numbers the CSV's class names in sorted order
+    wrong = given != np.array([classes.index(data.class_names[c]) for c in noisy.true_labels])
+    assert wrong.mean() == pytest.approx(0.2, abs=0.01)
+    scores = cli.json("detect", tmp_path / "hf.h5", "-d", "loss", "--scores-out", tmp_path / "s.csv", "--no-save")
+    from sklearn.metrics import average_precision_score
+
+    with open(tmp_path / "s.csv") as handle:
+        loss = np.array([float(row["loss"]) for row in csv.DictReader(handle)])
+    assert scores["samples"] == 600 and average_precision_score(wrong, loss) > 0.7
