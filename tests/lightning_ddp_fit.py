@@ -4,7 +4,6 @@ by test_integrations; Lightning starts the second process by running this script
 import sys
 
 import lightning
-import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
@@ -14,9 +13,12 @@ from noisyctl.integrations.lightning import RecordDynamics
 
 
 class Module(lightning.LightningModule):
-    def __init__(self):
+    """A classifier under the callback's contract: training_step returns the loss and the logits."""
+
+    def __init__(self, net=None, momentum: float = 0.0):
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        self.net = net or torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        self.momentum = momentum
 
     def forward(self, x):
         return self.net(x)
@@ -27,7 +29,7 @@ class Module(lightning.LightningModule):
         return {"loss": F.cross_entropy(logits, y), "logits": logits}
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=self.momentum)
 
 
 if __name__ == "__main__":

@@ -70,25 +70,10 @@ def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli
     import lightning
     from torch.utils.data import DataLoader, TensorDataset
 
+    from lightning_ddp_fit import Module
     from noisyctl.integrations.lightning import RecordDynamics
 
     inputs, labels, truth = digits
-
-    class Module(lightning.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = digits_mlp()
-
-        def forward(self, x):
-            return self.net(x)
-
-        def training_step(self, batch, batch_idx):
-            x, y, _ = batch
-            logits = self(x)
-            return {"loss": F.cross_entropy(logits, y), "logits": logits}
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
 
     fetched = []  # every item the loaders fetched, in order: the batches' exact order
 
@@ -98,7 +83,7 @@ def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli
             return super().__getitem__(i)
 
     torch.manual_seed(0)
-    module = Module()
+    module = Module(digits_mlp(), momentum=0.9)
     data = Logged(inputs, torch.as_tensor(labels), torch.arange(len(labels)))
     loader = DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
     trainer = lightning.Trainer(max_epochs=6, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
