@@ -25,7 +25,7 @@ __all__ = [
     "decode_texts", "NoiseContext",
     "Dynamics", "Detector", "BlockDetector", "DetectorResult", "choose_exact", "check_rate", "gmm_noisy_posterior",
     "estimate_noise_rate", "NoiseRateEstimate",
-    "Corrector", "Correction", "TrainingStrategy", "TrainingHost", "Batch", "prototype_labels",
+    "Corrector", "Correction", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "prototype_labels",
 ]
 
 
@@ -272,14 +272,30 @@ class Correction:
 
 class Corrector(ABC):
     """Proposes labels from a run file. ``needs`` names what it reads: ``features`` (penultimate-layer
-    features), ``late_mean`` (late-epoch class probabilities) or dynamics channels."""
+    features) or ``probabilities`` (late-epoch or out-of-fold class probabilities).
+
+    ``propose(run)`` returns a label and a confidence for every sample. A corrector that needs to
+    know which samples the correction will apply to (the detector's decision) declares a second
+    parameter, ``propose(run, flagged)``, and gets them as a bool array [N]. Proposals under
+    ``min_confidence`` are "not sure": ``correct --apply`` leaves them for a person to review.
+    """
 
     description: str = ""
     needs: tuple[str, ...] = ()
+    min_confidence: float = 0.0
 
     @abstractmethod
     def propose(self, run: Dynamics) -> Correction:
         ...
+
+
+def held_out_probabilities(run: Dynamics, held: np.ndarray) -> np.ndarray:
+    """Class probabilities [held.sum() x C] of the ``held`` samples from a model trained as the run
+    was (its dataset, options and seed) on all the other samples: a model that never learned the
+    held-out labels. Costs one training."""
+    from noisyctl.relabel import held_out_probabilities as compute
+
+    return compute(run, held)
 
 
 # --- training strategies ----------------------------------------------------

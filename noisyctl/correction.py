@@ -28,9 +28,15 @@ class CorrectionOutcome:
     correction: Correction
     seconds: float
     provenance: list[str] = field(default_factory=list)
+    min_confidence: float = 0.0  # the corrector's own bar for "sure"
 
 
-def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None) -> CorrectionOutcome:
+def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None,
+                  flagged: np.ndarray | None = None) -> CorrectionOutcome:
+    """Run a corrector; one that declares ``propose(run, flagged)`` gets the samples the correction
+    applies to."""
+    import inspect
+
     registration = plugins.get("corrector", name)
     corrector: Corrector = registration.create(**(options or {}))
     if "features" in corrector.needs and run.features() is None:
@@ -41,7 +47,9 @@ def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None
         raise NoisyctlError(f"corrector '{name}' needs class probabilities, which {run.path} lacks (train "
                             f"--record-probs or --folds K)")
     started = time.perf_counter()
-    correction = registration.guarded(corrector.propose, run)
+    wants_flags = len(inspect.signature(corrector.propose).parameters) >= 2
+    arguments = (run, np.zeros(run.num_samples, dtype=bool) if flagged is None else flagged) if wants_flags else (run,)
+    correction = registration.guarded(corrector.propose, *arguments)
     labels = np.asarray(correction.labels).astype(np.int64)
     confidence = np.asarray(correction.confidence, dtype=np.float64)
     if labels.shape != (run.num_samples,) or confidence.shape != (run.num_samples,):
@@ -50,7 +58,8 @@ def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None
     if ((labels < 0) | (labels >= run.num_classes)).any():
         raise NoisyctlError(f"corrector '{name}' from {registration.provenance()} proposed labels outside the classes")
     correction = replace(correction, labels=labels, confidence=confidence)
-    return CorrectionOutcome(name, correction, time.perf_counter() - started, registration.origin)
+    return CorrectionOutcome(name, correction, time.perf_counter() - started, registration.origin,
+                             float(getattr(corrector, "min_confidence", 0.0)))
 
 
 def flagged_samples(scores: np.ndarray, flags: np.ndarray | None, top: int | None) -> tuple[np.ndarray, str]:
@@ -89,12 +98,28 @@ def _mask(values: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n, dtype=bool) if values is None else values.copy()
 
 
-def apply_correction(labels: Labels, proposed: np.ndarray, apply_to: np.ndarray, by: str, source: str) -> Labels:
-    """``labels`` with the proposals taken where ``apply_to`` and they differ; marks what changed."""
+def decide(labels: Labels, proposal: Correction, flagged: np.ndarray, min_confidence: float) -> dict[str, np.ndarray]:
+    """The flagged samples in three groups: ``relabeled`` (a sure proposal of another label),
+    ``review`` (a proposal under ``min_confidence``: for a person) and ``left`` (the corrector
+    proposes the given label)."""
+    other = proposal.labels != labels.given_labels
+    sure = proposal.confidence >= min_confidence
+    return {"relabeled": flagged & other & sure, "review": flagged & ~sure, "left": flagged & ~other & sure}
+
+
+def apply_correction(labels: Labels, proposed: np.ndarray, apply_to: np.ndarray, by: str, source: str,
+                     remove: np.ndarray | None = None) -> Labels:
+    """``labels`` with the proposals taken where ``apply_to`` and they differ, marking what changed;
+    ``remove`` marks samples to leave out of training (as prune does)."""
     changed = apply_to & (proposed != labels.given_labels)
     given = np.where(changed, proposed, labels.given_labels)
-    return replace(labels, given_labels=given, corrected=_mask(labels.corrected, len(given)) | changed,
-                   correction={"by": by, "changed": int(changed.sum()), "from": source})
+    corrected = replace(labels, given_labels=given, corrected=_mask(labels.corrected, len(given)) | changed,
+                        correction={"by": by, "changed": int(changed.sum()), "from": source})
+    if remove is not None and remove.any():
+        corrected = replace(corrected, removed=_mask(labels.removed, len(given)) | remove,
+                            pruning=labels.pruning or {"detector": None, "rule": f"unsure {by}",
+                                                       "removed": int(remove.sum()), "from": source})
+    return corrected
 
 
 def sample_path(dataset: dict[str, Any], sample_id: str) -> str:

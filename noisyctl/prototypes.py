@@ -60,12 +60,14 @@ def class_prototypes(features, *, per_class_top: float = 0.4, max_eta: float = 0
 
 
 def prototype_labels(features, given_labels, num_classes: int, *, per_class: int = 1280, count: int = 8,
-                     per_class_top: float = 0.4, max_eta: float = 0.95, seed: int = 0) -> PrototypeLabels:
+                     per_class_top: float = 0.4, max_eta: float = 0.95, seed: int = 0,
+                     trusted=None) -> PrototypeLabels:
     """Corrected labels for every sample from per-class prototypes (see the module docstring).
 
     ``features`` [N x D] and ``given_labels`` [N] may be numpy arrays or torch tensors; the work runs
     where the features are (CPU or GPU). Classes no sample carries get no prototypes and are never
-    proposed.
+    proposed. ``trusted`` [N] (bool) limits the prototypes to those samples (a class none of whose
+    samples is trusted takes them from all of its samples).
     """
     import torch
 
@@ -75,8 +77,11 @@ def prototype_labels(features, given_labels, num_classes: int, *, per_class: int
     generator = np.random.default_rng(seed)
     similarity = torch.full((len(features), num_classes), -2.0, device=features.device)
     prototypes: dict[int, Any] = {}
+    trusted = None if trusted is None else torch.as_tensor(trusted, device=features.device).bool()
     for c in range(num_classes):
         members = torch.nonzero(given == c).squeeze(1)
+        if trusted is not None and trusted[members].any():
+            members = members[trusted[members]]
         if len(members) == 0:
             continue
         if len(members) > per_class:

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
-from noisyctl.correction import (apply_correction, flagged_samples, proposal_quality, read_review_csv, run_corrector,
+from noisyctl.correction import (apply_correction, decide, flagged_samples, proposal_quality, read_review_csv, run_corrector,
                                  write_review_csv)
 from noisyctl.data import parse_options, sample_texts
 from noisyctl.errors import NoisyctlError
@@ -20,6 +20,7 @@ from noisyctl.pruning import stored_detector, whole_dataset_labels
 from noisyctl.store import RunFile, read_labels, write_labels_file
 
 app = typer.Typer()
+UNSURE = ("remove", "keep")
 
 
 def _share(value) -> str:
@@ -37,12 +38,19 @@ def correct(
                                            "samples (default: the one that ranked the latest detect)."),
     top: Optional[int] = typer.Option(None, "--top", "-k", help="Flag the K highest-scored samples instead of "
                                       "the detector's own decision.", show_default=False),
-    min_confidence: float = typer.Option(0.0, "--min-confidence", help="Apply only proposals at least this "
-                                         "confident."),
-    apply: bool = typer.Option(False, "--apply", help="Write a labels file with the flagged samples relabeled."),
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Proposals below this "
+                                                   "confidence are 'not sure' and left for review (default: the "
+                                                   "corrector's own, 0.8 for retrained, 0 for the others).",
+                                                   show_default=False),
+    apply: bool = typer.Option(False, "--apply", help="Write a labels file with the flagged samples relabeled "
+                               "where the corrector is sure."),
+    unsure: str = typer.Option("remove", "--unsure", help="With --apply: remove the samples the corrector is not "
+                               "sure of from training (as prune does; import-review brings them back), or keep "
+                               "their given labels."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file --apply writes."),
-    export: Optional[Path] = typer.Option(None, "--export", help="Write the flagged samples, most suspect first, "
-                                          "as a CSV to review (fill in reviewed_label, then import-review)."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write a CSV to review, most suspect first (fill "
+                                          "in reviewed_label, then import-review): with --apply the samples it "
+                                          "was not sure of, else every flagged one."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
@@ -53,26 +61,33 @@ def correct(
         raise NoisyctlError("--apply writes a labels file: give --out FILE")
     if p["top"] is not None and p["top"] < 0:
         raise NoisyctlError(f"--top {p['top']} cannot be negative")
+    if p["unsure"] not in UNSURE:
+        raise NoisyctlError(f"--unsure is one of {', '.join(UNSURE)}, not '{p['unsure']}'")
     with RunFile(run_path) as run_file:
         labels = whole_dataset_labels(run_file) if (p["apply"] or p["export"]) else run_file.labels
         name, scores, flags = stored_detector(run_file, p["detector"])
-        outcome = run_corrector(run_file, p["corrector"], parse_options(p["corrector_option"], "corrector"))
+        flagged, flagged_by = flagged_samples(scores, flags, p["top"])
+        outcome = run_corrector(run_file, p["corrector"], parse_options(p["corrector_option"], "corrector"), flagged)
     proposal = outcome.correction
-    flagged, flagged_by = flagged_samples(scores, flags, p["top"])
-    confident = proposal.confidence >= p["min_confidence"]
+    bar = outcome.min_confidence if p["min_confidence"] is None else p["min_confidence"]
+    groups = decide(labels, proposal, flagged, bar)
     quality = proposal_quality(labels, proposal.labels, flagged)
     result = {"run": str(run_path), "corrector": p["corrector"], "detector": name, "flagged_by": flagged_by,
-              "seconds": outcome.seconds, "info": proposal.info, **quality, "applied": None, "exported": None}
+              "seconds": outcome.seconds, "info": proposal.info, **quality, "min_confidence": bar,
+              "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None}
     if p["apply"]:
-        corrected = apply_correction(labels, proposal.labels, flagged & confident, f"corrector:{p['corrector']}",
-                                     str(run_path))
+        corrected = apply_correction(labels, proposal.labels, groups["relabeled"], f"corrector:{p['corrector']}",
+                                     str(run_path), remove=groups["review"] if p["unsure"] == "remove" else None)
         write_labels_file(Path(p["out"]), corrected, recipe=ctx.meta.get(RECIPE_KEY))
-        result["applied"] = {"out": str(p["out"]), "changed": corrected.correction["changed"]}
+        result["applied"] = {"out": str(p["out"]), "changed": corrected.correction["changed"],
+                             "removed": int(groups["review"].sum()) if p["unsure"] == "remove" else 0}
         if labels.true_labels is not None:
             result["applied"]["noisy_before"] = int(labels.is_noisy.sum())
-            result["applied"]["noisy_after"] = int(corrected.is_noisy.sum())
+            kept = ~groups["review"] if p["unsure"] == "remove" else np.ones(len(labels.ids), dtype=bool)
+            result["applied"]["noisy_after"] = int(corrected.is_noisy[kept].sum())
     if p["export"]:
-        rows = ranking(np.where(flagged, scores, -np.inf))[:int(flagged.sum())]
+        chosen = groups["review"] if p["apply"] else flagged
+        rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
         texts = sample_texts(labels.dataset, [labels.ids[i] for i in rows])
         result["exported"] = {"out": str(p["export"]),
                               "rows": write_review_csv(Path(p["export"]), labels, scores, proposal, rows, texts)}
@@ -88,9 +103,13 @@ def correct(
             table.add_row("proposals right, all samples", _share(quality["right_all"]))
             table.add_row("wrong labels fixed / right ones broken",
                           f"{quality['fixed']:,} / {quality['broken']:,} (among flagged)")
+        d = result["decided"]
+        table.add_row("decided (flagged)", f"{d['relabeled']:,} relabeled, {d['review']:,} not sure (confidence "
+                                           f"under {bar:g}: for review), {d['left']:,} left as given")
         if result["applied"]:
             a = result["applied"]
-            line = f"{a['changed']:,} labels changed -> {a['out']}"
+            line = f"{a['changed']:,} labels changed" + (f", {a['removed']:,} unsure removed" if a["removed"] else "") \
+                + f" -> {a['out']}"
             if "noisy_after" in a:
                 line += f" (wrong labels {a['noisy_before']:,} -> {a['noisy_after']:,})"
             table.add_row("applied", line)

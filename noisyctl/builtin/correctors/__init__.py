@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import Correction, Corrector, NoisyctlError, hookimpl, prototype_labels
+from noisyctl.api import Correction, Corrector, NoisyctlError, held_out_probabilities, hookimpl, prototype_labels
 
 
 class PrototypeCorrector(Corrector):
@@ -74,8 +74,31 @@ class KnnCorrector(Corrector):
         return Correction(labels, confidence, info={"k": k})
 
 
+class RetrainedCorrector(Corrector):
+    """Labels from a model that never learned the suspect labels: trained as the run was, without the
+    flagged samples, then asked about them. Its confidence is that model's probability; under
+    ``min_confidence`` a proposal is left for review."""
+
+    min_confidence = 0.8
+
+    def __init__(self, min_confidence: float = 0.8) -> None:
+        self.min_confidence = float(min_confidence)
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise NoisyctlError(f"retrained: min_confidence must lie in [0, 1], not {min_confidence}")
+
+    def propose(self, run, flagged) -> Correction:
+        labels = run.given_labels.copy()
+        confidence = np.ones(len(labels))
+        if flagged.any():
+            probs = held_out_probabilities(run, flagged)
+            labels[flagged] = probs.argmax(axis=1)
+            confidence[flagged] = probs.max(axis=1)
+        return Correction(labels, confidence, info={"retrained_without": int(flagged.sum())})
+
+
 @hookimpl
 def register_correctors(register):
     register("prototypes", PrototypeCorrector)
     register("consensus", ConsensusCorrector)
     register("knn", KnnCorrector)
+    register("retrained", RetrainedCorrector)

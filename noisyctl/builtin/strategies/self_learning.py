@@ -8,6 +8,11 @@ class from ``per_class`` samples (see noisyctl.prototypes), and a corrected labe
 corrected label. The corrected labels are recorded per epoch (``dynamics/corrected_label``). An
 epoch whose correction would change more than ``max_change`` of the labels trains on the given
 labels alone (recorded as -1): features that far from the labels come from an unsound model.
+
+Prototypes come only from samples the training itself trusts: per class, the ``trusted_share`` of
+its samples with the lowest mean training loss so far. A model trained on systematically flipped
+labels (pair-flip, instance noise) learns to place the flipped samples among their given class;
+prototypes drawn from them would confirm the flips the correction is meant to undo.
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ class SelfLearning(TrainingStrategy):
     records = {"corrected_label": -1}
 
     def __init__(self, alpha: float = 0.5, start_epoch: int | None = None, per_class: int = 1280,
-                 prototypes: int = 8, soft: bool = False, max_change: float = 0.7, seed: int = 0) -> None:
+                 prototypes: int = 8, soft: bool = False, max_change: float = 0.7, trusted_share: float = 0.5,
+                 seed: int = 0) -> None:
+        if not 0.0 < float(trusted_share) <= 1.0:
+            raise NoisyctlError(f"self-learning: trusted_share must lie in (0, 1], not {trusted_share}")
+        self.trusted_share = float(trusted_share)
+        self.loss_sum = self.loss_count = None
         if not 0.0 <= float(alpha) <= 1.0:
             raise NoisyctlError(f"self-learning: alpha must lie in [0, 1], not {alpha}")
         if int(per_class) < 2 or int(prototypes) < 1:
@@ -47,7 +57,8 @@ class SelfLearning(TrainingStrategy):
             return
         given = self.host.given_labels()
         result = prototype_labels(self.host.features(), given, self.host.num_classes,
-                                  per_class=self.per_class, count=self.count, seed=self.seed + epoch)
+                                  per_class=self.per_class, count=self.count, seed=self.seed + epoch,
+                                  trusted=self._trusted(given))
         if (result.labels != given).float().mean().item() > self.max_change:
             # Features this far from the labels mean a model that is not yet (or no longer) sound,
             # e.g. after a loss spike; correcting from them feeds its errors back. Skip this epoch.
@@ -56,10 +67,37 @@ class SelfLearning(TrainingStrategy):
         self.corrected = result.labels
         self.soft_targets = result.soft() if self.soft else None
 
+    def _trusted(self, given):
+        """Per class, the trusted_share of its samples with the lowest mean training loss so far."""
+        import torch
+
+        if self.loss_sum is None:
+            return None
+        mean = self.loss_sum / self.loss_count.clamp(min=1)
+        trusted = torch.zeros_like(given, dtype=torch.bool)
+        for c in range(self.host.num_classes):
+            members = torch.nonzero(given == c).squeeze(1)
+            if len(members):
+                keep = max(1, int(round(self.trusted_share * len(members))))
+                trusted[members[mean[members].argsort()[:keep]]] = True
+        return trusted
+
+    def state_dict(self) -> dict:
+        return {"loss_sum": self.loss_sum, "loss_count": self.loss_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss_sum, self.loss_count = state.get("loss_sum"), state.get("loss_count")
+
     def objective(self, batch: Batch):
         import torch
         import torch.nn.functional as F
 
+        with torch.no_grad():  # each sample's mean loss, for the trusted samples
+            if self.loss_sum is None:
+                self.loss_sum = torch.zeros(self.host.num_samples, device=batch.losses.device)
+                self.loss_count = torch.zeros(self.host.num_samples, device=batch.losses.device)
+            self.loss_sum.index_add_(0, batch.index, batch.losses.detach().float())
+            self.loss_count.index_add_(0, batch.index, torch.ones_like(batch.losses, dtype=torch.float32))
         if self.corrected is None:
             return batch.losses.mean(), {}
         corrected = self.corrected[batch.index]

@@ -1,0 +1,51 @@
+"""Class probabilities from a model that never learned the suspect labels: trained as the run was,
+on every sample but the held-out ones, then asked about those. What the ``retrained`` corrector
+relabels from (``noisyctl.api.held_out_probabilities``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from noisyctl.errors import NoisyctlError
+
+
+def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
+    """Softmax probabilities [held.sum() x C] of the held-out samples from a model trained, with the
+    run's own options and seed, on the others.
+
+    Parameters
+    ----------
+    run : RunFile
+        A run noisyctl trained (its dataset and options are recorded in it).
+    held : np.ndarray of bool, shape (N,)
+        The samples to leave out of training and predict.
+    """
+    import torch
+
+    from noisyctl.data import check_labels_match, load_dataset
+    from noisyctl.training import SubsetSampleSet, Trainer, options_from_run
+
+    held = np.asarray(held, dtype=bool)
+    if held.shape != (run.num_samples,):
+        raise NoisyctlError(f"held-out mask of shape {held.shape} for {run.num_samples} samples")
+    if held.all():
+        raise NoisyctlError("every sample is held out: nothing is left to train on")
+    options = options_from_run(run)
+    labels = run.labels
+    if labels.pruning:
+        raise NoisyctlError(f"{run.path} was trained on a pruned labels file; relabel the run trained on all samples")
+    data = load_dataset(labels.dataset)
+    check_labels_match(labels, data, str(run.path))
+    kept = np.flatnonzero(~held)
+    # Plain training on the kept samples: nothing recorded, the run's model, schedule and seed.
+    options = replace(options, record_eval=False, record_probs=False, record_features=False, folds=0,
+                      aum_threshold_set=0, true_labels=False, strategy="standard", strategy_options={}, trusted=None)
+    trainer = Trainer(labels.subset(kept), replace(data, train=SubsetSampleSet(data.train, kept), test=None), options)
+    for epoch in range(options.epochs):
+        trainer.train_epoch(epoch)
+        if progress is not None:
+            progress(epoch + 1, options.epochs)
+    logits = trainer._predict(SubsetSampleSet(data.train, np.flatnonzero(held)))[:, :run.num_classes]
+    return torch.softmax(logits.float(), 1).cpu().numpy()
