@@ -25,7 +25,7 @@ def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
     import torch
 
     from noisyctl.data import check_labels_match, load_dataset
-    from noisyctl.training import SubsetSampleSet, Trainer, options_from_run
+    from noisyctl.training import Checkpoints, SubsetSampleSet, Trainer, options_from_run
 
     held = np.asarray(held, dtype=bool)
     if held.shape != (run.num_samples,):
@@ -43,9 +43,31 @@ def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
     options = replace(options, record_eval=False, record_probs=False, record_features=False, folds=0,
                       aum_threshold_set=0, true_labels=False, strategy="standard", strategy_options={}, trusted=None)
     trainer = Trainer(labels.subset(kept), replace(data, train=SubsetSampleSet(data.train, kept), test=None), options)
-    for epoch in range(options.epochs):
+    # Checkpointed beside the run after every epoch: an interrupted relabeling resumes (same held-out
+    # samples and options only), and the folder goes once the probabilities are computed.
+    checkpoints = Checkpoints(run.path.with_name(run.path.name + ".held-out"))
+    fingerprint = _fingerprint(held, options)
+    start = 0
+    if checkpoints.exists():
+        state = checkpoints.load_state()
+        if state.get("fingerprint") == fingerprint:
+            trainer.load(state["training"])
+            start = int(state["epochs_done"])
+    for epoch in range(start, options.epochs):
         trainer.train_epoch(epoch)
+        checkpoints.save_state({"fingerprint": fingerprint, "epochs_done": epoch + 1, "training": trainer.state()})
         if progress is not None:
             progress(epoch + 1, options.epochs)
     logits = trainer._predict(SubsetSampleSet(data.train, np.flatnonzero(held)))[:, :run.num_classes]
+    checkpoints.discard()
     return torch.softmax(logits.float(), 1).cpu().numpy()
+
+
+def _fingerprint(held: np.ndarray, options) -> str:
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    digest = hashlib.sha256(np.packbits(held).tobytes())
+    digest.update(json.dumps(asdict(options), sort_keys=True, default=str).encode())
+    return digest.hexdigest()

@@ -119,6 +119,24 @@ def test_retrained_relabels_from_a_model_that_never_saw_the_flagged_labels(cli, 
     assert "--unsure is one of remove, keep" in cli.error("correct", noisy_run, "-c", "knn", "--unsure", "maybe")
 
 
+def test_an_interrupted_relabeling_resumes_to_the_same_proposals(noisy_run, tmp_path):
+    import shutil
+
+    from conftest import interrupted_in_epoch
+    from noisyctl.relabel import held_out_probabilities
+
+    run_path = tmp_path / "run.h5"
+    shutil.copy(noisy_run, run_path)
+    with RunFile(run_path) as run:
+        held = run.scores()["gmm-loss"] > np.quantile(run.scores()["gmm-loss"], 0.7)
+        whole = held_out_probabilities(run, held)
+        with interrupted_in_epoch(5), pytest.raises(KeyboardInterrupt):
+            held_out_probabilities(run, held)
+        assert (tmp_path / "run.h5.held-out.ckpt" / "state.pt").exists()
+        resumed = held_out_probabilities(run, held)
+    assert np.array_equal(whole, resumed) and not (tmp_path / "run.h5.held-out.ckpt").exists()
+
+
 def test_correctors_say_what_a_run_lacks(cli, tmp_path):
     cli("synth", "-o", tmp_path / "l.h5")
     cli("train", "-l", tmp_path / "l.h5", "-e", "1", "-q", "--no-record-features", "--no-record-probs",

@@ -536,6 +536,9 @@ class Recorder:
                 assemble_run(self.path, self.labels, self.checkpoints, self.epochs_done, self._attrs(), extra)
                 if not keep_checkpoints:
                     self.checkpoints.discard()
+            # Every rank returns once the file exists; a rank that went on to tear down its process
+            # group while rank 0 still wrote would abort gloo.
+            self.dist.barrier()
         finally:
             self._closed = True
             self._release()
