@@ -101,7 +101,7 @@ def test_retrained_relabels_from_a_model_that_never_saw_the_flagged_labels(cli, 
     result = cli.json("correct", noisy_run, "-c", "retrained", "-d", "gmm-loss", "--apply", "--unsure", "keep",
                       "-o", out, "--export", tmp_path / "review.csv")
     decided, applied = result["decided"], result["applied"]
-    assert sum(decided.values()) == result["flagged"] and result["min_confidence"] == 0.8
+    assert sum(decided.values()) == result["flagged"] and result["min_confidence"] == 0.9
     with RunFile(noisy_run) as run:
         given, truth = run.given_labels, run.labels.true_labels
     labels = read_labels(out)
@@ -113,7 +113,7 @@ def test_retrained_relabels_from_a_model_that_never_saw_the_flagged_labels(cli, 
     assert (changed & (given == truth)).sum() <= 0.02 * (given == truth).sum()
     with open(tmp_path / "review.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == decided["review"] and all(float(r["confidence"]) < 0.8 for r in rows)
+    assert len(rows) == decided["review"] and all(float(r["confidence"]) < 0.9 for r in rows)
     removed = cli.json("correct", noisy_run, "-c", "retrained", "-d", "gmm-loss", "--apply", "-o", tmp_path / "r2.h5")
     assert read_labels(tmp_path / "r2.h5").removed.sum() == removed["decided"]["review"] == removed["applied"]["removed"]
     assert "--unsure is one of remove, keep" in cli.error("correct", noisy_run, "-c", "knn", "--unsure", "maybe")

@@ -40,7 +40,7 @@ def correct(
                                       "the detector's own decision.", show_default=False),
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Proposals below this "
                                                    "confidence are 'not sure' and left for review (default: the "
-                                                   "corrector's own, 0.8 for retrained, 0 for the others).",
+                                                   "corrector's own, 0.9 for retrained, 0 for the others).",
                                                    show_default=False),
     apply: bool = typer.Option(False, "--apply", help="Write a labels file with the flagged samples relabeled "
                                "where the corrector is sure."),

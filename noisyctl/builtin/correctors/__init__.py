@@ -79,9 +79,9 @@ class RetrainedCorrector(Corrector):
     flagged samples, then asked about them. Its confidence is that model's probability; under
     ``min_confidence`` a proposal is left for review."""
 
-    min_confidence = 0.8
+    min_confidence = 0.9
 
-    def __init__(self, min_confidence: float = 0.8) -> None:
+    def __init__(self, min_confidence: float = 0.9) -> None:
         self.min_confidence = float(min_confidence)
         if not 0.0 <= self.min_confidence <= 1.0:
             raise NoisyctlError(f"retrained: min_confidence must lie in [0, 1], not {min_confidence}")
