@@ -64,10 +64,10 @@ class Registration:
         except TypeError as exc:
             raise NoisyctlError(f"{self.kind} '{self.name}' does not take options {sorted(options)}: {exc}") from None
 
-    def guarded(self, call, *args: Any) -> Any:
+    def guarded(self, call, *args: Any, **kwargs: Any) -> Any:
         """Run plugin code; anything it raises but a NoisyctlError is reported as this plugin's failure."""
         try:
-            return call(*args)
+            return call(*args, **kwargs)
         except NoisyctlError:
             raise
         except Exception as exc:

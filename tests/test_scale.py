@@ -28,7 +28,8 @@ def test_dry_run_refuses_what_train_would_refuse(cli, tmp_path):
     for extra, message in ((["--strategy", "reweight"], "needs trusted samples"),
                            (["--aum-threshold-set", "1", "--strategy", "self-learning"], "standard strategy only"),
                            (["--trusted", tmp_path / "missing.h5", "--strategy", "reweight"], "missing.h5"),
-                           (["--folds", "1"], "folds must be 0 (none) or at least 2")):
+                           (["--folds", "1"], "folds must be 0 (none) or at least 2"),
+                           (["-m", "mlp", "-M", "hidden=x"], "model 'mlp' from plugin 'models'")):
         for dry in ([], ["--dry-run"]):
             line = cli.error("train", "-l", tmp_path / "l.h5", "-e", "1", "-q", "-o", tmp_path / "r.h5", *extra, *dry)
             assert message in line, (extra, dry, line)

@@ -61,10 +61,7 @@ def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0
     spec = ModelSpec(name=options.model, num_classes=data.num_classes + extra_classes,
                      input_shape=tuple(data.input_shape), input_kind=data.kind,
                      weights=Path(options.weights) if options.weights else None, options=dict(options.model_options))
-    try:
-        model = registration.obj(spec)
-    except TypeError as exc:
-        raise NoisyctlError(f"model '{options.model}': {exc}") from None
+    model = registration.guarded(registration.obj, spec)
     if spec.weights is not None:
         load_local_weights(model, spec.weights)
     return model, registration
