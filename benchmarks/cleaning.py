@@ -28,6 +28,8 @@ import json
 import tempfile
 from pathlib import Path
 
+import h5py
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
@@ -54,9 +56,6 @@ def noisyctl(*args) -> dict:
 def judged(correction: dict) -> str:
     """Of the truly mislabeled samples a corrector relabeled, the share set right; of the right
     labels, the share it broke (relabeled to something else)."""
-    import h5py
-    import numpy as np
-
     with h5py.File(correction["source"]) as h5:
         given, truth = h5["samples/given_label"][:], h5["samples/true_label"][:]
     with h5py.File(correction["applied"]["out"]) as h5:

@@ -178,8 +178,8 @@ def main() -> None:
         for name, run in variants.items():
             times[name].append(timed(lambda: run(epoch)))
     median = {name: statistics.median(values) for name, values in times.items()}
-    plain_recorder.__exit__(KeyboardInterrupt, None, None)  # nothing to write
-    trainer_recorder.__exit__(KeyboardInterrupt, None, None)
+    plain_recorder.abandon()  # nothing to write
+    trainer_recorder.abandon()
     shutil.rmtree(folder, ignore_errors=True)
 
     table = Table(title=f"{args.model} on digits x{args.times} ({len(data.train):,} samples), batch "

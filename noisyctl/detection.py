@@ -121,19 +121,22 @@ def suggested_labels(run: RunFile) -> np.ndarray | None:
     return suggestions
 
 
+def loss_read(run: RunFile) -> str:
+    """Which loss the estimate reads: the training loss, else (eval passes only) the eval-mode loss."""
+    return "training loss" if run.has_channel("train_loss") else "eval-mode loss" if run.has_channel("eval_loss") else ""
+
+
 def mean_loss(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray | None, str]:
-    """Each sample's mean training loss (the ``loss`` detector's score), NaN where not judged, and
-    which loss it is; the mean eval-mode loss for a run imported with eval passes only; None when
-    the run recorded neither."""
-    for outcome in outcomes:
-        if outcome.name == "loss":
-            return outcome.result.scores, "training loss"
-    if run.has_channel("train_loss"):
-        return run_detector(run, "loss").result.scores, "training loss"
-    if run.has_channel("eval_loss"):
+    """Each sample's mean loss of ``loss_read`` (the ``loss`` detector's score), NaN where not judged,
+    and which loss it is; None when the run recorded neither."""
+    kind = loss_read(run)
+    if kind == "training loss":
+        done = next((o for o in outcomes if o.name == "loss"), None)
+        return (done or run_detector(run, "loss")).result.scores, kind
+    if kind:
         means = [block["eval_loss"].mean(axis=1, dtype=np.float64) for _, block in run.iter_blocks(("eval_loss",))]
-        return np.concatenate(means), "eval-mode loss"
-    return None, ""
+        return np.concatenate(means), kind
+    return None, kind
 
 
 def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str, np.ndarray, NoiseRateEstimate | None]:
@@ -168,7 +171,7 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None}
     if estimate is not None:
         read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
-                "method": f"{estimate.method} on mean {mean_loss(run, outcomes)[1]}", "evidence": estimate.evidence}
+                "method": f"{estimate.method} on mean {loss_read(run)}", "evidence": estimate.evidence}
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
         "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,

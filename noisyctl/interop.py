@@ -140,9 +140,17 @@ def import_dynamics(source: Path, out: Path, *, format: str = "auto", labels: Pa
 
 
 def _sniff(source: Path) -> str:
+    """By the file's name and, for an .npz, the names of its arrays (read from its index only)."""
     if source.suffix.lower() == ".csv":
         return "aum"
-    return "jia" if {"td", "labels"} <= set(_read_arrays(source)) else "arrays"
+    if source.suffix.lower() != ".npz":
+        return "arrays"
+    try:
+        with np.load(source, allow_pickle=False) as loaded:
+            names = set(loaded.files)
+    except (OSError, ValueError, EOFError):
+        return "arrays"  # unreadable: the arrays reader says so in its own words
+    return "jia" if {"td", "labels"} <= names else "arrays"
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:

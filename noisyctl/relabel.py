@@ -26,6 +26,7 @@ def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
 
     from noisyctl.data import check_labels_match, load_dataset
     from noisyctl.training import Checkpoints, SubsetSampleSet, Trainer, options_from_run
+    from noisyctl.training.options import for_predicting
 
     held = np.asarray(held, dtype=bool)
     if held.shape != (run.num_samples,):
@@ -39,9 +40,7 @@ def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
     data = load_dataset(labels.dataset)
     check_labels_match(labels, data, str(run.path))
     kept = np.flatnonzero(~held)
-    # Plain training on the kept samples: nothing recorded, the run's model, schedule and seed.
-    options = replace(options, record_eval=False, record_probs=False, record_features=False, folds=0,
-                      aum_threshold_set=0, true_labels=False, strategy="standard", strategy_options={}, trusted=None)
+    options = for_predicting(options)
     trainer = Trainer(labels.subset(kept), replace(data, train=SubsetSampleSet(data.train, kept), test=None), options)
     # Checkpointed beside the run after every epoch: an interrupted relabeling resumes (same held-out
     # samples and options only), and the folder goes once the probabilities are computed.
@@ -64,10 +63,8 @@ def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
 
 
 def _fingerprint(held: np.ndarray, options) -> str:
-    import hashlib
-    import json
-    from dataclasses import asdict
+    from noisyctl.training.options import options_digest
 
-    digest = hashlib.sha256(np.packbits(held).tobytes())
-    digest.update(json.dumps(asdict(options), sort_keys=True, default=str).encode())
+    digest = options_digest(options)
+    digest.update(np.packbits(held).tobytes())
     return digest.hexdigest()

@@ -91,16 +91,8 @@ class RecordDynamics(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.record_eval:
-            import torch
-
             loader = self.eval_dataloader if self.eval_dataloader is not None else trainer.train_dataloader
-            was_training = pl_module.training
-            pl_module.eval()
-            with torch.no_grad():
-                for batch in loader:
-                    inputs, indices = _split(batch)
-                    self.recorder.record_eval(indices, pl_module(inputs.to(pl_module.device)))
-            pl_module.train(was_training)
+            self.recorder.evaluate(pl_module, loader, device=pl_module.device, unpack=_split)
         self.recorder.end_epoch()
 
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -109,4 +101,4 @@ class RecordDynamics(Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self.recorder is not None:  # the sealed epochs stay in PATH.ckpt/
-            self.recorder.__exit__(type(exception), exception, None)
+            self.recorder.abandon()

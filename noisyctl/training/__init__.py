@@ -12,10 +12,10 @@
 
 from noisyctl.training.checkpoints import Checkpoints, assemble_run
 from noisyctl.training.folds import out_of_fold_probabilities
-from noisyctl.training.loop import (SubsetSampleSet, Trainer, build_model, load_trusted, penultimate_layer,
+from noisyctl.training.loop import (SubsetSampleSet, Trainer, build_model, load_trusted,
                                     threshold_samples, training_labels)
 from noisyctl.training.options import TrainOptions, options_from_run, projected_size
-from noisyctl.training.recorder import Recorder, margins
+from noisyctl.training.recorder import Recorder, margins, penultimate_layer
 from noisyctl.training.run import TrainingProgress, dry_run, train
 
 __all__ = ["Checkpoints", "assemble_run", "out_of_fold_probabilities", "SubsetSampleSet", "Trainer", "build_model",

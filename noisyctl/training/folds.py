@@ -11,7 +11,7 @@ from noisyctl.api import DatasetData
 from noisyctl.store import Labels
 from noisyctl.training.checkpoints import Checkpoints
 from noisyctl.training.loop import SubsetSampleSet, Trainer
-from noisyctl.training.options import TrainOptions
+from noisyctl.training.options import TrainOptions, for_predicting
 
 
 def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainOptions, checkpoints: Checkpoints,
@@ -30,9 +30,7 @@ def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainO
     else:
         splitter = KFold(n_splits=k, shuffle=True, random_state=options.seed)
     probabilities = np.zeros((n, data.num_classes), dtype=np.float32)
-    # Fold models only predict: plain training, nothing recorded.
-    fold_options = replace(options, record_eval=False, record_probs=False, record_features=False, folds=0,
-                           aum_threshold_set=0, strategy="standard", strategy_options={}, trusted=None)
+    fold_options = for_predicting(options)
     for fold, (fit, held) in enumerate(splitter.split(np.zeros(n), labels.given_labels)):
         saved = checkpoints.array_path(f"fold_{fold:02d}")
         if saved.exists():

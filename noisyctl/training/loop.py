@@ -21,7 +21,7 @@ from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import Labels
 from noisyctl.training.options import TrainOptions
-from noisyctl.training.recorder import Recorder
+from noisyctl.training.recorder import Recorder, penultimate_layer
 from noisyctl.weights import load_local_weights
 
 
@@ -65,18 +65,6 @@ def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0
     if spec.weights is not None:
         load_local_weights(model, spec.weights)
     return model, registration
-
-
-def penultimate_layer(model):
-    """The model's last linear layer, whose input is the penultimate-layer feature vector (torchvision's
-    fc, timm's head.fc, the built-ins' classifier), or None when it has none."""
-    from torch import nn
-
-    last = None
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            last = module
-    return last
 
 
 def build_strategy(options: TrainOptions):
@@ -185,7 +173,7 @@ class Trainer:
             try:
                 self.load(recorder.resumed_state)
             except BaseException:
-                recorder.__exit__(RuntimeError, None, None)
+                recorder.abandon()
                 raise
         return recorder
 

@@ -97,6 +97,24 @@ class TrainOptions:
         return self.lr
 
 
+def options_digest(options: TrainOptions) -> "hashlib._Hash":
+    """A running hash of every option: what a checkpoint made with them must match to be resumed."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    return hashlib.sha256(json.dumps(asdict(options), sort_keys=True, default=str).encode())
+
+
+def for_predicting(options: TrainOptions) -> TrainOptions:
+    """The options of a model trained only to predict (fold models, a relabeling model): the same
+    model, schedule and seed, nothing recorded, the standard strategy on the labels as given."""
+    from dataclasses import replace
+
+    return replace(options, record_eval=False, record_probs=False, record_features=False, folds=0,
+                   aum_threshold_set=0, true_labels=False, strategy="standard", strategy_options={}, trusted=None)
+
+
 def options_from_run(run) -> TrainOptions:
     """The training options a run file records (to retrain the same way); unknown keys are ignored."""
     if run.recorded_by:

@@ -39,6 +39,19 @@ def margins(logits, labels):
     return assigned - best_other
 
 
+def penultimate_layer(model):
+    """The model's last linear layer, whose input is the penultimate-layer feature vector (torchvision's
+    fc, timm's head.fc, the built-ins' classifier), or None when it has none."""
+    from torch import nn
+
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return last
+
+
+
 class Recorder:
     """Record each training sample's loss, margin and eval-mode predictions, epoch by epoch, from your
     own training loop, into a noisyctl run file that ``detect``, ``report``, ``prune``, ``correct``
@@ -151,9 +164,7 @@ class Recorder:
         self._late_count = 0
         self._clock = time.perf_counter()
         if self.dist.is_main:
-            from noisyctl.fileio import exclusive
-
-            self._exits.enter_context(exclusive(self.checkpoints.folder / "lock", f"training into {self.path}"))
+            self._lock()
         try:
             self._start(resume, restart)
         except BaseException:
@@ -162,6 +173,12 @@ class Recorder:
 
     # --- starting and resuming ----------------------------------------------------------------------
 
+    def _lock(self) -> None:
+        """The same lock as ``train``'s: a second process recording into this path is refused."""
+        from noisyctl.fileio import exclusive
+
+        self._exits.enter_context(exclusive(self.checkpoints.folder / "lock", f"training into {self.path}"))
+
     def _start(self, resume: bool | None, restart: bool) -> None:
         exists = self.checkpoints.exists()
         if exists and restart:
@@ -169,9 +186,7 @@ class Recorder:
             if self.dist.is_main:
                 self.checkpoints.discard()
                 self._exits.close()  # the lock went with the folder: take a new one
-                from noisyctl.fileio import exclusive
-
-                self._exits.enter_context(exclusive(self.checkpoints.folder / "lock", f"training into {self.path}"))
+                self._lock()
             return
         if not exists:
             if resume:
@@ -338,14 +353,14 @@ class Recorder:
                     self._features = torch.zeros((self.num_samples + 1, features.shape[1]), device=self._device)
                 self._features[index] = features
 
-    def evaluate(self, model, loader: Iterable, *, device=None, features: bool = False) -> None:
+    def evaluate(self, model, loader: Iterable, *, device=None, features: bool = False, unpack=None) -> None:
         """Run ``model`` in eval mode over ``loader`` and :meth:`record_eval` the outputs.
 
         Each batch of ``loader`` is ``(inputs, ..., indices)``: the inputs first, the dataset indices
-        last. With ``features``, the input of the model's last ``nn.Linear`` is recorded too.
+        last (``unpack(batch) -> (inputs, indices)`` for other layouts). With ``features``, the input
+        of the model's last ``nn.Linear`` is recorded too.
         """
         import torch
-        from torch import nn
 
         device = device if device is not None else next(model.parameters()).device
         was_training = model.training
@@ -353,14 +368,14 @@ class Recorder:
         caught: list = []
         hook = None
         if features:
-            head = [m for m in model.modules() if isinstance(m, nn.Linear)]
-            if not head:
+            head = penultimate_layer(model)
+            if head is None:
                 raise NoisyctlError("Recorder.evaluate: the model has no nn.Linear layer to take features from")
-            hook = head[-1].register_forward_hook(lambda module, args, output: caught.append(args[0]))
+            hook = head.register_forward_hook(lambda module, args, output: caught.append(args[0]))
         try:
             with torch.no_grad():
                 for batch in loader:
-                    inputs, indices = batch[0], batch[-1]
+                    inputs, indices = unpack(batch) if unpack is not None else (batch[0], batch[-1])
                     caught.clear()
                     logits = model(inputs.to(device, non_blocking=True))
                     self.record_eval(indices, logits, caught[-1] if caught else None)
@@ -561,13 +576,17 @@ class Recorder:
     def __enter__(self) -> "Recorder":
         return self
 
+    def abandon(self) -> None:
+        """Stop without writing the run file (the loop failed): the sealed epochs stay in PATH.ckpt/
+        to resume, and the lock is released."""
+        self._closed = True
+        self._release()
+
     def __exit__(self, kind, value, traceback) -> None:
-        # On an error the sealed epochs stay in PATH.ckpt/ to resume; no run file is written.
         if kind is None:
             self.close()
         else:
-            self._closed = True
-            self._release()
+            self.abandon()
 
 
 def _label_array(values: Any, what: str) -> np.ndarray:

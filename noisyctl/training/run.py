@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +14,7 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.store import Labels
 from noisyctl.training.folds import out_of_fold_probabilities
 from noisyctl.training.loop import Trainer, build_model, build_strategy, load_trusted, penultimate_layer, training_labels
-from noisyctl.training.options import TrainOptions, projected_size
+from noisyctl.training.options import TrainOptions, options_digest, projected_size
 from noisyctl.training.recorder import NonFiniteLoss
 
 
@@ -100,7 +98,7 @@ def _keep_finished(recorder, out: Path, epoch: int, reason: str) -> None:
 def _fingerprint(options: TrainOptions, world: int = 1) -> str:
     """What a checkpoint must match to be resumed besides the labels: the options and (under
     torchrun) the number of processes, which decides each epoch's order."""
-    digest = hashlib.sha256(json.dumps(asdict(options), sort_keys=True, default=str).encode())
+    digest = options_digest(options)
     if world > 1:
         digest.update(f"world={world}".encode())
     return digest.hexdigest()

@@ -16,6 +16,7 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
 from noisyctl.builtin.datasets.common import reject_options, require_root
+from noisyctl.builtin.datasets.generated import _with_test
 
 
 class TextSampleSet(SampleSet):
@@ -237,7 +238,7 @@ def load_tickets(root=None, samples: int | str = 2000, seed: int | str = 0, test
     samples = _positive(samples, "samples", "tickets")
     max_bytes = _positive(max_bytes, "max_bytes", "tickets")
     fraction = _fraction(test_fraction, "tickets")
-    total = samples + int(round(samples * fraction / (1 - fraction)))
+    total = _with_test(samples, fraction)
     rng = np.random.default_rng(int(seed))
     names = list(TICKET_TOPICS)
     labels = rng.integers(len(names), size=total)

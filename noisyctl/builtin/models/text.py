@@ -8,18 +8,9 @@ import zlib
 from pathlib import Path
 
 from noisyctl.api import ModelSpec, NoisyctlError, decode_texts
+from noisyctl.builtin.models.small import _options
 
 WORD = re.compile(r"\w+")
-
-
-def _options(spec: ModelSpec, model: str, known: dict) -> dict:
-    unknown = set(spec.options) - set(known)
-    if unknown:
-        raise NoisyctlError(f"{model} takes no option {', '.join(sorted(unknown))}; it knows {', '.join(known)}")
-    try:
-        return {k: type(v)(spec.options.get(k, v)) for k, v in known.items()}
-    except (TypeError, ValueError):
-        raise NoisyctlError(f"{model}: options {', '.join(known)} are integers") from None
 
 
 def _text_only(spec: ModelSpec, model: str) -> None:
