@@ -9,11 +9,12 @@ one, on any device.
 from __future__ import annotations
 
 import math
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from noisyctl.errors import NoisyctlError
+
+if TYPE_CHECKING:  # torch is imported by whoever holds a batch; commands that never train skip it
+    import torch
 
 PRESETS = {
     "none": "no augmentation",
@@ -30,6 +31,9 @@ def check_preset(name: str) -> str:
 
 
 def _crop(x: torch.Tensor) -> torch.Tensor:
+    import torch
+    import torch.nn.functional as F
+
     n, c, h, w = x.shape
     pad = max(1, round(min(h, w) / 8))
     padded = F.pad(x, (pad, pad, pad, pad))
@@ -43,12 +47,17 @@ def _crop(x: torch.Tensor) -> torch.Tensor:
 
 
 def _flip(x: torch.Tensor) -> torch.Tensor:
+    import torch
+
     flip = (torch.rand(x.shape[0]) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def _resized_crop(x: torch.Tensor) -> torch.Tensor:
     """RandomResizedCrop and horizontal flip for a whole batch, as one affine resampling."""
+    import torch
+    import torch.nn.functional as F
+
     n = x.shape[0]
     area = torch.empty(n).uniform_(0.08, 1.0)
     log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def ranking(scores: np.ndarray) -> np.ndarray:
@@ -25,6 +24,8 @@ def detection_metrics(is_noisy: np.ndarray, scores: np.ndarray, flagged: np.ndar
 
     Samples scored NaN were not judged (AUM threshold samples) and are left out.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score  # a second of start-up
+
     scores = np.asarray(scores, dtype=np.float64)
     judged = ~np.isnan(scores)
     is_noisy = np.asarray(is_noisy, dtype=bool)[judged]
