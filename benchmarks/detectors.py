@@ -104,7 +104,7 @@ def score_setting(name, dataset_options, noise, rate, train_options, seed, detec
         truth = labels.is_noisy
         with RunFile(folder / "run.h5") as run:
             for detector in detectors:
-                if not all(run.has_channel(c) for c in make_detector(detector, {})[0].channels):
+                if run.lacking(make_detector(detector, {})[0].reads):
                     continue  # reweight scores only runs trained with that strategy
                 outcome = run_detector(run, detector)
                 rows.append((f"noisyctl {detector}", outcome.metrics, outcome.seconds))

@@ -107,13 +107,13 @@ class DatasetData:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model factory is asked to build."""
+    """What a model factory is asked to build: ``factory(spec, **options)``, with the user's
+    ``-M KEY=VALUE`` options as keyword arguments."""
 
     name: str  # as the user wrote it, e.g. "timm:resnet18"
     num_classes: int
     input_shape: tuple[int, ...]  # (channels, height, width), (features,) or (max_bytes,) of text
     weights: Path | None = None  # pretrained weights from a local file, never a hub
-    options: dict[str, Any] = field(default_factory=dict)
     input_kind: str = "image"  # image, features or text (DatasetData.kind)
 
     @property
@@ -196,8 +196,17 @@ class Dynamics(Protocol):
 
     def has_channel(self, name: str) -> bool: ...
 
+    def has(self, item: str) -> bool:
+        """Whether the run holds ``item`` of a plugin's ``reads`` (a channel, ``probabilities``, ``features``)."""
+        ...
+
     def probabilities(self, name: str) -> np.ndarray | None:
         """``late_mean`` (in-sample) or ``out_of_fold`` class probabilities [N x C], when recorded."""
+        ...
+
+    def best_probabilities(self) -> tuple[np.ndarray, str] | None:
+        """Class probabilities [N x C] (float64, clipped away from 0, rows summing to 1) and their
+        source, ``out_of_fold`` when recorded, else ``late_mean``; None when neither was."""
         ...
 
     def features(self, name: str = "penultimate") -> np.ndarray | None:
@@ -231,10 +240,11 @@ class DetectorResult:
 
 
 class Detector(ABC):
-    """A noise detector. ``channels`` lists the dynamics it reads."""
+    """A noise detector. ``reads`` names what it reads of a run: dynamics channels (``train_loss``,
+    ``eval_prob``, ...), ``probabilities`` or ``features``; the core checks a run has them first."""
 
     description: str = ""
-    channels: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
 
     @abstractmethod
     def score(self, dynamics: Dynamics) -> DetectorResult:
@@ -242,7 +252,8 @@ class Detector(ABC):
 
 
 class BlockDetector(Detector):
-    """A detector whose score of a sample depends on that sample alone.
+    """A detector whose score of a sample depends on that sample alone. Its ``reads`` are dynamics
+    channels only.
 
     The core streams the file in blocks of samples, so memory stays flat.
     """
@@ -253,7 +264,7 @@ class BlockDetector(Detector):
 
     def score(self, dynamics: Dynamics) -> DetectorResult:
         scores = np.empty(dynamics.num_samples, dtype=np.float64)
-        for where, block in dynamics.iter_blocks(self.channels):
+        for where, block in dynamics.iter_blocks(self.reads):
             scores[where] = self.score_block(block)
         return DetectorResult(scores)
 
@@ -271,8 +282,9 @@ class Correction:
 
 
 class Corrector(ABC):
-    """Proposes labels from a run file. ``needs`` names what it reads: ``features`` (penultimate-layer
-    features) or ``probabilities`` (late-epoch or out-of-fold class probabilities).
+    """Proposes labels from a run file. ``reads`` names what it reads, as a detector's does:
+    ``features`` (penultimate-layer features), ``probabilities`` (late-epoch or out-of-fold class
+    probabilities) or dynamics channels.
 
     ``propose(run)`` returns a label and a confidence for every sample. A corrector that needs to
     know which samples the correction will apply to (the detector's decision) declares a second
@@ -281,7 +293,7 @@ class Corrector(ABC):
     """
 
     description: str = ""
-    needs: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
     min_confidence: float = 0.0
 
     @abstractmethod

@@ -38,14 +38,10 @@ def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None
     import inspect
 
     registration = plugins.get("corrector", name)
-    corrector: Corrector = registration.create(**(options or {}))
-    if "features" in corrector.needs and run.features() is None:
-        raise NoisyctlError(f"corrector '{name}' needs penultimate features, which {run.path} lacks (train "
-                            f"records them when they fit in 1 GiB, or with --record-features)")
-    if "probabilities" in corrector.needs and run.probabilities("late_mean") is None \
-            and run.probabilities("out_of_fold") is None:
-        raise NoisyctlError(f"corrector '{name}' needs class probabilities, which {run.path} lacks (train "
-                            f"--record-probs or --folds K)")
+    corrector: Corrector = registration.call(options=options)
+    lacking = run.lacking(corrector.reads)
+    if lacking:
+        raise NoisyctlError(f"corrector '{name}' needs {lacking}")
     started = time.perf_counter()
     wants_flags = len(inspect.signature(corrector.propose).parameters) >= 2
     arguments = (run, np.zeros(run.num_samples, dtype=bool) if flagged is None else flagged) if wants_flags else (run,)

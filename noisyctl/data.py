@@ -38,7 +38,7 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
 def load_dataset(spec: dict[str, Any]) -> DatasetData:
     registration = plugins.get("dataset", spec["name"])
     # A loader's own failure (a bad option value included) names the plugin, never "internal error".
-    data = registration.guarded(registration.obj, spec.get("root"), **(spec.get("options") or {}))
+    data = registration.call(spec.get("root"), options=spec.get("options"))
     if len(data.train) == 0:
         raise NoisyctlError(f"dataset '{spec['name']}' has no training samples")
     for subset in (data.train, data.test):

@@ -34,7 +34,7 @@ class Outcome:
 
 def make_detector(name: str, options: dict[str, Any]) -> tuple[Detector, Any]:
     registration = plugins.get("detector", name)
-    return registration.create(**options), registration
+    return registration.call(options=options), registration
 
 
 # When a run (imported from another tool) has the dynamics of none of the defaults.
@@ -47,14 +47,14 @@ def default_detectors(run: RunFile) -> tuple[list[str], dict[str, str]]:
     fallbacks that can."""
     chosen, skipped = [], {}
     for name in DEFAULT_DETECTORS:
-        missing = [c for c in make_detector(name, {})[0].channels if not run.has_channel(c)]
-        if missing:
-            skipped[name] = f"needs {run.missing_channel(missing[0])}"
+        lacking = run.lacking(make_detector(name, {})[0].reads)
+        if lacking:
+            skipped[name] = f"needs {lacking}"
         else:
             chosen.append(name)
     if not chosen:
         chosen = [name for name in FALLBACK_DETECTORS
-                  if all(run.has_channel(c) for c in make_detector(name, {})[0].channels)]
+                  if run.lacking(make_detector(name, {})[0].reads) is None]
     if not chosen:
         raise NoisyctlError(f"{run.path} holds none of the dynamics noisyctl's detectors read "
                             f"({'; '.join(f'{k} {v}' for k, v in skipped.items())})")
@@ -64,9 +64,9 @@ def default_detectors(run: RunFile) -> tuple[list[str], dict[str, str]]:
 def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None) -> Outcome:
     options = options or {}
     detector, registration = make_detector(name, options)
-    missing = [c for c in detector.channels if not run.has_channel(c)]
-    if missing:
-        raise NoisyctlError(f"detector '{name}' needs {run.missing_channel(missing[0])}")
+    lacking = run.lacking(detector.reads)
+    if lacking:
+        raise NoisyctlError(f"detector '{name}' needs {lacking}")
     started = time.perf_counter()
     result = registration.guarded(detector.score, run)
     seconds = time.perf_counter() - started

@@ -395,13 +395,10 @@ def write_imported_run(out: Path, labels: Labels, channels: dict[str, np.ndarray
 
 def export_cleanlab(run: RunFile, out: Path) -> dict[str, Any]:
     """``labels``, ``pred_probs`` (as cleanlab's find_label_issues takes them) and ``ids`` in an .npz."""
-    source = "out_of_fold" if run.probabilities("out_of_fold") is not None else "late_mean"
-    probs = run.probabilities(source)
-    if probs is None:
-        raise NoisyctlError(f"{run.path} has no class probabilities to export (train --record-probs, or "
-                            f"--folds K for the out-of-sample ones cleanlab wants)")
-    probs = np.clip(probs.astype(np.float64), 1e-12, None)
-    probs /= probs.sum(axis=1, keepdims=True)
+    lacking = run.lacking(["probabilities"])
+    if lacking:
+        raise NoisyctlError(f"exporting for cleanlab needs {lacking}")
+    probs, source = run.best_probabilities()
     with atomic_output(out) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, labels=run.given_labels.astype(np.int64), pred_probs=probs.astype(np.float32),

@@ -1,27 +1,40 @@
 """The plugin manager and the registry of named components.
 
-Built-in plugins are entry points of the ``noisyctl`` distribution in the
-``noisyctl`` group, loaded exactly like third-party ones. Each entry point is
-imported on its own so that one broken plugin is a warning, not a dead CLI.
-Set ``NOISYCTL_DISABLE_PLUGIN_AUTOLOAD=1`` to load the built-ins only.
+Built-in plugins are the modules in ``BUILTIN_PLUGINS``, registered first and directly (as llm and
+datasette do), so a source tree runs without being installed and no stale install metadata can drop
+one. Third-party plugins are entry points in the ``noisyctl`` group, each imported on its own so
+that one broken plugin is a warning, not a dead CLI. Set ``NOISYCTL_DISABLE_PLUGIN_AUTOLOAD=1`` to
+load the built-ins only.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 import os
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Mapping
 
 import pluggy
+from pluggy import HookImpl
 
 from noisyctl import hookspecs
 from noisyctl.errors import NoisyctlError
 
 ENTRY_POINT_GROUP = "noisyctl"
 BUILTIN_DISTRIBUTION = "noisyctl"
+BUILTIN_PLUGINS = (
+    "noisyctl.builtin.datasets",
+    "noisyctl.builtin.models",
+    "noisyctl.builtin.noise",
+    "noisyctl.builtin.detectors",
+    "noisyctl.builtin.correctors",
+    "noisyctl.builtin.strategies",
+)
 DISABLE_AUTOLOAD_ENV = "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD"
 
 # kind -> the hook that registers it
@@ -57,12 +70,37 @@ class Registration:
     def provenance(self) -> str:
         return f"plugin '{self.plugin}' ({self.distribution} {self.version})"
 
-    def create(self, **options: Any) -> Any:
-        """An instance of a class-style plugin (detector, corrector, strategy) taking ``options``."""
+    def call(self, *args: Any, options: Mapping[str, Any] | None = None) -> Any:
+        """Run the plugin, ``obj(*args, **options)`` (for a class, its constructor): the one way
+        noisyctl calls every kind.
+
+        ``options`` (the user's ``-D``/``-M``/``-N``/``--detector-option``/... values) are bound
+        against the plugin's signature first, so an unknown or missing option is one line naming the
+        options it does take; anything raised inside the plugin names the plugin and its distribution.
+        A plugin with ``**options`` in its signature takes whatever it is given.
+        """
+        options = dict(options or {})
+        self._check_options(len(args), options)
+        return self.guarded(self.obj, *args, **options)
+
+    def _check_options(self, positional: int, options: dict[str, Any]) -> None:
         try:
-            return self.obj(**options)
-        except TypeError as exc:
-            raise NoisyctlError(f"{self.kind} '{self.name}' does not take options {sorted(options)}: {exc}") from None
+            signature = inspect.signature(self.obj)
+        except (TypeError, ValueError):
+            return  # no signature to read (a C callable): the call itself will tell
+        parameters = list(signature.parameters.values())[positional:]
+        if any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return
+        takes = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for option in options:
+            if option not in takes:
+                close = difflib.get_close_matches(option, takes, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise NoisyctlError(f"{self.kind} '{self.name}' takes no option '{option}'{hint}; "
+                                    f"it takes {', '.join(takes) or 'no options'}")
+        for p in parameters:
+            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in options:
+                raise NoisyctlError(f"{self.kind} '{self.name}' needs the option '{p.name}'")
 
     def guarded(self, call, *args: Any, **kwargs: Any) -> Any:
         """Run plugin code; anything it raises but a NoisyctlError is reported as this plugin's failure."""
@@ -124,19 +162,27 @@ def _autoload_disabled() -> bool:
     return os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _load_builtins(manager: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
+    from noisyctl import __version__
+
+    origins = {}
+    for module_name in BUILTIN_PLUGINS:
+        plugin_name = module_name.rsplit(".", 1)[-1]
+        manager.register(importlib.import_module(module_name), name=plugin_name)
+        origins[plugin_name] = (BUILTIN_DISTRIBUTION, __version__)
+    return origins
+
+
 def _load_entry_points(manager: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
     origins: dict[str, tuple[str, str]] = {}
-    skip_third_party = _autoload_disabled()
-    found = entry_points(group=ENTRY_POINT_GROUP)
-    # Built-ins first, so a clash names the built-in as the original.
-    ordered = sorted(found, key=lambda ep: (ep.dist is None or ep.dist.name != BUILTIN_DISTRIBUTION))
-    for ep in ordered:
+    if _autoload_disabled():
+        return origins
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist_name = ep.dist.name if ep.dist is not None else "unknown"
         dist_version = ep.dist.version if ep.dist is not None else "unknown"
-        builtin = dist_name == BUILTIN_DISTRIBUTION
-        if skip_third_party and not builtin:
-            continue
-        plugin_name = ep.name if builtin else f"{dist_name}:{ep.name}"
+        if dist_name == BUILTIN_DISTRIBUTION:
+            continue  # an older install of noisyctl itself, whose built-ins came in this way
+        plugin_name = f"{dist_name}:{ep.name}"
         if manager.has_plugin(plugin_name):
             continue  # the same distribution seen twice on sys.path
         try:
@@ -150,6 +196,12 @@ def _load_entry_points(manager: pluggy.PluginManager) -> dict[str, tuple[str, st
     return origins
 
 
+def call_hook(impl: HookImpl, **arguments: Any) -> Any:
+    """Call one implementation with only the arguments it declares, as pluggy's own hook calls do:
+    a hook's spec can grow without breaking the plugins written against it."""
+    return impl.function(*(arguments[name] for name in impl.argnames))
+
+
 def _collect(manager: pluggy.PluginManager, origins: dict[str, tuple[str, str]]) -> Registry:
     registry = Registry()
     for kind, hook_name in KIND_HOOKS.items():
@@ -161,7 +213,7 @@ def _collect(manager: pluggy.PluginManager, origins: dict[str, tuple[str, str]])
                 registry.add(Registration(_kind, name, obj, _plugin, _dist, _ver))
 
             try:
-                impl.function(register=register)
+                call_hook(impl, register=register)
             except NoisyctlError:
                 raise
             except Exception as exc:
@@ -174,10 +226,9 @@ def build(extra_plugins: tuple[object, ...] = ()) -> LoadedPlugins:
     """Load every plugin (entry points, then ``extra_plugins``) into a fresh registry."""
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
-    origins = _load_entry_points(manager)
-    if not any(dist == BUILTIN_DISTRIBUTION for dist, _ in origins.values()):
-        raise NoisyctlError("noisyctl's built-in plugins were not found: install the package "
-                            "(pip install -e .) rather than running it from a bare source tree")
+    # Built-ins first, so a clash names the built-in as the original.
+    origins = _load_builtins(manager)
+    origins.update(_load_entry_points(manager))
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", repr(plugin))
         manager.register(plugin, name=name)

@@ -16,7 +16,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import h5py
 import numpy as np
@@ -405,6 +405,19 @@ def write_labels_file(path: str | Path, labels: Labels, recipe: dict | None = No
         labels.write(h5)
 
 
+# What a plugin's ``reads`` may name besides dynamics channels, and which train option records what
+# a run may lack (imported runs get no hint: another tool recorded them).
+READABLE = {"probabilities": "class probabilities", "features": "penultimate features"}
+RECORDED_BY = {
+    "eval_*": "train records eval_* channels unless --no-record-eval",
+    "sample_weight": "train --strategy reweight records it",
+    "corrected_label": "train --strategy self-learning records it",
+    "probabilities": "train records them for at most 100 classes, or with --record-probs; --folds K for "
+                     "out-of-fold ones",
+    "features": "train records them when they fit in 1 GiB, or with --record-features",
+}
+
+
 class RunFile:
     """A run file opened for reading; implements :class:`noisyctl.api.Dynamics`."""
 
@@ -448,17 +461,39 @@ class RunFile:
     def has_channel(self, name: str) -> bool:
         return f"dynamics/{name}" in self._h5
 
-    def missing_channel(self, name: str) -> str:
-        """What to say about a channel this run lacks, and which train option records it."""
-        hints = {"sample_weight": " (train --strategy reweight records it)",
-                 "corrected_label": " (train --strategy self-learning records it)"}
-        hint = " (train records eval_* channels unless --no-record-eval)" if name.startswith("eval_") else ""
-        hint = "" if "imported_from" in self.training else hints.get(name, hint)
-        return f"the '{name}' dynamics, which {self.path} lacks{hint}"
+    def has(self, item: str) -> bool:
+        """Whether the run holds ``item`` of a plugin's ``reads``: a dynamics channel, ``probabilities``
+        (late-mean or out-of-fold) or ``features`` (penultimate)."""
+        if item == "probabilities":
+            return "probs/late_mean" in self._h5 or "probs/out_of_fold" in self._h5
+        if item == "features":
+            return "features/penultimate" in self._h5
+        return self.has_channel(item)
+
+    def lacking(self, reads: Iterable[str]) -> str | None:
+        """What the run lacks of ``reads``, and which train option records it; None when it has all."""
+        missing = next((item for item in reads if not self.has(item)), None)
+        if missing is None:
+            return None
+        what = READABLE.get(missing, f"the '{missing}' dynamics")
+        hint = RECORDED_BY.get("eval_*" if missing.startswith("eval_") else missing)
+        hint = f" ({hint})" if hint and "imported_from" not in self.training else ""
+        return f"{what}, which {self.path} lacks{hint}"
+
+    def best_probabilities(self) -> tuple[np.ndarray, str] | None:
+        """Class probabilities [N x C] (float64, clipped away from 0, rows summing to 1) and their
+        source: out-of-fold when the run recorded them (what cleanlab is designed for), else the
+        in-sample late-epoch mean. None when it recorded neither."""
+        for source in ("out_of_fold", "late_mean"):
+            probs = self.probabilities(source)
+            if probs is not None:
+                probs = np.clip(probs.astype(np.float64), 1e-12, None)
+                return probs / probs.sum(axis=1, keepdims=True), source
+        return None
 
     def _dataset(self, name: str) -> h5py.Dataset:
         if not self.has_channel(name):
-            raise NoisyctlError(f"reading needs {self.missing_channel(name)}")
+            raise NoisyctlError(f"reading needs {self.lacking([name])}")
         return self._h5[f"dynamics/{name}"]
 
     def _read(self, dataset: h5py.Dataset, selection: Any = ()) -> np.ndarray:

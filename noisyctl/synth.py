@@ -40,7 +40,7 @@ def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
     clean = data.train.labels.copy()
     context = NoiseContext(labels=clean.copy(), class_names=list(data.class_names),
                            rng=np.random.default_rng(seed), dataset=data)
-    noisy = registration.guarded(registration.obj, context, rate, **options)
+    noisy = registration.call(context, rate, options=options)
     noisy = np.asarray(noisy)
     if noisy.shape != clean.shape or not np.issubdtype(noisy.dtype, np.integer):
         raise NoisyctlError(f"noise '{noise}' ({registration.provenance()}) returned {noisy.shape} "

@@ -15,7 +15,7 @@ from noisyctl.api import BlockDetector, hookimpl
 
 class Broken(BlockDetector):
     """Raises when scoring."""
-    channels = ("train_loss",)
+    reads = ("train_loss",)
     def score_block(self, block):
         raise ZeroDivisionError("bad math")
 

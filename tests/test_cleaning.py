@@ -147,7 +147,7 @@ def test_correctors_say_what_a_run_lacks(cli, tmp_path):
     assert "needs penultimate features" in cli.error("correct", tmp_path / "r.h5", "-c", "knn")
     assert "needs class probabilities" in cli.error("correct", tmp_path / "r.h5", "-c", "consensus")
     assert "unknown corrector 'nope'" in cli.error("correct", tmp_path / "r.h5", "-c", "nope")
-    assert "does not take options" in cli.error("correct", tmp_path / "r.h5", "-c", "knn", "-C", "kk=3")
+    assert "takes no option 'kk' (did you mean 'k'?)" in cli.error("correct", tmp_path / "r.h5", "-c", "knn", "-C", "kk=3")
 
 
 def test_review_csv_round_trip_and_refused_rows(cli, noisy_run, tmp_path):

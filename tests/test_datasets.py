@@ -277,7 +277,9 @@ def test_generated_datasets_are_reproducible_by_seed(name, shape):
 
 
 def test_generated_datasets_check_their_options():
-    with pytest.raises(NoisyctlError, match="shapes takes no option colour"):
+    with pytest.raises(NoisyctlError, match="dataset 'shapes' takes no option 'colour'; it takes samples, size"):
         load("shapes", None, colour="red")
+    with pytest.raises(NoisyctlError, match="takes no option 'sample' \\(did you mean 'samples'\\?\\)"):
+        load("blobs", None, sample=10)
     with pytest.raises(NoisyctlError, match="test_fraction 1.0 is outside"):
         load("blobs", None, test_fraction=1.0)

@@ -85,7 +85,7 @@ def test_metrics_need_both_classes():
 class NeedsEvalPred(BlockDetector):
     """Test detector reading the eval-mode predictions."""
 
-    channels = ("eval_pred",)
+    reads = ("eval_pred",)
 
     def score_block(self, block):
         return (block["eval_pred"] != block["given_label"][:, None]).mean(axis=1)
@@ -138,7 +138,7 @@ class ArrayDynamics:
 
 
 def detector(name, **options):
-    return plugins.get("detector", name).obj(**options)
+    return plugins.get("detector", name).call(options=options)
 
 
 def test_forgetting_counts_right_then_wrong_and_puts_never_learned_first():

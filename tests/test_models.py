@@ -14,8 +14,8 @@ def digits():
 
 
 def build(name, **options):
-    spec = ModelSpec(name=name, num_classes=10, input_shape=(1, 8, 8), options=options)
-    return plugins.get("model", name).obj(spec)
+    spec = ModelSpec(name=name, num_classes=10, input_shape=(1, 8, 8))
+    return plugins.get("model", name).call(spec, options=options)
 
 
 IMAGE_MODELS = ["small-cnn", "lenet", "mlp", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
@@ -26,25 +26,25 @@ IMAGE_MODELS = ["small-cnn", "lenet", "mlp", "resnet20", "resnet32", "resnet44",
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (1, 28, 28)])
 def test_every_image_model_adapts_to_channels_and_size(name, shape):
     spec = ModelSpec(name=name, num_classes=7, input_shape=shape)
-    model = plugins.get("model", name).obj(spec).eval()
+    model = plugins.get("model", name).call(spec).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, *shape)).shape == (2, 7)
 
 
 def test_cifar_resnets_have_the_published_depth_and_size():
     spec = ModelSpec(name="resnet32", num_classes=10, input_shape=(3, 32, 32))
-    model = plugins.get("model", "resnet32").obj(spec)
+    model = plugins.get("model", "resnet32").call(spec)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) + 1 == 32  # 31 convolutions and the classifier
     assert 0.45e6 < sum(p.numel() for p in model.parameters()) < 0.48e6  # 0.46M in He et al. 2016
 
 
 def test_mlp_takes_feature_vectors_and_image_only_models_refuse_them():
-    spec = ModelSpec(name="mlp", num_classes=4, input_shape=(16,), options={"hidden": 8, "layers": 3})
-    assert plugins.get("model", "mlp").obj(spec)(torch.zeros(5, 16)).shape == (5, 4)
+    spec = ModelSpec(name="mlp", num_classes=4, input_shape=(16,))
+    assert plugins.get("model", "mlp").call(spec, options={"hidden": 8, "layers": 3})(torch.zeros(5, 16)).shape == (5, 4)
     for name in ("small-cnn", "resnet20", "lenet"):
         with pytest.raises(NoisyctlError, match="needs image inputs"):
-            plugins.get("model", name).obj(ModelSpec(name=name, num_classes=4, input_shape=(16,)))
+            plugins.get("model", name).call(ModelSpec(name=name, num_classes=4, input_shape=(16,)))
 
 
 def test_a_timm_model_trains_and_records(cli, tmp_path):

@@ -2,9 +2,11 @@
 
 import json
 
+import pluggy
 import pytest
 
 from noisyctl import plugins
+from noisyctl.api import BlockDetector, hookimpl
 from noisyctl.errors import NoisyctlError
 
 DETECTOR_PLUGIN = '''
@@ -12,7 +14,7 @@ from noisyctl.api import BlockDetector, hookimpl
 
 class Spread(BlockDetector):
     """Standard deviation of the training loss."""
-    channels = ("train_loss",)
+    reads = ("train_loss",)
     def score_block(self, block):
         return block["train_loss"].std(axis=1)
 
@@ -115,3 +117,58 @@ def test_a_plugin_can_add_a_command(cli, site):
         "    @app.command()\n    def hello():\n        '''Say hello.'''\n        print('hello from a plugin')\n")})
     assert cli("hello").stdout.strip() == "hello from a plugin"
     assert "Say hello" in cli("--help").stdout
+
+
+def test_builtins_load_without_any_entry_point_metadata(monkeypatch):
+    """Built-ins are registered from their modules: a source tree or stale install metadata still has every kind."""
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
+    plugins.reset()
+    try:
+        registry = plugins.registry()
+        for kind in plugins.KIND_HOOKS:
+            assert registry.names(kind), kind
+        assert {r.distribution for r in registry.all()} == {"noisyctl"}
+    finally:
+        plugins.reset()
+
+
+class _Grows:
+    """A hook implementation written against a smaller spec than the caller's."""
+
+    @hookimpl
+    def register_detectors(self, register):
+        register("grows", object)
+
+
+def test_a_hook_implementation_gets_only_the_arguments_it_declares():
+    manager = pluggy.PluginManager("noisyctl")
+    manager.register(_Grows())
+    seen = []
+    [impl] = manager.hook.register_detectors.get_hookimpls()
+    plugins.call_hook(impl, register=lambda name, obj: seen.append(name), added_later=1)
+    assert seen == ["grows"]
+
+
+class _Crashing(BlockDetector):
+    """Raises a TypeError of its own while it is built."""
+
+    reads = ("train_loss",)
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        len(threshold)  # a bug inside the plugin, not a wrong option
+
+    def score_block(self, block):
+        return block["train_loss"].mean(axis=1)
+
+
+def test_options_are_bound_before_the_call_and_a_plugins_own_error_names_it():
+    registration = plugins.Registration("detector", "crashing", _Crashing, "mine", "my-dist", "2.0")
+    with pytest.raises(NoisyctlError, match=r"detector 'crashing' takes no option 'treshold' "
+                                            r"\(did you mean 'threshold'\?\); it takes threshold"):
+        registration.call(options={"treshold": 1})
+    with pytest.raises(NoisyctlError, match=r"detector 'crashing' from plugin 'mine' \(my-dist 2.0\) failed: "
+                                            r"TypeError: object of type 'float' has no len"):
+        registration.call()
+    needs = plugins.Registration("noise", "needs", lambda context, rate, pairs: None, "mine", "my-dist", "2.0")
+    with pytest.raises(NoisyctlError, match="noise 'needs' needs the option 'pairs'"):
+        needs.call(None, 0.1)

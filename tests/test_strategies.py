@@ -121,7 +121,7 @@ def test_self_learning_with_soft_targets(noisy, tmp_path):
 
 def test_strategy_options_are_checked(cli, tmp_path):
     cli("synth", "-o", tmp_path / "l.h5")
-    assert "does not take options ['nope']" in cli.error("train", "-l", tmp_path / "l.h5", "-o", tmp_path / "r.h5",
+    assert "strategy 'self-learning' takes no option 'nope'" in cli.error("train", "-l", tmp_path / "l.h5", "-o", tmp_path / "r.h5",
                                                          "--strategy", "self-learning", "-S", "nope=1")
     assert "alpha must lie in [0, 1]" in cli.error("train", "-l", tmp_path / "l.h5", "-o", tmp_path / "r.h5",
                                                    "--strategy", "self-learning", "-S", "alpha=2")

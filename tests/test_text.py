@@ -78,10 +78,10 @@ def test_text_inputs_round_trip_and_models_refuse_what_they_cannot_read():
         "utf-8", errors="ignore")
     for name in ("small-cnn", "mlp"):
         with pytest.raises(NoisyctlError, match="cannot read text; use text-bag"):
-            plugins.get("model", name).obj(ModelSpec(name=name, num_classes=3, input_shape=(64,), input_kind="text"))
+            plugins.get("model", name).call(ModelSpec(name=name, num_classes=3, input_shape=(64,), input_kind="text"))
     with pytest.raises(NoisyctlError, match="text-bag reads text"):
-        plugins.get("model", "text-bag").obj(ModelSpec(name="text-bag", num_classes=3, input_shape=(1, 8, 8)))
-    model = plugins.get("model", "text-bag").obj(ModelSpec(name="text-bag", num_classes=3, input_shape=(64,),
-                                                          input_kind="text", options={"buckets": 64}))
+        plugins.get("model", "text-bag").call(ModelSpec(name="text-bag", num_classes=3, input_shape=(1, 8, 8)))
+    model = plugins.get("model", "text-bag").call(ModelSpec(name="text-bag", num_classes=3, input_shape=(64,),
+                                                          input_kind="text"), options={"buckets": 64})
     logits = model(torch.stack([encode_text("hello world", 64), encode_text("", 64)]))
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()

@@ -41,7 +41,7 @@ def create_app() -> typer.Typer:
     plugin_commands = typer.Typer()
     for impl in manager.hook.register_commands.get_hookimpls():
         try:
-            impl.function(app=plugin_commands)
+            plugins.call_hook(impl, app=plugin_commands)
         except Exception as exc:
             plugins.warn(f"plugin '{impl.plugin_name}' failed to add commands ({type(exc).__name__}: {exc})")
     app.add_typer(plugin_commands)

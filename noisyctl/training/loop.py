@@ -60,8 +60,8 @@ def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0
     registration = plugins.get("model", options.model)
     spec = ModelSpec(name=options.model, num_classes=data.num_classes + extra_classes,
                      input_shape=tuple(data.input_shape), input_kind=data.kind,
-                     weights=Path(options.weights) if options.weights else None, options=dict(options.model_options))
-    model = registration.guarded(registration.obj, spec)
+                     weights=Path(options.weights) if options.weights else None)
+    model = registration.call(spec, options=options.model_options)
     if spec.weights is not None:
         load_local_weights(model, spec.weights)
     return model, registration
@@ -69,7 +69,7 @@ def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0
 
 def build_strategy(options: TrainOptions):
     registration = plugins.get("strategy", options.strategy)
-    return registration.create(**options.strategy_options), registration
+    return registration.call(options=options.strategy_options), registration
 
 
 def training_batches(order: np.ndarray, batch_size: int) -> list[list[int]]:

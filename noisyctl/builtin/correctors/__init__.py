@@ -10,7 +10,7 @@ from noisyctl.api import Correction, Corrector, NoisyctlError, held_out_probabil
 class PrototypeCorrector(Corrector):
     """Deep Self-Learning's prototypes on penultimate features: the class whose prototypes a sample is most similar to."""
 
-    needs = ("features",)
+    reads = ("features",)
 
     def __init__(self, per_class: int = 1280, prototypes: int = 8, seed: int = 0) -> None:
         self.per_class, self.count, self.seed = int(per_class), int(prototypes), int(seed)
@@ -28,7 +28,7 @@ class PrototypeCorrector(Corrector):
 class ConsensusCorrector(Corrector):
     """The model's own late-epoch mean prediction (out-of-fold when recorded), when it is confident."""
 
-    needs = ("probabilities",)
+    reads = ("probabilities",)
 
     def __init__(self, min_confidence: float = 0.5) -> None:
         self.min_confidence = float(min_confidence)
@@ -36,8 +36,7 @@ class ConsensusCorrector(Corrector):
             raise NoisyctlError(f"consensus: min_confidence must lie in [0, 1], not {min_confidence}")
 
     def propose(self, run) -> Correction:
-        source = "out_of_fold" if run.probabilities("out_of_fold") is not None else "late_mean"
-        probs = run.probabilities(source)
+        probs, source = run.best_probabilities()
         best = probs.argmax(axis=1)
         confident = probs[np.arange(len(best)), best] >= self.min_confidence
         labels = np.where(confident, best, run.given_labels)
@@ -48,7 +47,7 @@ class ConsensusCorrector(Corrector):
 class KnnCorrector(Corrector):
     """A similarity-weighted vote of the k nearest neighbours' given labels in feature space (cosine)."""
 
-    needs = ("features",)
+    reads = ("features",)
 
     def __init__(self, k: int = 10) -> None:
         self.k = int(k)

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from noisyctl.builtin.datasets.common import ArraySampleSet, channels_first, check_labels, reject_options, require_root
+from noisyctl.builtin.datasets.common import ArraySampleSet, channels_first, check_labels, require_root
 
 X_KEYS = ("x", "images", "features")
 Y_KEYS = ("y", "labels", "targets")
-OPTIONS = ["x_key", "y_key"]
 
 
 def _pick(keys, wanted: str | None, candidates: tuple[str, ...], path: Path, what: str) -> str:
@@ -80,9 +79,8 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set) -> DatasetData:
                        default_augment="none" if len(shape) == 1 else "crop")
 
 
-def load_npz(root=None, x_key: str | None = None, y_key: str | None = None, **options) -> DatasetData:
+def load_npz(root=None, x_key: str | None = None, y_key: str | None = None) -> DatasetData:
     """Arrays in a NumPy .npz file (x, y, optional ids, class_names, x_test, y_test); no pickles."""
-    reject_options("npz", options, OPTIONS)
     path = require_root(root, "npz", "an .npz file with x and y arrays")
     try:
         archive = np.load(path, allow_pickle=False)
@@ -129,11 +127,10 @@ class HDF5SampleSet(SampleSet):
         return torch.from_numpy(np.ascontiguousarray(x))
 
 
-def load_hdf5(root=None, x_key: str | None = None, y_key: str | None = None, **options) -> DatasetData:
+def load_hdf5(root=None, x_key: str | None = None, y_key: str | None = None) -> DatasetData:
     """Arrays in an HDF5 file (same keys as npz), read lazily one sample at a time."""
     import h5py
 
-    reject_options("hdf5", options, OPTIONS)
     path = require_root(root, "hdf5", "an HDF5 file with x and y datasets")
     try:
         with h5py.File(path, "r") as h5:

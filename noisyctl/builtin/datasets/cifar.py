@@ -9,7 +9,7 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
 from noisyctl.builtin.datasets.common import (CIFAR10_STATS, CIFAR100_STATS, ArraySampleSet, check_labels,
-                                              reject_options, require_root)
+                                              require_root)
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -70,9 +70,8 @@ def _names(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-def load_cifar10(root=None, normalize: bool = True, **options) -> DatasetData:
+def load_cifar10(root=None, normalize: bool = True) -> DatasetData:
     """CIFAR-10 from cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta)."""
-    reject_options("cifar10", options, ["normalize"])
     folder = _folder(root, "cifar10", "cifar-10-batches-py", "batches.meta")
     meta_path = folder / "batches.meta"
     classes = _names(_field(read_batch(meta_path), "label_names", meta_path))
@@ -102,9 +101,8 @@ def load_cifar10(root=None, normalize: bool = True, **options) -> DatasetData:
                        default_augment="flip-crop")
 
 
-def load_cifar100(root=None, normalize: bool = True, **options) -> DatasetData:
+def load_cifar100(root=None, normalize: bool = True) -> DatasetData:
     """CIFAR-100 from cifar-100-python/ (train, test, meta), with its 20 superclasses as class groups."""
-    reject_options("cifar100", options, ["normalize"])
     folder = _folder(root, "cifar100", "cifar-100-python", "meta")
     meta_path = folder / "meta"
     meta = read_batch(meta_path)

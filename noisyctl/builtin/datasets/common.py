@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 
 from noisyctl.api import NoisyctlError, SampleSet
@@ -23,12 +21,6 @@ def require_root(root, dataset: str, what: str) -> Path:
     if not path.exists():
         raise NoisyctlError(f"{dataset}: {path} does not exist; it should be {what}")
     return path
-
-
-def reject_options(dataset: str, options: dict, known: Sequence[str]) -> None:
-    if options:
-        raise NoisyctlError(f"{dataset} takes no option {', '.join(sorted(options))}; it knows "
-                            f"{', '.join(known) or 'none'}")
 
 
 def channels_first(images: np.ndarray, source: str) -> np.ndarray:

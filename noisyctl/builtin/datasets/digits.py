@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet
-from noisyctl.builtin.datasets.common import reject_options
 
 
-def load_digits(root=None, test_fraction: float | str = 0.0, **options) -> DatasetData:
+def load_digits(root=None, test_fraction: float | str = 0.0) -> DatasetData:
     """scikit-learn's bundled handwritten digits (1,797 8x8 images, 10 classes); no download."""
     import torch
     from sklearn.datasets import load_digits as sklearn_digits
 
-    reject_options("digits", options, ["test_fraction"])
     test_fraction = float(test_fraction)
     if not 0.0 <= test_fraction < 1.0:
         raise NoisyctlError(f"digits: test_fraction {test_fraction} is outside [0, 1)")

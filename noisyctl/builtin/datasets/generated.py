@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet
-from noisyctl.builtin.datasets.common import reject_options
 
 def _with_test(samples: int, test_fraction: float) -> int:
     """How many samples to generate so that ``samples`` train and the test subset is ``test_fraction``."""
@@ -52,13 +51,11 @@ def _draw(kind: str, draw, cx: float, cy: float, r: float, width: int) -> None:
 
 
 def load_shapes(root=None, samples: int | str = 2000, size: int | str = 16, classes: int | str = 10,
-                noise: float | str = 0.25, seed: int | str = 0, test_fraction: float | str = 0.2,
-                **options) -> DatasetData:
+                noise: float | str = 0.25, seed: int | str = 0, test_fraction: float | str = 0.2) -> DatasetData:
     """Generated grayscale shapes (circle, square, triangle, ...) at random places, sizes and clutter."""
     import torch
     from PIL import Image, ImageDraw
 
-    reject_options("shapes", options, ["samples", "size", "classes", "noise", "seed", "test_fraction"])
     samples, size, classes, seed = int(samples), int(size), int(classes), int(seed)
     noise, test_fraction = float(noise), float(test_fraction)
     if not 2 <= classes <= len(SHAPES) or samples < classes or size < 8:
@@ -84,13 +81,11 @@ def load_shapes(root=None, samples: int | str = 2000, size: int | str = 16, clas
 
 
 def load_blobs(root=None, samples: int | str = 2000, features: int | str = 20, classes: int | str = 5,
-               separation: float | str = 1.0, seed: int | str = 0, test_fraction: float | str = 0.2,
-               **options) -> DatasetData:
+               separation: float | str = 1.0, seed: int | str = 0, test_fraction: float | str = 0.2) -> DatasetData:
     """Generated feature vectors (scikit-learn's make_classification): clusters per class, tunable overlap."""
     import torch
     from sklearn.datasets import make_classification
 
-    reject_options("blobs", options, ["samples", "features", "classes", "separation", "seed", "test_fraction"])
     samples, features, classes, seed = int(samples), int(features), int(classes), int(seed)
     test_fraction = float(test_fraction)
     if classes < 2 or features < 2 or samples < classes:

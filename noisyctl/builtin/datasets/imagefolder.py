@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from noisyctl.builtin.datasets.common import IMAGENET_STATS, reject_options, require_root
+from noisyctl.builtin.datasets.common import IMAGENET_STATS, require_root
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -79,10 +79,8 @@ def _scan(folder: Path, root: Path, classes: list[str] | None):
     return ids, np.array(labels, dtype=np.int64), classes
 
 
-def load_imagefolder(root=None, size: int | str = 224, channels: int | str = 3, normalize: bool = True,
-                     **options) -> DatasetData:
+def load_imagefolder(root=None, size: int | str = 224, channels: int | str = 3, normalize: bool = True) -> DatasetData:
     """One folder per class, or train/ and val/ subsets of them; images resized to size x size."""
-    reject_options("imagefolder", options, ["size", "channels", "normalize"])
     root = require_root(root, "imagefolder", "a folder with one subfolder per class, or train/ and val/ "
                                              "subfolders of such folders")
     if not root.is_dir():

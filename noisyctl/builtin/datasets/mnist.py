@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from noisyctl.builtin.datasets.common import MNIST_STATS, ArraySampleSet, check_labels, reject_options, require_root
+from noisyctl.builtin.datasets.common import MNIST_STATS, ArraySampleSet, check_labels, require_root
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
@@ -43,8 +43,7 @@ def _find(root: Path, stem: str, dataset: str) -> Path:
     raise NoisyctlError(f"{dataset}: {stem}[.gz] not found under {root} (nor its raw/ subfolder)")
 
 
-def _load(root, dataset: str, classes: list[str], normalize: bool, options: dict) -> DatasetData:
-    reject_options(dataset, options, ["normalize"])
+def _load(root, dataset: str, classes: list[str], normalize: bool) -> DatasetData:
     root = require_root(root, dataset, "the folder holding the idx files (train-images-idx3-ubyte.gz, ...)")
     stats = MNIST_STATS if normalize else None
 
@@ -70,11 +69,11 @@ def _load(root, dataset: str, classes: list[str], normalize: bool, options: dict
                        input_shape=(1, *train.inputs.shape[2:]), default_augment="crop")
 
 
-def load_mnist(root=None, normalize: bool = True, **options) -> DatasetData:
+def load_mnist(root=None, normalize: bool = True) -> DatasetData:
     """MNIST from its idx files (train-*, t10k-*), gzipped or not."""
-    return _load(root, "mnist", [str(d) for d in range(10)], normalize, options)
+    return _load(root, "mnist", [str(d) for d in range(10)], normalize)
 
 
-def load_fashion_mnist(root=None, normalize: bool = True, **options) -> DatasetData:
+def load_fashion_mnist(root=None, normalize: bool = True) -> DatasetData:
     """Fashion-MNIST from its idx files (train-*, t10k-*), gzipped or not."""
-    return _load(root, "fashion-mnist", FASHION_CLASSES, normalize, options)
+    return _load(root, "fashion-mnist", FASHION_CLASSES, normalize)

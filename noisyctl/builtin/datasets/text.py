@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
-from noisyctl.builtin.datasets.common import reject_options, require_root
+from noisyctl.builtin.datasets.common import require_root
 from noisyctl.builtin.datasets.generated import _with_test
 
 
@@ -127,13 +127,11 @@ def _class_names(labels: list[str]) -> list[str]:
 
 def load_text(root=None, text_column: str = "text", label_column: str = "label", id_column: str | None = None,
               test: str | None = None, test_fraction: float | str = 0.0, max_bytes: int | str = 512,
-              seed: int | str = 0, **options) -> DatasetData:
+              seed: int | str = 0) -> DatasetData:
     """Text classification from a CSV, TSV or JSONL file (--data-root): a text and a label column.
 
     Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
     subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows."""
-    reject_options("text", options, ["text_column", "label_column", "id_column", "test", "test_fraction",
-                                     "max_bytes", "seed"])
     path = require_root(root, "text", "a .csv, .tsv or .jsonl file with a text and a label column")
     if path.is_dir():
         raise NoisyctlError(f"text: {path} is a folder; give the .csv, .tsv or .jsonl file itself")
@@ -231,10 +229,9 @@ def _ticket(rng: np.random.Generator, topic: str) -> str:
 
 
 def load_tickets(root=None, samples: int | str = 2000, seed: int | str = 0, test_fraction: float | str = 0.2,
-                 max_bytes: int | str = 256, **options) -> DatasetData:
+                 max_bytes: int | str = 256) -> DatasetData:
     """Generated customer-support tickets in five classes (billing, delivery, account, technical,
     refund), reproducible by seed: text data that needs no download."""
-    reject_options("tickets", options, ["samples", "seed", "test_fraction", "max_bytes"])
     samples = _positive(samples, "samples", "tickets")
     max_bytes = _positive(max_bytes, "max_bytes", "tickets")
     fraction = _fraction(test_fraction, "tickets")

@@ -10,7 +10,7 @@ from noisyctl.api import BlockDetector, Detector, DetectorResult, NoisyctlError,
 class LossDetector(BlockDetector):
     """Mean training-mode loss of the given label over all presentations."""
 
-    channels = ("train_loss",)
+    reads = ("train_loss",)
 
     def score_block(self, block):
         return block["train_loss"].mean(axis=1, dtype=np.float64)
@@ -19,7 +19,7 @@ class LossDetector(BlockDetector):
 class EmaLossDetector(BlockDetector):
     """Datumaro's EMA of the per-presentation loss (alpha 0.001, seeded with 0); score = last value."""
 
-    channels = ("train_loss",)
+    reads = ("train_loss",)
 
     def __init__(self, alpha: float | str = 0.001) -> None:
         self.alpha = float(alpha)
@@ -37,7 +37,7 @@ class EmaLossDetector(BlockDetector):
 class AumDetector(BlockDetector):
     """Area under the margin (Pleiss et al. 2020): mean training-mode logit margin; score = -AUM; flags with threshold samples."""
 
-    channels = ("train_margin",)
+    reads = ("train_margin",)
 
     def __init__(self, pair: str | None = None, percentile: float | str = 99.0) -> None:
         self.pair = pair
@@ -84,7 +84,7 @@ class AumDetector(BlockDetector):
 class ForgettingDetector(BlockDetector):
     """Forgetting events (Toneva et al. 2019): right at one presentation, wrong at the next; never-learned first."""
 
-    channels = ("train_margin",)
+    reads = ("train_margin",)
 
     def score_block(self, block):
         correct = block["train_margin"] > 0  # right exactly when the given label's logit leads
@@ -98,7 +98,7 @@ class ForgettingDetector(BlockDetector):
 class DataMapDetector(BlockDetector):
     """Data maps (Swayamdipta et al. 2020): low confidence in the given label over epochs; score = 1 - confidence."""
 
-    channels = ("eval_prob", "eval_pred")
+    reads = ("eval_prob", "eval_pred")
 
     def score_block(self, block):
         prob = block["eval_prob"].astype(np.float64)
@@ -111,7 +111,7 @@ class DataMapDetector(BlockDetector):
 class GmmLossDetector(Detector):
     """DivideMix's split: a two-component Gaussian mixture on normalised mean loss; flags P(noisy) > 0.5."""
 
-    channels = ("train_loss",)
+    reads = ("train_loss",)
 
     def __init__(self, reg_covar: float | str = 5e-4) -> None:
         self.reg_covar = float(reg_covar)
@@ -128,7 +128,7 @@ class GmmLossDetector(Detector):
 class ReweightDetector(BlockDetector):
     """Learning to Reweight's per-sample weights (train --strategy reweight): score = -mean weight over training."""
 
-    channels = ("sample_weight",)
+    reads = ("sample_weight",)
 
     def score_block(self, block):
         weights = block["sample_weight"].astype(np.float64)

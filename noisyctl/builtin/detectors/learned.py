@@ -325,7 +325,7 @@ class LearnedDetector(Detector):
 
     def __init__(self, weights: str | None = None, adapt: bool | None = None) -> None:
         self.weights = Path(weights) if weights else WEIGHTS_DIR / f"{self.kind}.safetensors"
-        self.channels = KINDS[self.kind]["channels"]
+        self.reads = KINDS[self.kind]["channels"]
         if adapt is not None and not isinstance(adapt, bool):
             raise NoisyctlError(f"{self.kind}: adapt is true or false, not '{adapt}'")
         self.adapt = self.adapts if adapt is None else adapt
@@ -339,7 +339,7 @@ class LearnedDetector(Detector):
         info = {"weights": str(self.weights), "trained_on": meta.get("trained_on"), "adapted_to_run": self.adapt}
         threshold = getattr(dynamics, "threshold_samples", None)
         judged = np.ones(len(probability), dtype=bool) if threshold is None else ~threshold
-        if "train_loss" not in self.channels:  # lstm reads no losses: no estimate, P > 0.5 flags
+        if "train_loss" not in self.reads:  # lstm reads no losses: no estimate, P > 0.5 flags
             if self.adapt:
                 probability = adapt_to_run(inputs, probability, judged=judged)
             return DetectorResult(probability, flagged=probability > 0.5, info=info)

@@ -14,8 +14,6 @@ def build(spec: ModelSpec, depth: int):
 
     if len(spec.input_shape) != 3:
         raise NoisyctlError(f"resnet{depth} needs image inputs, not {spec.input_shape}")
-    if spec.options:
-        raise NoisyctlError(f"resnet{depth} takes no options")
     blocks_per_stage = (depth - 2) // 6
 
     class Block(nn.Module):

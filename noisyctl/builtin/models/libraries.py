@@ -5,7 +5,7 @@ from __future__ import annotations
 from noisyctl.api import ModelSpec, NoisyctlError
 
 
-def timm_model(spec: ModelSpec):
+def timm_model(spec: ModelSpec, pretrained: bool = False, **options):
     """Any timm architecture as timm:<name>; weights only from a local file (--weights)."""
     try:
         import timm
@@ -20,19 +20,18 @@ def timm_model(spec: ModelSpec):
         close = timm.list_models(f"*{name}*")[:8] or difflib.get_close_matches(name, timm.list_models(), n=5)
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise NoisyctlError(f"timm has no model '{name}'{hint}")
-    if spec.options.get("pretrained"):
+    if pretrained:
         raise NoisyctlError("noisyctl never downloads weights: save them to a file and pass --weights FILE")
     if spec.input_kind == "text":
         raise NoisyctlError(f"timm:{name} cannot read text; use text-bag or hf:<folder>")
     channels = spec.input_shape[0] if len(spec.input_shape) == 3 else 1
-    options = {k: v for k, v in spec.options.items() if k != "pretrained"}
     try:
         return timm.create_model(name, pretrained=False, num_classes=spec.num_classes, in_chans=channels, **options)
     except TypeError as exc:
         raise NoisyctlError(f"timm:{name}: {exc}") from None
 
 
-def torchvision_model(spec: ModelSpec):
+def torchvision_model(spec: ModelSpec, pretrained: bool = False, weights=None, **options):
     """Any torchvision classification model as torchvision:<name>; weights only from a local file."""
     import torch
     from torch import nn
@@ -48,12 +47,12 @@ def torchvision_model(spec: ModelSpec):
         close = difflib.get_close_matches(name, available, n=5)
         raise NoisyctlError(f"torchvision has no classification model '{name}'"
                             + (f"; similar: {', '.join(close)}" if close else ""))
-    if spec.options.get("pretrained") or spec.options.get("weights"):
+    if pretrained or weights:
         raise NoisyctlError("noisyctl never downloads weights: save them to a file and pass --weights FILE")
     if len(spec.input_shape) != 3:
         raise NoisyctlError(f"torchvision:{name} needs image inputs, not {spec.input_shape}")
     try:
-        model = models.get_model(name, weights=None, num_classes=spec.num_classes, **spec.options)
+        model = models.get_model(name, weights=None, num_classes=spec.num_classes, **options)
     except TypeError as exc:
         raise NoisyctlError(f"torchvision:{name}: {exc}") from None
     channels = spec.input_shape[0]

@@ -19,19 +19,11 @@ def _image_channels(spec: ModelSpec, model: str) -> int:
     return spec.input_shape[0]
 
 
-def _options(spec: ModelSpec, model: str, known: dict) -> dict:
-    unknown = set(spec.options) - set(known)
-    if unknown:
-        raise NoisyctlError(f"{model} takes no option {', '.join(sorted(unknown))}; it knows "
-                            f"{', '.join(known) or 'none'}")
-    return {k: type(v)(spec.options.get(k, v)) for k, v in known.items()}
-
-
-def small_cnn(spec: ModelSpec):
+def small_cnn(spec: ModelSpec, width: int = 32):
     """A four-layer CNN with batch norm; adapts to any input size and channel count."""
     from torch import nn
 
-    width = _options(spec, "small-cnn", {"width": 32})["width"]
+    width = int(width)
     channels = _image_channels(spec, "small-cnn")
 
     def block(cin, cout):
@@ -49,7 +41,6 @@ def lenet(spec: ModelSpec):
     """LeNet-5 (two 5x5 convolutions, three dense layers); any input size and channel count."""
     from torch import nn
 
-    _options(spec, "lenet", {})
     channels = _image_channels(spec, "lenet")
     return nn.Sequential(
         nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True),
@@ -60,21 +51,21 @@ def lenet(spec: ModelSpec):
     )
 
 
-def mlp(spec: ModelSpec):
+def mlp(spec: ModelSpec, hidden: int = 256, layers: int = 2, dropout: float = 0.0):
     """A multilayer perceptron on feature vectors (or flattened images); options hidden, layers, dropout."""
     import math
 
     from torch import nn
 
     _not_text(spec, "mlp")
-    o = _options(spec, "mlp", {"hidden": 256, "layers": 2, "dropout": 0.0})
-    if o["layers"] < 1 or o["hidden"] < 1 or not 0 <= o["dropout"] < 1:
+    hidden, layers, dropout = int(hidden), int(layers), float(dropout)
+    if layers < 1 or hidden < 1 or not 0 <= dropout < 1:
         raise NoisyctlError("mlp: layers and hidden must be positive and dropout in [0, 1)")
     width = math.prod(spec.input_shape)
-    layers: list = [nn.Flatten()]
-    for _ in range(o["layers"]):
-        layers += [nn.Linear(width, o["hidden"]), nn.ReLU(inplace=True)]
-        if o["dropout"]:
-            layers.append(nn.Dropout(o["dropout"]))
-        width = o["hidden"]
-    return nn.Sequential(*layers, nn.Linear(width, spec.num_classes))
+    stack: list = [nn.Flatten()]
+    for _ in range(layers):
+        stack += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+        if dropout:
+            stack.append(nn.Dropout(dropout))
+        width = hidden
+    return nn.Sequential(*stack, nn.Linear(width, spec.num_classes))

@@ -8,7 +8,6 @@ import zlib
 from pathlib import Path
 
 from noisyctl.api import ModelSpec, NoisyctlError, decode_texts
-from noisyctl.builtin.models.small import _options
 
 WORD = re.compile(r"\w+")
 
@@ -25,15 +24,15 @@ def hashed_ngrams(text: str, ngrams: int, buckets: int) -> list[int]:
     return [zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
 
 
-def text_bag(spec: ModelSpec):
+def text_bag(spec: ModelSpec, buckets: int = 1 << 16, dim: int = 64, ngrams: int = 2):
     """fastText-style classifier (Joulin et al. 2017): the mean embedding of the text's hashed word
     n-grams, then a linear layer. Options: buckets (hash space), dim (embedding size), ngrams."""
     import torch
     from torch import nn
 
     _text_only(spec, "text-bag")
-    o = _options(spec, "text-bag", {"buckets": 1 << 16, "dim": 64, "ngrams": 2})
-    if min(o.values()) < 1:
+    buckets, dim, ngrams = int(buckets), int(dim), int(ngrams)
+    if min(buckets, dim, ngrams) < 1:
         raise NoisyctlError("text-bag: buckets, dim and ngrams must be positive")
 
     class TextBag(nn.Module):
@@ -45,12 +44,12 @@ def text_bag(spec: ModelSpec):
 
         def __init__(self) -> None:
             super().__init__()
-            self.embedding = nn.EmbeddingBag(o["buckets"], o["dim"], mode="mean")
+            self.embedding = nn.EmbeddingBag(buckets, dim, mode="mean")
             nn.init.normal_(self.embedding.weight, std=0.1 / self.SCALE)
-            self.classifier = nn.Linear(o["dim"], spec.num_classes)
+            self.classifier = nn.Linear(dim, spec.num_classes)
 
         def forward(self, inputs):
-            bags = [hashed_ngrams(text, o["ngrams"], o["buckets"]) for text in decode_texts(inputs)]
+            bags = [hashed_ngrams(text, ngrams, buckets) for text in decode_texts(inputs)]
             offsets = torch.tensor([0] + [len(b) for b in bags[:-1]], device=inputs.device).cumsum(0)
             ids = torch.tensor([i for bag in bags for i in bag], dtype=torch.long, device=inputs.device)
             return self.classifier(self.SCALE * self.embedding(ids, offsets))
@@ -58,7 +57,7 @@ def text_bag(spec: ModelSpec):
     return TextBag()
 
 
-def hf_model(spec: ModelSpec):
+def hf_model(spec: ModelSpec, max_length: int = 128):
     """hf:<folder>: a Hugging Face sequence-classification model and its tokenizer saved in a local
     folder (save_pretrained), with a fresh head for the dataset's classes. Option max_length."""
     try:
@@ -72,7 +71,7 @@ def hf_model(spec: ModelSpec):
     if not spec.variant or not folder.is_dir():
         raise NoisyctlError(f"hf:<folder> names a local folder holding a model and tokenizer (save_pretrained); "
                             f"'{spec.variant or ''}' is not one")
-    o = _options(spec, "hf", {"max_length": 128})
+    max_length = int(max_length)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -87,7 +86,7 @@ def hf_model(spec: ModelSpec):
             self.model = model
 
         def forward(self, inputs):
-            encoded = tokenizer(decode_texts(inputs), padding=True, truncation=True, max_length=o["max_length"],
+            encoded = tokenizer(decode_texts(inputs), padding=True, truncation=True, max_length=max_length,
                                 return_tensors="pt").to(inputs.device)
             return self.model(**encoded).logits
 

@@ -15,7 +15,7 @@ from noisyctl.api import BlockDetector, NoiseContext, NoisyctlError, check_rate,
 class DisagreementDetector(BlockDetector):
     """Share of epochs whose eval-mode prediction disagrees with the given label; flags over one half."""
 
-    channels = ("eval_pred",)
+    reads = ("eval_pred",)
 
     def __init__(self, threshold: float | str = 0.5) -> None:
         self.threshold = float(threshold)
