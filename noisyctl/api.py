@@ -11,21 +11,25 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
+from noisyctl import __version__ as NOISYCTL_VERSION
+from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import NoiseRateEstimate, estimate_noise_rate, gmm_noisy_posterior
-from noisyctl.prototypes import prototype_labels
+from noisyctl.fileio import atomic_output
 from noisyctl.hookspecs import hookimpl
+from noisyctl.prototypes import prototype_labels
 
 __all__ = [
     "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "encode_text",
     "decode_texts", "NoiseContext",
-    "Dynamics", "Detector", "BlockDetector", "DetectorResult", "choose_exact", "check_rate", "gmm_noisy_posterior",
-    "estimate_noise_rate", "NoiseRateEstimate",
-    "Corrector", "Correction", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "prototype_labels",
+    "Dynamics", "open_run", "Detector", "BlockDetector", "TrainableDetector", "DetectorResult", "choose_exact",
+    "check_rate", "gmm_noisy_posterior", "estimate_noise_rate", "NoiseRateEstimate",
+    "Corrector", "Correction", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
+    "prototype_labels", "atomic_output", "NOISYCTL_VERSION",
 ]
 
 
@@ -229,6 +233,14 @@ class Dynamics(Protocol):
         ...
 
 
+def open_run(path: str | Path) -> Dynamics:
+    """Open another run file (a context manager), e.g. the paired run of AUM's two threshold sets or
+    the runs a detector learns from; its fields are checked against the schema as ``detect``'s are."""
+    from noisyctl.store import RunFile
+
+    return RunFile(path)
+
+
 @dataclass
 class DetectorResult:
     """Scores follow one convention: higher means more likely mislabeled; NaN means "not judged"
@@ -267,6 +279,21 @@ class BlockDetector(Detector):
         for where, block in dynamics.iter_blocks(self.reads):
             scores[where] = self.score_block(block)
         return DetectorResult(scores)
+
+
+class TrainableDetector(Detector):
+    """A detector that learns from runs whose noise is known: ``noisyctl train-detector --kind NAME``
+    lists and trains every registered detector of this kind."""
+
+    @classmethod
+    @abstractmethod
+    def train(cls, runs: list[Path], out: Path, *, epochs: int, batch_size: int, lr: float, seed: int,
+              progress: Callable[..., None] | None = None, **settings: Any) -> dict[str, Any]:
+        """Learn from ``runs`` (run files with ``samples/is_noisy``) and write the weights to ``out``
+        atomically. ``settings`` are the command's other options (``members``, ``hidden``, ``crop``,
+        ``fine_tune``); ``progress(epoch, epochs, holdout_map, member, members)`` is called after each
+        epoch. Returns a summary: ``out``, ``kind``, ``samples``, ``members``, ``runs`` (a dict per
+        run: ``dataset``, ``noise``) and ``holdout`` (``map``, ``auc``, ``epoch``)."""
 
 
 # --- correctors -------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from noisyctl import plugins
-from noisyctl.api import Detector, DetectorResult
+from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, estimate_noise_rate
 from noisyctl.metrics import detection_metrics, ranking
@@ -215,3 +216,23 @@ def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarr
             "is_noisy": None if truth is None else bool(truth[i] != run.given_labels[i]),
         })
     return rows
+
+
+def trainable_detectors() -> list[str]:
+    """Names of the registered detectors that learn from runs of known noise (``train-detector``)."""
+    registry = plugins.registry()
+    return [name for name in registry.names("detector")
+            if isinstance(registry.get("detector", name).obj, type)
+            and issubclass(registry.get("detector", name).obj, TrainableDetector)]
+
+
+def train_detector(kind: str, runs: list[Path], out: Path, **settings: Any) -> dict[str, Any]:
+    """Train the detector ``kind`` on ``runs`` into the weights file ``out`` (see
+    :class:`noisyctl.api.TrainableDetector`)."""
+    if not runs:
+        raise NoisyctlError("give at least one run file to learn from")
+    trainable = trainable_detectors()
+    if kind not in trainable:
+        raise NoisyctlError(f"detector '{kind}' does not learn from runs; trainable: {', '.join(trainable) or 'none'}")
+    registration = plugins.get("detector", kind)
+    return registration.guarded(registration.obj.train, [Path(r) for r in runs], Path(out), **settings)

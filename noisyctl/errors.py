@@ -1,5 +1,7 @@
 """The one error type the CLI turns into a single red line and a non-zero exit."""
 
+import difflib
+
 
 class NoisyctlError(Exception):
     """A problem the user can fix: bad input, a missing file, an unknown name.
@@ -7,6 +9,12 @@ class NoisyctlError(Exception):
     Not a subclass of KeyError or ValueError on purpose: the message is printed
     as it is, and code never catches it by accident as a programming error.
     """
+
+
+def nearest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or nothing: for any error naming an unknown word."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class GateFailed(NoisyctlError):

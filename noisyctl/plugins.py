@@ -9,7 +9,6 @@ load the built-ins only.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -23,7 +22,7 @@ import pluggy
 from pluggy import HookImpl
 
 from noisyctl import hookspecs
-from noisyctl.errors import NoisyctlError
+from noisyctl.errors import NoisyctlError, nearest
 
 ENTRY_POINT_GROUP = "noisyctl"
 BUILTIN_DISTRIBUTION = "noisyctl"
@@ -94,9 +93,7 @@ class Registration:
         takes = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         for option in options:
             if option not in takes:
-                close = difflib.get_close_matches(option, takes, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise NoisyctlError(f"{self.kind} '{self.name}' takes no option '{option}'{hint}; "
+                raise NoisyctlError(f"{self.kind} '{self.name}' takes no option '{option}'{nearest(option, takes)}; "
                                     f"it takes {', '.join(takes) or 'no options'}")
         for p in parameters:
             if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in options:
@@ -146,7 +143,7 @@ class Registry:
             entry = self._entries.get((kind, name.split(":", 1)[0]))
         if entry is None:
             available = ", ".join(self.names(kind)) or "none"
-            raise NoisyctlError(f"unknown {kind} '{name}'; available: {available}")
+            raise NoisyctlError(f"unknown {kind} '{name}'{nearest(name, self.names(kind))}; available: {available}")
         return entry
 
 

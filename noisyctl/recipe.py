@@ -10,27 +10,20 @@ steps:
 
 Recipes are data: read with ``yaml.safe_load``, and no key executes anything.
 A step's keys are the command's option names (``batch_size`` or ``batch-size``);
-which keys exist is the CLI's business (see ``noisyctl.cli.recipes``).
+which keys exist is the CLI's business (see ``noisyctl.cli.common``).
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from noisyctl.errors import NoisyctlError
+from noisyctl.errors import NoisyctlError, nearest
 
 TOP_LEVEL_KEYS = ("description", "steps")
-
-
-def nearest(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or nothing."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass

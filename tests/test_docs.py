@@ -33,9 +33,9 @@ def test_every_cli_option_has_help():
 
 
 def test_every_hook_is_documented():
-    hooks = [name for name, value in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
+    hooks = [name for name in vars(plugins.loaded().manager.hook) if not name.startswith("_")]
     text = (DOCS / "plugins.md").read_text()
-    assert len(hooks) == 7 and all(f"`{hook}(" in text for hook in hooks), hooks
+    assert hooks and all(f"`{hook}(" in text for hook in hooks), hooks
     for hook in hooks:
         assert inspect.getdoc(getattr(hookspecs, hook)), hook
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import typer
 
 from noisyctl import __version__, plugins
-from noisyctl.cli import correct, detect, interop, plugin_list, prune, report, run, schema, synth, train
+from noisyctl.cli import (correct, detect, interop, plugin_list, prune, report, run, schema, synth, train,
+                          train_detector)
 from noisyctl.cli.common import NoisyctlGroup
 from noisyctl.errors import NoisyctlError
 
-BUILTIN_COMMANDS = (synth, train, detect, prune, correct, report, interop, run, plugin_list, schema)
+BUILTIN_COMMANDS = (synth, train, detect, prune, correct, report, train_detector, interop, run, plugin_list, schema)
 
 
 def _version(value: bool) -> None:

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from noisyctl.errors import NoisyctlError
-from noisyctl.recipe import Step, load_recipe, nearest
+from noisyctl.errors import NoisyctlError, nearest
+from noisyctl.recipe import Step, load_recipe
 
 DEBUG_ENV = "NOISYCTL_DEBUG"
 COLLECT_KEY = "noisyctl.collect"  # ctx.meta: true inside `run --json`, whose steps print nothing

@@ -1,7 +1,7 @@
 """Built-in datasets, read from local disk or generated, never downloaded (digits ships with scikit-learn)."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.datasets import arrays, cifar, digits, generated, imagefolder, mnist, text
+from . import arrays, cifar, digits, generated, imagefolder, mnist, text
 
 
 @hookimpl

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from noisyctl.builtin.datasets.common import ArraySampleSet, channels_first, check_labels, require_root
+from .common import ArraySampleSet, channels_first, check_labels, require_root
 
 X_KEYS = ("x", "images", "features")
 Y_KEYS = ("y", "labels", "targets")

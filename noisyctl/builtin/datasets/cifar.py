@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from noisyctl.builtin.datasets.common import (CIFAR10_STATS, CIFAR100_STATS, ArraySampleSet, check_labels,
+from .common import (CIFAR10_STATS, CIFAR100_STATS, ArraySampleSet, check_labels,
                                               require_root)
 
 

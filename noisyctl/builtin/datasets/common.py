@@ -65,3 +65,10 @@ def check_labels(labels: np.ndarray, num_classes: int, ids: list[str], source: s
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise NoisyctlError(f"{source}: sample {ids[i]} has label {labels[i]} outside 0..{num_classes - 1}")
+
+
+def generated_total(samples: int, test_fraction: float) -> int:
+    """How many samples to generate so that ``samples`` train and the test subset is ``test_fraction``."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise NoisyctlError(f"test_fraction {test_fraction} is outside [0, 1)")
+    return samples + int(round(samples * test_fraction / (1 - test_fraction)))

@@ -7,12 +7,7 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet
 
-def _with_test(samples: int, test_fraction: float) -> int:
-    """How many samples to generate so that ``samples`` train and the test subset is ``test_fraction``."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise NoisyctlError(f"test_fraction {test_fraction} is outside [0, 1)")
-    return samples + int(round(samples * test_fraction / (1 - test_fraction)))
-
+from .common import generated_total
 
 def _subsets(ids: list[str], labels, inputs, samples: int):
     """The first ``samples`` for training, the rest (if any) as the test subset."""
@@ -61,7 +56,7 @@ def load_shapes(root=None, samples: int | str = 2000, size: int | str = 16, clas
     if not 2 <= classes <= len(SHAPES) or samples < classes or size < 8:
         raise NoisyctlError(f"shapes: classes in 2..{len(SHAPES)}, samples >= classes and size >= 8")
     rng = np.random.default_rng(seed)
-    total = _with_test(samples, test_fraction)
+    total = generated_total(samples, test_fraction)
     labels = np.arange(total) % classes
     rng.shuffle(labels)
     images = np.zeros((total, 1, size, size), dtype=np.float32)
@@ -90,7 +85,7 @@ def load_blobs(root=None, samples: int | str = 2000, features: int | str = 20, c
     test_fraction = float(test_fraction)
     if classes < 2 or features < 2 or samples < classes:
         raise NoisyctlError("blobs: classes >= 2, features >= 2 and samples >= classes")
-    total = _with_test(samples, test_fraction)
+    total = generated_total(samples, test_fraction)
     informative = max(2, min(features, int(np.ceil(np.log2(classes * 2))) + features // 2))
     x, y = make_classification(n_samples=total, n_features=features, n_informative=informative,
                                n_redundant=min(features - informative, features // 4), n_classes=classes,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from noisyctl.builtin.datasets.common import IMAGENET_STATS, require_root
+from .common import IMAGENET_STATS, require_root
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)

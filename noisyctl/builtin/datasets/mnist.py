@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from noisyctl.builtin.datasets.common import MNIST_STATS, ArraySampleSet, check_labels, require_root
+from .common import MNIST_STATS, ArraySampleSet, check_labels, require_root
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]

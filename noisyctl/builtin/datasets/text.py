@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
-from noisyctl.builtin.datasets.common import require_root
-from noisyctl.builtin.datasets.generated import _with_test
+from .common import generated_total, require_root
 
 
 class TextSampleSet(SampleSet):
@@ -235,7 +234,7 @@ def load_tickets(root=None, samples: int | str = 2000, seed: int | str = 0, test
     samples = _positive(samples, "samples", "tickets")
     max_bytes = _positive(max_bytes, "max_bytes", "tickets")
     fraction = _fraction(test_fraction, "tickets")
-    total = _with_test(samples, fraction)
+    total = generated_total(samples, fraction)
     rng = np.random.default_rng(int(seed))
     names = list(TICKET_TOPICS)
     labels = rng.integers(len(names), size=total)

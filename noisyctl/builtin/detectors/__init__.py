@@ -1,7 +1,7 @@
 """Built-in detectors. Every score follows one convention: higher means more likely mislabeled."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.detectors import confident, dynamics, learned
+from . import confident, dynamics, learned
 
 
 @hookimpl
@@ -17,9 +17,3 @@ def register_detectors(register):
     register("lstm", learned.LstmDetector)
     register("learned", learned.LearnedDetector)
 
-
-@hookimpl
-def register_commands(app):
-    from noisyctl.builtin.detectors import commands
-
-    commands.add_commands(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import BlockDetector, Detector, DetectorResult, NoisyctlError, gmm_noisy_posterior
+from noisyctl.api import BlockDetector, Detector, DetectorResult, NoisyctlError, gmm_noisy_posterior, open_run
 
 
 class LossDetector(BlockDetector):
@@ -66,9 +66,7 @@ class AumDetector(BlockDetector):
         return (-scores < limit) & ~threshold, limit
 
     def _take_from_pair(self, dynamics, result: DetectorResult, threshold: np.ndarray) -> None:
-        from noisyctl.store import RunFile
-
-        with RunFile(self.pair) as other:
+        with open_run(self.pair) as other:
             if other.labels.ids != dynamics.labels.ids:
                 raise NoisyctlError(f"aum pair {self.pair} is a run of other samples")
             if other.threshold_samples is None or (other.threshold_samples & threshold).any():

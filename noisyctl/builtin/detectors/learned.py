@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl.api import Detector, DetectorResult, NoisyctlError, estimate_noise_rate
+from noisyctl.api import (NOISYCTL_VERSION, DetectorResult, NoisyctlError, TrainableDetector, atomic_output,
+                          estimate_noise_rate, open_run)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 RESAMPLED_STEPS = 32
@@ -194,8 +195,6 @@ def _network(inputs: int, hidden: int = 64, layers: int = 2):
 def save_weights(path: Path, members: list, meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
-    from noisyctl.fileio import atomic_output
-
     tensors = {f"member{i}.{k}": v.detach().contiguous().cpu()
                for i, network in enumerate(members) for k, v in network.state_dict().items()}
     with atomic_output(path) as tmp:
@@ -317,7 +316,7 @@ def _columns(inputs: np.ndarray, kind: str, meta: dict[str, Any], weights: Path)
     return inputs[:, :, [names.index(f) for f in meta["features"]]]
 
 
-class LearnedDetector(Detector):
+class LearnedDetector(TrainableDetector):
     """Multi-channel learned detector (probability, agreement, loss and margin ranks per epoch), adapted to the run; flags as many as the noise-rate estimate counts."""
 
     kind = "learned"
@@ -329,6 +328,10 @@ class LearnedDetector(Detector):
         if adapt is not None and not isinstance(adapt, bool):
             raise NoisyctlError(f"{self.kind}: adapt is true or false, not '{adapt}'")
         self.adapt = self.adapts if adapt is None else adapt
+
+    @classmethod
+    def train(cls, runs, out, **settings):
+        return train_detector(runs, cls.kind, out, **settings)
 
     def score(self, dynamics) -> DetectorResult:
         members, meta = load_weights(self.weights)
@@ -390,9 +393,6 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
     ``crop`` below 1 cuts each training sequence to a random first share in [crop, 1] of its run,
     resampled back to the full steps: the detector then also sees runs stopped early, before the
     model fits the noise, which made it transfer better to runs unlike its training runs."""
-    from noisyctl import __version__
-    from noisyctl.store import RunFile
-
     if kind not in KINDS:
         raise NoisyctlError(f"unknown detector kind '{kind}'; available: {', '.join(KINDS)}")
     if members < 1 or hidden < 1:
@@ -401,7 +401,7 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
         raise NoisyctlError(f"crop is the shortest share of a run to train on, in (0, 1]; got {crop}")
     inputs, targets, sources = [], [], []
     for path in runs:
-        with RunFile(path) as run:
+        with open_run(path) as run:
             truth = run.labels.is_noisy
             if truth is None:
                 raise NoisyctlError(f"{path} has no known truth: train detectors on runs of synthesized noise")
@@ -440,7 +440,7 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
     if members == 1:
         summary["epoch"] = summary["epoch"][0]
     meta = {"kind": kind, "features": KINDS[kind]["features"], "steps": KINDS[kind]["steps"], "hidden": hidden,
-            "layers": 2, "noisyctl_version": __version__, "trained_on": sources,
+            "layers": 2, "noisyctl_version": NOISYCTL_VERSION, "trained_on": sources,
             "crop": crop, "holdout": {"share": holdout, **summary}, "fine_tuned_from": str(fine_tune) if fine_tune else None}
     save_weights(Path(out), trained, meta)
     return {"out": str(out), "kind": kind, "samples": int(len(y)), "members": members, "runs": sources,

@@ -1,7 +1,7 @@
 """Built-in models. Pretrained weights, for any of them, come from a local file (train --weights)."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.models import cifar_resnet, libraries, small, text
+from . import cifar_resnet, libraries, small, text
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """Built-in label noise. Every generator flips an exact number of samples, reproducibly by seed."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.noise import flips, instance, transition
+from . import flips, instance, transition
 
 
 @hookimpl

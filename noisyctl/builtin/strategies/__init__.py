@@ -1,7 +1,7 @@
 """Built-in training strategies (``train --strategy``): how a batch becomes the loss to minimise."""
 
 from noisyctl.api import hookimpl
-from noisyctl.builtin.strategies import reweight, self_learning, standard
+from . import reweight, self_learning, standard
 
 
 @hookimpl

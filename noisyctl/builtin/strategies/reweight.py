@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import Batch, NoisyctlError, TrainingStrategy
-from noisyctl.augment import augment_batch
+from noisyctl.api import Batch, NoisyctlError, TrainingStrategy, augment_batch
 
 
 class Reweight(TrainingStrategy):
