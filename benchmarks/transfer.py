@@ -26,7 +26,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from noisyctl.builtin.detectors.learned import train_detector
+from noisyctl.builtin.detectors.learned.training import train_detector
 from noisyctl.detection import run_detector
 from noisyctl.store import RunFile
 

@@ -197,6 +197,9 @@ class Dynamics(Protocol):
     num_epochs: int
     given_labels: np.ndarray
     threshold_samples: np.ndarray | None  # AUM threshold samples (trained on a fake class), if any
+    # The run's labels: ``ids``, ``class_names``, ``is_noisy`` (the truth, for synthesized noise; else
+    # None), ``dataset`` and ``noise`` (the specs they came from).
+    labels: Any
 
     def has_channel(self, name: str) -> bool: ...
 

@@ -33,6 +33,18 @@ class Outcome:
     provenance: list[str] = field(default_factory=list)
 
 
+def stored_outcomes(run: RunFile) -> list[Outcome]:
+    """The outcomes an earlier ``detect`` stored in the run (scores, flags, description, options),
+    the detector that ranked the latest suspects first; their timings are not stored (0)."""
+    flags = run.flags()
+    outcomes = []
+    for name, values in run.scores().items():
+        attrs = run.score_attrs(name)
+        outcomes.append(Outcome(name, attrs.get("description", ""), DetectorResult(values, flags.get(name)),
+                                attrs.get("options", {}), 0.0, provenance=attrs.get("plugin") or []))
+    return outcomes
+
+
 def make_detector(name: str, options: dict[str, Any]) -> tuple[Detector, Any]:
     registration = plugins.get("detector", name)
     return registration.call(options=options), registration

@@ -95,7 +95,7 @@ def test_a_failing_step_stops_the_recipe_before_later_steps(cli, tmp_path, monke
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "digits", "--model", "resnet9000", "-o", "r.h5"],
-     "unknown model 'resnet9000'; available: hf, lenet, mlp, resnet110"),
+     "unknown model 'resnet9000' (did you mean 'resnet20'?); available: hf, lenet, mlp, resnet110"),
     (["train", "--dataset", "nope", "-o", "r.h5"], "unknown dataset 'nope'; available: blobs, cifar10, cifar100, digits"),
     (["detect", "missing.h5"], "missing.h5 does not exist"),
     (["detect", "foreign.h5"], "foreign.h5 is not a readable HDF5 file"),
@@ -135,7 +135,8 @@ def test_the_clean_and_retrain_recipe_is_valid(cli):
 def test_the_default_detector_recipe_is_valid_and_made_the_shipped_weights(cli):
     import yaml
 
-    from noisyctl.builtin.detectors.learned import WEIGHTS_DIR, load_weights
+    from noisyctl.builtin.detectors.learned import WEIGHTS_DIR
+    from noisyctl.builtin.detectors.learned.network import load_weights
 
     recipe = REPO / "recipes" / "default-detector.yaml"
     checked = cli.json("run", recipe, "--check")

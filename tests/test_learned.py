@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from noisyctl.builtin.detectors.learned import (KINDS, RUNNING_MARGIN, WEIGHTS_DIR, adapt_to_run, features, load_weights,
-                                               most_agreeing_step, predict)
+from noisyctl.builtin.detectors.learned import RUNNING_MARGIN, WEIGHTS_DIR, adapt_to_run
+from noisyctl.builtin.detectors.learned.adaptation import most_agreeing_step
+from noisyctl.builtin.detectors.learned.features import FEATURE_SETS
+from noisyctl.builtin.detectors.learned.network import load_weights, network, predict, save_weights
+
+
+def features(run, kind):
+    return FEATURE_SETS[kind].compute(run)
 from noisyctl.detection import run_detector
 from noisyctl.store import RunFile
 
@@ -67,7 +73,7 @@ def test_members_are_trained_with_their_own_seeds_and_averaged(cli, digits_run, 
 
 
 def test_cropping_cuts_each_sequence_to_an_early_share_of_its_run(cli, digits_run, tmp_path):
-    from noisyctl.builtin.detectors.learned import _crop
+    from noisyctl.builtin.detectors.learned.training import _crop
 
     torch.manual_seed(0)
     position = torch.linspace(0, 1, 32)  # a feature that says how far into its run a step lies
@@ -86,15 +92,13 @@ def test_features_are_comparable_across_runs_of_any_length(digits_run, pairflip_
         assert features(a, "lstm").shape == (1797, 32, 1)
 
 
-def test_weights_trained_on_fewer_features_read_only_those(digits_run, tmp_path):
-    from noisyctl.builtin.detectors.learned import KINDS, _network, save_weights
-
-    older = KINDS["learned"]["features"][:11]  # the features before the stretched rank tails
-    save_weights(tmp_path / "old.safetensors", [_network(len(older), 8)], {"kind": "learned", "features": older,
-                                                                          "hidden": 8, "layers": 2})
-    with RunFile(digits_run) as run:
-        scores = run_detector(run, "learned", {"weights": str(tmp_path / "old.safetensors")}).result.scores
-    assert scores.shape == (1797,) and scores.std() > 0
+def test_weights_that_read_other_features_are_refused_in_one_line(cli, digits_run, tmp_path):
+    older = FEATURE_SETS["learned"].names[:11]  # the features before the stretched rank tails
+    save_weights(tmp_path / "old.safetensors", [network(len(older), 8)], {"kind": "learned", "features": older,
+                                                                         "hidden": 8, "layers": 2})
+    line = cli.error("detect", digits_run, "-d", "learned", "--detector-option",
+                     f"learned.weights={tmp_path / 'old.safetensors'}")
+    assert "reads other features than this noisyctl computes for a learned detector" in line
 
 
 def test_weights_that_are_not_a_detector_are_refused(cli, digits_run, tmp_path):
@@ -140,7 +144,7 @@ def test_adapting_to_the_run_reorders_the_networks_own_probabilities(cli, pairfl
     assert (np.argsort(scores) != np.argsort(raw)).any()
     assert adapted.metrics["map"] >= plain.metrics["map"] - 0.005, (adapted.metrics, plain.metrics)
     # the early AUM votes: the detector passes its column, and it moves the order
-    column = KINDS["learned"]["features"].index(RUNNING_MARGIN)
+    column = FEATURE_SETS["learned"].names.index(RUNNING_MARGIN)
     assert (scores == adapt_to_run(inputs, raw, running_margin=column)).all()
     assert (np.argsort(adapt_to_run(inputs, raw)) != np.argsort(scores)).any()
     # its step is the one whose ranking agrees best with the decisions, whatever the others hold

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl import figures
+from noisyctl.report import figures
 from noisyctl.detection import estimate_words
 from noisyctl.fileio import atomic_output
 

@@ -1,0 +1,106 @@
+"""Learned detectors: a recurrent network reads each sample's training dynamics and says whether its
+label is wrong. Trained on runs whose noise was synthesized (so the truth is known), applied to any
+other run without retraining.
+
+- ``lstm`` follows "Learning from Training Dynamics" (Jia et al. 2022): the per-epoch eval-mode
+  probability of the assigned label, a 2-layer LSTM with 64 hidden units, orthogonal init, a linear
+  layer on the last step. One change: the series is resampled to a fixed number of steps, since
+  a detector trained on runs of one length transferred poorly to runs of another.
+- ``learned`` goes further: several channels per epoch (probability, agreement of the prediction
+  with the label, and the ranks of loss and margin among all samples and among the samples of the
+  same label, which make runs of different models, datasets and lengths comparable), resampled to
+  a fixed number of steps. Two of them rank the running means of the raw training loss and margin
+  (the `loss` and `aum` scores as they stand at that epoch): a mean of per-epoch ranks weighs the
+  late epochs, where every sample is fitted and ranks are noise, as much as the telling ones. One
+  more is the run's own agreement at each step (its training accuracy on the given labels), which
+  says how far the model has come, so a sample's ranks can be read against it. The ranks' ends are
+  also given stretched (-log of the distance to the end), where the mislabeled samples of a run
+  with little noise all sit. Its ranking is then adapted to the run (see ``adapt_to_run``).
+
+The package: :mod:`.features` (the two feature sets), :mod:`.network` (the classifier and its
+weights files), :mod:`.adaptation` (reranking to the run), :mod:`.training` (``train-detector``);
+here, the two detectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, estimate_noise_rate
+
+from .adaptation import RUNNING_MARGIN, adapt_to_run, reordered
+from .features import FEATURE_SETS
+from .network import load_weights, predict
+from .training import train_detector
+
+WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
+# learned: a run whose noise-rate estimate is under LOW_NOISE_RATE, its interval's upper end under
+# LOW_NOISE_HIGH, is ranked by its samples' mean training loss. With little noise the mislabeled
+# samples are the few with extreme losses, which the loss ranks best (best or tied in 25 of 36
+# settings at 0.5-5% in benchmarks/calibration.py, the networks in 2: their features, learned at
+# 10-45% noise, blur the very top). At 10-45% the rule also chose well: 20 of 27 settings at the best
+# hand-crafted mAP or above, against 18 for the networks alone.
+LOW_NOISE_RATE = 0.10
+LOW_NOISE_HIGH = 0.15
+
+
+class LearnedDetector(TrainableDetector):
+    """Multi-channel learned detector (probability, agreement, loss and margin ranks per epoch), adapted to the run; flags as many as the noise-rate estimate counts."""
+
+    kind = "learned"
+    adapts = True  # by default; lstm reproduces the paper, which has no such step
+
+    def __init__(self, weights: str | None = None, adapt: bool | None = None) -> None:
+        self.weights = Path(weights) if weights else WEIGHTS_DIR / f"{self.kind}.safetensors"
+        self.features = FEATURE_SETS[self.kind]
+        self.reads = self.features.channels
+        if adapt is not None and not isinstance(adapt, bool):
+            raise NoisyctlError(f"{self.kind}: adapt is true or false, not '{adapt}'")
+        self.adapt = self.adapts if adapt is None else adapt
+
+    @classmethod
+    def train(cls, runs, out, **settings):
+        return train_detector(runs, cls.kind, out, **settings)
+
+    def score(self, dynamics) -> DetectorResult:
+        members, meta = load_weights(self.weights, self.kind)
+        inputs = self.features.compute(dynamics)
+        probability = predict(members, inputs)
+        info = {"weights": str(self.weights), "trained_on": meta.get("trained_on"), "adapted_to_run": self.adapt}
+        threshold = getattr(dynamics, "threshold_samples", None)
+        judged = np.ones(len(probability), dtype=bool) if threshold is None else ~threshold
+        if "train_loss" not in self.reads:  # lstm reads no losses: no estimate, P > 0.5 flags
+            if self.adapt:
+                probability = adapt_to_run(inputs, probability, judged=judged)
+            return DetectorResult(probability, flagged=probability > 0.5, info=info)
+        mean_loss = np.concatenate([block["train_loss"].mean(axis=1, dtype=np.float64)
+                                    for _, block in dynamics.iter_blocks(("train_loss",))])
+        estimate = estimate_noise_rate(mean_loss[judged])
+        info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
+        if self.adapt and estimate.rate < LOW_NOISE_RATE and estimate.high < LOW_NOISE_HIGH:
+            probability = reordered(probability, mean_loss)
+            info["ranked_by"] = "mean training loss (little noise)"
+        elif self.adapt:
+            names = meta["features"]
+            probability = adapt_to_run(inputs, probability, judged=judged,
+                                       running_margin=names.index(RUNNING_MARGIN) if RUNNING_MARGIN in names else None)
+        if estimate.unsure:
+            # The losses cannot tell (a run too short, or 30-45% pair-flip noise, where the estimate
+            # said 0% and prune --auto removed nothing): the networks' own decision stands.
+            info["flags"] = "networks' decision: the losses cannot tell"
+            return DetectorResult(probability, flagged=(probability > 0.5) & judged, info=info)
+        # As many flags as the estimate counts, the most probable first: the networks' P > 0.5
+        # carries the 10-45% noise of their training runs (it flagged 10% of clean digits).
+        candidates = np.flatnonzero(judged)
+        flagged = np.zeros(len(probability), dtype=bool)
+        flagged[candidates[np.argsort(-probability[candidates], kind="stable")[:estimate.count]]] = True
+        return DetectorResult(probability, flagged=flagged, info=info)
+
+
+class LstmDetector(LearnedDetector):
+    """The LSTM of "Learning from Training Dynamics" (Jia et al. 2022) on the assigned-label probability; flags p > 0.5."""
+
+    kind = "lstm"
+    adapts = False

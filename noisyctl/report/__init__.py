@@ -1,0 +1,146 @@
+"""What ``noisyctl report`` says about a run: its summary, stored detector quality, suspects and
+their inputs, and other runs of the same data beside it. The CLI prints it; :mod:`.html` and
+:mod:`.figures` draw it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisyctl import plugins
+from noisyctl.data import load_dataset
+from noisyctl.detection import estimate_noise, noise_flags, stored_outcomes, suggested_labels, top_suspects
+from noisyctl.errors import NoisyctlError
+from noisyctl.fileio import write_text_atomic
+from noisyctl.metrics import detection_metrics
+from noisyctl.store import RunFile
+
+
+def build_report(run_path: Path, detector: str | None = None, top: int = 10, compare: list[Path] = (),
+                 html: Path | None = None, png: Path | None = None) -> dict[str, Any]:
+    """The report of the run at ``run_path`` as a dict (what ``report --json`` prints), with the
+    suspects ranked by the stored ``detector`` (default: the first stored); with ``html`` and/or
+    ``png``, the self-contained page and/or the figures as PNG files are written too."""
+    from noisyctl.report.html import build_figures, render_html, write_pngs
+
+    with RunFile(run_path) as run:
+        labels = run.labels
+        scores, flags = run.scores(), run.flags()
+        truth = labels.is_noisy
+        detectors = {}
+        for name, values in scores.items():
+            attrs = run.score_attrs(name)
+            detectors[name] = {
+                "description": attrs.get("description", ""), "options": attrs.get("options", {}),
+                "flagged": int(flags[name].sum()) if name in flags else None,
+                "metrics": None if truth is None else detection_metrics(truth, values, flags.get(name)),
+            }
+        ranked_by = detector or next(iter(scores), None)
+        if ranked_by is not None and ranked_by not in scores:
+            raise NoisyctlError(f"{run_path} has no '{ranked_by}' scores; it has: {', '.join(scores) or 'none'} "
+                                f"(run `noisyctl detect {run_path} -d {ranked_by}`)")
+        suggestions = suggested_labels(run)
+        suspects = top_suspects(run, scores[ranked_by], max(0, top), suggestions) if ranked_by else []
+        stored = stored_outcomes(run)
+        decided = noise_flags(run, stored) if stored else None
+        estimate = estimate_noise(run, stored, suggestions, decided) if stored else None
+        made, notes = {}, []
+        if html or png:
+            flagged = decided[0] if decided else None
+            made = build_figures(run, scores, flagged, suspects, suggestions, suspect_images(run, suspects, notes))
+        epochs = run.epochs()
+        result = {
+            "run": str(run_path), "samples": run.num_samples, "classes": labels.class_names,
+            "dataset": labels.dataset, "noise": labels.noise,
+            "noisy": None if truth is None else int(truth.sum()),
+            "training": run.training, "epochs": {k: v.tolist() for k, v in epochs.items()},
+            "detectors": detectors, "estimate": estimate, "ranked_by": ranked_by, "top": suspects,
+            "trained_on": describe_labels(run),
+        }
+    result["comparison"] = compare_runs([run_path, *compare]) if compare else []
+    if png:
+        result["png"] = write_pngs(Path(png), made)
+    if html:
+        write_text_atomic(Path(html), render_html(result, made, notes))
+        result["html"] = str(html)
+    result["notes"] = notes
+    return result
+
+
+def shown_epochs(count: int, most: int = 12) -> list[int]:
+    """Every epoch when few, else evenly spaced ones that include the first and the last."""
+    if count <= most:
+        return list(range(count))
+    return sorted(set(np.linspace(0, count - 1, most).round().astype(int).tolist()))
+
+
+def describe_labels(run: RunFile) -> str:
+    """What a run trained on, in a few words: noisy, pruned, corrected or true labels, and how."""
+    training, labels = run.training, run.labels
+    if training.get("true_labels"):
+        what = "true labels"
+    elif labels.pruning:
+        pruning = labels.pruning
+        by = f" by {pruning['detector']}" if pruning.get("detector") else ""
+        what = f"pruned{by} ({pruning['removed']:,} removed)"
+    elif labels.correction:
+        by = labels.correction["by"].split(":", 1)[-1]
+        what = f"relabeled by {by} ({labels.correction['changed']:,} changed)"
+    else:
+        what = "given labels" if labels.noise is None else "noisy labels"
+    strategy = training.get("strategy", "standard")
+    return what if strategy == "standard" else f"{what}, {strategy} training"
+
+
+def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list | None:
+    """The suspects' inputs from the dataset, for the gallery; None (with a note) when the data
+    cannot be loaded here or is not images. For text data, each suspect gets its ``text`` instead."""
+    if not suspects:
+        return None
+    name = run.labels.dataset.get("name")
+    if run.recorded_by and name not in plugins.registry().names("dataset"):
+        notes.append(f"no suspect gallery: the run was recorded by {run.recorded_by} on '{name}', which is not "
+                     f"a noisyctl dataset (give the Recorder dataset={{'name': ..., 'root': ...}} of one to see "
+                     f"the samples)")
+        return None
+    try:
+        data = load_dataset(run.labels.dataset)
+    except NoisyctlError as exc:
+        notes.append(f"no suspect gallery: {exc}")
+        return None
+    if data.kind == "features":
+        return None
+    position = {sample_id: i for i, sample_id in enumerate(data.train.ids)}
+    missing = [s["id"] for s in suspects if s["id"] not in position]
+    if missing:
+        notes.append(f"no suspect gallery: sample {missing[0]} is not in the dataset as loaded here")
+        return None
+    if data.kind == "text":
+        for suspect in suspects:
+            suspect["text"] = data.train.text(position[suspect["id"]])
+        return None
+    return [data.train.load(position[s["id"]]) for s in suspects]
+
+
+def compare_runs(paths: list[Path]) -> list[dict]:
+    """Test accuracy of runs side by side, and the share of the gap between the noisy-label run and
+    the true-label run that each other run closed."""
+    rows = []
+    for path in paths:
+        with RunFile(path) as other:
+            test = other.epochs().get("test_accuracy")
+            rows.append({"run": str(path), "trained_on": describe_labels(other), "samples": other.num_samples,
+                         "strategy": other.training.get("strategy", "standard"),
+                         "true_labels": bool(other.training.get("true_labels")),
+                         "plain": not (other.labels.pruning or other.labels.correction or other.training.get(
+                             "true_labels")) and other.training.get("strategy", "standard") == "standard",
+                         "test_accuracy": None if test is None else float(test[-1]),
+                         "best_test_accuracy": None if test is None else float(test.max())})
+    noisy = next((r["test_accuracy"] for r in rows if r["plain"]), None)
+    true = next((r["test_accuracy"] for r in rows if r["true_labels"]), None)
+    for row in rows:
+        closable = noisy is not None and true is not None and true > noisy and row["test_accuracy"] is not None
+        row["gap_closed"] = (row["test_accuracy"] - noisy) / (true - noisy) if closable else None
+    return rows
