@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup quickstart test browser
+.PHONY: setup quickstart test test-fast browser
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -26,3 +26,7 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest
+
+# While working: everything but the tests marked slow (under 2 minutes on 2 cores). CI runs `make test`.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"

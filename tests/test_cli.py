@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -9,6 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "recipes" / "quickstart.yaml"
 
 
+@pytest.mark.slow
 def test_quickstart_recipe_finds_pairflip_noise_on_digits(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the recipe writes under runs/ of the working folder
     result = cli.json("run", QUICKSTART)
@@ -122,9 +124,12 @@ def test_detect_on_a_labels_file_says_to_train_first(cli, tmp_path):
 
 
 def test_help_lists_every_pipeline_command(cli):
+    """Each command is a row of the help's command table, with its one-line description beside it."""
     out = cli("--help").stdout
-    for name in ("synth", "train", "detect", "prune", "correct", "import-review", "report", "run", "plugins"):
-        assert name in out
+    rows = {match.group(1): match.group(2) for match in re.finditer(r"^│ (\S+)\s+(\S.*?)\s*│$", out, re.M)}
+    for name in ("synth", "train", "detect", "prune", "correct", "import-review", "report", "train-detector", "run",
+                 "plugins"):
+        assert name in rows and len(rows[name]) > 10, (name, sorted(rows))
 
 
 def test_the_clean_and_retrain_recipe_is_valid(cli):

@@ -82,6 +82,7 @@ def test_an_undecodable_image_is_one_line_naming_the_file_even_from_workers(fold
     assert not (tmp_path / "run.h5").exists()
 
 
+@pytest.mark.slow
 def test_training_on_an_imagefolder_with_workers_records_test_accuracy(folder_tree, cli, tmp_path):
     run = tmp_path / "run.h5"
     cli("train", "--dataset", "imagefolder", "--data-root", folder_tree, "-D", "size=16", "--workers", "2",

@@ -1,7 +1,8 @@
-import itertools
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from noisyctl import plugins
 from noisyctl.api import BlockDetector, hookimpl
@@ -43,37 +44,28 @@ def test_suggested_label_recovers_the_truth_for_top_suspects(digits_run):
         assert suggestions.shape == (run.num_samples,)
 
 
-def brute_force_auc(truth, scores):
-    pos, neg = scores[truth], scores[~truth]
-    wins = sum((p > n) + 0.5 * (p == n) for p, n in itertools.product(pos, neg))
-    return wins / (len(pos) * len(neg))
-
-
-def brute_force_ap(truth, scores):
-    order = np.argsort(-scores, kind="stable")
-    hits, total = 0, 0.0
-    for rank, i in enumerate(order, start=1):
-        if truth[i]:
-            hits += 1
-            total += hits / rank
-    return total / truth.sum()
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_metrics_match_brute_force_definitions(seed):
-    rng = np.random.default_rng(seed)
-    truth = rng.random(60) < 0.3
-    scores = rng.normal(size=60) + truth  # distinct scores: AP has no tie ambiguity
-    metrics = detection_metrics(truth, scores, flagged=scores > 0.5)
-    assert metrics["auc"] == pytest.approx(brute_force_auc(truth, scores))
-    assert metrics["map"] == pytest.approx(brute_force_ap(truth, scores))
+@settings(max_examples=60, deadline=None)
+@given(truth=st.lists(st.booleans(), min_size=2, max_size=60), scores=st.lists(st.integers(0, 5), min_size=60,
+                                                                                max_size=60))
+def test_metrics_match_brute_force_definitions(truth, scores):
+    """AUC, AP, precision/recall at k and at the flags against their definitions, ties included."""
+    truth = np.array(truth)
+    scores = np.array(scores[:len(truth)], dtype=np.float64)
+    assume(truth.any() and not truth.all())
+    flagged = scores > 2
+    metrics = detection_metrics(truth, scores, flagged=flagged)
+    positives, negatives = scores[truth], scores[~truth]
+    assert metrics["auc"] == pytest.approx(np.mean([(p > q) + 0.5 * (p == q) for p in positives for q in negatives]))
+    # Average precision: precision at each positive's threshold (ties: all samples at that score).
+    assert metrics["map"] == pytest.approx(np.mean([(scores >= s)[truth].sum() / (scores >= s).sum()
+                                                    for s in positives]))
     k = int(truth.sum())
-    top = np.argsort(-scores)[:k]
+    top = np.argsort(-scores, kind="stable")[:k]
     assert metrics["precision_at_k"] == pytest.approx(truth[top].mean())
     assert metrics["recall_at_k"] == pytest.approx(truth[top].sum() / k)
-    flagged = scores > 0.5
     assert metrics["flagged"] == flagged.sum()
-    assert metrics["precision_at_flagged"] == pytest.approx((truth & flagged).sum() / flagged.sum())
+    if flagged.any():
+        assert metrics["precision_at_flagged"] == pytest.approx((truth & flagged).sum() / flagged.sum())
     assert metrics["recall_at_flagged"] == pytest.approx((truth & flagged).sum() / k)
 
 
@@ -189,6 +181,7 @@ def test_every_builtin_detector_beats_chance_on_a_real_run(digits_run):
             assert run_detector(run, name).metrics["auc"] > 0.75, name
 
 
+@pytest.mark.slow
 def test_cleanlab_on_out_of_fold_probabilities_from_train_folds(cli, tmp_path):
     labels, run = tmp_path / "labels.h5", tmp_path / "run.h5"
     cli("synth", "-n", "uniform", "-r", "0.3", "-o", labels)
@@ -215,6 +208,7 @@ def test_threshold_sets_are_disjoint_and_independent_of_the_seed():
     assert not threshold_samples(1797, 10, 0).any()
 
 
+@pytest.mark.slow
 def test_aum_threshold_samples_count_the_noise_and_a_pair_of_runs_covers_everyone(cli, tmp_path):
     labels = tmp_path / "labels.h5"
     cli("synth", "-n", "uniform", "-r", "0.2", "-o", labels)

@@ -68,6 +68,7 @@ def whole(labels):
     return out
 
 
+@pytest.mark.slow
 def test_two_processes_record_every_sample_once_per_epoch(whole):
     with h5py.File(whole) as h5:
         steps = h5["dynamics/train_step"][:]
@@ -85,6 +86,7 @@ def test_two_processes_record_every_sample_once_per_epoch(whole):
             assert run_detector(run, name).metrics["auc"] > 0.9, name
 
 
+@pytest.mark.slow
 def test_a_killed_distributed_run_resumes_to_the_same_dynamics(labels, whole, tmp_path):
     out = tmp_path / "resumed.h5"
     process = torchrun("-l", labels, "-e", "4", "-q", "-o", out, background=True)

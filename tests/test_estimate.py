@@ -29,6 +29,7 @@ def noisy_run(tmp_path_factory):
     return folder / "run.h5"
 
 
+@pytest.mark.slow
 def test_a_clean_run_is_not_called_noisy_and_passes_the_gate(cli, clean_run):
     result = cli.json("detect", clean_run, "--no-save", "--fail-above", "0.03")
     estimate = result["estimate"]
@@ -40,6 +41,7 @@ def test_a_clean_run_is_not_called_noisy_and_passes_the_gate(cli, clean_run):
     assert "no clear sign of label noise" in text and "estimated noise" not in text
 
 
+@pytest.mark.slow
 def test_a_noisy_run_fails_the_gate_with_the_true_rate_inside_its_interval(cli, noisy_run):
     result = cli("detect", noisy_run, "--no-save", "--fail-above", "0.03", "--json", ok=False)
     assert result.exit_code == 3
@@ -80,6 +82,7 @@ def test_the_estimate_counts_noise_added_to_a_clean_run(clean_run):
     assert estimate_noise_rate(noisy, seed=0).low == estimate.low  # the same run, the same interval
 
 
+@pytest.mark.slow
 def test_with_little_noise_learned_ranks_by_the_loss_and_flags_what_the_estimate_counts(cli, tmp_path):
     """At 2% the mislabeled samples are the few with extreme losses: learned hands its probabilities
     out in the loss's order (ranking as well as loss does) and flags the estimate's count."""

@@ -50,6 +50,7 @@ def test_the_installed_example_plugin_is_listed_with_its_distribution(plugin_env
     assert "disagreement" not in {e["name"] for e in json.loads(off.stdout)["plugins"]}
 
 
+@pytest.mark.slow
 def test_synth_and_detect_use_the_example_plugin(plugin_env):
     noisyctl, root = plugin_env
     synth = json.loads(noisyctl("synth", "--noise", "collapse", "--rate", "0.1", "-N", "target=3",

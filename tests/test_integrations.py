@@ -66,6 +66,7 @@ def digits_mlp():
     return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
 
 
+@pytest.mark.slow
 def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli):
     import lightning
     from torch.utils.data import DataLoader, TensorDataset
@@ -128,6 +129,7 @@ def tiny_bert(vocabulary):
     return BertForSequenceClassification(config)
 
 
+@pytest.mark.slow
 def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli):
     from transformers import TrainingArguments
 
@@ -173,6 +175,7 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
     assert max(d["metrics"]["map"] for d in result["detectors"].values()) > 0.8, result["detectors"]
 
 
+@pytest.mark.slow
 def test_a_lightning_ddp_fit_records_every_sample_once_per_epoch(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -191,6 +194,7 @@ def test_a_lightning_ddp_fit_records_every_sample_once_per_epoch(tmp_path):
         assert len(counts) == batches and counts.max() <= 200 and counts.sum() == 1797
 
 
+@pytest.mark.slow
 def test_train_takes_a_hugging_face_model_and_tokenizer_from_a_local_folder(tmp_path, cli):
     from transformers import BertTokenizerFast
 
@@ -216,6 +220,7 @@ def test_train_takes_a_hugging_face_model_and_tokenizer_from_a_local_folder(tmp_
                                      "-o", tmp_path / "x.h5")
 
 
+@pytest.mark.slow
 def test_the_documented_integrations_run_as_written(tmp_path, cli):
     """docs/own-training-loop.md's Lightning and Hugging Face examples, run as they stand."""
     import re

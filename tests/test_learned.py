@@ -30,6 +30,7 @@ def pairflip_run(tmp_path_factory):
     return folder / "run.h5"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["learned", "lstm"])
 def test_a_detector_trained_on_one_run_transfers_to_another(cli, digits_run, pairflip_run, tmp_path, kind):
     weights = tmp_path / f"{kind}.safetensors"
@@ -53,6 +54,7 @@ def test_fine_tuning_starts_from_given_weights(cli, digits_run, pairflip_run, tm
     assert meta["fine_tuned_from"] == str(base) and tuned["runs"][0]["noise"] == "pairflip"
 
 
+@pytest.mark.slow
 def test_members_are_trained_with_their_own_seeds_and_averaged(cli, digits_run, tmp_path):
     weights = tmp_path / "two.safetensors"
     trained = cli.json("train-detector", digits_run, "--members", "2", "--hidden", "16", "--epochs", "2",

@@ -47,6 +47,7 @@ def test_mlp_takes_feature_vectors_and_image_only_models_refuse_them():
             plugins.get("model", name).call(ModelSpec(name=name, num_classes=4, input_shape=(16,)))
 
 
+@pytest.mark.slow
 def test_a_timm_model_trains_and_records(cli, tmp_path):
     cli("train", "--dataset", "digits", "--model", "timm:resnet10t", "--epochs", "1", "-q", "-o", tmp_path / "r.h5")
     with h5py.File(tmp_path / "r.h5") as h5:

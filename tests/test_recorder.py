@@ -32,6 +32,7 @@ def dynamics(path):
         return {name: ds[:] for name, ds in h5["dynamics"].items()}
 
 
+@pytest.mark.slow
 def test_a_plain_loop_records_what_train_records(tmp_path, cli):
     """The same model, data order and seed in a hand-written loop: the same dynamics, bit for bit."""
     labels, data = synthesize(SPEC, "uniform", 0.3, seed=0), load_dataset(SPEC)
@@ -76,6 +77,7 @@ def test_a_plain_loop_records_what_train_records(tmp_path, cli):
     assert result["detectors"]["loss"]["metrics"]["map"] > 0.8
 
 
+@pytest.mark.slow
 def test_the_documented_loop_runs_resumes_after_sigkill_and_detects_noise(tmp_path, cli):
     """docs/own-training-loop.md's example, run as written: once whole, once killed with SIGKILL in
     the middle and run again; both files equal, and detect finds the flipped labels."""
@@ -111,7 +113,8 @@ def test_the_documented_loop_runs_resumes_after_sigkill_and_detects_noise(tmp_pa
     assert "recorded by your own training loop" in line and not (tmp_path / "p.h5").exists()
 
 
-def test_two_processes_record_every_sample_once_per_epoch(tmp_path):
+@pytest.mark.slow
+def test_a_users_ddp_loop_records_every_sample_once_per_epoch(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

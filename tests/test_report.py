@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -44,7 +45,8 @@ def test_html_report_renders_with_its_images_in_a_real_browser(cli, scored_run, 
     assert shot.stat().st_size > 50_000  # a page with figures, not a blank one
 
 
-def test_report_without_loadable_data_says_why_there_is_no_gallery(cli, tmp_path):
+@pytest.mark.slow
+def test_a_run_on_feature_vectors_draws_every_figure_but_the_gallery_and_needs_no_note(cli, tmp_path):
     cli("synth", "-d", "blobs", "-n", "uniform", "-r", "0.2", "-o", tmp_path / "l.h5")
     cli("train", "-l", tmp_path / "l.h5", "-m", "mlp", "-e", "3", "-q", "-o", tmp_path / "r.h5")
     cli("detect", tmp_path / "r.h5", "-d", "loss", "-k", "3")
@@ -52,6 +54,23 @@ def test_report_without_loadable_data_says_why_there_is_no_gallery(cli, tmp_path
     assert "suspects.png" not in {p.name for p in (tmp_path / "png").iterdir()}  # feature vectors: no images
     assert {"accuracy.png", "ema_loss.png", "detectors.png"} <= {p.name for p in (tmp_path / "png").iterdir()}
     assert result["notes"] == []
+
+
+def test_report_without_loadable_data_says_why_there_is_no_gallery(cli, tmp_path):
+    """Images whose file is gone since training: the report says so, names the file, and draws the rest."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(120) % 3
+    images = (rng.random((120, 8, 8)) * 60 + labels[:, None, None] * 60).astype(np.uint8)
+    np.savez(tmp_path / "images.npz", x=images, y=labels)
+    cli("synth", "-d", "npz", "--data-root", tmp_path / "images.npz", "-r", "0.1", "-o", tmp_path / "l.h5")
+    cli("train", "-l", tmp_path / "l.h5", "-e", "2", "-q", "-o", tmp_path / "r.h5")
+    cli("detect", tmp_path / "r.h5", "-d", "loss", "-k", "3")
+    (tmp_path / "images.npz").unlink()
+    result = cli.json("report", tmp_path / "r.h5", "--png", tmp_path / "png")
+    drawn = {p.name for p in (tmp_path / "png").iterdir()}
+    assert "suspects.png" not in drawn and "accuracy.png" in drawn
+    assert len(result["notes"]) == 1
+    assert result["notes"][0].startswith("no suspect gallery:") and "images.npz" in result["notes"][0]
 
 
 def test_detect_gate_fails_the_job_with_code_3_when_noise_is_above_the_limit(cli, scored_run):

@@ -1,8 +1,11 @@
 """train --dry-run's size projection, against a real file and at ImageNet scale."""
 
+import pytest
+
 from noisyctl.training import TrainOptions, projected_size
 
 
+@pytest.mark.slow
 def test_dry_run_projects_the_size_of_the_file_train_writes(cli, tmp_path):
     cli("synth", "-o", tmp_path / "l.h5")
     plan = cli.json("train", "-l", tmp_path / "l.h5", "-e", "4", "--dry-run")

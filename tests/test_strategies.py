@@ -37,6 +37,7 @@ def test_reviewed_samples_are_right_and_leave_the_rate_exact(noisy):
     assert (np.bincount(labels.true_labels[labels.reviewed], minlength=10) == 10).all()
 
 
+@pytest.mark.slow
 def test_reweight_beats_standard_training_and_its_weights_detect_noise(noisy, trusted_file, tmp_path):
     labels, data = noisy
     # device auto: on a GPU machine these run on CUDA (its meta step, its autocast), elsewhere on CPU.
@@ -66,6 +67,7 @@ def test_reweight_needs_a_trusted_set_of_known_samples(noisy, tmp_path):
         train(labels, data, TrainOptions(epochs=1, strategy="reweight", trusted=str(other)), tmp_path / "x.h5")
 
 
+@pytest.mark.slow
 def test_self_learning_corrects_labels_after_warm_up(noisy, tmp_path):
     labels, data = noisy
     # device auto, as above: on CUDA the prototypes are computed on the GPU.
@@ -79,6 +81,7 @@ def test_self_learning_corrects_labels_after_warm_up(noisy, tmp_path):
     assert (corrected[:, -1] == truth).mean() > 0.9 > 0.5 == pytest.approx((labels.given_labels == truth).mean())
 
 
+@pytest.mark.slow
 def test_self_learning_does_not_confirm_systematic_flips(tmp_path):
     """Pair-flip noise: prototypes from the samples the training trusts set the flipped ones right;
     from all samples (the paper's), they confirm the flips the model learned."""
@@ -131,6 +134,7 @@ def test_strategy_options_are_checked(cli, tmp_path):
                                             "--strategy", "self-learning", "--aum-threshold-set", "1")
 
 
+@pytest.mark.slow
 def test_true_labels_training_uses_the_truth(cli, tmp_path):
     cli("synth", "-n", "uniform", "-r", "0.3", "-o", tmp_path / "l.h5")
     cli("train", "-l", tmp_path / "l.h5", "-e", "1", "-q", "--true-labels", "-o", tmp_path / "t.h5")
@@ -164,6 +168,7 @@ def test_prototypes_follow_density_and_skip_near_copies():
     assert (result.labels.numpy()[:15] == 0).all() and (result.labels.numpy()[60:] == 1).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["reweight", "self-learning"])
 def test_an_interrupted_strategy_run_resumes_to_the_same_dynamics(noisy, trusted_file, tmp_path, strategy):
     import h5py

@@ -16,6 +16,7 @@ from noisyctl import plugins
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_text_quickstart_recipe_finds_noise_and_shows_the_texts(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = cli.json("run", REPO / "recipes" / "text-quickstart.yaml")

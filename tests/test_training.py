@@ -100,6 +100,7 @@ def test_train_refuses_labels_made_for_other_data(cli, tmp_path, monkeypatch):
     assert read_labels(labels).ids[0] == "digits/0001"
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
     """Real kill -9s at four moments of training (after 1, 3, 5 and 6 finished epochs, each at a seeded
     random point inside the next epoch), each followed by --resume; the end result must equal an

@@ -24,7 +24,9 @@ def timm_model(spec: ModelSpec, pretrained: bool = False, **options):
         raise NoisyctlError("noisyctl never downloads weights: save them to a file and pass --weights FILE")
     if spec.input_kind == "text":
         raise NoisyctlError(f"timm:{name} cannot read text; use text-bag or hf:<folder>")
-    channels = spec.input_shape[0] if len(spec.input_shape) == 3 else 1
+    if len(spec.input_shape) != 3:
+        raise NoisyctlError(f"timm:{name} needs image inputs, not {spec.input_shape} (mlp reads feature vectors)")
+    channels = spec.input_shape[0]
     try:
         return timm.create_model(name, pretrained=False, num_classes=spec.num_classes, in_chans=channels, **options)
     except TypeError as exc:
