@@ -2,13 +2,64 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from noisyctl.errors import NoisyctlError
+
+
+# A temporary file is named ".NAME.XXXXXXXX.tmp" beside the target: NAME must leave room for that.
+NAME_MAX = 255 - len("..XXXXXXXX.tmp")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # the same inode: symlinks and hard links included
+    except OSError:
+        return False
+
+
+def check_output(path: str | os.PathLike, inputs: tuple = (), what: str = "output") -> Path:
+    """The file an output ``path`` names (a symlink's target: it is written through, not replaced),
+    or one line saying why noisyctl will not write there, before any work is done: a folder, a
+    device, pipe or socket (an atomic write would replace it with a plain file), a path under a
+    file, a folder it cannot write into, a name too long, or one of the command's ``inputs``
+    (the same file by any path or hard link: writing it would destroy what is being read)."""
+    given = Path(path)
+    target = Path(os.path.realpath(given))
+    try:
+        status = os.stat(target)
+    except FileNotFoundError:
+        status = None
+    except NotADirectoryError:
+        raise NoisyctlError(f"cannot write {what} {given}: a folder on its path is a file") from None
+    except OSError as exc:
+        raise NoisyctlError(f"cannot write {what} {given}: {exc.strerror}") from None
+    if status is not None:
+        if stat.S_ISDIR(status.st_mode):
+            raise NoisyctlError(f"{what} {given} is a folder; give the name of a file to write")
+        if not stat.S_ISREG(status.st_mode):
+            raise NoisyctlError(f"{what} {given} is not a regular file (a device, pipe or socket); noisyctl "
+                                f"writes a new file and moves it into place, which would replace it")
+        for source in inputs:
+            if source is not None and _same_file(target, Path(source)):
+                raise NoisyctlError(f"{what} {given} is this command's input {source}: writing it would destroy "
+                                    f"what is being read; give another file (nothing was written)")
+    if len(target.name.encode()) > NAME_MAX:
+        raise NoisyctlError(f"cannot write {what} {given}: its name is longer than {NAME_MAX} bytes")
+    folder = target.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NoisyctlError(f"cannot write {what} {given}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NoisyctlError(f"cannot write {what} {given}: no permission to write into {folder}")
+    return target
 
 
 @contextmanager
@@ -18,13 +69,13 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     A reader never sees a half-written file, and an interrupted write leaves
     the previous version of ``path`` untouched.
     """
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
+    target = check_output(path)
+    parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     except OSError as exc:
-        raise NoisyctlError(f"cannot create folder {parent}: {exc.strerror}") from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+        raise NoisyctlError(f"cannot write {path}: {exc.strerror} ({exc.filename or parent})") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -35,6 +86,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         # the mode a plain open() would, so reports and weights can be shared like any other file.
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+            raise NoisyctlError(f"no space left on the device to write {path}; it is unchanged "
+                                f"(free some space and run the command again)") from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -215,3 +215,69 @@ def test_paths_named_in_files_cannot_reach_outside_the_dataset_root(cli, tmp_pat
     line = cli.error("import-review", review([["cat/1.png", "", "dog"], ["../secret.png", "", "cat"]]),
                      "--labels", labels, "-o", tmp_path / "refused.h5")
     assert "id '../secret.png' is not in the labels" in line and not (tmp_path / "refused.h5").exists()
+
+
+def _digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# A command whose output is one of its inputs (issue 25): every one refused before any work.
+OUTPUT_IS_INPUT = [
+    ("prune", ["prune", "RUN", "--ratio", "0.1", "-o", "RUN"]),
+    ("prune --retrain", ["prune", "RUN", "--ratio", "0.1", "-o", "p.h5", "--retrain", "RUN"]),
+    ("correct --apply", ["correct", "RUN", "-c", "knn", "--apply", "-o", "RUN"]),
+    ("correct --export", ["correct", "RUN", "-c", "knn", "--export", "RUN"]),
+    ("report --html", ["report", "RUN", "--html", "RUN"]),
+    ("export --cleanlab", ["export", "RUN", "--cleanlab", "RUN"]),
+    ("export --suspects", ["export", "RUN", "--suspects", "RUN"]),
+    ("detect --scores-out", ["detect", "RUN", "-d", "loss", "--scores-out", "RUN"]),
+    ("train-detector", ["train-detector", "RUN", "-e", "1", "-o", "RUN"]),
+    ("train on its own labels", ["train", "-l", "LABELS", "-e", "1", "-o", "LABELS"]),
+    ("import-review", ["import-review", "REVIEW", "-l", "LABELS", "-o", "LABELS"]),
+    ("through a hard link", ["prune", "RUN", "--ratio", "0.1", "-o", "HARDLINK"]),
+    ("through a symlink", ["prune", "SYMLINK", "--ratio", "0.1", "-o", "RUN"]),
+]
+
+
+@pytest.mark.parametrize("argv", [row[1] for row in OUTPUT_IS_INPUT], ids=[row[0] for row in OUTPUT_IS_INPUT])
+def test_an_output_that_is_an_input_is_refused_and_nothing_is_lost(cli, digits_run, tmp_path, argv):
+    import os
+    import shutil
+
+    run = tmp_path / "run.h5"
+    shutil.copy(digits_run, run)
+    labels = tmp_path / "labels.h5"
+    cli("synth", "-o", labels)
+    review = tmp_path / "review.csv"
+    review.write_text("id,label\ndigits/0000,0\n")
+    os.link(run, tmp_path / "hard.h5")
+    (tmp_path / "soft.h5").symlink_to(run)
+    names = {"RUN": run, "LABELS": labels, "REVIEW": review, "HARDLINK": tmp_path / "hard.h5",
+             "SYMLINK": tmp_path / "soft.h5"}
+    before = {path: _digest(path) for path in (run, labels, review)}
+    line = cli.error(*[names.get(a, a) for a in argv])
+    assert "is this command's input" in line and "nothing was written" in line, line
+    assert {path: _digest(path) for path in before} == before
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "p.h5").exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "folder", "is a folder; give the name of a file"),
+    (lambda d: d / "a-file" / "x.h5", "a folder on its path is a file"),
+    (lambda d: d / "fifo", "is not a regular file (a device, pipe or socket)"),
+    (lambda d: d / ("n" * 250 + ".h5"), "its name is longer than"),
+], ids=["a folder", "under a file", "a pipe", "a name too long"])
+def test_outputs_noisyctl_cannot_replace_safely_are_refused_and_survive(cli, tmp_path, make, message):
+    import os
+    import stat
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("keep me")
+    os.mkfifo(tmp_path / "fifo")
+    target = make(tmp_path)
+    assert message in cli.error("synth", "-o", target)
+    assert (tmp_path / "folder").is_dir() and (tmp_path / "a-file").read_text() == "keep me"
+    assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
+    assert not list(tmp_path.rglob(".*.tmp"))

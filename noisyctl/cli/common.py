@@ -14,6 +14,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from noisyctl.errors import NoisyctlError, nearest
+from noisyctl.fileio import check_output
 from noisyctl.recipe import Step, load_recipe
 
 DEBUG_ENV = "NOISYCTL_DEBUG"
@@ -161,8 +162,46 @@ def recipe_info(recipe_path: Path, step: Step) -> dict[str, Any]:
     return {"path": str(recipe_path), "step": step.number, "command": step.command, "options": step.options}
 
 
+# What each command's path options are: the files it reads, and those it writes (``png`` is a
+# folder it writes into). Every output is checked against every input before any work is done.
+INPUT_OPTIONS = ("run", "runs", "labels", "compare", "data_root", "fine_tune", "otx_export", "review", "source",
+                 "true_labels", "trusted", "weights", "recipe")
+OUTPUT_OPTIONS = ("out", "export", "cleanlab", "suspects", "html", "scores_out", "retrain")
+
+
+def _paths(value: Any) -> list[Path]:
+    """The paths an option holds (a flag of the same name in another command holds none)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [Path(v) for v in values if isinstance(v, (str, os.PathLike))]
+
+
+def check_paths(params: dict[str, Any]) -> None:
+    """Refuse, in one line and before any work, outputs that are folders, devices or pipes, outputs
+    that are one of the command's inputs (``prune run.h5 -o run.h5`` would replace the run with a
+    labels file), and two outputs that are one file."""
+    inputs = tuple(p for name in INPUT_OPTIONS for p in _paths(params.get(name)))
+    written: dict[Path, str] = {}
+    for name in OUTPUT_OPTIONS:
+        for path in _paths(params.get(name)):
+            option = "--" + name.replace("_", "-")
+            target = check_output(path, inputs, what=f"{option}")
+            if target in written:
+                raise NoisyctlError(f"{option} and {written[target]} name the same file {path}; give two files")
+            written[target] = option
+    for folder in _paths(params.get("png")):
+        if folder.exists() and not folder.is_dir():
+            raise NoisyctlError(f"--png {folder} is a file; give a folder for the figures")
+
+
 def with_recipe(ctx: typer.Context) -> dict[str, Any]:
-    """The command's options, with those not given on the command line taken from ``--recipe``."""
+    """The command's options, with those not given on the command line taken from ``--recipe``;
+    its paths are checked (``check_paths``) before the command does any work."""
+    params = _with_recipe(ctx)
+    check_paths(params)
+    return params
+
+
+def _with_recipe(ctx: typer.Context) -> dict[str, Any]:
     params = dict(ctx.params)
     path: Optional[Path] = params.get("recipe")
     if path is None:

@@ -21,15 +21,16 @@ app = typer.Typer()
 @app.command("import-otx")
 def import_otx_command(
     ctx: typer.Context,
-    export: Optional[Path] = typer.Argument(None, help="Folder OTX exported loss dynamics to (Datumaro format: "
-                                            "annotations/*.json), or one such .json file.", show_default=False),
+    otx_export: Optional[Path] = typer.Argument(None, metavar="EXPORT", help="Folder OTX exported loss dynamics to "
+                                                "(Datumaro format: annotations/*.json), or one such .json file.",
+                                                show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run file to write."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
     """Import the loss dynamics OpenVINO Training Extensions exports, as a run file `detect` scores."""
     p = with_recipe(ctx)
-    result = import_otx(Path(require(p["export"], "EXPORT folder")), Path(require(p["out"], "--out")))
+    result = import_otx(Path(require(p["otx_export"], "EXPORT folder")), Path(require(p["out"], "--out")))
 
     def render(console):
         console.print(f"{result['samples']:,} samples, {result['epochs']} presentations each, "
