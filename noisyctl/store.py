@@ -139,6 +139,9 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("file_kind", "string", BOTH, True, '"labels" (from synth) or "run" (from train).'),
     Attribute("noisyctl_version", "string", BOTH, True, "Version of noisyctl that wrote the file."),
     Attribute("created_utc", "string", BOTH, True, "ISO 8601 time the file was written."),
+    Attribute("file_id", "string", BOTH, False,
+              "A random id given when the file is created and kept when detect adds scores: detect saves only "
+              "into the file it scored, not one written at that path meanwhile."),
     Attribute("dataset", "JSON", BOTH, True, 'The dataset to load: {"name", "root", "options"}.'),
     Attribute("noise", "JSON", BOTH, False,
               'Synthesized noise: {"name", "rate", "seed", "options", "flipped"}; absent for given labels.'),
@@ -257,8 +260,10 @@ def new_file(h5: h5py.File, kind: str, **attrs: Any) -> None:
 
     from noisyctl import __version__
 
+    import uuid
+
     set_root_attrs(h5, schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, file_kind=kind,
-                   noisyctl_version=__version__,
+                   noisyctl_version=__version__, file_id=uuid.uuid4().hex,
                    created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"), **attrs)
 
 
@@ -433,6 +438,7 @@ class RunFile:
             self.num_classes = self.labels.num_classes
             self.given_labels = self.labels.given_labels
             self.training = _json_attr(self._h5, "training") or {}
+            self.identity = file_identity(self._h5)
             with damaged_on_error(str(self.path)):
                 self.num_epochs = int(self._h5.attrs["num_epochs"])
                 has_thresholds = "samples/threshold" in self._h5
@@ -557,17 +563,31 @@ class RunFile:
             raise NoisyctlError(f"{self.path} is damaged: the attributes of scores/{name} are not valid JSON") from None
 
 
-def save_scores(path: str | Path, results: dict[str, dict[str, Any]]) -> None:
+def file_identity(h5: h5py.File) -> str:
+    """What tells one file from another written at the same path: its ``file_id`` (older files: the
+    time it was created and its first ids)."""
+    file_id = get_attr(h5.attrs, "file_id")
+    if file_id:
+        return str(file_id)
+    ids = h5["samples/id"][:3].tolist() if "samples/id" in h5 else []
+    return f"{get_attr(h5.attrs, 'created_utc')}:{ids}"
+
+
+def save_scores(path: str | Path, results: dict[str, dict[str, Any]], scored: str | None = None) -> None:
     """Store detector results in a run file, atomically (copy, write, move into place).
 
     ``results`` maps a detector name to ``{"scores", "flagged", "description", "options", "info", "plugin"}``.
+    ``scored`` is the ``RunFile.identity`` of the file the scores came from: when another file has
+    been written at ``path`` meanwhile (a ``train -o`` finishing), nothing is saved.
     """
     from noisyctl.fileio import exclusive
 
-    with open_checked(path, want=RUN):
-        pass
     lock = Path(path).with_name(f".{Path(path).name}.lock")
     with exclusive(lock, f"saving scores into {path}", remove=True), atomic_output(path) as tmp:
+        with open_checked(path, want=RUN) as current:
+            if scored is not None and file_identity(current) != scored:
+                raise NoisyctlError(f"{path} was replaced by another file while it was scored (a train or import "
+                                    f"writing there?); the scores were not saved: run detect again")
         shutil.copyfile(path, tmp)
         with h5py.File(tmp, "r+") as h5:
             # The latest detect's detectors come first, in its order; older scores keep theirs after them.

@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from noisyctl.builtin.noise.flips import pairflip, uniform
-from noisyctl.api import NoiseContext
+from noisyctl import plugins
+from noisyctl.api import BlockDetector, NoiseContext, hookimpl
 from noisyctl.fileio import exclusive
 from noisyctl.metrics import detection_metrics
-from noisyctl.store import Labels, read_labels, write_labels_file
+from noisyctl.store import Labels, RunFile, read_labels, write_labels_file
 from noisyctl.training import Checkpoints
 
 
@@ -35,6 +36,54 @@ def test_a_second_process_saving_scores_into_the_same_file_is_refused(cli, digit
         assert "another noisyctl process is saving scores" in cli.error("detect", run, "-d", "loss")
     cli("detect", run, "-d", "loss")
     assert not run.with_name(f".{run.name}.lock").exists()
+
+
+class _ReplacedWhileScoring:
+    """A detector during whose scoring another run is written at the run's path (a `train -o` finishing)."""
+
+    replacement = None
+
+    class Detector(BlockDetector):
+        reads = ("train_loss",)
+
+        def score(self, dynamics):
+            import os
+            import shutil
+
+            # as train does: a new file moved into place (the open run keeps reading the old one)
+            shutil.copy(_ReplacedWhileScoring.replacement, dynamics.path.with_name("new.tmp"))
+            os.replace(dynamics.path.with_name("new.tmp"), dynamics.path)
+            return super().score(dynamics)
+
+        def score_block(self, block):
+            return block["train_loss"].mean(axis=1)
+
+    @staticmethod
+    @hookimpl
+    def register_detectors(register):
+        register("slow-scorer", _ReplacedWhileScoring.Detector)
+
+
+def test_scores_are_saved_only_into_the_file_that_was_scored(cli, digits_run, tmp_path):
+    import shutil
+
+    run, other = tmp_path / "run.h5", tmp_path / "other.h5"
+    shutil.copy(digits_run, run)
+    cli("synth", "-o", tmp_path / "l.h5")
+    cli("train", "-l", tmp_path / "l.h5", "-e", "1", "-q", "-o", other)
+    _ReplacedWhileScoring.replacement = other
+    plugins.add_local_plugin(_ReplacedWhileScoring)
+    try:
+        line = cli.error("detect", run, "-d", "slow-scorer")
+    finally:
+        plugins.remove_local_plugin(_ReplacedWhileScoring)
+        plugins.reset()
+    assert "was replaced by another file while it was scored" in line
+    assert _digest(run) == _digest(other)  # the newer file stands, without the first run's scores
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.lock"))
+    cli("detect", run, "-d", "loss")  # scoring the file that is there now saves
+    with RunFile(run) as saved:
+        assert "loss" in saved.scores()
 
 
 def noise_context(labels, classes, seed):

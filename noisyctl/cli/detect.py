@@ -94,12 +94,12 @@ def detect(
         truth = run_file.labels.is_noisy
         if p["scores_out"] is not None:
             write_scores_csv(Path(p["scores_out"]), run_file, {o.name: o.result.scores for o in outcomes})
-        samples = run_file.num_samples
+        samples, identity = run_file.num_samples, run_file.identity
     if p["save"]:
         save_scores(run_path, {o.name: {"scores": o.result.scores, "flagged": o.result.flagged,
                                         "description": o.description, "options": o.options, "info": o.result.info,
                                         "plugin": o.provenance}
-                               for o in outcomes})
+                               for o in outcomes}, scored=identity)
     result = {
         "run": str(run_path), "samples": samples, "noisy": None if truth is None else int(truth.sum()),
         "primary": primary.name,
