@@ -13,8 +13,49 @@ from typing import Iterator
 from noisyctl.errors import NoisyctlError
 
 
-# A temporary file is named ".NAME.XXXXXXXX.tmp" beside the target: NAME must leave room for that.
-NAME_MAX = 255 - len("..XXXXXXXX.tmp")
+# A temporary file is named ".NAME.PID.XXXXXXXX.tmp" beside the target (the writer's process id, so
+# that what a killed writer left can be told from what a live one is writing): NAME must leave room.
+NAME_MAX = 255 - len("..4194304.XXXXXXXX.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_debris(target: str | os.PathLike) -> list[Path]:
+    """Remove what writers of ``target`` that were killed mid-write left beside it: temporary files
+    whose writer's process is gone, and a lock file no process holds. Returns what was removed."""
+    import fcntl
+    import glob
+    import re
+
+    target = Path(target)
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)\.[^.]+\.tmp")
+    removed = []
+    try:
+        for candidate in target.parent.glob(glob.escape(f".{target.name}.") + "*.tmp"):
+            match = pattern.fullmatch(candidate.name)
+            if match and not _alive(int(match.group(1))):
+                candidate.unlink(missing_ok=True)
+                removed.append(candidate)
+        lock = target.with_name(f".{target.name}.lock")
+        if lock.is_file():
+            with open(lock, "a+b") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return removed  # a live writer holds it
+                lock.unlink(missing_ok=True)
+                removed.append(lock)
+    except OSError:
+        pass  # a read-only folder: the debris stays, and nothing else is harmed
+    return removed
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -73,7 +114,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+        remove_debris(target)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
     except OSError as exc:
         raise NoisyctlError(f"cannot write {path}: {exc.strerror} ({exc.filename or parent})") from None
     os.close(fd)

@@ -430,8 +430,11 @@ class RunFile:
     BLOCK_ROWS = 65536
 
     def __init__(self, path: str | Path) -> None:
+        from noisyctl.fileio import remove_debris
+
         self.path = Path(path)
         self._h5 = open_checked(self.path, want=RUN)
+        remove_debris(self.path)  # what a killed detect or train left beside the run
         try:
             self.labels = _read_labels(self._h5)
             self.num_samples = len(self.labels.ids)

@@ -1,5 +1,6 @@
 """Locks against two writers, property tests (hypothesis) and a bounded fuzz of the readers."""
 
+import os
 import subprocess
 import sys
 
@@ -330,3 +331,22 @@ def test_outputs_noisyctl_cannot_replace_safely_are_refused_and_survive(cli, tmp
     assert (tmp_path / "folder").is_dir() and (tmp_path / "a-file").read_text() == "keep me"
     assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_debris_of_killed_writers_is_removed_and_a_live_writers_is_kept(cli, digits_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run.h5"
+    shutil.copy(digits_run, run)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # the pid of a process that has exited
+    dead = tmp_path / f".run.h5.{gone}.abcd1234.tmp"
+    dead.write_bytes(b"x" * 1000)
+    live = tmp_path / f".run.h5.{os.getpid()}.efgh5678.tmp"
+    live.write_bytes(b"being written")
+    (tmp_path / ".run.h5.lock").write_bytes(b"")  # nobody holds it: a killed detect's
+    cli("detect", run, "-d", "loss", "--no-save")  # a command that only reads the run cleans up
+    assert not dead.exists() and not (tmp_path / ".run.h5.lock").exists() and live.exists()
+    with exclusive(tmp_path / ".run.h5.lock", "saving scores (another process)"):
+        cli("detect", run, "-d", "loss", "--no-save")
+        assert (tmp_path / ".run.h5.lock").exists()  # held: not debris

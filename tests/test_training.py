@@ -87,6 +87,35 @@ def test_interrupted_run_resumes_to_the_same_dynamics(noisy, tmp_path):
     assert not Checkpoints(out).folder.exists()
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda shard: shard.write_bytes(shard.read_bytes()[:200]), r"is damaged \(it does not match the checksum"),
+    (lambda shard: shard.unlink(), "is missing"),
+    (lambda shard: np.savez(shard, train_loss=np.array([object()], dtype=object)), "is damaged"),
+], ids=["truncated", "deleted", "holding Python objects"])
+def test_a_damaged_checkpoint_is_found_before_training_resumes(noisy, tmp_path, damage, message):
+    labels, data = noisy
+    options = TrainOptions(epochs=4, device="cpu")
+    out = tmp_path / "run.h5"
+    with interrupted_in_epoch(2), pytest.raises(KeyboardInterrupt):
+        train(labels, data, options, out)
+    damage(Checkpoints(out).shard(1))
+    class Steps:
+        batches = 0
+
+        def start(self, *args): pass
+
+        def batch(self, samples): Steps.batches += 1
+
+        def epoch_done(self, *args): pass
+
+        def note(self, text): pass
+
+    with pytest.raises(NoisyctlError, match=f"cannot resume: checkpoint shard .*epoch_00001.npz {message}.*--restart"):
+        train(labels, data, options, out, resume=True, progress=Steps())
+    assert Steps.batches == 0 and not out.exists()  # refused before a single step
+    assert train(labels, data, options, out, restart=True)["epochs"] == 4
+
+
 def test_train_refuses_labels_made_for_other_data(cli, tmp_path, monkeypatch):
     labels = tmp_path / "labels.h5"
     cli("synth", "-o", labels)

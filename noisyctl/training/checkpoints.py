@@ -8,7 +8,9 @@ The run file is built from the shards only at the end and moved into place.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +57,33 @@ class Checkpoints:
         with atomic_output(self.state_path) as tmp:
             torch.save(state, tmp)
 
-    def save_shard(self, epoch: int, arrays: dict[str, np.ndarray]) -> None:
+    def save_shard(self, epoch: int, arrays: dict[str, np.ndarray]) -> str:
+        """Write epoch ``epoch``'s shard; returns its checksum, which the state keeps."""
         with atomic_output(self.shard(epoch)) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
+            return _digest(tmp)
+
+    def verify(self, epochs: int, digests: list[str | None] | None) -> None:
+        """Check the shards of the ``epochs`` sealed epochs before any training resumes, so damage is
+        found now, not after the remaining epochs: each must exist and match the checksum written
+        with it (checkpoints from before checksums: each must load, without Python objects)."""
+        for epoch in range(epochs):
+            shard = self.shard(epoch)
+            if not shard.is_file():
+                raise NoisyctlError(f"cannot resume: checkpoint shard {shard} is missing; start again with --restart")
+            if digests is not None and epoch < len(digests) and digests[epoch] is not None:
+                if _digest(shard) != digests[epoch]:
+                    raise NoisyctlError(f"cannot resume: checkpoint shard {shard} is damaged (it does not match "
+                                        f"the checksum written with it); start again with --restart")
+                continue
+            try:
+                with np.load(shard, allow_pickle=False) as arrays:
+                    for key in arrays.files:
+                        arrays[key]
+            except Exception as exc:
+                raise NoisyctlError(f"cannot resume: checkpoint shard {shard} is unreadable ({type(exc).__name__}); "
+                                    f"start again with --restart") from None
 
     def array_path(self, name: str) -> Path:
         return self.folder / f"{name}.npy"
@@ -77,6 +102,14 @@ class Checkpoints:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _fill(channel: str) -> Any:
     """The value of an epoch that did not record a channel: NaN, or -1 for integer channels."""
     return -1 if field_for(f"dynamics/{channel}").dtype.startswith("int") else np.nan
@@ -90,8 +123,8 @@ def assemble_run(out: Path, labels: Labels, checkpoints: Checkpoints, num_epochs
     try:
         for e in range(num_epochs):
             try:
-                shards.append(np.load(checkpoints.shard(e)))
-            except (OSError, ValueError, EOFError) as exc:
+                shards.append(np.load(checkpoints.shard(e), allow_pickle=False))
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
                 raise NoisyctlError(f"checkpoint shard {checkpoints.shard(e)} is unreadable "
                                     f"({type(exc).__name__}); start again with --restart") from None
         n = len(labels.ids)

@@ -160,6 +160,7 @@ class Recorder:
         self.epochs_done = 0
         self.step = 0
         self.resumed_state: Any = None
+        self._shard_digests: list[str] = []
         self._late_sum = None
         self._late_count = 0
         self._clock = time.perf_counter()
@@ -207,6 +208,9 @@ class Recorder:
             raise NoisyctlError(f"{self.checkpoints.folder} belongs to a run with other options or labels; "
                                 f"resume with the same ones, or pass --restart to discard it")
         self.epochs_done, self.step = int(own["epochs_done"]), int(own["step"])
+        digests = own.get("shard_digests")
+        self.checkpoints.verify(self.epochs_done, digests)
+        self._shard_digests = list(digests) if digests else [None] * self.epochs_done
         self._late_sum, self._late_count = own.get("late_sum"), int(own.get("late_count", 0))
         self.resumed_state = state.get("training")
 
@@ -486,11 +490,12 @@ class Recorder:
         out_figures.setdefault("seconds", time.perf_counter() - self._clock)
         record.update({f"figure_{k}": np.float64(v) for k, v in out_figures.items()})
         if self.dist.is_main:
-            self.checkpoints.save_shard(epoch, record)
+            self._shard_digests = self._shard_digests[:epoch] + [self.checkpoints.save_shard(epoch, record)]
             if features is not None:
                 self.checkpoints.save_array("features", features)
             own = {"epochs_done": epoch + 1, "step": self.step, "fingerprint": self._fingerprint,
-                   "late_sum": self._late_sum, "late_count": self._late_count}
+                   "late_sum": self._late_sum, "late_count": self._late_count,
+                   "shard_digests": self._shard_digests}
             self.checkpoints.save_state({"recorder": own, "training": state})
         self.epochs_done = epoch + 1
         self._allocate(self._device)
