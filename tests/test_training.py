@@ -179,3 +179,31 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
     with RunFile(out) as run:
         assert run.num_epochs == 8
     assert killed_at[0] >= 1 and killed_at[1] >= 3 and killed_at[2] >= 5 and killed_at[3] >= 6
+
+
+@pytest.mark.slow
+def test_sigterm_stops_train_as_ctrl_c_does_and_the_run_resumes(tmp_path):
+    """What CI runners and schedulers send: one line, exit 143, a checkpoint to resume from."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    base = [sys.executable, "-m", "noisyctl"]
+    subprocess.run([*base, "synth", "-o", tmp_path / "l.h5"], check=True, env=env, capture_output=True)
+    command = [*base, "train", "-l", tmp_path / "l.h5", "-e", "8", "-q", "-o", tmp_path / "r.h5"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = Checkpoints(tmp_path / "r.h5")
+    deadline = time.time() + 120
+    while not checkpoints.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["error: terminated (SIGTERM); an interrupted train resumes with --resume"]
+    assert checkpoints.exists() and not (tmp_path / "r.h5").exists()
+    resumed = subprocess.run(command + ["--resume", "--json"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["resumed_from_epoch"] >= 1

@@ -56,14 +56,32 @@ def _raised_in_hdf5(exc: BaseException) -> bool:
     return False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what CI runners, schedulers and `kill` send), raised where the program is, so it
+    stops as Ctrl-C stops it: files written atomically stay whole, and train keeps a checkpoint."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 class NoisyctlGroup(TyperGroup):
-    """The one error boundary: a NoisyctlError becomes one red line and exit 1, never a traceback."""
+    """The one error boundary: a NoisyctlError becomes one red line and exit 1, never a traceback;
+    Ctrl-C is exit 130 and SIGTERM exit 143, each one line."""
 
     def invoke(self, ctx):
+        import signal
+        import threading
+
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
         except NoisyctlError as exc:
             fail(str(exc), getattr(exc, "exit_code", 1))
+        except Terminated:
+            fail("terminated (SIGTERM); an interrupted train resumes with --resume", 143)
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except Exception as exc:
@@ -72,6 +90,9 @@ class NoisyctlGroup(TyperGroup):
             if _raised_in_hdf5(exc):
                 fail(f"an HDF5 file is damaged and cannot be read ({type(exc).__name__}: {exc})")
             fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for a traceback)")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def to_jsonable(value: Any) -> Any:

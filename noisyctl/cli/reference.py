@@ -14,7 +14,8 @@ HEADER = """# CLI reference
 
 Generated from the code by `python -m noisyctl.cli.reference > docs/cli.md`; a test fails when it
 differs. Every command also takes `--help`. Exit codes: 0 success, 1 an error (one `error:` line),
-2 a usage error, 3 a CI gate that failed (`detect --fail-above`, `--fail-count`), 130 interrupted.
+2 a usage error, 3 a CI gate that failed (`detect --fail-above`, `--fail-count`), 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
 """
 
 
