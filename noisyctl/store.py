@@ -12,6 +12,7 @@ drift apart.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -296,7 +297,7 @@ def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> 
     try:
         if get_attr(h5.attrs, "schema") != SCHEMA_NAME:
             raise NoisyctlError(f"{path} is an HDF5 file but not a noisyctl file")
-        version = int(get_attr(h5.attrs, "schema_version", -1))
+        version = _integer_attr(h5, "schema_version", path)
         if version != SCHEMA_VERSION:
             advice = ("upgrade noisyctl to read it" if version > SCHEMA_VERSION
                       else "re-create it with this noisyctl (synth/train again)")
@@ -306,13 +307,122 @@ def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> 
         if want == RUN and kind != RUN:
             raise NoisyctlError(f"{path} is a {kind} file, not a run file: train on it first "
                                 f"(noisyctl train --labels {path} --out run.h5)")
-        for f in FIELDS:
-            if f.required and kind in f.files and f.path not in h5:
-                raise NoisyctlError(f"{path} is damaged: it lacks {f.path}")
+        if kind not in BOTH:
+            raise NoisyctlError(f"{path}: its file_kind attribute is {kind!r}, not one of {', '.join(BOTH)}")
+        check_contents(h5, path, kind)
     except BaseException:
         h5.close()
         raise
     return h5
+
+
+# --- the boundary: a file from elsewhere is checked against the schema before any command uses it ---
+
+# Bounds that keep a crafted file from making noisyctl allocate what no real run needs.
+MAX_EPOCHS = 100_000
+MAX_NAME_BYTES = 4096  # an id or class name
+
+
+def _integer_attr(h5: h5py.File, name: str, path) -> int:
+    value = get_attr(h5.attrs, name)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise NoisyctlError(f"{path}: its '{name}' attribute should be an integer, not {value!r:.40}")
+    return int(value)
+
+
+def _objects(group: h5py.Group, prefix: str = ""):
+    """Every (path, object) under ``group``, refusing links that lead elsewhere: a noisyctl file
+    never makes noisyctl read another file (external links, external storage, virtual datasets)
+    or wander (soft links)."""
+    for name in group:
+        link = group.get(name, getlink=True)
+        where = f"{prefix}{name}"
+        if not isinstance(link, h5py.HardLink):
+            raise NoisyctlError(f"{group.file.filename}: {where} is a {type(link).__name__} (to another file or "
+                                f"place); noisyctl reads only what a file itself holds")
+        obj = group[name]
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual or obj.external:
+                raise NoisyctlError(f"{group.file.filename}: {where} keeps its data in another file; noisyctl "
+                                    f"reads only what a file itself holds")
+            yield where, obj
+        elif isinstance(obj, h5py.Group):
+            yield where, obj
+            yield from _objects(obj, f"{where}/")
+
+
+_DTYPE_KINDS = {"int32": "iu", "float16": "f", "float32": "f", "bool": "b", "string": "SOU"}
+
+
+def _expected_shape(spec: str, sizes: dict[str, int]) -> tuple | None:
+    """``"N x E"`` with the file's sizes; None for a free dimension (D, features' width)."""
+    return tuple(sizes.get(part.strip()) for part in spec.split("x"))
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def check_contents(h5: h5py.File, path, kind: str) -> None:
+    """Every field's type, rank, length and range against the schema, with one line naming the file,
+    the field and what was expected; sizes no machine could hold are refused before anything is read."""
+    objects = dict(_objects(h5))
+    for f in FIELDS:
+        if f.required and kind in f.files and f.path not in objects:
+            raise NoisyctlError(f"{path} lacks {f.path}, which every noisyctl {kind} file holds (written by "
+                                f"another tool or an incomplete copy?)")
+    for name in ("samples/id", "classes/name", "samples/given_label"):
+        if not isinstance(objects[name], h5py.Dataset) or objects[name].ndim != 1:
+            raise NoisyctlError(f"{path}: {name} should be a one-dimensional array")
+    ids = objects["samples/id"]
+    if ids.dtype.kind not in "SOU" or (ids.dtype.kind == "S" and ids.dtype.itemsize > MAX_NAME_BYTES):
+        raise NoisyctlError(f"{path}: samples/id should hold strings of at most {MAX_NAME_BYTES} bytes, not {ids.dtype}")
+    n, classes = ids.shape[0], objects["classes/name"].shape[0]
+    if n == 0:
+        raise NoisyctlError(f"{path} holds no samples")
+    if classes == 0:
+        raise NoisyctlError(f"{path} names no classes (classes/name is empty)")
+    if n * max(ids.dtype.itemsize, 8) * 4 > _memory_bytes():
+        raise NoisyctlError(f"{path} declares {n:,} samples, more than this machine's memory could read")
+    sizes = {"N": n, "C": classes}
+    if kind == RUN:
+        epochs = _integer_attr(h5, "num_epochs", path)
+        if not 1 <= epochs <= MAX_EPOCHS:
+            raise NoisyctlError(f"{path}: num_epochs is {epochs}; a run records 1 to {MAX_EPOCHS:,} epochs")
+        sizes["E"] = epochs
+    for where, obj in objects.items():
+        if isinstance(obj, h5py.Group):
+            if any(f.path == where for f in FIELDS):
+                raise NoisyctlError(f"{path}: {where} should be an array, not a group")
+            continue
+        try:
+            f = field_for(where)
+        except ValueError:
+            continue  # fields of a later minor version, which this one does not read
+        if kind not in f.files:
+            continue
+        if obj.dtype.kind not in _DTYPE_KINDS[f.dtype]:
+            raise NoisyctlError(f"{path}: {where} should be {f.dtype}, not {obj.dtype}")
+        expected = _expected_shape(f.shape, sizes)
+        if len(obj.shape) != len(expected) or any(e is not None and s != e for s, e in zip(obj.shape, expected)):
+            shown = " x ".join(str(e) if e is not None else part.strip()
+                               for e, part in zip(expected, f.shape.split("x")))
+            raise NoisyctlError(f"{path}: {where} has shape {' x '.join(map(str, obj.shape)) or 'scalar'}; the "
+                                f"schema says {f.shape} = {shown}")
+    for name in ("samples/given_label", "samples/true_label"):
+        if name in objects:
+            with damaged_on_error(str(path)):
+                labels = objects[name][()]
+            if labels.min() < 0 or labels.max() >= classes:
+                raise NoisyctlError(f"{path}: {name} holds {labels.min() if labels.min() < 0 else labels.max()}, "
+                                    f"outside the {classes} classes 0..{classes - 1}")
+    dataset = _json_attr(h5, "dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str) or not dataset["name"]:
+        raise NoisyctlError(f"{path}: its 'dataset' attribute names no dataset (it should be a JSON object with "
+                            f"a \"name\")")
 
 
 # Optional per-sample fields a labels or run file may carry beside the labels, and their dtypes.
@@ -507,7 +617,13 @@ class RunFile:
 
     def _read(self, dataset: h5py.Dataset, selection: Any = ()) -> np.ndarray:
         with damaged_on_error(str(self.path)):
-            return dataset[selection]
+            values = dataset[selection]
+        if dataset.name in ("/dynamics/eval_pred", "/dynamics/corrected_label") and values.size:
+            # -1: an epoch without a prediction; C: the fake class of AUM threshold samples
+            highest = self.num_classes if self.threshold_samples is not None else self.num_classes - 1
+            if values.min() < -1 or values.max() > highest:
+                raise NoisyctlError(f"{self.path}: {dataset.name[1:]} holds a class outside 0..{highest}")
+        return values
 
     def channel(self, name: str) -> np.ndarray:
         return self._read(self._dataset(name))

@@ -119,6 +119,52 @@ def npz_with_bad_label(d: Path) -> Path:
     return d / "x.npz"
 
 
+def mutated(cli, d: Path, change, *train_args) -> Path:
+    """A real run file, changed by ``change(h5)`` as a hand-edit or another tool might."""
+    path = run_file(cli, d, *train_args)
+    with h5py.File(path, "r+") as h5:
+        change(h5)
+    return path
+
+
+def replace_field(name: str, values) -> callable:
+    def change(h5):
+        del h5[name]
+        h5[name] = values
+    return change
+
+
+def linked_elsewhere(kind: str):
+    def change(h5):
+        outside = Path(h5.filename).with_name("outside.h5")
+        with h5py.File(outside, "w") as other:
+            other["ids"] = np.array([b"/etc/passwd"] * 1797)
+        del h5["samples/id"]
+        if kind == "external":
+            h5["samples/id"] = h5py.ExternalLink(str(outside), "ids")
+        elif kind == "virtual":
+            layout = h5py.VirtualLayout(shape=(1797,), dtype="S11")
+            layout[:] = h5py.VirtualSource(str(outside), "ids", shape=(1797,))
+            h5.create_virtual_dataset("samples/id", layout)
+        else:
+            h5["kept"] = np.array([b"x"] * 1797)
+            h5["samples/id"] = h5py.SoftLink("/kept")
+    return change
+
+
+def labels_with(cli, d: Path, change) -> Path:
+    path = labels_file(cli, d)
+    with h5py.File(path, "r+") as h5:
+        change(h5)
+    return path
+
+
+def set_root_attr(name: str, value):
+    def change(h5):
+        h5.attrs[name] = value
+    return change
+
+
 # (what, setup(cli, d, site) -> argv, the error line must contain, files the failure may leave)
 BAD_INPUTS = [
     ("missing dataset path", lambda cli, d, s: ["train", "--dataset", "imagefolder", "--data-root", d / "nowhere",
@@ -177,6 +223,58 @@ BAD_INPUTS = [
     ("a plugin that raises when called", lambda cli, d, s: (install(s, "bad-call", "bad_call", RAISING_DETECTOR),
                                                             ["detect", run_file(cli, d), "-d", "broken"])[1],
      "detector 'broken' from plugin 'bad-call:bad_call' (bad-call 1.0) failed: ZeroDivisionError: bad math", ()),
+    ("run file whose ids are an external link to another file", lambda cli, d, s: [
+        "detect", mutated(cli, d, linked_elsewhere("external")), "-d", "loss", "--no-save"],
+     "samples/id is a ExternalLink", ("outside.h5",)),
+    ("run file whose ids are a virtual dataset over another file", lambda cli, d, s: [
+        "report", mutated(cli, d, linked_elsewhere("virtual"))], "keeps its data in another file", ("outside.h5",)),
+    ("run file whose ids are a soft link", lambda cli, d, s: [
+        "detect", mutated(cli, d, linked_elsewhere("soft")), "-d", "loss", "--no-save"], "is a SoftLink", ()),
+    ("negative given label", lambda cli, d, s: [
+        "detect", mutated(cli, d, replace_field("samples/given_label", np.full(1797, -3, np.int32))), "-d", "loss"],
+     "samples/given_label holds -3, outside the 10 classes 0..9", ()),
+    ("given label beyond the classes", lambda cli, d, s: [
+        "prune", mutated(cli, d, replace_field("samples/given_label", np.arange(1797, dtype=np.int32))),
+        "--ratio", "0.1", "-o", d / "p.h5"], "holds 1796, outside the 10 classes", ()),
+    ("float given labels", lambda cli, d, s: [
+        "detect", mutated(cli, d, replace_field("samples/given_label", np.zeros(1797, np.float32))), "-d", "loss"],
+     "samples/given_label should be int32, not float32", ()),
+    ("eval_pred outside the classes", lambda cli, d, s: [
+        "detect", mutated(cli, d, replace_field("dynamics/eval_pred", np.full((1797, 1), 40, np.int32))),
+        "-d", "datamap", "-d", "learned", "--no-save"], "dynamics/eval_pred holds a class outside 0..9", ()),
+    ("stored scores of the wrong length", lambda cli, d, s: [
+        "prune", mutated(cli, d, lambda h5: h5.create_dataset("scores/loss", data=np.zeros(5, np.float32))),
+        "--ratio", "0.1", "-o", d / "p.h5"], "scores/loss has shape 5; the schema says N = 1797", ()),
+    ("flags of the wrong rank", lambda cli, d, s: [
+        "report", mutated(cli, d, lambda h5: (h5.create_dataset("scores/loss", data=np.zeros(1797, np.float32)),
+                                              h5.create_dataset("flags/loss", data=np.zeros((1797, 2), bool))))],
+     "flags/loss has shape 1797 x 2; the schema says N = 1797", ()),
+    ("probabilities of the wrong width", lambda cli, d, s: [
+        "export", mutated(cli, d, replace_field("probs/late_mean", np.zeros((1797, 3), np.float16))),
+        "--cleanlab", d / "c.npz"], "probs/late_mean has shape 1797 x 3; the schema says N x C = 1797 x 10", ()),
+    ("schema version as text", lambda cli, d, s: [
+        "detect", mutated(cli, d, set_root_attr("schema_version", "one"))],
+     "'schema_version' attribute should be an integer", ()),
+    ("num_epochs zero", lambda cli, d, s: ["detect", mutated(cli, d, set_root_attr("num_epochs", 0))],
+     "num_epochs is 0; a run records 1 to", ()),
+    ("num_epochs huge", lambda cli, d, s: ["detect", mutated(cli, d, set_root_attr("num_epochs", 10**12))],
+     "num_epochs is 1000000000000", ()),
+    ("num_epochs as an array", lambda cli, d, s: ["detect", mutated(cli, d, set_root_attr("num_epochs", [1, 2]))],
+     "'num_epochs' attribute should be an integer", ()),
+    ("dataset attribute without a name", lambda cli, d, s: [
+        "report", mutated(cli, d, set_root_attr("dataset", '{"root": null}'))], "names no dataset", ()),
+    ("empty class list", lambda cli, d, s: [
+        "detect", mutated(cli, d, replace_field("classes/name", np.array([], dtype="S1")))], "names no classes", ()),
+    ("a removal mask of the wrong length", lambda cli, d, s: [
+        "train", "-l", labels_with(cli, d, lambda h5: h5.create_dataset("samples/removed", data=np.zeros(50, bool))),
+        "-o", d / "r.h5"], "samples/removed has shape 50; the schema says N = 1797", ()),
+    ("a removal mask of integers", lambda cli, d, s: [
+        "train", "-l", labels_with(cli, d, lambda h5: h5.create_dataset("samples/removed",
+                                                                        data=np.ones(1797, np.int32))),
+        "-o", d / "r.h5"], "samples/removed should be bool, not int32", ()),
+    ("a required field missing", lambda cli, d, s: [
+        "detect", mutated(cli, d, lambda h5: h5.__delitem__("samples/given_label"))],
+     "lacks samples/given_label, which every noisyctl run file holds", ()),
 ]
 
 
