@@ -22,6 +22,7 @@ from noisyctl.estimate import NoiseRateEstimate, estimate_noise_rate, gmm_noisy_
 from noisyctl.fileio import atomic_output
 from noisyctl.hookspecs import hookimpl
 from noisyctl.prototypes import prototype_labels
+from noisyctl.recipe import read_yaml_file
 
 __all__ = [
     "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "encode_text",
@@ -29,7 +30,7 @@ __all__ = [
     "Dynamics", "open_run", "Detector", "BlockDetector", "TrainableDetector", "DetectorResult", "choose_exact",
     "check_rate", "gmm_noisy_posterior", "estimate_noise_rate", "NoiseRateEstimate",
     "Corrector", "Correction", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
-    "prototype_labels", "atomic_output", "NOISYCTL_VERSION",
+    "prototype_labels", "atomic_output", "read_yaml_file", "NOISYCTL_VERSION",
 ]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import yaml
 
 from noisyctl import plugins
 from noisyctl.api import DatasetData
 from noisyctl.errors import NoisyctlError
+from noisyctl.recipe import InvalidYaml, load_yaml
 from noisyctl.store import Labels
 
 
@@ -25,8 +25,8 @@ def parse_options(pairs: list[str] | tuple[str, ...] | dict | None, what: str) -
         if not sep or not key.strip():
             raise NoisyctlError(f"{what} option '{pair}' is not KEY=VALUE")
         try:
-            options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
+            options[key.strip()] = load_yaml(value, f"{what} option {key.strip()}") if value.strip() else ""
+        except InvalidYaml:
             options[key.strip()] = value
     return options
 

@@ -290,6 +290,8 @@ def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> 
         raise NoisyctlError(f"{path} does not exist")
     if path.is_dir():
         raise NoisyctlError(f"{path} is a folder, not a noisyctl file")
+    if not path.is_file():
+        raise NoisyctlError(f"{path} is not a regular file (a pipe or device), not a noisyctl file")
     try:
         h5 = h5py.File(path, mode)
     except OSError:

@@ -159,6 +159,20 @@ def labels_with(cli, d: Path, change) -> Path:
     return path
 
 
+BILLION_LAUGHS = ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                  "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                  "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+                  "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+                  "i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\nsteps: *i\n")
+
+
+def fifo(path: Path) -> Path:
+    import os
+
+    os.mkfifo(path)
+    return path
+
+
 def set_root_attr(name: str, value):
     def change(h5):
         h5.attrs[name] = value
@@ -272,6 +286,16 @@ BAD_INPUTS = [
         "train", "-l", labels_with(cli, d, lambda h5: h5.create_dataset("samples/removed",
                                                                         data=np.ones(1797, np.int32))),
         "-o", d / "r.h5"], "samples/removed should be bool, not int32", ()),
+    ("recipe of billion-laughs anchors", lambda cli, d, s: ["run", write(d / "r.yaml", BILLION_LAUGHS)],
+     "once its aliases (*name) are expanded", ()),
+    ("recipe nested 10,000 deep", lambda cli, d, s: ["run", write(d / "r.yaml", "steps: " + "[" * 10000 + "]" * 10000)],
+     "nested more than 50 levels deep", ()),
+    ("recipe of 2 MB", lambda cli, d, s: ["run", write(d / "r.yaml", "# " + "x" * (2 << 20))], "larger than 1 MiB", ()),
+    ("recipe that is a pipe", lambda cli, d, s: ["run", fifo(d / "r.yaml")], "is not a regular file", ()),
+    ("run file that is a pipe", lambda cli, d, s: ["detect", fifo(d / "run.h5")], "is not a regular file", ()),
+    ("model option of billion-laughs anchors", lambda cli, d, s: [
+        "train", "-d", "digits", "-M", "width={" + BILLION_LAUGHS.replace("\n", ", ").rstrip(", ") + "}",
+        "-o", d / "r.h5"], "once its aliases (*name) are expanded", ()),
     ("a required field missing", lambda cli, d, s: [
         "detect", mutated(cli, d, lambda h5: h5.__delitem__("samples/given_label"))],
      "lacks samples/given_label, which every noisyctl run file holds", ()),

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from noisyctl.api import NoiseContext, NoisyctlError
+from noisyctl.api import NoiseContext, NoisyctlError, read_yaml_file
 
 TOLERANCE = 1e-6
 
@@ -15,13 +14,7 @@ TOLERANCE = 1e-6
 def _read(matrix) -> object:
     """A path to a YAML file, or the matrix itself (from a recipe)."""
     if isinstance(matrix, (str, Path)):
-        path = Path(matrix)
-        if not path.is_file():
-            raise NoisyctlError(f"transition matrix file {path} does not exist")
-        try:
-            return yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError:
-            raise NoisyctlError(f"transition matrix file {path} is not valid YAML") from None
+        return read_yaml_file(matrix, "transition matrix file")
     return matrix
 
 
