@@ -14,7 +14,7 @@ from noisyctl import plugins
 from noisyctl.api import Correction, Corrector
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import decided_noisy
-from noisyctl.fileio import atomic_output
+from noisyctl.fileio import atomic_output, csv_cell, csv_value
 from noisyctl.metrics import ranking
 from noisyctl.store import Labels, RunFile
 
@@ -141,9 +141,9 @@ def write_review_csv(path: Path, labels: Labels, scores: np.ndarray, proposal: C
         writer = csv.writer(handle)
         writer.writerow(columns)
         for rank, i in enumerate(rows, start=1):
-            text = [] if texts is None else [texts[rank - 1]]
-            writer.writerow([rank, labels.ids[i], *text, sample_path(labels.dataset, labels.ids[i]),
-                             names[labels.given_labels[i]], names[proposal.labels[i]],
+            text = [] if texts is None else [csv_cell(texts[rank - 1])]
+            writer.writerow([rank, csv_cell(labels.ids[i]), *text, csv_cell(sample_path(labels.dataset, labels.ids[i])),
+                             csv_cell(names[labels.given_labels[i]]), csv_cell(names[proposal.labels[i]]),
                              f"{proposal.confidence[i]:.4f}", f"{scores[i]:.6g}", ""])
     return len(rows)
 
@@ -152,7 +152,9 @@ def read_review_csv(path: Path, labels: Labels) -> Labels:
     """A labels file's labels with a reviewed CSV applied: ``reviewed_label`` (a class name or index)
     sets and confirms a label, ``remove`` removes the sample, an empty one leaves it alone.
 
-    The whole file is refused (nothing is written) when a row names an id or a label that does not exist.
+    The whole file is refused (nothing is written), naming the line, when a row names an id or a label
+    that does not exist, names an id a second time, or has more or fewer cells than the header; a
+    file whose quoting is broken is refused too.
     """
     path = Path(path)
     if not path.is_file():
@@ -164,16 +166,25 @@ def read_review_csv(path: Path, labels: Labels) -> Labels:
     bad: list[str] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(handle, strict=True)
             missing = {"id", "reviewed_label"} - set(reader.fieldnames or [])
             if missing:
                 raise NoisyctlError(f"{path} lacks the column(s) {', '.join(sorted(missing))} "
                                     f"(export one with `noisyctl correct RUN --export FILE`)")
-            for line, row in enumerate(reader, start=2):
-                decision = (row.get("reviewed_label") or "").strip()
+            seen: dict[str, int] = {}
+            for row in reader:
+                line = reader.line_num
+                if None in row or None in row.values():
+                    bad.append(f"line {line} has {'more' if None in row else 'fewer'} cells than the header")
+                    continue
+                decision = csv_value(row["reviewed_label"].strip())
                 if not decision:
                     continue
-                sample_id = (row.get("id") or "").strip()
+                sample_id = csv_value(row["id"].strip())
+                if sample_id in seen:
+                    bad.append(f"line {line}: id '{sample_id}' was already reviewed on line {seen[sample_id]}")
+                    continue
+                seen[sample_id] = line
                 if sample_id not in position:
                     bad.append(f"line {line}: id '{sample_id}' is not in the labels")
                     continue

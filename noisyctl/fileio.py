@@ -165,3 +165,20 @@ def exclusive(lock_path: str | os.PathLike, doing: str, remove: bool = False) ->
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+# A spreadsheet runs a cell that begins with one of these as a formula (CSV injection): cells that
+# hold data (ids, class names, texts, paths) are written with a leading apostrophe, which
+# spreadsheets hide and noisyctl's own CSV reader removes.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A data string as a CSV cell no spreadsheet runs as a formula."""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_value(cell: str) -> str:
+    """What ``csv_cell`` wrote, back as the data string."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell

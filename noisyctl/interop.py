@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from noisyctl.errors import NoisyctlError
-from noisyctl.fileio import atomic_output
+from noisyctl.fileio import atomic_output, csv_cell
 from noisyctl.store import RUN, Labels, RunFile, create_field, new_file, write_field
 
 
@@ -420,5 +420,6 @@ def export_suspects(path: Path, suspects: list[dict[str, Any]]) -> dict[str, Any
             with open(tmp, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
-                writer.writerows(suspects)
+                writer.writerows({key: csv_cell(value) if key in ("id", "given", "true", "suggested") and value
+                                  is not None else value for key, value in row.items()} for row in suspects)
     return {"out": str(path), "rows": len(suspects)}

@@ -350,3 +350,59 @@ def test_debris_of_killed_writers_is_removed_and_a_live_writers_is_kept(cli, dig
     with exclusive(tmp_path / ".run.h5.lock", "saving scores (another process)"):
         cli("detect", run, "-d", "loss", "--no-save")
         assert (tmp_path / ".run.h5.lock").exists()  # held: not debris
+
+
+HOSTILE_IDS = ["[/]", "[link=http://evil.example]click[/link]", "\x1b[31mred\x1b[0m", "\x1b]8;;http://x\x1b\\a\x1b]8;;\x1b\\",
+               ":smile:", "=HYPERLINK(\"http://x\")", "+1+1", "@SUM(A1)", "-2+3"]
+
+
+def test_names_from_files_are_plain_text_on_screen_and_in_spreadsheets(cli, tmp_path, monkeypatch):
+    """Ids and class names are data: never markup, emoji codes, terminal escapes or spreadsheet formulas."""
+    import csv
+    import json
+
+    monkeypatch.setenv("COLUMNS", "400")  # whole ids in the tables
+
+    rows = [{"id": HOSTILE_IDS[i % len(HOSTILE_IDS)] + f"#{i}", "text": f"sample {i} " + ("good" if i % 2 else "bad"),
+             "label": "[bold]yes" if i % 2 else ":smile:"} for i in range(60)]
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    data = ["-d", "text", "--data-root", tmp_path / "d.jsonl", "-D", "id_column=id"]
+    cli("synth", *data, "-r", "0.2", "-o", tmp_path / "l.h5")
+    cli("train", "-l", tmp_path / "l.h5", "-m", "text-bag", "-e", "2", "-q", "-o", tmp_path / "r.h5")
+    printed = cli("detect", tmp_path / "r.h5", "-k", "60").stdout + cli("report", tmp_path / "r.h5", "-k", "60").stdout
+    assert "\x1b" not in printed and "\\x1b" in printed  # shown escaped, never obeyed
+    assert "[/]#" in printed and "[link=http://evil.example]" in printed and "[bold]yes" in printed
+    assert ":smile:" in printed and "\U0001f604" not in printed
+    cli("export", tmp_path / "r.h5", "--suspects", tmp_path / "s.csv")
+    cli("correct", tmp_path / "r.h5", "-c", "knn", "--export", tmp_path / "review.csv")
+    for name in ("s.csv", "review.csv"):
+        with open(tmp_path / name, newline="", encoding="utf-8") as handle:
+            cells = [cell for row in csv.reader(handle) for cell in row]
+        assert not [c for c in cells if c.startswith(("=", "+", "@")) or (c.startswith("-") and not c[1:2].isdigit())]
+        assert "'=HYPERLINK(\"http://x\")#0" in cells or any(c.startswith("'=HYPERLINK") for c in cells)
+    # what a reviewer fills in comes back as the same ids and classes
+    with open(tmp_path / "review.csv", newline="", encoding="utf-8") as handle:
+        review = list(csv.DictReader(handle))
+    for row in review:
+        row["reviewed_label"] = row["given_label"]
+    with open(tmp_path / "review.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(review[0]))
+        writer.writeheader()
+        writer.writerows(review)
+    result = cli.json("import-review", tmp_path / "review.csv", "-l", tmp_path / "l.h5", "-o", tmp_path / "rev.h5")
+    assert result["reviewed"] == len(review) and result["changed"] == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("id,reviewed_label\ndigits/0003,3\ndigits/0003,7\ndigits/0003,remove\n",
+     "line 3: id 'digits/0003' was already reviewed on line 2"),
+    ('id,reviewed_label\ndigits/0003,"3\ndigits/0004,4\n', "is not a readable CSV file"),
+    ("id,reviewed_label\ndigits/0003,3,extra\n", "line 2 has more cells than the header"),
+    ("id,reviewed_label,note\ndigits/0003,3\n", "line 2 has fewer cells than the header"),
+], ids=["an id three times", "an unterminated quote", "a row too long", "a row too short"])
+def test_a_review_csv_that_cannot_be_applied_as_a_whole_changes_nothing(cli, tmp_path, content, message):
+    cli("synth", "-o", tmp_path / "l.h5")
+    (tmp_path / "review.csv").write_text(content)
+    line = cli.error("import-review", tmp_path / "review.csv", "-l", tmp_path / "l.h5", "-o", tmp_path / "out.h5")
+    assert message in line, line
+    assert not (tmp_path / "out.h5").exists()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperGroup
 
 from noisyctl.errors import NoisyctlError, nearest
@@ -27,16 +28,48 @@ RECIPE_OPTION = typer.Option(None, "--recipe", help="Take options not given here
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document for scripts and CI instead of tables.")
 
 
+# Control characters (an ESC that starts a terminal sequence, an OSC-8 link) and bidirectional
+# overrides, as they may stand in ids, class names and paths from files; shown escaped, never obeyed.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN`` escapes."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                            else f"\\u{ord(m.group()):04x}", text)
+
+
+class PlainConsole(Console):
+    """The console every command prints through. Strings are plain text: ids, class names and paths
+    from files may hold ``[/]``, ``[link=...]`` or ``:smile:``, so markup and emoji codes are off
+    (noisyctl's own styling is ``rich.text.Text`` with a style), and control characters are escaped."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, emoji=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any):
+        return super().render_str(printable(text), **kwargs)
+
+
 def stderr() -> Console:
-    return Console(stderr=True)
+    return PlainConsole(stderr=True)
 
 
 def stdout() -> Console:
-    return Console()
+    return PlainConsole()
+
+
+def styled(label: str, style: str, text: str = "") -> Text:
+    """``label`` in ``style``, then plain ``text``: a note, an error, a highlighted cell."""
+    return Text.assemble((label, style), printable(f" {text}" if text else ""))
+
+
+def note(console: Console, text: str) -> None:
+    console.print(styled("note:", "yellow", text))
 
 
 def fail(message: str, code: int = 1) -> None:
-    stderr().print(f"[bold red]error:[/] {escape(' '.join(str(message).split()))}", highlight=False, soft_wrap=True)
+    stderr().print(styled("error:", "bold red", " ".join(str(message).split())), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.markup import escape
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, with_recipe
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
 from noisyctl.detection import (DEFAULT_DETECTORS, default_detectors, estimate_noise, estimate_words, run_detector,
                                 suggested_labels, top_suspects)
 from noisyctl.errors import GateFailed, NoisyctlError
-from noisyctl.fileio import atomic_output
+from noisyctl.fileio import atomic_output, csv_cell
 from noisyctl.store import RunFile, save_scores
 
 app = typer.Typer()
@@ -41,7 +40,8 @@ def write_scores_csv(path: Path, run: RunFile, scores: dict[str, Any]) -> None:
         writer.writerow(["sample_id", "given_label", *scores])
         columns = list(scores.values())
         for i, sample_id in enumerate(run.labels.ids):
-            writer.writerow([sample_id, names[run.given_labels[i]], *(f"{c[i]:.6g}" for c in columns)])
+            writer.writerow([csv_cell(sample_id), csv_cell(names[run.given_labels[i]]),
+                             *(f"{c[i]:.6g}" for c in columns)])
 
 
 @app.command()
@@ -117,13 +117,13 @@ def detect(
         console.print(estimate_text(estimate))
         for o in outcomes:
             if o.result.info.get("note"):
-                console.print(f"[yellow]note:[/] {o.result.info['note']}")
+                note(console, o.result.info["note"])
         if skipped:
             grouped: dict[str, list[str]] = {}
             for name, why in skipped.items():
                 grouped.setdefault(why, []).append(name)
-            console.print("[yellow]note:[/] not run: " + escape("; ".join(
-                f"{', '.join(names)} ({why.removeprefix('needs ')})" for why, names in grouped.items())))
+            note(console, "not run: " + "; ".join(
+                f"{', '.join(names)} ({why.removeprefix('needs ')})" for why, names in grouped.items()))
         if suspects:
             console.print(suspects_table(suspects, primary.name))
 

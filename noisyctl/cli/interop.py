@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, with_recipe
 from noisyctl.detection import suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
 from noisyctl.interop import DYNAMICS_FORMATS, export_cleanlab, export_suspects, import_dynamics, import_otx
@@ -36,7 +36,7 @@ def import_otx_command(
         console.print(f"{result['samples']:,} samples, {result['epochs']} presentations each, "
                       f"{result['classes']} classes -> {result['out']}")
         if result["presentations_dropped"]:
-            console.print(f"[yellow]note:[/] {result['presentations_dropped']:,} presentations beyond the "
+            note(console, f"{result['presentations_dropped']:,} presentations beyond the "
                           f"{result['epochs']} every sample has were left out")
 
     return emit(ctx, result, render, p["json_output"])
@@ -73,7 +73,7 @@ def import_dynamics_command(
         console.print(f"{result['samples']:,} samples, {result['epochs']} epochs, {result['classes']} classes "
                       f"({result['imported_from']}: {', '.join(result['channels'])}) -> {result['out']}")
         if result.get("presentations_dropped"):
-            console.print(f"[yellow]note:[/] {result['presentations_dropped']:,} measurements beyond the "
+            note(console, f"{result['presentations_dropped']:,} measurements beyond the "
                           f"{result['epochs']} every sample has were left out")
 
     return emit(ctx, result, render, p["json_output"])
@@ -111,7 +111,7 @@ def export_command(
             c = result["cleanlab"]
             console.print(f"cleanlab arrays ({c['pred_probs']} probabilities) -> {c['out']}")
             if c["in_sample"]:
-                console.print("[yellow]note:[/] in-sample probabilities; cleanlab wants out-of-sample ones "
+                note(console, "in-sample probabilities; cleanlab wants out-of-sample ones "
                               "(train --folds K)")
         if "suspects" in result:
             s = result["suspects"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from noisyctl import plugins as plugin_system
-from noisyctl.cli.common import JSON_OPTION, emit
+from noisyctl.cli.common import JSON_OPTION, emit, printable
 
 app = typer.Typer()
 
@@ -24,7 +25,7 @@ def plugins(ctx: typer.Context, json_output: bool = JSON_OPTION):
             table.add_column(column, no_wrap=True)
         table.add_column("description")
         for e in entries:
-            table.add_row(e["kind"], f"[bold]{e['name']}[/]", e["plugin"], e["distribution"], e["version"],
+            table.add_row(e["kind"], Text(printable(e["name"]), style="bold"), e["plugin"], e["distribution"], e["version"],
                           e["description"])
         console.print(table)
 

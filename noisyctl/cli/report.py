@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, with_recipe
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.report import build_report, shown_epochs
 
@@ -91,7 +91,7 @@ def report(
         for written in (result.get("html"), *(result.get("png") or [])):
             if written:
                 console.print(f"wrote {written}")
-        for note in result["notes"]:
-            console.print(f"[yellow]note:[/] {note}")
+        for text in result["notes"]:
+            note(console, text)
 
     return emit(ctx, result, render, p["json_output"])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
 from rich.table import Table
 
+from noisyctl.cli.common import printable
 from noisyctl.detection import estimate_words
 
 
@@ -35,7 +36,7 @@ def metrics_table(detectors: dict[str, dict[str, Any]], noisy: int | None, sampl
         m = d.get("metrics")
         if noisy is not None and m:
             ap = _fmt(m["map"])
-            row += [_fmt(m["auc"]), f"[green]{ap}[/]" if m["map"] == best else ap,
+            row += [_fmt(m["auc"]), Text(ap, style="green") if m["map"] == best else ap,
                     _fmt(m["precision_at_k"]), _fmt(m["recall_at_k"])]
         if any_flags:
             row.append("-" if d.get("flagged") is None else f"{d['flagged']:,}")
@@ -57,8 +58,7 @@ def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
     for row in rows:
         cells = [str(row["rank"]), row["id"], row["given"]]
         if truth_known:
-            mark = "[red]" if row["is_noisy"] else "[dim]"
-            cells.append(f"{mark}{row['true']}[/]")
+            cells.append(Text(printable(row["true"]), style="red" if row["is_noisy"] else "dim"))
         cells += [row["suggested"] or "-", f"{row['score']:.4g}"]
         table.add_row(*cells)
     if truth_known:
@@ -68,7 +68,7 @@ def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
 
 def estimate_text(estimate: dict[str, Any]) -> str:
     """One paragraph: the estimated noise rate (and the true one when known) and the confused pairs."""
-    text = escape(estimate_words(estimate))
+    text = estimate_words(estimate)
     if estimate.get("true_rate") is not None:
         text += f"; true: {estimate['true_rate']:.1%}"
     pairs = estimate.get("confused_pairs") or []

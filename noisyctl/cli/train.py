@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
 from noisyctl.cli.progress import training_progress
@@ -26,7 +27,7 @@ def render_dry_run(console, plan: dict) -> None:
     table.add_column("size", justify="right")
     for name, size in plan["fields"].items():
         table.add_row(name, _bytes(size))
-    table.add_row("[bold]total (before compression)[/]", f"[bold]{_bytes(plan['total_bytes'])}[/]")
+    table.add_row(Text("total (before compression)", style="bold"), Text(_bytes(plan["total_bytes"]), style="bold"))
     console.print(table)
 
 
