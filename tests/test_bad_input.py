@@ -166,6 +166,20 @@ BILLION_LAUGHS = ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a,
                   "i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]\nsteps: *i\n")
 
 
+def huge_weights(d: Path) -> Path:
+    """A weights file whose metadata declares a million member networks (a few bytes of tensors)."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    from noisyctl.builtin.detectors.learned.features import FEATURE_SETS
+
+    meta = {"kind": "learned", "features": FEATURE_SETS["learned"].names, "members": 1_000_000, "hidden": 8}
+    save_file({"x": np.zeros(1, np.float32)}, str(d / "huge.safetensors"),
+              metadata={k: json.dumps(v) for k, v in meta.items()})
+    return d / "huge.safetensors"
+
+
 def fifo(path: Path) -> Path:
     import os
 
@@ -296,6 +310,26 @@ BAD_INPUTS = [
     ("model option of billion-laughs anchors", lambda cli, d, s: [
         "train", "-d", "digits", "-M", "width={" + BILLION_LAUGHS.replace("\n", ", ").rstrip(", ") + "}",
         "-o", d / "r.h5"], "once its aliases (*name) are expanded", ()),
+    ("detector weights declaring a million members", lambda cli, d, s: [
+        "detect", run_file(cli, d), "-d", "learned", "--detector-option", f"learned.weights={huge_weights(d)}"],
+     "its metadata declares members 1000000; a detector has 1 to 64", ()),
+    ("train-detector with a negative batch size", lambda cli, d, s: [
+        "train-detector", run_file(cli, d), "-b", "-3", "-o", d / "w.safetensors"], "batch size -3", ()),
+    ("train-detector for zero epochs", lambda cli, d, s: [
+        "train-detector", run_file(cli, d), "-e", "0", "-o", d / "w.safetensors"], "at least one epoch", ()),
+    ("train-detector at a NaN learning rate", lambda cli, d, s: [
+        "train-detector", run_file(cli, d), "--lr", "nan", "-o", d / "w.safetensors"], "not nan", ()),
+    ("negative momentum", lambda cli, d, s: ["train", "-d", "digits", "--momentum", "-0.5", "-o", d / "r.h5"],
+     "momentum must lie in [0, 1)", ()),
+    ("negative weight decay", lambda cli, d, s: ["train", "-d", "digits", "--weight-decay", "-1", "-o", d / "r.h5"],
+     "weight decay cannot be negative", ()),
+    ("negative seed", lambda cli, d, s: ["train", "-d", "digits", "--seed", "-4", "-o", d / "r.h5"],
+     "seed must lie in 0..2^63-1", ()),
+    ("negative model width", lambda cli, d, s: ["train", "-d", "digits", "-M", "width=-3", "-o", d / "r.h5"],
+     "small-cnn: width must be at least 1", ()),
+    ("more folds than samples", lambda cli, d, s: ["train", "-d", "blobs", "-D", "samples=20", "-m", "mlp",
+                                                   "--folds", "50", "-o", d / "r.h5"],
+     "--folds 50 is more folds than the 20 samples", ()),
     ("a required field missing", lambda cli, d, s: [
         "detect", mutated(cli, d, lambda h5: h5.__delitem__("samples/given_label"))],
      "lacks samples/given_label, which every noisyctl run file holds", ()),

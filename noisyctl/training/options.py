@@ -54,8 +54,14 @@ class TrainOptions:
             raise NoisyctlError(f"unknown optimizer '{self.optimizer}'; available: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise NoisyctlError(f"unknown schedule '{self.schedule}'; available: {', '.join(SCHEDULES)}")
-        if not self.lr > 0:
-            raise NoisyctlError(f"learning rate must be positive, not {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise NoisyctlError(f"learning rate must be a positive number, not {self.lr}")
+        if not (0 <= self.momentum < 1):
+            raise NoisyctlError(f"momentum must lie in [0, 1), not {self.momentum}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise NoisyctlError(f"weight decay cannot be negative, not {self.weight_decay}")
+        if not 0 <= self.seed < 2 ** 63:
+            raise NoisyctlError(f"seed must lie in 0..2^63-1, not {self.seed}")
         if self.workers < 0:
             raise NoisyctlError("workers cannot be negative")
         if self.aum_threshold_set not in (0, 1, 2):

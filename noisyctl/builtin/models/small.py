@@ -24,6 +24,8 @@ def small_cnn(spec: ModelSpec, width: int = 32):
     from torch import nn
 
     width = int(width)
+    if width < 1:
+        raise NoisyctlError(f"small-cnn: width must be at least 1, not {width}")
     channels = _image_channels(spec, "small-cnn")
 
     def block(cin, cout):

@@ -18,6 +18,11 @@ from noisyctl.api import NoisyctlError, atomic_output
 
 from .features import FEATURE_SETS
 
+# A weights file declares its sizes in its metadata: checked before any network is allocated.
+MAX_MEMBERS = 64
+MAX_HIDDEN = 4096
+MAX_LAYERS = 8
+
 
 def network(inputs: int, hidden: int = 64, layers: int = 2):
     """Jia et al.'s classifier: a stacked LSTM with orthogonal init and a linear layer on the last step."""
@@ -75,8 +80,13 @@ def load_weights(path: Path, kind: str | None = None):
     if meta.get("features") != FEATURE_SETS[meta["kind"]].names:
         raise NoisyctlError(f"{path} reads other features than this noisyctl computes for a {meta['kind']} "
                             f"detector; train a new one (noisyctl train-detector)")
+    sizes = {"members": (meta.get("members", 0), MAX_MEMBERS), "hidden": (meta.get("hidden", 64), MAX_HIDDEN),
+             "layers": (meta.get("layers", 2), MAX_LAYERS)}
+    for name, (value, most) in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise NoisyctlError(f"{path}: its metadata declares {name} {value!r:.20}; a detector has 1 to {most}")
     members = []
-    for i in range(int(meta.get("members", 0))):
+    for i in range(meta["members"]):
         state = {k[len(f"member{i}."):]: v for k, v in tensors.items() if k.startswith(f"member{i}.")}
         member = network(len(meta["features"]), meta.get("hidden", 64), meta.get("layers", 2))
         try:

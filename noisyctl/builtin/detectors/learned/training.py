@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from noisyctl.api import NOISYCTL_VERSION, NoisyctlError, open_run
 
 from .features import FEATURE_SETS, STEPS
-from .network import load_weights, network, predict, save_weights
+from .network import MAX_HIDDEN, MAX_MEMBERS, load_weights, network, predict, save_weights
 
 
 def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, batch_size: int = 64,
@@ -23,8 +24,13 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
     resampled back to the full steps: the detector then also sees runs stopped early, before the
     model fits the noise, which made it transfer better to runs unlike its training runs."""
     feature_set = FEATURE_SETS[kind]
-    if members < 1 or hidden < 1:
-        raise NoisyctlError("a detector needs at least one member and one hidden unit")
+    if not (1 <= members <= MAX_MEMBERS and 1 <= hidden <= MAX_HIDDEN):
+        raise NoisyctlError(f"a detector has 1 to {MAX_MEMBERS} members of 1 to {MAX_HIDDEN} hidden units")
+    if epochs < 1 or batch_size < 1:
+        raise NoisyctlError(f"train a detector for at least one epoch in batches of at least one sample "
+                            f"(epochs {epochs}, batch size {batch_size})")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise NoisyctlError(f"the learning rate must be a positive number, not {lr}")
     if not 0 < crop <= 1:
         raise NoisyctlError(f"crop is the shortest share of a run to train on, in (0, 1]; got {crop}")
     inputs, targets, sources = [], [], []
