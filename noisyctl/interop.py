@@ -39,6 +39,8 @@ def _read_json(path: Path) -> dict:
 def read_otx_export(folder: Path) -> tuple[Labels, np.ndarray, np.ndarray, dict[str, Any]]:
     """Samples, losses [N x E] and iterations [N x E] from an OTX loss-dynamics export."""
     folder = Path(folder)
+    if not folder.exists():
+        raise NoisyctlError(f"{folder} does not exist (give the folder OTX exported to, or one of its .json files)")
     files = sorted((folder / "annotations").glob("*.json")) if folder.is_dir() else []
     if folder.is_file() and folder.suffix == ".json":
         files = [folder]
@@ -46,6 +48,7 @@ def read_otx_export(folder: Path) -> tuple[Labels, np.ndarray, np.ndarray, dict[
         raise NoisyctlError(f"{folder} holds no Datumaro annotations (annotations/*.json)")
     ids, labels, losses, iters = [], [], [], []
     class_names: list[str] | None = None
+    other_kinds: set[str] = set()  # annotation types that carry dynamics but are not classification
     for path in files:
         document = _read_json(path)
         try:
@@ -57,42 +60,67 @@ def read_otx_export(folder: Path) -> tuple[Labels, np.ndarray, np.ndarray, dict[
         elif names != class_names:
             raise NoisyctlError(f"{path} names other classes than {files[0]}")
         subset = path.stem
-        for item in document.get("items", []):
-            for annotation in item.get("annotations", []):
+        items = document.get("items", [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise NoisyctlError(f"{path}: 'items' should be a list of objects")
+        for item in items:
+            sample_id = item.get("id")
+            if not isinstance(sample_id, (str, int)) or isinstance(sample_id, bool):
+                raise NoisyctlError(f"{path}: an item's id is {sample_id!r:.40}, not a string")
+            sample_id = str(sample_id)
+            annotations = item.get("annotations", [])
+            if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+                raise NoisyctlError(f"{path}: item '{sample_id}' has annotations that are not a list of objects")
+            for annotation in annotations:
                 attributes = annotation.get("attributes") or {}
-                if annotation.get("type") != "label" or "loss_dynamics" not in attributes:
+                if not isinstance(attributes, dict) or "loss_dynamics" not in attributes:
+                    continue
+                if annotation.get("type") != "label":
+                    other_kinds.add(str(annotation.get("type")))
                     continue
                 label = annotation.get("label_id")
-                if not isinstance(label, int) or not 0 <= label < len(names):
-                    raise NoisyctlError(f"{path}: item '{item.get('id')}' has label {label!r}, not one of "
+                if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(names):
+                    raise NoisyctlError(f"{path}: item '{sample_id}' has label {label!r}, not one of "
                                         f"0..{len(names) - 1}")
-                series = np.asarray(attributes["loss_dynamics"], dtype=np.float64)
-                steps = np.asarray(attributes.get("iters", np.arange(len(series))), dtype=np.int64)
+                try:
+                    series = np.asarray(attributes["loss_dynamics"], dtype=np.float64)
+                    steps = np.asarray(attributes.get("iters", np.arange(series.size)), dtype=np.int64)
+                except (TypeError, ValueError):
+                    raise NoisyctlError(f"{path}: item '{sample_id}': loss_dynamics and iters should be lists of "
+                                        f"numbers") from None
                 if series.ndim != 1 or steps.shape != series.shape:
-                    raise NoisyctlError(f"{path}: item '{item.get('id')}' has {steps.size} iters but "
+                    raise NoisyctlError(f"{path}: item '{sample_id}' has {steps.size} iters but "
                                         f"{series.size} loss values")
                 order = np.argsort(steps, kind="stable")
-                sample_id = item.get("id")
                 ids.append(sample_id if len(files) == 1 else f"{subset}/{sample_id}")
                 labels.append(label)
                 losses.append(series[order])
                 iters.append(steps[order])
+    if not ids and other_kinds:
+        raise NoisyctlError(f"{folder} is an OTX export of {', '.join(sorted(other_kinds))} annotations (detection "
+                            f"or segmentation); noisyctl reads classification exports, whose label annotations "
+                            f"carry loss_dynamics")
     if not ids:
         raise NoisyctlError(f"{folder}: no label annotation carries loss_dynamics (export them from OTX "
                             f"training with noisy-label detection on)")
     if len(set(ids)) != len(ids):
         raise NoisyctlError(f"{folder}: two annotations share the sample id '{next(i for i in ids if ids.count(i) > 1)}'")
     lengths = np.array([len(s) for s in losses])
-    epochs = int(lengths.min())
-    if epochs == 0:
+    if lengths.min() == 0:
         raise NoisyctlError(f"{folder}: sample '{ids[int(lengths.argmin())]}' has no loss values")
-    # A sample's k-th presentation is its epoch k; samples presented more often keep their first ones.
-    loss = np.stack([s[:epochs] for s in losses]).astype(np.float32)
-    steps = np.stack([s[:epochs] for s in iters]).astype(np.int32)
+    # A sample's k-th presentation is its epoch k. Every presentation is kept, as Datumaro's own
+    # analyzer keeps them: a sample presented fewer times is padded with NaN (step -1), which the
+    # detectors read as "not presented".
+    epochs = int(lengths.max())
+    loss = np.full((len(ids), epochs), np.nan, dtype=np.float32)
+    steps = np.full((len(ids), epochs), -1, dtype=np.int32)
+    for row, (series, order) in enumerate(zip(losses, iters)):
+        loss[row, :len(series)] = series
+        steps[row, :len(order)] = order
     sample_labels = Labels(ids=ids, given_labels=np.array(labels, dtype=np.int64), class_names=class_names or [],
                            dataset={"name": "otx-export", "root": str(folder), "options": {}},
                            plugins={})
-    source = {"imported_from": "otx", "source": str(folder), "presentations_dropped": int((lengths - epochs).sum())}
+    source = {"imported_from": "otx", "source": str(folder), "presentations_padded": int((epochs - lengths).sum())}
     return sample_labels, loss, steps, source
 
 

@@ -37,7 +37,7 @@ def write_otx_export(folder, run_path, shuffle_presentations=True):
 def test_an_otx_export_imports_to_the_same_dynamics_and_scores(cli, digits_run, tmp_path):
     loss, steps = write_otx_export(tmp_path / "otx", digits_run)
     result = cli.json("import-otx", tmp_path / "otx", "-o", tmp_path / "imported.h5")
-    assert result["samples"] == 1797 and result["epochs"] == loss.shape[1] and result["presentations_dropped"] == 0
+    assert result["samples"] == 1797 and result["epochs"] == loss.shape[1] and result["presentations_padded"] == 0
     with RunFile(tmp_path / "imported.h5") as imported, RunFile(digits_run) as original:
         assert np.array_equal(imported.channel("train_loss"), loss)  # presentations put back in order
         assert np.array_equal(imported.channel("train_step"), steps)
@@ -50,7 +50,38 @@ def test_an_otx_export_imports_to_the_same_dynamics_and_scores(cli, digits_run, 
     assert cli("report", tmp_path / "imported.h5").exit_code == 0
 
 
+def test_samples_presented_fewer_times_keep_every_presentation_as_datumaro_does(cli, digits_run, tmp_path):
+    """Datumaro's LossDynamicsAnalyzer keeps each sample's own series; so does the import (NaN-padded),
+    and the EMA loss is each sample's own recursion: one sample lacking presentations changes nothing else."""
+    write_otx_export(tmp_path / "otx", digits_run, shuffle_presentations=False)
+    document = json.loads((tmp_path / "otx" / "annotations" / "train.json").read_text())
+    short = document["items"][5]["annotations"][0]["attributes"]
+    short["iters"], short["loss_dynamics"] = short["iters"][:2], short["loss_dynamics"][:2]
+    (tmp_path / "otx" / "annotations" / "train.json").write_text(json.dumps(document))
+    result = cli.json("import-otx", tmp_path / "otx", "-o", tmp_path / "imported.h5")
+    with RunFile(tmp_path / "imported.h5") as imported, RunFile(digits_run) as original:
+        epochs = original.num_epochs
+        assert result["epochs"] == epochs and result["presentations_padded"] == epochs - 2
+        loss = imported.channel("train_loss")
+        assert np.isnan(loss[5, 2:]).all() and np.isfinite(np.delete(loss, 5, axis=0)).all()
+        ema = run_detector(imported, "ema-loss").result.scores
+        mean = run_detector(imported, "loss").result.scores
+        whole = run_detector(original, "ema-loss").result.scores
+    # Datumaro's recursion, sample by sample: ema = (1 - a) ema + a loss, from 0, over its own losses
+    own = [item["annotations"][0]["attributes"]["loss_dynamics"] for item in document["items"][:10]]
+    expected = []
+    for series in own:
+        value = 0.0
+        for x in series:
+            value = (1 - 0.001) * value + 0.001 * x
+        expected.append(value)
+    assert np.allclose(ema[:10], expected, rtol=1e-5)
+    assert np.allclose(np.delete(ema, 5), np.delete(whole, 5))  # the other samples are untouched
+    assert mean[5] == pytest.approx(np.mean(own[5]), rel=1e-5)
+
+
 def test_otx_import_refuses_what_is_not_an_export(cli, tmp_path):
+    assert "does not exist" in cli.error("import-otx", tmp_path / "nowhere", "-o", tmp_path / "x.h5")
     assert "holds no Datumaro annotations" in cli.error("import-otx", tmp_path, "-o", tmp_path / "x.h5")
     (tmp_path / "annotations").mkdir()
     (tmp_path / "annotations" / "train.json").write_text("{not json")
@@ -60,6 +91,18 @@ def test_otx_import_refuses_what_is_not_an_export(cli, tmp_path):
          "items": [{"id": "x", "annotations": [{"type": "label", "label_id": 4,
                                                  "attributes": {"iters": [1], "loss_dynamics": [0.5]}}]}]}))
     assert "has label 4, not one of 0..0" in cli.error("import-otx", tmp_path, "-o", tmp_path / "x.h5")
+    for item, message in [
+        ({"id": ["x"], "annotations": []}, "an item's id is ['x'], not a string"),
+        ({"id": "x", "annotations": [{"type": "label", "label_id": 0,
+                                      "attributes": {"iters": [1], "loss_dynamics": ["high"]}}]},
+         "loss_dynamics and iters should be lists of numbers"),
+        ({"id": "x", "annotations": [{"type": "bbox", "label_id": 0, "bbox": [0, 0, 4, 4],
+                                      "attributes": {"iters": [1], "loss_dynamics": [0.5]}}]},
+         "is an OTX export of bbox annotations (detection or segmentation); noisyctl reads classification"),
+    ]:
+        (tmp_path / "annotations" / "train.json").write_text(json.dumps(
+            {"categories": {"label": {"labels": [{"name": "a"}]}}, "items": [item]}))
+        assert message in cli.error("import-otx", tmp_path, "-o", tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
 
 

@@ -33,11 +33,11 @@ def import_otx_command(
     result = import_otx(Path(require(p["otx_export"], "EXPORT folder")), Path(require(p["out"], "--out")))
 
     def render(console):
-        console.print(f"{result['samples']:,} samples, {result['epochs']} presentations each, "
+        console.print(f"{result['samples']:,} samples, up to {result['epochs']} presentations each, "
                       f"{result['classes']} classes -> {result['out']}")
-        if result["presentations_dropped"]:
-            note(console, f"{result['presentations_dropped']:,} presentations beyond the "
-                          f"{result['epochs']} every sample has were left out")
+        if result["presentations_padded"]:
+            note(console, f"samples presented fewer than {result['epochs']} times keep their own presentations "
+                          f"({result['presentations_padded']:,} missing ones are NaN, as Datumaro keeps them)")
 
     return emit(ctx, result, render, p["json_output"])
 

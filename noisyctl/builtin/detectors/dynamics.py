@@ -7,13 +7,23 @@ import numpy as np
 from noisyctl.api import BlockDetector, Detector, DetectorResult, NoisyctlError, gmm_noisy_posterior, open_run
 
 
+def presented_mean(values: np.ndarray) -> np.ndarray:
+    """Each row's mean over the presentations it has: an imported run pads samples presented fewer
+    times with NaN (as Datumaro keeps every sample's own series); a row with none is NaN (not judged)."""
+    if not np.isnan(values).any():
+        return values.mean(axis=1, dtype=np.float64)
+    seen = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(seen, values, 0.0).sum(axis=1, dtype=np.float64) / seen.sum(axis=1)
+
+
 class LossDetector(BlockDetector):
     """Mean training-mode loss of the given label over all presentations."""
 
     reads = ("train_loss",)
 
     def score_block(self, block):
-        return block["train_loss"].mean(axis=1, dtype=np.float64)
+        return presented_mean(block["train_loss"])
 
 
 class EmaLossDetector(BlockDetector):
@@ -30,8 +40,15 @@ class EmaLossDetector(BlockDetector):
         losses = block["train_loss"].astype(np.float64)
         # ema_T = sum_t alpha (1-alpha)^(T-1-t) loss_t, the closed form of the recursion from ema_0 = 0.
         steps = losses.shape[1]
-        weights = self.alpha * (1.0 - self.alpha) ** np.arange(steps - 1, -1, -1)
-        return losses @ weights
+        seen = ~np.isnan(losses)
+        if seen.all():
+            return losses @ (self.alpha * (1.0 - self.alpha) ** np.arange(steps - 1, -1, -1))
+        # A sample presented fewer times (NaN-padded, imported): the recursion over its own presentations.
+        order = np.cumsum(seen, axis=1) - 1
+        exponent = seen.sum(axis=1, keepdims=True) - 1 - order
+        weights = np.where(seen, self.alpha * (1.0 - self.alpha) ** np.maximum(exponent, 0), 0.0)
+        scores = (np.where(seen, losses, 0.0) * weights).sum(axis=1)
+        return np.where(seen.any(axis=1), scores, np.nan)
 
 
 class AumDetector(BlockDetector):
