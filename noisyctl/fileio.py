@@ -13,6 +13,10 @@ from typing import Iterator
 from noisyctl.errors import NoisyctlError
 
 
+class DiskFull(NoisyctlError):
+    """A write that ran out of space; the target is as it was."""
+
+
 # A temporary file is named ".NAME.PID.XXXXXXXX.tmp" beside the target (the writer's process id, so
 # that what a killed writer left can be told from what a live one is writing): NAME must leave room.
 NAME_MAX = 255 - len("..4194304.XXXXXXXX.tmp")
@@ -128,10 +132,12 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         # the mode a plain open() would, so reports and weights can be shared like any other file.
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-            raise NoisyctlError(f"no space left on the device to write {path}; it is unchanged "
-                                f"(free some space and run the command again)") from None
+    except (OSError, RuntimeError) as exc:  # HDF5 reports a failed write as either
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc) \
+                or "errno = 28" in str(exc):
+            raise DiskFull(f"no space left on the device to write {path}; "
+                           f"{'it is unchanged' if target.exists() else 'nothing was written'} "
+                           f"(free some space and run the command again)") from None
         raise
     finally:
         if tmp.exists():

@@ -11,6 +11,7 @@ drift apart.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -516,10 +517,15 @@ def read_labels(path: str | Path) -> Labels:
 
 
 def write_labels_file(path: str | Path, labels: Labels, recipe: dict | None = None) -> None:
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+    # Built in memory (a labels file is small: tens of bytes a sample) and written with plain file I/O:
+    # a disk that fills up is then one OSError, never libhdf5 failing halfway through its own writes.
+    image = io.BytesIO()
+    with h5py.File(image, "w") as h5:
         new_file(h5, LABELS, dataset=labels.dataset, noise=labels.noise, plugins=labels.plugins or {},
                  pruning=labels.pruning, correction=labels.correction, recipe=recipe)
         labels.write(h5)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(image.getbuffer())
 
 
 # What a plugin's ``reads`` may name besides dynamics channels, and which train option records what

@@ -406,3 +406,55 @@ def test_a_review_csv_that_cannot_be_applied_as_a_whole_changes_nothing(cli, tmp
     line = cli.error("import-review", tmp_path / "review.csv", "-l", tmp_path / "l.h5", "-o", tmp_path / "out.h5")
     assert message in line, line
     assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs: a real 'No space left on device' (needs root and mount, as CI here has)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()[:80]})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def _fill(disk, leave: int) -> None:
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_previous_file_whole(cli, digits_run, small_disk):
+    """A real full disk (in a subprocess: the command leaves without Python's teardown, where libhdf5
+    crashed with exit 139 after a failed write)."""
+    import shutil
+
+    def noisyctl(*args):
+        done = subprocess.run([sys.executable, "-m", "noisyctl", *map(str, args)], capture_output=True, text=True,
+                              env={**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}, timeout=300)
+        return done.returncode, done.stderr.strip().splitlines()
+
+    shutil.copy(digits_run, small_disk / "run.h5")
+    cli("detect", small_disk / "run.h5", "-d", "loss", "-k", "0")
+    cli("correct", small_disk / "run.h5", "-c", "knn", "--apply", "-o", small_disk / "fixed.h5")
+    cli("synth", "-o", small_disk.parent / "l.h5")
+    before = _digest(small_disk / "fixed.h5")
+    for leave, argv, written in [
+        (8 * 1024, ["correct", small_disk / "run.h5", "-c", "consensus", "--apply", "-o", small_disk / "fixed.h5"],
+         "fixed.h5; it is unchanged"),
+        (200 * 1024, ["train", "-l", small_disk.parent / "l.h5", "-e", "3", "-q", "-o", small_disk / "r.h5"],
+         "nothing was written"),
+        (20 * 1024, ["train", "-l", small_disk.parent / "l.h5", "-e", "3", "-q", "-o", small_disk / "r.h5"],
+         "nothing was written"),
+    ]:
+        (small_disk / "filler").unlink(missing_ok=True)
+        shutil.rmtree(small_disk / "r.h5.ckpt", ignore_errors=True)
+        _fill(small_disk, leave)
+        code, lines = noisyctl(*argv)
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("error: no space left on the device"), lines
+        assert written in lines[0], lines
+        assert _digest(small_disk / "fixed.h5") == before and not (small_disk / "r.h5").exists()
+        assert not list(small_disk.glob(".*.tmp"))

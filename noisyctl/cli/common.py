@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -15,7 +17,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from noisyctl.errors import NoisyctlError, nearest
-from noisyctl.fileio import check_output
+from noisyctl.fileio import DiskFull, check_output
 from noisyctl.recipe import Step, load_recipe
 
 DEBUG_ENV = "NOISYCTL_DEBUG"
@@ -111,6 +113,14 @@ class NoisyctlGroup(TyperGroup):
             previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
+        except DiskFull as exc:
+            # libhdf5 keeps what it could not flush and can crash while Python shuts down (exit 139):
+            # everything is cleaned up by now (temporary files, locks), so leave without the teardown.
+            with contextlib.suppress(typer.Exit):
+                fail(str(exc))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         except NoisyctlError as exc:
             fail(str(exc), getattr(exc, "exit_code", 1))
         except Terminated:

@@ -9,6 +9,7 @@ The run file is built from the shards only at the end and moved into place.
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import zipfile
 from pathlib import Path
@@ -54,8 +55,12 @@ class Checkpoints:
     def save_state(self, state: dict[str, Any]) -> None:
         import torch
 
+        # Serialised in memory, then written with plain file I/O: torch's zip writer reports a full
+        # disk as an opaque "unexpected pos", a plain write as the OSError it is.
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
         with atomic_output(self.state_path) as tmp:
-            torch.save(state, tmp)
+            tmp.write_bytes(buffer.getbuffer())
 
     def save_shard(self, epoch: int, arrays: dict[str, np.ndarray]) -> str:
         """Write epoch ``epoch``'s shard; returns its checksum, which the state keeps."""
