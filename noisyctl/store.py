@@ -321,6 +321,9 @@ def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> 
 
 # --- the boundary: a file from elsewhere is checked against the schema before any command uses it ---
 
+# The keys of JSON attributes that commands read, and their types.
+JSON_KEYS = {"noise": {"name": str, "flipped": int}, "pruning": {"removed": int}, "correction": {"by": str, "changed": int}}
+
 # Bounds that keep a crafted file from making noisyctl allocate what no real run needs.
 MAX_EPOCHS = 100_000
 MAX_NAME_BYTES = 4096  # an id or class name
@@ -426,6 +429,14 @@ def check_contents(h5: h5py.File, path, kind: str) -> None:
     if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str) or not dataset["name"]:
         raise NoisyctlError(f"{path}: its 'dataset' attribute names no dataset (it should be a JSON object with "
                             f"a \"name\")")
+    for name, keys in JSON_KEYS.items():
+        value = _json_attr(h5, name)
+        if value is None:
+            continue
+        for key, kind in keys.items():
+            if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool) and kind is not bool:
+                raise NoisyctlError(f"{path}: its '{name}' attribute lacks \"{key}\" ({kind.__name__}); it holds "
+                                    f"{json.dumps(value)[:80]}")
 
 
 # Optional per-sample fields a labels or run file may carry beside the labels, and their dtypes.

@@ -63,7 +63,7 @@ def report(
                                    f"{len(result['classes'])} classes)")
         if result["noise"]:
             n = result["noise"]
-            summary.add_row("noise", f"{n['name']} at {n['flipped'] / result['samples']:.0%}, seed {n['seed']}: "
+            summary.add_row("noise", f"{n['name']} at {n['flipped'] / result['samples']:.0%}, seed {n.get('seed')}: "
                                      f"{n['flipped']:,} labels flipped")
         t = result["training"]
         summary.add_row("trained on", result["trained_on"])
