@@ -180,6 +180,11 @@ def huge_weights(d: Path) -> Path:
     return d / "huge.safetensors"
 
 
+def folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
 def fifo(path: Path) -> Path:
     import os
 
@@ -330,6 +335,15 @@ BAD_INPUTS = [
     ("more folds than samples", lambda cli, d, s: ["train", "-d", "blobs", "-D", "samples=20", "-m", "mlp",
                                                    "--folds", "50", "-o", d / "r.h5"],
      "--folds 50 is more folds than the 20 samples", ()),
+    ("output is an existing folder", lambda cli, d, s: ["synth", "-o", folder(d / "out")],
+     "is a folder; give the name of a file to write", ()),
+    ("scores written to a pipe", lambda cli, d, s: ["detect", run_file(cli, d), "-d", "loss", "--scores-out",
+                                                    fifo(d / "pipe")], "is not a regular file (a device, pipe", ()),
+    ("report written under a file", lambda cli, d, s: ["report", run_file(cli, d), "--html", write(d / "f", "x") / "r.html"],
+     "a folder on its path is a file", ()),
+    ("output name too long", lambda cli, d, s: ["synth", "-o", d / ("x" * 300 + ".h5")], "File name too long", ()),
+    ("output is the command's input", lambda cli, d, s: ["prune", run_file(cli, d), "--ratio", "0.1", "-o", d / "run.h5"],
+     "is this command's input", ()),
     ("a required field missing", lambda cli, d, s: [
         "detect", mutated(cli, d, lambda h5: h5.__delitem__("samples/given_label"))],
      "lacks samples/given_label, which every noisyctl run file holds", ()),
