@@ -88,7 +88,8 @@ class DatasetData:
     ``class_groups`` lists superclasses as lists of class indices when the data has
     them (CIFAR-100), for noise that flips within a group. ``input_kind`` says what the
     inputs are (``image`` [C, H, W], ``features`` [D] or ``text`` [max_bytes] of UTF-8
-    bytes), so a model can refuse inputs it cannot read; None: from the shape.
+    bytes), so a model can refuse inputs it cannot read; None: from the shape. ``notes`` are
+    one-line choices the loader made that the user should see (the input size it picked).
     """
 
     train: SampleSet
@@ -98,6 +99,7 @@ class DatasetData:
     default_augment: str = "none"
     class_groups: list[list[int]] | None = None
     input_kind: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the loader chose for the user (shown by train)
 
     @property
     def kind(self) -> str:

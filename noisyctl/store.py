@@ -322,7 +322,7 @@ def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> 
 # --- the boundary: a file from elsewhere is checked against the schema before any command uses it ---
 
 # The keys of JSON attributes that commands read, and their types.
-JSON_KEYS = {"noise": {"name": str, "flipped": int}, "pruning": {"removed": int}, "correction": {"by": str, "changed": int}}
+JSON_KEYS = {"noise": {"name": str}, "pruning": {"removed": int}, "correction": {"by": str, "changed": int}}
 
 # Bounds that keep a crafted file from making noisyctl allocate what no real run needs.
 MAX_EPOCHS = 100_000

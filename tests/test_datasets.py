@@ -56,6 +56,24 @@ def test_imagefolder_flat_layout_and_grayscale(tmp_path):
     assert tuple(data.train[1][0].shape) == (1, 8, 8)
 
 
+def test_imagefolder_trains_small_uniform_images_at_their_own_size_and_says_so(cli, tmp_path):
+    for label, color in (("a", 40), ("b", 200)):
+        for i in range(3):
+            write_image(tmp_path / "gray" / label / f"{i}.png", color + i, size=(28, 28), mode="L")
+            write_image(tmp_path / "mixed" / label / f"{i}.png", (color, 0, 0), size=(28 + i, 28))
+    gray = load("imagefolder", tmp_path / "gray")
+    assert gray.input_shape == (1, 28, 28) and tuple(gray.train[0][0].shape) == (1, 28, 28)
+    assert gray.notes == ["images are 28x28 px: trained at 28 px (-D size=N for another)",
+                          "grayscale images: one channel (-D channels=3 for RGB)"]
+    mixed = load("imagefolder", tmp_path / "mixed")
+    assert mixed.input_shape == (3, 224, 224) and "resized to 224 px" in mixed.notes[0]
+    assert load("imagefolder", tmp_path / "gray", size=16, channels=3).input_shape == (3, 16, 16)
+    plan = cli.json("train", "-d", "imagefolder", "--data-root", tmp_path / "gray", "--dry-run")
+    assert plan["input_shape"] == [1, 28, 28] and plan["notes"] == gray.notes
+    shown = cli("train", "-d", "imagefolder", "--data-root", tmp_path / "gray", "--dry-run")
+    assert "note: images are 28x28 px: trained at 28 px" in shown.stderr and "inputs: image, 1 x 28 x 28" in shown.stdout
+
+
 def test_imagefolder_errors_name_the_folder_or_file(folder_tree, tmp_path):
     with pytest.raises(NoisyctlError, match="imagefolder needs --data-root"):
         load("imagefolder", None)

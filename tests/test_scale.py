@@ -15,6 +15,11 @@ def test_dry_run_projects_the_size_of_the_file_train_writes(cli, tmp_path):
     actual = (tmp_path / "r.h5").stat().st_size
     # Integer channels are compressed in the file, so it is somewhat smaller than the projection.
     assert 0.4 * plan["total_bytes"] < actual < 1.1 * plan["total_bytes"]
+    # The time it projects, from real steps on this data, is the time training takes within a factor of 3
+    # (training also writes checkpoints; the projection times steps alone).
+    trained = cli.json("train", "-l", tmp_path / "l.h5", "-e", "4", "-q", "--restart", "-o", tmp_path / "r2.h5")
+    assert plan["input_shape"] == [1, 8, 8] and plan["input_kind"] == "image" and plan["timed_batches"] >= 2
+    assert trained["seconds"] / 3 < plan["estimated_seconds"] < 3 * trained["seconds"]
 
 
 def test_the_default_record_set_stays_small_at_imagenet_scale():

@@ -63,8 +63,9 @@ def report(
                                    f"{len(result['classes'])} classes)")
         if result["noise"]:
             n = result["noise"]
-            summary.add_row("noise", f"{n['name']} at {n['flipped'] / result['samples']:.0%}, seed {n.get('seed')}: "
-                                     f"{n['flipped']:,} labels flipped")
+            flipped = n.get("flipped") if isinstance(n.get("flipped"), int) else result["noisy"] or 0
+            summary.add_row("noise", f"{n['name']} at {flipped / result['samples']:.0%}, seed {n.get('seed')}: "
+                                     f"{flipped:,} labels flipped")
         t = result["training"]
         summary.add_row("trained on", result["trained_on"])
         summary.add_row("model", f"{t.get('model')}, {t.get('epochs')} epochs, {t.get('optimizer')} lr {t.get('lr')}, "

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, stderr, with_recipe
 from noisyctl.cli.progress import training_progress
 from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset, load_dataset, parse_options
 from noisyctl.errors import NoisyctlError
@@ -21,6 +21,9 @@ DEFAULTS = TrainOptions()
 
 
 def render_dry_run(console, plan: dict) -> None:
+    shape = " x ".join(map(str, plan["input_shape"]))
+    console.print(f"inputs: {plan['input_kind']}, {shape}; about {_duration(plan['estimated_seconds'])} to train "
+                  f"({_duration(plan['seconds_per_epoch'])} an epoch, timed on {plan['timed_batches']} batches here)")
     table = Table(title=f"projected run file: {plan['samples']:,} samples x {plan['epochs']} epochs, "
                         f"{plan['classes']} classes")
     table.add_column("field")
@@ -29,6 +32,12 @@ def render_dry_run(console, plan: dict) -> None:
         table.add_row(name, _bytes(size))
     table.add_row(Text("total (before compression)", style="bold"), Text(_bytes(plan["total_bytes"]), style="bold"))
     console.print(table)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _bytes(size: int) -> str:
@@ -117,6 +126,9 @@ def train(
         sample_labels = labels_from_dataset(spec, data)
     else:
         raise NoisyctlError("give --labels FILE (from synth) or --dataset NAME")
+    if not p["json_output"]:
+        for text in data.notes:
+            note(stderr(), text)
     options = TrainOptions(
         model=p["model"], model_options=parse_options(p["model_option"], "model"),
         weights=str(p["weights"]) if p["weights"] else None, epochs=p["epochs"], batch_size=p["batch_size"],

@@ -94,7 +94,8 @@ def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]
                ["trained on", result["trained_on"]]]
     noise = result.get("noise")
     if noise:
-        summary.append(["synthesized noise", f"{noise['name']}: {noise['flipped']:,} labels flipped"])
+        flipped = noise.get("flipped") if isinstance(noise.get("flipped"), int) else result["noisy"] or 0
+        summary.append(["synthesized noise", f"{noise['name']}: {flipped:,} labels flipped"])
     t = result.get("training") or {}
     summary.append(["model", f"{t.get('model')}, {t.get('epochs')} epochs, {t.get('device_used')}"])
     parts.append(_table(["", ""], summary))

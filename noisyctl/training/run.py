@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import h5py
+
 from noisyctl import distributed
 from noisyctl.api import DatasetData
 from noisyctl.errors import NoisyctlError
@@ -122,10 +123,46 @@ def dry_run(labels: Labels, data: DatasetData, options: TrainOptions) -> dict[st
     strategy, _ = build_strategy(options)
     options.check_plan(head_features=head.in_features if head else None, strategy=strategy,
                        processes=distributed.launched_world(), has_trusted=bool(options.trusted))
-    if options.trusted:
-        load_trusted(options.trusted, data)
+    trusted = load_trusted(options.trusted, data) if options.trusted else None
     sizes = projected_size(len(labels.ids), data.num_classes, options, head.in_features if head else None,
                            tuple(strategy.records))
+    per_epoch, timed = seconds_per_epoch(labels, data, options, trusted)
     return {"samples": len(labels.ids), "classes": data.num_classes, "epochs": options.epochs,
-            "fields": dict(sizes), "total_bytes": sum(size for _, size in sizes)}
+            "input_shape": list(data.input_shape), "input_kind": data.kind, "notes": list(data.notes),
+            "seconds_per_epoch": per_epoch, "estimated_seconds": per_epoch * options.epochs * (options.folds + 1),
+            "timed_batches": timed, "fields": dict(sizes), "total_bytes": sum(size for _, size in sizes)}
+
+
+class _Timed(Exception):
+    pass
+
+
+TIMED_BATCHES = 8
+EVAL_SHARE = 0.35  # the eval recording pass, forward only over every sample, against a training pass
+
+
+def seconds_per_epoch(labels: Labels, data: DatasetData, options: TrainOptions, trusted=None) -> tuple[float, int]:
+    """An epoch's wall time here, from a few real training steps on this data (loading, augmenting,
+    forward, backward): the epoch's start and first step once, the later steps' mean for the rest.
+    Returns (seconds, steps timed)."""
+    import math
+
+    trainer = Trainer(labels, data, options, trusted)
+    stamps = [time.perf_counter()]
+
+    def on_batch(samples: int) -> None:
+        stamps.append(time.perf_counter())
+        if len(stamps) > TIMED_BATCHES + 1:
+            raise _Timed()
+
+    try:
+        trainer.train_epoch(0, on_batch=on_batch)
+    except _Timed:
+        pass
+    timed = len(stamps) - 1
+    first = stamps[1] - stamps[0]  # the epoch's start (shuffling, loader) and its first step
+    per_batch = (stamps[-1] - stamps[1]) / (timed - 1) if timed > 1 else first
+    batches = math.ceil(len(labels.ids) / options.batch_size)
+    epoch = first + per_batch * (batches - 1)
+    return epoch * (1 + (EVAL_SHARE if options.record_eval else 0.0)), timed
 

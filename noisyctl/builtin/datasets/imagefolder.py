@@ -79,18 +79,62 @@ def _scan(folder: Path, root: Path, classes: list[str] | None):
     return ids, np.array(labels, dtype=np.int64), classes
 
 
-def load_imagefolder(root=None, size: int | str = 224, channels: int | str = 3, normalize: bool = True) -> DatasetData:
-    """One folder per class, or train/ and val/ subsets of them; images resized to size x size."""
+# Images whose sides are all at most SMALL_SIDE, all of one size, are trained at that size (digits,
+# CIFAR-like data); anything else at LARGE_SIZE, the ImageNet models' input. SIZE_SAMPLE images are
+# looked at (headers only) to decide.
+SMALL_SIDE = 128
+LARGE_SIZE = 224
+SIZE_SAMPLE = 64
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P;L"}
+
+
+def _look_at(root: Path, ids: list[str]) -> tuple[set[tuple[int, int]], set[str]]:
+    """The sizes and modes of up to SIZE_SAMPLE images spread over the dataset (headers only)."""
+    from PIL import Image
+
+    sizes, modes = set(), set()
+    for index in np.linspace(0, len(ids) - 1, min(SIZE_SAMPLE, len(ids))).round().astype(int):
+        path = root / ids[index]
+        try:
+            with Image.open(path) as image:
+                sizes.add(image.size)
+                modes.add(image.mode)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # training names it when it reads it
+    return sizes, modes
+
+
+def load_imagefolder(root=None, size: int | str | None = None, channels: int | str | None = None,
+                     normalize: bool = True) -> DatasetData:
+    """One folder per class, or train/ and val/ subsets of them; images resized to size x size.
+
+    By default the data decides: small images of one size (at most 128 px a side) keep their size,
+    others are resized to 224 px; grayscale images keep one channel. ``size`` and ``channels`` say
+    otherwise."""
     root = require_root(root, "imagefolder", "a folder with one subfolder per class, or train/ and val/ "
                                              "subfolders of such folders")
     if not root.is_dir():
         raise NoisyctlError(f"imagefolder: {root} is not a folder")
-    size, channels = int(size), int(channels)
-    if size < 1 or channels not in (1, 3):
-        raise NoisyctlError("imagefolder: size must be positive and channels 1 or 3")
     train_dir = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
     test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None) if train_dir else None
     ids, labels, classes = _scan(train_dir or root, root, None)
+    notes = []
+    if size is None or channels is None:
+        seen_sizes, seen_modes = _look_at(root, ids)
+        if size is None:
+            (width, height), = seen_sizes if len(seen_sizes) == 1 else ((0, 0),)  # noqa: the one size, if one
+            small = len(seen_sizes) == 1 and max(width, height) <= SMALL_SIDE
+            size = min(width, height) if small else LARGE_SIZE
+            notes.append(f"images are {width}x{height} px: trained at {size} px (-D size=N for another)" if small else
+                         f"images of {len(seen_sizes)} size(s) up to {max(max(s) for s in seen_sizes)} px: resized to "
+                         f"{LARGE_SIZE} px (-D size=N for another)")
+        if channels is None:
+            channels = 1 if seen_modes <= GRAY_MODES else 3
+            if channels == 1:
+                notes.append("grayscale images: one channel (-D channels=3 for RGB)")
+    size, channels = int(size), int(channels)
+    if size < 1 or channels not in (1, 3):
+        raise NoisyctlError("imagefolder: size must be positive and channels 1 or 3")
 
     def subset(ids, labels):
         return ImageFileSampleSet(ids, labels, root, size, channels, bool(normalize))
@@ -101,4 +145,4 @@ def load_imagefolder(root=None, size: int | str = 224, channels: int | str = 3, 
         test = subset(test_ids, test_labels)
     return DatasetData(train=subset(ids, labels), test=test, class_names=classes,
                        input_shape=(channels, size, size),
-                       default_augment="resized-crop" if size >= 64 else "flip-crop")
+                       default_augment="resized-crop" if size >= 64 else "flip-crop", notes=notes)
