@@ -74,6 +74,12 @@ def test_prune_retrain_raises_clean_test_accuracy(cli, noisy_run, tmp_path):
     noisy, pruned = report["comparison"]
     assert noisy["trained_on"] == "noisy labels" and pruned["trained_on"].startswith("pruned by gmm-loss")
     assert pruned["gap_closed"] is None  # no true-label run to measure the gap against
+    assert not any("no test split" in n for n in report["notes"])
+
+
+def test_comparing_runs_without_a_test_split_says_how_to_get_one(cli, digits_run):
+    notes = cli.json("report", digits_run, "--compare", digits_run)["notes"]
+    assert any("no test split" in n and "test_fraction" in n for n in notes)
 
 
 @pytest.mark.parametrize("corrector", ["prototypes", "consensus", "knn"])

@@ -60,6 +60,9 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
             "trained_on": describe_labels(run),
         }
     result["comparison"] = compare_runs([run_path, *compare]) if compare else []
+    if result["comparison"] and all(row["test_accuracy"] is None for row in result["comparison"]):
+        notes.append("no test accuracy to compare: these runs' data has no test split (for digits, blobs and "
+                     "shapes, synth -D test_fraction=0.2 holds a clean one out)")
     if png:
         result["png"] = write_pngs(Path(png), made)
     if html:
