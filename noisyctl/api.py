@@ -29,7 +29,7 @@ __all__ = [
     "decode_texts", "NoiseContext",
     "Dynamics", "open_run", "Detector", "BlockDetector", "TrainableDetector", "DetectorResult", "choose_exact",
     "check_rate", "gmm_noisy_posterior", "estimate_noise_rate", "NoiseRateEstimate",
-    "Corrector", "Correction", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
+    "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
     "prototype_labels", "atomic_output", "read_yaml_file", "NOISYCTL_VERSION",
 ]
 
@@ -332,6 +332,16 @@ class Corrector(ABC):
     @abstractmethod
     def propose(self, run: Dynamics) -> Correction:
         ...
+
+
+def suggestions(run: Dynamics) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(labels, share)``, both [N]: the class the model most often predicted instead of each
+    sample's given label in the run's eval passes (the given label when it always agreed, as
+    ``detect``'s "suggested" column shows), and the share of the passes that predicted it. None
+    when the run has no eval passes."""
+    from noisyctl.detection import suggestions as compute
+
+    return compute(run)
 
 
 def held_out_probabilities(run: Dynamics, held: np.ndarray) -> np.ndarray:

@@ -113,25 +113,35 @@ def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None)
 
 
 def suggested_labels(run: RunFile) -> np.ndarray | None:
-    """The class the model most often predicted instead of the given label (eval passes).
+    """The class the model most often predicted instead of the given label (eval passes); the given
+    label for samples the model always agreed with. None when the run has no eval passes."""
+    suggested = suggestions(run)
+    return None if suggested is None else suggested[0]
 
-    Falls back to the given label for samples the model always agreed with.
-    """
+
+def suggestions(run) -> tuple[np.ndarray, np.ndarray] | None:
+    """For every sample, the class the model most often predicted instead of its given label (the
+    given label when it always agreed), and the share of the run's eval passes that predicted that
+    class: ``(labels [N], share [N])``. None when the run has no eval passes."""
     if not run.has_channel("eval_pred"):
         return None
-    suggestions = run.given_labels.copy()
+    labels, share = run.given_labels.copy(), np.zeros(run.num_samples)
     for where, block in run.iter_blocks(("eval_pred",)):
         preds = block["eval_pred"].astype(np.int64)
         given = run.given_labels[where]
-        # One spare column: runs with AUM threshold samples also predict the fake class C, never suggested.
-        counts = np.zeros((preds.shape[0], run.num_classes + 1), dtype=np.int32)
+        # One spare column: runs with AUM threshold samples also predict the fake class C, never suggested;
+        # -1 (an epoch without an eval pass) is counted nowhere.
+        counts = np.zeros((preds.shape[0], run.num_classes + 2), dtype=np.int32)
         rows = np.repeat(np.arange(preds.shape[0]), preds.shape[1])
-        np.add.at(counts, (rows, np.minimum(preds.ravel(), run.num_classes)), 1)
+        np.add.at(counts, (rows, np.where(preds < 0, run.num_classes + 1, np.minimum(preds, run.num_classes)).ravel()), 1)
+        passes = np.maximum(preds.shape[1] - counts[:, -1], 1)
         counts = counts[:, :run.num_classes]
+        agreed = counts[np.arange(len(given)), given].copy()
         counts[np.arange(len(given)), given] = 0
         disagree = counts.max(axis=1) > 0
-        suggestions[where] = np.where(disagree, counts.argmax(axis=1), given)
-    return suggestions
+        labels[where] = np.where(disagree, counts.argmax(axis=1), given)
+        share[where] = np.where(disagree, counts.max(axis=1), agreed) / passes
+    return labels, share
 
 
 def loss_read(run: RunFile) -> str:

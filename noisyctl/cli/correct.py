@@ -31,8 +31,8 @@ def _share(value) -> str:
 def correct(
     ctx: typer.Context,
     run: Optional[Path] = typer.Argument(None, help="Run file from `train` (scored by `detect`).", show_default=False),
-    corrector: str = typer.Option("prototypes", "--corrector", "-c", help="Corrector plugin: prototypes, consensus, "
-                                  "knn, ..."),
+    corrector: str = typer.Option("suggested", "--corrector", "-c", help="Corrector plugin: suggested (the "
+                                  "label detect suggests), retrained, prototypes, consensus, knn, ..."),
     corrector_option: List[str] = typer.Option([], "--corrector-option", "-C", help="Corrector option KEY=VALUE."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Stored detector that picks the flagged "
                                            "samples (default: the one that ranked the latest detect)."),

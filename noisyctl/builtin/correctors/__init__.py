@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import Correction, Corrector, NoisyctlError, held_out_probabilities, hookimpl, prototype_labels
+from noisyctl.api import (Correction, Corrector, NoisyctlError, held_out_probabilities, hookimpl, prototype_labels,
+                          suggestions)
 
 
 class PrototypeCorrector(Corrector):
@@ -73,6 +74,22 @@ class KnnCorrector(Corrector):
         return Correction(labels, confidence, info={"k": k})
 
 
+class SuggestedCorrector(Corrector):
+    """The class the model most often predicted instead of the given label (detect's "suggested"); sure when at least min_confidence of the eval passes predicted it."""
+
+    reads = ("eval_pred",)
+    min_confidence = 0.5
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        self.min_confidence = float(min_confidence)
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise NoisyctlError(f"suggested: min_confidence must lie in [0, 1], not {min_confidence}")
+
+    def propose(self, run) -> Correction:
+        labels, share = suggestions(run)
+        return Correction(labels, share, info={"confidence": "share of the eval passes that predicted the label"})
+
+
 class RetrainedCorrector(Corrector):
     """Labels from a model that never learned the suspect labels: trained as the run was, without the
     flagged samples, then asked about them. Its confidence is that model's probability; under
@@ -97,6 +114,7 @@ class RetrainedCorrector(Corrector):
 
 @hookimpl
 def register_correctors(register):
+    register("suggested", SuggestedCorrector)
     register("prototypes", PrototypeCorrector)
     register("consensus", ConsensusCorrector)
     register("knn", KnnCorrector)
