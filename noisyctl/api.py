@@ -297,8 +297,8 @@ class TrainableDetector(Detector):
               progress: Callable[..., None] | None = None, **settings: Any) -> dict[str, Any]:
         """Learn from ``runs`` (run files with ``samples/is_noisy``) and write the weights to ``out``
         atomically. ``settings`` are the command's other options (``members``, ``hidden``, ``crop``,
-        ``fine_tune``); ``progress(epoch, epochs, holdout_map, member, members)`` is called after each
-        epoch. Returns a summary: ``out``, ``kind``, ``samples``, ``members``, ``runs`` (a dict per
+        ``fine_tune``); ``progress(text, done, total)`` says what it is doing as it goes (the command
+        shows it as a progress bar; a text ending in a figure is also printed as a line). Returns a summary: ``out``, ``kind``, ``samples``, ``members``, ``runs`` (a dict per
         run: ``dataset``, ``noise``) and ``holdout`` (``map``, ``auc``, ``epoch``)."""
 
 

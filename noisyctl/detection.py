@@ -253,6 +253,13 @@ def train_detector(kind: str, runs: list[Path], out: Path, **settings: Any) -> d
     :class:`noisyctl.api.TrainableDetector`)."""
     if not runs:
         raise NoisyctlError("give at least one run file to learn from")
+    seen: dict[Path, Path] = {}
+    for run in map(Path, runs):
+        key = run.resolve()
+        if key in seen:
+            raise NoisyctlError(f"{run} is given twice (as {seen[key]}): its samples would sit on both sides of the "
+                                f"hold-out split and its mAP would mean nothing")
+        seen[key] = run
     trainable = trainable_detectors()
     if kind not in trainable:
         raise NoisyctlError(f"detector '{kind}' does not learn from runs; trainable: {', '.join(trainable) or 'none'}")

@@ -84,6 +84,7 @@ def test_cropping_cuts_each_sequence_to_an_early_share_of_its_run(cli, digits_ru
     assert share.min() >= 0.3 - 1e-6 and share.max() <= 1 and share.std() > 0.1
     assert torch.allclose(cropped, share[:, None] * position, atol=1e-5)  # still evenly spaced from the start
     assert "shortest share of a run" in cli.error("train-detector", digits_run, "--crop", "0", "-o", tmp_path / "d")
+    assert "is given twice" in cli.error("train-detector", digits_run, digits_run, "-o", tmp_path / "d.safetensors")
 
 
 def test_features_are_comparable_across_runs_of_any_length(digits_run, pairflip_run):

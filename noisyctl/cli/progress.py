@@ -47,3 +47,22 @@ def training_progress(show: bool) -> Iterator[RichTrainingProgress | None]:
                TaskProgressColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn()]
     with Progress(*columns, console=stderr(), transient=False) as progress:
         yield RichTrainingProgress(progress)
+
+
+@contextmanager
+def step_progress(show: bool) -> Iterator:
+    """A ``progress(text, done, total)`` callable drawing one bar on stderr (no-op when quiet or
+    --json); a text that reports a result (it holds a ':') is also kept as a line."""
+    if not show:
+        yield lambda text, done, total: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=stderr(), transient=True) as progress:
+        task = progress.add_task("", total=1)
+
+        def update(text: str, done: int, total: int) -> None:
+            progress.update(task, description=text, completed=done, total=max(total, 1))
+            if ":" in text and done >= total:
+                progress.console.print(text)
+
+        yield update

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, stderr, with_recipe
 from noisyctl.cli.progress import training_progress
 from noisyctl.data import load_dataset
 from noisyctl.pruning import choose_removals, pruned_labels, removal_quality, stored_detector, whole_dataset_labels
@@ -54,6 +54,10 @@ def prune(
               "removed": int(removed.sum()), "kept": int((~removed).sum()),
               "quality": removal_quality(labels, removed), "retrained": None}
     if options is not None:
+        if not p["json_output"]:
+            stderr().print(f"removed {result['removed']:,} of {result['samples']:,} samples ({rule['rule']} "
+                           f"{rule['value']}) into {out_path}; retraining on the {result['kept']:,} kept ones, "
+                           f"{options.epochs} epochs, into {p['retrain']}")
         with training_progress(not (p["quiet"] or p["json_output"])) as progress:
             trained = train_run(pruned, load_dataset(pruned.dataset), options, Path(p["retrain"]), restart=True,
                                 progress=progress, recipe=ctx.meta.get(RECIPE_KEY))
@@ -75,7 +79,12 @@ def prune(
         if r:
             if r["test_accuracy_after"] is not None:
                 before_text = "-" if r["test_accuracy_before"] is None else f"{r['test_accuracy_before']:.1%}"
-                table.add_row("test accuracy", f"{before_text} -> {r['test_accuracy_after']:.1%}")
+                verdict = ""
+                if r["test_accuracy_before"] is not None:
+                    change = r["test_accuracy_after"] - r["test_accuracy_before"]
+                    verdict = (f" ({'better' if change > 0 else 'worse' if change < 0 else 'no change'}"
+                               f"{f' by {abs(change) * 100:.1f} points' if change else ''})")
+                table.add_row("test accuracy", f"{before_text} -> {r['test_accuracy_after']:.1%}{verdict}")
             table.add_row("retrained run", r["out"])
         else:
             table.add_row("next", f"noisyctl train --labels {out_path} --out RUN.h5" if not recorded_by else

@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, stderr, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.progress import step_progress
 from noisyctl.detection import train_detector
 
 app = typer.Typer()
@@ -43,16 +44,10 @@ def train_detector_command(
     `detect -d KIND --detector-option KIND.weights=FILE`."""
     p = with_recipe(ctx)
     out_path = Path(require(p["out"], "--out"))
-    console = stderr()
-
-    def progress(epoch, total, held_map, member, members):
-        if not p["json_output"]:
-            which = f"member {member}/{members}, " if members > 1 else ""
-            console.print(f"{which}epoch {epoch}/{total}: hold-out mAP {held_map:.3f}")
-
-    result = train_detector(p["kind"], p["runs"] or [], out_path, epochs=p["epochs"],
-                            batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], members=p["members"],
-                            hidden=p["hidden"], crop=p["crop"], fine_tune=p["fine_tune"], progress=progress)
+    with step_progress(not p["json_output"]) as progress:
+        result = train_detector(p["kind"], p["runs"] or [], out_path, epochs=p["epochs"],
+                                batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], members=p["members"],
+                                hidden=p["hidden"], crop=p["crop"], fine_tune=p["fine_tune"], progress=progress)
 
     def render(console):
         table = Table(title=f"{result['kind']} detector trained on {result['samples']:,} samples", show_header=False)

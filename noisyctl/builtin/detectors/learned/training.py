@@ -34,7 +34,9 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
     if not 0 < crop <= 1:
         raise NoisyctlError(f"crop is the shortest share of a run to train on, in (0, 1]; got {crop}")
     inputs, targets, sources = [], [], []
-    for path in runs:
+    say = progress or (lambda text, done, total: None)
+    for number, path in enumerate(runs, start=1):
+        say(f"reading {Path(path).name}", number - 1, len(runs))
         with open_run(path) as run:
             truth = run.labels.is_noisy
             if truth is None:
@@ -57,9 +59,10 @@ def train_detector(runs: list[Path], kind: str, out: Path, *, epochs: int = 10, 
         hidden = meta.get("hidden", 64)
     trained, held_out = [], []
     for member, start in enumerate(starts):
-        def report(epoch, total, held_map, member=member):
-            if progress is not None:
-                progress(epoch, total, held_map, member + 1, members)
+        which = f"member {member + 1}/{members}, " if members > 1 else ""
+
+        def report(text, done, total, which=which):
+            say(which + text, done, total)
 
         member_network, best = _fit(x, y, seed + member, holdout, epochs, batch_size, lr, hidden, crop, start, report)
         trained.append(member_network)
@@ -114,7 +117,10 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int, holdout: float, epochs: int, b
     for epoch in range(epochs):
         model.train()
         shuffle = torch.randperm(len(fit))
-        for first in range(0, len(fit), batch_size):
+        steps = range(0, len(fit), batch_size)
+        for step, first in enumerate(steps):
+            if step % max(1, len(steps) // 50) == 0:
+                progress(f"epoch {epoch + 1}/{epochs}", step, len(steps))
             batch = shuffle[first:first + batch_size]
             inputs = x_fit[batch] if crop >= 1 else _crop(x_fit[batch], crop)
             loss = torch.nn.functional.cross_entropy(model(inputs), y_fit[batch])
@@ -127,6 +133,6 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int, holdout: float, epochs: int, b
         if held_map > best["map"]:
             best = {"map": held_map, "auc": float(roc_auc_score(y[held], scores)) if held_map else None,
                     "epoch": epoch + 1, "state": {k: v.clone() for k, v in model.state_dict().items()}}
-        progress(epoch + 1, epochs, held_map)
+        progress(f"epoch {epoch + 1}/{epochs}: hold-out mAP {held_map:.3f}", len(steps), len(steps))
     model.load_state_dict(best.pop("state"))
     return model.eval(), best
