@@ -100,9 +100,33 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def _plain_types(command, ctx) -> None:
+    """Help that reads like a command line: a flag shows no ``<bool>``, a repeatable option its
+    element (``KEY=VALUE``, ``<path>``) instead of ``<list[str]>``, and an argument its name in capitals."""
+    if command is None:
+        return
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif getattr(param, "multiple", False) and param.metavar is None:
+            element = param.bare_type().removeprefix("list[").removesuffix("]").lower()
+            param.metavar = "KEY=VALUE" if param.name.endswith("_option") else f"<{element}>"
+        elif param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = param.name.upper()
+
+
 class NoisyctlGroup(TyperGroup):
     """The one error boundary: a NoisyctlError becomes one red line and exit 1, never a traceback;
     Ctrl-C is exit 130 and SIGTERM exit 143, each one line."""
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        _plain_types(command, ctx)
+        return command
+
+    def format_help(self, ctx, formatter):
+        _plain_types(self, ctx)
+        return super().format_help(ctx, formatter)
 
     def invoke(self, ctx):
         import signal
@@ -125,6 +149,10 @@ class NoisyctlGroup(TyperGroup):
             fail(str(exc), getattr(exc, "exit_code", 1))
         except Terminated:
             fail("terminated (SIGTERM); an interrupted train resumes with --resume", 143)
+        except BrokenPipeError:
+            # `noisyctl ... | head`: the reader left; say nothing more (Python's documented way)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except Exception as exc:

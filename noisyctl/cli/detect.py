@@ -51,7 +51,7 @@ def detect(
     detector: List[str] = typer.Option([], "--detector", "-d", help="Detector to run (repeat for several; the "
                                        f"first ranks the suspects). Default: {', '.join(DEFAULT_DETECTORS)} "
                                        "(those the run has the dynamics for)."),
-    detector_option: List[str] = typer.Option([], "--detector-option", help="DETECTOR.KEY=VALUE, e.g. "
+    detector_option: List[str] = typer.Option([], "--detector-option", "-O", help="DETECTOR.KEY=VALUE, e.g. "
                                               "ema-loss.alpha=0.01."),
     top: int = typer.Option(10, "--top", "-k", help="How many suspects to list."),
     scores_out: Optional[Path] = typer.Option(None, "--scores-out", help="Write per-sample scores to this CSV."),
