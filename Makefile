@@ -9,7 +9,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@echo 'installing noisyctl and its dependencies (PyTorch is large: a few minutes the first time)'
+	$(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	touch $@
 
 quickstart: setup
