@@ -16,7 +16,8 @@ def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
 
 
 def metrics_table(detectors: dict[str, dict[str, Any]], noisy: int | None, samples: int) -> Table:
-    """One row per detector: AUC, mAP, precision/recall at k = #noisy, its own flag count, time."""
+    """One row per detector: AUC, mAP, precision at k = #noisy (which is also its recall), its own flag
+    count, and its time when it was timed (a report of stored scores has none)."""
     title = "detectors"
     if noisy is not None:
         title += f": {noisy:,} of {samples:,} labels are wrong, k = {noisy:,}"
@@ -24,11 +25,14 @@ def metrics_table(detectors: dict[str, dict[str, Any]], noisy: int | None, sampl
     table = Table(title=title)
     table.add_column("detector", style="bold")
     if noisy is not None:
-        for name in ("AUC", "mAP", "P@k", "R@k"):
+        for name in ("AUC", "mAP", "P@k"):
             table.add_column(name, justify="right")
+        table.caption = "P@k: wrong labels among the k highest scores (k = their count: also the share found)"
     if any_flags:
         table.add_column("flagged", justify="right")
-    table.add_column("seconds", justify="right")
+    timed = any(d.get("seconds") for d in detectors.values())
+    if timed:
+        table.add_column("seconds", justify="right")
     best = max((d["metrics"]["map"] for d in detectors.values() if d.get("metrics") and d["metrics"]["map"]
                 is not None), default=None)
     for name, d in detectors.items():
@@ -36,11 +40,11 @@ def metrics_table(detectors: dict[str, dict[str, Any]], noisy: int | None, sampl
         m = d.get("metrics")
         if noisy is not None and m:
             ap = _fmt(m["map"])
-            row += [_fmt(m["auc"]), Text(ap, style="green") if m["map"] == best else ap,
-                    _fmt(m["precision_at_k"]), _fmt(m["recall_at_k"])]
+            row += [_fmt(m["auc"]), Text(ap, style="green") if m["map"] == best else ap, _fmt(m["precision_at_k"])]
         if any_flags:
             row.append("-" if d.get("flagged") is None else f"{d['flagged']:,}")
-        row.append(_fmt(d.get("seconds"), "{:.2f}"))
+        if timed:
+            row.append(_fmt(d.get("seconds"), "{:.2f}"))
         table.add_row(*row)
     return table
 

@@ -86,6 +86,7 @@ def ema_loss_curves(run, suspects: list[int], class_names: list[str]):
     for i, row in zip(suspects, series):
         axis.plot(x, row, color=colors(shown_labels.index(int(given[i])) % 10), alpha=0.55, linewidth=1)
     axis.plot(x, overall, color="black", linewidth=2.2, label="dataset mean")
+    axis.plot([], [], color="grey", alpha=0.55, linewidth=1, label="a top suspect (colour: its label)")
     axis.set(xlabel="epoch", ylabel=f"EMA of loss (alpha {EMA_ALPHA} per presentation)",
              title=f"top {len(suspects)} suspects (thin) against the means")
     axis.grid(alpha=0.3)
@@ -130,13 +131,15 @@ def detector_curves(truth: np.ndarray | None, scores: dict[str, np.ndarray]):
 
     plt = _pyplot()
     figure, (pr, roc) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for name, values in scores.items():
+    styles = ("-", "--", "-.", ":")  # curves that coincide stay apart by their dashes
+    for n, (name, values) in enumerate(scores.items()):
         judged = ~np.isnan(values)
         y, s = truth[judged], values[judged]
+        style = {"linestyle": styles[n % len(styles)], "linewidth": 1.8 - 0.25 * (n % len(styles))}
         precision, recall, _ = precision_recall_curve(y, s)
-        pr.plot(recall, precision, linewidth=1.3, label=f"{name} (mAP {average_precision_score(y, s):.3f})")
+        pr.plot(recall, precision, label=f"{name} (mAP {average_precision_score(y, s):.3f})", **style)
         fpr, tpr, _ = roc_curve(y, s)
-        roc.plot(fpr, tpr, linewidth=1.3, label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
+        roc.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, s):.3f})", **style)
     pr.axhline(truth.mean(), color="grey", linestyle=":", linewidth=1)
     roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     pr.set(xlabel="recall", ylabel="precision", title="precision-recall (noisy = positive)", ylim=(0, 1.02))
@@ -167,14 +170,15 @@ def transition_matrices(given: np.ndarray, estimated_true: np.ndarray, true: np.
     figure, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1, size), squeeze=False)
     for axis, (title, values) in zip(axes[0], panels):
         image = axis.imshow(values, cmap="Blues", vmin=0, vmax=1)
-        axis.set(title=f"noise transition ({title})", xlabel="given label", ylabel="true label")
+        axis.set(title=f"noise transition ({title})", xlabel="given label",
+                 ylabel="true label" if title == "true" else "estimated true label")
         if c <= 20:
             axis.set_xticks(range(c), class_names, rotation=90, fontsize=7)
             axis.set_yticks(range(c), class_names, fontsize=7)
             for i in range(c):
                 for j in range(c):
-                    if values[i, j] >= 0.005:
-                        axis.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=5.5,
+                    if values[i, j] >= 0.01:
+                        axis.text(j, i, f"{values[i, j]:.0%}", ha="center", va="center", fontsize=7 if c <= 10 else 5.5,
                                   color="white" if values[i, j] > 0.5 else "black")
         figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     return figure
@@ -200,7 +204,9 @@ def suspect_gallery(images: list[Any], captions: list[str]):
     plt = _pyplot()
     columns = min(5, len(pictures))
     rows = -(-len(pictures) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.4 * rows), squeeze=False)
+    # constrained layout keeps the title clear of the three-line captions at any count
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.6 * rows + 0.4), squeeze=False,
+                                layout="constrained")
     for axis in axes.ravel():
         axis.axis("off")
     for axis, picture, caption in zip(axes.ravel(), pictures, captions):

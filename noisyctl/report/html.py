@@ -13,6 +13,29 @@ from noisyctl.report import figures
 from noisyctl.detection import estimate_words
 from noisyctl.fileio import atomic_output
 
+# One sentence a figure is read by (the page shows it under the figure and as its alt text).
+FIGURE_WORDS = {
+    "accuracy": "Accuracy against the given labels rises toward 100% as the model memorises the noise; accuracy "
+                "against the true labels (when known) and on the clean test split peak earlier: the gap is the noise "
+                "the model fitted.",
+    "ema_loss": "Each thin line is one top suspect's training loss, smoothed as Datumaro's EMA, coloured by its "
+                "given label; the dashed lines are the mean of each of those labels and the black one the dataset's: "
+                "a mislabeled sample keeps a high loss after its label's mean has dropped.",
+    "data_map": "Each dot is a sample: its mean confidence in the given label against how much that confidence "
+                "varied over training; flagged samples (crosses) and, when known, the mislabeled ones (red rings) "
+                "sit low, where the model rarely believed the label.",
+    "detectors": "Left, precision against recall of each detector's ranking (a curve toward the top right finds "
+                 "the wrong labels with few clean ones among them; dotted: chance); right, the ROC curve.",
+    "transition": "Row i, column j: the share of samples of (estimated) true class i whose given label is j; "
+                  "off the diagonal is the noise, read here from the flagged samples' suggested labels.",
+    "suspects": "The most suspect samples, each with its given label, the label the model suggests (and the true "
+                "one when known) and its score.",
+}
+METRIC_WORDS = ("AUC: the chance that a mislabeled sample scores above a clean one (0.5 is chance). mAP: the "
+                "precision averaged over every mislabeled sample's rank, 1 when all come first. P@k: the share of "
+                "wrong labels among the k highest scores, where k is the number of wrong labels, so it is also the "
+                "share of them found (recall at k). flagged: how many the detector itself judges mislabeled.")
+
 FIGURE_TITLES = {
     "accuracy": "Accuracy per epoch",
     "ema_loss": "EMA loss of the top suspects",
@@ -39,7 +62,8 @@ def build_figures(run, scores: dict[str, np.ndarray], flagged: np.ndarray | None
         estimated_true = np.where(flagged, suggestions, run.given_labels)
         made["transition"] = figures.transition_matrices(run.given_labels, estimated_true, labels.true_labels, names)
     if images:
-        captions = [f"#{s['rank']} {s['id']}\ngiven {s['given']} -> {s['suggested'] or '?'}\nscore {s['score']:.3g}"
+        captions = [f"#{s['rank']} {s['id']}\ngiven {s['given']} -> {s['suggested'] or '?'}"
+                    + (f" (true {s['true']})" if s.get("true") is not None else "") + f"\nscore {s['score']:.3g}"
                     for s in suspects]
         made["suspects"] = figures.suspect_gallery(images, captions)
     return {name: figures.png_bytes(made[name]) for name in FIGURE_TITLES if made.get(name) is not None}
@@ -56,14 +80,17 @@ def write_pngs(folder: Path, made: dict[str, bytes]) -> list[str]:
     return written
 
 
-def _table(headers: list[str], rows: list[list[Any]], caption: str = "", prose: tuple[str, ...] = ()) -> str:
-    """An HTML table; the columns named in ``prose`` hold text to read, left-aligned."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    cells = ["<td class='prose'>" if h in prose else "<td>" for h in headers]
+def _table(headers: list[str] | None, rows: list[list[Any]], caption: str = "", prose: tuple[str, ...] = ()) -> str:
+    """An HTML table (without a header row when ``headers`` is None); the columns named in ``prose``
+    hold text to read, left-aligned."""
+    width = len(headers) if headers else len(rows[0])
+    cells = ["<td class='prose'>" if headers and h in prose else "<td>" for h in (headers or [None] * width)]
     body = "".join("<tr>" + "".join(f"{cells[k]}{html.escape(str(c))}</td>" for k, c in enumerate(row)) + "</tr>"
                    for row in rows)
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    head = "<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in headers) + "</tr></thead>" \
+        if headers else ""
+    return f"<table>{cap}{head}<tbody>{body}</tbody></table>"
 
 
 def _fmt(value, pattern="{:.3f}") -> str:
@@ -98,7 +125,7 @@ def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]
         summary.append(["synthesized noise", f"{noise['name']}: {flipped:,} labels flipped"])
     t = result.get("training") or {}
     summary.append(["model", f"{t.get('model')}, {t.get('epochs')} epochs, {t.get('device_used')}"])
-    parts.append(_table(["", ""], summary))
+    parts.append(_table(None, summary))
     estimate = result.get("estimate")
     if estimate:
         words = estimate_words(estimate)
@@ -114,16 +141,17 @@ def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]
     detectors = result.get("detectors") or {}
     if detectors:
         truth_known = result.get("noisy") is not None
-        headers = ["detector"] + (["AUC", "mAP", "P@k", "R@k"] if truth_known else []) + ["flagged"]
+        headers = ["detector"] + (["AUC", "mAP", "P@k"] if truth_known else []) + ["flagged"]
         rows = []
         for name, d in detectors.items():
             m = d.get("metrics") or {}
-            rows.append([name] + ([_fmt(m.get("auc")), _fmt(m.get("map")), _fmt(m.get("precision_at_k")),
-                                   _fmt(m.get("recall_at_k"))] if truth_known else [])
+            rows.append([name] + ([_fmt(m.get("auc")), _fmt(m.get("map")), _fmt(m.get("precision_at_k"))]
+                                  if truth_known else [])
                         + ["-" if d.get("flagged") is None else f"{d['flagged']:,}"])
         caption = f"{result['noisy']:,} of {result['samples']:,} labels are wrong, k = {result['noisy']:,}" \
             if truth_known else ""
-        parts.append("<h2>Detectors</h2>" + _table(headers, rows, caption))
+        words = METRIC_WORDS if truth_known else METRIC_WORDS.split("flagged: ")[-1].capitalize()
+        parts.append("<h2>Detectors</h2>" + _table(headers, rows, caption) + f"<p class='sub'>{esc(words)}</p>")
     top = result.get("top") or []
     if top:
         truth_known = top[0].get("true") is not None
@@ -146,8 +174,9 @@ def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]
             "gap closed: (test acc - noisy-label run) / (true-label run - noisy-label run)"))
     for name, png in made.items():
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<h2>{esc(FIGURE_TITLES[name])}</h2><figure><img alt='{esc(name)}' "
-                     f"src='data:image/png;base64,{data}'></figure>")
+        words = FIGURE_WORDS[name]
+        parts.append(f"<h2>{esc(FIGURE_TITLES[name])}</h2><figure><img alt='{esc(FIGURE_TITLES[name])}: {esc(words)}' "
+                     f"src='data:image/png;base64,{data}'><figcaption>{esc(words)}</figcaption></figure>")
     for note in notes:
         parts.append(f"<p class='sub'>note: {esc(note)}</p>")
     # Marks the page once every image has decoded (tests read it from a headless browser).
