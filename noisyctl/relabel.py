@@ -4,16 +4,22 @@ relabels from (``noisyctl.api.held_out_probabilities``)."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import replace
 
 import numpy as np
 
 from noisyctl.errors import NoisyctlError
 
+# Who hears about the training's epochs when a plugin asks for held-out probabilities: the command
+# that runs the plugin sets it (a progress bar), so a corrector that trains is never silent.
+training_progress: ContextVar = ContextVar("training_progress", default=None)
+
 
 def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
     """Softmax probabilities [held.sum() x C] of the held-out samples from a model trained, with the
-    run's own options and seed, on the others.
+    run's own options and seed, on the others. ``progress(epoch, epochs)`` after each epoch
+    (default: ``training_progress``'s).
 
     Parameters
     ----------
@@ -28,6 +34,7 @@ def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
     from noisyctl.training import Checkpoints, SubsetSampleSet, Trainer, options_from_run
     from noisyctl.training.options import for_predicting
 
+    progress = progress or training_progress.get()
     held = np.asarray(held, dtype=bool)
     if held.shape != (run.num_samples,):
         raise NoisyctlError(f"held-out mask of shape {held.shape} for {run.num_samples} samples")

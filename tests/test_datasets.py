@@ -71,7 +71,7 @@ def test_imagefolder_trains_small_uniform_images_at_their_own_size_and_says_so(c
     plan = cli.json("train", "-d", "imagefolder", "--data-root", tmp_path / "gray", "--dry-run")
     assert plan["input_shape"] == [1, 28, 28] and plan["notes"] == gray.notes
     shown = cli("train", "-d", "imagefolder", "--data-root", tmp_path / "gray", "--dry-run")
-    assert "note: images are 28x28 px: trained at 28 px" in shown.stderr and "inputs: image, 1 x 28 x 28" in shown.stdout
+    assert "note: images are 28x28 px: trained at 28 px" in shown.stdout and "inputs: image, 1 x 28 x 28" in shown.stdout
 
 
 def test_imagefolder_errors_name_the_folder_or_file(folder_tree, tmp_path):

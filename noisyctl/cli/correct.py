@@ -11,12 +11,14 @@ import typer
 from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.progress import step_progress
 from noisyctl.correction import (apply_correction, decide, flagged_samples, proposal_quality, read_review_csv, run_corrector,
                                  write_review_csv)
 from noisyctl.data import parse_options, sample_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.metrics import ranking
 from noisyctl.pruning import stored_detector, whole_dataset_labels
+from noisyctl.relabel import training_progress
 from noisyctl.store import RunFile, read_labels, write_labels_file
 
 app = typer.Typer()
@@ -67,7 +69,15 @@ def correct(
         labels = whole_dataset_labels(run_file) if (p["apply"] or p["export"]) else run_file.labels
         name, scores, flags = stored_detector(run_file, p["detector"])
         flagged, flagged_by = flagged_samples(scores, flags, p["top"])
-        outcome = run_corrector(run_file, p["corrector"], parse_options(p["corrector_option"], "corrector"), flagged)
+        with step_progress(not p["json_output"]) as progress:
+            hearing = training_progress.set(lambda epoch, epochs: progress(
+                f"training a model without the {int(flagged.sum()):,} flagged samples: epoch {epoch}/{epochs}",
+                epoch, epochs))
+            try:
+                outcome = run_corrector(run_file, p["corrector"], parse_options(p["corrector_option"], "corrector"),
+                                        flagged)
+            finally:
+                training_progress.reset(hearing)
     proposal = outcome.correction
     bar = outcome.min_confidence if p["min_confidence"] is None else p["min_confidence"]
     groups = decide(labels, proposal, flagged, bar)

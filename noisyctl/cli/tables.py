@@ -63,7 +63,7 @@ def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
         cells = [str(row["rank"]), row["id"], row["given"]]
         if truth_known:
             cells.append(Text(printable(row["true"]), style="red" if row["is_noisy"] else "dim"))
-        cells += [row["suggested"] or "-", f"{row['score']:.4g}"]
+        cells += [row["suggested"] or "-", f"{row['score']:.3g}"]
         table.add_row(*cells)
     if truth_known:
         table.caption = "red: the given label is wrong"

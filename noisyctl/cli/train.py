@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, stderr, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, stdout, with_recipe
 from noisyctl.cli.progress import training_progress
 from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset, load_dataset, parse_options
 from noisyctl.errors import NoisyctlError
@@ -128,7 +128,7 @@ def train(
         raise NoisyctlError("give --labels FILE (from synth) or --dataset NAME")
     if not p["json_output"]:
         for text in data.notes:
-            note(stderr(), text)
+            note(stdout(), text)
     options = TrainOptions(
         model=p["model"], model_options=parse_options(p["model_option"], "model"),
         weights=str(p["weights"]) if p["weights"] else None, epochs=p["epochs"], batch_size=p["batch_size"],

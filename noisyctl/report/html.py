@@ -161,7 +161,7 @@ def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]
         rows = []
         for s in top:
             rows.append([s["rank"], s["id"]] + ([s["text"]] if texts else []) + [s["given"]]
-                        + ([s["true"]] if truth_known else []) + [s["suggested"] or "-", f"{s['score']:.4g}"])
+                        + ([s["true"]] if truth_known else []) + [s["suggested"] or "-", f"{s['score']:.3g}"])
         parts.append(f"<h2>Top {len(top)} suspects by {esc(str(result['ranked_by']))}</h2>"
                      + _table(headers, rows, "given -> suggested: read the text and judge" if texts else "",
                               prose=("text",)))
