@@ -28,6 +28,6 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest
 
-# While working: everything but the tests marked slow (under 2 minutes on 2 cores). CI runs `make test`.
+# While working: everything but the tests marked slow (about 90 s on 2 cores). CI runs `make test`.
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"

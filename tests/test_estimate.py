@@ -52,6 +52,7 @@ def test_a_noisy_run_fails_the_gate_with_the_true_rate_inside_its_interval(cli, 
     assert estimate["evidence"] == "clear" and estimate["high"] - estimate["low"] < 0.1
 
 
+@pytest.mark.slow
 def test_the_gate_compares_the_end_of_the_interval_it_is_told(cli, noisy_run):
     estimate = cli.json("detect", noisy_run, "--no-save", "-d", "loss")["estimate"]
     between = (estimate["low"] + estimate["rate"]) / 2  # above the lower end, below the estimate
@@ -66,6 +67,7 @@ def test_the_gate_compares_the_end_of_the_interval_it_is_told(cli, noisy_run):
     assert "--fail-above is a share" in cli.error("detect", noisy_run, "--no-save", "--fail-above", "nan")
 
 
+@pytest.mark.slow
 def test_the_estimate_counts_noise_added_to_a_clean_run(clean_run):
     """A clean run's losses with 2% of them raised to the losses of mislabeled samples: the estimate
     moves from about zero to about 2%, and its interval covers it."""

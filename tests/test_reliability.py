@@ -427,6 +427,7 @@ def _fill(disk, leave: int) -> None:
     (disk / "filler").write_bytes(b"\0" * max(0, free - leave))
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_leaves_the_previous_file_whole(cli, digits_run, small_disk):
     """A real full disk (in a subprocess: the command leaves without Python's teardown, where libhdf5
     crashed with exit 139 after a failed write)."""
