@@ -9,6 +9,7 @@ from typing import Any, List, Optional
 import typer
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, with_recipe
+from noisyctl.cli.progress import step_progress
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
 from noisyctl.detection import (DEFAULT_DETECTORS, default_detectors, estimate_noise, estimate_words, run_detector,
@@ -86,7 +87,11 @@ def detect(
         else:
             names, skipped = default_detectors(run_file)
         options = detector_options(p["detector_option"], names)
-        outcomes = [run_detector(run_file, name, options[name]) for name in names]
+        with step_progress(not p["json_output"]) as progress:
+            outcomes = []
+            for done, name in enumerate(names):
+                progress(f"scoring {run_file.num_samples:,} samples with {name}", done, len(names))
+                outcomes.append(run_detector(run_file, name, options[name]))
         primary = outcomes[0]
         suggestions = suggested_labels(run_file)
         suspects = top_suspects(run_file, primary.result.scores, max(0, p["top"]), suggestions)
