@@ -13,6 +13,7 @@ from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, estimate_noise_rate
+from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
 
@@ -253,13 +254,11 @@ def train_detector(kind: str, runs: list[Path], out: Path, **settings: Any) -> d
     :class:`noisyctl.api.TrainableDetector`)."""
     if not runs:
         raise NoisyctlError("give at least one run file to learn from")
-    seen: dict[Path, Path] = {}
-    for run in map(Path, runs):
-        key = run.resolve()
-        if key in seen:
-            raise NoisyctlError(f"{run} is given twice (as {seen[key]}): its samples would sit on both sides of the "
+    for later, run in enumerate(runs):
+        twin = next((earlier for earlier in runs[:later] if same_file(earlier, run)), None)
+        if twin is not None:
+            raise NoisyctlError(f"{run} is given twice (as {twin}): its samples would sit on both sides of the "
                                 f"hold-out split and its mAP would mean nothing")
-        seen[key] = run
     trainable = trainable_detectors()
     if kind not in trainable:
         raise NoisyctlError(f"detector '{kind}' does not learn from runs; trainable: {', '.join(trainable) or 'none'}")

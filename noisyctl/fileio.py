@@ -62,7 +62,7 @@ def remove_debris(target: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     try:
         return os.path.samefile(a, b)  # the same inode: symlinks and hard links included
     except OSError:
@@ -92,7 +92,7 @@ def check_output(path: str | os.PathLike, inputs: tuple = (), what: str = "outpu
             raise NoisyctlError(f"{what} {given} is not a regular file (a device, pipe or socket); noisyctl "
                                 f"writes a new file and moves it into place, which would replace it")
         for source in inputs:
-            if source is not None and _same_file(target, Path(source)):
+            if source is not None and same_file(target, source):
                 raise NoisyctlError(f"{what} {given} is this command's input {source}: writing it would destroy "
                                     f"what is being read; give another file (nothing was written)")
     if len(target.name.encode()) > NAME_MAX:

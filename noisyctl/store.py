@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -262,8 +263,6 @@ def new_file(h5: h5py.File, kind: str, **attrs: Any) -> None:
 
     from noisyctl import __version__
 
-    import uuid
-
     set_root_attrs(h5, schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, file_kind=kind,
                    noisyctl_version=__version__, file_id=uuid.uuid4().hex,
                    created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"), **attrs)
@@ -373,8 +372,9 @@ def _memory_bytes() -> int:
 
 
 def check_contents(h5: h5py.File, path, kind: str) -> None:
-    """Every field's type, rank, length and range against the schema, with one line naming the file,
-    the field and what was expected; sizes no machine could hold are refused before anything is read."""
+    """Every field's type, rank and length against the schema, with one line naming the file, the field
+    and what was expected; sizes no machine could hold are refused before anything is read. (The
+    labels' range is checked where they are read, ``_read_labels``; predictions' where they are, ``RunFile._read``.)"""
     objects = dict(_objects(h5))
     for f in FIELDS:
         if f.required and kind in f.files and f.path not in objects:
@@ -418,13 +418,6 @@ def check_contents(h5: h5py.File, path, kind: str) -> None:
                                for e, part in zip(expected, f.shape.split("x")))
             raise NoisyctlError(f"{path}: {where} has shape {' x '.join(map(str, obj.shape)) or 'scalar'}; the "
                                 f"schema says {f.shape} = {shown}")
-    for name in ("samples/given_label", "samples/true_label"):
-        if name in objects:
-            with damaged_on_error(str(path)):
-                labels = objects[name][()]
-            if labels.min() < 0 or labels.max() >= classes:
-                raise NoisyctlError(f"{path}: {name} holds {labels.min() if labels.min() < 0 else labels.max()}, "
-                                    f"outside the {classes} classes 0..{classes - 1}")
     dataset = _json_attr(h5, "dataset")
     if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str) or not dataset["name"]:
         raise NoisyctlError(f"{path}: its 'dataset' attribute names no dataset (it should be a JSON object with "
@@ -494,15 +487,25 @@ class Labels:
         write_field(h5, "classes/name", np.array(self.class_names, dtype=object))
 
 
+def _in_classes(values: np.ndarray, name: str, classes: int, path: str) -> np.ndarray:
+    if len(values) and (values.min() < 0 or values.max() >= classes):
+        raise NoisyctlError(f"{path}: {name} holds {values.min() if values.min() < 0 else values.max()}, "
+                            f"outside the {classes} classes 0..{classes - 1}")
+    return values
+
+
 def _read_labels(h5: h5py.File) -> Labels:
     with damaged_on_error(h5.filename):
         marks = {name: h5[f"samples/{name}"][:] if f"samples/{name}" in h5 else None for name in SAMPLE_MARKS}
+        classes = len(h5["classes/name"])
         return Labels(
             ids=[_text(s) for s in h5["samples/id"][:]],
-            given_labels=h5["samples/given_label"][:].astype(np.int64),
+            given_labels=_in_classes(h5["samples/given_label"][:].astype(np.int64), "samples/given_label", classes,
+                                     h5.filename),
             class_names=[_text(s) for s in h5["classes/name"][:]],
             dataset=_json_attr(h5, "dataset") or {},
-            true_labels=h5["samples/true_label"][:].astype(np.int64) if "samples/true_label" in h5 else None,
+            true_labels=_in_classes(h5["samples/true_label"][:].astype(np.int64), "samples/true_label", classes,
+                                    h5.filename) if "samples/true_label" in h5 else None,
             noise=_json_attr(h5, "noise"),
             plugins=_json_attr(h5, "plugins"),
             pruning=_json_attr(h5, "pruning"),

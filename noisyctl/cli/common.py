@@ -276,7 +276,7 @@ def check_paths(params: dict[str, Any]) -> None:
     for name in OUTPUT_OPTIONS:
         for path in _paths(params.get(name)):
             option = "--" + name.replace("_", "-")
-            target = check_output(path, inputs, what=f"{option}")
+            target = check_output(path, inputs, what=option)
             if target in written:
                 raise NoisyctlError(f"{option} and {written[target]} name the same file {path}; give two files")
             written[target] = option

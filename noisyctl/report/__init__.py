@@ -27,23 +27,20 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
 
     with RunFile(run_path) as run:
         labels = run.labels
-        scores, flags = run.scores(), run.flags()
         truth = labels.is_noisy
-        detectors = {}
-        for name, values in scores.items():
-            attrs = run.score_attrs(name)
-            detectors[name] = {
-                "description": attrs.get("description", ""), "options": attrs.get("options", {}),
-                "flagged": int(flags[name].sum()) if name in flags else None,
-                "metrics": None if truth is None else detection_metrics(truth, values, flags.get(name)),
-            }
+        stored = stored_outcomes(run)  # read once: the tables, the flags and the estimate all come from it
+        scores = {o.name: o.result.scores for o in stored}
+        detectors = {o.name: {
+            "description": o.description, "options": o.options,
+            "flagged": None if o.result.flagged is None else int(o.result.flagged.sum()),
+            "metrics": None if truth is None else detection_metrics(truth, o.result.scores, o.result.flagged),
+        } for o in stored}
         ranked_by = detector or next(iter(scores), None)
         if ranked_by is not None and ranked_by not in scores:
             raise NoisyctlError(f"{run_path} has no '{ranked_by}' scores; it has: {', '.join(scores) or 'none'} "
                                 f"(run `noisyctl detect {run_path} -d {ranked_by}`)")
         suggestions = suggested_labels(run)
         suspects = top_suspects(run, scores[ranked_by], max(0, top), suggestions) if ranked_by else []
-        stored = stored_outcomes(run)
         decided = noise_flags(run, stored) if stored else None
         estimate = estimate_noise(run, stored, suggestions, decided) if stored else None
         made, notes = {}, []
