@@ -9,7 +9,7 @@ from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import read_labels
 from noisyctl.synth import synthesize
-from noisyctl.training import Checkpoints, TrainOptions, train
+from noisyctl.training import Checkpoints, TrainOptions, out_of_fold_probabilities, train
 from conftest import interrupted_in_epoch
 
 SPEC = {"name": "digits", "root": None, "options": {}}
@@ -207,3 +207,19 @@ def test_sigterm_stops_train_as_ctrl_c_does_and_the_run_resumes(tmp_path):
     resumed = subprocess.run(command + ["--resume", "--json"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["resumed_from_epoch"] >= 1
+
+
+def test_out_of_fold_checkpoints_are_read_only_by_the_same_folds(tmp_path):
+    """Fold results are checkpointed by what decides the split (K and the seed): another K finds
+    its own, never a shard of other sizes (which raised a shape error), nor of another split."""
+    spec = {"name": "blobs", "root": None, "options": {"samples": 120, "features": 4, "classes": 3}}
+    labels, data = synthesize(spec, "uniform", 0.1, seed=0), load_dataset(spec)
+    checkpoints = Checkpoints(tmp_path / "run.h5")
+    three = out_of_fold_probabilities(labels, data, TrainOptions(model="mlp", epochs=1, folds=3), checkpoints)
+    two = out_of_fold_probabilities(labels, data, TrainOptions(model="mlp", epochs=1, folds=2), checkpoints)
+    fresh = out_of_fold_probabilities(labels, data, TrainOptions(model="mlp", epochs=1, folds=2),
+                                      Checkpoints(tmp_path / "fresh.h5"))
+    assert three.shape == two.shape == (120, 3) and np.allclose(two.sum(axis=1), 1, atol=1e-4)
+    assert np.allclose(two, fresh, atol=1e-5)  # computed for K=2, not read from K=3's shards
+    again = out_of_fold_probabilities(labels, data, TrainOptions(model="mlp", epochs=1, folds=3), checkpoints)
+    assert np.array_equal(again, three)  # K=3 resumed from its own shards

@@ -32,10 +32,14 @@ def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainO
     probabilities = np.zeros((n, data.num_classes), dtype=np.float32)
     fold_options = for_predicting(options)
     for fold, (fit, held) in enumerate(splitter.split(np.zeros(n), labels.given_labels)):
-        saved = checkpoints.array_path(f"fold_{fold:02d}")
+        # named by what decides the split, so a checkpoint of other folds is never read as this one's
+        name = f"fold_{fold:02d}_of_{k:02d}_seed_{options.seed}"
+        saved = checkpoints.array_path(name)
         if saved.exists():
-            probabilities[held] = np.load(saved)
-            continue
+            done = np.load(saved)
+            if done.shape == (len(held), data.num_classes):
+                probabilities[held] = done
+                continue
         if progress is not None:
             progress.note(f"fold {fold + 1}/{k}: training on {len(fit):,} samples, predicting {len(held):,}")
         fold_labels = Labels(ids=[labels.ids[i] for i in fit], given_labels=labels.given_labels[fit],
@@ -45,6 +49,6 @@ def out_of_fold_probabilities(labels: Labels, data: DatasetData, options: TrainO
         for epoch in range(options.epochs):
             trainer.train_epoch(epoch)
         held_probs = torch.softmax(trainer._predict(SubsetSampleSet(data.train, held)), 1).cpu().numpy()
-        checkpoints.save_array(f"fold_{fold:02d}", held_probs)
+        checkpoints.save_array(name, held_probs)
         probabilities[held] = held_probs
     return probabilities
