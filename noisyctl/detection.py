@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,8 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, estimate_noise_rate
+from noisyctl.estimate import (NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, estimate_noise_rate,
+                               held_out_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -168,15 +169,23 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
 
     With the training loss recorded: as many samples as the noise-rate estimate counts, the first
     detector's most suspicious first (the estimate says how many, the best ranking says which).
-    Without it: the first detector that flags samples itself; when none does, a mixture on the
-    first one's scores."""
+    Where the losses cannot tell, or were not recorded, and the run holds out-of-fold probabilities
+    (train --folds K), the estimate is confident learning's on those. Without either: the first
+    detector that flags samples itself; when none does, a mixture on the first one's scores."""
     primary = outcomes[0]
     judged = ~np.isnan(primary.result.scores)
     losses, _ = mean_loss(run, outcomes)
-    if losses is not None:
-        estimate = estimate_noise_rate(losses[judged])
+    estimate = None if losses is None else estimate_noise_rate(losses[judged])
+    if estimate is None or estimate.unsure:
+        held_out = run.probabilities("out_of_fold")
+        if held_out is not None:
+            counted = held_out_noise_rate(run.given_labels[judged], held_out[judged])
+            # Neither reading sees noise that looks like hard samples: the interval keeps what the
+            # losses could not rule out (a model trained too briefly undercounts, held out or not).
+            estimate = counted if estimate is None else replace(counted, high=max(counted.high, estimate.high))
+    if estimate is not None:
         if estimate.unsure and primary.result.flagged is not None:
-            # The losses cannot tell; the detector's own decision is the better guess of which.
+            # Nothing can tell how many; the detector's own decision is the better guess of which.
             return primary.result.flagged & judged, f"{primary.name}'s own decision", judged, estimate
         flagged = np.zeros(len(judged), dtype=bool)
         flagged[ranking(primary.result.scores)[:estimate.count]] = True
@@ -184,6 +193,9 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     chosen = next((o for o in outcomes if o.result.flagged is not None), primary)
     by = chosen.name if chosen.result.flagged is not None else f"mixture on {chosen.name} scores"
     return decided_noisy(chosen.result.scores, chosen.result.flagged), by, ~np.isnan(chosen.result.scores), None
+
+
+HELD_OUT_READ = "confident learning on out-of-fold probabilities"
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
@@ -195,7 +207,8 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None}
     if estimate is not None:
         read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
-                "method": f"{estimate.method} on mean {loss_read(run)}", "evidence": estimate.evidence}
+                "method": HELD_OUT_READ if estimate.method == "held-out" else f"{estimate.method} on mean {loss_read(run)}",
+                "evidence": estimate.evidence}
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
         "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,
@@ -213,15 +226,50 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"
     if cannot_tell(estimate["evidence"], estimate["high"]):
         decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""
-        return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
-                "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
-                f"the top suspects){decided}")
+        why = ("models that never trained on the samples still find many doubtful, and wrong labels among them "
+               "look like hard ones (review the top suspects)" if estimate["method"] == HELD_OUT_READ else
+               "the model never fitted many samples, and wrong labels among them look like hard ones (train "
+               "longer, train with --folds 5 for held-out evidence, or review the top suspects)")
+        return f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); {why}{decided}"
     if estimate["evidence"] == "none":
         return (f"no clear sign of label noise: estimated {estimate['rate']:.1%} ({interval}); "
                 "the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}): {estimate['count']:,} samples, "
             f"the most suspicious by {estimate['detector']}")
+
+
+GATE_ON = ("estimate", "lower", "upper")  # what --fail-above compares
+
+
+def gate_verdict(estimate: dict[str, Any], scores: np.ndarray, fail_above: float | None = None,
+                 gate_on: str = "estimate", fail_count: int | None = None,
+                 fail_score: float | None = None) -> dict[str, Any] | None:
+    """The CI gate's verdict on ``estimate_noise``'s estimate (``fail_above``, compared with the
+    estimate or an end of its interval, as ``gate_on`` says) and on the first detector's
+    ``scores`` (more than ``fail_count`` above ``fail_score``); None when no gate was asked for.
+    A gate that passes on the estimate where the losses cannot tell carries a warning."""
+    if fail_above is None and fail_count is None:
+        return None
+    reasons = []
+    compared = estimate["rate"]
+    if gate_on != "estimate" and estimate.get("low") is not None:
+        compared = estimate["low"] if gate_on == "lower" else estimate["high"]
+    if fail_above is not None and compared > fail_above:
+        what = "estimated noise" if gate_on == "estimate" else f"the {gate_on} end of the noise interval"
+        reasons.append(f"{what} {compared:.1%} is above --fail-above {fail_above:.1%} ({estimate_words(estimate)})")
+    above = int((scores > fail_score).sum()) if fail_score is not None else 0
+    if fail_count is not None and above > fail_count:
+        reasons.append(f"{above:,} samples score above {fail_score:g}, more than --fail-count {fail_count:,}")
+    warning = None
+    if (not reasons and fail_above is not None and gate_on != "upper" and estimate.get("high") is not None
+            and cannot_tell(estimate["evidence"], estimate["high"]) and estimate["high"] > fail_above):
+        on = "estimate" if gate_on == "estimate" else "lower end"
+        warning = (f"the gate passed on the {on}, but noise up to {estimate['high']:.1%} cannot be ruled out; "
+                   "--gate-on upper fails such runs")
+    return {"passed": not reasons, "reason": "; ".join(reasons) or None, "warning": warning,
+            "estimated_rate": estimate["rate"], "gate_on": gate_on, "compared_rate": compared,
+            "above_score": above if fail_score is not None else None}
 
 
 def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarray | None) -> list[dict[str, Any]]:

@@ -12,14 +12,13 @@ from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require,
 from noisyctl.cli.progress import step_progress
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
-from noisyctl.detection import (DEFAULT_DETECTORS, default_detectors, estimate_noise, estimate_words, run_detector,
-                                suggested_labels, top_suspects)
+from noisyctl.detection import (DEFAULT_DETECTORS, GATE_ON, default_detectors, estimate_noise, gate_verdict,
+                                run_detector, suggested_labels, top_suspects)
 from noisyctl.errors import GateFailed, NoisyctlError
 from noisyctl.fileio import atomic_output, csv_cell
 from noisyctl.store import RunFile, save_scores
 
 app = typer.Typer()
-GATE_ON = ("estimate", "lower", "upper")  # what --fail-above compares
 
 
 def detector_options(pairs: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
@@ -115,7 +114,8 @@ def detect(
         "estimate": estimate, "top": suspects, "scores_out": None if p["scores_out"] is None else str(p["scores_out"]),
         "saved": p["save"], "not_run": skipped,
     }
-    result["gate"] = gate(p, estimate, primary.result.scores)
+    result["gate"] = gate_verdict(estimate, primary.result.scores, p["fail_above"], p["gate_on"], p["fail_count"],
+                                  p["fail_score"])
 
     def render(console):
         console.print(metrics_table(result["detectors"], result["noisy"], samples))
@@ -131,28 +131,10 @@ def detect(
                 f"{', '.join(names)} ({why.removeprefix('needs ')})" for why, names in grouped.items()))
         if suspects:
             console.print(suspects_table(suspects, primary.name))
+        if result["gate"] and result["gate"]["warning"]:
+            note(console, result["gate"]["warning"])
 
     emit(ctx, result, render, p["json_output"])
     if result["gate"] and not result["gate"]["passed"]:
         raise GateFailed(result["gate"]["reason"])
     return result
-
-
-def gate(p: dict[str, Any], estimate: dict[str, Any], scores) -> dict[str, Any] | None:
-    """The CI gate's verdict, when one was asked for."""
-    if p["fail_above"] is None and p["fail_count"] is None:
-        return None
-    reasons = []
-    compared = estimate["rate"]
-    if p["gate_on"] != "estimate" and estimate.get("low") is not None:
-        compared = estimate["low"] if p["gate_on"] == "lower" else estimate["high"]
-    if p["fail_above"] is not None and compared > p["fail_above"]:
-        what = "estimated noise" if p["gate_on"] == "estimate" else f"the {p['gate_on']} end of the noise interval"
-        reasons.append(f"{what} {compared:.1%} is above --fail-above {p['fail_above']:.1%} "
-                       f"({estimate_words(estimate)})")
-    above = int((scores > p["fail_score"]).sum()) if p["fail_score"] is not None else 0
-    if p["fail_count"] is not None and above > p["fail_count"]:
-        reasons.append(f"{above:,} samples score above {p['fail_score']:g}, more than --fail-count {p['fail_count']:,}")
-    return {"passed": not reasons, "reason": "; ".join(reasons) or None, "estimated_rate": estimate["rate"],
-            "gate_on": p["gate_on"], "compared_rate": compared,
-            "above_score": above if p["fail_score"] is not None else None}
