@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -81,6 +81,12 @@ PLAUSIBLE = 0.05  # a mixture posterior above this keeps a sample within the int
 BOOTSTRAP_MAX_SAMPLES = 50_000  # larger runs are subsampled for the interval's draws
 FIT_MAX_SAMPLES = 200_000  # and for the estimate itself
 WEAK_EVIDENCE = 0.005
+# Where the losses cannot tell, the interval's upper end also reaches the samples whose label the
+# model contradicted after the first EARLY_LEARNING share of training: a wrong label the model fitted
+# only by memorising it was contradicted before (the model predicted the true class first), so
+# none of them can be ruled out. The first epochs are left out: there the model has not yet fitted
+# even the clean samples (it contradicted 23-99% of every clean calibration run somewhere in them).
+EARLY_LEARNING = 0.25
 # Without evidence of noise, an interval reaching above this means "cannot tell", not "clean".
 UNSURE_ABOVE = 0.10
 
@@ -239,7 +245,7 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
 
 
 def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: int = 100,
-                        seed: int = 0) -> NoiseRateEstimate:
+                        seed: int = 0, contradicted: np.ndarray | None = None) -> NoiseRateEstimate:
     """The share of mislabeled samples from each sample's mean training loss, with an interval.
 
     Parameters
@@ -247,6 +253,11 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
     mean_loss : np.ndarray, shape (N,)
         Each sample's training loss of its given label, averaged over the run (the ``loss``
         detector's score). NaN entries (samples not judged) are left out.
+    contradicted : np.ndarray of bool, shape (N,), optional
+        Whether the model's prediction contradicted the sample's label after the first
+        ``EARLY_LEARNING`` share of training (``late_contradictions``). Where the losses cannot tell
+        (``unsure``), the interval's upper end reaches their share: noise the model memorised
+        hides among them.
     confidence : float
         Coverage of the percentile-bootstrap interval.
     draws : int
@@ -256,7 +267,8 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
         The bootstrap's seed: the same run always gets the same interval.
     """
     values = np.asarray(mean_loss, dtype=np.float64)
-    values = values[np.isfinite(values)]
+    finite = np.isfinite(values)
+    values = values[finite]
     if len(values) == 0:
         return NoiseRateEstimate(0.0, 0.0, 0.0, confidence, "tail", "none", 0, 0.0)
     # detect asks twice for the same run (the learned detector's flags, then the estimate itself)
@@ -264,7 +276,11 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
     if key not in _recent:
         _recent.clear()  # one run at a time is all a command needs
         _recent[key] = _estimate(values, confidence, draws, seed)
-    return _recent[key]
+    estimate = _recent[key]
+    if contradicted is not None and estimate.unsure:
+        share = float(np.asarray(contradicted, dtype=bool)[finite].mean())
+        estimate = replace(estimate, high=max(estimate.high, share))
+    return estimate
 
 
 _recent: dict[tuple, NoiseRateEstimate] = {}
@@ -299,6 +315,13 @@ def _interval(rate: float, shares: np.ndarray, size: int, samples: int, confiden
 
 def _evidence(low: float, samples: int) -> str:
     return "none" if low * samples < 1 else "weak" if low < WEAK_EVIDENCE else "clear"
+
+
+def late_contradictions(predictions: np.ndarray, given_labels: np.ndarray) -> np.ndarray:
+    """Whether each sample's predicted class differed from its given label in any epoch after the
+    first ``EARLY_LEARNING`` share, from ``[N, epochs]`` eval-pass predictions (-1: none that epoch)."""
+    later = predictions[:, int(EARLY_LEARNING * predictions.shape[1]):]
+    return ((later != given_labels[:, None]) & (later >= 0)).any(axis=1)
 
 
 def held_out_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, confidence: float = 0.9,
