@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, estimate_noise_rate,
-                               held_out_noise_rate, late_contradictions)
+                               held_out_noise_rate, late_contradictions, learning_start, loss_evidence, PLATEAU)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -151,25 +152,37 @@ def loss_read(run: RunFile) -> str:
     return "training loss" if run.has_channel("train_loss") else "eval-mode loss" if run.has_channel("eval_loss") else ""
 
 
-def mean_loss(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray | None, str]:
-    """Each sample's mean loss of ``loss_read`` (the ``loss`` detector's score), NaN where not judged,
-    and which loss it is; None when the run recorded neither."""
-    kind = loss_read(run)
-    if kind == "training loss":
-        done = next((o for o in outcomes if o.name == "loss"), None)
-        return (done or run_detector(run, "loss")).result.scores, kind
-    if kind:
-        means = [block["eval_loss"].mean(axis=1, dtype=np.float64) for _, block in run.iter_blocks(("eval_loss",))]
-        return np.concatenate(means), kind
-    return None, kind
+def plateau_medians(run: RunFile, channel: str) -> np.ndarray:
+    """The median sample's loss per epoch, read until it falls below the plateau (usually the first
+    chunk of epochs): what ``learning_start`` needs."""
+    medians: list[float] = []
+    for _, block in run.iter_epoch_blocks((channel,)):
+        with warnings.catch_warnings():  # an epoch no sample was presented in (imported runs) is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            medians.extend(np.nanmedian(block[channel], axis=0))
+        if np.nanmin(medians) < PLATEAU * medians[0]:
+            break  # the plateau, if any, has ended within what was read
+    return np.array(medians)
 
 
-def late_contradicted(run: RunFile) -> np.ndarray | None:
-    """``late_contradictions`` of each sample from the run's eval-pass predictions, when it has them."""
-    if not run.has_channel("eval_pred"):
+def loss_evidence_of(run: RunFile) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """What the noise-rate estimate reads, in one pass over the run: each sample's mean loss of
+    ``loss_read`` (NaN where never presented), whether it was pushed away from its label
+    (``loss_evidence``), and its ``late_contradictions`` when the run has eval-pass predictions;
+    None when it recorded no loss."""
+    channel = {"training loss": "train_loss", "eval-mode loss": "eval_loss"}.get(loss_read(run))
+    if channel is None:
         return None
-    return np.concatenate([late_contradictions(block["eval_pred"], block["given_label"])
-                           for _, block in run.iter_blocks(("eval_pred",))])
+    channels = (channel, "eval_pred") if run.has_channel("eval_pred") else (channel,)
+    start = learning_start(plateau_medians(run, channel))
+    means, pushed, contradicted = [], [], []
+    for _, block in run.iter_blocks(channels):
+        mean, away = loss_evidence(block[channel][:, start:])
+        means.append(mean)
+        pushed.append(away)
+        if "eval_pred" in block:
+            contradicted.append(late_contradictions(block["eval_pred"], block["given_label"]))
+    return np.concatenate(means), np.concatenate(pushed), np.concatenate(contradicted) if contradicted else None
 
 
 def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str, np.ndarray, NoiseRateEstimate | None]:
@@ -181,12 +194,11 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     first one's scores."""
     primary = outcomes[0]
     judged = ~np.isnan(primary.result.scores)
-    losses, _ = mean_loss(run, outcomes)
-    if losses is not None:
-        contradicted = late_contradicted(run)
-        if contradicted is not None:
-            contradicted = contradicted[judged]
-        estimate = estimate_noise_rate(losses[judged], contradicted=contradicted)
+    evidence = loss_evidence_of(run)
+    if evidence is not None:
+        losses, pushed, contradicted = evidence
+        estimate = estimate_noise_rate(losses[judged], pushed_away=pushed[judged],
+                                       contradicted=None if contradicted is None else contradicted[judged])
         if estimate.unsure and primary.result.flagged is not None:
             # The losses cannot tell; the detector's own decision is the better guess of which.
             return primary.result.flagged & judged, f"{primary.name}'s own decision", judged, estimate
