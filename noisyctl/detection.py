@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, estimate_noise_rate,
-                               held_out_noise_rate, late_contradictions, learning_start, loss_evidence, PLATEAU)
+from noisyctl.estimate import (LOSS_CHANNELS, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
+                               held_out_noise_rate, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -149,40 +148,7 @@ def suggestions(run) -> tuple[np.ndarray, np.ndarray] | None:
 
 def loss_read(run: RunFile) -> str:
     """Which loss the estimate reads: the training loss, else (eval passes only) the eval-mode loss."""
-    return "training loss" if run.has_channel("train_loss") else "eval-mode loss" if run.has_channel("eval_loss") else ""
-
-
-def plateau_medians(run: RunFile, channel: str) -> np.ndarray:
-    """The median sample's loss per epoch, read until it falls below the plateau (usually the first
-    chunk of epochs): what ``learning_start`` needs."""
-    medians: list[float] = []
-    for _, block in run.iter_epoch_blocks((channel,)):
-        with warnings.catch_warnings():  # an epoch no sample was presented in (imported runs) is NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            medians.extend(np.nanmedian(block[channel], axis=0))
-        if np.nanmin(medians) < PLATEAU * medians[0]:
-            break  # the plateau, if any, has ended within what was read
-    return np.array(medians)
-
-
-def loss_evidence_of(run: RunFile) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
-    """What the noise-rate estimate reads, in one pass over the run: each sample's mean loss of
-    ``loss_read`` (NaN where never presented), whether it was pushed away from its label
-    (``loss_evidence``), and its ``late_contradictions`` when the run has eval-pass predictions;
-    None when it recorded no loss."""
-    channel = {"training loss": "train_loss", "eval-mode loss": "eval_loss"}.get(loss_read(run))
-    if channel is None:
-        return None
-    channels = (channel, "eval_pred") if run.has_channel("eval_pred") else (channel,)
-    start = learning_start(plateau_medians(run, channel))
-    means, pushed, contradicted = [], [], []
-    for _, block in run.iter_blocks(channels):
-        mean, away = loss_evidence(block[channel][:, start:])
-        means.append(mean)
-        pushed.append(away)
-        if "eval_pred" in block:
-            contradicted.append(late_contradictions(block["eval_pred"], block["given_label"]))
-    return np.concatenate(means), np.concatenate(pushed), np.concatenate(contradicted) if contradicted else None
+    return next((words for channel, words in LOSS_CHANNELS.items() if run.has_channel(channel)), "")
 
 
 def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str, np.ndarray, NoiseRateEstimate | None]:
@@ -194,11 +160,8 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     first one's scores."""
     primary = outcomes[0]
     judged = ~np.isnan(primary.result.scores)
-    evidence = loss_evidence_of(run)
-    if evidence is not None:
-        losses, pushed, contradicted = evidence
-        estimate = estimate_noise_rate(losses[judged], pushed_away=pushed[judged],
-                                       contradicted=None if contradicted is None else contradicted[judged])
+    estimate = run_noise_rate(run, judged)
+    if estimate is not None:
         if estimate.unsure and primary.result.flagged is not None:
             # The losses cannot tell; the detector's own decision is the better guess of which.
             return primary.result.flagged & judged, f"{primary.name}'s own decision", judged, estimate
@@ -233,7 +196,7 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
 def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | None:
     """Confident learning's count on the run's out-of-fold probabilities (train --folds K), when it
     has them: the second reading where the losses cannot tell. It is not the estimate, nor what the
-    gate compares: it also counts samples that look like another class by nature (6-9% of clean
+    gate compares: it also counts samples that look like another class by nature (6-8% of clean
     overlapping blobs), and held-out models trained briefly count more (16% of clean blobs after 3 epochs)."""
     probabilities = run.probabilities("out_of_fold")
     if probabilities is None:

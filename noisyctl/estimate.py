@@ -372,6 +372,58 @@ def late_contradictions(predictions: np.ndarray, given_labels: np.ndarray) -> np
     return ((later != given_labels[:, None]) & (later >= 0)).any(axis=1)
 
 
+# What the estimate reads, in order of preference: runs imported with eval passes only have no
+# training loss, and their eval-mode loss is read the same way.
+LOSS_CHANNELS = {"train_loss": "training loss", "eval_loss": "eval-mode loss"}
+
+
+def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
+    """``estimate_noise_rate`` of a run (what ``detect`` reports): its samples' mean losses of the
+    first of ``LOSS_CHANNELS`` it recorded, read from where it began to learn (``learning_start``),
+    whether each was pushed away from its label (``loss_evidence``) and contradicted late
+    (``late_contradictions``, from its eval passes), all in one pass a block of samples at a time.
+
+    Parameters
+    ----------
+    dynamics : noisyctl.api.Dynamics
+        The run (a ``RunFile``, or what a detector is handed).
+    judged : np.ndarray of bool, shape (N,), optional
+        The samples to estimate over (others, such as AUM threshold samples, are left out).
+
+    Returns None when the run recorded no loss.
+    """
+    channel = next((name for name in LOSS_CHANNELS if dynamics.has_channel(name)), None)
+    if channel is None:
+        return None
+    start = learning_start(_plateau_medians(dynamics, channel))
+    channels = (channel, "eval_pred") if dynamics.has_channel("eval_pred") else (channel,)
+    means, pushed, contradicted = [], [], []
+    for _, block in dynamics.iter_blocks(channels):
+        mean, away = loss_evidence(block[channel][:, start:])
+        means.append(mean)
+        pushed.append(away)
+        if "eval_pred" in block:
+            contradicted.append(late_contradictions(block["eval_pred"], block["given_label"]))
+    keep = slice(None) if judged is None else judged
+    return estimate_noise_rate(np.concatenate(means)[keep], pushed_away=np.concatenate(pushed)[keep],
+                               contradicted=np.concatenate(contradicted)[keep] if contradicted else None)
+
+
+def _plateau_medians(dynamics, channel: str) -> np.ndarray:
+    """The median sample's loss per epoch, read until it falls below the plateau (usually within
+    the first chunk of epochs): what ``learning_start`` needs."""
+    import warnings
+
+    medians: list[float] = []
+    for _, block in dynamics.iter_epoch_blocks((channel,)):
+        with warnings.catch_warnings():  # an epoch no sample was presented in (imported runs) is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            medians.extend(np.nanmedian(block[channel], axis=0))
+        if np.nanmin(medians) < PLATEAU * medians[0]:
+            break  # the plateau, if any, has ended within what was read
+    return np.array(medians)
+
+
 def held_out_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, confidence: float = 0.9,
                         draws: int = 100, seed: int = 0) -> NoiseRateEstimate:
     """The share of mislabeled samples by confident learning on held-out class probabilities.

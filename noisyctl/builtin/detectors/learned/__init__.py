@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, estimate_noise_rate, loss_evidence
+from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, run_noise_rate
 
 from .adaptation import RUNNING_MARGIN, adapt_to_run, reordered
 from .features import FEATURE_SETS
@@ -75,9 +75,9 @@ class LearnedDetector(TrainableDetector):
             if self.adapt:
                 probability = adapt_to_run(inputs, probability, judged=judged)
             return DetectorResult(probability, flagged=probability > 0.5, info=info)
-        evidence = [loss_evidence(block["train_loss"]) for _, block in dynamics.iter_blocks(("train_loss",))]
-        mean_loss, pushed = (np.concatenate(parts) for parts in zip(*evidence))
-        estimate = estimate_noise_rate(mean_loss[judged], pushed_away=pushed[judged])
+        mean_loss = np.concatenate([block["train_loss"].mean(axis=1, dtype=np.float64)
+                                    for _, block in dynamics.iter_blocks(("train_loss",))])
+        estimate = run_noise_rate(dynamics, judged)  # detect's own estimate of the run
         info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
         if self.adapt and estimate.rate < LOW_NOISE_RATE and estimate.high < LOW_NOISE_HIGH:
             probability = reordered(probability, mean_loss)
