@@ -187,3 +187,15 @@ def test_a_run_that_starts_on_a_plateau_is_read_from_where_it_began_to_learn(cli
     assert from_start.rate < estimate_noise_rate(mean, pushed_away=pushed).rate
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
     assert estimate["rate"] == pytest.approx(from_start.rate) and estimate["high"] >= estimate["true_rate"]
+
+
+@pytest.mark.parametrize("medians, start", [
+    ([2.30, 1.10, 0.40, 0.10], 0),        # learned from its first epoch
+    ([2.30, 2.30, 2.29, 1.90, 0.60], 3),  # three epochs at chance, then learning
+    ([2.30, 2.29, 1.00], 2),              # two epochs within 3% of the first: a plateau
+    ([2.30, 2.30, 2.30], 0),              # never began: nothing better to read from
+    ([2.30], 0),
+    ([np.nan, 2.0, 1.0], 0),              # an epoch nobody was presented in (an imported run)
+])
+def test_learning_start_is_where_a_run_left_its_plateau(medians, start):
+    assert learning_start(np.array(medians)) == start
