@@ -87,15 +87,16 @@ WEAK_EVIDENCE = 0.005
 # none of them can be ruled out. The first epochs are left out: there the model has not yet fitted
 # even the clean samples (it contradicted 23-99% of every clean calibration run somewhere in them).
 EARLY_LEARNING = 0.25
-# The mixture's high component is noise only if a third of it or more (posterior-weighted) was
-# pushed away from its label: its loss rose PUSHED_BY (the label's probability halved) above its
-# first epoch's at some later epoch, as the model learned the true class. Clean samples the model
-# learns slowly lose their loss steadily: after 12 epochs on generated shapes such a minority
-# formed a separated component (4.3% of a clean run, failing the gate) of which 22% had been
-# pushed away (17-24% in the components clean calibration runs come closest to); the components
-# of real noise, 52-93% (20% pair-flip lowest, as the model half learns the flip).
-PUSHED_BY = float(np.log(2))
-PUSHED_AWAY_SHARE = 1 / 3
+# A separated high-loss component is not noise when two thirds of it or more (posterior-weighted)
+# was learned steadily: each sample's loss fell by STEADY_BY (the label's probability doubled) from
+# its first epoch to its last, never rising STEADY_BY above the first. Those are clean samples the
+# model learns slowly; a mislabeled one is pushed away from its label while the model learns its
+# true class, or learned only as far as the noise pattern allows. After 12 epochs on generated
+# shapes (the calibration runs train 20) such a minority formed a separated component, 72% of it
+# learned steadily, and a clean run read as 4.3% noise, failing the gate; the components of real
+# noise were at most 54% (20% pair-flip: 45-48%, as the model half learns the flip).
+STEADY_BY = float(np.log(2))
+STEADY_MOST = 2 / 3
 # A model that starts on a plateau (LeNet on digits sat at chance for three epochs) has not begun
 # learning while the median sample's loss stays within this share of its first epoch's; those
 # epochs say nothing of the labels, and their chance-level losses are left out of the estimate.
@@ -122,7 +123,8 @@ class NoiseRateEstimate:
     told from hard samples, by this estimate or by any detector. ``method`` is ``"mixture"``
     (much, separated noise) or ``"tail"`` (little or none) on the losses, or ``"held-out"``
     (confident learning on out-of-fold probabilities, ``held_out_noise_rate``). ``evidence`` is
-    ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under ``WEAK_EVIDENCE``, else ``"clear"``.
+    ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
+    ``WEAK_EVIDENCE``, else ``"clear"``.
     """
 
     rate: float
@@ -175,12 +177,12 @@ def _two_gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 
     return w, mu, sd, ll, post[:, high], high
 
 
-def separated_posterior(z: np.ndarray, require_separation: bool = True,
-                        start: tuple | None = None, pushed: np.ndarray | None = None) -> tuple[np.ndarray | None, tuple]:
+def separated_posterior(z: np.ndarray, require_separation: bool = True, start: tuple | None = None,
+                        steady: np.ndarray | None = None) -> tuple[np.ndarray | None, tuple]:
     """Each sample's posterior of the high component, when a two-Gaussian mixture finds a separated
-    minority of high losses (and BIC prefers it to one Gaussian, and with ``pushed``, the samples'
-    ``pushed_away`` flags, a third of it or more was pushed away from its label), else None; and the mixture's
-    (weights, means, sds). Without ``require_separation`` (the interval's resamples of a run already
+    minority of high losses (and BIC prefers it to one Gaussian, and with ``steady``, the samples'
+    ``learned_steadily`` flags, less than ``STEADY_MOST`` of it was learned steadily), else None;
+    and the mixture's (weights, means, sds). Without ``require_separation`` (the interval's resamples of a run already
     judged separated, started from its mixture), whatever the mixture finds."""
     if len(z) < 20 or z.std() == 0:
         return (None if require_separation else np.zeros(len(z))), ()
@@ -192,8 +194,8 @@ def separated_posterior(z: np.ndarray, require_separation: bool = True,
     bic_gain = 2 * (ll2 - ll1) - 3 * np.log(len(z))
     separated = (w[high] < 0.5 and mu[high] - mu[low] >= SEPARATION * sd[low] and bic_gain > 0
                  and mu[high] > FITTED_BELOW)
-    if separated and pushed is not None:
-        separated = float((post * pushed).sum() / max(post.sum(), 1e-12)) >= PUSHED_AWAY_SHARE
+    if separated and steady is not None:
+        separated = float((post * steady).sum() / max(post.sum(), 1e-12)) < STEADY_MOST
     return (post if separated else None), (w, mu, sd)
 
 
@@ -246,15 +248,15 @@ def tail_excess_share(z: np.ndarray, iterations: int = 20) -> float:
 
 
 def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = None,
-                pushed: np.ndarray | None = None):
+                steady: np.ndarray | None = None):
     """The estimated share of mislabeled samples from their log mean losses, the regime, the share
     the estimate cannot rule out (in the mixture, the samples whose posterior of the noisy
     component is above PLAUSIBLE, where its Gaussian shapes are least sure), and the mixture.
     ``method`` forces a regime, and ``start`` starts the mixture: the interval's resamples keep the
-    regime of the whole run and start from its mixture. ``pushed``: see ``separated_posterior``."""
+    regime of the whole run and start from its mixture. ``steady``: see ``separated_posterior``."""
     posterior, mixture = None, ()
     if method in (None, "mixture"):
-        posterior, mixture = separated_posterior(z, require_separation=method is None, start=start, pushed=pushed)
+        posterior, mixture = separated_posterior(z, require_separation=method is None, start=start, steady=steady)
     if posterior is not None:
         return float(posterior.mean()), "mixture", float((posterior > PLAUSIBLE).mean()), mixture
     share = tail_excess_share(z)
@@ -271,20 +273,26 @@ def learning_start(median_losses: np.ndarray) -> int:
 
 
 def loss_evidence(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each sample's mean loss and whether it was pushed away from its label (its loss rose
-    ``PUSHED_BY`` above its first epoch's at some later epoch), from ``[N, epochs]`` losses of the
-    given labels: the two inputs of ``estimate_noise_rate``, computed a block of samples at a time."""
+    """Each sample's mean loss and whether the model learned it steadily (its loss fell
+    ``STEADY_BY`` from its first epoch to its last, never rising ``STEADY_BY`` above the first),
+    from ``[N, epochs]`` losses of the given labels: the two inputs of ``estimate_noise_rate``,
+    computed a block of samples at a time."""
     losses = np.asarray(losses, dtype=np.float64)
     seen = ~np.isnan(losses)  # an imported run pads samples presented fewer times with NaN
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(seen, losses, 0.0).sum(axis=1) / seen.sum(axis=1)  # NaN: never presented
-        later = np.where(seen[:, 1:], losses[:, 1:], -np.inf).max(axis=1, initial=-np.inf)
-        return mean, later > losses[:, 0] + PUSHED_BY
+        if losses.shape[1] < 2:
+            return mean, np.zeros(len(losses), dtype=bool)
+        first = losses[:, 0]
+        last_seen = losses.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
+        last = losses[np.arange(len(losses)), last_seen]
+        highest = np.where(seen[:, 1:], losses[:, 1:], -np.inf).max(axis=1, initial=-np.inf)
+        return mean, (last < first - STEADY_BY) & (highest <= first + STEADY_BY)
 
 
 def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: int = 100,
                         seed: int = 0, contradicted: np.ndarray | None = None,
-                        pushed_away: np.ndarray | None = None) -> NoiseRateEstimate:
+                        learned_steadily: np.ndarray | None = None) -> NoiseRateEstimate:
     """The share of mislabeled samples from each sample's mean training loss, with an interval.
 
     Parameters
@@ -297,10 +305,10 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
         ``EARLY_LEARNING`` share of training (``late_contradictions``). Where the losses cannot tell
         (``unsure``), the interval's upper end reaches their share: noise the model memorised
         hides among them.
-    pushed_away : np.ndarray of bool, shape (N,), optional
-        Whether each sample's loss rose ``PUSHED_BY`` above its first epoch's later on
-        (``loss_evidence``). A separated high-loss minority counts as noise only if a third of it
-        or more was; without these flags, any separated minority above the fitted line does.
+    learned_steadily : np.ndarray of bool, shape (N,), optional
+        Whether the model learned each sample steadily (``loss_evidence``). A separated high-loss
+        minority is not counted as noise when ``STEADY_MOST`` of it was; without these flags, any
+        separated minority above the fitted line is.
     confidence : float
         Coverage of the percentile-bootstrap interval.
     draws : int
@@ -314,15 +322,15 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
     values = values[finite]
     if len(values) == 0:
         return NoiseRateEstimate(0.0, 0.0, 0.0, confidence, "tail", "none", 0, 0.0)
-    pushed = None if pushed_away is None else np.asarray(pushed_away, dtype=bool)[finite]
+    steady = None if learned_steadily is None else np.asarray(learned_steadily, dtype=bool)[finite]
     # detect asks twice for the same run (the learned detector's flags, then the estimate itself)
     digest = hashlib.blake2b(values.tobytes(), digest_size=16)
-    if pushed is not None:
-        digest.update(np.packbits(pushed).tobytes())
-    key = (digest.digest(), pushed is None, confidence, draws, seed)
+    if steady is not None:
+        digest.update(np.packbits(steady).tobytes())
+    key = (digest.digest(), steady is None, confidence, draws, seed)
     if key not in _recent:
         _recent.clear()  # one run at a time is all a command needs
-        _recent[key] = _estimate(values, pushed, confidence, draws, seed)
+        _recent[key] = _estimate(values, steady, confidence, draws, seed)
     estimate = _recent[key]
     if contradicted is not None and estimate.unsure:
         share = float(np.asarray(contradicted, dtype=bool)[finite].mean())
@@ -333,13 +341,13 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
 _recent: dict[tuple, NoiseRateEstimate] = {}
 
 
-def _estimate(values: np.ndarray, pushed: np.ndarray | None, confidence: float, draws: int,
+def _estimate(values: np.ndarray, steady: np.ndarray | None, confidence: float, draws: int,
               seed: int) -> NoiseRateEstimate:
     rng = np.random.default_rng(seed)
     z = np.log(np.maximum(values, 1e-12))
     # A million samples estimate no better than a fifth of them, at five times the mixture's cost.
     fit = rng.choice(len(z), FIT_MAX_SAMPLES, replace=False) if len(z) > FIT_MAX_SAMPLES else slice(None)
-    rate, method, plausible, mixture = noise_share(z[fit], pushed=None if pushed is None else pushed[fit])
+    rate, method, plausible, mixture = noise_share(z[fit], steady=None if steady is None else steady[fit])
     size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
     shares = np.array([noise_share(rng.choice(z, size, replace=True), method, mixture or None)[0]
                        for _ in range(draws)])
@@ -380,7 +388,7 @@ LOSS_CHANNELS = {"train_loss": "training loss", "eval_loss": "eval-mode loss"}
 def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
     """``estimate_noise_rate`` of a run (what ``detect`` reports): its samples' mean losses of the
     first of ``LOSS_CHANNELS`` it recorded, read from where it began to learn (``learning_start``),
-    whether each was pushed away from its label (``loss_evidence``) and contradicted late
+    whether the model learned each steadily (``loss_evidence``) and contradicted it late
     (``late_contradictions``, from its eval passes), all in one pass a block of samples at a time.
 
     Parameters
@@ -397,15 +405,15 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
         return None
     start = learning_start(_plateau_medians(dynamics, channel))
     channels = (channel, "eval_pred") if dynamics.has_channel("eval_pred") else (channel,)
-    means, pushed, contradicted = [], [], []
+    means, steady, contradicted = [], [], []
     for _, block in dynamics.iter_blocks(channels):
-        mean, away = loss_evidence(block[channel][:, start:])
+        mean, learned = loss_evidence(block[channel][:, start:])
         means.append(mean)
-        pushed.append(away)
+        steady.append(learned)
         if "eval_pred" in block:
             contradicted.append(late_contradictions(block["eval_pred"], block["given_label"]))
     keep = slice(None) if judged is None else judged
-    return estimate_noise_rate(np.concatenate(means)[keep], pushed_away=np.concatenate(pushed)[keep],
+    return estimate_noise_rate(np.concatenate(means)[keep], learned_steadily=np.concatenate(steady)[keep],
                                contradicted=np.concatenate(contradicted)[keep] if contradicted else None)
 
 
