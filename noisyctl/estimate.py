@@ -385,21 +385,30 @@ def late_contradictions(predictions: np.ndarray, given_labels: np.ndarray) -> np
 LOSS_CHANNELS = {"train_loss": "training loss", "eval_loss": "eval-mode loss"}
 
 
-def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
-    """``estimate_noise_rate`` of a run (what ``detect`` reports): its samples' mean losses of the
-    first of ``LOSS_CHANNELS`` it recorded, read from where it began to learn (``learning_start``),
-    whether the model learned each steadily (``loss_evidence``) and contradicted it late
-    (``late_contradictions``, from its eval passes), all in one pass a block of samples at a time.
+@dataclass
+class RunEvidence:
+    """What the estimate reads from a run, per sample (``read_run_evidence``).
 
-    Parameters
-    ----------
-    dynamics : noisyctl.api.Dynamics
-        The run (a ``RunFile``, or what a detector is handed).
-    judged : np.ndarray of bool, shape (N,), optional
-        The samples to estimate over (others, such as AUM threshold samples, are left out).
+    ``mean_loss`` (N,): the mean loss of the given label from where the model began to learn (NaN:
+    never presented); ``learned_steadily`` (N,): ``loss_evidence``'s flags; ``contradicted`` (N,) or
+    None: ``late_contradictions`` from the eval passes, when the run has them."""
 
-    Returns None when the run recorded no loss.
-    """
+    mean_loss: np.ndarray
+    learned_steadily: np.ndarray
+    contradicted: np.ndarray | None
+
+    def estimate(self, judged: np.ndarray | None = None) -> NoiseRateEstimate:
+        """``estimate_noise_rate`` over the ``judged`` samples (a mask; all when None)."""
+        keep = slice(None) if judged is None else judged
+        return estimate_noise_rate(self.mean_loss[keep], learned_steadily=self.learned_steadily[keep],
+                                   contradicted=None if self.contradicted is None else self.contradicted[keep])
+
+
+def read_run_evidence(dynamics) -> RunEvidence | None:
+    """A run's ``RunEvidence``: its samples' losses of the first of ``LOSS_CHANNELS`` it recorded,
+    read from where it began to learn (``learning_start``), and its eval passes, in one pass a
+    block of samples at a time; None when the run recorded no loss. ``dynamics`` is a
+    ``noisyctl.api.Dynamics`` (a ``RunFile``, or what a detector is handed)."""
     channel = next((name for name in LOSS_CHANNELS if dynamics.has_channel(name)), None)
     if channel is None:
         return None
@@ -412,9 +421,16 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
         steady.append(learned)
         if "eval_pred" in block:
             contradicted.append(late_contradictions(block["eval_pred"], block["given_label"]))
-    keep = slice(None) if judged is None else judged
-    return estimate_noise_rate(np.concatenate(means)[keep], learned_steadily=np.concatenate(steady)[keep],
-                               contradicted=np.concatenate(contradicted)[keep] if contradicted else None)
+    return RunEvidence(np.concatenate(means), np.concatenate(steady),
+                       np.concatenate(contradicted) if contradicted else None)
+
+
+def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
+    """The noise-rate estimate of a run, what ``detect`` reports: ``read_run_evidence`` and its
+    ``estimate`` over the ``judged`` samples (others, such as AUM threshold samples, left out).
+    None when the run recorded no loss."""
+    evidence = read_run_evidence(dynamics)
+    return None if evidence is None else evidence.estimate(judged)
 
 
 def _plateau_medians(dynamics, channel: str) -> np.ndarray:

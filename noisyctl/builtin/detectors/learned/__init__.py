@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, run_noise_rate
+from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, read_run_evidence
 
 from .adaptation import RUNNING_MARGIN, adapt_to_run, reordered
 from .features import FEATURE_SETS
@@ -75,9 +75,8 @@ class LearnedDetector(TrainableDetector):
             if self.adapt:
                 probability = adapt_to_run(inputs, probability, judged=judged)
             return DetectorResult(probability, flagged=probability > 0.5, info=info)
-        mean_loss = np.concatenate([block["train_loss"].mean(axis=1, dtype=np.float64)
-                                    for _, block in dynamics.iter_blocks(("train_loss",))])
-        estimate = run_noise_rate(dynamics, judged)  # detect's own estimate of the run
+        evidence = read_run_evidence(dynamics)  # what detect's estimate of the run reads
+        mean_loss, estimate = evidence.mean_loss, evidence.estimate(judged)
         info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
         if self.adapt and estimate.rate < LOW_NOISE_RATE and estimate.high < LOW_NOISE_HIGH:
             probability = reordered(probability, mean_loss)
