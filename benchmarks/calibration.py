@@ -230,7 +230,8 @@ def summary(console, rows: list[dict]) -> None:
         lines += [
             ("where the losses cannot tell (0.5-45%): the held-out reading within the tolerance",
              sum(r["held_out"]["within"] for r in held_out), len(held_out)),
-            ("  ... the true rate inside its interval", sum(r["held_out"]["inside"] for r in held_out), len(held_out)),
+            ("  ... the true rate inside its spread over resamples", sum(r["held_out"]["inside"] for r in held_out),
+             len(held_out)),
         ]
     with_cleanlab = [r for r in noisy if r["cleanlab"] is not None]
     if with_cleanlab:
