@@ -36,6 +36,7 @@ import numpy as np
 
 from noisyctl.data import load_dataset
 from noisyctl.detection import default_detectors, estimate_noise, gate_verdict, run_detector, suggested_labels
+from noisyctl.estimate import cannot_tell, held_out_noise_rate
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
@@ -88,55 +89,27 @@ def make_run(cache: Path, name: str, dataset: str, noise: str, rate: float, seed
 
 
 
-def cleanlab_estimate(oof_path: Path, given: np.ndarray) -> float:
-    """cleanlab's own count of label issues on out-of-fold probabilities, as a share."""
-    from cleanlab.count import num_label_issues
-
-    probs = np.clip(np.load(oof_path).astype(np.float64), 1e-12, None)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return num_label_issues(given, probs) / len(given)
-
-
-def with_held_out(path: Path, oof: Path) -> Path:
-    """A copy of the run holding the out-of-fold probabilities, as `train --folds K` would have written them."""
-    import shutil
-
-    import h5py
-
-    copy = path.with_name(f"{oof.stem}.run.h5")
-    if not copy.exists():
-        partial = copy.with_suffix(".partial")
-        shutil.copyfile(path, partial)
-        with h5py.File(partial, "a") as h5:
-            h5.create_dataset("probs/out_of_fold", data=np.load(oof).astype(np.float16))
-        partial.replace(copy)
-    return copy
-
-
-def detect_estimate(path: Path) -> tuple[dict, list]:
-    """detect's estimate with its default detectors, and their outcomes."""
+def score_run(path: Path, oof: Path | None) -> dict:
+    """The estimate, the gate's verdict, the detectors' ranking quality, and with out-of-fold
+    probabilities cleanlab's count on them (``held_out_noise_rate``: ``cleanlab.count.num_label_issues``),
+    which is also the held-out reading detect adds where the losses cannot tell."""
     with RunFile(path) as run:
         names, _ = default_detectors(run)
         outcomes = [run_detector(run, name) for name in names]
-        return estimate_noise(run, outcomes, suggested_labels(run)), outcomes
-
-
-def score_run(path: Path, oof: Path | None) -> dict:
-    """The estimate, the held-out reading detect adds where the losses cannot tell (on the run as
-    `train --folds K` would have written it), the gate's verdict and the detectors' ranking quality."""
-    estimate, outcomes = detect_estimate(path)
-    with RunFile(path) as run:
-        truth = run.labels.is_noisy
-        given = run.given_labels
+        estimate = estimate_noise(run, outcomes, suggested_labels(run))
+        truth, given = run.labels.is_noisy, run.given_labels
     ranking = {}
     for outcome in outcomes:
         if outcome.name in ("learned", *HAND_CRAFTED) and truth.any():
             metrics = detection_metrics(truth, outcome.result.scores)
             ranking[outcome.name] = (metrics["map"], metrics["precision_at_k"])
+    counted = None if oof is None else held_out_noise_rate(given, np.load(oof))
+    unsure = cannot_tell(estimate["evidence"], estimate["high"])
     return {"true": float(truth.mean()), "estimate": estimate, "ranking": ranking,
             "gate": gate_verdict(estimate, outcomes[0].result.scores, fail_above=GATE),
-            "held_out": None if oof is None else detect_estimate(with_held_out(path, oof))[0]["held_out"],
-            "cleanlab": None if oof is None else cleanlab_estimate(oof, given)}
+            "held_out": ({"rate": counted.rate, "low": counted.low, "high": counted.high}
+                         if counted is not None and unsure else None),
+            "cleanlab": None if counted is None else counted.rate}
 
 
 def within(estimate: float, true: float) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import weakref
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -272,15 +273,25 @@ def learning_start(median_losses: np.ndarray) -> int:
     return int(below[0]) if len(below) and below[0] >= 2 else 0
 
 
+def presented_mean(values: np.ndarray) -> np.ndarray:
+    """Each row's mean over the presentations it has: an imported run pads samples presented fewer
+    times with NaN (as Datumaro keeps every sample's own series); a row with none is NaN (not judged)."""
+    if not np.isnan(values).any():
+        return values.mean(axis=1, dtype=np.float64)
+    seen = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(seen, values, 0.0).sum(axis=1, dtype=np.float64) / seen.sum(axis=1)
+
+
 def loss_evidence(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's mean loss and whether the model learned it steadily (its loss fell
     ``STEADY_BY`` from its first epoch to its last, never rising ``STEADY_BY`` above the first),
     from ``[N, epochs]`` losses of the given labels: the two inputs of ``estimate_noise_rate``,
     computed a block of samples at a time."""
     losses = np.asarray(losses, dtype=np.float64)
-    seen = ~np.isnan(losses)  # an imported run pads samples presented fewer times with NaN
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(seen, losses, 0.0).sum(axis=1) / seen.sum(axis=1)  # NaN: never presented
+    mean = presented_mean(losses)
+    seen = ~np.isnan(losses)
+    with np.errstate(invalid="ignore"):
         if losses.shape[1] < 2:
             return mean, np.zeros(len(losses), dtype=bool)
         first = losses[:, 0]
@@ -387,50 +398,66 @@ LOSS_CHANNELS = {"train_loss": "training loss", "eval_loss": "eval-mode loss"}
 
 @dataclass
 class RunEvidence:
-    """What the estimate reads from a run, per sample (``read_run_evidence``).
+    """What the estimate reads from a run's losses, per sample (``read_run_evidence``).
 
     ``mean_loss`` (N,): the mean loss of the given label from where the model began to learn (NaN:
-    never presented); ``learned_steadily`` (N,): ``loss_evidence``'s flags; ``contradicted`` (N,) or
-    None: ``late_contradictions`` from the eval passes, when the run has them."""
+    never presented); ``learned_steadily`` (N,): ``loss_evidence``'s flags; ``contradicted`` (N,):
+    ``late_contradictions`` from the eval passes, read by ``run_noise_rate`` only where the losses
+    cannot tell (None until then)."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
-    contradicted: np.ndarray | None
+    contradicted: np.ndarray | None = None
 
-    def estimate(self, judged: np.ndarray | None = None) -> NoiseRateEstimate:
-        """``estimate_noise_rate`` over the ``judged`` samples (a mask; all when None)."""
-        keep = slice(None) if judged is None else judged
-        return estimate_noise_rate(self.mean_loss[keep], learned_steadily=self.learned_steadily[keep],
-                                   contradicted=None if self.contradicted is None else self.contradicted[keep])
+
+# detect's estimate and the learned detector both read the same opened run: once is enough.
+_evidence_read: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def read_run_evidence(dynamics) -> RunEvidence | None:
     """A run's ``RunEvidence``: its samples' losses of the first of ``LOSS_CHANNELS`` it recorded,
-    read from where it began to learn (``learning_start``), and its eval passes, in one pass a
-    block of samples at a time; None when the run recorded no loss. ``dynamics`` is a
-    ``noisyctl.api.Dynamics`` (a ``RunFile``, or what a detector is handed)."""
+    read from where it began to learn (``learning_start``), a block of samples at a time, once per
+    opened run; None when the run recorded no loss. ``dynamics`` is a ``noisyctl.api.Dynamics``
+    (a ``RunFile``, or what a detector is handed)."""
+    try:
+        return _evidence_read[dynamics]
+    except (KeyError, TypeError):  # TypeError: an object that cannot be weakly referenced
+        pass
     channel = next((name for name in LOSS_CHANNELS if dynamics.has_channel(name)), None)
     if channel is None:
         return None
     start = learning_start(_plateau_medians(dynamics, channel))
-    channels = (channel, "eval_pred") if dynamics.has_channel("eval_pred") else (channel,)
-    means, steady, contradicted = [], [], []
-    for _, block in dynamics.iter_blocks(channels):
+    means, steady = [], []
+    for _, block in dynamics.iter_blocks((channel,)):
         mean, learned = loss_evidence(block[channel][:, start:])
         means.append(mean)
         steady.append(learned)
-        if "eval_pred" in block:
-            contradicted.append(late_contradictions(block["eval_pred"], block["given_label"]))
-    return RunEvidence(np.concatenate(means), np.concatenate(steady),
-                       np.concatenate(contradicted) if contradicted else None)
+    evidence = RunEvidence(np.concatenate(means), np.concatenate(steady))
+    try:
+        _evidence_read[dynamics] = evidence
+    except TypeError:
+        pass
+    return evidence
 
 
 def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
-    """The noise-rate estimate of a run, what ``detect`` reports: ``read_run_evidence`` and its
-    ``estimate`` over the ``judged`` samples (others, such as AUM threshold samples, left out).
-    None when the run recorded no loss."""
+    """The noise-rate estimate of a run, what ``detect`` reports: ``estimate_noise_rate`` on its
+    ``read_run_evidence`` over the ``judged`` samples (a mask; others, such as AUM threshold
+    samples, are left out). Where the losses cannot tell, the run's eval passes are read too, for
+    the samples the model contradicted late (``late_contradictions``). None when the run recorded
+    no loss."""
     evidence = read_run_evidence(dynamics)
-    return None if evidence is None else evidence.estimate(judged)
+    if evidence is None:
+        return None
+    keep = slice(None) if judged is None else judged
+    mean, steady = evidence.mean_loss[keep], evidence.learned_steadily[keep]
+    estimate = estimate_noise_rate(mean, learned_steadily=steady)
+    if estimate.unsure and dynamics.has_channel("eval_pred"):
+        if evidence.contradicted is None:
+            evidence.contradicted = np.concatenate([late_contradictions(block["eval_pred"], block["given_label"])
+                                                    for _, block in dynamics.iter_blocks(("eval_pred",))])
+        estimate = estimate_noise_rate(mean, learned_steadily=steady, contradicted=evidence.contradicted[keep])
+    return estimate
 
 
 def _plateau_medians(dynamics, channel: str) -> np.ndarray:

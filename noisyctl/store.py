@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from noisyctl.errors import NoisyctlError
-from noisyctl.fileio import atomic_output
+from noisyctl.fileio import atomic_output, exclusive, remove_debris
 
 SCHEMA_NAME = "noisyctl"
 SCHEMA_VERSION = 1
@@ -562,8 +562,6 @@ class RunFile:
     BLOCK_ROWS = 65536
 
     def __init__(self, path: str | Path) -> None:
-        from noisyctl.fileio import remove_debris
-
         self.path = Path(path)
         self._h5 = open_checked(self.path, want=RUN)
         remove_debris(self.path)  # what a killed detect or train left beside the run
@@ -721,8 +719,6 @@ def save_scores(path: str | Path, results: dict[str, dict[str, Any]], scored: st
     ``scored`` is the ``RunFile.identity`` of the file the scores came from: when another file has
     been written at ``path`` meanwhile (a ``train -o`` finishing), nothing is saved.
     """
-    from noisyctl.fileio import exclusive
-
     lock = Path(path).with_name(f".{Path(path).name}.lock")
     with exclusive(lock, f"saving scores into {path}", remove=True), atomic_output(path) as tmp:
         with open_checked(path, want=RUN) as current:

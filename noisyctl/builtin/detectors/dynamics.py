@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import BlockDetector, Detector, DetectorResult, NoisyctlError, gmm_noisy_posterior, open_run
-
-
-def presented_mean(values: np.ndarray) -> np.ndarray:
-    """Each row's mean over the presentations it has: an imported run pads samples presented fewer
-    times with NaN (as Datumaro keeps every sample's own series); a row with none is NaN (not judged)."""
-    if not np.isnan(values).any():
-        return values.mean(axis=1, dtype=np.float64)
-    seen = ~np.isnan(values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(seen, values, 0.0).sum(axis=1, dtype=np.float64) / seen.sum(axis=1)
+from noisyctl.api import (BlockDetector, Detector, DetectorResult, NoisyctlError, gmm_noisy_posterior, open_run,
+                          presented_mean)
 
 
 class LossDetector(BlockDetector):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, read_run_evidence
+from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, read_run_evidence, run_noise_rate
 
 from .adaptation import RUNNING_MARGIN, adapt_to_run, reordered
 from .features import FEATURE_SETS
@@ -75,8 +75,8 @@ class LearnedDetector(TrainableDetector):
             if self.adapt:
                 probability = adapt_to_run(inputs, probability, judged=judged)
             return DetectorResult(probability, flagged=probability > 0.5, info=info)
-        evidence = read_run_evidence(dynamics)  # what detect's estimate of the run reads
-        mean_loss, estimate = evidence.mean_loss, evidence.estimate(judged)
+        mean_loss = read_run_evidence(dynamics).mean_loss  # what detect's estimate reads, read once
+        estimate = run_noise_rate(dynamics, judged)
         info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
         if self.adapt and estimate.rate < LOW_NOISE_RATE and estimate.high < LOW_NOISE_HIGH:
             probability = reordered(probability, mean_loss)
