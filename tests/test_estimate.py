@@ -161,6 +161,31 @@ def test_clean_samples_the_model_learns_slowly_are_not_counted_as_noise(cli, tmp
 
 
 @pytest.mark.slow
+def test_ambiguous_texts_the_model_learns_slowly_are_not_counted_as_noise(cli, tmp_path):
+    """Generated tickets, no synthesized noise: some mention two topics, and the model learns them
+    slowly, their loss settling near log 2. In the tail they read as 2.8% noise (the excess
+    doubled by a "hidden part" of a bump that was not there); learned steadily, they are not
+    counted, and the upper end still reaches them."""
+    cli("train", "-d", "tickets", "-D", "seed=5", "-m", "text-bag", "-e", "20", "--quiet", "-o", tmp_path / "run.h5")
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    assert estimate["method"].startswith("tail") and estimate["rate"] <= 0.005
+    with RunFile(tmp_path / "run.h5") as run:
+        mean, steady = loss_evidence(run.channel("train_loss"))
+    unfitted = mean > np.log(2)
+    assert steady[unfitted].mean() > 0.5 and estimate["high"] >= unfitted.mean()
+
+
+@pytest.mark.slow
+def test_hard_digits_an_mlp_has_not_fitted_do_not_fail_the_gate(cli, tmp_path):
+    """An MLP on clean digits leaves about 3% of them unfitted, piled just above the fitted line:
+    the top of the clean samples' own tail, not a bump of noise whose hidden part the estimate
+    should add (it read 5.8% and failed the 3% gate)."""
+    cli("train", "-d", "digits", "-m", "mlp", "-e", "20", "--quiet", "-o", tmp_path / "run.h5")
+    result = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    assert result["estimate"]["rate"] < 0.03 and result["gate"]["passed"]
+
+
+@pytest.mark.slow
 def test_mislabeled_samples_are_not_learned_steadily(noisy_run):
     """What keeps a separated high-loss group from counting as noise: two thirds of it learned
     steadily (its loss fell by log 2 from the first epoch to the last, never rising log 2 above the
