@@ -129,7 +129,8 @@ class NoiseRateEstimate:
     """The share of mislabeled samples, with an interval and the regime it was read in.
 
     ``rate``, ``low`` and ``high`` are shares in [0, 1]; ``low``/``high`` bound a ``confidence``
-    (e.g. 0.9) percentile-bootstrap interval over the samples. ``high`` reaches at least the share
+    (e.g. 0.9) percentile-bootstrap interval over the samples (in the tail, ``high`` from resamples
+    that count the samples learned steadily too). ``high`` reaches at least the share
     the mixture cannot rule out (posterior above ``PLAUSIBLE``) and ``unfitted``, the share of
     samples the model never fitted (mean loss above log 2, a geometric-mean probability of the
     given label under 1/2), among which noise that looks like the data's own ambiguity cannot be
@@ -381,7 +382,7 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, confidence: float, 
     rate, method, plausible, mixture = noise_share(z[fit], steady=None if steady is None else steady[fit])
     size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
     # The tail leaves out the samples learned steadily: slow clean learners, or wrong labels the
-    # model memorised without pushing them away first. Both cannot be ruled out, so the upper end
+    # model memorised without pushing them away first. Neither can be ruled out, so the upper end
     # is read with them counted too.
     steady_left_out = method == "tail" and steady is not None
     shares, shares_all = [], []
