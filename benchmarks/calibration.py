@@ -19,15 +19,16 @@ rate inside the interval in >= 90% of the settings; at 0.5-5% the default detect
 of the hand-crafted ones; at 0.2-1% on digits and shapes, precision at k above the Datumaro/OTX
 tutorial's 83.3%.
 
-`--outside` scores 38 runs outside that set instead, to check that what was tuned on it holds
+`--outside` scores 54 runs outside that set instead, to check that what was tuned on it holds
 elsewhere: other models (LeNet, an MLP on images, the text model on generated tickets), lengths
-(8-25 epochs), an optimizer (adam), dataset seeds and blob separations, at 0-20%.
+(8-30 epochs), optimizers (adam, adamw), a constant schedule, batches of 32, no augmentation,
+dataset seeds, sizes, class counts and blob separations, at 0-20%.
 
 Runs are kept in --cache (train once, score many times):
 
     .venv/bin/python benchmarks/calibration.py --cache runs/calibration        # ~60 minutes on 2 cores
     .venv/bin/python benchmarks/calibration.py --cache runs/calibration --folds 0   # ~15: no held-out columns
-    .venv/bin/python benchmarks/calibration.py --cache runs/outside --outside --folds 0   # ~10
+    .venv/bin/python benchmarks/calibration.py --cache runs/outside --outside --folds 0   # ~20
 """
 
 from __future__ import annotations
@@ -103,6 +104,17 @@ OUTSIDE = (
     ("blobs-sep3-e25", "blobs", {"separation": 3, "seed": 4}, {"model": "mlp", "epochs": 25}, "instance",
      (0, 0.02, 0.1), 15),
     ("digits-lenet-e25", "digits", {}, {"model": "lenet", "epochs": 25}, "instance", (0, 0.01), 16),
+    # made after the third pass's changes, to check them on runs they were not tried on
+    ("shapes-24px-5c", "shapes", {"size": 24, "classes": 5, "seed": 41}, {"epochs": 20}, "uniform",
+     (0, 0.01, 0.03), 21),
+    ("blobs-50f-10c", "blobs", {"features": 50, "classes": 10, "separation": 1.5, "seed": 42},
+     {"model": "mlp", "epochs": 30}, "pairflip", (0, 0.01, 0.03), 22),
+    ("tickets-4k-e15", "tickets", {"samples": 4000, "seed": 43}, {"model": "text-bag", "epochs": 15}, "instance",
+     (0, 0.01, 0.03), 23),
+    ("digits-b32-constant-e15", "digits", {}, {"epochs": 15, "batch_size": 32, "schedule": "constant", "lr": 0.01},
+     "uniform", (0, 0.01, 0.03), 24),
+    ("digits-adamw-e20", "digits", {}, {"epochs": 20, "optimizer": "adamw", "lr": 0.002}, "pairflip", (0, 0.03), 25),
+    ("shapes-s45-noaug-e25", "shapes", {"seed": 45}, {"epochs": 25, "augment": "none"}, "instance", (0, 0.02), 26),
 )
 
 
