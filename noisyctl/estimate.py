@@ -65,23 +65,18 @@ def confused_pairs(given: np.ndarray, suggested: np.ndarray, flagged: np.ndarray
 #   Without the separation test a mixture always "finds" a second component in clean data, whose
 #   loss is skewed (it called 25% of clean digits noisy).
 # - otherwise, little or no noise: the clean samples' right tail is modelled as a normal from their
-#   median and upper quartile, the samples above where that normal expects half a sample are the
-#   excess, and a normal fitted to the excess (truncated at the threshold) adds those of its mass
-#   below it when its mode lies above the threshold (there the threshold cuts into a bump of noise;
-#   an excess piled against the threshold is the top of the clean samples' own tail, and adding
-#   its "hidden part" doubled the hard samples of clean runs). Samples the model learned steadily
-#   are not counted: those above the threshold are clean samples it learns slowly (ambiguous
-#   tickets that mention two topics: 25 of the 28 above it in a clean run), while wrong labels it
-#   cannot learn are pushed away first. Iterated, since the clean quantiles come from all but the
-#   estimated noisy share. On clean data the excess is a few samples at most, so the estimate says
-#   "about zero".
+#   median and upper quartile; the samples above where that normal expects half a sample are the
+#   excess. A normal fitted to the excess (truncated at the threshold) adds its mass below the
+#   threshold only when its mode lies above it: an excess piled against the threshold is the top
+#   of the clean tail, not a bump of noise. Samples learned steadily (STEADY_BY) are not counted:
+#   above the threshold they are slow clean learners (tickets about two topics), while a wrong
+#   label the model cannot learn is pushed away first. Iterated, since the clean quantiles come
+#   from all but the estimated noisy share; on clean data the excess is a few samples at most.
 SEPARATION = 2.0
-# The two components must also be clearly apart by Ashman's D, |mean gap| / sqrt((sd1^2 + sd2^2) / 2)
-# (above 2 is the usual bar for a clean split of two Gaussians). A high component wider than the
-# clean one (the test above only measures the gap in the clean one's sd) is the clean samples' own
-# long tail, not a population: LeNet on digits with 1% noise (D 1.5, the high component twice as
-# wide) read 9.2%, shapes trained 12 epochs with 5% noise 14.5%; every component of real noise in
-# the calibration runs had D of 2.5 or more.
+# The two components must also be clearly apart: Ashman's D, the mean gap over the root mean square
+# of the sds, of 2 or more (the usual bar for a clean split). A high component wider than the clean
+# one is the clean samples' own long tail (LeNet on digits with 1% noise read 9.2% from one); every
+# component of real noise in the calibration runs had a D of 2.5 or more.
 CLEAR_SPLIT = 2.0
 # A sample whose mean loss stays under log 2 was, on (geometric) average, given probability above 1/2:
 # the model fitted its label. Noise is what it did not fit; a hard but fitted minority (a text that
