@@ -119,6 +119,7 @@ OUTSIDE = (
 
 
 def outside_settings(only: list[str] | None):
+    """Every run of ``OUTSIDE``, named by its label, noise and rate."""
     for label, dataset, dataset_options, train_options, noise, rates, noise_seed in OUTSIDE:
         if only and dataset not in only:
             continue
@@ -183,7 +184,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3, help="folds of the out-of-fold probabilities (cleanlab's "
                         "estimate, and detect's on a run trained with --folds); 0: leave both out (saves K "
                         "trainings a run)")
-    parser.add_argument("--only", nargs="*", help="only these datasets")
+    parser.add_argument("--only", nargs="*", choices=sorted({*DATASETS, *(run[1] for run in OUTSIDE)}),
+                        help="only these datasets")
     parser.add_argument("--outside", action="store_true", help="the runs outside the calibration set instead")
     parser.add_argument("--json", type=Path, help="also write every row to this JSON file")
     args = parser.parse_args()
