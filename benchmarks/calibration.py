@@ -43,7 +43,7 @@ import numpy as np
 
 from noisyctl.data import load_dataset
 from noisyctl.detection import default_detectors, estimate_noise, gate_verdict, run_detector, suggested_labels
-from noisyctl.estimate import cannot_tell, held_out_noise_rate
+from noisyctl.estimate import cannot_tell, held_out_noise_rate, run_noise_rate
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
@@ -150,7 +150,8 @@ def make_run(cache: Path, setting: Setting, folds: int):
 def score_run(path: Path, oof: Path | None) -> dict:
     """The estimate, the gate's verdict, the detectors' ranking quality, and with out-of-fold
     probabilities cleanlab's count on them (``held_out_noise_rate``: ``cleanlab.count.num_label_issues``),
-    which is also the held-out reading detect adds where the losses cannot tell."""
+    which is also the held-out reading detect adds where the losses cannot tell, and the estimate
+    detect gives the run trained with ``--folds`` (``run_noise_rate`` on it)."""
     with RunFile(path) as run:
         names, _ = default_detectors(run)
         outcomes = [run_detector(run, name) for name in names]
@@ -163,11 +164,34 @@ def score_run(path: Path, oof: Path | None) -> dict:
             ranking[outcome.name] = (metrics["map"], metrics["precision_at_k"])
     counted = None if oof is None else held_out_noise_rate(given, np.load(oof))
     unsure = cannot_tell(estimate["evidence"], estimate["high"])
+    with_folds = None
+    if oof is not None:
+        with RunFile(with_out_of_fold(path, oof)) as run:
+            read = run_noise_rate(run)
+        with_folds = {"rate": read.rate, "low": read.low, "high": read.high, "method": read.method}
     return {"true": float(truth.mean()), "estimate": estimate, "ranking": ranking,
             "gate": gate_verdict(estimate, outcomes[0].result.scores, fail_above=GATE),
             "held_out": ({"rate": counted.rate, "low": counted.low, "high": counted.high}
                          if counted is not None and unsure else None),
-            "cleanlab": None if counted is None else counted.rate}
+            "cleanlab": None if counted is None else counted.rate, "with_folds": with_folds}
+
+
+def with_out_of_fold(path: Path, oof: Path) -> Path:
+    """A copy of the run holding its out-of-fold probabilities, as ``train --folds K`` writes it."""
+    import shutil
+
+    import h5py
+
+    from noisyctl.store import write_field
+
+    copy = oof.with_suffix(".run.h5")
+    if not copy.exists():
+        partial = copy.with_suffix(".partial")
+        shutil.copy(path, partial)
+        with h5py.File(partial, "a") as h5:
+            write_field(h5, "probs/out_of_fold", np.load(oof).astype(np.float16))
+        partial.replace(copy)
+    return copy
 
 
 def within(estimate: float, true: float) -> bool:
@@ -194,7 +218,8 @@ def main() -> None:
     table = Table(title="noise-rate estimate at every rate (red: outside the tolerance; -: the true rate is "
                   "outside the 90% interval)")
     for column in ("run", "true", "estimate", "90% interval", "gate 3%", f"held-out (--folds {args.folds})",
-                   "cleanlab", "learned mAP", "best hand mAP", "learned P@k", "best hand P@k"):
+                   "cleanlab", f"with --folds {args.folds}", "learned mAP", "best hand mAP", "learned P@k",
+                   "best hand P@k"):
         table.add_column(column, justify="left" if column == "run" else "right")
     rows = []
     for setting in (outside_settings if args.outside else settings)(args.only):
@@ -202,13 +227,15 @@ def main() -> None:
         name, dataset, noise = setting.name, setting.dataset, setting.noise
         path, oof = make_run(args.cache, setting, args.folds)
         row = score_run(path, oof)
-        true, e, held_out = row["true"], row["estimate"], row["held_out"]
+        true, e, held_out, with_folds = row["true"], row["estimate"], row["held_out"], row["with_folds"]
         hand = {k: v for k, v in row["ranking"].items() if k in HAND_CRAFTED}
         learned = row["ranking"].get("learned", (None, None))
         rows.append({"run": name, "dataset": dataset, "noise": noise, "true": true, **reading(e, true),
                      "method": e["method"], "evidence": e["evidence"], "gate_passes": row["gate"]["passed"],
                      "gate_warns": bool(row["gate"]["warning"]),
                      "held_out": None if held_out is None else reading(held_out, true), "cleanlab": row["cleanlab"],
+                     "with_folds": None if with_folds is None else {**reading(with_folds, true),
+                                                                     "method": with_folds["method"]},
                      "learned_map": learned[0], "best_hand_map": max((v[0] for v in hand.values()), default=None),
                      "learned_pk": learned[1], "best_hand_pk": max((v[1] for v in hand.values()), default=None),
                      "seconds": time.perf_counter() - started})
@@ -216,7 +243,8 @@ def main() -> None:
         verdict = ("pass, warns" if r["gate_warns"] else "pass") if r["gate_passes"] else "fail"
         table.add_row(name, f"{true:.1%}", shown(r), f"{r['low']:.1%}-{r['high']:.1%}" + ("" if r["inside"] else " -"),
                       verdict, "-" if held_out is None else shown(r["held_out"]),
-                      number(row["cleanlab"], ".1%"), number(r["learned_map"]), number(r["best_hand_map"]),
+                      number(row["cleanlab"], ".1%"), "-" if with_folds is None else shown(r["with_folds"]),
+                      number(r["learned_map"]), number(r["best_hand_map"]),
                       number(r["learned_pk"]), number(r["best_hand_pk"]))
         console.print(f"{name}: {e['rate']:.2%} [{e['low']:.2%}, {e['high']:.2%}] true {true:.2%}", highlight=False)
     console.print(table)
@@ -266,6 +294,18 @@ def summary(console, rows: list[dict]) -> None:
              sum(r["held_out"]["within"] for r in held_out), len(held_out)),
             ("  ... the true rate inside its spread over resamples", sum(r["held_out"]["inside"] for r in held_out),
              len(held_out)),
+        ]
+    folds = [r for r in rows if r["with_folds"] is not None]
+    if folds:
+        lines += [
+            ("trained with --folds (the smaller of the losses' reading and the held-out count where the losses "
+             "can tell): clean runs <= 1%", sum(r["with_folds"]["rate"] <= 0.01 for r in folds if r["true"] == 0),
+             sum(r["true"] == 0 for r in folds)),
+            ("  ... 0.5-45%: within the tolerance", sum(r["with_folds"]["within"] for r in folds if r["true"] >= 0.004),
+             sum(r["true"] >= 0.004 for r in folds)),
+            ("  ... 0.5-45%: true rate inside the 90% interval",
+             sum(r["with_folds"]["inside"] for r in folds if r["true"] >= 0.004),
+             sum(r["true"] >= 0.004 for r in folds)),
         ]
     with_cleanlab = [r for r in noisy if r["cleanlab"] is not None]
     if with_cleanlab:

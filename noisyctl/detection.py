@@ -173,6 +173,10 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     return decided_noisy(chosen.result.scores, chosen.result.flagged), by, ~np.isnan(chosen.result.scores), None
 
 
+# Where the run's out-of-fold probabilities (train --folds) count fewer than its losses (see run_noise_rate).
+HELD_OUT_METHOD = "held-out count (train --folds), below the losses' reading"
+
+
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
                    decided: tuple | None = None) -> dict[str, Any]:
     """The share of mislabeled samples, its interval and how clear the evidence is, and the most
@@ -182,7 +186,8 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None}
     if estimate is not None:
         read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
-                "method": f"{estimate.method} on mean {loss_read(run)}", "evidence": estimate.evidence}
+                "method": (HELD_OUT_METHOD if estimate.method == "held-out" else
+                           f"{estimate.method} on mean {loss_read(run)}"), "evidence": estimate.evidence}
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
         "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,
@@ -195,9 +200,10 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
 
 def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | None:
     """Confident learning's count on the run's out-of-fold probabilities (train --folds K), when it
-    has them: the second reading where the losses cannot tell. It is not the estimate, nor what the
-    gate compares: it also counts samples that look like another class by nature (6-8% of clean
-    overlapping blobs), and held-out models trained briefly count more (16% of clean blobs after 3 epochs)."""
+    has them: the second reading where the losses cannot tell. There it is not the estimate, nor what
+    the gate compares: it also counts samples that look like another class by nature (6-8% of clean
+    overlapping blobs), and held-out models trained briefly count more (16% of clean blobs after 3
+    epochs). Where the losses can tell, the smaller of the two is the estimate (``run_noise_rate``)."""
     probabilities = run.probabilities("out_of_fold")
     if probabilities is None:
         return None
@@ -229,7 +235,8 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         return (f"no clear sign of label noise: estimated {estimate['rate']:.1%} ({interval}); "
                 "the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
-    return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}): {estimate['count']:,} samples, "
+    held_out = "; counted by models that never trained on the samples" if estimate["method"] == HELD_OUT_METHOD else ""
+    return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}{held_out}): {estimate['count']:,} samples, "
             f"the most suspicious by {estimate['detector']}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -131,7 +131,8 @@ class NoiseRateEstimate:
     given label under 1/2), among which noise that looks like the data's own ambiguity cannot be
     told from hard samples, by this estimate or by any detector. ``method`` is ``"mixture"``
     (much, separated noise) or ``"tail"`` (little or none) on the losses, or ``"held-out"``
-    (confident learning on out-of-fold probabilities, ``held_out_noise_rate``). ``evidence`` is
+    (confident learning on out-of-fold probabilities, ``held_out_noise_rate``; ``run_noise_rate``
+    takes it where it is below the losses' reading, and the interval then spans both). ``evidence`` is
     ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
     ``WEAK_EVIDENCE``, else ``"clear"``.
     """
@@ -429,11 +430,13 @@ class RunEvidence:
     ``mean_loss`` (N,): the mean loss of the given label from where the model began to learn (NaN:
     never presented); ``learned_steadily`` (N,): ``loss_evidence``'s flags; ``contradicted`` (N,):
     ``late_contradictions`` from the eval passes, read by ``run_noise_rate`` only where the losses
-    cannot tell (None until then)."""
+    cannot tell (None until then); ``held_out``: ``held_out_noise_rate`` on the run's out-of-fold
+    probabilities, per set of judged samples, once ``run_noise_rate`` has read it."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
     contradicted: np.ndarray | None = None
+    held_out: dict = field(default_factory=dict)
 
 
 # detect's estimate and the learned detector both read the same opened run: once is enough.
@@ -470,20 +473,43 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     """The noise-rate estimate of a run, what ``detect`` reports: ``estimate_noise_rate`` on its
     ``read_run_evidence`` over the ``judged`` samples (a mask; others, such as AUM threshold
     samples, are left out). Where the losses cannot tell, the run's eval passes are read too, for
-    the samples the model contradicted late (``late_contradictions``). None when the run recorded
-    no loss."""
+    the samples the model contradicted late (``late_contradictions``). Where they can and the run
+    was trained with ``--folds``, confident learning's count on its out-of-fold probabilities
+    (``held_out_noise_rate``) is the estimate when it is the smaller: the two readings err upward
+    for different reasons, the losses counting clean samples the model has not yet fitted (a
+    weak or briefly trained model), held-out models counting samples that look like another class.
+    None when the run recorded no loss."""
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
     keep = slice(None) if judged is None else judged
     mean, steady = evidence.mean_loss[keep], evidence.learned_steadily[keep]
     estimate = estimate_noise_rate(mean, learned_steadily=steady)
-    if estimate.unsure and dynamics.has_channel("eval_pred"):
-        if evidence.contradicted is None:
-            evidence.contradicted = np.concatenate([late_contradictions(block["eval_pred"], block["given_label"])
-                                                    for _, block in dynamics.iter_blocks(("eval_pred",))])
-        estimate = estimate_noise_rate(mean, learned_steadily=steady, contradicted=evidence.contradicted[keep])
+    if estimate.unsure:
+        if dynamics.has_channel("eval_pred"):
+            if evidence.contradicted is None:
+                evidence.contradicted = np.concatenate([late_contradictions(block["eval_pred"], block["given_label"])
+                                                        for _, block in dynamics.iter_blocks(("eval_pred",))])
+            estimate = estimate_noise_rate(mean, learned_steadily=steady, contradicted=evidence.contradicted[keep])
+        return estimate
+    held_out = _held_out_count(dynamics, evidence, judged)
+    if held_out is not None and held_out.rate < estimate.rate:
+        low = min(estimate.low, held_out.low)
+        estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
+                           method="held-out", evidence=_evidence(low, estimate.samples))
     return estimate
+
+
+def _held_out_count(dynamics, evidence: RunEvidence, judged: np.ndarray | None) -> NoiseRateEstimate | None:
+    """``held_out_noise_rate`` on the judged samples' out-of-fold probabilities, read once per run and
+    set of judged samples; None when the run holds none (trained without ``--folds``)."""
+    key = None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest()
+    if key not in evidence.held_out:
+        probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
+        keep = slice(None) if judged is None else judged
+        evidence.held_out[key] = (None if probabilities is None else
+                                  held_out_noise_rate(dynamics.given_labels[keep], probabilities[keep]))
+    return evidence.held_out[key]
 
 
 def _plateau_medians(dynamics, channel: str) -> np.ndarray:
