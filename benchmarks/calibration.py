@@ -11,6 +11,8 @@ and instance-dependent noise at 0.2, 0.5, 1, 2, 5, 10, 20 and 45%. Each run trai
   probabilities (`train --folds K`): confident learning's count on them;
 - cleanlab's own estimate, `cleanlab.count.num_label_issues` on those out-of-fold probabilities
   (`--folds` more trainings, K-fold, the way cleanlab recommends);
+- the estimate `detect` gives the run trained with `--folds K` (where the losses can tell, the
+  smaller of the losses' reading and that held-out count);
 - mAP and precision@k (k = the true count) of the default detector against `loss`, `ema-loss` and `aum`.
 
 Prints one table row per run and a summary of the issue's targets: the clean runs' estimate <= 1%
