@@ -45,7 +45,7 @@ import numpy as np
 
 from noisyctl.data import load_dataset
 from noisyctl.detection import default_detectors, estimate_noise, gate_verdict, run_detector, suggested_labels
-from noisyctl.estimate import cannot_tell, held_out_noise_rate, run_noise_rate
+from noisyctl.estimate import cannot_tell, run_held_out_count, run_noise_rate
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
@@ -158,17 +158,17 @@ def score_run(path: Path, oof: Path | None) -> dict:
         names, _ = default_detectors(run)
         outcomes = [run_detector(run, name) for name in names]
         estimate = estimate_noise(run, outcomes, suggested_labels(run))
-        truth, given = run.labels.is_noisy, run.given_labels
+        truth = run.labels.is_noisy
     ranking = {}
     for outcome in outcomes:
         if outcome.name in ("learned", *HAND_CRAFTED) and truth.any():
             metrics = detection_metrics(truth, outcome.result.scores)
             ranking[outcome.name] = (metrics["map"], metrics["precision_at_k"])
-    counted = None if oof is None else held_out_noise_rate(given, np.load(oof))
     unsure = cannot_tell(estimate["evidence"], estimate["high"])
-    with_folds = None
+    counted = with_folds = None
     if oof is not None:
         with RunFile(with_out_of_fold(path, oof)) as run:
+            counted = run_held_out_count(run)  # counted once: run_noise_rate reads the same count
             read = run_noise_rate(run)
         with_folds = {"rate": read.rate, "low": read.low, "high": read.high, "method": read.method}
     return {"true": float(truth.mean()), "estimate": estimate, "ranking": ranking,

@@ -13,7 +13,7 @@ from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (LOSS_CHANNELS, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
-                               held_out_noise_rate, run_noise_rate)
+                               run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -204,10 +204,9 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
     the gate compares: it also counts samples that look like another class by nature (6-8% of clean
     overlapping blobs), and held-out models trained briefly count more (16% of clean blobs after 3
     epochs). Where the losses can tell, the smaller of the two is the estimate (``run_noise_rate``)."""
-    probabilities = run.probabilities("out_of_fold")
-    if probabilities is None:
+    counted = run_held_out_count(run, judged)
+    if counted is None:
         return None
-    counted = held_out_noise_rate(run.given_labels[judged], probabilities[judged])
     return {"rate": counted.rate, "low": counted.low, "high": counted.high, "confidence": counted.confidence}
 
 

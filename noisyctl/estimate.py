@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -430,13 +430,11 @@ class RunEvidence:
     ``mean_loss`` (N,): the mean loss of the given label from where the model began to learn (NaN:
     never presented); ``learned_steadily`` (N,): ``loss_evidence``'s flags; ``contradicted`` (N,):
     ``late_contradictions`` from the eval passes, read by ``run_noise_rate`` only where the losses
-    cannot tell (None until then); ``held_out``: ``held_out_noise_rate`` on the run's out-of-fold
-    probabilities, per set of judged samples, once ``run_noise_rate`` has read it."""
+    cannot tell (None until then)."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
     contradicted: np.ndarray | None = None
-    held_out: dict = field(default_factory=dict)
 
 
 # detect's estimate and the learned detector both read the same opened run: once is enough.
@@ -492,7 +490,7 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
                                                         for _, block in dynamics.iter_blocks(("eval_pred",))])
             estimate = estimate_noise_rate(mean, learned_steadily=steady, contradicted=evidence.contradicted[keep])
         return estimate
-    held_out = _held_out_count(dynamics, evidence, judged)
+    held_out = run_held_out_count(dynamics, judged)
     if held_out is not None and held_out.rate < estimate.rate:
         low = min(estimate.low, held_out.low)
         estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
@@ -500,16 +498,24 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     return estimate
 
 
-def _held_out_count(dynamics, evidence: RunEvidence, judged: np.ndarray | None) -> NoiseRateEstimate | None:
-    """``held_out_noise_rate`` on the judged samples' out-of-fold probabilities, read once per run and
-    set of judged samples; None when the run holds none (trained without ``--folds``)."""
+# detect's estimate, its second reading and the learned detector ask for the same count: once is enough.
+_held_out_read: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
+    """``held_out_noise_rate`` on the ``judged`` samples' out-of-fold probabilities (``train
+    --folds``), once per opened run and set of judged samples; None when the run holds none."""
     key = None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest()
-    if key not in evidence.held_out:
+    try:
+        counts = _held_out_read.setdefault(dynamics, {})
+    except TypeError:  # an object that cannot be weakly referenced: counted every time
+        counts = {}
+    if key not in counts:
         probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
         keep = slice(None) if judged is None else judged
-        evidence.held_out[key] = (None if probabilities is None else
-                                  held_out_noise_rate(dynamics.given_labels[keep], probabilities[keep]))
-    return evidence.held_out[key]
+        counts[key] = (None if probabilities is None else
+                       held_out_noise_rate(dynamics.given_labels[keep], probabilities[keep]))
+    return counts[key]
 
 
 def _plateau_medians(dynamics, channel: str) -> np.ndarray:
