@@ -183,11 +183,13 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     confused class pairs; ``decided`` is what noise_flags returned, when the caller has it."""
     flagged, by, judged, estimate = decided or noise_flags(run, outcomes)
     truth = run.labels.is_noisy
-    read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None}
+    read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None,
+            "late_classes": []}
     if estimate is not None:
         read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
                 "method": (HELD_OUT_METHOD if estimate.method == "held-out" else
-                           f"{estimate.method} on mean {loss_read(run)}"), "evidence": estimate.evidence}
+                           f"{estimate.method} on mean {loss_read(run)}"), "evidence": estimate.evidence,
+                "late_classes": [run.labels.class_names[c] for c in estimate.late_classes]}
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
         "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,
@@ -210,12 +212,20 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
     return {"rate": counted.rate, "low": counted.low, "high": counted.high, "confidence": counted.confidence}
 
 
+LATE_NAMED = 5  # late classes named in words; --json lists them all
+
+
 def estimate_words(estimate: dict[str, Any]) -> str:
     """The estimate in words, plain text: the rate, its interval, and how clear the evidence is.
     A run without clear evidence of noise is never called noisy."""
     if estimate.get("low") is None:
         return f"estimated noise {estimate['rate']:.1%} ({estimate['count']:,} samples, by {estimate['by']})"
     interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"
+    late = estimate.get("late_classes") or []
+    if late:
+        named = ", ".join(late[:LATE_NAMED]) + (f" and {len(late) - LATE_NAMED} more" if len(late) > LATE_NAMED else "")
+        which, own = ("class", "its") if len(late) == 1 else ("classes", "their")
+        interval += f"; {which} {named}, learned later than the rest, judged against {own} own losses"
     if cannot_tell(estimate["evidence"], estimate["high"]):
         decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""
         held_out = estimate.get("held_out")
