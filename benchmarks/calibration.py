@@ -76,6 +76,8 @@ class Setting:
     train_options: dict = field(default_factory=dict)
     noise_seed: int = 0
     train_seed: int = 0
+    class_counts: tuple = ()  # imbalanced runs: each class cut to this many of the dataset's training samples
+    sample_set: str = ""  # and the label of the samples so cut, shared by that label's runs
 
 
 def settings(only: list[str] | None):
@@ -120,6 +122,61 @@ OUTSIDE = (
 )
 
 
+def _step(common: int, rare: int, rare_classes: int, classes: int = 10) -> tuple:
+    return (common,) * (classes - rare_classes) + (rare,) * rare_classes
+
+
+def _long_tail(largest: int, ratio: float, classes: int = 10) -> tuple:
+    return tuple(int(round(largest * ratio ** (-c / (classes - 1)))) for c in range(classes))
+
+
+# (label, dataset, its options, training options, samples per class, noise, rates, noise seed):
+# imbalanced runs, each class cut to its count of the dataset's training samples (drawn with the
+# noise seed and written as an .npz the npz loader reads), rare classes of 6-10% of a common one's size
+IMBALANCED = (
+    ("digits-step10", "digits", {}, {}, _step(170, 17, 5), "uniform", (0, 0.01, 0.03, 0.1), 31),
+    ("digits-step10", "digits", {}, {}, _step(170, 17, 5), "pairflip", (0.2,), 31),
+    ("digits-step5", "digits", {}, {}, _step(170, 34, 3), "instance", (0, 0.05), 32),
+    ("digits-step5", "digits", {}, {}, _step(170, 34, 3), "pairflip", (0.1,), 32),
+    ("digits-step3", "digits", {}, {}, _step(170, 57, 5), "uniform", (0, 0.02), 33),
+    ("digits-lt20", "digits", {}, {}, _long_tail(170, 20), "uniform", (0, 0.05), 34),
+    ("digits-lt20", "digits", {}, {}, _long_tail(170, 20), "pairflip", (0.1,), 34),
+    ("shapes-lt20", "shapes", {"samples": 3000, "seed": 77}, {"epochs": 20}, _long_tail(270, 20), "uniform",
+     (0, 0.05), 35),
+    ("shapes-step10", "shapes", {"samples": 3000, "seed": 79}, {"epochs": 20}, _step(250, 25, 4), "uniform",
+     (0, 0.05), 36),
+    ("blobs-step10", "blobs", {"samples": 4000, "seed": 80, "separation": 2.0}, {"model": "mlp"},
+     _step(600, 60, 2, classes=5), "uniform", (0, 0.05), 37),
+)
+
+
+def imbalanced_settings(only: list[str] | None):
+    """Every run of ``IMBALANCED``, named by its label, noise and rate."""
+    for label, dataset, dataset_options, train_options, counts, noise, rates, noise_seed in IMBALANCED:
+        if only and dataset not in only:
+            continue
+        for rate in rates:
+            yield Setting(f"{label}-{noise}-{rate:g}", dataset, noise, rate, dataset_options, train_options,
+                          noise_seed, class_counts=counts, sample_set=label)
+
+
+def cut_to_counts(cache: Path, setting: Setting) -> dict:
+    """The dataset spec of an imbalanced setting's samples: its dataset's training samples, each
+    class cut to its count, in an .npz file (written once per sample set)."""
+    path = cache / f"{setting.sample_set}.npz"
+    if not path.exists():
+        data = load_dataset({"name": setting.dataset, "root": None, "options": setting.dataset_options})
+        labels = np.asarray(data.train.labels)
+        rng = np.random.default_rng(setting.noise_seed)
+        keep = rng.permutation(np.concatenate([rng.choice(np.flatnonzero(labels == c), count, replace=False)
+                                               for c, count in enumerate(setting.class_counts)]))
+        inputs = np.stack([np.asarray(data.train.load(int(i))) for i in keep])
+        partial = path.with_suffix(".partial.npz")
+        np.savez(partial, x=inputs, y=labels[keep], class_names=np.array(data.class_names))
+        partial.replace(path)
+    return {"name": "npz", "root": str(path), "options": {}}
+
+
 def outside_settings(only: list[str] | None):
     """Every run of ``OUTSIDE``, named by its label, noise and rate."""
     for label, dataset, dataset_options, train_options, noise, rates, noise_seed in OUTSIDE:
@@ -131,7 +188,8 @@ def outside_settings(only: list[str] | None):
 
 def make_run(cache: Path, setting: Setting, folds: int):
     """The run file (trained if not cached) and, with ``folds``, the out-of-fold probabilities."""
-    spec = {"name": setting.dataset, "root": None, "options": setting.dataset_options}
+    spec = (cut_to_counts(cache, setting) if setting.class_counts else
+            {"name": setting.dataset, "root": None, "options": setting.dataset_options})
     path = cache / f"{setting.name}.h5"
     oof = cache / f"{setting.name}.oof{folds}.npy"
     labels = data = None
@@ -210,9 +268,11 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3, help="folds of the out-of-fold probabilities (cleanlab's "
                         "estimate, and detect's on a run trained with --folds); 0: leave both out (saves K "
                         "trainings a run)")
-    parser.add_argument("--only", nargs="*", choices=sorted({*DATASETS, *(run[1] for run in OUTSIDE)}),
+    parser.add_argument("--only", nargs="*", choices=sorted({*DATASETS, *(run[1] for run in OUTSIDE + IMBALANCED)}),
                         help="only these datasets")
-    parser.add_argument("--outside", action="store_true", help="the runs outside the calibration set instead")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--outside", action="store_true", help="the runs outside the calibration set instead")
+    which.add_argument("--imbalanced", action="store_true", help="the imbalanced runs instead")
     parser.add_argument("--json", type=Path, help="also write every row to this JSON file")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -224,7 +284,8 @@ def main() -> None:
                    "best hand P@k"):
         table.add_column(column, justify="left" if column == "run" else "right")
     rows = []
-    for setting in (outside_settings if args.outside else settings)(args.only):
+    chosen = outside_settings if args.outside else imbalanced_settings if args.imbalanced else settings
+    for setting in chosen(args.only):
         started = time.perf_counter()
         name, dataset, noise = setting.name, setting.dataset, setting.noise
         path, oof = make_run(args.cache, setting, args.folds)
