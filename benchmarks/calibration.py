@@ -24,13 +24,16 @@ tutorial's 83.3%.
 `--outside` scores 54 runs outside that set instead, to check that what was tuned on it holds
 elsewhere: other models (LeNet, an MLP on images, the text model on generated tickets), lengths
 (8-30 epochs), optimizers (adam, adamw), a constant schedule, batches of 32, no augmentation,
-dataset seeds, sizes, class counts and blob separations, at 0-20%.
+dataset seeds, sizes, class counts and blob separations, at 0-20%. `--imbalanced` scores 19 runs on
+imbalanced data: digits, shapes and blobs cut to step (rare classes a tenth, a fifth or a third
+of a common one's size) and long-tailed (20:1) class sizes, clean and with 1-20% noise.
 
 Runs are kept in --cache (train once, score many times):
 
     .venv/bin/python benchmarks/calibration.py --cache runs/calibration        # ~60 minutes on 2 cores
     .venv/bin/python benchmarks/calibration.py --cache runs/calibration --folds 0   # ~15: no held-out columns
     .venv/bin/python benchmarks/calibration.py --cache runs/outside --outside --folds 0   # ~20
+    .venv/bin/python benchmarks/calibration.py --cache runs/imbalanced --imbalanced --folds 0   # ~5
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def _long_tail(largest: int, ratio: float, classes: int = 10) -> tuple:
 
 # (label, dataset, its options, training options, samples per class, noise, rates, noise seed):
 # imbalanced runs, each class cut to its count of the dataset's training samples (drawn with the
-# noise seed and written as an .npz the npz loader reads), rare classes of 6-10% of a common one's size
+# noise seed and written as an .npz the npz loader reads): rare classes of 5-33% of a common one's size
 IMBALANCED = (
     ("digits-step10", "digits", {}, {}, _step(170, 17, 5), "uniform", (0, 0.01, 0.03, 0.1), 31),
     ("digits-step10", "digits", {}, {}, _step(170, 17, 5), "pairflip", (0.2,), 31),
