@@ -135,7 +135,7 @@ class NoiseRateEstimate:
     takes it where it is below the losses' reading, and the interval then spans both). ``evidence`` is
     ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
     ``WEAK_EVIDENCE``, else ``"clear"``. ``late_classes``: the labels of classes the model learned
-    later as a whole, whose losses were modelled on their own (``late_classes``; given ``labels``).
+    later as a whole, whose losses were modelled on their own (``late_class_view``; given ``labels``).
     """
 
     rate: float
@@ -293,16 +293,15 @@ CLASS_NOISE_START = 2.5  # the class mixture starts from the samples this many r
 def _class_quantiles(z: np.ndarray, index: np.ndarray, classes: int, q: float) -> np.ndarray:
     """Each class's ``q`` quantile of ``z`` (interpolated as ``np.quantile`` does), from one sort;
     NaN for a class without samples. ``index``: each sample's class number in [0, classes)."""
-    order = np.lexsort((z, index))
-    ordered = z[order]
+    if len(z) == 0:
+        return np.full(classes, np.nan)
+    ordered = z[np.lexsort((z, index))]  # by class, then by value
     counts = np.bincount(index, minlength=classes)
     last = np.cumsum(counts) - 1
     position = (last - counts + 1) + q * np.maximum(counts - 1, 0)
-    below = np.clip(np.floor(position).astype(int), 0, max(len(z) - 1, 0))
-    above = np.clip(np.minimum(below + 1, last), 0, max(len(z) - 1, 0))
+    below = np.clip(np.floor(position).astype(int), 0, len(z) - 1)
+    above = np.clip(np.minimum(below + 1, last), 0, len(z) - 1)
     fraction = position - np.floor(position)
-    if len(z) == 0:
-        return np.full(classes, np.nan)
     values = ordered[below] * (1 - fraction) + ordered[above] * fraction
     return np.where(counts > 0, values, np.nan)
 
@@ -310,7 +309,7 @@ def _class_quantiles(z: np.ndarray, index: np.ndarray, classes: int, q: float) -
 @dataclass
 class ClassView:
     """The samples' classes, for a run with classes learned later as a whole: ``index`` (N,) each
-    sample's class number, ``late`` (classes,) whether that class is late (``late_classes``)."""
+    sample's class number, ``late`` (classes,) whether that class is late (``late_class_view``)."""
 
     index: np.ndarray
     late: np.ndarray
@@ -336,7 +335,7 @@ class ClassView:
         return out
 
 
-def late_classes(z: np.ndarray, labels: np.ndarray) -> ClassView | None:
+def late_class_view(z: np.ndarray, labels: np.ndarray) -> ClassView | None:
     """The samples' classes when some class was learned later as a whole (its lower quartile of
     ``z``, log mean loss, ``LATE_CLASS_BAR`` robust sds above the pooled one; see the comment
     above); None when none was."""
@@ -421,7 +420,7 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
     ``method`` forces a regime, and ``start`` starts the mixture: the interval's resamples keep the
     regime of the whole run and start from its mixture. ``steady``: see ``separated_posterior`` and
     ``tail_excess_share``. ``classes``: a run with classes learned later as a whole is read class by
-    class (``late_classes``)."""
+    class (``late_class_view``)."""
     posterior, mixture = None, ()
     if method in (None, "mixture"):
         if classes is None:
@@ -493,7 +492,7 @@ def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: i
         separated minority above the fitted line is.
     labels : np.ndarray, shape (N,), optional
         Each sample's given label. When the model learned some class later than the others as a
-        whole (a rare class in imbalanced data, ``late_classes``), each class's clean losses are
+        whole (a rare class in imbalanced data, ``late_class_view``), each class's clean losses are
         modelled on their own; without labels such a class reads as noise.
     confidence : float
         Coverage of the percentile-bootstrap interval.
@@ -536,7 +535,7 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     z = np.log(np.maximum(values, 1e-12))
     # A million samples estimate no better than a fifth of them, at five times the mixture's cost.
     fit = rng.choice(len(z), FIT_MAX_SAMPLES, replace=False) if len(z) > FIT_MAX_SAMPLES else np.arange(len(z))
-    classes = None if labels is None else late_classes(z, labels)
+    classes = None if labels is None else late_class_view(z, labels)
     rate, method, plausible, mixture = noise_share(z[fit], steady=None if steady is None else steady[fit],
                                                    classes=None if classes is None else classes.take(fit))
     size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
