@@ -309,13 +309,15 @@ def _class_quantiles(z: np.ndarray, index: np.ndarray, classes: int, q: float) -
 @dataclass
 class ClassView:
     """The samples' classes, for a run with classes learned later as a whole: ``index`` (N,) each
-    sample's class number, ``late`` (classes,) whether that class is late (``late_class_view``)."""
+    sample's class number, ``late`` (classes,) whether that class is late (``late_class_view``),
+    ``labels`` (classes,) the label each class number stands for."""
 
     index: np.ndarray
     late: np.ndarray
+    labels: np.ndarray
 
     def take(self, rows: np.ndarray) -> ClassView:
-        return ClassView(self.index[rows], self.late)
+        return ClassView(self.index[rows], self.late, self.labels)
 
     def onto_pooled(self, z: np.ndarray) -> np.ndarray:
         """``z`` with each late class moved and scaled so that its lower quartile and median fall on
@@ -345,7 +347,7 @@ def late_class_view(z: np.ndarray, labels: np.ndarray) -> ClassView | None:
     counts = np.bincount(index, minlength=len(names))
     late = ((_class_quantiles(z, index, len(names), 0.25) - lower > LATE_CLASS_BAR * spread)
             & (counts >= LATE_CLASS_MIN))
-    return ClassView(index, late) if spread > 0 and late.any() else None
+    return ClassView(index, late, names) if spread > 0 and late.any() else None
 
 
 def class_mixture(z: np.ndarray, classes: ClassView, steady: np.ndarray | None = None, start: tuple | None = None,
@@ -557,7 +559,7 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
         high = max(high, _interval(everyone, np.array(shares_all), size, len(z), confidence)[1])
     unfitted = float((values > UNFITTED_LOSS).mean())
     high = max(high, unfitted, plausible)
-    late = () if classes is None else tuple(np.unique(labels)[classes.late].tolist())
+    late = () if classes is None else tuple(classes.labels[classes.late].tolist())
     return NoiseRateEstimate(float(rate), low, high, confidence, method, _evidence(low, len(z)), len(z), unfitted,
                              late)
 
