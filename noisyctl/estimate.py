@@ -538,8 +538,9 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     # A million samples estimate no better than a fifth of them, at five times the mixture's cost.
     fit = rng.choice(len(z), FIT_MAX_SAMPLES, replace=False) if len(z) > FIT_MAX_SAMPLES else np.arange(len(z))
     classes = None if labels is None else late_class_view(z, labels)
+    fit_classes = None if classes is None else classes.take(fit)
     rate, method, plausible, mixture = noise_share(z[fit], steady=None if steady is None else steady[fit],
-                                                   classes=None if classes is None else classes.take(fit))
+                                                   classes=fit_classes)
     size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
     # The tail leaves out the samples learned steadily: slow clean learners, or wrong labels the
     # model memorised without pushing them away first. Neither can be ruled out, so the upper end
@@ -555,7 +556,7 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
             shares_all.append(noise_share(z[drawn], "tail", classes=drawn_classes)[0])
     low, high = _interval(rate, np.array(shares), size, len(z), confidence)
     if steady_left_out:
-        everyone = noise_share(z[fit], "tail", classes=None if classes is None else classes.take(fit))[0]
+        everyone = noise_share(z[fit], "tail", classes=fit_classes)[0]
         high = max(high, _interval(everyone, np.array(shares_all), size, len(z), confidence)[1])
     unfitted = float((values > UNFITTED_LOSS).mean())
     high = max(high, unfitted, plausible)
