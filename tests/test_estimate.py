@@ -285,3 +285,15 @@ def test_class_quantiles_are_numpys_per_class():
         got = _class_quantiles(z, index, 6, q)
         assert np.isnan(got[4])  # a class without samples
         assert np.allclose(np.delete(got, 4), [np.quantile(z[index == c], q) for c in (0, 1, 2, 3, 5)])
+
+
+def test_the_words_name_a_few_late_classes_and_count_the_rest():
+    from noisyctl.detection import estimate_words
+
+    estimate = {"rate": 0.02, "low": 0.01, "high": 0.04, "confidence": 0.9, "evidence": "clear", "count": 20,
+                "method": "mixture on mean training loss", "detector": "loss", "by": "loss's top 20"}
+    seven = estimate_words({**estimate, "late_classes": [f"rare{i}" for i in range(7)]})
+    assert "classes rare0, rare1, rare2, rare3, rare4 and 2 more, learned later than the rest" in seven
+    assert "class rare0, learned later than the rest, judged against its own losses" in estimate_words(
+        {**estimate, "late_classes": ["rare0"]})
+    assert "learned later" not in estimate_words({**estimate, "late_classes": []})
