@@ -133,34 +133,41 @@ def _long_tail(largest: int, ratio: float, classes: int = 10) -> tuple:
     return tuple(int(round(largest * ratio ** (-c / (classes - 1)))) for c in range(classes))
 
 
-# (label, dataset, its options, training options, samples per class, noise, rates, noise seed):
-# imbalanced runs, each class cut to its count of the dataset's training samples (drawn with the
-# noise seed and written as an .npz the npz loader reads): rare classes of 5-33% of a common one's size
+# (label, dataset, its options, training options, noise, rates, noise seed): imbalanced runs, each
+# class of a label cut to its count in CLASS_COUNTS of the dataset's training samples (drawn with
+# the noise seed and written as an .npz the npz loader reads): rare classes of 5-33% of a common one's size
 IMBALANCED = (
-    ("digits-step10", "digits", {}, {}, _step(170, 17, 5), "uniform", (0, 0.01, 0.03, 0.1), 31),
-    ("digits-step10", "digits", {}, {}, _step(170, 17, 5), "pairflip", (0.2,), 31),
-    ("digits-step5", "digits", {}, {}, _step(170, 34, 3), "instance", (0, 0.05), 32),
-    ("digits-step5", "digits", {}, {}, _step(170, 34, 3), "pairflip", (0.1,), 32),
-    ("digits-step3", "digits", {}, {}, _step(170, 57, 5), "uniform", (0, 0.02), 33),
-    ("digits-lt20", "digits", {}, {}, _long_tail(170, 20), "uniform", (0, 0.05), 34),
-    ("digits-lt20", "digits", {}, {}, _long_tail(170, 20), "pairflip", (0.1,), 34),
-    ("shapes-lt20", "shapes", {"samples": 3000, "seed": 77}, {"epochs": 20}, _long_tail(270, 20), "uniform",
-     (0, 0.05), 35),
-    ("shapes-step10", "shapes", {"samples": 3000, "seed": 79}, {"epochs": 20}, _step(250, 25, 4), "uniform",
-     (0, 0.05), 36),
-    ("blobs-step10", "blobs", {"samples": 4000, "seed": 80, "separation": 2.0}, {"model": "mlp"},
-     _step(600, 60, 2, classes=5), "uniform", (0, 0.05), 37),
+    ("digits-step10", "digits", {}, {}, "uniform", (0, 0.01, 0.03, 0.1), 31),
+    ("digits-step10", "digits", {}, {}, "pairflip", (0.2,), 31),
+    ("digits-step5", "digits", {}, {}, "instance", (0, 0.05), 32),
+    ("digits-step5", "digits", {}, {}, "pairflip", (0.1,), 32),
+    ("digits-step3", "digits", {}, {}, "uniform", (0, 0.02), 33),
+    ("digits-lt20", "digits", {}, {}, "uniform", (0, 0.05), 34),
+    ("digits-lt20", "digits", {}, {}, "pairflip", (0.1,), 34),
+    ("shapes-lt20", "shapes", {"samples": 3000, "seed": 77}, {"epochs": 20}, "uniform", (0, 0.05), 35),
+    ("shapes-step10", "shapes", {"samples": 3000, "seed": 79}, {"epochs": 20}, "uniform", (0, 0.05), 36),
+    ("blobs-step10", "blobs", {"samples": 4000, "seed": 80, "separation": 2.0}, {"model": "mlp"}, "uniform",
+     (0, 0.05), 37),
 )
+CLASS_COUNTS = {
+    "digits-step10": _step(170, 17, 5),
+    "digits-step5": _step(170, 34, 3),
+    "digits-step3": _step(170, 57, 5),
+    "digits-lt20": _long_tail(170, 20),
+    "shapes-lt20": _long_tail(270, 20),
+    "shapes-step10": _step(250, 25, 4),
+    "blobs-step10": _step(600, 60, 2, classes=5),
+}
 
 
-def imbalanced_settings(only: list[str] | None):
-    """Every run of ``IMBALANCED``, named by its label, noise and rate."""
-    for label, dataset, dataset_options, train_options, counts, noise, rates, noise_seed in IMBALANCED:
+def listed_settings(runs: tuple, only: list[str] | None):
+    """Every run of ``OUTSIDE`` or ``IMBALANCED``, named by its label, noise and rate."""
+    for label, dataset, dataset_options, train_options, noise, rates, noise_seed in runs:
         if only and dataset not in only:
             continue
         for rate in rates:
             yield Setting(f"{label}-{noise}-{rate:g}", dataset, noise, rate, dataset_options, train_options,
-                          noise_seed, class_counts=counts, sample_set=label)
+                          noise_seed, class_counts=CLASS_COUNTS.get(label, ()), sample_set=label)
 
 
 def cut_to_counts(cache: Path, setting: Setting) -> dict:
@@ -178,15 +185,6 @@ def cut_to_counts(cache: Path, setting: Setting) -> dict:
         np.savez(partial, x=inputs, y=labels[keep], class_names=np.array(data.class_names))
         partial.replace(path)
     return {"name": "npz", "root": str(path), "options": {}}
-
-
-def outside_settings(only: list[str] | None):
-    """Every run of ``OUTSIDE``, named by its label, noise and rate."""
-    for label, dataset, dataset_options, train_options, noise, rates, noise_seed in OUTSIDE:
-        if only and dataset not in only:
-            continue
-        for rate in rates:
-            yield Setting(f"{label}-{noise}-{rate:g}", dataset, noise, rate, dataset_options, train_options, noise_seed)
 
 
 def make_run(cache: Path, setting: Setting, folds: int):
@@ -287,8 +285,9 @@ def main() -> None:
                    "best hand P@k"):
         table.add_column(column, justify="left" if column == "run" else "right")
     rows = []
-    chosen = outside_settings if args.outside else imbalanced_settings if args.imbalanced else settings
-    for setting in chosen(args.only):
+    chosen = (listed_settings(OUTSIDE, args.only) if args.outside else
+              listed_settings(IMBALANCED, args.only) if args.imbalanced else settings(args.only))
+    for setting in chosen:
         started = time.perf_counter()
         name, dataset, noise = setting.name, setting.dataset, setting.noise
         path, oof = make_run(args.cache, setting, args.folds)

@@ -83,6 +83,7 @@ CLEAR_SPLIT = 2.0
 # mentions two topics) must not read as noise, in the mixture or in the tail.
 UNFITTED_LOSS = float(np.log(2))
 FITTED_BELOW = float(np.log(UNFITTED_LOSS))  # the same bar on log(mean loss)
+QUARTILE_Z = 0.6745  # a normal's upper quartile, in sds: (upper quartile - median) / QUARTILE_Z is a robust sd
 TAIL_EXPECTED = 0.5  # clean samples the threshold leaves above it, by the normal tail
 TAIL_FIT_MIN = 10  # excess samples needed to fit their normal and add its hidden part
 PLAUSIBLE = 0.05  # a mixture posterior above this keeps a sample within the interval's upper end
@@ -206,11 +207,21 @@ def separated_posterior(z: np.ndarray, require_separation: bool = True, start: t
     ll1 = float(-0.5 * len(z) * (np.log(2 * np.pi * z.var()) + 1))
     bic_gain = 2 * (ll2 - ll1) - 3 * np.log(len(z))
     ashman_d = (mu[high] - mu[low]) / np.sqrt((sd[high] ** 2 + sd[low] ** 2) / 2)
-    separated = (w[high] < 0.5 and mu[high] - mu[low] >= SEPARATION * sd[low] and ashman_d >= CLEAR_SPLIT
-                 and bic_gain > 0 and mu[high] > FITTED_BELOW)
-    if separated and steady is not None:
-        separated = float((post * steady).sum() / max(post.sum(), 1e-12)) < STEADY_MOST
+    separated = _noise_component_stands(w[high], (mu[high] - mu[low]) / sd[low], ashman_d, bic_gain, mu[high],
+                                        post, steady)
     return (post if separated else None), (w, mu, sd)
+
+
+def _noise_component_stands(share: float, separation: float, ashman_d: float, bic_gain: float, noise_mean: float,
+                            posterior: np.ndarray, steady: np.ndarray | None) -> bool:
+    """The tests a mixture's noise component passes to count as noise, pooled or class by class: a
+    minority ``SEPARATION`` clean sds above the clean losses, clearly apart (``CLEAR_SPLIT``),
+    preferred by BIC, unfitted (``FITTED_BELOW``), and with ``steady``, less than ``STEADY_MOST``
+    of it learned steadily."""
+    if not (share < 0.5 and separation >= SEPARATION and ashman_d >= CLEAR_SPLIT and bic_gain > 0
+            and noise_mean > FITTED_BELOW):
+        return False
+    return steady is None or float((posterior * steady).sum() / max(posterior.sum(), 1e-12)) < STEADY_MOST
 
 
 @functools.lru_cache(maxsize=1)
@@ -248,7 +259,7 @@ def tail_excess_share(z: np.ndarray, steady: np.ndarray | None = None, iteration
     for _ in range(iterations):
         clean_count = max(10, int(round((1 - share) * n)))
         median, upper_quartile = np.quantile(ordered[:clean_count], [0.5, 0.75])
-        spread = (upper_quartile - median) / 0.6745
+        spread = (upper_quartile - median) / QUARTILE_Z
         threshold = median - spread * special.ndtri(TAIL_EXPECTED / clean_count)
         threshold = max(threshold, FITTED_BELOW)
         first_above = np.searchsorted(ordered, threshold, side="right")
@@ -290,11 +301,13 @@ CLASS_VARIANCE_SHRINK = 20
 CLASS_NOISE_START = 2.5  # the class mixture starts from the samples this many robust sds above their class's median
 
 
-def _class_quantiles(z: np.ndarray, index: np.ndarray, classes: int, q: float) -> np.ndarray:
+def _class_quantiles(z: np.ndarray, index: np.ndarray, classes: int, q) -> np.ndarray:
     """Each class's ``q`` quantile of ``z`` (interpolated as ``np.quantile`` does), from one sort;
-    NaN for a class without samples. ``index``: each sample's class number in [0, classes)."""
+    NaN for a class without samples. ``index``: each sample's class number in [0, classes); ``q``
+    a share or a sequence of them (then one row per share)."""
+    q = np.asarray(q, dtype=np.float64)[..., None]
     if len(z) == 0:
-        return np.full(classes, np.nan)
+        return np.full(q.shape[:-1] + (classes,), np.nan)
     ordered = z[np.lexsort((z, index))]  # by class, then by value
     counts = np.bincount(index, minlength=classes)
     last = np.cumsum(counts) - 1
@@ -326,9 +339,9 @@ class ClassView:
         (17 clean digits of a class, scaled by their own, put 1.1% of a clean run above the tail)."""
         lower, median = np.quantile(z, [0.25, 0.5])
         classes = len(self.late)
-        class_lower = _class_quantiles(z, self.index, classes, 0.25)
+        class_lower, class_median = _class_quantiles(z, self.index, classes, (0.25, 0.5))
         sizes = np.bincount(self.index, minlength=classes)
-        spread = ((sizes * (_class_quantiles(z, self.index, classes, 0.5) - class_lower)
+        spread = ((sizes * (class_median - class_lower)
                    + CLASS_VARIANCE_SHRINK * (median - lower)) / (sizes + CLASS_VARIANCE_SHRINK))
         moved = self.late[self.index] & (spread[self.index] > 0)
         out = z.copy()
@@ -343,7 +356,7 @@ def late_class_view(z: np.ndarray, labels: np.ndarray) -> ClassView | None:
     above); None when none was."""
     names, index = np.unique(labels, return_inverse=True)
     lower, median, upper = np.quantile(z, [0.25, 0.5, 0.75])
-    spread = (upper - median) / 0.6745
+    spread = (upper - median) / QUARTILE_Z
     counts = np.bincount(index, minlength=len(names))
     late = ((_class_quantiles(z, index, len(names), 0.25) - lower > LATE_CLASS_BAR * spread)
             & (counts >= LATE_CLASS_MIN))
@@ -386,7 +399,7 @@ def class_mixture(z: np.ndarray, classes: ClassView, steady: np.ndarray | None =
         location = _class_quantiles(z, index, count, 0.5)
         residual = z - location[index]
         median, upper = np.quantile(residual, [0.5, 0.75])
-        noisy = (residual - median) > CLASS_NOISE_START * max((upper - median) / 0.6745, 1e-12)
+        noisy = (residual - median) > CLASS_NOISE_START * max((upper - median) / QUARTILE_Z, 1e-12)
         noisy[np.argsort(residual)[-2:]] = True
         start = fit(noisy.astype(np.float64))
     params, previous = start, -np.inf
@@ -407,10 +420,7 @@ def class_mixture(z: np.ndarray, classes: ClassView, steady: np.ndarray | None =
     gap = noise_mean - location[index]
     separation = float((posterior * gap / sd[index]).sum() / mass)
     ashman_d = float((posterior * gap / np.sqrt((sd[index] ** 2 + noise_sd ** 2) / 2)).sum() / mass)
-    separated = (posterior.mean() < 0.5 and separation >= SEPARATION and ashman_d >= CLEAR_SPLIT and bic_gain > 0
-                 and noise_mean > FITTED_BELOW)
-    if separated and steady is not None:
-        separated = float((posterior * steady).sum() / mass) < STEADY_MOST
+    separated = _noise_component_stands(posterior.mean(), separation, ashman_d, bic_gain, noise_mean, posterior, steady)
     return (posterior if separated else None), params
 
 
@@ -536,7 +546,7 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     rng = np.random.default_rng(seed)
     z = np.log(np.maximum(values, 1e-12))
     # A million samples estimate no better than a fifth of them, at five times the mixture's cost.
-    fit = rng.choice(len(z), FIT_MAX_SAMPLES, replace=False) if len(z) > FIT_MAX_SAMPLES else np.arange(len(z))
+    fit = rng.choice(len(z), FIT_MAX_SAMPLES, replace=False) if len(z) > FIT_MAX_SAMPLES else slice(None)
     classes = None if labels is None else late_class_view(z, labels)
     fit_classes = None if classes is None else classes.take(fit)
     rate, method, plausible, mixture = noise_share(z[fit], steady=None if steady is None else steady[fit],
