@@ -355,7 +355,7 @@ def summary(console, rows: list[dict]) -> None:
     held_out = [r for r in noisy if r["held_out"] is not None]
     if held_out:
         lines += [
-            ("where the losses cannot tell (0.5-45%): the held-out reading within the tolerance",
+            ("where the losses cannot tell (0.5-45%): confident learning's held-out count within the tolerance",
              sum(r["held_out"]["within"] for r in held_out), len(held_out)),
             ("  ... the true rate inside its spread over resamples", sum(r["held_out"]["inside"] for r in held_out),
              len(held_out)),
@@ -363,8 +363,8 @@ def summary(console, rows: list[dict]) -> None:
     folds = [r for r in rows if r["with_folds"] is not None]
     if folds:
         lines += [
-            ("trained with --folds (the smaller of the losses' reading and the held-out count where the losses "
-             "can tell): clean runs <= 1%", sum(r["with_folds"]["rate"] <= 0.01 for r in folds if r["true"] == 0),
+            ("trained with --folds (where the losses can tell, the smaller of their reading and the held-out count; "
+             "where they cannot, the held-out models' anchors): clean runs <= 1%", sum(r["with_folds"]["rate"] <= 0.01 for r in folds if r["true"] == 0),
              sum(r["true"] == 0 for r in folds)),
             ("  ... 0.5-45%: within the tolerance", sum(r["with_folds"]["within"] for r in folds if r["true"] >= 0.004),
              sum(r["true"] >= 0.004 for r in folds)),

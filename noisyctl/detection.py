@@ -173,8 +173,11 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     return decided_noisy(chosen.result.scores, chosen.result.flagged), by, ~np.isnan(chosen.result.scores), None
 
 
-# Where the run's out-of-fold probabilities (train --folds) count fewer than its losses (see run_noise_rate).
+# Where the run's out-of-fold probabilities (train --folds) count fewer than its losses, and where the
+# losses cannot tell and the held-out models' anchors hold (see run_noise_rate).
 HELD_OUT_METHOD = "held-out count (train --folds), below the losses' reading"
+ANCHORS_METHOD = "held-out models' anchors (train --folds), where the losses cannot tell"
+METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, "anchors": ANCHORS_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
@@ -187,8 +190,8 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
             "late_classes": []}
     if estimate is not None:
         read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
-                "method": (HELD_OUT_METHOD if estimate.method == "held-out" else
-                           f"{estimate.method} on mean {loss_read(run)}"), "evidence": estimate.evidence,
+                "method": METHODS_IN_WORDS.get(estimate.method, f"{estimate.method} on mean {loss_read(run)}"),
+                "evidence": estimate.evidence,
                 "late_classes": [run.labels.class_names[c] for c in estimate.late_classes]}
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
@@ -203,9 +206,9 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
 def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | None:
     """Confident learning's count on the run's out-of-fold probabilities (train --folds K), when it
     has them: the second reading where the losses cannot tell. There it is not the estimate, nor what
-    the gate compares: it also counts samples that look like another class by nature (6-8% of clean
-    overlapping blobs), and held-out models trained briefly count more (16% of clean blobs after 3
-    epochs). Where the losses can tell, the smaller of the two is the estimate (``run_noise_rate``)."""
+    the gate compares (the held-out models' anchors are, where they hold: ``anchor_noise_rate``): it
+    also counts samples that look like another class by nature (6-8% of clean overlapping blobs), and
+    held-out models trained briefly count more (16% of clean blobs after 3 epochs). Where the losses can tell, the smaller of the two is the estimate (``run_noise_rate``)."""
     counted = run_held_out_count(run, judged)
     if counted is None:
         return None
@@ -229,6 +232,11 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     if cannot_tell(estimate["evidence"], estimate["high"]):
         decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""
         held_out = estimate.get("held_out")
+        if estimate["method"] == ANCHORS_METHOD:
+            return (f"the losses cannot tell how noisy; models that never trained on the samples (train --folds) "
+                    f"contradict {estimate['rate']:.1%} of the labels where they are surest: estimated noise "
+                    f"{estimate['rate']:.1%} ({interval}), wrong labels among the samples the model never fitted "
+                    f"looking like hard ones{decided}")
         if held_out:
             # Its bootstrap spread is sampling only: the count's bias (samples that look like another
             # class) is larger, so it is not called an interval (it held the truth in 2 of 10 runs).
