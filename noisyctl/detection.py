@@ -177,7 +177,8 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
 # losses cannot tell and the held-out models' anchors hold (see run_noise_rate).
 HELD_OUT_METHOD = "held-out count (train --folds), below the losses' reading"
 ANCHORS_METHOD = "held-out models' anchors (train --folds), where the losses cannot tell"
-METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, "anchors": ANCHORS_METHOD}
+NOT_LEARNED_METHOD = "none: the model did not learn"
+METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, "anchors": ANCHORS_METHOD, "not learned": NOT_LEARNED_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
@@ -232,6 +233,10 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     if cannot_tell(estimate["evidence"], estimate["high"]):
         decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""
         held_out = estimate.get("held_out")
+        if estimate["method"] == NOT_LEARNED_METHOD:
+            return ("cannot tell how noisy: the model did not learn (the median sample's loss stayed within 3% of "
+                    "its first epoch's), so its losses say nothing of the labels; train longer, or with another "
+                    f"learning rate{decided}")
         if estimate["method"] == ANCHORS_METHOD:
             return (f"the losses cannot tell how noisy; models that never trained on the samples (train --folds) "
                     f"contradict {estimate['rate']:.1%} of the labels where they are surest: estimated noise "

@@ -135,7 +135,8 @@ class NoiseRateEstimate:
     (confident learning on out-of-fold probabilities, ``held_out_noise_rate``; ``run_noise_rate``
     takes it where it is below the losses' reading, and the interval then spans both), or
     ``"anchors"`` (where the losses cannot tell, the share of labels held-out models contradict at
-    the samples they are surest of, ``anchor_noise_rate``; the interval spans both). ``evidence`` is
+    the samples they are surest of, ``anchor_noise_rate``; the interval spans both), or ``"not
+    learned"`` (``run_noise_rate`` on a run whose model never began to learn). ``evidence`` is
     ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
     ``WEAK_EVIDENCE``, else ``"clear"``. ``late_classes``: the labels of classes the model learned
     later as a whole, whose losses were modelled on their own (``late_class_view``; given ``labels``).
@@ -456,6 +457,16 @@ def learning_start(median_losses: np.ndarray) -> int:
     return int(below[0]) if len(below) and below[0] >= 2 else 0
 
 
+def never_learned(median_losses: np.ndarray) -> bool:
+    """Whether the median sample's loss stayed within ``PLATEAU`` of its first epoch's through the
+    last (two epochs or more): a model that never began to learn, whose losses say nothing of the
+    labels. LeNet on digits with 30% noise sat at chance for all of its 6 epochs, and a mixture
+    found a clearly separated 2.9% in the chance-level losses' jitter, passing a 3% gate."""
+    median_losses = np.asarray(median_losses, dtype=np.float64)
+    return (len(median_losses) >= 2 and bool(np.isfinite(median_losses[0]))
+            and not (median_losses[1:] < PLATEAU * median_losses[0]).any())
+
+
 def presented_mean(values: np.ndarray) -> np.ndarray:
     """Each row's mean over the presentations it has: an imported run pads samples presented fewer
     times with NaN (as Datumaro keeps every sample's own series); a row with none is NaN (not judged)."""
@@ -612,11 +623,13 @@ class RunEvidence:
     ``mean_loss`` (N,): the mean loss of the given label from where the model began to learn (NaN:
     never presented); ``learned_steadily`` (N,): ``loss_evidence``'s flags; ``contradicted`` (N,):
     ``late_contradictions`` from the eval passes, read by ``run_noise_rate`` only where the losses
-    cannot tell (None until then)."""
+    cannot tell (None until then); ``learned``: False when the model never began to learn
+    (``never_learned``)."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
     contradicted: np.ndarray | None = None
+    learned: bool = True
 
 
 # detect's estimate and the learned detector both read the same opened run: once is enough.
@@ -635,13 +648,14 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
     channel = next((name for name in LOSS_CHANNELS if dynamics.has_channel(name)), None)
     if channel is None:
         return None
-    start = learning_start(_plateau_medians(dynamics, channel))
+    medians = _plateau_medians(dynamics, channel)
+    start = learning_start(medians)
     means, steady = [], []
     for _, block in dynamics.iter_blocks((channel,)):
         mean, learned = loss_evidence(block[channel][:, start:])
         means.append(mean)
         steady.append(learned)
-    evidence = RunEvidence(np.concatenate(means), np.concatenate(steady))
+    evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), learned=not never_learned(medians))
     try:
         _evidence_read[dynamics] = evidence
     except TypeError:
@@ -652,7 +666,8 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
 def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
     """The noise-rate estimate of a run, what ``detect`` reports: ``estimate_noise_rate`` on its
     ``read_run_evidence`` over the ``judged`` samples (a mask; others, such as AUM threshold
-    samples, are left out). Where the losses cannot tell, the run's eval passes
+    samples, are left out). A run whose model never began to learn (``never_learned``) cannot
+    tell at all: 0% with an interval of 0-100%. Where the losses cannot tell, the run's eval passes
     are read too, for the samples the model contradicted late (``late_contradictions``), and a run
     trained with ``--folds`` takes the count at its held-out models' anchors where they hold
     (``anchor_noise_rate``; the interval spans both readings, so the run still reads as one the
@@ -666,6 +681,10 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
         return None
     keep = slice(None) if judged is None else judged
     mean, steady = evidence.mean_loss[keep], evidence.learned_steadily[keep]
+    if not evidence.learned:  # nothing to read, here or in held-out models trained the same way
+        seen = mean[np.isfinite(mean)]
+        return NoiseRateEstimate(0.0, 0.0, 1.0, 0.9, "not learned", "none", len(seen),
+                                 float((seen > UNFITTED_LOSS).mean()) if len(seen) else 0.0)
     labels = np.asarray(dynamics.given_labels)[keep]
     estimate = estimate_noise_rate(mean, learned_steadily=steady, labels=labels)
     if estimate.unsure:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import Cli
-from noisyctl.detection import ANCHORS_METHOD, run_detector
+from noisyctl.detection import ANCHORS_METHOD, NOT_LEARNED_METHOD, run_detector
 from noisyctl.estimate import (STEADY_MOST, anchor_noise_rate, anchor_shares, estimate_noise_rate, learning_start,
-                               loss_evidence)
+                               loss_evidence, never_learned)
 from noisyctl.store import RunFile
 
 
@@ -294,6 +294,34 @@ def test_a_run_that_starts_on_a_plateau_is_read_from_where_it_began_to_learn(cli
 ])
 def test_learning_start_is_where_a_run_left_its_plateau(medians, start):
     assert learning_start(np.array(medians)) == start
+
+
+@pytest.mark.parametrize("medians, never", [
+    ([2.30, 2.30, 2.29, 2.30], True),   # at chance throughout
+    ([2.30, 2.30, 2.29, 1.90], False),  # began in its last epoch
+    ([2.30], False),                    # one epoch: nothing to compare
+    ([np.nan, 2.30, 2.30], False),      # no first epoch to compare with (an imported run)
+])
+def test_never_learned_is_a_run_that_stayed_on_its_plateau(medians, never):
+    assert never_learned(np.array(medians)) is never
+
+
+def test_a_model_that_never_learned_cannot_tell_and_says_why(cli, tmp_path):
+    """An MLP with a learning rate far too small stays at chance on 30% noisy digits: its losses
+    are chance-level jitter, where a mixture finds a "clearly" separated component (29% here, 2.9%
+    for LeNet after 6 epochs, which passed a 3% gate). detect says the model did not learn and
+    that it cannot tell; the gate passes only with its warning."""
+    cli("synth", "-d", "digits", "--noise", "uniform", "--rate", "0.3", "--seed", "55", "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-m", "mlp", "-e", "4", "--lr", "1e-6", "--quiet",
+        "-o", tmp_path / "run.h5")
+    with RunFile(tmp_path / "run.h5") as run:
+        losses = run.channel("train_loss")
+    assert never_learned(np.median(losses, axis=0))
+    result = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    estimate = result["estimate"]
+    assert estimate["method"] == NOT_LEARNED_METHOD and estimate["evidence"] == "none"
+    assert estimate["rate"] == 0 and estimate["high"] == 1 and result["gate"]["warning"]
+    assert "the model did not learn" in cli("detect", tmp_path / "run.h5", "--no-save", "-d", "loss").output
 
 
 @pytest.fixture(scope="module")
