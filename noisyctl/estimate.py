@@ -779,14 +779,20 @@ def held_out_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, con
     def share(rows: np.ndarray) -> float:
         return num_label_issues(given[rows], probs[rows]) / len(rows)
 
-    rng = np.random.default_rng(seed)
-    size = min(len(given), BOOTSTRAP_MAX_SAMPLES)
     with warnings.catch_warnings():  # cleanlab warns of classes a resample happens to lack
         warnings.simplefilter("ignore")
-        rate = share(np.arange(len(given)))
-        shares = np.array([share(rng.choice(len(given), size, replace=True)) for _ in range(draws)])
-    low, high = _interval(rate, shares, size, len(given), confidence)
-    return NoiseRateEstimate(float(rate), low, high, confidence, "held-out", _evidence(low, len(given)), len(given))
+        return _bootstrapped(share, len(given), "held-out", confidence, draws, seed)
+
+
+def _bootstrapped(share, samples: int, method: str, confidence: float, draws: int, seed: int) -> NoiseRateEstimate:
+    """A held-out count, ``share`` of the rows it is given, on all ``samples`` rows, with the
+    percentile-bootstrap interval of ``draws`` resamples (``_interval``)."""
+    rng = np.random.default_rng(seed)
+    size = min(samples, BOOTSTRAP_MAX_SAMPLES)
+    rate = share(np.arange(samples))
+    shares = np.array([share(rng.choice(samples, size, replace=True)) for _ in range(draws)])
+    low, high = _interval(rate, shares, size, samples, confidence)
+    return NoiseRateEstimate(float(rate), low, high, confidence, method, _evidence(low, samples), samples)
 
 
 # --- the held-out models' anchors ---------------------------------------------
@@ -856,11 +862,5 @@ def anchor_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, confi
     rate, purest = anchor_shares(given, probs)
     if abs(rate - purest) > max(ANCHORS_AGREE_FLOOR, ANCHORS_AGREE * rate):
         return None
-    rng = np.random.default_rng(seed)
-    size = min(len(given), BOOTSTRAP_MAX_SAMPLES)
-    shares = []
-    for _ in range(draws):
-        drawn = rng.choice(len(given), size, replace=True)
-        shares.append(anchor_shares(given[drawn], probs[drawn])[0])
-    low, high = _interval(rate, np.array(shares), size, len(given), confidence)
-    return NoiseRateEstimate(rate, low, high, confidence, "anchors", _evidence(low, len(given)), len(given))
+    return _bootstrapped(lambda rows: anchor_shares(given[rows], probs[rows])[0], len(given), "anchors", confidence,
+                         draws, seed)
