@@ -821,12 +821,16 @@ ANCHORS_AGREE_FLOOR = 0.005
 
 def anchor_shares(given_labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
     """The share of labels that differ from the held-out prediction in the best bin (lowest
-    Hoeffding upper bound) and in the purest bin (lowest Wilson upper bound) of surest samples."""
-    predicted = probabilities.argmax(axis=1)
-    order = np.argsort(-probabilities.max(axis=1), kind="stable")
-    differ = np.cumsum(predicted[order] != np.asarray(given_labels)[order])
+    Hoeffding upper bound) and in the purest bin (lowest Wilson upper bound) of surest samples,
+    from ``(N,)`` labels and ``(N, C)`` held-out probabilities."""
+    probabilities = np.asarray(probabilities)
+    return _anchor_shares(np.asarray(given_labels) != probabilities.argmax(axis=1), probabilities.max(axis=1))
+
+
+def _anchor_shares(contradicted: np.ndarray, surety: np.ndarray) -> tuple[float, float]:
+    order = np.argsort(-surety, kind="stable")
     size = np.arange(1, len(order) + 1)
-    share = differ / size
+    share = np.cumsum(contradicted[order]) / size
     hoeffding = share + np.sqrt(np.log(1 / ANCHOR_DELTA) / (2 * size))
     z2 = ANCHOR_Z ** 2
     wilson = (share + z2 / (2 * size) + ANCHOR_Z * np.sqrt(share * (1 - share) / size + z2 / (4 * size ** 2))) / (
@@ -855,12 +859,13 @@ def anchor_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, confi
     confidence, draws, seed
         As in ``estimate_noise_rate``: the bootstrap interval's coverage, resamples and seed.
     """
-    given = np.asarray(given_labels)
-    probs = np.asarray(probabilities, dtype=np.float64)
+    given, probabilities = np.asarray(given_labels), np.asarray(probabilities)
     if len(given) < ANCHOR_MIN:
         return None
-    rate, purest = anchor_shares(given, probs)
+    # the bootstrap resamples these two, not the [N, C] probabilities (100 classes of a million samples: 800 MB)
+    contradicted, surety = given != probabilities.argmax(axis=1), probabilities.max(axis=1)
+    rate, purest = _anchor_shares(contradicted, surety)
     if abs(rate - purest) > max(ANCHORS_AGREE_FLOOR, ANCHORS_AGREE * rate):
         return None
-    return _bootstrapped(lambda rows: anchor_shares(given[rows], probs[rows])[0], len(given), "anchors", confidence,
-                         draws, seed)
+    return _bootstrapped(lambda rows: _anchor_shares(contradicted[rows], surety[rows])[0], len(given), "anchors",
+                         confidence, draws, seed)
