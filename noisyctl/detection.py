@@ -240,8 +240,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         if estimate["method"] == ANCHORS_METHOD:
             return (f"the losses cannot tell how noisy; models that never trained on the samples (train --folds) "
                     f"contradict {estimate['rate']:.1%} of the labels where they are surest: estimated noise "
-                    f"{estimate['rate']:.1%} ({interval}), wrong labels among the samples the model never fitted "
-                    f"looking like hard ones{decided}")
+                    f"{estimate['rate']:.1%} ({interval}, as wide as the losses leave it){decided}")
         if held_out:
             # Its bootstrap spread is sampling only: the count's bias (samples that look like another
             # class) is larger, so it is not called an interval (it held the truth in 2 of 10 runs).
@@ -249,7 +248,8 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                       f"({held_out['low']:.1%}-{held_out['high']:.1%} over resamples), samples that look like "
                       "another class included")
         else:
-            second = "; train with --folds 5 for a held-out count"
+            second = ("; train --folds 5 adds models that never trained on each sample, which can count the noise "
+                      "where they are surest")
         return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
                 "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
                 f"the top suspects){second}{decided}")
