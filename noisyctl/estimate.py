@@ -852,12 +852,10 @@ def anchor_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, confi
     Parameters
     ----------
     given_labels : np.ndarray, shape (N,)
-        Each sample's given label.
     probabilities : np.ndarray, shape (N, C)
-        Out-of-fold class probabilities (``train --folds K``): from models that never trained on the
-        sample.
     confidence, draws, seed
-        As in ``estimate_noise_rate``: the bootstrap interval's coverage, resamples and seed.
+        As in ``held_out_noise_rate``: the labels, the out-of-fold probabilities (``train --folds
+        K``), and the bootstrap interval's coverage, resamples and seed.
     """
     given, probabilities = np.asarray(given_labels), np.asarray(probabilities)
     if len(given) < ANCHOR_MIN:
