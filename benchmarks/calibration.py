@@ -368,7 +368,7 @@ def summary(console, rows: list[dict]) -> None:
     if folds:
         lines += [
             ("trained with --folds (where the losses can tell, the smaller of their reading and the held-out "
-             "count; where they cannot, the held-out models' anchors): clean runs <= 1%",
+             "count): clean runs <= 1%",
              sum(r["with_folds"]["rate"] <= 0.01 for r in folds if r["true"] == 0), sum(r["true"] == 0 for r in folds)),
             ("  ... 0.5-45%: within the tolerance", sum(r["with_folds"]["within"] for r in folds if r["true"] >= 0.004),
              sum(r["true"] >= 0.004 for r in folds)),

@@ -173,12 +173,10 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     return decided_noisy(chosen.result.scores, chosen.result.flagged), by, ~np.isnan(chosen.result.scores), None
 
 
-# Where the run's out-of-fold probabilities (train --folds) count fewer than its losses, and where the
-# losses cannot tell and the held-out models' anchors hold (see run_noise_rate).
+# Where the run's out-of-fold probabilities (train --folds) count fewer than its losses (see run_noise_rate).
 HELD_OUT_METHOD = "held-out count (train --folds), below the losses' reading"
-ANCHORS_METHOD = "held-out models' anchors (train --folds), where the losses cannot tell"
 NOT_LEARNED_METHOD = "none: the model did not learn"
-METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, "anchors": ANCHORS_METHOD, "not learned": NOT_LEARNED_METHOD}
+METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, "not learned": NOT_LEARNED_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
@@ -207,9 +205,9 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
 def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | None:
     """Confident learning's count on the run's out-of-fold probabilities (train --folds K), when it
     has them: the second reading where the losses cannot tell. There it is not the estimate, nor what
-    the gate compares (the held-out models' anchors are, where they hold: ``anchor_noise_rate``): it
-    also counts samples that look like another class by nature (6-8% of clean overlapping blobs), and
-    held-out models trained briefly count more (16% of clean blobs after 3 epochs). Where the losses can tell, the smaller of the two is the estimate (``run_noise_rate``)."""
+    the gate compares: it also counts samples that look like another class by nature (6-8% of clean
+    overlapping blobs), and held-out models trained briefly count more (16% of clean blobs after 3
+    epochs). Where the losses can tell, the smaller of the two is the estimate (``run_noise_rate``)."""
     counted = run_held_out_count(run, judged)
     if counted is None:
         return None
@@ -237,10 +235,6 @@ def estimate_words(estimate: dict[str, Any]) -> str:
             return ("cannot tell how noisy: the model did not learn (the median sample's loss stayed within 3% of "
                     "its first epoch's), so its losses say nothing of the labels; train longer, or with another "
                     f"learning rate{decided}")
-        if estimate["method"] == ANCHORS_METHOD:
-            return (f"the losses cannot tell how noisy; models that never trained on the samples (train --folds) "
-                    f"contradict {estimate['rate']:.1%} of the labels where they are surest: estimated noise "
-                    f"{estimate['rate']:.1%} ({interval}, as wide as the losses leave it){decided}")
         if held_out:
             # Its bootstrap spread is sampling only: the count's bias (samples that look like another
             # class) is larger, so it is not called an interval (it held the truth in 2 of 10 runs).
@@ -248,8 +242,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                       f"({held_out['low']:.1%}-{held_out['high']:.1%} over resamples), samples that look like "
                       "another class included")
         else:
-            second = ("; train --folds 5 adds models that never trained on each sample, which can count the noise "
-                      "where they are surest")
+            second = "; train with --folds 5 for a held-out count"
         return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
                 "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
                 f"the top suspects){second}{decided}")

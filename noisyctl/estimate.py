@@ -133,9 +133,7 @@ class NoiseRateEstimate:
     told from hard samples, by this estimate or by any detector. ``method`` is ``"mixture"``
     (much, separated noise) or ``"tail"`` (little or none) on the losses, or ``"held-out"``
     (confident learning on out-of-fold probabilities, ``held_out_noise_rate``; ``run_noise_rate``
-    takes it where it is below the losses' reading, and the interval then spans both), or
-    ``"anchors"`` (where the losses cannot tell, the share of labels held-out models contradict at
-    the samples they are surest of, ``anchor_noise_rate``; the interval spans both), or ``"not
+    takes it where it is below the losses' reading, and the interval then spans both), or ``"not
     learned"`` (``run_noise_rate`` on a run whose model never began to learn). ``evidence`` is
     ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
     ``WEAK_EVIDENCE``, else ``"clear"``. ``late_classes``: the labels of classes the model learned
@@ -668,14 +666,12 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     ``read_run_evidence`` over the ``judged`` samples (a mask; others, such as AUM threshold
     samples, are left out). A run whose model never began to learn (``never_learned``) cannot
     tell at all: 0% with an interval of 0-100%. Where the losses cannot tell, the run's eval passes
-    are read too, for the samples the model contradicted late (``late_contradictions``), and a run
-    trained with ``--folds`` takes the count at its held-out models' anchors where they hold
-    (``anchor_noise_rate``; the interval spans both readings, so the run still reads as one the
-    losses cannot tell). Where the losses can tell and the run was trained with ``--folds``,
-    confident learning's count on its out-of-fold probabilities (``held_out_noise_rate``) is the
-    estimate when it is the smaller: the two readings err upward for different reasons, the losses
-    counting clean samples the model has not yet fitted (a weak or briefly trained model), held-out
-    models counting samples that look like another class. None when the run recorded no loss."""
+    are read too, for the samples the model contradicted late (``late_contradictions``). Where they
+    can and the run was trained with ``--folds``, confident learning's count on its out-of-fold probabilities
+    (``held_out_noise_rate``) is the estimate when it is the smaller: the two readings err upward
+    for different reasons, the losses counting clean samples the model has not yet fitted (a
+    weak or briefly trained model), held-out models counting samples that look like another class.
+    None when the run recorded no loss."""
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
@@ -694,10 +690,6 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
                                                         for _, block in dynamics.iter_blocks(("eval_pred",))])
             estimate = estimate_noise_rate(mean, learned_steadily=steady, contradicted=evidence.contradicted[keep],
                                            labels=labels)
-        anchors = run_held_out_count(dynamics, judged, anchor_noise_rate)
-        if anchors is not None:
-            estimate = replace(estimate, rate=anchors.rate, low=min(estimate.low, anchors.low),
-                               high=max(estimate.high, anchors.high), method="anchors")
         return estimate
     held_out = run_held_out_count(dynamics, judged)
     if held_out is not None and held_out.rate < estimate.rate:
@@ -707,17 +699,14 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     return estimate
 
 
-# detect's estimate, its second reading and the learned detector ask for the same counts: once is enough.
+# detect's estimate, its second reading and the learned detector ask for the same count: once is enough.
 _held_out_read: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def run_held_out_count(dynamics, judged: np.ndarray | None = None, count=None) -> NoiseRateEstimate | None:
-    """``count`` (``held_out_noise_rate``, the default, or ``anchor_noise_rate``) on the ``judged``
-    samples' out-of-fold probabilities (``train --folds``), once per opened run, count and set of
-    judged samples; None when the run holds none (or the count has no reading)."""
-    count = count or held_out_noise_rate
-    key = (count.__name__,
-           None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest())
+def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
+    """``held_out_noise_rate`` on the ``judged`` samples' out-of-fold probabilities (``train
+    --folds``), once per opened run and set of judged samples; None when the run holds none."""
+    key = None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest()
     try:
         counts = _held_out_read.setdefault(dynamics, {})
     except TypeError:  # an object that cannot be weakly referenced: counted every time
@@ -726,7 +715,7 @@ def run_held_out_count(dynamics, judged: np.ndarray | None = None, count=None) -
         probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
         keep = slice(None) if judged is None else judged
         counts[key] = (None if probabilities is None else
-                       count(dynamics.given_labels[keep], probabilities[keep]))
+                       held_out_noise_rate(dynamics.given_labels[keep], probabilities[keep]))
     return counts[key]
 
 
@@ -779,91 +768,11 @@ def held_out_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, con
     def share(rows: np.ndarray) -> float:
         return num_label_issues(given[rows], probs[rows]) / len(rows)
 
+    rng = np.random.default_rng(seed)
+    size = min(len(given), BOOTSTRAP_MAX_SAMPLES)
     with warnings.catch_warnings():  # cleanlab warns of classes a resample happens to lack
         warnings.simplefilter("ignore")
-        return _bootstrapped(share, len(given), "held-out", confidence, draws, seed)
-
-
-def _bootstrapped(share, samples: int, method: str, confidence: float, draws: int, seed: int) -> NoiseRateEstimate:
-    """A held-out count, ``share`` of the rows it is given, on all ``samples`` rows, with the
-    percentile-bootstrap interval of ``draws`` resamples (``_interval``)."""
-    rng = np.random.default_rng(seed)
-    size = min(samples, BOOTSTRAP_MAX_SAMPLES)
-    rate = share(np.arange(samples))
-    shares = np.array([share(rng.choice(samples, size, replace=True)) for _ in range(draws)])
-    low, high = _interval(rate, shares, size, samples, confidence)
-    return NoiseRateEstimate(float(rate), low, high, confidence, method, _evidence(low, samples), samples)
-
-
-# --- the held-out models' anchors ---------------------------------------------
-#
-# Where the losses cannot tell (noise the model fits like hard samples, such as 45% pair-flip, or
-# classes that overlap, where a wrong label's loss looks like that of a clean sample lying in
-# another class's cluster: blobs with 20% uniform noise read 0.0%, interval 0-41%), models that
-# never trained on a sample still know where a class is unmistakable. At the samples they are
-# surest of (anchor points, Patrini et al. 2017) a label that differs from their prediction is
-# wrong, and noise that depends on the class alone lands there as often as anywhere: the share of
-# such labels is the noise rate. The bin of surest samples is the one whose share has the lowest
-# Hoeffding upper bound (the best bin of Garg et al. 2021's mixture-proportion estimate). That
-# holds only while the share does not grow away from the surest samples. Where classes overlap it
-# does, clean samples in another class's cluster joining the count (1.5-7.0% of clean blobs
-# trained 3-10 epochs), and where noise lands where the models hesitate (instance-dependent noise)
-# the anchors miss it. So the count stands only when the purest bin, the one with the lowest
-# Wilson upper bound (which favours small bins, where a rising share is lowest), reads the same
-# within ANCHORS_AGREE of it (or ANCHORS_AGREE_FLOOR, as the issue's tolerance is written).
-ANCHOR_DELTA = 0.1  # the best bin's Hoeffding bound holds with probability 1 - ANCHOR_DELTA
-ANCHOR_Z = 1.2816  # and the purest bin's one-sided Wilson bound at the same level
-ANCHOR_MIN = 20  # samples the smallest bin holds
-ANCHOR_MIN_SHARE = 0.05  # and share of the samples: in smaller bins a chance dip wins the lowest bound
-ANCHORS_AGREE = 0.25
-ANCHORS_AGREE_FLOOR = 0.005
-
-
-def anchor_shares(given_labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
-    """The share of labels that differ from the held-out prediction in the best bin (lowest
-    Hoeffding upper bound) and in the purest bin (lowest Wilson upper bound) of surest samples,
-    from ``(N,)`` labels and ``(N, C)`` held-out probabilities."""
-    probabilities = np.asarray(probabilities)
-    return _anchor_shares(np.asarray(given_labels) != probabilities.argmax(axis=1), probabilities.max(axis=1))
-
-
-def _anchor_shares(contradicted: np.ndarray, surety: np.ndarray) -> tuple[float, float]:
-    order = np.argsort(-surety, kind="stable")
-    size = np.arange(1, len(order) + 1)
-    share = np.cumsum(contradicted[order]) / size
-    hoeffding = share + np.sqrt(np.log(1 / ANCHOR_DELTA) / (2 * size))
-    z2 = ANCHOR_Z ** 2
-    wilson = (share + z2 / (2 * size) + ANCHOR_Z * np.sqrt(share * (1 - share) / size + z2 / (4 * size ** 2))) / (
-        1 + z2 / size)
-    eligible = size >= min(max(ANCHOR_MIN, ANCHOR_MIN_SHARE * len(order)), len(order))
-    best = int(np.argmin(np.where(eligible, hoeffding, np.inf)))
-    purest = int(np.argmin(np.where(eligible, wilson, np.inf)))
-    return float(share[best]), float(share[purest])
-
-
-def anchor_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, confidence: float = 0.9,
-                      draws: int = 100, seed: int = 0) -> NoiseRateEstimate | None:
-    """The share of labels that held-out models contradict at the samples they are surest of.
-
-    See the comment above ``ANCHOR_DELTA``: under noise that depends on the class alone, the share
-    at the anchors is the noise rate. None when the anchors do not hold (the share grows away from
-    the surest samples: classes that overlap, or noise where the models hesitate).
-
-    Parameters
-    ----------
-    given_labels : np.ndarray, shape (N,)
-    probabilities : np.ndarray, shape (N, C)
-    confidence, draws, seed
-        As in ``held_out_noise_rate``: the labels, the out-of-fold probabilities (``train --folds
-        K``), and the bootstrap interval's coverage, resamples and seed.
-    """
-    given, probabilities = np.asarray(given_labels), np.asarray(probabilities)
-    if len(given) < ANCHOR_MIN:
-        return None
-    # the bootstrap resamples these two, not the [N, C] probabilities (100 classes of a million samples: 800 MB)
-    contradicted, surety = given != probabilities.argmax(axis=1), probabilities.max(axis=1)
-    rate, purest = _anchor_shares(contradicted, surety)
-    if abs(rate - purest) > max(ANCHORS_AGREE_FLOOR, ANCHORS_AGREE * rate):
-        return None
-    return _bootstrapped(lambda rows: _anchor_shares(contradicted[rows], surety[rows])[0], len(given), "anchors",
-                         confidence, draws, seed)
+        rate = share(np.arange(len(given)))
+        shares = np.array([share(rng.choice(len(given), size, replace=True)) for _ in range(draws)])
+    low, high = _interval(rate, shares, size, len(given), confidence)
+    return NoiseRateEstimate(float(rate), low, high, confidence, "held-out", _evidence(low, len(given)), len(given))

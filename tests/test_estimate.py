@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from conftest import Cli
-from noisyctl.detection import ANCHORS_METHOD, NOT_LEARNED_METHOD, run_detector
-from noisyctl.estimate import (STEADY_MOST, anchor_noise_rate, anchor_shares, estimate_noise_rate, learning_start,
-                               loss_evidence, never_learned)
+from noisyctl.detection import NOT_LEARNED_METHOD, run_detector
+from noisyctl.estimate import STEADY_MOST, estimate_noise_rate, learning_start, loss_evidence, never_learned
 from noisyctl.store import RunFile
 
 
@@ -127,81 +124,26 @@ def test_a_run_too_short_to_tell_says_so_and_the_upper_gate_catches_it(cli, tmp_
 
 
 @pytest.mark.slow
-def test_where_the_losses_cannot_tell_the_held_out_models_anchors_count(cli, tmp_path):
+def test_where_the_losses_cannot_tell_held_out_probabilities_give_a_second_reading(cli, tmp_path):
     """45% pair-flip: the model fits the wrong labels like hard samples, and the losses cannot tell.
-    Trained with --folds 2, the run holds probabilities from models that never saw each sample; where
-    they are surest, the labels they contradict are the wrong ones, and their share is the
-    estimate the gate compares. The interval spans both readings: the run still reads as one the
-    losses cannot tell, and confident learning's count stays beside it."""
+    Trained with --folds 2, the run holds probabilities from models that never saw each sample, and
+    detect reports their count beside the estimate; the estimate and the gate stay with the losses
+    (held-out counts also call clean but overlapping data noisy)."""
     cli("synth", "-d", "digits", "--noise", "pairflip", "--rate", "0.45", "--seed", "1", "-o", tmp_path / "labels.h5")
     cli("train", "-l", tmp_path / "labels.h5", "--folds", "2", "--quiet", "-o", tmp_path / "run.h5")
-    failed = cli("detect", tmp_path / "run.h5", "--no-save", "--fail-above", "0.03", "--json", ok=False)
-    assert failed.exit_code == 3
-    estimate = json.loads(failed.stdout)["estimate"]
-    true = estimate["true_rate"]
-    assert estimate["method"] == ANCHORS_METHOD and abs(estimate["rate"] - true) <= 0.25 * true
-    assert estimate["evidence"] == "none" and estimate["low"] <= true <= estimate["high"]
-    with RunFile(tmp_path / "run.h5") as run:
-        by_losses = estimate_noise_rate(*loss_evidence(run.channel("train_loss"))[:1])
-    assert by_losses.rate < 0.1 and by_losses.unsure
+    result = cli.json("detect", tmp_path / "run.h5", "--no-save", "--fail-above", "0.03")
+    estimate, true = result["estimate"], result["estimate"]["true_rate"]
+    assert estimate["evidence"] == "none" and estimate["rate"] < 0.1 and estimate["high"] > 0.1
+    assert result["gate"]["passed"] and result["gate"]["warning"]
+    # The interval holds the truth: it reaches every sample the model contradicted after its first
+    # quarter of training, where the memorised wrong labels hide (the unfitted share alone is ~25%).
+    assert estimate["low"] <= true <= estimate["high"]
     held_out = estimate["held_out"]
     assert abs(held_out["rate"] - true) <= 0.25 * true and held_out["low"] <= held_out["rate"] <= held_out["high"]
     text = cli("detect", tmp_path / "run.h5", "--no-save").output
-    assert "the losses cannot tell how noisy" in text and "where they are surest" in text
-
-
-@pytest.mark.slow
-def test_on_overlapping_classes_the_anchors_count_noise_and_not_the_overlap(cli, tmp_path):
-    """Generated blobs whose classes overlap: a wrong label's loss looks like a clean sample's in
-    another class's cluster, and with 20% uniform noise the losses cannot tell. The held-out models'
-    anchors count it. Trained for 3 epochs on the clean blobs, the held-out models' surest bin
-    holds clean samples of other classes (6.7%): the share rises away from the surest samples, the
-    anchors do not hold, and the clean run passes the gate as before."""
-    cli("synth", "-d", "blobs", "-D", "seed=300", "--noise", "uniform", "--rate", "0.2", "-o", tmp_path / "labels.h5")
-    cli("train", "-l", tmp_path / "labels.h5", "-m", "mlp", "--folds", "3", "--quiet", "-o", tmp_path / "noisy.h5")
-    failed = cli("detect", tmp_path / "noisy.h5", "--no-save", "-d", "loss", "--fail-above", "0.03", "--json",
-                 ok=False)
-    assert failed.exit_code == 3
-    estimate = json.loads(failed.stdout)["estimate"]
-    assert estimate["method"] == ANCHORS_METHOD and abs(estimate["rate"] - estimate["true_rate"]) <= 0.05
-
-    cli("train", "-d", "blobs", "-D", "seed=301", "-m", "mlp", "-e", "3", "--folds", "3", "--quiet",
-        "-o", tmp_path / "clean.h5")
-    with RunFile(tmp_path / "clean.h5") as run:
-        given, held_out = run.given_labels, run.probabilities("out_of_fold")
-    assert anchor_shares(given, held_out)[0] > 0.03 and anchor_noise_rate(given, held_out) is None
-    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
-    assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"] and result["gate"]["warning"]
-
-
-def test_anchors_read_class_conditional_noise_and_refuse_a_share_that_grows():
-    """The anchors' count on held-out probabilities of a known shape, five draws each: uniform noise
-    lands as often at the surest samples as anywhere and is read there (the agreement check may
-    refuse a draw, never the reading of most); clean labels whose share of samples the models
-    mistake grows away from the surest ones are refused wherever the best bin would count more than 1%."""
-    samples, classes = 4000, 5
-    held = refusals = 0
-    for seed in range(5):
-        rng = np.random.default_rng(seed)
-        true = rng.integers(0, classes, samples)
-        confidence = rng.uniform(0.3, 1.0, samples)
-        probabilities = np.zeros((samples, classes))
-        probabilities[np.arange(samples), true] = confidence
-        probabilities += ((1 - confidence) / classes)[:, None]
-        flipped = rng.random(samples) < 0.1
-        counted = anchor_noise_rate(np.where(flipped, (true + rng.integers(1, classes, samples)) % classes, true),
-                                    probabilities)
-        if counted is not None:
-            held += 1
-            assert abs(counted.rate - flipped.mean()) <= 0.025 and counted.low <= flipped.mean() <= counted.high
-        # clean labels, but the less sure the models, the more samples of other classes they mistake
-        mistaken = np.where(rng.random(samples) < 0.3 * (1 - confidence), (true + 1) % classes, true)
-        refused = anchor_noise_rate(mistaken, probabilities)
-        mistaken_share = anchor_shares(mistaken, probabilities)[0]
-        if mistaken_share > 0.01:
-            refusals += 1
-            assert refused is None
-    assert held >= 4 and refusals >= 4
+    assert "cannot tell how noisy" in text and "(train --folds) count" in text
+    assert cli("detect", tmp_path / "run.h5", "--no-save", "--fail-above", "0.03", "--gate-on", "upper",
+               ok=False).exit_code == 3
 
 
 @pytest.mark.slow
