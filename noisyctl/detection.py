@@ -162,6 +162,8 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     judged = ~np.isnan(primary.result.scores)
     estimate = run_noise_rate(run, judged)
     if estimate is not None:
+        if estimate.method == "not learned":  # a model at chance: its detectors' decisions are chance too
+            return np.zeros(len(judged), dtype=bool), "nothing: the model did not learn", judged, estimate
         if estimate.unsure and primary.result.flagged is not None:
             # The losses cannot tell; the detector's own decision is the better guess of which.
             return primary.result.flagged & judged, f"{primary.name}'s own decision", judged, estimate

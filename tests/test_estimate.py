@@ -264,6 +264,9 @@ def test_a_model_that_never_learned_cannot_tell_and_says_why(cli, tmp_path):
     assert estimate["method"] == NOT_LEARNED_METHOD and estimate["evidence"] == "none"
     assert estimate["rate"] == 0 and estimate["high"] == 1 and result["gate"]["warning"]
     assert "the model did not learn" in cli("detect", tmp_path / "run.h5", "--no-save", "-d", "loss").output
+    # the detectors' decisions are chance as well: learned flags nothing, and prune --auto removes nothing
+    result = cli.json("detect", tmp_path / "run.h5", "--no-save")
+    assert result["estimate"]["count"] == 0 and result["detectors"]["learned"]["flagged"] == 0
 
 
 @pytest.fixture(scope="module")

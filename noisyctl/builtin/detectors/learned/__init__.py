@@ -85,6 +85,9 @@ class LearnedDetector(TrainableDetector):
             names = meta["features"]
             probability = adapt_to_run(inputs, probability, judged=judged,
                                        running_margin=names.index(RUNNING_MARGIN) if RUNNING_MARGIN in names else None)
+        if estimate.method == "not learned":  # the run's model stayed at chance: nothing to flag
+            info["flags"] = "none: the model did not learn"
+            return DetectorResult(probability, flagged=np.zeros(len(probability), dtype=bool), info=info)
         if estimate.unsure:
             # The losses cannot tell (a run too short, or 30-45% pair-flip noise, where the estimate
             # said 0% and prune --auto removed nothing): the networks' own decision stands.
