@@ -457,12 +457,15 @@ def learning_start(median_losses: np.ndarray) -> int:
 
 def never_learned(median_losses: np.ndarray) -> bool:
     """Whether the median sample's loss stayed within ``PLATEAU`` of its first epoch's through the
-    last (two epochs or more): a model that never began to learn, whose losses say nothing of the
-    labels. LeNet on digits with 30% noise sat at chance for all of its 6 epochs, and a mixture
-    found a clearly separated 2.9% in the chance-level losses' jitter, passing a 3% gate."""
+    last (two epochs or more), above the fitted line (log 2): a model that never began to learn,
+    whose losses say nothing of the labels. LeNet on digits with 30% noise sat at chance for all of
+    its 6 epochs, and a mixture found a clearly separated 2.9% in the chance-level losses' jitter,
+    passing a 3% gate. A model recorded only after it had learned (a recorder added to a fine-tuned
+    model's last epochs) stays level too, but below the line."""
     median_losses = np.asarray(median_losses, dtype=np.float64)
     return (len(median_losses) >= 2 and bool(np.isfinite(median_losses[0]))
-            and not (median_losses[1:] < PLATEAU * median_losses[0]).any())
+            and not (median_losses[1:] < PLATEAU * median_losses[0]).any()
+            and bool(median_losses[-1] > PLATEAU * UNFITTED_LOSS))
 
 
 def presented_mean(values: np.ndarray) -> np.ndarray:

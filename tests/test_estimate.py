@@ -243,6 +243,8 @@ def test_learning_start_is_where_a_run_left_its_plateau(medians, start):
     ([2.30, 2.30, 2.29, 1.90], False),  # began in its last epoch
     ([2.30], False),                    # one epoch: nothing to compare
     ([np.nan, 2.30, 2.30], False),      # no first epoch to compare with (an imported run)
+    ([0.02, 0.02, 0.0199], False),      # level, but fitted: recorded after it had learned
+    ([0.69, 0.70, 0.69], True),         # two classes at chance
 ])
 def test_never_learned_is_a_run_that_stayed_on_its_plateau(medians, never):
     assert never_learned(np.array(medians)) is never
