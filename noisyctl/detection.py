@@ -12,8 +12,8 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (LOSS_CHANNELS, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
-                               run_held_out_count, run_noise_rate)
+from noisyctl.estimate import (LOSS_CHANNELS, NOT_LEARNED, NoiseRateEstimate, cannot_tell, confused_pairs,
+                               decided_noisy, run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -162,7 +162,7 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
     judged = ~np.isnan(primary.result.scores)
     estimate = run_noise_rate(run, judged)
     if estimate is not None:
-        if estimate.method == "not learned":  # a model at chance: its detectors' decisions are chance too
+        if estimate.model_never_learned:  # a model at chance: its detectors' decisions are chance too
             return np.zeros(len(judged), dtype=bool), "nothing: the model did not learn", judged, estimate
         if estimate.unsure and primary.result.flagged is not None:
             # The losses cannot tell; the detector's own decision is the better guess of which.
@@ -178,7 +178,7 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
 # Where the run's out-of-fold probabilities (train --folds) count fewer than its losses (see run_noise_rate).
 HELD_OUT_METHOD = "held-out count (train --folds), below the losses' reading"
 NOT_LEARNED_METHOD = "none: the model did not learn"
-METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, "not learned": NOT_LEARNED_METHOD}
+METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, NOT_LEARNED: NOT_LEARNED_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,

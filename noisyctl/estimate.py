@@ -112,6 +112,7 @@ STEADY_MOST = 2 / 3
 PLATEAU = 0.97
 # Without evidence of noise, an interval reaching above this means "cannot tell", not "clean".
 UNSURE_ABOVE = 0.10
+NOT_LEARNED = "not learned"  # the method of a run whose model never began to learn
 
 
 def cannot_tell(evidence: str | None, high: float | None) -> bool:
@@ -157,6 +158,12 @@ class NoiseRateEstimate:
     @property
     def unsure(self) -> bool:
         return cannot_tell(self.evidence, self.high)
+
+    @property
+    def model_never_learned(self) -> bool:
+        """The run's model stayed at chance (``never_learned``): neither its losses nor its detectors'
+        decisions say anything of the labels."""
+        return self.method == NOT_LEARNED
 
 
 
@@ -670,11 +677,11 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     samples, are left out). A run whose model never began to learn (``never_learned``) cannot
     tell at all: 0% with an interval of 0-100%. Where the losses cannot tell, the run's eval passes
     are read too, for the samples the model contradicted late (``late_contradictions``). Where they
-    can and the run was trained with ``--folds``, confident learning's count on its out-of-fold probabilities
-    (``held_out_noise_rate``) is the estimate when it is the smaller: the two readings err upward
-    for different reasons, the losses counting clean samples the model has not yet fitted (a
-    weak or briefly trained model), held-out models counting samples that look like another class.
-    None when the run recorded no loss."""
+    can and the run was trained with ``--folds``, confident learning's count on its out-of-fold
+    probabilities (``held_out_noise_rate``) is the estimate when it is the smaller: the two
+    readings err upward for different reasons, the losses counting clean samples the model has not
+    yet fitted (a weak or briefly trained model), held-out models counting samples that look like
+    another class. None when the run recorded no loss."""
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
@@ -682,7 +689,7 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     mean, steady = evidence.mean_loss[keep], evidence.learned_steadily[keep]
     if not evidence.learned:  # nothing to read, here or in held-out models trained the same way
         seen = mean[np.isfinite(mean)]
-        return NoiseRateEstimate(0.0, 0.0, 1.0, 0.9, "not learned", "none", len(seen),
+        return NoiseRateEstimate(0.0, 0.0, 1.0, 0.9, NOT_LEARNED, "none", len(seen),
                                  float((seen > UNFITTED_LOSS).mean()) if len(seen) else 0.0)
     labels = np.asarray(dynamics.given_labels)[keep]
     estimate = estimate_noise_rate(mean, learned_steadily=steady, labels=labels)

@@ -85,7 +85,7 @@ class LearnedDetector(TrainableDetector):
             names = meta["features"]
             probability = adapt_to_run(inputs, probability, judged=judged,
                                        running_margin=names.index(RUNNING_MARGIN) if RUNNING_MARGIN in names else None)
-        if estimate.method == "not learned":  # the run's model stayed at chance: nothing to flag
+        if estimate.model_never_learned:  # the run's model stayed at chance: nothing to flag
             info["flags"] = "none: the model did not learn"
             return DetectorResult(probability, flagged=np.zeros(len(probability), dtype=bool), info=info)
         if estimate.unsure:
