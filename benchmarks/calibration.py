@@ -47,8 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.data import load_dataset
-from noisyctl.detection import default_detectors, estimate_noise, gate_verdict, run_detector, suggested_labels
-from noisyctl.estimate import cannot_tell, run_held_out_count, run_noise_rate
+from noisyctl.detection import (default_detectors, estimate_noise, gate_verdict, noise_flags, run_detector,
+                                 suggested_labels)
+from noisyctl.estimate import cannot_tell, run_held_out_count
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
@@ -227,10 +228,13 @@ def score_run(path: Path, oof: Path | None) -> dict:
     counted = with_folds = None
     if oof is not None:
         with RunFile(with_out_of_fold(path, oof)) as run:
-            counted = run_held_out_count(run)  # counted once: run_noise_rate reads the same count
-            read = run_noise_rate(run)
-            # the detectors' scores are the run's own; only the estimate reads the held-out probabilities
-            gate = gate_verdict(estimate_noise(run, outcomes, None), outcomes[0].result.scores, fail_above=GATE)
+            # the detectors' scores are the run's own; only the estimate reads the held-out probabilities,
+            # read once, over the samples detect judges, as detect reads it
+            decided = noise_flags(run, outcomes)
+            read, judged = decided[3], decided[2]
+            counted = run_held_out_count(run, judged)  # the count run_noise_rate compared, from its cache
+            gate = gate_verdict(estimate_noise(run, outcomes, None, decided), outcomes[0].result.scores,
+                                fail_above=GATE)
         with_folds = {"rate": read.rate, "low": read.low, "high": read.high, "method": read.method,
                       "gate_passes": gate["passed"], "gate_warns": bool(gate["warning"])}
     return {"true": float(truth.mean()), "estimate": estimate, "ranking": ranking,

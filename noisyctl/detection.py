@@ -12,7 +12,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (LOSS_CHANNELS, NOT_LEARNED, NoiseRateEstimate, cannot_tell, confused_pairs,
+from noisyctl.estimate import (LOSS_CHANNELS, NOT_LEARNED, PLATEAU, NoiseRateEstimate, cannot_tell, confused_pairs,
                                decided_noisy, run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
@@ -234,9 +234,9 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""
         held_out = estimate.get("held_out")
         if estimate["method"] == NOT_LEARNED_METHOD:
-            return ("cannot tell how noisy: the model did not learn (the median sample's loss stayed within 3% of "
-                    "its first epoch's), so its losses say nothing of the labels; train longer, or with another "
-                    f"learning rate{decided}")
+            return (f"cannot tell how noisy: the model did not learn (the median sample's loss stayed within "
+                    f"{1 - PLATEAU:.0%} of its first epoch's), so its losses say nothing of the labels; train longer, "
+                    f"or with another learning rate{decided}")
         if held_out:
             # Its bootstrap spread is sampling only: the count's bias (samples that look like another
             # class) is larger, so it is not called an interval (it held the truth in 2 of 10 runs).

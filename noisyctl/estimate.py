@@ -453,13 +453,20 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
     return share, "tail", share, ()
 
 
+def _left_plateau(median_losses: np.ndarray) -> int | None:
+    """The first epoch whose median sample's loss fell below ``PLATEAU`` of the first epoch's; None
+    when none did (or the first epoch has none: an imported run)."""
+    median_losses = np.asarray(median_losses, dtype=np.float64)
+    below = np.flatnonzero(median_losses < PLATEAU * median_losses[0]) if len(median_losses) else []
+    return int(below[0]) if len(below) else None
+
+
 def learning_start(median_losses: np.ndarray) -> int:
     """The epoch a run that started on a plateau (the median sample's loss, per epoch, within
     ``PLATEAU`` of its first for two epochs or more) began to learn in; 0 when the model learned from
     its first epoch, or never."""
-    median_losses = np.asarray(median_losses, dtype=np.float64)
-    below = np.flatnonzero(median_losses < PLATEAU * median_losses[0]) if len(median_losses) else []
-    return int(below[0]) if len(below) and below[0] >= 2 else 0
+    left = _left_plateau(median_losses)
+    return left if left is not None and left >= 2 else 0
 
 
 def never_learned(median_losses: np.ndarray) -> bool:
@@ -470,8 +477,7 @@ def never_learned(median_losses: np.ndarray) -> bool:
     passing a 3% gate. A model recorded only after it had learned (a recorder added to a fine-tuned
     model's last epochs) stays level too, but below the line."""
     median_losses = np.asarray(median_losses, dtype=np.float64)
-    return (len(median_losses) >= 2 and bool(np.isfinite(median_losses[0]))
-            and not (median_losses[1:] < PLATEAU * median_losses[0]).any()
+    return (len(median_losses) >= 2 and bool(np.isfinite(median_losses[0])) and _left_plateau(median_losses) is None
             and bool(median_losses[-1] > PLATEAU * UNFITTED_LOSS))
 
 
