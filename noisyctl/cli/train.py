@@ -22,8 +22,10 @@ DEFAULTS = TrainOptions()
 
 def render_dry_run(console, plan: dict) -> None:
     shape = " x ".join(map(str, plan["input_shape"]))
-    console.print(f"inputs: {plan['input_kind']}, {shape}; about {_duration(plan['estimated_seconds'])} to train "
-                  f"({_duration(plan['seconds_per_epoch'])} an epoch, timed on {plan['timed_batches']} batches here)")
+    held_out = f", {plan['folds']} held-out models (--folds) included" if plan["folds"] else ""
+    console.print(f"inputs: {plan['input_kind']}, {shape}; about {_duration(plan['estimated_seconds'])} to train"
+                  f"{held_out}; {_duration(plan['seconds_per_epoch'])} an epoch, timed on {plan['timed_batches']} "
+                  f"batches here")
     table = Table(title=f"projected run file: {plan['samples']:,} samples x {plan['epochs']} epochs, "
                         f"{plan['classes']} classes")
     table.add_column("field")
@@ -102,8 +104,10 @@ def train(
                                               "e.g. alpha=0.5 or start_epoch=5."),
     trusted: Optional[Path] = typer.Option(None, "--trusted", help="Labels file of trusted samples (its reviewed "
                                            "ones: import-review or synth --reviewed-per-class), for reweight."),
-    folds: int = typer.Option(DEFAULTS.folds, "--folds", help="Also train K models on K-1 folds each for "
-                              "out-of-fold probabilities (what the cleanlab detector wants); 0 = none."),
+    folds: Optional[int] = typer.Option(DEFAULTS.folds, "--folds", show_default=False,
+                                        help="Also train K models on K-1 folds each for out-of-fold probabilities "
+                                        "(a held-out noise count, and what the cleanlab detector wants); 0 = none. "
+                                        "Default: 3 on 100-1,000 samples, else none."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run checkpointed in OUT.ckpt/."),
     restart: bool = typer.Option(False, "--restart", help="Discard OUT.ckpt/ of an interrupted run and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -162,6 +166,8 @@ def train(
             table.add_row("eval accuracy (true labels)", f"{last['eval_true_accuracy']:.1%}")
         if "test_accuracy" in last:
             table.add_row("test accuracy", f"{last['test_accuracy']:.1%}")
+        if result["folds"]:
+            table.add_row("held-out models", f"{result['folds']} (--folds; 0 skips them)")
         table.add_row("wall time", f"{result['seconds']:.1f} s")
         table.add_row("run file", result["out"])
         console.print(table)

@@ -94,7 +94,7 @@ class Trainer:
         import torch
 
         options.check()
-        if options.folds > len(labels.ids):
+        if options.folds is not None and options.folds > len(labels.ids):
             raise NoisyctlError(f"--folds {options.folds} is more folds than the {len(labels.ids):,} samples")
         self.labels, self.data, self.options = labels, data, options
         self.num_classes, self.num_samples, self.epochs = data.num_classes, len(labels.ids), options.epochs
