@@ -17,9 +17,10 @@ FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are record
 # noise count that does not rest on its losses alone. A small set's losses read least reliably: a
 # few optimizer steps per epoch leave hard clean samples unfitted, and a mixture is fitted on a few
 # hundred losses (iris, 150 samples with 5% noise, read 11.3% from them; held out, 4.7%). Its
-# held-out models cost K-1 more trainings of a run that takes seconds. On 40 runs of 150-569
-# samples made to check this, the estimate came within the tolerance in 35 with them and 31
-# without; with fewer than FOLDS_AUTO_MIN_SAMPLES, a fold has too little to learn from.
+# held-out models cost about twice the training of a run that takes seconds. On the 40 runs of
+# 150-569 samples made to check this (benchmarks/calibration.py --small), 29 of the 32 noisy ones
+# came within the tolerance with them and 27 without, none worse; the 8 clean ones read 1% or
+# less either way. With fewer than FOLDS_AUTO_MIN_SAMPLES, a fold has too little to learn from.
 FOLDS_AUTO = 3
 FOLDS_AUTO_MIN_SAMPLES = 100
 FOLDS_AUTO_MAX_SAMPLES = 1_000
