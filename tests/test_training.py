@@ -7,7 +7,7 @@ import torch
 
 from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
-from noisyctl.store import read_labels
+from noisyctl.store import RunFile, read_labels
 from noisyctl.synth import synthesize
 from noisyctl.training import Checkpoints, TrainOptions, out_of_fold_probabilities, train
 from conftest import interrupted_in_epoch
@@ -225,3 +225,24 @@ def test_out_of_fold_checkpoints_are_read_only_by_the_same_folds(tmp_path):
     assert np.allclose(two, fresh, atol=1e-5)  # computed for K=2, not read from K=3's shards
     again = out_of_fold_probabilities(labels, data, TrainOptions(model="mlp", epochs=1, folds=3), checkpoints)
     assert np.array_equal(again, three)  # K=3 resumed from its own shards
+
+
+def test_the_default_model_is_the_one_that_reads_the_datasets_inputs(cli, tmp_path):
+    """--model auto: small-cnn for images, mlp for feature vectors, text-bag for text; the run
+    records the model it trained, so a retrain (prune, options_from_run) trains the same one."""
+    from noisyctl.data import load_dataset
+
+    np.savez(tmp_path / "features.npz", x=np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32),
+             y=np.arange(40) % 2)
+    kinds = {}
+    for name, root in (("digits", None), ("npz", tmp_path / "features.npz"), ("tickets", None)):
+        kinds[name] = load_dataset({"name": name, "root": None if root is None else str(root), "options": {}}).kind
+        assert TrainOptions().decided_model(kinds[name]).model == {"image": "small-cnn", "features": "mlp",
+                                                                   "text": "text-bag"}[kinds[name]]
+    assert kinds == {"digits": "image", "npz": "features", "tickets": "text"}
+    assert TrainOptions(model="lenet").decided_model("features").model == "lenet"  # what is asked for stays
+    trained = cli.json("train", "-d", "npz", "--data-root", tmp_path / "features.npz", "-e", "1",
+                       "-o", tmp_path / "run.h5")
+    assert trained["model"] == "mlp"
+    with RunFile(tmp_path / "run.h5") as run:
+        assert run.training["model"] == "mlp"

@@ -58,7 +58,8 @@ def train(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (with --dataset)."),
     dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run file to write (.h5)."),
-    model: str = typer.Option(DEFAULTS.model, "--model", "-m", help="Model plugin: small-cnn, timm:<name>, ..."),
+    model: str = typer.Option(DEFAULTS.model, "--model", "-m", help="Model plugin: auto (small-cnn for images, mlp for "
+                                "feature vectors, text-bag for text), lenet, resnet32, timm:<name>, hf:<folder>, ..."),
     model_option: List[str] = typer.Option([], "--model-option", "-M", help="Model option KEY=VALUE."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Pretrained weights from a local file "
                                            "(.safetensors or a torch state dict); never downloaded."),
@@ -157,7 +158,7 @@ def train(
     def render(console):
         last = result["last_epoch"]
         how = "" if options.strategy == "standard" else f" ({options.strategy})"
-        table = Table(title=f"trained {options.model}{how} for {options.epochs} epochs on {result['device']}",
+        table = Table(title=f"trained {result['model']}{how} for {options.epochs} epochs on {result['device']}",
                       show_header=False)
         table.add_row("train accuracy (given labels)", f"{last['train_accuracy']:.1%}")
         if "eval_accuracy" in last:

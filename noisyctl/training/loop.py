@@ -57,6 +57,7 @@ def threshold_samples(n: int, num_classes: int, set_number: int) -> np.ndarray:
 
 
 def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0):
+    options = options.decided_model(data.kind)
     registration = plugins.get("model", options.model)
     spec = ModelSpec(name=options.model, num_classes=data.num_classes + extra_classes,
                      input_shape=tuple(data.input_shape), input_kind=data.kind,

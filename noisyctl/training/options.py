@@ -24,11 +24,13 @@ FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are record
 FOLDS_AUTO = 3
 FOLDS_AUTO_MIN_SAMPLES = 100
 FOLDS_AUTO_MAX_SAMPLES = 1_000
+# --model auto: the built-in model that reads the dataset's kind of input (DatasetData.kind)
+MODEL_FOR_INPUTS = {"image": "small-cnn", "features": "mlp", "text": "text-bag"}
 
 
 @dataclass
 class TrainOptions:
-    model: str = "small-cnn"
+    model: str = "auto"  # a model plugin; auto: MODEL_FOR_INPUTS, by the data's kind of input
     model_options: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     epochs: int = 30
@@ -94,6 +96,13 @@ class TrainOptions:
         if strategy.needs_trusted and not has_trusted:
             raise NoisyctlError(f"strategy '{self.strategy}' needs trusted samples: give --trusted FILE "
                                 f"(a labels file whose reviewed samples are trusted)")
+
+    def decided_model(self, input_kind: str) -> "TrainOptions":
+        """These options with ``model`` decided: as given, or (auto) the built-in model for
+        ``input_kind`` (``MODEL_FOR_INPUTS``: image, features or text)."""
+        if self.model != "auto":
+            return self
+        return replace(self, model=MODEL_FOR_INPUTS.get(input_kind, MODEL_FOR_INPUTS["image"]))
 
     def decided_folds(self, samples: int, processes: int = 1) -> "TrainOptions":
         """These options with ``folds`` decided: as given, or (None) ``FOLDS_AUTO`` for a training

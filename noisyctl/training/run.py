@@ -41,7 +41,7 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
     out = Path(out)
     trusted = load_trusted(options.trusted, data) if options.trusted else None
     labels, data = training_labels(labels, data, options)
-    options = options.decided_folds(len(labels.ids), distributed.launched_world())
+    options = options.decided_model(data.kind).decided_folds(len(labels.ids), distributed.launched_world())
     trainer = Trainer(labels, data, options, trusted)
     main = trainer.dist.is_main  # under torchrun only rank 0 writes files; every rank reads the checkpoint
     if not main:
@@ -76,9 +76,9 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
             arrays["probs/out_of_fold"] = out_of_fold_probabilities(labels, data, options, recorder.checkpoints,
                                                                     progress)
         recorder.close(arrays)
-    summary = {"out": str(out), "epochs": options.epochs, "samples": n, "folds": options.folds,
-               "device": str(trainer.device),
-               "resumed_from_epoch": start_epoch, "seconds": round(time.perf_counter() - started, 3)}
+    summary = {"out": str(out), "model": options.model, "epochs": options.epochs, "samples": n,
+               "folds": options.folds, "device": str(trainer.device), "resumed_from_epoch": start_epoch,
+               "seconds": round(time.perf_counter() - started, 3)}
     if trainer.dist.active:
         distributed.shutdown()
     if not main:
@@ -120,7 +120,7 @@ def dry_run(labels: Labels, data: DatasetData, options: TrainOptions) -> dict[st
     same checks ``train`` makes."""
     options.check()
     labels, data = training_labels(labels, data, options)
-    options = options.decided_folds(len(labels.ids), distributed.launched_world())
+    options = options.decided_model(data.kind).decided_folds(len(labels.ids), distributed.launched_world())
     model, _ = build_model(options, data)
     head = penultimate_layer(model)
     strategy, _ = build_strategy(options)
