@@ -228,3 +228,55 @@ def test_the_package_exports_the_recorder_without_importing_torch_first():
                           env=ENV, capture_output=True, text=True)
     assert done.stdout.strip() == "Recorder", done.stderr
     assert noisyctl.Recorder is Recorder
+
+
+def test_a_users_loop_hands_out_of_fold_probabilities_to_the_count(tmp_path, cli):
+    """A small table (scikit-learn's iris, 5% of its labels flipped) trained in a plain loop, with
+    held-out probabilities from scikit-learn's own cross-validation: the run holds them as `train
+    --folds` does, and the estimate takes the smaller of their count and the losses'. A wrong array
+    is one clear error that writes nothing, and the Recorder can still be closed with the right one."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from noisyctl.estimate import estimate_noise_rate, held_out_noise_rate, read_run_evidence
+    from noisyctl.store import RunFile
+
+    iris = load_iris()
+    x = ((iris.data - iris.data.mean(0)) / iris.data.std(0)).astype(np.float32)
+    labels = iris.target.copy()
+    flipped = np.random.default_rng(2).choice(len(labels), 8, replace=False)
+    labels[flipped] = (labels[flipped] + 1) % 3
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    inputs, targets = torch.from_numpy(x), torch.from_numpy(labels)
+    recorder = Recorder(tmp_path / "run.h5", labels, class_names=list(iris.target_names), true_labels=iris.target,
+                        epochs=30)
+    for epoch in range(30):
+        for batch in torch.randperm(len(labels), generator=torch.Generator().manual_seed(epoch)).split(64):
+            logits = model(inputs[batch])
+            recorder.update(batch, logits, targets[batch])
+            optimizer.zero_grad()
+            F.cross_entropy(logits, targets[batch]).backward()
+            optimizer.step()
+        with torch.no_grad():
+            recorder.record_eval(torch.arange(len(labels)), model(inputs))
+        recorder.end_epoch()
+    held_out = cross_val_predict(LogisticRegression(max_iter=1000), x, labels, method="predict_proba",
+                                 cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    with pytest.raises(NoisyctlError, match=r"out_of_fold has shape \(150, 2\); expected"):
+        recorder.close(out_of_fold=held_out[:, :2])
+    with pytest.raises(NoisyctlError, match="must hold probabilities"):
+        recorder.close(out_of_fold=np.log(held_out + 1e-9))
+    assert not (tmp_path / "run.h5").exists()
+    recorder.close(out_of_fold=held_out)
+    with RunFile(tmp_path / "run.h5") as run:
+        assert np.allclose(run.probabilities("out_of_fold"), held_out, atol=1e-3)
+        evidence = read_run_evidence(run)
+        losses = estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
+                                     labels=run.given_labels).rate
+    counted = held_out_noise_rate(labels, held_out.astype(np.float16).astype(np.float32)).rate
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    assert estimate["rate"] == pytest.approx(min(losses, counted), abs=1e-6)
+    assert counted < losses and estimate["method"].startswith("held-out")  # here the held-out count is the smaller

@@ -532,21 +532,31 @@ class Recorder:
 
     # --- the end ------------------------------------------------------------------------------------
 
-    def close(self, arrays: dict[str, np.ndarray] | None = None, keep_checkpoints: bool = False) -> Path:
+    def close(self, out_of_fold: np.ndarray | None = None, keep_checkpoints: bool = False) -> Path:
         """Write the run file from the sealed epochs (rank 0) and remove ``PATH.ckpt/``.
 
-        ``arrays`` adds schema fields (``probs/out_of_fold``); ``keep_checkpoints`` leaves the
-        checkpoint folder in place (a diverged run keeps what it finished and can still resume).
+        Parameters
+        ----------
+        out_of_fold : np.ndarray, shape (N, C), optional
+            Class probabilities of every sample from a model that never trained on it (K-fold
+            cross-validation, any model), as ``train --folds K`` records them: the estimate then
+            also counts noise with confident learning and takes the smaller of that and the losses'
+            reading, the surer count on a small set. Rows are probabilities (0-1, summing to 1).
+        keep_checkpoints : bool, default False
+            Leave the checkpoint folder in place (a diverged run keeps what it finished and can
+            still resume).
         """
         if self._closed:
             return self.path
+        if out_of_fold is not None:  # before anything closes: a corrected array can be handed again
+            out_of_fold = self._checked_probabilities(out_of_fold, "out_of_fold")
         try:
             if self.epochs_done == 0:
                 raise NoisyctlError(f"Recorder.close: no epoch was sealed (call end_epoch after each epoch); "
                                     f"{self.path} was not written")
             self.dist.barrier()  # the last checkpoint is written before any rank leaves
             if self.dist.is_main:
-                extra = dict(arrays or {})
+                extra = {} if out_of_fold is None else {"probs/out_of_fold": out_of_fold}
                 if self.threshold.any():
                     extra["samples/threshold"] = self.threshold
                 if self._late_sum is not None:
@@ -563,6 +573,21 @@ class Recorder:
             self._closed = True
             self._release()
         return self.path
+
+    def _checked_probabilities(self, values, what: str) -> np.ndarray:
+        """``values`` as an [N x C] float32 array of probabilities, or one clear error."""
+        if hasattr(values, "detach"):
+            values = values.detach().cpu().numpy()
+        values = np.asarray(values, dtype=np.float32)
+        expected = (self.num_samples, self.num_classes)
+        if values.shape != expected:
+            raise NoisyctlError(f"Recorder.close: {what} has shape {values.shape}; expected [samples, classes] "
+                                f"{expected}; {self.path} was not written")
+        rows = values.sum(axis=1)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1 or np.abs(rows - 1).max() > 1e-2:
+            raise NoisyctlError(f"Recorder.close: {what} must hold probabilities (0-1, each row summing to 1; "
+                                f"softmax the logits); {self.path} was not written")
+        return values
 
     def _attrs(self) -> dict[str, Any]:
         labels = self.labels

@@ -71,11 +71,9 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
             if progress is not None:
                 done = (epoch + 1 - start_epoch) * n
                 progress.epoch_done(epoch, figures, done / max(time.perf_counter() - started, 1e-9))
-        arrays = {}
-        if options.folds:
-            arrays["probs/out_of_fold"] = out_of_fold_probabilities(labels, data, options, recorder.checkpoints,
-                                                                    progress)
-        recorder.close(arrays)
+        held_out = (out_of_fold_probabilities(labels, data, options, recorder.checkpoints, progress)
+                    if options.folds else None)
+        recorder.close(out_of_fold=held_out)
     summary = {"out": str(out), "model": options.model, "epochs": options.epochs, "samples": n,
                "folds": options.folds, "device": str(trainer.device), "resumed_from_epoch": start_epoch,
                "seconds": round(time.perf_counter() - started, 3)}
