@@ -198,6 +198,9 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
         "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,
         "held_out": held_out_reading(run, judged) if estimate is None or estimate.unsure else None,
+        # a wide noisy component may hold unfitted clean samples; a run with held-out models already took the smaller
+        "may_overcount": bool(estimate is not None and estimate.noise_as_wide_as_clean
+                              and run_held_out_count(run, judged) is None),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
         confused_pairs(run.given_labels, suggestions, flagged, run.labels.class_names),
@@ -253,8 +256,10 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                 "the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     held_out = "; counted by models that never trained on the samples" if estimate["method"] == HELD_OUT_METHOD else ""
+    unsure = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the model "
+              "has not fitted: train --folds 3 to count with held-out models too") if estimate.get("may_overcount") else ""
     return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}{held_out}): {estimate['count']:,} samples, "
-            f"the most suspicious by {estimate['detector']}")
+            f"the most suspicious by {estimate['detector']}{unsure}")
 
 
 GATE_ON = ("estimate", "lower", "upper")  # what --fail-above compares

@@ -175,8 +175,16 @@ def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
     with RunFile(tmp_path / "run.h5") as run:  # what the losses alone read
         evidence = read_run_evidence(run)
         losses_alone = estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
-                                           labels=run.given_labels).rate
-    assert losses_alone > 1.5 * true
+                                           labels=run.given_labels)
+    assert losses_alone.rate > 1.5 * true and not estimate["may_overcount"]
+    # Without held-out models, detect says why its count may be high and what would make it surer.
+    assert losses_alone.noise_as_wide_as_clean
+    cli("train", "-l", tmp_path / "labels.h5", "-m", "mlp", "--seed", "2", "--folds", "0", "--quiet",
+        "-o", tmp_path / "losses.h5")
+    alone = cli.json("detect", tmp_path / "losses.h5", "--no-save", "-d", "loss")["estimate"]
+    assert alone["rate"] == pytest.approx(losses_alone.rate) and alone["may_overcount"]
+    words = " ".join(cli("detect", tmp_path / "losses.h5", "--no-save", "-d", "loss").output.split())
+    assert "may include clean samples the model has not fitted: train --folds 3" in words
 
 
 @pytest.mark.slow
