@@ -247,7 +247,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                       f"({held_out['low']:.1%}-{held_out['high']:.1%} over resamples), samples that look like "
                       "another class included")
         else:
-            second = "; train with --folds 5 for a held-out count"
+            second = "; train with --folds 3 for a held-out count"
         return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
                 "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
                 f"the top suspects){second}{decided}")
