@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_predict
 
 from noisyctl import Recorder
 from noisyctl.data import load_dataset
+from noisyctl.errors import NoisyctlError
 from noisyctl.synth import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -75,6 +78,15 @@ def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli
     from noisyctl.integrations.lightning import RecordDynamics
 
     inputs, labels, truth = digits
+    # held-out probabilities from another model altogether, for the count beside the losses'
+    held_out = cross_val_predict(LogisticRegression(max_iter=300), inputs.numpy(), labels, cv=3,
+                                 method="predict_proba")
+    with pytest.raises(NoisyctlError, match=r"out_of_fold has shape \(1797, 9\)"):
+        lightning.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False,
+                          callbacks=[RecordDynamics(tmp_path / "wrong.h5", labels, out_of_fold=held_out[:, :9])]
+                          ).fit(Module(digits_mlp()), DataLoader(TensorDataset(inputs, torch.as_tensor(labels),
+                                                                               torch.arange(len(labels)))))
 
     fetched = []  # every item the loaders fetched, in order: the batches' exact order
 
@@ -89,7 +101,8 @@ def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli
     loader = DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
     trainer = lightning.Trainer(max_epochs=6, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                                 enable_progress_bar=False, enable_model_summary=False,
-                                callbacks=[RecordDynamics(tmp_path / "lightning.h5", labels, true_labels=truth)])
+                                callbacks=[RecordDynamics(tmp_path / "lightning.h5", labels, true_labels=truth,
+                                                          out_of_fold=held_out)])
     trainer.fit(module, loader)
 
     n = len(labels)  # each epoch fetched its n training items, then the eval pass's n
@@ -104,6 +117,9 @@ def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli
     assert "eval_prob" in ours
     result = cli.json("detect", tmp_path / "lightning.h5", "--no-save")
     assert result["detectors"][result["primary"]]["metrics"]["map"] > 0.8
+    with h5py.File(tmp_path / "lightning.h5") as h5:
+        assert np.allclose(h5["probs/out_of_fold"][:], held_out, atol=1e-3)
+    assert not (tmp_path / "wrong.h5").exists()
 
 
 def tickets_as_tokens(samples=600, length=40):
@@ -137,6 +153,9 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
 
     ids, labels, truth, vocabulary = tickets_as_tokens()
     mask = (ids > 0).long()
+    bags = np.zeros((len(labels), vocabulary))  # held out by a bag-of-words logistic regression
+    np.add.at(bags, (np.repeat(np.arange(len(labels)), ids.shape[1]), ids.numpy().ravel()), 1)
+    held_out = cross_val_predict(LogisticRegression(max_iter=300), bags, labels, cv=3, method="predict_proba")
 
     fetched = []  # every item the Trainer's loaders fetched, in order: the batches' exact order
 
@@ -157,7 +176,7 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
                              disable_tqdm=True)
     trainer = RecordingTrainer(model=model, args=args, train_dataset=Items(),
                                optimizers=(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)),
-                               record_to=tmp_path / "hf.h5", record_labels=labels,
+                               record_to=tmp_path / "hf.h5", record_labels=labels, record_out_of_fold=held_out,
                                recorder_options={"true_labels": truth})
     trainer.train()
 
@@ -173,6 +192,8 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
     assert "eval_prob" in ours
     result = cli.json("detect", tmp_path / "hf.h5", "--no-save")
     assert max(d["metrics"]["map"] for d in result["detectors"].values()) > 0.8, result["detectors"]
+    with h5py.File(tmp_path / "hf.h5") as h5:
+        assert np.allclose(h5["probs/out_of_fold"][:], held_out, atol=1e-3)
 
 
 @pytest.mark.slow

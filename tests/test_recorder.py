@@ -265,7 +265,7 @@ def test_a_users_loop_hands_out_of_fold_probabilities_to_the_count(tmp_path, cli
         recorder.end_epoch()
     held_out = cross_val_predict(LogisticRegression(max_iter=1000), x, labels, method="predict_proba",
                                  cv=StratifiedKFold(3, shuffle=True, random_state=0))
-    with pytest.raises(NoisyctlError, match=r"out_of_fold has shape \(150, 2\); expected"):
+    with pytest.raises(NoisyctlError, match=r"out_of_fold has shape \(150, 2\), not \[samples, classes\] \(150, 3\)"):
         recorder.close(out_of_fold=held_out[:, :2])
     with pytest.raises(NoisyctlError, match="must hold probabilities"):
         recorder.close(out_of_fold=np.log(held_out + 1e-9))

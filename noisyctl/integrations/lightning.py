@@ -56,6 +56,9 @@ class RecordDynamics(Callback):
         fit's training dataloader) and record the eval channels the ``learned`` detector reads.
     eval_dataloader : DataLoader, optional
         Batches ``(inputs, ..., indices)`` for the eval pass.
+    out_of_fold : np.ndarray, shape (N, C), optional
+        Class probabilities of every sample from models that never trained on it, for a held-out
+        count beside the losses' (see :meth:`noisyctl.Recorder.close`); checked when the fit starts.
     **recorder_options
         Passed to :class:`noisyctl.Recorder` (``class_names``, ``ids``, ``true_labels``, ...).
         ``epochs`` defaults to the trainer's ``max_epochs``.
@@ -66,9 +69,9 @@ class RecordDynamics(Callback):
     """
 
     def __init__(self, path: str | Path, labels: Any, *, record_eval: bool = True, eval_dataloader=None,
-                 **recorder_options: Any) -> None:
+                 out_of_fold: Any = None, **recorder_options: Any) -> None:
         self.path, self.labels = Path(path), labels
-        self.record_eval, self.eval_dataloader = record_eval, eval_dataloader
+        self.record_eval, self.eval_dataloader, self.out_of_fold = record_eval, eval_dataloader, out_of_fold
         self.recorder_options = recorder_options
         self.recorder: Recorder | None = None
 
@@ -79,6 +82,8 @@ class RecordDynamics(Callback):
             if trainer.max_epochs and trainer.max_epochs > 0:
                 options.setdefault("epochs", trainer.max_epochs)
             self.recorder = Recorder(self.path, self.labels, **options)
+            if self.out_of_fold is not None:  # a wrong array fails now, not after the fit
+                self.out_of_fold = self.recorder._checked_probabilities(self.out_of_fold, "out_of_fold")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(outputs, dict) or "logits" not in outputs:
@@ -97,7 +102,7 @@ class RecordDynamics(Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if self.recorder is not None and self.recorder.epochs_done:
-            self.recorder.close()
+            self.recorder.close(out_of_fold=self.out_of_fold)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self.recorder is not None:  # the sealed epochs stay in PATH.ckpt/

@@ -39,7 +39,7 @@ class _SealEpochs(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         recorder = self.owner.recorder
         if recorder is not None and recorder.epochs_done:
-            recorder.close()
+            recorder.close(out_of_fold=self.owner._record_out_of_fold)
         return control
 
 
@@ -57,13 +57,17 @@ class RecordingMixin:
         channels (the ``learned`` detector reads them).
     index_key : str, default "sample_index"
         The item key holding each sample's dataset index.
+    record_out_of_fold : np.ndarray, shape (N, C), optional
+        Class probabilities of every sample from models that never trained on it, for a held-out
+        count beside the losses' (see :meth:`noisyctl.Recorder.close`); checked at the first batch.
     recorder_options : dict, optional
         Passed to :class:`noisyctl.Recorder` (``class_names``, ``true_labels``, ...); ``epochs``
         defaults to ``num_train_epochs``.
     """
 
     def __init__(self, *args: Any, record_to: str | Path, record_labels: Any, record_eval: bool = True,
-                 index_key: str = INDEX_KEY, recorder_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 index_key: str = INDEX_KEY, record_out_of_fold: Any = None,
+                 recorder_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if getattr(self.args, "remove_unused_columns", False):
             raise NoisyctlError(f"recording needs the '{index_key}' of each item in the batch: pass "
@@ -72,6 +76,7 @@ class RecordingMixin:
         options = dict(recorder_options or {})
         options.setdefault("epochs", int(self.args.num_train_epochs) or None)
         self._record_to, self._record_labels, self._recorder_options = Path(record_to), record_labels, options
+        self._record_out_of_fold = record_out_of_fold
         self.recorder: Recorder | None = None
         self.add_callback(_SealEpochs(self))
 
@@ -79,6 +84,9 @@ class RecordingMixin:
         # Made at the first batch: under torch.distributed the process group exists by then.
         if self.recorder is None:
             self.recorder = Recorder(self._record_to, self._record_labels, **self._recorder_options)
+            if self._record_out_of_fold is not None:  # a wrong array fails now, not after training
+                self._record_out_of_fold = self.recorder._checked_probabilities(self._record_out_of_fold,
+                                                                                "record_out_of_fold")
         return self.recorder
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, **kwargs):

@@ -581,12 +581,12 @@ class Recorder:
         values = np.asarray(values, dtype=np.float32)
         expected = (self.num_samples, self.num_classes)
         if values.shape != expected:
-            raise NoisyctlError(f"Recorder.close: {what} has shape {values.shape}; expected [samples, classes] "
-                                f"{expected}; {self.path} was not written")
+            raise NoisyctlError(f"{what} has shape {values.shape}, not [samples, classes] {expected}; "
+                                f"{self.path} was not written")
         rows = values.sum(axis=1)
         if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1 or np.abs(rows - 1).max() > 1e-2:
-            raise NoisyctlError(f"Recorder.close: {what} must hold probabilities (0-1, each row summing to 1; "
-                                f"softmax the logits); {self.path} was not written")
+            raise NoisyctlError(f"{what} must hold probabilities (0-1, each row summing to 1: softmax the logits); "
+                                f"{self.path} was not written")
         return values
 
     def _attrs(self) -> dict[str, Any]:
