@@ -256,10 +256,11 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                 "the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     held_out = "; counted by models that never trained on the samples" if estimate["method"] == HELD_OUT_METHOD else ""
-    unsure = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the model "
-              "has not fitted: train --folds 3 to count with held-out models too") if estimate.get("may_overcount") else ""
+    may_be_high = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
+                   "model has not fitted: train --folds 3 to count with held-out models too"
+                   ) if estimate.get("may_overcount") else ""
     return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}{held_out}): {estimate['count']:,} samples, "
-            f"the most suspicious by {estimate['detector']}{unsure}")
+            f"the most suspicious by {estimate['detector']}{may_be_high}")
 
 
 GATE_ON = ("estimate", "lower", "upper")  # what --fail-above compares
