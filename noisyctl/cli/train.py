@@ -23,7 +23,8 @@ DEFAULTS = TrainOptions()
 def render_dry_run(console, plan: dict) -> None:
     shape = " x ".join(map(str, plan["input_shape"]))
     held_out = f", {plan['folds']} held-out models (--folds) included" if plan["folds"] else ""
-    console.print(f"inputs: {plan['input_kind']}, {shape}; about {_duration(plan['estimated_seconds'])} to train"
+    console.print(f"inputs: {plan['input_kind']}, {shape}, for {plan['model']}; about "
+                  f"{_duration(plan['estimated_seconds'])} to train"
                   f"{held_out}; {_duration(plan['seconds_per_epoch'])} an epoch, timed on {plan['timed_batches']} "
                   f"batches here")
     table = Table(title=f"projected run file: {plan['samples']:,} samples x {plan['epochs']} epochs, "

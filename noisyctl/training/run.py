@@ -130,7 +130,7 @@ def dry_run(labels: Labels, data: DatasetData, options: TrainOptions) -> dict[st
     per_epoch, timed = seconds_per_epoch(labels, data, options, trusted)
     return {"samples": len(labels.ids), "classes": data.num_classes, "epochs": options.epochs,
             "input_shape": list(data.input_shape), "input_kind": data.kind, "notes": list(data.notes),
-            "folds": options.folds,
+            "model": options.model, "folds": options.folds,
             "seconds_per_epoch": per_epoch, "estimated_seconds": per_epoch * options.epochs * (options.folds + 1),
             "timed_batches": timed, "fields": dict(sizes), "total_bytes": sum(size for _, size in sizes)}
 
