@@ -155,7 +155,7 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
     mask = (ids > 0).long()
     bags = np.zeros((len(labels), vocabulary))  # held out by a bag-of-words logistic regression
     np.add.at(bags, (np.repeat(np.arange(len(labels)), ids.shape[1]), ids.numpy().ravel()), 1)
-    held_out = cross_val_predict(LogisticRegression(max_iter=300), bags, labels, cv=3, method="predict_proba")
+    held_out = cross_val_predict(LogisticRegression(C=0.1, max_iter=2000), bags, labels, cv=3, method="predict_proba")
 
     fetched = []  # every item the Trainer's loaders fetched, in order: the batches' exact order
 
