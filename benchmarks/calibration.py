@@ -182,7 +182,7 @@ def small_settings(only: list[str] | None):
             continue
         label = f"{dataset}-50each" if dataset == "digits" else dataset
         train_options = {"epochs": 30} if dataset == "digits" else {"model": "mlp"}
-        counts = _step(50, 50, 0) if dataset == "digits" else ()
+        counts = (50,) * 10 if dataset == "digits" else ()
         runs = [("uniform", 0.0, seed) for seed in (1, 2)]
         runs += [(noise, rate, seed) for rate, seed in SMALL_RATES.items() for noise in ("uniform", "pairflip")]
         for noise, rate, seed in runs:
