@@ -83,7 +83,7 @@ class RecordDynamics(Callback):
                 options.setdefault("epochs", trainer.max_epochs)
             self.recorder = Recorder(self.path, self.labels, **options)
             if self.out_of_fold is not None:  # a wrong array fails now, not after the fit
-                self.out_of_fold = self.recorder._checked_probabilities(self.out_of_fold, "out_of_fold")
+                self.out_of_fold = self.recorder.check_out_of_fold(self.out_of_fold)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(outputs, dict) or "logits" not in outputs:

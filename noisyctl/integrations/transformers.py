@@ -85,8 +85,8 @@ class RecordingMixin:
         if self.recorder is None:
             self.recorder = Recorder(self._record_to, self._record_labels, **self._recorder_options)
             if self._record_out_of_fold is not None:  # a wrong array fails now, not after training
-                self._record_out_of_fold = self.recorder._checked_probabilities(self._record_out_of_fold,
-                                                                                "record_out_of_fold")
+                self._record_out_of_fold = self.recorder.check_out_of_fold(self._record_out_of_fold,
+                                                                           "record_out_of_fold")
         return self.recorder
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, **kwargs):

@@ -549,7 +549,7 @@ class Recorder:
         if self._closed:
             return self.path
         if out_of_fold is not None:  # before anything closes: a corrected array can be handed again
-            out_of_fold = self._checked_probabilities(out_of_fold, "out_of_fold")
+            out_of_fold = self.check_out_of_fold(out_of_fold)
         try:
             if self.epochs_done == 0:
                 raise NoisyctlError(f"Recorder.close: no epoch was sealed (call end_epoch after each epoch); "
@@ -574,8 +574,10 @@ class Recorder:
             self._release()
         return self.path
 
-    def _checked_probabilities(self, values, what: str) -> np.ndarray:
-        """``values`` as an [N x C] float32 array of probabilities, or one clear error."""
+    def check_out_of_fold(self, values, what: str = "out_of_fold") -> np.ndarray:
+        """``values`` as the [N x C] float32 probabilities :meth:`close` takes as ``out_of_fold``, or
+        one clear error naming them ``what``: what a caller that hands them over later (a training
+        callback) checks before training."""
         if hasattr(values, "detach"):
             values = values.detach().cpu().numpy()
         values = np.asarray(values, dtype=np.float32)

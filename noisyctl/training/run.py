@@ -41,7 +41,7 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
     out = Path(out)
     trusted = load_trusted(options.trusted, data) if options.trusted else None
     labels, data = training_labels(labels, data, options)
-    options = options.decided_model(data.kind).decided_folds(len(labels.ids), distributed.launched_world())
+    options = _decided(options, labels, data)
     trainer = Trainer(labels, data, options, trusted)
     main = trainer.dist.is_main  # under torchrun only rank 0 writes files; every rank reads the checkpoint
     if not main:
@@ -86,6 +86,12 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
     return summary
 
 
+def _decided(options: TrainOptions, labels: Labels, data: DatasetData) -> TrainOptions:
+    """The options with what they leave to the data decided: the model (auto) and the held-out
+    models (folds), as train records them and --dry-run shows them."""
+    return options.decided_model(data.kind).decided_folds(len(labels.ids), distributed.launched_world())
+
+
 def _keep_finished(recorder, out: Path, epoch: int, reason: str) -> None:
     """On a diverged run, keep what the finished epochs recorded (and the checkpoint), then stop."""
     loss = "nan" if "NaN" in reason else "inf"
@@ -118,7 +124,7 @@ def dry_run(labels: Labels, data: DatasetData, options: TrainOptions) -> dict[st
     same checks ``train`` makes."""
     options.check()
     labels, data = training_labels(labels, data, options)
-    options = options.decided_model(data.kind).decided_folds(len(labels.ids), distributed.launched_world())
+    options = _decided(options, labels, data)
     model, _ = build_model(options, data)
     head = penultimate_layer(model)
     strategy, _ = build_strategy(options)
