@@ -118,6 +118,22 @@ UNSURE_ABOVE = 0.10
 # after 30 epochs of 3 steps: 11.3% for 5%; tickets with 10% pair-flip: 17.3%), against 3 of the
 # 52 narrower ones. Held-out models count such a run surer, and detect says so.
 WIDE_NOISE = 1.0
+# Two readings where a run's noise is little, and the larger counts: the tail, and a separate mode
+# of high losses. The tail misses a mode when the clean losses lean right, as after a long run:
+# their upper quartile stretches its normal until its threshold passes the mode (60 epochs on
+# generated shapes: 5% pair-flip noise 3.3 clean sds above the clean losses read 0.1%, where a
+# two-Gaussian mixture spent its second component on their long right tail, 26% of the samples).
+# Three Gaussians, the lower two the clean losses, find such a mode: its component counts when it
+# passes the noise component's tests against their pooled mean and sd, BIC prefers three to two,
+# and the density dips before it (a mode of its own, not the shoulder of a tail). A mode misses
+# noise spread thinly up the tail, which the tail counts. Each resample of the interval takes the
+# larger of its two readings too.
+# Three are tried too where two Gaussians find a noisy component as wide as the clean one
+# (WIDE_NOISE): tickets after 20 epochs with 10% pair-flip noise read 17.3% from two, 9.8% from
+# three. Started with the top 10%, 5%, 2% or 1% apart; the best fit wins.
+MODE = "mode"
+SKEWED_CLEAN_TOPS = (0.1, 0.05, 0.02, 0.01)
+MODE_TRIAL_SAMPLES = 20_000  # the starts compete on this many samples of a larger run
 NOT_LEARNED = "not learned"  # the method of a run whose model never began to learn
 
 
@@ -182,26 +198,21 @@ class NoiseRateEstimate:
 
 
 
-def _two_gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 200):
-    """EM for a 1-D mixture of two Gaussians, started from ``start`` (weights, means, sds) or from
-    the lower 80% and the top 20%.
+def _gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 200):
+    """EM for a 1-D mixture of Gaussians, started from ``start`` (weights, means, sds; as many
+    components as it gives) or, without one, two components from the lower 80% and the top 20%.
 
-    Returns (weights, means, sds, log-likelihood, posterior of the higher component, its index)."""
+    Returns (weights, means, sds, log-likelihood, posterior of the highest component, its index)."""
     if start is not None:
         w, mu, sd = (np.array(v, dtype=np.float64) for v in start)
     else:
-        cut = np.quantile(z, 0.8)
-        w = np.array([0.8, 0.2])
-        mu = np.array([z[z <= cut].mean(), z[z >= cut].mean()])
-        sd = np.array([z[z <= cut].std(), z[z >= cut].std()]) + 1e-3
+        w, mu, sd = _split_start(z, (0.8,))
     floor = 1e-3 * (z.std() + 1e-12)
     previous = -np.inf
     for _ in range(iterations):
-        log_p = np.log(w) - np.log(sd) - 0.5 * ((z[:, None] - mu) / sd) ** 2
-        top = log_p.max(axis=1, keepdims=True)
-        total = top[:, 0] + np.log(np.exp(log_p - top).sum(axis=1))
+        log_p, total = _log_densities(z, w, mu, sd)
         post = np.exp(log_p - total[:, None])
-        ll = float(total.sum() - 0.5 * len(z) * np.log(2 * np.pi))
+        ll = float(total.sum())
         mass = post.sum(axis=0) + 1e-12
         w = np.clip(mass / len(z), 1e-6, 1 - 1e-6)
         mu = (post * z[:, None]).sum(axis=0) / mass
@@ -213,26 +224,97 @@ def _two_gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 
     return w, mu, sd, ll, post[:, high], high
 
 
+def _split_start(z: np.ndarray, cuts: tuple) -> tuple:
+    """A mixture's start: one component for each stretch of ``z`` between the quantiles ``cuts``."""
+    edges = np.quantile(z, cuts)
+    part = np.searchsorted(edges, z, side="left")
+    parts = [z[part == k] for k in range(len(cuts) + 1)]
+    return (np.array([len(p) / len(z) for p in parts]), np.array([p.mean() if len(p) else np.nan for p in parts]),
+            np.array([p.std() if len(p) else np.nan for p in parts]) + 1e-3)
+
+
+def _pooled(w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> tuple[float, float]:
+    """Mean and sd of a mixture of Gaussians, taken as one distribution."""
+    mean = float((w * mu).sum() / w.sum())
+    return mean, float(np.sqrt((w * (sd ** 2 + (mu - mean) ** 2)).sum() / w.sum()))
+
+
+def _one_mode_between(w: np.ndarray, mu: np.ndarray, sd: np.ndarray, low: float, high: float) -> bool:
+    """Whether the mixture's density falls nowhere between ``low`` and ``high`` below its value at
+    ``high``: the component there is no mode of its own, only the shoulder of a longer tail."""
+    density = np.exp(_log_densities(np.linspace(low, high, 200), w, mu, sd)[1])
+    return bool(density.min() >= 0.999 * density[-1])
+
+
 def separated_posterior(z: np.ndarray, require_separation: bool = True, start: tuple | None = None,
                         steady: np.ndarray | None = None) -> tuple[np.ndarray | None, tuple]:
     """Each sample's posterior of the high component, when a two-Gaussian mixture finds a minority
     of high losses clearly apart from the rest (``SEPARATION`` and ``CLEAR_SPLIT``), BIC prefers it
     to one Gaussian, and, with ``steady`` (the samples' ``learned_steadily`` flags), less than
     ``STEADY_MOST`` of it was learned steadily; else None. Also the mixture's (weights, means, sds).
-    Without ``require_separation`` (the interval's resamples of a run already judged separated,
-    started from its mixture), whatever the mixture finds."""
+    A noisy component as wide as the clean one (``WIDE_NOISE``) holds the clean losses' long tail
+    as much as noise: there three Gaussians are tried (``separate_mode``) and count where they
+    stand. Without ``require_separation`` (the interval's resamples of a run already judged
+    separated, started from its mixture, of two components or three), whatever the mixture finds."""
     if len(z) < 20 or z.std() == 0:
         return (None if require_separation else np.zeros(len(z))), ()
-    w, mu, sd, ll2, post, high = _two_gaussians(z, start)
+    w, mu, sd, ll2, post, high = _gaussians(z, start)
     if not require_separation:
         return post, (w, mu, sd)
-    low = 1 - high
     ll1 = float(-0.5 * len(z) * (np.log(2 * np.pi * z.var()) + 1))
-    bic_gain = 2 * (ll2 - ll1) - 3 * np.log(len(z))
-    ashman_d = (mu[high] - mu[low]) / np.sqrt((sd[high] ** 2 + sd[low] ** 2) / 2)
-    separated = _noise_component_stands(w[high], (mu[high] - mu[low]) / sd[low], ashman_d, bic_gain, mu[high],
-                                        post, steady)
-    return (post if separated else None), (w, mu, sd)
+    if not _stands_above_the_rest(w, mu, sd, 2 * (ll2 - ll1) - 3 * np.log(len(z)), post, steady):
+        return None, (w, mu, sd)
+    if sd[high] >= WIDE_NOISE * sd[1 - high]:
+        mode, modes = separate_mode(z, steady, (w, mu, sd))
+        if mode is not None:
+            return mode, modes
+    return post, (w, mu, sd)
+
+
+def separate_mode(z: np.ndarray, steady: np.ndarray | None = None,
+                  two: tuple | None = None) -> tuple[np.ndarray | None, tuple]:
+    """Each sample's posterior of the highest of three Gaussians, the lower two the clean losses,
+    when it passes the noise component's tests against their pooled mean and sd, BIC prefers three
+    to two (``two``: the two-Gaussian mixture already fitted), and it is a mode of its own (the
+    density dips before it), not the shoulder of a long tail; else None. Also the mixture's
+    (weights, means, sds), lowest first. See ``SKEWED_CLEAN_TOPS``."""
+    if len(z) < 20 or z.std() == 0:
+        return None, ()
+    w, mu, sd = two if two is not None else _gaussians(z)[:3]
+    ll2 = float(_log_densities(z, w, mu, sd)[1].sum())
+    # The starts compete on a subsample of a large run; the winner is refitted on every sample.
+    trial = z if len(z) <= MODE_TRIAL_SAMPLES else np.random.default_rng(0).choice(z, MODE_TRIAL_SAMPLES, replace=False)
+    starts = [_split_start(trial, (0.5, 1 - top)) for top in SKEWED_CLEAN_TOPS if top * len(trial) >= 2]
+    starts = [start for start in starts if np.isfinite(start[1]).all()]  # ties can leave a stretch empty
+    if not starts:
+        return None, ()
+    best = max((_gaussians(trial, start) for start in starts), key=lambda fit: fit[3])
+    w3, mu3, sd3, ll3, post3, _ = best if trial is z else _gaussians(z, best[:3])
+    order = np.argsort(mu3)
+    w3, mu3, sd3 = w3[order], mu3[order], sd3[order]
+    clean_mean, _ = _pooled(w3[:2], mu3[:2], sd3[:2])
+    if (_stands_above_the_rest(w3, mu3, sd3, 2 * (ll3 - ll2) - 3 * np.log(len(z)), post3, steady)
+            and not _one_mode_between(w3, mu3, sd3, clean_mean, mu3[2])):
+        return post3, (w3, mu3, sd3)
+    return None, (w3, mu3, sd3)
+
+
+def _log_densities(z: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's log density under each weighted component (N, K), and under the mixture (N,)."""
+    log_p = np.log(w) - np.log(sd) - 0.5 * ((z[:, None] - mu) / sd) ** 2 - 0.5 * np.log(2 * np.pi)
+    top = log_p.max(axis=1, keepdims=True)
+    return log_p, top[:, 0] + np.log(np.exp(log_p - top).sum(axis=1))
+
+
+def _stands_above_the_rest(w: np.ndarray, mu: np.ndarray, sd: np.ndarray, bic_gain: float, posterior: np.ndarray,
+                           steady: np.ndarray | None) -> bool:
+    """``_noise_component_stands`` for a mixture's highest component, the others its clean losses."""
+    high = int(np.argmax(mu))
+    rest = np.arange(len(w)) != high
+    clean_mean, clean_sd = _pooled(w[rest], mu[rest], sd[rest])
+    ashman_d = (mu[high] - clean_mean) / np.sqrt((sd[high] ** 2 + clean_sd ** 2) / 2)
+    return _noise_component_stands(w[high], (mu[high] - clean_mean) / clean_sd, ashman_d, bic_gain, mu[high],
+                                   posterior, steady)
 
 
 def _noise_component_stands(share: float, separation: float, ashman_d: float, bic_gain: float, noise_mean: float,
@@ -455,16 +537,21 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
     ``method`` forces a regime, and ``start`` starts the mixture: the interval's resamples keep the
     regime of the whole run and start from its mixture. ``steady``: see ``separated_posterior`` and
     ``tail_excess_share``. ``classes``: a run with classes learned later as a whole is read class by
-    class (``late_class_view``)."""
+    class (``late_class_view``). Where no two-Gaussian mixture stands, the tail's reading, or a
+    separate mode of high losses (``separate_mode``, regime ``MODE``) where that counts more."""
     posterior, mixture = None, ()
-    if method in (None, "mixture"):
+    if method in (None, "mixture", MODE):
         if classes is None:
             posterior, mixture = separated_posterior(z, require_separation=method is None, start=start, steady=steady)
         else:
             posterior, mixture = class_mixture(z, classes, steady, start, require_separation=method is None)
     if posterior is not None:
-        return float(posterior.mean()), "mixture", float((posterior > PLAUSIBLE).mean()), mixture
+        return float(posterior.mean()), method or "mixture", float((posterior > PLAUSIBLE).mean()), mixture
     share = tail_excess_share(z if classes is None else classes.onto_pooled(z), steady)
+    if method is None and classes is None:
+        mode, modes = separate_mode(z, steady, mixture or None)
+        if mode is not None and mode.mean() > share:
+            return float(mode.mean()), MODE, float((mode > PLAUSIBLE).mean()), modes
     return share, "tail", share, ()
 
 
@@ -597,13 +684,16 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     # The tail leaves out the samples learned steadily: slow clean learners, or wrong labels the
     # model memorised without pushing them away first. Neither can be ruled out, so the upper end
     # is read with them counted too.
-    steady_left_out = method == "tail" and steady is not None
+    steady_left_out = method in ("tail", MODE) and steady is not None
     shares, shares_all = [], []
     for _ in range(draws):
         drawn = rng.choice(len(z), size, replace=True)
         drawn_classes = None if classes is None else classes.take(drawn)
-        shares.append(noise_share(z[drawn], method, mixture or None, None if steady is None else steady[drawn],
-                                  drawn_classes)[0])
+        drawn_steady = None if steady is None else steady[drawn]
+        share = noise_share(z[drawn], method, mixture or None, drawn_steady, drawn_classes)[0]
+        if method == MODE:  # the larger of the two readings, in every resample as in the run
+            share = max(share, noise_share(z[drawn], "tail", steady=drawn_steady)[0])
+        shares.append(share)
         if steady_left_out:
             shares_all.append(noise_share(z[drawn], "tail", classes=drawn_classes)[0])
     low, high = _interval(rate, np.array(shares), size, len(z), confidence)
@@ -614,10 +704,12 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     high = max(high, unfitted, plausible)
     late = () if classes is None else tuple(classes.labels[classes.late].tolist())
     spread = None
-    if method == "mixture" and classes is None:
-        _, means, sds = mixture
+    if method in ("mixture", MODE) and classes is None:
+        weights, means, sds = mixture
         noisy = int(np.argmax(means))
-        spread = float(sds[noisy] / sds[1 - noisy])
+        rest = np.arange(len(means)) != noisy
+        spread = float(sds[noisy] / _pooled(weights[rest], means[rest], sds[rest])[1])
+        method = "mixture"
     return NoiseRateEstimate(float(rate), low, high, confidence, method, _evidence(low, len(z)), len(z), unfitted,
                              late, spread)
 

@@ -8,7 +8,7 @@ import pytest
 from conftest import Cli
 from noisyctl.detection import NOT_LEARNED_METHOD, run_detector
 from noisyctl.estimate import (STEADY_MOST, estimate_noise_rate, learning_start, loss_evidence, never_learned,
-                               read_run_evidence)
+                               read_run_evidence, tail_excess_share)
 from noisyctl.store import RunFile
 
 
@@ -157,7 +157,7 @@ def test_held_out_models_are_trained_by_default_only_on_small_sets():
 
 def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
     """scikit-learn's iris (150 flowers) with 5% uniform noise: in 30 epochs of 3 steps an MLP leaves
-    the versicolor/virginica border unfitted, and its losses alone count 11.3%. On a set this small
+    the versicolor/virginica border unfitted, and its losses alone count 7.6%. On a set this small
     train also fits three held-out models by default, whose count (the smaller) is near the truth."""
     from sklearn.datasets import load_iris
 
@@ -176,7 +176,7 @@ def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
         evidence = read_run_evidence(run)
         losses_alone = estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
                                            labels=run.given_labels)
-    assert losses_alone.rate > 1.5 * true and not estimate["may_overcount"]
+    assert losses_alone.rate > 1.25 * true and not estimate["may_overcount"]
     # Without held-out models, detect says why its count may be high and what would make it surer.
     assert losses_alone.noise_as_wide_as_clean
     cli("train", "-l", tmp_path / "labels.h5", "-m", "mlp", "--seed", "2", "--folds", "0", "--quiet",
@@ -185,6 +185,38 @@ def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
     assert alone["rate"] == pytest.approx(losses_alone.rate) and alone["may_overcount"]
     words = " ".join(cli("detect", tmp_path / "losses.h5", "--no-save", "-d", "loss").output.split())
     assert "may include clean samples the model has not fitted: train --folds 3" in words
+
+
+@pytest.mark.slow
+def test_noise_is_counted_where_the_clean_losses_lean_right(cli, tmp_path):
+    """Generated shapes with 5% uniform noise, trained 45 epochs: the clean losses lean right. Two
+    Gaussians took their long tail in with the noise (10.0%), and the tail's normal, stretched by
+    it, passes the wrong labels' losses (0.9%). The wrong labels form a mode of their own, which
+    three Gaussians, two for the clean losses, find."""
+    cli("synth", "-d", "shapes", "-D", "seed=61", "-n", "uniform", "-r", "0.05", "--seed", "61",
+        "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-e", "45", "--quiet", "-o", tmp_path / "run.h5")
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["method"].startswith("mixture") and abs(estimate["rate"] - true) <= 0.25 * true
+    assert estimate["low"] <= true <= estimate["high"] and estimate["evidence"] == "clear"
+    with RunFile(tmp_path / "run.h5") as run:
+        evidence = read_run_evidence(run)
+    tail = tail_excess_share(np.log(evidence.mean_loss), evidence.learned_steadily)
+    assert tail < 0.5 * true  # what the tail alone read
+
+
+def test_a_noisy_component_as_wide_as_the_clean_losses_is_read_again_with_three(cli, tmp_path):
+    """Generated tickets with 10% pair-flip noise, 20 epochs: two Gaussians put the clean losses'
+    long tail in with the noise (17.3%, the noisy component wider than the clean one); three, the
+    lower two for the clean losses, count the noise alone."""
+    cli("synth", "-d", "tickets", "-D", "seed=5", "-n", "pairflip", "-r", "0.1", "--seed", "13",
+        "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-m", "text-bag", "-e", "20", "--quiet", "-o", tmp_path / "run.h5")
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["method"].startswith("mixture") and abs(estimate["rate"] - true) <= 0.25 * true
+    assert estimate["low"] <= true <= estimate["high"] and not estimate["may_overcount"]
 
 
 @pytest.mark.slow
