@@ -233,10 +233,20 @@ def _split_start(z: np.ndarray, cuts: tuple) -> tuple:
             np.array([p.std() if len(p) else np.nan for p in parts]) + 1e-3)
 
 
-def _pooled(w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> tuple[float, float]:
-    """Mean and sd of a mixture of Gaussians, taken as one distribution."""
+def _noise_and_clean(w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> tuple[int, float, float]:
+    """A mixture's highest component (the noise), and the mean and sd of the others pooled as one
+    distribution (the clean losses)."""
+    high = int(np.argmax(mu))
+    rest = np.arange(len(w)) != high
+    w, mu, sd = w[rest], mu[rest], sd[rest]
     mean = float((w * mu).sum() / w.sum())
-    return mean, float(np.sqrt((w * (sd ** 2 + (mu - mean) ** 2)).sum() / w.sum()))
+    return high, mean, float(np.sqrt((w * (sd ** 2 + (mu - mean) ** 2)).sum() / w.sum()))
+
+
+def _noise_spread(w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> float:
+    """The noisy component's sd over the clean losses' (``WIDE_NOISE``)."""
+    high, _, clean_sd = _noise_and_clean(w, mu, sd)
+    return float(sd[high] / clean_sd)
 
 
 def _one_mode_between(w: np.ndarray, mu: np.ndarray, sd: np.ndarray, low: float, high: float) -> bool:
@@ -258,13 +268,13 @@ def separated_posterior(z: np.ndarray, require_separation: bool = True, start: t
     separated, started from its mixture, of two components or three), whatever the mixture finds."""
     if len(z) < 20 or z.std() == 0:
         return (None if require_separation else np.zeros(len(z))), ()
-    w, mu, sd, ll2, post, high = _gaussians(z, start)
+    w, mu, sd, ll2, post, _ = _gaussians(z, start)
     if not require_separation:
         return post, (w, mu, sd)
     ll1 = float(-0.5 * len(z) * (np.log(2 * np.pi * z.var()) + 1))
     if not _stands_above_the_rest(w, mu, sd, 2 * (ll2 - ll1) - 3 * np.log(len(z)), post, steady):
         return None, (w, mu, sd)
-    if sd[high] >= WIDE_NOISE * sd[1 - high]:
+    if _noise_spread(w, mu, sd) >= WIDE_NOISE:
         mode, modes = separate_mode(z, steady, (w, mu, sd))
         if mode is not None:
             return mode, modes
@@ -277,7 +287,7 @@ def separate_mode(z: np.ndarray, steady: np.ndarray | None = None,
     when it passes the noise component's tests against their pooled mean and sd, BIC prefers three
     to two (``two``: the two-Gaussian mixture already fitted), and it is a mode of its own (the
     density dips before it), not the shoulder of a long tail; else None. Also the mixture's
-    (weights, means, sds), lowest first. See ``SKEWED_CLEAN_TOPS``."""
+    (weights, means, sds). See ``SKEWED_CLEAN_TOPS``."""
     if len(z) < 20 or z.std() == 0:
         return None, ()
     w, mu, sd = two if two is not None else _gaussians(z)[:3]
@@ -290,11 +300,9 @@ def separate_mode(z: np.ndarray, steady: np.ndarray | None = None,
         return None, ()
     best = max((_gaussians(trial, start) for start in starts), key=lambda fit: fit[3])
     w3, mu3, sd3, ll3, post3, _ = best if trial is z else _gaussians(z, best[:3])
-    order = np.argsort(mu3)
-    w3, mu3, sd3 = w3[order], mu3[order], sd3[order]
-    clean_mean, _ = _pooled(w3[:2], mu3[:2], sd3[:2])
+    high, clean_mean, _ = _noise_and_clean(w3, mu3, sd3)
     if (_stands_above_the_rest(w3, mu3, sd3, 2 * (ll3 - ll2) - 3 * np.log(len(z)), post3, steady)
-            and not _one_mode_between(w3, mu3, sd3, clean_mean, mu3[2])):
+            and not _one_mode_between(w3, mu3, sd3, clean_mean, mu3[high])):
         return post3, (w3, mu3, sd3)
     return None, (w3, mu3, sd3)
 
@@ -309,9 +317,7 @@ def _log_densities(z: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray)
 def _stands_above_the_rest(w: np.ndarray, mu: np.ndarray, sd: np.ndarray, bic_gain: float, posterior: np.ndarray,
                            steady: np.ndarray | None) -> bool:
     """``_noise_component_stands`` for a mixture's highest component, the others its clean losses."""
-    high = int(np.argmax(mu))
-    rest = np.arange(len(w)) != high
-    clean_mean, clean_sd = _pooled(w[rest], mu[rest], sd[rest])
+    high, clean_mean, clean_sd = _noise_and_clean(w, mu, sd)
     ashman_d = (mu[high] - clean_mean) / np.sqrt((sd[high] ** 2 + clean_sd ** 2) / 2)
     return _noise_component_stands(w[high], (mu[high] - clean_mean) / clean_sd, ashman_d, bic_gain, mu[high],
                                    posterior, steady)
@@ -703,13 +709,8 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     unfitted = float((values > UNFITTED_LOSS).mean())
     high = max(high, unfitted, plausible)
     late = () if classes is None else tuple(classes.labels[classes.late].tolist())
-    spread = None
-    if method in ("mixture", MODE) and classes is None:
-        weights, means, sds = mixture
-        noisy = int(np.argmax(means))
-        rest = np.arange(len(means)) != noisy
-        spread = float(sds[noisy] / _pooled(weights[rest], means[rest], sds[rest])[1])
-        method = "mixture"
+    spread = _noise_spread(*mixture) if method in ("mixture", MODE) and classes is None else None
+    method = "mixture" if method == MODE else method  # a mode is a mixture's reading to the user
     return NoiseRateEstimate(float(rate), low, high, confidence, method, _evidence(low, len(z)), len(z), unfitted,
                              late, spread)
 
