@@ -194,10 +194,15 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
                 "method": METHODS_IN_WORDS.get(estimate.method, f"{estimate.method} on mean {loss_read(run)}"),
                 "evidence": estimate.evidence,
                 "late_classes": [run.labels.class_names[c] for c in estimate.late_classes]}
+    counted = held_out_reading(run, judged)
+    # Beside a late class judged on its own, a held-out count above the losses' interval says the
+    # class may be late because its look-alikes carry another label, not because it is rare or hard.
+    second = counted is not None and (estimate is None or estimate.unsure or (
+        bool(estimate.late_classes) and counted["low"] > estimate.high))
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
         "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,
-        "held_out": held_out_reading(run, judged) if estimate is None or estimate.unsure else None,
+        "held_out": counted if second else None,
         # a wide noisy component may hold unfitted clean samples; a run with held-out models already took the smaller
         "may_overcount": bool(estimate is not None and estimate.noise_as_wide_as_clean
                               and run_held_out_count(run, judged) is None),
@@ -209,7 +214,8 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
 
 def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | None:
     """Confident learning's count on the run's out-of-fold probabilities (train --folds K), when it
-    has them: the second reading where the losses cannot tell. There it is not the estimate, nor what
+    has them: the second reading where the losses cannot tell, or where they judged a late class
+    on its own and the count lies above their interval. There it is not the estimate, nor what
     the gate compares: it also counts samples that look like another class by nature (6-8% of clean
     overlapping blobs), and held-out models trained briefly count more (16% of clean blobs after 3
     epochs). Where the losses can tell, the smaller of the two is the estimate (``run_noise_rate``)."""
@@ -251,9 +257,15 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
                 "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
                 f"the top suspects){second}{decided}")
+    doubted = bool(late and estimate.get("held_out"))  # held-out models count more than the class view
+    if doubted:
+        held_out = estimate["held_out"]
+        interval += (f"; but models that never trained on the samples (train --folds) count {held_out['rate']:.1%} "
+                     f"({held_out['low']:.1%}-{held_out['high']:.1%} over resamples): a class can be learned late "
+                     "because many of its look-alikes carry another label")
     if estimate["evidence"] == "none":
-        return (f"no clear sign of label noise: estimated {estimate['rate']:.1%} ({interval}); "
-                "the top suspects are worth a look, not a verdict")
+        return (f"no clear sign of label noise{' in the losses' if doubted else ''}: estimated {estimate['rate']:.1%} "
+                f"({interval}); the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     held_out = "; counted by models that never trained on the samples" if estimate["method"] == HELD_OUT_METHOD else ""
     may_be_high = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
