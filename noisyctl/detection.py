@@ -197,15 +197,14 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     counted = held_out_reading(run, judged)
     # Beside a late class judged on its own, a held-out count above the losses' interval says the
     # class may be late because its look-alikes carry another label, not because it is rare or hard.
-    second = counted is not None and (estimate is None or estimate.unsure or (
+    shown = counted is not None and (estimate is None or estimate.unsure or (
         bool(estimate.late_classes) and counted["low"] > estimate.high))
     return {
         "rate": float(flagged.sum() / max(1, judged.sum())) if estimate is None else estimate.rate,
         "count": int(flagged.sum()), "by": by, "detector": outcomes[0].name, **read,
-        "held_out": counted if second else None,
+        "held_out": counted if shown else None,
         # a wide noisy component may hold unfitted clean samples; a run with held-out models already took the smaller
-        "may_overcount": bool(estimate is not None and estimate.noise_as_wide_as_clean
-                              and run_held_out_count(run, judged) is None),
+        "may_overcount": bool(estimate is not None and estimate.noise_as_wide_as_clean and counted is None),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
         confused_pairs(run.given_labels, suggestions, flagged, run.labels.class_names),
@@ -259,9 +258,9 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                 f"the top suspects){second}{decided}")
     doubted = bool(late and estimate.get("held_out"))  # held-out models count more than the class view
     if doubted:
-        held_out = estimate["held_out"]
-        interval += (f"; but models that never trained on the samples (train --folds) count {held_out['rate']:.1%} "
-                     f"({held_out['low']:.1%}-{held_out['high']:.1%} over resamples): a class can be learned late "
+        counted = estimate["held_out"]
+        interval += (f"; but models that never trained on the samples (train --folds) count {counted['rate']:.1%} "
+                     f"({counted['low']:.1%}-{counted['high']:.1%} over resamples): a class can be learned late "
                      "because many of its look-alikes carry another label")
     if estimate["evidence"] == "none":
         return (f"no clear sign of label noise{' in the losses' if doubted else ''}: estimated {estimate['rate']:.1%} "
