@@ -209,7 +209,7 @@ def _gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 200)
     """EM for a 1-D mixture of Gaussians, started from ``start`` (weights, means, sds; as many
     components as it gives) or, without one, two components from the lower 80% and the top 20%.
 
-    Returns (weights, means, sds, log-likelihood, posterior of the highest component, its index)."""
+    Returns (weights, means, sds, log-likelihood, posterior of the highest component)."""
     if start is not None:
         w, mu, sd = (np.array(v, dtype=np.float64) for v in start)
     else:
@@ -227,8 +227,7 @@ def _gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 200)
         if ll - previous < 1e-7 * abs(ll):
             break
         previous = ll
-    high = int(np.argmax(mu))
-    return w, mu, sd, ll, post[:, high], high
+    return w, mu, sd, ll, post[:, int(np.argmax(mu))]
 
 
 def _split_start(z: np.ndarray, cuts: tuple) -> tuple:
@@ -276,11 +275,13 @@ def separated_posterior(z: np.ndarray, require_separation: bool = True, start: t
     from its mixture, of two components or three), whatever the mixture finds."""
     if len(z) < 20 or z.std() == 0:
         return (None if require_separation else np.zeros(len(z))), ()
-    w, mu, sd, ll2, post, _ = _gaussians(z, start)
+    w, mu, sd, ll2, post = _gaussians(z, start)
     if not require_separation:
         return post, (w, mu, sd)
     ll1 = float(-0.5 * len(z) * (np.log(2 * np.pi * z.var()) + 1))
-    if not _stands_above_the_rest(w, mu, sd, 2 * (ll2 - ll1) - 3 * np.log(len(z)), post, steady):
+    high, clean_mean, clean_sd = _noise_and_clean(w, mu, sd)
+    if not _stands_above(w[high], mu[high], sd[high], clean_mean, clean_sd, 2 * (ll2 - ll1) - 3 * np.log(len(z)),
+                         post, steady):
         return None, (w, mu, sd)
     mode, modes = separate_mode(z, steady, (w, mu, sd))
     if mode is not None and (_noise_spread(w, mu, sd) >= WIDE_NOISE or mode.mean() > post.mean()):
@@ -307,7 +308,7 @@ def separate_mode(z: np.ndarray, steady: np.ndarray | None = None,
     if not starts:
         return None, ()
     best = max((_gaussians(trial, start) for start in starts), key=lambda fit: fit[3])
-    w3, mu3, sd3, ll3, post3, _ = best if trial is z else _gaussians(z, best[:3])
+    w3, mu3, sd3, ll3, post3 = best if trial is z else _gaussians(z, best[:3])
     bic_gain = 2 * (ll3 - ll2) - 3 * np.log(len(z))
     high, pooled_mean, pooled_sd = _noise_and_clean(w3, mu3, sd3)
     below = int(np.argsort(mu3)[-2])  # the clean component next to the noise
@@ -323,13 +324,6 @@ def _log_densities(z: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray)
     log_p = np.log(w) - np.log(sd) - 0.5 * ((z[:, None] - mu) / sd) ** 2 - 0.5 * np.log(2 * np.pi)
     top = log_p.max(axis=1, keepdims=True)
     return log_p, top[:, 0] + np.log(np.exp(log_p - top).sum(axis=1))
-
-
-def _stands_above_the_rest(w: np.ndarray, mu: np.ndarray, sd: np.ndarray, bic_gain: float, posterior: np.ndarray,
-                           steady: np.ndarray | None) -> bool:
-    """``_noise_component_stands`` for a mixture's highest component, the others its clean losses."""
-    high, clean_mean, clean_sd = _noise_and_clean(w, mu, sd)
-    return _stands_above(w[high], mu[high], sd[high], clean_mean, clean_sd, bic_gain, posterior, steady)
 
 
 def _stands_above(share: float, mean: float, sd: float, clean_mean: float, clean_sd: float, bic_gain: float,

@@ -153,9 +153,7 @@ def test_a_late_class_that_held_out_models_doubt_gets_their_count_beside_the_est
     rare class is, and judged against their own losses, under which the half-fitted wrong 5s do
     not show (0.1%, 0.0-0.9%). Held-out models count them; detect says so beside the estimate,
     which stays with the losses, as does the gate."""
-    (tmp_path / "flips.yaml").write_text("'3': {'5': 0.4}\n")
-    cli("synth", "-d", "digits", "-n", "transition", "-N", f"matrix={tmp_path / 'flips.yaml'}", "--seed", "81",
-        "-o", tmp_path / "labels.h5")
+    _synth_flips(cli, tmp_path, ["-d", "digits"], {3: 5}, 0.4, 81)
     cli("train", "-l", tmp_path / "labels.h5", "--folds", "3", "--quiet", "-o", tmp_path / "run.h5")
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
     true, held_out = estimate["true_rate"], estimate["held_out"]
@@ -238,14 +236,20 @@ def test_a_noisy_component_as_wide_as_the_clean_losses_is_read_again_with_three(
     assert estimate["low"] <= true <= estimate["high"] and not estimate["may_overcount"]
 
 
+def _synth_flips(cli, tmp_path, dataset: list, flips: dict, share: float, seed: int) -> None:
+    """labels.h5 in ``tmp_path``: ``dataset`` (its synth options) with ``share`` of each class in
+    ``flips`` (class -> look-alike) labelled as its look-alike, by a transition matrix."""
+    matrix = tmp_path / "flips.yaml"
+    matrix.write_text("".join(f"'{source}': {{'{target}': {share}}}\n" for source, target in flips.items()))
+    cli("synth", *dataset, "-n", "transition", "-N", f"matrix={matrix}",
+        "--seed", str(seed), "-o", tmp_path / "labels.h5")
+
+
 def _flip_five_classes(cli, tmp_path, dataset: list, flips: dict, seed: int) -> dict:
     """A run of ``dataset`` (its synth options) trained with the defaults after 20% of five classes'
     labels were flipped to a look-alike (``flips``: class -> look-alike), 10% of the labels in all;
     its estimate."""
-    matrix = tmp_path / "flips.yaml"
-    matrix.write_text("".join(f"'{source}': {{'{target}': 0.2}}\n" for source, target in flips.items()))
-    cli("synth", *dataset, "-n", "transition", "-N", f"matrix={matrix}",
-        "--seed", str(seed), "-o", tmp_path / "labels.h5")
+    _synth_flips(cli, tmp_path, dataset, flips, 0.2, seed)
     cli("train", "-l", tmp_path / "labels.h5", "--quiet", "-o", tmp_path / "run.h5")
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
     failed = cli("detect", tmp_path / "run.h5", "-d", "loss", "--no-save", "--fail-above", "0.03", ok=False)
