@@ -156,7 +156,9 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("correction", "JSON", BOTH, False,
               'How labels were changed: {"by", "changed", "from"} (a corrector or a review CSV).'),
     Attribute("training", "JSON", (RUN,), True,
-              "Every train option (model, epochs, optimizer, seed, ...) and the device used."),
+              "Every train option (model, epochs, optimizer, seed, ...), the device used, and software: the "
+              'versions that trained it ({"torch", "numpy", "python"}), as the same options and seed give '
+              "other losses under another torch."),
     Attribute("recipe", "JSON", BOTH, False, "The recipe step that produced the file, when run from a recipe."),
     Attribute("num_epochs", "int", (RUN,), True, "Number of epochs recorded (E)."),
 )

@@ -201,6 +201,8 @@ def test_partial_epochs_record_nan_and_device_indices_are_checked_at_the_end(tmp
     assert np.isnan(loss[4:, 0]).all() and np.isfinite(loss[:4, 0]).all() and np.isfinite(loss[:, 1]).all()
     with h5py.File(tmp_path / "r.h5") as h5:
         assert h5["dynamics/train_step"][4, 0] == -1 and "eval_prob" not in h5["dynamics"]
+        # a user's own loop records the versions that trained it too
+        assert f'"torch": "{torch.__version__}"' in h5.attrs["training"].decode()
 
 
 def test_a_recorder_resumes_and_refuses_other_labels(tmp_path):

@@ -229,7 +229,8 @@ def test_out_of_fold_checkpoints_are_read_only_by_the_same_folds(tmp_path):
 
 def test_the_default_model_is_the_one_that_reads_the_datasets_inputs(cli, tmp_path):
     """--model auto: small-cnn for images, mlp for feature vectors, text-bag for text; the run
-    records the model it trained, so a retrain (prune, options_from_run) trains the same one."""
+    records the model it trained, so a retrain (prune, options_from_run) trains the same one, and
+    the torch that trained it, as another torch trains other losses from the same options."""
     from noisyctl.data import load_dataset
 
     np.savez(tmp_path / "features.npz", x=np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32),
@@ -246,3 +247,4 @@ def test_the_default_model_is_the_one_that_reads_the_datasets_inputs(cli, tmp_pa
     assert trained["model"] == "mlp"
     with RunFile(tmp_path / "run.h5") as run:
         assert run.training["model"] == "mlp"
+        assert run.training["software"]["torch"] == torch.__version__
