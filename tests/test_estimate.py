@@ -236,6 +236,26 @@ def test_a_noisy_component_as_wide_as_the_clean_losses_is_read_again_with_three(
     assert estimate["low"] <= true <= estimate["high"] and not estimate["may_overcount"]
 
 
+@pytest.mark.slow
+def test_scarce_noise_narrower_than_the_clean_losses_counts_without_a_dip(cli, tmp_path):
+    """Blobs of 50 classes (80 samples each) with 5% uniform noise: the wrong labels sit three clean
+    sds above the clean losses, half as wide, but scarce noise peaks lower than the clean losses'
+    tail runs there, so the density never dips before it. The tail read 0.0% (cannot tell) and the
+    gate passed; three Gaussians count it. The same blobs clean still read clean."""
+    blobs = ["-d", "blobs", "-D", "classes=50", "-D", "samples=4000", "-D", "separation=2", "-D", "seed=501"]
+    for rate in ("0", "0.05"):
+        cli("synth", *blobs, "-n", "uniform", "-r", rate, "--seed", "3", "-o", tmp_path / f"labels{rate}.h5")
+        cli("train", "-l", tmp_path / f"labels{rate}.h5", "--quiet", "-o", tmp_path / f"run{rate}.h5")
+    clean = cli.json("detect", tmp_path / "run0.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    assert clean["estimate"]["rate"] <= 0.01 and clean["gate"]["passed"]
+    estimate = cli.json("detect", tmp_path / "run0.05.h5", "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["method"].startswith("mixture") and abs(estimate["rate"] - true) <= 0.25 * true
+    assert estimate["low"] <= true <= estimate["high"] and estimate["evidence"] == "clear"
+    failed = cli("detect", tmp_path / "run0.05.h5", "-d", "loss", "--no-save", "--fail-above", "0.03", ok=False)
+    assert failed.exit_code == 3
+
+
 def _synth_flips(cli, tmp_path, dataset: list, flips: dict, share: float, seed: int) -> None:
     """labels.h5 in ``tmp_path``: ``dataset`` (its synth options) with ``share`` of each class in
     ``flips`` (class -> look-alike) labelled as its look-alike, by a transition matrix."""
