@@ -318,8 +318,9 @@ def separate_mode(z: np.ndarray, steady: np.ndarray | None = None,
     high, pooled_mean, pooled_sd = _noise_and_clean(w3, mu3, sd3)
     below = int(np.argsort(mu3)[-2])  # the clean component next to the noise
     for clean_mean, clean_sd in ((pooled_mean, pooled_sd), (mu3[below], sd3[below])):
+        narrower = sd3[high] < WIDE_NOISE * clean_sd  # scarce noise needs no dip; a wide tail does (MODE)
         if (_stands_above(w3[high], mu3[high], sd3[high], clean_mean, clean_sd, bic_gain, post3, steady)
-                and (sd3[high] < WIDE_NOISE * clean_sd or not _one_mode_between(w3, mu3, sd3, clean_mean, mu3[high]))):
+                and (narrower or not _one_mode_between(w3, mu3, sd3, clean_mean, mu3[high]))):
             return post3, (w3, mu3, sd3)
     return None, (w3, mu3, sd3)
 
