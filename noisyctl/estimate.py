@@ -260,6 +260,11 @@ def _noise_spread(w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> float:
     return float(sd[high] / clean_sd)
 
 
+def _as_wide_as_clean(noise_sd: float, clean_sd: float) -> bool:
+    """Whether a noise component spreads at least as wide as the clean losses (``WIDE_NOISE``)."""
+    return bool(noise_sd >= WIDE_NOISE * clean_sd)
+
+
 def _one_mode_between(w: np.ndarray, mu: np.ndarray, sd: np.ndarray, low: float, high: float) -> bool:
     """Whether the mixture's density falls nowhere between ``low`` and ``high`` below its value at
     ``high``: the component there is no mode of its own, only the shoulder of a longer tail."""
@@ -289,7 +294,7 @@ def separated_posterior(z: np.ndarray, require_separation: bool = True, start: t
                          post, steady):
         return None, (w, mu, sd)
     mode, modes = separate_mode(z, steady, (w, mu, sd))
-    if mode is not None and (_noise_spread(w, mu, sd) >= WIDE_NOISE or mode.mean() > post.mean()):
+    if mode is not None and (_as_wide_as_clean(sd[high], clean_sd) or mode.mean() > post.mean()):
         return mode, modes
     return post, (w, mu, sd)
 
@@ -318,9 +323,10 @@ def separate_mode(z: np.ndarray, steady: np.ndarray | None = None,
     high, pooled_mean, pooled_sd = _noise_and_clean(w3, mu3, sd3)
     below = int(np.argsort(mu3)[-2])  # the clean component next to the noise
     for clean_mean, clean_sd in ((pooled_mean, pooled_sd), (mu3[below], sd3[below])):
-        narrower = sd3[high] < WIDE_NOISE * clean_sd  # scarce noise needs no dip; a wide tail does (MODE)
+        # scarce noise needs no dip; a component as wide as the clean losses is their tail without one (MODE)
         if (_stands_above(w3[high], mu3[high], sd3[high], clean_mean, clean_sd, bic_gain, post3, steady)
-                and (narrower or not _one_mode_between(w3, mu3, sd3, clean_mean, mu3[high]))):
+                and (not _as_wide_as_clean(sd3[high], clean_sd)
+                     or not _one_mode_between(w3, mu3, sd3, clean_mean, mu3[high]))):
             return post3, (w3, mu3, sd3)
     return None, (w3, mu3, sd3)
 

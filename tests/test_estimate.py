@@ -296,8 +296,8 @@ def test_noise_on_some_classes_is_counted_above_clean_losses_in_groups(cli, tmp_
 def test_three_gaussians_count_noise_where_two_took_only_its_top(cli, tmp_path):
     """Generated shapes, the same kind of noise: two Gaussians found a noise component, but only
     the top of it (4.9% of 10%), the other spent on the clean losses' groups; three count it all."""
-    estimate = _flip_five_classes(cli, tmp_path, ["-d", "shapes", "-D", "seed=91"], {"circle": "ring", "square": "diamond", "hbar": "vbar",
-                                                           "x": "cross", "triangle": "diamond"}, 91)
+    flips = {"circle": "ring", "square": "diamond", "hbar": "vbar", "x": "cross", "triangle": "diamond"}
+    estimate = _flip_five_classes(cli, tmp_path, ["-d", "shapes", "-D", "seed=91"], flips, 91)
     true = estimate["true_rate"]
     assert estimate["method"].startswith("mixture") and abs(estimate["rate"] - true) <= 0.25 * true
     assert estimate["low"] <= true <= estimate["high"]
