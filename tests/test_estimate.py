@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import Cli
-from noisyctl.detection import NOT_LEARNED_METHOD, run_detector
+from noisyctl.detection import NOT_LEARNED_METHOD, gate_verdict, run_detector
 from noisyctl.estimate import (STEADY_MOST, estimate_noise_rate, learning_start, loss_evidence, never_learned,
                                read_run_evidence, tail_excess_share)
 from noisyctl.store import RunFile
@@ -36,6 +36,7 @@ def test_a_clean_run_is_not_called_noisy_and_passes_the_gate(cli, clean_run):
     estimate = result["estimate"]
     assert estimate["rate"] <= 0.01 and estimate["low"] <= estimate["rate"] <= estimate["high"]
     assert estimate["evidence"] == "none" and result["gate"]["passed"]
+    assert estimate["high"] <= 0.03 and result["gate"]["warning"] is None  # sure it is under the threshold
     # The learned detector flags what the estimate counts, not its networks' P > 0.5 (10% of this run).
     assert result["detectors"]["learned"]["flagged"] == estimate["count"] <= 0.01 * result["samples"]
     text = cli("detect", clean_run, "--no-save", "-d", "loss").output
@@ -69,6 +70,22 @@ def test_the_gate_compares_the_end_of_the_interval_it_is_told(cli, noisy_run):
     assert "--gate-on is one of" in cli.error("detect", noisy_run, "--no-save", "--fail-above", "0.1",
                                               "--gate-on", "middle")
     assert "--fail-above is a share" in cli.error("detect", noisy_run, "--no-save", "--fail-above", "nan")
+
+
+def test_the_gate_passes_silently_only_when_its_whole_interval_is_under_the_threshold():
+    """Three outcomes: under the threshold throughout, above it, or straddling it, as blobs with 5%
+    noise read (0.0%, up to 8.6%): that passes on the estimate but says what it could not rule out."""
+    def verdict(rate, low, high, gate_on="estimate"):
+        estimate = {"rate": rate, "low": low, "high": high, "confidence": 0.9, "count": round(rate * 1000),
+                    "evidence": "none" if low == 0 else "clear", "method": "tail", "by": "loss", "detector": "loss"}
+        return gate_verdict(estimate, np.zeros(3), fail_above=0.03, gate_on=gate_on)
+
+    assert verdict(0.0, 0.0, 0.02)["passed"] and verdict(0.0, 0.0, 0.02)["warning"] is None
+    straddling = verdict(0.0, 0.0, 0.086)
+    assert straddling["passed"] and "noise up to 8.6% cannot be ruled out" in straddling["warning"]
+    assert verdict(0.05, 0.01, 0.07, gate_on="lower")["warning"].startswith("the gate passed on the lower end")
+    assert not verdict(0.05, 0.04, 0.07)["passed"] and verdict(0.05, 0.04, 0.07)["warning"] is None
+    assert not verdict(0.0, 0.0, 0.086, gate_on="upper")["passed"]
 
 
 @pytest.mark.slow
