@@ -6,7 +6,7 @@ and instance-dependent noise at 0.2, 0.5, 1, 2, 5, 10, 20 and 45%. Each run trai
 (small-cnn, or an mlp for the blobs' feature vectors) and records its dynamics; then, side by side:
 
 - noisyctl's estimate (`detect`'s default detectors): rate, 90% interval, and the verdict of the
-  `--fail-above 0.03` gate (which warns when it passes a run whose losses cannot tell);
+  `--fail-above 0.03` gate (which warns when it passes a run whose interval reaches above 3%);
 - where the losses cannot tell, the second reading `detect` adds when the run holds out-of-fold
   probabilities (`train --folds K`): confident learning's count on them;
 - cleanlab's own estimate, `cleanlab.count.num_label_issues` on those out-of-fold probabilities
