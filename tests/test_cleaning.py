@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from noisyctl.correction import run_corrector
-from noisyctl.detection import run_detector
+from noisyctl.detection import run_detector, suggested_labels
 from noisyctl.store import RunFile, read_labels
 
 
@@ -114,8 +114,6 @@ def test_the_default_corrector_proposes_what_detect_suggests_and_no_worse_than_a
         assert only_other - only_default < 2 * np.sqrt(max(only_other + only_default, 1)), name
     assert (right["suggested"].sum() - right["consensus"].sum()) > 0.2 * len(right["suggested"])
     cli("correct", noisy_run, "-d", "gmm-loss", "--top", "30", "--export", tmp_path / "review.csv")
-    from noisyctl.detection import suggested_labels
-
     with RunFile(noisy_run) as run:
         suggested = dict(zip(run.labels.ids, (run.labels.class_names[c] for c in suggested_labels(run))))
     with open(tmp_path / "review.csv", newline="") as handle:
