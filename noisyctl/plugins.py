@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -58,8 +59,11 @@ class Registration:
 
     @property
     def description(self) -> str:
+        """The plugin's ``description``, or its docstring's first sentence on one line (a summary
+        wrapped in the source was cut at its first line break)."""
         doc = getattr(self.obj, "description", None) or getattr(self.obj, "__doc__", None) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        paragraph = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+        return re.split(r"(?<=\.)\s+(?=[A-Z`])", paragraph, maxsplit=1)[0]
 
     @property
     def origin(self) -> list[str]:

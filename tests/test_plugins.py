@@ -13,7 +13,8 @@ DETECTOR_PLUGIN = '''
 from noisyctl.api import BlockDetector, hookimpl
 
 class Spread(BlockDetector):
-    """Standard deviation of the training loss."""
+    """Standard deviation of the training loss, a summary wrapped
+    in the source. What follows is detail."""
     reads = ("train_loss",)
     def score_block(self, block):
         return block["train_loss"].std(axis=1)
@@ -63,6 +64,7 @@ def test_a_third_party_entry_point_is_loaded_and_used(cli, site, digits_run):
     assert entries["spread"]["distribution"] == "noisyctl-spread"
     assert entries["spread"]["version"] == "1.2.3"
     assert entries["spread"]["plugin"] == "noisyctl-spread:spread_plugin"
+    assert entries["spread"]["description"] == "Standard deviation of the training loss, a summary wrapped in the source."
     detect = cli.json("detect", digits_run, "-d", "spread", "--no-save")
     assert detect["detectors"]["spread"]["plugin"] == ["noisyctl-spread", "1.2.3"]
 

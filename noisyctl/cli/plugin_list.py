@@ -20,12 +20,15 @@ def plugins(ctx: typer.Context, json_output: bool = JSON_OPTION):
     result = {"plugins": entries}
 
     def render(console):
+        # The plugin's module is in --json; in 80 columns a sixth column left the description a
+        # word wide, each plugin a dozen lines.
         table = Table(title="registered plugins")
-        for column in ("kind", "name", "plugin", "distribution", "version"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("description")
+        table.add_column("kind", no_wrap=True)
+        table.add_column("name", no_wrap=True)
+        table.add_column("from", no_wrap=True)
+        table.add_column("description", min_width=30)
         for e in entries:
-            table.add_row(e["kind"], Text(printable(e["name"]), style="bold"), e["plugin"], e["distribution"], e["version"],
+            table.add_row(e["kind"], Text(printable(e["name"]), style="bold"), f"{e['distribution']} {e['version']}",
                           e["description"])
         console.print(table)
 
