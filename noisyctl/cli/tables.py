@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from rich.text import Text
 from rich.table import Table
 
@@ -59,11 +61,15 @@ def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
         table.add_column("true")
     table.add_column("suggested")
     table.add_column("score", justify="right")
+    # One number of decimals for the column, about three significant digits at its largest score,
+    # so the scores line up (0.810 under 0.813, not 0.81).
+    largest = max((abs(row["score"]) for row in rows if np.isfinite(row["score"])), default=1.0)
+    decimals = int(max(0, 3 - np.floor(np.log10(largest)) - 1)) if largest > 0 else 3
     for row in rows:
         cells = [str(row["rank"]), row["id"], row["given"]]
         if truth_known:
             cells.append(Text(printable(row["true"]), style="red" if row["is_noisy"] else "dim"))
-        cells += [row["suggested"] or "-", f"{row['score']:.3g}"]
+        cells += [row["suggested"] or "-", f"{row['score']:.{decimals}f}"]
         table.add_row(*cells)
     if truth_known:
         table.caption = "red: the given label is wrong"
