@@ -85,6 +85,7 @@ UNFITTED_LOSS = float(np.log(2))
 FITTED_BELOW = float(np.log(UNFITTED_LOSS))  # the same bar on log(mean loss)
 QUARTILE_Z = 0.6745  # a normal's upper quartile, in sds: (upper quartile - median) / QUARTILE_Z is a robust sd
 TAIL_EXPECTED = 0.5  # clean samples the threshold leaves above it, by the normal tail
+HEAVIER_TAIL_QUANTILE = 0.9  # the interval's lower end also reads the tail's spread from this quantile
 TAIL_FIT_MIN = 10  # excess samples needed to fit their normal and add its hidden part
 PLAUSIBLE = 0.05  # a mixture posterior above this keeps a sample within the interval's upper end
 BOOTSTRAP_MAX_SAMPLES = 50_000  # larger runs are subsampled for the interval's draws
@@ -380,9 +381,12 @@ def _normal_above(values: np.ndarray, threshold: float) -> tuple[float, float]:
     return threshold - a * sd, sd
 
 
-def tail_excess_share(z: np.ndarray, steady: np.ndarray | None = None, iterations: int = 20) -> float:
+def tail_excess_share(z: np.ndarray, steady: np.ndarray | None = None, iterations: int = 20,
+                      heavier: bool = False) -> float:
     """The share of samples above the clean samples' right tail (see the comment above); with
-    ``steady`` (``learned_steadily`` flags), those learned steadily are not counted."""
+    ``steady`` (``learned_steadily`` flags), those learned steadily are not counted. ``heavier``:
+    the tail's spread is also read from the clean samples' HEAVIER_TAIL_QUANTILE and the wider
+    of the two taken, for a clean tail that grows heavier than its quartiles say."""
     from scipy import special
 
     n = len(z)
@@ -392,8 +396,10 @@ def tail_excess_share(z: np.ndarray, steady: np.ndarray | None = None, iteration
     share = 0.0
     for _ in range(iterations):
         clean_count = max(10, int(round((1 - share) * n)))
-        median, upper_quartile = np.quantile(ordered[:clean_count], [0.5, 0.75])
+        median, upper_quartile, high = np.quantile(ordered[:clean_count], [0.5, 0.75, HEAVIER_TAIL_QUANTILE])
         spread = (upper_quartile - median) / QUARTILE_Z
+        if heavier:
+            spread = max(spread, (high - median) / special.ndtri(HEAVIER_TAIL_QUANTILE))
         threshold = median - spread * special.ndtri(TAIL_EXPECTED / clean_count)
         threshold = max(threshold, FITTED_BELOW)
         first_above = np.searchsorted(ordered, threshold, side="right")
@@ -559,7 +565,7 @@ def class_mixture(z: np.ndarray, classes: ClassView, steady: np.ndarray | None =
 
 
 def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = None,
-                steady: np.ndarray | None = None, classes: ClassView | None = None):
+                steady: np.ndarray | None = None, classes: ClassView | None = None, heavier: bool = False):
     """The estimated share of mislabeled samples from their log mean losses, the regime, the share
     the estimate cannot rule out (in the mixture, the samples whose posterior of the noisy
     component is above PLAUSIBLE, where its Gaussian shapes are least sure), and the mixture.
@@ -576,7 +582,7 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
             posterior, mixture = class_mixture(z, classes, steady, start, require_separation=method is None)
     if posterior is not None:
         return float(posterior.mean()), method or "mixture", float((posterior > PLAUSIBLE).mean()), mixture
-    share = tail_excess_share(z if classes is None else classes.onto_pooled(z), steady)
+    share = tail_excess_share(z if classes is None else classes.onto_pooled(z), steady, heavier=heavier)
     if method is None and classes is None:
         mode, modes = separate_mode(z, steady, mixture or None)
         if mode is not None and mode.mean() > share:
@@ -714,7 +720,10 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     # model memorised without pushing them away first. Neither can be ruled out, so the upper end
     # is read with them counted too.
     steady_left_out = method in ("tail", MODE) and steady is not None
-    shares, shares_all = [], []
+    # Nor can a clean tail heavier than its quartiles say (an MLP on clean digits: 2.2% from the
+    # quartiles' normal), so the lower end is read with the tail's spread from a higher quantile too.
+    heavier_tail = method == "tail"
+    shares, shares_all, shares_heavier = [], [], []
     for _ in range(draws):
         drawn = rng.choice(len(z), size, replace=True)
         drawn_classes = None if classes is None else classes.take(drawn)
@@ -725,7 +734,14 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
         shares.append(share)
         if steady_left_out:
             shares_all.append(noise_share(z[drawn], "tail", classes=drawn_classes)[0])
+        if heavier_tail:
+            shares_heavier.append(noise_share(z[drawn], "tail", steady=drawn_steady, classes=drawn_classes,
+                                              heavier=True)[0])
     low, high = _interval(rate, np.array(shares), size, len(z), confidence)
+    if heavier_tail:
+        heavier = noise_share(z[fit], "tail", steady=None if steady is None else steady[fit], classes=fit_classes,
+                              heavier=True)[0]
+        low = min(low, _interval(heavier, np.array(shares_heavier), size, len(z), confidence)[0])
     if steady_left_out:
         everyone = noise_share(z[fit], "tail", classes=fit_classes)[0]
         high = max(high, _interval(everyone, np.array(shares_all), size, len(z), confidence)[1])
