@@ -34,7 +34,7 @@ class Cli:
         result = self(*args, ok=False)
         assert result.exit_code != 0, result.stdout
         assert "Traceback" not in result.stderr + result.stdout
-        lines = result.stderr.strip().splitlines()
+        lines = result.stderr.rstrip().splitlines()  # nothing before it, not even a blank line
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith("error: ")
         return lines[0]

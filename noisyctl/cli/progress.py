@@ -17,9 +17,13 @@ class RichTrainingProgress:
         self.progress = progress
         self.task = None
         self.epochs = 0
+        self.drawn = False
 
     def start(self, epochs: int, samples: int, epochs_done: int) -> None:
         self.epochs = epochs
+        if not self.drawn:
+            self.progress.start()
+            self.drawn = True
         self.task = self.progress.add_task("train", total=epochs * samples, completed=epochs_done * samples,
                                            epoch=epochs_done + 1, epochs=epochs, status="")
 
@@ -36,6 +40,10 @@ class RichTrainingProgress:
     def note(self, text: str) -> None:
         self.progress.console.print(text)
 
+    def close(self) -> None:
+        if self.drawn:
+            self.progress.stop()
+
 
 @contextmanager
 def training_progress(show: bool) -> Iterator[RichTrainingProgress | None]:
@@ -45,19 +53,35 @@ def training_progress(show: bool) -> Iterator[RichTrainingProgress | None]:
         return
     columns = [TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
                TaskProgressColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn()]
-    with Progress(*columns, console=stderr(), transient=False) as progress:
-        yield RichTrainingProgress(progress)
+    # Drawn from the first epoch on: an error in the options before it is one line, not a blank
+    # line (an empty bar) and then the error.
+    progress = RichTrainingProgress(Progress(*columns, console=stderr(), transient=False))
+    try:
+        yield progress
+    finally:
+        progress.close()
 
 
 @contextmanager
 def step_progress(show: bool) -> Iterator:
-    """A ``progress(text, done, total)`` callable drawing one bar on stderr (no-op when quiet or
-    --json); a text that reports a result (it holds a ':') is also kept as a line."""
+    """A ``progress(text, done, total)`` callable drawing one bar on stderr when it is a terminal
+    (no-op when quiet or --json); a text that reports a result (it holds a ':') is also kept as a
+    line, and in a log is all that is written."""
     if not show:
         yield lambda text, done, total: None
         return
+    console = stderr()
+    if not console.is_terminal:
+        # A log, not a screen: a transient bar cannot be taken back there and leaves a blank line
+        # (before an error, too), so only the lines that report a result are written.
+        def report(text: str, done: int, total: int) -> None:
+            if ":" in text and done >= total:
+                console.print(text)
+
+        yield report
+        return
     columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=stderr(), transient=True) as progress:
+    with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("", total=1)
 
         def update(text: str, done: int, total: int) -> None:
