@@ -396,9 +396,10 @@ def tail_excess_share(z: np.ndarray, steady: np.ndarray | None = None, iteration
     share = 0.0
     for _ in range(iterations):
         clean_count = max(10, int(round((1 - share) * n)))
-        median, upper_quartile, high = np.quantile(ordered[:clean_count], [0.5, 0.75, HEAVIER_TAIL_QUANTILE])
+        median, upper_quartile = np.quantile(ordered[:clean_count], [0.5, 0.75])
         spread = (upper_quartile - median) / QUARTILE_Z
         if heavier:
+            high = np.quantile(ordered[:clean_count], HEAVIER_TAIL_QUANTILE)
             spread = max(spread, (high - median) / special.ndtri(HEAVIER_TAIL_QUANTILE))
         threshold = median - spread * special.ndtri(TAIL_EXPECTED / clean_count)
         threshold = max(threshold, FITTED_BELOW)
@@ -713,17 +714,20 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     fit = rng.choice(len(z), FIT_MAX_SAMPLES, replace=False) if len(z) > FIT_MAX_SAMPLES else slice(None)
     classes = None if labels is None else late_class_view(z, labels)
     fit_classes = None if classes is None else classes.take(fit)
-    rate, method, plausible, mixture = noise_share(z[fit], steady=None if steady is None else steady[fit],
-                                                   classes=fit_classes)
+    fit_steady = None if steady is None else steady[fit]
+    rate, method, plausible, mixture = noise_share(z[fit], steady=fit_steady, classes=fit_classes)
     size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
-    # The tail leaves out the samples learned steadily: slow clean learners, or wrong labels the
-    # model memorised without pushing them away first. Neither can be ruled out, so the upper end
-    # is read with them counted too.
-    steady_left_out = method in ("tail", MODE) and steady is not None
-    # Nor can a clean tail heavier than its quartiles say (an MLP on clean digits: 2.2% from the
-    # quartiles' normal), so the lower end is read with the tail's spread from a higher quantile too.
-    heavier_tail = method == "tail"
-    shares, shares_all, shares_heavier = [], [], []
+    # The tail read two more ways, each widening one end of the interval with what cannot be ruled
+    # out. The upper end: the tail leaves out the samples learned steadily, slow clean learners or
+    # wrong labels the model memorised without pushing them away first, so it is read with them
+    # counted too. The lower end: a clean tail can be heavier than its quartiles say (an MLP on clean
+    # digits: 2.2% from the quartiles' normal), so it is read with the spread from a higher quantile too.
+    other_readings = {}
+    if method in ("tail", MODE) and steady is not None:
+        other_readings["high"] = {"steady_counted": False}
+    if method == "tail":
+        other_readings["low"] = {"heavier": True}
+    shares, other_shares = [], {end: [] for end in other_readings}
     for _ in range(draws):
         drawn = rng.choice(len(z), size, replace=True)
         drawn_classes = None if classes is None else classes.take(drawn)
@@ -732,19 +736,13 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
         if method == MODE:  # the larger of the two readings, in every resample as in the run
             share = max(share, noise_share(z[drawn], "tail", steady=drawn_steady)[0])
         shares.append(share)
-        if steady_left_out:
-            shares_all.append(noise_share(z[drawn], "tail", classes=drawn_classes)[0])
-        if heavier_tail:
-            shares_heavier.append(noise_share(z[drawn], "tail", steady=drawn_steady, classes=drawn_classes,
-                                              heavier=True)[0])
+        for end, how in other_readings.items():
+            other_shares[end].append(_tail_share(z[drawn], drawn_steady, drawn_classes, **how))
     low, high = _interval(rate, np.array(shares), size, len(z), confidence)
-    if heavier_tail:
-        heavier = noise_share(z[fit], "tail", steady=None if steady is None else steady[fit], classes=fit_classes,
-                              heavier=True)[0]
-        low = min(low, _interval(heavier, np.array(shares_heavier), size, len(z), confidence)[0])
-    if steady_left_out:
-        everyone = noise_share(z[fit], "tail", classes=fit_classes)[0]
-        high = max(high, _interval(everyone, np.array(shares_all), size, len(z), confidence)[1])
+    for end, how in other_readings.items():
+        other_low, other_high = _interval(_tail_share(z[fit], fit_steady, fit_classes, **how),
+                                          np.array(other_shares[end]), size, len(z), confidence)
+        low, high = (min(low, other_low), high) if end == "low" else (low, max(high, other_high))
     unfitted = float((values > UNFITTED_LOSS).mean())
     high = max(high, unfitted, plausible)
     late = () if classes is None else tuple(classes.labels[classes.late].tolist())
@@ -752,6 +750,13 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     method = "mixture" if method == MODE else method  # a mode is a mixture's reading to the user
     return NoiseRateEstimate(float(rate), low, high, confidence, method, _evidence(low, len(z)), len(z), unfitted,
                              late, spread)
+
+
+def _tail_share(z: np.ndarray, steady: np.ndarray | None, classes: ClassView | None, steady_counted: bool = True,
+                heavier: bool = False) -> float:
+    """The tail's reading (``tail_excess_share``), with or without the steady learners counted."""
+    return noise_share(z, "tail", steady=steady if steady_counted else None, classes=classes,
+                       heavier=heavier)[0]
 
 
 def _interval(rate: float, shares: np.ndarray, size: int, samples: int, confidence: float) -> tuple[float, float]:

@@ -17,13 +17,11 @@ class RichTrainingProgress:
         self.progress = progress
         self.task = None
         self.epochs = 0
-        self.drawn = False
 
     def start(self, epochs: int, samples: int, epochs_done: int) -> None:
         self.epochs = epochs
-        if not self.drawn:
+        if self.task is None:  # drawn from the first training on
             self.progress.start()
-            self.drawn = True
         self.task = self.progress.add_task("train", total=epochs * samples, completed=epochs_done * samples,
                                            epoch=epochs_done + 1, epochs=epochs, status="")
 
@@ -41,7 +39,7 @@ class RichTrainingProgress:
         self.progress.console.print(text)
 
     def close(self) -> None:
-        if self.drawn:
+        if self.task is not None:
             self.progress.stop()
 
 
@@ -62,6 +60,11 @@ def training_progress(show: bool) -> Iterator[RichTrainingProgress | None]:
         progress.close()
 
 
+def _reports_result(text: str, done: int, total: int) -> bool:
+    """A finished step whose text reports a result (it holds a ':'), kept as a line."""
+    return ":" in text and done >= total
+
+
 @contextmanager
 def step_progress(show: bool) -> Iterator:
     """A ``progress(text, done, total)`` callable drawing one bar on stderr when it is a terminal
@@ -75,7 +78,7 @@ def step_progress(show: bool) -> Iterator:
         # A log, not a screen: a transient bar cannot be taken back there and leaves a blank line
         # (before an error, too), so only the lines that report a result are written.
         def report(text: str, done: int, total: int) -> None:
-            if ":" in text and done >= total:
+            if _reports_result(text, done, total):
                 console.print(text)
 
         yield report
@@ -86,7 +89,7 @@ def step_progress(show: bool) -> Iterator:
 
         def update(text: str, done: int, total: int) -> None:
             progress.update(task, description=text, completed=done, total=max(total, 1))
-            if ":" in text and done >= total:
+            if _reports_result(text, done, total):
                 progress.console.print(text)
 
         yield update
