@@ -32,6 +32,9 @@ def parse_options(pairs: list[str] | tuple[str, ...] | dict | None, what: str) -
 
 
 def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    if "root" in options:  # every loader's first argument, never one of its options
+        raise NoisyctlError(f"where dataset '{name}' lives is --data-root PATH (data_root: in a recipe), "
+                            f"not a dataset option")
     return {"name": name, "root": None if root is None else str(root), "options": options}
 
 
