@@ -44,6 +44,7 @@ Runs are kept in --cache (train once, score many times):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
 from noisyctl.training import Checkpoints, TrainOptions, out_of_fold_probabilities, train
-from noisyctl.training.options import FOLDS_AUTO_MAX_SAMPLES, FOLDS_AUTO_MIN_SAMPLES
+from noisyctl.training.options import FOLDS_AUTO_MAX_FEATURE_VECTORS, FOLDS_AUTO_MAX_SAMPLES, FOLDS_AUTO_MIN_SAMPLES
 
 # dataset, its options (seeds unseen by the shipped detectors), training options
 DATASETS = {
@@ -232,11 +233,23 @@ def cut_to_counts(cache: Path, setting: Setting) -> dict:
     return {"name": "npz", "root": str(path), "options": {}}
 
 
-def make_run(cache: Path, setting: Setting, folds: int):
-    """The run file (trained if not cached) and, with ``folds``, the out-of-fold probabilities."""
-    spec = (cut_to_counts(cache, setting) if setting.class_counts else
+def spec_of(cache: Path, setting: Setting) -> dict:
+    """The dataset spec a setting trains on."""
+    return (cut_to_counts(cache, setting) if setting.class_counts else
             table_to_npz(cache, setting.dataset) if setting.dataset in SMALL_TABLES else
             {"name": setting.dataset, "root": None, "options": setting.dataset_options})
+
+
+@functools.cache
+def input_kind(spec_json: str) -> str:
+    """The kind of input (image, features, text) of a dataset spec (as JSON), which decides train's
+    held-out models by default."""
+    return load_dataset(json.loads(spec_json)).kind
+
+
+def make_run(cache: Path, setting: Setting, folds: int):
+    """The run file (trained if not cached) and, with ``folds``, the out-of-fold probabilities."""
+    spec = spec_of(cache, setting)
     path = cache / f"{setting.name}.h5"
     oof = cache / f"{setting.name}.oof{folds}.npy"
     labels = data = None
@@ -352,6 +365,7 @@ def main() -> None:
         hand = {k: v for k, v in row["ranking"].items() if k in HAND_CRAFTED}
         learned = row["ranking"].get("learned", (None, None))
         rows.append({"run": name, "dataset": dataset, "noise": noise, "true": true, "samples": row["samples"],
+                     "input_kind": input_kind(json.dumps(spec_of(args.cache, setting), sort_keys=True)),
                      **reading(e, true),
                      "method": e["method"], "evidence": e["evidence"], "gate_passes": row["gate"]["passed"],
                      "gate_warns": bool(row["gate"]["warning"]),
@@ -392,7 +406,7 @@ def number(x, spec=".3f") -> str:
 
 def folds_by_default(r: dict) -> bool:
     """Whether train, given no --folds, trains the run's held-out models (``decided_folds``)."""
-    return r["with_folds"] is not None and TrainOptions().decided_folds(r["samples"]).folds > 0
+    return r["with_folds"] is not None and TrainOptions().decided_folds(r["samples"], 1, r["input_kind"]).folds > 0
 
 
 def summary(console, rows: list[dict]) -> None:
@@ -448,7 +462,8 @@ def summary(console, rows: list[dict]) -> None:
         default = [r["with_folds"] if by_default else r for r, by_default in zip(rows, small)]
         lines += [
             (f"as train does by default (held-out models on the {sum(small)} runs of "
-             f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_SAMPLES:,} samples): clean runs <= 1%",
+             f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_SAMPLES:,} samples, "
+             f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_FEATURE_VECTORS:,} feature vectors): clean runs <= 1%",
              sum(d["rate"] <= 0.01 for d, r in zip(default, rows) if r["true"] == 0), len(clean)),
             ("  ... 0.5-45%: within the tolerance",
              sum(d["within"] for d, r in zip(default, rows) if r["true"] >= 0.004), len(noisy)),
