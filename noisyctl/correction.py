@@ -69,11 +69,16 @@ def flagged_samples(scores: np.ndarray, flags: np.ndarray | None, top: int | Non
     return chosen, f"top {top} by score"
 
 
-def proposal_quality(labels: Labels, proposed: np.ndarray, flagged: np.ndarray) -> dict[str, Any]:
-    """How many proposals change a label, and, when the truth is known, the share that are right."""
+def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray, min_confidence: float) -> dict[str, Any]:
+    """How many proposals change a label (flagged, in all, and in all at ``min_confidence`` or more),
+    and, when the truth is known, the share that are right."""
+    proposed = proposal.labels
     changes = proposed != labels.given_labels
+    # "suggested" proposes another label for any sample the model once mispredicted (most of a clean
+    # set, early in training): the count a person can act on is the sure ones
     quality: dict[str, Any] = {"flagged": int(flagged.sum()), "changes_flagged": int((changes & flagged).sum()),
-                               "changes_all": int(changes.sum())}
+                               "changes_all": int(changes.sum()),
+                               "changes_all_sure": int((changes & (proposal.confidence >= min_confidence)).sum())}
     truth = labels.true_labels
     if truth is not None:
         right = proposed == truth

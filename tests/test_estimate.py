@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -41,6 +44,24 @@ def test_a_clean_run_is_not_called_noisy_and_passes_the_gate(cli, clean_run):
     assert result["detectors"]["learned"]["flagged"] == estimate["count"] <= 0.01 * result["samples"]
     text = cli("detect", clean_run, "--no-save", "-d", "loss").output
     assert "no clear sign of label noise" in text and "estimated noise" not in text
+
+
+@pytest.mark.slow
+def test_correct_on_a_clean_run_changes_nothing_and_counts_only_sure_proposals(cli, clean_run, tmp_path, monkeypatch):
+    """The default corrector proposes, for every sample, the class the model predicted most often
+    instead of its label: on clean digits another class for most samples, from a wrong prediction
+    or two early in training. Its summary said "1,070 in all", as if most labels were wrong; the
+    count a person can act on is the proposals at its confidence bar."""
+    run_path = Path(shutil.copy(clean_run, tmp_path / "run.h5"))
+    cli("detect", run_path)
+    result = cli.json("correct", run_path, "--apply", "-o", tmp_path / "labels.h5")
+    assert result["flagged"] == 0 and result["applied"]["changed"] == 0
+    with RunFile(run_path) as run:
+        samples = run.num_samples
+    assert result["changes_all"] > 0.2 * samples and result["changes_all_sure"] <= 0.01 * samples
+    monkeypatch.setenv("COLUMNS", "200")  # the table's line whole
+    words = " ".join(cli("correct", run_path).output.split())
+    assert f"{result['changes_all_sure']:,} in all at confidence 0.5 or more ({result['changes_all']:,} at any)" in words
 
 
 @pytest.mark.slow

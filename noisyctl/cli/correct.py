@@ -42,7 +42,8 @@ def correct(
                                       "the detector's own decision.", show_default=False),
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Proposals below this "
                                                    "confidence are 'not sure' and left for review (default: the "
-                                                   "corrector's own, 0.9 for retrained, 0 for the others).",
+                                                   "corrector's own: 0.9 for retrained, 0.5 for suggested and "
+                                                   "consensus, 0 for the others).",
                                                    show_default=False),
     apply: bool = typer.Option(False, "--apply", help="Write a labels file with the flagged samples relabeled "
                                "where the corrector is sure."),
@@ -81,7 +82,7 @@ def correct(
     proposal = outcome.correction
     bar = outcome.min_confidence if p["min_confidence"] is None else p["min_confidence"]
     groups = decide(labels, proposal, flagged, bar)
-    quality = proposal_quality(labels, proposal.labels, flagged)
+    quality = proposal_quality(labels, proposal, flagged, bar)
     result = {"run": str(run_path), "corrector": p["corrector"], "detector": name, "flagged_by": flagged_by,
               "seconds": outcome.seconds, "info": proposal.info, **quality, "min_confidence": bar,
               "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None}
@@ -105,8 +106,9 @@ def correct(
     def render(console):
         table = Table(title=f"{p['corrector']} proposals for {run_path}", show_header=False)
         table.add_row("flagged", f"{quality['flagged']:,} ({flagged_by} of {name})")
-        table.add_row("proposals that change a label", f"{quality['changes_flagged']:,} flagged, "
-                                                       f"{quality['changes_all']:,} in all")
+        in_all = (f"{quality['changes_all_sure']:,} in all at confidence {bar:g} or more "
+                  f"({quality['changes_all']:,} at any)" if bar > 0 else f"{quality['changes_all']:,} in all")
+        table.add_row("proposals that change a label", f"{quality['changes_flagged']:,} flagged, {in_all}")
         if "right_all" in quality:
             table.add_row("proposals right, flagged samples", _share(quality["right_flagged"]) +
                           f" (given labels right: {_share(quality['given_right_flagged'])})")
