@@ -234,6 +234,14 @@ def test_clean_feature_vectors_an_mlp_leaves_a_tail_are_counted_held_out_by_defa
     result = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
     estimate = result["estimate"]
     assert estimate["method"].startswith("held-out") and estimate["rate"] <= 0.01 and result["gate"]["passed"]
+    assert estimate["held_out_models"]
+    # Without them (--folds 0) the losses' weak evidence comes with what would make it surer.
+    cli("train", "-d", "npz", "--data-root", tmp_path / "digits.npz", "--folds", "0", "-q", "-o", tmp_path / "alone.h5")
+    alone = cli.json("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss")["estimate"]
+    assert alone["rate"] == pytest.approx(losses_alone.rate) and alone["evidence"] == "weak"
+    assert not alone["held_out_models"]
+    words = " ".join(cli("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss").output.split())
+    assert "weak evidence" in words and "train --folds 3 for a second count" in words
 
 
 def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
