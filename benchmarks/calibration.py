@@ -60,7 +60,7 @@ from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
 from noisyctl.training import Checkpoints, TrainOptions, out_of_fold_probabilities, train
-from noisyctl.training.options import FOLDS_AUTO_MAX_FEATURE_VECTORS, FOLDS_AUTO_MAX_SAMPLES, FOLDS_AUTO_MIN_SAMPLES
+from noisyctl.training.options import FOLDS_AUTO_LIGHT_MODELS, FOLDS_AUTO_MAX_LIGHT, FOLDS_AUTO_MAX_SAMPLES, FOLDS_AUTO_MIN_SAMPLES
 
 # dataset, its options (seeds unseen by the shipped detectors), training options
 DATASETS = {
@@ -242,9 +242,15 @@ def spec_of(cache: Path, setting: Setting) -> dict:
 
 @functools.cache
 def input_kind(spec_json: str) -> str:
-    """The kind of input (image, features, text) of a dataset spec (as JSON), which decides train's
-    held-out models by default."""
+    """The kind of input (image, features, text) of a dataset spec (as JSON), which decides the model
+    train picks (--model auto)."""
     return load_dataset(json.loads(spec_json)).kind
+
+
+def decided_model(cache: Path, setting: Setting) -> str:
+    """The model a setting trains (as train decides --model auto), which decides its held-out models."""
+    kind = input_kind(json.dumps(spec_of(cache, setting), sort_keys=True))
+    return TrainOptions(**setting.train_options).decided_model(kind).model
 
 
 def make_run(cache: Path, setting: Setting, folds: int):
@@ -365,7 +371,7 @@ def main() -> None:
         hand = {k: v for k, v in row["ranking"].items() if k in HAND_CRAFTED}
         learned = row["ranking"].get("learned", (None, None))
         rows.append({"run": name, "dataset": dataset, "noise": noise, "true": true, "samples": row["samples"],
-                     "input_kind": input_kind(json.dumps(spec_of(args.cache, setting), sort_keys=True)),
+                     "model": decided_model(args.cache, setting),
                      **reading(e, true),
                      "method": e["method"], "evidence": e["evidence"], "gate_passes": row["gate"]["passed"],
                      "gate_warns": bool(row["gate"]["warning"]),
@@ -406,7 +412,7 @@ def number(x, spec=".3f") -> str:
 
 def folds_by_default(r: dict) -> bool:
     """Whether train, given no --folds, trains the run's held-out models (``decided_folds``)."""
-    return r["with_folds"] is not None and TrainOptions().decided_folds(r["samples"], 1, r["input_kind"]).folds > 0
+    return r["with_folds"] is not None and TrainOptions(model=r["model"]).decided_folds(r["samples"]).folds > 0
 
 
 def summary(console, rows: list[dict]) -> None:
@@ -463,7 +469,7 @@ def summary(console, rows: list[dict]) -> None:
         lines += [
             (f"as train does by default (held-out models on the {sum(small)} runs of "
              f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_SAMPLES:,} samples, "
-             f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_FEATURE_VECTORS:,} feature vectors): clean runs <= 1%",
+             f"{FOLDS_AUTO_MAX_LIGHT:,} for {' and '.join(FOLDS_AUTO_LIGHT_MODELS)}): clean runs <= 1%",
              sum(d["rate"] <= 0.01 for d, r in zip(default, rows) if r["true"] == 0), len(clean)),
             ("  ... 0.5-45%: within the tolerance",
              sum(d["within"] for d, r in zip(default, rows) if r["true"] >= 0.004), len(noisy)),

@@ -209,7 +209,9 @@ def test_held_out_models_are_trained_by_default_only_on_small_sets():
     from noisyctl.training import TrainOptions
 
     assert [TrainOptions().decided_folds(n).folds for n in (99, 100, 1_000, 1_001)] == [0, 3, 3, 0]
-    assert [TrainOptions().decided_folds(n, 1, "features").folds for n in (99, 1_001, 10_000, 10_001)] == [0, 3, 3, 0]
+    for light in ("mlp", "lenet"):  # models that train in seconds: held-out models up to 10,000
+        assert [TrainOptions(model=light).decided_folds(n).folds for n in (99, 1_001, 10_000, 10_001)] == [0, 3, 3, 0]
+    assert TrainOptions(model="small-cnn").decided_folds(1_001).folds == 0
     assert TrainOptions().decided_folds(500, processes=2).folds == 0  # torchrun trains no folds
     assert TrainOptions(folds=0).decided_folds(500).folds == 0 and TrainOptions(folds=5).decided_folds(50).folds == 5
 
@@ -218,8 +220,8 @@ def test_held_out_models_are_trained_by_default_only_on_small_sets():
 def test_clean_feature_vectors_an_mlp_leaves_a_tail_are_counted_held_out_by_default(cli, tmp_path):
     """scikit-learn's clean digits as feature vectors scaled to 0-1 (1,797): the MLP train picks for
     them leaves a few hard digits in a tail heavier than the clean losses' quartiles say, and the
-    losses alone read more than 1%. Feature vectors train in seconds, so train fits held-out models
-    for them by default up to 10,000, and their count (the smaller) reads the set as clean."""
+    losses alone read more than 1%. An MLP trains in seconds, so train fits held-out models for it
+    by default up to 10,000 samples, and their count (the smaller) reads the set as clean."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -408,9 +410,11 @@ def test_hard_digits_an_mlp_has_not_fitted_do_not_fail_the_gate(cli, tmp_path):
     the top of the clean samples' own tail, not a bump of noise whose hidden part the estimate
     should add (the losses read 5.8% and failed the 3% gate; now 2.2%). Their tail is heavier than
     its quartiles say, so the interval's lower end, read with a heavier tail too, does not claim
-    clear evidence (1.2% before). Trained with --folds, models that never trained on the samples
-    count fewer, and that smaller reading is the estimate."""
-    cli("train", "-d", "digits", "-m", "mlp", "-e", "20", "--folds", "2", "--quiet", "-o", tmp_path / "run.h5")
+    clear evidence (1.2% before). An MLP trains in seconds, so train fits held-out models for it by
+    default: models that never trained on the samples count fewer, and that smaller reading is the
+    estimate."""
+    trained = cli.json("train", "-d", "digits", "-m", "mlp", "-e", "20", "-o", tmp_path / "run.h5")
+    assert trained["folds"] == 3
     with RunFile(tmp_path / "run.h5") as run:
         mean, steady = loss_evidence(run.channel("train_loss"))
     by_losses = estimate_noise_rate(mean, learned_steadily=steady)
@@ -443,7 +447,9 @@ def test_a_run_that_starts_on_a_plateau_is_read_from_where_it_began_to_learn(cli
     mixture took it for a noise component (9.2%) until it had to be clearly apart (Ashman's D):
     now 3.0%, and 6.1% read from all epochs."""
     cli("synth", "-d", "digits", "--noise", "pairflip", "--rate", "0.01", "--seed", "7", "-o", tmp_path / "labels.h5")
-    cli("train", "-l", tmp_path / "labels.h5", "-m", "lenet", "-e", "15", "--quiet", "-o", tmp_path / "run.h5")
+    # the losses' reading is what this is about: no held-out models, which LeNet gets by default
+    cli("train", "-l", tmp_path / "labels.h5", "-m", "lenet", "-e", "15", "--folds", "0", "--quiet",
+        "-o", tmp_path / "run.h5")
     with RunFile(tmp_path / "run.h5") as run:
         losses = run.channel("train_loss")
     start = learning_start(np.median(losses, axis=0))

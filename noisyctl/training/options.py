@@ -21,15 +21,17 @@ FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are record
 # 150-569 samples made to check this (benchmarks/calibration.py --small), 29 of the 32 noisy ones
 # came within the tolerance with them and 27 without, none worse; the 8 clean ones read 1% or
 # less either way. With fewer than FOLDS_AUTO_MIN_SAMPLES, a fold has too little to learn from.
-# Feature vectors are read by an MLP whose training takes seconds (about 2 ms a sample for 30 epochs
-# on 2 CPU cores), so their held-out models stay cheap up to FOLDS_AUTO_MAX_FEATURE_VECTORS samples.
-# There an MLP's clean losses can carry a tail heavier than its quartiles say: scikit-learn's clean
-# digits as 0-1 feature vectors (1,797) read 1.7% from the losses, 0.5% held out; with 2% noise
-# 3.2% and 2.1%.
+# The light built-in models (FOLDS_AUTO_LIGHT_MODELS: the MLP train picks for feature vectors, and
+# LeNet) train in seconds (the MLP about 2 ms a sample for 30 epochs on 2 CPU cores), so their
+# held-out models stay cheap up to FOLDS_AUTO_MAX_LIGHT samples. They are also the models whose
+# losses leave a clean tail heavier than its quartiles say: scikit-learn's clean digits as 0-1
+# feature vectors (1,797) read 1.7% from an MLP's losses, 0.5% held out; an MLP on clean digits'
+# pixels 2.2% and 0.6%; LeNet on digits with 5% pair-flip noise 7.2% and 4.6%.
 FOLDS_AUTO = 3
 FOLDS_AUTO_MIN_SAMPLES = 100
 FOLDS_AUTO_MAX_SAMPLES = 1_000
-FOLDS_AUTO_MAX_FEATURE_VECTORS = 10_000
+FOLDS_AUTO_LIGHT_MODELS = ("mlp", "lenet")
+FOLDS_AUTO_MAX_LIGHT = 10_000
 # --model auto: the built-in model that reads the dataset's kind of input (DatasetData.kind)
 MODEL_FOR_INPUTS = {"image": "small-cnn", "features": "mlp", "text": "text-bag"}
 
@@ -110,14 +112,14 @@ class TrainOptions:
             return self
         return replace(self, model=MODEL_FOR_INPUTS.get(input_kind, MODEL_FOR_INPUTS["image"]))
 
-    def decided_folds(self, samples: int, processes: int = 1, input_kind: str = "image") -> "TrainOptions":
-        """These options with ``folds`` decided: as given, or (None) ``FOLDS_AUTO`` for a training
-        set of ``FOLDS_AUTO_MIN_SAMPLES`` to ``FOLDS_AUTO_MAX_SAMPLES`` samples
-        (``FOLDS_AUTO_MAX_FEATURE_VECTORS`` of ``input_kind`` "features") trained in one process,
+    def decided_folds(self, samples: int, processes: int = 1) -> "TrainOptions":
+        """These options (their model decided) with ``folds`` decided: as given, or (None)
+        ``FOLDS_AUTO`` for a training set of ``FOLDS_AUTO_MIN_SAMPLES`` to ``FOLDS_AUTO_MAX_SAMPLES``
+        samples (``FOLDS_AUTO_MAX_LIGHT`` for ``FOLDS_AUTO_LIGHT_MODELS``) trained in one process,
         else 0."""
         if self.folds is not None:
             return self
-        largest = FOLDS_AUTO_MAX_FEATURE_VECTORS if input_kind == "features" else FOLDS_AUTO_MAX_SAMPLES
+        largest = FOLDS_AUTO_MAX_LIGHT if self.model in FOLDS_AUTO_LIGHT_MODELS else FOLDS_AUTO_MAX_SAMPLES
         cheap = FOLDS_AUTO_MIN_SAMPLES <= samples <= largest
         return replace(self, folds=FOLDS_AUTO if cheap and processes == 1 else 0)
 
