@@ -69,7 +69,8 @@ def flagged_samples(scores: np.ndarray, flags: np.ndarray | None, top: int | Non
     return chosen, f"top {top} by score"
 
 
-def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray, min_confidence: float) -> dict[str, Any]:
+def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray,
+                     min_confidence: float) -> dict[str, Any]:
     """How many proposals change a label (flagged, in all, and in all at ``min_confidence`` or more),
     and, when the truth is known, the share that are right."""
     proposed = proposal.labels

@@ -226,6 +226,8 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
 
 
 LATE_NAMED = 5  # late classes named in words; --json lists them all
+# What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop
+HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilities) to count with held-out models too"
 
 
 def estimate_words(estimate: dict[str, Any]) -> str:
@@ -253,7 +255,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                       f"({held_out['low']:.1%}-{held_out['high']:.1%} over resamples), samples that look like "
                       "another class included")
         else:
-            second = "; train with --folds 3 for a held-out count"
+            second = f"; {HELD_OUT_HINT}"
         return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
                 "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
                 f"the top suspects){second}{decided}")
@@ -269,11 +271,10 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     held_out = "; counted by models that never trained on the samples" if estimate["method"] == HELD_OUT_METHOD else ""
     may_be_high = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
-                   "model has not fitted: train --folds 3 to count with held-out models too"
-                   ) if estimate.get("may_overcount") else ""
+                   f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
     if weak and not may_be_high and estimate.get("held_out_models") is False:
         # a weak model's clean tail reads as a little noise (an MLP on clean digits: 1.6%, 0.3-0.6% held out)
-        may_be_high = "; train --folds 3 for a second count, by models that never trained on the samples"
+        may_be_high = f"; {HELD_OUT_HINT}"
     return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}{held_out}): {estimate['count']:,} samples, "
             f"the most suspicious by {estimate['detector']}{may_be_high}")
 

@@ -243,7 +243,7 @@ def test_clean_feature_vectors_an_mlp_leaves_a_tail_are_counted_held_out_by_defa
     assert alone["rate"] == pytest.approx(losses_alone.rate) and alone["evidence"] == "weak"
     assert not alone["held_out_models"]
     words = " ".join(cli("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss").output.split())
-    assert "weak evidence" in words and "train --folds 3 for a second count" in words
+    assert "weak evidence" in words and "train --folds 3 (or give your own loop's out_of_fold probabilities)" in words
 
 
 def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
