@@ -12,8 +12,8 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (LOSS_CHANNELS, NOT_LEARNED, PLATEAU, NoiseRateEstimate, cannot_tell, confused_pairs,
-                               decided_noisy, run_held_out_count, run_noise_rate)
+from noisyctl.estimate import (LOSS_CHANNELS, NOT_LEARNED, PLATEAU, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell,
+                               confused_pairs, decided_noisy, run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -206,6 +206,7 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         # a wide noisy component may hold unfitted clean samples; a run with held-out models already took the smaller
         "may_overcount": bool(estimate is not None and estimate.noise_as_wide_as_clean and counted is None),
         "held_out_models": counted is not None,  # the run has out-of-fold probabilities (train --folds)
+        "unfitted": None if estimate is None else estimate.unfitted,  # mean loss above log 2: the upper end reaches them
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
         confused_pairs(run.given_labels, suggestions, flagged, run.labels.class_names),
@@ -275,6 +276,11 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     if weak and not may_be_high and estimate.get("held_out_models") is False:
         # a weak model's clean tail reads as a little noise (an MLP on clean digits: 1.6%, 0.3-0.6% held out)
         may_be_high = f"; {HELD_OUT_HINT}"
+    unfitted = estimate.get("unfitted") or 0.0
+    if estimate["high"] > UNSURE_ABOVE and unfitted >= estimate["high"]:
+        # an interval as wide as 1-66% says why (an MLP on shapes' pixels fits a third of them)
+        may_be_high += (f"; the interval reaches the {unfitted:.0%} of samples the model never fitted, any of which "
+                        "may be mislabeled: train longer, or with a model that fits them")
     return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}{held_out}): {estimate['count']:,} samples, "
             f"the most suspicious by {estimate['detector']}{may_be_high}")
 

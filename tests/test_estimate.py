@@ -246,6 +246,24 @@ def test_clean_feature_vectors_an_mlp_leaves_a_tail_are_counted_held_out_by_defa
     assert "weak evidence" in words and "train --folds 3 (or give your own loop's out_of_fold probabilities)" in words
 
 
+@pytest.mark.slow
+def test_an_interval_as_wide_as_the_unfitted_samples_says_why(cli, tmp_path, monkeypatch):
+    """An MLP on shapes' pixels leaves most samples unfitted (mean loss above log 2): the interval's
+    upper end reaches them all (0.3-67% with 2% noise), which read as a bare number until detect
+    said where it comes from and what would narrow it."""
+    cli("synth", "-d", "shapes", "-n", "uniform", "-r", "0.02", "--seed", "4", "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-m", "mlp", "--folds", "0", "-q", "-o", tmp_path / "run.h5")
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    with RunFile(tmp_path / "run.h5") as run:
+        unfitted = float((read_run_evidence(run).mean_loss > np.log(2)).mean())
+    assert estimate["unfitted"] == pytest.approx(unfitted) and unfitted > 0.3
+    assert estimate["high"] == pytest.approx(unfitted) and estimate["evidence"] != "none"
+    monkeypatch.setenv("COLUMNS", "200")
+    words = " ".join(cli("detect", tmp_path / "run.h5", "--no-save", "-d", "loss").output.split())
+    assert f"the interval reaches the {unfitted:.0%} of samples the model never fitted" in words
+    assert "train longer, or with a model that fits them" in words
+
+
 def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
     """scikit-learn's iris (150 flowers) with 5% uniform noise: in 30 epochs of 3 steps an MLP leaves
     the versicolor/virginica border unfitted, and its losses alone count 7.6%. On a set this small
