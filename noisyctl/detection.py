@@ -229,6 +229,9 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
 LATE_NAMED = 5  # late classes named in words; --json lists them all
 # What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop
 HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilities) to count with held-out models too"
+# The words say the interval reaches the unfitted samples where they are at least this many times the
+# estimate: three quarters of them or more not counted as noise, so the model left clean ones unfitted
+UNFITTED_MOSTLY_CLEAN = 4
 
 
 def estimate_words(estimate: dict[str, Any]) -> str:
@@ -271,20 +274,20 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                 f"({interval}); the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     held_out = "; counted by models that never trained on the samples" if estimate["method"] == HELD_OUT_METHOD else ""
-    may_be_high = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
-                   f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
-    if weak and not may_be_high and estimate.get("held_out_models") is False:
+    advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
+              f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
+    if weak and not advice and estimate.get("held_out_models") is False:
         # a weak model's clean tail reads as a little noise (an MLP on clean digits: 1.6%, 0.3-0.6% held out)
-        may_be_high = f"; {HELD_OUT_HINT}"
+        advice = f"; {HELD_OUT_HINT}"
     unfitted = estimate.get("unfitted") or 0.0
-    if estimate["high"] > UNSURE_ABOVE and unfitted >= estimate["high"] and unfitted >= 4 * estimate["rate"]:
-        # An interval as wide as 1-66% says why (an MLP on shapes' pixels fits a third of them). Only
-        # where three quarters or more of the unfitted samples are not counted as noise: the model left
-        # clean ones unfitted (on shapes with 20% noise, 42% unfitted against 19% counted, it did not).
-        may_be_high += (f"; the interval reaches the {unfitted:.0%} of samples the model never fitted, any of which "
-                        "may be mislabeled: train longer, or with a model that fits them")
+    if (estimate["high"] > UNSURE_ABOVE and unfitted >= estimate["high"]
+            and unfitted >= UNFITTED_MOSTLY_CLEAN * estimate["rate"]):
+        # An interval as wide as 1-66% says why (an MLP on shapes' pixels fits a third of them); not
+        # where the unfitted samples are mostly the noise (shapes with 20%: 42% unfitted, 19% counted).
+        advice += (f"; the interval reaches the {unfitted:.0%} of samples the model never fitted, any of which "
+                   "may be mislabeled: train longer, or with a model that fits them")
     return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}{held_out}): {estimate['count']:,} samples, "
-            f"the most suspicious by {estimate['detector']}{may_be_high}")
+            f"the most suspicious by {estimate['detector']}{advice}")
 
 
 GATE_ON = ("estimate", "lower", "upper")  # what --fail-above compares
