@@ -44,7 +44,6 @@ Runs are kept in --cache (train once, score many times):
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -60,7 +59,8 @@ from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
 from noisyctl.training import Checkpoints, TrainOptions, out_of_fold_probabilities, train
-from noisyctl.training.options import FOLDS_AUTO_LIGHT_MODELS, FOLDS_AUTO_MAX_LIGHT, FOLDS_AUTO_MAX_SAMPLES, FOLDS_AUTO_MIN_SAMPLES
+from noisyctl.training.options import (FOLDS_AUTO_LIGHT_MODELS, FOLDS_AUTO_MAX_LIGHT, FOLDS_AUTO_MAX_SAMPLES,
+                                      FOLDS_AUTO_MIN_SAMPLES)
 
 # dataset, its options (seeds unseen by the shipped detectors), training options
 DATASETS = {
@@ -233,29 +233,11 @@ def cut_to_counts(cache: Path, setting: Setting) -> dict:
     return {"name": "npz", "root": str(path), "options": {}}
 
 
-def spec_of(cache: Path, setting: Setting) -> dict:
-    """The dataset spec a setting trains on."""
-    return (cut_to_counts(cache, setting) if setting.class_counts else
-            table_to_npz(cache, setting.dataset) if setting.dataset in SMALL_TABLES else
-            {"name": setting.dataset, "root": None, "options": setting.dataset_options})
-
-
-@functools.cache
-def input_kind(spec_json: str) -> str:
-    """The kind of input (image, features, text) of a dataset spec (as JSON), which decides the model
-    train picks (--model auto)."""
-    return load_dataset(json.loads(spec_json)).kind
-
-
-def decided_model(cache: Path, setting: Setting) -> str:
-    """The model a setting trains (as train decides --model auto), which decides its held-out models."""
-    kind = input_kind(json.dumps(spec_of(cache, setting), sort_keys=True))
-    return TrainOptions(**setting.train_options).decided_model(kind).model
-
-
 def make_run(cache: Path, setting: Setting, folds: int):
     """The run file (trained if not cached) and, with ``folds``, the out-of-fold probabilities."""
-    spec = spec_of(cache, setting)
+    spec = (cut_to_counts(cache, setting) if setting.class_counts else
+            table_to_npz(cache, setting.dataset) if setting.dataset in SMALL_TABLES else
+            {"name": setting.dataset, "root": None, "options": setting.dataset_options})
     path = cache / f"{setting.name}.h5"
     oof = cache / f"{setting.name}.oof{folds}.npy"
     labels = data = None
@@ -284,6 +266,7 @@ def score_run(path: Path, oof: Path | None) -> dict:
         outcomes = [run_detector(run, name) for name in names]
         estimate = estimate_noise(run, outcomes, suggested_labels(run))
         truth = run.labels.is_noisy
+        model = run.training["model"]  # as train decided it (--model auto), which decides its held-out models
     ranking = {}
     for outcome in outcomes:
         if outcome.name in ("learned", *HAND_CRAFTED) and truth.any():
@@ -302,7 +285,8 @@ def score_run(path: Path, oof: Path | None) -> dict:
                                 fail_above=GATE)
         with_folds = {"rate": read.rate, "low": read.low, "high": read.high, "method": read.method,
                       "gate_passes": gate["passed"], "gate_warns": bool(gate["warning"])}
-    return {"true": float(truth.mean()), "samples": len(truth), "estimate": estimate, "ranking": ranking,
+    return {"true": float(truth.mean()), "samples": len(truth), "model": model, "estimate": estimate,
+            "ranking": ranking,
             "gate": gate_verdict(estimate, outcomes[0].result.scores, fail_above=GATE),
             "held_out": ({"rate": counted.rate, "low": counted.low, "high": counted.high}
                          if counted is not None and unsure else None),
@@ -371,7 +355,7 @@ def main() -> None:
         hand = {k: v for k, v in row["ranking"].items() if k in HAND_CRAFTED}
         learned = row["ranking"].get("learned", (None, None))
         rows.append({"run": name, "dataset": dataset, "noise": noise, "true": true, "samples": row["samples"],
-                     "model": decided_model(args.cache, setting),
+                     "model": row["model"],
                      **reading(e, true),
                      "method": e["method"], "evidence": e["evidence"], "gate_passes": row["gate"]["passed"],
                      "gate_warns": bool(row["gate"]["warning"]),
