@@ -72,7 +72,8 @@ def flagged_samples(scores: np.ndarray, flags: np.ndarray | None, top: int | Non
 def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray,
                      min_confidence: float) -> dict[str, Any]:
     """How many proposals change a label (flagged, in all, and in all at ``min_confidence`` or more),
-    and, when the truth is known, the share that are right."""
+    and, when the truth is known, the share that are right and what relabeling the flagged samples'
+    sure proposals would fix and break."""
     proposed = proposal.labels
     changes = proposed != labels.given_labels
     # "suggested" proposes another label for any sample the model once mispredicted (most of a clean
@@ -92,6 +93,14 @@ def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray,
             fixed=int((changes & flagged & right & noisy).sum()),
             broken=int((changes & flagged & ~noisy).sum()),
         )
+        # what relabeling the flagged samples' sure proposals does to the whole set (--apply's relabels):
+        # the share of right proposals over every sample says little of it, as "suggested" proposes
+        # another class for most clean samples, unsure
+        relabeled = changes & flagged & (proposal.confidence >= min_confidence)
+        quality["relabeling_sure"] = {
+            "relabeled": int(relabeled.sum()), "wrong_before": int(noisy.sum()),
+            "wrong_after": int((np.where(relabeled, proposed, labels.given_labels) != truth).sum()),
+            "fixed": int((relabeled & right & noisy).sum()), "broken": int((relabeled & ~noisy).sum())}
     return quality
 
 

@@ -85,12 +85,18 @@ def test_comparing_runs_without_a_test_split_says_how_to_get_one(cli, digits_run
 
 
 @pytest.mark.parametrize("corrector", ["suggested", "prototypes", "consensus", "knn"])
-def test_each_corrector_fixes_far_more_flagged_labels_than_it_breaks(cli, noisy_run, corrector):
+def test_each_corrector_fixes_far_more_flagged_labels_than_it_breaks(cli, noisy_run, corrector, monkeypatch):
     result = cli.json("correct", noisy_run, "-c", corrector, "-d", "gmm-loss")
     assert result["flagged"] > 300 and result["fixed"] > 5 * max(1, result["broken"])
     # Among flagged samples, proposals are right far more often than the given labels.
     assert result["right_flagged"] > result["given_right_flagged"] + 0.2
-    assert 0 <= result["right_all"] <= 1
+    # Relabeling the sure ones (what --apply relabels) leaves fewer wrong labels in the whole set.
+    sure = result["relabeling_sure"]
+    assert sure["relabeled"] == result["decided"]["relabeled"] and sure["fixed"] > 5 * max(1, sure["broken"])
+    assert sure["wrong_after"] == sure["wrong_before"] - sure["fixed"] + sure["broken"] < sure["wrong_before"]
+    monkeypatch.setenv("COLUMNS", "200")  # the table's line whole
+    words = " ".join(cli("correct", noisy_run, "-c", corrector, "-d", "gmm-loss").output.split())
+    assert f"wrong labels {sure['wrong_before']:,} -> {sure['wrong_after']:,}: {sure['fixed']:,} fixed" in words
 
 
 def test_the_default_corrector_proposes_what_detect_suggests_and_no_worse_than_any_other(cli, noisy_run, tmp_path):

@@ -112,9 +112,12 @@ def correct(
         if "right_all" in quality:
             table.add_row("proposals right, flagged samples", _share(quality["right_flagged"]) +
                           f" (given labels right: {_share(quality['given_right_flagged'])})")
-            table.add_row("proposals right, all samples", _share(quality["right_all"]))
             table.add_row("wrong labels fixed / right ones broken",
-                          f"{quality['fixed']:,} / {quality['broken']:,} (among flagged)")
+                          f"{quality['fixed']:,} / {quality['broken']:,} (among flagged, at any confidence)")
+            sure = quality["relabeling_sure"]
+            table.add_row("relabeling the sure ones", f"wrong labels {sure['wrong_before']:,} -> {sure['wrong_after']:,}: "
+                                                      f"{sure['fixed']:,} fixed, {sure['broken']:,} right "
+                                                      f"{'one' if sure['broken'] == 1 else 'ones'} broken")
         d = result["decided"]
         table.add_row("decided (flagged)", f"{d['relabeled']:,} relabeled, {d['review']:,} not sure (confidence "
                                            f"under {bar:g}: for review), {d['left']:,} left as given")
