@@ -64,6 +64,15 @@ def test_correct_on_a_clean_run_changes_nothing_and_counts_only_sure_proposals(c
     assert f"{result['changes_all_sure']:,} in all at confidence 0.5 or more ({result['changes_all']:,} at any)" in words
 
 
+def test_prune_auto_on_a_clean_run_removes_nothing_and_asks_for_no_retraining(cli, clean_run, tmp_path, monkeypatch):
+    run_path = Path(shutil.copy(clean_run, tmp_path / "run.h5"))
+    cli("detect", run_path)
+    assert cli.json("prune", run_path, "--auto", "-o", tmp_path / "kept.h5")["removed"] == 0
+    monkeypatch.setenv("COLUMNS", "200")
+    words = " ".join(cli("prune", run_path, "--auto", "-o", tmp_path / "kept2.h5").output.split())
+    assert "no sample was removed" in words and "noisyctl train --labels" not in words
+
+
 @pytest.mark.slow
 def test_a_noisy_run_fails_the_gate_with_the_true_rate_inside_its_interval(cli, noisy_run):
     result = cli("detect", noisy_run, "--no-save", "--fail-above", "0.03", "--json", ok=False)

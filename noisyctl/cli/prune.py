@@ -86,6 +86,8 @@ def prune(
                                f"{f' by {abs(change) * 100:.1f} points' if change else ''})")
                 table.add_row("test accuracy", f"{before_text} -> {r['test_accuracy_after']:.1%}{verdict}")
             table.add_row("retrained run", r["out"])
+        elif not result["removed"]:
+            table.add_row("next", "nothing: no sample was removed, so training again would learn the same labels")
         else:
             table.add_row("next", f"noisyctl train --labels {out_path} --out RUN.h5" if not recorded_by else
                           f"train in {recorded_by} on the samples {out_path} keeps (samples/removed marks the others)")
