@@ -104,7 +104,10 @@ EARLY_LEARNING = 0.25
 # true class, or learned only as far as the noise pattern allows. After 12 epochs on generated
 # shapes (the calibration runs train 20) such a minority formed a separated component, 72% of it
 # learned steadily, and a clean run read as 4.3% noise, failing the gate; the components of real
-# noise were at most 54% (20% pair-flip: 45-48%, as the model half learns the flip).
+# noise were at most 54% (20% pair-flip: 45-48%, as the model half learns the flip). A sample
+# still below chance at its last epoch (loss above log C) was not learned at all: fine-tuning a
+# model that already knows the data for 3 epochs, the wrong labels' probability rose from 3e-5 to
+# 1e-4, a fall of log 2 and more, and 74-100% of them read as learned steadily (3% noise: 0.0%).
 STEADY_BY = float(np.log(2))
 STEADY_MOST = 2 / 3
 # A model that starts on a plateau (LeNet on digits sat at chance for three epochs) has not begun
@@ -629,11 +632,12 @@ def presented_mean(values: np.ndarray) -> np.ndarray:
         return np.where(seen, values, 0.0).sum(axis=1, dtype=np.float64) / seen.sum(axis=1)
 
 
-def loss_evidence(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def loss_evidence(losses: np.ndarray, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's mean loss and whether the model learned it steadily (its loss fell
-    ``STEADY_BY`` from its first epoch to its last, never rising ``STEADY_BY`` above the first),
-    from ``[N, epochs]`` losses of the given labels: the two inputs of ``estimate_noise_rate``,
-    computed a block of samples at a time."""
+    ``STEADY_BY`` from its first epoch to its last, never rising ``STEADY_BY`` above the first,
+    and, given ``num_classes``, ended below chance's log(num_classes)), from ``[N, epochs]`` losses
+    of the given labels: the two inputs of ``estimate_noise_rate``, computed a block of samples at
+    a time."""
     losses = np.asarray(losses, dtype=np.float64)
     mean = presented_mean(losses)
     seen = ~np.isnan(losses)
@@ -644,7 +648,8 @@ def loss_evidence(losses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         last_seen = losses.shape[1] - 1 - np.argmax(seen[:, ::-1], axis=1)
         last = losses[np.arange(len(losses)), last_seen]
         highest = np.where(seen[:, 1:], losses[:, 1:], -np.inf).max(axis=1, initial=-np.inf)
-        return mean, (last < first - STEADY_BY) & (highest <= first + STEADY_BY)
+        learned = last < (np.inf if num_classes is None else np.log(num_classes))
+        return mean, (last < first - STEADY_BY) & (highest <= first + STEADY_BY) & learned
 
 
 def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: int = 100,
@@ -823,7 +828,7 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
     start = learning_start(medians)
     means, steady = [], []
     for _, block in dynamics.iter_blocks((channel,)):
-        mean, learned = loss_evidence(block[channel][:, start:])
+        mean, learned = loss_evidence(block[channel][:, start:], dynamics.num_classes)
         means.append(mean)
         steady.append(learned)
     evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), learned=not never_learned(medians))
