@@ -411,7 +411,7 @@ def test_clean_samples_the_model_learns_slowly_are_not_counted_as_noise(cli, tmp
     result = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
     assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"]
     with RunFile(tmp_path / "run.h5") as run:
-        mean, steady = loss_evidence(run.channel("train_loss"))
+        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
     unfitted = mean > np.log(2)
     assert unfitted.mean() > 0.05 and steady[unfitted].mean() > 0.5
 
@@ -426,7 +426,7 @@ def test_ambiguous_texts_the_model_learns_slowly_are_not_counted_as_noise(cli, t
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
     assert estimate["method"].startswith("tail") and estimate["rate"] <= 0.005
     with RunFile(tmp_path / "run.h5") as run:
-        mean, steady = loss_evidence(run.channel("train_loss"))
+        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
     unfitted = mean > np.log(2)
     assert steady[unfitted].mean() > 0.5 and estimate["high"] >= unfitted.mean()
 
@@ -443,7 +443,7 @@ def test_hard_digits_an_mlp_has_not_fitted_do_not_fail_the_gate(cli, tmp_path):
     trained = cli.json("train", "-d", "digits", "-m", "mlp", "-e", "20", "-o", tmp_path / "run.h5")
     assert trained["folds"] == 3
     with RunFile(tmp_path / "run.h5") as run:
-        mean, steady = loss_evidence(run.channel("train_loss"))
+        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
     by_losses = estimate_noise_rate(mean, learned_steadily=steady)
     assert 0.01 < by_losses.rate < 0.03
     assert by_losses.low < WEAK_EVIDENCE and by_losses.evidence != "clear"
@@ -460,7 +460,7 @@ def test_mislabeled_samples_are_not_learned_steadily(noisy_run):
     first). 20% pair-flip is the hard case: the model half learns the flip, and half its wrong
     labels fall steadily too."""
     with RunFile(noisy_run) as run:
-        mean, steady = loss_evidence(run.channel("train_loss"))
+        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
         noisy = run.labels.is_noisy
         assert np.allclose(mean, run_detector(run, "loss").result.scores)  # the loss detector's mean
     assert steady[noisy].mean() < min(STEADY_MOST, steady[~noisy].mean())
@@ -562,7 +562,7 @@ def test_rare_classes_are_judged_against_their_own_losses(cli, imbalanced_digits
     assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
     assert set(estimate["late_classes"]) <= {"5", "6", "7", "8", "9"} and len(estimate["late_classes"]) >= 3
     with RunFile(tmp_path / "noisy.h5") as run:
-        mean, steady = loss_evidence(run.channel("train_loss"))
+        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
     assert estimate_noise_rate(mean, learned_steadily=steady).rate > 2 * true  # pooled, the rare classes count
 
     cli("train", "-d", "npz", "--data-root", imbalanced_digits, "--quiet", "-o", tmp_path / "clean.h5")
