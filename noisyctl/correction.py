@@ -96,7 +96,7 @@ def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray,
         # what relabeling the flagged samples' sure proposals does to the whole set (--apply's relabels):
         # the share of right proposals over every sample says little of it, as "suggested" proposes
         # another class for most clean samples, unsure
-        relabeled = changes & flagged & (proposal.confidence >= min_confidence)
+        relabeled = decide(labels, proposal, flagged, min_confidence)["relabeled"]
         quality["relabeling_sure"] = {
             "relabeled": int(relabeled.sum()), "wrong_before": int(noisy.sum()),
             "wrong_after": int((np.where(relabeled, proposed, labels.given_labels) != truth).sum()),

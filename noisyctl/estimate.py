@@ -279,9 +279,10 @@ def _noise_spread(w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> float:
     return float(sd[high] / clean_sd)
 
 
-def _as_wide_as_clean(noise_sd: float, clean_sd: float) -> bool:
-    """Whether a noise component spreads at least as wide as the clean losses (``WIDE_NOISE``)."""
-    return bool(noise_sd >= WIDE_NOISE * clean_sd)
+def _as_wide_as_clean(noise_sd: float, clean_sd: float, share: float = WIDE_NOISE) -> bool:
+    """Whether a noise component's sd is at least ``share`` of the clean losses' (``WIDE_NOISE``:
+    as wide; ``SHOULDER_WIDE``: nearly)."""
+    return bool(noise_sd >= share * clean_sd)
 
 
 def _one_mode_between(w: np.ndarray, mu: np.ndarray, sd: np.ndarray, low: float, high: float) -> bool:
@@ -314,10 +315,12 @@ def separated_posterior(z: np.ndarray, require_separation: bool = True, start: t
                          post, steady):
         return None, (w, mu, sd)
     mode, modes = separate_mode(z, steady, (w, mu, sd))
-    if mode is not None and (sd[high] >= SHOULDER_WIDE * clean_sd
-                             or (mode.mean() > post.mean()
-                                 and abs(modes[1].max() - mu[high]) <= SAME_NOISE_SDS * sd[high])):
-        return mode, modes
+    if mode is not None:
+        holds_shoulder = _as_wide_as_clean(sd[high], clean_sd, SHOULDER_WIDE)
+        three_noise_mean = modes[1].max()
+        same_noise = abs(three_noise_mean - mu[high]) <= SAME_NOISE_SDS * sd[high]
+        if holds_shoulder or (mode.mean() > post.mean() and same_noise):
+            return mode, modes
     return post, (w, mu, sd)
 
 
