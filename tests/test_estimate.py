@@ -595,65 +595,13 @@ def test_the_words_name_a_few_late_classes_and_count_the_rest():
     assert "learned later" not in estimate_words({**estimate, "late_classes": []})
 
 
-def _known_and_own(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Samples a model learns first (clean) and the user's own samples, as inputs and labels:
-    half of digits each, or two sets of generated tickets as bags of words and word pairs."""
-    if kind == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        order = np.random.default_rng(100).permutation(len(digits.target))
-        known, own = order[: len(order) // 2], order[len(order) // 2:]
-        inputs = (digits.data / 16.0).astype(np.float32)
-        return inputs[known], digits.target[known], inputs[own], digits.target[own]
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    from noisyctl.builtin.datasets.text import load_tickets
-
-    known, own = (load_tickets(samples=2000, seed=s, test_fraction=0.0).train for s in (99, seed))
-    words = CountVectorizer(ngram_range=(1, 2), min_df=2, binary=True).fit(known.texts)
-    return (words.transform(known.texts).toarray().astype(np.float32), np.asarray(known.labels),
-            words.transform(own.texts).toarray().astype(np.float32), np.asarray(own.labels))
-
-
 def _fine_tuned_run(path: Path, rate: float, epochs: int = 3, seed: int = 35, kind: str = "digits") -> Path:
-    """A user's loop fine-tuning: an MLP trained 20 epochs on other samples of the same kind
-    (``_known_and_own``, clean labels), then ``epochs`` on the user's own samples with ``rate`` of
-    their labels flipped, recorded by the Recorder."""
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader, TensorDataset
+    """A user's loop fine-tuning, as ``benchmarks/fine_tuning.py`` makes it: an MLP trained 20 epochs
+    on other samples of the same kind (clean labels), then ``epochs`` on the user's own samples with
+    ``rate`` of their labels flipped, recorded by the Recorder (training losses alone: no eval pass)."""
+    from fine_tuning import FineTuned, fine_tune
 
-    import noisyctl
-
-    known_x, known_y, own_x, true_labels = _known_and_own(kind, seed)
-    classes = int(true_labels.max()) + 1
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(known_x.shape[1], 256), torch.nn.ReLU(), torch.nn.Linear(256, classes))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(20):
-        for x, y in DataLoader(TensorDataset(torch.tensor(known_x), torch.as_tensor(known_y)), batch_size=64,
-                               shuffle=True):
-            optimizer.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            optimizer.step()
-    rng = np.random.default_rng(seed)
-    labels = true_labels.copy()
-    flip = rng.choice(len(labels), int(round(rate * len(labels))), replace=False)
-    labels[flip] = (labels[flip] + rng.integers(1, classes, len(flip))) % classes
-    dataset = TensorDataset(torch.tensor(own_x), torch.as_tensor(labels), torch.arange(len(labels)))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    recorder = noisyctl.Recorder(path, labels, epochs=epochs, true_labels=true_labels)
-    for _ in range(epochs):
-        for x, y, index in DataLoader(dataset, batch_size=32, shuffle=True):
-            logits = model(x)
-            recorder.update(index, logits, y)
-            optimizer.zero_grad()
-            F.cross_entropy(logits, y).backward()
-            optimizer.step()
-        recorder.end_epoch()
-    recorder.close()
-    return path
+    return fine_tune(FineTuned(kind, rate, epochs, seed), path, evaluate=False)
 
 
 def test_wrong_labels_a_fine_tuned_model_never_learned_are_counted(cli, tmp_path):
