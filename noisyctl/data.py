@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,18 @@ def parse_options(pairs: list[str] | tuple[str, ...] | dict | None, what: str) -
     return options
 
 
+# What a file or folder given where a dataset's name belongs most likely holds, by its suffix.
+KIND_BY_SUFFIX = {".csv": "text", ".tsv": "text", ".jsonl": "text", ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
+
+
 def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    path = Path(name).expanduser()
+    if root is None and name not in plugins.registry().names("dataset") and path.exists():
+        kind = "imagefolder" if path.is_dir() else KIND_BY_SUFFIX.get(path.suffix.lower(), "NAME")
+        labels = f"--labels {name} if it came from synth, or " if kind == "hdf5" else ""
+        raise NoisyctlError(f"'{name}' is a {'folder' if path.is_dir() else 'file'}, not a dataset's name: give "
+                            f"{labels}what it holds and where, --dataset {kind} --data-root {name} (noisyctl "
+                            f"plugins lists the datasets)")
     if "root" in options:  # every loader's first argument, never one of its options
         raise NoisyctlError(f"where dataset '{name}' lives is --data-root PATH (data_root: in a recipe), "
                             f"not a dataset option")

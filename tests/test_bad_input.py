@@ -119,6 +119,11 @@ def npz_with_bad_label(d: Path) -> Path:
     return d / "x.npz"
 
 
+def npz_with_a_label_short(d: Path) -> Path:
+    np.savez(d / "short.npz", features=np.zeros((10, 3), np.float32), labels=np.arange(9) % 3)
+    return d / "short.npz"
+
+
 def mutated(cli, d: Path, change, *train_args) -> Path:
     """A real run file, changed by ``change(h5)`` as a hand-edit or another tool might."""
     path = run_file(cli, d, *train_args)
@@ -217,6 +222,12 @@ BAD_INPUTS = [
         "train", "-l", escaping_ids(cli, d), "-o", d / "r.h5"], "does not match dataset 'imagefolder'", ()),
     ("label outside the class range", lambda cli, d, s: ["train", "--dataset", "npz", "--data-root",
                                                          npz_with_bad_label(d), "-o", d / "r.h5"], "outside 0..2", ()),
+    ("inputs and labels of different lengths", lambda cli, d, s: ["train", "--dataset", "npz", "--data-root",
+                                                                   npz_with_a_label_short(d), "-o", d / "r.h5"],
+     "'features' has 10 rows, its labels 9 and its ids 9", ()),
+    ("a data file where the dataset's name belongs", lambda cli, d, s: [
+        "train", "--dataset", npz_with_a_label_short(d), "-o", d / "r.h5"],
+     "is a file, not a dataset's name: give what it holds and where, --dataset npz --data-root", ()),
     ("labels file for another dataset (count)", lambda cli, d, s: [
         "train", "-l", edit_attr(labels_file(cli, d, ("-d", "blobs", "-D", "samples=300")), "dataset",
                                  lambda v: v.replace('"samples": 300', '"samples": 400')), "-o", d / "r.h5"],

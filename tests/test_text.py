@@ -63,6 +63,7 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     ("text,label\nhello,a\n", {"label_column": "stars"}, "has no column 'stars'"),
     ('{"text": "a", "label": "x"}\nnot json\n', {}, "line 2: not a JSON object"),
     ("text,label\nhello,a\nworld,a\n", {}, "needs two classes"),
+    ("text,label\nhello,a\nworld, \nagain,b\n", {}, "record 2 has an empty 'label'"),
     ("id,text,label\n1,a,x\n1,b,y\n", {}, "ids in column 'id' are not unique"),
 ])
 def test_text_files_that_cannot_be_read_say_why(tmp_path, content, options, message):

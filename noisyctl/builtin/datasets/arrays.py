@@ -65,8 +65,10 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set) -> DatasetData:
     def subset(x_name: str, labels: np.ndarray, ids_key: str, prefix: str) -> SampleSet:
         ids = _strings(read(ids_key)) if ids_key in keys else [f"{prefix}/{i}" for i in range(len(labels))]
         sample_set = make_set(x_name, ids, labels.astype(np.int64))
-        if len(sample_set) != len(ids) or len(ids) != len(labels):
-            raise NoisyctlError(f"{path}: '{x_name}', its labels and its ids differ in length")
+        rows = sample_set.shape[0]
+        if rows != len(labels) or len(ids) != len(labels):
+            raise NoisyctlError(f"{path}: '{x_name}' has {rows:,} rows, its labels {len(labels):,} and its ids "
+                                f"{len(ids):,}; they must be as many")
         if len(set(ids)) != len(ids):
             raise NoisyctlError(f"{path}: ids in '{ids_key}' are not unique")
         check_labels(labels, len(classes), ids, str(path))

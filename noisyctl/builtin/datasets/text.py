@@ -109,6 +109,9 @@ def _read_texts(path: Path, text_column: str, label_column: str, id_column: str 
         raise NoisyctlError(f"{path} holds no records")
     texts = [str(t) for t in _column(rows, text_column, path)]
     labels = [str(v).strip() for v in _column(rows, label_column, path)]
+    empty = next((i for i, label in enumerate(labels) if not label), None)
+    if empty is not None:  # else '' would become a class of its own
+        raise NoisyctlError(f"{path}: record {empty + 1} has an empty '{label_column}'")
     if id_column is None and "id" in rows[0]:
         id_column = "id"
     ids = [str(v) for v in _column(rows, id_column, path)] if id_column else _stable_ids(texts)
