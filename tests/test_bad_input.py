@@ -335,6 +335,8 @@ BAD_INPUTS = [
         "train-detector", run_file(cli, d), "-e", "0", "-o", d / "w.safetensors"], "at least one epoch", ()),
     ("train-detector at a NaN learning rate", lambda cli, d, s: [
         "train-detector", run_file(cli, d), "--lr", "nan", "-o", d / "w.safetensors"], "not nan", ()),
+    ("negative count of suspects", lambda cli, d, s: ["detect", run_file(cli, d), "--top", "-1"],
+     "--top -1 cannot be negative", ()),
     ("negative momentum", lambda cli, d, s: ["train", "-d", "digits", "--momentum", "-0.5", "-o", d / "r.h5"],
      "momentum must lie in [0, 1)", ()),
     ("negative weight decay", lambda cli, d, s: ["train", "-d", "digits", "--weight-decay", "-1", "-o", d / "r.h5"],

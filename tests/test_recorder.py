@@ -222,6 +222,11 @@ def test_a_recorder_resumes_and_refuses_other_labels(tmp_path):
     fresh.__exit__(KeyboardInterrupt, None, None)
     with pytest.raises(NoisyctlError, match="nothing to resume"):
         Recorder(tmp_path / "r.h5", labels, resume=True)
+    with Recorder(tmp_path / "r.h5", labels, epochs=1, restart=True) as finished:
+        finished.update(np.arange(6), logits_for(labels))
+        finished.end_epoch()
+    with pytest.raises(NoisyctlError, match="r.h5 finished training and keeps no checkpoints; train without --resume"):
+        Recorder(tmp_path / "r.h5", labels, resume=True)
 
 
 def test_the_package_exports_the_recorder_without_importing_torch_first():

@@ -313,3 +313,8 @@ def require(value: Any, what: str) -> Any:
     if value is None:
         raise NoisyctlError(f"missing {what}: give it on the command line or in the recipe")
     return value
+
+
+def require_not_negative(value: int | None, option: str) -> None:
+    if value is not None and value < 0:
+        raise NoisyctlError(f"{option} {value} cannot be negative")

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, require_not_negative, with_recipe
 from noisyctl.cli.progress import step_progress
 from noisyctl.correction import (apply_correction, decide, flagged_samples, proposal_quality, read_review_csv, run_corrector,
                                  write_review_csv)
@@ -62,8 +62,7 @@ def correct(
     run_path = Path(require(p["run"], "RUN file"))
     if p["apply"] and p["out"] is None:
         raise NoisyctlError("--apply writes a labels file: give --out FILE")
-    if p["top"] is not None and p["top"] < 0:
-        raise NoisyctlError(f"--top {p['top']} cannot be negative")
+    require_not_negative(p["top"], "--top")
     if p["unsure"] not in UNSURE:
         raise NoisyctlError(f"--unsure is one of {', '.join(UNSURE)}, not '{p['unsure']}'")
     with RunFile(run_path) as run_file:

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, require_not_negative, with_recipe
 from noisyctl.cli.progress import step_progress
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
@@ -72,6 +72,7 @@ def detect(
     """Score every sample (higher = more likely mislabeled); judge detectors when the truth is known."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
+    require_not_negative(p["top"], "--top")
     if p["gate_on"] not in GATE_ON:
         raise NoisyctlError(f"--gate-on is one of {', '.join(GATE_ON)}, not '{p['gate_on']}'")
     if p["fail_above"] is not None and not 0 <= p["fail_above"] < 1:
@@ -93,7 +94,7 @@ def detect(
                 outcomes.append(run_detector(run_file, name, options[name]))
         primary = outcomes[0]
         suggestions = suggested_labels(run_file)
-        suspects = top_suspects(run_file, primary.result.scores, max(0, p["top"]), suggestions)
+        suspects = top_suspects(run_file, primary.result.scores, p["top"], suggestions)
         estimate = estimate_noise(run_file, outcomes, suggestions)
         truth = run_file.labels.is_noisy
         if p["scores_out"] is not None:

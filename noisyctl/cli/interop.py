@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, require_not_negative, with_recipe
 from noisyctl.detection import suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
 from noisyctl.interop import DYNAMICS_FORMATS, export_cleanlab, export_suspects, import_dynamics, import_otx
@@ -95,6 +95,7 @@ def export_command(
     """Export a run for other tools: cleanlab's arrays, and the suspects as CSV or JSON."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
+    require_not_negative(p["top"], "--top")
     if p["cleanlab"] is None and p["suspects"] is None:
         raise NoisyctlError("say what to export: --cleanlab FILE.npz and/or --suspects FILE.csv|.json")
     result = {"run": str(run_path)}
@@ -103,7 +104,7 @@ def export_command(
             result["cleanlab"] = export_cleanlab(run_file, Path(p["cleanlab"]))
         if p["suspects"] is not None:
             name, scores, _ = stored_detector(run_file, p["detector"])
-            rows = top_suspects(run_file, scores, max(0, p["top"]), suggested_labels(run_file))
+            rows = top_suspects(run_file, scores, p["top"], suggested_labels(run_file))
             result["suspects"] = {**export_suspects(Path(p["suspects"]), rows), "detector": name}
 
     def render(console):
