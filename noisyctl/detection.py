@@ -12,8 +12,9 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (LOSS_CHANNELS, NOT_LEARNED, PLATEAU, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell,
-                               confused_pairs, decided_noisy, run_held_out_count, run_noise_rate)
+from noisyctl.estimate import (LOSS_CHANNELS, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY, UNSURE_ABOVE,
+                               NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, run_held_out_count,
+                               run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -178,7 +179,9 @@ def noise_flags(run: RunFile, outcomes: list[Outcome]) -> tuple[np.ndarray, str,
 # Where the run's out-of-fold probabilities (train --folds) count fewer than its losses (see run_noise_rate).
 HELD_OUT_METHOD = "held-out count (train --folds), below the losses' reading"
 NOT_LEARNED_METHOD = "none: the model did not learn"
-METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, NOT_LEARNED: NOT_LEARNED_METHOD}
+# Where more labels stayed under 1% probability to the run's end than the losses count (see run_noise_rate).
+REFUSED_METHOD = "labels the model still refused at its end, above the losses' reading"
+METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, REFUSED: REFUSED_METHOD, NOT_LEARNED: NOT_LEARNED_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
@@ -273,7 +276,9 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         return (f"no clear sign of label noise{' in the losses' if doubted else ''}: estimated {estimate['rate']:.1%} "
                 f"({interval}); the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
-    held_out = "; counted by models that never trained on the samples" if estimate["method"] == HELD_OUT_METHOD else ""
+    held_out = {HELD_OUT_METHOD: "; counted by models that never trained on the samples",
+                REFUSED_METHOD: (f"; counted as the labels the model still gave under {REFUSED_PROBABILITY:.0%} "
+                                 "in its last epochs")}.get(estimate["method"], "")
     advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
               f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
     if weak and not advice and estimate.get("held_out_models") is False:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import Cli
-from noisyctl.detection import NOT_LEARNED_METHOD, gate_verdict, run_detector
-from noisyctl.estimate import (STEADY_MOST, WEAK_EVIDENCE, estimate_noise_rate, learning_start, loss_evidence,
-                               never_learned, read_run_evidence, tail_excess_share)
+from noisyctl.detection import NOT_LEARNED_METHOD, REFUSED_METHOD, gate_verdict, run_detector
+from noisyctl.estimate import (REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, estimate_noise_rate, learning_start,
+                               loss_evidence, never_learned, read_run_evidence, refused_labels, tail_excess_share)
 from noisyctl.store import RunFile
 
 
@@ -631,3 +631,27 @@ def test_a_fine_tuned_models_wrong_labels_are_counted_apart_from_its_hard_clean_
     estimate = cli.json("detect", run_path, "--no-save", "-d", "loss")["estimate"]
     true = estimate["true_rate"]
     assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
+
+
+@pytest.mark.parametrize("kind, rate, epochs, seed", [("digits", 0.02, 4, 42), ("tickets", 0.01, 2, 71)])
+def test_labels_a_fine_tuned_model_refused_to_the_end_are_a_floor_under_the_count(cli, tmp_path, kind, rate, epochs,
+                                                                                   seed):
+    """Fine-tuned for a few epochs, the model holds the wrong labels near probability 1e-4 to the end,
+    while its clean losses spread so wide that the tail's normal reaches past them: 1-2% read 0.0%
+    ("no clear sign"). The labels it still gave under 1% in its last epochs are counted at least."""
+    run_path = _fine_tuned_run(tmp_path / "run.h5", rate=rate, epochs=epochs, seed=seed, kind=kind)
+    estimate = cli.json("detect", run_path, "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["method"] == REFUSED_METHOD and estimate["evidence"] != "none"
+    assert abs(estimate["rate"] - true) <= max(0.005, 0.25 * true) and estimate["low"] <= true <= estimate["high"]
+
+
+def test_a_label_is_refused_when_every_last_epoch_held_it_under_one_percent_and_a_tenth_of_chance():
+    never_fitted, fitted_at_the_end = [9.0, 9.0, 9.0], [9.0, 9.0, 0.1]
+    not_presented_last, never_presented = [9.0, 9.0, np.nan], [np.nan] * 3
+    hard = [3.0, 4.0, 4.0]  # above log(10 * 3), never under 1% (a loss above 4.6)
+    losses = np.array([never_fitted, fitted_at_the_end, not_presented_last, never_presented, hard])
+    assert REFUSED_EPOCHS == 2
+    assert refused_labels(losses, num_classes=3).tolist() == [True, False, True, False, False]
+    # With 1,000 classes, chance itself is 0.1%: refused means under a tenth of it (loss above 9.2)
+    assert not refused_labels(losses, num_classes=1000).any()
