@@ -931,7 +931,8 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
 
 def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray) -> NoiseRateEstimate:
     """The estimate raised to the share of refused labels where that is larger, its lower end to
-    the share's exact binomial (Clopper-Pearson) lower bound at the estimate's confidence."""
+    the share's exact binomial (Clopper-Pearson) lower bound at the estimate's confidence where that
+    bound is a sample or more (three refused samples or fewer say no more than "no clear sign")."""
     from scipy import stats
 
     count = int(refused.sum())
@@ -939,7 +940,7 @@ def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray) -> Noise
     if share <= estimate.rate:
         return estimate
     bound = float(stats.beta.ppf((1 - estimate.confidence) / 2, count, estimate.samples - count + 1))
-    low = max(estimate.low, bound)
+    low = max(estimate.low, bound) if bound * estimate.samples >= 1 else estimate.low
     return replace(estimate, rate=share, low=low, high=max(estimate.high, share), method=REFUSED,
                    evidence=_evidence(low, estimate.samples))
 
