@@ -65,7 +65,7 @@ def cleanlab_five_fold(labels, data, options, folder: Path):
     probs = np.clip(probs.astype(np.float64), 1e-12, None)
     probs /= probs.sum(axis=1, keepdims=True)
     quality = get_label_quality_scores(labels.given_labels, probs)
-    issues = find_label_issues(labels.given_labels, probs)
+    issues = find_label_issues(labels.given_labels, probs, n_jobs=1)  # no forked pool beside torch's threads
     return 1.0 - quality, issues
 
 

@@ -26,7 +26,9 @@ class CleanlabDetector(Detector):
         labels = dynamics.given_labels
         try:
             quality = get_label_quality_scores(labels, probs, method=self.method)
-            issues = find_label_issues(labels, probs)
+            # In one process: cleanlab forks a pool otherwise, and a fork of a process running
+            # torch's threads can deadlock (a test run hung there for 12 minutes).
+            issues = find_label_issues(labels, probs, n_jobs=1)
         except ValueError as exc:
             raise NoisyctlError(f"cleanlab: {exc}") from None
         info = {"probabilities": "out-of-fold" if source == "out_of_fold" else "in-sample", "method": self.method}
