@@ -170,8 +170,9 @@ MODE = "mode"
 # near 1e-4 while its clean losses spread so wide that the tail's normal reaches past them (1-2%
 # noise read 0.0-0.2%). The refused share is a floor under the estimate. On the 437 cached runs of
 # every set and probe (fine-tuned or trained from scratch, 0-45% noise), no clean run refused more
-# than 0.22%, and 93-100% of what noisy runs refused were wrong labels; a model that memorises
-# refuses nothing, so the floor leaves those runs alone (19 readings moved, 8 into the tolerance,
+# than 0.22%, and of what the 16 noisy runs it moved refused, 93-100% were wrong labels (LeNet
+# refuses a few hard clean digits too, 50-77% wrong, under its own count); a model that memorises
+# refuses nothing, so the floor leaves those runs alone (16 noisy readings moved, 8 into the tolerance,
 # none out). Of 32 runs made after it (fine-tuned, and short runs from scratch), it moved two with
 # 1% noise from 0.0% to 0.9% and four clean ones from 0.00% to 0.11% (one sample: no clear sign).
 REFUSED = "refused"
