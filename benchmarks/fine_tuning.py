@@ -144,9 +144,11 @@ def known_and_own(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndar
         return inputs[known], digits.target[known], inputs[own], digits.target[own], [str(i) for i in range(10)]
     from sklearn.feature_extraction.text import CountVectorizer
 
-    from noisyctl.builtin.datasets.text import load_tickets
+    from noisyctl.data import load_dataset
 
-    known_set, own_set = (load_tickets(samples=2000, seed=s, test_fraction=0.0) for s in (99, seed))
+    known_set, own_set = (load_dataset({"name": "tickets", "root": None,
+                                        "options": {"samples": 2000, "seed": s, "test_fraction": 0.0}})
+                          for s in (99, seed))
     known, own = known_set.train, own_set.train
     words = CountVectorizer(ngram_range=(1, 2), min_df=2, binary=True).fit(known.texts)
     return (words.transform(known.texts).toarray().astype(np.float32), np.asarray(known.labels),

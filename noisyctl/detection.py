@@ -276,9 +276,9 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         return (f"no clear sign of label noise{' in the losses' if doubted else ''}: estimated {estimate['rate']:.1%} "
                 f"({interval}); the top suspects are worth a look, not a verdict")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
-    held_out = {HELD_OUT_METHOD: "; counted by models that never trained on the samples",
-                REFUSED_METHOD: (f"; counted as the labels the model still gave under {REFUSED_PROBABILITY:.0%} "
-                                 "in its last epochs")}.get(estimate["method"], "")
+    counted_by = {HELD_OUT_METHOD: "; counted by models that never trained on the samples",
+                  REFUSED_METHOD: (f"; counted as the labels the model still gave under {REFUSED_PROBABILITY:.0%} "
+                                   "in its last epochs")}.get(estimate["method"], "")
     advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
               f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
     if weak and not advice and estimate.get("held_out_models") is False:
@@ -291,7 +291,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         # where the unfitted samples are mostly the noise (shapes with 20%: 42% unfitted, 19% counted).
         advice += (f"; the interval reaches the {unfitted:.0%} of samples the model never fitted, any of which "
                    "may be mislabeled: train longer, or with a model that fits them")
-    return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}{held_out}): {estimate['count']:,} samples, "
+    return (f"estimated noise {estimate['rate']:.1%} ({interval}{weak}{counted_by}): {estimate['count']:,} samples, "
             f"the most suspicious by {estimate['detector']}{advice}")
 
 

@@ -170,10 +170,10 @@ MODE = "mode"
 # near 1e-4 while its clean losses spread so wide that the tail's normal reaches past them (1-2%
 # noise read 0.0-0.2%). The refused share is a floor under the estimate. On the 437 cached runs of
 # every set and probe (fine-tuned or trained from scratch, 0-45% noise), no clean run refused more
-# than 0.22%, and of what the 16 noisy runs it moved refused, 93-100% were wrong labels (LeNet
-# refuses a few hard clean digits too, 50-77% wrong, under its own count); a model that memorises
-# refuses nothing, so the floor leaves those runs alone (16 noisy readings moved, 8 into the tolerance,
-# none out). Of 32 runs made after it (fine-tuned, and short runs from scratch), it moved two with
+# than 0.22%; it moved 16 noisy readings (8 into the tolerance, none out), and 93-100% of what
+# those runs refused were wrong labels (LeNet refuses a few hard clean digits too, 50-77% wrong,
+# under its own count). A model that memorises refuses nothing, so the floor leaves such runs
+# alone. Of 32 runs made after it (fine-tuned, and short runs from scratch), it moved two with
 # 1% noise from 0.0% to 0.9% and four clean ones from 0.00% to 0.11% (one sample: no clear sign).
 REFUSED = "refused"
 REFUSED_PROBABILITY = 0.01
@@ -852,9 +852,9 @@ class RunEvidence:
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
+    refused: np.ndarray
     contradicted: np.ndarray | None = None
     learned: bool = True
-    refused: np.ndarray | None = None
 
 
 # detect's estimate and the learned detector both read the same opened run: once is enough.
@@ -881,8 +881,8 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
         means.append(mean)
         steady.append(learned)
         refused.append(refused_labels(block[channel], dynamics.num_classes))
-    evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), learned=not never_learned(medians),
-                           refused=np.concatenate(refused))
+    evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), np.concatenate(refused),
+                           learned=not never_learned(medians))
     try:
         _evidence_read[dynamics] = evidence
     except TypeError:

@@ -201,10 +201,10 @@ class Recorder:
                 self._lock()
             return
         if not exists:
-            if resume and Path(self.path).is_file():  # a finished run removes its checkpoints
-                raise NoisyctlError(f"nothing to resume: {self.path} finished training and keeps no checkpoints; "
-                                    f"train without --resume to train it again")
             if resume:
+                if Path(self.path).is_file():  # a finished run removes its checkpoints
+                    raise NoisyctlError(f"nothing to resume: {self.path} finished training and keeps no "
+                                        f"checkpoints; train without --resume to train it again")
                 found = "holds no finished epoch" if self.checkpoints.folder.is_dir() else "does not exist"
                 raise NoisyctlError(f"nothing to resume: {self.checkpoints.folder} {found}")
             return
