@@ -178,6 +178,22 @@ MODE = "mode"
 REFUSED = "refused"
 REFUSED_PROBABILITY = 0.01
 REFUSED_EPOCHS = 2
+# A ceiling from the same losses. A label the model never believed has a mean loss above log(C),
+# a geometric-mean probability under chance. A model that knew the data from its first recorded
+# epoch (the median sample's loss under a tenth of chance's: fine-tuned, or easy data learned
+# within an epoch) met its wrong labels far above chance and had to memorise them from there, so a
+# label it believed on average is not one; nor is it where the model still refuses a quarter or
+# more of its never-believed labels at its end (it holds its wrong labels rather than memorising
+# them). There the count is at most the never-believed share. Fine-tuned after a short
+# pretraining, a model keeps a shoulder of hard clean samples below chance's loss, which the
+# mixture took in with the wrong labels (tickets with 2-5% noise read 7.2-7.7%; a clean run 4.0%).
+# A model that meets its labels near chance (its first epoch's median at 0.37 of chance's loss or
+# more on the runs trained from scratch here) fits some wrong ones below it, and where it refuses
+# few of those it never believed (shapes with 5-10% instance noise: 6-7%) the share would
+# undercount: left alone.
+NEVER_BELIEVED = "never believed"
+KNEW_AT_START = 0.1
+HELD_NOT_MEMORISED = 0.25
 SKEWED_CLEAN_TOPS = (0.1, 0.05, 0.02, 0.01)
 MODE_TRIAL_SAMPLES = 20_000  # the starts compete on this many samples of a larger run
 NOT_LEARNED = "not learned"  # the method of a run whose model never began to learn
@@ -204,8 +220,9 @@ class NoiseRateEstimate:
     (confident learning on out-of-fold probabilities, ``held_out_noise_rate``; ``run_noise_rate``
     takes it where it is below the losses' reading, and the interval then spans both), or
     ``"refused"`` (the share of labels the model refused to the end, ``refused_labels``, where it
-    is above the losses' reading), or ``"not learned"`` (``run_noise_rate`` on a run whose model
-    never began to learn). ``evidence`` is
+    is above the losses' reading), or ``"never believed"`` (the share of labels whose mean loss
+    stayed above log C, where it is below the losses' reading and the run can say so), or
+    ``"not learned"`` (``run_noise_rate`` on a run whose model never began to learn). ``evidence`` is
     ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
     ``WEAK_EVIDENCE``, else ``"clear"``. ``late_classes``: the labels of classes the model learned
     later as a whole, whose losses were modelled on their own (``late_class_view``; given ``labels``).
@@ -848,11 +865,14 @@ class RunEvidence:
     never presented); ``learned_steadily`` (N,): ``loss_evidence``'s flags; ``contradicted`` (N,):
     ``late_contradictions`` from the eval passes, read by ``run_noise_rate`` only where the losses
     cannot tell (None until then); ``learned``: False when the model never began to learn
-    (``never_learned``); ``refused`` (N,): ``refused_labels``' flags."""
+    (``never_learned``); ``refused`` (N,): ``refused_labels``' flags; ``knew_at_start``: the median
+    sample's loss in the first recorded epoch was under ``KNEW_AT_START`` of chance's, log(C) (a
+    model fine-tuned from one that knows the data)."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
     refused: np.ndarray
+    knew_at_start: bool
     contradicted: np.ndarray | None = None
     learned: bool = True
 
@@ -881,7 +901,8 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
         means.append(mean)
         steady.append(learned)
         refused.append(refused_labels(block[channel], dynamics.num_classes))
-    evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), np.concatenate(refused),
+    knew_at_start = bool(medians[0] < KNEW_AT_START * np.log(dynamics.num_classes))  # NaN (none presented): False
+    evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), np.concatenate(refused), knew_at_start,
                            learned=not never_learned(medians))
     try:
         _evidence_read[dynamics] = evidence
@@ -900,9 +921,11 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     probabilities (``held_out_noise_rate``) is the estimate when it is the smaller: the two
     readings err upward for different reasons, the losses counting clean samples the model has not
     yet fitted (a weak or briefly trained model), held-out models counting samples that look like
-    another class. Where the losses can tell, the estimate is at least the share of labels the model
-    refused to the end (``refused_labels``; method ``"refused"`` where that is the larger). None when
-    the run recorded no loss."""
+    another class. Where the losses can tell, the estimate is at most the share of labels the model
+    never believed, where it knew the data from its first epoch or held its wrong labels to the end
+    (``_at_most_never_believed``; method ``"never believed"``), and at least the share it refused to
+    the end (``refused_labels``; method ``"refused"`` where that is the larger). None when the run
+    recorded no loss."""
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
@@ -927,21 +950,56 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
         low = min(estimate.low, held_out.low)
         estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
                            method="held-out", evidence=_evidence(low, estimate.samples))
-    return _at_least_refused(estimate, evidence.refused[keep])
+    refused = evidence.refused[keep]
+    with np.errstate(invalid="ignore"):  # NaN: a sample never presented, not judged
+        believed_never = mean > np.log(dynamics.num_classes)
+    ceiling = _at_most_never_believed(estimate, believed_never, refused, evidence.knew_at_start)
+    return _at_least_refused(ceiling, refused)
+
+
+def _binomial_low(count: int, estimate: NoiseRateEstimate) -> float:
+    """The exact binomial (Clopper-Pearson) lower bound of a share of ``count`` of the estimate's
+    samples, at its confidence; 0 for a count of 0."""
+    from scipy import stats
+
+    samples = estimate.samples
+    return float(stats.beta.ppf((1 - estimate.confidence) / 2, count, samples - count + 1)) if count else 0.0
+
+
+def _refused_bound(refused: np.ndarray, estimate: NoiseRateEstimate) -> float:
+    """The refused share's lower bound (``_binomial_low``) where it is a sample or more, else 0:
+    three refused samples or fewer say no more than "no clear sign"."""
+    bound = _binomial_low(int(refused.sum()), estimate)
+    return bound if bound * estimate.samples >= 1 else 0.0
+
+
+def _at_most_never_believed(estimate: NoiseRateEstimate, believed_never: np.ndarray, refused: np.ndarray,
+                            knew_at_start: bool) -> NoiseRateEstimate:
+    """The estimate lowered to the share of labels the model never believed (``believed_never``:
+    mean loss above log C), or the refused share if larger, where the model knew the data from its
+    first epoch (``RunEvidence.knew_at_start``) or held its wrong labels (the refused ones are
+    evidence, ``_refused_bound`` above 0, and a ``HELD_NOT_MEMORISED`` share of the never-believed
+    ones or more). The lower end comes down to the count's own binomial bound where it lay above;
+    the upper end stays, the losses' reading not being ruled out."""
+    never, held = int(believed_never.sum()), int((believed_never & refused).sum())
+    held_them = never > 0 and held >= HELD_NOT_MEMORISED * never and _refused_bound(refused, estimate) > 0
+    if not (knew_at_start or held_them):
+        return estimate
+    count = max(never, int(refused.sum()))
+    share = count / max(1, estimate.samples)
+    if share >= estimate.rate:
+        return estimate
+    low = min(estimate.low, _binomial_low(count, estimate))
+    return replace(estimate, rate=share, low=low, method=NEVER_BELIEVED, evidence=_evidence(low, estimate.samples))
 
 
 def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray) -> NoiseRateEstimate:
     """The estimate raised to the share of refused labels where that is larger, its lower end to
-    the share's exact binomial (Clopper-Pearson) lower bound at the estimate's confidence where that
-    bound is a sample or more (three refused samples or fewer say no more than "no clear sign")."""
-    from scipy import stats
-
-    count = int(refused.sum())
-    share = count / max(1, estimate.samples)
+    the share's lower bound (``_refused_bound``)."""
+    share = int(refused.sum()) / max(1, estimate.samples)
     if share <= estimate.rate:
         return estimate
-    bound = float(stats.beta.ppf((1 - estimate.confidence) / 2, count, estimate.samples - count + 1))
-    low = max(estimate.low, bound) if bound * estimate.samples >= 1 else estimate.low
+    low = max(estimate.low, _refused_bound(refused, estimate))
     return replace(estimate, rate=share, low=low, high=max(estimate.high, share), method=REFUSED,
                    evidence=_evidence(low, estimate.samples))
 

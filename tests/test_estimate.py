@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import Cli
-from noisyctl.detection import NOT_LEARNED_METHOD, REFUSED_METHOD, gate_verdict, run_detector
+from noisyctl.detection import NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, gate_verdict, run_detector
 from noisyctl.estimate import (REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, estimate_noise_rate, learning_start,
                                loss_evidence, never_learned, read_run_evidence, refused_labels, tail_excess_share)
 from noisyctl.store import RunFile
@@ -595,13 +595,15 @@ def test_the_words_name_a_few_late_classes_and_count_the_rest():
     assert "learned later" not in estimate_words({**estimate, "late_classes": []})
 
 
-def _fine_tuned_run(path: Path, rate: float, epochs: int = 3, seed: int = 35, kind: str = "digits") -> Path:
-    """A user's loop fine-tuning, as ``benchmarks/fine_tuning.py`` makes it: an MLP trained 20 epochs
-    on other samples of the same kind (clean labels), then ``epochs`` on the user's own samples with
-    ``rate`` of their labels flipped, recorded by the Recorder (training losses alone: no eval pass)."""
+def _fine_tuned_run(path: Path, rate: float, epochs: int = 3, seed: int = 35, kind: str = "digits",
+                    pretrain_epochs: int = 20) -> Path:
+    """A user's loop fine-tuning, as ``benchmarks/fine_tuning.py`` makes it: an MLP trained
+    ``pretrain_epochs`` on other samples of the same kind (clean labels), then ``epochs`` on the
+    user's own samples with ``rate`` of their labels flipped, recorded by the Recorder (training
+    losses alone: no eval pass)."""
     from fine_tuning import FineTuned, fine_tune
 
-    return fine_tune(FineTuned(kind, rate, epochs, seed), path, evaluate=False)
+    return fine_tune(FineTuned(kind, rate, epochs, seed, pretrain_epochs), path, evaluate=False)
 
 
 def test_wrong_labels_a_fine_tuned_model_never_learned_are_counted(cli, tmp_path):
@@ -644,6 +646,37 @@ def test_labels_a_fine_tuned_model_refused_to_the_end_are_a_floor_under_the_coun
     true = estimate["true_rate"]
     assert estimate["method"] == REFUSED_METHOD and estimate["evidence"] != "none"
     assert abs(estimate["rate"] - true) <= max(0.005, 0.25 * true) and estimate["low"] <= true <= estimate["high"]
+
+
+@pytest.mark.parametrize("rate, pretrain_epochs, epochs, seed", [(0.02, 3, 3, 74), (0.05, 5, 2, 81)])
+def test_a_fine_tuned_model_counts_no_more_than_the_labels_it_never_believed(cli, tmp_path, rate, pretrain_epochs,
+                                                                             epochs, seed):
+    """Fine-tuned on tickets from a model pretrained a few epochs, a shoulder of hard clean samples
+    below chance's loss joined the wrong labels in the mixture's noisy component (2% read 7.2%, 5%
+    7.3%). A model that knew the data from its first epoch met its wrong labels far above chance's
+    loss: the count is at most the labels it never believed on average."""
+    run_path = _fine_tuned_run(tmp_path / "run.h5", rate=rate, epochs=epochs, seed=seed, kind="tickets",
+                               pretrain_epochs=pretrain_epochs)
+    estimate = cli.json("detect", run_path, "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["method"] == NEVER_BELIEVED_METHOD and estimate["evidence"] == "clear"
+    assert abs(estimate["rate"] - true) <= max(0.005, 0.25 * true) and estimate["low"] <= true <= estimate["high"]
+    with RunFile(run_path) as run:
+        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
+    assert estimate_noise_rate(mean, learned_steadily=steady).rate > true + 0.25 * true  # the losses' own reading
+
+
+def test_a_clean_fine_tuned_run_is_not_read_as_noisy_for_its_hard_samples(cli, tmp_path):
+    """Clean tickets fine-tuned 2 epochs after 3 of pretraining: 80 hard clean samples (a label's
+    probability about one half) formed a clearly separated mixture component, 4.0% of noise and a
+    failed 3% gate. The model believed all but a handful of them from its first epoch."""
+    run_path = _fine_tuned_run(tmp_path / "run.h5", rate=0.0, epochs=2, seed=330, kind="tickets", pretrain_epochs=3)
+    result = cli.json("detect", run_path, "--no-save", "--fail-above", "0.03")
+    assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"]
+    with RunFile(run_path) as run:
+        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
+        assert read_run_evidence(run).knew_at_start
+    assert estimate_noise_rate(mean, learned_steadily=steady).rate > 0.02  # the losses' own reading
 
 
 def test_a_label_is_refused_when_every_last_epoch_held_it_under_one_percent_and_a_tenth_of_chance():
