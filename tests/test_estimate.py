@@ -661,6 +661,8 @@ def test_a_fine_tuned_model_counts_no_more_than_the_labels_it_never_believed(cli
     true = estimate["true_rate"]
     assert estimate["method"] == NEVER_BELIEVED_METHOD and estimate["evidence"] == "clear"
     assert abs(estimate["rate"] - true) <= max(0.005, 0.25 * true) and estimate["low"] <= true <= estimate["high"]
+    words = " ".join(cli("detect", run_path, "--no-save", "-d", "loss").output.split())
+    assert "counted as the labels the model never believed (under chance on average): the rest it learned" in words
     with RunFile(run_path) as run:
         mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
     assert estimate_noise_rate(mean, learned_steadily=steady).rate > true + 0.25 * true  # the losses' own reading
