@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -671,7 +672,8 @@ def test_a_fine_tuned_model_counts_no_more_than_the_labels_it_never_believed(cli
 def test_a_clean_fine_tuned_run_is_not_read_as_noisy_for_its_hard_samples(cli, tmp_path):
     """Clean tickets fine-tuned 2 epochs after 3 of pretraining: 80 hard clean samples (a label's
     probability about one half) formed a clearly separated mixture component, 4.0% of noise and a
-    failed 3% gate. The model believed all but a handful of them from its first epoch."""
+    failed 3% gate. The model knew the data from its first epoch and never believed only a handful
+    of labels."""
     run_path = _fine_tuned_run(tmp_path / "run.h5", rate=0.0, epochs=2, seed=330, kind="tickets", pretrain_epochs=3)
     result = cli.json("detect", run_path, "--no-save", "--fail-above", "0.03")
     assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"]
@@ -679,6 +681,24 @@ def test_a_clean_fine_tuned_run_is_not_read_as_noisy_for_its_hard_samples(cli, t
         mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
         assert read_run_evidence(run).knew_at_start
     assert estimate_noise_rate(mean, learned_steadily=steady).rate > 0.02  # the losses' own reading
+
+
+def test_the_never_believed_ceiling_holds_only_where_the_model_cannot_have_memorised_its_wrong_labels():
+    from noisyctl.estimate import NEVER_BELIEVED, NoiseRateEstimate, _at_most_never_believed
+
+    mixture = NoiseRateEstimate(0.07, 0.06, 0.10, 0.9, "mixture", "clear", 2000)
+    never = np.zeros(2000, dtype=bool)
+    never[:40] = True  # 2% never believed
+    few_refused, many_refused = np.zeros(2000, dtype=bool), np.zeros(2000, dtype=bool)
+    few_refused[:9], many_refused[:10] = True, True  # under and at a quarter of the never-believed ones
+    # trained from scratch and refusing few of them: it may have memorised wrong labels below chance
+    assert _at_most_never_believed(mixture, never, few_refused, knew_at_start=False) == mixture
+    for refused, knew in ((few_refused, True), (many_refused, False)):
+        capped = _at_most_never_believed(mixture, never, refused, knew_at_start=knew)
+        assert capped.method == NEVER_BELIEVED and capped.rate == 0.02 and capped.high == mixture.high
+        assert 0.013 < capped.low < 0.02 and capped.evidence == "clear"  # the count's binomial bound
+    # a ceiling above the losses' reading changes nothing
+    assert _at_most_never_believed(replace(mixture, rate=0.01), never, many_refused, True).rate == 0.01
 
 
 def test_a_label_is_refused_when_every_last_epoch_held_it_under_one_percent_and_a_tenth_of_chance():
