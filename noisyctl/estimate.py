@@ -952,8 +952,8 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
                            method="held-out", evidence=_evidence(low, estimate.samples))
     refused = evidence.refused[keep]
     with np.errstate(invalid="ignore"):  # NaN: a sample never presented, not judged
-        believed_never = mean > np.log(dynamics.num_classes)
-    ceiling = _at_most_never_believed(estimate, believed_never, refused, evidence.knew_at_start)
+        never_believed = mean > np.log(dynamics.num_classes)
+    ceiling = _at_most_never_believed(estimate, never_believed, refused, evidence.knew_at_start)
     return _at_least_refused(ceiling, refused)
 
 
@@ -973,15 +973,15 @@ def _refused_bound(refused: np.ndarray, estimate: NoiseRateEstimate) -> float:
     return bound if bound * estimate.samples >= 1 else 0.0
 
 
-def _at_most_never_believed(estimate: NoiseRateEstimate, believed_never: np.ndarray, refused: np.ndarray,
+def _at_most_never_believed(estimate: NoiseRateEstimate, never_believed: np.ndarray, refused: np.ndarray,
                             knew_at_start: bool) -> NoiseRateEstimate:
-    """The estimate lowered to the share of labels the model never believed (``believed_never``:
+    """The estimate lowered to the share of labels the model never believed (``never_believed``:
     mean loss above log C), or the refused share if larger, where the model knew the data from its
     first epoch (``RunEvidence.knew_at_start``) or held its wrong labels (the refused ones are
     evidence, ``_refused_bound`` above 0, and a ``HELD_NOT_MEMORISED`` share of the never-believed
     ones or more). The lower end comes down to the count's own binomial bound where it lay above;
     the upper end stays, the losses' reading not being ruled out."""
-    never, held = int(believed_never.sum()), int((believed_never & refused).sum())
+    never, held = int(never_believed.sum()), int((never_believed & refused).sum())
     held_them = never > 0 and held >= HELD_NOT_MEMORISED * never and _refused_bound(refused, estimate) > 0
     if not (knew_at_start or held_them):
         return estimate
