@@ -867,7 +867,7 @@ class RunEvidence:
     cannot tell (None until then); ``learned``: False when the model never began to learn
     (``never_learned``); ``refused`` (N,): ``refused_labels``' flags; ``knew_at_start``: the median
     sample's loss in the first recorded epoch was under ``KNEW_AT_START`` of chance's, log(C) (a
-    model fine-tuned from one that knows the data)."""
+    fine-tuned model, or easy data learned within an epoch)."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
