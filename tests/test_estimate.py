@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import Cli
-from noisyctl.detection import (NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, estimate_words, gate_verdict,
-                                run_detector)
+from noisyctl.detection import (HELD_OUT_REFUSED_METHOD, NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD,
+                                estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, estimate_noise_rate, learning_start,
                                loss_evidence, never_learned, read_run_evidence, refused_labels, tail_excess_share)
 from noisyctl.store import RunFile
@@ -255,6 +255,31 @@ def test_clean_feature_vectors_an_mlp_leaves_a_tail_are_counted_held_out_by_defa
     assert not alone["held_out_models"]
     words = " ".join(cli("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss").output.split())
     assert "weak evidence" in words and "train --folds 3 (or give your own loop's out_of_fold probabilities)" in words
+
+
+@pytest.mark.slow
+def test_on_overlapping_clusters_labels_both_readings_refused_are_a_floor_under_the_count(cli, tmp_path):
+    """Blobs (five classes, two clusters each, a fifth of the samples in another class's cluster):
+    the clean losses' tail reaches past the wrong labels and the losses read 5% uniform noise as
+    0.0%, while held-out models alone refuse clean samples where clusters meet. The labels the
+    model never believed and the held-out models (trained by default for an MLP) gave under 1% are
+    nearly all wrong: at least those are counted, and the same set clean reads as clean."""
+    cli("synth", "-d", "blobs", "--noise", "uniform", "--rate", "0.05", "--seed", "5", "-o", tmp_path / "labels.h5")
+    trained = cli.json("train", "-l", tmp_path / "labels.h5", "-o", tmp_path / "run.h5")
+    assert trained["model"] == "mlp" and trained["folds"] == 3
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["method"] == HELD_OUT_REFUSED_METHOD and estimate["evidence"] == "clear"
+    assert 0.3 * true <= estimate["rate"] <= true and estimate["low"] <= true <= estimate["high"]
+    assert "never believed and models that never trained on them gave under 1%" in estimate_words(estimate)
+    with RunFile(tmp_path / "run.h5") as run:
+        evidence = read_run_evidence(run)
+        losses_alone = estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
+                                           labels=run.given_labels)
+    assert losses_alone.rate < 0.3 * true
+    cli("train", "-d", "blobs", "-q", "-o", tmp_path / "clean.h5")
+    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"]
 
 
 @pytest.mark.slow
