@@ -183,10 +183,12 @@ REFUSED_EPOCHS = 2
 # REFUSED_PROBABILITY. On overlapping clusters (blobs: a fifth of the samples lie in another
 # class's cluster) the clean losses' tail reaches past the wrong labels and the losses read 0.0% at
 # 1-5% noise, while held-out models alone give 2% of the clean samples under 1% (they are
-# overconfident where the clusters meet). Few clean labels fail both (0.0-0.7% on 79 clean cached
-# runs; 90-98% of what the noisy ones counted on uniform or pair-flip noise was wrong), so it is a
-# floor, as the refused share is: it undercounts a model that memorises (about half the wrong
-# labels of blobs with 5% noise were believed), never overcounts much.
+# overconfident where the clusters meet). Few clean labels fail both (0.0-0.7% on 47 clean cached
+# runs; a median of 100% of what runs with 2-10% uniform or pair-flip noise counted was wrong, 79%
+# at least), so it is a floor, as the refused share is: it undercounts a model that memorises
+# (about half the wrong labels of blobs with 5% noise were believed). As clean runs leave a few
+# such labels, its lower end rises only where the count's bound is clear evidence (WEAK_EVIDENCE),
+# so a clean run keeps "no clear sign".
 HELD_OUT_REFUSED = "refused held out"
 # A ceiling from the same losses. A label the model never believed has a mean loss above log(C),
 # a geometric-mean probability under chance. A model that knew the data from its first recorded
@@ -975,7 +977,7 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     held_out = run_held_out_refused(dynamics, judged)
     if held_out is None:
         return floor
-    return _at_least_refused(floor, refused | (never_believed & held_out), HELD_OUT_REFUSED)
+    return _at_least_refused(floor, refused | (never_believed & held_out), HELD_OUT_REFUSED, clear_bound_only=True)
 
 
 def _binomial_low(count: int, estimate: NoiseRateEstimate) -> float:
@@ -1014,13 +1016,16 @@ def _at_most_never_believed(estimate: NoiseRateEstimate, never_believed: np.ndar
     return replace(estimate, rate=share, low=low, method=NEVER_BELIEVED, evidence=_evidence(low, estimate.samples))
 
 
-def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray, method: str = REFUSED) -> NoiseRateEstimate:
+def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray, method: str = REFUSED,
+                      clear_bound_only: bool = False) -> NoiseRateEstimate:
     """The estimate raised to the share of refused labels where that is larger, its lower end to
-    the share's lower bound (``_refused_bound``); ``method`` names the count where it does."""
+    the share's lower bound (``_refused_bound``; with ``clear_bound_only``, only where that bound
+    is clear evidence, WEAK_EVIDENCE or more); ``method`` names the count where it raises it."""
     share = int(refused.sum()) / max(1, estimate.samples)
     if share <= estimate.rate:
         return estimate
-    low = max(estimate.low, _refused_bound(refused, estimate))
+    bound = _refused_bound(refused, estimate)
+    low = max(estimate.low, 0.0 if clear_bound_only and bound < WEAK_EVIDENCE else bound)
     return replace(estimate, rate=share, low=low, high=max(estimate.high, share), method=method,
                    evidence=_evidence(low, estimate.samples))
 
