@@ -1043,10 +1043,8 @@ def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateE
     except TypeError:  # an object that cannot be weakly referenced: counted every time
         counts = {}
     if key not in counts:
-        probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
-        keep = slice(None) if judged is None else judged
-        counts[key] = (None if probabilities is None else
-                       held_out_noise_rate(dynamics.given_labels[keep], probabilities[keep]))
+        held_out = _held_out_probabilities(dynamics, judged)
+        counts[key] = None if held_out is None else held_out_noise_rate(*held_out)
     return counts[key]
 
 
@@ -1054,13 +1052,21 @@ def run_held_out_refused(dynamics, judged: np.ndarray | None = None) -> np.ndarr
     """Whether models that never trained on each ``judged`` sample (``train --folds``) refused its
     given label, giving it under REFUSED_PROBABILITY (and a tenth of chance); None when the run holds
     no out-of-fold probabilities."""
+    held_out = _held_out_probabilities(dynamics, judged)
+    if held_out is None:
+        return None
+    given, probabilities = held_out
+    return probabilities[np.arange(len(given)), given] < np.exp(-_refused_loss(dynamics.num_classes))
+
+
+def _held_out_probabilities(dynamics, judged: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``judged`` samples' given labels (N,) and out-of-fold class probabilities (N, C), or None
+    when the run holds none."""
     probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
     if probabilities is None:
         return None
     keep = slice(None) if judged is None else judged
-    given = np.asarray(dynamics.given_labels)[keep]
-    probabilities = np.asarray(probabilities)[keep]
-    return probabilities[np.arange(len(given)), given] < np.exp(-_refused_loss(dynamics.num_classes))
+    return np.asarray(dynamics.given_labels)[keep], np.asarray(probabilities)[keep]
 
 
 def _plateau_medians(dynamics, channel: str) -> np.ndarray:

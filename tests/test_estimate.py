@@ -281,7 +281,7 @@ def test_on_overlapping_clusters_labels_both_readings_refused_are_a_floor_under_
     cli("train", "-d", "blobs", "-q", "-o", tmp_path / "clean.h5")
     result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
     clean = result["estimate"]
-    assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and clean["low"] == 0.0 and result["gate"]["passed"]
+    assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and result["gate"]["passed"]
 
 
 @pytest.mark.slow
