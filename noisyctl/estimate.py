@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -1030,43 +1030,64 @@ def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray, method: 
                    evidence=_evidence(low, estimate.samples))
 
 
-# detect's estimate, its second reading and the learned detector ask for the same count: once is enough.
+@dataclass
+class _HeldOutRead:
+    """What the run's out-of-fold probabilities said, once per opened run: the count per set of
+    judged samples, and each sample's probability of its given label (N,), None when it holds none."""
+
+    counts: dict = field(default_factory=dict)
+    label_probability: np.ndarray | None = None
+    read: bool = False
+
+
+# detect's estimate, its second reading and the learned detector ask the same of the same run: once is enough.
 _held_out_read: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _held_out_cache(dynamics) -> _HeldOutRead:
+    try:
+        return _held_out_read.setdefault(dynamics, _HeldOutRead())
+    except TypeError:  # an object that cannot be weakly referenced: read every time
+        return _HeldOutRead()
 
 
 def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
     """``held_out_noise_rate`` on the ``judged`` samples' out-of-fold probabilities (``train
     --folds``), once per opened run and set of judged samples; None when the run holds none."""
     key = None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest()
-    try:
-        counts = _held_out_read.setdefault(dynamics, {})
-    except TypeError:  # an object that cannot be weakly referenced: counted every time
-        counts = {}
-    if key not in counts:
-        held_out = _held_out_probabilities(dynamics, judged)
-        counts[key] = None if held_out is None else held_out_noise_rate(*held_out)
-    return counts[key]
+    cache = _held_out_cache(dynamics)
+    if key not in cache.counts:
+        held_out = _held_out_probabilities(dynamics, judged, cache)
+        cache.counts[key] = None if held_out is None else held_out_noise_rate(*held_out)
+    return cache.counts[key]
 
 
 def run_held_out_refused(dynamics, judged: np.ndarray | None = None) -> np.ndarray | None:
     """Whether models that never trained on each ``judged`` sample (``train --folds``) refused its
     given label, giving it under REFUSED_PROBABILITY (and a tenth of chance); None when the run holds
     no out-of-fold probabilities."""
-    held_out = _held_out_probabilities(dynamics, judged)
-    if held_out is None:
-        return None
-    given, probabilities = held_out
-    return probabilities[np.arange(len(given)), given] < np.exp(-_refused_loss(dynamics.num_classes))
-
-
-def _held_out_probabilities(dynamics, judged: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The ``judged`` samples' given labels (N,) and out-of-fold class probabilities (N, C), or None
-    when the run holds none."""
-    probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
-    if probabilities is None:
+    cache = _held_out_cache(dynamics)
+    if not cache.read:
+        _held_out_probabilities(dynamics, None, cache)
+    if cache.label_probability is None:
         return None
     keep = slice(None) if judged is None else judged
-    return np.asarray(dynamics.given_labels)[keep], np.asarray(probabilities)[keep]
+    return cache.label_probability[keep] < np.exp(-_refused_loss(dynamics.num_classes))
+
+
+def _held_out_probabilities(dynamics, judged: np.ndarray | None,
+                            cache: _HeldOutRead) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``judged`` samples' given labels (N,) and out-of-fold class probabilities (N, C), or None
+    when the run holds none; each sample's probability of its given label goes into ``cache``."""
+    probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
+    cache.read = True
+    if probabilities is None:
+        return None
+    given = np.asarray(dynamics.given_labels)
+    probabilities = np.asarray(probabilities)
+    cache.label_probability = probabilities[np.arange(len(given)), given]
+    keep = slice(None) if judged is None else judged
+    return given[keep], probabilities[keep]
 
 
 def _plateau_medians(dynamics, channel: str) -> np.ndarray:
