@@ -501,7 +501,8 @@ def test_a_run_that_starts_on_a_plateau_is_read_from_where_it_began_to_learn(cli
     and raise every sample's mean. Read from where the model began to learn, 1% pair-flip counts
     less. The digits LeNet has not learned by the end form a long, wide tail of high losses; a
     mixture took it for a noise component (9.2%) until it had to be clearly apart (Ashman's D):
-    now 3.0%, and 6.1% read from all epochs."""
+    now 3.0%, and 6.1% read from all epochs. (Where the model refused a quarter of the labels it never
+    believed, the never-believed ceiling may lower that reading further.)"""
     cli("synth", "-d", "digits", "--noise", "pairflip", "--rate", "0.01", "--seed", "7", "-o", tmp_path / "labels.h5")
     # the losses' reading is what this is about: no held-out models, which LeNet gets by default
     cli("train", "-l", tmp_path / "labels.h5", "-m", "lenet", "-e", "15", "--folds", "0", "--quiet",
@@ -513,9 +514,12 @@ def test_a_run_that_starts_on_a_plateau_is_read_from_where_it_began_to_learn(cli
     (mean_from_start, steady_from_start), (mean, steady) = loss_evidence(losses[:, start:]), loss_evidence(losses)
     from_start = estimate_noise_rate(mean_from_start, learned_steadily=steady_from_start)
     assert from_start.rate < estimate_noise_rate(mean, learned_steadily=steady).rate
+    with RunFile(tmp_path / "run.h5") as run:
+        assert np.allclose(read_run_evidence(run).mean_loss, mean_from_start)  # what detect reads
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
-    assert estimate["rate"] == pytest.approx(from_start.rate) and estimate["high"] >= estimate["true_rate"]
-    assert estimate["method"].startswith("tail") and estimate["rate"] < 0.05
+    assert estimate["rate"] <= from_start.rate + 1e-12 and estimate["high"] >= estimate["true_rate"]
+    assert estimate["method"].startswith("tail") or estimate["method"] == NEVER_BELIEVED_METHOD
+    assert estimate["rate"] < 0.05
 
 
 @pytest.mark.parametrize("medians, start", [
