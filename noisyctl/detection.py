@@ -12,9 +12,9 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (HELD_OUT_REFUSED, LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED,
-                               REFUSED_PROBABILITY, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs,
-                               decided_noisy, run_held_out_count, run_noise_rate)
+from noisyctl.estimate import (FIRST_SIGHT_REFUSED, HELD_OUT_REFUSED, LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED,
+                               PLATEAU, REFUSED, REFUSED_PROBABILITY, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell,
+                               confused_pairs, decided_noisy, run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -186,8 +186,12 @@ NEVER_BELIEVED_METHOD = "labels the model never believed, below the losses' read
 # Where more labels were refused by the model, or never believed by it and refused by held-out models (train
 # --folds), than the losses count (see run_noise_rate).
 HELD_OUT_REFUSED_METHOD = "labels the model and held-out models refused, above the losses' reading"
+# Where a model that knew the data from its first epoch refused more labels at first sight, and never believed
+# them, than the losses count (see run_noise_rate).
+FIRST_SIGHT_REFUSED_METHOD = "labels the model refused at first sight and never believed, above the losses' reading"
 METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, REFUSED: REFUSED_METHOD, NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
-                    HELD_OUT_REFUSED: HELD_OUT_REFUSED_METHOD, NOT_LEARNED: NOT_LEARNED_METHOD}
+                    HELD_OUT_REFUSED: HELD_OUT_REFUSED_METHOD, FIRST_SIGHT_REFUSED: FIRST_SIGHT_REFUSED_METHOD,
+                    NOT_LEARNED: NOT_LEARNED_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
@@ -289,7 +293,11 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                                          "average): the rest it learned",
                   HELD_OUT_REFUSED_METHOD: (f"; counted as the labels the model never believed and models that never "
                                             f"trained on them gave under {REFUSED_PROBABILITY:.0%}: more may hide among "
-                                            "those it fitted")}.get(estimate["method"], "")
+                                            "those it fitted"),
+                  FIRST_SIGHT_REFUSED_METHOD: (f"; counted as the labels the model gave under "
+                                               f"{REFUSED_PROBABILITY:.0%} when it first met them, before training on "
+                                               "them, and never believed: more may hide among those it began to "
+                                               "learn")}.get(estimate["method"], "")
     advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
               f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
     if weak and not advice and estimate.get("held_out_models") is False:

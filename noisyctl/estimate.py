@@ -190,6 +190,18 @@ REFUSED_EPOCHS = 2
 # such labels, its lower end rises only where the count's bound is clear evidence (WEAK_EVIDENCE),
 # so a clean run keeps "no clear sign".
 HELD_OUT_REFUSED = "refused held out"
+# A model that knew the data from its first recorded epoch (KNEW_AT_START: fine-tuned) read each
+# sample's label in that epoch's training batches before it had trained on it: a held-out reading
+# from the run itself. A label it never believed and gave under REFUSED_PROBABILITY at first sight
+# counts in the floor as held-out models' refusals do. Fine-tuned, a model begins to learn some of
+# its wrong labels, so the labels it still refused at its end undercount them (digits with 2% noise:
+# 12 of 18 refused, 17 of 18 at first sight and never believed); on the 119 fine-tuned runs of
+# benchmarks/fine_tuning.py, 0-5 clean labels of 899-2,000 were refused at first sight and never
+# believed (0.0-0.25%); of what noisy runs counted so a median of 98% were wrong (71% at least).
+# Its lower end rises only on clear evidence, as the held-out refusals' does. Training-loss
+# channels only: an eval pass reads a sample after the model trained on it.
+FIRST_SIGHT_REFUSED = "refused at first sight"
+FIRST_SIGHT_CHANNELS = ("train_loss",)
 # A ceiling from the same losses. A label the model never believed has a mean loss above log(C),
 # a geometric-mean probability under chance. A model that knew the data from its first recorded
 # epoch (the median sample's loss under a tenth of chance's: fine-tuned, or easy data learned
@@ -232,7 +244,9 @@ class NoiseRateEstimate:
     (confident learning on out-of-fold probabilities, ``held_out_noise_rate``; ``run_noise_rate``
     takes it where it is below the losses' reading, and the interval then spans both), or
     ``"refused"`` (the share of labels the model refused to the end, ``refused_labels``, where it
-    is above the losses' reading), or ``"never believed"`` (the share of labels whose mean loss
+    is above the losses' reading), or ``"refused held out"`` / ``"refused at first sight"`` (that
+    share with the labels never believed that held-out models, or the model itself when it first met
+    them, refused), or ``"never believed"`` (the share of labels whose mean loss
     stayed above log C, where it is below the losses' reading and the run can say so), or
     ``"not learned"`` (``run_noise_rate`` on a run whose model never began to learn). ``evidence`` is
     ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
@@ -885,7 +899,9 @@ class RunEvidence:
     cannot tell (None until then); ``learned``: False when the model never began to learn
     (``never_learned``); ``refused`` (N,): ``refused_labels``' flags; ``knew_at_start``: the median
     sample's loss in the first recorded epoch was under ``KNEW_AT_START`` of chance's, log(C) (a
-    fine-tuned model, or easy data learned within an epoch)."""
+    fine-tuned model, or easy data learned within an epoch); ``refused_at_first_sight`` (N,): where
+    it knew the data then and the channel is a training loss (``FIRST_SIGHT_CHANNELS``), whether the
+    first recorded epoch's loss was above the refused labels' bar (``refused_labels``), else None."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
@@ -893,6 +909,7 @@ class RunEvidence:
     knew_at_start: bool
     contradicted: np.ndarray | None = None
     learned: bool = True
+    refused_at_first_sight: np.ndarray | None = None
 
 
 # detect's estimate and the learned detector both read the same opened run: once is enough.
@@ -913,15 +930,20 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
         return None
     medians = _plateau_medians(dynamics, channel)
     start = learning_start(medians)
-    means, steady, refused = [], [], []
+    knew_at_start = bool(medians[0] < KNEW_AT_START * np.log(dynamics.num_classes))  # NaN (none presented): False
+    bar = _refused_loss(dynamics.num_classes)
+    means, steady, refused, first_sight = [], [], [], []
     for _, block in dynamics.iter_blocks((channel,)):
         mean, learned = loss_evidence(block[channel][:, start:], dynamics.num_classes)
         means.append(mean)
         steady.append(learned)
         refused.append(refused_labels(block[channel], dynamics.num_classes))
-    knew_at_start = bool(medians[0] < KNEW_AT_START * np.log(dynamics.num_classes))  # NaN (none presented): False
+        with np.errstate(invalid="ignore"):  # NaN: not presented in the first epoch, not refused there
+            first_sight.append(block[channel][:, 0] > bar)
+    read_first_sight = knew_at_start and channel in FIRST_SIGHT_CHANNELS
     evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), np.concatenate(refused), knew_at_start,
-                           learned=not never_learned(medians))
+                           learned=not never_learned(medians),
+                           refused_at_first_sight=np.concatenate(first_sight) if read_first_sight else None)
     try:
         _evidence_read[dynamics] = evidence
     except TypeError:
@@ -944,7 +966,9 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     (``_at_most_never_believed``; method ``"never believed"``), and at least the share it refused to
     the end (``refused_labels``; method ``"refused"`` where that is the larger) or, trained with
     ``--folds``, never believed while held-out models refused it (``run_held_out_refused``; method
-    ``"refused held out"`` where that adds to the count). None when the run recorded no loss."""
+    ``"refused held out"`` where that adds to the count) or, where the model knew the data from its
+    first epoch, refused it at first sight (``RunEvidence.refused_at_first_sight``; method
+    ``"refused at first sight"``). None when the run recorded no loss."""
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
@@ -975,9 +999,13 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     ceiling = _at_most_never_believed(estimate, never_believed, refused, evidence.knew_at_start)
     floor = _at_least_refused(ceiling, refused)
     held_out = run_held_out_refused(dynamics, judged)
-    if held_out is None:
-        return floor
-    return _at_least_refused(floor, refused | (never_believed & held_out), HELD_OUT_REFUSED, clear_bound_only=True)
+    if held_out is not None:
+        refused = refused | (never_believed & held_out)
+        floor = _at_least_refused(floor, refused, HELD_OUT_REFUSED, clear_bound_only=True)
+    if evidence.refused_at_first_sight is not None:
+        refused = refused | (never_believed & evidence.refused_at_first_sight[keep])
+        floor = _at_least_refused(floor, refused, FIRST_SIGHT_REFUSED, clear_bound_only=True)
+    return floor
 
 
 def _binomial_low(count: int, estimate: NoiseRateEstimate) -> float:
