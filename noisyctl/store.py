@@ -84,8 +84,9 @@ FIELDS: tuple[Field, ...] = (
     Field("classes/name", "string", "C", BOTH, True, "Class names; a label is an index into this."),
     Field("dynamics/train_loss", "float32", "N x E", (RUN,), False,
           "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
-          "(taken from the training forward pass, so free); `train` and the Recorder always record it, runs "
-          "imported from tools that record eval-mode probabilities or margins only (import-dynamics) lack it."),
+          "(taken from the training forward pass, so free); `train` always records it, and the Recorder in "
+          "every epoch its loop hands it training batches (`update`); runs imported from tools that record "
+          "eval-mode probabilities or margins only (import-dynamics) lack it."),
     Field("dynamics/train_margin", "float32", "N x E", (RUN,), False,
           "Training-mode logit margin z_y - max_{k!=y} z_k at that presentation (AUM's margin); `train` always "
           "records it, runs imported from other tools (import-otx, import-dynamics) may lack it."),

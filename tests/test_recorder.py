@@ -287,3 +287,64 @@ def test_a_users_loop_hands_out_of_fold_probabilities_to_the_count(tmp_path, cli
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
     assert estimate["rate"] == pytest.approx(min(losses, counted), abs=1e-6)
     assert counted < losses and estimate["method"].startswith("held-out")  # here the held-out count is the smaller
+
+
+def test_only_training_batches_read_a_fine_tuned_models_first_sight(tmp_path, cli):
+    """A model that already knows digits meets the user's samples: their first epoch's training
+    batches are read before it trains on each, so a label it gives under 1% there is refused at first
+    sight. The same run recorded through eval passes alone reads each sample after the model trained
+    on it, and is not read so; such a run has no training channels (they held NaN alone, and detect
+    failed on them) and is read from its eval-mode losses."""
+    from sklearn.datasets import load_digits
+
+    from noisyctl.estimate import _refused_loss, read_run_evidence
+    from noisyctl.store import RunFile
+
+    digits = load_digits()
+    x = torch.from_numpy((digits.data / 16.0).astype(np.float32))
+    known, own = np.arange(0, len(x), 2), np.arange(1, len(x), 2)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(10):  # pretrained on the other half, clean
+        for batch in torch.randperm(len(known), generator=torch.Generator().manual_seed(_)).split(64):
+            rows = torch.from_numpy(known)[batch]
+            F.cross_entropy(model(x[rows]), torch.from_numpy(digits.target[rows])).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    labels = digits.target[own].copy()
+    flipped = np.random.default_rng(3).choice(len(labels), 18, replace=False)
+    labels[flipped] = (labels[flipped] + 1 + np.random.default_rng(4).integers(0, 9, 18)) % 10
+    inputs, targets = x[torch.from_numpy(own)], torch.from_numpy(labels)
+    trained = Recorder(tmp_path / "trained.h5", labels, true_labels=digits.target[own], epochs=3)
+    # eval passes alone, as a run imported from another tool may hold them
+    evaluated = Recorder(tmp_path / "evaluated.h5", labels, true_labels=digits.target[own], epochs=3,
+                         allow_partial=True)
+    first_losses = np.full(len(labels), np.nan)
+    for epoch in range(3):
+        for batch in torch.randperm(len(labels), generator=torch.Generator().manual_seed(epoch)).split(32):
+            logits = model(inputs[batch])
+            trained.update(batch, logits, targets[batch])
+            loss = F.cross_entropy(logits, targets[batch], reduction="none")
+            if epoch == 0:
+                first_losses[batch.numpy()] = loss.detach().numpy()
+            optimizer.zero_grad()
+            loss.mean().backward()
+            optimizer.step()
+        with torch.no_grad():
+            evaluated.record_eval(torch.arange(len(labels)), model(inputs))
+        trained.end_epoch()
+        evaluated.end_epoch()
+    trained.close()
+    evaluated.close()
+    with RunFile(tmp_path / "trained.h5") as run:
+        evidence = read_run_evidence(run)
+        assert evidence.knew_at_start
+        assert np.array_equal(evidence.refused_at_first_sight, first_losses > _refused_loss(10))
+        assert evidence.refused_at_first_sight[flipped].mean() > 0.5
+    with RunFile(tmp_path / "evaluated.h5") as run:
+        assert not run.has_channel("train_loss") and run.has_channel("eval_loss")
+        evidence = read_run_evidence(run)
+        assert evidence.knew_at_start and evidence.refused_at_first_sight is None
+        assert np.isfinite(evidence.mean_loss).all()
+    assert cli.json("detect", tmp_path / "evaluated.h5", "--no-save")["estimate"]["detector"]
