@@ -963,12 +963,12 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     yet fitted (a weak or briefly trained model), held-out models counting samples that look like
     another class. Where the losses can tell, the estimate is at most the share of labels the model
     never believed, where it knew the data from its first epoch or held its wrong labels to the end
-    (``_at_most_never_believed``; method ``"never believed"``), and at least the share it refused to
-    the end (``refused_labels``; method ``"refused"`` where that is the larger) or, trained with
-    ``--folds``, never believed while held-out models refused it (``run_held_out_refused``; method
-    ``"refused held out"`` where that adds to the count) or, where the model knew the data from its
-    first epoch, refused it at first sight (``RunEvidence.refused_at_first_sight``; method
-    ``"refused at first sight"``). None when the run recorded no loss."""
+    (``_at_most_never_believed``; method ``"never believed"``). Whether or not they can, it is at
+    least the share it refused to the end (``refused_labels``; method ``"refused"`` where that is
+    the larger) or never believed while, where it knew the data from its first epoch, it refused it
+    at first sight (``RunEvidence.refused_at_first_sight``; method ``"refused at first sight"``)
+    or, where the losses can tell and the run was trained with ``--folds``, held-out models refused
+    it (``run_held_out_refused``; method ``"refused held out"``). None when the run recorded no loss."""
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
@@ -980,6 +980,10 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
                                  float((seen > UNFITTED_LOSS).mean()) if len(seen) else 0.0)
     labels = np.asarray(dynamics.given_labels)[keep]
     estimate = estimate_noise_rate(mean, learned_steadily=steady, labels=labels)
+    refused = evidence.refused[keep]
+    with np.errstate(invalid="ignore"):  # NaN: a sample never presented, not judged
+        never_believed = mean > np.log(dynamics.num_classes)
+    first_sight = None if evidence.refused_at_first_sight is None else evidence.refused_at_first_sight[keep]
     if estimate.unsure:
         if dynamics.has_channel("eval_pred"):
             if evidence.contradicted is None:
@@ -987,24 +991,30 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
                                                         for _, block in dynamics.iter_blocks(("eval_pred",))])
             estimate = estimate_noise_rate(mean, learned_steadily=steady, contradicted=evidence.contradicted[keep],
                                            labels=labels)
-        return estimate
+        # The labels the model refused are wrong whether or not the losses can tell (a briefly pretrained
+        # model, fine-tuned, leaves many clean samples unfitted); held-out models' own count is shown
+        # beside such a reading instead of their refusals.
+        return _at_least_refused_labels(estimate, refused, never_believed, None, first_sight)
     held_out = run_held_out_count(dynamics, judged)
     if held_out is not None and held_out.rate < estimate.rate:
         low = min(estimate.low, held_out.low)
         estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
                            method="held-out", evidence=_evidence(low, estimate.samples))
-    refused = evidence.refused[keep]
-    with np.errstate(invalid="ignore"):  # NaN: a sample never presented, not judged
-        never_believed = mean > np.log(dynamics.num_classes)
     ceiling = _at_most_never_believed(estimate, never_believed, refused, evidence.knew_at_start)
-    floor = _at_least_refused(ceiling, refused)
-    held_out = run_held_out_refused(dynamics, judged)
-    if held_out is not None:
-        refused = refused | (never_believed & held_out)
-        floor = _at_least_refused(floor, refused, HELD_OUT_REFUSED, clear_bound_only=True)
-    if evidence.refused_at_first_sight is not None:
-        refused = refused | (never_believed & evidence.refused_at_first_sight[keep])
-        floor = _at_least_refused(floor, refused, FIRST_SIGHT_REFUSED, clear_bound_only=True)
+    return _at_least_refused_labels(ceiling, refused, never_believed, run_held_out_refused(dynamics, judged),
+                                    first_sight)
+
+
+def _at_least_refused_labels(estimate: NoiseRateEstimate, refused: np.ndarray, never_believed: np.ndarray,
+                             held_out: np.ndarray | None, first_sight: np.ndarray | None) -> NoiseRateEstimate:
+    """The estimate raised to the share of labels the model refused to its end, then to that share
+    with the never-believed labels held-out models (``held_out``) or the model at first sight
+    (``first_sight``) refused, where given; each (N,) over the judged samples."""
+    floor = _at_least_refused(estimate, refused)
+    for refused_elsewhere, method in ((held_out, HELD_OUT_REFUSED), (first_sight, FIRST_SIGHT_REFUSED)):
+        if refused_elsewhere is not None:
+            refused = refused | (never_believed & refused_elsewhere)
+            floor = _at_least_refused(floor, refused, method, clear_bound_only=True)
     return floor
 
 

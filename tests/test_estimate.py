@@ -707,6 +707,20 @@ def test_labels_a_fine_tuned_model_refused_at_first_sight_and_never_believed_are
     assert result["estimate"]["rate"] <= 0.01 and result["estimate"]["evidence"] == "none" and result["gate"]["passed"]
 
 
+def test_labels_refused_count_where_the_losses_of_a_briefly_pretrained_model_cannot_tell(cli, tmp_path):
+    """Pretrained 3 epochs, a model fine-tuned on digits leaves many clean samples unfitted: the
+    losses cannot tell (0.0%, up to 12%) and 1% noise read 0.0%. The labels it refused at first
+    sight and never believed, or at its end, are wrong all the same and are counted at least."""
+    run_path = _fine_tuned_run(tmp_path / "run.h5", rate=0.01, epochs=5, seed=403, pretrain_epochs=3)
+    with RunFile(run_path) as run:
+        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
+        assert estimate_noise_rate(mean, learned_steadily=steady, labels=run.given_labels).unsure
+    estimate = cli.json("detect", run_path, "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["method"] in (REFUSED_METHOD, FIRST_SIGHT_REFUSED_METHOD) and estimate["evidence"] != "none"
+    assert 0.5 * true <= estimate["rate"] <= true + 0.005 and estimate["low"] <= true <= estimate["high"]
+
+
 @pytest.mark.parametrize("rate, pretrain_epochs, epochs, seed", [(0.02, 3, 3, 74), (0.05, 5, 2, 81)])
 def test_a_fine_tuned_model_counts_no_more_than_the_labels_it_never_believed(cli, tmp_path, rate, pretrain_epochs,
                                                                              epochs, seed):
