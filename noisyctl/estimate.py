@@ -931,16 +931,15 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
     medians = _plateau_medians(dynamics, channel)
     start = learning_start(medians)
     knew_at_start = bool(medians[0] < KNEW_AT_START * np.log(dynamics.num_classes))  # NaN (none presented): False
-    bar = _refused_loss(dynamics.num_classes)
+    read_first_sight = knew_at_start and channel in FIRST_SIGHT_CHANNELS
     means, steady, refused, first_sight = [], [], [], []
     for _, block in dynamics.iter_blocks((channel,)):
         mean, learned = loss_evidence(block[channel][:, start:], dynamics.num_classes)
         means.append(mean)
         steady.append(learned)
         refused.append(refused_labels(block[channel], dynamics.num_classes))
-        with np.errstate(invalid="ignore"):  # NaN: not presented in the first epoch, not refused there
-            first_sight.append(block[channel][:, 0] > bar)
-    read_first_sight = knew_at_start and channel in FIRST_SIGHT_CHANNELS
+        if read_first_sight:  # the refused labels' bar, read on the first epoch alone
+            first_sight.append(refused_labels(block[channel][:, :1], dynamics.num_classes))
     evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), np.concatenate(refused), knew_at_start,
                            learned=not never_learned(medians),
                            refused_at_first_sight=np.concatenate(first_sight) if read_first_sight else None)

@@ -478,10 +478,11 @@ class Recorder:
         per_sample[~seen] = float("nan")
         loss, margin = per_sample.cpu().numpy().T
         record: dict[str, np.ndarray] = {}
+        trained = bool(seen.any())
         # An epoch without training batches (a loop that hands eval passes alone) has no training
         # channels, as the eval channels are left out of one without an eval pass: a channel of NaN
         # would read as a run with nothing in it.
-        if bool(seen.any()):
+        if trained:
             record.update(train_loss=np.ascontiguousarray(loss), train_margin=np.ascontiguousarray(margin),
                           train_step=steps.cpu().numpy().astype(np.int32))
             for name, values in extra.items():
@@ -490,8 +491,8 @@ class Recorder:
                 dtype = np.int32 if name == "corrected_label" else np.float32
                 record[name] = (merged.cpu().numpy().round().astype(dtype) if dtype == np.int32
                                 else merged.cpu().numpy())
-        out_figures = {"train_loss": float(np.nanmean(loss)) if seen.any() else float("nan"),
-                       "train_accuracy": float(np.mean(margin[np.isfinite(margin)] > 0)) if seen.any() else 0.0}
+        out_figures = {"train_loss": float(np.nanmean(loss)) if trained else float("nan"),
+                       "train_accuracy": float(np.mean(margin[np.isfinite(margin)] > 0)) if trained else 0.0}
         evaluated = eval_count > 0
         if bool(evaluated.any()):
             means = (evals / eval_count.clamp(min=1)[:, None]).cpu().numpy()
