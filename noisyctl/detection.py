@@ -13,8 +13,9 @@ from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (FIRST_SIGHT_REFUSED, HELD_OUT_REFUSED, LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED,
-                               PLATEAU, REFUSED, REFUSED_PROBABILITY, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell,
-                               confused_pairs, decided_noisy, run_held_out_count, run_noise_rate)
+                               PLATEAU, REFUSED, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END, UNSURE_ABOVE,
+                               NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, run_held_out_count,
+                               run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -189,9 +190,12 @@ HELD_OUT_REFUSED_METHOD = "labels the model and held-out models refused, above t
 # Where a model that knew the data from its first epoch refused more labels at first sight, and never believed
 # them, than the losses count (see run_noise_rate).
 FIRST_SIGHT_REFUSED_METHOD = "labels the model refused at first sight and never believed, above the losses' reading"
+# Where the losses cannot tell and a model that knew the data from its first epoch still gave more labels under
+# chance at its end than they count (see run_noise_rate).
+UNDER_CHANCE_METHOD = "labels the model still gave under chance at its end, above the losses' reading"
 METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, REFUSED: REFUSED_METHOD, NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
                     HELD_OUT_REFUSED: HELD_OUT_REFUSED_METHOD, FIRST_SIGHT_REFUSED: FIRST_SIGHT_REFUSED_METHOD,
-                    NOT_LEARNED: NOT_LEARNED_METHOD}
+                    UNDER_CHANCE_AT_END: UNDER_CHANCE_METHOD, NOT_LEARNED: NOT_LEARNED_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
@@ -297,7 +301,10 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                   FIRST_SIGHT_REFUSED_METHOD: (f"; counted as the labels the model gave under "
                                                f"{REFUSED_PROBABILITY:.0%} when it first met them, before training on "
                                                "them, and never believed: more may hide among those it began to "
-                                               "learn")}.get(estimate["method"], "")
+                                               "learn"),
+                  UNDER_CHANCE_METHOD: ("; counted as the labels the model, which knew the data from its first "
+                                        "epoch, still gave under chance's probability in its last epochs: the "
+                                        "losses cannot tell among the samples it fitted less")}.get(estimate["method"], "")
     advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
               f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
     if weak and not advice and estimate.get("held_out_models") is False:
