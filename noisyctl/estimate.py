@@ -761,6 +761,8 @@ def under_chance_at_end(losses: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def _above_at_the_end(losses: np.ndarray, bar: float) -> np.ndarray:
+    """Whether each row of ``[N, epochs]`` losses is above ``bar`` in each of its last
+    ``REFUSED_EPOCHS`` epochs it was presented in (NaN: not presented)."""
     last = np.asarray(losses, dtype=np.float64)[:, -REFUSED_EPOCHS:]
     seen = ~np.isnan(last)
     return seen.any(axis=1) & ((last > bar) | ~seen).all(axis=1)
