@@ -303,8 +303,8 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                                                "them, and never believed: more may hide among those it began to "
                                                "learn"),
                   UNDER_CHANCE_METHOD: ("; counted as the labels the model, which knew the data from its first "
-                                        "epoch, still gave under chance's probability in its last epochs: the "
-                                        "losses cannot tell among the samples it fitted less")}.get(estimate["method"], "")
+                                        "epoch, still gave under chance's probability in its last epochs (its "
+                                        "losses alone cannot tell)")}.get(estimate["method"], "")
     advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
               f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
     if weak and not advice and estimate.get("held_out_models") is False:
