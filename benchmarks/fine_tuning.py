@@ -236,9 +236,8 @@ NINETEENTH_LATER = (
 )
 BATCHES = {"thirteenth": THIRTEENTH, "fourteenth": FOURTEENTH, "fifteenth": FIFTEENTH, "sixteenth": SIXTEENTH,
            "eighteenth": EIGHTEENTH, "eighteenth-later": EIGHTEENTH_LATER, "shifted": SHIFTED,
-           "nineteenth": NINETEENTH, "nineteenth-later": NINETEENTH_LATER,
-           "all": (THIRTEENTH + FOURTEENTH + FIFTEENTH + SIXTEENTH + EIGHTEENTH + EIGHTEENTH_LATER + SHIFTED + NINETEENTH
-                   + NINETEENTH_LATER)}
+           "nineteenth": NINETEENTH, "nineteenth-later": NINETEENTH_LATER}
+BATCHES["all"] = tuple(run for batch in BATCHES.values() for run in batch)
 
 
 def known_and_own(kind: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:

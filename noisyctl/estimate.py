@@ -1026,10 +1026,8 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
         # model, fine-tuned, leaves many clean samples unfitted); held-out models' own count is shown
         # beside such a reading instead of their refusals. A model that knew the data counts those it
         # left under chance too (UNDER_CHANCE_AT_END).
-        floor = _at_least_refused_labels(estimate, refused, never_believed, None, first_sight)
-        if evidence.under_chance_at_end is None:
-            return floor
-        return _at_least_refused(floor, evidence.under_chance_at_end[keep], UNDER_CHANCE_AT_END, clear_bound_only=True)
+        under_chance = None if evidence.under_chance_at_end is None else evidence.under_chance_at_end[keep]
+        return _at_least_refused_labels(estimate, refused, never_believed, None, first_sight, under_chance)
     held_out = run_held_out_count(dynamics, judged)
     if held_out is not None and held_out.rate < estimate.rate:
         low = min(estimate.low, held_out.low)
@@ -1041,15 +1039,19 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
 
 
 def _at_least_refused_labels(estimate: NoiseRateEstimate, refused: np.ndarray, never_believed: np.ndarray,
-                             held_out: np.ndarray | None, first_sight: np.ndarray | None) -> NoiseRateEstimate:
+                             held_out: np.ndarray | None, first_sight: np.ndarray | None,
+                             under_chance: np.ndarray | None = None) -> NoiseRateEstimate:
     """The estimate raised to the share of labels the model refused to its end, then to that share
     with the never-believed labels held-out models (``held_out``) or the model at first sight
-    (``first_sight``) refused, where given; each (N,) over the judged samples."""
+    (``first_sight``) refused, then to the share it left under chance at its end (``under_chance``),
+    where given; each (N,) over the judged samples."""
     floor = _at_least_refused(estimate, refused)
     for refused_elsewhere, method in ((held_out, HELD_OUT_REFUSED), (first_sight, FIRST_SIGHT_REFUSED)):
         if refused_elsewhere is not None:
             refused = refused | (never_believed & refused_elsewhere)
             floor = _at_least_refused(floor, refused, method, clear_bound_only=True)
+    if under_chance is not None:
+        floor = _at_least_refused(floor, under_chance, UNDER_CHANCE_AT_END, clear_bound_only=True)
     return floor
 
 

@@ -734,8 +734,8 @@ def test_labels_a_briefly_fine_tuned_model_left_under_chance_count_where_its_los
     run_path = _fine_tuned_run(tmp_path / "run.h5", rate=rate, epochs=epochs, seed=seed, pretrain_epochs=3)
     with RunFile(run_path) as run:
         evidence, noisy = read_run_evidence(run), run.labels.is_noisy
-        mean, steady = loss_evidence(run.channel("train_loss"), run.num_classes)
-        assert estimate_noise_rate(mean, learned_steadily=steady, labels=run.given_labels).unsure
+        assert estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
+                                   labels=run.given_labels).unsure
     assert evidence.knew_at_start and evidence.under_chance_at_end[noisy].mean() > 0.8
     assert evidence.refused.mean() < 0.75 * noisy.mean()  # the refusals alone undercount
     estimate = cli.json("detect", run_path, "--no-save", "-d", "loss")["estimate"]
