@@ -31,8 +31,9 @@ of a common one's size) and long-tailed (20:1) class sizes, clean and with 1-20%
 scores 40 runs on small sets, where `train` adds held-out models by default: scikit-learn's iris,
 wine and breast cancer tables (150-569 samples, an mlp) and 50 of each digit, clean and with 2-20%
 noise. `--few-classes` scores 21 runs with two or three classes (blobs with an mlp, shapes), clean
-and with 1-8% noise, 8 or 30 epochs. The main runs train without held-out models; the "with --folds" column is what `train`
-gives by default on 100-1,000 samples, and a summary line reads each run as the default would.
+and with 1-8% noise, 8 or 30 epochs. The main runs train without held-out models; the "with
+--folds" column is what `train` gives by default on 100-1,000 samples, and a summary line reads
+each run as the default would.
 
 Runs are kept in --cache (train once, score many times):
 
@@ -77,6 +78,7 @@ NOISES = ("uniform", "pairflip", "instance")
 CLEAN_SEEDS = (0, 1, 2)
 GATE = 0.03
 HAND_CRAFTED = ("loss", "ema-loss", "aum")
+ANCHOR_SHARE = 0.25  # anchor_disagreement reads the most confident quarter of the held-out predictions
 
 
 @dataclass(frozen=True)
@@ -318,9 +320,6 @@ def score_run(path: Path, oof: Path | None) -> dict:
             "cleanlab": None if counted is None else counted.rate, "anchor": anchor, "with_folds": with_folds}
 
 
-ANCHOR_SHARE = 0.25  # the most confident quarter of the held-out predictions
-
-
 def anchor_disagreement(given: np.ndarray, probabilities: np.ndarray) -> float:
     """Measured here, not used by detect: the share of given labels (N,) that disagree with the
     held-out prediction among the ANCHOR_SHARE of samples whose out-of-fold probabilities (N, C)
@@ -363,7 +362,8 @@ def main() -> None:
                         "estimate, and detect's on a run trained with --folds); 0: leave both out (saves K "
                         "trainings a run)")
     parser.add_argument("--only", nargs="*",
-                        choices=sorted({*DATASETS, *SMALL_TABLES, *(run[1] for run in OUTSIDE + IMBALANCED + FEW_CLASSES)}),
+                        choices=sorted({*DATASETS, *SMALL_TABLES,
+                                        *(run[1] for run in OUTSIDE + IMBALANCED + FEW_CLASSES)}),
                         help="only these datasets")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--outside", action="store_true", help="the runs outside the calibration set instead")
