@@ -284,8 +284,9 @@ def make_run(cache: Path, setting: Setting, folds: int):
 def score_run(path: Path, oof: Path | None) -> dict:
     """The estimate, the gate's verdict, the detectors' ranking quality, and with out-of-fold
     probabilities cleanlab's count on them (``held_out_noise_rate``: ``cleanlab.count.num_label_issues``),
-    which is also the held-out reading detect adds where the losses cannot tell, and the estimate
-    detect gives the run trained with ``--folds`` (``run_noise_rate`` on it)."""
+    which is also the held-out reading detect adds where the losses cannot tell, the estimate
+    detect gives the run trained with ``--folds`` (``run_noise_rate`` on it), and the held-out
+    anchors' disagreement (``anchor_disagreement``, measured only)."""
     with RunFile(path) as run:
         names, _ = default_detectors(run)
         outcomes = [run_detector(run, name) for name in names]
