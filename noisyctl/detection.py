@@ -12,10 +12,10 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (FIRST_SIGHT_REFUSED, HELD_OUT_REFUSED, LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED,
-                               PLATEAU, REFUSED, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END, UNSURE_ABOVE,
-                               NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy, run_held_out_count,
-                               run_noise_rate)
+from noisyctl.estimate import (FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED, LOSS_CHANNELS,
+                               NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END,
+                               UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
+                               run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile
@@ -193,7 +193,11 @@ FIRST_SIGHT_REFUSED_METHOD = "labels the model refused at first sight and never 
 # Where the losses cannot tell and a model that knew the data from its first epoch still gave more labels under
 # chance at its end than they count (see run_noise_rate).
 UNDER_CHANCE_METHOD = "labels the model still gave under chance at its end, above the losses' reading"
-METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, REFUSED: REFUSED_METHOD, NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
+# Where, among the samples held-out models are surest of, the labels they contradict and the model never
+# believed are a larger share than the losses count (see run_noise_rate).
+HELD_OUT_ANCHORS_METHOD = ("labels held-out models contradict where surest and the model never believed, above the "
+                           "losses' reading")
+METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, HELD_OUT_ANCHORS: HELD_OUT_ANCHORS_METHOD, REFUSED: REFUSED_METHOD, NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
                     HELD_OUT_REFUSED: HELD_OUT_REFUSED_METHOD, FIRST_SIGHT_REFUSED: FIRST_SIGHT_REFUSED_METHOD,
                     UNDER_CHANCE_AT_END: UNDER_CHANCE_METHOD, NOT_LEARNED: NOT_LEARNED_METHOD}
 
@@ -302,6 +306,9 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                                                f"{REFUSED_PROBABILITY:.0%} when it first met them, before training on "
                                                "them, and never believed: more may hide among those it began to "
                                                "learn"),
+                  HELD_OUT_ANCHORS_METHOD: ("; counted among the samples models that never trained on them are "
+                                            "surest of, as the share of labels those models contradict and the model "
+                                            "never believed"),
                   UNDER_CHANCE_METHOD: ("; counted as the labels the model, which knew the data from its first "
                                         "epoch, still gave under chance's probability in its last epochs (its "
                                         "losses alone cannot tell)")}.get(estimate["method"], "")

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import Cli
-from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_REFUSED_METHOD, NEVER_BELIEVED_METHOD,
-                                NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD, estimate_words, gate_verdict,
-                                run_detector)
-from noisyctl.estimate import (REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, estimate_noise_rate, learning_start,
-                               loss_evidence, never_learned, read_run_evidence, refused_labels, tail_excess_share)
+from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_REFUSED_METHOD,
+                                NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
+                                estimate_words, gate_verdict, run_detector)
+from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, estimate_noise_rate,
+                               held_out_anchors, learning_start, loss_evidence, never_learned, read_run_evidence,
+                               refused_labels, run_held_out_anchors, run_held_out_refused, tail_excess_share)
 from noisyctl.store import RunFile
 
 
@@ -34,6 +35,24 @@ def noisy_run(tmp_path_factory):
     cli("synth", "-d", "digits", "--noise", "pairflip", "--rate", "0.2", "--seed", "3", "-o", folder / "labels.h5")
     cli("train", "-l", folder / "labels.h5", "--quiet", "-o", folder / "run.h5")
     return folder / "run.h5"
+
+
+def read_by_losses_alone(path: Path):
+    """What a run's losses alone read (``estimate_noise_rate`` on its ``read_run_evidence``), before
+    any held-out or refused-label reading."""
+    with RunFile(path) as run:
+        evidence = read_run_evidence(run)
+        return estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
+                                   labels=run.given_labels)
+
+
+def read_with_held_out_models(cli: Cli, tmp_path: Path) -> tuple[dict, object]:
+    """Train ``labels.h5`` of ``tmp_path`` as train decides for feature vectors (an MLP, with three
+    held-out models) into ``run.h5``: detect's estimate, and what the losses alone read."""
+    trained = cli.json("train", "-l", tmp_path / "labels.h5", "-o", tmp_path / "run.h5")
+    assert trained["model"] == "mlp" and trained["folds"] == 3
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    return estimate, read_by_losses_alone(tmp_path / "run.h5")
 
 
 @pytest.mark.slow
@@ -240,10 +259,7 @@ def test_clean_feature_vectors_an_mlp_leaves_a_tail_are_counted_held_out_by_defa
     np.savez(tmp_path / "digits.npz", x=(digits.data / 16).astype(np.float32), y=digits.target)
     trained = cli.json("train", "-d", "npz", "--data-root", tmp_path / "digits.npz", "-o", tmp_path / "run.h5")
     assert trained["model"] == "mlp" and trained["folds"] == 3
-    with RunFile(tmp_path / "run.h5") as run:
-        evidence = read_run_evidence(run)
-        losses_alone = estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
-                                           labels=run.given_labels)
+    losses_alone = read_by_losses_alone(tmp_path / "run.h5")
     assert losses_alone.rate > 0.01
     result = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
     estimate = result["estimate"]
@@ -259,30 +275,95 @@ def test_clean_feature_vectors_an_mlp_leaves_a_tail_are_counted_held_out_by_defa
 
 
 @pytest.mark.slow
-def test_on_overlapping_clusters_labels_both_readings_refused_are_a_floor_under_the_count(cli, tmp_path):
+def test_on_overlapping_clusters_held_out_models_give_floors_under_the_count(cli, tmp_path):
     """Blobs (five classes, two clusters each, a fifth of the samples in another class's cluster):
     the clean losses' tail reaches past the wrong labels and the losses read 5% uniform noise as
     0.0%, while held-out models alone refuse clean samples where clusters meet. The labels the
     model never believed and the held-out models (trained by default for an MLP) gave under 1% are
-    nearly all wrong: at least those are counted. The same set clean leaves a few such labels; the
-    count's lower end rises only where it is clear evidence, so the clean run reads "no clear sign"."""
+    nearly all wrong, but a memorised wrong label is believed: they count half the noise. Among the
+    samples the held-out models are surest of, away from where clusters meet, the labels they
+    contradict and the model never believed read it near the truth, and the estimate is raised to
+    their share. The same set clean leaves a few labels of each kind; neither floor counts so few,
+    and the clean run reads "no clear sign"."""
     cli("synth", "-d", "blobs", "--noise", "uniform", "--rate", "0.05", "--seed", "5", "-o", tmp_path / "labels.h5")
-    trained = cli.json("train", "-l", tmp_path / "labels.h5", "-o", tmp_path / "run.h5")
-    assert trained["model"] == "mlp" and trained["folds"] == 3
-    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    estimate, losses_alone = read_with_held_out_models(cli, tmp_path)
     true = estimate["true_rate"]
-    assert estimate["method"] == HELD_OUT_REFUSED_METHOD and estimate["evidence"] == "clear"
-    assert 0.3 * true <= estimate["rate"] <= true and estimate["low"] <= true <= estimate["high"]
-    assert "never believed and models that never trained on them gave under 1%" in estimate_words(estimate)
     with RunFile(tmp_path / "run.h5") as run:
-        evidence = read_run_evidence(run)
-        losses_alone = estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
-                                           labels=run.given_labels)
-    assert losses_alone.rate < 0.3 * true
+        both_refused = (read_run_evidence(run).mean_loss > np.log(run.num_classes)) & run_held_out_refused(run)
+        counted, anchors = run_held_out_anchors(run)
+    assert losses_alone.rate < 0.3 * true and 0.3 * true <= both_refused.mean() < 0.75 * true
+    assert estimate["method"] == HELD_OUT_ANCHORS_METHOD and estimate["rate"] == pytest.approx(counted / anchors)
+    assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
+    assert estimate["evidence"] == "clear"
+    assert "labels those models contradict and the model never believed" in estimate_words(estimate)
+    refused_words = estimate_words({**estimate, "method": HELD_OUT_REFUSED_METHOD})
+    assert "never believed and models that never trained on them gave under 1%" in refused_words
     cli("train", "-d", "blobs", "-q", "-o", tmp_path / "clean.h5")
     result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
     clean = result["estimate"]
     assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and result["gate"]["passed"]
+    with RunFile(tmp_path / "clean.h5") as run:
+        assert run_held_out_anchors(run)[0] < ANCHOR_MIN_COUNT
+
+
+@pytest.mark.slow
+def test_with_two_classes_the_held_out_anchors_are_a_floor_under_the_count(cli, tmp_path):
+    """Two classes of blobs (3,000), 3% uniform noise: a wrong label's loss is bounded by how far its
+    sample lies from the boundary, so the losses undercount. Among the samples the held-out models
+    (trained by default for an MLP) are surest of, the labels they contradict and the model never
+    believed read the noise: the estimate is raised to their share. The same set clean gives few
+    such labels, and stays "no clear sign"."""
+    blobs = ["-d", "blobs", "-D", "classes=2", "-D", "samples=3000", "-D", "seed=611"]
+    cli("synth", *blobs, "-n", "uniform", "-r", "0.03", "--seed", "12", "-o", tmp_path / "labels.h5")
+    estimate, losses_alone = read_with_held_out_models(cli, tmp_path)
+    true = estimate["true_rate"]
+    with RunFile(tmp_path / "run.h5") as run:
+        counted, anchors = run_held_out_anchors(run)
+    assert losses_alone.rate < 0.75 * true
+    assert estimate["method"] == HELD_OUT_ANCHORS_METHOD and estimate["rate"] == pytest.approx(counted / anchors)
+    assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
+    assert "labels those models contradict and the model never believed" in estimate_words(estimate)
+    cli("train", *blobs, "-q", "-o", tmp_path / "clean.h5")
+    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    clean = result["estimate"]
+    assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and result["gate"]["passed"]
+    assert clean["method"] != HELD_OUT_ANCHORS_METHOD
+
+
+@pytest.mark.slow
+def test_where_classes_overlap_the_held_out_anchors_count_only_labels_never_believed(cli, tmp_path):
+    """Ten classes of blobs in 30 features, clean: a sample's cluster can lie inside another class's,
+    and even among the samples the held-out models are surest of they contradict several percent of
+    the labels. The model that trained on those labels believed them (it fits a clean sample's
+    neighbourhood), so they do not count, and the clean run passes the gate."""
+    blobs = ["-d", "blobs", "-D", "classes=10", "-D", "features=30", "-D", "seed=612"]
+    cli("train", *blobs, "-q", "-o", tmp_path / "clean.h5")
+    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    with RunFile(tmp_path / "clean.h5") as run:
+        anchors, contradicted = held_out_anchors(run.given_labels, run.probabilities("out_of_fold"))
+        counted, size = run_held_out_anchors(run)
+    assert size == anchors.sum() and (anchors & contradicted).sum() / size > 0.01
+    assert counted < ANCHOR_MIN_COUNT
+    assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"]
+
+
+def test_the_held_out_anchors_are_each_predicted_classs_surest_samples():
+    """A quarter of each class the held-out models predict, ties at the cut all taken: of class 0's
+    eight samples the two surest (one mislabeled), of class 1's four the one surest, and all four
+    of class 2's, tied at 1.0 (probabilities saturate), one of them mislabeled."""
+    surest = np.array([0.99, 0.98, 0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.95, 0.7, 0.6, 0.5, 1.0, 1.0, 1.0, 1.0])
+    predicted = np.array([0] * 8 + [1] * 4 + [2] * 4)
+    probabilities = np.full((16, 3), 0.0)
+    probabilities[np.arange(16), predicted] = surest
+    probabilities[np.arange(16), (predicted + 1) % 3] = 1 - surest
+    given = predicted.copy()
+    given[[1, 3, 9, 14]] = [2, 1, 0, 0]  # wrong labels: one among class 0's anchors, one among class 2's
+    anchors, contradicted = held_out_anchors(given, probabilities)
+    assert np.flatnonzero(anchors).tolist() == [0, 1, 8, 12, 13, 14, 15]
+    assert np.flatnonzero(contradicted).tolist() == [1, 3, 9, 14]
+    # Half of each predicted class: class 0's four surest, class 1's two.
+    anchors, _ = held_out_anchors(given, probabilities, share=0.5)
+    assert np.flatnonzero(anchors).tolist() == [0, 1, 2, 3, 8, 9, 12, 13, 14, 15]
 
 
 @pytest.mark.slow
@@ -320,10 +401,7 @@ def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
     true = estimate["true_rate"]
     assert estimate["method"].startswith("held-out") and abs(estimate["rate"] - true) <= 0.25 * true
     assert estimate["low"] <= true <= estimate["high"]
-    with RunFile(tmp_path / "run.h5") as run:  # what the losses alone read
-        evidence = read_run_evidence(run)
-        losses_alone = estimate_noise_rate(evidence.mean_loss, learned_steadily=evidence.learned_steadily,
-                                           labels=run.given_labels)
+    losses_alone = read_by_losses_alone(tmp_path / "run.h5")
     assert losses_alone.rate > 1.25 * true and not estimate["may_overcount"]
     # Without held-out models, detect says why its count may be high and what would make it surer.
     assert losses_alone.noise_as_wide_as_clean
