@@ -12,7 +12,7 @@ import pytest
 from conftest import Cli
 from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_REFUSED_METHOD,
                                 NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
-                                estimate_words, gate_verdict, run_detector)
+                                UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, estimate_noise_rate,
                                held_out_anchors, learning_start, loss_evidence, never_learned, read_run_evidence,
                                refused_labels, run_held_out_anchors, run_held_out_refused, tail_excess_share)
@@ -327,7 +327,12 @@ def test_with_two_classes_the_held_out_anchors_are_a_floor_under_the_count(cli, 
     result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
     clean = result["estimate"]
     assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and result["gate"]["passed"]
-    assert clean["method"] != HELD_OUT_ANCHORS_METHOD
+    assert clean["method"] != HELD_OUT_ANCHORS_METHOD and not estimate["may_undercount"]
+    # Without held-out models (--folds 0) the losses' reading stands, and detect says it may be low.
+    cli("train", "-l", tmp_path / "labels.h5", "--folds", "0", "-q", "-o", tmp_path / "alone.h5")
+    alone = cli.json("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss")["estimate"]
+    assert alone["rate"] < 0.75 * true and alone["may_undercount"]
+    assert UNDERCOUNT_HINT in estimate_words(alone)
 
 
 @pytest.mark.slow
