@@ -197,9 +197,10 @@ UNDER_CHANCE_METHOD = "labels the model still gave under chance at its end, abov
 # believed are a larger share than the losses count (see run_noise_rate).
 HELD_OUT_ANCHORS_METHOD = ("labels held-out models contradict where surest and the model never believed, above the "
                            "losses' reading")
-METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, HELD_OUT_ANCHORS: HELD_OUT_ANCHORS_METHOD, REFUSED: REFUSED_METHOD, NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
+METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, REFUSED: REFUSED_METHOD, NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
                     HELD_OUT_REFUSED: HELD_OUT_REFUSED_METHOD, FIRST_SIGHT_REFUSED: FIRST_SIGHT_REFUSED_METHOD,
-                    UNDER_CHANCE_AT_END: UNDER_CHANCE_METHOD, NOT_LEARNED: NOT_LEARNED_METHOD}
+                    UNDER_CHANCE_AT_END: UNDER_CHANCE_METHOD, HELD_OUT_ANCHORS: HELD_OUT_ANCHORS_METHOD,
+                    NOT_LEARNED: NOT_LEARNED_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,

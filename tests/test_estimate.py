@@ -13,9 +13,10 @@ from conftest import Cli
 from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_REFUSED_METHOD,
                                 NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
                                 UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
-from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, estimate_noise_rate,
-                               held_out_anchors, learning_start, loss_evidence, never_learned, read_run_evidence,
-                               refused_labels, run_held_out_anchors, run_held_out_refused, tail_excess_share)
+from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, NoiseRateEstimate,
+                               estimate_noise_rate, held_out_anchors, learning_start, loss_evidence, never_learned,
+                               read_run_evidence, refused_labels, run_held_out_anchors, run_held_out_refused,
+                               tail_excess_share)
 from noisyctl.store import RunFile
 
 
@@ -37,7 +38,7 @@ def noisy_run(tmp_path_factory):
     return folder / "run.h5"
 
 
-def read_by_losses_alone(path: Path):
+def read_by_losses_alone(path: Path) -> NoiseRateEstimate:
     """What a run's losses alone read (``estimate_noise_rate`` on its ``read_run_evidence``), before
     any held-out or refused-label reading."""
     with RunFile(path) as run:
@@ -46,7 +47,7 @@ def read_by_losses_alone(path: Path):
                                    labels=run.given_labels)
 
 
-def read_with_held_out_models(cli: Cli, tmp_path: Path) -> tuple[dict, object]:
+def read_with_held_out_models(cli: Cli, tmp_path: Path) -> tuple[dict, NoiseRateEstimate]:
     """Train ``labels.h5`` of ``tmp_path`` as train decides for feature vectors (an MLP, with three
     held-out models) into ``run.h5``: detect's estimate, and what the losses alone read."""
     trained = cli.json("train", "-l", tmp_path / "labels.h5", "-o", tmp_path / "run.h5")
@@ -312,7 +313,8 @@ def test_with_two_classes_the_held_out_anchors_are_a_floor_under_the_count(cli, 
     sample lies from the boundary, so the losses undercount. Among the samples the held-out models
     (trained by default for an MLP) are surest of, the labels they contradict and the model never
     believed read the noise: the estimate is raised to their share. The same set clean gives few
-    such labels, and stays "no clear sign"."""
+    such labels, and stays "no clear sign". Trained without held-out models, the count stays low,
+    and detect says so."""
     blobs = ["-d", "blobs", "-D", "classes=2", "-D", "samples=3000", "-D", "seed=611"]
     cli("synth", *blobs, "-n", "uniform", "-r", "0.03", "--seed", "12", "-o", tmp_path / "labels.h5")
     estimate, losses_alone = read_with_held_out_models(cli, tmp_path)
