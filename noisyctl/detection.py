@@ -290,9 +290,12 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                       "another class included")
         else:
             second = f"; {HELD_OUT_HINT}"
-        return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%} ({interval}); the model never "
-                "fitted many samples, and wrong labels among them look like hard ones (train longer, or review "
-                f"the top suspects){second}{decided}")
+        # the number then comes from the held-out anchors' floor, not from the losses that cannot tell
+        anchors = (", counted among the samples models that never trained on them are surest of"
+                   if estimate["method"] == HELD_OUT_ANCHORS_METHOD else "")
+        return (f"cannot tell how noisy: estimated noise {estimate['rate']:.1%}{anchors} ({interval}); the model "
+                "never fitted many samples, and wrong labels among them look like hard ones (train longer, or "
+                f"review the top suspects){second}{decided}")
     doubted = bool(late and estimate.get("held_out"))  # held-out models count more than the class view
     if doubted:
         counted = estimate["held_out"]

@@ -299,6 +299,10 @@ def test_on_overlapping_clusters_held_out_models_give_floors_under_the_count(cli
     assert "labels those models contradict and the model never believed" in estimate_words(estimate)
     refused_words = estimate_words({**estimate, "method": HELD_OUT_REFUSED_METHOD})
     assert "never believed and models that never trained on them gave under 1%" in refused_words
+    # Where the losses cannot tell (20-45% on such blobs), the words say where the number comes from.
+    unsure_words = estimate_words({**estimate, "low": 0.0, "evidence": "none", "high": 0.4})
+    assert unsure_words.startswith(f"cannot tell how noisy: estimated noise {estimate['rate']:.1%}, counted among "
+                                   "the samples models that never trained on them are surest of")
     cli("train", "-d", "blobs", "-q", "-o", tmp_path / "clean.h5")
     result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
     clean = result["estimate"]
