@@ -308,8 +308,8 @@ def score_run(path: Path, oof: Path | None) -> dict:
             decided = noise_flags(run, outcomes)
             read, judged = decided[3], decided[2]
             counted = run_held_out_count(run, judged)  # the count run_noise_rate compared, from its cache
-            contradicted, anchors = run_held_out_anchors(run, judged)
-            anchor = contradicted / anchors
+            counted_anchors, anchors = run_held_out_anchors(run, judged)
+            anchor = counted_anchors / anchors
             gate = gate_verdict(estimate_noise(run, outcomes, None, decided), outcomes[0].result.scores,
                                 fail_above=GATE)
         with_folds = {"rate": read.rate, "low": read.low, "high": read.high, "method": read.method,

@@ -958,6 +958,12 @@ class RunEvidence:
     refused_at_first_sight: np.ndarray | None = None
     under_chance_at_end: np.ndarray | None = None
 
+    def never_believed(self, num_classes: int) -> np.ndarray:
+        """Whether the model never believed each label (N,): a mean loss above log C, a geometric-mean
+        probability under chance (False for a sample never presented)."""
+        with np.errstate(invalid="ignore"):  # NaN: never presented
+            return self.mean_loss > np.log(num_classes)
+
 
 # detect's estimate and the learned detector both read the same opened run: once is enough.
 _evidence_read: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -1035,8 +1041,7 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     labels = np.asarray(dynamics.given_labels)[keep]
     estimate = estimate_noise_rate(mean, learned_steadily=steady, labels=labels)
     refused = evidence.refused[keep]
-    with np.errstate(invalid="ignore"):  # NaN: a sample never presented, not judged
-        never_believed = mean > np.log(dynamics.num_classes)
+    never_believed = evidence.never_believed(dynamics.num_classes)[keep]
     first_sight = None if evidence.refused_at_first_sight is None else evidence.refused_at_first_sight[keep]
     if estimate.unsure:
         if dynamics.has_channel("eval_pred"):
@@ -1151,12 +1156,13 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
 
 @dataclass
 class _HeldOutRead:
-    """What the run's out-of-fold probabilities said, once per opened run: the count per set of
-    judged samples, and each sample's probability of its given label (N,), None when it holds none."""
+    """A run's out-of-fold probabilities, read once per opened run: the given labels (N,) and the
+    probabilities (N, C), None when it holds none; the count and the anchors per set of judged samples."""
 
     counts: dict = field(default_factory=dict)
     anchors: dict = field(default_factory=dict)
-    label_probability: np.ndarray | None = None
+    given: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
     read: bool = False
 
 
@@ -1199,9 +1205,7 @@ def run_held_out_anchors(dynamics, judged: np.ndarray | None = None) -> tuple[in
         cache.anchors[key] = None
         if held_out is not None and evidence is not None:
             anchors, contradicted = held_out_anchors(*held_out)
-            keep = slice(None) if judged is None else judged
-            with np.errstate(invalid="ignore"):  # NaN: a sample never presented, not counted
-                never_believed = evidence.mean_loss[keep] > np.log(dynamics.num_classes)
+            never_believed = evidence.never_believed(dynamics.num_classes)[slice(None) if judged is None else judged]
             cache.anchors[key] = (int((anchors & contradicted & never_believed).sum()), int(anchors.sum()))
     return cache.anchors[key]
 
@@ -1247,28 +1251,26 @@ def run_held_out_refused(dynamics, judged: np.ndarray | None = None) -> np.ndarr
     """Whether models that never trained on each ``judged`` sample (``train --folds``) refused its
     given label, giving it under REFUSED_PROBABILITY (and a tenth of chance); None when the run holds
     no out-of-fold probabilities."""
-    cache = _held_out_cache(dynamics)
-    if not cache.read:
-        _held_out_probabilities(dynamics, None, cache)
-    if cache.label_probability is None:
+    held_out = _held_out_probabilities(dynamics, judged, _held_out_cache(dynamics))
+    if held_out is None:
         return None
-    keep = slice(None) if judged is None else judged
-    return cache.label_probability[keep] < np.exp(-_refused_loss(dynamics.num_classes))
+    given, probabilities = held_out
+    return probabilities[np.arange(len(given)), given] < np.exp(-_refused_loss(dynamics.num_classes))
 
 
 def _held_out_probabilities(dynamics, judged: np.ndarray | None,
                             cache: _HeldOutRead) -> tuple[np.ndarray, np.ndarray] | None:
     """The ``judged`` samples' given labels (N,) and out-of-fold class probabilities (N, C), or None
-    when the run holds none; each sample's probability of its given label goes into ``cache``."""
-    probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
-    cache.read = True
-    if probabilities is None:
+    when the run holds none; read from the run once, into ``cache``."""
+    if not cache.read:
+        probabilities = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
+        if probabilities is not None:
+            cache.given, cache.probabilities = np.asarray(dynamics.given_labels), np.asarray(probabilities)
+        cache.read = True
+    if cache.probabilities is None:
         return None
-    given = np.asarray(dynamics.given_labels)
-    probabilities = np.asarray(probabilities)
-    cache.label_probability = probabilities[np.arange(len(given)), given]
     keep = slice(None) if judged is None else judged
-    return given[keep], probabilities[keep]
+    return cache.given[keep], cache.probabilities[keep]
 
 
 def _plateau_medians(dynamics, channel: str) -> np.ndarray:

@@ -290,7 +290,7 @@ def test_on_overlapping_clusters_held_out_models_give_floors_under_the_count(cli
     estimate, losses_alone = read_with_held_out_models(cli, tmp_path)
     true = estimate["true_rate"]
     with RunFile(tmp_path / "run.h5") as run:
-        both_refused = (read_run_evidence(run).mean_loss > np.log(run.num_classes)) & run_held_out_refused(run)
+        both_refused = read_run_evidence(run).never_believed(run.num_classes) & run_held_out_refused(run)
         counted, anchors = run_held_out_anchors(run)
     assert losses_alone.rate < 0.3 * true and 0.3 * true <= both_refused.mean() < 0.75 * true
     assert estimate["method"] == HELD_OUT_ANCHORS_METHOD and estimate["rate"] == pytest.approx(counted / anchors)
