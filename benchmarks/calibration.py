@@ -294,6 +294,7 @@ def score_run(path: Path, oof: Path | None) -> dict:
         estimate = estimate_noise(run, outcomes, suggested_labels(run))
         truth = run.labels.is_noisy
         model = run.training["model"]  # as train decided it (--model auto), which decides its held-out models
+        classes = run.num_classes  # and so do two or three classes
     ranking = {}
     for outcome in outcomes:
         if outcome.name in ("learned", *HAND_CRAFTED) and truth.any():
@@ -314,7 +315,8 @@ def score_run(path: Path, oof: Path | None) -> dict:
                                 fail_above=GATE)
         with_folds = {"rate": read.rate, "low": read.low, "high": read.high, "method": read.method,
                       "gate_passes": gate["passed"], "gate_warns": bool(gate["warning"])}
-    return {"true": float(truth.mean()), "samples": len(truth), "model": model, "estimate": estimate,
+    return {"true": float(truth.mean()), "samples": len(truth), "model": model, "classes": classes,
+            "estimate": estimate,
             "ranking": ranking,
             "gate": gate_verdict(estimate, outcomes[0].result.scores, fail_above=GATE),
             "held_out": ({"rate": counted.rate, "low": counted.low, "high": counted.high}
@@ -387,7 +389,7 @@ def main() -> None:
         hand = {k: v for k, v in row["ranking"].items() if k in HAND_CRAFTED}
         learned = row["ranking"].get("learned", (None, None))
         rows.append({"run": name, "dataset": dataset, "noise": noise, "true": true, "samples": row["samples"],
-                     "model": row["model"],
+                     "model": row["model"], "classes": row["classes"],
                      **reading(e, true),
                      "method": e["method"], "evidence": e["evidence"], "gate_passes": row["gate"]["passed"],
                      "gate_warns": bool(row["gate"]["warning"]),
@@ -429,7 +431,8 @@ def number(x, spec=".3f") -> str:
 
 def folds_by_default(r: dict) -> bool:
     """Whether train, given no --folds, trains the run's held-out models (``decided_folds``)."""
-    return r["with_folds"] is not None and TrainOptions(model=r["model"]).decided_folds(r["samples"]).folds > 0
+    decided = TrainOptions(model=r["model"]).decided_folds(r["samples"], r["classes"])
+    return r["with_folds"] is not None and decided.folds > 0
 
 
 def summary(console, rows: list[dict]) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED, LOSS_CHANNELS,
+from noisyctl.estimate import (FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED, LOSS_CHANNELS,
                                NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END,
                                UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
                                run_held_out_count, run_noise_rate)
@@ -253,10 +253,6 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
 LATE_NAMED = 5  # late classes named in words; --json lists them all
 # What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop
 HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilities) to count with held-out models too"
-# With this many classes or fewer a wrong label's loss is bounded by how far its sample lies from the
-# boundary, and the losses undercount (binary and three-class blobs and shapes with 1-8% noise: 4 of
-# 13 within the tolerance, the rest under it); held-out models' anchors count most of the rest.
-FEW_CLASSES = 3
 UNDERCOUNT_HINT = ("with two or three classes the losses undercount, as a wrong label near the boundary looks like "
                    f"a hard clean one: {HELD_OUT_HINT}")
 # The words say the interval reaches the unfitted samples where they are at least this many times the

@@ -208,6 +208,11 @@ HELD_OUT_REFUSED = "refused held out"
 HELD_OUT_ANCHORS = "held-out anchors"
 ANCHOR_SHARE = 0.25
 ANCHOR_MIN_COUNT = 5
+# With this many classes or fewer a wrong label's loss is bounded by how far its sample lies from the
+# boundary, and the losses undercount (binary and three-class blobs and shapes with 1-8% noise: 4 of
+# 13 within the tolerance, the rest under it); held-out models' anchors count most of the rest
+# (shapes, two classes: 2-5% from 0.2-3.2% to 2.1-4.4%), so train fits them by default for such tasks.
+FEW_CLASSES = 3
 # A model that knew the data from its first recorded epoch (KNEW_AT_START: fine-tuned) read each
 # sample's label in that epoch's training batches before it had trained on it: a held-out reading
 # from the run itself. A label it never believed and gave under REFUSED_PROBABILITY at first sight

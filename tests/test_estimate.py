@@ -237,15 +237,24 @@ def test_a_late_class_that_held_out_models_doubt_gets_their_count_beside_the_est
     assert "no clear sign of label noise in the losses" in words and "look-alikes carry another label" in words
 
 
-def test_held_out_models_are_trained_by_default_only_on_small_sets():
+def test_held_out_models_are_trained_by_default_only_on_small_sets_or_few_classes(cli, tmp_path):
     from noisyctl.training import TrainOptions
 
-    assert [TrainOptions().decided_folds(n).folds for n in (99, 100, 1_000, 1_001)] == [0, 3, 3, 0]
+    assert [TrainOptions().decided_folds(n, 10).folds for n in (99, 100, 1_000, 1_001)] == [0, 3, 3, 0]
     for light in ("mlp", "lenet"):  # models that train in seconds: held-out models up to 10,000
-        assert [TrainOptions(model=light).decided_folds(n).folds for n in (99, 1_001, 10_000, 10_001)] == [0, 3, 3, 0]
-    assert TrainOptions(model="small-cnn").decided_folds(1_001).folds == 0
-    assert TrainOptions().decided_folds(500, processes=2).folds == 0  # torchrun trains no folds
-    assert TrainOptions(folds=0).decided_folds(500).folds == 0 and TrainOptions(folds=5).decided_folds(50).folds == 5
+        decided = [TrainOptions(model=light).decided_folds(n, 10).folds for n in (99, 1_001, 10_000, 10_001)]
+        assert decided == [0, 3, 3, 0]
+    assert TrainOptions(model="small-cnn").decided_folds(1_001, 10).folds == 0
+    # two or three classes, where the losses undercount: any model up to 10,000
+    assert [TrainOptions(model="small-cnn").decided_folds(5_000, c).folds for c in (2, 3, 4)] == [3, 3, 0]
+    assert TrainOptions(model="small-cnn").decided_folds(10_001, 2).folds == 0
+    assert TrainOptions().decided_folds(500, 10, processes=2).folds == 0  # torchrun trains no folds
+    assert TrainOptions(folds=0).decided_folds(500, 2).folds == 0
+    assert TrainOptions(folds=5).decided_folds(50, 10).folds == 5
+    # as train decides it: two classes of 2,000 generated shapes get them, five do not
+    for classes, folds in ((2, 3), (5, 0)):
+        plan = cli.json("train", "-d", "shapes", "-D", f"classes={classes}", "--dry-run")
+        assert plan["model"] == "small-cnn" and plan["folds"] == folds
 
 
 @pytest.mark.slow
@@ -339,6 +348,25 @@ def test_with_two_classes_the_held_out_anchors_are_a_floor_under_the_count(cli, 
     alone = cli.json("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss")["estimate"]
     assert alone["rate"] < 0.75 * true and alone["may_undercount"]
     assert UNDERCOUNT_HINT in estimate_words(alone)
+
+
+@pytest.mark.slow
+def test_a_binary_image_task_gets_held_out_models_by_default_and_counts_with_them(cli, tmp_path):
+    """Two classes of generated shapes (1,200: over the 1,000 up to which small-cnn gets held-out
+    models whatever the classes), 4% uniform noise. With two classes the losses undercount, so train
+    fits held-out models by default, and their anchors bring the count near the truth; trained
+    without them the losses alone read under three quarters of it."""
+    shapes = ["-d", "shapes", "-D", "classes=2", "-D", "samples=1200", "-D", "seed=621"]
+    cli("synth", *shapes, "-n", "uniform", "-r", "0.04", "--seed", "5", "-o", tmp_path / "labels.h5")
+    trained = cli.json("train", "-l", tmp_path / "labels.h5", "-e", "15", "-o", tmp_path / "run.h5")
+    assert trained["model"] == "small-cnn" and trained["folds"] == 3
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["held_out_models"] and not estimate["may_undercount"]
+    assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
+    cli("train", "-l", tmp_path / "labels.h5", "-e", "15", "--folds", "0", "-q", "-o", tmp_path / "alone.h5")
+    alone = cli.json("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss")["estimate"]
+    assert alone["rate"] < 0.75 * true and alone["may_undercount"]
 
 
 @pytest.mark.slow

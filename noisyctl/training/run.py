@@ -89,7 +89,8 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
 def _decided(options: TrainOptions, labels: Labels, data: DatasetData) -> TrainOptions:
     """The options with what they leave to the data decided: the model (auto) and the held-out
     models (folds), as train records them and --dry-run shows them."""
-    return options.decided_model(data.kind).decided_folds(len(labels.ids), distributed.launched_world())
+    return options.decided_model(data.kind).decided_folds(len(labels.ids), data.num_classes,
+                                                            distributed.launched_world())
 
 
 def _keep_finished(recorder, out: Path, epoch: int, reason: str) -> None:
