@@ -124,8 +124,8 @@ class TrainOptions:
         ``FEW_CLASSES`` classes or fewer) trained in one process, else 0."""
         if self.folds is not None:
             return self
-        light = self.model in FOLDS_AUTO_LIGHT_MODELS or num_classes <= FEW_CLASSES
-        largest = FOLDS_AUTO_MAX_LIGHT if light else FOLDS_AUTO_MAX_SAMPLES
+        light_or_few_classes = self.model in FOLDS_AUTO_LIGHT_MODELS or num_classes <= FEW_CLASSES
+        largest = FOLDS_AUTO_MAX_LIGHT if light_or_few_classes else FOLDS_AUTO_MAX_SAMPLES
         cheap = FOLDS_AUTO_MIN_SAMPLES <= samples <= largest
         return replace(self, folds=FOLDS_AUTO if cheap and processes == 1 else 0)
 
