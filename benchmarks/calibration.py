@@ -60,7 +60,7 @@ import numpy as np
 from noisyctl.data import load_dataset
 from noisyctl.detection import (default_detectors, estimate_noise, gate_verdict, noise_flags, run_detector,
                                  suggested_labels)
-from noisyctl.estimate import cannot_tell, run_held_out_anchors, run_held_out_count
+from noisyctl.estimate import FEW_CLASSES as FEW_CLASSES_AT_MOST, cannot_tell, run_held_out_anchors, run_held_out_count
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
@@ -489,7 +489,8 @@ def summary(console, rows: list[dict]) -> None:
         lines += [
             (f"as train does by default (held-out models on the {sum(small)} runs of "
              f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_SAMPLES:,} samples, "
-             f"{FOLDS_AUTO_MAX_LIGHT:,} for {' and '.join(FOLDS_AUTO_LIGHT_MODELS)}): clean runs <= 1%",
+             f"{FOLDS_AUTO_MAX_LIGHT:,} for {' and '.join(FOLDS_AUTO_LIGHT_MODELS)} and for "
+             f"{FEW_CLASSES_AT_MOST} classes or fewer): clean runs <= 1%",
              sum(d["rate"] <= 0.01 for d, r in zip(default, rows) if r["true"] == 0), len(clean)),
             ("  ... 0.5-45%: within the tolerance",
              sum(d["within"] for d, r in zip(default, rows) if r["true"] >= 0.004), len(noisy)),
