@@ -255,6 +255,9 @@ def test_held_out_models_are_trained_by_default_only_on_small_sets_or_few_classe
     for classes, folds in ((2, 3), (5, 0)):
         plan = cli.json("train", "-d", "shapes", "-D", f"classes={classes}", "--dry-run")
         assert plan["model"] == "small-cnn" and plan["folds"] == folds
+    # and says why, as the run takes four trainings
+    shown = " ".join(cli("train", "-d", "shapes", "-D", "classes=2", "--dry-run").output.split())
+    assert "3 held-out models (two or three classes, whose losses alone undercount; --folds) included" in shown
 
 
 @pytest.mark.slow
