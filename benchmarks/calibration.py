@@ -60,7 +60,7 @@ import numpy as np
 from noisyctl.data import load_dataset
 from noisyctl.detection import (default_detectors, estimate_noise, gate_verdict, noise_flags, run_detector,
                                  suggested_labels)
-from noisyctl.estimate import FEW_CLASSES as FEW_CLASSES_AT_MOST, cannot_tell, run_held_out_anchors, run_held_out_count
+from noisyctl.estimate import FEW_CLASSES, cannot_tell, run_held_out_anchors, run_held_out_count
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
@@ -142,7 +142,7 @@ OUTSIDE = (
 # (label, dataset, its options, training options, noise, rates, noise seed): two and three classes
 # (binary tasks are common; every set above has five classes or more), made in the twentieth pass
 # after probes with two or three classes read 2-8% noise at half to two thirds of the truth.
-FEW_CLASSES = (
+FEW_CLASS_RUNS = (
     ("blobs-2c", "blobs", {"classes": 2, "samples": 3000, "seed": 91}, {"model": "mlp"}, "uniform",
      (0, 0.01, 0.03, 0.08), 51),
     ("blobs-2c-sep0.7", "blobs", {"classes": 2, "samples": 3000, "separation": 0.7, "seed": 96}, {"model": "mlp"},
@@ -232,7 +232,7 @@ def table_to_npz(cache: Path, name: str) -> dict:
 
 
 def listed_settings(runs: tuple, only: list[str] | None):
-    """Every run of ``OUTSIDE``, ``IMBALANCED`` or ``FEW_CLASSES``, named by its label, noise and rate."""
+    """Every run of ``OUTSIDE``, ``IMBALANCED`` or ``FEW_CLASS_RUNS``, named by its label, noise and rate."""
     for label, dataset, dataset_options, train_options, noise, rates, noise_seed in runs:
         if only and dataset not in only:
             continue
@@ -358,7 +358,7 @@ def main() -> None:
                         "trainings a run)")
     parser.add_argument("--only", nargs="*",
                         choices=sorted({*DATASETS, *SMALL_TABLES,
-                                        *(run[1] for run in OUTSIDE + IMBALANCED + FEW_CLASSES)}),
+                                        *(run[1] for run in OUTSIDE + IMBALANCED + FEW_CLASS_RUNS)}),
                         help="only these datasets")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--outside", action="store_true", help="the runs outside the calibration set instead")
@@ -378,7 +378,7 @@ def main() -> None:
     rows = []
     chosen = (listed_settings(OUTSIDE, args.only) if args.outside else
               listed_settings(IMBALANCED, args.only) if args.imbalanced else
-              listed_settings(FEW_CLASSES, args.only) if args.few_classes else
+              listed_settings(FEW_CLASS_RUNS, args.only) if args.few_classes else
               small_settings(args.only) if args.small else settings(args.only))
     for setting in chosen:
         started = time.perf_counter()
@@ -490,7 +490,7 @@ def summary(console, rows: list[dict]) -> None:
             (f"as train does by default (held-out models on the {sum(small)} runs of "
              f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_SAMPLES:,} samples, "
              f"{FOLDS_AUTO_MAX_LIGHT:,} for {' and '.join(FOLDS_AUTO_LIGHT_MODELS)} and for "
-             f"{FEW_CLASSES_AT_MOST} classes or fewer): clean runs <= 1%",
+             f"{FEW_CLASSES} classes or fewer): clean runs <= 1%",
              sum(d["rate"] <= 0.01 for d, r in zip(default, rows) if r["true"] == 0), len(clean)),
             ("  ... 0.5-45%: within the tolerance",
              sum(d["within"] for d, r in zip(default, rows) if r["true"] >= 0.004), len(noisy)),

@@ -1048,6 +1048,7 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     refused = evidence.refused[keep]
     never_believed = evidence.never_believed(dynamics.num_classes)[keep]
     first_sight = None if evidence.refused_at_first_sight is None else evidence.refused_at_first_sight[keep]
+    held_out = run_held_out_count(dynamics, judged)
     if estimate.unsure:
         if dynamics.has_channel("eval_pred"):
             if evidence.contradicted is None:
@@ -1061,16 +1062,14 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
         # left under chance too (UNDER_CHANCE_AT_END).
         under_chance = None if evidence.under_chance_at_end is None else evidence.under_chance_at_end[keep]
         floor = _at_least_refused_labels(estimate, refused, never_believed, None, first_sight, under_chance)
-        return _at_least_held_out_anchors(floor, run_held_out_anchors(dynamics, judged),
-                                          run_held_out_count(dynamics, judged))
-    held_out = run_held_out_count(dynamics, judged)
-    if held_out is not None and held_out.rate < estimate.rate:
-        low = min(estimate.low, held_out.low)
-        estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
-                           method="held-out", evidence=_evidence(low, estimate.samples))
-    ceiling = _at_most_never_believed(estimate, never_believed, refused, evidence.knew_at_start)
-    floor = _at_least_refused_labels(ceiling, refused, never_believed, run_held_out_refused(dynamics, judged),
-                                     first_sight)
+    else:
+        if held_out is not None and held_out.rate < estimate.rate:
+            low = min(estimate.low, held_out.low)
+            estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
+                               method="held-out", evidence=_evidence(low, estimate.samples))
+        ceiling = _at_most_never_believed(estimate, never_believed, refused, evidence.knew_at_start)
+        floor = _at_least_refused_labels(ceiling, refused, never_believed, run_held_out_refused(dynamics, judged),
+                                         first_sight)
     return _at_least_held_out_anchors(floor, run_held_out_anchors(dynamics, judged), held_out)
 
 
@@ -1162,10 +1161,10 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
 @dataclass
 class _HeldOutRead:
     """A run's out-of-fold probabilities, read once per opened run: the given labels (N,) and the
-    probabilities (N, C), None when it holds none; the count and the anchors per set of judged samples."""
+    probabilities (N, C), None when it holds none; confident learning's count (a bootstrap) per set of
+    judged samples."""
 
     counts: dict = field(default_factory=dict)
-    anchors: dict = field(default_factory=dict)
     given: np.ndarray | None = None
     probabilities: np.ndarray | None = None
     read: bool = False
@@ -1182,15 +1181,10 @@ def _held_out_cache(dynamics) -> _HeldOutRead:
         return _HeldOutRead()
 
 
-def _judged_key(judged: np.ndarray | None) -> bytes | None:
-    """A set of judged samples (a mask, or None for all) as a key of the held-out caches."""
-    return None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest()
-
-
 def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
     """``held_out_noise_rate`` on the ``judged`` samples' out-of-fold probabilities (``train
     --folds``), once per opened run and set of judged samples; None when the run holds none."""
-    key = _judged_key(judged)
+    key = None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest()
     cache = _held_out_cache(dynamics)
     if key not in cache.counts:
         held_out = _held_out_probabilities(dynamics, judged, cache)
@@ -1201,18 +1195,15 @@ def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateE
 def run_held_out_anchors(dynamics, judged: np.ndarray | None = None) -> tuple[int, int] | None:
     """Of the ``judged`` samples' held-out anchors (``held_out_anchors``), how many have a label the
     held-out models contradicted and the model never believed (mean loss above log C, from
-    ``read_run_evidence``), and how many anchors there are; once per opened run and set of judged
-    samples. None when the run holds no out-of-fold probabilities or recorded no loss."""
-    key = _judged_key(judged)
-    cache = _held_out_cache(dynamics)
-    if key not in cache.anchors:
-        held_out, evidence = _held_out_probabilities(dynamics, judged, cache), read_run_evidence(dynamics)
-        cache.anchors[key] = None
-        if held_out is not None and evidence is not None:
-            anchors, contradicted = held_out_anchors(*held_out)
-            never_believed = evidence.never_believed(dynamics.num_classes)[slice(None) if judged is None else judged]
-            cache.anchors[key] = (int((anchors & contradicted & never_believed).sum()), int(anchors.sum()))
-    return cache.anchors[key]
+    ``read_run_evidence``), and how many anchors there are. None when the run holds no out-of-fold
+    probabilities or recorded no loss."""
+    held_out = _held_out_probabilities(dynamics, judged, _held_out_cache(dynamics))
+    evidence = read_run_evidence(dynamics)
+    if held_out is None or evidence is None:
+        return None
+    anchors, contradicted = held_out_anchors(*held_out)
+    never_believed = evidence.never_believed(dynamics.num_classes)[slice(None) if judged is None else judged]
+    return int((anchors & contradicted & never_believed).sum()), int(anchors.sum())
 
 
 def held_out_anchors(given_labels: np.ndarray, probabilities: np.ndarray,

@@ -13,7 +13,6 @@ from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, no
 from noisyctl.cli.progress import training_progress
 from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset, load_dataset, parse_options
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import FEW_CLASSES
 from noisyctl.store import read_labels
 from noisyctl.training import TrainOptions, dry_run as dry_run_plan, train as train_run
 
@@ -21,16 +20,14 @@ app = typer.Typer()
 DEFAULTS = TrainOptions()
 
 
-def held_out_why(folds_given: int | None, classes: int) -> str:
-    """Why train fits held-out models it was not asked for, where the reason is the classes: a user
-    of a binary task otherwise sees it train four times over and not why."""
-    by_default_for_classes = folds_given is None and classes <= FEW_CLASSES
-    return "two or three classes, whose losses alone undercount; " if by_default_for_classes else ""
+def _held_out_why(options: TrainOptions, num_classes: int) -> str:
+    """The reason for held-out models train was not asked for, as the start of their parenthesis."""
+    reason = options.held_out_reason(num_classes)
+    return f"{reason}; " if reason else ""
 
 
-def render_dry_run(console, plan: dict, folds_given: int | None) -> None:
+def render_dry_run(console, plan: dict, why: str) -> None:
     shape = " x ".join(map(str, plan["input_shape"]))
-    why = held_out_why(folds_given, plan["classes"])
     held_out = f", {plan['folds']} held-out models ({why}--folds) included" if plan["folds"] else ""
     console.print(f"inputs: {plan['input_kind']}, {shape}, for {plan['model']}; about "
                   f"{_duration(plan['estimated_seconds'])} to train"
@@ -158,7 +155,8 @@ def train(
         trusted=str(p["trusted"]) if p["trusted"] else None)
     if p["dry_run"]:
         plan = dry_run_plan(sample_labels, data, options)
-        return emit(ctx, plan, lambda console: render_dry_run(console, plan, p["folds"]), p["json_output"])
+        why = _held_out_why(options, data.num_classes)
+        return emit(ctx, plan, lambda console: render_dry_run(console, plan, why), p["json_output"])
     out_path = Path(require(p["out"], "--out"))
     with training_progress(not (p["quiet"] or p["json_output"])) as progress:
         result = train_run(sample_labels, data, options, out_path, resume=p["resume"], restart=p["restart"],
@@ -179,8 +177,8 @@ def train(
         if "test_accuracy" in last:
             table.add_row("test accuracy", f"{last['test_accuracy']:.1%}")
         if result["folds"]:
-            why = held_out_why(p["folds"], data.num_classes)
-            table.add_row("held-out models", f"{result['folds']} ({why}--folds 0 skips them)")
+            table.add_row("held-out models", f"{result['folds']} ({_held_out_why(options, data.num_classes)}--folds 0 "
+                          "skips them)")
         table.add_row("wall time", f"{result['seconds']:.1f} s")
         table.add_row("run file", result["out"])
         console.print(table)
