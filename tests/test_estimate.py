@@ -389,6 +389,25 @@ def test_where_classes_overlap_the_held_out_anchors_count_only_labels_never_beli
     assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"]
 
 
+@pytest.mark.slow
+def test_clean_classes_that_overlap_heavily_are_not_called_noisy_where_the_losses_cannot_tell(cli, tmp_path):
+    """Ten classes of blobs at separation 0.4, clean: the clusters overlap so much that the losses
+    cannot tell, and among the samples the held-out models are surest of they contradict a tenth of
+    the labels or more, as 20-45% noise makes them. A clean sample deep in another class's cluster
+    is, to them, a wrong label; the model believed those labels, so they do not count, and the
+    clean run passes the gate, with its warning (counting them read 18%, failing it)."""
+    blobs = ["-d", "blobs", "-D", "classes=10", "-D", "separation=0.4"]
+    cli("train", *blobs, "-q", "-o", tmp_path / "clean.h5")
+    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    estimate = result["estimate"]
+    with RunFile(tmp_path / "clean.h5") as run:
+        anchors, contradicted = held_out_anchors(run.given_labels, run.probabilities("out_of_fold"))
+    assert (anchors & contradicted).sum() / anchors.sum() > 0.1
+    assert estimate["evidence"] == "none" and estimate["high"] > 0.1 and estimate["rate"] <= 0.01
+    assert result["gate"]["passed"] and result["gate"]["warning"]
+    assert "cannot tell how noisy" in estimate_words(estimate)
+
+
 def test_the_held_out_anchors_are_each_predicted_classs_surest_samples():
     """A quarter of each class the held-out models predict, ties at the cut all taken: of class 0's
     eight samples the two surest (one mislabeled), of class 1's four the one surest, and all four
