@@ -56,6 +56,13 @@ def read_with_held_out_models(cli: Cli, tmp_path: Path) -> tuple[dict, NoiseRate
     return estimate, read_by_losses_alone(tmp_path / "run.h5")
 
 
+def gate_clean_run(cli: Cli, tmp_path: Path, *dataset: str) -> dict:
+    """Train ``dataset`` with its given (clean) labels as train decides into ``clean.h5`` of
+    ``tmp_path``: detect's --json reading of it with the loss detector and the 3% gate."""
+    cli("train", *dataset, "-q", "-o", tmp_path / "clean.h5")
+    return cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+
+
 @pytest.mark.slow
 def test_a_clean_run_is_not_called_noisy_and_passes_the_gate(cli, clean_run):
     result = cli.json("detect", clean_run, "--no-save", "--fail-above", "0.03")
@@ -315,8 +322,7 @@ def test_on_overlapping_clusters_held_out_models_give_floors_under_the_count(cli
     unsure_words = estimate_words({**estimate, "low": 0.0, "evidence": "none", "high": 0.4})
     assert unsure_words.startswith(f"cannot tell how noisy: estimated noise {estimate['rate']:.1%}, counted among "
                                    "the samples models that never trained on them are surest of")
-    cli("train", "-d", "blobs", "-q", "-o", tmp_path / "clean.h5")
-    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    result = gate_clean_run(cli, tmp_path, "-d", "blobs")
     clean = result["estimate"]
     assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and result["gate"]["passed"]
     with RunFile(tmp_path / "clean.h5") as run:
@@ -341,8 +347,7 @@ def test_with_two_classes_the_held_out_anchors_are_a_floor_under_the_count(cli, 
     assert estimate["method"] == HELD_OUT_ANCHORS_METHOD and estimate["rate"] == pytest.approx(counted / anchors)
     assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
     assert "labels those models contradict and the model never believed" in estimate_words(estimate)
-    cli("train", *blobs, "-q", "-o", tmp_path / "clean.h5")
-    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    result = gate_clean_run(cli, tmp_path, *blobs)
     clean = result["estimate"]
     assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and result["gate"]["passed"]
     assert clean["method"] != HELD_OUT_ANCHORS_METHOD and not estimate["may_undercount"]
@@ -379,8 +384,7 @@ def test_where_classes_overlap_the_held_out_anchors_count_only_labels_never_beli
     the labels. The model that trained on those labels believed them (it fits a clean sample's
     neighbourhood), so they do not count, and the clean run passes the gate."""
     blobs = ["-d", "blobs", "-D", "classes=10", "-D", "features=30", "-D", "seed=612"]
-    cli("train", *blobs, "-q", "-o", tmp_path / "clean.h5")
-    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    result = gate_clean_run(cli, tmp_path, *blobs)
     with RunFile(tmp_path / "clean.h5") as run:
         anchors, contradicted = held_out_anchors(run.given_labels, run.probabilities("out_of_fold"))
         counted, size = run_held_out_anchors(run)
@@ -397,8 +401,7 @@ def test_clean_classes_that_overlap_heavily_are_not_called_noisy_where_the_losse
     is, to them, a wrong label; the model believed those labels, so they do not count, and the
     clean run passes the gate, with its warning (counting them read 18%, failing it)."""
     blobs = ["-d", "blobs", "-D", "classes=10", "-D", "separation=0.4"]
-    cli("train", *blobs, "-q", "-o", tmp_path / "clean.h5")
-    result = cli.json("detect", tmp_path / "clean.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    result = gate_clean_run(cli, tmp_path, *blobs)
     estimate = result["estimate"]
     with RunFile(tmp_path / "clean.h5") as run:
         anchors, contradicted = held_out_anchors(run.given_labels, run.probabilities("out_of_fold"))
