@@ -14,15 +14,15 @@ from noisyctl.cli.progress import training_progress
 from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset, load_dataset, parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import read_labels
-from noisyctl.training import TrainOptions, dry_run as dry_run_plan, train as train_run
+from noisyctl.training import TrainOptions, dry_run as dry_run_plan, held_out_reason, train as train_run
 
 app = typer.Typer()
 DEFAULTS = TrainOptions()
 
 
-def _held_out_why(options: TrainOptions, num_classes: int) -> str:
+def _held_out_why(options: TrainOptions, labels, data) -> str:
     """The reason for held-out models train was not asked for, as the start of their parenthesis."""
-    reason = options.held_out_reason(num_classes)
+    reason = held_out_reason(options, labels, data)
     return f"{reason}; " if reason else ""
 
 
@@ -153,9 +153,9 @@ def train(
         true_labels=p["true_labels"], strategy=p["strategy"],
         strategy_options=parse_options(p["strategy_option"], "strategy"),
         trusted=str(p["trusted"]) if p["trusted"] else None)
+    why = _held_out_why(options, sample_labels, data)
     if p["dry_run"]:
         plan = dry_run_plan(sample_labels, data, options)
-        why = _held_out_why(options, data.num_classes)
         return emit(ctx, plan, lambda console: render_dry_run(console, plan, why), p["json_output"])
     out_path = Path(require(p["out"], "--out"))
     with training_progress(not (p["quiet"] or p["json_output"])) as progress:
@@ -177,8 +177,7 @@ def train(
         if "test_accuracy" in last:
             table.add_row("test accuracy", f"{last['test_accuracy']:.1%}")
         if result["folds"]:
-            table.add_row("held-out models", f"{result['folds']} ({_held_out_why(options, data.num_classes)}--folds 0 "
-                          "skips them)")
+            table.add_row("held-out models", f"{result['folds']} ({why}--folds 0 skips them)")
         table.add_row("wall time", f"{result['seconds']:.1f} s")
         table.add_row("run file", result["out"])
         console.print(table)

@@ -16,8 +16,9 @@ from noisyctl.training.loop import (SubsetSampleSet, Trainer, build_model, load_
                                     threshold_samples, training_labels)
 from noisyctl.training.options import TrainOptions, options_from_run, projected_size
 from noisyctl.training.recorder import Recorder, margins, penultimate_layer
-from noisyctl.training.run import TrainingProgress, dry_run, train
+from noisyctl.training.run import TrainingProgress, dry_run, held_out_reason, train
 
 __all__ = ["Checkpoints", "assemble_run", "out_of_fold_probabilities", "SubsetSampleSet", "Trainer", "build_model",
            "load_trusted", "penultimate_layer", "threshold_samples", "training_labels", "TrainOptions",
-           "options_from_run", "projected_size", "Recorder", "margins", "TrainingProgress", "dry_run", "train"]
+           "options_from_run", "projected_size", "Recorder", "margins", "TrainingProgress", "dry_run",
+           "held_out_reason", "train"]

@@ -129,11 +129,13 @@ class TrainOptions:
         cheap = FOLDS_AUTO_MIN_SAMPLES <= samples <= largest
         return replace(self, folds=FOLDS_AUTO if cheap and processes == 1 else 0)
 
-    def held_out_reason(self, num_classes: int) -> str:
-        """Why ``decided_folds`` fits held-out models these options (undecided) did not ask for, where
-        the classes are the reason, else "": a binary task trains four times over, and says why."""
-        for_classes = self.folds is None and num_classes <= FEW_CLASSES
-        return "two or three classes, whose losses alone undercount" if for_classes else ""
+    def held_out_reason(self, samples: int, num_classes: int, processes: int = 1) -> str:
+        """Why ``decided_folds`` fits held-out models these options (their model decided) did not ask
+        for, where the few classes alone decide it, else "": a binary task trains four times over, and
+        says why (an MLP or a small set gets them whatever the classes)."""
+        fitted = self.decided_folds(samples, num_classes, processes).folds
+        fitted_anyway = self.decided_folds(samples, FEW_CLASSES + 1, processes).folds
+        return "two or three classes, whose losses alone undercount" if fitted and not fitted_anyway else ""
 
     def records_probs(self, num_classes: int) -> bool:
         """Whether the late-epoch class probabilities [N x C] are recorded."""

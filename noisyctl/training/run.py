@@ -93,6 +93,13 @@ def _decided(options: TrainOptions, labels: Labels, data: DatasetData) -> TrainO
                                                             distributed.launched_world())
 
 
+def held_out_reason(options: TrainOptions, labels: Labels, data: DatasetData) -> str:
+    """Why train fits held-out models the options did not ask for, where the task's few classes
+    alone decide it (``TrainOptions.held_out_reason``), else ""."""
+    return options.decided_model(data.kind).held_out_reason(len(labels.ids), data.num_classes,
+                                                             distributed.launched_world())
+
+
 def _keep_finished(recorder, out: Path, epoch: int, reason: str) -> None:
     """On a diverged run, keep what the finished epochs recorded (and the checkpoint), then stop."""
     loss = "nan" if "NaN" in reason else "inf"
