@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import Cli
+from noisyctl.builtin.detectors.learned.adaptation import little_noise_order
 from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_REFUSED_METHOD,
                                 NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
                                 UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
@@ -184,6 +185,43 @@ def test_with_little_noise_learned_ranks_by_the_loss_and_flags_what_the_estimate
     assert "ranked_by" not in plain.result.info
     assert (np.argsort(adapted.result.scores, kind="stable") == np.argsort(by_loss, kind="stable")).all()
     assert (np.argsort(plain.result.scores) != np.argsort(by_loss)).any()
+
+
+def test_little_noise_order_lets_held_out_models_move_near_ties_of_the_training_loss():
+    mean_loss = np.array([0.01, 0.5, 0.45, 2.0, np.nan])  # the last never presented
+    held_out = np.array([0.99, 0.9, 0.001, 0.05, 0.5])  # their probability of each given label
+    assert little_noise_order(mean_loss, None) is mean_loss  # no held-out models: the training loss alone
+    order = little_noise_order(mean_loss, held_out)
+    assert order[2] > order[1]  # a near-tie: the label the held-out models contradict goes first
+    assert order[3] > order[2] > order[0]  # a clear verdict of the training loss stands
+    assert np.isnan(order[4])
+    # logs of both: neither loss's scale changes the order
+    rescaled = little_noise_order(mean_loss * 10, held_out ** 2)
+    assert (np.argsort(rescaled[:4]) == np.argsort(order[:4])).all()
+    # float16 keeps the surest held-out probabilities at 1: their loss is floored, not minus infinity
+    assert np.isfinite(little_noise_order(np.array([0.0, 0.1]), np.array([1.0, 1.0]))).all()
+
+
+@pytest.mark.slow
+def test_with_little_noise_and_held_out_models_learned_also_reads_their_loss(cli, tmp_path):
+    """Blobs with 2% instance-dependent noise (each wrong label the class its sample most resembles):
+    the MLP fits many wrong labels as it fits hard clean ones, so the training loss ranks them
+    poorly; the held-out models train fits for it by default never saw them, and contradict them.
+    learned ranks by both, ahead of every hand-crafted score."""
+    hand_crafted = ("loss", "ema-loss", "aum")
+    blobs = ["-d", "blobs", "-D", "seed=86"]
+    cli("synth", *blobs, "-n", "instance", "-r", "0.02", "--seed", "86", "-o", tmp_path / "labels.h5")
+    assert cli.json("train", "-l", tmp_path / "labels.h5", "-o", tmp_path / "run.h5")["folds"] == 3
+    result = cli.json("detect", tmp_path / "run.h5", "--no-save", *[arg for name in ("learned", *hand_crafted)
+                                                                    for arg in ("-d", name)])
+    learned = result["detectors"]["learned"]
+    assert learned["info"]["ranked_by"] == "mean training loss, and the held-out models' loss (little noise)"
+    assert learned["metrics"]["map"] > max(result["detectors"][name]["metrics"]["map"] for name in hand_crafted)
+    with RunFile(tmp_path / "run.h5") as run:
+        held_out = run.probabilities("out_of_fold")[np.arange(run.num_samples), run.given_labels]
+        expected = little_noise_order(read_run_evidence(run).mean_loss, held_out)
+        scores = run_detector(run, "learned").result.scores
+    assert (np.argsort(scores, kind="stable") == np.argsort(expected, kind="stable")).all()
 
 
 def test_a_run_too_short_to_tell_says_so_and_the_upper_gate_catches_it(cli, tmp_path):

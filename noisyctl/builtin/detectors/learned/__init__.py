@@ -30,14 +30,15 @@ import numpy as np
 
 from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, read_run_evidence, run_noise_rate
 
-from .adaptation import RUNNING_MARGIN, adapt_to_run, reordered
+from .adaptation import RUNNING_MARGIN, adapt_to_run, little_noise_order, reordered
 from .features import FEATURE_SETS
 from .network import load_weights, predict
 from .training import train_detector
 
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # learned: a run whose noise-rate estimate is under LOW_NOISE_RATE, its interval's upper end under
-# LOW_NOISE_HIGH, is ranked by its samples' mean training loss. With little noise the mislabeled
+# LOW_NOISE_HIGH, is ranked by its samples' mean training loss (and its held-out models' loss,
+# where it has them: ``little_noise_order``). With little noise the mislabeled
 # samples are the few with extreme losses, which the loss ranks best (best or tied in 25 of 36
 # settings at 0.5-5% in benchmarks/calibration.py, the networks in 2: their features, learned at
 # 10-45% noise, blur the very top). At 10-45% the rule also chose well: 20 of 27 settings at the best
@@ -79,8 +80,11 @@ class LearnedDetector(TrainableDetector):
         estimate = run_noise_rate(dynamics, judged)
         info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
         if self.adapt and estimate.rate < LOW_NOISE_RATE and estimate.high < LOW_NOISE_HIGH:
-            probability = reordered(probability, mean_loss)
-            info["ranked_by"] = "mean training loss (little noise)"
+            held_out = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
+            given_held_out = None if held_out is None else held_out[np.arange(len(held_out)), dynamics.given_labels]
+            probability = reordered(probability, little_noise_order(mean_loss, given_held_out))
+            info["ranked_by"] = ("mean training loss (little noise)" if held_out is None else
+                                 "mean training loss, and the held-out models' loss (little noise)")
         elif self.adapt:
             names = meta["features"]
             probability = adapt_to_run(inputs, probability, judged=judged,
