@@ -313,8 +313,11 @@ def score_run(path: Path, oof: Path | None) -> dict:
             anchor = counted_anchors / anchors
             gate = gate_verdict(estimate_noise(run, outcomes, None, decided), outcomes[0].result.scores,
                                 fail_above=GATE)
+            # learned also reads them, with little noise (the hand-crafted scores do not)
+            learned = detection_metrics(truth, run_detector(run, "learned").result.scores) if truth.any() else None
         with_folds = {"rate": read.rate, "low": read.low, "high": read.high, "method": read.method,
-                      "gate_passes": gate["passed"], "gate_warns": bool(gate["warning"])}
+                      "gate_passes": gate["passed"], "gate_warns": bool(gate["warning"]),
+                      "learned_map": learned and learned["map"], "learned_pk": learned and learned["precision_at_k"]}
     return {"true": float(truth.mean()), "samples": len(truth), "model": model, "classes": classes,
             "estimate": estimate,
             "ranking": ranking,
@@ -397,7 +400,8 @@ def main() -> None:
                      "anchor": row["anchor"],
                      "with_folds": None if with_folds is None else {
                          **reading(with_folds, true),
-                         **{k: with_folds[k] for k in ("method", "gate_passes", "gate_warns")}},
+                         **{k: with_folds[k] for k in ("method", "gate_passes", "gate_warns", "learned_map",
+                                                        "learned_pk")}},
                      "learned_map": learned[0], "best_hand_map": max((v[0] for v in hand.values()), default=None),
                      "learned_pk": learned[1], "best_hand_pk": max((v[1] for v in hand.values()), default=None),
                      "seconds": time.perf_counter() - started})
@@ -496,6 +500,8 @@ def summary(console, rows: list[dict]) -> None:
              sum(d["within"] for d, r in zip(default, rows) if r["true"] >= 0.004), len(noisy)),
             ("  ... 0.5-45%: true rate inside the 90% interval",
              sum(d["inside"] for d, r in zip(default, rows) if r["true"] >= 0.004), len(noisy)),
+            ("  ... 0.5-5%: learned mAP >= best of loss, ema-loss, aum",
+             sum(d["learned_map"] >= r["best_hand_map"] for d, r in zip(default, rows) if r in low), len(low)),
         ]
     with_cleanlab = [r for r in noisy if r["cleanlab"] is not None]
     if with_cleanlab:
