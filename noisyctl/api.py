@@ -19,7 +19,8 @@ from noisyctl import __version__ as NOISYCTL_VERSION
 from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (NoiseRateEstimate, estimate_noise_rate, gmm_noisy_posterior, held_out_noise_rate,
-                               loss_evidence, presented_mean, read_run_evidence, run_noise_rate)
+                               loss_evidence, presented_mean, read_run_evidence, run_held_out_label_probability,
+                               run_noise_rate)
 from noisyctl.fileio import atomic_output
 from noisyctl.hookspecs import hookimpl
 from noisyctl.prototypes import prototype_labels
@@ -30,6 +31,7 @@ __all__ = [
     "decode_texts", "NoiseContext",
     "Dynamics", "open_run", "Detector", "BlockDetector", "TrainableDetector", "DetectorResult", "choose_exact",
     "check_rate", "gmm_noisy_posterior", "estimate_noise_rate", "run_noise_rate", "read_run_evidence",
+    "run_held_out_label_probability",
     "held_out_noise_rate", "loss_evidence", "presented_mean", "NoiseRateEstimate",
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
     "prototype_labels", "atomic_output", "read_yaml_file", "NOISYCTL_VERSION",

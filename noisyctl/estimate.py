@@ -1243,6 +1243,17 @@ def held_out_anchors(given_labels: np.ndarray, probabilities: np.ndarray,
     return anchors, predicted != given
 
 
+def run_held_out_label_probability(dynamics) -> np.ndarray | None:
+    """The probability models that never trained on each sample (``train --folds``) gave its given
+    label (N,), from the out-of-fold probabilities the estimate read (once per opened run); None
+    when the run holds none."""
+    held_out = _held_out_probabilities(dynamics, None, _held_out_cache(dynamics))
+    if held_out is None:
+        return None
+    given, probabilities = held_out
+    return probabilities[np.arange(len(given)), given]
+
+
 def run_held_out_refused(dynamics, judged: np.ndarray | None = None) -> np.ndarray | None:
     """Whether models that never trained on each ``judged`` sample (``train --folds``) refused its
     given label, giving it under REFUSED_PROBABILITY (and a tenth of chance); None when the run holds

@@ -86,18 +86,21 @@ def train(labels: Labels, data: DatasetData, options: TrainOptions, out: Path, *
     return summary
 
 
+def _task(labels: Labels, data: DatasetData) -> tuple[int, int, int]:
+    """What decides the held-out models: the samples, the classes and the processes training."""
+    return len(labels.ids), data.num_classes, distributed.launched_world()
+
+
 def _decided(options: TrainOptions, labels: Labels, data: DatasetData) -> TrainOptions:
     """The options with what they leave to the data decided: the model (auto) and the held-out
     models (folds), as train records them and --dry-run shows them."""
-    return options.decided_model(data.kind).decided_folds(len(labels.ids), data.num_classes,
-                                                            distributed.launched_world())
+    return options.decided_model(data.kind).decided_folds(*_task(labels, data))
 
 
 def held_out_reason(options: TrainOptions, labels: Labels, data: DatasetData) -> str:
     """Why train fits held-out models the options did not ask for, where the task's few classes
     alone decide it (``TrainOptions.held_out_reason``), else ""."""
-    return options.decided_model(data.kind).held_out_reason(len(labels.ids), data.num_classes,
-                                                             distributed.launched_world())
+    return options.decided_model(data.kind).held_out_reason(*_task(labels, data))
 
 
 def _keep_finished(recorder, out: Path, epoch: int, reason: str) -> None:

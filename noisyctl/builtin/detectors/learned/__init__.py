@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import DetectorResult, NoisyctlError, TrainableDetector, read_run_evidence, run_noise_rate
+from noisyctl.api import (DetectorResult, NoisyctlError, TrainableDetector, read_run_evidence,
+                          run_held_out_label_probability, run_noise_rate)
 
 from .adaptation import RUNNING_MARGIN, adapt_to_run, little_noise_order, reordered
 from .features import FEATURE_SETS
@@ -80,9 +81,8 @@ class LearnedDetector(TrainableDetector):
         estimate = run_noise_rate(dynamics, judged)
         info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
         if self.adapt and estimate.rate < LOW_NOISE_RATE and estimate.high < LOW_NOISE_HIGH:
-            held_out = dynamics.probabilities("out_of_fold") if hasattr(dynamics, "probabilities") else None
-            given_held_out = None if held_out is None else held_out[np.arange(len(held_out)), dynamics.given_labels]
-            probability = reordered(probability, little_noise_order(mean_loss, given_held_out))
+            held_out = run_held_out_label_probability(dynamics)  # read once, with the estimate's reading
+            probability = reordered(probability, little_noise_order(mean_loss, held_out))
             info["ranked_by"] = ("mean training loss (little noise)" if held_out is None else
                                  "mean training loss, and the held-out models' loss (little noise)")
         elif self.adapt:
