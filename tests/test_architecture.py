@@ -36,6 +36,19 @@ def test_only_the_cli_imports_the_cli():
     assert not reaching, reaching
 
 
+# The estimate's layers, each reading what the ones before it give (noisyctl/estimate/__init__.py).
+ESTIMATE_LAYERS = ["mixture", "rate", "evidence", "held_out", "run"]
+
+
+def test_the_estimate_layers_import_only_the_layers_before_them():
+    reaching = {}
+    for position, layer in enumerate(ESTIMATE_LAYERS):
+        for module in imported_modules(PACKAGE / "estimate" / f"{layer}.py"):
+            if module.startswith("noisyctl.estimate.") and module.split(".")[2] not in ESTIMATE_LAYERS[:position]:
+                reaching[layer] = module
+    assert not reaching, reaching
+
+
 def test_commands_that_never_train_start_without_torch():
     """`prune`, `report`, `plugins` and `detect -d loss` pay neither torch's start-up nor its memory."""
     code = ("import sys\nfrom noisyctl.cli import create_app\nfrom noisyctl import plugins\n"

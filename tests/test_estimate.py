@@ -792,7 +792,7 @@ def test_rare_classes_are_judged_against_their_own_losses(cli, imbalanced_digits
 
 
 def test_class_quantiles_are_numpys_per_class():
-    from noisyctl.estimate import _class_quantiles
+    from noisyctl.estimate.mixture import _class_quantiles
 
     rng = np.random.default_rng(0)
     index = np.concatenate([np.full(size, c) for c, size in enumerate([1, 2, 7, 40, 0, 300])])
@@ -977,7 +977,8 @@ def test_a_clean_fine_tuned_run_is_not_read_as_noisy_for_its_hard_samples(cli, t
 
 
 def test_the_never_believed_ceiling_holds_only_where_the_model_cannot_have_memorised_its_wrong_labels():
-    from noisyctl.estimate import NEVER_BELIEVED, NoiseRateEstimate, _at_most_never_believed
+    from noisyctl.estimate import NEVER_BELIEVED, NoiseRateEstimate
+    from noisyctl.estimate.run import _at_most_never_believed
 
     mixture = NoiseRateEstimate(0.07, 0.06, 0.10, 0.9, "mixture", "clear", 2000)
     never = np.zeros(2000, dtype=bool)

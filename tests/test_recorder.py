@@ -297,7 +297,8 @@ def test_only_training_batches_read_a_fine_tuned_models_first_sight(tmp_path, cl
     failed on them) and is read from its eval-mode losses."""
     from sklearn.datasets import load_digits
 
-    from noisyctl.estimate import _refused_loss, read_run_evidence
+    from noisyctl.estimate import read_run_evidence
+    from noisyctl.estimate.evidence import _refused_loss
     from noisyctl.store import RunFile
 
     digits = load_digits()

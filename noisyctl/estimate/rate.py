@@ -1,0 +1,214 @@
+"""The noise-rate estimate from mean losses alone (``estimate_noise_rate``): the mixture's or the
+tail's reading (``mixture``) with a bootstrap interval, as a ``NoiseRateEstimate``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from noisyctl.estimate.mixture import (MODE, UNFITTED_LOSS, WIDE_NOISE, ClassView, _noise_spread, late_class_view,
+                                       noise_share)
+
+BOOTSTRAP_MAX_SAMPLES = 50_000  # larger runs are subsampled for the interval's draws
+FIT_MAX_SAMPLES = 200_000  # and for the estimate itself
+WEAK_EVIDENCE = 0.005
+# Without evidence of noise, an interval reaching above this means "cannot tell", not "clean".
+UNSURE_ABOVE = 0.10
+NOT_LEARNED = "not learned"  # the method of a run whose model never began to learn
+
+
+def cannot_tell(evidence: str | None, high: float | None) -> bool:
+    """No evidence of noise, yet room for much of it: the losses cannot tell (a run too short, or
+    noise that looks like hard samples, such as 30-45% pair-flip)."""
+    return evidence == "none" and high is not None and high > UNSURE_ABOVE
+
+
+@dataclass
+class NoiseRateEstimate:
+    """The share of mislabeled samples, with an interval and the regime it was read in.
+
+    ``rate``, ``low`` and ``high`` are shares in [0, 1]; ``low``/``high`` bound a ``confidence``
+    (e.g. 0.9) percentile-bootstrap interval over the samples (in the tail, ``high`` from resamples
+    that count the samples learned steadily too). ``high`` reaches at least the share
+    the mixture cannot rule out (posterior above ``PLAUSIBLE``) and ``unfitted``, the share of
+    samples the model never fitted (mean loss above log 2, a geometric-mean probability of the
+    given label under 1/2), among which noise that looks like the data's own ambiguity cannot be
+    told from hard samples, by this estimate or by any detector. ``method`` is ``"mixture"``
+    (much, separated noise) or ``"tail"`` (little or none) on the losses, or ``"held-out"``
+    (confident learning on out-of-fold probabilities, ``held_out_noise_rate``; ``run_noise_rate``
+    takes it where it is below the losses' reading, and the interval then spans both), or
+    ``"refused"`` (the share of labels the model refused to the end, ``refused_labels``, where it
+    is above the losses' reading), or ``"refused held out"`` / ``"refused at first sight"`` (that
+    share with the labels never believed that held-out models, or the model itself when it first met
+    them, refused), or ``"held-out anchors"`` (among the samples held-out models are surest of, the
+    share of labels they contradict and the model never believed, ``run_held_out_anchors``, where it
+    is above the losses' reading), or ``"never believed"`` (the share of labels whose mean loss
+    stayed above log C, where it is below the losses' reading and the run can say so), or
+    ``"not learned"`` (``run_noise_rate`` on a run whose model never began to learn). ``evidence`` is
+    ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
+    ``WEAK_EVIDENCE``, else ``"clear"``. ``late_classes``: the labels of classes the model learned
+    later as a whole, whose losses were modelled on their own (``late_class_view``; given ``labels``).
+    ``noise_spread``: in the pooled mixture, its noisy component's sd over its clean one's (see
+    ``noise_as_wide_as_clean``); None otherwise.
+    """
+
+    rate: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+    evidence: str
+    samples: int
+    unfitted: float = 0.0
+    late_classes: tuple = ()
+    noise_spread: float | None = None
+
+    @property
+    def count(self) -> int:
+        return int(round(self.rate * self.samples))
+
+    @property
+    def unsure(self) -> bool:
+        return cannot_tell(self.evidence, self.high)
+
+    @property
+    def noise_as_wide_as_clean(self) -> bool:
+        """The mixture's noisy component is at least as wide as the clean one (``WIDE_NOISE``): it
+        may hold clean samples the model has not fitted, and a held-out count is surer."""
+        return self.method == "mixture" and self.noise_spread is not None and self.noise_spread >= WIDE_NOISE
+
+    @property
+    def model_never_learned(self) -> bool:
+        """The run's model stayed at chance (``never_learned``): neither its losses nor its detectors'
+        decisions say anything of the labels."""
+        return self.method == NOT_LEARNED
+
+
+def estimate_noise_rate(mean_loss: np.ndarray, confidence: float = 0.9, draws: int = 100,
+                        seed: int = 0, contradicted: np.ndarray | None = None,
+                        learned_steadily: np.ndarray | None = None,
+                        labels: np.ndarray | None = None) -> NoiseRateEstimate:
+    """The share of mislabeled samples from each sample's mean training loss, with an interval.
+
+    Parameters
+    ----------
+    mean_loss : np.ndarray, shape (N,)
+        Each sample's training loss of its given label, averaged over the run (the ``loss``
+        detector's score). NaN entries (samples not judged) are left out.
+    contradicted : np.ndarray of bool, shape (N,), optional
+        Whether the model's prediction contradicted the sample's label after the first
+        ``EARLY_LEARNING`` share of training (``late_contradictions``). Where the losses cannot tell
+        (``unsure``), the interval's upper end reaches their share: noise the model memorised
+        hides among them.
+    learned_steadily : np.ndarray of bool, shape (N,), optional
+        Whether the model learned each sample steadily (``loss_evidence``). A separated high-loss
+        minority is not counted as noise when ``STEADY_MOST`` of it was; without these flags, any
+        separated minority above the fitted line is.
+    labels : np.ndarray, shape (N,), optional
+        Each sample's given label. When the model learned some class later than the others as a
+        whole (a rare class in imbalanced data, ``late_class_view``), each class's clean losses are
+        modelled on their own; without labels such a class reads as noise.
+    confidence : float
+        Coverage of the percentile-bootstrap interval.
+    draws : int
+        Bootstrap resamples; runs over ``BOOTSTRAP_MAX_SAMPLES`` samples draw that many per resample
+        and the interval is narrowed by sqrt(subsample / N), as a larger sample's would be.
+    seed : int
+        The bootstrap's seed: the same run always gets the same interval.
+    """
+    values = np.asarray(mean_loss, dtype=np.float64)
+    finite = np.isfinite(values)
+    values = values[finite]
+    if len(values) == 0:
+        return NoiseRateEstimate(0.0, 0.0, 0.0, confidence, "tail", "none", 0, 0.0)
+    steady = None if learned_steadily is None else np.asarray(learned_steadily, dtype=bool)[finite]
+    labels = None if labels is None else np.asarray(labels)[finite]
+    # detect asks twice for the same run (the learned detector's flags, then the estimate itself)
+    digest = hashlib.blake2b(values.tobytes(), digest_size=16)
+    if steady is not None:
+        digest.update(np.packbits(steady).tobytes())
+    if labels is not None:
+        digest.update(np.ascontiguousarray(labels).tobytes())
+    key = (digest.digest(), steady is None, labels is None, confidence, draws, seed)
+    if key not in _recent:
+        _recent.clear()  # one run at a time is all a command needs
+        _recent[key] = _estimate(values, steady, labels, confidence, draws, seed)
+    estimate = _recent[key]
+    if contradicted is not None and estimate.unsure:
+        share = float(np.asarray(contradicted, dtype=bool)[finite].mean())
+        estimate = replace(estimate, high=max(estimate.high, share))
+    return estimate
+
+
+_recent: dict[tuple, NoiseRateEstimate] = {}
+
+
+def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray | None, confidence: float,
+              draws: int, seed: int) -> NoiseRateEstimate:
+    rng = np.random.default_rng(seed)
+    z = np.log(np.maximum(values, 1e-12))
+    # A million samples estimate no better than a fifth of them, at five times the mixture's cost.
+    fit = rng.choice(len(z), FIT_MAX_SAMPLES, replace=False) if len(z) > FIT_MAX_SAMPLES else slice(None)
+    classes = None if labels is None else late_class_view(z, labels)
+    fit_classes = None if classes is None else classes.take(fit)
+    fit_steady = None if steady is None else steady[fit]
+    rate, method, plausible, mixture = noise_share(z[fit], steady=fit_steady, classes=fit_classes)
+    size = min(len(z), BOOTSTRAP_MAX_SAMPLES)
+    # The tail read two more ways, each widening one end of the interval with what cannot be ruled
+    # out. The upper end: the tail leaves out the samples learned steadily, slow clean learners or
+    # wrong labels the model memorised without pushing them away first, so it is read with them
+    # counted too. The lower end: a clean tail can be heavier than its quartiles say (an MLP on clean
+    # digits: 2.2% from the quartiles' normal), so it is read with the spread from a higher quantile too.
+    other_readings = {}
+    if method in ("tail", MODE) and steady is not None:
+        other_readings["high"] = {"steady_counted": False}
+    if method == "tail":
+        other_readings["low"] = {"heavier": True}
+    shares, other_shares = [], {end: [] for end in other_readings}
+    for _ in range(draws):
+        drawn = rng.choice(len(z), size, replace=True)
+        drawn_classes = None if classes is None else classes.take(drawn)
+        drawn_steady = None if steady is None else steady[drawn]
+        share = noise_share(z[drawn], method, mixture or None, drawn_steady, drawn_classes)[0]
+        if method == MODE:  # the larger of the two readings, in every resample as in the run
+            share = max(share, noise_share(z[drawn], "tail", steady=drawn_steady)[0])
+        shares.append(share)
+        for end, how in other_readings.items():
+            other_shares[end].append(_tail_share(z[drawn], drawn_steady, drawn_classes, **how))
+    low, high = _interval(rate, np.array(shares), size, len(z), confidence)
+    for end, how in other_readings.items():
+        other_low, other_high = _interval(_tail_share(z[fit], fit_steady, fit_classes, **how),
+                                          np.array(other_shares[end]), size, len(z), confidence)
+        low, high = (min(low, other_low), high) if end == "low" else (low, max(high, other_high))
+    unfitted = float((values > UNFITTED_LOSS).mean())
+    high = max(high, unfitted, plausible)
+    late = () if classes is None else tuple(classes.labels[classes.late].tolist())
+    spread = _noise_spread(*mixture) if method in ("mixture", MODE) and classes is None else None
+    method = "mixture" if method == MODE else method  # a mode is a mixture's reading to the user
+    return NoiseRateEstimate(float(rate), low, high, confidence, method, _evidence(low, len(z)), len(z), unfitted,
+                             late, spread)
+
+
+def _tail_share(z: np.ndarray, steady: np.ndarray | None, classes: ClassView | None, steady_counted: bool = True,
+                heavier: bool = False) -> float:
+    """The tail's reading (``tail_excess_share``), with or without the steady learners counted."""
+    return noise_share(z, "tail", steady=steady if steady_counted else None, classes=classes,
+                       heavier=heavier)[0]
+
+
+def _interval(rate: float, shares: np.ndarray, size: int, samples: int, confidence: float) -> tuple[float, float]:
+    """The percentile-bootstrap interval of resamples of ``size`` drawn from ``samples``, narrowed by
+    sqrt(size / samples) as the full sample's would be, and reaching the estimate itself."""
+    spread = np.sqrt(size / samples)
+    tail = (1 - confidence) / 2
+    low_q, high_q = np.quantile(shares, [tail, 1 - tail])
+    centre = np.median(shares)
+    low = float(np.clip(min(rate, centre - (centre - low_q) * spread), 0, 1))
+    high = float(np.clip(max(rate, centre + (high_q - centre) * spread), 0, 1))
+    return low, high
+
+
+def _evidence(low: float, samples: int) -> str:
+    return "none" if low * samples < 1 else "weak" if low < WEAK_EVIDENCE else "clear"

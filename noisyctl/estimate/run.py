@@ -1,0 +1,176 @@
+"""A run's noise-rate estimate, what ``detect`` reports (``run_noise_rate``): the losses' reading
+(``rate``), held within the floors and ceilings that the run's other evidence gives (``evidence``,
+``held_out``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from noisyctl.estimate.evidence import (FIRST_SIGHT_REFUSED, HELD_NOT_MEMORISED, NEVER_BELIEVED, REFUSED,
+                                        UNDER_CHANCE_AT_END, late_contradictions, read_run_evidence)
+from noisyctl.estimate.held_out import (ANCHOR_MIN_COUNT, HELD_OUT_ANCHORS, run_held_out_anchors,
+                                        run_held_out_count, run_held_out_refused)
+from noisyctl.estimate.mixture import UNFITTED_LOSS
+from noisyctl.estimate.rate import NOT_LEARNED, WEAK_EVIDENCE, NoiseRateEstimate, _evidence, estimate_noise_rate
+
+# The refused labels' floor (``REFUSED``) also counts a label refused by both readings of a run
+# trained with --folds: the model never believed it (mean loss above log C) and models that never
+# trained on it gave it under REFUSED_PROBABILITY. On overlapping clusters (blobs: a fifth of the
+# samples lie in another class's cluster) the clean losses' tail reaches past the wrong labels and
+# the losses read 0.0% at 1-5% noise, while held-out models alone give 2% of the clean samples
+# under 1% (they are overconfident where the clusters meet). Few clean labels fail both (0.0-0.7%
+# on 47 clean cached runs; a median of 100% of what runs with 2-10% uniform or pair-flip noise
+# counted was wrong, 79% at least), so it is a floor, as the refused share is: it undercounts a
+# model that memorises (about half the wrong labels of blobs with 5% noise were believed). As clean
+# runs leave a few such labels, its lower end rises only where the count's bound is clear evidence
+# (WEAK_EVIDENCE), so a clean run keeps "no clear sign".
+HELD_OUT_REFUSED = "refused held out"
+
+
+def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
+    """The noise-rate estimate of a run, what ``detect`` reports: ``estimate_noise_rate`` on its
+    ``read_run_evidence`` over the ``judged`` samples (a mask; others, such as AUM threshold
+    samples, are left out). A run whose model never began to learn (``never_learned``) cannot
+    tell at all: 0% with an interval of 0-100%. Where the losses cannot tell, the run's eval passes
+    are read too, for the samples the model contradicted late (``late_contradictions``). Where they
+    can and the run was trained with ``--folds``, confident learning's count on its out-of-fold
+    probabilities (``held_out_noise_rate``) is the estimate when it is the smaller: the two
+    readings err upward for different reasons, the losses counting clean samples the model has not
+    yet fitted (a weak or briefly trained model), held-out models counting samples that look like
+    another class. Where the losses can tell, the estimate is at most the share of labels the model
+    never believed, where it knew the data from its first epoch or held its wrong labels to the end
+    (``_at_most_never_believed``; method ``"never believed"``). Whether or not they can, it is at
+    least the share it refused to the end (``refused_labels``; method ``"refused"`` where that is
+    the larger) or never believed while, where it knew the data from its first epoch, it refused it
+    at first sight (``RunEvidence.refused_at_first_sight``; method ``"refused at first sight"``)
+    or, where the losses can tell and the run was trained with ``--folds``, held-out models refused
+    it (``run_held_out_refused``; method ``"refused held out"``); where they cannot and the model
+    knew the data from its first epoch, at least the share it still gave under chance at its end
+    (``under_chance_at_end``; method ``"under chance at the end"``). Last, where the run was trained
+    with ``--folds``, it is at least the share of held-out anchors whose label the held-out models
+    contradicted and the model never believed, or confident learning's count if smaller
+    (``run_held_out_anchors``; method ``"held-out anchors"``). None when the run recorded no loss."""
+    evidence = read_run_evidence(dynamics)
+    if evidence is None:
+        return None
+    keep = slice(None) if judged is None else judged
+    mean, steady = evidence.mean_loss[keep], evidence.learned_steadily[keep]
+    if not evidence.learned:  # nothing to read, here or in held-out models trained the same way
+        seen = mean[np.isfinite(mean)]
+        return NoiseRateEstimate(0.0, 0.0, 1.0, 0.9, NOT_LEARNED, "none", len(seen),
+                                 float((seen > UNFITTED_LOSS).mean()) if len(seen) else 0.0)
+    labels = np.asarray(dynamics.given_labels)[keep]
+    estimate = estimate_noise_rate(mean, learned_steadily=steady, labels=labels)
+    refused = evidence.refused[keep]
+    never_believed = evidence.never_believed(dynamics.num_classes)[keep]
+    first_sight = None if evidence.refused_at_first_sight is None else evidence.refused_at_first_sight[keep]
+    held_out = run_held_out_count(dynamics, judged)
+    if estimate.unsure:
+        if dynamics.has_channel("eval_pred"):
+            if evidence.contradicted is None:
+                evidence.contradicted = np.concatenate([late_contradictions(block["eval_pred"], block["given_label"])
+                                                        for _, block in dynamics.iter_blocks(("eval_pred",))])
+            estimate = estimate_noise_rate(mean, learned_steadily=steady, contradicted=evidence.contradicted[keep],
+                                           labels=labels)
+        # The labels the model refused are wrong whether or not the losses can tell (a briefly pretrained
+        # model, fine-tuned, leaves many clean samples unfitted); held-out models' own count is shown
+        # beside such a reading instead of their refusals. A model that knew the data counts those it
+        # left under chance too (UNDER_CHANCE_AT_END).
+        under_chance = None if evidence.under_chance_at_end is None else evidence.under_chance_at_end[keep]
+        floor = _at_least_refused_labels(estimate, refused, never_believed, None, first_sight, under_chance)
+    else:
+        if held_out is not None and held_out.rate < estimate.rate:
+            low = min(estimate.low, held_out.low)
+            estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
+                               method="held-out", evidence=_evidence(low, estimate.samples))
+        ceiling = _at_most_never_believed(estimate, never_believed, refused, evidence.knew_at_start)
+        floor = _at_least_refused_labels(ceiling, refused, never_believed, run_held_out_refused(dynamics, judged),
+                                         first_sight)
+    return _at_least_held_out_anchors(floor, run_held_out_anchors(dynamics, judged), held_out)
+
+
+def _at_least_refused_labels(estimate: NoiseRateEstimate, refused: np.ndarray, never_believed: np.ndarray,
+                             held_out: np.ndarray | None, first_sight: np.ndarray | None,
+                             under_chance: np.ndarray | None = None) -> NoiseRateEstimate:
+    """The estimate raised to the share of labels the model refused to its end, then to that share
+    with the never-believed labels held-out models (``held_out``) or the model at first sight
+    (``first_sight``) refused, then to the share it left under chance at its end (``under_chance``),
+    where given; each (N,) over the judged samples."""
+    floor = _at_least_refused(estimate, refused)
+    for refused_elsewhere, method in ((held_out, HELD_OUT_REFUSED), (first_sight, FIRST_SIGHT_REFUSED)):
+        if refused_elsewhere is not None:
+            refused = refused | (never_believed & refused_elsewhere)
+            floor = _at_least_refused(floor, refused, method, clear_bound_only=True)
+    if under_chance is not None:
+        floor = _at_least_refused(floor, under_chance, UNDER_CHANCE_AT_END, clear_bound_only=True)
+    return floor
+
+
+def _binomial_low(count: int, estimate: NoiseRateEstimate, samples: int | None = None) -> float:
+    """The exact binomial (Clopper-Pearson) lower bound of a share of ``count`` of the estimate's
+    samples (or of ``samples``), at its confidence; 0 for a count of 0."""
+    from scipy import stats
+
+    samples = estimate.samples if samples is None else samples
+    return float(stats.beta.ppf((1 - estimate.confidence) / 2, count, samples - count + 1)) if count else 0.0
+
+
+def _refused_bound(refused: np.ndarray, estimate: NoiseRateEstimate) -> float:
+    """The refused share's lower bound (``_binomial_low``) where it is a sample or more, else 0:
+    three refused samples or fewer say no more than "no clear sign"."""
+    bound = _binomial_low(int(refused.sum()), estimate)
+    return bound if bound * estimate.samples >= 1 else 0.0
+
+
+def _at_most_never_believed(estimate: NoiseRateEstimate, never_believed: np.ndarray, refused: np.ndarray,
+                            knew_at_start: bool) -> NoiseRateEstimate:
+    """The estimate lowered to the share of labels the model never believed (``never_believed``:
+    mean loss above log C), or the refused share if larger, where the model knew the data from its
+    first epoch (``RunEvidence.knew_at_start``) or held its wrong labels (the refused ones are
+    evidence, ``_refused_bound`` above 0, and a ``HELD_NOT_MEMORISED`` share of the never-believed
+    ones or more). The lower end comes down to the count's own binomial bound where it lay above;
+    the upper end stays, the losses' reading not being ruled out."""
+    never, held = int(never_believed.sum()), int((never_believed & refused).sum())
+    held_them = never > 0 and held >= HELD_NOT_MEMORISED * never and _refused_bound(refused, estimate) > 0
+    if not (knew_at_start or held_them):
+        return estimate
+    count = max(never, int(refused.sum()))
+    share = count / max(1, estimate.samples)
+    if share >= estimate.rate:
+        return estimate
+    low = min(estimate.low, _binomial_low(count, estimate))
+    return replace(estimate, rate=share, low=low, method=NEVER_BELIEVED, evidence=_evidence(low, estimate.samples))
+
+
+def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray, method: str = REFUSED,
+                      clear_bound_only: bool = False) -> NoiseRateEstimate:
+    """The estimate raised to the share of refused labels where that is larger, its lower end to
+    the share's lower bound (``_refused_bound``; with ``clear_bound_only``, only where that bound
+    is clear evidence, WEAK_EVIDENCE or more); ``method`` names the count where it raises it."""
+    share = int(refused.sum()) / max(1, estimate.samples)
+    if share <= estimate.rate:
+        return estimate
+    bound = _refused_bound(refused, estimate)
+    low = max(estimate.low, 0.0 if clear_bound_only and bound < WEAK_EVIDENCE else bound)
+    return replace(estimate, rate=share, low=low, high=max(estimate.high, share), method=method,
+                   evidence=_evidence(low, estimate.samples))
+
+
+def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, int] | None,
+                               counted: NoiseRateEstimate | None) -> NoiseRateEstimate:
+    """The estimate raised to the share of held-out anchors whose label the held-out models
+    contradicted and the model never believed (``run_held_out_anchors``: that count, anchors), or
+    to confident learning's held-out count (``counted``) where that is smaller, where
+    ANCHOR_MIN_COUNT or more such labels count and their share's lower bound is clear evidence
+    (WEAK_EVIDENCE). The interval spans both readings: its lower end stays."""
+    if anchors is None or counted is None:
+        return estimate
+    count, size = anchors
+    if count < ANCHOR_MIN_COUNT or _binomial_low(count, estimate, size) < WEAK_EVIDENCE:
+        return estimate
+    rate = min(count / size, counted.rate)
+    if rate <= estimate.rate:
+        return estimate
+    return replace(estimate, rate=rate, high=max(estimate.high, rate), method=HELD_OUT_ANCHORS)
