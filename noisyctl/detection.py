@@ -194,7 +194,7 @@ FIRST_SIGHT_REFUSED_METHOD = "labels the model refused at first sight and never 
 # chance at its end than they count (see run_noise_rate).
 UNDER_CHANCE_METHOD = "labels the model still gave under chance at its end, above the losses' reading"
 # Where, among the samples held-out models are surest of, the labels they contradict and the model never
-# believed are a larger share than the losses count (see run_noise_rate).
+# believed (or had not halfway) are a larger share than the losses count (see run_noise_rate).
 HELD_OUT_ANCHORS_METHOD = ("labels held-out models contradict where surest and the model never believed, above the "
                            "losses' reading")
 METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, REFUSED: REFUSED_METHOD, NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
@@ -317,7 +317,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
                                                "learn"),
                   HELD_OUT_ANCHORS_METHOD: ("; counted among the samples models that never trained on them are "
                                             "surest of, as the share of labels those models contradict and the model "
-                                            "never believed"),
+                                            "never believed (or had not yet believed halfway through training)"),
                   UNDER_CHANCE_METHOD: ("; counted as the labels the model, which knew the data from its first "
                                         "epoch, still gave under chance's probability in its last epochs (its "
                                         "losses alone cannot tell)")}.get(estimate["method"], "")

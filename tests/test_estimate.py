@@ -16,8 +16,9 @@ from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_MET
                                 UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, NoiseRateEstimate,
                                estimate_noise_rate, held_out_anchors, learning_start, loss_evidence, never_learned,
-                               read_run_evidence, refused_labels, run_held_out_anchors, run_held_out_refused,
-                               tail_excess_share)
+                               read_run_evidence, refused_labels, run_held_out_anchors, run_held_out_count,
+                               run_held_out_refused, tail_excess_share)
+from noisyctl.estimate.run import ANCHORS_AGREE
 from noisyctl.store import RunFile
 
 
@@ -347,16 +348,19 @@ def test_on_overlapping_clusters_held_out_models_give_floors_under_the_count(cli
     nearly all wrong, but a memorised wrong label is believed: they count half the noise. Among the
     samples the held-out models are surest of, away from where clusters meet, the labels they
     contradict and the model never believed read it near the truth, and the estimate is raised to
-    their share. The same set clean leaves a few labels of each kind; neither floor counts so few,
-    and the clean run reads "no clear sign"."""
+    their share, or to that of those it had not believed halfway through its run, which is larger
+    (see the next test). The same set clean leaves a few labels of each kind; neither floor counts
+    so few, and the clean run reads "no clear sign"."""
     cli("synth", "-d", "blobs", "--noise", "uniform", "--rate", "0.05", "--seed", "5", "-o", tmp_path / "labels.h5")
     estimate, losses_alone = read_with_held_out_models(cli, tmp_path)
     true = estimate["true_rate"]
     with RunFile(tmp_path / "run.h5") as run:
         both_refused = read_run_evidence(run).never_believed(run.num_classes) & run_held_out_refused(run)
         counted, anchors = run_held_out_anchors(run)
+        halfway, _ = run_held_out_anchors(run, halfway=True)
     assert losses_alone.rate < 0.3 * true and 0.3 * true <= both_refused.mean() < 0.75 * true
-    assert estimate["method"] == HELD_OUT_ANCHORS_METHOD and estimate["rate"] == pytest.approx(counted / anchors)
+    assert estimate["method"] == HELD_OUT_ANCHORS_METHOD and halfway > counted
+    assert estimate["rate"] == pytest.approx(halfway / anchors)
     assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
     assert estimate["evidence"] == "clear"
     assert "labels those models contradict and the model never believed" in estimate_words(estimate)
@@ -422,6 +426,27 @@ def test_a_binary_image_task_gets_held_out_models_by_default_and_counts_with_the
 
 
 @pytest.mark.slow
+def test_held_out_anchors_the_model_had_not_believed_halfway_count_where_the_held_out_count_agrees(cli, tmp_path):
+    """Blobs with 5% pair-flip noise, an MLP trained 30 epochs: it memorises half the wrong labels
+    among the held-out anchors in its second half, so those it never believed read half the noise.
+    Those it had not believed by halfway through the run read it near the truth; confident
+    learning's held-out count (the anchors' share and the labels that look like another class by
+    nature) is within ANCHORS_AGREE times theirs, so the estimate is raised to their share."""
+    cli("synth", "-d", "blobs", "-D", "seed=617", "-n", "pairflip", "-r", "0.05", "--seed", "617",
+        "-o", tmp_path / "labels.h5")
+    estimate, _ = read_with_held_out_models(cli, tmp_path)
+    true = estimate["true_rate"]
+    with RunFile(tmp_path / "run.h5") as run:
+        never, anchors = run_held_out_anchors(run)
+        halfway, _ = run_held_out_anchors(run, halfway=True)
+        held_out_count = run_held_out_count(run).rate
+    assert never / anchors < 0.75 * true and halfway > never
+    assert held_out_count <= ANCHORS_AGREE * halfway / anchors
+    assert estimate["method"] == HELD_OUT_ANCHORS_METHOD and estimate["rate"] == pytest.approx(halfway / anchors)
+    assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
+
+
+@pytest.mark.slow
 def test_where_classes_overlap_the_held_out_anchors_count_only_labels_never_believed(cli, tmp_path):
     """Ten classes of blobs in 30 features, clean: a sample's cluster can lie inside another class's,
     and even among the samples the held-out models are surest of they contradict several percent of
@@ -450,6 +475,11 @@ def test_clean_classes_that_overlap_heavily_are_not_called_noisy_where_the_losse
     with RunFile(tmp_path / "clean.h5") as run:
         anchors, contradicted = held_out_anchors(run.given_labels, run.probabilities("out_of_fold"))
     assert (anchors & contradicted).sum() / anchors.sum() > 0.1
+    # Some it had not believed halfway, but confident learning counts far more than ANCHORS_AGREE
+    # times their share: classes that overlap, not noise.
+    with RunFile(tmp_path / "clean.h5") as run:
+        halfway, size = run_held_out_anchors(run, halfway=True)
+        assert halfway >= ANCHOR_MIN_COUNT and run_held_out_count(run).rate > ANCHORS_AGREE * halfway / size
     assert estimate["evidence"] == "none" and estimate["high"] > 0.1 and estimate["rate"] <= 0.01
     assert result["gate"]["passed"] and result["gate"]["warning"]
     assert "cannot tell how noisy" in estimate_words(estimate)

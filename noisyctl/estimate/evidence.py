@@ -75,6 +75,11 @@ UNDER_CHANCE_AT_END = "under chance at the end"
 # few of those it never believed (shapes with 5-10% instance noise: 6-7%) the share would
 # undercount: left alone.
 NEVER_BELIEVED = "never believed"
+# Whether the model had believed a label by halfway through its run (from where it began to learn):
+# the mean loss over the first BELIEVED_BY share of those epochs above log C says it had not. A
+# model that trains long enough memorises its wrong labels in the second half, and their mean over
+# the whole run falls under log C; halfway it had not yet (see ``HALFWAY`` in ``run``).
+BELIEVED_BY = 0.5
 KNEW_AT_START = 0.1
 HELD_NOT_MEMORISED = 0.25
 
@@ -190,7 +195,9 @@ class RunEvidence:
     fine-tuned model, or easy data learned within an epoch); ``refused_at_first_sight`` (N,): where
     it knew the data then and the channel is a training loss (``FIRST_SIGHT_CHANNELS``), whether the
     first recorded epoch's loss was above the refused labels' bar (``refused_labels``), else None;
-    ``under_chance_at_end`` (N,): where it knew the data then, ``under_chance_at_end``'s flags, else None."""
+    ``under_chance_at_end`` (N,): where it knew the data then, ``under_chance_at_end``'s flags, else None;
+    ``halfway_mean_loss`` (N,): the mean loss over the first ``BELIEVED_BY`` share of the epochs
+    from where the model began to learn (None where not read)."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
@@ -200,12 +207,17 @@ class RunEvidence:
     learned: bool = True
     refused_at_first_sight: np.ndarray | None = None
     under_chance_at_end: np.ndarray | None = None
+    halfway_mean_loss: np.ndarray | None = None
 
-    def never_believed(self, num_classes: int) -> np.ndarray:
+    def never_believed(self, num_classes: int, halfway: bool = False) -> np.ndarray:
         """Whether the model never believed each label (N,): a mean loss above log C, a geometric-mean
-        probability under chance (False for a sample never presented)."""
+        probability under chance (False for a sample never presented). ``halfway``: or had not
+        believed it by halfway through the run (``halfway_mean_loss`` above log C)."""
         with np.errstate(invalid="ignore"):  # NaN: never presented
-            return self.mean_loss > np.log(num_classes)
+            never = self.mean_loss > np.log(num_classes)
+            if halfway and self.halfway_mean_loss is not None:
+                never |= self.halfway_mean_loss > np.log(num_classes)
+            return never
 
 
 # detect's estimate and the learned detector both read the same opened run: once is enough.
@@ -228,10 +240,12 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
     start = learning_start(medians)
     knew_at_start = bool(medians[0] < KNEW_AT_START * np.log(dynamics.num_classes))  # NaN (none presented): False
     read_first_sight = knew_at_start and channel in FIRST_SIGHT_CHANNELS
-    means, steady, refused, first_sight, under_chance = [], [], [], [], []
+    means, steady, refused, first_sight, under_chance, halfway = [], [], [], [], [], []
     for _, block in dynamics.iter_blocks((channel,)):
-        mean, learned = loss_evidence(block[channel][:, start:], dynamics.num_classes)
+        learning = block[channel][:, start:]
+        mean, learned = loss_evidence(learning, dynamics.num_classes)
         means.append(mean)
+        halfway.append(presented_mean(learning[:, :max(1, int(BELIEVED_BY * learning.shape[1]))]))
         steady.append(learned)
         refused.append(refused_labels(block[channel], dynamics.num_classes))
         if read_first_sight:  # the refused labels' bar, read on the first epoch alone
@@ -241,7 +255,8 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
     evidence = RunEvidence(np.concatenate(means), np.concatenate(steady), np.concatenate(refused), knew_at_start,
                            learned=not never_learned(medians),
                            refused_at_first_sight=np.concatenate(first_sight) if read_first_sight else None,
-                           under_chance_at_end=np.concatenate(under_chance) if knew_at_start else None)
+                           under_chance_at_end=np.concatenate(under_chance) if knew_at_start else None,
+                           halfway_mean_loss=np.concatenate(halfway))
     try:
         _evidence_read[dynamics] = evidence
     except TypeError:

@@ -71,18 +71,19 @@ def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateE
     return cache.counts[key]
 
 
-def run_held_out_anchors(dynamics, judged: np.ndarray | None = None) -> tuple[int, int] | None:
+def run_held_out_anchors(dynamics, judged: np.ndarray | None = None, halfway: bool = False) -> tuple[int, int] | None:
     """Of the ``judged`` samples' held-out anchors (``held_out_anchors``), how many have a label the
     held-out models contradicted and the model never believed (mean loss above log C, from
-    ``read_run_evidence``), and how many anchors there are. None when the run holds no out-of-fold
-    probabilities or recorded no loss."""
+    ``read_run_evidence``; with ``halfway``, or had not believed by halfway through its run), and
+    how many anchors there are. None when the run holds no out-of-fold probabilities or recorded no
+    loss."""
     held_out = _held_out_probabilities(dynamics, judged, _held_out_cache(dynamics))
     evidence = read_run_evidence(dynamics)
     if held_out is None or evidence is None:
         return None
     anchors, contradicted = held_out_anchors(*held_out)
-    never_believed = evidence.never_believed(dynamics.num_classes)[slice(None) if judged is None else judged]
-    return int((anchors & contradicted & never_believed).sum()), int(anchors.sum())
+    not_believed = evidence.never_believed(dynamics.num_classes, halfway)[slice(None) if judged is None else judged]
+    return int((anchors & contradicted & not_believed).sum()), int(anchors.sum())
 
 
 def held_out_anchors(given_labels: np.ndarray, probabilities: np.ndarray,

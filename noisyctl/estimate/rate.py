@@ -43,9 +43,10 @@ class NoiseRateEstimate:
     is above the losses' reading), or ``"refused held out"`` / ``"refused at first sight"`` (that
     share with the labels never believed that held-out models, or the model itself when it first met
     them, refused), or ``"held-out anchors"`` (among the samples held-out models are surest of, the
-    share of labels they contradict and the model never believed, ``run_held_out_anchors``, where it
-    is above the losses' reading), or ``"never believed"`` (the share of labels whose mean loss
-    stayed above log C, where it is below the losses' reading and the run can say so), or
+    share of labels they contradict and the model never believed, or had not halfway,
+    ``run_held_out_anchors``, where it is above the losses' reading), or ``"never believed"`` (the
+    share of labels whose mean loss stayed above log C, where it is below the losses' reading and
+    the run can say so), or
     ``"not learned"`` (``run_noise_rate`` on a run whose model never began to learn). ``evidence`` is
     ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
     ``WEAK_EVIDENCE``, else ``"clear"``. ``late_classes``: the labels of classes the model learned

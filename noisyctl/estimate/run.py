@@ -10,7 +10,7 @@ import numpy as np
 
 from noisyctl.estimate.evidence import (FIRST_SIGHT_REFUSED, HELD_NOT_MEMORISED, NEVER_BELIEVED, REFUSED,
                                         UNDER_CHANCE_AT_END, late_contradictions, read_run_evidence)
-from noisyctl.estimate.held_out import (ANCHOR_MIN_COUNT, HELD_OUT_ANCHORS, run_held_out_anchors,
+from noisyctl.estimate.held_out import (ANCHOR_MIN_COUNT, FEW_CLASSES, HELD_OUT_ANCHORS, run_held_out_anchors,
                                         run_held_out_count, run_held_out_refused)
 from noisyctl.estimate.mixture import UNFITTED_LOSS
 from noisyctl.estimate.rate import NOT_LEARNED, WEAK_EVIDENCE, NoiseRateEstimate, _evidence, estimate_noise_rate
@@ -27,6 +27,19 @@ from noisyctl.estimate.rate import NOT_LEARNED, WEAK_EVIDENCE, NoiseRateEstimate
 # runs leave a few such labels, its lower end rises only where the count's bound is clear evidence
 # (WEAK_EVIDENCE), so a clean run keeps "no clear sign".
 HELD_OUT_REFUSED = "refused held out"
+# The held-out anchors' floor (``HELD_OUT_ANCHORS``) counts the contradicted anchors the model never
+# believed, and a model trained long memorises wrong labels in its second half: the calibration
+# blobs with 5-20% uniform noise read 3.2-10.5%. Those it had not believed by halfway through its
+# run (``BELIEVED_BY``) count too, where confident learning's held-out count is at most
+# ANCHORS_AGREE times their share: where it is more, the classes overlap so much that clean labels
+# the model had not yet believed halfway fill the anchors too (clean blobs of 20 overlapping
+# classes trained 15 epochs: 10.2% of the anchors, beside a held-out count of 50.9%; clean runs
+# kept "no clear sign" up to 4 times). Not with FEW_CLASSES or fewer: there a label under chance's
+# probability, 1/2 or 1/3, is one the model leans away from, and halfway through a run it still
+# leans away from clean samples near the boundary (of the cached runs with two or three classes, it
+# moved 14, 6 out of the tolerance and 2 into it), while the labels it never believed already read
+# such runs' noise (see FEW_CLASSES).
+ANCHORS_AGREE = 3.0
 
 
 def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
@@ -50,8 +63,11 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     knew the data from its first epoch, at least the share it still gave under chance at its end
     (``under_chance_at_end``; method ``"under chance at the end"``). Last, where the run was trained
     with ``--folds``, it is at least the share of held-out anchors whose label the held-out models
-    contradicted and the model never believed, or confident learning's count if smaller
-    (``run_held_out_anchors``; method ``"held-out anchors"``). None when the run recorded no loss."""
+    contradicted and the model never believed (or, with more than ``FEW_CLASSES`` classes, had not
+    believed by halfway through its run, where confident learning's count is at most
+    ``ANCHORS_AGREE`` times that share), or confident
+    learning's count if smaller (``run_held_out_anchors``; method ``"held-out anchors"``). None when
+    the run recorded no loss."""
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
@@ -88,7 +104,8 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
         ceiling = _at_most_never_believed(estimate, never_believed, refused, evidence.knew_at_start)
         floor = _at_least_refused_labels(ceiling, refused, never_believed, run_held_out_refused(dynamics, judged),
                                          first_sight)
-    return _at_least_held_out_anchors(floor, run_held_out_anchors(dynamics, judged), held_out)
+    halfway = run_held_out_anchors(dynamics, judged, halfway=True) if dynamics.num_classes > FEW_CLASSES else None
+    return _at_least_held_out_anchors(floor, run_held_out_anchors(dynamics, judged), held_out, halfway)
 
 
 def _at_least_refused_labels(estimate: NoiseRateEstimate, refused: np.ndarray, never_believed: np.ndarray,
@@ -159,18 +176,31 @@ def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray, method: 
 
 
 def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, int] | None,
-                               counted: NoiseRateEstimate | None) -> NoiseRateEstimate:
+                               counted: NoiseRateEstimate | None,
+                               halfway: tuple[int, int] | None = None) -> NoiseRateEstimate:
     """The estimate raised to the share of held-out anchors whose label the held-out models
     contradicted and the model never believed (``run_held_out_anchors``: that count, anchors), or
     to confident learning's held-out count (``counted``) where that is smaller, where
     ANCHOR_MIN_COUNT or more such labels count and their share's lower bound is clear evidence
-    (WEAK_EVIDENCE). The interval spans both readings: its lower end stays."""
+    (WEAK_EVIDENCE). With ``halfway`` (the same count with the labels not believed by halfway
+    through the run), the larger of the two shares, that one where ``counted`` is at most
+    ANCHORS_AGREE times it. The interval spans both readings: its lower end stays."""
     if anchors is None or counted is None:
         return estimate
-    count, size = anchors
-    if count < ANCHOR_MIN_COUNT or _binomial_low(count, estimate, size) < WEAK_EVIDENCE:
-        return estimate
-    rate = min(count / size, counted.rate)
+    shares = [_anchor_share(estimate, anchors)]
+    if halfway is not None:
+        share = _anchor_share(estimate, halfway)
+        shares.append(share if counted.rate <= ANCHORS_AGREE * share else 0.0)
+    rate = min(max(shares), counted.rate)
     if rate <= estimate.rate:
         return estimate
     return replace(estimate, rate=rate, high=max(estimate.high, rate), method=HELD_OUT_ANCHORS)
+
+
+def _anchor_share(estimate: NoiseRateEstimate, anchors: tuple[int, int]) -> float:
+    """The share of the anchors counted (``run_held_out_anchors``: that count, anchors), where
+    ANCHOR_MIN_COUNT or more count and the share's lower bound is clear evidence; else 0."""
+    count, size = anchors
+    if count < ANCHOR_MIN_COUNT or _binomial_low(count, estimate, size) < WEAK_EVIDENCE:
+        return 0.0
+    return count / size
