@@ -78,7 +78,7 @@ NEVER_BELIEVED = "never believed"
 # Whether the model had believed a label by halfway through its run (from where it began to learn):
 # the mean loss over the first BELIEVED_BY share of those epochs above log C says it had not. A
 # model that trains long enough memorises its wrong labels in the second half, and their mean over
-# the whole run falls under log C; halfway it had not yet (see ``HALFWAY`` in ``run``).
+# the whole run falls under log C; halfway it had not yet (see ``ANCHORS_AGREE`` in ``run``).
 BELIEVED_BY = 0.5
 KNEW_AT_START = 0.1
 HELD_NOT_MEMORISED = 0.25

@@ -46,11 +46,11 @@ class NoiseRateEstimate:
     share of labels they contradict and the model never believed, or had not halfway,
     ``run_held_out_anchors``, where it is above the losses' reading), or ``"never believed"`` (the
     share of labels whose mean loss stayed above log C, where it is below the losses' reading and
-    the run can say so), or
-    ``"not learned"`` (``run_noise_rate`` on a run whose model never began to learn). ``evidence`` is
-    ``"none"`` when the interval reaches down to zero, ``"weak"`` when its lower end is under
-    ``WEAK_EVIDENCE``, else ``"clear"``. ``late_classes``: the labels of classes the model learned
-    later as a whole, whose losses were modelled on their own (``late_class_view``; given ``labels``).
+    the run can say so), or ``"not learned"`` (``run_noise_rate`` on a run whose model never began
+    to learn). ``evidence`` is ``"none"`` when the interval reaches down to zero, ``"weak"`` when
+    its lower end is under ``WEAK_EVIDENCE``, else ``"clear"``. ``late_classes``: the labels of
+    classes the model learned later as a whole, whose losses were modelled on their own
+    (``late_class_view``; given ``labels``).
     ``noise_spread``: in the pooled mixture, its noisy component's sd over its clean one's (see
     ``noise_as_wide_as_clean``); None otherwise.
     """

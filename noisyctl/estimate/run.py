@@ -33,12 +33,12 @@ HELD_OUT_REFUSED = "refused held out"
 # run (``BELIEVED_BY``) count too, where confident learning's held-out count is at most
 # ANCHORS_AGREE times their share: where it is more, the classes overlap so much that clean labels
 # the model had not yet believed halfway fill the anchors too (clean blobs of 20 overlapping
-# classes trained 15 epochs: 10.2% of the anchors, beside a held-out count of 50.9%; clean runs
-# kept "no clear sign" up to 4 times). Not with FEW_CLASSES or fewer: there a label under chance's
-# probability, 1/2 or 1/3, is one the model leans away from, and halfway through a run it still
-# leans away from clean samples near the boundary (of the cached runs with two or three classes, it
-# moved 14, 6 out of the tolerance and 2 into it), while the labels it never believed already read
-# such runs' noise (see FEW_CLASSES).
+# classes trained 15 epochs: 10.2% of the anchors, beside a held-out count of 50.9%; with a bar of
+# up to 4 times, no cached clean run moved). Not with FEW_CLASSES or fewer: there a label under
+# chance's probability, 1/2 or 1/3, is one the model leans away from, and halfway through a run it
+# still leans away from clean samples near the boundary (of the cached runs with two or three
+# classes, it moved 14, 6 out of the tolerance and 2 into it), while the labels it never believed
+# already read such runs' noise (see FEW_CLASSES).
 ANCHORS_AGREE = 3.0
 
 
@@ -65,9 +65,8 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     with ``--folds``, it is at least the share of held-out anchors whose label the held-out models
     contradicted and the model never believed (or, with more than ``FEW_CLASSES`` classes, had not
     believed by halfway through its run, where confident learning's count is at most
-    ``ANCHORS_AGREE`` times that share), or confident
-    learning's count if smaller (``run_held_out_anchors``; method ``"held-out anchors"``). None when
-    the run recorded no loss."""
+    ``ANCHORS_AGREE`` times that share), or confident learning's count if smaller
+    (``run_held_out_anchors``; method ``"held-out anchors"``). None when the run recorded no loss."""
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
