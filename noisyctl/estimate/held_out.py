@@ -40,10 +40,12 @@ FEW_CLASSES = 3
 @dataclass
 class _HeldOutRead:
     """A run's out-of-fold probabilities, read once per opened run: the given labels (N,) and the
-    probabilities (N, C), None when it holds none; confident learning's count (a bootstrap) per set of
+    probabilities (N, C), None when it holds none; confident learning's count (a bootstrap) and the
+    anchors whose label the held-out models contradict (a mask, and how many anchors) per set of
     judged samples."""
 
     counts: dict = field(default_factory=dict)
+    contradicted_anchors: dict = field(default_factory=dict)
     given: np.ndarray | None = None
     probabilities: np.ndarray | None = None
     read: bool = False
@@ -60,10 +62,15 @@ def _held_out_cache(dynamics) -> _HeldOutRead:
         return _HeldOutRead()
 
 
+def _judged_key(judged: np.ndarray | None) -> bytes | None:
+    """A set of judged samples as a cache key (None: all of them)."""
+    return None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest()
+
+
 def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
     """``held_out_noise_rate`` on the ``judged`` samples' out-of-fold probabilities (``train
     --folds``), once per opened run and set of judged samples; None when the run holds none."""
-    key = None if judged is None else hashlib.blake2b(np.packbits(judged).tobytes(), digest_size=16).digest()
+    key = _judged_key(judged)
     cache = _held_out_cache(dynamics)
     if key not in cache.counts:
         held_out = _held_out_probabilities(dynamics, judged, cache)
@@ -77,13 +84,20 @@ def run_held_out_anchors(dynamics, judged: np.ndarray | None = None, halfway: bo
     ``read_run_evidence``; with ``halfway``, or had not believed by halfway through its run), and
     how many anchors there are. None when the run holds no out-of-fold probabilities or recorded no
     loss."""
-    held_out = _held_out_probabilities(dynamics, judged, _held_out_cache(dynamics))
+    key, cache = _judged_key(judged), _held_out_cache(dynamics)
+    if key not in cache.contradicted_anchors:  # both readings, and every estimate of the run, share them
+        held_out = _held_out_probabilities(dynamics, judged, cache)
+        if held_out is None:
+            cache.contradicted_anchors[key] = None
+        else:
+            anchors, contradicted = held_out_anchors(*held_out)
+            cache.contradicted_anchors[key] = (anchors & contradicted, int(anchors.sum()))
     evidence = read_run_evidence(dynamics)
-    if held_out is None or evidence is None:
+    if cache.contradicted_anchors[key] is None or evidence is None:
         return None
-    anchors, contradicted = held_out_anchors(*held_out)
+    contradicted_anchors, size = cache.contradicted_anchors[key]
     not_believed = evidence.never_believed(dynamics.num_classes, halfway)[slice(None) if judged is None else judged]
-    return int((anchors & contradicted & not_believed).sum()), int(anchors.sum())
+    return int((contradicted_anchors & not_believed).sum()), size
 
 
 def held_out_anchors(given_labels: np.ndarray, probabilities: np.ndarray,
