@@ -18,6 +18,7 @@ from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, WE
                                estimate_noise_rate, held_out_anchors, learning_start, loss_evidence, never_learned,
                                read_run_evidence, refused_labels, run_held_out_anchors, run_held_out_count,
                                run_held_out_refused, tail_excess_share)
+from noisyctl.estimate.rate import count_interval
 from noisyctl.estimate.run import ANCHORS_AGREE
 from noisyctl.store import RunFile
 
@@ -72,6 +73,9 @@ def test_a_clean_run_is_not_called_noisy_and_passes_the_gate(cli, clean_run):
     assert estimate["rate"] <= 0.01 and estimate["low"] <= estimate["rate"] <= estimate["high"]
     assert estimate["evidence"] == "none" and result["gate"]["passed"]
     assert estimate["high"] <= 0.03 and result["gate"]["warning"] is None  # sure it is under the threshold
+    # but no surer than the count it read allows: none of 1,797 is up to 0.17%, not 0.0%-0.0%
+    samples = result["samples"]
+    assert estimate["high"] >= count_interval(round(estimate["rate"] * samples), samples, 0.9)[1] > 0
     # The learned detector flags what the estimate counts, not its networks' P > 0.5 (10% of this run).
     assert result["detectors"]["learned"]["flagged"] == estimate["count"] <= 0.01 * result["samples"]
     text = cli("detect", clean_run, "--no-save", "-d", "loss").output
@@ -394,6 +398,8 @@ def test_with_two_classes_the_held_out_anchors_are_a_floor_under_the_count(cli, 
     assert losses_alone.rate < 0.75 * true
     assert estimate["method"] == HELD_OUT_ANCHORS_METHOD and estimate["rate"] == pytest.approx(counted / anchors)
     assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
+    # a share of a few hundred anchors is no surer than its binomial bound
+    assert estimate["high"] >= count_interval(counted, anchors, 0.9)[1] > estimate["rate"]
     assert "labels those models contradict and the model never believed" in estimate_words(estimate)
     result = gate_clean_run(cli, tmp_path, *blobs)
     clean = result["estimate"]
@@ -483,6 +489,17 @@ def test_clean_classes_that_overlap_heavily_are_not_called_noisy_where_the_losse
     assert estimate["evidence"] == "none" and estimate["high"] > 0.1 and estimate["rate"] <= 0.01
     assert result["gate"]["passed"] and result["gate"]["warning"]
     assert "cannot tell how noisy" in estimate_words(estimate)
+
+
+def test_a_count_s_interval_is_the_exact_binomial_one():
+    """count_interval is Clopper-Pearson's interval, as scipy's binomial test computes it, reaching 0
+    for a count of none and 1 for all."""
+    from scipy import stats
+
+    for count, samples in ((0, 1797), (1, 1797), (5, 120), (37, 500), (120, 120)):
+        exact = stats.binomtest(count, samples).proportion_ci(confidence_level=0.9, method="exact")
+        assert count_interval(count, samples, 0.9) == pytest.approx((exact.low, exact.high))
+    assert count_interval(0, 1797, 0.9)[0] == 0.0 and count_interval(120, 120, 0.9)[1] == 1.0
 
 
 def test_the_held_out_anchors_are_each_predicted_classs_surest_samples():

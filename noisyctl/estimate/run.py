@@ -13,7 +13,8 @@ from noisyctl.estimate.evidence import (FIRST_SIGHT_REFUSED, HELD_NOT_MEMORISED,
 from noisyctl.estimate.held_out import (ANCHOR_MIN_COUNT, FEW_CLASSES, HELD_OUT_ANCHORS, run_held_out_anchors,
                                         run_held_out_count, run_held_out_refused)
 from noisyctl.estimate.mixture import UNFITTED_LOSS
-from noisyctl.estimate.rate import NOT_LEARNED, WEAK_EVIDENCE, NoiseRateEstimate, _evidence, estimate_noise_rate
+from noisyctl.estimate.rate import (NOT_LEARNED, WEAK_EVIDENCE, NoiseRateEstimate, _evidence, count_interval,
+                                    estimate_noise_rate)
 
 # The refused labels' floor (``REFUSED``) also counts a label refused by both readings of a run
 # trained with --folds: the model never believed it (mean loss above log C) and models that never
@@ -125,12 +126,15 @@ def _at_least_refused_labels(estimate: NoiseRateEstimate, refused: np.ndarray, n
 
 
 def _binomial_low(count: int, estimate: NoiseRateEstimate, samples: int | None = None) -> float:
-    """The exact binomial (Clopper-Pearson) lower bound of a share of ``count`` of the estimate's
+    """The exact binomial lower bound (``count_interval``) of a share of ``count`` of the estimate's
     samples (or of ``samples``), at its confidence; 0 for a count of 0."""
-    from scipy import stats
+    return count_interval(count, estimate.samples if samples is None else samples, estimate.confidence)[0]
 
-    samples = estimate.samples if samples is None else samples
-    return float(stats.beta.ppf((1 - estimate.confidence) / 2, count, samples - count + 1)) if count else 0.0
+
+def _binomial_high(count: int, estimate: NoiseRateEstimate, samples: int | None = None) -> float:
+    """The exact binomial upper bound (``count_interval``) of a share of ``count`` of the estimate's
+    samples (or of ``samples``), at its confidence."""
+    return count_interval(count, estimate.samples if samples is None else samples, estimate.confidence)[1]
 
 
 def _refused_bound(refused: np.ndarray, estimate: NoiseRateEstimate) -> float:
@@ -164,14 +168,16 @@ def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray, method: 
                       clear_bound_only: bool = False) -> NoiseRateEstimate:
     """The estimate raised to the share of refused labels where that is larger, its lower end to
     the share's lower bound (``_refused_bound``; with ``clear_bound_only``, only where that bound
-    is clear evidence, WEAK_EVIDENCE or more); ``method`` names the count where it raises it."""
+    is clear evidence, WEAK_EVIDENCE or more), its upper end to the share's exact binomial upper
+    bound (a count of a few samples is no surer than that); ``method`` names the count where it
+    raises it."""
     share = int(refused.sum()) / max(1, estimate.samples)
     if share <= estimate.rate:
         return estimate
     bound = _refused_bound(refused, estimate)
     low = max(estimate.low, 0.0 if clear_bound_only and bound < WEAK_EVIDENCE else bound)
-    return replace(estimate, rate=share, low=low, high=max(estimate.high, share), method=method,
-                   evidence=_evidence(low, estimate.samples))
+    high = max(estimate.high, _binomial_high(int(refused.sum()), estimate))
+    return replace(estimate, rate=share, low=low, high=high, method=method, evidence=_evidence(low, estimate.samples))
 
 
 def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, int] | None,
@@ -183,17 +189,21 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
     ANCHOR_MIN_COUNT or more such labels count and their share's lower bound is clear evidence
     (WEAK_EVIDENCE). With ``halfway`` (the same count with the labels not believed by halfway
     through the run), the larger of the two shares, that one where ``counted`` is at most
-    ANCHORS_AGREE times it. The interval spans both readings: its lower end stays."""
+    ANCHORS_AGREE times it. The interval spans both readings: its lower end stays, and its upper
+    end reaches the counted share's exact binomial upper bound among the anchors (or confident
+    learning's upper end, where that count is the smaller)."""
     if anchors is None or counted is None:
         return estimate
-    shares = [_anchor_share(estimate, anchors)]
+    readings = [(_anchor_share(estimate, anchors), anchors)]
     if halfway is not None:
         share = _anchor_share(estimate, halfway)
-        shares.append(share if counted.rate <= ANCHORS_AGREE * share else 0.0)
-    rate = min(max(shares), counted.rate)
+        readings.append((share if counted.rate <= ANCHORS_AGREE * share else 0.0, halfway))
+    share, (count, size) = max(readings, key=lambda reading: reading[0])
+    rate = min(share, counted.rate)
     if rate <= estimate.rate:
         return estimate
-    return replace(estimate, rate=rate, high=max(estimate.high, rate), method=HELD_OUT_ANCHORS)
+    high = counted.high if rate == counted.rate else _binomial_high(count, estimate, size)
+    return replace(estimate, rate=rate, high=max(estimate.high, rate, high), method=HELD_OUT_ANCHORS)
 
 
 def _anchor_share(estimate: NoiseRateEstimate, anchors: tuple[int, int]) -> float:
