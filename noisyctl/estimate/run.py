@@ -199,11 +199,13 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
         share = _anchor_share(estimate, halfway)
         readings.append((share if counted.rate <= ANCHORS_AGREE * share else 0.0, halfway))
     share, (count, size) = max(readings, key=lambda reading: reading[0])
-    rate = min(share, counted.rate)
-    if rate <= estimate.rate:
+    if min(share, counted.rate) <= estimate.rate:
         return estimate
-    high = counted.high if rate == counted.rate else _binomial_high(count, estimate, size)
-    return replace(estimate, rate=rate, high=max(estimate.high, rate, high), method=HELD_OUT_ANCHORS)
+    if counted.rate < share:  # confident learning's count is the smaller reading, with its own interval
+        rate, high = counted.rate, counted.high
+    else:
+        rate, high = share, _binomial_high(count, estimate, size)
+    return replace(estimate, rate=rate, high=max(estimate.high, high), method=HELD_OUT_ANCHORS)
 
 
 def _anchor_share(estimate: NoiseRateEstimate, anchors: tuple[int, int]) -> float:
