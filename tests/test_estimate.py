@@ -14,10 +14,10 @@ from noisyctl.builtin.detectors.learned.adaptation import little_noise_order
 from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_REFUSED_METHOD,
                                 NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
                                 UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
-from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, WEAK_EVIDENCE, NoiseRateEstimate,
-                               estimate_noise_rate, held_out_anchors, learning_start, loss_evidence, never_learned,
-                               read_run_evidence, refused_labels, run_held_out_anchors, run_held_out_count,
-                               run_held_out_refused, tail_excess_share)
+from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UNSURE_ABOVE, WEAK_EVIDENCE,
+                               NoiseRateEstimate, estimate_noise_rate, held_out_anchors, learning_start,
+                               loss_evidence, never_learned, read_run_evidence, refused_labels, run_held_out_anchors,
+                               run_held_out_count, run_held_out_refused, tail_excess_share)
 from noisyctl.estimate.rate import count_interval
 from noisyctl.estimate.run import ANCHORS_AGREE
 from noisyctl.store import RunFile
@@ -500,6 +500,19 @@ def test_a_count_s_interval_is_the_exact_binomial_one():
         exact = stats.binomtest(count, samples).proportion_ci(confidence_level=0.9, method="exact")
         assert count_interval(count, samples, 0.9) == pytest.approx((exact.low, exact.high))
     assert count_interval(0, 1797, 0.9)[0] == 0.0 and count_interval(120, 120, 0.9)[1] == 1.0
+
+
+def test_a_clean_set_too_small_to_rule_out_noise_is_still_no_clear_sign(cli, tmp_path):
+    """24 clean samples, none counted: their binomial bound (11.7%) alone does not make the run
+    "cannot tell", which would have the learned detector flag samples by its networks' own
+    decision; the interval stops at that bar (10%), and nothing is flagged."""
+    cli("train", "-d", "blobs", "-D", "samples=24", "-D", "classes=2", "-q", "-o", tmp_path / "tiny.h5")
+    result = cli.json("detect", tmp_path / "tiny.h5", "--no-save")
+    estimate = result["estimate"]
+    assert result["samples"] == 24 and estimate["count"] == 0 and estimate["evidence"] == "none"
+    assert count_interval(0, 24, 0.9)[1] > UNSURE_ABOVE == estimate["high"]
+    assert result["detectors"]["learned"]["flagged"] == 0
+    assert "no clear sign of label noise" in estimate_words(estimate)
 
 
 def test_the_held_out_anchors_are_each_predicted_classs_surest_samples():

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from noisyctl.estimate.evidence import _refused_loss, read_run_evidence
-from noisyctl.estimate.rate import BOOTSTRAP_MAX_SAMPLES, NoiseRateEstimate, _evidence, _interval, count_interval
+from noisyctl.estimate.rate import BOOTSTRAP_MAX_SAMPLES, NoiseRateEstimate, _evidence, _interval, sampling_high
 
 # Held-out models and the losses together give one more floor. The samples held-out models are
 # surest of, the ANCHOR_SHARE of each class they predict, are anchors: nearly every one truly belongs
@@ -215,5 +215,6 @@ def held_out_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, con
         rate = share(np.arange(len(given)))
         shares = np.array([share(rng.choice(len(given), size, replace=True)) for _ in range(draws)])
     low, high = _interval(rate, shares, size, len(given), confidence)
-    high = max(high, count_interval(int(round(rate * len(given))), len(given), confidence)[1])
-    return NoiseRateEstimate(float(rate), low, high, confidence, "held-out", _evidence(low, len(given)), len(given))
+    evidence = _evidence(low, len(given))
+    high = sampling_high(high, int(round(rate * len(given))), len(given), confidence, evidence)
+    return NoiseRateEstimate(float(rate), low, high, confidence, "held-out", evidence, len(given))

@@ -32,7 +32,7 @@ class NoiseRateEstimate:
     ``rate``, ``low`` and ``high`` are shares in [0, 1]; ``low``/``high`` bound a ``confidence``
     (e.g. 0.9) percentile-bootstrap interval over the samples (in the tail, ``high`` from resamples
     that count the samples learned steadily too). ``high`` reaches at least the exact binomial
-    upper bound of the count read (``count_interval``: 0 of 1,797 samples, 0.17%), the share
+    upper bound of the count read (``sampling_high``: 0 of 1,797 samples, 0.17%), the share
     the mixture cannot rule out (posterior above ``PLAUSIBLE``) and ``unfitted``, the share of
     samples the model never fitted (mean loss above log 2, a geometric-mean probability of the
     given label under 1/2), among which noise that looks like the data's own ambiguity cannot be
@@ -187,7 +187,8 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     unfitted = float((values > UNFITTED_LOSS).mean())
     # A share read as a count of the samples is no surer than that count's binomial bound: the
     # resamples of a count near zero all read near zero, and clean data read 0.0% (0.0-0.0%).
-    high = max(high, unfitted, plausible, count_interval(int(round(rate * len(z))), len(z), confidence)[1])
+    high = sampling_high(max(high, unfitted, plausible), int(round(rate * len(z))), len(z), confidence,
+                         _evidence(low, len(z)))
     late = () if classes is None else tuple(classes.labels[classes.late].tolist())
     spread = _noise_spread(*mixture) if method in ("mixture", MODE) and classes is None else None
     method = "mixture" if method == MODE else method  # a mode is a mixture's reading to the user
@@ -223,6 +224,18 @@ def count_interval(count: int, samples: int, confidence: float) -> tuple[float, 
     low = float(stats.beta.ppf(tail, count, samples - count + 1)) if count > 0 else 0.0
     high = float(stats.beta.ppf(1 - tail, count + 1, samples - count)) if count < samples else 1.0
     return low, high
+
+
+def sampling_high(high: float, count: int, samples: int, confidence: float, evidence: str) -> float:
+    """An interval's upper end ``high`` raised to the upper end of ``count_interval`` (a share read
+    as ``count`` of ``samples`` is no surer than that), but, with no ``evidence``, not across
+    UNSURE_ABOVE by that bound alone: "cannot tell" says the losses cannot separate wrong labels
+    from hard ones, which sampling does not (24 clean samples, none counted, reach 11.7%, and the
+    learned detector would flag two by its networks' own decision); such a set reads up to 10%."""
+    bound = count_interval(count, samples, confidence)[1]
+    if evidence == "none" and high <= UNSURE_ABOVE:
+        bound = min(bound, UNSURE_ABOVE)
+    return max(high, bound)
 
 
 def _evidence(low: float, samples: int) -> str:

@@ -14,7 +14,7 @@ from noisyctl.estimate.held_out import (ANCHOR_MIN_COUNT, FEW_CLASSES, HELD_OUT_
                                         run_held_out_count, run_held_out_refused)
 from noisyctl.estimate.mixture import UNFITTED_LOSS
 from noisyctl.estimate.rate import (NOT_LEARNED, WEAK_EVIDENCE, NoiseRateEstimate, _evidence, count_interval,
-                                    estimate_noise_rate)
+                                    estimate_noise_rate, sampling_high)
 
 # The refused labels' floor (``REFUSED``) also counts a label refused by both readings of a run
 # trained with --folds: the model never believed it (mean loss above log C) and models that never
@@ -131,12 +131,6 @@ def _binomial_low(count: int, estimate: NoiseRateEstimate, samples: int | None =
     return count_interval(count, estimate.samples if samples is None else samples, estimate.confidence)[0]
 
 
-def _binomial_high(count: int, estimate: NoiseRateEstimate, samples: int | None = None) -> float:
-    """The exact binomial upper bound (``count_interval``) of a share of ``count`` of the estimate's
-    samples (or of ``samples``), at its confidence."""
-    return count_interval(count, estimate.samples if samples is None else samples, estimate.confidence)[1]
-
-
 def _refused_bound(refused: np.ndarray, estimate: NoiseRateEstimate) -> float:
     """The refused share's lower bound (``_binomial_low``) where it is a sample or more, else 0:
     three refused samples or fewer say no more than "no clear sign"."""
@@ -176,8 +170,10 @@ def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray, method: 
         return estimate
     bound = _refused_bound(refused, estimate)
     low = max(estimate.low, 0.0 if clear_bound_only and bound < WEAK_EVIDENCE else bound)
-    high = max(estimate.high, _binomial_high(int(refused.sum()), estimate))
-    return replace(estimate, rate=share, low=low, high=high, method=method, evidence=_evidence(low, estimate.samples))
+    evidence = _evidence(low, estimate.samples)
+    high = sampling_high(max(estimate.high, share), int(refused.sum()), estimate.samples, estimate.confidence,
+                         evidence)
+    return replace(estimate, rate=share, low=low, high=high, method=method, evidence=evidence)
 
 
 def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, int] | None,
@@ -202,10 +198,11 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
     if min(share, counted.rate) <= estimate.rate:
         return estimate
     if counted.rate < share:  # confident learning's count is the smaller reading, with its own interval
-        rate, high = counted.rate, counted.high
+        rate, high = counted.rate, max(estimate.high, counted.high)
     else:
-        rate, high = share, _binomial_high(count, estimate, size)
-    return replace(estimate, rate=rate, high=max(estimate.high, high), method=HELD_OUT_ANCHORS)
+        rate, high = share, sampling_high(max(estimate.high, share), count, size, estimate.confidence,
+                                          estimate.evidence)
+    return replace(estimate, rate=rate, high=high, method=HELD_OUT_ANCHORS)
 
 
 def _anchor_share(estimate: NoiseRateEstimate, anchors: tuple[int, int]) -> float:
