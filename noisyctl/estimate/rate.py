@@ -185,15 +185,14 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
                                           np.array(other_shares[end]), size, len(z), confidence)
         low, high = (min(low, other_low), high) if end == "low" else (low, max(high, other_high))
     unfitted = float((values > UNFITTED_LOSS).mean())
+    evidence = _evidence(low, len(z))
     # A share read as a count of the samples is no surer than that count's binomial bound: the
     # resamples of a count near zero all read near zero, and clean data read 0.0% (0.0-0.0%).
-    high = sampling_high(max(high, unfitted, plausible), int(round(rate * len(z))), len(z), confidence,
-                         _evidence(low, len(z)))
+    high = sampling_high(max(high, unfitted, plausible), int(round(rate * len(z))), len(z), confidence, evidence)
     late = () if classes is None else tuple(classes.labels[classes.late].tolist())
     spread = _noise_spread(*mixture) if method in ("mixture", MODE) and classes is None else None
     method = "mixture" if method == MODE else method  # a mode is a mixture's reading to the user
-    return NoiseRateEstimate(float(rate), low, high, confidence, method, _evidence(low, len(z)), len(z), unfitted,
-                             late, spread)
+    return NoiseRateEstimate(float(rate), low, high, confidence, method, evidence, len(z), unfitted, late, spread)
 
 
 def _tail_share(z: np.ndarray, steady: np.ndarray | None, classes: ClassView | None, steady_counted: bool = True,

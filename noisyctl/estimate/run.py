@@ -165,14 +165,14 @@ def _at_least_refused(estimate: NoiseRateEstimate, refused: np.ndarray, method: 
     is clear evidence, WEAK_EVIDENCE or more), its upper end to the share's exact binomial upper
     bound (a count of a few samples is no surer than that); ``method`` names the count where it
     raises it."""
-    share = int(refused.sum()) / max(1, estimate.samples)
+    count = int(refused.sum())
+    share = count / max(1, estimate.samples)
     if share <= estimate.rate:
         return estimate
     bound = _refused_bound(refused, estimate)
     low = max(estimate.low, 0.0 if clear_bound_only and bound < WEAK_EVIDENCE else bound)
     evidence = _evidence(low, estimate.samples)
-    high = sampling_high(max(estimate.high, share), int(refused.sum()), estimate.samples, estimate.confidence,
-                         evidence)
+    high = sampling_high(max(estimate.high, share), count, estimate.samples, estimate.confidence, evidence)
     return replace(estimate, rate=share, low=low, high=high, method=method, evidence=evidence)
 
 
