@@ -13,6 +13,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Correction, Corrector
 from noisyctl.errors import NoisyctlError
+from noisyctl.detection import detector_decision
 from noisyctl.estimate import decided_noisy
 from noisyctl.fileio import atomic_output, csv_cell, csv_value
 from noisyctl.metrics import ranking
@@ -58,11 +59,15 @@ def run_corrector(run: RunFile, name: str, options: dict[str, Any] | None = None
                              float(getattr(corrector, "min_confidence", 0.0)))
 
 
-def flagged_samples(scores: np.ndarray, flags: np.ndarray | None, top: int | None) -> tuple[np.ndarray, str]:
-    """The samples a correction applies to: the ``top`` highest scores, else the detector's own flags,
-    else those a two-component mixture on its scores puts on the noisy side."""
+def flagged_samples(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarray | None,
+                    top: int | None) -> tuple[np.ndarray, str]:
+    """The samples a correction applies to: the ``top`` highest scores, else what the detector
+    decides (``detector_decision``: its own flags, or as many as the run's noise-rate estimate
+    counts), else (a run without losses) those a two-component mixture on its scores puts on the
+    noisy side."""
     if top is None:
-        return decided_noisy(scores, flags), "the detector's flags" if flags is not None else "a mixture on the scores"
+        decided, words = detector_decision(run, name, scores, flags)
+        return (decided, words) if decided is not None else (decided_noisy(scores, None), "a mixture on the scores")
     judged = ~np.isnan(scores)
     chosen = np.zeros(len(scores), dtype=bool)
     chosen[ranking(np.where(judged, scores, -np.inf))[:min(top, int(judged.sum()))]] = True

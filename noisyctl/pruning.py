@@ -42,8 +42,9 @@ def choose_removals(scores: np.ndarray, flags: np.ndarray | None, *, ratio: floa
     removed = np.zeros(len(scores), dtype=bool)
     if auto:
         if flags is None:
-            raise NoisyctlError(f"detector '{detector}' makes no decision of its own; use --ratio or --count, or "
-                                f"a detector that flags samples (learned, gmm-loss, cleanlab, aum with threshold samples)")
+            raise NoisyctlError(f"detector '{detector}' makes no decision of its own and the run recorded no loss "
+                                f"to estimate the noise from; use --ratio or --count, or a detector that flags samples "
+                                f"(learned, cleanlab, aum with threshold samples)")
         removed = np.asarray(flags, dtype=bool) & judged
         return removed, {"rule": "auto", "value": int(removed.sum())}
     if ratio is not None:

@@ -15,7 +15,7 @@ from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_MET
                                 NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
                                 UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UNSURE_ABOVE, WEAK_EVIDENCE,
-                               NoiseRateEstimate, estimate_noise_rate, held_out_anchors, learning_start,
+                               NoiseRateEstimate, decided_noisy, estimate_noise_rate, held_out_anchors, learning_start,
                                loss_evidence, never_learned, read_run_evidence, refused_labels, run_held_out_anchors,
                                run_held_out_count, run_held_out_refused, tail_excess_share)
 from noisyctl.estimate.rate import count_interval
@@ -107,6 +107,26 @@ def test_prune_auto_on_a_clean_run_removes_nothing_and_asks_for_no_retraining(cl
     monkeypatch.setenv("COLUMNS", "200")
     words = " ".join(cli("prune", run_path, "--auto", "-o", tmp_path / "kept2.h5").output.split())
     assert "no sample was removed" in words and "noisyctl train --labels" not in words
+
+
+def test_every_decision_on_a_clean_run_is_the_estimate_s_count(cli, clean_run, tmp_path):
+    """On clean digits a two-component mixture on the samples' mean losses, DivideMix's split (the
+    gmm-loss detector, which detect ran by default, and the rule correct used for a detector with
+    no flags of its own), puts about 4% of the samples on its noisy side. detect runs no such
+    detector by default, and prune --auto and correct take as many of such a detector's most
+    suspect samples as the noise-rate estimate counts, as detect flags them."""
+    run_path = Path(shutil.copy(clean_run, tmp_path / "run.h5"))
+    detected = cli.json("detect", run_path)
+    count = detected["estimate"]["count"]
+    assert "gmm-loss" not in detected["detectors"] and count <= 0.01 * detected["samples"]
+    assert all(d["flagged"] is None or d["flagged"] <= count for d in detected["detectors"].values())
+    with RunFile(run_path) as run:
+        loss, divided = run.scores()["loss"], run_detector(run, "gmm-loss").result.flagged
+        assert run.flags().get("loss") is None
+    assert decided_noisy(loss, None).mean() > 0.02 and divided.mean() > 0.02
+    assert cli.json("prune", run_path, "-d", "loss", "--auto", "-o", tmp_path / "kept.h5")["removed"] == count
+    corrected = cli.json("correct", run_path, "-d", "loss")
+    assert corrected["flagged"] == count and "noise-rate estimate" in corrected["flagged_by"]
 
 
 @pytest.mark.slow

@@ -243,8 +243,11 @@ def test_an_aum_records_csv_imports_to_the_margins_the_run_recorded(cli, foreign
         assert np.allclose(imported.channel("train_margin"), recorded.channel("train_margin"), atol=1e-5)
         assert np.allclose(run_detector(imported, "aum").result.scores, run_detector(recorded, "aum").result.scores,
                            atol=1e-5)
-    detected = cli.json("detect", tmp_path / "aum.h5", "--no-save")
-    assert detected["primary"] == "aum" and set(detected["not_run"]) == {"learned", "loss", "ema-loss", "gmm-loss"}
+    detected = cli.json("detect", tmp_path / "aum.h5")
+    assert detected["primary"] == "aum" and set(detected["not_run"]) == {"learned", "loss", "ema-loss"}
+    # No loss, no noise-rate estimate to count with, and AUM flags nothing without threshold samples
+    line = cli.error("prune", tmp_path / "aum.h5", "--auto", "-o", tmp_path / "kept.h5")
+    assert "makes no decision of its own and the run recorded no loss" in line
 
 
 def test_plain_arrays_import_as_training_or_eval_dynamics(cli, foreign, tmp_path):

@@ -68,7 +68,7 @@ def correct(
     with RunFile(run_path) as run_file:
         labels = whole_dataset_labels(run_file) if (p["apply"] or p["export"]) else run_file.labels
         name, scores, flags = stored_detector(run_file, p["detector"])
-        flagged, flagged_by = flagged_samples(scores, flags, p["top"])
+        flagged, flagged_by = flagged_samples(run_file, name, scores, flags, p["top"])
         with step_progress(not p["json_output"]) as progress:
             hearing = training_progress.set(lambda epoch, epochs: progress(
                 f"training a model without the {int(flagged.sum()):,} flagged samples: epoch {epoch}/{epochs}",

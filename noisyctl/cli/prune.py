@@ -11,6 +11,7 @@ from rich.table import Table
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, stderr, with_recipe
 from noisyctl.cli.progress import training_progress
 from noisyctl.data import load_dataset
+from noisyctl.detection import detector_decision
 from noisyctl.pruning import choose_removals, pruned_labels, removal_quality, stored_detector, whole_dataset_labels
 from noisyctl.store import RunFile, write_labels_file
 from noisyctl.training import options_from_run, train as train_run
@@ -27,7 +28,8 @@ def prune(
     ratio: Optional[float] = typer.Option(None, "--ratio", help="Remove this share of the samples, highest "
                                           "scores first.", show_default=False),
     count: Optional[int] = typer.Option(None, "--count", help="Remove this many samples.", show_default=False),
-    auto: bool = typer.Option(False, "--auto", help="Remove what the detector itself flags."),
+    auto: bool = typer.Option(False, "--auto", help="Remove what the detector decides: its own flags, or as "
+                              "many of its most suspect samples as the noise-rate estimate counts (as detect flags)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file to write, with the removed samples "
                                        "marked (train on it to retrain on the kept ones)."),
     retrain: Optional[Path] = typer.Option(None, "--retrain", help="Also retrain now, with the run's own "
@@ -36,13 +38,15 @@ def prune(
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
-    """Remove the most suspect samples (by ratio, count or the detector's own flags) and retrain."""
+    """Remove the most suspect samples (by ratio, count or the detector's decision) and retrain."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
     out_path = Path(require(p["out"], "--out"))
     with RunFile(run_path) as run_file:
         labels = whole_dataset_labels(run_file)
         name, scores, flags = stored_detector(run_file, p["detector"])
+        if p["auto"]:  # what the detector decides: its own flags, or the noise-rate estimate's count by its ranking
+            flags = detector_decision(run_file, name, scores, flags)[0]
         removed, rule = choose_removals(scores, flags, ratio=p["ratio"], count=p["count"], auto=p["auto"] or None,
                                         detector=name)
         pruned = pruned_labels(labels, scores, removed, name, rule, str(run_path))
