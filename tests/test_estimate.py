@@ -20,7 +20,7 @@ from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UN
                                run_held_out_count, run_held_out_refused, tail_excess_share)
 from noisyctl.estimate.rate import count_interval
 from noisyctl.estimate.run import ANCHORS_AGREE
-from noisyctl.store import RunFile
+from noisyctl.store import RunFile, read_labels
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +265,14 @@ def test_a_run_too_short_to_tell_says_so_and_the_upper_gate_catches_it(cli, tmp_
     passed = cli("detect", tmp_path / "run.h5", "-d", "loss", "--no-save", "--fail-above", "0.03")
     assert "the gate passed on the estimate, but noise up to" in passed.output
     assert cli.json("detect", tmp_path / "run.h5", "-d", "loss", "--no-save", "--fail-above", "0.03")["gate"]["warning"]
+    # A detector without flags of its own decides by the estimate's count (next to none here), not
+    # by what a mixture on its losses splits off (most of the run: they are no surer after one epoch)
+    cli("detect", tmp_path / "run.h5", "-d", "loss", "-k", "0")
+    pruned = cli.json("prune", tmp_path / "run.h5", "--auto", "-o", tmp_path / "kept.h5")
+    with RunFile(tmp_path / "run.h5") as run:
+        split = decided_noisy(run.scores()["loss"], None)
+    assert pruned["removed"] == read_labels(tmp_path / "kept.h5").removed.sum() == estimate["count"]
+    assert estimate["count"] < 0.05 * len(split) < 0.5 * len(split) < split.sum()
 
 
 @pytest.mark.slow
