@@ -170,9 +170,9 @@ def estimated_flags(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarr
     if estimate.model_never_learned:  # a model at chance: its detectors' decisions are chance too
         return np.zeros(len(judged), dtype=bool), "nothing: the model did not learn", judged, estimate
     if estimate.unsure and flags is not None:
-        # The losses cannot tell; the detector's own decision is the better guess of which. A
-        # mixture on the losses is no better informed than they are: after one epoch it split off
-        # 60% of a digits run with 20% noise.
+        # The losses cannot tell; the detector's own decision is the better guess of which. One
+        # without a decision gets the count: a mixture on losses that cannot tell is no better
+        # informed (after one epoch it split off 60% of a digits run with 20% noise).
         return np.asarray(flags, dtype=bool) & judged, f"{name}'s own decision", judged, estimate
     flagged = np.zeros(len(judged), dtype=bool)
     flagged[ranking(scores)[:estimate.count]] = True
