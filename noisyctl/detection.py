@@ -185,7 +185,7 @@ def detector_decision(run: RunFile, name: str, scores: np.ndarray, flags: np.nda
     flags samples (``learned`` flags as many as the estimate counts), else ``estimated_flags`` on its
     ranking, as ``detect`` decides; None where it flags none itself and the run recorded no loss."""
     if flags is not None:
-        return np.asarray(flags, dtype=bool) & ~np.isnan(scores), "the detector's flags"
+        return decided_noisy(scores, flags), "the detector's flags"
     decided = estimated_flags(run, name, scores, None)
     if decided is None:
         return None, ""
