@@ -17,8 +17,9 @@ import numpy as np
 #   Without the separation test a mixture always "finds" a second component in clean data, whose
 #   loss is skewed (it called 25% of clean digits noisy).
 # - otherwise, little or no noise: the clean samples' right tail is modelled as a normal from their
-#   median and upper quartile; the samples above where that normal expects half a sample are the
-#   excess. A normal fitted to the excess (truncated at the threshold) adds its mass below the
+#   median and upper quartile; the samples above where that normal expects half a sample (in a run
+#   of more than 2,000, TAIL_SHARE of its clean samples) are the excess, less what it expects
+#   there. A normal fitted to the excess (truncated at the threshold) adds its mass below the
 #   threshold only when its mode lies above it: an excess piled against the threshold is the top
 #   of the clean tail, not a bump of noise. Samples learned steadily (STEADY_BY) are not counted:
 #   above the threshold they are slow clean learners (tickets about two topics), while a wrong
@@ -37,6 +38,12 @@ UNFITTED_LOSS = float(np.log(2))
 FITTED_BELOW = float(np.log(UNFITTED_LOSS))  # the same bar on log(mean loss)
 QUARTILE_Z = 0.6745  # a normal's upper quartile, in sds: (upper quartile - median) / QUARTILE_Z is a robust sd
 TAIL_EXPECTED = 0.5  # clean samples the threshold leaves above it, by the normal tail
+# No further out than where the normal expects this share of the clean samples, that many subtracted
+# (where it stands at 2,000 samples, 3.48 sds). Half a sample moves out as a run grows (4.06 sds at
+# 20,000), past where clean losses end (3.3-3.9 sds there: their far tail is lighter than the
+# normal's) and over the lower wrong labels: 20,000 tickets with 2% noise read 1.39%, half their
+# wrong labels under the threshold; at 3.48 sds 1.93%.
+TAIL_SHARE = 0.5 / 2000
 HEAVIER_TAIL_QUANTILE = 0.9  # the interval's lower end also reads the tail's spread from this quantile
 TAIL_FIT_MIN = 10  # excess samples needed to fit their normal and add its hidden part
 PLAUSIBLE = 0.05  # a mixture posterior above this keeps a sample within the interval's upper end
@@ -300,11 +307,12 @@ def tail_excess_share(z: np.ndarray, steady: np.ndarray | None = None, iteration
         if heavier:
             high = np.quantile(ordered[:clean_count], HEAVIER_TAIL_QUANTILE)
             spread = max(spread, (high - median) / special.ndtri(HEAVIER_TAIL_QUANTILE))
-        threshold = median - spread * special.ndtri(TAIL_EXPECTED / clean_count)
+        expected = max(TAIL_EXPECTED, TAIL_SHARE * clean_count)
+        threshold = median - spread * special.ndtri(expected / clean_count)
         threshold = max(threshold, FITTED_BELOW)
         first_above = np.searchsorted(ordered, threshold, side="right")
         above = ordered[first_above:][counted[first_above:]]
-        excess = max(0.0, len(above) - TAIL_EXPECTED)
+        excess = max(0.0, len(above) - expected)
         total = excess
         if len(above) >= TAIL_FIT_MIN and above.std() > 0:
             mu, sd = _normal_above(above, threshold)
@@ -473,7 +481,8 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
     regime of the whole run and start from its mixture. ``steady``: see ``separated_posterior`` and
     ``tail_excess_share``. ``classes``: a run with classes learned later as a whole is read class by
     class (``late_class_view``). Where no two-Gaussian mixture stands, the tail's reading, or a
-    separate mode of high losses (``separate_mode``, regime ``MODE``) where that counts more."""
+    separate mode of high losses (``separate_mode``, regime ``MODE``) where that counts more; where
+    such a mode stands and counts less, the tail's reading comes with the mode's mixture."""
     posterior, mixture = None, ()
     if method in (None, "mixture", MODE):
         if classes is None:
@@ -487,4 +496,6 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
         mode, modes = separate_mode(z, steady, mixture or None)
         if mode is not None and mode.mean() > share:
             return float(mode.mean()), MODE, float((mode > PLAUSIBLE).mean()), modes
+        if mode is not None:  # the tail counts more, and the mode's fit reads the interval's lower end
+            return share, "tail", share, modes
     return share, "tail", share, ()

@@ -3,6 +3,7 @@ tail's reading (``mixture``) with a bootstrap interval, as a ``NoiseRateEstimate
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, replace
 
@@ -162,12 +163,17 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     # out. The upper end: the tail leaves out the samples learned steadily, slow clean learners or
     # wrong labels the model memorised without pushing them away first, so it is read with them
     # counted too. The lower end: a clean tail can be heavier than its quartiles say (an MLP on clean
-    # digits: 2.2% from the quartiles' normal), so it is read with the spread from a higher quantile too.
+    # digits: 2.2% from the quartiles' normal), so it is read with the spread from a higher quantile too;
+    # but where three Gaussians found a separate mode of high losses (counting less than the tail), the
+    # high losses stand apart rather than stretch the clean tail, and the lower end reads that mode.
+    # Read with a heavier tail, 20,000 shapes with 5% pair-flip noise in such a mode reached 0.0%
+    # ("no clear sign" at 4.6%); the mode reads 4.0% at its lower end.
     other_readings = {}
     if method in ("tail", MODE) and steady is not None:
-        other_readings["high"] = {"steady_counted": False}
+        other_readings["high"] = functools.partial(_tail_share, steady_counted=False)
     if method == "tail":
-        other_readings["low"] = {"heavier": True}
+        other_readings["low"] = (functools.partial(_mode_share, modes=mixture) if mixture
+                                 else functools.partial(_tail_share, heavier=True))
     shares, other_shares = [], {end: [] for end in other_readings}
     for _ in range(draws):
         drawn = rng.choice(len(z), size, replace=True)
@@ -177,11 +183,11 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
         if method == MODE:  # the larger of the two readings, in every resample as in the run
             share = max(share, noise_share(z[drawn], "tail", steady=drawn_steady)[0])
         shares.append(share)
-        for end, how in other_readings.items():
-            other_shares[end].append(_tail_share(z[drawn], drawn_steady, drawn_classes, **how))
+        for end, read in other_readings.items():
+            other_shares[end].append(read(z[drawn], drawn_steady, drawn_classes))
     low, high = _interval(rate, np.array(shares), size, len(z), confidence)
-    for end, how in other_readings.items():
-        other_low, other_high = _interval(_tail_share(z[fit], fit_steady, fit_classes, **how),
+    for end, read in other_readings.items():
+        other_low, other_high = _interval(read(z[fit], fit_steady, fit_classes),
                                           np.array(other_shares[end]), size, len(z), confidence)
         low, high = (min(low, other_low), high) if end == "low" else (low, max(high, other_high))
     unfitted = float((values > UNFITTED_LOSS).mean())
@@ -200,6 +206,11 @@ def _tail_share(z: np.ndarray, steady: np.ndarray | None, classes: ClassView | N
     """The tail's reading (``tail_excess_share``), with or without the steady learners counted."""
     return noise_share(z, "tail", steady=steady if steady_counted else None, classes=classes,
                        heavier=heavier)[0]
+
+
+def _mode_share(z: np.ndarray, steady: np.ndarray | None, classes: ClassView | None, modes: tuple) -> float:
+    """The separate mode's reading (``separate_mode``), its three Gaussians started from ``modes``."""
+    return noise_share(z, MODE, modes, steady)[0]
 
 
 def _interval(rate: float, shares: np.ndarray, size: int, samples: int, confidence: float) -> tuple[float, float]:
