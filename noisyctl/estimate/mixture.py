@@ -40,9 +40,9 @@ QUARTILE_Z = 0.6745  # a normal's upper quartile, in sds: (upper quartile - medi
 TAIL_EXPECTED = 0.5  # clean samples the threshold leaves above it, by the normal tail
 # No further out than where the normal expects this share of the clean samples, that many subtracted
 # (where it stands at 2,000 samples, 3.48 sds). Half a sample moves out as a run grows (4.06 sds at
-# 20,000), past where clean losses end (3.3-3.9 sds there: their far tail is lighter than the
-# normal's) and over the lower wrong labels: 20,000 tickets with 2% noise read 1.39%, half their
-# wrong labels under the threshold; at 3.48 sds 1.93%.
+# 20,000), past where clean losses end (2.1-2.8 sds in clean runs of 20,000: their far tail is
+# lighter than the normal's) and over the lower wrong labels: 20,000 tickets with 2% noise read
+# 1.39%, half their wrong labels under the threshold; at 3.48 sds 1.93%.
 TAIL_SHARE = 0.5 / 2000
 HEAVIER_TAIL_QUANTILE = 0.9  # the interval's lower end also reads the tail's spread from this quantile
 TAIL_FIT_MIN = 10  # excess samples needed to fit their normal and add its hidden part
