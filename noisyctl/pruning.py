@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from noisyctl.detection import detector_decision
 from noisyctl.errors import NoisyctlError
 from noisyctl.metrics import ranking
 from noisyctl.store import Labels, RunFile
@@ -32,15 +33,18 @@ def whole_dataset_labels(run: RunFile) -> Labels:
     return run.labels
 
 
-def choose_removals(scores: np.ndarray, flags: np.ndarray | None, *, ratio: float | None = None,
-                    count: int | None = None, auto: bool = False, detector: str = "") -> tuple[np.ndarray, dict]:
-    """The samples to remove (the highest scores, or the detector's own flags) and the rule, as a record."""
+def choose_removals(run: RunFile, detector: str, scores: np.ndarray, flags: np.ndarray | None, *,
+                    ratio: float | None = None, count: int | None = None,
+                    auto: bool = False) -> tuple[np.ndarray, dict]:
+    """The samples to remove (the highest scores, or what the detector decides: ``detector_decision``)
+    and the rule, as a record."""
     given = [rule for rule, value in (("ratio", ratio), ("count", count), ("auto", auto or None)) if value is not None]
     if len(given) != 1:
         raise NoisyctlError("say how many to remove with exactly one of --ratio, --count or --auto")
     judged = ~np.isnan(scores)
     removed = np.zeros(len(scores), dtype=bool)
     if auto:
+        flags = detector_decision(run, detector, scores, flags)[0]
         if flags is None:
             raise NoisyctlError(f"detector '{detector}' makes no decision of its own and the run recorded no loss "
                                 f"to estimate the noise from; use --ratio or --count, or a detector that flags samples "

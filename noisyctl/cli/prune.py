@@ -11,7 +11,6 @@ from rich.table import Table
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, stderr, with_recipe
 from noisyctl.cli.progress import training_progress
 from noisyctl.data import load_dataset
-from noisyctl.detection import detector_decision
 from noisyctl.pruning import choose_removals, pruned_labels, removal_quality, stored_detector, whole_dataset_labels
 from noisyctl.store import RunFile, write_labels_file
 from noisyctl.training import options_from_run, train as train_run
@@ -45,10 +44,8 @@ def prune(
     with RunFile(run_path) as run_file:
         labels = whole_dataset_labels(run_file)
         name, scores, flags = stored_detector(run_file, p["detector"])
-        if p["auto"]:  # what the detector decides: its own flags, or the noise-rate estimate's count by its ranking
-            flags = detector_decision(run_file, name, scores, flags)[0]
-        removed, rule = choose_removals(scores, flags, ratio=p["ratio"], count=p["count"], auto=p["auto"] or None,
-                                        detector=name)
+        removed, rule = choose_removals(run_file, name, scores, flags, ratio=p["ratio"], count=p["count"],
+                                        auto=p["auto"] or None)
         pruned = pruned_labels(labels, scores, removed, name, rule, str(run_path))
         options = options_from_run(run_file) if p["retrain"] else None
         before = run_file.epochs().get("test_accuracy")
