@@ -15,9 +15,9 @@ from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_MET
                                 NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
                                 UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UNSURE_ABOVE, WEAK_EVIDENCE,
-                               NoiseRateEstimate, decided_noisy, estimate_noise_rate, held_out_anchors, learning_start,
-                               loss_evidence, never_learned, read_run_evidence, refused_labels, run_held_out_anchors,
-                               run_held_out_count, run_held_out_refused, tail_excess_share)
+                               NoiseRateEstimate, decided_noisy, estimate_noise_rate, held_out_anchors,
+                               learning_start, loss_evidence, never_learned, read_run_evidence, refused_labels,
+                               run_held_out_anchors, run_held_out_count, run_held_out_refused, tail_excess_share)
 from noisyctl.estimate.rate import count_interval
 from noisyctl.estimate.run import ANCHORS_AGREE
 from noisyctl.store import RunFile, read_labels
@@ -293,6 +293,25 @@ def test_a_run_too_short_to_tell_says_so_and_the_upper_gate_catches_it(cli, tmp_
         split = decided_noisy(run.scores()["loss"], None)
     assert pruned["removed"] == read_labels(tmp_path / "kept.h5").removed.sum() == estimate["count"]
     assert estimate["count"] < 0.05 * len(split) < 0.5 * len(split) < split.sum()
+
+
+def test_where_the_losses_cannot_tell_learned_still_flags_only_the_count(cli, tmp_path):
+    """Clean digits trained 3 epochs: the model has fitted few samples and the losses cannot tell.
+    The learned networks' P > 0.5 would take a twelfth of the run for wrong labels (a median of 22%
+    of 16 such clean cached runs); learned flags what the estimate counts, as everywhere, and prune
+    --auto removes that many. A detector with a rule of its own (gmm-loss) keeps it."""
+    cli("train", "-d", "digits", "-e", "3", "--quiet", "-o", tmp_path / "run.h5")
+    result = cli.json("detect", tmp_path / "run.h5")
+    estimate = result["estimate"]
+    assert estimate["evidence"] == "none" and estimate["high"] > UNSURE_ABOVE  # cannot tell
+    with RunFile(tmp_path / "run.h5") as run:
+        assert (run.scores()["learned"] > 0.5).mean() > 0.05
+    assert result["detectors"]["learned"]["flagged"] == estimate["count"] <= 0.01 * result["samples"]
+    assert estimate["by"] == f"learned's top {estimate['count']:,}"
+    assert cli.json("prune", tmp_path / "run.h5", "--auto", "-o", tmp_path / "kept.h5")["removed"] == estimate["count"]
+    own = cli.json("detect", tmp_path / "run.h5", "-d", "gmm-loss", "--no-save")
+    assert own["estimate"]["by"] == "gmm-loss's own decision"
+    assert own["estimate"]["count"] == own["detectors"]["gmm-loss"]["flagged"] > 0.05 * own["samples"]
 
 
 @pytest.mark.slow
