@@ -15,7 +15,7 @@ from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_MET
                                 NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
                                 UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UNSURE_ABOVE, WEAK_EVIDENCE,
-                               NoiseRateEstimate, decided_noisy, estimate_noise_rate, held_out_anchors,
+                               NoiseRateEstimate, cannot_tell, decided_noisy, estimate_noise_rate, held_out_anchors,
                                learning_start, loss_evidence, never_learned, read_run_evidence, refused_labels,
                                run_held_out_anchors, run_held_out_count, run_held_out_refused, tail_excess_share)
 from noisyctl.estimate.rate import count_interval
@@ -558,6 +558,26 @@ def test_clean_classes_that_overlap_heavily_are_not_called_noisy_where_the_losse
         assert halfway >= ANCHOR_MIN_COUNT and run_held_out_count(run).rate > ANCHORS_AGREE * halfway / size
     assert estimate["evidence"] == "none" and estimate["high"] > 0.1 and estimate["rate"] <= 0.01
     assert result["gate"]["passed"] and result["gate"]["warning"]
+    assert "cannot tell how noisy" in estimate_words(estimate)
+
+
+def test_the_default_gate_does_not_fail_a_clean_run_the_losses_cannot_tell(cli, tmp_path):
+    """Clean blobs of eight overlapping classes after 10 epochs: the MLP left half the samples
+    unfitted and the losses cannot tell. Among the held-out models' surest samples, the labels they
+    contradict and that the under-trained model never believed count several percent: clean samples
+    in another class's region, as a wrong label would be. That count stands beside "cannot tell",
+    its interval reaching zero, and the default gate compares the lower end there: it passes with
+    its warning (it failed this clean run before), and --gate-on upper fails it."""
+    run = tmp_path / "clean.h5"
+    cli("train", "-d", "blobs", "-D", "seed=1331", "-D", "classes=8", "-D", "separation=0.8", "-e", "10", "-q",
+        "-o", run)
+    result = cli.json("detect", run, "--no-save", "--fail-above", "0.01")
+    estimate = result["estimate"]
+    assert cannot_tell(estimate["evidence"], estimate["high"]) and estimate["method"] == HELD_OUT_ANCHORS_METHOD
+    assert estimate["rate"] > 0.01 and estimate["low"] <= 0.01
+    assert result["gate"]["passed"] and result["gate"]["compared_rate"] == estimate["low"]
+    assert result["gate"]["warning"].startswith("the gate passed on the lower end, as the losses cannot tell, but")
+    assert cli("detect", run, "--no-save", "--fail-above", "0.01", "--gate-on", "upper", ok=False).exit_code == 3
     assert "cannot tell how noisy" in estimate_words(estimate)
 
 

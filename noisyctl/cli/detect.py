@@ -59,9 +59,10 @@ def detect(
     fail_above: Optional[float] = typer.Option(None, "--fail-above", help="CI gate: exit with code 3 when the "
                                                "estimated noise rate exceeds this share (e.g. 0.05).",
                                                show_default=False),
-    gate_on: str = typer.Option("estimate", "--gate-on", help="What --fail-above compares: the estimate, or "
-                                "the lower or upper end of its interval (lower: fail only when the data is "
-                                "surely noisier; upper: fail unless it is surely cleaner)."),
+    gate_on: str = typer.Option("estimate", "--gate-on", help="What --fail-above compares: the estimate (the "
+                                "lower end where the losses cannot tell), or the lower or upper end of its "
+                                "interval (lower: fail only when the data is surely noisier; upper: fail unless "
+                                "it is surely cleaner)."),
     fail_count: Optional[int] = typer.Option(None, "--fail-count", help="CI gate: exit with code 3 when more "
                                              "than this many samples score above --fail-score.", show_default=False),
     fail_score: Optional[float] = typer.Option(None, "--fail-score", help="The score --fail-count counts "
