@@ -161,7 +161,7 @@ def estimated_flags(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarr
     """The samples a detector's ``scores`` (N,) judge mislabeled, as many as the run's noise-rate
     estimate counts, the most suspicious first (the estimate says how many, the ranking says
     which); where the losses cannot tell, the detector's own ``flags`` (N,) where it decides by a
-    rule of its own (flags other than the estimate's count); none where the model did not learn.
+    rule of its own (flags other than those); none where the model did not learn.
     With who decided, which samples were judged (scored) and the estimate; None where the run
     recorded no loss to estimate from."""
     judged = ~np.isnan(scores)
@@ -170,16 +170,17 @@ def estimated_flags(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarr
         return None
     if estimate.model_never_learned:  # a model at chance: its detectors' decisions are chance too
         return np.zeros(len(judged), dtype=bool), "nothing: the model did not learn", judged, estimate
+    counted = np.zeros(len(judged), dtype=bool)
+    counted[ranking(scores)[:estimate.count]] = True
+    counted &= judged
     own = None if flags is None else np.asarray(flags, dtype=bool) & judged
-    if estimate.unsure and own is not None and int(own.sum()) != estimate.count:
+    if estimate.unsure and own is not None and not np.array_equal(own, counted):
         # The losses cannot tell; a detector with a rule of its own (cleanlab, gmm-loss, aum with
-        # threshold samples) keeps it. One without gets the count (learned flags it itself): a
+        # threshold samples) keeps it. One without gets the count (learned flags just that): a
         # mixture on losses that cannot tell is no better informed (after one epoch it split off
         # 60% of a digits run with 20% noise).
         return own, f"{name}'s own decision", judged, estimate
-    flagged = np.zeros(len(judged), dtype=bool)
-    flagged[ranking(scores)[:estimate.count]] = True
-    return flagged & judged, f"{name}'s top {estimate.count:,}", judged, estimate
+    return counted, f"{name}'s top {estimate.count:,}", judged, estimate
 
 
 def detector_decision(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarray | None
