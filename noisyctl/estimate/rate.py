@@ -165,8 +165,8 @@ def _estimate(values: np.ndarray, steady: np.ndarray | None, labels: np.ndarray 
     # wrong labels the model memorised without pushing them away first, so it is read with them
     # counted too. The lower end: a clean tail can be heavier than its quartiles say (an MLP on clean
     # digits: 2.2% from the quartiles' normal), so it is read with the spread from a higher quantile too;
-    # but where three Gaussians found a separate mode of high losses (counting less than the tail), the
-    # high losses stand apart rather than stretch the clean tail, and the lower end reads that mode.
+    # but where three (or four) Gaussians found a separate mode of high losses (counting less than the
+    # tail), the high losses stand apart rather than stretch the clean tail, and the lower end reads that mode.
     # Read with a heavier tail, 20,000 shapes with 5% pair-flip noise in such a mode reached 0.0%
     # ("no clear sign" at 4.6%); the mode reads 4.0% at its lower end.
     other_readings = {}
@@ -210,7 +210,7 @@ def _tail_share(z: np.ndarray, steady: np.ndarray | None, classes: ClassView | N
 
 
 def _mode_share(z: np.ndarray, steady: np.ndarray | None, classes: ClassView | None, modes: tuple) -> float:
-    """The separate mode's reading (``separate_mode``), its three Gaussians started from ``modes``."""
+    """The separate mode's reading (``separate_mode``), its three or four Gaussians started from ``modes``."""
     return noise_share(z, MODE, modes, steady)[0]
 
 
