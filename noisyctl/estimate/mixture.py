@@ -203,7 +203,7 @@ def separated_posterior(z: np.ndarray, require_separation: bool = True, start: t
         return post, (w, mu, sd)
     ll1 = float(-0.5 * len(z) * (np.log(2 * np.pi * z.var()) + 1))
     high, clean_mean, clean_sd = _noise_and_clean(w, mu, sd)
-    if not _stands_above(w[high], mu[high], sd[high], clean_mean, clean_sd, 2 * (ll2 - ll1) - 3 * np.log(len(z)),
+    if not _stands_above(w[high], mu[high], sd[high], clean_mean, clean_sd, _bic_gain(ll2, ll1, 1, len(z)),
                          post, steady):
         return None, (w, mu, sd)
     mode, modes = separate_mode(z, steady, (w, mu, sd))
@@ -232,13 +232,21 @@ def separate_mode(z: np.ndarray, steady: np.ndarray | None = None,
     ll2 = float(_log_densities(z, w, mu, sd)[1].sum())
     # The starts compete on a subsample of a large run; the winner is refitted on every sample.
     trial = z if len(z) <= MODE_TRIAL_SAMPLES else np.random.default_rng(0).choice(z, MODE_TRIAL_SAMPLES, replace=False)
-    three, four = (_best_skewed_fit(z, trial, cuts) for cuts in CLEAN_COMPONENT_CUTS)
+    three_cuts, four_cuts = CLEAN_COMPONENT_CUTS
+    three = _best_skewed_fit(z, trial, three_cuts)
     if three is None:
         return None, ()
-    if (four is not None and 2 * (four[3] - three[3]) - 3 * np.log(len(z)) > 0
+    four = _best_skewed_fit(z, trial, four_cuts)
+    if (four is not None and _bic_gain(four[3], three[3], 1, len(z)) > 0
             and _mode_stands(z, four, ll2, steady, narrow=True)):
         return four[4], tuple(four[:3])
     return (three[4] if _mode_stands(z, three, ll2, steady) else None), tuple(three[:3])
+
+
+def _bic_gain(ll_more: float, ll_fewer: float, added: int, samples: int) -> float:
+    """How much BIC prefers a 1-D Gaussian mixture of log-likelihood ``ll_more`` to one with
+    ``added`` fewer components (three parameters each) of ``ll_fewer``; above 0: preferred."""
+    return 2 * (ll_more - ll_fewer) - 3 * added * np.log(samples)
 
 
 def _best_skewed_fit(z: np.ndarray, trial: np.ndarray, clean_cuts: tuple):
@@ -259,7 +267,7 @@ def _mode_stands(z: np.ndarray, fit: tuple, ll2: float, steady: np.ndarray | Non
     log-likelihood ``ll2``, and is narrower than those clean losses or (unless ``narrow``) a mode of
     its own, the density dipping before it."""
     w, mu, sd, ll, posterior = fit
-    bic_gain = 2 * (ll - ll2) - 3 * (len(w) - 2) * np.log(len(z))
+    bic_gain = _bic_gain(ll, ll2, len(w) - 2, len(z))
     high, pooled_mean, pooled_sd = _noise_and_clean(w, mu, sd)
     below = int(np.argsort(mu)[-2])  # the clean component next to the noise
     for clean_mean, clean_sd in ((pooled_mean, pooled_sd), (mu[below], sd[below])):

@@ -37,9 +37,9 @@ class NoiseRateEstimate:
     the exact binomial upper bound of the count read (``sampling_high``: 0 of 1,797 samples,
     0.17%), the share the mixture cannot rule out (posterior above ``PLAUSIBLE``) and
     ``unfitted``, the share of samples the model never fitted (mean loss above log 2, a
-    geometric-mean probability of the given label under 1/2), among which noise that looks like the data's own ambiguity cannot be
-    told from hard samples, by this estimate or by any detector. ``method`` is ``"mixture"``
-    (much, separated noise) or ``"tail"`` (little or none) on the losses, or ``"held-out"``
+    geometric-mean probability of the given label under 1/2), among which noise that looks like
+    the data's own ambiguity cannot be told from hard samples, by this estimate or by any detector.
+    ``method`` is ``"mixture"`` (much, separated noise) or ``"tail"`` (little or none) on the losses, or ``"held-out"``
     (confident learning on out-of-fold probabilities, ``held_out_noise_rate``; ``run_noise_rate``
     takes it where it is below the losses' reading, and the interval then spans both), or
     ``"refused"`` (the share of labels the model refused to the end, ``refused_labels``, where it
