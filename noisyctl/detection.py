@@ -389,18 +389,18 @@ def gate_verdict(estimate: dict[str, Any], scores: np.ndarray, fail_above: float
     if fail_above is None and fail_count is None:
         return None
     reasons = []
-    compared = estimate["rate"]
+    compared, what = estimate["rate"], "estimated noise"
     unsure = cannot_tell(estimate.get("evidence"), estimate.get("high"))
     if gate_on != "estimate" and estimate.get("low") is not None:
         compared = estimate["low"] if gate_on == "lower" else estimate["high"]
+        what = f"the {gate_on} end of the noise interval"
     elif unsure:
         # Where the losses cannot tell, an estimate above zero comes with an interval reaching zero,
         # mostly the held-out anchors' count: among the anchors an under-trained model left unfitted,
         # clean samples in another class's region count too (clean blobs after 10 epochs: 5.6%). The
         # default gate compares the lower end there: it does not fail what the run cannot tell.
-        compared = estimate["low"]
+        compared, what = estimate["low"], "the lower end of the noise interval (the losses cannot tell)"
     if fail_above is not None and compared > fail_above:
-        what = "estimated noise" if gate_on == "estimate" else f"the {gate_on} end of the noise interval"
         reasons.append(f"{what} {compared:.1%} is above --fail-above {fail_above:.1%} ({estimate_words(estimate)})")
     above = int((scores > fail_score).sum()) if fail_score is not None else 0
     if fail_count is not None and above > fail_count:

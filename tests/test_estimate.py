@@ -162,9 +162,10 @@ def test_the_gate_compares_the_end_of_the_interval_it_is_told(cli, noisy_run):
 def test_the_gate_passes_silently_only_when_its_whole_interval_is_under_the_threshold():
     """Three outcomes: under the threshold throughout, above it, or straddling it, as blobs with 5%
     noise read (0.0%, up to 8.6%): that passes on the estimate but says what it could not rule out."""
-    def verdict(rate, low, high, gate_on="estimate"):
+    def verdict(rate, low, high, gate_on="estimate", evidence=None):
         estimate = {"rate": rate, "low": low, "high": high, "confidence": 0.9, "count": round(rate * 1000),
-                    "evidence": "none" if low == 0 else "clear", "method": "tail", "by": "loss", "detector": "loss"}
+                    "evidence": evidence or ("none" if low == 0 else "clear"), "method": "tail", "by": "loss",
+                    "detector": "loss"}
         return gate_verdict(estimate, np.zeros(3), fail_above=0.03, gate_on=gate_on)
 
     assert verdict(0.0, 0.0, 0.02)["passed"] and verdict(0.0, 0.0, 0.02)["warning"] is None
@@ -172,6 +173,11 @@ def test_the_gate_passes_silently_only_when_its_whole_interval_is_under_the_thre
     assert straddling["passed"] and "noise up to 8.6% cannot be ruled out" in straddling["warning"]
     assert verdict(0.05, 0.01, 0.07, gate_on="lower")["warning"].startswith("the gate passed on the lower end")
     assert not verdict(0.05, 0.04, 0.07)["passed"] and verdict(0.05, 0.04, 0.07)["warning"] is None
+    assert verdict(0.05, 0.04, 0.07)["reason"].startswith("estimated noise 5.0% is above")
+    # Where the losses cannot tell, the default gate compares the lower end, and its reason says so.
+    unsure = verdict(0.2, 0.05, 0.45, evidence="none")
+    assert not unsure["passed"] and unsure["compared_rate"] == 0.05
+    assert unsure["reason"].startswith("the lower end of the noise interval (the losses cannot tell) 5.0% is above")
     assert not verdict(0.0, 0.0, 0.086, gate_on="upper")["passed"]
 
 
