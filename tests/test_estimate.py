@@ -19,8 +19,7 @@ from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UN
                                NoiseRateEstimate, cannot_tell, decided_noisy, estimate_noise_rate, held_out_anchors,
                                learning_start, loss_evidence, never_learned, read_run_evidence, refused_labels,
                                run_held_out_anchors, run_held_out_count, run_held_out_refused, tail_excess_share)
-from noisyctl.estimate.mixture import (CLEAN_COMPONENT_CUTS, _best_skewed_fit, _gaussians, _log_densities,
-                                       _mode_stands)
+from noisyctl.estimate.mixture import _mode_stands, _skewed_fits
 from noisyctl.estimate.rate import count_interval
 from noisyctl.estimate.run import ANCHORS_AGREE
 from noisyctl.store import RunFile, read_labels
@@ -683,7 +682,6 @@ def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
     assert "may include clean samples the model has not fitted: train --folds 3" in words
 
 
-@pytest.mark.slow
 def assert_a_mode_counts_what_the_tail_missed(cli: Cli, path: Path) -> None:
     """The run at ``path`` is read from a mode of high losses, within the tolerance with the truth
     inside its interval, where the tail alone read under half the truth."""
@@ -696,6 +694,7 @@ def assert_a_mode_counts_what_the_tail_missed(cli: Cli, path: Path) -> None:
     assert tail_excess_share(np.log(evidence.mean_loss), evidence.learned_steadily) < 0.5 * true
 
 
+@pytest.mark.slow
 def test_noise_is_counted_where_the_clean_losses_lean_right(cli, tmp_path):
     """Generated shapes with 5% uniform noise, trained 45 epochs: the clean losses lean right. Two
     Gaussians took their long tail in with the noise (10.0%), and the tail's normal, stretched by
@@ -814,9 +813,7 @@ def test_clean_losses_with_a_shoulder_do_not_hide_a_mode_of_noise(cli, tmp_path)
         wrong = run.labels.is_noisy
     z, steady = np.log(evidence.mean_loss), evidence.learned_steadily
     assert tail_excess_share(z, steady) < 0.5 * wrong.mean()
-    two = _gaussians(z)
-    two_fit = float(_log_densities(z, *two[:3])[1].sum())
-    three, four = (_best_skewed_fit(z, z, cuts) for cuts in CLEAN_COMPONENT_CUTS)
+    two_fit, three, four = _skewed_fits(z)  # what separate_mode chooses from
     assert not _mode_stands(z, three, two_fit, steady) and _mode_stands(z, four, two_fit, steady, narrow=True)
     top = four[4]  # each sample's posterior of four's top component
     assert top[wrong].mean() > 0.6 and top[~wrong].mean() < 0.01

@@ -228,19 +228,27 @@ def separate_mode(z: np.ndarray, steady: np.ndarray | None = None,
     mixture's (weights, means, sds). See ``MODE`` and ``SKEWED_CLEAN_TOPS``."""
     if len(z) < 20 or z.std() == 0:
         return None, ()
+    ll2, three, four = _skewed_fits(z, two)
+    if three is None:
+        return None, ()
+    if (four is not None and _bic_gain(four[3], three[3], 1, len(z)) > 0
+            and _mode_stands(z, four, ll2, steady, narrow=True)):
+        return four[4], tuple(four[:3])
+    return (three[4] if _mode_stands(z, three, ll2, steady) else None), tuple(three[:3])
+
+
+def _skewed_fits(z: np.ndarray, two: tuple | None = None) -> tuple[float, tuple | None, tuple | None]:
+    """What ``separate_mode`` chooses from: the log-likelihood of two Gaussians (``two``, or fitted
+    here), and three and four Gaussians with two and three of them for the clean losses, as
+    ``_gaussians`` returns them (None where no start fits; four only where three do)."""
     w, mu, sd = two if two is not None else _gaussians(z)[:3]
     ll2 = float(_log_densities(z, w, mu, sd)[1].sum())
     # The starts compete on a subsample of a large run; the winner is refitted on every sample.
     trial = z if len(z) <= MODE_TRIAL_SAMPLES else np.random.default_rng(0).choice(z, MODE_TRIAL_SAMPLES, replace=False)
     three_cuts, four_cuts = CLEAN_COMPONENT_CUTS
     three = _best_skewed_fit(z, trial, three_cuts)
-    if three is None:
-        return None, ()
-    four = _best_skewed_fit(z, trial, four_cuts)
-    if (four is not None and _bic_gain(four[3], three[3], 1, len(z)) > 0
-            and _mode_stands(z, four, ll2, steady, narrow=True)):
-        return four[4], tuple(four[:3])
-    return (three[4] if _mode_stands(z, three, ll2, steady) else None), tuple(three[:3])
+    four = None if three is None else _best_skewed_fit(z, trial, four_cuts)
+    return ll2, three, four
 
 
 def _bic_gain(ll_more: float, ll_fewer: float, added: int, samples: int) -> float:
