@@ -3,11 +3,18 @@ import os
 from contextlib import contextmanager
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 # Tests see noisyctl's built-in plugins only, whatever else is installed; a test that
 # needs a third-party plugin installs it into a separate environment.
 os.environ["NOISYCTL_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+# Every test trains on one thread, in-process and in the processes it starts, however it is run:
+# a run's dynamics depend on the thread count (sums are added in another order), so a test reads
+# the same run alone, under pytest-xdist's one worker a core (pyproject's addopts) or on a machine
+# with more cores. One thread a worker also keeps two workers from fighting over two cores.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 from noisyctl import plugins  # noqa: E402
 from noisyctl.cli import create_app  # noqa: E402

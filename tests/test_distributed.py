@@ -22,7 +22,7 @@ def torchrun(*args, background: bool = False):
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
                "--master-port", str(port), "-m", "noisyctl", "train", "--device", "cpu", *map(str, args)]
-    env = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
     if background:
         return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

@@ -22,7 +22,7 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.synth import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def dynamics(path):

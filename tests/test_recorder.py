@@ -24,7 +24,7 @@ from noisyctl.training.loop import _epoch_seed, training_batches
 
 SPEC = {"name": "digits", "root": None, "options": {}}
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def dynamics(path):
