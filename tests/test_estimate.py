@@ -814,8 +814,8 @@ def test_clean_losses_with_a_shoulder_do_not_hide_a_mode_of_noise(cli, tmp_path)
         wrong = run.labels.is_noisy
     z, steady = np.log(evidence.mean_loss), evidence.learned_steadily
     assert tail_excess_share(z, steady) < 0.75 * wrong.mean()
-    two_fit, three, four = _skewed_fits(z)  # what separate_mode chooses from
-    assert not _mode_stands(z, three, two_fit, steady) and _mode_stands(z, four, two_fit, steady, narrow=True)
+    ll2, three, four = _skewed_fits(z)  # what separate_mode chooses from: two Gaussians' log-likelihood, three, four
+    assert not _mode_stands(z, three, ll2, steady) and _mode_stands(z, four, ll2, steady, narrow=True)
     top = four[4]  # each sample's posterior of four's top component
     assert top[wrong].mean() > 0.6 and top[~wrong].mean() < 0.01
     assert abs(top.mean() - wrong.mean()) <= 0.25 * wrong.mean()
