@@ -34,9 +34,11 @@ wine and breast cancer tables (150-569 samples, an mlp) and 50 of each digit, cl
 noise. `--few-classes` scores 21 runs with two or three classes (blobs with an mlp, shapes), clean
 and with 1-8% noise, 8 or 30 epochs. `--large` scores 7 runs on 20,000 samples: generated shapes
 (small-cnn) clean and with 1% uniform, 3% instance and 5% pair-flip noise, generated tickets
-(text-bag) clean and with 2% uniform and 1% pair-flip noise. The main runs train without held-out
-models; the "with --folds" column is what `train` gives by default on 100-1,000 samples, and a
-summary line reads each run as the default would.
+(text-bag) clean and with 2% uniform and 1% pair-flip noise; and 13 runs of blobs (an mlp) on
+12,000-30,000 samples, clean and with 1-5% uniform, pair-flip and instance noise. The main runs
+train without held-out models; the "with --folds" column is what `train` gives by default on
+100-1,000 samples (more for the light models and for two or three classes), and a summary line
+reads each run as the default would.
 
 Runs are kept in --cache (train once, score many times):
 
@@ -47,7 +49,8 @@ Runs are kept in --cache (train once, score many times):
     .venv/bin/python benchmarks/calibration.py --cache runs/small --small   # ~10
     .venv/bin/python benchmarks/calibration.py --cache runs/few --few-classes --only blobs   # ~5
     .venv/bin/python benchmarks/calibration.py --cache runs/few --few-classes --only shapes --folds 0   # ~8
-    .venv/bin/python benchmarks/calibration.py --cache runs/large --large --folds 0   # ~25
+    .venv/bin/python benchmarks/calibration.py --cache runs/large --large --folds 0   # ~35
+    .venv/bin/python benchmarks/calibration.py --cache runs/large --large --only blobs   # ~20, with held-out models
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
 from noisyctl.training import Checkpoints, TrainOptions, out_of_fold_probabilities, train
-from noisyctl.training.options import (FOLDS_AUTO_LIGHT_MODELS, FOLDS_AUTO_MAX_LIGHT, FOLDS_AUTO_MAX_SAMPLES,
+from noisyctl.training.options import (FOLDS_AUTO_MAX_FEW_CLASSES, FOLDS_AUTO_MAX_LIGHT, FOLDS_AUTO_MAX_SAMPLES,
                                       FOLDS_AUTO_MIN_SAMPLES)
 
 # dataset, its options (seeds unseen by the shipped detectors), training options
@@ -173,6 +176,22 @@ LARGE = (
     ("shapes-20k", "shapes", {"samples": 20000, "seed": 661}, {}, "pairflip", (0.05,), 63),
     ("tickets-20k", "tickets", {"samples": 20000, "seed": 671}, {"model": "text-bag"}, "uniform", (0, 0.02), 64),
     ("tickets-20k", "tickets", {"samples": 20000, "seed": 671}, {"model": "text-bag"}, "pairflip", (0.01,), 65),
+    # feature vectors (an MLP), 12,000-30,000 samples: made in the thirty-third pass, where train's
+    # held-out models for the MLP went from 10,000 samples to 30,000 (FOLDS_AUTO_MAX_LIGHT); minutes
+    # each with --folds 3 (`--large --only blobs --folds 3`)
+    ("blobs-20k-s681", "blobs", {"samples": 20000, "seed": 681}, {"model": "mlp"}, "uniform", (0.02,), 70),
+    ("blobs-20k-s681", "blobs", {"samples": 20000, "seed": 681}, {"model": "mlp"}, "uniform", (0,), 71),
+    ("blobs-20k-s682", "blobs", {"samples": 20000, "seed": 682}, {"model": "mlp"}, "uniform", (0.02,), 72),
+    ("blobs-20k-s681", "blobs", {"samples": 20000, "seed": 681}, {"model": "mlp"}, "uniform", (0.05,), 73),
+    ("blobs-20k-s682", "blobs", {"samples": 20000, "seed": 682}, {"model": "mlp"}, "uniform", (0.01,), 74),
+    ("blobs-20k-s682", "blobs", {"samples": 20000, "seed": 682}, {"model": "mlp"}, "uniform", (0,), 75),
+    ("blobs-20k-20c-sep1", "blobs", {"samples": 20000, "classes": 20, "separation": 1.0, "seed": 691}, {"model": "mlp"},
+     "uniform", (0, 0.03), 81),
+    ("blobs-20k-50f", "blobs", {"samples": 20000, "classes": 10, "features": 50, "seed": 692}, {"model": "mlp"},
+     "pairflip", (0, 0.02), 82),
+    ("blobs-30k", "blobs", {"samples": 30000, "seed": 693}, {"model": "mlp"}, "instance", (0.01,), 83),
+    ("blobs-12k-e15", "blobs", {"samples": 12000, "seed": 694}, {"model": "mlp", "epochs": 15}, "uniform",
+     (0, 0.05), 84),
 )
 
 
@@ -513,8 +532,8 @@ def summary(console, rows: list[dict]) -> None:
         lines += [
             (f"as train does by default (held-out models on the {sum(small)} runs of "
              f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_SAMPLES:,} samples, "
-             f"{FOLDS_AUTO_MAX_LIGHT:,} for {' and '.join(FOLDS_AUTO_LIGHT_MODELS)} and for "
-             f"{FEW_CLASSES} classes or fewer): clean runs <= 1%",
+             + "".join(f"{largest:,} for {model}, " for model, largest in FOLDS_AUTO_MAX_LIGHT.items())
+             + f"{FOLDS_AUTO_MAX_FEW_CLASSES:,} for {FEW_CLASSES} classes or fewer): clean runs <= 1%",
              sum(d["rate"] <= 0.01 for d, r in zip(default, rows) if r["true"] == 0), len(clean)),
             ("  ... 0.5-45%: within the tolerance",
              sum(d["within"] for d, r in zip(default, rows) if r["true"] >= 0.004), len(noisy)),

@@ -369,9 +369,11 @@ def test_held_out_models_are_trained_by_default_only_on_small_sets_or_few_classe
     from noisyctl.training import TrainOptions
 
     assert [TrainOptions().decided_folds(n, 10).folds for n in (99, 100, 1_000, 1_001)] == [0, 3, 3, 0]
-    for light in ("mlp", "lenet"):  # models that train in seconds: held-out models up to 10,000
-        decided = [TrainOptions(model=light).decided_folds(n, 10).folds for n in (99, 1_001, 10_000, 10_001)]
+    # models that train in seconds: held-out models up to 30,000 samples for the MLP, 10,000 for LeNet
+    for light, largest in (("mlp", 30_000), ("lenet", 10_000)):
+        decided = [TrainOptions(model=light).decided_folds(n, 10).folds for n in (99, 1_001, largest, largest + 1)]
         assert decided == [0, 3, 3, 0]
+    assert TrainOptions(model="mlp").decided_folds(30_000, 2).folds == 3  # few classes do not lower its own
     assert TrainOptions(model="small-cnn").decided_folds(1_001, 10).folds == 0
     # two or three classes, where the losses undercount: any model up to 10,000
     assert [TrainOptions(model="small-cnn").decided_folds(5_000, c).folds for c in (2, 3, 4)] == [3, 3, 0]
@@ -399,7 +401,7 @@ def test_clean_feature_vectors_an_mlp_leaves_a_tail_are_counted_held_out_by_defa
     """scikit-learn's clean digits as feature vectors scaled to 0-1 (1,797): the MLP train picks for
     them leaves a few hard digits in a tail heavier than the clean losses' quartiles say, and the
     losses alone read more than 1%. An MLP trains in seconds, so train fits held-out models for it
-    by default up to 10,000 samples, and their count (the smaller) reads the set as clean."""
+    by default up to 30,000 samples, and their count (the smaller) reads the set as clean."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()

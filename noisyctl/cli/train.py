@@ -115,8 +115,8 @@ def train(
     folds: Optional[int] = typer.Option(DEFAULTS.folds, "--folds", show_default=False,
                                         help="Also train K models on K-1 folds each for out-of-fold probabilities "
                                         "(a held-out noise count, and what the cleanlab detector wants); 0 = none. "
-                                        "Default: 3 on 100-1,000 samples (100-10,000 for mlp and lenet, and with two or "
-                                        "three classes), else none."),
+                                        "Default: 3 on 100-1,000 samples (100-30,000 for mlp, 100-10,000 for lenet and "
+                                        "with two or three classes), else none."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run checkpointed in OUT.ckpt/."),
     restart: bool = typer.Option(False, "--restart", help="Discard OUT.ckpt/ of an interrupted run and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
