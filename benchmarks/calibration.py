@@ -179,12 +179,10 @@ LARGE = (
     # feature vectors (an MLP), 12,000-30,000 samples: made in the thirty-third pass, where train's
     # held-out models for the MLP went from 10,000 samples to 30,000 (FOLDS_AUTO_MAX_LIGHT); minutes
     # each with --folds 3 (`--large --only blobs --folds 3`)
-    ("blobs-20k-s681", "blobs", {"samples": 20000, "seed": 681}, {"model": "mlp"}, "uniform", (0.02,), 70),
-    ("blobs-20k-s681", "blobs", {"samples": 20000, "seed": 681}, {"model": "mlp"}, "uniform", (0,), 71),
-    ("blobs-20k-s682", "blobs", {"samples": 20000, "seed": 682}, {"model": "mlp"}, "uniform", (0.02,), 72),
-    ("blobs-20k-s681", "blobs", {"samples": 20000, "seed": 681}, {"model": "mlp"}, "uniform", (0.05,), 73),
-    ("blobs-20k-s682", "blobs", {"samples": 20000, "seed": 682}, {"model": "mlp"}, "uniform", (0.01,), 74),
-    ("blobs-20k-s682", "blobs", {"samples": 20000, "seed": 682}, {"model": "mlp"}, "uniform", (0,), 75),
+    *((f"blobs-20k-s{seed}", "blobs", {"samples": 20000, "seed": seed}, {"model": "mlp"}, "uniform", (rate,),
+       noise_seed)
+      for seed, rate, noise_seed in ((681, 0.02, 70), (681, 0, 71), (682, 0.02, 72), (681, 0.05, 73), (682, 0.01, 74),
+                                     (682, 0, 75))),
     ("blobs-20k-20c-sep1", "blobs", {"samples": 20000, "classes": 20, "separation": 1.0, "seed": 691}, {"model": "mlp"},
      "uniform", (0, 0.03), 81),
     ("blobs-20k-50f", "blobs", {"samples": 20000, "classes": 10, "features": 50, "seed": 692}, {"model": "mlp"},

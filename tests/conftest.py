@@ -6,8 +6,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-# Tests see noisyctl's built-in plugins only, whatever else is installed; a test that
-# needs a third-party plugin installs it into a separate environment.
+# Tests see noisyctl's built-in plugins only, whatever else is installed, and so do the processes
+# they start (they inherit this environment); a test that needs a third-party plugin installs it
+# into a separate environment.
 os.environ["NOISYCTL_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 # Every test trains on one thread, in-process and in the processes it starts, however it is run:
 # a run's dynamics depend on the thread count (sums are added in another order), so a test reads

@@ -22,10 +22,9 @@ def torchrun(*args, background: bool = False):
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
                "--master-port", str(port), "-m", "noisyctl", "train", "--device", "cpu", *map(str, args)]
-    env = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
     if background:
-        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
 def kill_tree(pid: int) -> None:

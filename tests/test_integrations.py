@@ -22,7 +22,6 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.synth import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def dynamics(path):
@@ -202,7 +201,7 @@ def test_a_lightning_ddp_fit_records_every_sample_once_per_epoch(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     done = subprocess.run([sys.executable, REPO / "tests" / "lightning_ddp_fit.py", tmp_path / "ddp.h5"], env=env,
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -252,7 +251,7 @@ def test_the_documented_integrations_run_as_written(tmp_path, cli):
     lightning_example = next(b for b in blocks if "RecordDynamics" in b)
     hf_example = next(b for b in blocks if "RecordingTrainer" in b)
     (tmp_path / "lightning_example.py").write_text(lightning_example)
-    done = subprocess.run([sys.executable, tmp_path / "lightning_example.py", tmp_path / "lightning.h5"], env=ENV,
+    done = subprocess.run([sys.executable, tmp_path / "lightning_example.py", tmp_path / "lightning.h5"],
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert cli.json("detect", tmp_path / "lightning.h5", "--no-save")["estimate"]["true_rate"] == pytest.approx(
@@ -275,7 +274,7 @@ def test_the_documented_integrations_run_as_written(tmp_path, cli):
     tiny_bert(len(words) + 5).save_pretrained(tmp_path / "model")
     (tmp_path / "hf_example.py").write_text(hf_example)
     done = subprocess.run([sys.executable, tmp_path / "hf_example.py", tmp_path / "tickets.csv", tmp_path / "model",
-                           tmp_path / "hf.h5"], env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                           tmp_path / "hf.h5"], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     with h5py.File(tmp_path / "hf.h5") as h5:
         given = h5["samples/given_label"][:]

@@ -24,7 +24,6 @@ from noisyctl.training.loop import _epoch_seed, training_batches
 
 SPEC = {"name": "digits", "root": None, "options": {}}
 ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def dynamics(path):
@@ -84,13 +83,13 @@ def test_the_documented_loop_runs_resumes_after_sigkill_and_detects_noise(tmp_pa
     text = (ROOT / "docs" / "own-training-loop.md").read_text()
     script = tmp_path / "loop.py"
     script.write_text(re.search(r"```python\n(.*?)```", text, re.S).group(1))
-    whole = subprocess.run([sys.executable, script, tmp_path / "whole.h5"], env=ENV, capture_output=True,
+    whole = subprocess.run([sys.executable, script, tmp_path / "whole.h5"], capture_output=True,
                            text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     out = tmp_path / "killed.h5"
     checkpoints = Checkpoints(out)
-    process = subprocess.Popen([sys.executable, script, out], env=ENV, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([sys.executable, script, out], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not checkpoints.shard(2).exists() and time.time() < deadline and process.poll() is None:
@@ -98,7 +97,7 @@ def test_the_documented_loop_runs_resumes_after_sigkill_and_detects_noise(tmp_pa
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert checkpoints.exists() and not out.exists(), "the kill came too late to test a resume"
-    resumed = subprocess.run([sys.executable, script, out], env=ENV, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run([sys.executable, script, out], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = dynamics(tmp_path / "whole.h5"), dynamics(out)
     for name in a:
@@ -121,7 +120,7 @@ def test_a_users_ddp_loop_records_every_sample_once_per_epoch(tmp_path):
     out = tmp_path / "ddp.h5"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
                "127.0.0.1", "--master-port", str(port), ROOT / "tests" / "ddp_recorder_loop.py", out]
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     with h5py.File(out) as h5:
         steps = h5["dynamics/train_step"][:]
@@ -232,7 +231,7 @@ def test_a_recorder_resumes_and_refuses_other_labels(tmp_path):
 def test_the_package_exports_the_recorder_without_importing_torch_first():
     done = subprocess.run([sys.executable, "-c", "import sys, noisyctl; assert 'torch' not in sys.modules; "
                                                  "print(noisyctl.Recorder.__name__)"],
-                          env=ENV, capture_output=True, text=True)
+                          capture_output=True, text=True)
     assert done.stdout.strip() == "Recorder", done.stderr
     assert noisyctl.Recorder is Recorder
 

@@ -134,7 +134,6 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
     """Real kill -9s at four moments of training (after 1, 3, 5 and 6 finished epochs, each at a seeded
     random point inside the next epoch), each followed by --resume; the end result must equal an
     uninterrupted run, and no run file may ever be visible half-written."""
-    import os
     import signal
     import subprocess
     import sys
@@ -142,14 +141,13 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
 
     from noisyctl.store import RunFile
 
-    env = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
     labels = tmp_path / "labels.h5"
     base = [sys.executable, "-m", "noisyctl"]
-    subprocess.run([*base, "synth", "-n", "pairflip", "-o", labels], check=True, env=env, capture_output=True)
+    subprocess.run([*base, "synth", "-n", "pairflip", "-o", labels], check=True, capture_output=True)
     # On a GPU machine this checks the CUDA path, where identical dynamics need --deterministic.
     device = "cuda" if torch.cuda.is_available() else "cpu"
     train_args = [*base, "train", "--labels", labels, "--epochs", "8", "--quiet", "--device", device, "--deterministic"]
-    subprocess.run([*train_args, "-o", tmp_path / "whole.h5"], check=True, env=env, capture_output=True)
+    subprocess.run([*train_args, "-o", tmp_path / "whole.h5"], check=True, capture_output=True)
 
     out = tmp_path / "killed.h5"
     checkpoints = Checkpoints(out)
@@ -157,7 +155,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
     delays = np.random.default_rng(7).uniform(0.0, 0.3, size=4)
     for attempt, wait_for_epochs in enumerate((1, 3, 5, 6)):
         command = [*train_args, "-o", out] + (["--resume"] if attempt else [])
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while time.time() < deadline and process.poll() is None:
             shards = list(checkpoints.folder.glob("epoch_*.npz")) if checkpoints.folder.exists() else []
@@ -170,7 +168,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
         process.wait()
         killed_at.append(len(list(checkpoints.folder.glob("epoch_*.npz"))))
         assert not out.exists()  # no half-visible run file
-    done = subprocess.run([*train_args, "-o", out, "--resume", "--json"], env=env, capture_output=True, text=True)
+    done = subprocess.run([*train_args, "-o", out, "--resume", "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     # Each epoch writes its shard, then the state that seals it: a kill between the two leaves the
     # sixth shard on disk but five epochs sealed, and training resumes from the fifth.
@@ -186,17 +184,15 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_dynamics(tmp_path):
 @pytest.mark.slow
 def test_sigterm_stops_train_as_ctrl_c_does_and_the_run_resumes(tmp_path):
     """What CI runners and schedulers send: one line, exit 143, a checkpoint to resume from."""
-    import os
     import signal
     import subprocess
     import sys
     import time
 
-    env = {**os.environ, "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
     base = [sys.executable, "-m", "noisyctl"]
-    subprocess.run([*base, "synth", "-o", tmp_path / "l.h5"], check=True, env=env, capture_output=True)
+    subprocess.run([*base, "synth", "-o", tmp_path / "l.h5"], check=True, capture_output=True)
     command = [*base, "train", "-l", tmp_path / "l.h5", "-e", "8", "-q", "-o", tmp_path / "r.h5"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoints = Checkpoints(tmp_path / "r.h5")
     deadline = time.time() + 120
     while not checkpoints.exists() and time.time() < deadline and process.poll() is None:
@@ -206,7 +202,7 @@ def test_sigterm_stops_train_as_ctrl_c_does_and_the_run_resumes(tmp_path):
     assert process.returncode == 143, stderr
     assert stderr.strip().splitlines() == ["error: terminated (SIGTERM); an interrupted train resumes with --resume"]
     assert checkpoints.exists() and not (tmp_path / "r.h5").exists()
-    resumed = subprocess.run(command + ["--resume", "--json"], env=env, capture_output=True, text=True)
+    resumed = subprocess.run(command + ["--resume", "--json"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["resumed_from_epoch"] >= 1
 
