@@ -36,12 +36,12 @@ and with 1-8% noise, 8 or 30 epochs. `--large` scores 7 runs on 20,000 samples: 
 (small-cnn) clean and with 1% uniform, 3% instance and 5% pair-flip noise, generated tickets
 (text-bag) clean and with 2% uniform and 1% pair-flip noise; and 13 runs of blobs (an mlp) on
 12,000-30,000 samples, clean and with 1-5% uniform, pair-flip and instance noise. `--fresh` scores
-14 runs made to check the estimate where nothing was designed: digits, shapes and blobs with noise
-and dataset seeds no other set uses, at rates between the calibration set's (3, 7, 15 and 30%) and
-clean, trained with `train`'s defaults. The main runs
-train without held-out models; the "with --folds" column is what `train` gives by default on
-100-1,000 samples (more for the light models and for two or three classes), and a summary line
-reads each run as the default would.
+14 runs made to check the estimate where nothing was designed: digits, shapes and blobs with
+noise draws (and generated data) no other set has, at rates between the calibration set's (3, 7,
+15 and 30%) and clean, trained with `train`'s defaults. The main runs train without held-out
+models; the "with --folds" column is what `train` gives by default on 100-1,000 samples (more for
+the light models and for two or three classes), and a summary line reads each run as the default
+would.
 
 Runs are kept in --cache (train once, score many times):
 
@@ -199,7 +199,7 @@ LARGE = (
 
 # (label, dataset, its options, training options, noise, rates, noise seed): fresh runs, made in the
 # thirty-fourth pass to check the estimate where nothing was designed: rates between the calibration
-# set's (3-30%), noise and dataset seeds no earlier pass used, `train`'s defaults throughout (30
+# set's (3-30%), noise draws (and generated data) no other set has, `train`'s defaults throughout (30
 # epochs; the mlp for blobs, with its held-out models under --folds 3 as train fits them by default).
 FRESH = (
     ("digits-fresh", "digits", {}, {}, "uniform", (0, 0.07, 0.3), 41),
