@@ -70,13 +70,12 @@ import numpy as np
 from noisyctl.data import load_dataset
 from noisyctl.detection import (default_detectors, estimate_noise, gate_verdict, noise_flags, run_detector,
                                  suggested_labels)
-from noisyctl.estimate import FEW_CLASSES, cannot_tell, run_held_out_anchors, run_held_out_count
+from noisyctl.estimate import cannot_tell, run_held_out_anchors, run_held_out_count
 from noisyctl.metrics import detection_metrics
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
 from noisyctl.training import Checkpoints, TrainOptions, out_of_fold_probabilities, train
-from noisyctl.training.options import (FOLDS_AUTO_MAX_FEW_CLASSES, FOLDS_AUTO_MAX_LIGHT, FOLDS_AUTO_MAX_SAMPLES,
-                                      FOLDS_AUTO_MIN_SAMPLES)
+from noisyctl.training.options import held_out_default_words
 
 # dataset, its options (seeds unseen by the shipped detectors), training options
 DATASETS = {
@@ -551,10 +550,8 @@ def summary(console, rows: list[dict]) -> None:
     if any(small):  # train's default: the with --folds reading on a small set, the losses' elsewhere
         default = [r["with_folds"] if by_default else r for r, by_default in zip(rows, small)]
         lines += [
-            (f"as train does by default (held-out models on the {sum(small)} runs of "
-             f"{FOLDS_AUTO_MIN_SAMPLES:,}-{FOLDS_AUTO_MAX_SAMPLES:,} samples, "
-             + "".join(f"{largest:,} for {model}, " for model, largest in FOLDS_AUTO_MAX_LIGHT.items())
-             + f"{FOLDS_AUTO_MAX_FEW_CLASSES:,} for {FEW_CLASSES} classes or fewer): clean runs <= 1%",
+            (f"as train does by default (held-out models on {sum(small)} runs: {held_out_default_words()}): "
+             "clean runs <= 1%",
              sum(d["rate"] <= 0.01 for d, r in zip(default, rows) if r["true"] == 0), len(clean)),
             ("  ... 0.5-45%: within the tolerance",
              sum(d["within"] for d, r in zip(default, rows) if r["true"] >= 0.004), len(noisy)),

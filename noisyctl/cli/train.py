@@ -15,6 +15,7 @@ from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset,
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import read_labels
 from noisyctl.training import TrainOptions, dry_run as dry_run_plan, held_out_reason, train as train_run
+from noisyctl.training.options import held_out_default_words
 
 app = typer.Typer()
 DEFAULTS = TrainOptions()
@@ -115,8 +116,7 @@ def train(
     folds: Optional[int] = typer.Option(DEFAULTS.folds, "--folds", show_default=False,
                                         help="Also train K models on K-1 folds each for out-of-fold probabilities "
                                         "(a held-out noise count, and what the cleanlab detector wants); 0 = none. "
-                                        "Default: 3 on 100-1,000 samples (100-30,000 for mlp, 100-10,000 for lenet and "
-                                        "with two or three classes), else none."),
+                                        f"Default: {held_out_default_words()}, else none."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run checkpointed in OUT.ckpt/."),
     restart: bool = typer.Option(False, "--restart", help="Discard OUT.ckpt/ of an interrupted run and start over."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),

@@ -42,6 +42,18 @@ FOLDS_AUTO_MIN_SAMPLES = 100
 FOLDS_AUTO_MAX_SAMPLES = 1_000
 FOLDS_AUTO_MAX_LIGHT = {"mlp": 30_000, "lenet": 10_000}
 FOLDS_AUTO_MAX_FEW_CLASSES = 10_000
+def held_out_default_words() -> str:
+    """``decided_folds``' rule in words, from the limits above, for ``train --help`` and the benchmarks:
+    "3 on 100-1,000 samples (100-30,000 for mlp, 100-10,000 for lenet and with two or three classes)"."""
+    groups: dict[int, list[str]] = {}
+    for model, largest in FOLDS_AUTO_MAX_LIGHT.items():
+        groups.setdefault(largest, []).append(f"for {model}")
+    groups.setdefault(FOLDS_AUTO_MAX_FEW_CLASSES, []).append("with two or three classes")
+    wider = ", ".join(f"{FOLDS_AUTO_MIN_SAMPLES}-{largest:,} {' and '.join(who)}"
+                      for largest, who in sorted(groups.items(), reverse=True))
+    return f"{FOLDS_AUTO} on {FOLDS_AUTO_MIN_SAMPLES}-{FOLDS_AUTO_MAX_SAMPLES:,} samples ({wider})"
+
+
 # --model auto: the built-in model that reads the dataset's kind of input (DatasetData.kind)
 MODEL_FOR_INPUTS = {"image": "small-cnn", "features": "mlp", "text": "text-bag"}
 
