@@ -533,6 +533,12 @@ def folds_by_default(r: dict) -> bool:
     return r["with_folds"] is not None and decided.folds > 0
 
 
+def default_reading(r: dict) -> dict:
+    """The run as train reads it by default: with its held-out models where train fits them, else
+    from its losses alone."""
+    return r["with_folds"] if folds_by_default(r) else r
+
+
 def summary(console, rows: list[dict]) -> None:
     """The issue's targets, each as met / not met with its count."""
     clean = [r for r in rows if r["true"] == 0]
@@ -583,7 +589,7 @@ def summary(console, rows: list[dict]) -> None:
         ]
     small = [folds_by_default(r) for r in rows]
     if any(small):  # train's default: the with --folds reading on a small set, the losses' elsewhere
-        default = [r["with_folds"] if by_default else r for r, by_default in zip(rows, small)]
+        default = [default_reading(r) for r in rows]
         lines += [
             (f"as train does by default (held-out models on {sum(small)} runs: {held_out_default_words()}): "
              "clean runs <= 1%",
@@ -609,16 +615,15 @@ def summary(console, rows: list[dict]) -> None:
         ]
     reach = [r for r in noisy if r["seen_held_out"] is not None]
     if reach:
-        # each run as train reads it by default: with its held-out models where train fits them
-        read = {r["run"]: r["with_folds"] if folds_by_default(r) else r for r in reach}
         reachable = [r for r in reach if within_reach(r)]
+        beyond = [r for r in reach if not within_reach(r)]
         lines += [
             ("0.5-45%: settings where the wrong labels held-out models see would meet the tolerance",
              len(reachable), len(reach)),
             ("  ... there, the estimate as train reads it by default within the tolerance",
-             sum(read[r["run"]]["within"] for r in reachable), len(reachable)),
+             sum(default_reading(r)["within"] for r in reachable), len(reachable)),
             ("  ... elsewhere, the estimate as train reads it by default within the tolerance",
-             sum(read[r["run"]]["within"] for r in reach if not within_reach(r)), len(reach) - len(reachable)),
+             sum(default_reading(r)["within"] for r in beyond), len(beyond)),
         ]
     for text, met, total in lines:
         console.print(f"{text}: {met}/{total}", highlight=False)

@@ -42,6 +42,8 @@ FOLDS_AUTO_MIN_SAMPLES = 100
 FOLDS_AUTO_MAX_SAMPLES = 1_000
 FOLDS_AUTO_MAX_LIGHT = {"mlp": 30_000, "lenet": 10_000}
 FOLDS_AUTO_MAX_FEW_CLASSES = 10_000
+
+
 def held_out_default_words() -> str:
     """``decided_folds``' rule in words, from the limits above, for ``train --help`` and the benchmarks:
     "3 on 100-1,000 samples (100-30,000 for mlp, 100-10,000 for lenet and with two or three classes)"."""
