@@ -132,6 +132,35 @@ def test_help_lists_every_pipeline_command(cli):
         assert name in rows and len(rows[name]) > 10, (name, sorted(rows))
 
 
+def test_help_names_types_under_a_typer_without_bare_type():
+    """Typer before 0.28 (0.27 on a lent GPU machine's image) names no ``bare_type``: every command
+    ended in an internal error there. Its options are click's, with click's types; the help and the
+    reference name those as they name the installed typer's, for every type our commands take."""
+    import click
+    import typer
+
+    from noisyctl.cli import create_app
+    from noisyctl.cli.common import _plain_types, param_type_name
+
+    older = click.Command("older", params=[
+        click.Option(["--dataset-option"], type=click.STRING, multiple=True),
+        click.Option(["--run"], type=click.Path(dir_okay=False), multiple=True),
+        click.Option(["--root"], type=click.Path(file_okay=False)),
+        click.Option(["--rate"], type=click.FLOAT), click.Option(["--top"], type=click.INT),
+        click.Option(["--name"], type=click.STRING), click.Argument(["labels"], type=click.Path())])
+    _plain_types(older, click.Context(older))
+    assert [p.metavar for p in older.params[:2]] == ["KEY=VALUE", "<path>"]
+    older_names = {p.name: param_type_name(p) for p in older.params}
+    assert older_names == {"dataset_option": "str", "run": "path", "root": "path", "rate": "float", "top": "int",
+                           "name": "str", "labels": "path"}
+
+    group = typer.main.get_command(create_app())
+    context = click.Context(group, info_name="noisyctl")
+    ours = {param_type_name(p) for name in group.list_commands(context)
+            for p in group.get_command(context, name).params if not getattr(p, "is_flag", False)}
+    assert ours <= set(older_names.values()), ours
+
+
 def test_the_clean_and_retrain_recipe_is_valid(cli):
     checked = cli.json("run", REPO / "recipes" / "clean-and-retrain.yaml", "--check")
     assert checked["valid"] and checked["steps"].count("train") == 5 and checked["steps"][-1] == "report"

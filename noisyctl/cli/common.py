@@ -100,6 +100,21 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+# click's names for the types typer >= 0.28 names by their annotation
+CLICK_TYPE_NAMES = {"text": "str", "integer": "int", "boolean": "bool", "file": "path", "directory": "path"}
+
+
+def param_type_name(param) -> str:
+    """A parameter's type as the help and the reference name it (``str``, ``path``, ``int``), a
+    list's item type for a list. Typer 0.28 and later name it from the annotation (``bare_type``);
+    older ones (0.27 on a GPU machine's image) only through click's type, which names it otherwise."""
+    bare = getattr(param, "bare_type", None)
+    name = str(bare() if callable(bare) else param.type.name).lower()
+    # Some versions name a Path that must be a file or a folder after that; both are a path here.
+    name = re.sub(r"list\[(\w+)\]", r"\1", name)
+    return CLICK_TYPE_NAMES.get(name, name)
+
+
 def _plain_types(command, ctx) -> None:
     """Help that reads like a command line: a flag shows no ``<bool>``, a repeatable option its
     element (``KEY=VALUE``, ``<path>``) instead of ``<list[str]>``, and an argument its name in capitals."""
@@ -109,7 +124,7 @@ def _plain_types(command, ctx) -> None:
         if getattr(param, "is_flag", False):
             param.metavar = ""
         elif getattr(param, "multiple", False) and param.metavar is None:
-            element = param.bare_type().removeprefix("list[").removesuffix("]").lower()
+            element = param_type_name(param)
             param.metavar = "KEY=VALUE" if param.name.endswith("_option") else f"<{element}>"
         elif param.param_type_name == "argument" and param.metavar is None:
             param.metavar = param.name.upper()

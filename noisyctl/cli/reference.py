@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 import typer
+
+from noisyctl.cli.common import param_type_name
 
 HEADER = """# CLI reference
 
@@ -19,17 +19,9 @@ differs. Every command also takes `--help`. Exit codes: 0 success, 1 an error (o
 """
 
 
-TYPE_NAMES = {"str": "text", "file": "path", "directory": "path"}
-
-
 def _type_name(param) -> str:
-    """The parameter's type; typer >= 0.20 carries its own click core, older ones plain click's."""
-    bare = getattr(param, "bare_type", None)
-    name = bare() if callable(bare) else param.type.name
-    # Typer versions differ: some name a list's items only, some a Path that must be a file or a
-    # folder after that; the reference names the item type, and says "repeatable" for lists.
-    name = re.sub(r"list\[(\w+)\]", r"\1", str(name).lower())
-    return TYPE_NAMES.get(name, name)
+    name = param_type_name(param)
+    return "text" if name == "str" else name
 
 
 def _option_row(param) -> str:
