@@ -286,4 +286,7 @@ def test_the_documented_integrations_run_as_written(tmp_path, cli):
 
     with open(tmp_path / "s.csv") as handle:
         loss = np.array([float(row["loss"]) for row in csv.DictReader(handle)])
-    assert scores["samples"] == 600 and average_precision_score(wrong, loss) > 0.7
+    # A tiny BERT trained from scratch leaves its plateau at chance when it happens to: over training
+    # seeds and stacks the loss's mAP lands anywhere from 0.60 to 0.99 (0.67 once on an H200), chance
+    # being 0.2. What this guards is that the recorded losses belong to their samples.
+    assert scores["samples"] == 600 and average_precision_score(wrong, loss) > 0.5
