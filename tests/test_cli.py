@@ -133,7 +133,7 @@ def test_help_lists_every_pipeline_command(cli):
 
 
 def test_help_names_types_under_a_typer_without_bare_type():
-    """Typer before 0.28 (0.27 on a lent GPU machine's image) names no ``bare_type``: every command
+    """Typer before 0.29 (0.27 on a lent GPU machine's image) names no ``bare_type``: every command
     ended in an internal error there. Its options are click's, with click's types; the help and the
     reference name those as they name the installed typer's, for every type our commands take."""
     import click

@@ -100,17 +100,17 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-# click's names for the types typer >= 0.28 names by their annotation
+# click's names for the types typer >= 0.29 names by their annotation; a Path that must be a file or
+# a folder is a path here
 CLICK_TYPE_NAMES = {"text": "str", "integer": "int", "boolean": "bool", "file": "path", "directory": "path"}
 
 
 def param_type_name(param) -> str:
     """A parameter's type as the help and the reference name it (``str``, ``path``, ``int``), a
-    list's item type for a list. Typer 0.28 and later name it from the annotation (``bare_type``);
+    list's item type for a list. Typer 0.29 and later name it from the annotation (``bare_type``);
     older ones (0.27 on a GPU machine's image) only through click's type, which names it otherwise."""
     bare = getattr(param, "bare_type", None)
     name = str(bare() if callable(bare) else param.type.name).lower()
-    # Some versions name a Path that must be a file or a folder after that; both are a path here.
     name = re.sub(r"list\[(\w+)\]", r"\1", name)
     return CLICK_TYPE_NAMES.get(name, name)
 
