@@ -137,10 +137,10 @@ def test_help_names_types_under_a_typer_without_bare_type():
     ended in an internal error there. Its options are click's, with click's types; the help and the
     reference name those as they name the installed typer's, for every type our commands take."""
     import click
-    import typer
 
     from noisyctl.cli import create_app
     from noisyctl.cli.common import _plain_types, param_type_name
+    from noisyctl.cli.reference import commands
 
     older = click.Command("older", params=[
         click.Option(["--dataset-option"], type=click.STRING, multiple=True),
@@ -154,10 +154,8 @@ def test_help_names_types_under_a_typer_without_bare_type():
     assert older_names == {"dataset_option": "str", "run": "path", "root": "path", "rate": "float", "top": "int",
                            "name": "str", "labels": "path"}
 
-    group = typer.main.get_command(create_app())
-    context = click.Context(group, info_name="noisyctl")
-    ours = {param_type_name(p) for name in group.list_commands(context)
-            for p in group.get_command(context, name).params if not getattr(p, "is_flag", False)}
+    ours = {param_type_name(p) for _, command in commands(create_app()) for p in command.params
+            if not getattr(p, "is_flag", False)}
     assert ours <= set(older_names.values()), ours
 
 

@@ -5,11 +5,9 @@ import inspect
 import re
 from pathlib import Path
 
-import typer
-
 from noisyctl import hookspecs, plugins
 from noisyctl.cli import create_app
-from noisyctl.cli.reference import cli_markdown
+from noisyctl.cli.reference import cli_markdown, commands
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -22,12 +20,7 @@ def test_cli_reference_is_generated_from_the_current_code():
 
 
 def test_every_cli_option_has_help():
-    group = typer.main.get_command(create_app())
-    import click
-
-    context = click.Context(group)
-    undocumented = [f"{name} {param.name}" for name in group.list_commands(context)
-                    for param in group.get_command(context, name).params
+    undocumented = [f"{name} {param.name}" for name, command in commands(create_app()) for param in command.params
                     if not " ".join((getattr(param, "help", None) or "").split())]
     assert not undocumented, f"options without help: {undocumented}"
 

@@ -39,12 +39,16 @@ def _option_row(param) -> str:
     return f"| {name} | {kind} | {shown} | {text} |"
 
 
-def cli_markdown(app: typer.Typer) -> str:
+def commands(app: typer.Typer) -> list[tuple[str, click.Command]]:
+    """Each command's name and its click command, in the order the help lists them."""
     group = typer.main.get_command(app)
     context = click.Context(group, info_name="noisyctl")
+    return [(name, group.get_command(context, name)) for name in group.list_commands(context)]
+
+
+def cli_markdown(app: typer.Typer) -> str:
     lines = [HEADER]
-    for name in group.list_commands(context):
-        command = group.get_command(context, name)
+    for name, command in commands(app):
         lines += [f"## `noisyctl {name}`", "", " ".join((command.help or "").split()), ""]
         params = [p for p in command.params if p.name != "help"]
         if params:
