@@ -29,7 +29,6 @@ import tempfile
 from pathlib import Path
 
 import h5py
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner

@@ -4,7 +4,6 @@
 import os
 import sys
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F

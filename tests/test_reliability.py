@@ -14,7 +14,6 @@ from noisyctl.builtin.noise.flips import pairflip, uniform
 from noisyctl import plugins
 from noisyctl.api import BlockDetector, NoiseContext, hookimpl
 from noisyctl.fileio import exclusive
-from noisyctl.metrics import detection_metrics
 from noisyctl.store import Labels, RunFile, read_labels, write_labels_file
 from noisyctl.training import Checkpoints
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from noisyctl.augment import check_preset
@@ -179,10 +181,6 @@ class TrainOptions:
 
 def options_digest(options: TrainOptions) -> "hashlib._Hash":
     """A running hash of every option: what a checkpoint made with them must match to be resumed."""
-    import hashlib
-    import json
-    from dataclasses import asdict
-
     return hashlib.sha256(json.dumps(asdict(options), sort_keys=True, default=str).encode())
 
 
