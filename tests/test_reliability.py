@@ -17,6 +17,10 @@ from noisyctl.fileio import exclusive
 from noisyctl.store import Labels, RunFile, read_labels, write_labels_file
 from noisyctl.training import Checkpoints
 
+# The characters an HDF5 string can hold: UTF-8, so no lone surrogates (h5py refuses to write them),
+# and no NUL.
+HDF5_TEXT = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+
 
 def test_a_second_process_training_into_the_same_file_is_refused(cli, tmp_path):
     cli("synth", "-o", tmp_path / "l.h5")
@@ -106,8 +110,7 @@ def test_noise_is_exact_never_the_same_class_and_reproducible(classes, n, rate, 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 50), classes=st.integers(1, 6), data=st.data())
 def test_labels_files_round_trip(tmp_path, n, classes, data):
-    ids = data.draw(st.lists(st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
-                                     min_size=1, max_size=12), min_size=n, max_size=n, unique=True))
+    ids = data.draw(st.lists(st.text(HDF5_TEXT, min_size=1, max_size=12), min_size=n, max_size=n, unique=True))
     given_labels = np.array(data.draw(st.lists(st.integers(0, classes - 1), min_size=n, max_size=n)))
     reviewed = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
     labels = Labels(ids=ids, given_labels=given_labels, class_names=[f"c{i}" for i in range(classes)],
@@ -566,10 +569,7 @@ def test_run_files_fuzzed_over_the_schema_work_or_are_refused_in_one_line(cli, d
             else:
                 name = data.draw(st.sampled_from([a.name for a in ATTRIBUTES]))
                 value = data.draw(st.one_of(st.integers(-10**12, 10**12), st.floats(allow_nan=True),
-                                            # what an HDF5 string attribute can hold: UTF-8, so no
-                                            # lone surrogates (h5py refuses to write them), no NUL
-                                            st.text(st.characters(blacklist_characters="\x00",
-                                                                  blacklist_categories=("Cs",)), max_size=20),
+                                            st.text(HDF5_TEXT, max_size=20),
                                             st.just('{"name": "digits"}'), st.just("[1, 2]"), st.just("null")))
                 h5.attrs[name] = value
     for command in (["detect", path, "-d", "loss", "--no-save", "-k", "3"], ["report", path, "-k", "3"]):
