@@ -43,10 +43,30 @@ def test_every_builtin_plugin_is_named_in_the_docs():
     assert not missing, missing
 
 
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as
+    hyphens, a repeated heading numbered from -1."""
+    anchors, seen, in_code = set(), {}, False
+    for line in markdown.splitlines():
+        in_code ^= line.startswith("```")
+        heading = None if in_code else re.match(r"#{1,6} (.+)", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+            anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
 def test_links_between_documents_resolve():
+    """Every relative link names a file that exists, and every #anchor a heading on its page."""
     broken = []
     for page in [REPO / "README.md", REPO / "benchmarks" / "README.md", *DOCS.glob("*.md")]:
-        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
-            if "://" not in target and not (page.parent / target).exists():
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", page.read_text()):
+            if "://" in target:
+                continue
+            linked = page.parent / target if target else page
+            if not linked.exists():
                 broken.append(f"{page.name} -> {target}")
+            elif anchor and anchor not in heading_anchors(linked.read_text()):
+                broken.append(f"{page.name} -> {target}#{anchor}")
     assert not broken, broken
