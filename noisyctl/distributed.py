@@ -59,11 +59,6 @@ class Distributed:
         return np.fromiter(iter(sampler), dtype=np.int64)
 
 
-def launched_rank() -> int:
-    """This process's rank as torchrun set it (0 when not under torchrun), before any process group exists."""
-    return int(os.environ.get("RANK", "0"))
-
-
 def launched_world() -> int:
     """How many processes torchrun started (1 when not under torchrun)."""
     return int(os.environ.get("WORLD_SIZE", "1"))

@@ -20,7 +20,6 @@ from noisyctl.store import CHANNELS, Labels
 from noisyctl.training.checkpoints import EPOCH_FIGURES, Checkpoints, assemble_run
 
 PROBS_AUTO_MAX_CLASSES = 100  # above this, the [N x C] probabilities are recorded only when asked
-EVAL_CHANNELS = ("eval_loss", "eval_prob", "eval_margin", "eval_pred")
 
 
 class NonFiniteLoss(NoisyctlError):
