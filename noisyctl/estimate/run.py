@@ -44,30 +44,37 @@ ANCHORS_AGREE = 3.0
 
 
 def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
-    """The noise-rate estimate of a run, what ``detect`` reports: ``estimate_noise_rate`` on its
-    ``read_run_evidence`` over the ``judged`` samples (a mask; others, such as AUM threshold
-    samples, are left out). A run whose model never began to learn (``never_learned``) cannot
-    tell at all: 0% with an interval of 0-100%. Where the losses cannot tell, the run's eval passes
-    are read too, for the samples the model contradicted late (``late_contradictions``). Where they
-    can and the run was trained with ``--folds``, confident learning's count on its out-of-fold
-    probabilities (``held_out_noise_rate``) is the estimate when it is the smaller: the two
-    readings err upward for different reasons, the losses counting clean samples the model has not
-    yet fitted (a weak or briefly trained model), held-out models counting samples that look like
-    another class. Where the losses can tell, the estimate is at most the share of labels the model
-    never believed, where it knew the data from its first epoch or held its wrong labels to the end
-    (``_at_most_never_believed``; method ``"never believed"``). Whether or not they can, it is at
-    least the share it refused to the end (``refused_labels``; method ``"refused"`` where that is
-    the larger) or never believed while, where it knew the data from its first epoch, it refused it
-    at first sight (``RunEvidence.refused_at_first_sight``; method ``"refused at first sight"``)
-    or, where the losses can tell and the run was trained with ``--folds``, held-out models refused
-    it (``run_held_out_refused``; method ``"refused held out"``); where they cannot and the model
-    knew the data from its first epoch, at least the share it still gave under chance at its end
-    (``under_chance_at_end``; method ``"under chance at the end"``). Last, where the run was trained
-    with ``--folds``, it is at least the share of held-out anchors whose label the held-out models
-    contradicted and the model never believed (or, with more than ``FEW_CLASSES`` classes, had not
-    believed by halfway through its run, where confident learning's count is at most
-    ``ANCHORS_AGREE`` times that share), or confident learning's count if smaller
-    (``run_held_out_anchors``; method ``"held-out anchors"``). None when the run recorded no loss."""
+    """The noise-rate estimate of a run, what ``detect`` reports, over the ``judged`` samples (a
+    mask; others, such as AUM threshold samples, are left out); None when the run recorded no loss.
+
+    In order (each step's method names the estimate where it decides it):
+
+    1. A run whose model never began to learn (``never_learned``) cannot tell at all: 0% with an
+       interval of 0-100%.
+    2. The losses' reading: ``estimate_noise_rate`` on the run's ``read_run_evidence``. Where it
+       cannot tell, the run's eval passes are read too, for the samples the model contradicted
+       late (``late_contradictions``).
+    3. Where the losses can tell:
+
+       - with ``--folds``, confident learning's count on the out-of-fold probabilities
+         (``run_held_out_count``) where it is the smaller (``"held-out"``): the two err upward for
+         different reasons, the losses counting clean samples a weak or brief model has not yet
+         fitted, held-out models counting samples that look like another class;
+       - at most the share of labels the model never believed, where it knew the data from its
+         first epoch or held its wrong labels to the end (``_at_most_never_believed``;
+         ``"never believed"``).
+    4. At least the share of labels it refused to its end (``refused_labels``; ``"refused"``), or
+       never believed while another reading refused them: the model at first sight, where it
+       knew the data from its first epoch (``"refused at first sight"``), or held-out models,
+       where the losses can tell (``run_held_out_refused``; ``"refused held out"``). Where they
+       cannot and the model knew the data from its first epoch, at least the share it still gave
+       under chance at its end (``under_chance_at_end``; ``"under chance at the end"``).
+    5. With ``--folds``, at least the share of held-out anchors whose label the held-out models
+       contradicted and the model never believed (or, with more than ``FEW_CLASSES`` classes, had
+       not believed by halfway through its run, where confident learning's count is at most
+       ``ANCHORS_AGREE`` times that share), or confident learning's count if smaller
+       (``run_held_out_anchors``; ``"held-out anchors"``).
+    """
     evidence = read_run_evidence(dynamics)
     if evidence is None:
         return None
