@@ -1,6 +1,7 @@
 """The docs cover the code: the CLI reference is generated and current, every option and hook is
 documented, every built-in plugin is named in the docs, and links between documents resolve."""
 
+import functools
 import inspect
 import re
 from pathlib import Path
@@ -43,18 +44,19 @@ def test_every_builtin_plugin_is_named_in_the_docs():
     assert not missing, missing
 
 
-def heading_anchors(markdown: str) -> set[str]:
+@functools.cache
+def heading_anchors(page: Path) -> frozenset[str]:
     """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as
-    hyphens, a repeated heading numbered from -1."""
+    hyphens, a repeated heading numbered from -1. Read once a page, however many links name it."""
     anchors, seen, in_code = set(), {}, False
-    for line in markdown.splitlines():
+    for line in page.read_text().splitlines():
         in_code ^= line.startswith("```")
         heading = None if in_code else re.match(r"#{1,6} (.+)", line)
         if heading:
             slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
             anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
             seen[slug] = seen.get(slug, 0) + 1
-    return anchors
+    return frozenset(anchors)
 
 
 def test_links_between_documents_resolve():
@@ -67,6 +69,6 @@ def test_links_between_documents_resolve():
             linked = page.parent / target if target else page
             if not linked.exists():
                 broken.append(f"{page.name} -> {target}")
-            elif anchor and anchor not in heading_anchors(linked.read_text()):
+            elif anchor and anchor not in heading_anchors(linked.resolve()):
                 broken.append(f"{page.name} -> {target}#{anchor}")
     assert not broken, broken
