@@ -44,6 +44,28 @@ def _interpolation(epochs: int, steps: int) -> tuple[np.ndarray, np.ndarray, np.
     return low, high, (position - low).astype(np.float32)
 
 
+def _carry_forward(block: dict[str, np.ndarray], last: dict[str, np.ndarray]) -> None:
+    """Fill, in place, the records of samples an epoch did not present (NaN; -1 for a prediction:
+    a partial epoch, or one resumed mid-way) with the sample's record of the epoch before, and in
+    an opening epoch with the epoch's median. A NaN would otherwise stay in its running sums for the
+    rest of the run and rank as the highest loss at every step after. ``last`` carries each
+    channel's latest filled column from block to block."""
+    for name, values in block.items():
+        if not np.issubdtype(values.dtype, np.floating):
+            values = block[name] = values.astype(np.float32)  # a prediction of -1: missing
+            values[values < 0] = np.nan
+        for e in range(values.shape[1]):
+            column = values[:, e]
+            missing = np.isnan(column)
+            if missing.all() and name not in last:
+                continue  # a channel no epoch has recorded so far
+            if missing.any():
+                column[missing] = last[name][missing] if name in last else np.nanmedian(column)
+            last[name] = column
+        if name == "eval_pred":
+            block[name] = np.nan_to_num(values, nan=-1).astype(np.int32)
+
+
 class FeatureSet:
     """A detector's input: ``channels`` read from the run, ``names`` of the feature columns, the first
     ``per_epoch`` of them computed epoch by epoch (``epoch``), the rest from the resampled sequence
@@ -69,7 +91,9 @@ class FeatureSet:
         given = dynamics.given_labels
         out = np.zeros((dynamics.num_samples, STEPS, len(self.names)), dtype=np.float16)
         running = {name: np.zeros(dynamics.num_samples) for name in self.running}
+        last: dict[str, np.ndarray] = {}
         for where, block in dynamics.iter_epoch_blocks(self.channels):
+            _carry_forward(block, last)
             for e in range(where.start, where.stop):
                 for name, total in running.items():
                     total += block[name][:, e - where.start]
