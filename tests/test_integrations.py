@@ -122,6 +122,79 @@ def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli
     assert not (tmp_path / "wrong.h5").exists()
 
 
+class CrashAt:
+    """Raises in training batch ``batch`` of epoch ``epoch``: a job killed mid-epoch."""
+
+    def __init__(self, epoch, batch):
+        self.epoch, self.batch = epoch, batch
+
+    def __call__(self, epoch, batch):
+        if (epoch, batch) == (self.epoch, self.batch):
+            raise RuntimeError("killed")
+
+
+@pytest.mark.slow
+def test_a_lightning_fit_resumed_or_started_afresh_records_each_of_its_epochs_once(digits, tmp_path):
+    import lightning
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lightning_ddp_fit import Module
+    from noisyctl.integrations.lightning import RecordDynamics
+
+    inputs, labels, truth = digits
+    loader = DataLoader(TensorDataset(inputs, torch.as_tensor(labels), torch.arange(len(labels))), batch_size=64,
+                        shuffle=True)
+
+    class Crashing(lightning.Callback):
+        def __init__(self, crash):
+            self.crash = crash
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.crash(trainer.current_epoch, batch_idx)
+
+    def fit(out, crash=None, ckpt_path=None, **checkpoint):
+        callbacks = [RecordDynamics(out, labels, true_labels=truth), Crashing(crash or (lambda e, b: None))]
+        if checkpoint:
+            callbacks.append(ModelCheckpoint(dirpath=tmp_path / f"{out.stem}-ckpt", save_last=True, save_top_k=-1,
+                                             **checkpoint))
+        trainer = lightning.Trainer(max_epochs=6, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                                    enable_model_summary=False, enable_checkpointing=bool(checkpoint),
+                                    callbacks=callbacks)
+        torch.manual_seed(0)
+        trainer.fit(Module(digits_mlp(), momentum=0.9), loader, ckpt_path=ckpt_path)
+
+    def mean_losses(path):
+        loss = dynamics(path)["train_loss"]
+        assert loss.shape == (len(labels), 6)
+        return np.nanmean(loss, axis=0), np.isnan(loss).sum(axis=0)
+
+    # Killed in epoch 4 after the checkpoint of epoch 2, with epoch 3 already recorded: resumed from
+    # the checkpoint, the recording drops epoch 3 and records it again, from the resumed model.
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(tmp_path / "resumed.h5", CrashAt(3, 5), every_n_epochs=2)
+    with pytest.warns(UserWarning, match="the 1 epochs recorded after it"):
+        fit(tmp_path / "resumed.h5", ckpt_path=tmp_path / "resumed-ckpt" / "last.ckpt", every_n_epochs=2)
+    losses, missing = mean_losses(tmp_path / "resumed.h5")
+    assert not missing.any() and np.all(np.diff(losses) < 0)  # a fit spliced to a restart climbs back
+
+    # A checkpoint 10 batches into epoch 2: that epoch resumes for the batches it has left (from a new
+    # shuffle: the loader keeps no place) and records NaN for the samples they leave out.
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(tmp_path / "mid.h5", CrashAt(2, 5), every_n_train_steps=39)
+    fit(tmp_path / "mid.h5", ckpt_path=tmp_path / "mid-ckpt" / "last.ckpt", every_n_train_steps=39)
+    losses, missing = mean_losses(tmp_path / "mid.h5")
+    assert np.flatnonzero(missing).tolist() == [1] and np.all(np.diff(losses) < 0)
+
+    # Run again without a checkpoint, the fit starts afresh, and so does the recording.
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(tmp_path / "afresh.h5", CrashAt(3, 5))
+    with pytest.warns(UserWarning, match="training starts afresh; the 3 epochs of an interrupted recording"):
+        fit(tmp_path / "afresh.h5")
+    losses, missing = mean_losses(tmp_path / "afresh.h5")
+    assert not missing.any() and np.all(np.diff(losses) < 0)
+
+
 def tickets_as_tokens(samples=600, length=40):
     """Tickets with 20% uniform noise, as word ids of a vocabulary built from the training texts."""
     spec = {"name": "tickets", "root": None, "options": {"samples": samples, "test_fraction": 0.0}}
@@ -194,6 +267,47 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
     assert max(d["metrics"]["map"] for d in result["detectors"].values()) > 0.8, result["detectors"]
     with h5py.File(tmp_path / "hf.h5") as h5:
         assert np.allclose(h5["probs/out_of_fold"][:], held_out, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_transformers_trainer_resumed_mid_epoch_records_each_of_its_epochs_once(tmp_path):
+    from transformers import TrainerCallback, TrainingArguments
+
+    from noisyctl.integrations.transformers import RecordingTrainer
+
+    ids, labels, truth, vocabulary = tickets_as_tokens()
+    mask = (ids > 0).long()
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(labels)
+
+        def __getitem__(self, i):
+            return {"input_ids": ids[i], "attention_mask": mask[i], "labels": int(labels[i]), "sample_index": i}
+
+    class Crashing(TrainerCallback):
+        crash = CrashAt(2, 3)  # in epoch 3 (19 steps an epoch), after the checkpoint 6 steps into epoch 2
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.crash(int(state.epoch), state.global_step % 19)
+
+    torch.manual_seed(0)
+    args = TrainingArguments(output_dir=str(tmp_path / "hf"), num_train_epochs=4, per_device_train_batch_size=32,
+                             learning_rate=3e-3, remove_unused_columns=False, report_to=[], save_strategy="steps",
+                             save_steps=25, logging_strategy="no", use_cpu=True, seed=0, disable_tqdm=True)
+    trainer = RecordingTrainer(model=tiny_bert(vocabulary), args=args, train_dataset=Items(), callbacks=[Crashing()],
+                               record_to=tmp_path / "hf.h5", record_labels=labels,
+                               recorder_options={"true_labels": truth})
+    with pytest.raises(RuntimeError, match="killed"):
+        trainer.train()
+    assert Recorder(tmp_path / "hf.h5", labels, true_labels=truth).abandon() is None  # train() let the recording go
+    Crashing.crash = CrashAt(-1, -1)
+    with pytest.warns(UserWarning, match="the 1 epochs recorded after it"):  # epoch 2, sealed after the checkpoint
+        trainer.train(resume_from_checkpoint=str(tmp_path / "hf" / "checkpoint-25"))
+    loss = dynamics(tmp_path / "hf.h5")["train_loss"]
+    # Epoch 2 resumed after the 6 batches of 32 it had trained: their samples are NaN in it, and only there.
+    assert loss.shape == (len(labels), 4) and np.isnan(loss).sum(axis=0).tolist() == [0, 6 * 32, 0, 0]
+    assert np.all(np.diff(np.nanmean(loss, axis=0)) < 0)
 
 
 @pytest.mark.slow

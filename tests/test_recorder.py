@@ -228,6 +228,80 @@ def test_a_recorder_resumes_and_refuses_other_labels(tmp_path):
         Recorder(tmp_path / "r.h5", labels, resume=True)
 
 
+def digits_epochs(recorder, model, optimizer, epochs, inputs, labels):
+    """Train an MLP over digits for the given epochs, recording: each epoch's shuffle from its number."""
+    for epoch in epochs:
+        torch.manual_seed(epoch)
+        for index in torch.randperm(len(labels)).split(128):
+            logits = model(inputs[index])
+            recorder.update(index, logits, labels[index])
+            optimizer.zero_grad()
+            F.cross_entropy(logits, labels[index]).backward()
+            optimizer.step()
+        recorder.end_epoch()
+
+
+def test_a_loop_resumed_from_its_own_older_checkpoint_records_what_an_unbroken_loop_records(tmp_path):
+    import copy
+
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    inputs = torch.tensor(digits.data / 16.0, dtype=torch.float32)
+    labels = torch.as_tensor(digits.target.copy())
+    labels[::10] = (labels[::10] + 3) % 10
+
+    def fresh():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    model, optimizer = fresh()
+    with Recorder(tmp_path / "unbroken.h5", labels, epochs=4) as recorder:
+        digits_epochs(recorder, model, optimizer, range(4), inputs, labels)
+    # The loop keeps its own checkpoint after epoch 2; the recording had sealed epoch 3 when it died.
+    model, optimizer = fresh()
+    recorder = Recorder(tmp_path / "broken.h5", labels, epochs=4)
+    digits_epochs(recorder, model, optimizer, range(2), inputs, labels)
+    saved = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+    digits_epochs(recorder, model, optimizer, [2], inputs, labels)
+    recorder.abandon()
+    again = Recorder(tmp_path / "broken.h5", labels, epochs=4)
+    assert again.epochs_done == 3
+    with pytest.raises(NoisyctlError, match="resumes after epoch 4, but .* holds 3 sealed epochs"):
+        again.resume_from(4)
+    with pytest.warns(UserWarning, match="the 1 epochs recorded after it in .*broken.h5.ckpt are discarded"):
+        again.resume_from(2)
+    assert again.epochs_done == 2 and not Checkpoints(tmp_path / "broken.h5").shard(2).exists()
+    model.load_state_dict(saved[0])
+    optimizer.load_state_dict(saved[1])
+    with again:
+        digits_epochs(again, model, optimizer, [2, 3], inputs, labels)
+    unbroken, resumed = dynamics(tmp_path / "unbroken.h5"), dynamics(tmp_path / "broken.h5")
+    for name in ("train_loss", "train_margin", "train_step"):
+        assert resumed[name].shape == (1797, 4) and np.array_equal(resumed[name], unbroken[name]), name
+
+
+def test_a_recording_resumed_mid_epoch_takes_that_epoch_partial_and_no_other(tmp_path):
+    recorder, labels = small(tmp_path, epochs=3)
+    recorder.update(np.arange(6), logits_for(labels))
+    recorder.end_epoch()
+    recorder.abandon()
+    again, _ = small(tmp_path, epochs=3)
+    again.resume_from(1, partial=True)  # the checkpoint came two samples into epoch 2
+    again.update(np.arange(2, 6), logits_for(labels[2:]))
+    again.end_epoch()
+    again.update(np.arange(4), logits_for(labels[:4]))
+    with pytest.raises(NoisyctlError, match="2 of 6 samples were not presented"), again:
+        again.end_epoch()
+    with np.load(Checkpoints(tmp_path / "r.h5").shard(1)) as shard:
+        assert np.isnan(shard["train_loss"][:2]).all() and np.isfinite(shard["train_loss"][2:]).all()
+    with pytest.raises(NoisyctlError, match="before the resumed epoch's first batch"):
+        with small(tmp_path, epochs=3)[0] as third:
+            third.update(np.arange(6), logits_for(labels))
+            third.resume_from(2)
+
+
 def test_the_package_exports_the_recorder_without_importing_torch_first():
     done = subprocess.run([sys.executable, "-c", "import sys, noisyctl; assert 'torch' not in sys.modules; "
                                                  "print(noisyctl.Recorder.__name__)"],

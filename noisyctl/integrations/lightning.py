@@ -77,13 +77,20 @@ class RecordDynamics(Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Made here, in every process (after DDP has started its process group), never pickled.
-        if stage == "fit" and self.recorder is None:
+        if stage == "fit" and (self.recorder is None or self.recorder.closed):  # closed: an earlier fit's
             options = dict(self.recorder_options)
             if trainer.max_epochs and trainer.max_epochs > 0:
                 options.setdefault("epochs", trainer.max_epochs)
             self.recorder = Recorder(self.path, self.labels, **options)
             if self.out_of_fold is not None:  # a wrong array fails now, not after the fit
                 self.out_of_fold = self.recorder.check_out_of_fold(self.out_of_fold)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # The trainer has restored its checkpoint by now (``fit(ckpt_path=...)``), or starts afresh:
+        # the recording continues where the trainer does, not where an interrupted recording stopped.
+        # A mid-epoch checkpoint resumes that epoch after the batches it had trained.
+        resumed_batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        self.recorder.resume_from(trainer.current_epoch, partial=resumed_batches > 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(outputs, dict) or "logits" not in outputs:

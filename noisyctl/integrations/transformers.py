@@ -10,6 +10,7 @@ does not take, and the mixin takes the index out before the model sees the batch
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,15 @@ class _SealEpochs(TrainerCallback):
 
     def __init__(self, owner: "RecordingMixin") -> None:
         self.owner = owner
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # The Trainer has loaded its checkpoint's state (``train(resume_from_checkpoint=...)``), or
+        # starts at 0: the recording continues where the Trainer does. A checkpoint written mid-epoch
+        # resumes that epoch after the batches it had trained, unless ignore_data_skip starts it over.
+        epoch = float(state.epoch or 0.0)
+        done = math.floor(epoch + 1e-6)
+        self.owner._resume_point = (done, epoch - done > 1e-6 and not args.ignore_data_skip)
+        return control
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.owner._end_epoch()
@@ -77,6 +87,7 @@ class RecordingMixin:
         options.setdefault("epochs", int(self.args.num_train_epochs) or None)
         self._record_to, self._record_labels, self._recorder_options = Path(record_to), record_labels, options
         self._record_out_of_fold = record_out_of_fold
+        self._resume_point = (0, False)  # (epochs done, mid-epoch) as the Trainer starts: see _SealEpochs
         self.recorder: Recorder | None = None
         self.add_callback(_SealEpochs(self))
 
@@ -84,10 +95,25 @@ class RecordingMixin:
         # Made at the first batch: under torch.distributed the process group exists by then.
         if self.recorder is None:
             self.recorder = Recorder(self._record_to, self._record_labels, **self._recorder_options)
+            done, partial = self._resume_point
+            self.recorder.resume_from(done, partial=partial)
             if self._record_out_of_fold is not None:  # a wrong array fails now, not after training
                 self._record_out_of_fold = self.recorder.check_out_of_fold(self._record_out_of_fold,
                                                                            "record_out_of_fold")
         return self.recorder
+
+    def train(self, *args: Any, **kwargs: Any):
+        # A failed train() leaves the sealed epochs to resume from, and frees the recording for the
+        # next call (``train(resume_from_checkpoint=...)`` in the same notebook or process).
+        if self.recorder is not None and self.recorder.closed:
+            self.recorder = None  # a finished recording: this call records anew
+        try:
+            return super().train(*args, **kwargs)
+        except BaseException:
+            if self.recorder is not None:
+                self.recorder.abandon()
+                self.recorder = None
+            raise
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, **kwargs):
         if self.index_key not in inputs:

@@ -159,6 +159,7 @@ class Recorder:
                                 f"({', '.join(CHANNELS)})")
         self.channels = dict(channels or {})
         self.allow_partial = allow_partial
+        self._partial_epoch: int | None = None  # the one epoch a mid-epoch resume leaves partial
         self.record_probs = c <= PROBS_AUTO_MAX_CLASSES if record_probs is None else bool(record_probs)
         self.info = dict(info or {})
         self.dist = distributed.current()
@@ -226,6 +227,81 @@ class Recorder:
         self._shard_digests = list(digests) if digests else [None] * self.epochs_done
         self._late_sum, self._late_count = own.get("late_sum"), int(own.get("late_count", 0))
         self.resumed_state = state.get("training")
+
+    def resume_from(self, epochs_done: int, *, partial: bool = False) -> None:
+        """Continue the recording where your training resumes from a checkpoint of its own.
+
+        A framework (Lightning, the Hugging Face Trainer) or your loop may restore a checkpoint older
+        than the recording's last sealed epoch, or start afresh over an interrupted recording; the
+        recording must then follow the training, or it would splice the dynamics of two trainings.
+        Call it before the resumed epoch's first batch, on every rank.
+
+        Parameters
+        ----------
+        epochs_done : int
+            The epochs your training has finished, as its checkpoint says (0: it starts afresh).
+            Sealed epochs after it are discarded: they belong to training the checkpoint undoes.
+            Where one of them was averaged into the late-epoch probabilities, the average starts
+            again from the resumed epoch.
+        partial : bool, default False
+            The checkpoint was written mid-epoch and the resumed epoch skips the samples it had
+            presented: record NaN for those in that epoch rather than refusing it.
+
+        Raises
+        ------
+        NoisyctlError
+            If the recording holds fewer epochs than ``epochs_done``: the dynamics of the epochs
+            between were never sealed, and the run file would skip them.
+        """
+        epochs_done = int(epochs_done)
+        if self._device is not None and bool((self._train_count > 0).any() or (self._eval_count > 0).any()):
+            raise NoisyctlError("Recorder.resume_from: call it before the resumed epoch's first batch")
+        if epochs_done > self.epochs_done:
+            raise NoisyctlError(f"training resumes after epoch {epochs_done}, but {self.checkpoints.folder} holds "
+                                f"{self.epochs_done} sealed epochs: the dynamics between are lost; train from "
+                                f"the start to record this run")
+        if epochs_done < self.epochs_done:
+            self._rewind(epochs_done)
+        self._partial_epoch = epochs_done if partial else None
+
+    def _rewind(self, epochs_done: int) -> None:
+        """Forget the sealed epochs from ``epochs_done`` on (see :meth:`resume_from`)."""
+        import warnings
+
+        if epochs_done:
+            what = (f"training resumes after epoch {epochs_done}; the {self.epochs_done - epochs_done} epochs "
+                    f"recorded after it in {self.checkpoints.folder} are discarded and recorded again")
+        else:
+            what = (f"training starts afresh; the {self.epochs_done} epochs of an interrupted recording in "
+                    f"{self.checkpoints.folder} are discarded")
+        warnings.warn(f"noisyctl: {what}", stacklevel=3)
+        # The late sum holds the last sealed epochs, so a discarded one is in it; only sums are kept,
+        # so the average starts again.
+        self._late_sum, self._late_count = None, 0
+        self.step = self._step_after(epochs_done)
+        self.epochs_done, self._shard_digests = epochs_done, self._shard_digests[:epochs_done]
+        self.resumed_state = None  # the state saved with a discarded epoch
+        if self._device is not None:
+            self._allocate(self._device)  # whether this epoch keeps probabilities depends on its number
+        self.dist.barrier()  # every rank has resumed before rank 0 deletes
+        if self.dist.is_main:
+            if epochs_done == 0:
+                self.checkpoints.discard()
+                self._exits.close()  # the lock went with the folder: take a new one
+                self._lock()
+                return
+            self._save_state(epochs_done, None)  # first: a kill now leaves a state that names no lost shard
+            for shard in sorted(self.checkpoints.folder.glob("epoch_*.npz")):
+                if int(shard.stem.split("_")[1]) >= epochs_done:
+                    shard.unlink()
+
+    def _step_after(self, epochs_done: int) -> int:
+        """The step count after ``epochs_done`` sealed epochs: one past the last step a shard records."""
+        for epoch in reversed(range(epochs_done)):
+            with np.load(self.checkpoints.shard(epoch), allow_pickle=False) as shard:
+                if "train_step" in shard.files:
+                    return int(shard["train_step"].max()) + 1
+        return 0
 
     # --- per batch ----------------------------------------------------------------------------------
 
@@ -465,7 +541,7 @@ class Recorder:
         self.dist.max_(steps)
         seen = count > 0
         missing = int((~seen).sum())
-        if missing and not self.allow_partial:
+        if missing and not (self.allow_partial or epoch == self._partial_epoch):
             first = self.labels.ids[int(torch.nonzero(~seen)[0])]
             raise NoisyctlError(f"epoch {epoch + 1}: {missing} of {self.num_samples} samples were not presented "
                                 f"(first: '{first}'); present every sample each epoch, or "
@@ -512,14 +588,17 @@ class Recorder:
             self._shard_digests = self._shard_digests[:epoch] + [self.checkpoints.save_shard(epoch, record)]
             if features is not None:
                 self.checkpoints.save_array("features", features)
-            own = {"epochs_done": epoch + 1, "step": self.step, "fingerprint": self._fingerprint,
-                   "late_sum": self._late_sum, "late_count": self._late_count,
-                   "shard_digests": self._shard_digests}
-            self.checkpoints.save_state({"recorder": own, "training": state})
+            self._save_state(epoch + 1, state)
         self.epochs_done = epoch + 1
         self._allocate(self._device)
         self._clock = time.perf_counter()
         return out_figures
+
+    def _save_state(self, epochs_done: int, training: Any) -> None:
+        """What resuming needs: the recording's own counts and sums, and the loop's ``training`` state."""
+        own = {"epochs_done": epochs_done, "step": self.step, "fingerprint": self._fingerprint,
+               "late_sum": self._late_sum, "late_count": self._late_count, "shard_digests": self._shard_digests}
+        self.checkpoints.save_state({"recorder": own, "training": training})
 
     def _merge_probabilities(self, epoch: int, eval_count) -> None:
         if self._epoch_probs is None:
@@ -623,6 +702,11 @@ class Recorder:
         self._exits.close()
         if self.dist.is_main:
             self.checkpoints.discard_if_empty()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`abandon` has ended the recording."""
+        return self._closed
 
     def __enter__(self) -> "Recorder":
         return self
