@@ -274,7 +274,8 @@ class Recorder:
         else:
             what = (f"training starts afresh; the {self.epochs_done} epochs of an interrupted recording in "
                     f"{self.checkpoints.folder} are discarded")
-        warnings.warn(f"noisyctl: {what}", stacklevel=3)
+        if self.dist.is_main:  # once, not once per process
+            warnings.warn(f"noisyctl: {what}", stacklevel=3)
         # The late sum holds the last sealed epochs, so a discarded one is in it; only sums are kept,
         # so the average starts again.
         self._late_sum, self._late_count = None, 0
