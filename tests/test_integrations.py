@@ -153,20 +153,20 @@ def test_a_lightning_fit_resumed_or_started_afresh_records_each_of_its_epochs_on
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             self.crash(trainer.current_epoch, batch_idx)
 
-    def fit(out, crash=None, ckpt_path=None, **checkpoint):
+    def fit(out, crash=None, ckpt_path=None, max_steps=-1, **checkpoint):
         callbacks = [RecordDynamics(out, labels, true_labels=truth), Crashing(crash or (lambda e, b: None))]
         if checkpoint:
             callbacks.append(ModelCheckpoint(dirpath=tmp_path / f"{out.stem}-ckpt", save_last=True, save_top_k=-1,
                                              **checkpoint))
-        trainer = lightning.Trainer(max_epochs=6, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                                    enable_model_summary=False, enable_checkpointing=bool(checkpoint),
-                                    callbacks=callbacks)
+        trainer = lightning.Trainer(max_epochs=6, max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
+                                    enable_progress_bar=False, enable_model_summary=False,
+                                    enable_checkpointing=bool(checkpoint), callbacks=callbacks)
         torch.manual_seed(0)
         trainer.fit(Module(digits_mlp(), momentum=0.9), loader, ckpt_path=ckpt_path)
 
-    def mean_losses(path):
+    def mean_losses(path, epochs=6):
         loss = dynamics(path)["train_loss"]
-        assert loss.shape == (len(labels), 6)
+        assert loss.shape == (len(labels), epochs)
         return np.nanmean(loss, axis=0), np.isnan(loss).sum(axis=0)
 
     # Killed in epoch 4 after the checkpoint of epoch 2, with epoch 3 already recorded: resumed from
@@ -193,6 +193,11 @@ def test_a_lightning_fit_resumed_or_started_afresh_records_each_of_its_epochs_on
         fit(tmp_path / "afresh.h5")
     losses, missing = mean_losses(tmp_path / "afresh.h5")
     assert not missing.any() and np.all(np.diff(losses) < 0)
+
+    # Stopped by max_steps 13 batches (of 29) into epoch 4: that epoch is recorded for them.
+    fit(tmp_path / "budget.h5", max_steps=3 * 29 + 13)
+    losses, missing = mean_losses(tmp_path / "budget.h5", epochs=4)
+    assert missing.tolist() == [0, 0, 0, len(labels) - 13 * 64] and np.all(np.diff(losses[:3]) < 0)
 
 
 def tickets_as_tokens(samples=600, length=40):
@@ -270,7 +275,7 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
 
 
 @pytest.mark.slow
-def test_a_transformers_trainer_resumed_mid_epoch_records_each_of_its_epochs_once(tmp_path):
+def test_a_transformers_trainer_resumed_or_stopped_mid_epoch_records_each_of_its_epochs_once(tmp_path):
     from transformers import TrainerCallback, TrainingArguments
 
     from noisyctl.integrations.transformers import RecordingTrainer
@@ -292,7 +297,8 @@ def test_a_transformers_trainer_resumed_mid_epoch_records_each_of_its_epochs_onc
             self.crash(int(state.epoch), state.global_step % 19)
 
     torch.manual_seed(0)
-    args = TrainingArguments(output_dir=str(tmp_path / "hf"), num_train_epochs=4, per_device_train_batch_size=32,
+    # 3 epochs and 13 steps: max_steps stops training 13 batches of 32 into epoch 4
+    args = TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=3 * 19 + 13, per_device_train_batch_size=32,
                              learning_rate=3e-3, remove_unused_columns=False, report_to=[], save_strategy="steps",
                              save_steps=25, logging_strategy="no", use_cpu=True, seed=0, disable_tqdm=True)
     trainer = RecordingTrainer(model=tiny_bert(vocabulary), args=args, train_dataset=Items(), callbacks=[Crashing()],
@@ -305,9 +311,11 @@ def test_a_transformers_trainer_resumed_mid_epoch_records_each_of_its_epochs_onc
     with pytest.warns(UserWarning, match="the 1 epochs recorded after it"):  # epoch 2, sealed after the checkpoint
         trainer.train(resume_from_checkpoint=str(tmp_path / "hf" / "checkpoint-25"))
     loss = dynamics(tmp_path / "hf.h5")["train_loss"]
-    # Epoch 2 resumed after the 6 batches of 32 it had trained: their samples are NaN in it, and only there.
-    assert loss.shape == (len(labels), 4) and np.isnan(loss).sum(axis=0).tolist() == [0, 6 * 32, 0, 0]
-    assert np.all(np.diff(np.nanmean(loss, axis=0)) < 0)
+    # Epoch 2 resumed after the 6 batches of 32 it had trained, and epoch 4 stopped after 13: the
+    # samples they left out are NaN in them, and only there.
+    assert loss.shape == (len(labels), 4)
+    assert np.isnan(loss).sum(axis=0).tolist() == [0, 6 * 32, 0, len(labels) - 13 * 32]
+    assert np.all(np.diff(np.nanmean(loss, axis=0)[:3]) < 0)  # no climb back: one training, not two spliced
 
 
 @pytest.mark.slow

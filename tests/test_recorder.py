@@ -282,15 +282,15 @@ def test_a_loop_resumed_from_its_own_older_checkpoint_records_what_an_unbroken_l
         assert resumed[name].shape == (1797, 4) and np.array_equal(resumed[name], unbroken[name]), name
 
 
-def test_a_recording_resumed_mid_epoch_takes_that_epoch_partial_and_no_other(tmp_path):
+def test_an_epoch_sealed_as_partial_records_nan_for_what_it_left_out_and_no_other_does(tmp_path):
     recorder, labels = small(tmp_path, epochs=3)
     recorder.update(np.arange(6), logits_for(labels))
     recorder.end_epoch()
     recorder.abandon()
     again, _ = small(tmp_path, epochs=3)
-    again.resume_from(1, partial=True)  # the checkpoint came two samples into epoch 2
+    again.resume_from(1)  # the checkpoint came two samples into epoch 2
     again.update(np.arange(2, 6), logits_for(labels[2:]))
-    again.end_epoch()
+    again.end_epoch(partial=True)
     again.update(np.arange(4), logits_for(labels[:4]))
     with pytest.raises(NoisyctlError, match="2 of 6 samples were not presented"), again:
         again.end_epoch()

@@ -74,6 +74,7 @@ class RecordDynamics(Callback):
         self.record_eval, self.eval_dataloader, self.out_of_fold = record_eval, eval_dataloader, out_of_fold
         self.recorder_options = recorder_options
         self.recorder: Recorder | None = None
+        self._resumed_mid_epoch: int | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Made here, in every process (after DDP has started its process group), never pickled.
@@ -89,8 +90,9 @@ class RecordDynamics(Callback):
         # The trainer has restored its checkpoint by now (``fit(ckpt_path=...)``), or starts afresh:
         # the recording continues where the trainer does, not where an interrupted recording stopped.
         # A mid-epoch checkpoint resumes that epoch after the batches it had trained.
+        self.recorder.resume_from(trainer.current_epoch)
         resumed_batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        self.recorder.resume_from(trainer.current_epoch, partial=resumed_batches > 0)
+        self._resumed_mid_epoch = trainer.current_epoch if resumed_batches > 0 else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(outputs, dict) or "logits" not in outputs:
@@ -105,7 +107,10 @@ class RecordDynamics(Callback):
         if self.record_eval:
             loader = self.eval_dataloader if self.eval_dataloader is not None else trainer.train_dataloader
             self.recorder.evaluate(pl_module, loader, device=pl_module.device, unpack=_split)
-        self.recorder.end_epoch()
+        # Not every sample was presented in an epoch resumed mid-way, or one cut short (max_steps,
+        # a stop request): the ones left out are NaN in it.
+        cut_short = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
+        self.recorder.end_epoch(partial=cut_short or trainer.current_epoch == self._resumed_mid_epoch)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if self.recorder is not None and self.recorder.epochs_done:

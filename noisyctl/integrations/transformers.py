@@ -39,11 +39,13 @@ class _SealEpochs(TrainerCallback):
         # resumes that epoch after the batches it had trained, unless ignore_data_skip starts it over.
         epoch = float(state.epoch or 0.0)
         done = math.floor(epoch + 1e-6)
-        self.owner._resume_point = (done, epoch - done > 1e-6 and not args.ignore_data_skip)
+        self.owner._resume_point = done
+        self.owner._resumed_mid_epoch = done if epoch - done > 1e-6 and not args.ignore_data_skip else None
         return control
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self.owner._end_epoch()
+        # An epoch cut short by max_steps presented only some samples: the rest are NaN in it.
+        self.owner._end_epoch(cut_short=control.should_training_stop)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -87,7 +89,8 @@ class RecordingMixin:
         options.setdefault("epochs", int(self.args.num_train_epochs) or None)
         self._record_to, self._record_labels, self._recorder_options = Path(record_to), record_labels, options
         self._record_out_of_fold = record_out_of_fold
-        self._resume_point = (0, False)  # (epochs done, mid-epoch) as the Trainer starts: see _SealEpochs
+        self._resume_point = 0  # the epochs the Trainer has done as it starts, and the one it resumes
+        self._resumed_mid_epoch: int | None = None  # in mid-epoch, if it does: see _SealEpochs
         self.recorder: Recorder | None = None
         self.add_callback(_SealEpochs(self))
 
@@ -95,8 +98,7 @@ class RecordingMixin:
         # Made at the first batch: under torch.distributed the process group exists by then.
         if self.recorder is None:
             self.recorder = Recorder(self._record_to, self._record_labels, **self._recorder_options)
-            done, partial = self._resume_point
-            self.recorder.resume_from(done, partial=partial)
+            self.recorder.resume_from(self._resume_point)
             if self._record_out_of_fold is not None:  # a wrong array fails now, not after training
                 self._record_out_of_fold = self.recorder.check_out_of_fold(self._record_out_of_fold,
                                                                            "record_out_of_fold")
@@ -128,7 +130,7 @@ class RecordingMixin:
             self._recorder().update(indices, logits, targets)
         return (loss, outputs) if return_outputs else loss
 
-    def _end_epoch(self) -> None:
+    def _end_epoch(self, cut_short: bool = False) -> None:
         recorder = self._recorder()
         if self.record_eval:
             import torch
@@ -143,7 +145,7 @@ class RecordingMixin:
                     batch.pop("labels", None)
                     recorder.record_eval(indices, model(**batch).logits)
             model.train(was_training)
-        recorder.end_epoch()
+        recorder.end_epoch(partial=cut_short or recorder.epochs_done == self._resumed_mid_epoch)
 
 
 class RecordingTrainer(RecordingMixin, Trainer):

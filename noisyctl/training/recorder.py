@@ -159,7 +159,6 @@ class Recorder:
                                 f"({', '.join(CHANNELS)})")
         self.channels = dict(channels or {})
         self.allow_partial = allow_partial
-        self._partial_epoch: int | None = None  # the one epoch a mid-epoch resume leaves partial
         self.record_probs = c <= PROBS_AUTO_MAX_CLASSES if record_probs is None else bool(record_probs)
         self.info = dict(info or {})
         self.dist = distributed.current()
@@ -228,7 +227,7 @@ class Recorder:
         self._late_sum, self._late_count = own.get("late_sum"), int(own.get("late_count", 0))
         self.resumed_state = state.get("training")
 
-    def resume_from(self, epochs_done: int, *, partial: bool = False) -> None:
+    def resume_from(self, epochs_done: int) -> None:
         """Continue the recording where your training resumes from a checkpoint of its own.
 
         A framework (Lightning, the Hugging Face Trainer) or your loop may restore a checkpoint older
@@ -242,10 +241,8 @@ class Recorder:
             The epochs your training has finished, as its checkpoint says (0: it starts afresh).
             Sealed epochs after it are discarded: they belong to training the checkpoint undoes.
             Where one of them was averaged into the late-epoch probabilities, the average starts
-            again from the resumed epoch.
-        partial : bool, default False
-            The checkpoint was written mid-epoch and the resumed epoch skips the samples it had
-            presented: record NaN for those in that epoch rather than refusing it.
+            again from the resumed epoch. A checkpoint written mid-epoch resumes that epoch without
+            the samples it had presented: seal it with ``end_epoch(partial=True)``.
 
         Raises
         ------
@@ -262,7 +259,6 @@ class Recorder:
                                 f"the start to record this run")
         if epochs_done < self.epochs_done:
             self._rewind(epochs_done)
-        self._partial_epoch = epochs_done if partial else None
 
     def _rewind(self, epochs_done: int) -> None:
         """Forget the sealed epochs from ``epochs_done`` on (see :meth:`resume_from`)."""
@@ -483,7 +479,8 @@ class Recorder:
     def _late(self, epoch: int) -> bool:
         return self.epochs is None or epoch >= self.epochs - max(1, self.epochs // 4)
 
-    def end_epoch(self, figures: dict[str, float] | None = None, state: Any = None) -> dict[str, float]:
+    def end_epoch(self, figures: dict[str, float] | None = None, state: Any = None, *,
+                  partial: bool = False) -> dict[str, float]:
         """Seal the epoch: check it, merge ranks, write its shard and ``state`` atomically.
 
         Parameters
@@ -493,6 +490,10 @@ class Recorder:
         state : any, optional
             What your loop needs to resume (``model.state_dict()``, the optimizer's, ...): tensors and
             plain values, loaded back with ``weights_only=True`` as :attr:`resumed_state`.
+        partial : bool, default False
+            The epoch did not present every sample, by design: training stopped in mid-epoch (a
+            step budget), or resumed in mid-epoch from a checkpoint. The samples it left out are
+            NaN in it, as with ``allow_partial`` for every epoch.
 
         Returns
         -------
@@ -542,7 +543,7 @@ class Recorder:
         self.dist.max_(steps)
         seen = count > 0
         missing = int((~seen).sum())
-        if missing and not (self.allow_partial or epoch == self._partial_epoch):
+        if missing and not (self.allow_partial or partial):
             first = self.labels.ids[int(torch.nonzero(~seen)[0])]
             raise NoisyctlError(f"epoch {epoch + 1}: {missing} of {self.num_samples} samples were not presented "
                                 f"(first: '{first}'); present every sample each epoch, or "
