@@ -153,7 +153,7 @@ def test_a_lightning_fit_resumed_or_started_afresh_records_each_of_its_epochs_on
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             self.crash(trainer.current_epoch, batch_idx)
 
-    def fit(out, crash=None, ckpt_path=None, max_steps=-1, **checkpoint):
+    def fit(out, crash=None, ckpt_path=None, max_steps=-1, data=loader, **checkpoint):
         callbacks = [RecordDynamics(out, labels, true_labels=truth), Crashing(crash or (lambda e, b: None))]
         if checkpoint:
             callbacks.append(ModelCheckpoint(dirpath=tmp_path / f"{out.stem}-ckpt", save_last=True, save_top_k=-1,
@@ -162,7 +162,7 @@ def test_a_lightning_fit_resumed_or_started_afresh_records_each_of_its_epochs_on
                                     enable_progress_bar=False, enable_model_summary=False,
                                     enable_checkpointing=bool(checkpoint), callbacks=callbacks)
         torch.manual_seed(0)
-        trainer.fit(Module(digits_mlp(), momentum=0.9), loader, ckpt_path=ckpt_path)
+        trainer.fit(Module(digits_mlp(), momentum=0.9), data, ckpt_path=ckpt_path)
 
     def mean_losses(path, epochs=6):
         loss = dynamics(path)["train_loss"]
@@ -198,6 +198,11 @@ def test_a_lightning_fit_resumed_or_started_afresh_records_each_of_its_epochs_on
     fit(tmp_path / "budget.h5", max_steps=3 * 29 + 13)
     losses, missing = mean_losses(tmp_path / "budget.h5", epochs=4)
     assert missing.tolist() == [0, 0, 0, len(labels) - 13 * 64] and np.all(np.diff(losses[:3]) < 0)
+
+    # A loader that drops its last, short batch leaves 5 samples out of every epoch.
+    fit(tmp_path / "dropped.h5", data=DataLoader(loader.dataset, batch_size=64, shuffle=True, drop_last=True))
+    losses, missing = mean_losses(tmp_path / "dropped.h5")
+    assert missing.tolist() == [len(labels) % 64] * 6 and np.all(np.diff(losses) < 0)
 
 
 def tickets_as_tokens(samples=600, length=40):

@@ -107,10 +107,14 @@ class RecordDynamics(Callback):
         if self.record_eval:
             loader = self.eval_dataloader if self.eval_dataloader is not None else trainer.train_dataloader
             self.recorder.evaluate(pl_module, loader, device=pl_module.device, unpack=_split)
-        # Not every sample was presented in an epoch resumed mid-way, or one cut short (max_steps,
-        # a stop request): the ones left out are NaN in it.
+        # Not every sample was presented in an epoch resumed mid-way, one cut short (max_steps, a
+        # stop request), or any epoch of a fit that leaves some out (drop_last, limit_train_batches):
+        # the ones left out are NaN in it.
         cut_short = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
-        self.recorder.end_epoch(partial=cut_short or trainer.current_epoch == self._resumed_mid_epoch)
+        leaves_some_out = (bool(getattr(trainer.train_dataloader, "drop_last", False))
+                           or trainer.limit_train_batches != 1.0)
+        self.recorder.end_epoch(partial=cut_short or leaves_some_out
+                                or trainer.current_epoch == self._resumed_mid_epoch)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if self.recorder is not None and self.recorder.epochs_done:

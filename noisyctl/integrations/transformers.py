@@ -44,8 +44,9 @@ class _SealEpochs(TrainerCallback):
         return control
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        # An epoch cut short by max_steps presented only some samples: the rest are NaN in it.
-        self.owner._end_epoch(cut_short=control.should_training_stop)
+        # An epoch cut short by max_steps, or any epoch that drops the last batch, presented only
+        # some samples: the rest are NaN in it.
+        self.owner._end_epoch(cut_short=control.should_training_stop or args.dataloader_drop_last)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
