@@ -111,8 +111,9 @@ class RecordDynamics(Callback):
         # stop request), or any epoch of a fit that leaves some out (drop_last, limit_train_batches):
         # the ones left out are NaN in it.
         cut_short = trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step
+        limit = trainer.limit_train_batches  # a share (1.0: all), or a count of batches (1: one)
         leaves_some_out = (bool(getattr(trainer.train_dataloader, "drop_last", False))
-                           or trainer.limit_train_batches != 1.0)
+                           or not (isinstance(limit, float) and limit >= 1.0))
         self.recorder.end_epoch(partial=cut_short or leaves_some_out
                                 or trainer.current_epoch == self._resumed_mid_epoch)
 
