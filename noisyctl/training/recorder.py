@@ -75,7 +75,8 @@ class Recorder:
 
     Sealed epochs live in ``PATH.ckpt/`` with the training state you hand to :meth:`end_epoch`; a
     Recorder created again on the same path after a crash resumes there (:attr:`epochs_done`,
-    :attr:`resumed_state`). Under ``torch.distributed`` each rank records the samples it saw and
+    :attr:`resumed_state`); a loop, or a framework, that restores a checkpoint of its own says
+    where with :meth:`resume_from`. Under ``torch.distributed`` each rank records the samples it saw and
     :meth:`end_epoch` merges them, so every rank must call it; only rank 0 writes files.
 
     Parameters
