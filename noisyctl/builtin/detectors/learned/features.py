@@ -51,7 +51,11 @@ def _carry_forward(block: dict[str, np.ndarray], last: dict[str, np.ndarray]) ->
     rest of the run and rank as the highest loss at every step after. ``last`` carries each
     channel's latest filled column from block to block."""
     for name, values in block.items():
-        if not np.issubdtype(values.dtype, np.floating):
+        floating = np.issubdtype(values.dtype, np.floating)
+        if not (np.isnan(values).any() if floating else (values < 0).any()):
+            last[name] = values[:, -1].copy()  # the common case, a block with every record: one pass
+            continue
+        if not floating:
             values = block[name] = values.astype(np.float32)  # a prediction of -1: missing
             values[values < 0] = np.nan
         for e in range(values.shape[1]):
@@ -61,8 +65,8 @@ def _carry_forward(block: dict[str, np.ndarray], last: dict[str, np.ndarray]) ->
                 continue  # a channel no epoch has recorded so far
             if missing.any():
                 column[missing] = last[name][missing] if name in last else np.nanmedian(column)
-            last[name] = column
-        if name == "eval_pred":
+            last[name] = column.copy()  # not a view: it would keep the whole block alive
+        if not floating:
             block[name] = np.nan_to_num(values, nan=-1).astype(np.int32)
 
 
