@@ -94,6 +94,9 @@ def run_detector(run: RunFile, name: str, options: dict[str, Any] | None = None)
     if scores.shape != (run.num_samples,):
         raise NoisyctlError(f"detector '{name}' from {registration.provenance()} returned {scores.shape} scores "
                             f"for {run.num_samples} samples")
+    if run.num_samples and np.isnan(scores).all():  # every count and ranking after would be empty
+        raise NoisyctlError(f"detector '{name}' from {registration.provenance()} judged none of the "
+                            f"{run.num_samples:,} samples of this run; pick another with -d (loss reads any run)")
     # NaN means "not judged"; infinities become just beyond the finite extremes, so rankings hold.
     scores = scores.copy()
     finite = np.isfinite(scores)

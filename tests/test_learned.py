@@ -154,6 +154,33 @@ def test_a_partial_epoch_costs_the_learned_ranking_only_that_epoch(digits_run, t
     assert read["map"] > whole["map"] - 0.002 and read["precision_at_k"] > whole["precision_at_k"] - 0.01
 
 
+def test_a_run_evaluated_every_few_epochs_is_scored_and_one_never_evaluated_is_refused(digits_run, tmp_path, cli):
+    """A loop may run its eval pass every few epochs: the epochs between hold no eval record (NaN,
+    -1 for the prediction), and before the first one nothing does."""
+    import shutil
+
+    import h5py
+
+    def without_eval(out, epochs):
+        shutil.copy(digits_run, out)
+        with h5py.File(out, "r+") as h5:
+            for name in ("eval_prob", "eval_margin", "eval_loss", "eval_pred"):
+                values = h5[f"dynamics/{name}"][:]
+                values[:, epochs] = -1 if values.dtype.kind == "i" else np.nan
+                h5[f"dynamics/{name}"][:] = values
+        return out
+
+    every_third = without_eval(tmp_path / "every-third.h5", [0, 1, 3, 4])  # eval passes after epochs 3 and 6
+    with RunFile(digits_run) as run:
+        whole = run_detector(run, "learned").metrics
+    with RunFile(every_third) as run:
+        read = run_detector(run, "learned").metrics
+    assert read["judged"] == 1797 and read["map"] > whole["map"] - 0.01, (read, whole)
+    never = without_eval(tmp_path / "never.h5", slice(None))
+    assert ("detector 'learned' from plugin 'detectors' (noisyctl" in cli.error("detect", never, "--no-save")
+            and "judged none of the 1,797 samples of this run; pick another with -d" in cli.error("detect", never))
+
+
 def test_adapting_to_the_run_reorders_the_networks_own_probabilities(cli, pairflip_run):
     members, _ = load_weights(WEIGHTS_DIR / "learned.safetensors")
     with RunFile(pairflip_run) as run:

@@ -45,11 +45,12 @@ def _interpolation(epochs: int, steps: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def _carry_forward(block: dict[str, np.ndarray], last: dict[str, np.ndarray]) -> None:
-    """Fill, in place, the records of samples an epoch did not present (NaN; -1 for a prediction:
-    a partial epoch, or one resumed mid-way) with the sample's record of the epoch before, and in
-    an opening epoch with the epoch's median. A NaN would otherwise stay in its running sums for the
-    rest of the run and rank as the highest loss at every step after. ``last`` carries each
-    channel's latest filled column from block to block."""
+    """Fill, in place, the records an epoch lacks (NaN; -1 for a prediction): a sample it did not
+    present (a partial epoch, or one resumed mid-way), or every sample of an epoch without an eval
+    pass (a loop that evaluates every few epochs). Each takes the sample's record of the epoch
+    before; before a channel's first record, that first record (the median where it lacks the
+    sample too). A NaN would otherwise stay in the running sums for the rest of the run, or leave
+    every sample unscored. ``last`` carries each channel's latest column from block to block."""
     for name, values in block.items():
         floating = np.issubdtype(values.dtype, np.floating)
         if not (np.isnan(values).any() if floating else (values < 0).any()):
@@ -58,13 +59,18 @@ def _carry_forward(block: dict[str, np.ndarray], last: dict[str, np.ndarray]) ->
         if not floating:
             values = block[name] = values.astype(np.float32)  # a prediction of -1: missing
             values[values < 0] = np.nan
+        if name not in last:
+            recorded = [e for e in range(values.shape[1]) if not np.isnan(values[:, e]).all()]
+            if not recorded:
+                continue  # no record of this channel yet: its epochs stay unread
+            first = values[:, recorded[0]].copy()
+            first[np.isnan(first)] = np.nanmedian(first)
+            last[name] = first
         for e in range(values.shape[1]):
             column = values[:, e]
             missing = np.isnan(column)
-            if missing.all() and name not in last:
-                continue  # a channel no epoch has recorded so far
             if missing.any():
-                column[missing] = last[name][missing] if name in last else np.nanmedian(column)
+                column[missing] = last[name][missing]
             last[name] = column.copy()  # not a view: it would keep the whole block alive
         if not floating:
             block[name] = np.nan_to_num(values, nan=-1).astype(np.int32)
