@@ -52,7 +52,7 @@ class AumDetector(BlockDetector):
         self.percentile = float(percentile)
 
     def score_block(self, block):
-        return -block["train_margin"].mean(axis=1, dtype=np.float64)
+        return -presented_mean(block["train_margin"])
 
     def score(self, dynamics) -> DetectorResult:
         """With threshold samples (train --aum-threshold-set), flag every sample whose AUM is below
@@ -93,12 +93,24 @@ class ForgettingDetector(BlockDetector):
     reads = ("train_margin",)
 
     def score_block(self, block):
-        correct = block["train_margin"] > 0  # right exactly when the given label's logit leads
-        events = (correct[:, :-1] & ~correct[:, 1:]).sum(axis=1)
-        wrong_share = 1.0 - correct.mean(axis=1)
+        margin = block["train_margin"]
+        seen = ~np.isnan(margin)  # an epoch that did not present a sample (NaN) is no presentation of it
+        correct = margin > 0  # right exactly when the given label's logit leads
+        if seen.all():
+            events = (correct[:, :-1] & ~correct[:, 1:]).sum(axis=1)
+        else:  # each presentation against the one before it, over the epochs between
+            epochs = np.arange(margin.shape[1])
+            latest = np.maximum.accumulate(np.where(seen, epochs, -1), axis=1)
+            before = np.concatenate((np.full((len(margin), 1), -1), latest[:, :-1]), axis=1)
+            was_right = np.take_along_axis(correct, np.maximum(before, 0), axis=1) & (before >= 0)
+            events = (seen & was_right & ~correct).sum(axis=1)
+        presented = seen.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wrong_share = 1.0 - correct.sum(axis=1) / presented
         never_learned = ~correct.any(axis=1)
         # Ties among equal event counts are broken by how often the sample was wrong (a share < 1).
-        return np.where(never_learned, correct.shape[1] + 1.0, events + wrong_share)
+        scores = np.where(never_learned, correct.shape[1] + 1.0, events + wrong_share)
+        return np.where(presented > 0, scores, np.nan)
 
 
 class DataMapDetector(BlockDetector):
@@ -107,9 +119,9 @@ class DataMapDetector(BlockDetector):
     reads = ("eval_prob", "eval_pred")
 
     def score_block(self, block):
-        prob = block["eval_prob"].astype(np.float64)
-        confidence = prob.mean(axis=1)
-        correctness = (block["eval_pred"] == block["given_label"][:, None]).mean(axis=1)
+        pred = block["eval_pred"]
+        confidence = presented_mean(block["eval_prob"].astype(np.float64))  # over the epochs evaluated
+        correctness = presented_mean(np.where(pred >= 0, pred == block["given_label"][:, None], np.nan))
         # Correctness separates samples of equal confidence: the one the model never agreed with first.
         return (1.0 - confidence) + 1e-3 * (1.0 - correctness)
 
@@ -124,11 +136,17 @@ class GmmLossDetector(Detector):
 
     def score(self, dynamics):
         loss = LossDetector().score(dynamics).scores
+        presented = ~np.isnan(loss)  # a sample never trained on has no loss: not judged
+        scores, flagged = np.full(len(loss), np.nan), np.zeros(len(loss), dtype=bool)
+        if not presented.any():
+            return DetectorResult(scores, flagged=flagged, info={"reg_covar": self.reg_covar})
+        loss = loss[presented]
         posterior = gmm_noisy_posterior(loss, self.reg_covar)
         span = loss.max() - loss.min() or 1.0
         # Saturated posteriors tie at 1.0; the loss itself orders them, far below any real difference.
-        scores = posterior + 1e-6 * (loss - loss.min()) / span
-        return DetectorResult(scores, flagged=posterior > 0.5, info={"reg_covar": self.reg_covar})
+        scores[presented] = posterior + 1e-6 * (loss - loss.min()) / span
+        flagged[presented] = posterior > 0.5
+        return DetectorResult(scores, flagged=flagged, info={"reg_covar": self.reg_covar})
 
 
 class ReweightDetector(BlockDetector):

@@ -78,6 +78,8 @@ class LearnedDetector(TrainableDetector):
                 probability = adapt_to_run(inputs, probability, judged=judged)
             return DetectorResult(probability, flagged=probability > 0.5, info=info)
         mean_loss = read_run_evidence(dynamics).mean_loss  # what detect's estimate reads, read once
+        unpresented = np.isnan(mean_loss)  # never trained on: no dynamics to judge it by, as for `loss`
+        judged &= ~unpresented
         estimate = run_noise_rate(dynamics, judged)
         info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
         if self.adapt and estimate.rate < LOW_NOISE_RATE and estimate.high < LOW_NOISE_HIGH:
@@ -89,6 +91,7 @@ class LearnedDetector(TrainableDetector):
             names = meta["features"]
             probability = adapt_to_run(inputs, probability, judged=judged,
                                        running_margin=names.index(RUNNING_MARGIN) if RUNNING_MARGIN in names else None)
+        probability = np.where(unpresented, np.nan, probability)
         if estimate.model_never_learned:  # the run's model stayed at chance: nothing to flag
             info["flags"] = "none: the model did not learn"
             return DetectorResult(probability, flagged=np.zeros(len(probability), dtype=bool), info=info)

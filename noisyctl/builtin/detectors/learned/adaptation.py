@@ -23,9 +23,11 @@ LOSS_FLOOR = 2.0 ** -11
 
 
 def reordered(probability: np.ndarray, order_by: np.ndarray) -> np.ndarray:
-    """The same probabilities handed out in the order of ``order_by`` (highest to the highest)."""
-    out = np.empty_like(probability)
-    out[np.argsort(order_by, kind="stable")] = np.sort(probability)
+    """The probabilities of the samples ``order_by`` ranks, handed out in its order (highest to the
+    highest); a sample it cannot rank (NaN: never presented) is not judged (NaN)."""
+    out = np.full_like(probability, np.nan)
+    ranked = np.flatnonzero(~np.isnan(order_by))
+    out[ranked[np.argsort(order_by[ranked], kind="stable")]] = np.sort(probability[ranked])
     return out
 
 
