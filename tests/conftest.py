@@ -48,6 +48,27 @@ class Cli:
         return lines[0]
 
 
+def run_with_gaps(run, out, channels, missing):
+    """A copy of run file ``run`` at ``out`` whose dynamics ``channels`` hold no record (NaN; -1 in
+    integer channels) where the [samples, epochs] mask ``missing`` is set: what a loop records that
+    left samples out of epochs, or skipped eval passes."""
+    import shutil
+
+    import h5py
+
+    shutil.copy(run, out)
+    with h5py.File(out, "r+") as h5:
+        for name in channels:
+            values = h5[f"dynamics/{name}"][:]
+            values[missing] = -1 if values.dtype.kind == "i" else float("nan")
+            h5[f"dynamics/{name}"][:] = values
+    return out
+
+
+TRAINING_CHANNELS = ("train_loss", "train_margin", "train_step")
+EVAL_CHANNELS = ("eval_prob", "eval_margin", "eval_loss", "eval_pred")
+
+
 @contextmanager
 def interrupted_in_epoch(epoch: int):
     """Inside the block, training raises KeyboardInterrupt as it reaches ``epoch`` (0-based), as a Ctrl-C would."""

@@ -186,23 +186,15 @@ def test_every_builtin_detector_reads_a_run_with_gaps(digits_run, tmp_path):
     of each epoch (partial epochs) are NaN in the training channels: each detector that reads them
     leaves exactly the never-trained samples unjudged, and every one ranks about as well as on the
     whole run (aum, forgetting and gmm-loss judged no sample of such a run, or failed)."""
-    import shutil
+    from conftest import TRAINING_CHANNELS, run_with_gaps
 
-    import h5py
-
-    gappy = shutil.copy(digits_run, tmp_path / "gappy.h5")
-    rng = np.random.default_rng(0)
-    with h5py.File(gappy, "r+") as h5:
-        n, epochs = h5["dynamics/train_loss"].shape
-        never = rng.random(n) < 0.1
-        left_out = never[:, None] | (rng.random((n, epochs)) < 0.25)
-        for name in ("train_loss", "train_margin", "train_step"):
-            values = h5[f"dynamics/{name}"][:]
-            values[left_out] = -1 if values.dtype.kind == "i" else np.nan
-            h5[f"dynamics/{name}"][:] = values
     names = [name for name in plugins.registry().names("detector") if name not in ("needs-eval", "reweight")]
+    rng = np.random.default_rng(0)
     with RunFile(digits_run) as run:
+        never = rng.random(run.num_samples) < 0.1
+        left_out = never[:, None] | (rng.random((run.num_samples, run.num_epochs)) < 0.25)
         whole = {name: run_detector(run, name).metrics for name in names}
+    gappy = run_with_gaps(digits_run, tmp_path / "gappy.h5", TRAINING_CHANNELS, left_out)
     with RunFile(gappy) as run:
         for name in names:
             outcome = run_detector(run, name)

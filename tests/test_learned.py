@@ -136,20 +136,13 @@ def test_the_shipped_default_detectors_were_trained_without_digits_and_find_its_
 def test_a_partial_epoch_costs_the_learned_ranking_only_that_epoch(digits_run, tmp_path):
     """An epoch that left a third of the samples out (a partial epoch, or one resumed mid-way) records
     NaN for them; read as such, a NaN stays in the running means and ranks as the highest loss."""
-    import shutil
+    from conftest import TRAINING_CHANNELS, run_with_gaps
 
-    import h5py
-
-    partial = shutil.copy(digits_run, tmp_path / "partial.h5")
-    with h5py.File(partial, "r+") as h5:
-        left_out = np.random.default_rng(0).random(h5["dynamics/train_loss"].shape[0]) < 1 / 3
-        for name, missing in (("train_loss", np.nan), ("train_margin", np.nan), ("train_step", -1)):
-            column = h5[f"dynamics/{name}"][:, 2]
-            column[left_out] = missing
-            h5[f"dynamics/{name}"][:, 2] = column
     with RunFile(digits_run) as run:
+        missing = np.zeros((run.num_samples, run.num_epochs), dtype=bool)
+        missing[:, 2] = np.random.default_rng(0).random(run.num_samples) < 1 / 3
         whole = run_detector(run, "learned").metrics
-    with RunFile(partial) as run:
+    with RunFile(run_with_gaps(digits_run, tmp_path / "partial.h5", TRAINING_CHANNELS, missing)) as run:
         read = run_detector(run, "learned").metrics
     assert read["map"] > whole["map"] - 0.002 and read["precision_at_k"] > whole["precision_at_k"] - 0.01
 
@@ -157,26 +150,16 @@ def test_a_partial_epoch_costs_the_learned_ranking_only_that_epoch(digits_run, t
 def test_a_run_evaluated_every_few_epochs_is_scored_and_one_never_evaluated_is_refused(digits_run, tmp_path, cli):
     """A loop may run its eval pass every few epochs: the epochs between hold no eval record (NaN,
     -1 for the prediction), and before the first one nothing does."""
-    import shutil
+    from conftest import EVAL_CHANNELS, run_with_gaps
 
-    import h5py
-
-    def without_eval(out, epochs):
-        shutil.copy(digits_run, out)
-        with h5py.File(out, "r+") as h5:
-            for name in ("eval_prob", "eval_margin", "eval_loss", "eval_pred"):
-                values = h5[f"dynamics/{name}"][:]
-                values[:, epochs] = -1 if values.dtype.kind == "i" else np.nan
-                h5[f"dynamics/{name}"][:] = values
-        return out
-
-    every_third = without_eval(tmp_path / "every-third.h5", [0, 1, 3, 4])  # eval passes after epochs 3 and 6
     with RunFile(digits_run) as run:
+        every_third = np.zeros((run.num_samples, run.num_epochs), dtype=bool)
+        every_third[:, [0, 1, 3, 4]] = True  # eval passes after epochs 3 and 6
         whole = run_detector(run, "learned").metrics
-    with RunFile(every_third) as run:
+    with RunFile(run_with_gaps(digits_run, tmp_path / "every-third.h5", EVAL_CHANNELS, every_third)) as run:
         read = run_detector(run, "learned").metrics
     assert read["judged"] == 1797 and read["map"] > whole["map"] - 0.01, (read, whole)
-    never = without_eval(tmp_path / "never.h5", slice(None))
+    never = run_with_gaps(digits_run, tmp_path / "never.h5", EVAL_CHANNELS, np.ones_like(every_third))
     assert ("detector 'learned' from plugin 'detectors' (noisyctl" in cli.error("detect", never, "--no-save")
             and "judged none of the 1,797 samples of this run; pick another with -d" in cli.error("detect", never))
 
