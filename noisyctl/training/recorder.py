@@ -289,6 +289,7 @@ class Recorder:
                 self._lock()
                 return
             self._save_state(epochs_done, None)  # first: a kill now leaves a state that names no lost shard
+            self.checkpoints.array_path("features").unlink(missing_ok=True)  # a discarded epoch's
             for shard in sorted(self.checkpoints.folder.glob("epoch_*.npz")):
                 if int(shard.stem.split("_")[1]) >= epochs_done:
                     shard.unlink()
