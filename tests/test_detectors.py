@@ -143,6 +143,10 @@ def test_forgetting_counts_right_then_wrong_and_puts_never_learned_first():
     scores = detector("forgetting").score(ArrayDynamics([0, 0, 1, 1], train_margin=margin)).scores
     assert scores[2] > scores[0] > scores[3] > scores[1]
     assert np.floor(scores[[0, 1, 3]]).tolist() == [2, 0, 1]
+    # Epochs that did not present a sample (NaN) are no presentation: each is compared with the one before.
+    gappy = np.array([[1, np.nan, -1, np.nan, 1], [np.nan, 1, np.nan, np.nan, 1], [np.nan] * 5], dtype=np.float32)
+    scores = detector("forgetting").score(ArrayDynamics([0, 0, 0], train_margin=gappy)).scores
+    assert scores[0] == pytest.approx(1 + 1 / 3) and scores[1] == 0 and np.isnan(scores[2])
 
 
 def test_datamap_scores_low_confidence_first():
