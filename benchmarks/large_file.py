@@ -45,7 +45,8 @@ def generate(path: Path, samples: int, epochs: int, classes: int = 10, noise: fl
                     dataset={"name": "generated", "root": None, "options": {}}, true_labels=true)
     t = np.arange(epochs, dtype=np.float32)[None, :]
     with h5py.File(path, "w") as h5:
-        new_file(h5, RUN, num_epochs=epochs, plugins={}, training={"model": "generated", "epochs": epochs})
+        new_file(h5, RUN, num_epochs=epochs, dataset=labels.dataset, plugins={},
+                 training={"model": "generated", "epochs": epochs})
         labels.write(h5)
         for name in ("train_loss", "train_accuracy", "learning_rate", "seconds"):
             write_field(h5, f"epochs/{name}", np.zeros(epochs))
