@@ -134,17 +134,16 @@ def _gaussians(z: np.ndarray, start: tuple | None = None, iterations: int = 200)
     previous = -np.inf
     for _ in range(iterations):
         log_p, total = _log_densities(z, w, mu, sd)
-        post = np.exp(log_p - total[:, None])
+        post = np.exp(log_p - total)  # (K, N): sums over the samples run along rows, far faster
         ll = float(total.sum())
-        by_component = np.ascontiguousarray(post.T)  # sums over the samples run along rows: far faster
-        mass = by_component.sum(axis=1) + 1e-12
+        mass = post.sum(axis=1) + 1e-12
         w = np.clip(mass / len(z), 1e-6, 1 - 1e-6)
-        mu = (by_component * z).sum(axis=1) / mass
-        sd = np.sqrt((by_component * (z - mu[:, None]) ** 2).sum(axis=1) / mass) + floor
+        mu = (post * z).sum(axis=1) / mass
+        sd = np.sqrt((post * (z - mu[:, None]) ** 2).sum(axis=1) / mass) + floor
         if ll - previous < 1e-7 * abs(ll):
             break
         previous = ll
-    return w, mu, sd, ll, post[:, int(np.argmax(mu))]
+    return w, mu, sd, ll, post[int(np.argmax(mu))]
 
 
 def _split_start(z: np.ndarray, cuts: tuple) -> tuple:
@@ -289,17 +288,18 @@ def _mode_stands(z: np.ndarray, fit: tuple, ll2: float, steady: np.ndarray | Non
 
 
 def _log_densities(z: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each value's log density under each weighted component (N, K), and under the mixture (N,)."""
-    log_p = np.log(w) - np.log(sd) - 0.5 * ((z[:, None] - mu) / sd) ** 2 - 0.5 * np.log(2 * np.pi)
-    # Reduced a column at a time: numpy reduces the few components of each row slowly, and for so
-    # few the sum adds them in the same order, so the result is the same to the bit.
-    top = log_p[:, 0].copy()
-    for k in range(1, log_p.shape[1]):
-        np.maximum(top, log_p[:, k], out=top)
-    scaled = np.exp(log_p - top[:, None])
-    total = scaled[:, 0].copy()
-    for k in range(1, log_p.shape[1]):
-        total += scaled[:, k]
+    """Each value's log density under each weighted component (K, N), and under the mixture (N,)."""
+    w, mu, sd = (np.asarray(v, dtype=np.float64)[:, None] for v in (w, mu, sd))
+    log_p = np.log(w) - np.log(sd) - 0.5 * ((z[None, :] - mu) / sd) ** 2 - 0.5 * np.log(2 * np.pi)
+    # Reduced a component at a time: numpy reduces across the few components of each sample slowly,
+    # and for so few the sum adds them in the same order either way.
+    top = log_p[0].copy()
+    for row in log_p[1:]:
+        np.maximum(top, row, out=top)
+    scaled = np.exp(log_p - top)
+    total = scaled[0].copy()
+    for row in scaled[1:]:
+        total += row
     return log_p, top + np.log(total)
 
 
