@@ -18,7 +18,7 @@ from rich.table import Table
 
 from noisyctl import plugins
 from noisyctl.data import load_dataset
-from noisyctl.detection import run_detector
+from noisyctl.detection import make_detector, run_detector
 from noisyctl.store import RunFile
 from noisyctl.synth import synthesize
 from noisyctl.training import TrainOptions, train
@@ -52,11 +52,14 @@ def main() -> None:
                 cells = []
                 with RunFile(path) as run:
                     for name in detectors:
+                        if run.lacking(make_detector(name, {})[0].reads):  # reweight reads a reweight run
+                            cells.append("-")
+                            continue
                         m = run_detector(run, name).metrics
                         maps[name].append(m["map"])
                         cells.append(f"{m['map']:.3f} / {m['auc']:.3f} / {m['precision_at_k']:.3f}")
                 table.add_row(f"{noise} {rate:.0%} seed {seed}", *cells, f"{seconds:.1f}")
-    table.add_row("[bold]mean mAP", *(f"[bold]{np.mean(maps[n]):.3f}" for n in detectors), "")
+    table.add_row("[bold]mean mAP", *(f"[bold]{np.mean(maps[n]):.3f}" if maps[n] else "-" for n in detectors), "")
     console.print(table)
 
 
