@@ -198,6 +198,8 @@ def test_a_lightning_fit_resumed_or_started_afresh_records_each_of_its_epochs_on
     fit(tmp_path / "budget.h5", max_steps=3 * 29 + 13)
     losses, missing = mean_losses(tmp_path / "budget.h5", epochs=4)
     assert missing.tolist() == [0, 0, 0, len(labels) - 13 * 64] and np.all(np.diff(losses[:3]) < 0)
+    with h5py.File(tmp_path / "budget.h5") as h5:  # its late epochs are the last it reached, not max_epochs'
+        assert '"epochs": 4' in h5.attrs["training"].decode() and "late_mean" in h5["probs"]
 
     # A loader that drops its last, short batch leaves 5 samples out of every epoch.
     fit(tmp_path / "dropped.h5", data=DataLoader(loader.dataset, batch_size=64, shuffle=True, drop_last=True))
@@ -320,6 +322,8 @@ def test_a_transformers_trainer_resumed_or_stopped_mid_epoch_records_each_of_its
     # samples they left out are NaN in them, and only there.
     assert loss.shape == (len(labels), 4)
     assert np.isnan(loss).sum(axis=0).tolist() == [0, 6 * 32, 0, len(labels) - 13 * 32]
+    with h5py.File(tmp_path / "hf.h5") as h5:  # the epochs max_steps takes, not num_train_epochs' default 3
+        assert '"epochs": 4' in h5.attrs["training"].decode()
     assert np.all(np.diff(np.nanmean(loss, axis=0)[:3]) < 0)  # no climb back: one training, not two spliced
 
 

@@ -13,6 +13,7 @@ Under Lightning's DDP strategies every process records its share and the Recorde
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ class RecordDynamics(Callback):
         count beside the losses' (see :meth:`noisyctl.Recorder.close`); checked when the fit starts.
     **recorder_options
         Passed to :class:`noisyctl.Recorder` (``class_names``, ``ids``, ``true_labels``, ...).
-        ``epochs`` defaults to the trainer's ``max_epochs``.
+        ``epochs`` defaults to the trainer's ``max_epochs``, or the epochs ``max_steps`` reaches first.
 
     Examples
     --------
@@ -91,6 +92,12 @@ class RecordDynamics(Callback):
         # the recording continues where the trainer does, not where an interrupted recording stopped.
         # A mid-epoch checkpoint resumes that epoch after the batches it had trained.
         self.recorder.resume_from(trainer.current_epoch)
+        if "epochs" not in self.recorder_options and trainer.max_steps > 0 and trainer.num_training_batches:
+            # max_steps may end the fit before max_epochs: the late epochs are those it reaches
+            batches = trainer.max_steps * trainer.accumulate_grad_batches
+            reached = math.ceil(batches / trainer.num_training_batches)
+            planned = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else reached
+            self.recorder.epochs = min(reached, planned)
         resumed_batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
         self._resumed_mid_epoch = trainer.current_epoch if resumed_batches > 0 else None
 

@@ -37,6 +37,8 @@ class _SealEpochs(TrainerCallback):
         # The Trainer has loaded its checkpoint's state (``train(resume_from_checkpoint=...)``), or
         # starts at 0: the recording continues where the Trainer does. A checkpoint written mid-epoch
         # resumes that epoch after the batches it had trained, unless ignore_data_skip starts it over.
+        # With max_steps the Trainer counts the epochs itself: num_train_epochs keeps its default.
+        self.owner._recorder_options["epochs"] = self.owner._epochs_given or int(state.num_train_epochs) or None
         epoch = float(state.epoch or 0.0)
         done = math.floor(epoch + 1e-6)
         self.owner._resume_point = done
@@ -75,7 +77,8 @@ class RecordingMixin:
         count beside the losses' (see :meth:`noisyctl.Recorder.close`); checked at the first batch.
     recorder_options : dict, optional
         Passed to :class:`noisyctl.Recorder` (``class_names``, ``true_labels``, ...); ``epochs``
-        defaults to ``num_train_epochs``.
+        defaults to the epochs the Trainer plans (``num_train_epochs``, or as many as ``max_steps``
+        takes).
     """
 
     def __init__(self, *args: Any, record_to: str | Path, record_labels: Any, record_eval: bool = True,
@@ -87,7 +90,7 @@ class RecordingMixin:
                                 f"TrainingArguments(remove_unused_columns=False)")
         self.index_key, self.record_eval = index_key, record_eval
         options = dict(recorder_options or {})
-        options.setdefault("epochs", int(self.args.num_train_epochs) or None)
+        self._epochs_given = options.get("epochs")  # else the Trainer's count, known as training begins
         self._record_to, self._record_labels, self._recorder_options = Path(record_to), record_labels, options
         self._record_out_of_fold = record_out_of_fold
         self._resume_point = 0  # the epochs the Trainer has done as it starts, and the one it resumes
