@@ -43,6 +43,16 @@ def _split(batch: Any) -> tuple[Any, Any]:
                         "'index'")
 
 
+def _planned_epochs(trainer) -> int | None:
+    """The epochs a fit runs: ``max_epochs``, or fewer where ``max_steps`` ends it first (None: no
+    bound known)."""
+    planned = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+    if trainer.max_steps > 0 and trainer.num_training_batches:
+        reached = math.ceil(trainer.max_steps * trainer.accumulate_grad_batches / trainer.num_training_batches)
+        planned = reached if planned is None else min(planned, reached)
+    return planned
+
+
 class RecordDynamics(Callback):
     """Record training dynamics of a Lightning fit into a noisyctl run file.
 
@@ -80,10 +90,7 @@ class RecordDynamics(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Made here, in every process (after DDP has started its process group), never pickled.
         if stage == "fit" and (self.recorder is None or self.recorder.closed):  # closed: an earlier fit's
-            options = dict(self.recorder_options)
-            if trainer.max_epochs and trainer.max_epochs > 0:
-                options.setdefault("epochs", trainer.max_epochs)
-            self.recorder = Recorder(self.path, self.labels, **options)
+            self.recorder = Recorder(self.path, self.labels, **self.recorder_options)
             if self.out_of_fold is not None:  # a wrong array fails now, not after the fit
                 self.out_of_fold = self.recorder.check_out_of_fold(self.out_of_fold)
 
@@ -92,12 +99,8 @@ class RecordDynamics(Callback):
         # the recording continues where the trainer does, not where an interrupted recording stopped.
         # A mid-epoch checkpoint resumes that epoch after the batches it had trained.
         self.recorder.resume_from(trainer.current_epoch)
-        if "epochs" not in self.recorder_options and trainer.max_steps > 0 and trainer.num_training_batches:
-            # max_steps may end the fit before max_epochs: the late epochs are those it reaches
-            batches = trainer.max_steps * trainer.accumulate_grad_batches
-            reached = math.ceil(batches / trainer.num_training_batches)
-            planned = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else reached
-            self.recorder.epochs = min(reached, planned)
+        if "epochs" not in self.recorder_options:  # the late epochs are the last of those the fit runs
+            self.recorder.epochs = _planned_epochs(trainer)
         resumed_batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
         self._resumed_mid_epoch = trainer.current_epoch if resumed_batches > 0 else None
 

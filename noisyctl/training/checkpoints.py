@@ -101,6 +101,14 @@ class Checkpoints:
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
+    def discard_from(self, epoch: int) -> None:
+        """Remove the shards of epoch ``epoch`` on, and the features array, which the last of them
+        saved: what a rewind to ``epoch`` sealed epochs leaves behind."""
+        for shard in self.folder.glob("epoch_*.npz"):
+            if int(shard.stem.split("_")[1]) >= epoch:
+                shard.unlink()
+        self.array_path("features").unlink(missing_ok=True)
+
     def discard_if_empty(self) -> None:
         """Remove the folder when it holds nothing to resume (a run that failed before its first epoch)."""
         if self.folder.is_dir() and not any(p.name != "lock" for p in self.folder.iterdir()):

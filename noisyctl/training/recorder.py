@@ -194,11 +194,7 @@ class Recorder:
     def _start(self, resume: bool | None, restart: bool) -> None:
         exists = self.checkpoints.exists()
         if exists and restart:
-            self.dist.barrier()  # every rank has looked before rank 0 deletes
-            if self.dist.is_main:
-                self.checkpoints.discard()
-                self._exits.close()  # the lock went with the folder: take a new one
-                self._lock()
+            self._discard_checkpoints()
             return
         if not exists:
             if resume:
@@ -227,6 +223,15 @@ class Recorder:
         self._shard_digests = list(digests) if digests else [None] * self.epochs_done
         self._late_sum, self._late_count = own.get("late_sum"), int(own.get("late_count", 0))
         self.resumed_state = state.get("training")
+
+    def _discard_checkpoints(self) -> None:
+        """Remove the interrupted recording's folder (rank 0, once every rank has read it) and take
+        the lock again, which went with it."""
+        self.dist.barrier()  # every rank has looked before rank 0 deletes
+        if self.dist.is_main:
+            self.checkpoints.discard()
+            self._exits.close()
+            self._lock()
 
     def resume_from(self, epochs_done: int) -> None:
         """Continue the recording where your training resumes from a checkpoint of its own.
@@ -281,18 +286,13 @@ class Recorder:
         self.resumed_state = None  # the state saved with a discarded epoch
         if self._device is not None:
             self._allocate(self._device)  # whether this epoch keeps probabilities depends on its number
+        if epochs_done == 0:
+            self._discard_checkpoints()
+            return
         self.dist.barrier()  # every rank has resumed before rank 0 deletes
         if self.dist.is_main:
-            if epochs_done == 0:
-                self.checkpoints.discard()
-                self._exits.close()  # the lock went with the folder: take a new one
-                self._lock()
-                return
             self._save_state(epochs_done, None)  # first: a kill now leaves a state that names no lost shard
-            self.checkpoints.array_path("features").unlink(missing_ok=True)  # a discarded epoch's
-            for shard in sorted(self.checkpoints.folder.glob("epoch_*.npz")):
-                if int(shard.stem.split("_")[1]) >= epochs_done:
-                    shard.unlink()
+            self.checkpoints.discard_from(epochs_done)
 
     def _step_after(self, epochs_done: int) -> int:
         """The step count after ``epochs_done`` sealed epochs: one past the last step a shard records."""
