@@ -207,6 +207,21 @@ def test_a_lightning_fit_resumed_or_started_afresh_records_each_of_its_epochs_on
     assert missing.tolist() == [len(labels) % 64] * 6 and np.all(np.diff(losses) < 0)
 
 
+def test_a_lightning_fit_plans_the_epochs_its_step_budget_reaches():
+    import math
+    from types import SimpleNamespace
+
+    from noisyctl.integrations.lightning import _planned_epochs
+
+    def fit(max_epochs, max_steps, batches, accumulate=1):
+        return SimpleNamespace(max_epochs=max_epochs, max_steps=max_steps, num_training_batches=batches,
+                               accumulate_grad_batches=accumulate)
+
+    assert _planned_epochs(fit(6, -1, 29)) == 6
+    assert _planned_epochs(fit(6, 100, 29)) == 4 and _planned_epochs(fit(None, 100, 29, accumulate=2)) == 7
+    assert _planned_epochs(fit(6, 100, math.inf)) == 6 and _planned_epochs(fit(-1, 100, math.inf)) is None
+
+
 def tickets_as_tokens(samples=600, length=40):
     """Tickets with 20% uniform noise, as word ids of a vocabulary built from the training texts."""
     spec = {"name": "tickets", "root": None, "options": {"samples": samples, "test_fraction": 0.0}}

@@ -47,7 +47,7 @@ def _planned_epochs(trainer) -> int | None:
     """The epochs a fit runs: ``max_epochs``, or fewer where ``max_steps`` ends it first (None: no
     bound known)."""
     planned = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-    if trainer.max_steps > 0 and trainer.num_training_batches:
+    if trainer.max_steps > 0 and 0 < trainer.num_training_batches < math.inf:  # inf: a loader of no length
         reached = math.ceil(trainer.max_steps * trainer.accumulate_grad_batches / trainer.num_training_batches)
         planned = reached if planned is None else min(planned, reached)
     return planned
