@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,45 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
     if "root" in options:  # every loader's first argument, never one of its options
         raise NoisyctlError(f"where dataset '{name}' lives is --data-root PATH (data_root: in a recipe), "
                             f"not a dataset option")
-    return {"name": name, "root": None if root is None else str(root), "options": options}
+    return {"name": name, "root": recorded_root(root), "options": options}
+
+
+def recorded_root(root: str | Path | None) -> str | None:
+    """A dataset's root as a labels or run file records it: absolute when it is a local path, so the
+    file reads the same from any folder; a root that names no local path (a third-party loader's URL
+    or key) is kept as given."""
+    if root is None:
+        return None
+    path = Path(root).expanduser()
+    return str(path.resolve()) if path.exists() else str(root)
+
+
+def recorded_dataset(spec: dict[str, Any], data: DatasetData) -> dict[str, Any]:
+    """A dataset spec as files record it, with what its inputs are (``kind``: image, features or
+    text), so that commands that show samples know whether there is text to show without loading
+    the data."""
+    return {**spec, "kind": data.kind}
+
+
+def load_labels_dataset(labels: Labels, source: str, data_root: str | Path | None = None) -> tuple[Labels, DatasetData]:
+    """The dataset a labels or run file names, checked to hold the same samples and classes.
+
+    ``data_root`` says where the data lives now, when it moved since the file was written (the
+    labels come back recording it)."""
+    if data_root is not None:
+        labels = replace(labels, dataset={**labels.dataset, "root": recorded_root(data_root)})
+    try:
+        data = load_dataset(labels.dataset)
+    except NoisyctlError as exc:
+        root = labels.dataset.get("root")
+        if data_root is None and root and not Path(root).expanduser().exists():
+            where = ("run from the folder it is relative to, or" if not Path(root).expanduser().is_absolute()
+                     else "if it has moved,")
+            raise NoisyctlError(f"{exc} ({source} names its data as {root}: {where} give train --data-root "
+                                f"PATH)") from None
+        raise
+    check_labels_match(labels, data, source)
+    return labels, data
 
 
 def load_dataset(spec: dict[str, Any]) -> DatasetData:
@@ -70,7 +109,7 @@ def load_dataset(spec: dict[str, Any]) -> DatasetData:
 def labels_from_dataset(spec: dict[str, Any], data: DatasetData) -> Labels:
     """The dataset's own labels, truth unknown (a real dataset, not a synthesized one)."""
     return Labels(ids=list(data.train.ids), given_labels=data.train.labels.copy(),
-                  class_names=list(data.class_names), dataset=spec,
+                  class_names=list(data.class_names), dataset=recorded_dataset(spec, data),
                   plugins={f"dataset:{spec['name']}": plugins.get("dataset", spec["name"]).origin})
 
 
@@ -88,8 +127,10 @@ def check_labels_match(labels: Labels, data: DatasetData, source: str) -> None:
 
 
 def sample_texts(spec: dict[str, Any], ids: list[str]) -> list[str] | None:
-    """The texts of these samples when the dataset is text and loads here (for the review CSV and
-    the report); None otherwise."""
+    """The texts of these samples when the dataset is text and loads here (for the suspects, the
+    review CSV and the report); None otherwise, without loading a dataset recorded as not text."""
+    if spec.get("kind", "text") != "text":
+        return None
     try:
         data = load_dataset(spec)
     except NoisyctlError:

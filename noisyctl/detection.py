@@ -11,6 +11,7 @@ import numpy as np
 
 from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
+from noisyctl.data import sample_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED, LOSS_CHANNELS,
                                NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END,
@@ -437,6 +438,11 @@ def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarr
             "score": float(scores[i]),
             "is_noisy": None if truth is None else bool(truth[i] != run.given_labels[i]),
         })
+    # Text samples' ids are hashes: the suspects carry their texts, which is what a reader judges.
+    texts = sample_texts(run.labels.dataset, [row["id"] for row in rows]) \
+        if rows and run.labels.dataset.get("kind") == "text" else None
+    for row, text in zip(rows, texts or []):
+        row["text"] = text
     return rows
 
 

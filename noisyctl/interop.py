@@ -444,10 +444,11 @@ def export_suspects(path: Path, suspects: list[dict[str, Any]]) -> dict[str, Any
         if path.suffix.lower() == ".json":
             tmp.write_text(json.dumps(suspects, indent=2), encoding="utf-8")
         else:
-            columns = ["rank", "id", "given", "true", "suggested", "score", "is_noisy"]
+            columns = ["rank", "id"] + (["text"] if suspects and "text" in suspects[0] else []) \
+                + ["given", "true", "suggested", "score", "is_noisy"]
             with open(tmp, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
-                writer.writerows({key: csv_cell(value) if key in ("id", "given", "true", "suggested") and value
+                writer.writerows({key: csv_cell(value) if key in ("id", "text", "given", "true", "suggested") and value
                                   is not None else value for key, value in row.items()} for row in suspects)
     return {"out": str(path), "rows": len(suspects)}

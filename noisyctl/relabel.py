@@ -30,7 +30,7 @@ def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
     """
     import torch
 
-    from noisyctl.data import check_labels_match, load_dataset
+    from noisyctl.data import load_labels_dataset
     from noisyctl.training import Checkpoints, SubsetSampleSet, Trainer, options_from_run
     from noisyctl.training.options import for_predicting
 
@@ -44,8 +44,7 @@ def held_out_probabilities(run, held: np.ndarray, progress=None) -> np.ndarray:
     labels = run.labels
     if labels.pruning:
         raise NoisyctlError(f"{run.path} was trained on a pruned labels file; relabel the run trained on all samples")
-    data = load_dataset(labels.dataset)
-    check_labels_match(labels, data, str(run.path))
+    labels, data = load_labels_dataset(labels, str(run.path))
     kept = np.flatnonzero(~held)
     options = for_predicting(options)
     trainer = Trainer(labels.subset(kept), replace(data, train=SubsetSampleSet(data.train, kept), test=None), options)

@@ -8,7 +8,7 @@ import numpy as np
 
 from noisyctl import plugins
 from noisyctl.api import NoiseContext, check_rate
-from noisyctl.data import load_dataset
+from noisyctl.data import load_dataset, recorded_dataset
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import Labels
 
@@ -49,7 +49,7 @@ def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
         raise NoisyctlError(f"noise '{noise}' ({registration.provenance()}) returned labels outside the classes")
     return Labels(
         ids=list(data.train.ids), given_labels=noisy.astype(np.int64), class_names=list(data.class_names),
-        dataset=spec, true_labels=clean,
+        dataset=recorded_dataset(spec, data), true_labels=clean,
         noise={"name": noise, "rate": rate, "seed": seed, "options": options,
                "flipped": int((noisy != clean).sum())},
         plugins={f"dataset:{spec['name']}": plugins.get("dataset", spec["name"]).origin,

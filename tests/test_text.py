@@ -11,6 +11,7 @@ import torch
 from noisyctl.api import ModelSpec, decode_texts, encode_text
 from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
+from noisyctl.store import RunFile
 from noisyctl import plugins
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,3 +88,32 @@ def test_text_inputs_round_trip_and_models_refuse_what_they_cannot_read():
                                                           input_kind="text"), options={"buckets": 64})
     logits = model(torch.stack([encode_text("hello world", 64), encode_text("", 64)]))
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+
+
+def test_a_text_file_named_relative_to_one_folder_trains_from_any_and_its_suspects_show_their_texts(
+        cli, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    records = [(f"ticket {i} about {'refund money back' if i % 2 else 'password login'}", "b" if i % 2 else "a")
+               for i in range(60)] + [("", "a")]
+    with open(project / "tickets.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *records])
+    monkeypatch.chdir(project)
+    cli("synth", "-d", "text", "--data-root", "tickets.csv", "--noise", "uniform", "--rate", "0.1", "-o", "labels.h5")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the labels file names its data wherever it is run from
+    trained = cli("train", "--labels", "project/labels.h5", "--epochs", "2", "--folds", "0", "-o", "run.h5")
+    assert "1 of 61 records has an empty 'text'" in " ".join(trained.stdout.split())
+    detect = cli.json("detect", "run.h5", "--top", "5")
+    data = load_dataset({"name": "text", "root": str(project / "tickets.csv"), "options": {}})
+    text_of = dict(zip(data.train.ids, data.train.texts))
+    assert len(detect["top"]) == 5 and all(row["text"] == text_of[row["id"]] for row in detect["top"])
+    cli("export", "run.h5", "--suspects", "suspects.csv", "--top", "5")
+    with open("suspects.csv", encoding="utf-8") as handle:
+        assert [row["text"] for row in csv.DictReader(handle)] == [row["text"] for row in detect["top"]]
+    (project / "tickets.csv").rename(tmp_path / "moved.csv")
+    assert "if it has moved, give train --data-root PATH" in cli.error(
+        "train", "--labels", "project/labels.h5", "--epochs", "1", "-o", "again.h5")
+    cli("train", "--labels", "project/labels.h5", "--data-root", "moved.csv", "--epochs", "1", "--folds", "0",
+        "-o", "again.h5")
+    with RunFile(tmp_path / "again.h5") as run:
+        assert run.labels.dataset["root"] == str(tmp_path / "moved.csv") and run.labels.dataset["kind"] == "text"

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, stderr, with_recipe
 from noisyctl.cli.progress import training_progress
-from noisyctl.data import load_dataset
+from noisyctl.data import load_labels_dataset
 from noisyctl.pruning import choose_removals, pruned_labels, removal_quality, stored_detector, whole_dataset_labels
 from noisyctl.store import RunFile, write_labels_file
 from noisyctl.training import options_from_run, train as train_run
@@ -60,7 +60,8 @@ def prune(
                            f"{rule['value']}) into {out_path}; retraining on the {result['kept']:,} kept ones, "
                            f"{options.epochs} epochs, into {p['retrain']}")
         with training_progress(not (p["quiet"] or p["json_output"])) as progress:
-            trained = train_run(pruned, load_dataset(pruned.dataset), options, Path(p["retrain"]), restart=True,
+            data = load_labels_dataset(pruned, str(run_path))[1]
+            trained = train_run(pruned, data, options, Path(p["retrain"]), restart=True,
                                 progress=progress, recipe=ctx.meta.get(RECIPE_KEY))
         result["retrained"] = {"out": trained["out"], "seconds": trained["seconds"],
                                "test_accuracy_before": None if before is None else float(before[-1]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textwrap import shorten
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,9 @@ from rich.table import Table
 
 from noisyctl.cli.common import printable
 from noisyctl.detection import estimate_words
+
+# How much of a suspect's text the table shows: enough to judge most labels; the CSVs hold all of it.
+SHOWN_TEXT = 100
 
 
 def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
@@ -52,20 +56,22 @@ def metrics_table(detectors: dict[str, dict[str, Any]], noisy: int | None, sampl
 
 def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
     truth_known = bool(rows) and rows[0]["true"] is not None
+    texts = bool(rows) and "text" in rows[0]
     table = Table(title=f"top {len(rows)} suspects by {detector}")
-    table.add_column("#", justify="right")
-    table.add_column("sample id")
-    table.add_column("given")
-    if truth_known:
-        table.add_column("true")
-    table.add_column("suggested")
-    table.add_column("score", justify="right")
+    # On a narrow terminal the text gives way (wraps), never the ids and labels a reader acts on.
+    for name in ["#", "sample id"] + (["text"] if texts else []) + ["given"] + (["true"] if truth_known else []) \
+            + ["suggested", "score"]:
+        table.add_column(name, justify="right" if name in ("#", "score") else "left", no_wrap=name != "text",
+                         min_width=16 if name == "text" else None)
     # One number of decimals for the column, about three significant digits at its largest score,
     # so the scores line up (0.810 under 0.813, not 0.81).
     largest = max((abs(row["score"]) for row in rows if np.isfinite(row["score"])), default=1.0)
     decimals = int(max(0, 3 - np.floor(np.log10(largest)) - 1)) if largest > 0 else 3
     for row in rows:
-        cells = [str(row["rank"]), row["id"], row["given"]]
+        cells = [str(row["rank"]), row["id"]]
+        if texts:
+            cells.append(printable(shorten(row["text"], SHOWN_TEXT, placeholder=" …")))
+        cells.append(row["given"])
         if truth_known:
             cells.append(Text(printable(row["true"]), style="red" if row["is_noisy"] else "dim"))
         cells += [row["suggested"] or "-", f"{row['score']:.{decimals}f}"]

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, stdout, with_recipe
 from noisyctl.cli.progress import training_progress
-from noisyctl.data import check_labels_match, dataset_spec, labels_from_dataset, load_dataset, parse_options
+from noisyctl.data import dataset_spec, labels_from_dataset, load_dataset, load_labels_dataset, parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import read_labels
 from noisyctl.training import TrainOptions, dry_run as dry_run_plan, held_out_reason, train as train_run
@@ -63,7 +63,8 @@ def train(
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels file from `synth` (its dataset is "
                                           "loaded from the file's record)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on a dataset's own labels instead."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (with --dataset)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (with --labels: "
+                                             "where it lives now, if it moved since synth)."),
     dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run file to write (.h5)."),
     model: str = typer.Option(DEFAULTS.model, "--model", "-m", help="Model plugin: auto (small-cnn for images, mlp for "
@@ -130,9 +131,7 @@ def train(
     if p["labels"] is not None and p["dataset"] is not None:
         raise NoisyctlError("give --labels or --dataset, not both (a labels file names its dataset)")
     if p["labels"] is not None:
-        sample_labels = read_labels(p["labels"])
-        data = load_dataset(sample_labels.dataset)
-        check_labels_match(sample_labels, data, str(p["labels"]))
+        sample_labels, data = load_labels_dataset(read_labels(p["labels"]), str(p["labels"]), p["data_root"])
     elif p["dataset"] is not None:
         spec = dataset_spec(p["dataset"], p["data_root"], parse_options(p["dataset_option"], "dataset"))
         data = load_dataset(spec)
@@ -167,7 +166,8 @@ def train(
     def render(console):
         last = result["last_epoch"]
         how = "" if options.strategy == "standard" else f" ({options.strategy})"
-        table = Table(title=f"trained {result['model']}{how} for {options.epochs} epochs on {result['device']}",
+        epochs = f"{options.epochs} epoch{'s' if options.epochs != 1 else ''}"
+        table = Table(title=f"trained {result['model']}{how} for {epochs} on {result['device']}",
                       show_header=False)
         table.add_row("train accuracy (given labels)", f"{last['train_accuracy']:.1%}")
         if "eval_accuracy" in last:

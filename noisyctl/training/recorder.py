@@ -97,7 +97,8 @@ class Recorder:
         The true labels, when known (synthesized noise): recorded so the report can score detectors.
     dataset : str or dict, optional
         What the run file names as its dataset (a name, or ``{"name", "root", "options"}`` of a
-        noisyctl dataset plugin, which lets ``prune --retrain`` and the report load the samples).
+        noisyctl dataset plugin, which lets ``prune --retrain`` and the report load the samples; a
+        root that is a local path is recorded absolute).
     resume : bool or None, default None
         None: continue an interrupted recording at ``path`` if there is one. True: there must be
         one. False: refuse to start over one (pass ``restart=True`` to discard it).
@@ -768,6 +769,10 @@ def _as_labels(labels: Any, class_names, ids, true_labels, dataset) -> Labels:
         dataset = {"name": dataset or "custom", "root": None, "options": {}}
     if not isinstance(dataset, dict) or not isinstance(dataset.get("name"), str):
         raise NoisyctlError("Recorder: dataset is a name or a dict with a 'name'")
+    from noisyctl.data import recorded_root
+
+    dataset = {"root": None, "options": {}, **dataset}
+    dataset["root"] = recorded_root(dataset["root"])
     return Labels(ids=ids, given_labels=given, class_names=class_names, dataset=dataset, true_labels=truth,
                   plugins={})
 

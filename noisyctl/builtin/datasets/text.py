@@ -107,7 +107,7 @@ def _read_texts(path: Path, text_column: str, label_column: str, id_column: str 
     rows = _rows(path)
     if not rows:
         raise NoisyctlError(f"{path} holds no records")
-    texts = [str(t) for t in _column(rows, text_column, path)]
+    texts = ["" if t is None else str(t) for t in _column(rows, text_column, path)]  # JSON null: no text
     labels = [str(v).strip() for v in _column(rows, label_column, path)]
     empty = next((i for i, label in enumerate(labels) if not label), None)
     if empty is not None:  # else '' would become a class of its own
@@ -164,7 +164,22 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
         order = kept
     train = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
     return DatasetData(train=train, test=test_set, class_names=names, input_shape=(max_bytes,),
-                       default_augment="none", input_kind="text")
+                       default_augment="none", input_kind="text", notes=_text_notes(texts, text_column, max_bytes))
+
+
+def _text_notes(texts: list[str], text_column: str, max_bytes: int) -> list[str]:
+    """What a model will not see of the texts: empty ones (whose labels nothing can check) and the
+    part of long ones past ``max_bytes``."""
+    notes = []
+    empty = sum(not text.strip() for text in texts)
+    if empty:
+        notes.append(f"{empty:,} of {len(texts):,} records {'has' if empty == 1 else 'have'} an empty "
+                     f"'{text_column}': a model learns nothing from them, so nothing can check their labels")
+    cut = sum(len(text.encode("utf-8")) > max_bytes for text in texts)
+    if cut:
+        notes.append(f"{cut:,} of {len(texts):,} texts {'is' if cut == 1 else 'are'} longer than {max_bytes:,} "
+                     f"bytes; models read the first {max_bytes:,} (-D max_bytes=N reads more)")
+    return notes
 
 
 # Generated support tickets: each class has its own phrases; one ticket in ten also mentions another
