@@ -186,7 +186,10 @@ def read_review_csv(path: Path, labels: Labels) -> Labels:
     bad: list[str] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle, strict=True)
+            # Spreadsheets set to a comma-decimal locale save with ';' (or a tab): read what the header uses.
+            header = handle.readline()
+            handle.seek(0)
+            reader = csv.DictReader(handle, strict=True, delimiter=max(",;\t", key=header.count))
             missing = {"id", "reviewed_label"} - set(reader.fieldnames or [])
             if missing:
                 raise NoisyctlError(f"{path} lacks the column(s) {', '.join(sorted(missing))} "
@@ -218,7 +221,7 @@ def read_review_csv(path: Path, labels: Labels) -> Labels:
                 else:
                     bad.append(f"line {line}: label '{decision}' is not a class")
     except UnicodeDecodeError:
-        raise NoisyctlError(f"{path} is not a UTF-8 CSV file") from None
+        raise NoisyctlError(f"{path} is not a UTF-8 CSV file (a spreadsheet saves one as 'CSV UTF-8')") from None
     except csv.Error as exc:
         raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
     if bad:

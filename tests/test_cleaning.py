@@ -233,6 +233,15 @@ def test_review_csv_round_trip_and_refused_rows(cli, noisy_run, tmp_path):
     assert np.array_equal(after.given_labels[untouched], labels.given_labels[untouched])
     # The synth file's reviewed samples stay reviewed; ten more were added.
     assert after.reviewed.sum() == labels.reviewed.sum() + len(set(ten) - set(np.flatnonzero(labels.reviewed)))
+    # A spreadsheet in a comma-decimal locale saves it with ';' and a byte-order mark: read the same.
+    with open(tmp_path / "excel.csv", "w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=";")
+        writer.writeheader()
+        writer.writerows(rows)
+    cli("import-review", tmp_path / "excel.csv", "--labels", noisy_run, "-o", tmp_path / "excel.h5")
+    from_excel = read_labels(tmp_path / "excel.h5")
+    assert np.array_equal(from_excel.given_labels, after.given_labels)
+    assert np.array_equal(from_excel.removed, after.removed)
 
     for bad_id, bad_label, message in (("digits/9999", "3", "id 'digits/9999' is not in the labels"),
                                        (rows[0]["id"], "eleven", "label 'eleven' is not a class")):
