@@ -54,9 +54,14 @@ def test_imagefolder_flat_layout_and_grayscale(tmp_path):
     data = load("imagefolder", tmp_path, size=8, channels=1)
     assert data.test is None and data.train.ids == ["a/x.png", "b/x.png"]
     assert tuple(data.train[1][0].shape) == (1, 8, 8)
+    # 16-bit grayscale (scans, microscopy) keeps its shades instead of clipping to white
+    Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(tmp_path / "b" / "x.png")
+    assert Image.open(tmp_path / "b" / "x.png").mode.startswith("I;16")
+    shade = load("imagefolder", tmp_path, size=8, channels=1, normalize=False).train[1][0]
+    assert float(shade.mean()) == pytest.approx(40000 / 65535, abs=0.01)
 
 
-def test_imagefolder_trains_small_uniform_images_at_their_own_size_and_says_so(cli, tmp_path):
+def test_imagefolder_trains_small_images_at_their_own_size_and_says_so(cli, tmp_path):
     for label, color in (("a", 40), ("b", 200)):
         for i in range(3):
             write_image(tmp_path / "gray" / label / f"{i}.png", color + i, size=(28, 28), mode="L")
@@ -65,8 +70,14 @@ def test_imagefolder_trains_small_uniform_images_at_their_own_size_and_says_so(c
     assert gray.input_shape == (1, 28, 28) and tuple(gray.train[0][0].shape) == (1, 28, 28)
     assert gray.notes == ["images are 28x28 px: trained at 28 px (-D size=N for another)",
                           "grayscale images: one channel (-D channels=3 for RGB)"]
-    mixed = load("imagefolder", tmp_path / "mixed")
-    assert mixed.input_shape == (3, 224, 224) and "resized to 224 px" in mixed.notes[0]
+    mixed = load("imagefolder", tmp_path / "mixed")  # small ones of several sizes: their median shorter side
+    assert mixed.input_shape == (3, 28, 28) and mixed.notes == [
+        "images of 3 sizes, 28-30 px a side: trained at 28 px (-D size=N for another)"]
+    for label in ("a", "b"):
+        for i in range(3):
+            write_image(tmp_path / "large" / label / f"{i}.png", (40, 0, 0), size=(150 + 10 * i, 140))
+    large = load("imagefolder", tmp_path / "large")
+    assert large.input_shape == (3, 224, 224) and "resized to 224 px" in large.notes[0]
     assert load("imagefolder", tmp_path / "gray", size=16, channels=3).input_shape == (3, 16, 16)
     plan = cli.json("train", "-d", "imagefolder", "--data-root", tmp_path / "gray", "--dry-run")
     assert plan["input_shape"] == [1, 28, 28] and plan["notes"] == gray.notes
@@ -86,6 +97,11 @@ def test_imagefolder_errors_name_the_folder_or_file(folder_tree, tmp_path):
     write_image(folder_tree / "val" / "fox" / "f.png", (1, 1, 1))
     with pytest.raises(NoisyctlError, match="val/fox is a class the training subset does not have"):
         load("imagefolder", folder_tree)
+    for label in ("a", "b"):
+        write_image(tmp_path / "broken" / label / "x.png", 0)
+        (tmp_path / "broken" / label / "x.png").write_bytes(b"not an image")
+    with pytest.raises(NoisyctlError, match="none of the 2 images looked at decodes .first: a/x.png: cannot identify"):
+        load("imagefolder", tmp_path / "broken")
 
 
 def test_an_undecodable_image_is_one_line_naming_the_file_even_from_workers(folder_tree, cli, tmp_path):

@@ -31,6 +31,8 @@ class ImageFileSampleSet(SampleSet):
         path = self.root / self.ids[index]
         try:
             with Image.open(path) as image:
+                if image.mode.startswith("I;16"):  # 16-bit grayscale (scans, microscopy): PIL's convert clips at 255
+                    image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
                 image = image.convert("RGB" if self.channels == 3 else "L")
                 scale = self.size / min(image.size)
                 width, height = max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))
@@ -79,28 +81,32 @@ def _scan(folder: Path, root: Path, classes: list[str] | None):
     return ids, np.array(labels, dtype=np.int64), classes
 
 
-# Images whose sides are all at most SMALL_SIDE, all of one size, are trained at that size (digits,
-# CIFAR-like data); anything else at LARGE_SIZE, the ImageNet models' input. SIZE_SAMPLE images are
-# looked at (headers only) to decide.
+# Images whose sides are all at most SMALL_SIDE are trained at their own size (digits, CIFAR-like
+# data, small crops; the median shorter side when they differ): enlarging them adds no detail and
+# costs (224/32)^2 = 49 times the compute. Anything larger at LARGE_SIZE, the ImageNet models'
+# input. SIZE_SAMPLE images are looked at (headers only) to decide.
 SMALL_SIDE = 128
 LARGE_SIZE = 224
 SIZE_SAMPLE = 64
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P;L"}
 
 
-def _look_at(root: Path, ids: list[str]) -> tuple[set[tuple[int, int]], set[str]]:
+def _look_at(root: Path, ids: list[str]) -> tuple[list[tuple[int, int]], set[str]]:
     """The sizes and modes of up to SIZE_SAMPLE images spread over the dataset (headers only)."""
     from PIL import Image
 
-    sizes, modes = set(), set()
+    sizes, modes, failure = [], set(), None
     for index in np.linspace(0, len(ids) - 1, min(SIZE_SAMPLE, len(ids))).round().astype(int):
         path = root / ids[index]
         try:
             with Image.open(path) as image:
-                sizes.add(image.size)
+                sizes.append(image.size)
                 modes.add(image.mode)
-        except (OSError, ValueError, Image.DecompressionBombError):
-            continue  # training names it when it reads it
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            failure = failure or f"{ids[index]}: {exc}"  # else training names it when it reads it
+    if not sizes:
+        raise NoisyctlError(f"imagefolder: none of the {min(SIZE_SAMPLE, len(ids))} images looked at decodes "
+                            f"(first: {failure})")
     return sizes, modes
 
 
@@ -108,8 +114,9 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
                      normalize: bool = True) -> DatasetData:
     """One folder per class, or train/ and val/ subsets of them; images resized to size x size.
 
-    By default the data decides: small images of one size (at most 128 px a side) keep their size,
-    others are resized to 224 px; grayscale images keep one channel. ``size`` and ``channels`` say
+    By default the data decides: small images (at most 128 px a side) keep their size (the median
+    shorter side when sizes differ), others are resized to 224 px; grayscale images keep one
+    channel; 16-bit grayscale is scaled to 8 bits. ``size`` and ``channels`` say
     otherwise."""
     root = require_root(root, "imagefolder", "a folder with one subfolder per class, or train/ and val/ "
                                              "subfolders of such folders")
@@ -122,12 +129,13 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     if size is None or channels is None:
         seen_sizes, seen_modes = _look_at(root, ids)
         if size is None:
-            (width, height), = seen_sizes if len(seen_sizes) == 1 else ((0, 0),)  # noqa: the one size, if one
-            small = len(seen_sizes) == 1 and max(width, height) <= SMALL_SIDE
-            size = min(width, height) if small else LARGE_SIZE
-            notes.append(f"images are {width}x{height} px: trained at {size} px (-D size=N for another)" if small else
-                         f"images of {len(seen_sizes)} size(s) up to {max(max(s) for s in seen_sizes)} px: resized to "
-                         f"{LARGE_SIZE} px (-D size=N for another)")
+            distinct = sorted(set(seen_sizes))
+            largest = max(max(s) for s in distinct)
+            small = largest <= SMALL_SIDE
+            size = int(np.median([min(s) for s in seen_sizes])) if small else LARGE_SIZE
+            seen = (f"images are {distinct[0][0]}x{distinct[0][1]} px" if len(distinct) == 1 else
+                    f"images of {len(distinct)} sizes, {min(min(s) for s in distinct)}-{largest} px a side")
+            notes.append(f"{seen}: {'trained at' if small else 'resized to'} {size} px (-D size=N for another)")
         if channels is None:
             channels = 1 if seen_modes <= GRAY_MODES else 3
             if channels == 1:
