@@ -265,6 +265,28 @@ def test_npz_channels_last_images(tmp_path):
     assert float(data.train[0][0].max()) == pytest.approx(1.0)
 
 
+def test_array_labels_saved_as_names_or_whole_floats_load_as_classes(tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    np.savez(tmp_path / "names.npz", x=x, y=np.array(["pos", "neg", "pos", "neg", "pos", "pos"]),
+             x_test=x[:2], y_test=np.array(["neg", "pos"]))
+    names = load("npz", tmp_path / "names.npz")
+    assert names.class_names == ["neg", "pos"] and names.train.labels.tolist() == [1, 0, 1, 0, 1, 1]
+    assert names.test.labels.tolist() == [0, 1]
+    np.savez(tmp_path / "floats.npz", x=x, y=np.array([1.0, 0.0, 2.0, 0.0, 1.0, 2.0]))
+    assert load("npz", tmp_path / "floats.npz").train.labels.tolist() == [1, 0, 2, 0, 1, 2]
+    with h5py.File(tmp_path / "names.h5", "w") as h5:  # h5py keeps strings as bytes
+        h5["x"] = x
+        h5["y"] = np.array(["b", "a", "b", "a", "b", "b"], dtype=object)
+        h5["class_names"] = np.array(["b", "a"], dtype=object)
+    assert load("hdf5", tmp_path / "names.h5").train.labels.tolist() == [0, 1, 0, 1, 0, 0]
+    for y, message in ((np.eye(2)[[0, 1, 0, 1, 0, 1]], "2 columns a sample .one-hot or scores..; .*y.argmax.1."),
+                       (np.array([0, 1, 0.5, 1, 0, 1]), "hold 0.5 .at 2., not a class index")):
+        np.savez(tmp_path / "bad.npz", x=x, y=y)
+        with pytest.raises(NoisyctlError, match=message):
+            load("npz", tmp_path / "bad.npz")
+
+
 def test_npz_refuses_pickles_bad_labels_and_missing_keys(tmp_path):
     pickled = tmp_path / "p.npz"
     np.savez(pickled, x=np.zeros((2, 3)), y=np.array([{"a": 1}, {"b": 2}], dtype=object))
@@ -278,6 +300,10 @@ def test_npz_refuses_pickles_bad_labels_and_missing_keys(tmp_path):
     np.savez(keyless, inputs=np.zeros((2, 3)), y=np.array([0, 1]))
     with pytest.raises(NoisyctlError, match="has no input array .*it has inputs, y"):
         load("npz", keyless)
+    holes = tmp_path / "holes.npz"
+    np.savez(holes, x=np.where(np.arange(12).reshape(4, 3) == 7, np.nan, 1.0), y=np.array([0, 1, 0, 1]))
+    with pytest.raises(NoisyctlError, match="NaN or infinite values in 1 of 4 samples .first: train/2."):
+        load("npz", holes)
 
 
 def test_hdf5_arrays_load_lazily_and_train_with_workers(tmp_path, cli):

@@ -110,7 +110,8 @@ def _keep_finished(recorder, out: Path, epoch: int, reason: str) -> None:
         recorder.close(keep_checkpoints=True)
         raise NoisyctlError(f"training loss became {loss} in epoch {epoch + 1}: lower the learning rate (--lr); "
                             f"the {epoch} finished epoch(s) are kept in {out}")
-    raise NoisyctlError(f"training loss became {loss} in epoch 1: lower the learning rate (--lr)")
+    raise NoisyctlError(f"training loss became {loss} in epoch 1: lower the learning rate (--lr), or look for NaN "
+                        f"or infinite values in the inputs")
 
 
 def _fingerprint(options: TrainOptions, world: int = 1) -> str:

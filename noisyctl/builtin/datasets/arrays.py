@@ -47,20 +47,58 @@ def _shape_of(x_shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
     raise NoisyctlError(f"{path}: inputs must be [N, D] features or [N, H, W(, C)] images, not {x_shape}")
 
 
+def _label_values(values, name: str, path: Path) -> np.ndarray:
+    """Labels as saved: class indices (integers, or floats that are whole numbers, as pandas and
+    one-column CSVs leave them) or class names (strings)."""
+    labels = np.asarray(values)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        raise NoisyctlError(f"{path}: labels '{name}' are {labels.shape[1]} columns a sample (one-hot or "
+                            f"scores?); save one class index or name a sample, e.g. y.argmax(1)")
+    labels = labels.reshape(-1) if labels.ndim == 2 else labels
+    if labels.ndim != 1:
+        raise NoisyctlError(f"{path}: labels '{name}' must be one class a sample, not shape {labels.shape}")
+    if labels.dtype.kind in "USO":
+        return np.array(_strings(labels))
+    if labels.dtype.kind == "f":
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            first = int(np.flatnonzero(~whole)[0])
+            raise NoisyctlError(f"{path}: labels '{name}' hold {labels[first]} (at {first}), not a class index")
+        return labels.astype(np.int64)
+    if labels.dtype.kind not in "iub":
+        raise NoisyctlError(f"{path}: labels '{name}' must be class indices or names, not {labels.dtype}")
+    return labels.astype(np.int64)
+
+
+def _indices(labels: np.ndarray, classes: list[str], path: Path) -> np.ndarray:
+    """Class names as indices into ``classes``; indices as they are."""
+    if labels.dtype.kind != "U":
+        return labels
+    position = {name: c for c, name in enumerate(classes)}
+    unknown = next((v for v in labels if v not in position), None)
+    if unknown is not None:
+        raise NoisyctlError(f"{path}: label '{unknown}' is not one of class_names")
+    return np.array([position[v] for v in labels], dtype=np.int64)
+
+
 def _assemble(path: Path, read, keys, x_key, y_key, make_set) -> DatasetData:
     x_name = _pick(keys, x_key, X_KEYS, path, "input")
     y_name = _pick(keys, y_key, Y_KEYS, path, "label")
-    labels = np.asarray(read(y_name))
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise NoisyctlError(f"{path}: labels '{y_name}' must be a 1-D integer array, not {labels.dtype} {labels.shape}")
+    labels = _label_values(read(y_name), y_name, path)
     test_name = next((k for k in (f"{x_name}_test", "x_test") if k in keys), None)
     test_y = next((k for k in (f"{y_name}_test", "y_test") if k in keys), None)
-    test_labels = np.asarray(read(test_y)) if test_name and test_y else None
+    test_labels = _label_values(read(test_y), test_y, path) if test_name and test_y else None
+    if (test_labels is not None) and (labels.dtype.kind == "U") != (test_labels.dtype.kind == "U"):
+        raise NoisyctlError(f"{path}: '{y_name}' and '{test_y}' must both be class names or both indices")
     if "class_names" in keys:
         classes = _strings(read("class_names"))
+    elif labels.dtype.kind == "U":  # names, sorted, as the text loader orders them
+        classes = sorted(set(labels.tolist()))
     else:
         top = max(int(labels.max(initial=0)), int(test_labels.max(initial=0)) if test_labels is not None else 0)
         classes = [str(c) for c in range(top + 1)]
+    labels = _indices(labels, classes, path)
+    test_labels = None if test_labels is None else _indices(test_labels, classes, path)
 
     def subset(x_name: str, labels: np.ndarray, ids_key: str, prefix: str) -> SampleSet:
         ids = _strings(read(ids_key)) if ids_key in keys else [f"{prefix}/{i}" for i in range(len(labels))]
@@ -96,6 +134,12 @@ def load_npz(root=None, x_key: str | None = None, y_key: str | None = None) -> D
 
     def make_set(name, ids, labels):
         inputs = arrays[name]
+        if inputs.dtype.kind == "f" and len(inputs) == len(ids):
+            bad = ~np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1)
+            if bad.any():  # else training fails later, as if the learning rate were to blame
+                raise NoisyctlError(f"{path}: '{name}' has NaN or infinite values in {int(bad.sum()):,} of "
+                                    f"{len(bad):,} samples (first: {ids[int(np.flatnonzero(bad)[0])]}); fill or "
+                                    f"drop them")
         inputs = inputs if inputs.ndim == 2 else channels_first(inputs, str(path))
         return ArraySampleSet(ids, labels, inputs)
 
