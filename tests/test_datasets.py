@@ -1,6 +1,7 @@
 """Every dataset format, written for real in its on-disk format and read back."""
 
 import gzip
+import re
 import pickle
 
 import h5py
@@ -255,6 +256,30 @@ def test_npz_feature_vectors_with_ids_names_and_a_test_subset(tmp_path):
     assert data.train.ids[2] == "doc2" and data.test.ids == ["test/0", "test/1"]
     assert data.default_augment == "none"
     assert tuple(data.train[0][0].shape) == (5,)
+
+
+def test_feature_vectors_on_large_scales_are_standardized_and_well_scaled_ones_kept(tmp_path, cli):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    raw = x * np.array([1.0, 5000.0, 0.01], dtype=np.float32) + np.array([0.0, 20000.0, 0.0], dtype=np.float32)
+    np.savez(tmp_path / "kept.npz", x=x, y=y)
+    np.savez(tmp_path / "raw.npz", x=raw, y=y, x_test=raw[:50], y_test=y[:50])
+    with h5py.File(tmp_path / "raw.h5", "w") as h5:
+        h5["x"], h5["y"] = raw, y
+    kept = load("npz", tmp_path / "kept.npz")
+    assert kept.notes == [] and np.allclose(kept.train[3][0].numpy(), x[3])
+    for data in (load("npz", tmp_path / "raw.npz"), load("hdf5", tmp_path / "raw.h5")):
+        assert data.notes and re.match(r"feature vectors on scales up to 20,[0-9]{3}: standardized", data.notes[0])
+        scaled = np.stack([data.train[i][0].numpy() for i in range(len(data.train))])
+        assert np.allclose(scaled.mean(0), 0, atol=1e-3) and np.allclose(scaled.std(0), 1, atol=1e-3)
+    raw_data = load("npz", tmp_path / "raw.npz")
+    assert np.allclose(raw_data.test[0][0].numpy(), raw_data.train[0][0].numpy())  # the training samples' scaling
+    assert np.allclose(load("npz", tmp_path / "raw.npz", standardize=False).train[3][0].numpy(), raw[3])
+    assert load("npz", tmp_path / "kept.npz", standardize=True).notes
+    # Raw scales diverged in the first epoch ("lower the learning rate"); standardized, they train.
+    cli("train", "-d", "npz", "--data-root", tmp_path / "raw.npz", "--epochs", "3", "--folds", "0", "-q",
+        "-o", tmp_path / "run.h5")
 
 
 def test_npz_channels_last_images(tmp_path):

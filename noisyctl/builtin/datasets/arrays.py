@@ -13,8 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from .common import ArraySampleSet, channels_first, check_labels, require_root
+from .common import ArraySampleSet, channels_first, check_labels, feature_stats, per_position, require_root
 
+# Feature vectors whose values reach this size (raw measurements: a price beside a ratio) make a
+# network's first steps diverge; by default ("auto") only such features are standardized, since
+# equalising well-scaled features also equalises the variance that tells classes apart (measured:
+# make_classification at 10% noise, mAP 0.80 -> 0.79 standardized).
+LARGE_FEATURE = 10.0
 X_KEYS = ("x", "images", "features")
 Y_KEYS = ("y", "labels", "targets")
 
@@ -81,7 +86,7 @@ def _indices(labels: np.ndarray, classes: list[str], path: Path) -> np.ndarray:
     return np.array([position[v] for v in labels], dtype=np.int64)
 
 
-def _assemble(path: Path, read, keys, x_key, y_key, make_set) -> DatasetData:
+def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standardize) -> DatasetData:
     x_name = _pick(keys, x_key, X_KEYS, path, "input")
     y_name = _pick(keys, y_key, Y_KEYS, path, "label")
     labels = _label_values(read(y_name), y_name, path)
@@ -115,11 +120,27 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set) -> DatasetData:
     train = subset(x_name, labels, "ids", "train")
     test = subset(test_name, test_labels, "ids_test", "test") if test_labels is not None else None
     shape = _shape_of(train.shape, path)
+    notes = []
+    standardize = str(standardize).lower()
+    if standardize not in ("auto", "true", "false"):
+        raise NoisyctlError(f"{path}: standardize is auto, true or false, not '{standardize}'")
+    if len(shape) == 1 and standardize != "false":
+        stats = stats_of(x_name)
+        largest = float(np.sqrt(np.square(stats[0]) + np.square(stats[1])).max())  # the largest feature's RMS
+        if standardize == "true" or largest > LARGE_FEATURE:
+            for sample_set in (train, test):
+                if sample_set is not None:
+                    sample_set.mean, sample_set.std = per_position(stats, 1)
+            scale = f"{largest:,.0f}" if largest >= 10 else f"{largest:.3g}"
+            notes.append(f"feature vectors on scales up to {scale}: standardized to mean 0, std 1 per "
+                         f"feature over the training samples (-D standardize=false keeps them as saved)")
     return DatasetData(train=train, test=test, class_names=classes, input_shape=shape,
-                       default_augment="none" if len(shape) == 1 else "crop")
+                       default_augment="none" if len(shape) == 1 else "crop", notes=notes)
 
 
-def load_npz(root=None, x_key: str | None = None, y_key: str | None = None) -> DatasetData:
+
+def load_npz(root=None, x_key: str | None = None, y_key: str | None = None,
+             standardize: bool | str = "auto") -> DatasetData:
     """Arrays in a NumPy .npz file (x, y, optional ids, class_names, x_test, y_test); no pickles."""
     path = require_root(root, "npz", "an .npz file with x and y arrays")
     try:
@@ -143,7 +164,10 @@ def load_npz(root=None, x_key: str | None = None, y_key: str | None = None) -> D
         inputs = inputs if inputs.ndim == 2 else channels_first(inputs, str(path))
         return ArraySampleSet(ids, labels, inputs)
 
-    return _assemble(path, arrays.__getitem__, set(arrays), x_key, y_key, make_set)
+    def stats_of(name):
+        return feature_stats(arrays[name], len(arrays[name]))
+
+    return _assemble(path, arrays.__getitem__, set(arrays), x_key, y_key, make_set, stats_of, standardize)
 
 
 class HDF5SampleSet(SampleSet):
@@ -155,6 +179,7 @@ class HDF5SampleSet(SampleSet):
         self.scale = 1 / 255 if dtype == np.uint8 else 1.0
         self.channels_last = len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
         self._opened = None  # (pid, h5py file); a handle must not cross a fork into a worker
+        self.mean = self.std = None  # feature scaling, set by the loader
 
     def __getstate__(self):
         return {**self.__dict__, "_opened": None}
@@ -166,6 +191,8 @@ class HDF5SampleSet(SampleSet):
         if self._opened is None or self._opened[0] != os.getpid():
             self._opened = (os.getpid(), h5py.File(self.path, "r"))
         x = np.asarray(self._opened[1][self.key][index], dtype=np.float32) * self.scale
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
         if x.ndim == 2:
             x = x[None]
         elif self.channels_last:
@@ -173,7 +200,8 @@ class HDF5SampleSet(SampleSet):
         return torch.from_numpy(np.ascontiguousarray(x))
 
 
-def load_hdf5(root=None, x_key: str | None = None, y_key: str | None = None) -> DatasetData:
+def load_hdf5(root=None, x_key: str | None = None, y_key: str | None = None,
+              standardize: bool | str = "auto") -> DatasetData:
     """Arrays in an HDF5 file (same keys as npz), read lazily one sample at a time."""
     import h5py
 
@@ -193,4 +221,8 @@ def load_hdf5(root=None, x_key: str | None = None, y_key: str | None = None) -> 
         shape, dtype = info[name]
         return HDF5SampleSet(ids, labels, path, name, shape, dtype)
 
-    return _assemble(path, read, keys, x_key, y_key, make_set)
+    def stats_of(name):
+        with h5py.File(path, "r") as h5:
+            return feature_stats(h5[name], h5[name].shape[0])
+
+    return _assemble(path, read, keys, x_key, y_key, make_set, stats_of, standardize)

@@ -37,15 +37,15 @@ def channels_first(images: np.ndarray, source: str) -> np.ndarray:
 class ArraySampleSet(SampleSet):
     """Images or feature vectors in one in-memory array, converted to float one sample at a time.
 
-    ``uint8`` images are scaled to [0, 1]; with ``stats`` they are then normalised per channel.
+    ``uint8`` images are scaled to [0, 1]; with ``stats`` (mean, std) they are then normalised per
+    channel, and feature vectors per feature.
     """
 
     def __init__(self, ids, labels, inputs: np.ndarray, stats=None) -> None:
         super().__init__(ids, labels)
         self.inputs = inputs
         self.scale = 1 / 255 if inputs.dtype == np.uint8 else 1.0
-        self.mean = None if stats is None else np.asarray(stats[0], dtype=np.float32).reshape(-1, 1, 1)
-        self.std = None if stats is None else np.asarray(stats[1], dtype=np.float32).reshape(-1, 1, 1)
+        self.mean, self.std = (None, None) if stats is None else per_position(stats, inputs.ndim - 1)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -58,6 +58,22 @@ class ArraySampleSet(SampleSet):
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def per_position(stats, sample_dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) shaped to broadcast over one sample: per channel of an image, per feature of a vector."""
+    shape = (-1,) + (1,) * (sample_dims - 1)
+    return tuple(np.asarray(s, dtype=np.float32).reshape(shape) for s in stats)
+
+
+def feature_stats(rows, count: int, limit: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of ``rows`` ([N, D] features: an array or an HDF5
+    dataset, which need not fit in memory), from up to ``limit`` rows spread over them; a constant
+    feature gets std 1."""
+    picked = np.unique(np.linspace(0, count - 1, min(count, limit)).round().astype(np.int64))
+    block = np.asarray(rows[picked], dtype=np.float64)
+    mean, std = block.mean(axis=0), block.std(axis=0)
+    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
 
 
 def check_labels(labels: np.ndarray, num_classes: int, ids: list[str], source: str) -> None:
