@@ -1,5 +1,6 @@
 """noisyctl.Recorder: dynamics from a user's own training loop, equal to what `train` records."""
 
+import json
 import os
 import re
 import signal
@@ -202,6 +203,17 @@ def test_partial_epochs_record_nan_and_device_indices_are_checked_at_the_end(tmp
         assert h5["dynamics/train_step"][4, 0] == -1 and "eval_prob" not in h5["dynamics"]
         # a user's own loop records the versions that trained it too
         assert f'"torch": "{torch.__version__}"' in h5.attrs["training"].decode()
+
+
+def test_a_dataset_root_given_relative_is_recorded_absolute(tmp_path, monkeypatch):
+    (tmp_path / "data.csv").write_text("text,label\n")
+    monkeypatch.chdir(tmp_path)
+    recorder, labels = small(tmp_path, epochs=1, dataset={"name": "text", "root": "data.csv"})
+    with recorder:
+        recorder.update(torch.arange(6), logits_for(labels))
+        recorder.end_epoch()
+    with h5py.File(tmp_path / "r.h5") as h5:
+        assert json.loads(h5.attrs["dataset"]) == {"name": "text", "root": str(tmp_path / "data.csv"), "options": {}}
 
 
 def test_a_recorder_resumes_and_refuses_other_labels(tmp_path):
