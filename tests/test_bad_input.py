@@ -220,6 +220,10 @@ BAD_INPUTS = [
      "outside the dataset root", ()),
     ("labels file whose ids climb out of the dataset root", lambda cli, d, s: [
         "train", "-l", escaping_ids(cli, d), "-o", d / "r.h5"], "does not match dataset 'imagefolder'", ()),
+    ("a device this machine lacks", lambda cli, d, s: ["train", "-d", "digits", "--device", "xla", "-o", d / "r.h5"],
+     "--device xla cannot be used here: this machine or PyTorch build has no xla device", ()),
+    ("a CUDA device past the last", lambda cli, d, s: ["train", "-d", "digits", "--device", "cuda:99", "-o", d / "r.h5"],
+     "--device cuda:99 ", ()),
     ("label outside the class range", lambda cli, d, s: ["train", "--dataset", "npz", "--data-root",
                                                          npz_with_bad_label(d), "-o", d / "r.h5"], "outside 0..2", ()),
     ("inputs and labels of different lengths", lambda cli, d, s: ["train", "--dataset", "npz", "--data-root",

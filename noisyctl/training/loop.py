@@ -34,12 +34,23 @@ def resolve_device(name: str):
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NoisyctlError("--device cuda was asked for but no CUDA device is available")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise NoisyctlError(f"unknown device '{name}'; use auto, cpu or cuda") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NoisyctlError(f"--device {name} was asked for but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise NoisyctlError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type != "cpu":
+        try:  # mps, xla, ...: whether this build and machine have it shows when a tensor goes there
+            torch.empty(0, device=device)
+        except (RuntimeError, AssertionError):
+            raise NoisyctlError(f"--device {name} cannot be used here: this machine or PyTorch build has no "
+                                f"{device.type} device (auto picks what there is)") from None
+    return device
 
 
 def threshold_samples(n: int, num_classes: int, set_number: int) -> np.ndarray:
