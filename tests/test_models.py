@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from noisyctl import plugins, store
-from noisyctl.api import ModelSpec
+from noisyctl.api import ModelSpec, hookimpl
 from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
 from noisyctl.training import TrainOptions, build_model
@@ -85,3 +85,31 @@ def test_hub_weights_are_refused_with_the_reason():
 def test_an_unknown_timm_model_suggests_similar_names():
     with pytest.raises(NoisyctlError, match="timm has no model 'resnet10x'; similar: .*resnet10t"):
         build("timm:resnet10x")
+
+
+class ShortModel:
+    """A plugin whose model gives one output too few."""
+
+    @staticmethod
+    @hookimpl
+    def register_models(register):
+        register("short", lambda spec: torch.nn.Sequential(torch.nn.Flatten(),
+                                                           torch.nn.Linear(64, spec.num_classes - 1)))
+
+
+def test_a_model_that_cannot_take_the_inputs_says_so_before_training():
+    with pytest.raises(NoisyctlError, match=r"model 'timm:vit_tiny_patch16_224' cannot take this dataset's inputs "
+                                            r"\(1 x 8 x 8\): AssertionError: .*-M img_size=N"):
+        build_model(TrainOptions(model="timm:vit_tiny_patch16_224"), digits())
+    model, _ = build_model(TrainOptions(model="timm:vit_tiny_patch16_224",
+                                        model_options={"img_size": 8, "patch_size": 2}), digits())
+    assert model.training  # the check leaves the model as it was built
+    plugins.add_local_plugin(ShortModel)
+    plugins.reset()
+    try:
+        with pytest.raises(NoisyctlError, match=r"model 'short' from .* gives \(2, 9\) for 2 samples; expected "
+                                                r"logits of shape \(2, 10\)"):
+            build_model(TrainOptions(model="short"), digits())
+    finally:
+        plugins.remove_local_plugin(ShortModel)
+        plugins.reset()

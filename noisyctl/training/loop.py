@@ -76,7 +76,34 @@ def build_model(options: TrainOptions, data: DatasetData, extra_classes: int = 0
     model = registration.call(spec, options=options.model_options)
     if spec.weights is not None:
         load_local_weights(model, spec.weights)
+    _check_reads(model, registration, data, spec)
     return model, registration
+
+
+def _check_reads(model, registration, data: DatasetData, spec: ModelSpec) -> None:
+    """One forward pass on two of the dataset's own samples, so that a model that cannot take them
+    (a ViT built for 224 px given 8 px digits) or gives other outputs says so before training, not
+    as a failure inside the first batch."""
+    import torch
+
+    sample = data.train.load(0)
+    shown = " x ".join(map(str, sample.shape))
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                logits = model(torch.stack([sample, sample]))
+            except Exception as exc:  # noqa: what a model raises on inputs it cannot take varies
+                raise NoisyctlError(f"model '{spec.name}' cannot take this dataset's inputs ({shown}): "
+                                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (-D size=N "
+                                    f"resizes images; timm's fixed-size models take -M img_size=N)") from None
+    finally:
+        model.train(training)
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, spec.num_classes):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise NoisyctlError(f"model '{spec.name}' from {registration.provenance()} gives {got} for 2 samples; "
+                            f"expected logits of shape (2, {spec.num_classes})")
 
 
 def build_strategy(options: TrainOptions):
