@@ -49,6 +49,15 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     from_jsonl = load_dataset({"name": "text", "root": str(tmp_path / "data.jsonl"), "options": options})
     assert from_csv.class_names == ["neg", "pos"] and from_csv.kind == "text"
     assert from_csv.train.ids == from_jsonl.train.ids and list(from_csv.train.labels) == [i % 2 for i in range(20)]
+    (tmp_path / "data.json").write_text(json.dumps(records, indent=2), encoding="utf-8")  # one array of records
+    assert load_dataset({"name": "text", "root": str(tmp_path / "data.json"), "options": options}).train.ids \
+        == from_csv.train.ids
+    # A long document is one CSV cell past the csv module's 128 KiB default limit.
+    with open(tmp_path / "long.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("review", "stars"), ("word " * 40_000, "pos"), ("short", "neg")])
+    long = load_dataset({"name": "text", "root": str(tmp_path / "long.csv"), "options": options})
+    assert len(long.train.text(0)) == 200_000 and long.notes == [
+        "1 of 2 texts is longer than 512 bytes; models read the first 512 (-D max_bytes=N reads more)"]
     # ids come from the texts: reordering the file keeps every sample's id
     (tmp_path / "reversed.jsonl").write_text("\n".join(json.dumps(r) for r in records[::-1]), encoding="utf-8")
     reversed_ = load_dataset({"name": "text", "root": str(tmp_path / "reversed.jsonl"), "options": options})
@@ -66,9 +75,10 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     ("text,label\nhello,a\nworld,a\n", {}, "needs two classes"),
     ("text,label\nhello,a\nworld, \nagain,b\n", {}, "record 2 has an empty 'label'"),
     ("id,text,label\n1,a,x\n1,b,y\n", {}, "ids in column 'id' are not unique"),
+    ('{"text": "a", "label": "x"}', {}, "a .json file holds one array of records"),
 ])
 def test_text_files_that_cannot_be_read_say_why(tmp_path, content, options, message):
-    suffix = ".jsonl" if content.startswith("{") else ".csv"
+    suffix = ".csv" if not content.startswith("{") else ".jsonl" if "\n" in content else ".json"
     path = tmp_path / f"data{suffix}"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(NoisyctlError, match=message):

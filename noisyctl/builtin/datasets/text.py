@@ -53,11 +53,22 @@ def _fraction(value, dataset: str) -> float:
 
 
 def _rows(path: Path) -> list[dict]:
-    """The records of a .csv / .tsv (header row) or .jsonl file (one JSON object per line)."""
+    """The records of a .csv / .tsv (header row), .jsonl (one JSON object per line) or .json file
+    (an array of objects)."""
     suffix = path.suffix.lower()
+    limit = csv.field_size_limit(2**31 - 1)  # a long document is one cell; the default limit is 128 KiB
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            if suffix in (".jsonl", ".ndjson", ".json"):
+            if suffix == ".json":  # one JSON array of records
+                try:
+                    rows = json.load(handle)
+                except json.JSONDecodeError as exc:
+                    raise NoisyctlError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
+                if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+                    raise NoisyctlError(f"{path}: a .json file holds one array of records (objects); one record "
+                                        f"a line is .jsonl")
+                return rows
+            if suffix in (".jsonl", ".ndjson"):
                 rows = []
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
@@ -78,7 +89,9 @@ def _rows(path: Path) -> list[dict]:
         raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
     except OSError as exc:
         raise NoisyctlError(f"cannot read {path}: {exc.strerror}") from None
-    raise NoisyctlError(f"text: {path} should be a .csv, .tsv or .jsonl file")
+    finally:
+        csv.field_size_limit(limit)
+    raise NoisyctlError(f"text: {path} should be a .csv, .tsv, .jsonl or .json file")
 
 
 def _column(rows: list[dict], name: str, path: Path) -> list:
@@ -134,9 +147,9 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
 
     Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
     subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows."""
-    path = require_root(root, "text", "a .csv, .tsv or .jsonl file with a text and a label column")
+    path = require_root(root, "text", "a .csv, .tsv, .jsonl or .json file with a text and a label column")
     if path.is_dir():
-        raise NoisyctlError(f"text: {path} is a folder; give the .csv, .tsv or .jsonl file itself")
+        raise NoisyctlError(f"text: {path} is a folder; give the .csv, .tsv, .jsonl or .json file itself")
     max_bytes = _positive(max_bytes, "max_bytes", "text")
     fraction = _fraction(test_fraction, "text")
     ids, texts, labels = _read_texts(path, text_column, label_column, id_column)
