@@ -106,13 +106,17 @@ def test_a_text_file_named_relative_to_one_folder_trains_from_any_and_its_suspec
     project.mkdir()
     records = [(f"ticket {i} about {'refund money back' if i % 2 else 'password login'}", "b" if i % 2 else "a")
                for i in range(60)] + [("", "a")]
-    with open(project / "tickets.csv", "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([("text", "label"), *records])
+    for name, rows in (("tickets.csv", records), ("test.csv", records[:20])):
+        with open(project / name, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([("text", "label"), *rows])
     monkeypatch.chdir(project)
-    cli("synth", "-d", "text", "--data-root", "tickets.csv", "--noise", "uniform", "--rate", "0.1", "-o", "labels.h5")
+    cli("synth", "-d", "text", "--data-root", "tickets.csv", "-D", "test=test.csv", "--noise", "uniform", "--rate",
+        "0.1", "-o", "labels.h5")
     monkeypatch.chdir(tmp_path)  # elsewhere: the labels file names its data wherever it is run from
     trained = cli("train", "--labels", "project/labels.h5", "--epochs", "2", "--folds", "0", "-o", "run.h5")
     assert "1 of 61 records has an empty 'text'" in " ".join(trained.stdout.split())
+    with RunFile(tmp_path / "run.h5") as run:
+        assert len(run.epochs()["test_accuracy"]) == 2  # the test file, found beside the training file
     detect = cli.json("detect", "run.h5", "--top", "5")
     data = load_dataset({"name": "text", "root": str(project / "tickets.csv"), "options": {}})
     text_of = dict(zip(data.train.ids, data.train.texts))
@@ -121,6 +125,7 @@ def test_a_text_file_named_relative_to_one_folder_trains_from_any_and_its_suspec
     with open("suspects.csv", encoding="utf-8") as handle:
         assert [row["text"] for row in csv.DictReader(handle)] == [row["text"] for row in detect["top"]]
     (project / "tickets.csv").rename(tmp_path / "moved.csv")
+    (project / "test.csv").rename(tmp_path / "test.csv")
     assert "if it has moved, give train --data-root PATH" in cli.error(
         "train", "--labels", "project/labels.h5", "--epochs", "1", "-o", "again.h5")
     cli("train", "--labels", "project/labels.h5", "--data-root", "moved.csv", "--epochs", "1", "--folds", "0",

@@ -155,7 +155,11 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
     ids, texts, labels = _read_texts(path, text_column, label_column, id_column)
     test_set = None
     if test is not None:
-        test_ids, test_texts, test_labels = _read_texts(require_root(test, "text", "the test file"), text_column,
+        # A relative test file is found from the folder noisyctl runs in, else beside the training
+        # file (whose path the labels and run files record absolute), so later commands run anywhere.
+        beside = path.parent / Path(test).expanduser()
+        test_path = beside if not Path(test).expanduser().exists() and beside.exists() else test
+        test_ids, test_texts, test_labels = _read_texts(require_root(test_path, "text", "the test file"), text_column,
                                                         label_column, id_column)
         names = _class_names(labels)
         unknown = sorted(set(test_labels) - set(names))
