@@ -62,6 +62,19 @@ def test_imagefolder_flat_layout_and_grayscale(tmp_path):
     assert float(shade.mean()) == pytest.approx(40000 / 65535, abs=0.01)
 
 
+def test_a_large_jpeg_decoded_at_reduced_scale_matches_the_full_decode(tmp_path):
+    ys, xs = np.mgrid[0:900, 0:1200]
+    photo = np.stack([xs / 1200 * 255, ys / 900 * 255, (xs + ys) % 256], axis=-1).astype(np.uint8)
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(photo).save(tmp_path / label / "p.jpg", quality=95)
+    loaded = load("imagefolder", tmp_path, size=64, normalize=False).train[0][0].numpy()
+    with Image.open(tmp_path / "a" / "p.jpg") as image:  # decoded whole, then resized as the loader does
+        full = image.convert("RGB").resize((85, 64), Image.BILINEAR).crop((10, 0, 74, 64))
+    reference = np.asarray(full, dtype=np.float32).transpose(2, 0, 1) / 255
+    assert loaded.shape == (3, 64, 64) and np.abs(loaded - reference)[:2].mean() < 0.01
+
+
 def test_imagefolder_trains_small_images_at_their_own_size_and_says_so(cli, tmp_path):
     for label, color in (("a", 40), ("b", 200)):
         for i in range(3):
