@@ -405,7 +405,10 @@ def gate_verdict(estimate: dict[str, Any], scores: np.ndarray, fail_above: float
         # default gate compares the lower end there: it does not fail what the run cannot tell.
         compared, what = estimate["low"], "the lower end of the noise interval (the losses cannot tell)"
     if fail_above is not None and compared > fail_above:
-        reasons.append(f"{what} {compared:.1%} is above --fail-above {fail_above:.1%} ({estimate_words(estimate)})")
+        words = estimate_words(estimate)
+        said = f"{what} {compared:.1%} "  # the estimate's words begin with what the gate compared: not twice
+        detail = words[len(said):] if words.startswith(said) else f"({words})"
+        reasons.append(f"{what} {compared:.1%} is above --fail-above {fail_above:.1%} {detail}")
     above = int((scores > fail_score).sum()) if fail_score is not None else 0
     if fail_count is not None and above > fail_count:
         reasons.append(f"{above:,} samples score above {fail_score:g}, more than --fail-count {fail_count:,}")
