@@ -301,6 +301,11 @@ def test_npz_channels_last_images(tmp_path):
     data = load("npz", path)
     assert data.input_shape == (3, 10, 10) and data.class_names == ["0", "1"]
     assert float(data.train[0][0].max()) == pytest.approx(1.0)
+    keras = tmp_path / "mnist.npz"  # Keras' own layout: x_train, y_train, x_test, y_test
+    np.savez(keras, x_train=np.zeros((4, 6, 6), np.uint8), y_train=np.array([0, 1, 2, 1], np.uint8),
+             x_test=np.zeros((2, 6, 6), np.uint8), y_test=np.array([2, 0], np.uint8))
+    data = load("npz", keras)
+    assert data.input_shape == (1, 6, 6) and len(data.train) == 4 and data.test.labels.tolist() == [2, 0]
 
 
 def test_array_labels_saved_as_names_or_whole_floats_load_as_classes(tmp_path):

@@ -1,7 +1,7 @@
 """Arrays in an .npz or HDF5 file: images or plain feature vectors (e.g. precomputed embeddings).
 
 Keys (``x_key``/``y_key`` options override the first two):
-``x`` (or ``images``, ``features``), ``y`` (or ``labels``, ``targets``), optional ``ids``,
+``x`` (or ``images``, ``features``, ``x_train``), ``y`` (or ``labels``, ``targets``, ``y_train``), optional ``ids``,
 ``class_names``, and a test subset ``x_test``, ``y_test``, ``ids_test``.
 """
 
@@ -20,8 +20,8 @@ from .common import ArraySampleSet, channels_first, check_labels, feature_stats,
 # equalising well-scaled features also equalises the variance that tells classes apart (measured:
 # make_classification at 10% noise, mAP 0.80 -> 0.79 standardized).
 LARGE_FEATURE = 10.0
-X_KEYS = ("x", "images", "features")
-Y_KEYS = ("y", "labels", "targets")
+X_KEYS = ("x", "images", "features", "x_train")  # x_train, y_train, x_test, y_test: Keras' own .npz files
+Y_KEYS = ("y", "labels", "targets", "y_train")
 
 
 def _pick(keys, wanted: str | None, candidates: tuple[str, ...], path: Path, what: str) -> str:
