@@ -138,7 +138,6 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standard
                        default_augment="none" if len(shape) == 1 else "crop", notes=notes)
 
 
-
 def load_npz(root=None, x_key: str | None = None, y_key: str | None = None,
              standardize: bool | str = "auto") -> DatasetData:
     """Arrays in a NumPy .npz file (x, y, optional ids, class_names, x_test, y_test); no pickles."""

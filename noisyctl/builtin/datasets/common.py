@@ -71,8 +71,16 @@ def feature_stats(rows, count: int, limit: int = 10_000) -> tuple[np.ndarray, np
     dataset, which need not fit in memory), from up to ``limit`` rows spread over them; a constant
     feature gets std 1."""
     picked = np.unique(np.linspace(0, count - 1, min(count, limit)).round().astype(np.int64))
-    block = np.asarray(rows[picked], dtype=np.float64)
-    mean, std = block.mean(axis=0), block.std(axis=0)
+    shift = total = squares = 0.0
+    for start in range(0, len(picked), 1024):  # a block at a time: 10,000 wide embeddings would take GBs
+        block = np.asarray(rows[picked[start:start + 1024]], dtype=np.float64).reshape(-1, *np.shape(rows)[1:])
+        if start == 0:
+            shift = block[0].copy()  # sums about a typical row keep the variance of large values exact
+        total = total + (block - shift).sum(axis=0)
+        squares = squares + np.square(block - shift).sum(axis=0)
+    mean = total / len(picked)
+    std = np.sqrt(np.maximum(squares / len(picked) - np.square(mean), 0.0))
+    mean = mean + shift
     return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
 
 
