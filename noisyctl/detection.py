@@ -442,11 +442,20 @@ def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarr
             "is_noisy": None if truth is None else bool(truth[i] != run.given_labels[i]),
         })
     # Text samples' ids are hashes: the suspects carry their texts, which is what a reader judges.
-    texts = sample_texts(run.labels.dataset, [row["id"] for row in rows]) \
-        if rows and run.labels.dataset.get("kind") == "text" else None
-    for row, text in zip(rows, texts or []):
+    for row, text in zip(rows, suspect_texts(run, [row["id"] for row in rows]) or []):
         row["text"] = text
     return rows
+
+
+def suspect_texts(run: RunFile, ids: list[str]) -> list[str] | None:
+    """The texts of the samples ``ids``: as the run recorded them (a user's loop), else from the
+    dataset when it is text and loads here; None for other data."""
+    if not ids:
+        return None
+    recorded = run.texts(ids)
+    if recorded is not None:
+        return recorded
+    return sample_texts(run.labels.dataset, ids)  # loads only data recorded as text (or before kinds were)
 
 
 def trainable_detectors() -> list[str]:

@@ -81,6 +81,10 @@ FIELDS: tuple[Field, ...] = (
           "`train --trusted FILE` uses these samples as its trusted set."),
     Field("samples/corrected", "bool", "N", BOTH, False,
           "Labels replaced by `correct --apply` or by a review; given_label holds the new label."),
+    Field("samples/text", "string", "N", (RUN,), False,
+          "Each sample's text (its first 1,000 bytes), where a loop of the user's recorded it "
+          "(`Recorder(texts=...)`): the suspects, the review CSV and the report show it. Runs of noisyctl's "
+          "text datasets read it from the data instead."),
     Field("classes/name", "string", "C", BOTH, True, "Class names; a label is an index into this."),
     Field("dynamics/train_loss", "float32", "N x E", (RUN,), False,
           "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
@@ -219,6 +223,19 @@ def _fixed_strings(values: Any) -> np.ndarray:
     encoded = [str(v).encode("utf-8") for v in np.asarray(values, dtype=object).ravel()]
     width = max([1, *map(len, encoded)])
     return np.array(encoded, dtype=h5py.string_dtype("utf-8", width)).reshape(np.shape(values))
+
+
+TEXT_KEPT = 1000  # bytes of a sample's text a run file keeps: enough to judge its label by
+
+
+def write_texts(h5: h5py.File, texts: list[str], block: int = 65536) -> None:
+    """``samples/text``: each text's first ``TEXT_KEPT`` bytes (cut at a character), written a
+    block at a time, since fixed-length strings take the longest one's width each."""
+    kept = [str(t).encode("utf-8")[:TEXT_KEPT].decode("utf-8", errors="ignore").encode("utf-8") for t in texts]
+    dtype = h5py.string_dtype("utf-8", max([1, *map(len, kept)]))
+    dataset = create_field(h5, "samples/text", (len(kept),), dtype=dtype)
+    for start in range(0, len(kept), block):
+        dataset[start:start + block] = np.array(kept[start:start + block], dtype=dtype)
 
 
 def write_field(h5: h5py.File, path: str, data: Any, **attrs: Any) -> h5py.Dataset:
@@ -652,6 +669,20 @@ class RunFile:
 
     def channel(self, name: str) -> np.ndarray:
         return self._read(self._dataset(name))
+
+    def texts(self, ids: list[str]) -> list[str] | None:
+        """The recorded texts (``samples/text``) of the samples ``ids`` ("" for an id the run lacks);
+        None when the run recorded none."""
+        if "samples/text" not in self._h5:
+            return None
+        position = {sample_id: i for i, sample_id in enumerate(self.labels.ids)}
+        rows = np.array([position.get(sample_id, -1) for sample_id in ids], dtype=np.int64)
+        unique = np.unique(rows[rows >= 0])
+        read = {}
+        if len(unique):
+            with damaged_on_error(str(self.path)):
+                read = dict(zip(unique.tolist(), (_text(t) for t in self._h5["samples/text"][unique])))
+        return [read.get(int(row), "") for row in rows]
 
     def channel_rows(self, name: str, rows) -> np.ndarray:
         """The series of a few samples (rows in any order), without reading the whole channel."""

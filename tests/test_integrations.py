@@ -436,3 +436,6 @@ def test_the_documented_integrations_run_as_written(tmp_path, cli):
     # seeds and stacks the loss's mAP lands anywhere from 0.60 to 0.99 (0.67 once on an H200), chance
     # being 0.2. What this guards is that the recorded losses belong to their samples.
     assert scores["samples"] == 600 and average_precision_score(wrong, loss) > 0.5
+    # the texts it passed: each suspect shows its own
+    text_of = dict(zip(map(str, range(600)), data.train.texts))
+    assert scores["top"] and all(row["text"] == text_of[row["id"]] for row in scores["top"])

@@ -14,7 +14,8 @@ from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, re
 from noisyctl.cli.progress import step_progress
 from noisyctl.correction import (apply_correction, decide, flagged_samples, proposal_quality, read_review_csv, run_corrector,
                                  write_review_csv)
-from noisyctl.data import parse_options, sample_texts
+from noisyctl.data import parse_options
+from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.metrics import ranking
 from noisyctl.pruning import stored_detector, whole_dataset_labels
@@ -98,7 +99,8 @@ def correct(
     if p["export"]:
         chosen = groups["review"] if p["apply"] else flagged
         rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
-        texts = sample_texts(labels.dataset, [labels.ids[i] for i in rows])
+        with RunFile(run_path) as run_file:
+            texts = suspect_texts(run_file, [labels.ids[i] for i in rows])
         result["exported"] = {"out": str(p["export"]),
                               "rows": write_review_csv(Path(p["export"]), labels, scores, proposal, rows, texts)}
 

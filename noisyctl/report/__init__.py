@@ -96,8 +96,8 @@ def describe_labels(run: RunFile) -> str:
 
 def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list | None:
     """The suspects' inputs from the dataset, for the gallery; None (with a note) when the data
-    cannot be loaded here or is not images. For text data, each suspect gets its ``text`` instead."""
-    if not suspects:
+    cannot be loaded here or is not images. Text suspects carry their ``text`` instead."""
+    if not suspects or "text" in suspects[0]:
         return None
     name = run.labels.dataset.get("name")
     if run.recorded_by and name not in plugins.registry().names("dataset"):
@@ -117,7 +117,7 @@ def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list
     if missing:
         notes.append(f"no suspect gallery: sample {missing[0]} is not in the dataset as loaded here")
         return None
-    if data.kind == "text":
+    if data.kind == "text":  # a file from before datasets recorded their kind
         for suspect in suspects:
             suspect["text"] = data.train.text(position[suspect["id"]])
         return None

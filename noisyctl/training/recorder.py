@@ -121,6 +121,9 @@ class Recorder:
         Run-file attributes to record: ``training`` (options), ``recipe``, ``plugins``.
     fingerprint : str, optional
         What a resumed recording must match besides the labels (e.g. a hash of your options).
+    texts : list of str, optional, length N
+        Each sample's text, for text data: the run keeps its first 1,000 bytes, and ``detect``'s
+        suspects, the review CSV of ``correct --export`` and the report show it.
 
     Examples
     --------
@@ -139,10 +142,13 @@ class Recorder:
                  dataset: str | dict[str, Any] | None = None, resume: bool | None = None, restart: bool = False,
                  allow_partial: bool = False, record_probs: bool | None = None, trained_labels: Any = None,
                  num_outputs: int | None = None, channels: dict[str, float] | None = None,
-                 info: dict[str, Any] | None = None, fingerprint: str = "") -> None:
+                 info: dict[str, Any] | None = None, fingerprint: str = "", texts: Any = None) -> None:
         self.path = Path(path)
         self.labels = _as_labels(labels, class_names, ids, true_labels, dataset)
         self.num_samples = n = len(self.labels.ids)
+        self.texts = None if texts is None else [str(t) for t in texts]
+        if self.texts is not None and len(self.texts) != n:
+            raise NoisyctlError(f"Recorder: {len(self.texts)} texts for {n} labels")
         self.num_classes = c = self.labels.num_classes
         if epochs is not None and (not isinstance(epochs, (int, np.integer)) or epochs < 1):
             raise NoisyctlError(f"Recorder: epochs must be a positive integer, not {epochs!r}")
@@ -662,6 +668,8 @@ class Recorder:
                 extra = {} if out_of_fold is None else {"probs/out_of_fold": out_of_fold}
                 if self.threshold.any():
                     extra["samples/threshold"] = self.threshold
+                if self.texts is not None:
+                    extra["samples/text"] = self.texts
                 if self._late_sum is not None:
                     extra["probs/late_mean"] = (self._late_sum / self._late_count).numpy()
                 if self.checkpoints.array_path("features").exists():
