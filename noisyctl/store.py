@@ -231,7 +231,9 @@ TEXT_KEPT = 1000  # bytes of a sample's text a run file keeps: enough to judge i
 def write_texts(h5: h5py.File, texts: list[str], block: int = 65536) -> None:
     """``samples/text``: each text's first ``TEXT_KEPT`` bytes (cut at a character), written a
     block at a time, since fixed-length strings take the longest one's width each."""
-    kept = [str(t).encode("utf-8")[:TEXT_KEPT].decode("utf-8", errors="ignore").encode("utf-8") for t in texts]
+    # (A NUL would end the text early when read back: fixed-length strings pad with NULs.)
+    kept = [str(t).replace("\x00", "").encode("utf-8")[:TEXT_KEPT].decode("utf-8", errors="ignore").encode("utf-8")
+            for t in texts]
     dtype = h5py.string_dtype("utf-8", max([1, *map(len, kept)]))
     dataset = create_field(h5, "samples/text", (len(kept),), dtype=dtype)
     for start in range(0, len(kept), block):

@@ -217,7 +217,7 @@ def test_a_dataset_root_given_relative_is_recorded_absolute(tmp_path, monkeypatc
 
 
 def test_texts_a_loop_passes_are_kept_to_their_first_thousand_bytes(tmp_path):
-    texts = ["é" * 700, "plain", "", "x" * 999 + "€", "naïve ✓", "six"]  # 1,400 and 1,002 bytes
+    texts = ["é" * 700, "pl\x00ain", "", "x" * 999 + "€", "naïve ✓", "six"]  # 1,400 and 1,002 bytes
     with pytest.raises(NoisyctlError, match="5 texts for 6 labels"):
         small(tmp_path, texts=texts[:5])
     recorder, labels = small(tmp_path, epochs=1, texts=texts)
