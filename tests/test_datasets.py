@@ -301,6 +301,9 @@ def test_npz_channels_last_images(tmp_path):
     data = load("npz", path)
     assert data.input_shape == (3, 10, 10) and data.class_names == ["0", "1"]
     assert float(data.train[0][0].max()) == pytest.approx(1.0)
+    deep = tmp_path / "u16.npz"  # 16-bit images: scaled to [0, 1] as 8-bit ones are
+    np.savez(deep, x=np.full((2, 4, 4), 65535, dtype=np.uint16), y=np.array([0, 1]))
+    assert float(load("npz", deep).train[0][0].max()) == pytest.approx(1.0)
     keras = tmp_path / "mnist.npz"  # Keras' own layout: x_train, y_train, x_test, y_test
     np.savez(keras, x_train=np.zeros((4, 6, 6), np.uint8), y_train=np.array([0, 1, 2, 1], np.uint8),
              x_test=np.zeros((2, 6, 6), np.uint8), y_test=np.array([2, 0], np.uint8))

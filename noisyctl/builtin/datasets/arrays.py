@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from .common import ArraySampleSet, channels_first, check_labels, feature_stats, per_position, require_root
+from .common import (ArraySampleSet, channels_first, check_labels, feature_stats, per_position, pixel_scale,
+                     require_root)
 
 # Feature vectors whose values reach this size (raw measurements: a price beside a ratio) make a
 # network's first steps diverge; by default ("auto") only such features are standardized, since
@@ -175,7 +176,7 @@ class HDF5SampleSet(SampleSet):
     def __init__(self, ids, labels, path: Path, key: str, shape, dtype) -> None:
         super().__init__(ids, labels)
         self.path, self.key, self.shape = path, key, shape
-        self.scale = 1 / 255 if dtype == np.uint8 else 1.0
+        self.scale = pixel_scale(dtype, images=len(shape) > 2)
         self.channels_last = len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
         self._opened = None  # (pid, h5py file); a handle must not cross a fork into a worker
         self.mean = self.std = None  # feature scaling, set by the loader

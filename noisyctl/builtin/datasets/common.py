@@ -37,14 +37,14 @@ def channels_first(images: np.ndarray, source: str) -> np.ndarray:
 class ArraySampleSet(SampleSet):
     """Images or feature vectors in one in-memory array, converted to float one sample at a time.
 
-    ``uint8`` images are scaled to [0, 1]; with ``stats`` (mean, std) they are then normalised per
+    ``uint8`` and ``uint16`` images are scaled to [0, 1]; with ``stats`` (mean, std) they are then normalised per
     channel, and feature vectors per feature.
     """
 
     def __init__(self, ids, labels, inputs: np.ndarray, stats=None) -> None:
         super().__init__(ids, labels)
         self.inputs = inputs
-        self.scale = 1 / 255 if inputs.dtype == np.uint8 else 1.0
+        self.scale = pixel_scale(inputs.dtype, images=inputs.ndim > 2)
         self.mean, self.std = (None, None) if stats is None else per_position(stats, inputs.ndim - 1)
 
     @property
@@ -58,6 +58,15 @@ class ArraySampleSet(SampleSet):
         if self.mean is not None:
             x = (x - self.mean) / self.std
         return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def pixel_scale(dtype, images: bool) -> float:
+    """What 8-bit values, and 16-bit images' pixels (scans, microscopy, whose raw values made an
+    MLP's first epoch diverge), are multiplied by to lie in [0, 1]; 16-bit feature vectors (counts)
+    and other types are taken as they are."""
+    if np.dtype(dtype) == np.uint8:
+        return 1 / 255
+    return 1 / 65535 if images and np.dtype(dtype) == np.uint16 else 1.0
 
 
 def per_position(stats, sample_dims: int) -> tuple[np.ndarray, np.ndarray]:
