@@ -200,7 +200,8 @@ def test_sigterm_stops_train_as_ctrl_c_does_and_the_run_resumes(tmp_path):
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
-    assert stderr.strip().splitlines() == ["error: terminated (SIGTERM); an interrupted train resumes with --resume"]
+    assert stderr.strip().splitlines() == [
+        "error: terminated (SIGTERM); the epochs finished so far are kept: the same command with --resume continues"]
     assert checkpoints.exists() and not (tmp_path / "r.h5").exists()
     resumed = subprocess.run(command + ["--resume", "--json"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

@@ -143,6 +143,13 @@ class NoisyctlGroup(TyperGroup):
         _plain_types(self, ctx)
         return super().format_help(ctx, formatter)
 
+    @staticmethod
+    def _resume_hint(ctx) -> str:
+        """How to go on after an interrupted command that kept its work (train keeps every finished epoch)."""
+        if ctx.invoked_subcommand == "train":
+            return "; the epochs finished so far are kept: the same command with --resume continues"
+        return ""
+
     def invoke(self, ctx):
         import signal
         import threading
@@ -163,13 +170,13 @@ class NoisyctlGroup(TyperGroup):
         except NoisyctlError as exc:
             fail(str(exc), getattr(exc, "exit_code", 1))
         except Terminated:
-            fail("terminated (SIGTERM); an interrupted train resumes with --resume", 143)
+            fail(f"terminated (SIGTERM){self._resume_hint(ctx)}", 143)
         except BrokenPipeError:
             # `noisyctl ... | head`: the reader left; say nothing more (Python's documented way)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(141) from None
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail(f"interrupted{self._resume_hint(ctx)}", 130)
         except Exception as exc:
             if _is_cli_exception(exc) or os.environ.get(DEBUG_ENV):
                 raise
