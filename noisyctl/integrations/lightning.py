@@ -71,7 +71,7 @@ class RecordDynamics(Callback):
         Class probabilities of every sample from models that never trained on it, for a held-out
         count beside the losses' (see :meth:`noisyctl.Recorder.close`); checked when the fit starts.
     **recorder_options
-        Passed to :class:`noisyctl.Recorder` (``class_names``, ``ids``, ``true_labels``, ...).
+        Passed to :class:`noisyctl.Recorder` (``class_names``, ``ids``, ``true_labels``, ``texts``, ...).
         ``epochs`` defaults to the trainer's ``max_epochs``, or the epochs ``max_steps`` reaches first.
 
     Examples

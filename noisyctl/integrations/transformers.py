@@ -76,7 +76,7 @@ class RecordingMixin:
         Class probabilities of every sample from models that never trained on it, for a held-out
         count beside the losses' (see :meth:`noisyctl.Recorder.close`); checked at the first batch.
     recorder_options : dict, optional
-        Passed to :class:`noisyctl.Recorder` (``class_names``, ``true_labels``, ...); ``epochs``
+        Passed to :class:`noisyctl.Recorder` (``class_names``, ``true_labels``, ``texts``, ...); ``epochs``
         defaults to the epochs the Trainer plans (``num_train_epochs``, or as many as ``max_steps``
         takes).
     """
