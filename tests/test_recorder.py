@@ -217,7 +217,7 @@ def test_a_dataset_root_given_relative_is_recorded_absolute(tmp_path, monkeypatc
 
 
 def test_texts_a_loop_passes_are_kept_to_their_first_thousand_bytes(tmp_path):
-    texts = ["é" * 700, "pl\x00ain", "", "x" * 999 + "€", "naïve ✓", "six"]  # 1,400 and 1,002 bytes
+    texts = ["é" * 700, "pl\x00ain", None, "x" * 999 + "€", float("nan"), "six"]  # 1,400 and 1,002 bytes
     with pytest.raises(NoisyctlError, match="5 texts for 6 labels"):
         small(tmp_path, texts=texts[:5])
     recorder, labels = small(tmp_path, epochs=1, texts=texts)
@@ -225,8 +225,8 @@ def test_texts_a_loop_passes_are_kept_to_their_first_thousand_bytes(tmp_path):
         recorder.update(torch.arange(6), logits_for(labels))
         recorder.end_epoch()
     with noisyctl.store.RunFile(tmp_path / "r.h5") as run:
-        kept = run.texts(["5", "0", "3", "1", "nobody"])
-    assert kept == ["six", "é" * 500, "x" * 999, "plain", ""]  # cut at a character, never inside one
+        kept = run.texts(["5", "0", "3", "1", "2", "4", "nobody"])
+    assert kept == ["six", "é" * 500, "x" * 999, "plain", "", "", ""]  # cut at a character, never inside one
 
 
 def test_a_recorder_resumes_and_refuses_other_labels(tmp_path):

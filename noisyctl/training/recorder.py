@@ -146,7 +146,8 @@ class Recorder:
         self.path = Path(path)
         self.labels = _as_labels(labels, class_names, ids, true_labels, dataset)
         self.num_samples = n = len(self.labels.ids)
-        self.texts = None if texts is None else [str(t) for t in texts]
+        # A missing text (None, or pandas' NaN) is no text, not the word "None" or "nan".
+        self.texts = None if texts is None else ["" if t is None or t != t else str(t) for t in texts]
         if self.texts is not None and len(self.texts) != n:
             raise NoisyctlError(f"Recorder: {len(self.texts)} texts for {n} labels")
         self.num_classes = c = self.labels.num_classes
