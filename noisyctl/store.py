@@ -225,29 +225,30 @@ def _fixed_strings(values: Any) -> np.ndarray:
     return np.array(encoded, dtype=h5py.string_dtype("utf-8", width)).reshape(np.shape(values))
 
 
-TEXT_KEPT = 1000  # bytes of a sample's text a run file keeps: enough to judge its label by
+TEXT_KEPT = 1000  # bytes of a sample's text a run file keeps (samples/text): enough to judge its label by
+STRING_BLOCK = 65536  # strings written at once: fixed-length, each takes the longest one's width in memory
 
 
-def write_texts(h5: h5py.File, texts: list[str], block: int = 65536) -> None:
-    """``samples/text``: each text's first ``TEXT_KEPT`` bytes (cut at a character), written a
-    block at a time, since fixed-length strings take the longest one's width each."""
-    # (A NUL would end the text early when read back: fixed-length strings pad with NULs.)
-    kept = [str(t).replace("\x00", "").encode("utf-8")[:TEXT_KEPT].decode("utf-8", errors="ignore").encode("utf-8")
-            for t in texts]
-    dtype = h5py.string_dtype("utf-8", max([1, *map(len, kept)]))
-    dataset = create_field(h5, "samples/text", (len(kept),), dtype=dtype)
-    for start in range(0, len(kept), block):
-        dataset[start:start + block] = np.array(kept[start:start + block], dtype=dtype)
+def kept_text(text: Any) -> str:
+    """A sample's text as a run file keeps it: its first ``TEXT_KEPT`` bytes, cut at a character;
+    a missing one (None, pandas' NaN) is no text, and a NUL, which would end it early when read back
+    (fixed-length strings pad with NULs), is dropped."""
+    if text is None or text != text:
+        return ""
+    return str(text).replace("\x00", "").encode("utf-8")[:TEXT_KEPT].decode("utf-8", errors="ignore")
 
 
 def write_field(h5: h5py.File, path: str, data: Any, **attrs: Any) -> h5py.Dataset:
-    """Create a schema field and write ``data`` into it whole."""
+    """Create a schema field and write ``data`` into it (strings, 1-D, a block at a time)."""
     if field_for(path).dtype == "string":
-        data = _fixed_strings(data)
-        dataset = create_field(h5, path, data.shape, dtype=data.dtype, **attrs)
-    else:
-        data = np.asarray(data)
-        dataset = create_field(h5, path, data.shape, **attrs)
+        encoded = [str(v).encode("utf-8") for v in np.asarray(data, dtype=object).ravel()]
+        dtype = h5py.string_dtype("utf-8", max([1, *map(len, encoded)]))
+        dataset = create_field(h5, path, (len(encoded),), dtype=dtype, **attrs)
+        for start in range(0, len(encoded), STRING_BLOCK):
+            dataset[start:start + STRING_BLOCK] = np.array(encoded[start:start + STRING_BLOCK], dtype=dtype)
+        return dataset
+    data = np.asarray(data)
+    dataset = create_field(h5, path, data.shape, **attrs)
     if data.size:
         dataset[...] = data
     return dataset

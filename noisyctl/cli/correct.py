@@ -79,30 +79,30 @@ def correct(
                                         flagged)
             finally:
                 training_progress.reset(hearing)
-    proposal = outcome.correction
-    bar = outcome.min_confidence if p["min_confidence"] is None else p["min_confidence"]
-    groups = decide(labels, proposal, flagged, bar)
-    quality = proposal_quality(labels, proposal, flagged, bar)
-    result = {"run": str(run_path), "corrector": p["corrector"], "detector": name, "flagged_by": flagged_by,
-              "seconds": outcome.seconds, "info": proposal.info, **quality, "min_confidence": bar,
-              "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None}
-    if p["apply"]:
-        corrected = apply_correction(labels, proposal.labels, groups["relabeled"], f"corrector:{p['corrector']}",
-                                     str(run_path), remove=groups["review"] if p["unsure"] == "remove" else None)
-        write_labels_file(Path(p["out"]), corrected, recipe=ctx.meta.get(RECIPE_KEY))
-        result["applied"] = {"out": str(p["out"]), "changed": corrected.correction["changed"],
-                             "removed": int(groups["review"].sum()) if p["unsure"] == "remove" else 0}
-        if labels.true_labels is not None:
-            result["applied"]["noisy_before"] = int(labels.is_noisy.sum())
-            kept = ~groups["review"] if p["unsure"] == "remove" else np.ones(len(labels.ids), dtype=bool)
-            result["applied"]["noisy_after"] = int(corrected.is_noisy[kept].sum())
-    if p["export"]:
-        chosen = groups["review"] if p["apply"] else flagged
-        rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
-        with RunFile(run_path) as run_file:
+        # The run stays open to the end: the review CSV reads the texts it recorded.
+        proposal = outcome.correction
+        bar = outcome.min_confidence if p["min_confidence"] is None else p["min_confidence"]
+        groups = decide(labels, proposal, flagged, bar)
+        quality = proposal_quality(labels, proposal, flagged, bar)
+        result = {"run": str(run_path), "corrector": p["corrector"], "detector": name, "flagged_by": flagged_by,
+                  "seconds": outcome.seconds, "info": proposal.info, **quality, "min_confidence": bar,
+                  "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None}
+        if p["apply"]:
+            corrected = apply_correction(labels, proposal.labels, groups["relabeled"], f"corrector:{p['corrector']}",
+                                         str(run_path), remove=groups["review"] if p["unsure"] == "remove" else None)
+            write_labels_file(Path(p["out"]), corrected, recipe=ctx.meta.get(RECIPE_KEY))
+            result["applied"] = {"out": str(p["out"]), "changed": corrected.correction["changed"],
+                                 "removed": int(groups["review"].sum()) if p["unsure"] == "remove" else 0}
+            if labels.true_labels is not None:
+                result["applied"]["noisy_before"] = int(labels.is_noisy.sum())
+                kept = ~groups["review"] if p["unsure"] == "remove" else np.ones(len(labels.ids), dtype=bool)
+                result["applied"]["noisy_after"] = int(corrected.is_noisy[kept].sum())
+        if p["export"]:
+            chosen = groups["review"] if p["apply"] else flagged
+            rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
             texts = suspect_texts(run_file, [labels.ids[i] for i in rows])
-        result["exported"] = {"out": str(p["export"]),
-                              "rows": write_review_csv(Path(p["export"]), labels, scores, proposal, rows, texts)}
+            result["exported"] = {"out": str(p["export"]),
+                                  "rows": write_review_csv(Path(p["export"]), labels, scores, proposal, rows, texts)}
 
     def render(console):
         table = Table(title=f"{p['corrector']} proposals for {run_path}", show_header=False)

@@ -97,7 +97,8 @@ def describe_labels(run: RunFile) -> str:
 def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list | None:
     """The suspects' inputs from the dataset, for the gallery; None (with a note) when the data
     cannot be loaded here or is not images. Text suspects carry their ``text`` instead."""
-    if not suspects or "text" in suspects[0]:
+    # Text suspects carry their texts already (top_suspects); a dataset recorded as not images is not loaded.
+    if not suspects or "text" in suspects[0] or run.labels.dataset.get("kind", "image") != "image":
         return None
     name = run.labels.dataset.get("name")
     if run.recorded_by and name not in plugins.registry().names("dataset"):
@@ -110,16 +111,12 @@ def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list
     except NoisyctlError as exc:
         notes.append(f"no suspect gallery: {exc}")
         return None
-    if data.kind == "features":
+    if data.kind != "image":  # a file from before datasets recorded their kind
         return None
     position = {sample_id: i for i, sample_id in enumerate(data.train.ids)}
     missing = [s["id"] for s in suspects if s["id"] not in position]
     if missing:
         notes.append(f"no suspect gallery: sample {missing[0]} is not in the dataset as loaded here")
-        return None
-    if data.kind == "text":  # a file from before datasets recorded their kind
-        for suspect in suspects:
-            suspect["text"] = data.train.text(position[suspect["id"]])
         return None
     return [data.train.load(position[s["id"]]) for s in suspects]
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output
-from noisyctl.store import CHUNK_EPOCHS, RUN, Labels, create_field, field_for, new_file, write_field, write_texts
+from noisyctl.store import CHUNK_EPOCHS, RUN, Labels, create_field, field_for, new_file, write_field
 
 # Per-epoch figures a run file keeps (epochs/<name>); train_loss, train_accuracy, learning_rate and
 # seconds are required by the schema and written as NaN when an epoch did not give them.
@@ -159,10 +159,7 @@ def assemble_run(out: Path, labels: Labels, checkpoints: Checkpoints, num_epochs
                         write_field(h5, f"epochs/{name}",
                                     [float(s[key]) if key in s.files else np.nan for s in shards])
                 for path, values in (extra or {}).items():
-                    if path == "samples/text":
-                        write_texts(h5, values)
-                    else:
-                        write_field(h5, path, values)
+                    write_field(h5, path, values)
     finally:
         for shard in shards:
             shard.close()

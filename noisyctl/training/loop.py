@@ -92,12 +92,11 @@ def _check_reads(model, registration, data: DatasetData, spec: ModelSpec) -> Non
     model.eval()
     try:
         with torch.no_grad():
-            try:
-                logits = model(torch.stack([sample, sample]))
-            except Exception as exc:  # noqa: what a model raises on inputs it cannot take varies
-                raise NoisyctlError(f"model '{spec.name}' cannot take this dataset's inputs ({shown}): "
-                                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (-D size=N "
-                                    f"resizes images; timm's fixed-size models take -M img_size=N)") from None
+            logits = model(torch.stack([sample, sample]))
+    except Exception as exc:  # noqa: what a model raises on inputs it cannot take varies
+        raise NoisyctlError(f"model '{spec.name}' cannot take this dataset's inputs ({shown}): "
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (-D size=N "
+                            f"resizes images; timm's fixed-size models take -M img_size=N)") from None
     finally:
         model.train(training)
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, spec.num_classes):

@@ -16,7 +16,7 @@ import numpy as np
 
 from noisyctl import distributed
 from noisyctl.errors import NoisyctlError
-from noisyctl.store import CHANNELS, Labels
+from noisyctl.store import CHANNELS, Labels, kept_text
 from noisyctl.training.checkpoints import EPOCH_FIGURES, Checkpoints, assemble_run
 
 PROBS_AUTO_MAX_CLASSES = 100  # above this, the [N x C] probabilities are recorded only when asked
@@ -146,8 +146,7 @@ class Recorder:
         self.path = Path(path)
         self.labels = _as_labels(labels, class_names, ids, true_labels, dataset)
         self.num_samples = n = len(self.labels.ids)
-        # A missing text (None, or pandas' NaN) is no text, not the word "None" or "nan".
-        self.texts = None if texts is None else ["" if t is None or t != t else str(t) for t in texts]
+        self.texts = None if texts is None else [kept_text(t) for t in texts]
         if self.texts is not None and len(self.texts) != n:
             raise NoisyctlError(f"Recorder: {len(self.texts)} texts for {n} labels")
         self.num_classes = c = self.labels.num_classes
