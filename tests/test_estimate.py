@@ -684,6 +684,34 @@ def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
     assert "may include clean samples the model has not fitted: train --folds 3" in words
 
 
+def test_labels_refused_by_both_readings_are_evidence_where_another_reading_sets_the_count(cli, tmp_path):
+    """scikit-learn's breast cancer set (569 patients, 30 measurements) with 5% uniform noise: two
+    classes, so a wrong label's loss is bounded by how far its sample lies from the boundary, and
+    the losses' tail cannot rule out zero. Held-out models count near the truth and set the count;
+    the labels the model never believed and held-out models refused (15 here) are a floor too small
+    to raise that count, yet clear evidence of noise: the interval's lower end rises to their bound,
+    and detect no longer says "no clear sign" of a count of 27 wrong labels. The same set clean stays
+    "no clear sign"."""
+    from sklearn.datasets import load_breast_cancer
+
+    cancer = load_breast_cancer()
+    np.savez(tmp_path / "cancer.npz", x=cancer.data.astype(np.float32), y=cancer.target)
+    data = ["-d", "npz", "--data-root", tmp_path / "cancer.npz"]
+    cli("synth", *data, "-n", "uniform", "-r", "0.05", "--seed", "0", "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-q", "-o", tmp_path / "run.h5")
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
+    true = estimate["true_rate"]
+    assert estimate["method"].startswith("held-out") and read_by_losses_alone(tmp_path / "run.h5").low == 0
+    with RunFile(tmp_path / "run.h5") as run:
+        both_refused = read_run_evidence(run).never_believed(run.num_classes) & run_held_out_refused(run)
+    assert count_interval(int(both_refused.sum()), len(both_refused), 0.9)[0] >= WEAK_EVIDENCE
+    assert both_refused.mean() < estimate["rate"] and abs(estimate["rate"] - true) <= 0.25 * true
+    assert estimate["evidence"] == "clear" and 0 < estimate["low"] <= both_refused.mean() <= true <= estimate["high"]
+    assert not estimate_words(estimate).startswith("no clear sign")
+    clean = gate_clean_run(cli, tmp_path, *data)
+    assert clean["estimate"]["evidence"] == "none" and clean["estimate"]["rate"] <= 0.01 and clean["gate"]["passed"]
+
+
 def assert_a_mode_counts_what_the_tail_missed(cli: Cli, path: Path) -> None:
     """The run at ``path`` is read from a mode of high losses, within the tolerance with the truth
     inside its interval, where the tail alone read under half the truth."""
