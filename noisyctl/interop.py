@@ -11,6 +11,9 @@
   per-epoch loss, logit or probability arrays.
 - cleanlab takes ``labels`` and ``pred_probs`` arrays; ``export_cleanlab`` writes them (out-of-fold
   probabilities when the run has them) to an ``.npz``.
+- A training pipeline outside noisyctl takes labels as a table it joins on the sample id;
+  ``export_labels`` writes a labels or run file's labels, as prune, correct and a review left them,
+  to a CSV.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from noisyctl.correction import sample_path
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, csv_cell
-from noisyctl.store import RUN, Labels, RunFile, create_field, new_file, write_field
+from noisyctl.data import sample_texts
+from noisyctl.store import (RUN, Labels, RunFile, create_field, get_attr, new_file, open_checked, read_labels,
+                            write_field)
 
 
 def _read_json(path: Path) -> dict:
@@ -452,3 +458,45 @@ def export_suspects(path: Path, suspects: list[dict[str, Any]]) -> dict[str, Any
                 writer.writerows({key: csv_cell(value) if key in ("id", "text", "given", "true", "suggested") and value
                                   is not None else value for key, value in row.items()} for row in suspects)
     return {"out": str(path), "rows": len(suspects)}
+
+
+def export_labels(source: Path, out: Path) -> dict[str, Any]:
+    """Every sample's label in a labels or run file (``source``) as it stands, after prune, correct
+    --apply or import-review, as a CSV that a training pipeline outside noisyctl joins on ``id``:
+    ``id``, ``path`` (image files) or ``text`` (text ids are hashes of the texts) where known,
+    ``label`` (the class name), ``label_index``, ``removed``, ``corrected`` and ``reviewed`` (true or
+    false), and ``true_label`` where the noise was synthesized. Removed samples keep their row, so a
+    pipeline filters on ``removed`` rather than guessing what is missing."""
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise NoisyctlError(f"--labels-csv {out}: give a .csv file")
+    with open_checked(source) as h5:
+        is_run = get_attr(h5.attrs, "file_kind") == RUN
+    labels = read_labels(source)
+    texts = _texts_of(source, labels, is_run)
+    names, count = labels.class_names, len(labels.ids)
+    files = [sample_path(labels.dataset, sample_id) for sample_id in labels.ids]
+    marks = {name: np.zeros(count, dtype=bool) if getattr(labels, name) is None else getattr(labels, name)
+             for name in ("removed", "corrected", "reviewed")}
+    columns = ["id", *(["path"] if any(files) else []), *(["text"] if texts is not None else []), "label",
+               "label_index", *marks, *(["true_label"] if labels.true_labels is not None else [])]
+    with atomic_output(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for i, sample_id in enumerate(labels.ids):
+            where = ([csv_cell(files[i])] if "path" in columns else []) + ([] if texts is None else [csv_cell(texts[i])])
+            truth = [] if labels.true_labels is None else [csv_cell(names[labels.true_labels[i]])]
+            writer.writerow([csv_cell(sample_id), *where, csv_cell(names[labels.given_labels[i]]),
+                             int(labels.given_labels[i]), *("true" if marks[m][i] else "false" for m in marks), *truth])
+    return {"out": str(out), "rows": count, **{name: int(mark.sum()) for name, mark in marks.items()}}
+
+
+def _texts_of(source: Path, labels: Labels, is_run: bool) -> list[str] | None:
+    """The samples' texts: as a run recorded them (a user's loop), else from the dataset when it is
+    text and loads here; None for other data."""
+    if is_run:
+        with RunFile(source) as run:
+            recorded = run.texts(labels.ids)
+        if recorded is not None:
+            return recorded
+    return sample_texts(labels.dataset, labels.ids)

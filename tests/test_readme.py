@@ -39,6 +39,7 @@ def test_the_readme_tour_runs_as_written(cli, tmp_path, monkeypatch):
         assert result.exit_code == expected, (argv, result.stdout[-2000:], result.stderr[-2000:])
     assert (tmp_path / "report.html").stat().st_size > 10_000
     assert (tmp_path / "reviewed.h5").exists() and (tmp_path / "mine.safetensors").exists()
+    assert len((tmp_path / "cleaned.csv").read_text().splitlines()) == 1 + 1797 - 359  # synth's test split is not in it
     assert (tmp_path / "runs" / "quickstart" / "run.h5").exists()
     compared = cli.json("report", "run.h5", "--compare", "pruned-run.h5", "--compare", "rw.h5")["comparison"]
     assert len(compared) == 3 and all(row["test_accuracy"] is not None for row in compared)

@@ -5,13 +5,14 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from noisyctl.api import ModelSpec, decode_texts, encode_text
 from noisyctl.data import load_dataset
 from noisyctl.errors import NoisyctlError
-from noisyctl.store import RunFile
+from noisyctl.store import RunFile, read_labels
 from noisyctl import plugins
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,3 +133,38 @@ def test_a_text_file_named_relative_to_one_folder_trains_from_any_and_its_suspec
         "-o", "again.h5")
     with RunFile(tmp_path / "again.h5") as run:
         assert run.labels.dataset["root"] == str(tmp_path / "moved.csv") and run.labels.dataset["kind"] == "text"
+
+
+def test_cleaned_labels_export_as_a_csv_a_pipeline_joins_on_the_texts(cli, tmp_path):
+    """A text CSV with 15% uniform noise, relabeled by correct --apply: export --labels-csv writes a
+    row for every sample (removed ones marked, not dropped) with its text, since text ids are hashes,
+    and the label as it now stands; true where correct changed it."""
+    records = [(f"ticket {i}: {'my refund never came back' if i % 2 else 'cannot reset my password'}",
+                "refund" if i % 2 else "account") for i in range(80)]
+    with open(tmp_path / "tickets.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *records])
+    cli("synth", "-d", "text", "--data-root", tmp_path / "tickets.csv", "--noise", "uniform", "--rate", "0.15",
+        "-o", tmp_path / "labels.h5")
+    cli("train", "--labels", tmp_path / "labels.h5", "--epochs", "8", "--folds", "0", "-q", "-o", tmp_path / "run.h5")
+    cli("detect", tmp_path / "run.h5", "-d", "loss")
+    cli("correct", tmp_path / "run.h5", "-c", "suggested", "--top", "20", "--apply", "-o", tmp_path / "fixed.h5")
+    result = cli.json("export", tmp_path / "fixed.h5", "--labels-csv", tmp_path / "cleaned.csv")["labels"]
+    with open(tmp_path / "cleaned.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    fixed, before = read_labels(tmp_path / "fixed.h5"), read_labels(tmp_path / "labels.h5")
+    assert result["rows"] == len(rows) == 80 and list(rows[0]) == ["id", "text", "label", "label_index", "removed",
+                                                                  "corrected", "reviewed", "true_label"]
+    assert [row["text"] for row in rows] == [text for text, _ in records]  # every row, in the file's order
+    assert [row["true_label"] for row in rows] == [label for _, label in records]
+    names = fixed.class_names
+    assert [row["label"] for row in rows] == [names[c] for c in fixed.given_labels]
+    changed = fixed.given_labels != before.given_labels
+    assert 0 < changed.sum() == result["corrected"] and [row["corrected"] == "true" for row in rows] == changed.tolist()
+    removed = [row["removed"] == "true" for row in rows]
+    assert removed == (fixed.removed if fixed.removed is not None else np.zeros(80, bool)).tolist()
+    # a run file exports the labels it trained on
+    cli("export", tmp_path / "run.h5", "--labels-csv", tmp_path / "run.csv")
+    with open(tmp_path / "run.csv", encoding="utf-8", newline="") as handle:
+        assert [row["label"] for row in csv.DictReader(handle)] == [names[c] for c in before.given_labels]
+    assert "give a .csv file" in cli.error("export", tmp_path / "fixed.h5", "--labels-csv", tmp_path / "c.json")
+    assert "not a run file" in cli.error("export", tmp_path / "fixed.h5", "--suspects", tmp_path / "s.csv")

@@ -1,5 +1,5 @@
-"""``noisyctl import-otx``, ``import-dynamics`` and ``export``: dynamics in from other tools, arrays
-and suspects out."""
+"""``noisyctl import-otx``, ``import-dynamics`` and ``export``: dynamics in from other tools; arrays,
+suspects and labels out."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import typer
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, require_not_negative, with_recipe
 from noisyctl.detection import suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
-from noisyctl.interop import DYNAMICS_FORMATS, export_cleanlab, export_suspects, import_dynamics, import_otx
+from noisyctl.interop import (DYNAMICS_FORMATS, export_cleanlab, export_labels, export_suspects, import_dynamics,
+                              import_otx)
 from noisyctl.pruning import stored_detector
 from noisyctl.store import RunFile
 
@@ -82,30 +83,39 @@ def import_dynamics_command(
 @app.command("export")
 def export_command(
     ctx: typer.Context,
-    run: Optional[Path] = typer.Argument(None, help="Run file from `train` (or import-otx).", show_default=False),
+    run: Optional[Path] = typer.Argument(None, help="Run file from `train` (or import-otx); for --labels-csv "
+                                         "also a labels file (synth, prune, correct --apply, import-review).",
+                                         show_default=False),
     cleanlab: Optional[Path] = typer.Option(None, "--cleanlab", help="Write labels and pred_probs (out-of-fold "
                                             "with train --folds K) as an .npz for cleanlab."),
     suspects: Optional[Path] = typer.Option(None, "--suspects", help="Write the ranked suspects as .csv or .json."),
+    labels_csv: Optional[Path] = typer.Option(None, "--labels-csv", help="Write every sample's label as it "
+                                              "stands (id, label, removed, corrected, reviewed) as a .csv for "
+                                              "a training pipeline outside noisyctl."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Stored detector that ranks the "
                                            "suspects (default: the one that ranked the latest detect)."),
     top: int = typer.Option(100, "--top", "-k", help="How many suspects to write."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
-    """Export a run for other tools: cleanlab's arrays, and the suspects as CSV or JSON."""
+    """Export for other tools: cleanlab's arrays, the suspects as CSV or JSON, the labels as CSV."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
     require_not_negative(p["top"], "--top")
-    if p["cleanlab"] is None and p["suspects"] is None:
-        raise NoisyctlError("say what to export: --cleanlab FILE.npz and/or --suspects FILE.csv|.json")
+    if p["cleanlab"] is None and p["suspects"] is None and p["labels_csv"] is None:
+        raise NoisyctlError("say what to export: --cleanlab FILE.npz, --suspects FILE.csv|.json and/or "
+                            "--labels-csv FILE.csv")
     result = {"run": str(run_path)}
-    with RunFile(run_path) as run_file:
-        if p["cleanlab"] is not None:
-            result["cleanlab"] = export_cleanlab(run_file, Path(p["cleanlab"]))
-        if p["suspects"] is not None:
-            name, scores, _ = stored_detector(run_file, p["detector"])
-            rows = top_suspects(run_file, scores, p["top"], suggested_labels(run_file))
-            result["suspects"] = {**export_suspects(Path(p["suspects"]), rows), "detector": name}
+    if p["cleanlab"] is not None or p["suspects"] is not None:
+        with RunFile(run_path) as run_file:
+            if p["cleanlab"] is not None:
+                result["cleanlab"] = export_cleanlab(run_file, Path(p["cleanlab"]))
+            if p["suspects"] is not None:
+                name, scores, _ = stored_detector(run_file, p["detector"])
+                rows = top_suspects(run_file, scores, p["top"], suggested_labels(run_file))
+                result["suspects"] = {**export_suspects(Path(p["suspects"]), rows), "detector": name}
+    if p["labels_csv"] is not None:
+        result["labels"] = export_labels(run_path, Path(p["labels_csv"]))
 
     def render(console):
         if "cleanlab" in result:
@@ -117,5 +127,9 @@ def export_command(
         if "suspects" in result:
             s = result["suspects"]
             console.print(f"{s['rows']:,} suspects by {s['detector']} -> {s['out']}")
+        if "labels" in result:
+            c = result["labels"]
+            console.print(f"{c['rows']:,} labels ({c['corrected']:,} corrected, {c['removed']:,} removed, "
+                          f"{c['reviewed']:,} reviewed) -> {c['out']}")
 
     return emit(ctx, result, render, p["json_output"])
