@@ -77,6 +77,7 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     ("text,label\nhello,a\nworld, \nagain,b\n", {}, "record 2 has an empty 'label'"),
     ("id,text,label\n1,a,x\n1,b,y\n", {}, "ids in column 'id' are not unique"),
     ('{"text": "a", "label": "x"}', {}, "a .json file holds one array of records"),
+    ("text,label\nhello,a\nhello, world,b\n", {}, "record 2: more cells than the header's 2 columns"),
 ])
 def test_text_files_that_cannot_be_read_say_why(tmp_path, content, options, message):
     suffix = ".csv" if not content.startswith("{") else ".jsonl" if "\n" in content else ".json"

@@ -13,14 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from .common import (ArraySampleSet, channels_first, check_labels, feature_stats, per_position, pixel_scale,
-                     require_root)
+from .common import (ArraySampleSet, channels_first, check_labels, feature_stats, pixel_scale, require_root,
+                     standardize_features)
 
-# Feature vectors whose values reach this size (raw measurements: a price beside a ratio) make a
-# network's first steps diverge; by default ("auto") only such features are standardized, since
-# equalising well-scaled features also equalises the variance that tells classes apart (measured:
-# make_classification at 10% noise, mAP 0.80 -> 0.79 standardized).
-LARGE_FEATURE = 10.0
 X_KEYS = ("x", "images", "features", "x_train")  # x_train, y_train, x_test, y_test: Keras' own .npz files
 Y_KEYS = ("y", "labels", "targets", "y_train")
 
@@ -121,20 +116,7 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standard
     train = subset(x_name, labels, "ids", "train")
     test = subset(test_name, test_labels, "ids_test", "test") if test_labels is not None else None
     shape = _shape_of(train.shape, path)
-    notes = []
-    standardize = str(standardize).lower()
-    if standardize not in ("auto", "true", "false"):
-        raise NoisyctlError(f"{path}: standardize is auto, true or false, not '{standardize}'")
-    if len(shape) == 1 and standardize != "false":
-        stats = stats_of(x_name)
-        largest = float(np.sqrt(np.square(stats[0]) + np.square(stats[1])).max())  # the largest feature's RMS
-        if standardize == "true" or largest > LARGE_FEATURE:
-            for sample_set in (train, test):
-                if sample_set is not None:
-                    sample_set.mean, sample_set.std = per_position(stats, 1)
-            scale = f"{largest:,.0f}" if largest >= 10 else f"{largest:.3g}"
-            notes.append(f"feature vectors on scales up to {scale}: standardized to mean 0, std 1 per "
-                         f"feature over the training samples (-D standardize=false keeps them as saved)")
+    notes = standardize_features((train, test), lambda: stats_of(x_name), standardize, path, len(shape) == 1)
     return DatasetData(train=train, test=test, class_names=classes, input_shape=shape,
                        default_augment="none" if len(shape) == 1 else "crop", notes=notes)
 

@@ -7,15 +7,14 @@ text dataset.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
-from .common import generated_total, require_root
+from .common import (RECORD_FILES, class_names_of, column_values, find_test_file, fraction_option, generated_total,
+                     positive_int, read_records, require_root, split_off)
 
 
 class TextSampleSet(SampleSet):
@@ -32,78 +31,6 @@ class TextSampleSet(SampleSet):
         return self.texts[index]
 
 
-def _positive(value, name: str, dataset: str) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = 0
-    if number < 1:
-        raise NoisyctlError(f"{dataset}: {name} must be a positive integer, not '{value}'")
-    return number
-
-
-def _fraction(value, dataset: str) -> float:
-    try:
-        fraction = float(value)
-    except (TypeError, ValueError):
-        fraction = -1.0
-    if not 0.0 <= fraction < 1.0:
-        raise NoisyctlError(f"{dataset}: test_fraction must be in [0, 1), not '{value}'")
-    return fraction
-
-
-def _rows(path: Path) -> list[dict]:
-    """The records of a .csv / .tsv (header row), .jsonl (one JSON object per line) or .json file
-    (an array of objects)."""
-    suffix = path.suffix.lower()
-    limit = csv.field_size_limit(2**31 - 1)  # a long document is one cell; the default limit is 128 KiB
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            if suffix == ".json":  # one JSON array of records
-                try:
-                    rows = json.load(handle)
-                except json.JSONDecodeError as exc:
-                    raise NoisyctlError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-                    raise NoisyctlError(f"{path}: a .json file holds one array of records (objects); one record "
-                                        f"a line is .jsonl")
-                return rows
-            if suffix in (".jsonl", ".ndjson"):
-                rows = []
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)") from None
-                    if not isinstance(row, dict):
-                        raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)")
-                    rows.append(row)
-                return rows
-            if suffix in (".csv", ".tsv"):
-                return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
-    except UnicodeDecodeError:
-        raise NoisyctlError(f"{path} is not UTF-8 text") from None
-    except csv.Error as exc:
-        raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
-    except OSError as exc:
-        raise NoisyctlError(f"cannot read {path}: {exc.strerror}") from None
-    finally:
-        csv.field_size_limit(limit)
-    raise NoisyctlError(f"text: {path} should be a .csv, .tsv, .jsonl or .json file")
-
-
-def _column(rows: list[dict], name: str, path: Path) -> list:
-    if rows and name not in rows[0]:
-        raise NoisyctlError(f"{path} has no column '{name}'; it has {', '.join(map(str, rows[0]))} (name the "
-                            f"columns with -D text_column=... -D label_column=...)")
-    missing = next((i for i, row in enumerate(rows) if row.get(name) is None), None)
-    if missing is not None:
-        raise NoisyctlError(f"{path}: record {missing + 1} has no '{name}'")
-    return [row[name] for row in rows]
-
-
 def _stable_ids(texts: list[str]) -> list[str]:
     """Ids from the texts themselves (a short hash), so they survive reordering and added rows;
     repeated texts get -2, -3, ..."""
@@ -116,28 +43,24 @@ def _stable_ids(texts: list[str]) -> list[str]:
     return ids
 
 
+COLUMN_OPTIONS = "name the columns with -D text_column=... -D label_column=..."
+
+
 def _read_texts(path: Path, text_column: str, label_column: str, id_column: str | None):
-    rows = _rows(path)
+    rows = read_records(path, "text")
     if not rows:
         raise NoisyctlError(f"{path} holds no records")
-    texts = ["" if t is None else str(t) for t in _column(rows, text_column, path)]  # JSON null: no text
-    labels = [str(v).strip() for v in _column(rows, label_column, path)]
+    texts = ["" if t is None else str(t) for t in column_values(rows, text_column, path, COLUMN_OPTIONS)]  # JSON null: no text
+    labels = [str(v).strip() for v in column_values(rows, label_column, path, COLUMN_OPTIONS)]
     empty = next((i for i, label in enumerate(labels) if not label), None)
     if empty is not None:  # else '' would become a class of its own
         raise NoisyctlError(f"{path}: record {empty + 1} has an empty '{label_column}'")
     if id_column is None and "id" in rows[0]:
         id_column = "id"
-    ids = [str(v) for v in _column(rows, id_column, path)] if id_column else _stable_ids(texts)
+    ids = [str(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column else _stable_ids(texts)
     if len(set(ids)) != len(ids):
         raise NoisyctlError(f"{path}: the ids in column '{id_column}' are not unique")
     return ids, texts, labels
-
-
-def _class_names(labels: list[str]) -> list[str]:
-    """Integer labels 0..K-1 keep their order; other labels are class names, sorted."""
-    if all(label.isdigit() for label in labels):
-        return [str(c) for c in range(max(int(label) for label in labels) + 1)]
-    return sorted(set(labels))
 
 
 def load_text(root=None, text_column: str = "text", label_column: str = "label", id_column: str | None = None,
@@ -147,38 +70,30 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
 
     Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
     subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows."""
-    path = require_root(root, "text", "a .csv, .tsv, .jsonl or .json file with a text and a label column")
+    path = require_root(root, "text", f"a {RECORD_FILES} file with a text and a label column")
     if path.is_dir():
-        raise NoisyctlError(f"text: {path} is a folder; give the .csv, .tsv, .jsonl or .json file itself")
-    max_bytes = _positive(max_bytes, "max_bytes", "text")
-    fraction = _fraction(test_fraction, "text")
+        raise NoisyctlError(f"text: {path} is a folder; give the {RECORD_FILES} file itself")
+    max_bytes = positive_int(max_bytes, "max_bytes", "text")
+    fraction = fraction_option(test_fraction, "text")
     ids, texts, labels = _read_texts(path, text_column, label_column, id_column)
     test_set = None
     if test is not None:
-        # A relative test file is found from the folder noisyctl runs in, else beside the training
-        # file (whose path the labels and run files record absolute), so later commands run anywhere.
-        beside = path.parent / Path(test).expanduser()
-        test_path = beside if not Path(test).expanduser().exists() and beside.exists() else test
-        test_ids, test_texts, test_labels = _read_texts(require_root(test_path, "text", "the test file"), text_column,
-                                                        label_column, id_column)
-        names = _class_names(labels)
+        test_ids, test_texts, test_labels = _read_texts(require_root(find_test_file(path, test), "text", "the test file"),
+                                                        text_column, label_column, id_column)
+        names = class_names_of(labels)
         unknown = sorted(set(test_labels) - set(names))
         if unknown:
             raise NoisyctlError(f"text: the test file has label '{unknown[0]}', which the training file lacks")
         test_set = TextSampleSet(test_ids, np.array([names.index(v) for v in test_labels]), test_texts, max_bytes)
     else:
-        names = _class_names(labels)
+        names = class_names_of(labels)
     index = np.array([names.index(v) for v in labels])
     if len(names) < 2:
         raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
     order = np.arange(len(ids))
     if fraction and test is None:
-        order = np.random.default_rng(int(seed)).permutation(len(ids))
-        held = order[:int(round(len(ids) * fraction))]
-        kept = np.sort(order[len(held):])
-        held = np.sort(held)
+        order, held = split_off(len(ids), fraction, seed)
         test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
-        order = kept
     train = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
     return DatasetData(train=train, test=test_set, class_names=names, input_shape=(max_bytes,),
                        default_augment="none", input_kind="text", notes=_text_notes(texts, text_column, max_bytes))
@@ -266,9 +181,9 @@ def load_tickets(root=None, samples: int | str = 2000, seed: int | str = 0, test
                  max_bytes: int | str = 256) -> DatasetData:
     """Generated customer-support tickets in five classes (billing, delivery, account, technical,
     refund), reproducible by seed: text data that needs no download."""
-    samples = _positive(samples, "samples", "tickets")
-    max_bytes = _positive(max_bytes, "max_bytes", "tickets")
-    fraction = _fraction(test_fraction, "tickets")
+    samples = positive_int(samples, "samples", "tickets")
+    max_bytes = positive_int(max_bytes, "max_bytes", "tickets")
+    fraction = fraction_option(test_fraction, "tickets")
     total = generated_total(samples, fraction)
     rng = np.random.default_rng(int(seed))
     names = list(TICKET_TOPICS)
