@@ -390,3 +390,81 @@ def test_generated_datasets_check_their_options():
         load("blobs", None, sample=10)
     with pytest.raises(NoisyctlError, match="test_fraction 1.0 is outside"):
         load("blobs", None, test_fraction=1.0)
+
+
+# --- table ------------------------------------------------------------------
+
+def write_cancer_table(path, rng_seed=0):
+    """scikit-learn's breast cancer measurements as pandas saves a table by default (its index as an
+    unnamed first column), with class names for labels, a category column and missing values."""
+    import pandas as pd
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame["target"] = np.where(frame["target"] == 1, "benign", "malignant")
+    rng = np.random.default_rng(rng_seed)
+    frame.insert(3, "clinic", rng.choice(["north", "south", "east"], len(frame)))
+    frame.loc[[4, 10, 11], "mean radius"] = np.nan
+    frame.loc[7, "clinic"] = np.nan
+    frame.to_csv(path)
+    return frame
+
+
+def test_a_table_loads_as_pandas_saves_it_with_categories_missing_cells_and_its_index_left_out(tmp_path):
+    frame = write_cancer_table(tmp_path / "cancer.csv")
+    data = load("table", tmp_path / "cancer.csv")
+    assert data.class_names == ["benign", "malignant"] and data.kind == "features"
+    assert data.input_shape == (30 + 4,)  # 30 measurements, clinic one-hot: east, north, south and missing
+    assert data.train.labels.tolist() == (frame["target"] == "malignant").astype(int).tolist()
+    notes = " ".join(data.notes)
+    assert "1 of 31 columns is a category, one-hot encoded: clinic (4)" in notes
+    assert "3 missing numbers" in notes and "saved pandas index): left out" in notes and "standardized" in notes
+    x = data.train.inputs  # before scaling: the radius column, its missing cells at the median of the rest
+    assert x[4, 0] == pytest.approx(np.nanmedian(frame["mean radius"])) and x[0, 0] == pytest.approx(frame["mean radius"][0])
+    clinic = slice(3, 7)  # one-hot in the column's place: "" (missing), east, north, south
+    assert x[7, clinic].tolist() == [1, 0, 0, 0] and x[:, clinic].sum(axis=1).tolist() == [1] * len(frame)
+    assert data.train.ids[0].startswith("row2-") and len(set(data.train.ids)) == len(frame)
+    # The ids hash the features: a reordered file is other data; a corrected label keeps the id.
+    frame.iloc[::-1].to_csv(tmp_path / "reversed.csv", index=False)
+    assert load("table", tmp_path / "reversed.csv").train.ids[-1] != data.train.ids[0]
+    relabeled = frame.copy()
+    relabeled.loc[0, "target"] = "benign"
+    relabeled.to_csv(tmp_path / "relabeled.csv")
+    assert load("table", tmp_path / "relabeled.csv").train.ids == data.train.ids
+    # A test file with a category the training rows lack sets none of its columns.
+    test = frame.head(5).copy()
+    test.loc[0, "clinic"] = "west"
+    test.to_csv(tmp_path / "test.csv")
+    split = load("table", tmp_path / "cancer.csv", test="test.csv", drop="clinic")  # found beside the file
+    assert split.input_shape == (30,) and len(split.test) == 5 and split.test.ids[0].startswith("test-row2-")
+    with_clinic = load("table", tmp_path / "cancer.csv", test="test.csv", standardize="false")
+    assert with_clinic.test.inputs[0, clinic].sum() == 0 and with_clinic.test.inputs[1, clinic].sum() == 1
+    held = load("table", tmp_path / "cancer.csv", test_fraction=0.2)
+    assert len(held.test) == round(0.2 * len(frame)) and not set(held.train.ids) & set(held.test.ids)
+
+
+@pytest.mark.parametrize("content, options, message", [
+    ("a,b\n1,2\n3,4\n", {}, "no column named label, labels, target, class, y"),
+    ("a,label\n1,x\n2,\n3,y\n", {}, "record 2 has no 'label'"),
+    ("a,note,label\n" + "".join(f"{i},free text {i},{i % 2}\n" for i in range(60)), {},
+     "column 'note' has 60 values that are not all numbers .*-D drop=note"),
+    ("a,label\n1,x\n2,y\n", {"drop": "b"}, "has no column 'b'"),
+    ("a,label\n1,x\n2,x\n", {}, "needs two classes"),
+    ("a,b,label\n1,,x\n2,,y\n", {}, "column 'b' is empty in every record"),
+    ("label\nx\ny\n", {}, "no feature columns left"),
+])
+def test_tables_that_cannot_be_read_say_why(tmp_path, content, options, message):
+    (tmp_path / "t.csv").write_text(content, encoding="utf-8")
+    with pytest.raises(NoisyctlError, match=message):
+        load("table", tmp_path / "t.csv", **options)
+
+
+def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):
+    write_cancer_table(tmp_path / "cancer.csv")
+    cli("synth", "-d", "table", "--data-root", tmp_path / "cancer.csv", "-n", "uniform", "-r", "0.05",
+        "-o", tmp_path / "labels.h5")
+    trained = cli.json("train", "-l", tmp_path / "labels.h5", "-e", "5", "--folds", "0", "-o", tmp_path / "run.h5")
+    assert trained["model"] == "mlp"
+    cli("export", tmp_path / "run.h5", "--labels-csv", tmp_path / "labels.csv")
+    rows = (tmp_path / "labels.csv").read_text().splitlines()
+    assert len(rows) == 570 and rows[1].startswith("row2-")

@@ -1,7 +1,7 @@
 """Built-in datasets, read from local disk or generated, never downloaded (digits ships with scikit-learn)."""
 
 from noisyctl.api import hookimpl
-from . import arrays, cifar, digits, generated, imagefolder, mnist, text
+from . import arrays, cifar, digits, generated, imagefolder, mnist, table, text
 
 
 @hookimpl
@@ -16,5 +16,6 @@ def register_datasets(register):
     register("hdf5", arrays.load_hdf5)
     register("shapes", generated.load_shapes)
     register("blobs", generated.load_blobs)
+    register("table", table.load_table)
     register("text", text.load_text)
     register("tickets", text.load_tickets)

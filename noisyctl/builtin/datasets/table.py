@@ -1,0 +1,232 @@
+"""Tabular data (``table``): a CSV, TSV, JSONL or JSON file with a row a sample, feature columns and
+a label column, as spreadsheets, databases and pandas' ``to_csv`` leave it.
+
+Numeric columns are features as they are (missing cells filled with the training rows' median);
+other columns are categories, one-hot encoded by the values of the training rows; a category column
+with more than ``max_categories`` values (free text, ids) is refused with the option that leaves it
+out. The features are then scaled as array datasets' are (``standardize``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from noisyctl.api import DatasetData, NoisyctlError
+from .common import (RECORD_FILES, ArraySampleSet, class_names_of, column_values, feature_stats, find_test_file,
+                     fraction_option, positive_int, read_records, require_root, split_off, standardize_features)
+
+# What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell.
+MISSING = frozenset({"", "na", "n/a", "nan", "<na>", "null", "none", "?"})
+LABEL_COLUMNS = ("label", "labels", "target", "class", "y")
+INDEX_COLUMNS = ("", "Unnamed: 0")  # what pandas' to_csv names the index it writes by default
+COLUMN_OPTIONS = "name the label column with -D label_column=..."
+
+
+@dataclass
+class _Column:
+    """How a feature column becomes numbers: a number (``fill``: the training median, for missing
+    cells) or one-hot ``categories``."""
+
+    name: str
+    fill: float | None = None
+    categories: tuple[str, ...] = ()
+
+    @property
+    def width(self) -> int:
+        return 1 if self.fill is not None else len(self.categories)
+
+
+def _cell(value) -> str:
+    """A cell as text (JSON numbers and booleans included), stripped; None (absent) as empty."""
+    return "" if value is None else str(value).strip()
+
+
+def _number(text: str) -> float | None:
+    """The cell as a finite number; None when it is missing or not a number."""
+    if text.lower() in MISSING:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _fit_column(name: str, cells: list[str], max_categories: int, path: Path) -> _Column:
+    """A numeric column where every present cell is a number, else a category column."""
+    present = [text for text in cells if text.lower() not in MISSING]
+    numbers = [_number(text) for text in present]
+    if present and all(value is not None for value in numbers):
+        return _Column(name, fill=float(np.median(numbers)))
+    if not present:
+        raise NoisyctlError(f"{path}: column '{name}' is empty in every record; leave it out with -D drop={name}")
+    categories = sorted({text if text.lower() not in MISSING else "" for text in cells})
+    if len(categories) > max_categories:
+        example = next(text for text, value in zip(present, numbers) if value is None)
+        raise NoisyctlError(f"{path}: column '{name}' has {len(categories):,} values that are not all numbers "
+                            f"(such as '{example[:40]}'): free text or ids? Leave it out with -D drop={name}, "
+                            f"or raise -D max_categories={len(categories)} to one-hot encode it")
+    return _Column(name, categories=tuple(categories))
+
+
+def _encode(rows: list[dict], columns: list[_Column]) -> tuple[np.ndarray, int]:
+    """The records as a float32 [N, D] matrix, and how many cells were missing (filled)."""
+    matrix = np.zeros((len(rows), sum(column.width for column in columns)), dtype=np.float32)
+    missing, start = 0, 0
+    for column in columns:
+        cells = [_cell(row.get(column.name)) for row in rows]
+        if column.fill is not None:
+            values = [_number(text) for text in cells]
+            missing += sum(value is None for value in values)
+            matrix[:, start] = [column.fill if value is None else value for value in values]
+        else:
+            position = {category: k for k, category in enumerate(column.categories)}
+            for i, text in enumerate(cells):  # a value the training rows lack sets no column
+                k = position.get("" if text.lower() in MISSING else text)
+                if k is not None:
+                    matrix[i, start + k] = 1.0
+        start += column.width
+    return matrix, missing
+
+
+def _label_cells(rows: list[dict], label_column: str, path: Path) -> list[str]:
+    labels = [_cell(value) for value in column_values(rows, label_column, path, COLUMN_OPTIONS)]
+    empty = next((i for i, label in enumerate(labels) if label.lower() in MISSING), None)
+    if empty is not None:  # else an empty label would become a class of its own
+        raise NoisyctlError(f"{path}: record {empty + 1} has no '{label_column}' (empty or missing)")
+    numbers = [_number(label) for label in labels]
+    if all(value is not None and value == int(value) for value in numbers):  # 1.0, as pandas writes ints with NaN
+        return [str(int(value)) for value in numbers]
+    return labels
+
+
+def _row_ids(rows: list[dict], features: list[str], first_row: int) -> list[str]:
+    """``row<N>-<hash>``: the row a spreadsheet shows the record on, and a hash of its feature cells,
+    so a reordered or edited file is caught as other data rather than read with the wrong labels
+    (the label is left out of the hash: correcting it in the file keeps the id)."""
+    ids = []
+    for i, row in enumerate(rows):
+        digest = hashlib.sha1("\x1f".join(_cell(row.get(name)) for name in features).encode("utf-8"))
+        ids.append(f"row{i + first_row}-{digest.hexdigest()[:8]}")
+    return ids
+
+
+def _index_column(rows: list[dict], columns: list[str]) -> str | None:
+    """pandas' index written as an unnamed first column (0..N-1 or 1..N): not a feature."""
+    name = columns[0] if columns and columns[0] in INDEX_COLUMNS else None
+    if name is None:
+        return None
+    values = [_number(_cell(row.get(name))) for row in rows]
+    start = values[0] if values else None
+    return name if start in (0, 1) and values == [start + i for i in range(len(values))] else None
+
+
+def _read(path: Path, label_column: str | None, id_column: str | None, drop: list[str]):
+    """The records of ``path`` with the label, id, index and feature columns they hold."""
+    rows = read_records(path, "table")
+    if not rows:
+        raise NoisyctlError(f"{path} holds no records")
+    columns = [str(name) for name in rows[0]]
+    if label_column is None:
+        label_column = next((name for name in LABEL_COLUMNS if name in columns), None)
+        if label_column is None:
+            raise NoisyctlError(f"{path} has no column named {', '.join(LABEL_COLUMNS)}; it has "
+                                f"{', '.join(columns[:12])}{' ...' if len(columns) > 12 else ''} ({COLUMN_OPTIONS})")
+    unknown = next((name for name in [*drop, *([id_column] if id_column else [])] if name not in columns), None)
+    if unknown is not None:
+        raise NoisyctlError(f"{path} has no column '{unknown}'; it has {', '.join(columns)}")
+    if id_column is None and "id" in columns:
+        id_column = "id"
+    index = _index_column(rows, columns)
+    left_out = {label_column, id_column, index, *drop}
+    features = [name for name in columns if name not in left_out]
+    return rows, label_column, id_column, index, features
+
+
+def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Path, prefix: str = "") -> list[str]:
+    first_row = 2 if path.suffix.lower() in (".csv", ".tsv") else 1  # a CSV's header is row 1
+    ids = ([_cell(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column
+           else [prefix + sample_id for sample_id in _row_ids(rows, features, first_row)])
+    if len(set(ids)) != len(ids):
+        raise NoisyctlError(f"{path}: the ids in column '{id_column}' are not unique")
+    return ids
+
+
+def load_table(root=None, label_column: str | None = None, id_column: str | None = None, drop: str = "",
+               test: str | None = None, test_fraction: float | str = 0.0, seed: int | str = 0,
+               standardize: bool | str = "auto", max_categories: int | str = 50) -> DatasetData:
+    """Tabular data from a CSV, TSV, JSONL or JSON file: feature columns and a label column.
+
+    The label column is ``label_column``, else the first of label, labels, target, class, y; ids
+    come from ``id_column`` (or a column named ``id``), else ``row<N>-<hash>``: the row a spreadsheet
+    shows the record on and a hash of its features. ``drop`` (comma-separated) leaves columns out;
+    an unnamed first column counting 0..N-1 (pandas' index) is left out too. The test subset is the
+    file ``test`` (same columns) or a seeded ``test_fraction`` of the rows."""
+    path = require_root(root, "table", f"a {RECORD_FILES} file with a row a sample, feature columns and a "
+                                       f"label column")
+    if path.is_dir():
+        raise NoisyctlError(f"table: {path} is a folder; give the {RECORD_FILES} file itself")
+    fraction = fraction_option(test_fraction, "table")
+    max_categories = positive_int(max_categories, "max_categories", "table")
+    drop_names = [name.strip() for name in str(drop or "").split(",") if name.strip()]
+    rows, label_column, id_column, index, features = _read(path, label_column, id_column, drop_names)
+    if not features:
+        raise NoisyctlError(f"{path}: no feature columns left besides the label '{label_column}'")
+    labels, ids = _label_cells(rows, label_column, path), _ids(rows, id_column, features, path)
+    test_rows = test_labels = test_ids = None
+    if test is not None:
+        test_path = require_root(find_test_file(path, test), "table", "the test file")
+        test_rows = read_records(test_path, "table")
+        lacking = next((name for name in features if test_rows and name not in test_rows[0]), None)
+        if lacking is not None:
+            raise NoisyctlError(f"table: the test file {test_path} has no column '{lacking}'")
+        test_labels = _label_cells(test_rows, label_column, test_path)
+        test_ids = _ids(test_rows, id_column, features, test_path, prefix="test-")  # its rows count from 2 too
+    names = class_names_of(labels)
+    if len(names) < 2:
+        raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
+    unknown = next((label for label in test_labels or [] if label not in names), None)
+    if unknown is not None:
+        raise NoisyctlError(f"table: the test file has label '{unknown}', which the training file lacks")
+    position = {name: c for c, name in enumerate(names)}
+    kept = np.arange(len(rows))
+    if fraction and test is None:
+        kept, held = split_off(len(rows), fraction, seed)
+        test_rows, test_labels, test_ids = ([rows[i] for i in held], [labels[i] for i in held],
+                                            [ids[i] for i in held])
+        rows, labels, ids = [rows[i] for i in kept], [labels[i] for i in kept], [ids[i] for i in kept]
+    # Columns are typed, filled and one-hot encoded by the training rows alone, as a model would be.
+    columns = [_fit_column(name, [_cell(row.get(name)) for row in rows], max_categories, path) for name in features]
+    x, missing = _encode(rows, columns)
+    train = ArraySampleSet(ids, np.array([position[v] for v in labels], dtype=np.int64), x)
+    test_set = None
+    if test_rows:
+        test_x, _ = _encode(test_rows, columns)
+        test_set = ArraySampleSet(test_ids, np.array([position[v] for v in test_labels], dtype=np.int64), test_x)
+    notes = _table_notes(columns, missing, index, len(rows))
+    notes += standardize_features((train, test_set), lambda: feature_stats(x, len(x)), standardize, path)
+    return DatasetData(train=train, test=test_set, class_names=names, input_shape=(x.shape[1],),
+                       default_augment="none", input_kind="features", notes=notes)
+
+
+def _table_notes(columns: list[_Column], missing: int, index: str | None, count: int) -> list[str]:
+    """What the loader chose: the category columns it one-hot encoded, the missing cells it filled,
+    and pandas' index it left out."""
+    notes = []
+    categorical = [column for column in columns if column.fill is None]
+    if categorical:
+        shown = ", ".join(f"{column.name} ({len(column.categories)})" for column in categorical[:6])
+        notes.append(f"{len(categorical)} of {len(columns)} columns {'is a category' if len(categorical) == 1 else 'are categories'}, one-hot encoded: {shown}"
+                     f"{' ...' if len(categorical) > 6 else ''} (-D drop=NAME leaves one out)")
+    if missing:
+        notes.append(f"{missing:,} missing numbers in {count:,} records filled with their column's median over "
+                     f"the training records")
+    if index is not None:
+        notes.append(f"the first column{f' ({index})' if index else ''} counts the records (a saved pandas "
+                     f"index): left out")
+    return notes
