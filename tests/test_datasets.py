@@ -397,7 +397,6 @@ def test_generated_datasets_check_their_options():
 def write_cancer_table(path, rng_seed=0):
     """scikit-learn's breast cancer measurements as pandas saves a table by default (its index as an
     unnamed first column), with class names for labels, a category column and missing values."""
-    import pandas as pd
     from sklearn.datasets import load_breast_cancer
 
     frame = load_breast_cancer(as_frame=True).frame
