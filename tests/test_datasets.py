@@ -467,3 +467,40 @@ def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):
     cli("export", tmp_path / "run.h5", "--labels-csv", tmp_path / "labels.csv")
     rows = (tmp_path / "labels.csv").read_text().splitlines()
     assert len(rows) == 570 and rows[1].startswith("row2-")
+
+
+def write_hub_parquet(path, columns, label_names):
+    """A Parquet file as the Hugging Face ``datasets`` library writes one: integer labels, their class
+    names in the schema's ``huggingface`` metadata (a ClassLabel feature)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    features = {name: {"dtype": "string" if isinstance(values[0], str) else "float64", "_type": "Value"}
+                for name, values in columns.items() if name != "label"}
+    features["label"] = {"names": label_names, "_type": "ClassLabel"}
+    table = pa.table(columns).replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    pq.write_table(table, path)
+
+
+def test_parquet_tables_and_texts_load_with_the_hub_s_class_names(tmp_path, monkeypatch):
+    texts = [f"{'the match ended in a draw' if i % 3 else 'elections were held today'} ({i})" for i in range(30)]
+    labels = [1 if i % 3 else 0 for i in range(30)]
+    write_hub_parquet(tmp_path / "news.parquet", {"text": texts, "label": labels}, ["World", "Sports"])
+    news = load("text", tmp_path / "news.parquet")
+    assert news.class_names == ["World", "Sports"] and news.train.labels.tolist() == labels  # the Hub's order
+    assert news.train.texts == texts
+    # pandas' to_parquet keeps an index other than 0..N-1 as a column of its own: left out
+    frame = write_cancer_table(tmp_path / "cancer.csv").iloc[::-1]
+    frame.reset_index().rename(columns={"index": "__index_level_0__"}).to_parquet(tmp_path / "cancer.parquet",
+                                                                                   index=False)
+    table = load("table", tmp_path / "cancer.parquet")
+    assert table.input_shape == (34,) and table.class_names == ["benign", "malignant"]
+    assert table.train.ids[0].startswith("row1-") and "left out" in " ".join(table.notes)
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(NoisyctlError, match="not a readable Parquet file"):
+        load("table", tmp_path / "broken.parquet")
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
+    with pytest.raises(NoisyctlError, match=r"needs pyarrow: pip install 'noisyctl\[parquet\]'"):
+        load("text", tmp_path / "news.parquet")

@@ -159,15 +159,18 @@ def fraction_option(value, dataset: str) -> float:
     return fraction
 
 
-RECORD_FILES = ".csv, .tsv, .jsonl or .json"
+RECORD_FILES = ".csv, .tsv, .jsonl, .json or .parquet"
 
 
 def read_records(path: Path, dataset: str) -> list[dict]:
-    """The records of a .csv / .tsv (header row), .jsonl (one JSON object per line) or .json file
-    (an array of objects), each a dict of column -> cell (CSV cells are strings; a short CSV row
-    leaves its last cells None). A CSV row with more cells than the header is refused: an unquoted
+    """The records of a .csv / .tsv (header row), .jsonl (one JSON object per line), .json (an array
+    of objects) or .parquet file (what the Hugging Face Hub, pandas and data lakes store tables
+    as; needs pyarrow), each a dict of column -> cell (CSV cells are strings; a short CSV row leaves
+    its last cells None). A CSV row with more cells than the header is refused: an unquoted
     delimiter inside a cell would otherwise shift or cut it silently."""
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _parquet_records(path)
     limit = csv.field_size_limit(2**31 - 1)  # a long document is one cell; the default limit is 128 KiB
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -210,6 +213,36 @@ def read_records(path: Path, dataset: str) -> list[dict]:
     finally:
         csv.field_size_limit(limit)
     raise NoisyctlError(f"{dataset}: {path} should be a {RECORD_FILES} file")
+
+
+def _parquet_records(path: Path) -> list[dict]:
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise NoisyctlError(f"reading {path.name} needs pyarrow: pip install 'noisyctl[parquet]'") from None
+    try:
+        return parquet.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow's own errors (ArrowInvalid, OSError) for a file it cannot read
+        raise NoisyctlError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0][:200]})") from None
+
+
+def hub_class_names(path: Path, column: str, labels: list[str]) -> tuple[list[str], list[str] | None]:
+    """Integer labels of a Parquet file the Hugging Face ``datasets`` library wrote, as the class
+    names its metadata gives the column (a ClassLabel), with those names in their order; else the
+    labels as they are and None."""
+    if path.suffix.lower() != ".parquet" or not all(label.isdigit() for label in labels):
+        return labels, None
+    import pyarrow.parquet as parquet
+
+    try:
+        metadata = parquet.read_schema(path).metadata or {}
+        feature = json.loads(metadata.get(b"huggingface", b"{}"))["info"]["features"][column]
+        names = [str(name) for name in feature["names"]] if feature.get("_type") == "ClassLabel" else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return labels, None
+    if not names or any(int(label) >= len(names) for label in labels):
+        return labels, None
+    return [names[int(label)] for label in labels], names
 
 
 def column_values(rows: list[dict], name: str, path: Path, hint: str) -> list:

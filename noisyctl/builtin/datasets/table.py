@@ -1,5 +1,5 @@
-"""Tabular data (``table``): a CSV, TSV, JSONL or JSON file with a row a sample, feature columns and
-a label column, as spreadsheets, databases and pandas' ``to_csv`` leave it.
+"""Tabular data (``table``): a CSV, TSV, JSONL, JSON or Parquet file with a row a sample, feature
+columns and a label column, as spreadsheets, databases and pandas leave it.
 
 Numeric columns are features as they are (missing cells filled with the training rows' median);
 other columns are categories, one-hot encoded by the values of the training rows; a category column
@@ -18,14 +18,19 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
 from .common import (RECORD_FILES, ArraySampleSet, class_names_of, column_values, feature_stats, find_test_file,
-                     fraction_option, positive_int, read_records, require_root, split_off, standardize_features)
+                     fraction_option, hub_class_names, positive_int, read_records, require_root, split_off,
+                     standardize_features)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
 MISSING = frozenset({"", "NA", "na", "N/A", "n/a", "NaN", "nan", "NAN", "<NA>", "null", "NULL", "Null", "None",
                      "none", "?"})
 LABEL_COLUMNS = ("label", "labels", "target", "class", "y")
-INDEX_COLUMNS = ("", "Unnamed: 0")  # what pandas' to_csv names the index it writes by default
+# What pandas names the index it writes by default: to_csv as an unnamed first column (left out when
+# it counts 0..N-1 or 1..N: a first column without a name may still be data), to_parquet as this
+# column, whatever it holds (a range index goes into the file's metadata instead).
+INDEX_COLUMNS = ("", "Unnamed: 0")
+PARQUET_INDEX = "__index_level_0__"
 COLUMN_OPTIONS = "name the label column with -D label_column=..."
 
 
@@ -155,7 +160,9 @@ def _row_ids(rows: list[dict], features: list[str], first_row: int) -> list[str]
 
 
 def _index_column(rows: list[dict], columns: list[str]) -> str | None:
-    """pandas' index written as an unnamed first column (0..N-1 or 1..N): not a feature."""
+    """pandas' index written as a column (``INDEX_COLUMNS``, ``PARQUET_INDEX``): not a feature."""
+    if PARQUET_INDEX in columns:
+        return PARQUET_INDEX
     name = columns[0] if columns and columns[0] in INDEX_COLUMNS else None
     if name is None:
         return None
@@ -198,7 +205,7 @@ def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Pat
 def load_table(root=None, label_column: str | None = None, id_column: str | None = None, drop: str = "",
                test: str | None = None, test_fraction: float | str = 0.0, seed: int | str = 0,
                standardize: bool | str = "auto", max_categories: int | str = 50) -> DatasetData:
-    """Tabular data from a CSV, TSV, JSONL or JSON file: feature columns and a label column.
+    """Tabular data from a CSV, TSV, JSONL, JSON or Parquet file: feature columns and a label column.
 
     The label column is ``label_column``, else the first of label, labels, target, class, y; ids
     come from ``id_column`` (or a column named ``id``), else ``row<N>-<hash>``: the row a spreadsheet
@@ -215,7 +222,8 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     rows, label_column, id_column, index, features = _read(path, label_column, id_column, drop_names)
     if not features:
         raise NoisyctlError(f"{path}: no feature columns left besides the label '{label_column}'")
-    labels, ids = _label_cells(rows, label_column, path), _ids(rows, id_column, features, path)
+    labels, hub_names = hub_class_names(path, label_column, _label_cells(rows, label_column, path))
+    ids = _ids(rows, id_column, features, path)
     test_rows = test_labels = test_ids = None
     if test is not None:
         test_path = require_root(find_test_file(path, test), "table", "the test file")
@@ -223,9 +231,9 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
         lacking = next((name for name in features if test_rows and name not in test_rows[0]), None)
         if lacking is not None:
             raise NoisyctlError(f"table: the test file {test_path} has no column '{lacking}'")
-        test_labels = _label_cells(test_rows, label_column, test_path)
+        test_labels, _ = hub_class_names(test_path, label_column, _label_cells(test_rows, label_column, test_path))
         test_ids = _ids(test_rows, id_column, features, test_path, prefix="test-")  # its rows count from 2 too
-    names = class_names_of(labels)
+    names = hub_names or class_names_of(labels)
     if len(names) < 2:
         raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
     unknown = next((label for label in test_labels or [] if label not in names), None)

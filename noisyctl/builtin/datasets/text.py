@@ -1,4 +1,4 @@
-"""Text classification data: CSV or JSONL files (``text``), and generated support tickets (``tickets``).
+"""Text classification data: CSV, JSONL or Parquet files (``text``), and generated support tickets (``tickets``).
 
 A text sample's input is its UTF-8 bytes, zero-padded to ``max_bytes`` (``noisyctl.api.encode_text``);
 text models decode them (``decode_texts``) and tokenize as they need, so any text model reads any
@@ -14,7 +14,7 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
 from .common import (RECORD_FILES, class_names_of, column_values, find_test_file, fraction_option, generated_total,
-                     positive_int, read_records, require_root, split_off)
+                     hub_class_names, positive_int, read_records, require_root, split_off)
 
 
 class TextSampleSet(SampleSet):
@@ -60,33 +60,35 @@ def _read_texts(path: Path, text_column: str, label_column: str, id_column: str 
     ids = [str(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column else _stable_ids(texts)
     if len(set(ids)) != len(ids):
         raise NoisyctlError(f"{path}: the ids in column '{id_column}' are not unique")
-    return ids, texts, labels
+    labels, hub_names = hub_class_names(path, label_column, labels)
+    return ids, texts, labels, hub_names
 
 
 def load_text(root=None, text_column: str = "text", label_column: str = "label", id_column: str | None = None,
               test: str | None = None, test_fraction: float | str = 0.0, max_bytes: int | str = 512,
               seed: int | str = 0) -> DatasetData:
-    """Text classification from a CSV, TSV or JSONL file (--data-root): a text and a label column.
+    """Text classification from a CSV, TSV, JSONL, JSON or Parquet file (--data-root): a text and a label column.
 
     Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
-    subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows."""
+    subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. Integer
+    labels of a Parquet file from the Hugging Face ``datasets`` library take the class names its
+    metadata gives them."""
     path = require_root(root, "text", f"a {RECORD_FILES} file with a text and a label column")
     if path.is_dir():
         raise NoisyctlError(f"text: {path} is a folder; give the {RECORD_FILES} file itself")
     max_bytes = positive_int(max_bytes, "max_bytes", "text")
     fraction = fraction_option(test_fraction, "text")
-    ids, texts, labels = _read_texts(path, text_column, label_column, id_column)
+    ids, texts, labels, hub_names = _read_texts(path, text_column, label_column, id_column)
+    names = hub_names or class_names_of(labels)
     test_set = None
     if test is not None:
-        test_ids, test_texts, test_labels = _read_texts(require_root(find_test_file(path, test), "text", "the test file"),
-                                                        text_column, label_column, id_column)
-        names = class_names_of(labels)
+        test_ids, test_texts, test_labels, _ = _read_texts(require_root(find_test_file(path, test), "text",
+                                                                        "the test file"),
+                                                           text_column, label_column, id_column)
         unknown = sorted(set(test_labels) - set(names))
         if unknown:
             raise NoisyctlError(f"text: the test file has label '{unknown[0]}', which the training file lacks")
         test_set = TextSampleSet(test_ids, np.array([names.index(v) for v in test_labels]), test_texts, max_bytes)
-    else:
-        names = class_names_of(labels)
     index = np.array([names.index(v) for v in labels])
     if len(names) < 2:
         raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
