@@ -27,9 +27,10 @@ import h5py
 import numpy as np
 
 from noisyctl.correction import sample_path
+from noisyctl.data import sample_texts
+from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, csv_cell
-from noisyctl.data import sample_texts
 from noisyctl.store import (RUN, Labels, RunFile, create_field, get_attr, new_file, open_checked, read_labels,
                             write_field)
 
@@ -472,8 +473,12 @@ def export_labels(source: Path, out: Path) -> dict[str, Any]:
         raise NoisyctlError(f"--labels-csv {out}: give a .csv file")
     with open_checked(source) as h5:
         is_run = get_attr(h5.attrs, "file_kind") == RUN
-    labels = read_labels(source)
-    texts = _texts_of(source, labels, is_run)
+    if is_run:  # a user's loop may have recorded the texts in the run
+        with RunFile(source) as run:
+            labels, texts = run.labels, suspect_texts(run, run.labels.ids)
+    else:
+        labels = read_labels(source)
+        texts = sample_texts(labels.dataset, labels.ids)
     names, count = labels.class_names, len(labels.ids)
     files = [sample_path(labels.dataset, sample_id) for sample_id in labels.ids]
     marks = {name: np.zeros(count, dtype=bool) if getattr(labels, name) is None else getattr(labels, name)
@@ -490,13 +495,3 @@ def export_labels(source: Path, out: Path) -> dict[str, Any]:
                              int(labels.given_labels[i]), *("true" if marks[m][i] else "false" for m in marks), *truth])
     return {"out": str(out), "rows": count, **{name: int(mark.sum()) for name, mark in marks.items()}}
 
-
-def _texts_of(source: Path, labels: Labels, is_run: bool) -> list[str] | None:
-    """The samples' texts: as a run recorded them (a user's loop), else from the dataset when it is
-    text and loads here; None for other data."""
-    if is_run:
-        with RunFile(source) as run:
-            recorded = run.texts(labels.ids)
-        if recorded is not None:
-            return recorded
-    return sample_texts(labels.dataset, labels.ids)

@@ -64,7 +64,7 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _cells(rows: list[dict], name: str) -> np.ndarray:
+def _cells(rows: list[dict], name: str) -> tuple[np.ndarray, np.ndarray]:
     """A column's cells as text (``_cell``), and which of them are missing (``MISSING``)."""
     cells = np.array([_cell(row.get(name)) for row in rows], dtype=str)
     return cells, np.isin(cells, list(MISSING))
