@@ -504,3 +504,37 @@ def test_parquet_tables_and_texts_load_with_the_hub_s_class_names(tmp_path, monk
     monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)  # as if pyarrow were not installed
     with pytest.raises(NoisyctlError, match=r"needs pyarrow: pip install 'noisyctl\[parquet\]'"):
         load("text", tmp_path / "news.parquet")
+
+
+def test_a_dataset_folder_laid_out_as_the_hub_s_reads_its_train_shards_and_its_test_split(tmp_path):
+    """A dataset cloned from the Hugging Face Hub: data/train-0000X-of-00002.parquet, a test (else a
+    validation) split, a README and git's own files beside them."""
+    root = tmp_path / "news"
+    (root / "data").mkdir(parents=True)
+    (root / "README.md").write_text("---\nlicense: mit\n---\n")
+    (root / ".gitattributes").write_text("*.parquet filter=lfs\n")
+    texts = [f"{'the match ended in a draw' if i % 3 else 'elections were held today'} ({i})" for i in range(40)]
+    labels = [1 if i % 3 else 0 for i in range(40)]
+    for shard, part in enumerate((slice(0, 20), slice(20, 30))):
+        write_hub_parquet(root / "data" / f"train-0000{shard}-of-00002.parquet",
+                          {"text": texts[part], "label": labels[part]}, ["World", "Sports"])
+    write_hub_parquet(root / "data" / "validation-00000-of-00001.parquet", {"text": texts[30:], "label": labels[30:]},
+                      ["World", "Sports"])
+    news = load("text", root)
+    assert news.train.texts == texts[:30] and news.train.labels.tolist() == labels[:30]
+    assert news.test.texts == texts[30:] and news.class_names == ["World", "Sports"]
+    write_hub_parquet(root / "data" / "test-00000-of-00001.parquet", {"text": texts[35:], "label": labels[35:]},
+                      ["World", "Sports"])
+    assert load("text", root).test.texts == texts[35:]  # a test split wins over validation
+    assert load("text", root, test="data/validation-00000-of-00001.parquet").test.texts == texts[30:]
+    # a table the same way: train.csv and test.csv in a folder
+    frame = write_cancer_table(tmp_path / "cancer.csv")
+    (tmp_path / "tables").mkdir()
+    frame.iloc[:400].to_csv(tmp_path / "tables" / "train.csv", index=False)
+    frame.iloc[400:].to_csv(tmp_path / "tables" / "test.csv", index=False)
+    table = load("table", tmp_path / "tables")
+    assert len(table.train) == 400 and len(table.test) == len(frame) - 400
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.csv").write_text("a,label\n1,x\n")
+    with pytest.raises(NoisyctlError, match="holds no training file"):
+        load("table", tmp_path / "empty")

@@ -160,6 +160,7 @@ def fraction_option(value, dataset: str) -> float:
 
 
 RECORD_FILES = ".csv, .tsv, .jsonl, .json or .parquet"
+RECORD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet")
 
 
 def read_records(path: Path, dataset: str) -> list[dict]:
@@ -265,9 +266,50 @@ def class_names_of(labels: list[str]) -> list[str]:
 
 def find_test_file(path: Path, test: str) -> Path:
     """A test file named relative to the folder noisyctl runs in, else beside the training file
-    ``path`` (whose path labels and run files record absolute, so later commands run anywhere)."""
-    beside = path.parent / Path(test).expanduser()
+    ``path`` (or inside it, a folder; labels and run files record it absolute, so later commands
+    run anywhere)."""
+    beside = (path if path.is_dir() else path.parent) / Path(test).expanduser()
     return beside if not Path(test).expanduser().exists() and beside.exists() else Path(test).expanduser()
+
+
+# A folder of records is read as the Hugging Face Hub lays a dataset out (data/train-00000-of-00002.parquet,
+# data/test-00000-of-00001.parquet; or train/0000.parquet): a file belongs to the split its name, or
+# its folder's name, starts with.
+TRAIN_SPLITS = ("train", "training")
+TEST_SPLITS = (("test", "testing"), ("validation", "valid", "val", "dev"))
+
+
+def record_files(root: Path, dataset: str, test: str | None) -> tuple[list[Path], list[Path]]:
+    """The training and test files of a text or table dataset: ``root`` itself, or the split files
+    of a folder (``TRAIN_SPLITS``, and ``TEST_SPLITS``: test, else validation); the test files are
+    ``test`` where given (``find_test_file``)."""
+    tested = [] if test is None else [require_root(find_test_file(root, test), dataset, "the test file")]
+    if not root.is_dir():
+        return [root], tested
+    files = sorted(file for file in root.rglob("*") if file.is_file() and file.suffix.lower() in RECORD_SUFFIXES
+                   and not any(part.startswith(".") for part in file.relative_to(root).parts))
+
+    def split(names: tuple[str, ...]) -> list[Path]:
+        return [file for file in files if _split_name(file.name) in names or file.parent.name.lower() in names]
+
+    train = split(TRAIN_SPLITS)
+    if not train:
+        raise NoisyctlError(f"{dataset}: the folder {root} holds no training file ({', '.join(TRAIN_SPLITS)}*: "
+                            f"{RECORD_FILES}); give the file itself")
+    return train, tested or next((found for names in TEST_SPLITS if (found := split(names))), [])
+
+
+def _split_name(file_name: str) -> str:
+    """The split a file's name starts with: train-00000-of-00002.parquet -> train."""
+    return file_name.lower().replace("_", "-").replace(".", "-").split("-")[0]
+
+
+def read_record_files(files: list[Path], dataset: str) -> list[dict]:
+    """The records of every file (``read_records``), in order; none at all is refused."""
+    rows = [row for file in files for row in read_records(file, dataset)]
+    if not rows:
+        raise NoisyctlError(f"{files[0] if len(files) == 1 else files[0].parent} holds no records")
+    return rows
 
 
 def split_off(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from .common import (RECORD_FILES, ArraySampleSet, class_names_of, column_values, feature_stats, find_test_file,
-                     fraction_option, hub_class_names, positive_int, read_records, require_root, split_off,
+from .common import (RECORD_FILES, ArraySampleSet, class_names_of, column_values, feature_stats, fraction_option,
+                     hub_class_names, positive_int, read_record_files, record_files, require_root, split_off,
                      standardize_features)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
@@ -171,11 +171,8 @@ def _index_column(rows: list[dict], columns: list[str]) -> str | None:
     return name if start in (0, 1) and values == [start + i for i in range(len(values))] else None
 
 
-def _read(path: Path, label_column: str | None, id_column: str | None, drop: list[str]):
-    """The records of ``path`` with the label, id, index and feature columns they hold."""
-    rows = read_records(path, "table")
-    if not rows:
-        raise NoisyctlError(f"{path} holds no records")
+def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str | None, drop: list[str]):
+    """The label, id, index and feature columns the records of ``path`` hold."""
     columns = [str(name) for name in rows[0]]
     if label_column is None:
         label_column = next((name for name in LABEL_COLUMNS if name in columns), None)
@@ -190,7 +187,7 @@ def _read(path: Path, label_column: str | None, id_column: str | None, drop: lis
     index = _index_column(rows, columns)
     left_out = {label_column, id_column, index, *drop}
     features = [name for name in columns if name not in left_out]
-    return rows, label_column, id_column, index, features
+    return label_column, id_column, index, features
 
 
 def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Path, prefix: str = "") -> list[str]:
@@ -211,28 +208,31 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     come from ``id_column`` (or a column named ``id``), else ``row<N>-<hash>``: the row a spreadsheet
     shows the record on and a hash of its features. ``drop`` (comma-separated) leaves columns out;
     an unnamed first column counting 0..N-1 (pandas' index) is left out too. The test subset is the
-    file ``test`` (same columns) or a seeded ``test_fraction`` of the rows."""
+    file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder (a dataset cloned
+    from the Hugging Face Hub) is read as its train* files, with its test* (else validation*) files
+    as the test subset."""
     path = require_root(root, "table", f"a {RECORD_FILES} file with a row a sample, feature columns and a "
-                                       f"label column")
-    if path.is_dir():
-        raise NoisyctlError(f"table: {path} is a folder; give the {RECORD_FILES} file itself")
+                                       f"label column (or a folder of train* and test* files)")
     fraction = fraction_option(test_fraction, "table")
     max_categories = positive_int(max_categories, "max_categories", "table")
     drop_names = [name.strip() for name in str(drop or "").split(",") if name.strip()]
-    rows, label_column, id_column, index, features = _read(path, label_column, id_column, drop_names)
+    train_files, test_files = record_files(path, "table", test)
+    rows = read_record_files(train_files, "table")
+    path = train_files[0] if len(train_files) == 1 else path  # records count across a folder's files
+    label_column, id_column, index, features = _read(rows, path, label_column, id_column, drop_names)
     if not features:
         raise NoisyctlError(f"{path}: no feature columns left besides the label '{label_column}'")
-    labels, hub_names = hub_class_names(path, label_column, _label_cells(rows, label_column, path))
-    ids = _ids(rows, id_column, features, path)
+    labels, hub_names = hub_class_names(train_files[0], label_column, _label_cells(rows, label_column, path))
+    ids = _ids(rows, id_column, features, train_files[0])
     test_rows = test_labels = test_ids = None
-    if test is not None:
-        test_path = require_root(find_test_file(path, test), "table", "the test file")
-        test_rows = read_records(test_path, "table")
-        lacking = next((name for name in features if test_rows and name not in test_rows[0]), None)
+    if test_files:
+        test_path = test_files[0] if len(test_files) == 1 else test_files[0].parent
+        test_rows = read_record_files(test_files, "table")
+        lacking = next((name for name in features if name not in test_rows[0]), None)
         if lacking is not None:
             raise NoisyctlError(f"table: the test file {test_path} has no column '{lacking}'")
-        test_labels, _ = hub_class_names(test_path, label_column, _label_cells(test_rows, label_column, test_path))
-        test_ids = _ids(test_rows, id_column, features, test_path, prefix="test-")  # its rows count from 2 too
+        test_labels, _ = hub_class_names(test_files[0], label_column, _label_cells(test_rows, label_column, test_path))
+        test_ids = _ids(test_rows, id_column, features, test_files[0], prefix="test-")  # its rows count from 2 too
     names = hub_names or class_names_of(labels)
     if len(names) < 2:
         raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
@@ -240,7 +240,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     if unknown is not None:
         raise NoisyctlError(f"table: the test file has label '{unknown}', which the training file lacks")
     position = {name: c for c, name in enumerate(names)}
-    if fraction and test is None:
+    if fraction and not test_files:
         kept, held = split_off(len(rows), fraction, seed)
         test_rows, test_labels, test_ids = ([rows[i] for i in held], [labels[i] for i in held],
                                             [ids[i] for i in held])
@@ -250,7 +250,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     train = ArraySampleSet(ids, np.array([position[v] for v in labels], dtype=np.int64), x)
     test_set = None
     if test_rows:
-        test_x = _encode(test_rows, columns, test_path if test is not None else path)
+        test_x = _encode(test_rows, columns, test_path if test_files else path)
         test_set = ArraySampleSet(test_ids, np.array([position[v] for v in test_labels], dtype=np.int64), test_x)
     notes = _table_notes(columns, missing, index, len(rows))
     notes += standardize_features((train, test_set), lambda: feature_stats(x, len(x)), standardize, path)

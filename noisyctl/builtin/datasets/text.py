@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
-from .common import (RECORD_FILES, class_names_of, column_values, find_test_file, fraction_option, generated_total,
-                     hub_class_names, positive_int, read_records, require_root, split_off)
+from .common import (RECORD_FILES, class_names_of, column_values, fraction_option, generated_total, hub_class_names,
+                     positive_int, read_record_files, record_files, require_root, split_off)
 
 
 class TextSampleSet(SampleSet):
@@ -46,10 +46,9 @@ def _stable_ids(texts: list[str]) -> list[str]:
 COLUMN_OPTIONS = "name the columns with -D text_column=... -D label_column=..."
 
 
-def _read_texts(path: Path, text_column: str, label_column: str, id_column: str | None):
-    rows = read_records(path, "text")
-    if not rows:
-        raise NoisyctlError(f"{path} holds no records")
+def _read_texts(files: list[Path], text_column: str, label_column: str, id_column: str | None):
+    rows = read_record_files(files, "text")
+    path = files[0] if len(files) == 1 else files[0].parent  # records count across a folder's files
     texts = ["" if t is None else str(t) for t in column_values(rows, text_column, path, COLUMN_OPTIONS)]  # JSON null: no text
     labels = [str(v).strip() for v in column_values(rows, label_column, path, COLUMN_OPTIONS)]
     empty = next((i for i, label in enumerate(labels) if not label), None)
@@ -60,7 +59,7 @@ def _read_texts(path: Path, text_column: str, label_column: str, id_column: str 
     ids = [str(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column else _stable_ids(texts)
     if len(set(ids)) != len(ids):
         raise NoisyctlError(f"{path}: the ids in column '{id_column}' are not unique")
-    labels, hub_names = hub_class_names(path, label_column, labels)
+    labels, hub_names = hub_class_names(files[0], label_column, labels)
     return ids, texts, labels, hub_names
 
 
@@ -70,21 +69,20 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
     """Text classification from a CSV, TSV, JSONL, JSON or Parquet file (--data-root): a text and a label column.
 
     Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
-    subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. Integer
-    labels of a Parquet file from the Hugging Face ``datasets`` library take the class names its
-    metadata gives them."""
-    path = require_root(root, "text", f"a {RECORD_FILES} file with a text and a label column")
-    if path.is_dir():
-        raise NoisyctlError(f"text: {path} is a folder; give the {RECORD_FILES} file itself")
+    subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder
+    (a dataset cloned from the Hugging Face Hub) is read as its train* files, with its test* (else
+    validation*) files as the test subset; integer labels of Parquet files from the Hub's
+    ``datasets`` library take the class names their metadata gives them."""
+    path = require_root(root, "text", f"a {RECORD_FILES} file with a text and a label column (or a folder of "
+                                      f"train* and test* files)")
     max_bytes = positive_int(max_bytes, "max_bytes", "text")
     fraction = fraction_option(test_fraction, "text")
-    ids, texts, labels, hub_names = _read_texts(path, text_column, label_column, id_column)
+    train_files, test_files = record_files(path, "text", test)
+    ids, texts, labels, hub_names = _read_texts(train_files, text_column, label_column, id_column)
     names = hub_names or class_names_of(labels)
     test_set = None
-    if test is not None:
-        test_ids, test_texts, test_labels, _ = _read_texts(require_root(find_test_file(path, test), "text",
-                                                                        "the test file"),
-                                                           text_column, label_column, id_column)
+    if test_files:
+        test_ids, test_texts, test_labels, _ = _read_texts(test_files, text_column, label_column, id_column)
         unknown = sorted(set(test_labels) - set(names))
         if unknown:
             raise NoisyctlError(f"text: the test file has label '{unknown[0]}', which the training file lacks")
@@ -93,7 +91,7 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
     if len(names) < 2:
         raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
     order = np.arange(len(ids))
-    if fraction and test is None:
+    if fraction and not test_files:
         order, held = split_off(len(ids), fraction, seed)
         test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
     train = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
