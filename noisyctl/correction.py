@@ -14,7 +14,7 @@ from noisyctl import plugins
 from noisyctl.api import Correction, Corrector
 from noisyctl.errors import NoisyctlError
 from noisyctl.detection import detector_decision
-from noisyctl.estimate import decided_noisy
+from noisyctl.estimate import decided_noisy, run_noise_rate
 from noisyctl.fileio import atomic_output, csv_cell, csv_value
 from noisyctl.metrics import ranking
 from noisyctl.store import Labels, RunFile
@@ -74,11 +74,19 @@ def flagged_samples(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarr
     return chosen, f"top {top} by score"
 
 
+def noise_shown(run: RunFile, scores: np.ndarray) -> bool:
+    """Whether the run shows a clear sign of label noise among the samples the detector judged
+    (``scores`` (N,), NaN: not judged): its estimate's interval stays above zero. A run that
+    recorded no loss has no estimate, and its detector's decision stands."""
+    estimate = run_noise_rate(run, ~np.isnan(scores))
+    return estimate is None or estimate.evidence != "none"
+
+
 def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray,
-                     min_confidence: float) -> dict[str, Any]:
+                     min_confidence: float, noise_shown: bool = True) -> dict[str, Any]:
     """How many proposals change a label (flagged, in all, and in all at ``min_confidence`` or more),
     and, when the truth is known, the share that are right and what relabeling the flagged samples'
-    sure proposals would fix and break."""
+    sure proposals would fix and break (none where not ``noise_shown``, as ``decide``)."""
     proposed = proposal.labels
     changes = proposed != labels.given_labels
     # "suggested" proposes another label for any sample the model once mispredicted (most of a clean
@@ -101,7 +109,7 @@ def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray,
         # what relabeling the flagged samples' sure proposals does to the whole set (--apply's relabels):
         # the share of right proposals over every sample says little of it, as "suggested" proposes
         # another class for most clean samples, unsure
-        relabeled = decide(labels, proposal, flagged, min_confidence)["relabeled"]
+        relabeled = decide(labels, proposal, flagged, min_confidence, noise_shown)["relabeled"]
         quality["relabeling_sure"] = {
             "relabeled": int(relabeled.sum()), "wrong_before": int(noisy.sum()),
             "wrong_after": int((np.where(relabeled, proposed, labels.given_labels) != truth).sum()),
@@ -114,13 +122,19 @@ def _mask(values: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n, dtype=bool) if values is None else values.copy()
 
 
-def decide(labels: Labels, proposal: Correction, flagged: np.ndarray, min_confidence: float) -> dict[str, np.ndarray]:
+def decide(labels: Labels, proposal: Correction, flagged: np.ndarray, min_confidence: float,
+           noise_shown: bool = True) -> dict[str, np.ndarray]:
     """The flagged samples in three groups: ``relabeled`` (a sure proposal of another label),
     ``review`` (a proposal under ``min_confidence``: for a person) and ``left`` (the corrector
-    proposes the given label)."""
+    proposes the given label). Where the run shows no clear sign of noise (not ``noise_shown``: its
+    estimate's interval reaches zero), every proposal of another label is for a person: detect calls
+    such suspects "worth a look, not a verdict" (clean breast cancer: 4 flagged, each relabeled
+    "sure" by every corrector, all 4 right as given)."""
     other = proposal.labels != labels.given_labels
     sure = proposal.confidence >= min_confidence
-    return {"relabeled": flagged & other & sure, "review": flagged & ~sure, "left": flagged & ~other & sure}
+    relabeled = flagged & other & sure & noise_shown
+    return {"relabeled": relabeled, "review": flagged & ~sure | flagged & other & sure & ~relabeled,
+            "left": flagged & ~other & sure}
 
 
 def apply_correction(labels: Labels, proposed: np.ndarray, apply_to: np.ndarray, by: str, source: str,

@@ -256,3 +256,30 @@ def test_review_csv_round_trip_and_refused_rows(cli, noisy_run, tmp_path):
     (tmp_path / "no-columns.csv").write_text("a,b\n1,2\n")
     assert "lacks the column(s) id, reviewed_label" in cli.error("import-review", tmp_path / "no-columns.csv",
                                                                   "--labels", noisy_run, "-o", tmp_path / "bad.h5")
+
+
+def test_where_a_run_shows_no_clear_sign_of_noise_correct_relabels_nothing_and_asks_a_person(cli, tmp_path):
+    """scikit-learn's breast cancer set as it ships: detect reads "no clear sign" yet counts a few
+    suspects (samples the model never believed), and a corrector is sure of another label for each.
+    correct --apply sends them to a person (the review CSV) instead of relabeling them; with 5%
+    uniform noise, which the run shows, it relabels as before, fixing far more than it breaks."""
+    from sklearn.datasets import load_breast_cancer
+
+    cancer = load_breast_cancer()
+    np.savez(tmp_path / "cancer.npz", x=cancer.data.astype(np.float32), y=cancer.target)
+    cli("train", "-d", "npz", "--data-root", tmp_path / "cancer.npz", "-q", "-o", tmp_path / "clean.h5")
+    clean = cli.json("detect", tmp_path / "clean.h5")
+    assert clean["estimate"]["evidence"] == "none" and clean["detectors"]["learned"]["flagged"] > 0
+    result = cli.json("correct", tmp_path / "clean.h5", "--apply", "-o", tmp_path / "fixed.h5",
+                      "--export", tmp_path / "review.csv")
+    assert not result["noise_shown"] and result["changes_flagged"] > 0  # the corrector proposes other labels
+    assert result["decided"]["relabeled"] == 0 and result["decided"]["review"] == result["flagged"]
+    assert read_labels(tmp_path / "fixed.h5").given_labels.tolist() == cancer.target.tolist()
+    with open(tmp_path / "review.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == result["flagged"]
+    cli("synth", "-d", "npz", "--data-root", tmp_path / "cancer.npz", "-n", "uniform", "-r", "0.05", "--seed", "0",
+        "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-q", "-o", tmp_path / "noisy.h5")
+    cli("detect", tmp_path / "noisy.h5")
+    noisy = cli.json("correct", tmp_path / "noisy.h5")
+    assert noisy["noise_shown"] and noisy["relabeling_sure"]["fixed"] > 5 * max(1, noisy["relabeling_sure"]["broken"])

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, require_not_negative, with_recipe
 from noisyctl.cli.progress import step_progress
-from noisyctl.correction import (apply_correction, decide, flagged_samples, proposal_quality, read_review_csv, run_corrector,
-                                 write_review_csv)
+from noisyctl.correction import (apply_correction, decide, flagged_samples, noise_shown, proposal_quality,
+                                 read_review_csv, run_corrector, write_review_csv)
 from noisyctl.data import parse_options
 from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
@@ -82,10 +82,12 @@ def correct(
         # The run stays open to the end: the review CSV reads the texts it recorded.
         proposal = outcome.correction
         bar = outcome.min_confidence if p["min_confidence"] is None else p["min_confidence"]
-        groups = decide(labels, proposal, flagged, bar)
-        quality = proposal_quality(labels, proposal, flagged, bar)
+        shown = noise_shown(run_file, scores)
+        groups = decide(labels, proposal, flagged, bar, shown)
+        quality = proposal_quality(labels, proposal, flagged, bar, shown)
         result = {"run": str(run_path), "corrector": p["corrector"], "detector": name, "flagged_by": flagged_by,
                   "seconds": outcome.seconds, "info": proposal.info, **quality, "min_confidence": bar,
+                  "noise_shown": shown,
                   "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None}
         if p["apply"]:
             corrected = apply_correction(labels, proposal.labels, groups["relabeled"], f"corrector:{p['corrector']}",
@@ -120,8 +122,9 @@ def correct(
                                                       f"{sure['fixed']:,} fixed, {sure['broken']:,} right "
                                                       f"{'one' if sure['broken'] == 1 else 'ones'} broken")
         d = result["decided"]
-        table.add_row("decided (flagged)", f"{d['relabeled']:,} relabeled, {d['review']:,} not sure (confidence "
-                                           f"under {bar:g}: for review), {d['left']:,} left as given")
+        why = f"confidence under {bar:g}" if shown else "no clear sign of label noise in the run"
+        table.add_row("decided (flagged)", f"{d['relabeled']:,} relabeled, {d['review']:,} not sure ({why}: for "
+                                           f"review), {d['left']:,} left as given")
         if result["applied"]:
             a = result["applied"]
             line = f"{a['changed']:,} labels changed" + (f", {a['removed']:,} unsure removed" if a["removed"] else "") \
