@@ -417,7 +417,8 @@ def test_a_table_loads_as_pandas_saves_it_with_categories_missing_cells_and_its_
     assert data.train.labels.tolist() == (frame["target"] == "malignant").astype(int).tolist()
     notes = " ".join(data.notes)
     assert "1 of 31 columns is a category, one-hot encoded: clinic (4)" in notes
-    assert "3 missing numbers" in notes and "saved pandas index): left out" in notes and "standardized" in notes
+    assert "3 missing values" in notes and "the unnamed first column is a saved pandas index: left out" in notes
+    assert "standardized" in notes
     x = data.train.inputs  # before scaling: the radius column, its missing cells at the median of the rest
     assert x[4, 0] == pytest.approx(np.nanmedian(frame["mean radius"])) and x[0, 0] == pytest.approx(frame["mean radius"][0])
     clinic = slice(3, 7)  # one-hot in the column's place: "" (missing), east, north, south
@@ -538,3 +539,29 @@ def test_a_dataset_folder_laid_out_as_the_hub_s_reads_its_train_shards_and_its_t
     (tmp_path / "empty" / "notes.csv").write_text("a,label\n1,x\n")
     with pytest.raises(NoisyctlError, match="holds no training file"):
         load("table", tmp_path / "empty")
+
+
+def test_a_parquet_column_of_embeddings_is_features_and_a_multi_label_column_is_refused(tmp_path):
+    """A table with an embedding a record (a list column, as Parquet and JSON hold them), one row
+    missing it, beside a plain number; and the Hub's multi-label ``labels`` sequences."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(40, 8)).tolist()
+    embeddings[5] = None
+    pq.write_table(pa.table({"embedding": embeddings, "length": rng.integers(1, 9, 40).astype(float),
+                             "label": ["spam", "ham"] * 20}), tmp_path / "emb.parquet")
+    data = load("table", tmp_path / "emb.parquet", standardize="false")
+    assert data.input_shape == (9,) and "column 'embedding' holds 8 numbers a record" in " ".join(data.notes)
+    x = data.train.inputs
+    assert x[0, :8] == pytest.approx(embeddings[0]) and x[5, :8] == pytest.approx(
+        np.mean([e for e in embeddings if e is not None], axis=0))
+    embeddings[7] = [1.0, 2.0]
+    pq.write_table(pa.table({"embedding": embeddings, "label": ["a", "b"] * 20}), tmp_path / "ragged.parquet")
+    with pytest.raises(NoisyctlError, match="holds lists of 8 numbers, but record 8"):
+        load("table", tmp_path / "ragged.parquet")
+    pq.write_table(pa.table({"text": ["a b", "c d"], "labels": [[0, 2], [1]]}), tmp_path / "multi.parquet")
+    for dataset, options in (("text", {"label_column": "labels"}), ("table", {})):
+        with pytest.raises(NoisyctlError, match="record 1's 'labels' holds several labels"):
+            load(dataset, tmp_path / "multi.parquet", **options)

@@ -257,6 +257,17 @@ def column_values(rows: list[dict], name: str, path: Path, hint: str) -> list:
     return [row[name] for row in rows]
 
 
+def one_label_each(values: list, column: str, path: Path) -> list:
+    """The label column's values, refused where a record holds several (a list: a multi-label
+    dataset, such as the Hub's ``labels`` sequences): noisyctl classifies one label a sample."""
+    several = next((i for i, value in enumerate(values) if isinstance(value, (list, tuple, dict))), None)
+    if several is not None:
+        raise NoisyctlError(f"{path}: record {several + 1}'s '{column}' holds several labels "
+                            f"({str(values[several])[:40]}); noisyctl reads one class a sample: name a column "
+                            f"with one (-D label_column=...)")
+    return values
+
+
 def class_names_of(labels: list[str]) -> list[str]:
     """Integer labels 0..K-1 keep their order; other labels are class names, sorted."""
     if all(label.isdigit() for label in labels):

@@ -18,8 +18,8 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
 from .common import (RECORD_FILES, ArraySampleSet, class_names_of, column_values, feature_stats, fraction_option,
-                     hub_class_names, positive_int, read_record_files, record_files, require_root, split_off,
-                     standardize_features)
+                     hub_class_names, one_label_each, positive_int, read_record_files, record_files, require_root,
+                     split_off, standardize_features)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
@@ -37,15 +37,46 @@ COLUMN_OPTIONS = "name the label column with -D label_column=..."
 @dataclass
 class _Column:
     """How a feature column becomes numbers: a number (``fill``: the training median, for missing
-    cells) or one-hot ``categories``."""
+    cells), one-hot ``categories``, or a vector of numbers a cell (``vector_fill``: the training
+    mean of each, for missing cells; a Parquet or JSON column of embeddings)."""
 
     name: str
     fill: float | None = None
     categories: tuple[str, ...] = ()
+    vector_fill: tuple[float, ...] = ()
 
     @property
     def width(self) -> int:
-        return 1 if self.fill is not None else len(self.categories)
+        return 1 if self.fill is not None else len(self.vector_fill) or len(self.categories)
+
+
+def _vectors(rows: list[dict], name: str, path: Path, size: int | None = None) -> np.ndarray | None:
+    """A column of lists of numbers (embeddings) as float64 [N, size] (NaN rows: missing); None
+    when its cells are not lists."""
+    values = [row.get(name) for row in rows]
+    present = next((value for value in values if value is not None), None)
+    if not isinstance(present, (list, tuple)):
+        return None
+    size = len(present) if size is None else size
+    matrix = np.full((len(values), size), np.nan)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        try:
+            if len(value) != size:
+                raise ValueError
+            matrix[i] = value
+        except (TypeError, ValueError):
+            raise NoisyctlError(f"{path}: column '{name}' holds lists of {size} numbers, but record {i + 1} holds "
+                                f"{str(value)[:40]}") from None
+    return matrix
+
+
+def _encode_vectors(column: _Column, matrix: np.ndarray) -> tuple[np.ndarray, int]:
+    """A vector column as float32 [N, size], its missing rows filled; how many rows were."""
+    gaps = np.isnan(matrix).any(axis=1)
+    matrix[gaps] = column.vector_fill
+    return matrix.astype(np.float32), int(gaps.sum())
 
 
 def _cell(value) -> str:
@@ -123,9 +154,17 @@ def _fit_and_encode(rows: list[dict], features: list[str], max_categories: int,
     memory); how many numbers were missing (filled)."""
     columns, blocks, filled = [], [], 0
     for name in features:
-        cells, missing = _cells(rows, name)
-        columns.append(_fit_column(name, cells, missing, max_categories, path))
-        block, gaps = _encode_column(columns[-1], cells, missing, path)
+        vectors = _vectors(rows, name, path)
+        if vectors is not None:
+            if np.isnan(vectors).all():
+                raise NoisyctlError(f"{path}: column '{name}' is empty in every record; leave it out with "
+                                    f"-D drop={name}")
+            columns.append(_Column(name, vector_fill=tuple(np.nanmean(vectors, axis=0).tolist())))
+            block, gaps = _encode_vectors(columns[-1], vectors)
+        else:
+            cells, missing = _cells(rows, name)
+            columns.append(_fit_column(name, cells, missing, max_categories, path))
+            block, gaps = _encode_column(columns[-1], cells, missing, path)
         blocks.append(block)
         filled += gaps
     return columns, np.concatenate(blocks, axis=1), filled
@@ -133,11 +172,22 @@ def _fit_and_encode(rows: list[dict], features: list[str], max_categories: int,
 
 def _encode(rows: list[dict], columns: list[_Column], path: Path) -> np.ndarray:
     """Records (a test file's, or the held-out share) encoded as the training rows were: float32 [N, D]."""
-    return np.concatenate([_encode_column(column, *_cells(rows, column.name), path)[0] for column in columns], axis=1)
+    blocks = []
+    for column in columns:
+        if column.vector_fill:
+            vectors = _vectors(rows, column.name, path, len(column.vector_fill))
+            if vectors is None:
+                raise NoisyctlError(f"{path}: column '{column.name}' holds no lists of numbers, where the training "
+                                    f"records hold them")
+            blocks.append(_encode_vectors(column, vectors)[0])
+        else:
+            blocks.append(_encode_column(column, *_cells(rows, column.name), path)[0])
+    return np.concatenate(blocks, axis=1)
 
 
 def _label_cells(rows: list[dict], label_column: str, path: Path) -> list[str]:
-    labels = [_cell(value) for value in column_values(rows, label_column, path, COLUMN_OPTIONS)]
+    labels = [_cell(value) for value in one_label_each(column_values(rows, label_column, path, COLUMN_OPTIONS),
+                                                         label_column, path)]
     empty = next((i for i, label in enumerate(labels) if label in MISSING), None)
     if empty is not None:  # else an empty label would become a class of its own
         raise NoisyctlError(f"{path}: record {empty + 1} has no '{label_column}' (empty or missing)")
@@ -259,18 +309,22 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
 
 
 def _table_notes(columns: list[_Column], missing: int, index: str | None, count: int) -> list[str]:
-    """What the loader chose: the category columns it one-hot encoded, the missing cells it filled,
-    and pandas' index it left out."""
+    """What the loader chose: the category columns it one-hot encoded, the vector columns it spread
+    into features, the missing cells it filled, and pandas' index it left out."""
     notes = []
-    categorical = [column for column in columns if column.fill is None]
+    categorical = [column for column in columns if column.categories]
     if categorical:
         shown = ", ".join(f"{column.name} ({len(column.categories)})" for column in categorical[:6])
-        notes.append(f"{len(categorical)} of {len(columns)} columns {'is a category' if len(categorical) == 1 else 'are categories'}, one-hot encoded: {shown}"
+        notes.append(f"{len(categorical)} of {len(columns)} columns "
+                     f"{'is a category' if len(categorical) == 1 else 'are categories'}, one-hot encoded: {shown}"
                      f"{' ...' if len(categorical) > 6 else ''} (-D drop=NAME leaves one out)")
+    for column in (column for column in columns if column.vector_fill):
+        notes.append(f"column '{column.name}' holds {column.width:,} numbers a record (an embedding?): "
+                     f"{column.width:,} features")
     if missing:
-        notes.append(f"{missing:,} missing numbers in {count:,} records filled with their column's median over "
-                     f"the training records")
+        notes.append(f"{missing:,} missing values in {count:,} records filled from the training records (a "
+                     f"number's median, a vector's mean)")
     if index is not None:
-        notes.append(f"the first column{f' ({index})' if index else ''} counts the records (a saved pandas "
-                     f"index): left out")
+        where = "the unnamed first column" if index in INDEX_COLUMNS else f"column '{index}'"
+        notes.append(f"{where} is a saved pandas index: left out")
     return notes
