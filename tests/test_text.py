@@ -78,6 +78,7 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     ("id,text,label\n1,a,x\n1,b,y\n", {}, "ids in column 'id' are not unique"),
     ('{"text": "a", "label": "x"}', {}, "a .json file holds one array of records"),
     ("text,label\nhello,a\nhello, world,b\n", {}, "record 2: more cells than the header's 2 columns"),
+    ('{"text": "a", "labels": [0, 2]}\n', {"label_column": "labels"}, "record 1's 'labels' holds several labels"),
 ])
 def test_text_files_that_cannot_be_read_say_why(tmp_path, content, options, message):
     suffix = ".csv" if not content.startswith("{") else ".jsonl" if "\n" in content else ".json"
@@ -169,3 +170,11 @@ def test_cleaned_labels_export_as_a_csv_a_pipeline_joins_on_the_texts(cli, tmp_p
         assert [row["label"] for row in csv.DictReader(handle)] == [names[c] for c in before.given_labels]
     assert "give a .csv file" in cli.error("export", tmp_path / "fixed.h5", "--labels-csv", tmp_path / "c.json")
     assert "not a run file" in cli.error("export", tmp_path / "fixed.h5", "--suspects", tmp_path / "s.csv")
+
+
+def test_labels_saved_as_whole_floats_or_zero_padded_are_the_same_classes(tmp_path):
+    """pandas writes integer labels as 1.0 beside a missing value; spreadsheets keep "01": both
+    are class 1, as in the file's other rows."""
+    (tmp_path / "t.csv").write_text("text,label\nhello there,0.0\ngood bye,1.0\nsee you,01\nhi,0\n", encoding="utf-8")
+    data = load_dataset({"name": "text", "root": str(tmp_path / "t.csv"), "options": {}})
+    assert data.class_names == ["0", "1"] and data.train.labels.tolist() == [0, 1, 1, 0]

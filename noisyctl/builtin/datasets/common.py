@@ -257,15 +257,27 @@ def column_values(rows: list[dict], name: str, path: Path, hint: str) -> list:
     return [row[name] for row in rows]
 
 
-def one_label_each(values: list, column: str, path: Path) -> list:
-    """The label column's values, refused where a record holds several (a list: a multi-label
-    dataset, such as the Hub's ``labels`` sequences): noisyctl classifies one label a sample."""
+def label_strings(values: list, column: str, path: Path, empty: frozenset = frozenset({""})) -> list[str]:
+    """A label column's values as text: stripped, whole-number floats as integers (``1.0``: pandas
+    writes integer labels so beside a missing one). A record with no label (a value in ``empty``)
+    is refused, else it would become a class of its own; so is one holding several (a list: a
+    multi-label dataset, such as the Hub's ``labels`` sequences): noisyctl classifies one label a
+    sample."""
     several = next((i for i, value in enumerate(values) if isinstance(value, (list, tuple, dict))), None)
     if several is not None:
         raise NoisyctlError(f"{path}: record {several + 1}'s '{column}' holds several labels "
                             f"({str(values[several])[:40]}); noisyctl reads one class a sample: name a column "
                             f"with one (-D label_column=...)")
-    return values
+    labels = ["" if value is None else str(value).strip() for value in values]
+    missing = next((i for i, label in enumerate(labels) if label in empty), None)
+    if missing is not None:
+        raise NoisyctlError(f"{path}: record {missing + 1} has an empty '{column}'")
+    try:
+        numbers = [float(label) for label in labels]
+    except ValueError:
+        return labels
+    whole = all(number.is_integer() and number >= 0 for number in numbers)
+    return [str(int(number)) for number in numbers] if whole else labels
 
 
 def class_names_of(labels: list[str]) -> list[str]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
 from .common import (RECORD_FILES, ArraySampleSet, class_names_of, column_values, feature_stats, fraction_option,
-                     hub_class_names, one_label_each, positive_int, read_record_files, record_files, require_root,
+                     hub_class_names, label_strings, positive_int, read_record_files, record_files, require_root,
                      split_off, standardize_features)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
@@ -186,15 +186,7 @@ def _encode(rows: list[dict], columns: list[_Column], path: Path) -> np.ndarray:
 
 
 def _label_cells(rows: list[dict], label_column: str, path: Path) -> list[str]:
-    labels = [_cell(value) for value in one_label_each(column_values(rows, label_column, path, COLUMN_OPTIONS),
-                                                         label_column, path)]
-    empty = next((i for i, label in enumerate(labels) if label in MISSING), None)
-    if empty is not None:  # else an empty label would become a class of its own
-        raise NoisyctlError(f"{path}: record {empty + 1} has no '{label_column}' (empty or missing)")
-    numbers = [_number(label) for label in labels]
-    if all(value is not None and value == int(value) for value in numbers):  # 1.0, as pandas writes ints with NaN
-        return [str(int(value)) for value in numbers]
-    return labels
+    return label_strings(column_values(rows, label_column, path, COLUMN_OPTIONS), label_column, path, MISSING)
 
 
 def _row_ids(rows: list[dict], features: list[str], first_row: int) -> list[str]:

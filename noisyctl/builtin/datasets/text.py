@@ -14,7 +14,7 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
 from .common import (RECORD_FILES, class_names_of, column_values, fraction_option, generated_total, hub_class_names,
-                     one_label_each, positive_int, read_record_files, record_files, require_root, split_off)
+                     label_strings, positive_int, read_record_files, record_files, require_root, split_off)
 
 
 class TextSampleSet(SampleSet):
@@ -50,11 +50,7 @@ def _read_texts(files: list[Path], text_column: str, label_column: str, id_colum
     rows = read_record_files(files, "text")
     path = files[0] if len(files) == 1 else files[0].parent  # records count across a folder's files
     texts = ["" if t is None else str(t) for t in column_values(rows, text_column, path, COLUMN_OPTIONS)]  # JSON null: no text
-    labels = [str(v).strip() for v in one_label_each(column_values(rows, label_column, path, COLUMN_OPTIONS),
-                                                     label_column, path)]
-    empty = next((i for i, label in enumerate(labels) if not label), None)
-    if empty is not None:  # else '' would become a class of its own
-        raise NoisyctlError(f"{path}: record {empty + 1} has an empty '{label_column}'")
+    labels = label_strings(column_values(rows, label_column, path, COLUMN_OPTIONS), label_column, path)
     if id_column is None and "id" in rows[0]:
         id_column = "id"
     ids = [str(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column else _stable_ids(texts)
