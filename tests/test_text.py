@@ -178,3 +178,13 @@ def test_labels_saved_as_whole_floats_or_zero_padded_are_the_same_classes(tmp_pa
     (tmp_path / "t.csv").write_text("text,label\nhello there,0.0\ngood bye,1.0\nsee you,01\nhi,0\n", encoding="utf-8")
     data = load_dataset({"name": "text", "root": str(tmp_path / "t.csv"), "options": {}})
     assert data.class_names == ["0", "1"] and data.train.labels.tolist() == [0, 1, 1, 0]
+
+
+def test_star_ratings_from_one_are_their_own_classes_without_an_empty_class_zero(tmp_path):
+    rows = "".join(f"review number {i},{1 + i % 5}\n" for i in range(20))
+    (tmp_path / "reviews.csv").write_text("text,label\n" + rows, encoding="utf-8")
+    data = load_dataset({"name": "text", "root": str(tmp_path / "reviews.csv"), "options": {}})
+    assert data.class_names == ["1", "2", "3", "4", "5"] and data.train.labels.tolist()[:6] == [0, 1, 2, 3, 4, 0]
+    (tmp_path / "indices.csv").write_text("text,label\na,0\nb,2\n", encoding="utf-8")  # indices keep their gaps
+    assert load_dataset({"name": "text", "root": str(tmp_path / "indices.csv"), "options": {}}).class_names == [
+        "0", "1", "2"]

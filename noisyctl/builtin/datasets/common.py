@@ -281,9 +281,13 @@ def label_strings(values: list, column: str, path: Path, empty: frozenset = froz
 
 
 def class_names_of(labels: list[str]) -> list[str]:
-    """Integer labels 0..K-1 keep their order; other labels are class names, sorted."""
+    """Integer labels are classes in numeric order: counting from 0 they are class indices 0..K-1
+    (a missing index is a class without samples); from 1 up (star ratings 1-5) the values present
+    are the classes, with no empty class 0 for noise to flip labels into. Other labels are class
+    names, sorted."""
     if all(label.isdigit() for label in labels):
-        return [str(c) for c in range(max(int(label) for label in labels) + 1)]
+        values = sorted({int(label) for label in labels})
+        return [str(c) for c in (range(values[-1] + 1) if values[0] == 0 else values)]
     return sorted(set(labels))
 
 
