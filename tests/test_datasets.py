@@ -321,6 +321,11 @@ def test_array_labels_saved_as_names_or_whole_floats_load_as_classes(tmp_path):
     assert names.test.labels.tolist() == [0, 1]
     np.savez(tmp_path / "floats.npz", x=x, y=np.array([1.0, 0.0, 2.0, 0.0, 1.0, 2.0]))
     assert load("npz", tmp_path / "floats.npz").train.labels.tolist() == [1, 0, 2, 0, 1, 2]
+    # MATLAB's labels count from 1 (SVHN's 1-10): the classes are the values, with no empty class 0
+    np.savez(tmp_path / "matlab.npz", x=x, y=np.array([1, 3, 2, 3, 1, 2]), x_test=x[:2], y_test=np.array([3, 1]))
+    matlab = load("npz", tmp_path / "matlab.npz")
+    assert matlab.class_names == ["1", "2", "3"] and matlab.train.labels.tolist() == [0, 2, 1, 2, 0, 1]
+    assert matlab.test.labels.tolist() == [2, 0]
     with h5py.File(tmp_path / "names.h5", "w") as h5:  # h5py keeps strings as bytes
         h5["x"] = x
         h5["y"] = np.array(["b", "a", "b", "a", "b", "b"], dtype=object)

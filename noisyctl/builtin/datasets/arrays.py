@@ -95,9 +95,14 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standard
         classes = _strings(read("class_names"))
     elif labels.dtype.kind == "U":  # names, sorted, as the text loader orders them
         classes = sorted(set(labels.tolist()))
-    else:
-        top = max(int(labels.max(initial=0)), int(test_labels.max(initial=0)) if test_labels is not None else 0)
-        classes = [str(c) for c in range(top + 1)]
+    else:  # class indices; from 1 up (MATLAB's, SVHN's 1-10) the values present, as the text loader reads them
+        values = np.unique(np.concatenate([labels, test_labels if test_labels is not None else labels[:0]]))
+        if len(values) and values.min() >= 1:
+            classes = [str(v) for v in values]
+            labels, test_labels = (None if part is None else np.searchsorted(values, part)
+                                   for part in (labels, test_labels))
+        else:
+            classes = [str(c) for c in range(int(values.max(initial=0)) + 1)]
     labels = _indices(labels, classes, path)
     test_labels = None if test_labels is None else _indices(test_labels, classes, path)
 
