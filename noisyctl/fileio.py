@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -177,14 +178,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 # hold data (ids, class names, texts, paths) are written with a leading apostrophe, which
 # spreadsheets hide and noisyctl's own CSV reader removes.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet also reads a cell that looks like a number as one and saves it back changed: leading
+# zeros dropped, 12 digits or more as 2.04982E+11, 12e3 as 12000. A text sample's id is 12 hex
+# digits: about one in 140 is all digits, or digits around one e, and a review CSV holding one came
+# back naming an id the labels file lacks. Such cells get the apostrophe too; short numbers (class
+# names 0-9, 10) stay as they are, a spreadsheet keeps them.
+SPREADSHEET_NUMBER = re.compile(r"\d{12,}|0\d+|\d+(\.\d*)?[eE][+-]?\d+")
+
+
+def _needs_apostrophe(text: str) -> bool:
+    return text.startswith(FORMULA_STARTS) or SPREADSHEET_NUMBER.fullmatch(text) is not None
 
 
 def csv_cell(value: object) -> str:
-    """A data string as a CSV cell no spreadsheet runs as a formula."""
+    """A data string as a CSV cell no spreadsheet runs as a formula or rewrites as a number."""
     text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if _needs_apostrophe(text) else text
 
 
 def csv_value(cell: str) -> str:
     """What ``csv_cell`` wrote, back as the data string."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+    return cell[1:] if cell.startswith("'") and _needs_apostrophe(cell[1:]) else cell
