@@ -466,8 +466,9 @@ def export_labels(source: Path, out: Path) -> dict[str, Any]:
     --apply or import-review, as a CSV that a training pipeline outside noisyctl joins on ``id``:
     ``id``, ``path`` (image files) or ``text`` (text ids are hashes of the texts) where known,
     ``label`` (the class name), ``label_index``, ``removed``, ``corrected`` and ``reviewed`` (true or
-    false), and ``true_label`` where the noise was synthesized. Removed samples keep their row, so a
-    pipeline filters on ``removed`` rather than guessing what is missing."""
+    false), and ``true_label`` where the noise was synthesized, each cell exactly as the data holds
+    it. Removed samples keep their row, so a pipeline filters on ``removed`` rather than guessing
+    what is missing."""
     out = Path(out)
     if out.suffix.lower() != ".csv":
         raise NoisyctlError(f"--labels-csv {out}: give a .csv file")
@@ -488,10 +489,13 @@ def export_labels(source: Path, out: Path) -> dict[str, Any]:
     with atomic_output(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
+        # Cells exactly as the data holds them, for a program to join on: the review and suspects
+        # CSVs, meant for spreadsheets, guard ids and texts with an apostrophe (csv_cell); here one
+        # would miss the join for a text that begins with "-" or a hash id of twelve digits.
         for i, sample_id in enumerate(labels.ids):
-            where = ([csv_cell(files[i])] if "path" in columns else []) + ([] if texts is None else [csv_cell(texts[i])])
-            truth = [] if labels.true_labels is None else [csv_cell(names[labels.true_labels[i]])]
-            writer.writerow([csv_cell(sample_id), *where, csv_cell(names[labels.given_labels[i]]),
-                             int(labels.given_labels[i]), *("true" if marks[m][i] else "false" for m in marks), *truth])
+            where = ([files[i]] if "path" in columns else []) + ([] if texts is None else [texts[i]])
+            truth = [] if labels.true_labels is None else [names[labels.true_labels[i]]]
+            writer.writerow([sample_id, *where, names[labels.given_labels[i]], int(labels.given_labels[i]),
+                             *("true" if marks[m][i] else "false" for m in marks), *truth])
     return {"out": str(out), "rows": count, **{name: int(mark.sum()) for name, mark in marks.items()}}
 

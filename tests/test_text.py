@@ -141,8 +141,8 @@ def test_cleaned_labels_export_as_a_csv_a_pipeline_joins_on_the_texts(cli, tmp_p
     """A text CSV with 15% uniform noise, relabeled by correct --apply: export --labels-csv writes a
     row for every sample (removed ones marked, not dropped) with its text, since text ids are hashes,
     and the label as it now stands; true where correct changed it."""
-    records = [(f"ticket {i}: {'my refund never came back' if i % 2 else 'cannot reset my password'}",
-                "refund" if i % 2 else "account") for i in range(80)]
+    records = [(f"{'-' if i < 2 else ''}ticket {i}: {'my refund never came back' if i % 2 else 'cannot reset my password'}",
+                "refund" if i % 2 else "account") for i in range(80)]  # two begin with "-", as a list item does
     with open(tmp_path / "tickets.csv", "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([("text", "label"), *records])
     cli("synth", "-d", "text", "--data-root", tmp_path / "tickets.csv", "--noise", "uniform", "--rate", "0.15",
@@ -156,7 +156,7 @@ def test_cleaned_labels_export_as_a_csv_a_pipeline_joins_on_the_texts(cli, tmp_p
     fixed, before = read_labels(tmp_path / "fixed.h5"), read_labels(tmp_path / "labels.h5")
     assert result["rows"] == len(rows) == 80 and list(rows[0]) == ["id", "text", "label", "label_index", "removed",
                                                                   "corrected", "reviewed", "true_label"]
-    assert [row["text"] for row in rows] == [text for text, _ in records]  # every row, in the file's order
+    assert [row["text"] for row in rows] == [text for text, _ in records]  # every row, exactly, in the file's order
     assert [row["true_label"] for row in rows] == [label for _, label in records]
     names = fixed.class_names
     assert [row["label"] for row in rows] == [names[c] for c in fixed.given_labels]
