@@ -425,7 +425,8 @@ def test_a_table_loads_as_pandas_saves_it_with_categories_missing_cells_and_its_
     assert "3 missing values" in notes and "the unnamed first column is a saved pandas index: left out" in notes
     assert "standardized" in notes
     x = data.train.inputs  # before scaling: the radius column, its missing cells at the median of the rest
-    assert x[4, 0] == pytest.approx(np.nanmedian(frame["mean radius"])) and x[0, 0] == pytest.approx(frame["mean radius"][0])
+    assert x[4, 0] == pytest.approx(np.nanmedian(frame["mean radius"]))
+    assert x[0, 0] == pytest.approx(frame["mean radius"][0])
     clinic = slice(3, 7)  # one-hot in the column's place: "" (missing), east, north, south
     assert x[7, clinic].tolist() == [1, 0, 0, 0] and x[:, clinic].sum(axis=1).tolist() == [1] * len(frame)
     assert data.train.ids[0].startswith("row2-") and len(set(data.train.ids)) == len(frame)

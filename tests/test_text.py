@@ -141,8 +141,10 @@ def test_cleaned_labels_export_as_a_csv_a_pipeline_joins_on_the_texts(cli, tmp_p
     """A text CSV with 15% uniform noise, relabeled by correct --apply: export --labels-csv writes a
     row for every sample (removed ones marked, not dropped) with its text, since text ids are hashes,
     and the label as it now stands; true where correct changed it."""
-    records = [(f"{'-' if i < 2 else ''}ticket {i}: {'my refund never came back' if i % 2 else 'cannot reset my password'}",
-                "refund" if i % 2 else "account") for i in range(80)]  # two begin with "-", as a list item does
+    # two begin with "-", as a list item does
+    records = [(f"{'-' if i < 2 else ''}ticket {i}: "
+                f"{'my refund never came back' if i % 2 else 'cannot reset my password'}",
+                "refund" if i % 2 else "account") for i in range(80)]
     with open(tmp_path / "tickets.csv", "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([("text", "label"), *records])
     cli("synth", "-d", "text", "--data-root", tmp_path / "tickets.csv", "--noise", "uniform", "--rate", "0.15",

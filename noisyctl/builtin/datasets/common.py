@@ -192,7 +192,8 @@ def read_records(path: Path, dataset: str) -> list[dict]:
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError:
-                        raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)") from None
+                        raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per "
+                                            f"line)") from None
                     if not isinstance(row, dict):
                         raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)")
                     rows.append(row)

@@ -49,7 +49,8 @@ COLUMN_OPTIONS = "name the columns with -D text_column=... -D label_column=..."
 def _read_texts(files: list[Path], text_column: str, label_column: str, id_column: str | None):
     rows = read_record_files(files, "text")
     path = files[0] if len(files) == 1 else files[0].parent  # records count across a folder's files
-    texts = ["" if t is None else str(t) for t in column_values(rows, text_column, path, COLUMN_OPTIONS)]  # JSON null: no text
+    # JSON null: no text
+    texts = ["" if t is None else str(t) for t in column_values(rows, text_column, path, COLUMN_OPTIONS)]
     labels = label_strings(column_values(rows, label_column, path, COLUMN_OPTIONS), label_column, path)
     if id_column is None and "id" in rows[0]:
         id_column = "id"
