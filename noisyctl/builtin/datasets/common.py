@@ -322,8 +322,9 @@ def record_files(root: Path, dataset: str, test: str | None) -> tuple[list[Path]
 
     train = split(TRAIN_SPLITS)
     if not train:
-        raise NoisyctlError(f"{dataset}: the folder {root} holds no training file ({', '.join(TRAIN_SPLITS)}*: "
-                            f"{RECORD_FILES}); give the file itself")
+        raise NoisyctlError(f"{dataset}: the folder {root} holds no training file "
+                            f"({' or '.join(name + '*' for name in TRAIN_SPLITS)}: {RECORD_FILES}); give the file "
+                            f"itself")
     return train, tested or next((found for names in TEST_SPLITS if (found := split(names))), [])
 
 
