@@ -132,9 +132,8 @@ def decide(labels: Labels, proposal: Correction, flagged: np.ndarray, min_confid
     "sure" by every corrector, all 4 right as given)."""
     other = proposal.labels != labels.given_labels
     sure = proposal.confidence >= min_confidence
-    relabeled = flagged & other & sure & noise_shown
-    return {"relabeled": relabeled, "review": flagged & ~sure | flagged & other & sure & ~relabeled,
-            "left": flagged & ~other & sure}
+    relabeled, left = flagged & other & sure & noise_shown, flagged & ~other & sure
+    return {"relabeled": relabeled, "review": flagged & ~relabeled & ~left, "left": left}
 
 
 def apply_correction(labels: Labels, proposed: np.ndarray, apply_to: np.ndarray, by: str, source: str,

@@ -216,13 +216,18 @@ def create_field(h5: h5py.File, path: str, shape: tuple[int, ...], *, dtype: Any
     return dataset
 
 
-def _fixed_strings(values: Any) -> np.ndarray:
-    """Strings as fixed-length UTF-8. Variable-length strings live in HDF5's global heap, and a
-    damaged global heap can send libhdf5 into an endless loop; fixed-length ones live in the
-    chunks, which the checksum guards."""
+def _utf8(values: Any) -> tuple[list[bytes], np.dtype]:
+    """Strings as UTF-8 bytes, and the fixed-length dtype that holds the longest. Variable-length
+    strings live in HDF5's global heap, and a damaged global heap can send libhdf5 into an endless
+    loop; fixed-length ones live in the chunks, which the checksum guards."""
     encoded = [str(v).encode("utf-8") for v in np.asarray(values, dtype=object).ravel()]
-    width = max([1, *map(len, encoded)])
-    return np.array(encoded, dtype=h5py.string_dtype("utf-8", width)).reshape(np.shape(values))
+    return encoded, h5py.string_dtype("utf-8", max([1, *map(len, encoded)]))
+
+
+def _fixed_strings(values: Any) -> np.ndarray:
+    """Strings as one fixed-length UTF-8 array (``_utf8``), shaped as ``values``."""
+    encoded, dtype = _utf8(values)
+    return np.array(encoded, dtype=dtype).reshape(np.shape(values))
 
 
 TEXT_KEPT = 1000  # bytes of a sample's text a run file keeps (samples/text): enough to judge its label by
@@ -241,8 +246,7 @@ def kept_text(text: Any) -> str:
 def write_field(h5: h5py.File, path: str, data: Any, **attrs: Any) -> h5py.Dataset:
     """Create a schema field and write ``data`` into it (strings, 1-D, a block at a time)."""
     if field_for(path).dtype == "string":
-        encoded = [str(v).encode("utf-8") for v in np.asarray(data, dtype=object).ravel()]
-        dtype = h5py.string_dtype("utf-8", max([1, *map(len, encoded)]))
+        encoded, dtype = _utf8(data)
         dataset = create_field(h5, path, (len(encoded),), dtype=dtype, **attrs)
         for start in range(0, len(encoded), STRING_BLOCK):
             dataset[start:start + STRING_BLOCK] = np.array(encoded[start:start + STRING_BLOCK], dtype=dtype)

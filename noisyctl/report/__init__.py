@@ -96,8 +96,8 @@ def describe_labels(run: RunFile) -> str:
 
 def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list | None:
     """The suspects' inputs from the dataset, for the gallery; None (with a note) when the data
-    cannot be loaded here or is not images. Text suspects carry their ``text`` instead."""
-    # Text suspects carry their texts already (top_suspects); a dataset recorded as not images is not loaded.
+    cannot be loaded here or is not images, which is not loaded. Text suspects carry their ``text``
+    instead (``top_suspects``)."""
     if not suspects or "text" in suspects[0] or run.labels.dataset.get("kind", "image") != "image":
         return None
     name = run.labels.dataset.get("name")

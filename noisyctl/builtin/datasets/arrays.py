@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from .common import (ArraySampleSet, channels_first, check_labels, feature_stats, pixel_scale, require_root,
-                     standardize_features)
+from .common import (ArraySampleSet, channels_first, check_labels, feature_stats, integer_classes, pixel_scale,
+                     require_root, standardize_features)
 
 X_KEYS = ("x", "images", "features", "x_train")  # x_train, y_train, x_test, y_test: Keras' own .npz files
 Y_KEYS = ("y", "labels", "targets", "y_train")
@@ -95,14 +95,12 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standard
         classes = _strings(read("class_names"))
     elif labels.dtype.kind == "U":  # names, sorted, as the text loader orders them
         classes = sorted(set(labels.tolist()))
-    else:  # class indices; from 1 up (MATLAB's, SVHN's 1-10) the values present, as the text loader reads them
-        values = np.unique(np.concatenate([labels, test_labels if test_labels is not None else labels[:0]]))
-        if len(values) and values.min() >= 1:
-            classes = [str(v) for v in values]
-            labels, test_labels = (None if part is None else np.searchsorted(values, part)
+    else:  # class indices, as the text loader reads integer labels
+        found = integer_classes(np.unique(np.concatenate([labels, labels[:0] if test_labels is None else test_labels])))
+        classes = [str(c) for c in found]
+        if found[0] >= 1:  # the values present: each label becomes its position among them
+            labels, test_labels = (None if part is None else np.searchsorted(found, part)
                                    for part in (labels, test_labels))
-        else:
-            classes = [str(c) for c in range(int(values.max(initial=0)) + 1)]
     labels = _indices(labels, classes, path)
     test_labels = None if test_labels is None else _indices(test_labels, classes, path)
 

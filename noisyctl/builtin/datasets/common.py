@@ -281,15 +281,41 @@ def label_strings(values: list, column: str, path: Path, empty: frozenset = froz
     return [str(int(number)) for number in numbers] if whole else labels
 
 
+def integer_classes(values) -> list[int]:
+    """The classes of integer labels, in numeric order: counting from 0 (or below, which the loaders
+    refuse) they are class indices 0..K-1 (a missing index is a class without samples); from 1 up
+    (star ratings 1-5, MATLAB's and SVHN's 1-10) the values present, with no empty class 0 for noise
+    to flip labels into."""
+    values = sorted({int(value) for value in values})
+    return values if values and values[0] >= 1 else list(range(values[-1] + 1 if values else 1))
+
+
 def class_names_of(labels: list[str]) -> list[str]:
-    """Integer labels are classes in numeric order: counting from 0 they are class indices 0..K-1
-    (a missing index is a class without samples); from 1 up (star ratings 1-5) the values present
-    are the classes, with no empty class 0 for noise to flip labels into. Other labels are class
-    names, sorted."""
+    """Integer labels as ``integer_classes``; other labels are class names, sorted."""
     if all(label.isdigit() for label in labels):
-        values = sorted({int(label) for label in labels})
-        return [str(c) for c in (range(values[-1] + 1) if values[0] == 0 else values)]
+        return [str(c) for c in integer_classes(labels)]
     return sorted(set(labels))
+
+
+def class_indices(names: list[str], labels: list[str], test_labels: list[str] | None,
+                  source: Path, dataset: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Training and test labels as indices into ``names``; one class only, or a test label the
+    training records lack, is refused."""
+    if len(names) < 2:
+        raise NoisyctlError(f"{source}: every record has the label '{names[0]}'; classification needs two classes")
+    position = {name: c for c, name in enumerate(names)}
+    unknown = next((label for label in test_labels or [] if label not in position), None)
+    if unknown is not None:
+        raise NoisyctlError(f"{dataset}: the test file has label '{unknown}', which the training file lacks")
+    return (np.array([position[label] for label in labels], dtype=np.int64),
+            None if test_labels is None else np.array([position[label] for label in test_labels], dtype=np.int64))
+
+
+def unique_ids(ids: list[str], id_column: str | None, source: Path) -> list[str]:
+    """``ids``, refused where two records share one."""
+    if len(set(ids)) != len(ids):
+        raise NoisyctlError(f"{source}: the ids in column '{id_column}' are not unique")
+    return ids
 
 
 def find_test_file(path: Path, test: str) -> Path:
@@ -333,11 +359,17 @@ def _split_name(file_name: str) -> str:
     return file_name.lower().replace("_", "-").replace(".", "-").split("-")[0]
 
 
+def records_source(files: list[Path]) -> Path:
+    """What messages name for records read from ``files``: the file, or the folder of several (a
+    record's number counts across them)."""
+    return files[0] if len(files) == 1 else files[0].parent
+
+
 def read_record_files(files: list[Path], dataset: str) -> list[dict]:
     """The records of every file (``read_records``), in order; none at all is refused."""
     rows = [row for file in files for row in read_records(file, dataset)]
     if not rows:
-        raise NoisyctlError(f"{files[0] if len(files) == 1 else files[0].parent} holds no records")
+        raise NoisyctlError(f"{records_source(files)} holds no records")
     return rows
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from .common import (RECORD_FILES, ArraySampleSet, class_names_of, column_values, feature_stats, fraction_option,
-                     hub_class_names, label_strings, positive_int, read_record_files, record_files, require_root,
-                     split_off, standardize_features)
+from .common import (RECORD_FILES, ArraySampleSet, class_indices, class_names_of, column_values, feature_stats,
+                     fraction_option, hub_class_names, label_strings, positive_int, read_record_files, record_files,
+                     records_source, require_root, split_off, standardize_features, unique_ids)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
@@ -112,20 +112,22 @@ def _numbers(cells: np.ndarray, missing: np.ndarray) -> np.ndarray | None:
     return values
 
 
+def _not_a_number(cells: np.ndarray, missing: np.ndarray) -> str:
+    """The first present cell that is not a number, as a message shows it."""
+    return next(text for text in cells[~missing] if _number(text) is None)[:40]
+
+
 def _fit_column(name: str, cells: np.ndarray, missing: np.ndarray, max_categories: int, path: Path) -> _Column:
     """A numeric column where every present cell is a number, else a category column (``cells`` and
-    ``missing`` from ``_cells``)."""
-    if missing.all():
-        raise NoisyctlError(f"{path}: column '{name}' is empty in every record; leave it out with -D drop={name}")
+    ``missing`` from ``_cells``, some present)."""
     numbers = _numbers(cells, missing)
     if numbers is not None and not np.isnan(numbers).all():
         return _Column(name, fill=float(np.nanmedian(numbers)))
     categories = sorted(set(np.where(missing, "", cells).tolist()))
     if len(categories) > max_categories:
-        example = next(text for text in cells[~missing] if _number(text) is None)
         raise NoisyctlError(f"{path}: column '{name}' has {len(categories):,} values that are not all numbers "
-                            f"(such as '{example[:40]}'): free text or ids? Leave it out with -D drop={name}, "
-                            f"or raise -D max_categories={len(categories)} to one-hot encode it")
+                            f"(such as '{_not_a_number(cells, missing)}'): free text or ids? Leave it out with "
+                            f"-D drop={name}, or raise -D max_categories={len(categories)} to one-hot encode it")
     return _Column(name, categories=tuple(categories))
 
 
@@ -134,9 +136,8 @@ def _encode_column(column: _Column, cells: np.ndarray, missing: np.ndarray, path
     if column.fill is not None:
         numbers = _numbers(cells, missing)
         if numbers is None:
-            example = next(text for text in cells[~missing] if _number(text) is None)
-            raise NoisyctlError(f"{path}: column '{column.name}' holds '{example[:40]}', where the training "
-                                f"records hold numbers")
+            raise NoisyctlError(f"{path}: column '{column.name}' holds '{_not_a_number(cells, missing)}', where the "
+                                f"training records hold numbers")
         gaps = np.isnan(numbers)
         return np.where(gaps, column.fill, numbers).astype(np.float32)[:, None], int(gaps.sum())
     position = {category: k for k, category in enumerate(column.categories)}
@@ -147,24 +148,43 @@ def _encode_column(column: _Column, cells: np.ndarray, missing: np.ndarray, path
     return block, 0
 
 
+def _parse(rows: list[dict], name: str, path: Path, column: _Column | None = None):
+    """A column as read: its vectors (float64 [N, size], ``_vectors``), or its cells and which are
+    missing (``_cells``); read as the training records' ``column`` where given."""
+    if column is None or column.vector_fill:
+        vectors = _vectors(rows, name, path, len(column.vector_fill) if column is not None else None)
+        if vectors is not None:
+            return vectors
+        if column is not None:
+            raise NoisyctlError(f"{path}: column '{name}' holds no lists of numbers, where the training records "
+                                f"hold them")
+    return _cells(rows, name)
+
+
+def _fit(name: str, parsed, max_categories: int, path: Path) -> _Column:
+    """How a column the training records hold (``_parse``) becomes numbers."""
+    if np.all(np.isnan(parsed)) if isinstance(parsed, np.ndarray) else parsed[1].all():
+        raise NoisyctlError(f"{path}: column '{name}' is empty in every record; leave it out with -D drop={name}")
+    if isinstance(parsed, np.ndarray):
+        return _Column(name, vector_fill=tuple(np.nanmean(parsed, axis=0).tolist()))
+    return _fit_column(name, *parsed, max_categories, path)
+
+
+def _encode_parsed(column: _Column, parsed, path: Path) -> tuple[np.ndarray, int]:
+    """A parsed column (``_parse``) as float32 [N, width], and how many values were missing (filled)."""
+    return _encode_vectors(column, parsed) if column.vector_fill else _encode_column(column, *parsed, path)
+
+
 def _fit_and_encode(rows: list[dict], features: list[str], max_categories: int,
                     path: Path) -> tuple[list[_Column], np.ndarray, int]:
-    """Each feature column typed by the training ``rows`` (``_fit_column``), and those rows encoded
-    as float32 [N, D], a column at a time (a table's cells as text take ten times its numbers'
-    memory); how many numbers were missing (filled)."""
+    """Each feature column typed by the training ``rows`` (``_fit``), and those rows encoded as
+    float32 [N, D], a column at a time (a table's cells as text take ten times its numbers'
+    memory); how many values were missing (filled)."""
     columns, blocks, filled = [], [], 0
     for name in features:
-        vectors = _vectors(rows, name, path)
-        if vectors is not None:
-            if np.isnan(vectors).all():
-                raise NoisyctlError(f"{path}: column '{name}' is empty in every record; leave it out with "
-                                    f"-D drop={name}")
-            columns.append(_Column(name, vector_fill=tuple(np.nanmean(vectors, axis=0).tolist())))
-            block, gaps = _encode_vectors(columns[-1], vectors)
-        else:
-            cells, missing = _cells(rows, name)
-            columns.append(_fit_column(name, cells, missing, max_categories, path))
-            block, gaps = _encode_column(columns[-1], cells, missing, path)
+        parsed = _parse(rows, name, path)
+        columns.append(_fit(name, parsed, max_categories, path))
+        block, gaps = _encode_parsed(columns[-1], parsed, path)
         blocks.append(block)
         filled += gaps
     return columns, np.concatenate(blocks, axis=1), filled
@@ -172,17 +192,8 @@ def _fit_and_encode(rows: list[dict], features: list[str], max_categories: int,
 
 def _encode(rows: list[dict], columns: list[_Column], path: Path) -> np.ndarray:
     """Records (a test file's, or the held-out share) encoded as the training rows were: float32 [N, D]."""
-    blocks = []
-    for column in columns:
-        if column.vector_fill:
-            vectors = _vectors(rows, column.name, path, len(column.vector_fill))
-            if vectors is None:
-                raise NoisyctlError(f"{path}: column '{column.name}' holds no lists of numbers, where the training "
-                                    f"records hold them")
-            blocks.append(_encode_vectors(column, vectors)[0])
-        else:
-            blocks.append(_encode_column(column, *_cells(rows, column.name), path)[0])
-    return np.concatenate(blocks, axis=1)
+    return np.concatenate([_encode_parsed(column, _parse(rows, column.name, path, column), path)[0]
+                           for column in columns], axis=1)
 
 
 def _label_cells(rows: list[dict], label_column: str, path: Path) -> list[str]:
@@ -234,11 +245,8 @@ def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str
 
 def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Path, prefix: str = "") -> list[str]:
     first_row = 2 if path.suffix.lower() in (".csv", ".tsv") else 1  # a CSV's header is row 1
-    ids = ([_cell(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column
-           else [prefix + sample_id for sample_id in _row_ids(rows, features, first_row)])
-    if len(set(ids)) != len(ids):
-        raise NoisyctlError(f"{path}: the ids in column '{id_column}' are not unique")
-    return ids
+    return unique_ids([_cell(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column
+                      else [prefix + sample_id for sample_id in _row_ids(rows, features, first_row)], id_column, path)
 
 
 def load_table(root=None, label_column: str | None = None, id_column: str | None = None, drop: str = "",
@@ -259,8 +267,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     max_categories = positive_int(max_categories, "max_categories", "table")
     drop_names = [name.strip() for name in str(drop or "").split(",") if name.strip()]
     train_files, test_files = record_files(path, "table", test)
-    rows = read_record_files(train_files, "table")
-    path = train_files[0] if len(train_files) == 1 else path  # records count across a folder's files
+    rows, path = read_record_files(train_files, "table"), records_source(train_files)
     label_column, id_column, index, features = _read(rows, path, label_column, id_column, drop_names)
     if not features:
         raise NoisyctlError(f"{path}: no feature columns left besides the label '{label_column}'")
@@ -268,32 +275,25 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     ids = _ids(rows, id_column, features, train_files[0])
     test_rows = test_labels = test_ids = None
     if test_files:
-        test_path = test_files[0] if len(test_files) == 1 else test_files[0].parent
-        test_rows = read_record_files(test_files, "table")
+        test_rows, test_path = read_record_files(test_files, "table"), records_source(test_files)
         lacking = next((name for name in features if name not in test_rows[0]), None)
         if lacking is not None:
             raise NoisyctlError(f"table: the test file {test_path} has no column '{lacking}'")
         test_labels, _ = hub_class_names(test_files[0], label_column, _label_cells(test_rows, label_column, test_path))
         test_ids = _ids(test_rows, id_column, features, test_files[0], prefix="test-")  # its rows count from 2 too
     names = hub_names or class_names_of(labels)
-    if len(names) < 2:
-        raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
-    unknown = next((label for label in test_labels or [] if label not in names), None)
-    if unknown is not None:
-        raise NoisyctlError(f"table: the test file has label '{unknown}', which the training file lacks")
-    position = {name: c for c, name in enumerate(names)}
+    classes, test_classes = class_indices(names, labels, test_labels, path, "table")
     if fraction and not test_files:
         kept, held = split_off(len(rows), fraction, seed)
-        test_rows, test_labels, test_ids = ([rows[i] for i in held], [labels[i] for i in held],
-                                            [ids[i] for i in held])
-        rows, labels, ids = [rows[i] for i in kept], [labels[i] for i in kept], [ids[i] for i in kept]
+        test_rows, test_classes, test_ids = [rows[i] for i in held], classes[held], [ids[i] for i in held]
+        rows, classes, ids = [rows[i] for i in kept], classes[kept], [ids[i] for i in kept]
     # Columns are typed, filled and one-hot encoded by the training rows alone, as a model would be.
     columns, x, missing = _fit_and_encode(rows, features, max_categories, path)
-    train = ArraySampleSet(ids, np.array([position[v] for v in labels], dtype=np.int64), x)
+    train = ArraySampleSet(ids, classes, x)
     test_set = None
     if test_rows:
         test_x = _encode(test_rows, columns, test_path if test_files else path)
-        test_set = ArraySampleSet(test_ids, np.array([position[v] for v in test_labels], dtype=np.int64), test_x)
+        test_set = ArraySampleSet(test_ids, test_classes, test_x)
     notes = _table_notes(columns, missing, index, len(rows))
     notes += standardize_features((train, test_set), lambda: feature_stats(x, len(x)), standardize, path)
     return DatasetData(train=train, test=test_set, class_names=names, input_shape=(x.shape[1],),

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
-from .common import (RECORD_FILES, class_names_of, column_values, fraction_option, generated_total, hub_class_names,
-                     label_strings, positive_int, read_record_files, record_files, require_root, split_off)
+from noisyctl.api import DatasetData, SampleSet, encode_text
+from .common import (RECORD_FILES, class_indices, class_names_of, column_values, fraction_option, generated_total,
+                     hub_class_names, label_strings, positive_int, read_record_files, record_files, records_source,
+                     require_root, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -47,16 +48,14 @@ COLUMN_OPTIONS = "name the columns with -D text_column=... -D label_column=..."
 
 
 def _read_texts(files: list[Path], text_column: str, label_column: str, id_column: str | None):
-    rows = read_record_files(files, "text")
-    path = files[0] if len(files) == 1 else files[0].parent  # records count across a folder's files
+    rows, path = read_record_files(files, "text"), records_source(files)
     # JSON null: no text
     texts = ["" if t is None else str(t) for t in column_values(rows, text_column, path, COLUMN_OPTIONS)]
     labels = label_strings(column_values(rows, label_column, path, COLUMN_OPTIONS), label_column, path)
     if id_column is None and "id" in rows[0]:
         id_column = "id"
     ids = [str(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column else _stable_ids(texts)
-    if len(set(ids)) != len(ids):
-        raise NoisyctlError(f"{path}: the ids in column '{id_column}' are not unique")
+    unique_ids(ids, id_column, path)
     labels, hub_names = hub_class_names(files[0], label_column, labels)
     return ids, texts, labels, hub_names
 
@@ -78,16 +77,11 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
     train_files, test_files = record_files(path, "text", test)
     ids, texts, labels, hub_names = _read_texts(train_files, text_column, label_column, id_column)
     names = hub_names or class_names_of(labels)
-    test_set = None
+    test_ids = test_texts = test_labels = None
     if test_files:
         test_ids, test_texts, test_labels, _ = _read_texts(test_files, text_column, label_column, id_column)
-        unknown = sorted(set(test_labels) - set(names))
-        if unknown:
-            raise NoisyctlError(f"text: the test file has label '{unknown[0]}', which the training file lacks")
-        test_set = TextSampleSet(test_ids, np.array([names.index(v) for v in test_labels]), test_texts, max_bytes)
-    index = np.array([names.index(v) for v in labels])
-    if len(names) < 2:
-        raise NoisyctlError(f"{path}: every record has the label '{names[0]}'; classification needs two classes")
+    index, test_index = class_indices(names, labels, test_labels, path, "text")
+    test_set = None if test_index is None else TextSampleSet(test_ids, test_index, test_texts, max_bytes)
     order = np.arange(len(ids))
     if fraction and not test_files:
         order, held = split_off(len(ids), fraction, seed)
