@@ -34,8 +34,8 @@ def parse_options(pairs: list[str] | tuple[str, ...] | dict | None, what: str) -
 
 
 # What a file or folder given where a dataset's name belongs most likely holds, by its suffix.
-KIND_BY_SUFFIX = {".csv": "text", ".tsv": "text", ".jsonl": "text", ".json": "text", ".npz": "npz", ".h5": "hdf5",
-                  ".hdf5": "hdf5"}
+KIND_BY_SUFFIX = {".csv": "text", ".tsv": "text", ".jsonl": "text", ".json": "text", ".parquet": "text", ".npz": "npz",
+                  ".h5": "hdf5", ".hdf5": "hdf5"}
 
 
 def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -43,8 +43,9 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
     if root is None and name not in plugins.registry().names("dataset") and path.exists():
         kind = "imagefolder" if path.is_dir() else KIND_BY_SUFFIX.get(path.suffix.lower(), "NAME")
         labels = f"--labels {name} if it came from synth, or " if kind == "hdf5" else ""
+        table = " (--dataset table for feature columns)" if kind == "text" else ""  # records hold either
         raise NoisyctlError(f"'{name}' is a {'folder' if path.is_dir() else 'file'}, not a dataset's name: give "
-                            f"{labels}what it holds and where, --dataset {kind} --data-root {name} (noisyctl "
+                            f"{labels}what it holds and where, --dataset {kind} --data-root {name}{table} (noisyctl "
                             f"plugins lists the datasets)")
     if "root" in options:  # every loader's first argument, never one of its options
         raise NoisyctlError(f"where dataset '{name}' lives is --data-root PATH (data_root: in a recipe), "

@@ -232,6 +232,9 @@ BAD_INPUTS = [
     ("a data file where the dataset's name belongs", lambda cli, d, s: [
         "train", "--dataset", npz_with_a_label_short(d), "-o", d / "r.h5"],
      "is a file, not a dataset's name: give what it holds and where, --dataset npz --data-root", ()),
+    ("a table where the dataset's name belongs", lambda cli, d, s: [
+        "train", "--dataset", write(d / "patients.csv", "age,label\n40,a\n"), "-o", d / "r.h5"],
+     "patients.csv (--dataset table for feature columns)", ()),
     ("labels file for another dataset (count)", lambda cli, d, s: [
         "train", "-l", edit_attr(labels_file(cli, d, ("-d", "blobs", "-D", "samples=300")), "dataset",
                                  lambda v: v.replace('"samples": 300', '"samples": 400')), "-o", d / "r.h5"],
