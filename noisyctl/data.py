@@ -34,8 +34,8 @@ def parse_options(pairs: list[str] | tuple[str, ...] | dict | None, what: str) -
 
 
 # What a file or folder given where a dataset's name belongs most likely holds, by its suffix.
-KIND_BY_SUFFIX = {".csv": "text", ".tsv": "text", ".jsonl": "text", ".json": "text", ".parquet": "text", ".npz": "npz",
-                  ".h5": "hdf5", ".hdf5": "hdf5"}
+KIND_BY_SUFFIX = {**dict.fromkeys((".csv", ".tsv", ".jsonl", ".json", ".parquet", ".arrow", ".feather"), "text"),
+                  ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
 
 
 def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[str, Any]:

@@ -476,19 +476,44 @@ def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):
     assert len(rows) == 570 and rows[1].startswith("row2-")
 
 
-def write_hub_parquet(path, columns, label_names):
-    """A Parquet file as the Hugging Face ``datasets`` library writes one: integer labels, their class
+def hub_table(columns, label_names):
+    """A table as the Hugging Face ``datasets`` library stores one: integer labels, their class
     names in the schema's ``huggingface`` metadata (a ClassLabel feature)."""
     import json
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     features = {name: {"dtype": "string" if isinstance(values[0], str) else "float64", "_type": "Value"}
                 for name, values in columns.items() if name != "label"}
     features["label"] = {"names": label_names, "_type": "ClassLabel"}
-    table = pa.table(columns).replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
-    pq.write_table(table, path)
+    return pa.table(columns).replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def write_hub_parquet(path, columns, label_names):
+    import pyarrow.parquet as pq
+
+    pq.write_table(hub_table(columns, label_names), path)
+
+
+def save_to_disk(folder, columns, label_names, shards=1):
+    """One split as ``datasets``' Dataset.save_to_disk writes it (checked against datasets 3.6):
+    data-0000K-of-0000N.arrow shards in Arrow's stream format, beside the library's state.json and
+    dataset_info.json."""
+    import json
+
+    import pyarrow as pa
+
+    folder.mkdir(parents=True)
+    table = hub_table(columns, label_names)
+    bounds = np.linspace(0, table.num_rows, shards + 1).astype(int)
+    names = [f"data-{k:05d}-of-{shards:05d}.arrow" for k in range(shards)]
+    for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
+        with pa.OSFile(str(folder / name), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table.slice(start, stop - start))
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": n} for n in names],
+                                                   "_fingerprint": "451f719e71104aea", "_split": None}))
+    (folder / "dataset_info.json").write_text(json.dumps(
+        {"features": json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]}))
 
 
 def test_parquet_tables_and_texts_load_with_the_hub_s_class_names(tmp_path, monkeypatch):
@@ -545,6 +570,34 @@ def test_a_dataset_folder_laid_out_as_the_hub_s_reads_its_train_shards_and_its_t
     (tmp_path / "empty" / "notes.csv").write_text("a,label\n1,x\n")
     with pytest.raises(NoisyctlError, match="holds no training file"):
         load("table", tmp_path / "empty")
+
+
+def test_a_dataset_saved_by_the_datasets_library_loads_with_its_splits_and_class_names(tmp_path, cli):
+    """DatasetDict.save_to_disk: train/ and test/ folders of .arrow shards beside the library's JSON,
+    and dataset_dict.json naming the splits; a single Dataset saved alone; pandas' to_feather."""
+    texts = [f"{'the match ended in a draw' if i % 3 else 'elections were held today'} ({i})" for i in range(40)]
+    labels = [1 if i % 3 else 0 for i in range(40)]
+    root = tmp_path / "news"
+    save_to_disk(root / "train", {"text": texts[:30], "label": labels[:30]}, ["World", "Sports"], shards=2)
+    save_to_disk(root / "test", {"text": texts[30:], "label": labels[30:]}, ["World", "Sports"])
+    (root / "dataset_dict.json").write_text('{"splits": ["train", "test"]}')
+    news = load("text", root)
+    assert news.train.texts == texts[:30] and news.train.labels.tolist() == labels[:30]
+    assert news.test.texts == texts[30:] and news.class_names == ["World", "Sports"]
+    alone = load("text", root / "train")  # one split saved alone: its shards are the training records
+    assert alone.train.texts == texts[:30] and alone.test is None and alone.class_names == ["World", "Sports"]
+    shard = load("text", root / "train" / "data-00001-of-00002.arrow")
+    assert shard.train.texts == texts[15:30]
+    frame = write_cancer_table(tmp_path / "cancer.csv")
+    frame.to_feather(tmp_path / "cancer.feather")
+    table = load("table", tmp_path / "cancer.feather")
+    assert table.input_shape == (34,) and len(table.train) == len(frame)
+    (tmp_path / "broken.arrow").write_bytes(b"ARROW1 not really")
+    with pytest.raises(NoisyctlError, match="not a readable Arrow file"):
+        load("text", tmp_path / "broken.arrow")
+    # the folder named where a dataset's name belongs suggests what to give
+    assert "--dataset text --data-root" in cli.error("train", "-d", root / "train" / "data-00000-of-00002.arrow",
+                                                     "-o", tmp_path / "run.h5")
 
 
 def test_a_parquet_column_of_embeddings_is_features_and_a_multi_label_column_is_refused(tmp_path):

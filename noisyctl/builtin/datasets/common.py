@@ -159,19 +159,23 @@ def fraction_option(value, dataset: str) -> float:
     return fraction
 
 
-RECORD_FILES = ".csv, .tsv, .jsonl, .json or .parquet"
-RECORD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet")
+RECORD_FILES = ".csv, .tsv, .jsonl, .json, .parquet or .arrow"
+# Read by pyarrow: Parquet; Arrow IPC, the stream format the Hugging Face datasets library's
+# save_to_disk and cache write (.arrow) or the file format (.feather, pandas' to_feather).
+ARROW_SUFFIXES = (".parquet", ".arrow", ".feather")
+RECORD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json") + ARROW_SUFFIXES
 
 
 def read_records(path: Path, dataset: str) -> list[dict]:
     """The records of a .csv / .tsv (header row), .jsonl (one JSON object per line), .json (an array
-    of objects) or .parquet file (what the Hugging Face Hub, pandas and data lakes store tables
-    as; needs pyarrow), each a dict of column -> cell (CSV cells are strings; a short CSV row leaves
+    of objects), .parquet file (what the Hugging Face Hub, pandas and data lakes store tables
+    as) or .arrow / .feather file (``datasets``' save_to_disk, pandas' to_feather; both need
+    pyarrow), each a dict of column -> cell (CSV cells are strings; a short CSV row leaves
     its last cells None). A CSV row with more cells than the header is refused: an unquoted
     delimiter inside a cell would otherwise shift or cut it silently."""
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return _parquet_records(path)
+    if suffix in ARROW_SUFFIXES:
+        return _arrow_table(path).to_pylist()
     limit = csv.field_size_limit(2**31 - 1)  # a long document is one cell; the default limit is 128 KiB
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
@@ -217,27 +221,37 @@ def read_records(path: Path, dataset: str) -> list[dict]:
     raise NoisyctlError(f"{dataset}: {path} should be a {RECORD_FILES} file")
 
 
-def _parquet_records(path: Path) -> list[dict]:
+def _arrow_table(path: Path, schema_only: bool = False):
+    """A Parquet or Arrow IPC file as a pyarrow Table (or only its schema)."""
     try:
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
         import pyarrow.parquet as parquet
     except ImportError:
         raise NoisyctlError(f"reading {path.name} needs pyarrow: pip install 'noisyctl[parquet]'") from None
+    kind = "Parquet" if path.suffix.lower() == ".parquet" else "Arrow"
     try:
-        return parquet.read_table(path).to_pylist()
+        if kind == "Parquet":
+            return parquet.read_schema(path) if schema_only else parquet.read_table(path)
+        with pa.memory_map(str(path)) as source:
+            try:  # the stream format (datasets' .arrow), else the file format (Feather v2)
+                reader = ipc.open_stream(source)
+            except pa.ArrowInvalid:
+                source.seek(0)
+                reader = ipc.open_file(source)
+            return reader.schema if schema_only else reader.read_all()
     except Exception as exc:  # pyarrow's own errors (ArrowInvalid, OSError) for a file it cannot read
-        raise NoisyctlError(f"{path} is not a readable Parquet file ({str(exc).splitlines()[0][:200]})") from None
+        raise NoisyctlError(f"{path} is not a readable {kind} file ({str(exc).splitlines()[0][:200]})") from None
 
 
 def hub_class_names(path: Path, column: str, labels: list[str]) -> tuple[list[str], list[str] | None]:
-    """Integer labels of a Parquet file the Hugging Face ``datasets`` library wrote, as the class
-    names its metadata gives the column (a ClassLabel), with those names in their order; else the
-    labels as they are and None."""
-    if path.suffix.lower() != ".parquet" or not all(label.isdigit() for label in labels):
+    """Integer labels of a Parquet or Arrow file the Hugging Face ``datasets`` library wrote, as the
+    class names its metadata gives the column (a ClassLabel), with those names in their order; else
+    the labels as they are and None."""
+    if path.suffix.lower() not in ARROW_SUFFIXES or not all(label.isdigit() for label in labels):
         return labels, None
-    import pyarrow.parquet as parquet
-
     try:
-        metadata = parquet.read_schema(path).metadata or {}
+        metadata = _arrow_table(path, schema_only=True).metadata or {}
         feature = json.loads(metadata.get(b"huggingface", b"{}"))["info"]["features"][column]
         names = [str(name) for name in feature["names"]] if feature.get("_type") == "ClassLabel" else None
     except (KeyError, TypeError, ValueError, AttributeError):
@@ -327,26 +341,32 @@ def find_test_file(path: Path, test: str) -> Path:
 
 
 # A folder of records is read as the Hugging Face Hub lays a dataset out (data/train-00000-of-00002.parquet,
-# data/test-00000-of-00001.parquet; or train/0000.parquet): a file belongs to the split its name, or
-# its folder's name, starts with.
+# data/test-00000-of-00001.parquet; or train/0000.parquet), and as datasets' save_to_disk does
+# (train/data-00000-of-00001.arrow beside train/state.json): a file belongs to the split its name, or
+# its folder's name, starts with; the library's own JSON beside the data is not records.
 TRAIN_SPLITS = ("train", "training")
 TEST_SPLITS = (("test", "testing"), ("validation", "valid", "val", "dev"))
+DATASETS_METADATA = {"state.json", "dataset_info.json", "dataset_dict.json", "dataset_infos.json"}
 
 
 def record_files(root: Path, dataset: str, test: str | None) -> tuple[list[Path], list[Path]]:
     """The training and test files of a text or table dataset: ``root`` itself, or the split files
-    of a folder (``TRAIN_SPLITS``, and ``TEST_SPLITS``: test, else validation); the test files are
-    ``test`` where given (``find_test_file``)."""
+    of a folder (``TRAIN_SPLITS``, and ``TEST_SPLITS``: test, else validation; or the shards of one
+    split saved with ``datasets``' save_to_disk); the test files are ``test`` where given
+    (``find_test_file``)."""
     tested = [] if test is None else [require_root(find_test_file(root, test), dataset, "the test file")]
     if not root.is_dir():
         return [root], tested
     files = sorted(file for file in root.rglob("*") if file.is_file() and file.suffix.lower() in RECORD_SUFFIXES
+                   and file.name.lower() not in DATASETS_METADATA
                    and not any(part.startswith(".") for part in file.relative_to(root).parts))
 
     def split(names: tuple[str, ...]) -> list[Path]:
         return [file for file in files if _split_name(file.name) in names or file.parent.name.lower() in names]
 
     train = split(TRAIN_SPLITS)
+    if not train and (root / "state.json").is_file():  # one Dataset (no splits) saved with save_to_disk
+        train = [file for file in files if file.parent == root]
     if not train:
         raise NoisyctlError(f"{dataset}: the folder {root} holds no training file "
                             f"({' or '.join(name + '*' for name in TRAIN_SPLITS)}: {RECORD_FILES}); give the file "

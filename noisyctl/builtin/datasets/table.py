@@ -1,5 +1,5 @@
-"""Tabular data (``table``): a CSV, TSV, JSONL, JSON or Parquet file with a row a sample, feature
-columns and a label column, as spreadsheets, databases and pandas leave it.
+"""Tabular data (``table``): a CSV, TSV, JSONL, JSON, Parquet, Arrow or Feather file with a row a
+sample, feature columns and a label column, as spreadsheets, databases and pandas leave it.
 
 Numeric columns are features as they are (missing cells filled with the training rows' median);
 other columns are categories, one-hot encoded by the values of the training rows; a category column
@@ -252,7 +252,7 @@ def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Pat
 def load_table(root=None, label_column: str | None = None, id_column: str | None = None, drop: str = "",
                test: str | None = None, test_fraction: float | str = 0.0, seed: int | str = 0,
                standardize: bool | str = "auto", max_categories: int | str = 50) -> DatasetData:
-    """Tabular data from a CSV, TSV, JSONL, JSON or Parquet file: feature columns and a label column.
+    """Tabular data from a CSV, TSV, JSONL, JSON, Parquet, Arrow or Feather file: feature columns and a label column.
 
     The label column is ``label_column``, else the first of label, labels, target, class, y; ids
     come from ``id_column`` (or a column named ``id``), else ``row<N>-<hash>``: the row a spreadsheet

@@ -1,4 +1,4 @@
-"""Text classification data: CSV, JSONL or Parquet files (``text``), and generated support tickets (``tickets``).
+"""Text classification data: CSV, JSONL, Parquet or Arrow files (``text``), and generated support tickets (``tickets``).
 
 A text sample's input is its UTF-8 bytes, zero-padded to ``max_bytes`` (``noisyctl.api.encode_text``);
 text models decode them (``decode_texts``) and tokenize as they need, so any text model reads any
@@ -63,13 +63,14 @@ def _read_texts(files: list[Path], text_column: str, label_column: str, id_colum
 def load_text(root=None, text_column: str = "text", label_column: str = "label", id_column: str | None = None,
               test: str | None = None, test_fraction: float | str = 0.0, max_bytes: int | str = 512,
               seed: int | str = 0) -> DatasetData:
-    """Text classification from a CSV, TSV, JSONL, JSON or Parquet file (--data-root): a text and a label column.
+    """Text classification from a CSV, TSV, JSONL, JSON, Parquet or Arrow file (--data-root): a text
+    and a label column.
 
     Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
     subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder
-    (a dataset cloned from the Hugging Face Hub) is read as its train* files, with its test* (else
-    validation*) files as the test subset; integer labels of Parquet files from the Hub's
-    ``datasets`` library take the class names their metadata gives them."""
+    (a dataset cloned from the Hugging Face Hub, or saved with ``datasets``' save_to_disk) is read
+    as its train* files, with its test* (else validation*) files as the test subset; integer labels
+    of files the ``datasets`` library wrote take the class names their metadata gives them."""
     path = require_root(root, "text", f"a {RECORD_FILES} file with a text and a label column (or a folder of "
                                       f"train* and test* files)")
     max_bytes = positive_int(max_bytes, "max_bytes", "text")
