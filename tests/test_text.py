@@ -190,3 +190,49 @@ def test_star_ratings_from_one_are_their_own_classes_without_an_empty_class_zero
     (tmp_path / "indices.csv").write_text("text,label\na,0\nb,2\n", encoding="utf-8")  # indices keep their gaps
     assert load_dataset({"name": "text", "root": str(tmp_path / "indices.csv"), "options": {}}).class_names == [
         "0", "1", "2"]
+
+
+# Support tickets in Chinese, written without spaces between words: a topic's keywords in varied
+# clauses, a filler word inside most clauses, so that no clause repeats often enough to be learned whole.
+ZH_KEYWORDS = {"账单": ["扣款", "发票", "收费", "付款", "信用卡", "税费", "月费", "收据"],
+               "配送": ["快递", "包裹", "物流", "送货地址", "快递员", "运单号", "发货", "签收"],
+               "账户": ["登录", "密码", "账号", "验证码", "手机号", "邮箱", "用户名", "绑定"],
+               "退款": ["退款", "退货", "换货", "售后", "赔偿", "取消订单", "退款进度", "部分退款"]}
+ZH_CLAUSES = ["我的{}有问题", "为什么{}一直不对", "请帮我看一下{}", "{}到现在还没有处理", "关于{}我想咨询一下",
+              "{}这边怎么回事", "能不能尽快处理{}", "{}好像又出错了"]
+ZH_FILLERS = ["真的", "非常", "今天", "又", "一直", "已经", "还是", "突然"]
+
+
+def chinese_tickets(count: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = np.random.default_rng(seed)
+    names = list(ZH_KEYWORDS)
+    labels = [names[c] for c in rng.integers(len(names), size=count)]
+    texts = []
+    for label in labels:
+        clauses = []
+        for _ in range(1 + int(rng.random() < 0.5)):
+            clause = ZH_CLAUSES[rng.integers(len(ZH_CLAUSES))].format(ZH_KEYWORDS[label][rng.integers(8)])
+            at = rng.integers(len(clause))
+            clauses.append(clause[:at] + ZH_FILLERS[rng.integers(len(ZH_FILLERS))] + clause[at:])
+        texts.append("你好，" + "，".join(clauses) + "。")
+    return texts, labels
+
+
+@pytest.mark.slow
+def test_text_without_spaces_between_words_is_read_by_its_characters(cli, tmp_path):
+    """text-bag read a Chinese clause as one word, seen in no other ticket: its noise went unseen
+    (mAP 0.18 and "no clear sign" at 10% uniform noise on 2,000 such tickets); read a character a
+    word, as BERT reads CJK, it is found."""
+    from noisyctl.builtin.models.text import hashed_ngrams
+
+    assert len(hashed_ngrams("我的快递有问题", 1, 1 << 16)) == 7
+    assert len(hashed_ngrams("hello wörld, 123", 1, 1 << 16)) == 3  # spaced scripts: words as before
+    texts, labels = chinese_tickets(1000, seed=0)
+    with open(tmp_path / "tickets.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *zip(texts, labels)])
+    cli("synth", "-d", "text", "--data-root", tmp_path / "tickets.csv", "-D", "test_fraction=0.2", "-n", "uniform",
+        "-r", "0.1", "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-o", tmp_path / "run.h5")
+    detect = cli.json("detect", tmp_path / "run.h5")
+    assert detect["detectors"][detect["primary"]]["metrics"]["map"] >= 0.8
+    assert abs(detect["estimate"]["rate"] - detect["noisy"] / detect["samples"]) < 0.04
