@@ -1,5 +1,6 @@
 """Every dataset format, written for real in its on-disk format and read back."""
 
+import csv
 import gzip
 import re
 import pickle
@@ -598,6 +599,32 @@ def test_a_dataset_saved_by_the_datasets_library_loads_with_its_splits_and_class
     # the folder named where a dataset's name belongs suggests what to give
     assert "--dataset text --data-root" in cli.error("train", "-d", root / "train" / "data-00000-of-00002.arrow",
                                                      "-o", tmp_path / "run.h5")
+
+
+def test_a_competition_folder_trains_without_its_unlabeled_test_file(tmp_path):
+    """Kaggle's layout: train.csv, a test.csv whose labels are withheld, sample_submission.csv. The
+    test file is no test subset (a note says so), unless named; a dataset's files named for their
+    split at the end (news_train.csv, news_test.csv) are its splits."""
+    frame = write_cancer_table(tmp_path / "cancer.csv").reset_index(names="id")
+    (tmp_path / "contest").mkdir()
+    frame.iloc[:400].to_csv(tmp_path / "contest" / "train.csv", index=False)
+    frame.iloc[400:].drop(columns="target").to_csv(tmp_path / "contest" / "test.csv", index=False)
+    frame.iloc[400:][["id"]].assign(target="benign").to_csv(tmp_path / "contest" / "sample_submission.csv",
+                                                               index=False)
+    table = load("table", tmp_path / "contest")
+    assert len(table.train) == 400 and table.test is None
+    assert "test.csv has no 'target' column (labels withheld" in " ".join(table.notes)
+    assert len(load("table", tmp_path / "contest", test_fraction=0.25).test) == 100
+    with pytest.raises(NoisyctlError, match="has no column 'target'"):
+        load("table", tmp_path / "contest", test="test.csv")
+    texts = [f"{'the match ended in a draw' if i % 3 else 'elections were held today'} ({i})" for i in range(40)]
+    (tmp_path / "news").mkdir()
+    with open(tmp_path / "news" / "news_train.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("text", "label"), *((t, i % 3 > 0) for i, t in enumerate(texts[:30]))])
+    with open(tmp_path / "news" / "news_test.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("text",), *((t,) for t in texts[30:])])
+    news = load("text", tmp_path / "news")
+    assert news.train.texts == texts[:30] and news.test is None and "no test subset" in " ".join(news.notes)
 
 
 def test_a_parquet_column_of_embeddings_is_features_and_a_multi_label_column_is_refused(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -374,9 +375,28 @@ def record_files(root: Path, dataset: str, test: str | None) -> tuple[list[Path]
     return train, tested or next((found for names in TEST_SPLITS if (found := split(names))), [])
 
 
+SHARD = re.compile(r"\d+|of")
+
+
 def _split_name(file_name: str) -> str:
-    """The split a file's name starts with: train-00000-of-00002.parquet -> train."""
-    return file_name.lower().replace("_", "-").replace(".", "-").split("-")[0]
+    """The split a file's name starts or ends with, shard numbers aside: train-00000-of-00002.parquet,
+    news_test.csv (a dataset's name, then the split), imdb-train.arrow (datasets' cache) -> train, test,
+    train; sample_submission.csv is neither."""
+    words = [word for word in Path(file_name).stem.lower().replace("_", "-").replace(".", "-").split("-") if word]
+    named = [word for word in words if not SHARD.fullmatch(word)] or [""]
+    return named[-1] if named[0] not in TRAIN_SPLITS + sum(TEST_SPLITS, ()) else named[0]
+
+
+def labeled_test_records(rows: list[dict], label_column: str, files: list[Path], given: bool,
+                         notes: list[str]) -> list[dict] | None:
+    """The test records found in a dataset's folder, or None where they have no labels (a
+    competition's test.csv, whose labels are withheld; ``notes`` says so): they cannot be a test
+    subset. A test file the user named (``given``) must have them."""
+    if given or not rows or label_column in rows[0]:
+        return rows
+    notes.append(f"{records_source(files).name} has no '{label_column}' column (labels withheld, as in a "
+                 f"competition's test set): no test subset (-D test_fraction=0.2 holds out training records)")
+    return None
 
 
 def records_source(files: list[Path]) -> Path:

@@ -18,8 +18,9 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
 from .common import (RECORD_FILES, ArraySampleSet, class_indices, class_names_of, column_values, feature_stats,
-                     fraction_option, hub_class_names, label_strings, positive_int, read_record_files, record_files,
-                     records_source, require_root, split_off, standardize_features, unique_ids)
+                     fraction_option, hub_class_names, label_strings, labeled_test_records, positive_int,
+                     read_record_files, record_files, records_source, require_root, split_off, standardize_features,
+                     unique_ids)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
@@ -274,8 +275,13 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     labels, hub_names = hub_class_names(train_files[0], label_column, _label_cells(rows, label_column, path))
     ids = _ids(rows, id_column, features, train_files[0])
     test_rows = test_labels = test_ids = None
+    notes = []
     if test_files:
-        test_rows, test_path = read_record_files(test_files, "table"), records_source(test_files)
+        test_path = records_source(test_files)
+        test_rows = labeled_test_records(read_record_files(test_files, "table"), label_column, test_files,
+                                         test is not None, notes)
+        test_files = test_files if test_rows is not None else []
+    if test_files:
         lacking = next((name for name in features if name not in test_rows[0]), None)
         if lacking is not None:
             raise NoisyctlError(f"table: the test file {test_path} has no column '{lacking}'")
@@ -294,7 +300,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     if test_rows:
         test_x = _encode(test_rows, columns, test_path if test_files else path)
         test_set = ArraySampleSet(test_ids, test_classes, test_x)
-    notes = _table_notes(columns, missing, index, len(rows))
+    notes += _table_notes(columns, missing, index, len(rows))
     notes += standardize_features((train, test_set), lambda: feature_stats(x, len(x)), standardize, path)
     return DatasetData(train=train, test=test_set, class_names=names, input_shape=(x.shape[1],),
                        default_augment="none", input_kind="features", notes=notes)

@@ -14,8 +14,8 @@ import numpy as np
 
 from noisyctl.api import DatasetData, SampleSet, encode_text
 from .common import (RECORD_FILES, class_indices, class_names_of, column_values, fraction_option, generated_total,
-                     hub_class_names, label_strings, positive_int, read_record_files, record_files, records_source,
-                     require_root, split_off, unique_ids)
+                     hub_class_names, label_strings, labeled_test_records, positive_int, read_record_files,
+                     record_files, records_source, require_root, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -47,8 +47,8 @@ def _stable_ids(texts: list[str]) -> list[str]:
 COLUMN_OPTIONS = "name the columns with -D text_column=... -D label_column=..."
 
 
-def _read_texts(files: list[Path], text_column: str, label_column: str, id_column: str | None):
-    rows, path = read_record_files(files, "text"), records_source(files)
+def _read_texts(rows: list[dict], files: list[Path], text_column: str, label_column: str, id_column: str | None):
+    path = records_source(files)
     # JSON null: no text
     texts = ["" if t is None else str(t) for t in column_values(rows, text_column, path, COLUMN_OPTIONS)]
     labels = label_strings(column_values(rows, label_column, path, COLUMN_OPTIONS), label_column, path)
@@ -76,11 +76,17 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
     max_bytes = positive_int(max_bytes, "max_bytes", "text")
     fraction = fraction_option(test_fraction, "text")
     train_files, test_files = record_files(path, "text", test)
-    ids, texts, labels, hub_names = _read_texts(train_files, text_column, label_column, id_column)
+    ids, texts, labels, hub_names = _read_texts(read_record_files(train_files, "text"), train_files, text_column,
+                                                label_column, id_column)
     names = hub_names or class_names_of(labels)
     test_ids = test_texts = test_labels = None
-    if test_files:
-        test_ids, test_texts, test_labels, _ = _read_texts(test_files, text_column, label_column, id_column)
+    notes = []
+    test_rows = labeled_test_records(read_record_files(test_files, "text"), label_column, test_files,
+                                     test is not None, notes) if test_files else None
+    if test_rows is None:
+        test_files = []
+    else:
+        test_ids, test_texts, test_labels, _ = _read_texts(test_rows, test_files, text_column, label_column, id_column)
     index, test_index = class_indices(names, labels, test_labels, path, "text")
     test_set = None if test_index is None else TextSampleSet(test_ids, test_index, test_texts, max_bytes)
     order = np.arange(len(ids))
@@ -89,7 +95,7 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
         test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
     train = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
     return DatasetData(train=train, test=test_set, class_names=names, input_shape=(max_bytes,),
-                       default_augment="none", input_kind="text", notes=_text_notes(texts, text_column, max_bytes))
+                       default_augment="none", input_kind="text", notes=notes + _text_notes(texts, text_column, max_bytes))
 
 
 def _text_notes(texts: list[str], text_column: str, max_bytes: int) -> list[str]:
