@@ -451,7 +451,7 @@ def test_a_table_loads_as_pandas_saves_it_with_categories_missing_cells_and_its_
 
 
 @pytest.mark.parametrize("content, options, message", [
-    ("a,b\n1,2\n3,4\n", {}, "no column named label, labels, target, class, y"),
+    ("a,b\n1,2\n3,4\n", {}, r"no label column \(label, labels, target, class, category, sentiment, intent, y\)"),
     ("a,label\n1,x\n2,NA\n3,y\n", {}, "record 2 has an empty 'label'"),
     ("a,note,label\n" + "".join(f"{i},free text {i},{i % 2}\n" for i in range(60)), {},
      "column 'note' has 60 values that are not all numbers .*-D drop=note"),

@@ -68,10 +68,18 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     assert len(split.train) == 15 and len(split.test) == 5 and not set(split.train.ids) & set(split.test.ids)
     sample = split.train.load(0)
     assert sample.dtype == torch.uint8 and decode_texts(sample[None])[0] == split.train.text(0)
+    # columns found by the names public datasets give them, case aside, with a note
+    with open(tmp_path / "imdb.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("Review", "Sentiment"), *((r["review"], r["stars"]) for r in records)])
+    found = load_dataset({"name": "text", "root": str(tmp_path / "imdb.csv"), "options": {}})
+    assert found.train.ids == from_csv.train.ids and found.train.labels.tolist() == from_csv.train.labels.tolist()
+    assert found.notes == ["texts from column 'Review', labels from 'Sentiment' (-D text_column=NAME "
+                           "-D label_column=NAME for others)"]
 
 
 @pytest.mark.parametrize("content, options, message", [
     ("text,label\nhello,a\n", {"label_column": "stars"}, "has no column 'stars'"),
+    ("words,kind\nhello,a\n", {}, r"has no text column \(text, sentence, review, .*\); it has words, kind"),
     ('{"text": "a", "label": "x"}\nnot json\n', {}, "line 2: not a JSON object"),
     ("text,label\nhello,a\nworld,a\n", {}, "needs two classes"),
     ("text,label\nhello,a\nworld, \nagain,b\n", {}, "record 2 has an empty 'label'"),

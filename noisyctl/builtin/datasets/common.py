@@ -262,6 +262,30 @@ def hub_class_names(path: Path, column: str, labels: list[str]) -> tuple[list[st
     return [names[int(label)] for label in labels], names
 
 
+# Columns found by name where none is given, case aside (pandas and spreadsheets write Text, Label):
+# what public text and table datasets call their labels and texts (SST-2's sentence, the IMDb
+# reviews' review and sentiment, intents' utterance and intent).
+LABEL_COLUMNS = ("label", "labels", "target", "class", "category", "sentiment", "intent", "y")
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "tweet", "document", "body", "message",
+                "question", "utterance")
+
+
+def find_column(columns: list, given: str | None, candidates: tuple[str, ...], what: str, path: Path,
+                hint: str) -> str:
+    """The column ``given``, else the first of ``candidates`` that ``columns`` holds (case aside);
+    none of them is refused, naming the columns there are and ``hint``."""
+    if given is not None:
+        return given
+    by_name = {}
+    for column in columns:
+        by_name.setdefault(str(column).lower(), column)
+    found = next((by_name[name] for name in candidates if name in by_name), None)
+    if found is None:
+        shown = ", ".join(map(str, columns[:12])) + (" ..." if len(columns) > 12 else "")
+        raise NoisyctlError(f"{path} has no {what} column ({', '.join(candidates)}); it has {shown} ({hint})")
+    return found
+
+
 def column_values(rows: list[dict], name: str, path: Path, hint: str) -> list:
     """Every record's cell in column ``name``; a column the file lacks names the ones it has and
     ``hint`` (the options that name columns)."""

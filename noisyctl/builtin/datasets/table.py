@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from .common import (RECORD_FILES, ArraySampleSet, class_indices, class_names_of, column_values, feature_stats,
-                     fraction_option, hub_class_names, label_strings, labeled_test_records, positive_int,
+from .common import (LABEL_COLUMNS, RECORD_FILES, ArraySampleSet, class_indices, class_names_of, column_values,
+                     feature_stats, find_column, fraction_option, hub_class_names, label_strings, labeled_test_records, positive_int,
                      read_record_files, record_files, records_source, require_root, split_off, standardize_features,
                      unique_ids)
 
@@ -26,7 +26,6 @@ from .common import (RECORD_FILES, ArraySampleSet, class_indices, class_names_of
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
 MISSING = frozenset({"", "NA", "na", "N/A", "n/a", "NaN", "nan", "NAN", "<NA>", "null", "NULL", "Null", "None",
                      "none", "?"})
-LABEL_COLUMNS = ("label", "labels", "target", "class", "y")
 # What pandas names the index it writes by default: to_csv as an unnamed first column (left out when
 # it counts 0..N-1 or 1..N: a first column without a name may still be data), to_parquet as this
 # column, whatever it holds (a range index goes into the file's metadata instead).
@@ -228,11 +227,7 @@ def _index_column(rows: list[dict], columns: list[str]) -> str | None:
 def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str | None, drop: list[str]):
     """The label, id, index and feature columns the records of ``path`` hold."""
     columns = [str(name) for name in rows[0]]
-    if label_column is None:
-        label_column = next((name for name in LABEL_COLUMNS if name in columns), None)
-        if label_column is None:
-            raise NoisyctlError(f"{path} has no column named {', '.join(LABEL_COLUMNS)}; it has "
-                                f"{', '.join(columns[:12])}{' ...' if len(columns) > 12 else ''} ({COLUMN_OPTIONS})")
+    label_column = find_column(columns, label_column, LABEL_COLUMNS, "label", path, COLUMN_OPTIONS)
     unknown = next((name for name in [*drop, *([id_column] if id_column else [])] if name not in columns), None)
     if unknown is not None:
         raise NoisyctlError(f"{path} has no column '{unknown}'; it has {', '.join(columns)}")
@@ -255,9 +250,10 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
                standardize: bool | str = "auto", max_categories: int | str = 50) -> DatasetData:
     """Tabular data from a CSV, TSV, JSONL, JSON, Parquet, Arrow or Feather file: feature columns and a label column.
 
-    The label column is ``label_column``, else the first of label, labels, target, class, y; ids
-    come from ``id_column`` (or a column named ``id``), else ``row<N>-<hash>``: the row a spreadsheet
-    shows the record on and a hash of its features. ``drop`` (comma-separated) leaves columns out;
+    The label column is ``label_column``, else the first of ``LABEL_COLUMNS`` (label, labels, target,
+    class, category, sentiment, intent, y; case aside); ids come from ``id_column`` (or a column
+    named ``id``), else ``row<N>-<hash>``: the row a spreadsheet shows the record on and a hash of
+    its features. ``drop`` (comma-separated) leaves columns out;
     an unnamed first column counting 0..N-1 (pandas' index) is left out too. The test subset is the
     file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder (a dataset cloned
     from the Hugging Face Hub) is read as its train* files, with its test* (else validation*) files
@@ -269,13 +265,15 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     drop_names = [name.strip() for name in str(drop or "").split(",") if name.strip()]
     train_files, test_files = record_files(path, "table", test)
     rows, path = read_record_files(train_files, "table"), records_source(train_files)
+    given_label = label_column
     label_column, id_column, index, features = _read(rows, path, label_column, id_column, drop_names)
+    notes = [] if given_label is not None or label_column == "label" else [
+        f"labels from column '{label_column}' (-D label_column=NAME for another)"]
     if not features:
         raise NoisyctlError(f"{path}: no feature columns left besides the label '{label_column}'")
     labels, hub_names = hub_class_names(train_files[0], label_column, _label_cells(rows, label_column, path))
     ids = _ids(rows, id_column, features, train_files[0])
     test_rows = test_labels = test_ids = None
-    notes = []
     if test_files:
         test_path = records_source(test_files)
         test_rows = labeled_test_records(read_record_files(test_files, "table"), label_column, test_files,

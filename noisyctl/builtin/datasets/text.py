@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, SampleSet, encode_text
-from .common import (RECORD_FILES, class_indices, class_names_of, column_values, fraction_option, generated_total,
-                     hub_class_names, label_strings, labeled_test_records, positive_int, read_record_files,
-                     record_files, records_source, require_root, split_off, unique_ids)
+from .common import (LABEL_COLUMNS, RECORD_FILES, TEXT_COLUMNS, class_indices, class_names_of, column_values,
+                     find_column, fraction_option, generated_total, hub_class_names, label_strings,
+                     labeled_test_records, positive_int, read_record_files, record_files, records_source,
+                     require_root, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -60,13 +61,15 @@ def _read_texts(rows: list[dict], files: list[Path], text_column: str, label_col
     return ids, texts, labels, hub_names
 
 
-def load_text(root=None, text_column: str = "text", label_column: str = "label", id_column: str | None = None,
-              test: str | None = None, test_fraction: float | str = 0.0, max_bytes: int | str = 512,
-              seed: int | str = 0) -> DatasetData:
+def load_text(root=None, text_column: str | None = None, label_column: str | None = None,
+              id_column: str | None = None, test: str | None = None, test_fraction: float | str = 0.0,
+              max_bytes: int | str = 512, seed: int | str = 0) -> DatasetData:
     """Text classification from a CSV, TSV, JSONL, JSON, Parquet or Arrow file (--data-root): a text
     and a label column.
 
-    Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
+    The columns are ``text_column`` and ``label_column``, else the first of ``TEXT_COLUMNS`` (text,
+    sentence, review, content, ...) and of ``LABEL_COLUMNS`` (label, labels, target, class, category,
+    sentiment, ...) the records have, case aside. Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
     subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder
     (a dataset cloned from the Hugging Face Hub, or saved with ``datasets``' save_to_disk) is read
     as its train* files, with its test* (else validation*) files as the test subset; integer labels
@@ -76,11 +79,17 @@ def load_text(root=None, text_column: str = "text", label_column: str = "label",
     max_bytes = positive_int(max_bytes, "max_bytes", "text")
     fraction = fraction_option(test_fraction, "text")
     train_files, test_files = record_files(path, "text", test)
-    ids, texts, labels, hub_names = _read_texts(read_record_files(train_files, "text"), train_files, text_column,
-                                                label_column, id_column)
+    rows = read_record_files(train_files, "text")
+    columns, notes = list(rows[0]), []
+    found = (find_column(columns, text_column, TEXT_COLUMNS, "text", records_source(train_files), COLUMN_OPTIONS),
+             find_column(columns, label_column, LABEL_COLUMNS, "label", records_source(train_files), COLUMN_OPTIONS))
+    if (text_column, label_column) != found and found != ("text", "label"):
+        notes.append(f"texts from column '{found[0]}', labels from '{found[1]}' (-D text_column=NAME "
+                     f"-D label_column=NAME for others)")
+    text_column, label_column = found
+    ids, texts, labels, hub_names = _read_texts(rows, train_files, text_column, label_column, id_column)
     names = hub_names or class_names_of(labels)
     test_ids = test_texts = test_labels = None
-    notes = []
     test_rows = labeled_test_records(read_record_files(test_files, "text"), label_column, test_files,
                                      test is not None, notes) if test_files else None
     if test_rows is None:
