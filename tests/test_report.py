@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,36 @@ def test_a_recipe_step_can_gate_the_job(cli, scored_run, tmp_path):
     recipe.write_text(f"steps:\n  - detect: {{run: {scored_run}, detector: [loss], save: false, fail_above: 0.05}}\n")
     failed = cli("run", recipe, ok=False)
     assert failed.exit_code == 3 and "step 1 (detect)" in failed.stderr and "--fail-above" in failed.stderr
+
+
+def test_class_names_no_installed_font_draws_are_figured_by_index(cli, tmp_path, monkeypatch):
+    """matplotlib's own fonts draw Chinese class names as boxes: the figures number the classes and
+    the page names each number; where an installed font has the glyphs, it draws them."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    from noisyctl.report import figures
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(120) % 3
+    images = (rng.random((120, 8, 8)) * 60 + labels[:, None, None] * 60).astype(np.uint8)
+    np.savez(tmp_path / "animals.npz", x=images, y=labels, class_names=np.array(["猫", "狗", "鸟"]))
+    cli("synth", "-d", "npz", "--data-root", tmp_path / "animals.npz", "-r", "0.1", "-o", tmp_path / "l.h5")
+    cli("train", "-l", tmp_path / "l.h5", "-e", "2", "-q", "-o", tmp_path / "r.h5")
+    cli("detect", tmp_path / "r.h5", "-d", "loss", "-k", "3")
+    with matplotlib.rc_context():
+        # a machine with no fonts but matplotlib's own (DejaVu, STIX, and Last Resort: a box for every character)
+        monkeypatch.setattr(font_manager.fontManager, "ttflist", [entry for entry in font_manager.fontManager.ttflist
+                                                                  if "mpl-data" in Path(entry.fname).parts])
+        result = cli.json("report", tmp_path / "r.h5", "--html", tmp_path / "report.html")
+    note = "the figures label classes by index: 0 猫, 1 狗, 2 鸟"
+    assert any(note in n for n in result["notes"]) and note in (tmp_path / "report.html").read_text(encoding="utf-8")
+    monkeypatch.undo()
+    assert figures.drawable_class_names(["cat", "dog"]) == (["cat", "dog"], None)
+    default = font_manager.findfont(font_manager.FontProperties(family=["sans-serif"]))
+    real_charmap = figures._charmap
+    monkeypatch.setattr(figures, "_charmap", lambda path: real_charmap(path) - {ord("é")} if path == default
+                        else real_charmap(path))  # as if the default font lacked é, which others have
+    with matplotlib.rc_context():
+        assert figures.drawable_class_names(["café", "tea"]) == (["café", "tea"], None)
+        assert len(matplotlib.rcParams["font.family"]) == 2  # the font that has é, as the fallback

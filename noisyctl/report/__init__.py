@@ -46,7 +46,8 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
         made, notes = {}, []
         if html or png:
             flagged = decided[0] if decided else None
-            made = build_figures(run, scores, flagged, suspects, suggestions, suspect_images(run, suspects, notes))
+            made = build_figures(run, scores, flagged, suspects, suggestions, suspect_images(run, suspects, notes),
+                                 notes)
         epochs = run.epochs()
         result = {
             "run": str(run_path), "samples": run.num_samples, "classes": labels.class_names,

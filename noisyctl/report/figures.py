@@ -23,6 +23,49 @@ def _pyplot():
     return plt
 
 
+def _charmap(path: str) -> set[int]:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return set(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read
+        return set()
+
+
+def drawable_class_names(names: list[str]) -> tuple[list[str], str | None]:
+    """Class names as the figures can draw them, and a note where they cannot.
+
+    matplotlib's own font (DejaVu Sans) has no Chinese, Japanese or Thai glyphs and draws such
+    names as boxes. Where an installed font has the glyphs it becomes the figures' fallback font
+    (matplotlib falls back through a list of families) and the names stay; else the figures label
+    classes by index, and the note gives each index's name for the page, which the browser draws
+    in its own fonts."""
+    from matplotlib import font_manager, rcParams
+
+    wanted = {ord(char) for name in names for char in name if not char.isspace()}
+    families = list(rcParams["font.family"])
+    default = font_manager.findfont(font_manager.FontProperties(family=families[:1]))
+    missing = wanted - _charmap(default)
+    looked_at = set(families)
+    for entry in font_manager.fontManager.ttflist:  # one file a family is enough: its styles share glyphs
+        if not missing:
+            break
+        # Last Resort (shipped with matplotlib 3.10+) maps every character to a box naming its block
+        if entry.name in looked_at or entry.name.startswith("Last Resort"):
+            continue
+        looked_at.add(entry.name)
+        covered = missing & _charmap(entry.fname)
+        if covered:
+            families.append(entry.name)
+            missing -= covered
+    if not missing:
+        rcParams["font.family"] = families
+        return list(names), None
+    return [str(c) for c in range(len(names))], (
+        "no installed font draws these class names, so the figures label classes by index: "
+        + ", ".join(f"{c} {name}" for c, name in enumerate(names)))
+
+
 def png_bytes(figure) -> bytes:
     import io
 
@@ -167,7 +210,9 @@ def transition_matrices(given: np.ndarray, estimated_true: np.ndarray, true: np.
         panels.append(("true", matrix(true)))
     plt = _pyplot()
     size = min(5.0, 1.2 + 0.35 * c)
-    figure, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1, size), squeeze=False)
+    # constrained layout keeps the second panel's axis label clear of the first one's colour bar
+    figure, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1, size), squeeze=False,
+                                layout="constrained")
     for axis, (title, values) in zip(axes[0], panels):
         image = axis.imshow(values, cmap="Blues", vmin=0, vmax=1)
         axis.set(title=f"noise transition ({title})", xlabel="given label",
@@ -180,7 +225,7 @@ def transition_matrices(given: np.ndarray, estimated_true: np.ndarray, true: np.
                     if values[i, j] >= 0.01:
                         axis.text(j, i, f"{values[i, j]:.0%}", ha="center", va="center", fontsize=7 if c <= 10 else 5.5,
                                   color="white" if values[i, j] > 0.5 else "black")
-        figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+        figure.colorbar(image, ax=axis, shrink=0.8)
     return figure
 
 

@@ -47,11 +47,15 @@ FIGURE_TITLES = {
 
 
 def build_figures(run, scores: dict[str, np.ndarray], flagged: np.ndarray | None, suspects: list[dict],
-                  suggestions: np.ndarray | None, images: list | None) -> dict[str, bytes]:
+                  suggestions: np.ndarray | None, images: list | None, notes: list[str]) -> dict[str, bytes]:
     """Every figure the run has the data for, as PNG bytes by name (in FIGURE_TITLES order); drawn
-    once, whether they go into the page, into PNG files, or both."""
+    once, whether they go into the page, into PNG files, or both. ``notes`` gets what the page
+    should say of them."""
     labels = run.labels
-    names = labels.class_names
+    names, note = figures.drawable_class_names(labels.class_names)
+    if note:
+        notes.append(note)
+    shown = dict(zip(labels.class_names, names))
     made = {
         "accuracy": figures.accuracy_curves(run.epochs()),
         "ema_loss": figures.ema_loss_curves(run, [s["index"] for s in suspects], names),
@@ -62,8 +66,8 @@ def build_figures(run, scores: dict[str, np.ndarray], flagged: np.ndarray | None
         estimated_true = np.where(flagged, suggestions, run.given_labels)
         made["transition"] = figures.transition_matrices(run.given_labels, estimated_true, labels.true_labels, names)
     if images:
-        captions = [f"#{s['rank']} {s['id']}\ngiven {s['given']} -> {s['suggested'] or '?'}"
-                    + (f" (true {s['true']})" if s.get("true") is not None else "") + f"\nscore {s['score']:.3g}"
+        captions = [f"#{s['rank']} {s['id']}\ngiven {shown[s['given']]} -> {shown.get(s['suggested'], '?')}"
+                    + (f" (true {shown[s['true']]})" if s.get("true") is not None else "") + f"\nscore {s['score']:.3g}"
                     for s in suspects]
         made["suspects"] = figures.suspect_gallery(images, captions)
     return {name: figures.png_bytes(made[name]) for name in FIGURE_TITLES if made.get(name) is not None}
