@@ -76,6 +76,22 @@ def test_a_large_jpeg_decoded_at_reduced_scale_matches_the_full_decode(tmp_path)
     assert loaded.shape == (3, 64, 64) and np.abs(loaded - reference)[:2].mean() < 0.01
 
 
+def test_a_phone_photo_is_turned_as_its_exif_orientation_says(tmp_path):
+    """A portrait photo stored landscape, with EXIF orientation 6 (turn 90 degrees clockwise), as
+    phone cameras save them: loaded upright, not on its side."""
+    upright = np.zeros((40, 20, 3), dtype=np.uint8)
+    upright[:20] = 255  # bright top half
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))  # turned 90 degrees anticlockwise as the sensor saw it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(stored).save(tmp_path / label / "p.jpg", quality=95, exif=exif)
+    pixels = load("imagefolder", tmp_path, size=20, normalize=False).train[0][0].numpy()
+    # a 20 x 40 portrait centre-cropped to 20 x 20: the middle of a bright top over a dark bottom
+    assert pixels[:, :5].mean() > 0.8 and pixels[:, -5:].mean() < 0.2
+
+
 def test_imagefolder_trains_small_images_at_their_own_size_and_says_so(cli, tmp_path):
     for label, color in (("a", 40), ("b", 200)):
         for i in range(3):

@@ -26,7 +26,7 @@ class ImageFileSampleSet(SampleSet):
 
     def load(self, index: int):
         import torch
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         path = self.root / self.ids[index]
         try:
@@ -34,6 +34,9 @@ class ImageFileSampleSet(SampleSet):
                 # A JPEG decodes at 1/2, 1/4 or 1/8 scale where that still covers the size trained at:
                 # a 2000 x 1500 photo for 224 px in 6 ms instead of 19.
                 image.draft(image.mode, (self.size, self.size))
+                # A phone photo's pixels are stored as the sensor saw them and its EXIF says how to turn
+                # them; read as stored, a portrait photo lies on its side, an outlier any detector flags.
+                ImageOps.exif_transpose(image, in_place=True)
                 if image.mode.startswith("I;16"):  # 16-bit grayscale (scans, microscopy): PIL's convert clips at 255
                     image = Image.fromarray((np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8))
                 image = image.convert("RGB" if self.channels == 3 else "L")
@@ -119,8 +122,8 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
 
     By default the data decides: small images (at most 128 px a side) keep their size (the median
     shorter side when sizes differ), others are resized to 224 px; grayscale images keep one
-    channel; 16-bit grayscale is scaled to 8 bits. ``size`` and ``channels`` say
-    otherwise."""
+    channel; 16-bit grayscale is scaled to 8 bits; photos are turned as their EXIF orientation
+    says. ``size`` and ``channels`` say otherwise."""
     root = require_root(root, "imagefolder", "a folder with one subfolder per class, or train/ and val/ "
                                              "subfolders of such folders")
     if not root.is_dir():
