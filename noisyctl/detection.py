@@ -174,9 +174,7 @@ def estimated_flags(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarr
         return None
     if estimate.model_never_learned:  # a model at chance: its detectors' decisions are chance too
         return np.zeros(len(judged), dtype=bool), "nothing: the model did not learn", judged, estimate
-    counted = np.zeros(len(judged), dtype=bool)
-    counted[ranking(scores)[:estimate.count]] = True
-    counted &= judged
+    counted = estimate.top_flags(scores, run.given_labels, judged)
     own = None if flags is None else np.asarray(flags, dtype=bool) & judged
     if estimate.unsure and own is not None and not np.array_equal(own, counted):
         # The losses cannot tell; a detector with a rule of its own (cleanlab, gmm-loss, aum with
@@ -249,13 +247,17 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     flagged, by, judged, estimate = decided or noise_flags(run, outcomes)
     truth = run.labels.is_noisy
     read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None,
-            "late_classes": []}
+            "late_classes": [], "unlearned_classes": [], "unlearned": 0.0}
     if estimate is not None:
         read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
                 "method": METHODS_IN_WORDS.get(estimate.method, f"{estimate.method} on mean {loss_read(run)}"),
                 "evidence": estimate.evidence,
-                "late_classes": [run.labels.class_names[c] for c in estimate.late_classes]}
-    counted = held_out_reading(run, judged)
+                "late_classes": [run.labels.class_names[c] for c in estimate.late_classes],
+                "unlearned_classes": [run.labels.class_names[c] for c in estimate.unlearned_classes],
+                "unlearned": estimate.unlearned}
+    # held-out models' count, as the estimate's, of the classes the model learned
+    counted = held_out_reading(run, judged if estimate is None else
+                               judged & ~np.isin(run.given_labels, estimate.unlearned_classes))
     # Beside a late class judged on its own, a held-out count above the losses' interval says the
     # class may be late because its look-alikes carry another label, not because it is rare or hard.
     shown = counted is not None and (estimate is None or estimate.unsure or (
@@ -305,6 +307,18 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     if estimate.get("low") is None:
         return f"estimated noise {estimate['rate']:.1%} ({estimate['count']:,} samples, by {estimate['by']})"
     interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"
+    unlearned = estimate.get("unlearned_classes") or []
+    if unlearned:
+        named = ", ".join(unlearned[:LATE_NAMED]) + (f" and {len(unlearned) - LATE_NAMED} more"
+                                                      if len(unlearned) > LATE_NAMED else "")
+        which, own = ("class", "its") if len(unlearned) == 1 else ("classes", "their")
+        not_learned = (f"the model did not learn {which} {named} ({estimate['unlearned']:.0%} of the samples, "
+                       f"most still unfitted at its end), so {own} labels cannot be judged"
+                       if estimate["unlearned"] < 1 else "the model learned none of the classes (most samples of "
+                       "each still unfitted at its end), so no label can be judged")
+        if estimate["method"] == NOT_LEARNED_METHOD:
+            return f"cannot tell how noisy: {not_learned}; train longer, or with another learning rate"
+        interval += f"; {not_learned}: counted at the others' rate, the interval reaching them all (train longer)"
     late = estimate.get("late_classes") or []
     if late:
         named = ", ".join(late[:LATE_NAMED]) + (f" and {len(late) - LATE_NAMED} more" if len(late) > LATE_NAMED else "")

@@ -377,7 +377,7 @@ def test_names_from_files_are_plain_text_on_screen_and_in_spreadsheets(cli, tmp_
     assert "[/]#" in printed and "[link=http://evil.example]" in printed and "[bold]yes" in printed
     assert ":smile:" in printed and "\U0001f604" not in printed
     cli("export", tmp_path / "r.h5", "--suspects", tmp_path / "s.csv")
-    cli("correct", tmp_path / "r.h5", "-c", "knn", "--export", tmp_path / "review.csv")
+    cli("correct", tmp_path / "r.h5", "-c", "knn", "-k", "30", "--export", tmp_path / "review.csv")
     for name in ("s.csv", "review.csv"):
         with open(tmp_path / name, newline="", encoding="utf-8") as handle:
             cells = [cell for row in csv.reader(handle) for cell in row]

@@ -197,7 +197,8 @@ class RunEvidence:
     first recorded epoch's loss was above the refused labels' bar (``refused_labels``), else None;
     ``under_chance_at_end`` (N,): where it knew the data then, ``under_chance_at_end``'s flags, else None;
     ``halfway_mean_loss`` (N,): the mean loss over the first ``BELIEVED_BY`` share of the epochs
-    from where the model began to learn (None where not read)."""
+    from where the model began to learn (None where not read); ``unfitted_at_end`` (N,): the loss
+    still above log 2 (``UNFITTED_LOSS``) in each of the last ``REFUSED_EPOCHS`` (None where not read)."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
@@ -208,6 +209,7 @@ class RunEvidence:
     refused_at_first_sight: np.ndarray | None = None
     under_chance_at_end: np.ndarray | None = None
     halfway_mean_loss: np.ndarray | None = None
+    unfitted_at_end: np.ndarray | None = None
 
     def never_believed(self, num_classes: int, halfway: bool = False) -> np.ndarray:
         """Whether the model never believed each label (N,): a mean loss above log C, a geometric-mean
@@ -240,7 +242,7 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
     start = learning_start(medians)
     knew_at_start = bool(medians[0] < KNEW_AT_START * np.log(dynamics.num_classes))  # NaN (none presented): False
     read_first_sight = knew_at_start and channel in FIRST_SIGHT_CHANNELS
-    means, steady, refused, first_sight, under_chance, halfway = [], [], [], [], [], []
+    means, steady, refused, first_sight, under_chance, halfway, unfitted = [], [], [], [], [], [], []
     for _, block in dynamics.iter_blocks((channel,)):
         learning = block[channel][:, start:]
         mean, learned = loss_evidence(learning, dynamics.num_classes)
@@ -248,6 +250,7 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
         halfway.append(presented_mean(learning[:, :max(1, int(BELIEVED_BY * learning.shape[1]))]))
         steady.append(learned)
         refused.append(refused_labels(block[channel], dynamics.num_classes))
+        unfitted.append(_above_at_the_end(block[channel], UNFITTED_LOSS))
         if read_first_sight:  # the refused labels' bar, read on the first epoch alone
             first_sight.append(refused_labels(block[channel][:, :1], dynamics.num_classes))
         if knew_at_start:
@@ -256,7 +259,7 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
                            learned=not never_learned(medians),
                            refused_at_first_sight=np.concatenate(first_sight) if read_first_sight else None,
                            under_chance_at_end=np.concatenate(under_chance) if knew_at_start else None,
-                           halfway_mean_loss=np.concatenate(halfway))
+                           halfway_mean_loss=np.concatenate(halfway), unfitted_at_end=np.concatenate(unfitted))
     try:
         _evidence_read[dynamics] = evidence
     except TypeError:

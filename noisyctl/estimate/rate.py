@@ -55,7 +55,9 @@ class NoiseRateEstimate:
     classes the model learned later as a whole, whose losses were modelled on their own
     (``late_class_view``; given ``labels``).
     ``noise_spread``: in the pooled mixture, its noisy component's sd over its clean one's (see
-    ``noise_as_wide_as_clean``); None otherwise.
+    ``noise_as_wide_as_clean``); None otherwise. ``unlearned_classes``: the labels of classes the
+    model did not learn (``run_noise_rate``), whose samples (``unlearned``, their share) the rate
+    counts at the other samples' rate and the interval spans whole.
     """
 
     rate: float
@@ -68,6 +70,8 @@ class NoiseRateEstimate:
     unfitted: float = 0.0
     late_classes: tuple = ()
     noise_spread: float | None = None
+    unlearned_classes: tuple = ()
+    unlearned: float = 0.0
 
     @property
     def count(self) -> int:
@@ -76,6 +80,17 @@ class NoiseRateEstimate:
     @property
     def unsure(self) -> bool:
         return cannot_tell(self.evidence, self.high)
+
+    def top_flags(self, scores: np.ndarray, given_labels: np.ndarray, judged: np.ndarray) -> np.ndarray:
+        """(N,) bool: as many of the ``judged`` samples (N,) as the estimate counts, the highest
+        ``scores`` (N,) first; of a run with ``unlearned_classes``, among the samples of the
+        others, as many as the rate counts of them."""
+        eligible = np.asarray(judged, dtype=bool) & ~np.isin(given_labels, self.unlearned_classes)
+        count = int(round(self.rate * eligible.sum())) if self.unlearned_classes else self.count
+        candidates = np.flatnonzero(eligible)
+        flags = np.zeros(len(eligible), dtype=bool)
+        flags[candidates[np.argsort(-np.asarray(scores, dtype=np.float64)[candidates], kind="stable")[:count]]] = True
+        return flags
 
     @property
     def noise_as_wide_as_clean(self) -> bool:

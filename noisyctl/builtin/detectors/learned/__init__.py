@@ -101,10 +101,8 @@ class LearnedDetector(TrainableDetector):
         # there P > 0.5 flagged a median of 22% of the 16 clean cached runs (digits after 3 epochs:
         # 383 of 1,797), and 19% of its flags were right at 2-8% noise. The count flags what the
         # run's evidence holds (the floors under the estimate); `prune --ratio` sets a share.
-        candidates = np.flatnonzero(judged)
-        flagged = np.zeros(len(probability), dtype=bool)
-        flagged[candidates[np.argsort(-probability[candidates], kind="stable")[:estimate.count]]] = True
-        return DetectorResult(probability, flagged=flagged, info=info)
+        return DetectorResult(probability, flagged=estimate.top_flags(probability, dynamics.given_labels, judged),
+                              info=info)
 
 
 class LstmDetector(LearnedDetector):
