@@ -45,11 +45,11 @@ ANCHORS_AGREE = 3.0
 # unfitted at the end (loss above log 2 in each of its last epochs). Noise leaves the majority of a
 # class fitted below 50% noise, whatever its kind; a model that never learned a class leaves nearly
 # all of it unfitted, noisy or not (text-bag on 584 Chinese tickets, two thirds in one class, 30
-# epochs: the four small classes 64-100% unfitted, read as 9.1% noise with clear evidence, where 100
-# epochs fit them and read 0.0%). Their labels cannot be judged: the rate counts them at the other
-# samples' rate and the interval spans them whole. Of 390 cached runs, 13 had such a class: that
-# one, shapes with 45% uniform noise (a class of 175, all unfitted: 35.5% read, 39.2% without it,
-# 45% true) and runs stopped early or trained on a handful of samples.
+# epochs: three of the four small classes 94-100% unfitted, read as 9.1% noise with clear
+# evidence; 100 epochs fit them and read 0.0%). Their labels cannot be judged: the rate counts them
+# at the other samples' rate and the interval spans them whole. Of 390 cached runs, 13 had such a
+# class: that one, shapes with 45% uniform noise (a class of 175, all unfitted: 35.5% read, 39.2%
+# without it, 45% true) and runs stopped early or trained on a handful of samples.
 UNLEARNED_CLASS = 0.8
 
 
