@@ -109,6 +109,10 @@ def test_text_inputs_round_trip_and_models_refuse_what_they_cannot_read():
                                                           input_kind="text"), options={"buckets": 64})
     logits = model(torch.stack([encode_text("hello world", 64), encode_text("", 64)]))
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+    from noisyctl.builtin.models.text import hashed_ngrams
+
+    # an emoji is a word of its own, as in "great 👍👍" or "★★★★☆": often what says the label
+    assert len(hashed_ngrams("great 👍👍", 1, 1 << 16)) == 3 and len(hashed_ngrams("★★☆ ok", 1, 1 << 16)) == 4
 
 
 def test_a_text_file_named_relative_to_one_folder_trains_from_any_and_its_suspects_show_their_texts(

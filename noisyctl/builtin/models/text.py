@@ -12,10 +12,12 @@ from noisyctl.api import ModelSpec, NoisyctlError, decode_texts
 # Words are runs of letters and digits; in scripts written without spaces between words (Chinese,
 # Japanese kana, Thai, Lao, Khmer, Myanmar) each character is a word of its own, as BERT's basic
 # tokenizer treats CJK, so that n-grams of characters carry a text's vocabulary rather than each
-# clause being one "word" never seen again.
+# clause being one "word" never seen again. An emoji or pictograph is a word too: in reviews and
+# posts it often says more of the label than the words around it.
 UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
             "\uf900-\ufaff\U00020000-\U0002fa1f")
-WORD = re.compile(f"[{UNSPACED}]|[^\\W{UNSPACED}]+")
+PICTOGRAPHS = "\u2600-\u27bf\U0001f300-\U0001faff"
+WORD = re.compile(f"[{UNSPACED}{PICTOGRAPHS}]|[^\\W{UNSPACED}]+")
 
 
 def _text_only(spec: ModelSpec, model: str) -> None:
