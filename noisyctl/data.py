@@ -41,7 +41,7 @@ KIND_BY_SUFFIX = {**dict.fromkeys((".csv", ".tsv", ".jsonl", ".json", ".parquet"
 def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[str, Any]:
     path = Path(name).expanduser()
     if root is None and name not in plugins.registry().names("dataset") and path.exists():
-        kind = "imagefolder" if path.is_dir() else KIND_BY_SUFFIX.get(path.suffix.lower(), "NAME")
+        kind = _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(path.suffix.lower(), "NAME")
         labels = f"--labels {name} if it came from synth, or " if kind == "hdf5" else ""
         table = " (--dataset table for feature columns)" if kind == "text" else ""  # records hold either
         raise NoisyctlError(f"'{name}' is a {'folder' if path.is_dir() else 'file'}, not a dataset's name: give "
@@ -51,6 +51,20 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
         raise NoisyctlError(f"where dataset '{name}' lives is --data-root PATH (data_root: in a recipe), "
                             f"not a dataset option")
     return {"name": name, "root": recorded_root(root), "options": options}
+
+
+def _folder_kind(folder: Path, looked_at: int = 200) -> str:
+    """What a folder most likely holds, by the first files found in it: records (a dataset cloned
+    from the Hugging Face Hub, or saved by its datasets library) where they are all it has, else
+    images in class folders."""
+    import itertools
+    import mimetypes
+
+    names = [file.name for file in itertools.islice(folder.rglob("*.*"), looked_at)]
+    records = any(KIND_BY_SUFFIX.get(Path(name).suffix.lower()) == "text" and not name.endswith(".json")
+                  for name in names)
+    images = any((mimetypes.guess_type(name)[0] or "").startswith("image/") for name in names)
+    return "text" if records and not images else "imagefolder"
 
 
 def recorded_root(root: str | Path | None) -> str | None:

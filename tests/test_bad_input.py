@@ -109,6 +109,7 @@ def truncate(path: Path) -> Path:
 
 
 def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
 
@@ -235,6 +236,9 @@ BAD_INPUTS = [
     ("a table where the dataset's name belongs", lambda cli, d, s: [
         "train", "--dataset", write(d / "patients.csv", "age,label\n40,a\n"), "-o", d / "r.h5"],
      "patients.csv (--dataset table for feature columns)", ()),
+    ("a folder of records where the dataset's name belongs", lambda cli, d, s: [
+        "train", "--dataset", write(d / "hub" / "data" / "train-00000-of-00001.csv", "text,label\nhi,a\n")
+        .parent.parent, "-o", d / "r.h5"], "give what it holds and where, --dataset text --data-root", ()),
     ("labels file for another dataset (count)", lambda cli, d, s: [
         "train", "-l", edit_attr(labels_file(cli, d, ("-d", "blobs", "-D", "samples=300")), "dataset",
                                  lambda v: v.replace('"samples": 300', '"samples": 400')), "-o", d / "r.h5"],
