@@ -7,6 +7,7 @@ import pickle
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -480,6 +481,28 @@ def test_tables_that_cannot_be_read_say_why(tmp_path, content, options, message)
     (tmp_path / "t.csv").write_text(content, encoding="utf-8")
     with pytest.raises(NoisyctlError, match=message):
         load("table", tmp_path / "t.csv", **options)
+
+
+def test_a_passenger_list_names_every_column_to_drop_at_once_and_keeps_its_id_out_of_the_features(tmp_path):
+    """A table as Kaggle's Titanic has it: an id column, free-text names, ticket numbers and cabins
+    (mostly missing). One message names all three columns that cannot be features; PassengerId is
+    the samples' id, not a feature; a column merely ending in "id" (paid) stays one."""
+    rng = np.random.default_rng(0)
+    count = 200
+    frame = pd.DataFrame({
+        "PassengerId": np.arange(1, count + 1), "Survived": rng.integers(0, 2, count),
+        "Pclass": rng.integers(1, 4, count),
+        "Name": [f"Passenger {i}, Mr. Example" for i in range(count)], "Sex": rng.choice(["male", "female"], count),
+        "Ticket": [f"A/5 {rng.integers(10000, 99999)}" for _ in range(count)],
+        "Cabin": [f"C{rng.integers(1, 150)}" if rng.random() < 0.4 else None for _ in range(count)],
+        "paid": rng.random(count) * 100})
+    frame.to_csv(tmp_path / "titanic.csv", index=False)
+    with pytest.raises(NoisyctlError, match=r"3 columns cannot be features: 'Name' .*'Ticket' .*'Cabin' .*"
+                                            r"-D drop=Name,Ticket,Cabin"):
+        load("table", tmp_path / "titanic.csv", label_column="Survived")
+    table = load("table", tmp_path / "titanic.csv", label_column="Survived", drop="Name,Ticket,Cabin")
+    assert table.train.ids[:2] == ["1", "2"] and table.input_shape == (4,)  # Pclass, paid, Sex one-hot
+    assert "ids from column 'PassengerId'" in " ".join(table.notes)
 
 
 def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,9 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
 from .common import (LABEL_COLUMNS, RECORD_FILES, ArraySampleSet, class_indices, class_names_of, column_values,
-                     feature_stats, find_column, fraction_option, hub_class_names, label_strings, labeled_test_records, positive_int,
-                     read_record_files, record_files, records_source, require_root, split_off, standardize_features,
-                     unique_ids)
+                     feature_stats, find_column, fraction_option, hub_class_names, label_strings, labeled_test_records,
+                     positive_int, read_record_files, record_files, records_source, require_root, split_off,
+                     standardize_features, unique_ids)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
@@ -125,10 +126,35 @@ def _fit_column(name: str, cells: np.ndarray, missing: np.ndarray, max_categorie
         return _Column(name, fill=float(np.nanmedian(numbers)))
     categories = sorted(set(np.where(missing, "", cells).tolist()))
     if len(categories) > max_categories:
-        raise NoisyctlError(f"{path}: column '{name}' has {len(categories):,} values that are not all numbers "
-                            f"(such as '{_not_a_number(cells, missing)}'): free text or ids? Leave it out with "
-                            f"-D drop={name}, or raise -D max_categories={len(categories)} to one-hot encode it")
+        raise _Unusable(name, f"has {len(categories):,} values that are not all numbers (such as "
+                              f"'{_not_a_number(cells, missing)}'): free text or ids?", len(categories))
     return _Column(name, categories=tuple(categories))
+
+
+class _Unusable(NoisyctlError):
+    """A training column that cannot be a feature as it stands: ``column``, ``why``, and the
+    ``categories`` it would take to one-hot encode it (0: none would do)."""
+
+    def __init__(self, column: str, why: str, categories: int = 0) -> None:
+        super().__init__(why)
+        self.column, self.why, self.categories = column, why, categories
+
+
+def _refuse_unusable(unusable: list[_Unusable], path: Path) -> None:
+    """One message for every column that cannot be a feature (a Titanic-like table has three: a
+    name, a ticket number and a cabin), with the -D drop=... that leaves them all out."""
+    if not unusable:
+        return
+    names = ",".join(u.column for u in unusable)
+    most = max(u.categories for u in unusable)
+    raise_categories = f", or raise -D max_categories={most} to one-hot encode " if most else ""
+    if len(unusable) == 1:
+        it = unusable[0]
+        raise NoisyctlError(f"{path}: column '{it.column}' {it.why} Leave it out with -D drop={names}"
+                            + (raise_categories + "it" if most else ""))
+    raise NoisyctlError(f"{path}: {len(unusable)} columns cannot be features: "
+                        + "; ".join(f"'{u.column}' {u.why.rstrip('?:')}" for u in unusable)
+                        + f". Leave them out with -D drop={names}" + (raise_categories + "them" if most else ""))
 
 
 def _encode_column(column: _Column, cells: np.ndarray, missing: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
@@ -164,7 +190,7 @@ def _parse(rows: list[dict], name: str, path: Path, column: _Column | None = Non
 def _fit(name: str, parsed, max_categories: int, path: Path) -> _Column:
     """How a column the training records hold (``_parse``) becomes numbers."""
     if np.all(np.isnan(parsed)) if isinstance(parsed, np.ndarray) else parsed[1].all():
-        raise NoisyctlError(f"{path}: column '{name}' is empty in every record; leave it out with -D drop={name}")
+        raise _Unusable(name, "is empty in every record.")
     if isinstance(parsed, np.ndarray):
         return _Column(name, vector_fill=tuple(np.nanmean(parsed, axis=0).tolist()))
     return _fit_column(name, *parsed, max_categories, path)
@@ -180,13 +206,18 @@ def _fit_and_encode(rows: list[dict], features: list[str], max_categories: int,
     """Each feature column typed by the training ``rows`` (``_fit``), and those rows encoded as
     float32 [N, D], a column at a time (a table's cells as text take ten times its numbers'
     memory); how many values were missing (filled)."""
-    columns, blocks, filled = [], [], 0
+    columns, blocks, filled, unusable = [], [], 0, []
     for name in features:
         parsed = _parse(rows, name, path)
-        columns.append(_fit(name, parsed, max_categories, path))
+        try:
+            columns.append(_fit(name, parsed, max_categories, path))
+        except _Unusable as column:
+            unusable.append(column)
+            continue
         block, gaps = _encode_parsed(columns[-1], parsed, path)
         blocks.append(block)
         filled += gaps
+    _refuse_unusable(unusable, path)
     return columns, np.concatenate(blocks, axis=1), filled
 
 
@@ -224,6 +255,21 @@ def _index_column(rows: list[dict], columns: list[str]) -> str | None:
     return name if start in (0, 1) and values == [start + i for i in range(len(values))] else None
 
 
+# customer_id, user id, PassengerId, CustomerID, ID; not paid, valid or RAPID
+ID_NAME = re.compile(r"(^|[_\-\s.])[iI][dD]$|[a-z0-9](Id|ID)$")
+
+
+def _named_id_column(rows: list[dict], columns: list[str], label_column: str) -> str | None:
+    """The first column named as an id (PassengerId, customer_id, ID) whose cells are present and
+    unique in every record: the samples' ids, not a feature a model could learn from."""
+    for name in columns:
+        if name != label_column and ID_NAME.search(name):
+            cells = [_cell(row.get(name)) for row in rows]
+            if "" not in cells and len(set(cells)) == len(cells):
+                return name
+    return None
+
+
 def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str | None, drop: list[str]):
     """The label, id, index and feature columns the records of ``path`` hold."""
     columns = [str(name) for name in rows[0]]
@@ -231,8 +277,8 @@ def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str
     unknown = next((name for name in [*drop, *([id_column] if id_column else [])] if name not in columns), None)
     if unknown is not None:
         raise NoisyctlError(f"{path} has no column '{unknown}'; it has {', '.join(columns)}")
-    if id_column is None and "id" in columns:
-        id_column = "id"
+    if id_column is None:
+        id_column = "id" if "id" in columns else _named_id_column(rows, columns, label_column)
     index = _index_column(rows, columns)
     left_out = {label_column, id_column, index, *drop}
     features = [name for name in columns if name not in left_out]
@@ -265,10 +311,12 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     drop_names = [name.strip() for name in str(drop or "").split(",") if name.strip()]
     train_files, test_files = record_files(path, "table", test)
     rows, path = read_record_files(train_files, "table"), records_source(train_files)
-    given_label = label_column
+    given_label, given_id = label_column, id_column
     label_column, id_column, index, features = _read(rows, path, label_column, id_column, drop_names)
     notes = [] if given_label is not None or label_column == "label" else [
         f"labels from column '{label_column}' (-D label_column=NAME for another)"]
+    if given_id is None and id_column not in (None, "id"):
+        notes.append(f"ids from column '{id_column}', unique in every record: not a feature")
     if not features:
         raise NoisyctlError(f"{path}: no feature columns left besides the label '{label_column}'")
     labels, hub_names = hub_class_names(train_files[0], label_column, _label_cells(rows, label_column, path))

@@ -69,8 +69,9 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
 
     The columns are ``text_column`` and ``label_column``, else the first of ``TEXT_COLUMNS`` (text,
     sentence, review, content, ...) and of ``LABEL_COLUMNS`` (label, labels, target, class, category,
-    sentiment, ...) the records have, case aside. Ids come from ``id_column`` (or a column named ``id``), else from a hash of each text. The test
-    subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder
+    sentiment, ...) the records have, case aside. Ids come from ``id_column`` (or a column named
+    ``id``), else from a hash of each text. The test subset is the file ``test`` (same columns) or a
+    seeded ``test_fraction`` of the rows. A folder
     (a dataset cloned from the Hugging Face Hub, or saved with ``datasets``' save_to_disk) is read
     as its train* files, with its test* (else validation*) files as the test subset; integer labels
     of files the ``datasets`` library wrote take the class names their metadata gives them."""
@@ -104,7 +105,8 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
         test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
     train = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
     return DatasetData(train=train, test=test_set, class_names=names, input_shape=(max_bytes,),
-                       default_augment="none", input_kind="text", notes=notes + _text_notes(texts, text_column, max_bytes))
+                       default_augment="none", input_kind="text",
+                       notes=notes + _text_notes(texts, text_column, max_bytes))
 
 
 def _text_notes(texts: list[str], text_column: str, max_bytes: int) -> list[str]:
