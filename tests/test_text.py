@@ -75,6 +75,12 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     assert found.train.ids == from_csv.train.ids and found.train.labels.tolist() == from_csv.train.labels.tolist()
     assert found.notes == ["texts from column 'Review', labels from 'Sentiment' (-D text_column=NAME "
                            "-D label_column=NAME for others)"]
+    # a title and a body (AG News' layout) read as one text, a line each
+    (tmp_path / "news.csv").write_text('title,description,label\nStocks rally,"Markets rose, again",business\n'
+                                       'Team wins,,sports\n', encoding="utf-8")
+    news = load_dataset({"name": "text", "root": str(tmp_path / "news.csv"),
+                         "options": {"text_column": "title, description"}})
+    assert news.train.texts == ["Stocks rally\nMarkets rose, again", "Team wins"]
 
 
 @pytest.mark.parametrize("content, options, message", [

@@ -50,8 +50,11 @@ COLUMN_OPTIONS = "name the columns with -D text_column=... -D label_column=..."
 
 def _read_texts(rows: list[dict], files: list[Path], text_column: str, label_column: str, id_column: str | None):
     path = records_source(files)
-    # JSON null: no text
-    texts = ["" if t is None else str(t) for t in column_values(rows, text_column, path, COLUMN_OPTIONS)]
+    # Several text columns (a title and a body: -D text_column=title,description) are one text, a
+    # line each; JSON null: no text.
+    parts = [["" if t is None else str(t) for t in column_values(rows, name.strip(), path, COLUMN_OPTIONS)]
+             for name in text_column.split(",")]
+    texts = ["\n".join(part for part in record if part) for record in zip(*parts)]
     labels = label_strings(column_values(rows, label_column, path, COLUMN_OPTIONS), label_column, path)
     if id_column is None and "id" in rows[0]:
         id_column = "id"
