@@ -60,7 +60,10 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     In order (each step's method names the estimate where it decides it):
 
     1. A run whose model never began to learn (``never_learned``) cannot tell at all: 0% with an
-       interval of 0-100%.
+       interval of 0-100%. Classes it did not learn (``unlearned_classes``) are left out: the rest
+       are read as below, at a rate their samples are counted at too, with an interval reaching
+       all of them (``unlearned_classes`` and ``unlearned`` on the estimate); with fewer than two
+       classes learned, as step 1.
     2. The losses' reading: ``estimate_noise_rate`` on the run's ``read_run_evidence``. Where it
        cannot tell, the run's eval passes are read too, for the samples the model contradicted
        late (``late_contradictions``).
