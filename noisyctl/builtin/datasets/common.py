@@ -367,8 +367,9 @@ def find_test_file(path: Path, test: str) -> Path:
 
 # A folder of records is read as the Hugging Face Hub lays a dataset out (data/train-00000-of-00002.parquet,
 # data/test-00000-of-00001.parquet; or train/0000.parquet), and as datasets' save_to_disk does
-# (train/data-00000-of-00001.arrow beside train/state.json): a file belongs to the split its name, or
-# its folder's name, starts with; the library's own JSON beside the data is not records.
+# (train/data-00000-of-00001.arrow beside train/state.json): a file belongs to the split its name
+# starts or ends with (``_split_name``), or its folder's name starts with; the library's own JSON
+# beside the data is not records.
 TRAIN_SPLITS = ("train", "training")
 TEST_SPLITS = (("test", "testing"), ("validation", "valid", "val", "dev"))
 DATASETS_METADATA = {"state.json", "dataset_info.json", "dataset_dict.json", "dataset_infos.json"}
