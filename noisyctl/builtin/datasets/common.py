@@ -401,6 +401,7 @@ def record_files(root: Path, dataset: str, test: str | None) -> tuple[list[Path]
 
 
 SHARD = re.compile(r"\d+|of")
+SPLIT_NAMES = TRAIN_SPLITS + sum(TEST_SPLITS, ())
 
 
 def _split_name(file_name: str) -> str:
@@ -409,15 +410,19 @@ def _split_name(file_name: str) -> str:
     train; sample_submission.csv is neither."""
     words = [word for word in Path(file_name).stem.lower().replace("_", "-").replace(".", "-").split("-") if word]
     named = [word for word in words if not SHARD.fullmatch(word)] or [""]
-    return named[-1] if named[0] not in TRAIN_SPLITS + sum(TEST_SPLITS, ()) else named[0]
+    return named[0] if named[0] in SPLIT_NAMES else named[-1]
 
 
-def labeled_test_records(rows: list[dict], label_column: str, files: list[Path], given: bool,
+def labeled_test_records(files: list[Path], dataset: str, label_column: str, given: bool,
                          notes: list[str]) -> list[dict] | None:
-    """The test records found in a dataset's folder, or None where they have no labels (a
-    competition's test.csv, whose labels are withheld; ``notes`` says so): they cannot be a test
-    subset. A test file the user named (``given``) must have them."""
-    if given or not rows or label_column in rows[0]:
+    """The records of the test ``files`` (``read_record_files``); None where there are none, or
+    where those found in a dataset's folder have no labels (a competition's test.csv, whose labels
+    are withheld; ``notes`` says so): they cannot be a test subset. A test file the user named
+    (``given``) must have them."""
+    if not files:
+        return None
+    rows = read_record_files(files, dataset)
+    if given or label_column in rows[0]:
         return rows
     notes.append(f"{records_source(files).name} has no '{label_column}' column (labels withheld, as in a "
                  f"competition's test set): no test subset (-D test_fraction=0.2 holds out training records)")

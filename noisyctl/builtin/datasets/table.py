@@ -294,16 +294,17 @@ def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Pat
 def load_table(root=None, label_column: str | None = None, id_column: str | None = None, drop: str = "",
                test: str | None = None, test_fraction: float | str = 0.0, seed: int | str = 0,
                standardize: bool | str = "auto", max_categories: int | str = 50) -> DatasetData:
-    """Tabular data from a CSV, TSV, JSONL, JSON, Parquet, Arrow or Feather file: feature columns and a label column.
+    """Tabular data from a CSV, TSV, JSONL, JSON, Parquet, Arrow or Feather file: feature columns and
+    a label column.
 
     The label column is ``label_column``, else the first of ``LABEL_COLUMNS`` (label, labels, target,
     class, category, sentiment, intent, y; case aside); ids come from ``id_column`` (or a column
-    named ``id``), else ``row<N>-<hash>``: the row a spreadsheet shows the record on and a hash of
-    its features. ``drop`` (comma-separated) leaves columns out;
-    an unnamed first column counting 0..N-1 (pandas' index) is left out too. The test subset is the
-    file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder (a dataset cloned
-    from the Hugging Face Hub) is read as its train* files, with its test* (else validation*) files
-    as the test subset."""
+    named ``id``, or one named as an id whose values are unique), else ``row<N>-<hash>``: the row a
+    spreadsheet shows the record on and a hash of its features. ``drop`` (comma-separated) leaves
+    columns out; an unnamed first column counting 0..N-1 (pandas' index) is left out too. The test
+    subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder (a
+    dataset cloned from the Hugging Face Hub) is read as its train* files, with its test* (else
+    validation*) files as the test subset."""
     path = require_root(root, "table", f"a {RECORD_FILES} file with a row a sample, feature columns and a "
                                        f"label column (or a folder of train* and test* files)")
     fraction = fraction_option(test_fraction, "table")
@@ -321,13 +322,12 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
         raise NoisyctlError(f"{path}: no feature columns left besides the label '{label_column}'")
     labels, hub_names = hub_class_names(train_files[0], label_column, _label_cells(rows, label_column, path))
     ids = _ids(rows, id_column, features, train_files[0])
-    test_rows = test_labels = test_ids = None
-    if test_files:
+    test_labels = test_ids = None
+    test_rows = labeled_test_records(test_files, "table", label_column, test is not None, notes)
+    if test_rows is None:
+        test_files = []
+    else:
         test_path = records_source(test_files)
-        test_rows = labeled_test_records(read_record_files(test_files, "table"), label_column, test_files,
-                                         test is not None, notes)
-        test_files = test_files if test_rows is not None else []
-    if test_files:
         lacking = next((name for name in features if name not in test_rows[0]), None)
         if lacking is not None:
             raise NoisyctlError(f"table: the test file {test_path} has no column '{lacking}'")

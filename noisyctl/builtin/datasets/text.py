@@ -74,19 +74,19 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     sentence, review, content, ...) and of ``LABEL_COLUMNS`` (label, labels, target, class, category,
     sentiment, ...) the records have, case aside. Ids come from ``id_column`` (or a column named
     ``id``), else from a hash of each text. The test subset is the file ``test`` (same columns) or a
-    seeded ``test_fraction`` of the rows. A folder
-    (a dataset cloned from the Hugging Face Hub, or saved with ``datasets``' save_to_disk) is read
-    as its train* files, with its test* (else validation*) files as the test subset; integer labels
-    of files the ``datasets`` library wrote take the class names their metadata gives them."""
+    seeded ``test_fraction`` of the rows. A folder (a dataset cloned from the Hugging Face Hub, or
+    saved with ``datasets``' save_to_disk) is read as its train* files, with its test* (else
+    validation*) files as the test subset; integer labels of files the ``datasets`` library wrote
+    take the class names their metadata gives them."""
     path = require_root(root, "text", f"a {RECORD_FILES} file with a text and a label column (or a folder of "
                                       f"train* and test* files)")
     max_bytes = positive_int(max_bytes, "max_bytes", "text")
     fraction = fraction_option(test_fraction, "text")
     train_files, test_files = record_files(path, "text", test)
-    rows = read_record_files(train_files, "text")
+    rows, source = read_record_files(train_files, "text"), records_source(train_files)
     columns, notes = list(rows[0]), []
-    found = (find_column(columns, text_column, TEXT_COLUMNS, "text", records_source(train_files), COLUMN_OPTIONS),
-             find_column(columns, label_column, LABEL_COLUMNS, "label", records_source(train_files), COLUMN_OPTIONS))
+    found = (find_column(columns, text_column, TEXT_COLUMNS, "text", source, COLUMN_OPTIONS),
+             find_column(columns, label_column, LABEL_COLUMNS, "label", source, COLUMN_OPTIONS))
     if (text_column, label_column) != found and found != ("text", "label"):
         notes.append(f"texts from column '{found[0]}', labels from '{found[1]}' (-D text_column=NAME "
                      f"-D label_column=NAME for others)")
@@ -94,8 +94,7 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     ids, texts, labels, hub_names = _read_texts(rows, train_files, text_column, label_column, id_column)
     names = hub_names or class_names_of(labels)
     test_ids = test_texts = test_labels = None
-    test_rows = labeled_test_records(read_record_files(test_files, "text"), label_column, test_files,
-                                     test is not None, notes) if test_files else None
+    test_rows = labeled_test_records(test_files, "text", label_column, test is not None, notes)
     if test_rows is None:
         test_files = []
     else:
