@@ -68,7 +68,8 @@ class SampleSet(ABC):
         for text, its UTF-8 bytes as a zero-padded uint8 tensor, see :func:`decode_texts`)."""
 
     def text(self, index: int) -> str | None:
-        """The sample as text, for text datasets (the report and the review CSV show it); None else."""
+        """The sample as a person reads it: a text dataset's text, a table row's cells (the suspects,
+        the review CSV and the report show it); None for samples that are not text (images)."""
         return None
 
 

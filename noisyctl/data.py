@@ -79,9 +79,10 @@ def recorded_root(root: str | Path | None) -> str | None:
 
 def recorded_dataset(spec: dict[str, Any], data: DatasetData) -> dict[str, Any]:
     """A dataset spec as files record it, with what its inputs are (``kind``: image, features or
-    text), so that commands that show samples know whether there is text to show without loading
-    the data."""
-    return {**spec, "kind": data.kind}
+    text) and whether its samples read as text (``texts``: a text's words, a table's cells), so
+    that commands that show samples know whether there is text to show without loading the data."""
+    texts = len(data.train) > 0 and data.train.text(0) is not None
+    return {**spec, "kind": data.kind, "texts": texts}
 
 
 def load_labels_dataset(labels: Labels, source: str, data_root: str | Path | None = None) -> tuple[Labels, DatasetData]:
@@ -143,16 +144,18 @@ def check_labels_match(labels: Labels, data: DatasetData, source: str) -> None:
 
 
 def sample_texts(spec: dict[str, Any], ids: list[str]) -> list[str] | None:
-    """The texts of these samples when the dataset is text and loads here (for the suspects, the
-    review CSV and the report); None otherwise, without loading a dataset recorded as not text."""
-    if spec.get("kind", "text") != "text":
+    """The texts of these samples (a text's words, a table row's cells) when the dataset has them
+    and loads here (for the suspects, the review CSV and the report); None otherwise, without
+    loading a dataset recorded as having none (files from before ``texts`` was recorded: all but
+    text data)."""
+    if not spec.get("texts", spec.get("kind", "text") == "text"):
         return None
     try:
         data = load_dataset(spec)
     except NoisyctlError:
         return None
     subsets = [s for s in (data.train, data.test) if s is not None]
-    if data.kind != "text" or subsets[0].text(0) is None:
+    if not len(subsets[0]) or subsets[0].text(0) is None:
         return None
     where = {sample_id: (subset, i) for subset in subsets for i, sample_id in enumerate(subset.ids)}
     return [where[i][0].text(where[i][1]) if i in where else "" for i in ids]

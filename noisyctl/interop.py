@@ -480,6 +480,8 @@ def export_labels(source: Path, out: Path) -> dict[str, Any]:
     else:
         labels = read_labels(source)
         texts = sample_texts(labels.dataset, labels.ids)
+    if labels.dataset.get("kind", "text") != "text":
+        texts = None  # a table row's cells are for a reviewer; a pipeline joins on its row id
     names, count = labels.class_names, len(labels.ids)
     files = [sample_path(labels.dataset, sample_id) for sample_id in labels.ids]
     marks = {name: np.zeros(count, dtype=bool) if getattr(labels, name) is None else getattr(labels, name)

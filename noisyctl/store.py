@@ -151,7 +151,8 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "A random id given when the file is created and kept when detect adds scores: detect saves only "
               "into the file it scored, not one written at that path meanwhile."),
     Attribute("dataset", "JSON", BOTH, True, 'The dataset to load: {"name", "root", "options"}, and "kind" (image, '
-              'features or text) when noisyctl loaded it. A root that is a local path is recorded absolute, so the '
+              'features or text) and "texts" (whether its samples read as text: a text\'s words, a table row\'s '
+              'cells) when noisyctl loaded it. A root that is a local path is recorded absolute, so the '
               'file reads the same from any folder; `train --labels FILE --data-root PATH` reads data that moved.'),
     Attribute("noise", "JSON", BOTH, False,
               'Synthesized noise: {"name", "rate", "seed", "options", "flipped"}; absent for given labels.'),

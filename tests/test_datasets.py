@@ -503,6 +503,11 @@ def test_a_passenger_list_names_every_column_to_drop_at_once_and_keeps_its_id_ou
     table = load("table", tmp_path / "titanic.csv", label_column="Survived", drop="Name,Ticket,Cabin")
     assert table.train.ids[:2] == ["1", "2"] and table.input_shape == (4,)  # Pclass, paid, Sex one-hot
     assert "ids from column 'PassengerId'" in " ".join(table.notes)
+    # a reviewer reads every cell but the label and the id, the dropped name included, missing ones left out
+    first = frame.iloc[0]
+    assert table.train.text(0).startswith(f"Pclass={first.Pclass}; Name=Passenger 0, Mr. Example; Sex={first.Sex}")
+    assert "Survived" not in table.train.text(0) and "PassengerId" not in table.train.text(0)
+    assert ("Cabin=" in table.train.text(0)) == isinstance(first.Cabin, str)
 
 
 def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):
@@ -513,7 +518,20 @@ def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):
     assert trained["model"] == "mlp"
     cli("export", tmp_path / "run.h5", "--labels-csv", tmp_path / "labels.csv")
     rows = (tmp_path / "labels.csv").read_text().splitlines()
-    assert len(rows) == 570 and rows[1].startswith("row2-")
+    assert len(rows) == 570 and rows[1].startswith("row2-") and ",text," not in rows[0]
+    # the review CSV shows each suspect's row as the file holds it, so a reviewer need not look it up
+    cli("detect", tmp_path / "run.h5", "-d", "loss")
+    cli("correct", tmp_path / "run.h5", "--top", "5", "--export", tmp_path / "review.csv")
+    with open(tmp_path / "review.csv", encoding="utf-8") as handle:
+        review = list(csv.DictReader(handle))
+    with open(tmp_path / "cancer.csv", encoding="utf-8") as handle:
+        records = list(csv.DictReader(handle))
+    assert len(review) == 5
+    for row in review:
+        record = records[int(row["id"].split("-")[0][len("row"):]) - 2]  # a CSV's first record is row 2
+        assert row["text"].startswith(f"mean radius={record['mean radius']}; " if record["mean radius"] else "mean ")
+        assert f"clinic={record['clinic']}; mean area={record['mean area']};" in row["text"] or not record["clinic"]
+        assert "target=" not in row["text"]
 
 
 def hub_table(columns, label_names):
