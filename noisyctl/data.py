@@ -34,14 +34,17 @@ def parse_options(pairs: list[str] | tuple[str, ...] | dict | None, what: str) -
 
 
 # What a file or folder given where a dataset's name belongs most likely holds, by its suffix.
-KIND_BY_SUFFIX = {**dict.fromkeys((".csv", ".tsv", ".jsonl", ".json", ".parquet", ".arrow", ".feather"), "text"),
-                  ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
+KIND_BY_SUFFIX = {**dict.fromkeys((".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet", ".arrow", ".feather"),
+                                   "text"),
+                  ".data": "table", ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
+COMPRESSED = (".gz", ".bz2", ".xz")  # train.csv.gz: a .csv
 
 
 def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[str, Any]:
     path = Path(name).expanduser()
     if root is None and name not in plugins.registry().names("dataset") and path.exists():
-        kind = _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(path.suffix.lower(), "NAME")
+        suffix = Path(path.stem).suffix if path.suffix.lower() in COMPRESSED else path.suffix
+        kind = _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(suffix.lower(), "NAME")
         labels = f"--labels {name} if it came from synth, or " if kind == "hdf5" else ""
         table = " (--dataset table for feature columns)" if kind == "text" else ""  # records hold either
         raise NoisyctlError(f"'{name}' is a {'folder' if path.is_dir() else 'file'}, not a dataset's name: give "

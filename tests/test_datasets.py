@@ -510,6 +510,28 @@ def test_a_passenger_list_names_every_column_to_drop_at_once_and_keeps_its_id_ou
     assert ("Cabin=" in table.train.text(0)) == isinstance(first.Cabin, str)
 
 
+def test_a_uci_file_without_a_header_row_names_its_label_column_by_position(tmp_path):
+    """The UCI repository's iris.data: comma-separated measurements and a class name, no header row,
+    a blank line at the end; also gzip-compressed."""
+    import gzip
+
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    lines = [",".join(map(str, x)) + f",Iris-{iris.target_names[y]}\n" for x, y in zip(iris.data, iris.target)]
+    (tmp_path / "iris.data").write_text("".join(lines) + "\n")
+    with pytest.raises(NoisyctlError, match=r"iris.data has no header row \(its first record: 5.1, 3.5, 1.4, 0.2, "
+                                            r"Iris-setosa\): name the label column by its position, -D label_column=N"):
+        load("table", tmp_path / "iris.data")
+    table = load("table", tmp_path / "iris.data", label_column=5)
+    assert len(table.train) == 150 and table.input_shape == (4,)  # the first record is data
+    assert table.class_names == ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+    assert table.train.ids[0].startswith("row1-") and table.train.text(0) == "1=5.1; 2=3.5; 3=1.4; 4=0.2"
+    with gzip.open(tmp_path / "iris.data.gz", "wt") as handle:
+        handle.writelines(lines)
+    assert load("table", tmp_path / "iris.data.gz", label_column=5).train.ids == table.train.ids
+
+
 def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):
     write_cancer_table(tmp_path / "cancer.csv")
     cli("synth", "-d", "table", "--data-root", tmp_path / "cancer.csv", "-n", "uniform", "-r", "0.05",

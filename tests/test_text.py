@@ -192,6 +192,61 @@ def test_cleaned_labels_export_as_a_csv_a_pipeline_joins_on_the_texts(cli, tmp_p
     assert "not a run file" in cli.error("export", tmp_path / "fixed.h5", "--suspects", tmp_path / "s.csv")
 
 
+def test_news_without_a_header_row_loads_as_ag_news_ships_with_its_class_list(tmp_path):
+    """AG News, DBpedia and Yahoo Answers (Zhang et al. 2015) come as train.csv and test.csv with no
+    header row (label, title, description, every cell quoted) beside a classes.txt naming labels
+    1..K: the label is column 1, the text the title and description a line each, the class names
+    the list's."""
+    folder = tmp_path / "ag_news_csv"
+    folder.mkdir()
+    rows = [("3", "Wall St. Bears Claw Back Into the Black", "Reuters - Short-sellers are seeing green again."),
+            ("4", "New chip is faster", "A new chip doubles the speed, scientists said."),
+            ("2", "Team wins the final", "The match ended 2-1 after extra time."),
+            ("1", "Talks resume", "Ministers met on Monday.")]
+    for name, records in (("train.csv", rows * 2), ("test.csv", rows[:2])):
+        with open(folder / name, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle, quoting=csv.QUOTE_ALL).writerows(
+                (label, f"{title} {k}", text) for k, (label, title, text) in enumerate(records))
+    (folder / "classes.txt").write_text("World\nSports\nBusiness\nSci/Tech\n", encoding="utf-8")
+    (folder / "readme.txt").write_text("AG's News Topic Classification Dataset\n", encoding="utf-8")
+    news = load_dataset({"name": "text", "root": str(folder), "options": {}})
+    assert news.class_names == ["World", "Sports", "Business", "Sci/Tech"]
+    assert len(news.train) == 8 and len(news.test) == 2  # the first record is data, not a header
+    assert news.train.labels.tolist()[:4] == [2, 3, 1, 0] and news.test.labels.tolist() == [2, 3]
+    assert news.train.text(0) == "Wall St. Bears Claw Back Into the Black 0\nReuters - Short-sellers are seeing green again."
+    notes = " ".join(news.notes)
+    assert "no header row" in notes and "texts from columns 2 and 3" in notes and "classes.txt" in notes
+    # columns named by position; a header that names a column looked for is still a header
+    title_only = load_dataset({"name": "text", "root": str(folder / "train.csv"), "options": {"text_column": 2}})
+    assert title_only.train.text(1) == "New chip is faster 1" and title_only.class_names[0] == "World"
+    (tmp_path / "years.csv").write_text("text,2019,label\nup,1,a\ndown,2,b\n", encoding="utf-8")
+    assert load_dataset({"name": "text", "root": str(tmp_path / "years.csv"), "options": {}}).train.texts == ["up", "down"]
+
+
+def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path):
+    """fastText's format, as Amazon's review polarity set ships it (train.ft.txt.bz2): a __label__
+    word, then the text."""
+    import bz2
+
+    lines = ["__label__2 Great CD: My lovely Pat has one of the GREAT voices\n", "\n",
+             "__label__1 Batteries died within a year ...\n", "__label__2 Works   fine\n"]
+    with bz2.open(tmp_path / "train.ft.txt.bz2", "wt", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    reviews = load_dataset({"name": "text", "root": str(tmp_path / "train.ft.txt.bz2"), "options": {}})
+    assert reviews.class_names == ["1", "2"] and reviews.train.labels.tolist() == [1, 0, 1]
+    assert reviews.train.texts == ["Great CD: My lovely Pat has one of the GREAT voices",
+                                   "Batteries died within a year ...", "Works fine"]
+    (tmp_path / "cooking.txt").write_text("__label__eggs Boil an egg?\n__label__baking __label__bread Knead it?\n")
+    with pytest.raises(NoisyctlError, match=r"cooking.txt, line 2: several labels \(baking, bread\)"):
+        load_dataset({"name": "text", "root": str(tmp_path / "cooking.txt"), "options": {}})
+    (tmp_path / "notes.txt").write_text("just a sentence\n")
+    with pytest.raises(NoisyctlError, match=r"line 1: no __label__ word first"):
+        load_dataset({"name": "text", "root": str(tmp_path / "notes.txt"), "options": {}})
+    (tmp_path / "broken.csv.gz").write_text("text,label\n")
+    with pytest.raises(NoisyctlError, match=r"cannot read .*broken.csv.gz: Not a gzipped file"):
+        load_dataset({"name": "text", "root": str(tmp_path / "broken.csv.gz"), "options": {}})
+
+
 def test_labels_saved_as_whole_floats_or_zero_padded_are_the_same_classes(tmp_path):
     """pandas writes integer labels as 1.0 beside a missing value; spreadsheets keep "01": both
     are class 1, as in the file's other rows."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 
@@ -160,26 +161,55 @@ def fraction_option(value, dataset: str) -> float:
     return fraction
 
 
-RECORD_FILES = ".csv, .tsv, .jsonl, .json, .parquet or .arrow"
+RECORD_FILES = ".csv, .tsv, .jsonl, .json, .txt (fastText), .parquet or .arrow"
 # Read by pyarrow: Parquet; Arrow IPC, the stream format the Hugging Face datasets library's
 # save_to_disk and cache write (.arrow) or the file format (.feather, pandas' to_feather).
 ARROW_SUFFIXES = (".parquet", ".arrow", ".feather")
-RECORD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json") + ARROW_SUFFIXES
+# fastText's lines, "__label__NAME text" (.txt: its tutorials, Amazon's review polarity set).
+FASTTEXT_SUFFIX = ".txt"
+# Delimited text: a .tsv's cells are split by tabs, the others' by commas (.data: the UCI repository's).
+CSV_SUFFIXES = (".csv", ".tsv", ".data")
+RECORD_SUFFIXES = CSV_SUFFIXES + (".jsonl", ".ndjson", ".json", FASTTEXT_SUFFIX) + ARROW_SUFFIXES
+# Text files as datasets are often shipped, compressed whole (train.csv.gz, train.ft.txt.bz2).
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+FASTTEXT_LABEL = "__label__"
 
 
-def read_records(path: Path, dataset: str) -> list[dict]:
-    """The records of a .csv / .tsv (header row), .jsonl (one JSON object per line), .json (an array
-    of objects), .parquet file (what the Hugging Face Hub, pandas and data lakes store tables
-    as) or .arrow / .feather file (``datasets``' save_to_disk, pandas' to_feather; both need
-    pyarrow), each a dict of column -> cell (CSV cells are strings; a short CSV row leaves
-    its last cells None). A CSV row with more cells than the header is refused: an unquoted
-    delimiter inside a cell would otherwise shift or cut it silently."""
-    suffix = path.suffix.lower()
+def record_suffix(path: Path) -> str:
+    """A records file's format, its compression aside: train.csv.gz -> .csv."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] in COMPRESSIONS:
+        return suffixes[-2]
+    return path.suffix.lower()
+
+
+def _open_text(path: Path):
+    """A text file for reading, decompressed where its name says it is compressed."""
+    compression = COMPRESSIONS.get(path.suffix.lower())
+    if compression is None:
+        return open(path, encoding="utf-8-sig", newline="")
+    import importlib
+
+    return importlib.import_module(compression).open(path, "rt", encoding="utf-8-sig", newline="")
+
+
+def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
+    """The records of a .csv / .tsv (a header row; without ``header``, columns named by position
+    from "1"), .jsonl (one JSON object per line), .json (an array of objects), .txt (fastText's
+    "__label__NAME text" lines, as label and text), .parquet file (what the Hugging Face Hub, pandas
+    and data lakes store tables as) or .arrow / .feather file (``datasets``' save_to_disk, pandas'
+    to_feather; both need pyarrow), each a dict of column -> cell (CSV cells are strings; a short
+    CSV row leaves its last cells None). Text files may be compressed (.gz, .bz2, .xz). A CSV row
+    with more cells than the header is refused: an unquoted delimiter inside a cell would otherwise
+    shift or cut it silently."""
+    suffix = record_suffix(path)
     if suffix in ARROW_SUFFIXES:
         return _arrow_table(path).to_pylist()
+    if suffix not in RECORD_SUFFIXES:
+        raise NoisyctlError(f"{dataset}: {path} should be a {RECORD_FILES} file")
     limit = csv.field_size_limit(2**31 - 1)  # a long document is one cell; the default limit is 128 KiB
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with _open_text(path) as handle:
             if suffix == ".json":  # one JSON array of records
                 try:
                     rows = json.load(handle)
@@ -203,23 +233,60 @@ def read_records(path: Path, dataset: str) -> list[dict]:
                         raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)")
                     rows.append(row)
                 return rows
-            if suffix in (".csv", ".tsv"):
-                reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-                rows = list(reader)
-                extra = next((i for i, row in enumerate(rows) if None in row), None)
-                if extra is not None:
-                    raise NoisyctlError(f"{path}, record {extra + 1}: more cells than the header's "
-                                        f"{len(reader.fieldnames)} columns (a delimiter inside an unquoted cell?)")
-                return rows
+            if suffix == FASTTEXT_SUFFIX:
+                return _fasttext_records(handle, path)
+            return _csv_records(handle, path, "\t" if suffix == ".tsv" else ",", header)
     except UnicodeDecodeError:
         raise NoisyctlError(f"{path} is not UTF-8 text") from None
     except csv.Error as exc:
         raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
-    except OSError as exc:
-        raise NoisyctlError(f"cannot read {path}: {exc.strerror}") from None
+    except (OSError, EOFError) as exc:  # a compressed file's errors included (a .gz that is not gzip)
+        raise NoisyctlError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     finally:
         csv.field_size_limit(limit)
-    raise NoisyctlError(f"{dataset}: {path} should be a {RECORD_FILES} file")
+
+
+def _csv_records(handle, path: Path, delimiter: str, header: bool) -> list[dict]:
+    """A CSV or TSV file's records, keyed by its header's names or (without ``header``) by position."""
+    reader = csv.reader(handle, delimiter=delimiter)
+    names = next((cells for cells in reader if cells), None) if header else None
+    rows = []
+    for cells in reader:
+        if not cells:  # a blank line
+            continue
+        if names is None:
+            names = [str(position) for position in range(1, len(cells) + 1)]
+        if len(cells) > len(names):
+            raise NoisyctlError(f"{path}, record {len(rows) + 1}: more cells than the "
+                                f"{'header' if header else 'first record'}'s {len(names)} columns (a "
+                                f"delimiter inside an unquoted cell?)")
+        row = dict(zip(names, cells))
+        for name in names[len(cells):]:
+            row.setdefault(name, None)
+        rows.append(row)
+    return rows
+
+
+def _fasttext_records(handle, path: Path) -> list[dict]:
+    """fastText's lines as records: the ``__label__`` word a line starts with as ``label``, the rest
+    of it as ``text``; a line with several (a multi-label set, as fastText's cooking tutorial) is
+    refused: noisyctl classifies one label a sample."""
+    rows = []
+    for number, line in enumerate(handle, start=1):
+        words = line.split()
+        if not words:
+            continue
+        labels = []
+        while words and words[0].startswith(FASTTEXT_LABEL):
+            labels.append(words.pop(0)[len(FASTTEXT_LABEL):])
+        if not labels:
+            raise NoisyctlError(f"{path}, line {number}: no {FASTTEXT_LABEL} word first (a .txt file holds "
+                                f"fastText's lines, '{FASTTEXT_LABEL}NAME text')")
+        if len(labels) > 1:
+            raise NoisyctlError(f"{path}, line {number}: several labels ({', '.join(labels[:3])}); noisyctl reads "
+                                f"one class a sample")
+        rows.append({"label": labels[0], "text": " ".join(words)})
+    return rows
 
 
 def _arrow_table(path: Path, schema_only: bool = False):
@@ -270,6 +337,12 @@ TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "tweet", "do
                 "question", "utterance")
 
 
+def column_name(value) -> str | None:
+    """A column option as the records name it: -D label_column=5 (a position, read as a number) is
+    column "5"."""
+    return None if value is None else str(value)
+
+
 def find_column(columns: list, given: str | None, candidates: tuple[str, ...], what: str, path: Path,
                 hint: str) -> str:
     """The column ``given``, else the first of ``candidates`` that ``columns`` holds (case aside);
@@ -284,6 +357,75 @@ def find_column(columns: list, given: str | None, candidates: tuple[str, ...], w
         shown = ", ".join(map(str, columns[:12])) + (" ..." if len(columns) > 12 else "")
         raise NoisyctlError(f"{path} has no {what} column ({', '.join(candidates)}); it has {shown} ({hint})")
     return found
+
+
+def is_number(text: str) -> bool:
+    """Whether a cell reads as a finite number."""
+    try:
+        return math.isfinite(float(text))
+    except (TypeError, ValueError):
+        return False
+
+
+# A cell this long is a record's text, never a column's name.
+LONGEST_NAME = 60
+
+
+def header_is_record(rows: list[dict], files: list[Path], given: list[str], looked_for: tuple[str, ...]) -> bool:
+    """Whether CSV or TSV ``files`` have no header row, as the text classification sets of Zhang et
+    al. (2015) come (AG News: ``"3","Wall St. Bears Claw Back ...","Reuters - ..."``): the row read
+    as the header names none of the columns ``given`` by name or ``looked_for``, and holds a number
+    or a long text. (Given as numbers, columns are positions; pandas names unnamed columns 0..n-1.)"""
+    if not rows or not all(record_suffix(file) in CSV_SUFFIXES for file in files):
+        return False
+    names = [str(name) for name in rows[0]]
+    lowered = {name.lower() for name in names}
+    if any(name in names for name in given if not name.isdigit()) or lowered & set(looked_for):
+        return False
+    if names in ([str(k) for k in range(len(names))], [str(k) for k in range(1, len(names) + 1)]):
+        return False
+    return any(is_number(name) or len(name) > LONGEST_NAME for name in names)
+
+
+def read_headerless(files: list[Path], dataset: str, notes: list[str]) -> list[dict]:
+    """The records of CSV or TSV ``files`` without a header row, columns named by position from "1";
+    ``notes`` says so."""
+    rows = read_record_files(files, dataset, header=False)
+    notes.append(f"{records_source(files).name} has no header row: its columns are named by position, 1 to "
+                 f"{len(rows[0])}")
+    return rows
+
+
+CLASS_LIST = "classes.txt"
+
+
+def listed_class_names(folder: Path, labels: list[str]) -> dict[str, str] | None:
+    """What the integer ``labels`` are named by a ``classes.txt`` in ``folder``, a class a line (AG
+    News, DBpedia and Yahoo Answers ship one): label 1 is its first line, or label 0 where one is 0;
+    None without such a file, or where a label has no line."""
+    listed = folder / CLASS_LIST
+    if not listed.is_file() or not labels or not all(label.isdigit() for label in labels):
+        return None
+    try:
+        names = [line.strip() for line in listed.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    first = 0 if any(int(label) == 0 for label in labels) else 1
+    if len(set(names)) != len(names) or any(int(label) - first >= len(names) for label in labels):
+        return None
+    return {str(first + k): name for k, name in enumerate(names)}
+
+
+def named_by_class_list(folder: Path, labels: list[str], test_labels: list[str] | None,
+                        notes: list[str]) -> tuple[list[str], list[str] | None, list[str] | None]:
+    """Training and test labels named by ``folder``'s ``classes.txt`` (``listed_class_names``), with
+    the class names in its order; else as they are, and None."""
+    listed = listed_class_names(folder, labels)
+    if listed is None:
+        return labels, test_labels, None
+    notes.append(f"class names from {folder / CLASS_LIST}")
+    named_test = None if test_labels is None else [listed.get(label, label) for label in test_labels]
+    return [listed[label] for label in labels], named_test, list(listed.values())
 
 
 def column_values(rows: list[dict], name: str, path: Path, hint: str) -> list:
@@ -383,7 +525,7 @@ def record_files(root: Path, dataset: str, test: str | None) -> tuple[list[Path]
     tested = [] if test is None else [require_root(find_test_file(root, test), dataset, "the test file")]
     if not root.is_dir():
         return [root], tested
-    files = sorted(file for file in root.rglob("*") if file.is_file() and file.suffix.lower() in RECORD_SUFFIXES
+    files = sorted(file for file in root.rglob("*") if file.is_file() and record_suffix(file) in RECORD_SUFFIXES
                    and file.name.lower() not in DATASETS_METADATA
                    and not any(part.startswith(".") for part in file.relative_to(root).parts))
 
@@ -414,14 +556,14 @@ def _split_name(file_name: str) -> str:
 
 
 def labeled_test_records(files: list[Path], dataset: str, label_column: str, given: bool,
-                         notes: list[str]) -> list[dict] | None:
-    """The records of the test ``files`` (``read_record_files``); None where there are none, or
-    where those found in a dataset's folder have no labels (a competition's test.csv, whose labels
-    are withheld; ``notes`` says so): they cannot be a test subset. A test file the user named
-    (``given``) must have them."""
+                         notes: list[str], header: bool = True) -> list[dict] | None:
+    """The records of the test ``files`` (``read_record_files``, with or without a ``header`` row as
+    the training files); None where there are none, or where those found in a dataset's folder have
+    no labels (a competition's test.csv, whose labels are withheld; ``notes`` says so): they cannot
+    be a test subset. A test file the user named (``given``) must have them."""
     if not files:
         return None
-    rows = read_record_files(files, dataset)
+    rows = read_record_files(files, dataset, header)
     if given or label_column in rows[0]:
         return rows
     notes.append(f"{records_source(files).name} has no '{label_column}' column (labels withheld, as in a "
@@ -435,9 +577,9 @@ def records_source(files: list[Path]) -> Path:
     return files[0] if len(files) == 1 else files[0].parent
 
 
-def read_record_files(files: list[Path], dataset: str) -> list[dict]:
+def read_record_files(files: list[Path], dataset: str, header: bool = True) -> list[dict]:
     """The records of every file (``read_records``), in order; none at all is refused."""
-    rows = [row for file in files for row in read_records(file, dataset)]
+    rows = [row for file in files for row in read_records(file, dataset, header)]
     if not rows:
         raise NoisyctlError(f"{records_source(files)} holds no records")
     return rows

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from .common import (LABEL_COLUMNS, RECORD_FILES, ArraySampleSet, class_indices, class_names_of, column_values,
-                     feature_stats, find_column, fraction_option, hub_class_names, label_strings, labeled_test_records,
-                     positive_int, read_record_files, record_files, records_source, require_root, split_off,
-                     standardize_features, unique_ids)
+from .common import (CSV_SUFFIXES, LABEL_COLUMNS, RECORD_FILES, ArraySampleSet, class_indices, class_names_of,
+                     column_name, column_values, feature_stats, find_column, fraction_option, header_is_record,
+                     hub_class_names, label_strings, labeled_test_records, named_by_class_list, positive_int,
+                     read_headerless, read_record_files, record_files, record_suffix, records_source, require_root,
+                     split_off, standardize_features, unique_ids)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
@@ -318,8 +319,9 @@ def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str
     return label_column, id_column, index, features, shown
 
 
-def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Path, prefix: str = "") -> list[str]:
-    first_row = 2 if path.suffix.lower() in (".csv", ".tsv") else 1  # a CSV's header is row 1
+def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Path, header: bool,
+         prefix: str = "") -> list[str]:
+    first_row = 2 if header and record_suffix(path) in CSV_SUFFIXES else 1  # a CSV's header is row 1
     return unique_ids([_cell(v) for v in column_values(rows, id_column, path, COLUMN_OPTIONS)] if id_column
                       else [prefix + sample_id for sample_id in _row_ids(rows, features, first_row)], id_column, path)
 
@@ -343,20 +345,29 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     fraction = fraction_option(test_fraction, "table")
     max_categories = positive_int(max_categories, "max_categories", "table")
     drop_names = [name.strip() for name in str(drop or "").split(",") if name.strip()]
+    label_column, id_column = column_name(label_column), column_name(id_column)
     train_files, test_files = record_files(path, "table", test)
-    rows, path = read_record_files(train_files, "table"), records_source(train_files)
+    rows, path, notes = read_record_files(train_files, "table"), records_source(train_files), []
+    header = not header_is_record(rows, train_files, [name for name in (label_column, id_column, *drop_names) if name],
+                                  LABEL_COLUMNS)
+    if not header:
+        if label_column is None:  # UCI's files put it first (wine.data) or last (iris.data)
+            first = ", ".join(str(cell) for cell in rows[0])
+            raise NoisyctlError(f"{path} has no header row (its first record: {first[:80]}): name the label column "
+                                f"by its position, -D label_column=N (columns count from 1)")
+        rows = read_headerless(train_files, "table", notes)
     given_label, given_id = label_column, id_column
     label_column, id_column, index, features, shown = _read(rows, path, label_column, id_column, drop_names)
-    notes = [] if given_label is not None or label_column == "label" else [
-        f"labels from column '{label_column}' (-D label_column=NAME for another)"]
+    if given_label is None and label_column != "label":
+        notes.append(f"labels from column '{label_column}' (-D label_column=NAME for another)")
     if given_id is None and id_column not in (None, "id"):
         notes.append(f"ids from column '{id_column}', unique in every record: not a feature")
     if not features:
         raise NoisyctlError(f"{path}: no feature columns left besides the label '{label_column}'")
     labels, hub_names = hub_class_names(train_files[0], label_column, _label_cells(rows, label_column, path))
-    ids = _ids(rows, id_column, features, train_files[0])
+    ids = _ids(rows, id_column, features, train_files[0], header)
     test_labels = test_ids = None
-    test_rows = labeled_test_records(test_files, "table", label_column, test is not None, notes)
+    test_rows = labeled_test_records(test_files, "table", label_column, test is not None, notes, header)
     if test_rows is None:
         test_files = []
     else:
@@ -365,7 +376,9 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
         if lacking is not None:
             raise NoisyctlError(f"table: the test file {test_path} has no column '{lacking}'")
         test_labels, _ = hub_class_names(test_files[0], label_column, _label_cells(test_rows, label_column, test_path))
-        test_ids = _ids(test_rows, id_column, features, test_files[0], prefix="test-")  # its rows count from 2 too
+        test_ids = _ids(test_rows, id_column, features, test_files[0], header, prefix="test-")
+    if hub_names is None:
+        labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels, test_labels, notes)
     names = hub_names or class_names_of(labels)
     classes, test_classes = class_indices(names, labels, test_labels, path, "table")
     if fraction and not test_files:

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, SampleSet, encode_text
-from .common import (LABEL_COLUMNS, RECORD_FILES, TEXT_COLUMNS, class_indices, class_names_of, column_values,
-                     find_column, fraction_option, generated_total, hub_class_names, label_strings,
-                     labeled_test_records, positive_int, read_record_files, record_files, records_source,
-                     require_root, split_off, unique_ids)
+from .common import (LABEL_COLUMNS, RECORD_FILES, TEXT_COLUMNS, class_indices, class_names_of, column_name,
+                     column_values, find_column, fraction_option, generated_total, header_is_record, hub_class_names,
+                     is_number, label_strings, labeled_test_records, named_by_class_list, positive_int,
+                     read_headerless, read_record_files, record_files, records_source, require_root, split_off,
+                     unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -82,9 +83,16 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
                                       f"train* and test* files)")
     max_bytes = positive_int(max_bytes, "max_bytes", "text")
     fraction = fraction_option(test_fraction, "text")
+    text_column, label_column, id_column = map(column_name, (text_column, label_column, id_column))
     train_files, test_files = record_files(path, "text", test)
-    rows, source = read_record_files(train_files, "text"), records_source(train_files)
-    columns, notes = list(rows[0]), []
+    rows, source, notes = read_record_files(train_files, "text"), records_source(train_files), []
+    named = [name.strip() for name in (text_column or "").split(",")] + [label_column or "", id_column or ""]
+    header = not header_is_record(rows, train_files, [name for name in named if name],
+                                  TEXT_COLUMNS + LABEL_COLUMNS)
+    if not header:
+        rows = read_headerless(train_files, "text", notes)
+        text_column, label_column = _positional_columns(rows, text_column, label_column, id_column, notes)
+    columns = list(rows[0])
     found = (find_column(columns, text_column, TEXT_COLUMNS, "text", source, COLUMN_OPTIONS),
              find_column(columns, label_column, LABEL_COLUMNS, "label", source, COLUMN_OPTIONS))
     if (text_column, label_column) != found and found != ("text", "label"):
@@ -92,13 +100,15 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
                      f"-D label_column=NAME for others)")
     text_column, label_column = found
     ids, texts, labels, hub_names = _read_texts(rows, train_files, text_column, label_column, id_column)
-    names = hub_names or class_names_of(labels)
     test_ids = test_texts = test_labels = None
-    test_rows = labeled_test_records(test_files, "text", label_column, test is not None, notes)
+    test_rows = labeled_test_records(test_files, "text", label_column, test is not None, notes, header)
     if test_rows is None:
         test_files = []
     else:
         test_ids, test_texts, test_labels, _ = _read_texts(test_rows, test_files, text_column, label_column, id_column)
+    if hub_names is None:
+        labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels, test_labels, notes)
+    names = hub_names or class_names_of(labels)
     index, test_index = class_indices(names, labels, test_labels, path, "text")
     test_set = None if test_index is None else TextSampleSet(test_ids, test_index, test_texts, max_bytes)
     order = np.arange(len(ids))
@@ -109,6 +119,24 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     return DatasetData(train=train, test=test_set, class_names=names, input_shape=(max_bytes,),
                        default_augment="none", input_kind="text",
                        notes=notes + _text_notes(texts, text_column, max_bytes))
+
+
+def _positional_columns(rows: list[dict], text_column: str | None, label_column: str | None,
+                        id_column: str | None, notes: list[str]) -> tuple[str | None, str]:
+    """The columns of records without a header row (named by position), where none are given: the
+    label first, as AG News, DBpedia, Yelp and Amazon reviews put it, and the text every other
+    column that is not all numbers (a title and a description, a line each)."""
+    label_column = label_column or "1"
+    if text_column is None:
+        looked_at = rows[:1000]
+        texts = [name for name in rows[0] if name not in (label_column, id_column)
+                 and not all(is_number(str(row.get(name))) for row in looked_at)]
+        text_column = ",".join(texts) or None
+        if texts:
+            notes.append(f"labels from column {label_column}, texts from column{'s' if len(texts) > 1 else ''} "
+                         f"{' and '.join(texts)}{', a line each' if len(texts) > 1 else ''} "
+                         f"(-D label_column=N -D text_column=N,M for others)")
+    return text_column, label_column
 
 
 def _text_notes(texts: list[str], text_column: str, max_bytes: int) -> list[str]:
