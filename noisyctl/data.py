@@ -44,9 +44,10 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
     path = Path(name).expanduser()
     if root is None and name not in plugins.registry().names("dataset") and path.exists():
         suffix = Path(path.stem).suffix if path.suffix.lower() in COMPRESSED else path.suffix
-        kind = _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(suffix.lower(), "NAME")
+        found = _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(suffix.lower(), "NAME")
+        kind = "text" if found == "text files" else found
         labels = f"--labels {name} if it came from synth, or " if kind == "hdf5" else ""
-        table = " (--dataset table for feature columns)" if kind == "text" else ""  # records hold either
+        table = " (--dataset table for feature columns)" if found == "text" else ""  # records hold either
         raise NoisyctlError(f"'{name}' is a {'folder' if path.is_dir() else 'file'}, not a dataset's name: give "
                             f"{labels}what it holds and where, --dataset {kind} --data-root {name}{table} (noisyctl "
                             f"plugins lists the datasets)")
@@ -57,17 +58,20 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
 
 
 def _folder_kind(folder: Path, looked_at: int = 200) -> str:
-    """What a folder most likely holds, by the first files found in it: records (a dataset cloned
-    from the Hugging Face Hub, or saved by its datasets library) where they are all it has, else
-    images in class folders."""
+    """What a folder most likely holds, by the first files found in it: images in class folders
+    (``imagefolder``) where there are images; else records (``text``: a dataset cloned from the
+    Hugging Face Hub, or saved by its datasets library) where there are files of them; else ``text
+    files``, a file a text (.txt or no suffix: the IMDb reviews, 20 Newsgroups)."""
     import itertools
     import mimetypes
 
-    names = [file.name for file in itertools.islice(folder.rglob("*.*"), looked_at)]
-    records = any(KIND_BY_SUFFIX.get(Path(name).suffix.lower()) == "text" and not name.endswith(".json")
-                  for name in names)
-    images = any((mimetypes.guess_type(name)[0] or "").startswith("image/") for name in names)
-    return "text" if records and not images else "imagefolder"
+    suffixes = {file.suffix.lower() for file in itertools.islice(folder.rglob("*"), looked_at * 5)
+                if file.is_file()}
+    if any((mimetypes.guess_type("file" + suffix)[0] or "").startswith("image/") for suffix in suffixes):
+        return "imagefolder"
+    if any(KIND_BY_SUFFIX.get(suffix) == "text" for suffix in suffixes - {".txt", ".json"}):
+        return "text"
+    return "text files" if suffixes & {"", ".txt"} else "imagefolder"
 
 
 def recorded_root(root: str | Path | None) -> str | None:

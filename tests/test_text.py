@@ -247,6 +247,60 @@ def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path)
         load_dataset({"name": "text", "root": str(tmp_path / "broken.csv.gz"), "options": {}})
 
 
+def write_imdb(root, per_class=3):
+    """The IMDb reviews as aclImdb ships them: train/ and test/ with a folder per class of one .txt a
+    review (HTML line breaks left in), train/unsup of reviews without a label, and files beside the
+    class folders that are not reviews (URL lists, bag-of-words features, the vocabulary)."""
+    for split in ("train", "test"):
+        for label, words in (("pos", "a wonderful film, I loved it"), ("neg", "a dull film, a waste of time")):
+            (root / split / label).mkdir(parents=True)
+            for k in range(per_class):
+                (root / split / label / f"{k}_{7 if label == 'pos' else 2}.txt").write_text(
+                    f"Review {k}: {words}.<br /><br />Seen in {split}.", encoding="utf-8")
+        (root / split / "urls_pos.txt").write_text("http://www.imdb.com/title/tt0453418/usercomments\n")
+        (root / split / "labeledBow.feat").write_text("9 0:9 1:1\n")
+    (root / "train" / "unsup").mkdir()
+    (root / "train" / "unsup" / "0_0.txt").write_text("a review nobody labeled")
+    (root / "imdb.vocab").write_text("the\nand\n")
+    (root / "README").write_text("Large Movie Review Dataset v1.0\n")
+
+
+def test_folders_of_text_files_load_as_the_imdb_reviews_and_20_newsgroups_ship(cli, tmp_path):
+    """A folder per class of a file a text, as scikit-learn's load_files reads: aclImdb (train/ and
+    test/, .txt files, an unlabeled folder), 20 Newsgroups (20news-bydate-train/-test, files without
+    a suffix, posts in Latin-1) and BBC News (no split: test_fraction holds one out)."""
+    write_imdb(tmp_path / "aclImdb")
+    imdb = load_dataset({"name": "text", "root": str(tmp_path / "aclImdb"), "options": {}})
+    assert imdb.class_names == ["neg", "pos"] and len(imdb.train) == 6 and len(imdb.test) == 6
+    assert imdb.train.ids[0] == "train/neg/0_2.txt" and imdb.test.ids[-1] == "test/pos/2_7.txt"
+    assert imdb.train.text(3) == "Review 0: a wonderful film, I loved it.<br /><br />Seen in train."
+    assert "train/unsup: 1 texts without a label, left out" in imdb.notes
+    news = tmp_path / "20news"
+    for split, count in (("20news-bydate-train", 4), ("20news-bydate-test", 2)):
+        for group in ("rec.autos", "sci.space"):
+            (news / split / group).mkdir(parents=True)
+            for k in range(count):
+                (news / split / group / str(60000 + k)).write_bytes(
+                    f"From: user{k}@example.edu\nSubject: {group}\n\nCafé talk {k}\n".encode("latin-1"))
+    posts = load_dataset({"name": "text", "root": str(news), "options": {}})
+    assert posts.class_names == ["rec.autos", "sci.space"] and (len(posts.train), len(posts.test)) == (8, 4)
+    assert posts.train.text(0) == "From: user0@example.edu\nSubject: rec.autos\n\nCafé talk 0"
+    assert "8 files in 20news-bydate-train are not UTF-8: read as Latin-1" in posts.notes
+    bbc = tmp_path / "bbc"
+    for group in ("business", "sport", "tech"):
+        (bbc / group).mkdir(parents=True)
+        for k in range(10):
+            (bbc / group / f"{k:03d}.txt").write_text(f"{group} story {k}", encoding="utf-8")
+    (bbc / "README.TXT").write_text("BBC datasets")
+    stories = load_dataset({"name": "text", "root": str(bbc), "options": {"test_fraction": 0.2}})
+    assert stories.class_names == ["business", "sport", "tech"] and (len(stories.train), len(stories.test)) == (24, 6)
+    with pytest.raises(NoisyctlError, match="holds a folder of text files per class, which has no columns "
+                                            r"\(text_column=body\)"):
+        load_dataset({"name": "text", "root": str(bbc), "options": {"text_column": "body"}})
+    # named where a dataset's name belongs, the folder is recognised as text
+    assert "--dataset text --data-root" in cli.error("train", "-d", news, "-o", tmp_path / "run.h5")
+
+
 def test_labels_saved_as_whole_floats_or_zero_padded_are_the_same_classes(tmp_path):
     """pandas writes integer labels as 1.0 beside a missing value; spreadsheets keep "01": both
     are class 1, as in the file's other rows."""

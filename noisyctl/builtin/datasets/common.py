@@ -510,7 +510,7 @@ def find_test_file(path: Path, test: str) -> Path:
 # A folder of records is read as the Hugging Face Hub lays a dataset out (data/train-00000-of-00002.parquet,
 # data/test-00000-of-00001.parquet; or train/0000.parquet), and as datasets' save_to_disk does
 # (train/data-00000-of-00001.arrow beside train/state.json): a file belongs to the split its name
-# starts or ends with (``_split_name``), or its folder's name starts with; the library's own JSON
+# starts or ends with (``split_name``), or its folder's name starts with; the library's own JSON
 # beside the data is not records.
 TRAIN_SPLITS = ("train", "training")
 TEST_SPLITS = (("test", "testing"), ("validation", "valid", "val", "dev"))
@@ -530,7 +530,7 @@ def record_files(root: Path, dataset: str, test: str | None) -> tuple[list[Path]
                    and not any(part.startswith(".") for part in file.relative_to(root).parts))
 
     def split(names: tuple[str, ...]) -> list[Path]:
-        return [file for file in files if _split_name(file.name) in names or file.parent.name.lower() in names]
+        return [file for file in files if split_name(file.name) in names or file.parent.name.lower() in names]
 
     train = split(TRAIN_SPLITS)
     if not train and (root / "state.json").is_file():  # one Dataset (no splits) saved with save_to_disk
@@ -546,7 +546,7 @@ SHARD = re.compile(r"\d+|of")
 SPLIT_NAMES = TRAIN_SPLITS + sum(TEST_SPLITS, ())
 
 
-def _split_name(file_name: str) -> str:
+def split_name(file_name: str) -> str:
     """The split a file's name starts or ends with, shard numbers aside: train-00000-of-00002.parquet,
     news_test.csv (a dataset's name, then the split), imdb-train.arrow (datasets' cache) -> train, test,
     train; sample_submission.csv is neither."""

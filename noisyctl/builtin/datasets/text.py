@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import DatasetData, SampleSet, encode_text
-from .common import (LABEL_COLUMNS, RECORD_FILES, TEXT_COLUMNS, class_indices, class_names_of, column_name,
-                     column_values, find_column, fraction_option, generated_total, header_is_record, hub_class_names,
-                     is_number, label_strings, labeled_test_records, named_by_class_list, positive_int,
-                     read_headerless, read_record_files, record_files, records_source, require_root, split_off,
-                     unique_ids)
+from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
+from .common import (LABEL_COLUMNS, RECORD_FILES, TEST_SPLITS, TEXT_COLUMNS, TRAIN_SPLITS, class_indices,
+                     class_names_of, column_name, column_values, find_column, find_test_file, fraction_option,
+                     generated_total, header_is_record, hub_class_names, is_number, label_strings,
+                     labeled_test_records, named_by_class_list, positive_int, read_headerless, read_record_files,
+                     record_files, records_source, require_root, split_name, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -69,7 +69,7 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
               id_column: str | None = None, test: str | None = None, test_fraction: float | str = 0.0,
               max_bytes: int | str = 512, seed: int | str = 0) -> DatasetData:
     """Text classification from a CSV, TSV, JSONL, JSON, Parquet or Arrow file (--data-root): a text
-    and a label column.
+    and a label column; or from a folder with a subfolder of text files per class.
 
     The columns are ``text_column`` and ``label_column``, else the first of ``TEXT_COLUMNS`` (text,
     sentence, review, content, ...) and of ``LABEL_COLUMNS`` (label, labels, target, class, category,
@@ -78,14 +78,46 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     seeded ``test_fraction`` of the rows. A folder (a dataset cloned from the Hugging Face Hub, or
     saved with ``datasets``' save_to_disk) is read as its train* files, with its test* (else
     validation*) files as the test subset; integer labels of files the ``datasets`` library wrote
-    take the class names their metadata gives them."""
+    take the class names their metadata gives them. A folder of class folders of text files (the
+    IMDb reviews, 20 Newsgroups) is read as scikit-learn's ``load_files`` reads one, with its
+    train* and test* folders as the subsets where it has them."""
     path = require_root(root, "text", f"a {RECORD_FILES} file with a text and a label column (or a folder of "
-                                      f"train* and test* files)")
+                                      f"train* and test* files, or of a folder of text files per class)")
     max_bytes = positive_int(max_bytes, "max_bytes", "text")
     fraction = fraction_option(test_fraction, "text")
     text_column, label_column, id_column = map(column_name, (text_column, label_column, id_column))
+    notes: list[str] = []
+    folders = _text_folders(path) if path.is_dir() else None
+    if folders is not None:
+        given = next((f"{name}={value}" for name, value in (("text_column", text_column), ("label_column", label_column),
+                                                           ("id_column", id_column)) if value is not None), None)
+        if given is not None:
+            raise NoisyctlError(f"text: {path} holds a folder of text files per class, which has no columns ({given})")
+        train, tested, names = _folder_texts(path, *folders, test, notes)
+    else:
+        train, tested, names = _record_texts(path, text_column, label_column, id_column, test, notes)
+    ids, texts, labels = train
+    index, test_index = class_indices(names, labels, None if tested is None else tested[2], path, "text")
+    test_set = None if test_index is None else TextSampleSet(tested[0], test_index, tested[1], max_bytes)
+    order = np.arange(len(ids))
+    if fraction and tested is None:
+        order, held = split_off(len(ids), fraction, seed)
+        test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
+    train_set = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
+    return DatasetData(train=train_set, test=test_set, class_names=names, input_shape=(max_bytes,),
+                       default_augment="none", input_kind="text",
+                       notes=notes + _text_notes(texts, text_column or "text", max_bytes))
+
+
+Texts = tuple[list[str], list[str], list[str]]  # ids, texts and labels (as the data names them)
+
+
+def _record_texts(path: Path, text_column: str | None, label_column: str | None, id_column: str | None,
+                  test: str | None, notes: list[str]) -> tuple[Texts, Texts | None, list[str]]:
+    """The training and test texts of a file of records, or a folder of such files, and the class
+    names."""
     train_files, test_files = record_files(path, "text", test)
-    rows, source, notes = read_record_files(train_files, "text"), records_source(train_files), []
+    rows, source = read_record_files(train_files, "text"), records_source(train_files)
     named = [name.strip() for name in (text_column or "").split(",")] + [label_column or "", id_column or ""]
     header = not header_is_record(rows, train_files, [name for name in named if name],
                                   TEXT_COLUMNS + LABEL_COLUMNS)
@@ -100,25 +132,89 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
                      f"-D label_column=NAME for others)")
     text_column, label_column = found
     ids, texts, labels, hub_names = _read_texts(rows, train_files, text_column, label_column, id_column)
-    test_ids = test_texts = test_labels = None
+    tested = None
     test_rows = labeled_test_records(test_files, "text", label_column, test is not None, notes, header)
-    if test_rows is None:
-        test_files = []
-    else:
-        test_ids, test_texts, test_labels, _ = _read_texts(test_rows, test_files, text_column, label_column, id_column)
+    if test_rows is not None:
+        tested = _read_texts(test_rows, test_files, text_column, label_column, id_column)[:3]
     if hub_names is None:
-        labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels, test_labels, notes)
-    names = hub_names or class_names_of(labels)
-    index, test_index = class_indices(names, labels, test_labels, path, "text")
-    test_set = None if test_index is None else TextSampleSet(test_ids, test_index, test_texts, max_bytes)
-    order = np.arange(len(ids))
-    if fraction and not test_files:
-        order, held = split_off(len(ids), fraction, seed)
-        test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
-    train = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
-    return DatasetData(train=train, test=test_set, class_names=names, input_shape=(max_bytes,),
-                       default_augment="none", input_kind="text",
-                       notes=notes + _text_notes(texts, text_column, max_bytes))
+        labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels,
+                                                             None if tested is None else tested[2], notes)
+        tested = None if tested is None else (tested[0], tested[1], test_labels)
+    return (ids, texts, labels), tested, hub_names or class_names_of(labels)
+
+
+# A folder of texts as scikit-learn's load_files reads one, a file a text in a folder per class:
+# the IMDb reviews (aclImdb/train/pos/0_9.txt), 20 Newsgroups (20news-bydate-train/sci.space/60822,
+# files without a suffix), BBC News (bbc/sport/001.txt). aclImdb/train/unsup holds reviews without
+# a label: no class.
+TEXT_FILE_SUFFIXES = ("", ".txt")
+UNLABELED_FOLDERS = ("unsup", "unlabeled", "unlabelled")
+
+
+def _class_folders(folder: Path) -> dict[str, list[Path]]:
+    """The subfolders of ``folder`` that hold text files (``TEXT_FILE_SUFFIXES``, at any depth),
+    each with its files, in name order."""
+    found = {}
+    for sub in sorted(item for item in folder.iterdir() if item.is_dir() and not item.name.startswith(".")):
+        files = sorted(file for file in sub.rglob("*") if file.suffix.lower() in TEXT_FILE_SUFFIXES
+                       and not any(part.startswith(".") for part in file.relative_to(sub).parts) and file.is_file())
+        if files:
+            found[sub.name] = files
+    return found
+
+
+def _text_folders(root: Path) -> tuple[Path, Path | None] | None:
+    """Where a folder of class folders keeps its training and test classes: its train* and test*
+    (else validation*) subfolders, or itself; None where it holds fewer than two class folders."""
+    children = sorted(item for item in root.iterdir() if item.is_dir() and not item.name.startswith("."))
+    train = next((item for item in children if split_name(item.name) in TRAIN_SPLITS), None)
+    test = next((item for names in TEST_SPLITS for item in children if split_name(item.name) in names), None)
+    classes = [name for name in _class_folders(train or root) if name.lower() not in UNLABELED_FOLDERS]
+    return (train or root, test if train else None) if len(classes) >= 2 else None
+
+
+def _folder_texts(root: Path, train_folder: Path, test_folder: Path | None, test: str | None,
+                  notes: list[str]) -> tuple[Texts, Texts | None, list[str]]:
+    """The texts of a folder of class folders, ids their paths under ``root``; the test folder is
+    ``test`` where given."""
+    if test is not None:
+        test_folder = require_root(find_test_file(root, test), "text", "the test folder of class folders")
+    train = _read_class_folders(root, train_folder, notes)
+    names = sorted(set(train[2]))
+    tested = None if test_folder is None else _read_class_folders(root, test_folder, notes)
+    unknown = next((label for label in tested[2] if label not in names), None) if tested else None
+    if unknown is not None:
+        raise NoisyctlError(f"text: {test_folder / unknown} is a class the training folder {train_folder} lacks")
+    return train, tested, names
+
+
+def _read_class_folders(root: Path, folder: Path, notes: list[str]) -> Texts:
+    """Every text file of ``folder``'s class folders: UTF-8, else Latin-1 (20 Newsgroups' posts are)."""
+    classes = _class_folders(folder)
+    skipped = [name for name in classes if name.lower() in UNLABELED_FOLDERS]
+    if skipped:
+        notes.append(f"{folder.name}/{skipped[0]}: {len(classes[skipped[0]]):,} texts without a label, left out")
+    ids, texts, labels, latin = [], [], [], 0
+    inside = root.resolve()
+    for name, files in classes.items():
+        if name in skipped:
+            continue
+        for file in files:
+            if not file.resolve().is_relative_to(inside):  # never read (and show) a file outside the dataset
+                raise NoisyctlError(f"text: {file} links to {file.resolve()}, outside the dataset root {root}")
+            data = file.read_bytes()
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text, latin = data.decode("latin-1"), latin + 1
+            ids.append(file.relative_to(root).as_posix())
+            texts.append(text.strip())
+            labels.append(name)
+    if not ids:
+        raise NoisyctlError(f"text: {folder} has no class folders of text files")
+    if latin:
+        notes.append(f"{latin:,} files in {folder.name} are not UTF-8: read as Latin-1")
+    return ids, texts, labels
 
 
 def _positional_columns(rows: list[dict], text_column: str | None, label_column: str | None,
