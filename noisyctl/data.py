@@ -92,13 +92,18 @@ def recorded_dataset(spec: dict[str, Any], data: DatasetData) -> dict[str, Any]:
     return {**spec, "kind": data.kind, "texts": texts}
 
 
-def load_labels_dataset(labels: Labels, source: str, data_root: str | Path | None = None) -> tuple[Labels, DatasetData]:
+def load_labels_dataset(labels: Labels, source: str, data_root: str | Path | None = None,
+                        options: dict[str, Any] | None = None) -> tuple[Labels, DatasetData]:
     """The dataset a labels or run file names, checked to hold the same samples and classes.
 
-    ``data_root`` says where the data lives now, when it moved since the file was written (the
-    labels come back recording it)."""
+    ``data_root`` says where the data lives now, when it moved since the file was written; ``options``
+    change how it is read (a text's ``max_bytes``, an image's ``size``), over those the file records:
+    the labels come back recording both. Options that change the samples (``test_fraction``) are
+    refused by the check."""
     if data_root is not None:
         labels = replace(labels, dataset={**labels.dataset, "root": recorded_root(data_root)})
+    if options:
+        labels = replace(labels, dataset={**labels.dataset, "options": {**labels.dataset.get("options", {}), **options}})
     try:
         data = load_dataset(labels.dataset)
     except NoisyctlError as exc:

@@ -57,8 +57,18 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     with open(tmp_path / "long.csv", "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows([("review", "stars"), ("word " * 40_000, "pos"), ("short", "neg")])
     long = load_dataset({"name": "text", "root": str(tmp_path / "long.csv"), "options": options})
-    assert len(long.train.text(0)) == 200_000 and long.notes == [
-        "1 of 2 texts is longer than 512 bytes; models read the first 512 (-D max_bytes=N reads more)"]
+    assert len(long.train.text(0)) == 200_000 and long.input_shape == (4096,) and long.notes == [
+        "1 of 2 texts is longer than 4,096 bytes; models read the first 4,096 (-D max_bytes=N reads more)"]
+    # by default a model reads 95% of the texts whole, from 512 bytes; -D max_bytes says otherwise
+    lengths = [300] * 18 + [1500, 3000]  # the 19th longest of 20 is 1,500 bytes
+    with open(tmp_path / "reviews.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label")] + [("x" * n, "ab"[k % 2]) for k, n in enumerate(lengths)])
+    reviews = load_dataset({"name": "text", "root": str(tmp_path / "reviews.csv"), "options": {}})
+    assert reviews.input_shape == (2048,) and reviews.notes == [
+        "1 of 20 texts is longer than 2,048 bytes; models read the first 2,048 (-D max_bytes=N reads more)"]
+    assert reviews.train.load(19).count_nonzero() == 2048
+    assert load_dataset({"name": "text", "root": str(tmp_path / "reviews.csv"),
+                         "options": {"max_bytes": 512}}).input_shape == (512,)
     # ids come from the texts: reordering the file keeps every sample's id
     (tmp_path / "reversed.jsonl").write_text("\n".join(json.dumps(r) for r in records[::-1]), encoding="utf-8")
     reversed_ = load_dataset({"name": "text", "root": str(tmp_path / "reversed.jsonl"), "options": options})
@@ -138,6 +148,12 @@ def test_a_text_file_named_relative_to_one_folder_trains_from_any_and_its_suspec
     assert "1 of 61 records has an empty 'text'" in " ".join(trained.stdout.split())
     with RunFile(tmp_path / "run.h5") as run:
         assert len(run.epochs()["test_accuracy"]) == 2  # the test file, found beside the training file
+    # -D over a labels file's options: read differently, or refused where the samples would change
+    cli("train", "--labels", "project/labels.h5", "-D", "max_bytes=64", "-e", "1", "--folds", "0", "-o", "short.h5")
+    with RunFile(tmp_path / "short.h5") as run:
+        assert run.labels.dataset["options"] == {"test": "test.csv", "max_bytes": 64}
+    assert "does not match" in cli.error("train", "--labels", "project/labels.h5", "-D", "text_column=label",
+                                         "-o", "other.h5")
     detect = cli.json("detect", "run.h5", "--top", "5")
     data = load_dataset({"name": "text", "root": str(project / "tickets.csv"), "options": {}})
     text_of = dict(zip(data.train.ids, data.train.texts))

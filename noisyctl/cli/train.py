@@ -65,7 +65,8 @@ def train(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on a dataset's own labels instead."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (with --labels: "
                                              "where it lives now, if it moved since synth)."),
-    dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE."),
+    dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE (with "
+                                             "--labels: over the file's, where they keep its samples: max_bytes, size)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run file to write (.h5)."),
     model: str = typer.Option(DEFAULTS.model, "--model", "-m", help="Model plugin: auto (small-cnn for images, mlp for "
                                 "feature vectors, text-bag for text), lenet, resnet32, timm:<name>, hf:<folder>, ..."),
@@ -131,7 +132,8 @@ def train(
     if p["labels"] is not None and p["dataset"] is not None:
         raise NoisyctlError("give --labels or --dataset, not both (a labels file names its dataset)")
     if p["labels"] is not None:
-        sample_labels, data = load_labels_dataset(read_labels(p["labels"]), str(p["labels"]), p["data_root"])
+        sample_labels, data = load_labels_dataset(read_labels(p["labels"]), str(p["labels"]), p["data_root"],
+                                                  parse_options(p["dataset_option"], "dataset"))
     elif p["dataset"] is not None:
         spec = dataset_spec(p["dataset"], p["data_root"], parse_options(p["dataset_option"], "dataset"))
         data = load_dataset(spec)
