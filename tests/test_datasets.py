@@ -51,6 +51,52 @@ def test_imagefolder_with_train_and_val_subsets(folder_tree):
     assert image[0].mean() > 0.99 and image[2].mean() < 0.01  # red stays red
 
 
+def test_images_listed_with_their_classes_load_as_kaggle_and_the_hub_lay_them_out(tmp_path):
+    """Kaggle's cassava layout (train.csv: image_id,label beside train_images/, an unlabeled
+    test_images/ and a label map that is no list), its dog-breed layout (labels.csv: id,breed, ids
+    without the suffix) and the Hub's imagefolder (train/ and test/ with a metadata.csv each). Read
+    as class folders, the cassava folder was two classes: train_images and test_images."""
+    cassava = tmp_path / "cassava"
+    for i in range(8):
+        write_image(cassava / "train_images" / f"{1000 + i}.jpg", (60 * (i % 4), 0, 0))
+    write_image(cassava / "test_images" / "9000.jpg", (0, 0, 0))
+    rows = "".join(f"{1000 + i}.jpg,{i % 4}\n" for i in range(8))
+    (cassava / "train.csv").write_text("image_id,label\n" + rows)
+    (cassava / "sample_submission.csv").write_text("image_id,label\n9000.jpg,4\n")
+    (cassava / "label_num_to_disease_map.json").write_text('{"0": "CBB", "1": "CBSD"}')
+    data = load("imagefolder", cassava, size=8)
+    assert data.class_names == ["0", "1", "2", "3"] and data.train.ids[:2] == ["train_images/1000.jpg",
+                                                                                 "train_images/1001.jpg"]
+    assert data.train.labels.tolist() == [0, 1, 2, 3, 0, 1, 2, 3] and data.test is None
+    assert "images and labels from train.csv (columns 'image_id' and 'label')" in data.notes
+    dogs = tmp_path / "dogs"
+    for i, breed in enumerate(["pug", "beagle", "pug"]):
+        write_image(dogs / "train" / f"{i:032x}.jpg", (0, 80 * i, 0))
+    (dogs / "labels.csv").write_text("id,breed\n" + "".join(f"{i:032x},{b}\n" for i, b in
+                                                               enumerate(["pug", "beagle", "pug"])))
+    breeds = load("imagefolder", dogs, size=8)
+    assert breeds.class_names == ["beagle", "pug"] and breeds.train.ids[1] == f"train/{1:032x}.jpg"
+    assert breeds.train.labels.tolist() == [1, 0, 1]
+    hub = tmp_path / "hub"
+    for split, count in (("train", 4), ("test", 2)):
+        for i in range(count):
+            write_image(hub / split / "images" / f"{i}.png", (0, 0, 100 * (i % 2)))
+        (hub / split / "metadata.csv").write_text("file_name,label\n" + "".join(
+            f"images/{i}.png,{'cat' if i % 2 else 'dog'}\n" for i in range(count)))
+    pets = load("imagefolder", hub, size=8)
+    assert pets.class_names == ["cat", "dog"] and pets.train.ids[0] == "train/images/0.png"
+    assert pets.test.ids == ["test/images/0.png", "test/images/1.png"] and pets.test.labels.tolist() == [1, 0]
+    # a list given by name, a missing image, a name two images share
+    assert len(load("imagefolder", dogs, size=8, image_list="labels.csv", label_column="breed").train) == 3
+    (dogs / "labels.csv").write_text("id,breed\nlost,pug\n" + f"{0:032x},pug\n" * 2)
+    with pytest.raises(NoisyctlError, match="labels.csv names 1 images not under .* \\(first: 'lost'\\)"):
+        load("imagefolder", dogs, image_list="labels.csv")
+    write_image(cassava / "test_images" / "1000.jpg", (0, 0, 0))
+    with pytest.raises(NoisyctlError, match="record 1: '1000.jpg' may be any of test_images/1000.jpg, "
+                                            "train_images/1000.jpg; give paths from the dataset's folder"):
+        load("imagefolder", cassava, image_list="train.csv", image_column="image_id")
+
+
 def test_imagefolder_flat_layout_and_grayscale(tmp_path):
     for label in ("a", "b"):
         write_image(tmp_path / label / "x.png", 128, mode="L")

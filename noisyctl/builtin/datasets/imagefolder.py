@@ -1,13 +1,18 @@
-"""Images in one folder per class, optionally under train/ and val/ subsets (Imagenette, Datumaro exports)."""
+"""Images in one folder per class, optionally under train/ and val/ subsets (Imagenette, Datumaro
+exports); or images anywhere under a folder, with a list naming each one's class (Kaggle's
+train.csv beside train_images/, the Hugging Face imagefolder's metadata.csv)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from .common import IMAGENET_STATS, require_root
+from .common import (ARROW_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, TEST_SPLITS, TRAIN_SPLITS,
+                     class_indices, class_names_of, column_name, find_test_file, label_strings, read_records,
+                     record_suffix, require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -87,6 +92,141 @@ def _scan(folder: Path, root: Path, classes: list[str] | None):
     return ids, np.array(labels, dtype=np.int64), classes
 
 
+# An image list: a records file naming each image and its class, as Kaggle's competitions ship
+# them (train.csv: image_id,label beside train_images/; labels.csv: id,breed beside train/), and
+# the Hugging Face imagefolder's metadata.csv (file_name, then label) in the folder or its split
+# folders. A cell names an image by its path (from the list's folder or the root), its file name
+# or its name without the suffix.
+IMAGE_COLUMNS = ("file_name", "image", "image_id", "image_name", "filename", "file", "path", "id", "img", "name")
+LIST_SUFFIXES = CSV_SUFFIXES + (".jsonl", ".json") + ARROW_SUFFIXES
+CHECKED_CELLS = 20  # a column is the images' where most of its first cells name one
+
+
+class _ImageIndex:
+    """Every image under ``root`` (ids: paths relative to it), found by relative path, file name or
+    name without the suffix."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.by_key: dict[str, list[str]] = {}
+        inside = root.resolve()
+        for file in _image_files(root):
+            if not file.resolve().is_relative_to(inside):  # never read (and show) an image outside the dataset
+                continue
+            relative = file.relative_to(root).as_posix()
+            for key in dict.fromkeys((relative, file.name, file.stem)):
+                self.by_key.setdefault(key, []).append(relative)
+
+    def find(self, cell: str, folder: Path) -> list[str]:
+        """The images a list's cell may name (the list in ``folder``): one, none, or several alike."""
+        cell = cell.strip().replace("\\", "/")
+        if not cell:
+            return []
+        beside = (folder / cell).resolve()
+        if beside.is_relative_to(self.root.resolve()):
+            found = self.by_key.get(beside.relative_to(self.root.resolve()).as_posix())
+            if found:
+                return found
+        for key in (cell.lstrip("./"), Path(cell).name, Path(cell).stem):
+            if key in self.by_key:
+                return self.by_key[key]
+        return []
+
+
+def _list_columns(rows: list[dict], list_file: Path, index: _ImageIndex, image_column: str | None,
+                  label_column: str | None) -> tuple[str, str | None] | None:
+    """The image and label columns of a list (None: it names no images); the label column is the
+    given one, else the first of ``LABEL_COLUMNS``, else the only other column (labels.csv: id,breed)."""
+    columns = [str(name) for name in rows[0]]
+
+    def names_images(column: str) -> bool:
+        cells = [str(row.get(column) or "") for row in rows[:CHECKED_CELLS]]
+        return 2 * sum(len(index.find(cell, list_file.parent)) >= 1 for cell in cells) > len(cells)
+
+    if image_column is None:
+        lowered = {name.lower(): name for name in columns}
+        ordered = [lowered[name] for name in IMAGE_COLUMNS if name in lowered] + columns
+        image_column = next((name for name in dict.fromkeys(ordered) if names_images(name)), None)
+        if image_column is None:
+            return None
+    elif image_column not in columns:
+        raise NoisyctlError(f"imagefolder: {list_file} has no column '{image_column}'; it has {', '.join(columns)}")
+    if label_column is None:
+        lowered = {name.lower(): name for name in columns if name != image_column}
+        label_column = next((lowered[name] for name in LABEL_COLUMNS if name in lowered), None)
+        if label_column is None and len(lowered) == 1:
+            label_column = next(iter(lowered.values()))
+    elif label_column not in columns:
+        raise NoisyctlError(f"imagefolder: {list_file} has no column '{label_column}'; it has {', '.join(columns)}")
+    return image_column, label_column
+
+
+def _find_lists(root: Path, image_list: str | None, image_column: str | None, label_column: str | None,
+                notes: list[str]):
+    """The training and test image lists (file, rows, image column, label column) of ``root``: the
+    ``image_list`` given, else its records files (and split folders' metadata files) that name its
+    images and a label; None where it has none (a folder per class)."""
+    if image_list is not None:
+        candidates = [require_root(find_test_file(root, image_list), "imagefolder", "the image list")]
+    else:
+        candidates = sorted(file for file in root.iterdir() if file.is_file() and record_suffix(file) in LIST_SUFFIXES)
+        candidates += sorted(file for folder in root.iterdir() if folder.is_dir() and split_name(folder.name)
+                             in TRAIN_SPLITS + sum(TEST_SPLITS, ()) for file in folder.iterdir()
+                             if file.is_file() and file.stem == "metadata" and record_suffix(file) in LIST_SUFFIXES)
+        if not candidates:
+            return None
+    index = _ImageIndex(root)
+    lists = []
+    for file in candidates:
+        try:
+            rows = read_records(file, "imagefolder")
+        except NoisyctlError:
+            if image_list is not None:
+                raise
+            continue  # a file beside the images that holds no records (cassava's label map), or broken
+        columns = _list_columns(rows, file, index, image_column, label_column) if rows else None
+        if columns is not None and columns[1] is not None:
+            lists.append((file, rows, *columns))
+        elif image_list is not None:
+            raise NoisyctlError(f"imagefolder: {file} names no images under {root} with a label column (name them "
+                                f"with -D image_column=... -D label_column=...)")
+        elif columns is not None and split_name(file.name) in TRAIN_SPLITS:
+            notes.append(f"{file.name} names images but holds no labels (-D label_column=NAME)")
+    def split_of(file: Path) -> str:
+        return split_name(file.name if file.stem != "metadata" else file.parent.name)
+
+    train = [entry for entry in lists if split_of(entry[0]) in TRAIN_SPLITS] or \
+        [entry for entry in lists if split_of(entry[0]) not in sum(TEST_SPLITS, ())]
+    if not train:
+        return None
+    tested = next((entry for names in TEST_SPLITS for entry in lists if split_of(entry[0]) in names), None)
+    shown = train[0][0].relative_to(root) if train[0][0].is_relative_to(root) else train[0][0]
+    notes.append(f"images and labels from {shown} (columns '{train[0][2]}' and '{train[0][3]}')")
+    return index, train[0], tested
+
+
+def _listed(index: _ImageIndex, entry) -> tuple[list[str], list[str]]:
+    """The images (ids) and labels a list names, each image once."""
+    file, rows, image_column, label_column = entry
+    ids, missing = [], []
+    for number, row in enumerate(rows, start=1):
+        found = index.find(str(row.get(image_column) or ""), file.parent)
+        if len(found) > 1:
+            raise NoisyctlError(f"imagefolder: {file}, record {number}: '{row.get(image_column)}' may be any of "
+                                f"{', '.join(found[:3])}; give paths from the dataset's folder")
+        if not found:
+            missing.append(str(row.get(image_column)))
+        ids.append(found[0] if found else "")
+    if missing:
+        raise NoisyctlError(f"imagefolder: {file} names {len(missing):,} images not under {index.root} (first: "
+                            f"'{missing[0]}')")
+    twice = next((sample_id for sample_id, count in Counter(ids).items() if count > 1), None)
+    if twice is not None:
+        raise NoisyctlError(f"imagefolder: {file} names the image {twice} twice")
+    labels = label_strings([row.get(label_column) for row in rows], label_column, file)
+    return ids, labels
+
+
 # Images whose sides are all at most SMALL_SIDE are trained at their own size (digits, CIFAR-like
 # data, small crops; the median shorter side when they differ): enlarging them adds no detail and
 # costs (224/32)^2 = 49 times the compute. Anything larger at LARGE_SIZE, the ImageNet models'
@@ -117,8 +257,16 @@ def _look_at(root: Path, ids: list[str]) -> tuple[list[tuple[int, int]], set[str
 
 
 def load_imagefolder(root=None, size: int | str | None = None, channels: int | str | None = None,
-                     normalize: bool = True) -> DatasetData:
-    """One folder per class, or train/ and val/ subsets of them; images resized to size x size.
+                     normalize: bool = True, image_list: str | None = None, image_column: str | None = None,
+                     label_column: str | None = None) -> DatasetData:
+    """One folder per class, or train/ and val/ subsets of them; or images anywhere under the folder
+    with a list of their classes. Images are resized to size x size.
+
+    A list is ``image_list`` (a CSV or other records file), else the folder's records files (and its
+    split folders' metadata.csv) that name its images and their labels: a train* one, or the one
+    that is not test*, with a labeled test* one as the test subset. Its columns are
+    ``image_column`` (default: the first whose cells name images) and ``label_column`` (default: the
+    first of ``LABEL_COLUMNS``, else the only other column).
 
     By default the data decides: small images (at most 128 px a side) keep their size (the median
     shorter side when sizes differ), others are resized to 224 px; grayscale images keep one
@@ -128,10 +276,23 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
                                              "subfolders of such folders")
     if not root.is_dir():
         raise NoisyctlError(f"imagefolder: {root} is not a folder")
-    train_dir = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
-    test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None) if train_dir else None
-    ids, labels, classes = _scan(train_dir or root, root, None)
-    notes = []
+    notes: list[str] = []
+    lists = _find_lists(root, image_list, column_name(image_column), column_name(label_column), notes)
+    test_ids = test_labels = None
+    if lists is not None:
+        index, train_list, test_list = lists
+        ids, names = _listed(index, train_list)
+        tested = None if test_list is None else _listed(index, test_list)
+        classes = class_names_of(names)
+        labels, test_labels = class_indices(classes, names, None if tested is None else tested[1], train_list[0],
+                                            "imagefolder")
+        test_ids = None if tested is None else tested[0]
+    else:
+        train_dir = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
+        test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None) if train_dir else None
+        ids, labels, classes = _scan(train_dir or root, root, None)
+        if test_dir is not None:
+            test_ids, test_labels, _ = _scan(test_dir, root, classes)
     if size is None or channels is None:
         seen_sizes, seen_modes = _look_at(root, ids)
         if size is None:
@@ -153,10 +314,7 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     def subset(ids, labels):
         return ImageFileSampleSet(ids, labels, root, size, channels, bool(normalize))
 
-    test = None
-    if test_dir is not None:
-        test_ids, test_labels, _ = _scan(test_dir, root, classes)
-        test = subset(test_ids, test_labels)
+    test = None if test_ids is None else subset(test_ids, test_labels)
     return DatasetData(train=subset(ids, labels), test=test, class_names=classes,
                        input_shape=(channels, size, size),
                        default_augment="resized-crop" if size >= 64 else "flip-crop", notes=notes)
