@@ -107,11 +107,10 @@ class _ImageIndex:
     name without the suffix."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root, self.inside = root, root.resolve()
         self.by_key: dict[str, list[str]] = {}
-        inside = root.resolve()
         for file in _image_files(root):
-            if not file.resolve().is_relative_to(inside):  # never read (and show) an image outside the dataset
+            if not file.resolve().is_relative_to(self.inside):  # never read (and show) an image outside the dataset
                 continue
             relative = file.relative_to(root).as_posix()
             for key in dict.fromkeys((relative, file.name, file.stem)):
@@ -123,8 +122,8 @@ class _ImageIndex:
         if not cell:
             return []
         beside = (folder / cell).resolve()
-        if beside.is_relative_to(self.root.resolve()):
-            found = self.by_key.get(beside.relative_to(self.root.resolve()).as_posix())
+        if beside.is_relative_to(self.inside):
+            found = self.by_key.get(beside.relative_to(self.inside).as_posix())
             if found:
                 return found
         for key in (cell.lstrip("./"), Path(cell).name, Path(cell).stem):
@@ -192,6 +191,7 @@ def _find_lists(root: Path, image_list: str | None, image_column: str | None, la
                                 f"with -D image_column=... -D label_column=...)")
         elif columns is not None and split_name(file.name) in TRAIN_SPLITS:
             notes.append(f"{file.name} names images but holds no labels (-D label_column=NAME)")
+
     def split_of(file: Path) -> str:
         return split_name(file.name if file.stem != "metadata" else file.parent.name)
 
