@@ -85,6 +85,14 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     assert found.train.ids == from_csv.train.ids and found.train.labels.tolist() == from_csv.train.labels.tolist()
     assert found.notes == ["texts from column 'Review', labels from 'Sentiment' (-D text_column=NAME "
                            "-D label_column=NAME for others)"]
+    # no column with a text's usual name: the one of the longest cells; a review's rating is its label
+    (tmp_path / "shop.csv").write_text(
+        "Clothing ID,Age,Title,Review Text,Rating\n767,33,,Absolutely wonderful - silky and comfortable,4\n"
+        "1080,34,Love it,Love this dress! it's sooo pretty. i found it in a store,5\n", encoding="utf-8")
+    shop = load_dataset({"name": "text", "root": str(tmp_path / "shop.csv"), "options": {}})
+    assert shop.class_names == ["4", "5"] and shop.train.texts[0] == "Absolutely wonderful - silky and comfortable"
+    assert shop.notes == ["texts from column 'Review Text', the longest, labels from 'Rating' (-D text_column=NAME "
+                          "-D label_column=NAME for others)"]
     # a title and a body (AG News' layout) read as one text, a line each
     (tmp_path / "news.csv").write_text('title,description,label\nStocks rally,"Markets rose, again",business\n'
                                        'Team wins,,sports\n', encoding="utf-8")
@@ -95,7 +103,8 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
 
 @pytest.mark.parametrize("content, options, message", [
     ("text,label\nhello,a\n", {"label_column": "stars"}, "has no column 'stars'"),
-    ("words,kind\nhello,a\n", {}, r"has no text column \(text, sentence, review, .*\); it has words, kind"),
+    ("words,label\nhello,a\n", {}, r"has no text column \(text, sentence, review, .*\); it has words, label"),
+    ("text,kind\nhello,a\n", {}, r"has no label column \(label, .*, rating, stars, .*\); it has text, kind"),
     ('{"text": "a", "label": "x"}\nnot json\n', {}, "line 2: not a JSON object"),
     ("text,label\nhello,a\nworld,a\n", {}, "needs two classes"),
     ("text,label\nhello,a\nworld, \nagain,b\n", {}, "record 2 has an empty 'label'"),

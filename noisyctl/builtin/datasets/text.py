@@ -121,15 +121,21 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
     rows, source = read_record_files(train_files, "text"), records_source(train_files)
     named = [name.strip() for name in (text_column or "").split(",")] + [label_column or "", id_column or ""]
     header = not header_is_record(rows, train_files, [name for name in named if name],
-                                  TEXT_COLUMNS + LABEL_COLUMNS)
+                                  TEXT_COLUMNS + TEXT_LABEL_COLUMNS)
     if not header:
         rows = read_headerless(train_files, "text", notes)
         text_column, label_column = _positional_columns(rows, text_column, label_column, id_column, notes)
     columns = list(rows[0])
-    found = (find_column(columns, text_column, TEXT_COLUMNS, "text", source, COLUMN_OPTIONS),
-             find_column(columns, label_column, LABEL_COLUMNS, "label", source, COLUMN_OPTIONS))
+    found_label = find_column(columns, label_column, TEXT_LABEL_COLUMNS, "label", source, COLUMN_OPTIONS)
+    try:
+        found = (find_column(columns, text_column, TEXT_COLUMNS, "text", source, COLUMN_OPTIONS), found_label)
+        longest = ""
+    except NoisyctlError:
+        found, longest = (_longest_column(rows, [found_label, id_column]), found_label), ", the longest"
+        if found[0] is None:
+            raise
     if (text_column, label_column) != found and found != ("text", "label"):
-        notes.append(f"texts from column '{found[0]}', labels from '{found[1]}' (-D text_column=NAME "
+        notes.append(f"texts from column '{found[0]}'{longest}, labels from '{found[1]}' (-D text_column=NAME "
                      f"-D label_column=NAME for others)")
     text_column, label_column = found
     ids, texts, labels, hub_names = _read_texts(rows, train_files, text_column, label_column, id_column)
@@ -142,6 +148,28 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
                                                              None if tested is None else tested[2], notes)
         tested = None if tested is None else (tested[0], tested[1], test_labels)
     return (ids, texts, labels), tested, hub_names or class_names_of(labels)
+
+
+# Reviews name their labels as ratings: Yelp's stars, Amazon's rating, score or overall.
+TEXT_LABEL_COLUMNS = LABEL_COLUMNS + ("rating", "stars", "score", "overall")
+# Where no column has a text's usual name (Review Text, headline, comment_text, v2), the text is the
+# column of the longest cells, if they are this long on average: a sentence, not a category.
+SHORTEST_TEXT = 20
+
+
+def _longest_column(rows: list[dict], other: list[str | None]) -> str | None:
+    """The column (not one of ``other``) whose cells are longest on average in the first records,
+    where that is at least ``SHORTEST_TEXT`` characters and they are not numbers; else None."""
+    looked_at = rows[:1000]
+    lengths = {}
+    for name in rows[0]:
+        cells = [row.get(name) for row in looked_at]
+        if name in other or not all(cell is None or isinstance(cell, str) for cell in cells) \
+                or all(is_number(str(cell)) for cell in cells):
+            continue
+        lengths[name] = sum(len(cell or "") for cell in cells) / len(cells)
+    name = max(lengths, key=lengths.get, default=None)
+    return name if name is not None and lengths[name] >= SHORTEST_TEXT else None
 
 
 # A folder of texts as scikit-learn's load_files reads one, a file a text in a folder per class:
