@@ -250,7 +250,7 @@ def test_news_without_a_header_row_loads_as_ag_news_ships_with_its_class_list(tm
 
 def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path):
     """fastText's format, as Amazon's review polarity set ships it (train.ft.txt.bz2): a __label__
-    word, then the text."""
+    word, then the text; a .txt of tab-separated cells is read as such."""
     import bz2
 
     lines = ["__label__2 Great CD: My lovely Pat has one of the GREAT voices\n", "\n",
@@ -264,6 +264,13 @@ def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path)
     (tmp_path / "cooking.txt").write_text("__label__eggs Boil an egg?\n__label__baking __label__bread Knead it?\n")
     with pytest.raises(NoisyctlError, match=r"cooking.txt, line 2: several labels \(baking, bread\)"):
         load_dataset({"name": "text", "root": str(tmp_path / "cooking.txt"), "options": {}})
+    # a .txt of tab-separated cells, the label last and no header: UCI's sentiment labelled sentences
+    (tmp_path / "amazon_cells_labelled.txt").write_text(
+        "So there is no way for me to plug it in here in the US unless I go by a converter.\t0\n"
+        "Good case, Excellent value.\t1\nGreat for the jawbone.\t1\n", encoding="utf-8")
+    sentences = load_dataset({"name": "text", "root": str(tmp_path / "amazon_cells_labelled.txt"), "options": {}})
+    assert sentences.train.labels.tolist() == [0, 1, 1] and sentences.train.texts[1] == "Good case, Excellent value."
+    assert "labels from column 2, texts from column 1" in " ".join(sentences.notes)
     (tmp_path / "notes.txt").write_text("just a sentence\n")
     with pytest.raises(NoisyctlError, match=r"line 1: no __label__ word first"):
         load_dataset({"name": "text", "root": str(tmp_path / "notes.txt"), "options": {}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import re
@@ -165,7 +166,8 @@ RECORD_FILES = ".csv, .tsv, .jsonl, .json, .txt (fastText), .parquet or .arrow"
 # Read by pyarrow: Parquet; Arrow IPC, the stream format the Hugging Face datasets library's
 # save_to_disk and cache write (.arrow) or the file format (.feather, pandas' to_feather).
 ARROW_SUFFIXES = (".parquet", ".arrow", ".feather")
-# fastText's lines, "__label__NAME text" (.txt: its tutorials, Amazon's review polarity set).
+# fastText's lines, "__label__NAME text" (.txt: its tutorials, Amazon's review polarity set), or
+# tab-separated cells (the UCI repository's sentiment labelled sentences: "text<TAB>1").
 FASTTEXT_SUFFIX = ".txt"
 # Delimited text: a .tsv's cells are split by tabs, the others' by commas (.data: the UCI repository's).
 CSV_SUFFIXES = (".csv", ".tsv", ".data")
@@ -233,8 +235,12 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
                         raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)")
                     rows.append(row)
                 return rows
-            if suffix == FASTTEXT_SUFFIX:
-                return _fasttext_records(handle, path)
+            if suffix == FASTTEXT_SUFFIX:  # fastText's lines, else tab-separated cells (UCI's labelled sentences)
+                first = next((line for line in handle if line.strip()), "")
+                lines = itertools.chain([first], handle)
+                if first.lstrip().startswith(FASTTEXT_LABEL) or "\t" not in first:
+                    return _fasttext_records(lines, path)
+                return _csv_records(lines, path, "\t", header)
             return _csv_records(handle, path, "\t" if suffix == ".tsv" else ",", header)
     except UnicodeDecodeError:
         raise NoisyctlError(f"{path} is not UTF-8 text") from None
@@ -281,7 +287,7 @@ def _fasttext_records(handle, path: Path) -> list[dict]:
             labels.append(words.pop(0)[len(FASTTEXT_LABEL):])
         if not labels:
             raise NoisyctlError(f"{path}, line {number}: no {FASTTEXT_LABEL} word first (a .txt file holds "
-                                f"fastText's lines, '{FASTTEXT_LABEL}NAME text')")
+                                f"fastText's lines, '{FASTTEXT_LABEL}NAME text', or tab-separated cells)")
         if len(labels) > 1:
             raise NoisyctlError(f"{path}, line {number}: several labels ({', '.join(labels[:3])}); noisyctl reads "
                                 f"one class a sample")
@@ -376,7 +382,7 @@ def header_is_record(rows: list[dict], files: list[Path], given: list[str], look
     al. (2015) come (AG News: ``"3","Wall St. Bears Claw Back ...","Reuters - ..."``): the row read
     as the header names none of the columns ``given`` by name or ``looked_for``, and holds a number
     or a long text. (Given as numbers, columns are positions; pandas names unnamed columns 0..n-1.)"""
-    if not rows or not all(record_suffix(file) in CSV_SUFFIXES for file in files):
+    if not rows or not all(record_suffix(file) in CSV_SUFFIXES + (FASTTEXT_SUFFIX,) for file in files):
         return False
     names = [str(name) for name in rows[0]]
     lowered = {name.lower() for name in names}

@@ -249,11 +249,14 @@ def _read_class_folders(root: Path, folder: Path, notes: list[str]) -> Texts:
 def _positional_columns(rows: list[dict], text_column: str | None, label_column: str | None,
                         id_column: str | None, notes: list[str]) -> tuple[str | None, str]:
     """The columns of records without a header row (named by position), where none are given: the
-    label first, as AG News, DBpedia, Yelp and Amazon reviews put it, and the text every other
-    column that is not all numbers (a title and a description, a line each)."""
-    label_column = label_column or "1"
+    label first, as AG News, DBpedia, Yelp and Amazon reviews put it, or last, as UCI's labelled
+    sentences do (the one of the two with fewer values), and the text every other column that is
+    not all numbers (a title and a description, a line each)."""
+    looked_at = rows[:1000]
+    if label_column is None:
+        ends = dict.fromkeys((list(rows[0])[0], list(rows[0])[-1]))
+        label_column = min(ends, key=lambda name: len({str(row.get(name)) for row in looked_at}))
     if text_column is None:
-        looked_at = rows[:1000]
         texts = [name for name in rows[0] if name not in (label_column, id_column)
                  and not all(is_number(str(row.get(name))) for row in looked_at)]
         text_column = ",".join(texts) or None
