@@ -515,6 +515,7 @@ def test_a_table_loads_as_pandas_saves_it_with_categories_missing_cells_and_its_
 
 @pytest.mark.parametrize("content, options, message", [
     ("a,b\n1,2\n3,4\n", {}, r"no label column \(label, labels, target, class, category, sentiment, intent, y\)"),
+    ("a,b\n" + "".join(f"{i},{i / 10}\n" for i in range(10)), {}, r"no label column"),  # a last column of measurements
     ("a,label\n1,x\n2,NA\n3,y\n", {}, "record 2 has an empty 'label'"),
     ("a,note,label\n" + "".join(f"{i},free text {i},{i % 2}\n" for i in range(60)), {},
      "column 'note' has 60 values that are not all numbers .*-D drop=note"),
@@ -576,6 +577,19 @@ def test_a_uci_file_without_a_header_row_names_its_label_column_by_position(tmp_
     with gzip.open(tmp_path / "iris.data.gz", "wt") as handle:
         handle.writelines(lines)
     assert load("table", tmp_path / "iris.data.gz", label_column=5).train.ids == table.train.ids
+
+
+def test_a_table_whose_label_column_has_another_name_is_labeled_by_its_last_column(tmp_path):
+    """iris as pandas writes it with the species last, as the UCI repository and Kaggle's first
+    tables put a label (Outcome, quality, income)."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    frame = iris.frame.drop(columns="target").assign(species=iris.target_names[iris.target])
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    table = load("table", tmp_path / "iris.csv")
+    assert table.class_names == ["setosa", "versicolor", "virginica"] and table.input_shape == (4,)
+    assert "labels from column 'species', the last (-D label_column=NAME for another)" in table.notes
 
 
 def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):

@@ -302,11 +302,32 @@ def _named_id_column(rows: list[dict], columns: list[str], label_column: str) ->
     return None
 
 
+# Where no column has a label's usual name, a table's last column is its label if it holds a few
+# values, as the UCI repository and Kaggle's first tables lay them out (iris' species, the Pima
+# diabetes set's Outcome, wine quality's quality, adult's income).
+LAST_LABEL_VALUES = 50
+
+
+def _last_column_as_label(rows: list[dict], columns: list[str]) -> str | None:
+    """The last column, where its cells take 2 to ``LAST_LABEL_VALUES`` values, each in two records
+    or more on average; else None."""
+    last = columns[-1] if columns else None
+    if last is None or last in INDEX_COLUMNS:
+        return None
+    values = {_cell(row.get(last)) for row in rows} - {""}
+    return last if 2 <= len(values) <= min(LAST_LABEL_VALUES, len(rows) / 2) else None
+
+
 def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str | None, drop: list[str]):
     """The label, id, index and feature columns the records of ``path`` hold, and the columns a
     reviewer is shown (all but the label, id and index)."""
     columns = [str(name) for name in rows[0]]
-    label_column = find_column(columns, label_column, LABEL_COLUMNS, "label", path, COLUMN_OPTIONS)
+    try:
+        label_column = find_column(columns, label_column, LABEL_COLUMNS, "label", path, COLUMN_OPTIONS)
+    except NoisyctlError:
+        label_column = _last_column_as_label(rows, columns)
+        if label_column is None:
+            raise
     unknown = next((name for name in [*drop, *([id_column] if id_column else [])] if name not in columns), None)
     if unknown is not None:
         raise NoisyctlError(f"{path} has no column '{unknown}'; it has {', '.join(columns)}")
@@ -359,7 +380,8 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     given_label, given_id = label_column, id_column
     label_column, id_column, index, features, shown = _read(rows, path, label_column, id_column, drop_names)
     if given_label is None and label_column != "label":
-        notes.append(f"labels from column '{label_column}' (-D label_column=NAME for another)")
+        last = "" if label_column.lower() in LABEL_COLUMNS else ", the last"
+        notes.append(f"labels from column '{label_column}'{last} (-D label_column=NAME for another)")
     if given_id is None and id_column not in (None, "id"):
         notes.append(f"ids from column '{id_column}', unique in every record: not a feature")
     if not features:
