@@ -103,7 +103,8 @@ def load_labels_dataset(labels: Labels, source: str, data_root: str | Path | Non
     if data_root is not None:
         labels = replace(labels, dataset={**labels.dataset, "root": recorded_root(data_root)})
     if options:
-        labels = replace(labels, dataset={**labels.dataset, "options": {**labels.dataset.get("options", {}), **options}})
+        merged = {**labels.dataset.get("options", {}), **options}
+        labels = replace(labels, dataset={**labels.dataset, "options": merged})
     try:
         data = load_dataset(labels.dataset)
     except NoisyctlError as exc:

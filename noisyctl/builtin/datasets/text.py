@@ -89,13 +89,15 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     notes: list[str] = []
     folders = _text_folders(path) if path.is_dir() else None
     if folders is not None:
-        given = next((f"{name}={value}" for name, value in (("text_column", text_column), ("label_column", label_column),
-                                                           ("id_column", id_column)) if value is not None), None)
+        given = next((f"{name}={value}" for name, value in (("text_column", text_column),
+                                                            ("label_column", label_column), ("id_column", id_column))
+                      if value is not None), None)
         if given is not None:
             raise NoisyctlError(f"text: {path} holds a folder of text files per class, which has no columns ({given})")
         train, tested, names = _folder_texts(path, *folders, test, notes)
+        text_column = "file"
     else:
-        train, tested, names = _record_texts(path, text_column, label_column, id_column, test, notes)
+        train, tested, names, text_column = _record_texts(path, text_column, label_column, id_column, test, notes)
     ids, texts, labels = train
     max_bytes = max_bytes or _read_whole(texts)
     index, test_index = class_indices(names, labels, None if tested is None else tested[2], path, "text")
@@ -107,16 +109,16 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     train_set = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
     return DatasetData(train=train_set, test=test_set, class_names=names, input_shape=(max_bytes,),
                        default_augment="none", input_kind="text",
-                       notes=notes + _text_notes(texts, text_column or "text", max_bytes))
+                       notes=notes + _text_notes(texts, text_column, max_bytes))
 
 
 Texts = tuple[list[str], list[str], list[str]]  # ids, texts and labels (as the data names them)
 
 
 def _record_texts(path: Path, text_column: str | None, label_column: str | None, id_column: str | None,
-                  test: str | None, notes: list[str]) -> tuple[Texts, Texts | None, list[str]]:
-    """The training and test texts of a file of records, or a folder of such files, and the class
-    names."""
+                  test: str | None, notes: list[str]) -> tuple[Texts, Texts | None, list[str], str]:
+    """The training and test texts of a file of records, or a folder of such files, the class names
+    and the text column."""
     train_files, test_files = record_files(path, "text", test)
     rows, source = read_record_files(train_files, "text"), records_source(train_files)
     named = [name.strip() for name in (text_column or "").split(",")] + [label_column or "", id_column or ""]
@@ -147,7 +149,7 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
         labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels,
                                                              None if tested is None else tested[2], notes)
         tested = None if tested is None else (tested[0], tested[1], test_labels)
-    return (ids, texts, labels), tested, hub_names or class_names_of(labels)
+    return (ids, texts, labels), tested, hub_names or class_names_of(labels), text_column
 
 
 # Reviews name their labels as ratings: Yelp's stars, Amazon's rating, score or overall.
