@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import itertools
 import json
+import lzma
 import math
 import re
 from pathlib import Path
@@ -173,7 +176,7 @@ FASTTEXT_SUFFIX = ".txt"
 CSV_SUFFIXES = (".csv", ".tsv", ".data")
 RECORD_SUFFIXES = CSV_SUFFIXES + (".jsonl", ".ndjson", ".json", FASTTEXT_SUFFIX) + ARROW_SUFFIXES
 # Text files as datasets are often shipped, compressed whole (train.csv.gz, train.ft.txt.bz2).
-COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 FASTTEXT_LABEL = "__label__"
 
 
@@ -187,23 +190,21 @@ def record_suffix(path: Path) -> str:
 
 def _open_text(path: Path):
     """A text file for reading, decompressed where its name says it is compressed."""
-    compression = COMPRESSIONS.get(path.suffix.lower())
-    if compression is None:
+    opener = COMPRESSIONS.get(path.suffix.lower())
+    if opener is None:
         return open(path, encoding="utf-8-sig", newline="")
-    import importlib
-
-    return importlib.import_module(compression).open(path, "rt", encoding="utf-8-sig", newline="")
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
 
 
 def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
-    """The records of a .csv / .tsv (a header row; without ``header``, columns named by position
-    from "1"), .jsonl (one JSON object per line), .json (an array of objects), .txt (fastText's
-    "__label__NAME text" lines, as label and text), .parquet file (what the Hugging Face Hub, pandas
-    and data lakes store tables as) or .arrow / .feather file (``datasets``' save_to_disk, pandas'
-    to_feather; both need pyarrow), each a dict of column -> cell (CSV cells are strings; a short
-    CSV row leaves its last cells None). Text files may be compressed (.gz, .bz2, .xz). A CSV row
-    with more cells than the header is refused: an unquoted delimiter inside a cell would otherwise
-    shift or cut it silently."""
+    """The records of a .csv / .tsv / .data (UCI's CSV) file (a header row; without ``header``,
+    columns named by position from "1"), .jsonl (one JSON object per line), .json (an array of
+    objects), .txt (fastText's "__label__NAME text" lines, as label and text; else tab-separated
+    cells), .parquet file (what the Hugging Face Hub, pandas and data lakes store tables as) or
+    .arrow / .feather file (``datasets``' save_to_disk, pandas' to_feather; both need pyarrow), each
+    a dict of column -> cell (CSV cells are strings; a short CSV row leaves its last cells None).
+    Text files may be compressed (.gz, .bz2, .xz). A CSV row with more cells than the header is
+    refused: an unquoted delimiter inside a cell would otherwise shift or cut it silently."""
     suffix = record_suffix(path)
     if suffix in ARROW_SUFFIXES:
         return _arrow_table(path).to_pylist()
