@@ -58,20 +58,42 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
 
 
 def _folder_kind(folder: Path, looked_at: int = 200) -> str:
-    """What a folder most likely holds, by the first files found in it: images in class folders
-    (``imagefolder``) where there are images; else records (``text``: a dataset cloned from the
+    """What a folder most likely holds, by the first files found in it: images (``imagefolder``)
+    where there are image files, or Parquet or Arrow files that hold images (a Hub image dataset);
+    else records (``text``: a dataset cloned from the
     Hugging Face Hub, or saved by its datasets library) where there are files of them; else ``text
     files``, a file a text (.txt or no suffix: the IMDb reviews, 20 Newsgroups)."""
     import itertools
     import mimetypes
 
-    suffixes = {file.suffix.lower() for file in itertools.islice(folder.rglob("*"), looked_at * 5)
-                if file.is_file()}
+    files = [file for file in itertools.islice(folder.rglob("*"), looked_at * 5) if file.is_file()]
+    suffixes = {file.suffix.lower() for file in files}
     if any((mimetypes.guess_type("file" + suffix)[0] or "").startswith("image/") for suffix in suffixes):
+        return "imagefolder"
+    columnar = next((file for file in files if file.suffix.lower() in (".parquet", ".arrow")), None)
+    if columnar is not None and _holds_images(columnar):  # a Hub image dataset's Parquet files
         return "imagefolder"
     if any(KIND_BY_SUFFIX.get(suffix) == "text" for suffix in suffixes - {".txt", ".json"}):
         return "text"
     return "text files" if suffixes & {"", ".txt"} else "imagefolder"
+
+
+def _holds_images(file: Path) -> bool:
+    """Whether a Parquet or Arrow file holds images, as a column of the Hugging Face datasets
+    library's Image feature ({bytes, path} structs) does; False where pyarrow cannot tell."""
+    try:
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+        import pyarrow.parquet as parquet
+
+        if file.suffix.lower() == ".parquet":
+            schema = parquet.read_schema(file)
+        else:
+            with pa.memory_map(str(file)) as source:
+                schema = ipc.open_stream(source).schema
+    except Exception:  # no pyarrow, or a file it cannot read: the loader will say why
+        return False
+    return any(pa.types.is_struct(field.type) and field.type.get_field_index("bytes") >= 0 for field in schema)
 
 
 def recorded_root(root: str | Path | None) -> str | None:

@@ -97,6 +97,45 @@ def test_images_listed_with_their_classes_load_as_kaggle_and_the_hub_lay_them_ou
         load("imagefolder", cassava, image_list="train.csv", image_column="image_id")
 
 
+def write_hub_images(folder, split, colors, labels, label_names):
+    """One split of an image dataset as the Hub stores it: Parquet, an Image column of {bytes, path}
+    structs (PNG bytes) and a ClassLabel column, the features in the schema's metadata."""
+    import io
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = []
+    for color in colors:
+        encoded = io.BytesIO()
+        Image.new("RGB", (12, 10), color).save(encoded, format="PNG")
+        images.append({"bytes": encoded.getvalue(), "path": None})
+    features = {"image": {"_type": "Image"}, "labels": {"names": label_names, "_type": "ClassLabel"}}
+    table = pa.table({"image": images, "labels": pa.array(labels, pa.int64())})
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})}),
+                   folder / "data" / f"{split}-00000-of-00001.parquet")
+
+
+def test_images_held_in_a_hub_dataset_s_parquet_files_load_with_its_class_names(cli, tmp_path):
+    """A dataset cloned from the Hub (beans, cifar10 there): data/train-*.parquet and
+    data/test-*.parquet whose Image column holds each image's PNG bytes."""
+    hub = tmp_path / "beans"
+    write_hub_images(hub, "train", [(200, 0, 0), (0, 200, 0), (0, 0, 200), (0, 200, 0)], [0, 1, 2, 1],
+                     ["angular_leaf_spot", "bean_rust", "healthy"])
+    write_hub_images(hub, "test", [(0, 0, 200)], [2], ["angular_leaf_spot", "bean_rust", "healthy"])
+    beans = load("imagefolder", hub)
+    assert beans.class_names == ["angular_leaf_spot", "bean_rust", "healthy"]
+    assert beans.train.ids == ["train/0", "train/1", "train/2", "train/3"] and beans.test.ids == ["test/0"]
+    assert beans.train.labels.tolist() == [0, 1, 2, 1] and beans.test.labels.tolist() == [2]
+    assert beans.input_shape == (3, 10, 10) and "images from column 'image'" in " ".join(beans.notes)
+    pixels = load("imagefolder", hub, normalize=False).train[1][0]
+    assert pixels[1].mean() > 0.75 and pixels[0].max() < 0.05  # green decoded as green
+    # named where a dataset's name belongs, the folder is images, not text
+    assert "--dataset imagefolder --data-root" in cli.error("train", "-d", hub, "-o", tmp_path / "run.h5")
+
+
 def test_imagefolder_flat_layout_and_grayscale(tmp_path):
     for label in ("a", "b"):
         write_image(tmp_path / label / "x.png", 128, mode="L")

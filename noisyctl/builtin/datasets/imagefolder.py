@@ -1,9 +1,11 @@
 """Images in one folder per class, optionally under train/ and val/ subsets (Imagenette, Datumaro
 exports); or images anywhere under a folder, with a list naming each one's class (Kaggle's
-train.csv beside train_images/, the Hugging Face imagefolder's metadata.csv)."""
+train.csv beside train_images/, the Hugging Face imagefolder's metadata.csv); or images held in
+the Parquet or Arrow files of a dataset cloned from the Hugging Face Hub."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
 from .common import (ARROW_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, TEST_SPLITS, TRAIN_SPLITS,
-                     class_indices, class_names_of, column_name, find_test_file, label_strings, read_records,
-                     record_suffix, require_root, split_name)
+                     class_indices, class_names_of, column_name, find_column, find_test_file, hub_class_names,
+                     label_strings, labeled_test_records, read_record_files, read_records, record_files,
+                     record_suffix, records_source, require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -29,11 +32,15 @@ class ImageFileSampleSet(SampleSet):
         self.mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1) if normalize else None
         self.std = np.asarray(std, dtype=np.float32).reshape(-1, 1, 1) if normalize else None
 
+    def source(self, index: int):
+        """What PIL opens for sample ``index``: its file."""
+        return self.root / self.ids[index]
+
     def load(self, index: int):
         import torch
         from PIL import Image, ImageOps
 
-        path = self.root / self.ids[index]
+        path = self.source(index)
         try:
             with Image.open(path) as image:
                 # A JPEG decodes at 1/2, 1/4 or 1/8 scale where that still covers the size trained at:
@@ -52,11 +59,25 @@ class ImageFileSampleSet(SampleSet):
                 image = image.crop((left, top, left + self.size, top + self.size))
                 pixels = np.asarray(image, dtype=np.float32) / 255.0
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise NoisyctlError(f"cannot read image {path}: {exc}") from None
+            where = path if isinstance(path, Path) else f"{self.ids[index]} of {self.root}"
+            raise NoisyctlError(f"cannot read image {where}: {exc}") from None
         pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
         if self.mean is not None:
             pixels = (pixels - self.mean) / self.std
         return torch.from_numpy(np.ascontiguousarray(pixels))
+
+
+class ImageBytesSampleSet(ImageFileSampleSet):
+    """Images held as their encoded bytes (PNG, JPEG), as a Hub dataset's Parquet files hold them;
+    decoded as image files are."""
+
+    def __init__(self, ids, labels, root: Path, encoded: list[bytes], size: int, channels: int,
+                 normalize: bool) -> None:
+        super().__init__(ids, labels, root, size, channels, normalize)
+        self.encoded = encoded
+
+    def source(self, index: int):
+        return io.BytesIO(self.encoded[index])
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -227,6 +248,43 @@ def _listed(index: _ImageIndex, entry) -> tuple[list[str], list[str]]:
     return ids, labels
 
 
+def _hub_images(root: Path, label_column: str | None, notes: list[str]):
+    """Images held in the Parquet or Arrow files of a dataset cloned from the Hugging Face Hub (or
+    saved with ``datasets``' save_to_disk), its train* and test* files: a column of the library's
+    Image feature ({bytes, path}) and a label column (ClassLabel names where the metadata gives them).
+    ((ids, encoded images, labels), the test subset's alike or None, class names); None where the
+    folder holds no such files."""
+    try:
+        train_files, test_files = record_files(root, "imagefolder", None)
+    except NoisyctlError:
+        return None
+    if not all(record_suffix(file) in ARROW_SUFFIXES for file in train_files + test_files):
+        return None
+    rows = read_record_files(train_files, "imagefolder")
+    image_column = next((name for name, cell in rows[0].items() if isinstance(cell, dict) and "bytes" in cell), None)
+    if image_column is None:
+        return None
+    label_column = find_column(list(rows[0]), label_column, LABEL_COLUMNS, "label", records_source(train_files),
+                               "name it with -D label_column=...")
+    notes.append(f"images from column '{image_column}' of {records_source(train_files).name}, labels from "
+                 f"'{label_column}'")
+
+    def read(rows: list[dict], files: list[Path], split: str):
+        source = records_source(files)
+        encoded = [(row.get(image_column) or {}).get("bytes") for row in rows]
+        empty = next((number for number, data in enumerate(encoded, start=1) if not data), None)
+        if empty is not None:
+            raise NoisyctlError(f"imagefolder: {source}, record {empty}: its '{image_column}' holds no image bytes")
+        labels = label_strings([row.get(label_column) for row in rows], label_column, source)
+        labels, names = hub_class_names(files[0], label_column, labels)
+        return ([f"{split}/{k}" for k in range(len(rows))], encoded, labels), names
+
+    train, names = read(rows, train_files, "train")
+    test_rows = labeled_test_records(test_files, "imagefolder", label_column, False, notes)
+    tested = None if test_rows is None else read(test_rows, test_files, "test")[0]
+    return train, tested, names or class_names_of(train[2])
+
+
 # Images whose sides are all at most SMALL_SIDE are trained at their own size (digits, CIFAR-like
 # data, small crops; the median shorter side when they differ): enlarging them adds no detail and
 # costs (224/32)^2 = 49 times the compute. Anything larger at LARGE_SIZE, the ImageNet models'
@@ -237,15 +295,15 @@ SIZE_SAMPLE = 64
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P;L"}
 
 
-def _look_at(root: Path, ids: list[str]) -> tuple[list[tuple[int, int]], set[str]]:
+def _look_at(images: ImageFileSampleSet) -> tuple[list[tuple[int, int]], set[str]]:
     """The sizes and modes of up to SIZE_SAMPLE images spread over the dataset (headers only)."""
     from PIL import Image
 
+    ids = images.ids
     sizes, modes, failure = [], set(), None
     for index in np.linspace(0, len(ids) - 1, min(SIZE_SAMPLE, len(ids))).round().astype(int):
-        path = root / ids[index]
         try:
-            with Image.open(path) as image:
+            with Image.open(images.source(int(index))) as image:
                 sizes.append(image.size)
                 modes.add(image.mode)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -266,7 +324,8 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     split folders' metadata.csv) that name its images and their labels: a train* one, or the one
     that is not test*, with a labeled test* one as the test subset. Its columns are
     ``image_column`` (default: the first whose cells name images) and ``label_column`` (default: the
-    first of ``LABEL_COLUMNS``, else the only other column).
+    first of ``LABEL_COLUMNS``, else the only other column). A Hub image dataset's train* and test*
+    Parquet or Arrow files hold the images themselves (``_hub_images``).
 
     By default the data decides: small images (at most 128 px a side) keep their size (the median
     shorter side when sizes differ), others are resized to 224 px; grayscale images keep one
@@ -279,7 +338,13 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     notes: list[str] = []
     lists = _find_lists(root, image_list, column_name(image_column), column_name(label_column), notes)
     test_ids = test_labels = None
-    if lists is not None:
+    encoded = hub = None if lists is not None else _hub_images(root, column_name(label_column), notes)
+    if hub is not None:
+        (ids, encoded, names), tested, classes = hub
+        labels, test_labels = class_indices(classes, names, None if tested is None else tested[2], root,
+                                            "imagefolder")
+        test_ids, test_encoded = (None, None) if tested is None else tested[:2]
+    elif lists is not None:
         index, train_list, test_list = lists
         ids, names = _listed(index, train_list)
         tested = None if test_list is None else _listed(index, test_list)
@@ -293,8 +358,13 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
         ids, labels, classes = _scan(train_dir or root, root, None)
         if test_dir is not None:
             test_ids, test_labels, _ = _scan(test_dir, root, classes)
+    def subset(ids, labels, encoded, size=1, channels=3):
+        if encoded is not None:
+            return ImageBytesSampleSet(ids, labels, root, encoded, int(size), int(channels), bool(normalize))
+        return ImageFileSampleSet(ids, labels, root, int(size), int(channels), bool(normalize))
+
     if size is None or channels is None:
-        seen_sizes, seen_modes = _look_at(root, ids)
+        seen_sizes, seen_modes = _look_at(subset(ids, labels, encoded))
         if size is None:
             distinct = sorted(set(seen_sizes))
             largest = max(max(s) for s in distinct)
@@ -311,10 +381,7 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     if size < 1 or channels not in (1, 3):
         raise NoisyctlError("imagefolder: size must be positive and channels 1 or 3")
 
-    def subset(ids, labels):
-        return ImageFileSampleSet(ids, labels, root, size, channels, bool(normalize))
-
-    test = None if test_ids is None else subset(test_ids, test_labels)
-    return DatasetData(train=subset(ids, labels), test=test, class_names=classes,
+    test = None if test_ids is None else subset(test_ids, test_labels, test_encoded if hub else None, size, channels)
+    return DatasetData(train=subset(ids, labels, encoded, size, channels), test=test, class_names=classes,
                        input_shape=(channels, size, size),
                        default_augment="resized-crop" if size >= 64 else "flip-crop", notes=notes)
