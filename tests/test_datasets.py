@@ -629,6 +629,10 @@ def test_a_table_whose_label_column_has_another_name_is_labeled_by_its_last_colu
     table = load("table", tmp_path / "iris.csv")
     assert table.class_names == ["setosa", "versicolor", "virginica"] and table.input_shape == (4,)
     assert "labels from column 'species', the last (-D label_column=NAME for another)" in table.notes
+    # pandas names unnamed columns 0, 1, 2, ...: a header still, not a first record
+    pd.DataFrame(iris.data.to_numpy()).assign(species=frame.species).to_csv(tmp_path / "unnamed.csv", index=False)
+    unnamed = load("table", tmp_path / "unnamed.csv")
+    assert len(unnamed.train) == 150 and unnamed.class_names == table.class_names
 
 
 def test_a_table_trains_and_its_cleaned_labels_export_by_row(cli, tmp_path):

@@ -382,14 +382,16 @@ def header_is_record(rows: list[dict], files: list[Path], given: list[str], look
     """Whether CSV or TSV ``files`` have no header row, as the text classification sets of Zhang et
     al. (2015) come (AG News: ``"3","Wall St. Bears Claw Back ...","Reuters - ..."``): the row read
     as the header names none of the columns ``given`` by name or ``looked_for``, and holds a number
-    or a long text. (Given as numbers, columns are positions; pandas names unnamed columns 0..n-1.)"""
+    or a long text. (Given as numbers, columns are positions.) A header that starts 0, 1, 2, ...
+    (or 1, 2, 3) is pandas' names for unnamed columns, as ``DataFrame(x).assign(digit=y)`` writes."""
     if not rows or not all(record_suffix(file) in CSV_SUFFIXES + (FASTTEXT_SUFFIX,) for file in files):
         return False
     names = [str(name) for name in rows[0]]
     lowered = {name.lower() for name in names}
     if any(name in names for name in given if not name.isdigit()) or lowered & set(looked_for):
         return False
-    if names in ([str(k) for k in range(len(names))], [str(k) for k in range(1, len(names) + 1)]):
+    first = names[:3]
+    if first in ([str(k) for k in range(len(first))], [str(k + 1) for k in range(len(first))]):
         return False
     return any(is_number(name) or len(name) > LONGEST_NAME for name in names)
 
