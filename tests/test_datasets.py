@@ -63,12 +63,16 @@ def test_images_listed_with_their_classes_load_as_kaggle_and_the_hub_lay_them_ou
     rows = "".join(f"{1000 + i}.jpg,{i % 4}\n" for i in range(8))
     (cassava / "train.csv").write_text("image_id,label\n" + rows)
     (cassava / "sample_submission.csv").write_text("image_id,label\n9000.jpg,4\n")
-    (cassava / "label_num_to_disease_map.json").write_text('{"0": "CBB", "1": "CBSD"}')
+    (cassava / "label_num_to_disease_map.json").write_text(
+        '{"0": "Cassava Bacterial Blight (CBB)", "1": "CBSD", "2": "CGM", "3": "CMD", "4": "Healthy"}')
     data = load("imagefolder", cassava, size=8)
-    assert data.class_names == ["0", "1", "2", "3"] and data.train.ids[:2] == ["train_images/1000.jpg",
-                                                                                 "train_images/1001.jpg"]
+    assert data.class_names == ["Cassava Bacterial Blight (CBB)", "CBSD", "CGM", "CMD", "Healthy"]
+    assert data.train.ids[:2] == ["train_images/1000.jpg", "train_images/1001.jpg"]
     assert data.train.labels.tolist() == [0, 1, 2, 3, 0, 1, 2, 3] and data.test is None
     assert "images and labels from train.csv (columns 'image_id' and 'label')" in data.notes
+    assert f"class names from {cassava / 'label_num_to_disease_map.json'}" in data.notes
+    (cassava / "label_num_to_disease_map.json").write_text('{"0": "CBB", "1": "CBSD"}')  # names too few: numbers
+    assert load("imagefolder", cassava, size=8).class_names == ["0", "1", "2", "3"]
     dogs = tmp_path / "dogs"
     for i, breed in enumerate(["pug", "beagle", "pug"]):
         write_image(dogs / "train" / f"{i:032x}.jpg", (0, 80 * i, 0))

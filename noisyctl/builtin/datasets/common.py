@@ -406,33 +406,49 @@ def read_headerless(files: list[Path], dataset: str, notes: list[str]) -> list[d
 
 
 CLASS_LIST = "classes.txt"
+CLASS_MAP_BYTES = 1 << 20  # a .json file this large holds data, not class names
 
 
-def listed_class_names(folder: Path, labels: list[str]) -> dict[str, str] | None:
-    """What the integer ``labels`` are named by a ``classes.txt`` in ``folder``, a class a line (AG
-    News, DBpedia and Yahoo Answers ship one): label 1 is its first line, or label 0 where one is 0;
-    None without such a file, or where a label has no line."""
-    listed = folder / CLASS_LIST
-    if not listed.is_file() or not labels or not all(label.isdigit() for label in labels):
+def listed_class_names(folder: Path, labels: list[str]) -> tuple[dict[str, str], Path] | None:
+    """What the integer ``labels`` are named by a class list in ``folder``, and the list: a
+    ``classes.txt``, a class a line (AG News, DBpedia and Yahoo Answers ship one: label 1 is its first
+    line, or label 0 where one is 0), else the one small .json file there holding an object that
+    names every label (Kaggle's cassava set: ``{"0": "Cassava Bacterial Blight (CBB)", ...}``).
+    None without one, or where a label has no name."""
+    if not labels or not all(label.isdigit() for label in labels):
         return None
     try:
-        names = [line.strip() for line in listed.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError):
+        listed = folder / CLASS_LIST
+        if listed.is_file():
+            names = [line.strip() for line in listed.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+            first = 0 if any(int(label) == 0 for label in labels) else 1
+            if len(set(names)) != len(names) or any(int(label) - first >= len(names) for label in labels):
+                return None
+            return {str(first + k): name for k, name in enumerate(names)}, listed
+        maps = []
+        for file in sorted(folder.glob("*.json")):
+            if file.stat().st_size < CLASS_MAP_BYTES:
+                found = json.loads(file.read_text(encoding="utf-8-sig"))
+                if isinstance(found, dict) and found and all(key.isdigit() and isinstance(name, str)
+                                                             for key, name in found.items()):
+                    maps.append((file, {str(int(key)): name.strip() for key, name in found.items()}))
+    except (OSError, UnicodeDecodeError, ValueError):
         return None
-    first = 0 if any(int(label) == 0 for label in labels) else 1
-    if len(set(names)) != len(names) or any(int(label) - first >= len(names) for label in labels):
+    if len(maps) != 1 or not set(labels) <= set(maps[0][1]) or len(set(maps[0][1].values())) != len(maps[0][1]):
         return None
-    return {str(first + k): name for k, name in enumerate(names)}
+    file, names = maps[0]
+    return dict(sorted(names.items(), key=lambda item: int(item[0]))), file
 
 
 def named_by_class_list(folder: Path, labels: list[str], test_labels: list[str] | None,
                         notes: list[str]) -> tuple[list[str], list[str] | None, list[str] | None]:
-    """Training and test labels named by ``folder``'s ``classes.txt`` (``listed_class_names``), with
+    """Training and test labels named by a class list in ``folder`` (``listed_class_names``), with
     the class names in its order; else as they are, and None."""
-    listed = listed_class_names(folder, labels)
-    if listed is None:
+    found = listed_class_names(folder, labels)
+    if found is None:
         return labels, test_labels, None
-    notes.append(f"class names from {folder / CLASS_LIST}")
+    listed, file = found
+    notes.append(f"class names from {file}")
     named_test = None if test_labels is None else [listed.get(label, label) for label in test_labels]
     return [listed[label] for label in labels], named_test, list(listed.values())
 

@@ -14,8 +14,8 @@ import numpy as np
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
 from .common import (ARROW_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, TEST_SPLITS, TRAIN_SPLITS,
                      class_indices, class_names_of, column_name, find_column, find_test_file, hub_class_names,
-                     label_strings, labeled_test_records, read_record_files, read_records, record_files,
-                     record_suffix, records_source, require_root, split_name)
+                     label_strings, labeled_test_records, named_by_class_list, read_record_files, read_records,
+                     record_files, record_suffix, records_source, require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -348,9 +348,10 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
         index, train_list, test_list = lists
         ids, names = _listed(index, train_list)
         tested = None if test_list is None else _listed(index, test_list)
-        classes = class_names_of(names)
-        labels, test_labels = class_indices(classes, names, None if tested is None else tested[1], train_list[0],
-                                            "imagefolder")
+        names, test_names, classes = named_by_class_list(train_list[0].parent, names,
+                                                         None if tested is None else tested[1], notes)
+        classes = classes or class_names_of(names)
+        labels, test_labels = class_indices(classes, names, test_names, train_list[0], "imagefolder")
         test_ids = None if tested is None else tested[0]
     else:
         train_dir = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
