@@ -136,6 +136,11 @@ def test_images_held_in_a_hub_dataset_s_parquet_files_load_with_its_class_names(
     assert beans.input_shape == (3, 10, 10) and "images from column 'image'" in " ".join(beans.notes)
     pixels = load("imagefolder", hub, normalize=False).train[1][0]
     assert pixels[1].mean() > 0.75 and pixels[0].max() < 0.05  # green decoded as green
+    one_file = load("imagefolder", hub / "data" / "train-00000-of-00001.parquet")  # a split's file alone
+    assert one_file.train.ids == beans.train.ids and one_file.test is None
+    write_hub_parquet(tmp_path / "texts.parquet", {"text": ["a", "b"], "label": [0, 1]}, ["x", "y"])
+    with pytest.raises(NoisyctlError, match="texts.parquet holds no column of images"):
+        load("imagefolder", tmp_path / "texts.parquet")
     # named where a dataset's name belongs, the folder is images, not text
     assert "--dataset imagefolder --data-root" in cli.error("train", "-d", hub, "-o", tmp_path / "run.h5")
 

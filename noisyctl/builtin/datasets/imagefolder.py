@@ -333,12 +333,16 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     says. ``size`` and ``channels`` say otherwise."""
     root = require_root(root, "imagefolder", "a folder with one subfolder per class, or train/ and val/ "
                                              "subfolders of such folders")
-    if not root.is_dir():
+    if not root.is_dir() and record_suffix(root) not in ARROW_SUFFIXES:  # one Hub file of images may be given
         raise NoisyctlError(f"imagefolder: {root} is not a folder")
     notes: list[str] = []
-    lists = _find_lists(root, image_list, column_name(image_column), column_name(label_column), notes)
+    lists = _find_lists(root, image_list, column_name(image_column), column_name(label_column), notes) \
+        if root.is_dir() else None
     test_ids = test_labels = None
     encoded = hub = None if lists is not None else _hub_images(root, column_name(label_column), notes)
+    if hub is None and not root.is_dir():
+        raise NoisyctlError(f"imagefolder: {root} holds no column of images (the Hugging Face datasets library's "
+                            f"Image feature); give a folder of images")
     if hub is not None:
         (ids, encoded, names), tested, classes = hub
         labels, test_labels = class_indices(classes, names, None if tested is None else tested[2], root,
