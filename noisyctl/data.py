@@ -60,9 +60,9 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
 def _folder_kind(folder: Path, looked_at: int = 200) -> str:
     """What a folder most likely holds, by the first files found in it: images (``imagefolder``)
     where there are image files, or Parquet or Arrow files that hold images (a Hub image dataset);
-    else records (``text``: a dataset cloned from the
-    Hugging Face Hub, or saved by its datasets library) where there are files of them; else ``text
-    files``, a file a text (.txt or no suffix: the IMDb reviews, 20 Newsgroups)."""
+    else records (``text``: a dataset cloned from the Hugging Face Hub, or saved by its datasets
+    library) where there are files of them; else ``text files``, a file a text (.txt or no suffix:
+    the IMDb reviews, 20 Newsgroups)."""
     import itertools
     import mimetypes
 

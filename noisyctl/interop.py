@@ -474,14 +474,15 @@ def export_labels(source: Path, out: Path) -> dict[str, Any]:
         raise NoisyctlError(f"--labels-csv {out}: give a .csv file")
     with open_checked(source) as h5:
         is_run = get_attr(h5.attrs, "file_kind") == RUN
+    # Texts, whose ids are hashes, are what a pipeline joins on; a table row's cells are for a
+    # reviewer (its id names the row), so they are not loaded here.
     if is_run:  # a user's loop may have recorded the texts in the run
         with RunFile(source) as run:
-            labels, texts = run.labels, suspect_texts(run, run.labels.ids)
+            labels = run.labels
+            texts = suspect_texts(run, labels.ids) if labels.dataset.get("kind", "text") == "text" else None
     else:
         labels = read_labels(source)
-        texts = sample_texts(labels.dataset, labels.ids)
-    if labels.dataset.get("kind", "text") != "text":
-        texts = None  # a table row's cells are for a reviewer; a pipeline joins on its row id
+        texts = sample_texts(labels.dataset, labels.ids) if labels.dataset.get("kind", "text") == "text" else None
     names, count = labels.class_names, len(labels.ids)
     files = [sample_path(labels.dataset, sample_id) for sample_id in labels.ids]
     marks = {name: np.zeros(count, dtype=bool) if getattr(labels, name) is None else getattr(labels, name)

@@ -238,14 +238,16 @@ def test_news_without_a_header_row_loads_as_ag_news_ships_with_its_class_list(tm
     assert news.class_names == ["World", "Sports", "Business", "Sci/Tech"]
     assert len(news.train) == 8 and len(news.test) == 2  # the first record is data, not a header
     assert news.train.labels.tolist()[:4] == [2, 3, 1, 0] and news.test.labels.tolist() == [2, 3]
-    assert news.train.text(0) == "Wall St. Bears Claw Back Into the Black 0\nReuters - Short-sellers are seeing green again."
+    assert news.train.text(0) == ("Wall St. Bears Claw Back Into the Black 0\n"
+                                  "Reuters - Short-sellers are seeing green again.")
     notes = " ".join(news.notes)
     assert "no header row" in notes and "texts from columns 2 and 3" in notes and "classes.txt" in notes
     # columns named by position; a header that names a column looked for is still a header
     title_only = load_dataset({"name": "text", "root": str(folder / "train.csv"), "options": {"text_column": 2}})
     assert title_only.train.text(1) == "New chip is faster 1" and title_only.class_names[0] == "World"
     (tmp_path / "years.csv").write_text("text,2019,label\nup,1,a\ndown,2,b\n", encoding="utf-8")
-    assert load_dataset({"name": "text", "root": str(tmp_path / "years.csv"), "options": {}}).train.texts == ["up", "down"]
+    years = load_dataset({"name": "text", "root": str(tmp_path / "years.csv"), "options": {}})
+    assert years.train.texts == ["up", "down"]
 
 
 def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path):

@@ -66,7 +66,8 @@ def train(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (with --labels: "
                                              "where it lives now, if it moved since synth)."),
     dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE (with "
-                                             "--labels: over the file's, where they keep its samples: max_bytes, size)."),
+                                             "--labels: over the file's, where they keep its samples: max_bytes, "
+                                             "size)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run file to write (.h5)."),
     model: str = typer.Option(DEFAULTS.model, "--model", "-m", help="Model plugin: auto (small-cnn for images, mlp for "
                                 "feature vectors, text-bag for text), lenet, resnet32, timm:<name>, hf:<folder>, ..."),
