@@ -605,6 +605,20 @@ def test_a_passenger_list_names_every_column_to_drop_at_once_and_keeps_its_id_ou
     assert ("Cabin=" in table.train.text(0)) == isinstance(first.Cabin, str)
 
 
+def test_a_table_saved_by_a_comma_decimal_locale_reads_as_the_same_numbers(tmp_path):
+    """Excel set to German or French saves CSV with ';' between cells and ',' in numbers (72,5), as
+    pandas' to_csv(sep=";", decimal=",") writes it; texts keep their commas."""
+    frame = write_cancer_table(tmp_path / "cancer.csv")
+    frame.to_csv(tmp_path / "semicolons.csv", sep=";", decimal=",")
+    assert "0,1184" in (tmp_path / "semicolons.csv").read_text()  # mean smoothness of the first record
+    plain, local = load("table", tmp_path / "cancer.csv"), load("table", tmp_path / "semicolons.csv")
+    assert local.input_shape == plain.input_shape and np.allclose(local.train.inputs, plain.train.inputs)
+    (tmp_path / "tickets.csv").write_text("text;label\nDas Paket kam zu spät, leider;lieferung\n"
+                                          "Rechnung 12,50 zu hoch;rechnung\n", encoding="utf-8")
+    tickets = load("text", tmp_path / "tickets.csv")
+    assert tickets.train.texts == ["Das Paket kam zu spät, leider", "Rechnung 12,50 zu hoch"]
+
+
 def test_a_uci_file_without_a_header_row_names_its_label_column_by_position(tmp_path):
     """The UCI repository's iris.data: comma-separated measurements and a class name, no header row,
     a blank line at the end; also gzip-compressed."""

@@ -242,7 +242,12 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
                 if first.lstrip().startswith(FASTTEXT_LABEL) or "\t" not in first:
                     return _fasttext_records(lines, path)
                 return _csv_records(lines, path, "\t", header)
-            return _csv_records(handle, path, "\t" if suffix == ".tsv" else ",", header)
+            if suffix == ".tsv":
+                return _csv_records(handle, path, "\t", header)
+            # Spreadsheets set to a comma-decimal locale (German, French Excel) save CSV with ';'.
+            first = next((line for line in handle if line.strip()), "")
+            delimiter = ";" if first.count(";") > first.count(",") else ","
+            return _csv_records(itertools.chain([first], handle), path, delimiter, header)
     except UnicodeDecodeError:
         raise NoisyctlError(f"{path} is not UTF-8 text") from None
     except csv.Error as exc:
@@ -253,9 +258,17 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
         csv.field_size_limit(limit)
 
 
+# A number as a comma-decimal locale writes it (72,5), in the ';'-separated files it saves.
+DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
+
+
 def _csv_records(handle, path: Path, delimiter: str, header: bool) -> list[dict]:
-    """A CSV or TSV file's records, keyed by its header's names or (without ``header``) by position."""
+    """A CSV or TSV file's records, keyed by its header's names or (without ``header``) by position;
+    in a ';'-separated file, numbers with a decimal comma read as numbers."""
     reader = csv.reader(handle, delimiter=delimiter)
+    if delimiter == ";":
+        reader = ([cell.replace(",", ".") if DECIMAL_COMMA.fullmatch(cell) else cell for cell in cells]
+                  for cells in reader)
     names = next((cells for cells in reader if cells), None) if header else None
     rows = []
     for cells in reader:
