@@ -301,6 +301,13 @@ UNDERCOUNT_HINT = ("with two or three classes the losses undercount, as a wrong 
 UNFITTED_MOSTLY_CLEAN = 4
 
 
+def _named_classes(names: list[str]) -> tuple[str, str, str]:
+    """Classes as words name them (the first ``LATE_NAMED``, then how many more), with "class" or
+    "classes" and "its" or "their" to match."""
+    named = ", ".join(names[:LATE_NAMED]) + (f" and {len(names) - LATE_NAMED} more" if len(names) > LATE_NAMED else "")
+    return (named, "class", "its") if len(names) == 1 else (named, "classes", "their")
+
+
 def estimate_words(estimate: dict[str, Any]) -> str:
     """The estimate in words, plain text: the rate, its interval, and how clear the evidence is.
     A run without clear evidence of noise is never called noisy."""
@@ -309,9 +316,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"
     unlearned = estimate.get("unlearned_classes") or []
     if unlearned:
-        named = ", ".join(unlearned[:LATE_NAMED]) + (f" and {len(unlearned) - LATE_NAMED} more"
-                                                      if len(unlearned) > LATE_NAMED else "")
-        which, own = ("class", "its") if len(unlearned) == 1 else ("classes", "their")
+        named, which, own = _named_classes(unlearned)
         not_learned = (f"the model did not learn {which} {named} ({estimate['unlearned']:.0%} of the samples, "
                        f"most still unfitted at its end), so {own} labels cannot be judged"
                        if estimate["unlearned"] < 1 else "the model learned none of the classes (most samples of "
@@ -321,8 +326,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
         interval += f"; {not_learned}: counted at the others' rate, the interval reaching them all (train longer)"
     late = estimate.get("late_classes") or []
     if late:
-        named = ", ".join(late[:LATE_NAMED]) + (f" and {len(late) - LATE_NAMED} more" if len(late) > LATE_NAMED else "")
-        which, own = ("class", "its") if len(late) == 1 else ("classes", "their")
+        named, which, own = _named_classes(late)
         interval += f"; {which} {named}, learned later than the rest, judged against {own} own losses"
     if cannot_tell(estimate["evidence"], estimate["high"]):
         decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""

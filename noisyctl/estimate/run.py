@@ -95,9 +95,7 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
     keep = slice(None) if judged is None else judged
     mean, steady = evidence.mean_loss[keep], evidence.learned_steadily[keep]
     if not evidence.learned:  # nothing to read, here or in held-out models trained the same way
-        seen = mean[np.isfinite(mean)]
-        return NoiseRateEstimate(0.0, 0.0, 1.0, 0.9, NOT_LEARNED, "none", len(seen),
-                                 float((seen > UNFITTED_LOSS).mean()) if len(seen) else 0.0)
+        return _not_learned(mean)
     labels = np.asarray(dynamics.given_labels)[keep]
     unlearned = unlearned_classes(evidence.unfitted_at_end[keep], labels)
     if len(unlearned):
@@ -151,16 +149,23 @@ def _without_unlearned_classes(dynamics, judged: np.ndarray | None, labels: np.n
     outside = np.isin(labels, unlearned)
     seen = np.isfinite(mean)
     share = float(outside[seen].mean()) if seen.any() else 1.0
-    unfitted = float((mean[seen] > UNFITTED_LOSS).mean()) if seen.any() else 0.0
+    whole = _not_learned(mean, unlearned_classes=tuple(unlearned.tolist()), unlearned=share)
     if len(np.unique(labels[~outside])) < 2:
-        return NoiseRateEstimate(0.0, 0.0, 1.0, 0.9, NOT_LEARNED, "none", int(seen.sum()), unfitted,
-                                 unlearned_classes=tuple(unlearned.tolist()), unlearned=share)
+        return whole
     learned = judged.copy()
     learned[judged] = ~outside
     inner = run_noise_rate(dynamics, learned)
     low, high = inner.low * (1 - share), min(1.0, inner.high * (1 - share) + share)
-    return replace(inner, low=low, high=high, evidence=_evidence(low, int(seen.sum())), samples=int(seen.sum()),
-                   unfitted=unfitted, unlearned_classes=tuple(unlearned.tolist()), unlearned=share)
+    return replace(inner, low=low, high=high, evidence=_evidence(low, whole.samples), samples=whole.samples,
+                   unfitted=whole.unfitted, unlearned_classes=whole.unlearned_classes, unlearned=share)
+
+
+def _not_learned(mean: np.ndarray, **marks) -> NoiseRateEstimate:
+    """0% with an interval of 0-100%: the model learned nothing the mean losses (N,) could be read
+    by (``marks``: what the estimate says of the classes it did not learn)."""
+    seen = mean[np.isfinite(mean)]
+    return NoiseRateEstimate(0.0, 0.0, 1.0, 0.9, NOT_LEARNED, "none", len(seen),
+                             float((seen > UNFITTED_LOSS).mean()) if len(seen) else 0.0, **marks)
 
 
 def _at_least_refused_labels(estimate: NoiseRateEstimate, refused: np.ndarray, never_believed: np.ndarray,

@@ -236,18 +236,18 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
                         raise NoisyctlError(f"{path}, line {number}: not a JSON object (JSONL holds one per line)")
                     rows.append(row)
                 return rows
-            if suffix == FASTTEXT_SUFFIX:  # fastText's lines, else tab-separated cells (UCI's labelled sentences)
-                first = next((line for line in handle if line.strip()), "")
-                lines = itertools.chain([first], handle)
+            if suffix == ".tsv":
+                return _csv_records(handle, path, "\t", header)
+            # What the first line holds tells the format: a .txt's fastText labels or tab-separated
+            # cells (UCI's labelled sentences); a .csv's ';' where a comma-decimal locale's
+            # spreadsheet (German, French Excel) saved it.
+            first = next((line for line in handle if line.strip()), "")
+            lines = itertools.chain([first], handle)
+            if suffix == FASTTEXT_SUFFIX:
                 if first.lstrip().startswith(FASTTEXT_LABEL) or "\t" not in first:
                     return _fasttext_records(lines, path)
                 return _csv_records(lines, path, "\t", header)
-            if suffix == ".tsv":
-                return _csv_records(handle, path, "\t", header)
-            # Spreadsheets set to a comma-decimal locale (German, French Excel) save CSV with ';'.
-            first = next((line for line in handle if line.strip()), "")
-            delimiter = ";" if first.count(";") > first.count(",") else ","
-            return _csv_records(itertools.chain([first], handle), path, delimiter, header)
+            return _csv_records(lines, path, ";" if first.count(";") > first.count(",") else ",", header)
     except UnicodeDecodeError:
         raise NoisyctlError(f"{path} is not UTF-8 text") from None
     except csv.Error as exc:

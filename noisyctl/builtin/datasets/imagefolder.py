@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -248,12 +249,46 @@ def _listed(index: _ImageIndex, entry) -> tuple[list[str], list[str]]:
     return ids, labels
 
 
-def _hub_images(root: Path, label_column: str | None, notes: list[str]):
+@dataclass
+class _Layout:
+    """A folder's samples: ids (paths under the root; ``train/0`` ... in a Hub file), class indices
+    (N,), class names, the test subset's alike (None: none), and the encoded images where the
+    dataset's files hold them (a Hub dataset; None: image files)."""
+
+    ids: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    test_ids: list[str] | None = None
+    test_labels: np.ndarray | None = None
+    encoded: list[bytes] | None = None
+    test_encoded: list[bytes] | None = None
+
+
+def _class_folder_layout(root: Path) -> _Layout:
+    """A folder per class, in the root or in its train/ subfolder (val/ then the test subset)."""
+    train_dir = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
+    test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None) if train_dir else None
+    ids, labels, classes = _scan(train_dir or root, root, None)
+    tested = (None, None, None) if test_dir is None else _scan(test_dir, root, classes)
+    return _Layout(ids, labels, classes, tested[0], tested[1])
+
+
+def _list_layout(root: Path, index: _ImageIndex, train_list, test_list, notes: list[str]) -> _Layout:
+    """The images and classes an image list names (``_find_lists``), a test list's as the test subset."""
+    ids, names = _listed(index, train_list)
+    tested = None if test_list is None else _listed(index, test_list)
+    names, test_names, classes = named_by_class_list(train_list[0].parent, names,
+                                                     None if tested is None else tested[1], notes)
+    classes = classes or class_names_of(names)
+    labels, test_labels = class_indices(classes, names, test_names, train_list[0], "imagefolder")
+    return _Layout(ids, labels, classes, None if tested is None else tested[0], test_labels)
+
+
+def _hub_layout(root: Path, label_column: str | None, notes: list[str]) -> _Layout | None:
     """Images held in the Parquet or Arrow files of a dataset cloned from the Hugging Face Hub (or
-    saved with ``datasets``' save_to_disk), its train* and test* files: a column of the library's
-    Image feature ({bytes, path}) and a label column (ClassLabel names where the metadata gives them).
-    ((ids, encoded images, labels), the test subset's alike or None, class names); None where the
-    folder holds no such files."""
+    saved with ``datasets``' save_to_disk), its train* and test* files (or ``root``, one such file):
+    a column of the library's Image feature ({bytes, path}) and a label column (ClassLabel names
+    where the metadata gives them); None where there are no such files."""
     try:
         train_files, test_files = record_files(root, "imagefolder", None)
     except NoisyctlError:
@@ -269,20 +304,46 @@ def _hub_images(root: Path, label_column: str | None, notes: list[str]):
     notes.append(f"images from column '{image_column}' of {records_source(train_files).name}, labels from "
                  f"'{label_column}'")
 
-    def read(rows: list[dict], files: list[Path], split: str):
+    def read(rows: list[dict], files: list[Path]):
         source = records_source(files)
         encoded = [(row.get(image_column) or {}).get("bytes") for row in rows]
         empty = next((number for number, data in enumerate(encoded, start=1) if not data), None)
         if empty is not None:
             raise NoisyctlError(f"imagefolder: {source}, record {empty}: its '{image_column}' holds no image bytes")
-        labels = label_strings([row.get(label_column) for row in rows], label_column, source)
-        labels, names = hub_class_names(files[0], label_column, labels)
-        return ([f"{split}/{k}" for k in range(len(rows))], encoded, labels), names
+        return encoded, hub_class_names(files[0], label_column,
+                                        label_strings([row.get(label_column) for row in rows], label_column, source))
 
-    train, names = read(rows, train_files, "train")
+    encoded, (names, classes) = read(rows, train_files)
     test_rows = labeled_test_records(test_files, "imagefolder", label_column, False, notes)
-    tested = None if test_rows is None else read(test_rows, test_files, "test")[0]
-    return train, tested, names or class_names_of(train[2])
+    test_encoded, (test_names, _) = (None, (None, None)) if test_rows is None else read(test_rows, test_files)
+    classes = classes or class_names_of(names)
+    labels, test_labels = class_indices(classes, names, test_names, root, "imagefolder")
+    return _Layout([f"train/{k}" for k in range(len(names))], labels, classes,
+                   None if test_rows is None else [f"test/{k}" for k in range(len(test_rows))], test_labels,
+                   encoded, test_encoded)
+
+
+def _layout(root: Path, image_list: str | None, image_column: str | None, label_column: str | None,
+            notes: list[str]) -> _Layout:
+    """What kind of image folder ``root`` is, and its samples: an image list's (``_find_lists``),
+    else a folder per class, else a Hub dataset's files, which are looked for only where the folder
+    holds no class folders of images (so that a large image folder is not searched twice)."""
+    if root.is_dir():
+        lists = _find_lists(root, image_list, image_column, label_column, notes)
+        if lists is not None:
+            return _list_layout(root, *lists, notes)
+        try:
+            return _class_folder_layout(root)
+        except NoisyctlError:
+            hub = _hub_layout(root, label_column, notes)
+            if hub is None:
+                raise
+            return hub
+    hub = _hub_layout(root, label_column, notes)
+    if hub is None:
+        raise NoisyctlError(f"imagefolder: {root} holds no column of images (the Hugging Face datasets library's "
+                            f"Image feature); give a folder of images")
+    return hub
 
 
 # Images whose sides are all at most SMALL_SIDE are trained at their own size (digits, CIFAR-like
@@ -336,40 +397,15 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     if not root.is_dir() and record_suffix(root) not in ARROW_SUFFIXES:  # one Hub file of images may be given
         raise NoisyctlError(f"imagefolder: {root} is not a folder")
     notes: list[str] = []
-    lists = _find_lists(root, image_list, column_name(image_column), column_name(label_column), notes) \
-        if root.is_dir() else None
-    test_ids = test_labels = None
-    encoded = hub = None if lists is not None else _hub_images(root, column_name(label_column), notes)
-    if hub is None and not root.is_dir():
-        raise NoisyctlError(f"imagefolder: {root} holds no column of images (the Hugging Face datasets library's "
-                            f"Image feature); give a folder of images")
-    if hub is not None:
-        (ids, encoded, names), tested, classes = hub
-        labels, test_labels = class_indices(classes, names, None if tested is None else tested[2], root,
-                                            "imagefolder")
-        test_ids, test_encoded = (None, None) if tested is None else tested[:2]
-    elif lists is not None:
-        index, train_list, test_list = lists
-        ids, names = _listed(index, train_list)
-        tested = None if test_list is None else _listed(index, test_list)
-        names, test_names, classes = named_by_class_list(train_list[0].parent, names,
-                                                         None if tested is None else tested[1], notes)
-        classes = classes or class_names_of(names)
-        labels, test_labels = class_indices(classes, names, test_names, train_list[0], "imagefolder")
-        test_ids = None if tested is None else tested[0]
-    else:
-        train_dir = next((root / n for n in TRAIN_NAMES if (root / n).is_dir()), None)
-        test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None) if train_dir else None
-        ids, labels, classes = _scan(train_dir or root, root, None)
-        if test_dir is not None:
-            test_ids, test_labels, _ = _scan(test_dir, root, classes)
+    found = _layout(root, image_list, column_name(image_column), column_name(label_column), notes)
+
     def subset(ids, labels, encoded, size=1, channels=3):
         if encoded is not None:
             return ImageBytesSampleSet(ids, labels, root, encoded, int(size), int(channels), bool(normalize))
         return ImageFileSampleSet(ids, labels, root, int(size), int(channels), bool(normalize))
 
     if size is None or channels is None:
-        seen_sizes, seen_modes = _look_at(subset(ids, labels, encoded))
+        seen_sizes, seen_modes = _look_at(subset(found.ids, found.labels, found.encoded))
         if size is None:
             distinct = sorted(set(seen_sizes))
             largest = max(max(s) for s in distinct)
@@ -386,7 +422,9 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     if size < 1 or channels not in (1, 3):
         raise NoisyctlError("imagefolder: size must be positive and channels 1 or 3")
 
-    test = None if test_ids is None else subset(test_ids, test_labels, test_encoded if hub else None, size, channels)
-    return DatasetData(train=subset(ids, labels, encoded, size, channels), test=test, class_names=classes,
+    test = None if found.test_ids is None else subset(found.test_ids, found.test_labels, found.test_encoded, size,
+                                                       channels)
+    return DatasetData(train=subset(found.ids, found.labels, found.encoded, size, channels), test=test,
+                       class_names=found.classes,
                        input_shape=(channels, size, size),
                        default_augment="resized-crop" if size >= 64 else "flip-crop", notes=notes)

@@ -194,34 +194,37 @@ def _class_folders(folder: Path) -> dict[str, list[Path]]:
     return found
 
 
-def _text_folders(root: Path) -> tuple[Path, Path | None] | None:
-    """Where a folder of class folders keeps its training and test classes: its train* and test*
-    (else validation*) subfolders, or itself; None where it holds fewer than two class folders."""
+def _text_folders(root: Path) -> tuple[Path, dict[str, list[Path]], Path | None] | None:
+    """Where a folder of class folders keeps its training classes (its train* subfolder, or itself),
+    those classes with their files (``_class_folders``), and its test* (else validation*) subfolder;
+    None where it holds fewer than two class folders."""
     children = sorted(item for item in root.iterdir() if item.is_dir() and not item.name.startswith("."))
     train = next((item for item in children if split_name(item.name) in TRAIN_SPLITS), None)
     test = next((item for names in TEST_SPLITS for item in children if split_name(item.name) in names), None)
-    classes = [name for name in _class_folders(train or root) if name.lower() not in UNLABELED_FOLDERS]
-    return (train or root, test if train else None) if len(classes) >= 2 else None
+    classes = _class_folders(train or root)
+    labeled = [name for name in classes if name.lower() not in UNLABELED_FOLDERS]
+    return (train or root, classes, test if train else None) if len(labeled) >= 2 else None
 
 
-def _folder_texts(root: Path, train_folder: Path, test_folder: Path | None, test: str | None,
-                  notes: list[str]) -> tuple[Texts, Texts | None, list[str]]:
-    """The texts of a folder of class folders, ids their paths under ``root``; the test folder is
-    ``test`` where given."""
+def _folder_texts(root: Path, train_folder: Path, classes: dict[str, list[Path]], test_folder: Path | None,
+                  test: str | None, notes: list[str]) -> tuple[Texts, Texts | None, list[str]]:
+    """The texts of a folder of class folders (the training ``classes`` found in ``train_folder``),
+    ids their paths under ``root``; the test folder is ``test`` where given."""
     if test is not None:
         test_folder = require_root(find_test_file(root, test), "text", "the test folder of class folders")
-    train = _read_class_folders(root, train_folder, notes)
+    train = _read_class_folders(root, train_folder, classes, notes)
     names = sorted(set(train[2]))
-    tested = None if test_folder is None else _read_class_folders(root, test_folder, notes)
+    tested = None if test_folder is None else _read_class_folders(root, test_folder, _class_folders(test_folder),
+                                                                  notes)
     unknown = next((label for label in tested[2] if label not in names), None) if tested else None
     if unknown is not None:
         raise NoisyctlError(f"text: {test_folder / unknown} is a class the training folder {train_folder} lacks")
     return train, tested, names
 
 
-def _read_class_folders(root: Path, folder: Path, notes: list[str]) -> Texts:
-    """Every text file of ``folder``'s class folders: UTF-8, else Latin-1 (20 Newsgroups' posts are)."""
-    classes = _class_folders(folder)
+def _read_class_folders(root: Path, folder: Path, classes: dict[str, list[Path]], notes: list[str]) -> Texts:
+    """Every text file of ``folder``'s class folders (``classes``, with their files): UTF-8, else
+    Latin-1 (20 Newsgroups' posts are)."""
     skipped = [name for name in classes if name.lower() in UNLABELED_FOLDERS]
     if skipped:
         notes.append(f"{folder.name}/{skipped[0]}: {len(classes[skipped[0]]):,} texts without a label, left out")
