@@ -387,6 +387,37 @@ def test_train_takes_a_hugging_face_model_and_tokenizer_from_a_local_folder(tmp_
                                      "-o", tmp_path / "x.h5")
 
 
+def test_a_hugging_face_model_reads_as_much_of_a_text_as_its_positions_hold(tmp_path):
+    """Long texts are read to the model's limit, not cut at a fixed 128 tokens (which this model of
+    64 positions could not even take); -M max_length=N reads fewer."""
+    from transformers import BertTokenizerFast
+
+    from noisyctl import plugins
+    from noisyctl.api import ModelSpec, encode_text
+
+    words = [f"w{k}" for k in range(200)]
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    folder = tmp_path / "tiny-bert"
+    BertTokenizerFast(str(tmp_path / "vocab.txt")).save_pretrained(folder)
+    tiny_bert(len(words) + 5).save_pretrained(folder)
+    texts = [" ".join(words[:100]), " ".join(words[:40] + ["w199"] + words[41:100])]  # unlike at word 41
+    inputs = torch.stack([encode_text(text, 1024) for text in texts])
+    spec = ModelSpec(name=f"hf:{folder}", num_classes=3, input_shape=(1024,), input_kind="text")
+
+    def logits(**options):
+        torch.manual_seed(0)
+        model = plugins.get("model", spec.name).call(spec, options={key: str(v) for key, v in options.items()})
+        with torch.no_grad():
+            return model.eval()(inputs)
+
+    read_whole = logits()
+    assert read_whole.shape == (2, 3) and not torch.allclose(read_whole[0], read_whole[1])
+    cut = logits(max_length=16)
+    assert torch.allclose(cut[0], cut[1])
+    with pytest.raises(NoisyctlError, match="max_length must be"):
+        logits(max_length="long")
+
+
 @pytest.mark.slow
 def test_the_documented_integrations_run_as_written(tmp_path, cli):
     """docs/own-training-loop.md's Lightning and Hugging Face examples, run as they stand."""

@@ -65,9 +65,25 @@ def text_bag(spec: ModelSpec, buckets: int = 1 << 16, dim: int = 64, ngrams: int
     return TextBag()
 
 
-def hf_model(spec: ModelSpec, max_length: int = 128):
+# Where neither the tokenizer nor the model's config says how long a text it reads (a tokenizer
+# saved without model_max_length says 10**30), BERT's 512 tokens.
+DEFAULT_MAX_LENGTH = 512
+
+
+def _model_max_length(tokenizer, config) -> int:
+    """The most tokens the model reads: the tokenizer's model_max_length, else the config's
+    position embeddings, else ``DEFAULT_MAX_LENGTH``."""
+    limits = [getattr(tokenizer, "model_max_length", None), getattr(config, "max_position_embeddings", None),
+              getattr(config, "n_positions", None)]
+    return next((int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000),
+                DEFAULT_MAX_LENGTH)
+
+
+def hf_model(spec: ModelSpec, max_length: int | str = "auto"):
     """hf:<folder>: a Hugging Face sequence-classification model and its tokenizer saved in a local
-    folder (save_pretrained), with a fresh head for the dataset's classes. Option max_length."""
+    folder (save_pretrained), with a fresh head for the dataset's classes. Option max_length: the
+    tokens read of each text; "auto" reads as many as the model can, as the tokenizer would by
+    itself (a batch is padded only to its longest text, so short texts cost no more)."""
     try:
         import transformers
     except ImportError:
@@ -79,7 +95,11 @@ def hf_model(spec: ModelSpec, max_length: int = 128):
     if not spec.variant or not folder.is_dir():
         raise NoisyctlError(f"hf:<folder> names a local folder holding a model and tokenizer (save_pretrained); "
                             f"'{spec.variant or ''}' is not one")
-    max_length = int(max_length)
+    if max_length != "auto":
+        given = max_length
+        max_length = int(given) if str(given).isdigit() else 0
+        if max_length < 1:
+            raise NoisyctlError(f"hf: max_length must be a positive number of tokens or auto, not '{given}'")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -87,6 +107,8 @@ def hf_model(spec: ModelSpec, max_length: int = 128):
     except (OSError, ValueError, KeyError) as exc:
         raise NoisyctlError(f"hf:{folder}: cannot load a model and tokenizer ({' '.join(str(exc).split())[:200]})") \
             from None
+    if max_length == "auto":
+        max_length = _model_max_length(tokenizer, model.config)
 
     class HfText(nn.Module):
         def __init__(self) -> None:
