@@ -641,6 +641,56 @@ def test_a_uci_file_without_a_header_row_names_its_label_column_by_position(tmp_
     assert load("table", tmp_path / "iris.data.gz", label_column=5).train.ids == table.train.ids
 
 
+def test_a_label_one_hot_encoded_over_columns_is_read_as_one_class_a_sample(tmp_path):
+    """ISIC 2018's ground truth (image,MEL,NV,... as 1.0 and 0.0 beside the images), a table in the
+    steel plate faults' layout (binary features, then a column a fault) with a test file alike, and
+    text with a column a sentiment. Before, the list named images "without labels", the table took
+    its last fault column as a two-class label, and the text had no label column. Jigsaw's toxic
+    comments, with several 1s or none in a record, are multi-label: refused."""
+    lesions = ["MEL", "NV", "BCC"]
+    for i in range(6):
+        write_image(tmp_path / "isic" / "Input" / f"ISIC_{i:07d}.jpg", (40 * i, 0, 0))
+    (tmp_path / "isic" / "GroundTruth.csv").write_text("image," + ",".join(lesions) + "\n" + "".join(
+        f"ISIC_{i:07d}," + ",".join("1.0" if k == i % 3 else "0.0" for k in range(3)) + "\n" for i in range(6)))
+    images = load("imagefolder", tmp_path / "isic", size=8)
+    assert images.class_names == lesions and images.train.labels.tolist() == [0, 1, 2, 0, 1, 2]  # in column order
+    assert "images and labels from GroundTruth.csv (labels from 3 one-hot columns, 'MEL' to 'BCC', a class each)" \
+        in images.notes
+
+    rng = np.random.default_rng(0)
+    faults = ["Pastry", "Z_Scratch", "Bumps", "Other_Faults"]
+
+    def plates(count):
+        kind, steel = rng.integers(0, 4, count), rng.integers(0, 2, count)
+        return pd.DataFrame({"Area": rng.normal(size=count) + kind, "TypeOfSteel_A300": steel,
+                             "TypeOfSteel_A400": 1 - steel, **{f: (kind == k).astype(int) for k, f in
+                                                               enumerate(faults)}}), kind
+
+    (frame, kind), (test_frame, test_kind) = plates(40), plates(10)
+    frame.to_csv(tmp_path / "faults.csv", index=False)
+    test_frame.to_csv(tmp_path / "faults_test.csv", index=False)
+    table = load("table", tmp_path / "faults.csv", test="faults_test.csv")
+    assert table.class_names == faults and table.input_shape == (3,)  # the steel types stay features
+    assert [table.class_names[c] for c in table.train.labels] == [faults[k] for k in kind]
+    assert [table.class_names[c] for c in table.test.labels] == [faults[k] for k in test_kind]
+    assert "labels from 4 one-hot columns, 'Pastry' to 'Other_Faults', a class each" in table.notes
+    assert "Bumps" not in table.train.text(0) and "TypeOfSteel_A300=" in table.train.text(0)
+
+    sentiments = ["negative", "neutral", "positive"]
+    rows = [(f"c{i}", f"review number {i} that says {sentiments[i % 3]} things", *[int(k == i % 3) for k in range(3)])
+            for i in range(9)]
+    pd.DataFrame(rows, columns=["id", "Review Text", *sentiments]).to_csv(tmp_path / "reviews.csv", index=False)
+    texts = load("text", tmp_path / "reviews.csv")
+    assert texts.class_names == sentiments and texts.train.labels.tolist() == [0, 1, 2] * 3
+    assert texts.train.texts[2] == "review number 2 that says positive things"
+    toxic = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+    pd.DataFrame([(f"c{i}", f"comment {i} of some length here", *[int(i % (k + 2) == 0) for k in range(6)])
+                  for i in range(9)], columns=["id", "comment_text", *toxic]).to_csv(tmp_path / "toxic.csv", index=False)
+    with pytest.raises(NoisyctlError, match="columns toxic, severe_toxic, .* mark classes with 0s and 1s, and 5 "
+                                            "records hold several 1s or none: a multi-label dataset"):
+        load("text", tmp_path / "toxic.csv")
+
+
 def test_a_table_whose_label_column_has_another_name_is_labeled_by_its_last_column(tmp_path):
     """iris as pandas writes it with the species last, as the UCI repository and Kaggle's first
     tables put a label (Outcome, quality, income)."""

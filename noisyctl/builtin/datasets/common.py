@@ -500,6 +500,63 @@ def label_strings(values: list, column: str, path: Path, empty: frozenset = froz
     return [str(int(number)) for number in numbers] if whole else labels
 
 
+# A label spread over columns of 0s and 1s, a column a class, with one 1 in each record: ISIC
+# 2018's skin lesions (image,MEL,NV,BCC,... as 0.0 and 1.0), Kaggle's plant pathology
+# (image_id,healthy,multiple_diseases,rust,scab), UCI's steel plate faults (the last seven columns).
+# The loaders read it as one label column of this name, which none of the file's columns has.
+ONE_HOT_LABEL = "label"
+BINARY_CELLS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
+
+
+def _binary(cell) -> int | None:
+    if isinstance(cell, (bool, int, float)):
+        return int(cell) if cell in (0, 1) else None
+    return None if cell is None else BINARY_CELLS.get(str(cell).strip().lower())
+
+
+def one_hot_columns(rows: list[dict], columns: list[str], path: Path, several_refused: bool) -> list[str] | None:
+    """The columns at the end of ``columns`` that one-hot encode the label: the longest run of two or
+    more whose cells are 0 or 1, with one 1 in every record; None where there is none. A run of
+    such columns whose records hold several 1s or none is multi-label data (Jigsaw's toxic
+    comments, CheXpert's findings): refused where ``several_refused`` (where no other column can be
+    the label), since noisyctl reads one class a sample."""
+    run: list[tuple[str, np.ndarray]] = []
+    for name in reversed(columns):
+        cells = [_binary(row.get(name)) for row in rows]
+        if None in cells:
+            break
+        run.append((name, np.array(cells)))
+    ones, longest = np.zeros(len(rows), dtype=np.int64), 0
+    for length, (_, cells) in enumerate(run, start=1):
+        ones += cells
+        if length >= 2 and (ones == 1).all():
+            longest = length
+    if longest:
+        return [name for name, _ in reversed(run[:longest])]
+    if several_refused and len(run) >= 2:
+        several = int((ones != 1).sum())
+        names = ", ".join(name for name, _ in reversed(run[:8])) + (" ..." if len(run) > 8 else "")
+        raise NoisyctlError(f"{path}: columns {names} mark classes with 0s and 1s, and {several:,} records hold "
+                            f"several 1s or none: a multi-label dataset; noisyctl reads one class a sample "
+                            f"(-D label_column=NAME reads one column as a label)")
+    return None
+
+
+def add_one_hot_label(rows: list[dict], columns: list[str], path: Path) -> None:
+    """Each record's class, the name of the one of ``columns`` that holds its 1, as its
+    ``ONE_HOT_LABEL``; a record with several 1s or none (in a test file read alike) is refused."""
+    for number, row in enumerate(rows, start=1):
+        marked = [name for name in columns if _binary(row.get(name)) == 1]
+        if len(marked) != 1:
+            raise NoisyctlError(f"{path}: record {number} marks {len(marked)} of the classes {', '.join(columns)} "
+                                f"with a 1, not one")
+        row[ONE_HOT_LABEL] = marked[0]
+
+
+def one_hot_note(columns: list[str]) -> str:
+    return f"labels from {len(columns)} one-hot columns, '{columns[0]}' to '{columns[-1]}', a class each"
+
+
 def integer_classes(values) -> list[int]:
     """The classes of integer labels, in numeric order: counting from 0 (or below, which the loaders
     refuse) they are class indices 0..K-1 (a missing index is a class without samples); from 1 up
@@ -594,14 +651,17 @@ def split_name(file_name: str) -> str:
 
 
 def labeled_test_records(files: list[Path], dataset: str, label_column: str, given: bool,
-                         notes: list[str], header: bool = True) -> list[dict] | None:
+                         notes: list[str], header: bool = True, one_hot: list[str] | None = None) -> list[dict] | None:
     """The records of the test ``files`` (``read_record_files``, with or without a ``header`` row as
     the training files); None where there are none, or where those found in a dataset's folder have
     no labels (a competition's test.csv, whose labels are withheld; ``notes`` says so): they cannot
-    be a test subset. A test file the user named (``given``) must have them."""
+    be a test subset. A test file the user named (``given``) must have them. Where the training
+    records' labels are ``one_hot`` columns, so are the test records'."""
     if not files:
         return None
     rows = read_record_files(files, dataset, header)
+    if one_hot and all(name in rows[0] for name in one_hot):
+        add_one_hot_label(rows, one_hot, records_source(files))
     if given or label_column in rows[0]:
         return rows
     notes.append(f"{records_source(files).name} has no '{label_column}' column (labels withheld, as in a "

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet
-from .common import (ARROW_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, TEST_SPLITS, TRAIN_SPLITS,
-                     class_indices, class_names_of, column_name, find_column, find_test_file, hub_class_names,
-                     label_strings, labeled_test_records, named_by_class_list, read_record_files, read_records,
-                     record_files, record_suffix, records_source, require_root, split_name)
+from .common import (ARROW_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, ONE_HOT_LABEL, TEST_SPLITS,
+                     TRAIN_SPLITS, add_one_hot_label, class_indices, class_names_of, column_name, find_column,
+                     find_test_file, hub_class_names, label_strings, labeled_test_records, named_by_class_list,
+                     one_hot_columns, one_hot_note, read_record_files, read_records, record_files, record_suffix,
+                     records_source, require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -155,9 +156,12 @@ class _ImageIndex:
 
 
 def _list_columns(rows: list[dict], list_file: Path, index: _ImageIndex, image_column: str | None,
-                  label_column: str | None) -> tuple[str, str | None] | None:
-    """The image and label columns of a list (None: it names no images); the label column is the
-    given one, else the first of ``LABEL_COLUMNS``, else the only other column (labels.csv: id,breed)."""
+                  label_column: str | None) -> tuple[str, str | None, list[str]] | None:
+    """The image and label columns of a list (None: it names no images), and the columns that
+    one-hot encode the label where it is so; the label column is the given one, else the first of
+    ``LABEL_COLUMNS``, else the only other column (labels.csv: id,breed), else the one the other
+    columns one-hot encode (ISIC's image,MEL,NV,...: ``add_one_hot_label`` gives each record its
+    label)."""
     columns = [str(name) for name in rows[0]]
 
     def names_images(column: str) -> bool:
@@ -177,9 +181,14 @@ def _list_columns(rows: list[dict], list_file: Path, index: _ImageIndex, image_c
         label_column = next((lowered[name] for name in LABEL_COLUMNS if name in lowered), None)
         if label_column is None and len(lowered) == 1:
             label_column = next(iter(lowered.values()))
+        one_hot = None if label_column else one_hot_columns(rows, list(lowered.values()), list_file,
+                                                            several_refused=True)
+        if one_hot:
+            add_one_hot_label(rows, one_hot, list_file)
+            return image_column, ONE_HOT_LABEL, one_hot
     elif label_column not in columns:
         raise NoisyctlError(f"imagefolder: {list_file} has no column '{label_column}'; it has {', '.join(columns)}")
-    return image_column, label_column
+    return image_column, label_column, []
 
 
 def _find_lists(root: Path, image_list: str | None, image_column: str | None, label_column: str | None,
@@ -223,13 +232,15 @@ def _find_lists(root: Path, image_list: str | None, image_column: str | None, la
         return None
     tested = next((entry for names in TEST_SPLITS for entry in lists if split_of(entry[0]) in names), None)
     shown = train[0][0].relative_to(root) if train[0][0].is_relative_to(root) else train[0][0]
-    notes.append(f"images and labels from {shown} (columns '{train[0][2]}' and '{train[0][3]}')")
+    one_hot = train[0][4]
+    notes.append(f"images and labels from {shown} (" + (one_hot_note(one_hot) if one_hot else
+                                                        f"columns '{train[0][2]}' and '{train[0][3]}'") + ")")
     return index, train[0], tested
 
 
 def _listed(index: _ImageIndex, entry) -> tuple[list[str], list[str]]:
     """The images (ids) and labels a list names, each image once."""
-    file, rows, image_column, label_column = entry
+    file, rows, image_column, label_column, _ = entry
     ids, missing = [], []
     for number, row in enumerate(rows, start=1):
         found = index.find(str(row.get(image_column) or ""), file.parent)
@@ -279,7 +290,7 @@ def _list_layout(root: Path, index: _ImageIndex, train_list, test_list, notes: l
     tested = None if test_list is None else _listed(index, test_list)
     names, test_names, classes = named_by_class_list(train_list[0].parent, names,
                                                      None if tested is None else tested[1], notes)
-    classes = classes or class_names_of(names)
+    classes = classes or train_list[4] or class_names_of(names)
     labels, test_labels = class_indices(classes, names, test_names, train_list[0], "imagefolder")
     return _Layout(ids, labels, classes, None if tested is None else tested[0], test_labels)
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from .common import (CSV_SUFFIXES, LABEL_COLUMNS, RECORD_FILES, ArraySampleSet, class_indices, class_names_of,
-                     column_name, column_values, feature_stats, find_column, fraction_option, header_is_record,
-                     hub_class_names, label_strings, labeled_test_records, named_by_class_list, positive_int,
-                     read_headerless, read_record_files, record_files, record_suffix, records_source, require_root,
-                     split_off, standardize_features, unique_ids)
+from .common import (CSV_SUFFIXES, LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, ArraySampleSet, add_one_hot_label,
+                     class_indices, class_names_of, column_name, column_values, feature_stats, find_column,
+                     fraction_option, header_is_record, hub_class_names, label_strings, labeled_test_records,
+                     named_by_class_list, one_hot_columns, one_hot_note, positive_int, read_headerless,
+                     read_record_files, record_files, record_suffix, records_source, require_root, split_off,
+                     standardize_features, unique_ids)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
@@ -319,13 +320,19 @@ def _last_column_as_label(rows: list[dict], columns: list[str]) -> str | None:
 
 
 def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str | None, drop: list[str]):
-    """The label, id, index and feature columns the records of ``path`` hold, and the columns a
-    reviewer is shown (all but the label, id and index)."""
-    columns = [str(name) for name in rows[0]]
+    """The label, id, index and feature columns the records of ``path`` hold, the columns a reviewer
+    is shown (all but the label, id and index), and the columns that one-hot encode the label where
+    it is so (``add_one_hot_label`` has then given each record its label)."""
+    columns, one_hot = [str(name) for name in rows[0]], []
     try:
         label_column = find_column(columns, label_column, LABEL_COLUMNS, "label", path, COLUMN_OPTIONS)
     except NoisyctlError:
-        label_column = _last_column_as_label(rows, columns)
+        one_hot = one_hot_columns(rows, columns, path, several_refused=False) or []
+        if one_hot:
+            add_one_hot_label(rows, one_hot, path)
+            label_column = ONE_HOT_LABEL
+        else:
+            label_column = _last_column_as_label(rows, columns)
         if label_column is None:
             raise
     unknown = next((name for name in [*drop, *([id_column] if id_column else [])] if name not in columns), None)
@@ -334,10 +341,10 @@ def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str
     if id_column is None:
         id_column = "id" if "id" in columns else _named_id_column(rows, columns, label_column)
     index = _index_column(rows, columns)
-    left_out = {label_column, id_column, index, *drop}
+    left_out = {label_column, id_column, index, *one_hot, *drop}
     features = [name for name in columns if name not in left_out]
-    shown = [name for name in columns if name not in (label_column, id_column, index)]
-    return label_column, id_column, index, features, shown
+    shown = [name for name in columns if name not in (label_column, id_column, index, *one_hot)]
+    return label_column, id_column, index, features, shown, one_hot
 
 
 def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Path, header: bool,
@@ -354,7 +361,8 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     a label column.
 
     The label column is ``label_column``, else the first of ``LABEL_COLUMNS`` (label, labels, target,
-    class, category, sentiment, intent, y; case aside); ids come from ``id_column`` (or a column
+    class, category, sentiment, intent, y; case aside), else the columns at the end that one-hot
+    encode it (``one_hot_columns``), else the last column where it holds a few values; ids come from ``id_column`` (or a column
     named ``id``, or one named as an id whose values are unique), else ``row<N>-<hash>``: the row a
     spreadsheet shows the record on and a hash of its features. ``drop`` (comma-separated) leaves
     columns out; an unnamed first column counting 0..N-1 (pandas' index) is left out too. The test
@@ -378,8 +386,10 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
                                 f"by its position, -D label_column=N (columns count from 1)")
         rows = read_headerless(train_files, "table", notes)
     given_label, given_id = label_column, id_column
-    label_column, id_column, index, features, shown = _read(rows, path, label_column, id_column, drop_names)
-    if given_label is None and label_column != "label":
+    label_column, id_column, index, features, shown, one_hot = _read(rows, path, label_column, id_column, drop_names)
+    if one_hot:
+        notes.append(one_hot_note(one_hot))
+    elif given_label is None and label_column != "label":
         last = "" if label_column.lower() in LABEL_COLUMNS else ", the last"
         notes.append(f"labels from column '{label_column}'{last} (-D label_column=NAME for another)")
     if given_id is None and id_column not in (None, "id"):
@@ -389,7 +399,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     labels, hub_names = hub_class_names(train_files[0], label_column, _label_cells(rows, label_column, path))
     ids = _ids(rows, id_column, features, train_files[0], header)
     test_labels = test_ids = None
-    test_rows = labeled_test_records(test_files, "table", label_column, test is not None, notes, header)
+    test_rows = labeled_test_records(test_files, "table", label_column, test is not None, notes, header, one_hot)
     if test_rows is None:
         test_files = []
     else:
@@ -401,7 +411,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
         test_ids = _ids(test_rows, id_column, features, test_files[0], header, prefix="test-")
     if hub_names is None:
         labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels, test_labels, notes)
-    names = hub_names or class_names_of(labels)
+    names = hub_names or one_hot or class_names_of(labels)  # one-hot classes in their columns' order
     classes, test_classes = class_indices(names, labels, test_labels, path, "table")
     if fraction and not test_files:
         kept, held = split_off(len(rows), fraction, seed)

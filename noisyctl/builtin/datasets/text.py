@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
-from .common import (LABEL_COLUMNS, RECORD_FILES, TEST_SPLITS, TEXT_COLUMNS, TRAIN_SPLITS, class_indices,
-                     class_names_of, column_name, column_values, find_column, find_test_file, fraction_option,
-                     generated_total, header_is_record, hub_class_names, is_number, label_strings,
-                     labeled_test_records, named_by_class_list, positive_int, read_headerless, read_record_files,
-                     record_files, records_source, require_root, split_name, split_off, unique_ids)
+from .common import (LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, TEST_SPLITS, TEXT_COLUMNS, TRAIN_SPLITS,
+                     add_one_hot_label, class_indices, class_names_of, column_name, column_values, find_column,
+                     find_test_file, fraction_option, generated_total, header_is_record, hub_class_names, is_number,
+                     label_strings, labeled_test_records, named_by_class_list, one_hot_columns, one_hot_note,
+                     positive_int, read_headerless, read_record_files, record_files, records_source, require_root,
+                     split_name, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -128,7 +129,16 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
         rows = read_headerless(train_files, "text", notes)
         text_column, label_column = _positional_columns(rows, text_column, label_column, id_column, notes)
     columns = list(rows[0])
-    found_label = find_column(columns, label_column, TEXT_LABEL_COLUMNS, "label", source, COLUMN_OPTIONS)
+    try:
+        found_label = find_column(columns, label_column, TEXT_LABEL_COLUMNS, "label", source, COLUMN_OPTIONS)
+        one_hot = []
+    except NoisyctlError:
+        one_hot = one_hot_columns(rows, [name for name in columns if name != id_column], source, several_refused=True)
+        if not one_hot:
+            raise
+        add_one_hot_label(rows, one_hot, source)
+        found_label = label_column = ONE_HOT_LABEL
+        notes.append(one_hot_note(one_hot))
     try:
         found = (find_column(columns, text_column, TEXT_COLUMNS, "text", source, COLUMN_OPTIONS), found_label)
         longest = ""
@@ -136,20 +146,22 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
         found, longest = (_longest_column(rows, [found_label, id_column]), found_label), ", the longest"
         if found[0] is None:
             raise
-    if (text_column, label_column) != found and found != ("text", "label"):
+    if one_hot and text_column != found[0]:
+        notes.append(f"texts from column '{found[0]}'{longest} (-D text_column=NAME for another)")
+    elif (text_column, label_column) != found and found != ("text", "label") and not one_hot:
         notes.append(f"texts from column '{found[0]}'{longest}, labels from '{found[1]}' (-D text_column=NAME "
                      f"-D label_column=NAME for others)")
     text_column, label_column = found
     ids, texts, labels, hub_names = _read_texts(rows, train_files, text_column, label_column, id_column)
     tested = None
-    test_rows = labeled_test_records(test_files, "text", label_column, test is not None, notes, header)
+    test_rows = labeled_test_records(test_files, "text", label_column, test is not None, notes, header, one_hot)
     if test_rows is not None:
         tested = _read_texts(test_rows, test_files, text_column, label_column, id_column)[:3]
     if hub_names is None:
         labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels,
                                                              None if tested is None else tested[2], notes)
         tested = None if tested is None else (tested[0], tested[1], test_labels)
-    return (ids, texts, labels), tested, hub_names or class_names_of(labels), text_column
+    return (ids, texts, labels), tested, hub_names or one_hot or class_names_of(labels), text_column
 
 
 # Reviews name their labels as ratings: Yelp's stars, Amazon's rating, score or overall.
