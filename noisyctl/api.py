@@ -95,6 +95,11 @@ class DatasetData:
     inputs are (``image`` [C, H, W], ``features`` [D] or ``text`` [max_bytes] of UTF-8
     bytes), so a model can refuse inputs it cannot read; None: from the shape. ``notes`` are
     one-line choices the loader made that the user should see (the input size it picked).
+    ``relabeled_copy(labels, out)``, where the data was read from records files of its own (a
+    table, texts, an image list), writes those records to ``out`` (.csv, .tsv, .jsonl, .json or
+    .parquet) with each training sample's label cell set to the class ``labels`` maps its id to
+    (``None``: the record is left out; an id it lacks: the record is written as it is) and returns
+    the records written; ``export --data-copy`` calls it.
     """
 
     train: SampleSet
@@ -105,6 +110,7 @@ class DatasetData:
     class_groups: list[list[int]] | None = None
     input_kind: str | None = None
     notes: list[str] = field(default_factory=list)  # what the loader chose for the user (shown by train)
+    relabeled_copy: Callable[[dict[str, str | None], Path], int] | None = None
 
     @property
     def kind(self) -> str:

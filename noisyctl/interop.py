@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from noisyctl.correction import sample_path
-from noisyctl.data import sample_texts
+from noisyctl.data import load_dataset, sample_texts
 from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, csv_cell
@@ -461,6 +461,47 @@ def export_suspects(path: Path, suspects: list[dict[str, Any]]) -> dict[str, Any
     return {"out": str(path), "rows": len(suspects)}
 
 
+def _labels_as_they_stand(source: Path) -> tuple[Labels, bool]:
+    """The labels of a labels or run file, and whether it is a run file."""
+    with open_checked(source) as h5:
+        is_run = get_attr(h5.attrs, "file_kind") == RUN
+    if not is_run:
+        return read_labels(source), False
+    with RunFile(source) as run:
+        return run.labels, True
+
+
+def export_data_copy(source: Path, out: Path) -> dict[str, Any]:
+    """A copy of the dataset's own records file (a table, texts, an image list) with every training
+    sample's label as it stands in a labels or run file (``source``), after prune, correct --apply
+    or import-review, and the removed samples left out: the cleaned data, in the columns and
+    format a pipeline outside noisyctl already reads (``out``'s suffix: .csv, .tsv, .jsonl, .json,
+    .parquet). Records that are no training sample (a held-out test share) are written as they are."""
+    labels, _ = _labels_as_they_stand(source)
+    data = load_dataset(labels.dataset)
+    name = labels.dataset.get("name", "?")
+    if data.relabeled_copy is None:
+        raise NoisyctlError(f"--data-copy: {name}'s samples are not records of a file of its own (image folders, "
+                            f"arrays); --labels-csv writes their labels")
+    known = set(data.train.ids)
+    missing = next((sample_id for sample_id in labels.ids if sample_id not in known), None)
+    if missing is not None:
+        raise NoisyctlError(f"--data-copy: the data no longer holds sample {missing} of {source}: it changed "
+                            f"since the labels were made")
+    if list(data.class_names) != list(labels.class_names):
+        raise NoisyctlError(f"--data-copy: the data's classes ({', '.join(data.class_names[:5])} ...) are not "
+                            f"those of {source}: it changed since the labels were made")
+    removed = np.zeros(len(labels.ids), dtype=bool) if labels.removed is None else labels.removed
+    names = labels.class_names
+    current = {sample_id: None if removed[i] else names[labels.given_labels[i]]
+               for i, sample_id in enumerate(labels.ids)}
+    written = data.relabeled_copy(current, Path(out))
+    original = dict(zip(data.train.ids, data.train.labels))
+    changed = sum(1 for i, sample_id in enumerate(labels.ids)
+                  if not removed[i] and original[sample_id] != labels.given_labels[i])
+    return {"out": str(out), "rows": int(written), "relabeled": changed, "removed": int(removed.sum())}
+
+
 def export_labels(source: Path, out: Path) -> dict[str, Any]:
     """Every sample's label in a labels or run file (``source``) as it stands, after prune, correct
     --apply or import-review, as a CSV that a training pipeline outside noisyctl joins on ``id``:
@@ -472,17 +513,16 @@ def export_labels(source: Path, out: Path) -> dict[str, Any]:
     out = Path(out)
     if out.suffix.lower() != ".csv":
         raise NoisyctlError(f"--labels-csv {out}: give a .csv file")
-    with open_checked(source) as h5:
-        is_run = get_attr(h5.attrs, "file_kind") == RUN
     # Texts, whose ids are hashes, are what a pipeline joins on; a table row's cells are for a
     # reviewer (its id names the row), so they are not loaded here.
-    if is_run:  # a user's loop may have recorded the texts in the run
-        with RunFile(source) as run:
-            labels = run.labels
-            texts = suspect_texts(run, labels.ids) if labels.dataset.get("kind", "text") == "text" else None
-    else:
-        labels = read_labels(source)
-        texts = sample_texts(labels.dataset, labels.ids) if labels.dataset.get("kind", "text") == "text" else None
+    labels, is_run = _labels_as_they_stand(source)
+    texts = None
+    if labels.dataset.get("kind", "text") == "text":
+        if is_run:  # a user's loop may have recorded the texts in the run
+            with RunFile(source) as run:
+                texts = suspect_texts(run, labels.ids)
+        else:
+            texts = sample_texts(labels.dataset, labels.ids)
     names, count = labels.class_names, len(labels.ids)
     files = [sample_path(labels.dataset, sample_id) for sample_id in labels.ids]
     marks = {name: np.zeros(count, dtype=bool) if getattr(labels, name) is None else getattr(labels, name)

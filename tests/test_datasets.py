@@ -675,6 +675,11 @@ def test_a_label_one_hot_encoded_over_columns_is_read_as_one_class_a_sample(tmp_
     assert [table.class_names[c] for c in table.test.labels] == [faults[k] for k in test_kind]
     assert "labels from 4 one-hot columns, 'Pastry' to 'Other_Faults', a class each" in table.notes
     assert "Bumps" not in table.train.text(0) and "TypeOfSteel_A300=" in table.train.text(0)
+    moved = faults[(kind[0] + 1) % 4]  # a relabeled copy moves the record's 1 to its new class's column
+    assert table.relabeled_copy({table.train.ids[0]: moved}, tmp_path / "fixed.csv") == 40
+    fixed = pd.read_csv(tmp_path / "fixed.csv")
+    assert list(fixed.columns) == list(frame.columns) and fixed.loc[0, faults].tolist() == [int(f == moved) for f in faults]
+    assert np.array_equal(fixed.iloc[1:].to_numpy(), frame.iloc[1:].to_numpy())  # the other records as they were
 
     sentiments = ["negative", "neutral", "positive"]
     rows = [(f"c{i}", f"review number {i} that says {sentiments[i % 3]} things", *[int(k == i % 3) for k in range(3)])

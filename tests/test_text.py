@@ -215,6 +215,18 @@ def test_cleaned_labels_export_as_a_csv_a_pipeline_joins_on_the_texts(cli, tmp_p
         assert [row["label"] for row in csv.DictReader(handle)] == [names[c] for c in before.given_labels]
     assert "give a .csv file" in cli.error("export", tmp_path / "fixed.h5", "--labels-csv", tmp_path / "c.json")
     assert "not a run file" in cli.error("export", tmp_path / "fixed.h5", "--suspects", tmp_path / "s.csv")
+    # the cleaned data itself: the file's own columns, labels as they stand, removed records left out
+    copy = cli.json("export", tmp_path / "fixed.h5", "--data-copy", tmp_path / "cleaned-data.csv")["data_copy"]
+    with open(tmp_path / "cleaned-data.csv", encoding="utf-8", newline="") as handle:
+        copied = list(csv.reader(handle))
+    kept = [(text, names[c]) for (text, _), c, gone in zip(records, fixed.given_labels, removed) if not gone]
+    assert copied[0] == ["text", "label"] and [tuple(row) for row in copied[1:]] == kept
+    assert copy["rows"] == len(kept) and copy["removed"] == sum(removed)
+    assert copy["relabeled"] == sum(label != names[c] for (_, label), c, gone in
+                                    zip(records, fixed.given_labels, removed) if not gone)
+    assert "the dataset's own file" in cli.error("export", tmp_path / "fixed.h5", "--data-copy",
+                                                 tmp_path / "tickets.csv")
+    assert (tmp_path / "tickets.csv").read_text(encoding="utf-8").count("\n") == 81
 
 
 def test_news_without_a_header_row_loads_as_ag_news_ships_with_its_class_list(tmp_path):
@@ -248,6 +260,16 @@ def test_news_without_a_header_row_loads_as_ag_news_ships_with_its_class_list(tm
     (tmp_path / "years.csv").write_text("text,2019,label\nup,1,a\ndown,2,b\n", encoding="utf-8")
     years = load_dataset({"name": "text", "root": str(tmp_path / "years.csv"), "options": {}})
     assert years.train.texts == ["up", "down"]
+    # a relabeled copy keeps the file's own label cells (1..4, not the names) and its lack of a header
+    written = news.relabeled_copy({news.train.ids[0]: "World", news.train.ids[1]: None}, tmp_path / "fixed.csv")
+    with open(tmp_path / "fixed.csv", encoding="utf-8", newline="") as handle:
+        fixed = list(csv.reader(handle))
+    assert written == len(fixed) == 7 and fixed[0][0] == "1" and fixed[0][1] == "Wall St. Bears Claw Back Into the Black 0"
+    assert [row[0] for row in fixed[1:]] == ["2", "1", "3", "4", "2", "1"]  # record 2 left out, the rest as they were
+    news.relabeled_copy({news.train.ids[0]: "Sports"}, tmp_path / "fixed.jsonl")
+    first = json.loads((tmp_path / "fixed.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert first == {"1": "2", "2": "Wall St. Bears Claw Back Into the Black 0",
+                     "3": "Reuters - Short-sellers are seeing green again."}
 
 
 def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path):

@@ -11,8 +11,8 @@ import typer
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, require_not_negative, with_recipe
 from noisyctl.detection import suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
-from noisyctl.interop import (DYNAMICS_FORMATS, export_cleanlab, export_labels, export_suspects, import_dynamics,
-                              import_otx)
+from noisyctl.interop import (DYNAMICS_FORMATS, export_cleanlab, export_data_copy, export_labels, export_suspects,
+                              import_dynamics, import_otx)
 from noisyctl.pruning import stored_detector
 from noisyctl.store import RunFile
 
@@ -84,27 +84,32 @@ def import_dynamics_command(
 def export_command(
     ctx: typer.Context,
     run: Optional[Path] = typer.Argument(None, help="Run file from `train` (or import-otx); for --labels-csv "
-                                         "also a labels file (synth, prune, correct --apply, import-review).",
-                                         show_default=False),
+                                         "and --data-copy also a labels file (synth, prune, correct --apply, "
+                                         "import-review).", show_default=False),
     cleanlab: Optional[Path] = typer.Option(None, "--cleanlab", help="Write labels and pred_probs (out-of-fold "
                                             "with train --folds K) as an .npz for cleanlab."),
     suspects: Optional[Path] = typer.Option(None, "--suspects", help="Write the ranked suspects as .csv or .json."),
     labels_csv: Optional[Path] = typer.Option(None, "--labels-csv", help="Write every sample's label as it "
                                               "stands (id, label, removed, corrected, reviewed) as a .csv for "
                                               "a training pipeline outside noisyctl."),
+    data_copy: Optional[Path] = typer.Option(None, "--data-copy", help="Write a copy of the dataset's own file (a "
+                                             "table, texts or an image list) with every label as it stands and "
+                                             "the removed samples left out, as .csv, .tsv, .jsonl, .json or "
+                                             ".parquet."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Stored detector that ranks the "
                                            "suspects (default: the one that ranked the latest detect)."),
     top: int = typer.Option(100, "--top", "-k", help="How many suspects to write."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
-    """Export for other tools: cleanlab's arrays, the suspects as CSV or JSON, the labels as CSV."""
+    """Export for other tools: cleanlab's arrays, the suspects as CSV or JSON, the labels as CSV, the
+    cleaned data as a copy of its own file."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
     require_not_negative(p["top"], "--top")
-    if p["cleanlab"] is None and p["suspects"] is None and p["labels_csv"] is None:
-        raise NoisyctlError("say what to export: --cleanlab FILE.npz, --suspects FILE.csv|.json and/or "
-                            "--labels-csv FILE.csv")
+    if all(p[name] is None for name in ("cleanlab", "suspects", "labels_csv", "data_copy")):
+        raise NoisyctlError("say what to export: --cleanlab FILE.npz, --suspects FILE.csv|.json, --labels-csv "
+                            "FILE.csv and/or --data-copy FILE.csv")
     result = {"run": str(run_path)}
     if p["cleanlab"] is not None or p["suspects"] is not None:
         with RunFile(run_path) as run_file:
@@ -116,6 +121,8 @@ def export_command(
                 result["suspects"] = {**export_suspects(Path(p["suspects"]), rows), "detector": name}
     if p["labels_csv"] is not None:
         result["labels"] = export_labels(run_path, Path(p["labels_csv"]))
+    if p["data_copy"] is not None:
+        result["data_copy"] = export_data_copy(run_path, Path(p["data_copy"]))
 
     def render(console):
         if "cleanlab" in result:
@@ -131,5 +138,9 @@ def export_command(
             c = result["labels"]
             console.print(f"{c['rows']:,} labels ({c['corrected']:,} corrected, {c['removed']:,} removed, "
                           f"{c['reviewed']:,} reviewed) -> {c['out']}")
+        if "data_copy" in result:
+            c = result["data_copy"]
+            console.print(f"{c['rows']:,} records ({c['relabeled']:,} relabeled, {c['removed']:,} removed) -> "
+                          f"{c['out']}")
 
     return emit(ctx, result, render, p["json_output"])

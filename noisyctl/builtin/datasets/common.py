@@ -11,10 +11,11 @@ import lzma
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from noisyctl.api import NoisyctlError, SampleSet
+from noisyctl.api import NoisyctlError, SampleSet, atomic_output
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -667,6 +668,85 @@ def labeled_test_records(files: list[Path], dataset: str, label_column: str, giv
     notes.append(f"{records_source(files).name} has no '{label_column}' column (labels withheld, as in a "
                  f"competition's test set): no test subset (-D test_fraction=0.2 holds out training records)")
     return None
+
+
+# What a relabeled copy of a dataset's records may be written as.
+COPY_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+
+
+def relabeled_copy(files: list[Path], dataset: str, header: bool, ids: list[str], label_column: str,
+                   one_hot: list[str], names: list[str], cells: list):
+    """``DatasetData.relabeled_copy`` for data read from the records ``files`` (with or without a
+    ``header`` row): ``ids`` and ``names`` (each record's class name) one a record, in the files'
+    order, and ``cells`` the records' label cells as the files hold them. A relabeled record's cell
+    becomes the cell of a record of its new class (a ClassLabel's integer, a rating's 5); where
+    the label is ``one_hot`` columns, the 1 moves to the new class's column."""
+    cell_of: dict[str, Any] = {}
+    for name, cell in zip(names, cells):
+        cell_of.setdefault(name, cell)
+    files, ids = list(files), list(ids)
+
+    def copy(labels: dict[str, str | None], out: Path) -> int:
+        out = Path(out)
+        if out.suffix.lower() not in COPY_SUFFIXES:
+            raise NoisyctlError(f"{out}: a copy of the data is written as {', '.join(COPY_SUFFIXES)}")
+        if any(out.resolve() == file.resolve() for file in files):
+            raise NoisyctlError(f"{out} is the dataset's own file; write the copy beside it")
+        rows = read_record_files(files, dataset, header)
+        if len(rows) != len(ids):
+            raise NoisyctlError(f"{records_source(files)} holds {len(rows):,} records, not the {len(ids):,} it "
+                                f"held when read: it changed")
+        kept = []
+        for sample_id, row in zip(ids, rows):
+            name = labels.get(sample_id, "")
+            if name is None:
+                continue
+            if name and one_hot:
+                marked = next(column for column in one_hot if _binary(row.get(column)) == 1)
+                row[marked], row[name] = row[name], row[marked]
+            elif name:
+                row[label_column] = cell_of.get(name, name)
+            kept.append(row)
+        schema = _arrow_table(files[0], schema_only=True) if record_suffix(files[0]) in ARROW_SUFFIXES else None
+        write_records(kept, list(rows[0]) if rows else [], out, header, schema)
+        return len(kept)
+
+    return copy
+
+
+def write_records(rows: list[dict], columns: list[str], out: Path, header: bool = True, schema=None) -> None:
+    """Records written atomically as ``out``'s suffix says: CSV or TSV (with a ``header`` row unless
+    the source had none), JSONL, a JSON array, or Parquet (in ``schema`` where the source was
+    Arrow or Parquet, so that its types and a Hub dataset's class names stay)."""
+    suffix = out.suffix.lower()
+    with atomic_output(out) as tmp:
+        if suffix == ".parquet":
+            try:
+                import pyarrow as pa
+                import pyarrow.parquet as parquet
+            except ImportError:
+                raise NoisyctlError(f"writing {out.name} needs pyarrow: pip install 'noisyctl[parquet]'") from None
+            table = pa.Table.from_pylist(rows, schema=schema) if schema is not None or rows else \
+                pa.table({name: pa.array([], pa.string()) for name in columns})
+            parquet.write_table(table, tmp)
+        elif suffix in (".jsonl", ".json"):
+            with open(tmp, "w", encoding="utf-8") as handle:
+                if suffix == ".json":
+                    json.dump(rows, handle, ensure_ascii=False, indent=1)
+                else:
+                    handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        else:
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle, delimiter="\t" if suffix == ".tsv" else ",")
+                if header:
+                    writer.writerow(columns)
+                writer.writerows([_written_cell(row.get(name)) for name in columns] for row in rows)
+
+
+def _written_cell(value) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value)
 
 
 def records_source(files: list[Path]) -> Path:

@@ -9,6 +9,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from .common import (ARROW_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS
                      TRAIN_SPLITS, add_one_hot_label, class_indices, class_names_of, column_name, find_column,
                      find_test_file, hub_class_names, label_strings, labeled_test_records, named_by_class_list,
                      one_hot_columns, one_hot_note, read_record_files, read_records, record_files, record_suffix,
-                     records_source, require_root, split_name)
+                     records_source, relabeled_copy, require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -273,6 +274,7 @@ class _Layout:
     test_labels: np.ndarray | None = None
     encoded: list[bytes] | None = None
     test_encoded: list[bytes] | None = None
+    relabeled_copy: Callable | None = None  # DatasetData's, of an image list
 
 
 def _class_folder_layout(root: Path) -> _Layout:
@@ -292,7 +294,10 @@ def _list_layout(root: Path, index: _ImageIndex, train_list, test_list, notes: l
                                                      None if tested is None else tested[1], notes)
     classes = classes or train_list[4] or class_names_of(names)
     labels, test_labels = class_indices(classes, names, test_names, train_list[0], "imagefolder")
-    return _Layout(ids, labels, classes, None if tested is None else tested[0], test_labels)
+    file, rows, _, label_column, one_hot = train_list
+    copy = relabeled_copy([file], "imagefolder", True, ids, label_column, one_hot, names,
+                          [] if one_hot else [row.get(label_column) for row in rows])
+    return _Layout(ids, labels, classes, None if tested is None else tested[0], test_labels, relabeled_copy=copy)
 
 
 def _hub_layout(root: Path, label_column: str | None, notes: list[str]) -> _Layout | None:
@@ -436,6 +441,7 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     test = None if found.test_ids is None else subset(found.test_ids, found.test_labels, found.test_encoded, size,
                                                        channels)
     return DatasetData(train=subset(found.ids, found.labels, found.encoded, size, channels), test=test,
+                       relabeled_copy=found.relabeled_copy,
                        class_names=found.classes,
                        input_shape=(channels, size, size),
                        default_augment="resized-crop" if size >= 64 else "flip-crop", notes=notes)

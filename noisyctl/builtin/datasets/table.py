@@ -23,8 +23,8 @@ from .common import (CSV_SUFFIXES, LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, A
                      class_indices, class_names_of, column_name, column_values, feature_stats, find_column,
                      fraction_option, header_is_record, hub_class_names, label_strings, labeled_test_records,
                      named_by_class_list, one_hot_columns, one_hot_note, positive_int, read_headerless,
-                     read_record_files, record_files, record_suffix, records_source, require_root, split_off,
-                     standardize_features, unique_ids)
+                     read_record_files, record_files, record_suffix, records_source, relabeled_copy, require_root,
+                     split_off, standardize_features, unique_ids)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
@@ -413,6 +413,8 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
         labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels, test_labels, notes)
     names = hub_names or one_hot or class_names_of(labels)  # one-hot classes in their columns' order
     classes, test_classes = class_indices(names, labels, test_labels, path, "table")
+    copy = relabeled_copy(train_files, "table", header, ids, label_column, one_hot, labels,
+                          [] if one_hot else [row.get(label_column) for row in rows])
     if fraction and not test_files:
         kept, held = split_off(len(rows), fraction, seed)
         test_rows, test_classes, test_ids = [rows[i] for i in held], classes[held], [ids[i] for i in held]
@@ -427,7 +429,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     notes += _table_notes(columns, missing, index, len(rows))
     notes += standardize_features((train, test_set), lambda: feature_stats(x, len(x)), standardize, path)
     return DatasetData(train=train, test=test_set, class_names=names, input_shape=(x.shape[1],),
-                       default_augment="none", input_kind="features", notes=notes)
+                       default_augment="none", input_kind="features", notes=notes, relabeled_copy=copy)
 
 
 def _table_notes(columns: list[_Column], missing: int, index: str | None, count: int) -> list[str]:

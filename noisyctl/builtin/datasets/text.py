@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -17,8 +18,8 @@ from .common import (LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, TEST_SPLITS, TE
                      add_one_hot_label, class_indices, class_names_of, column_name, column_values, find_column,
                      find_test_file, fraction_option, generated_total, header_is_record, hub_class_names, is_number,
                      label_strings, labeled_test_records, named_by_class_list, one_hot_columns, one_hot_note,
-                     positive_int, read_headerless, read_record_files, record_files, records_source, require_root,
-                     split_name, split_off, unique_ids)
+                     positive_int, read_headerless, read_record_files, record_files, records_source, relabeled_copy,
+                     require_root, split_name, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -96,9 +97,10 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
         if given is not None:
             raise NoisyctlError(f"text: {path} holds a folder of text files per class, which has no columns ({given})")
         train, tested, names = _folder_texts(path, *folders, test, notes)
-        text_column = "file"
+        text_column, copy = "file", None
     else:
-        train, tested, names, text_column = _record_texts(path, text_column, label_column, id_column, test, notes)
+        train, tested, names, text_column, copy = _record_texts(path, text_column, label_column, id_column, test,
+                                                                notes)
     ids, texts, labels = train
     max_bytes = max_bytes or _read_whole(texts)
     index, test_index = class_indices(names, labels, None if tested is None else tested[2], path, "text")
@@ -109,7 +111,7 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
         test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
     train_set = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
     return DatasetData(train=train_set, test=test_set, class_names=names, input_shape=(max_bytes,),
-                       default_augment="none", input_kind="text",
+                       default_augment="none", input_kind="text", relabeled_copy=copy,
                        notes=notes + _text_notes(texts, text_column, max_bytes))
 
 
@@ -117,9 +119,9 @@ Texts = tuple[list[str], list[str], list[str]]  # ids, texts and labels (as the 
 
 
 def _record_texts(path: Path, text_column: str | None, label_column: str | None, id_column: str | None,
-                  test: str | None, notes: list[str]) -> tuple[Texts, Texts | None, list[str], str]:
-    """The training and test texts of a file of records, or a folder of such files, the class names
-    and the text column."""
+                  test: str | None, notes: list[str]) -> tuple[Texts, Texts | None, list[str], str, Callable]:
+    """The training and test texts of a file of records, or a folder of such files, the class names,
+    the text column and the data's ``relabeled_copy``."""
     train_files, test_files = record_files(path, "text", test)
     rows, source = read_record_files(train_files, "text"), records_source(train_files)
     named = [name.strip() for name in (text_column or "").split(",")] + [label_column or "", id_column or ""]
@@ -161,7 +163,9 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
         labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels,
                                                              None if tested is None else tested[2], notes)
         tested = None if tested is None else (tested[0], tested[1], test_labels)
-    return (ids, texts, labels), tested, hub_names or one_hot or class_names_of(labels), text_column
+    copy = relabeled_copy(train_files, "text", header, ids, label_column, one_hot, labels,
+                          [] if one_hot else [row.get(label_column) for row in rows])
+    return (ids, texts, labels), tested, hub_names or one_hot or class_names_of(labels), text_column, copy
 
 
 # Reviews name their labels as ratings: Yelp's stars, Amazon's rating, score or overall.
