@@ -143,3 +143,56 @@ def _save(array):
     path = tempfile.NamedTemporaryFile(suffix=".npy", delete=False).name
     np.save(path, array)
     return path
+
+
+def test_from_file_reads_human_labels_as_cifar_n_ships_them_and_checks_they_fit_the_data(tmp_path, cli):
+    """CIFAR-10N's CIFAR-10_human.pt: torch.save of a dict of numpy arrays (clean_label, aggre_label,
+    worse_label, ...), read with weights_only; the truth is the dataset's own labels. A file whose
+    clean_label disagrees with the data (another order) is refused, as are a wrong length and a
+    rate; a CSV gives labels by sample id, as names."""
+    import torch
+
+    from noisyctl.builtin.noise.from_file import from_file
+    from noisyctl.store import read_labels
+
+    digits = synthesize({"name": "digits", "root": None, "options": {}}, "uniform", 0.0, 0).true_labels
+    aggre, worse = digits.copy(), digits.copy()
+    aggre[:90] = (aggre[:90] + 1) % 10
+    worse[::3] = (worse[::3] + 4) % 10
+    torch.save({"clean_label": digits, "aggre_label": aggre, "worse_label": worse}, tmp_path / "human.pt")
+    cli("synth", "-d", "digits", "-n", "from-file", "-N", f"path={tmp_path / 'human.pt'}", "-N", "key=aggre_label",
+        "-o", tmp_path / "aggre.h5")
+    labels = read_labels(tmp_path / "aggre.h5")
+    assert (labels.given_labels == aggre).all() and (labels.true_labels == digits).all()
+    assert labels.noise["flipped"] == 90
+    assert "name the labels with -N key=NAME" in cli.error("synth", "-d", "digits", "-n", "from-file", "-N",
+                                                          f"path={tmp_path / 'human.pt'}", "-o", tmp_path / "x.h5")
+    assert "drop --rate" in cli.error("synth", "-d", "digits", "-n", "from-file", "-r", "0.1", "-N",
+                                      f"path={tmp_path / 'human.pt'}", "-o", tmp_path / "x.h5")
+    reordered = digits[::-1]
+    torch.save({"clean_label": reordered, "noisy_label": reordered}, tmp_path / "other.pt")
+    differ = int((reordered != digits).sum())
+    with pytest.raises(NoisyctlError, match=f"clean_label differs from the dataset's labels in {differ:,} of 1,797"):
+        from_file(NoiseContext(labels=digits, class_names=[str(c) for c in range(10)], rng=np.random.default_rng(0)),
+                  None, path=str(tmp_path / "other.pt"), key="noisy_label")
+    np.save(tmp_path / "short.npy", aggre[:100])
+    with pytest.raises(NoisyctlError, match="holds 100 labels .* not one for each of the 1,797"):
+        from_file(context(digits), None, path=str(tmp_path / "short.npy"))
+    torch.save({"labels": torch.tensor(aggre)}, tmp_path / "tensor.pt")  # tensors load too
+    assert (from_file(context(digits), None, path=str(tmp_path / "tensor.pt")) == aggre).all()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    torch.save({"labels": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(NoisyctlError, match="holds more than arrays of labels"):
+        from_file(context(digits), None, path=str(tmp_path / "evil.pt"))
+    data = synthesize({"name": "digits", "root": None, "options": {}}, "uniform", 0.0, 0)
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    rows = "".join(f"{sample_id},{names[label]}\n" for sample_id, label in zip(data.ids[::-1], aggre[::-1]))
+    (tmp_path / "votes.csv").write_text("id,label\n" + rows)
+    by_name = NoiseContext(labels=digits, class_names=names, rng=np.random.default_rng(0),
+                           dataset=DatasetData(train=TensorSampleSet(data.ids, digits, np.zeros((1797, 1))),
+                                               class_names=names, input_shape=(1,)))
+    assert (from_file(by_name, None, path=str(tmp_path / "votes.csv")) == aggre).all()

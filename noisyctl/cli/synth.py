@@ -26,7 +26,8 @@ def synth(
     noise: str = typer.Option("uniform", "--noise", "-n", help="Noise plugin name."),
     rate: Optional[float] = typer.Option(None, "--rate", "-r", help="Share of samples whose label flips, in "
                                          "[0, 1) (uniform, pairflip, instance: 0.2 when not given; transition "
-                                         "takes its rates from the matrix).", show_default=False),
+                                         "takes its rates from the matrix, from-file its labels from the file).",
+                                         show_default=False),
     noise_option: List[str] = typer.Option([], "--noise-option", "-N", help="Noise option KEY=VALUE."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise draw; the same seed gives the same labels."),
     reviewed_per_class: int = typer.Option(0, "--reviewed-per-class", help="Also mark this many samples per "
