@@ -57,6 +57,30 @@ def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[s
     return {"name": name, "root": recorded_root(root), "options": options}
 
 
+# The dataset a --data-root given without --dataset holds, where its files say so plainly.
+PLAIN_KINDS = {"imagefolder": "imagefolder", "text files": "text", "npz": "npz", "table": "table"}
+
+
+def dataset_of_root(root: str | Path) -> str:
+    """The dataset plugin that reads ``root`` where the user named none: a folder of images, a
+    folder of text files per class, an .npz, a UCI .data table. Records files (a CSV, a Hub
+    folder) hold either texts or a table, and an HDF5 file may be a labels file: those are refused,
+    naming the choices."""
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise NoisyctlError(f"--data-root {root} does not exist")
+    suffix = Path(path.stem).suffix if path.suffix.lower() in COMPRESSED else path.suffix
+    found = _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(suffix.lower(), "NAME")
+    if found in PLAIN_KINDS:
+        return PLAIN_KINDS[found]
+    if found == "text":
+        raise NoisyctlError(f"--data-root {root} holds records: give what they are, --dataset text (a text and a "
+                            f"label column) or --dataset table (feature columns)")
+    labels = f"--labels {root} if it came from synth, or " if found == "hdf5" else ""
+    raise NoisyctlError(f"--data-root {root}: give {labels}the dataset that reads it, --dataset NAME (noisyctl "
+                        f"plugins lists them)")
+
+
 def _folder_kind(folder: Path, looked_at: int = 200) -> str:
     """What a folder most likely holds, by the first files found in it: images (``imagefolder``)
     where there are image files, or Parquet or Arrow files that hold images (a Hub image dataset);

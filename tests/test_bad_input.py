@@ -239,6 +239,12 @@ BAD_INPUTS = [
     ("a folder of records where the dataset's name belongs", lambda cli, d, s: [
         "train", "--dataset", write(d / "hub" / "data" / "train-00000-of-00001.csv", "text,label\nhi,a\n")
         .parent.parent, "-o", d / "r.h5"], "give what it holds and where, --dataset text --data-root", ()),
+    ("a data root given a built-in dataset, which would ignore it", lambda cli, d, s: [
+        "synth", "-d", "digits", "--data-root", image_folder(d), "-o", d / "l.h5"],
+     "digits is built in and reads nothing from --data-root", ()),
+    ("records as the data root without a dataset", lambda cli, d, s: [
+        "synth", "--data-root", write(d / "patients.csv", "age,label\n40,a\n"), "-o", d / "l.h5"],
+     "holds records: give what they are, --dataset text (a text and a label column) or --dataset table", ()),
     ("labels file for another dataset (count)", lambda cli, d, s: [
         "train", "-l", edit_attr(labels_file(cli, d, ("-d", "blobs", "-D", "samples=300")), "dataset",
                                  lambda v: v.replace('"samples": 300', '"samples": 400')), "-o", d / "r.h5"],

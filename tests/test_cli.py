@@ -91,7 +91,8 @@ def test_a_failing_step_stops_the_recipe_before_later_steps(cli, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("steps:\n  - synth: {noise: nope, out: a.h5}\n  - train: {labels: a.h5, out: r.h5}\n")
-    assert "step 1 (synth): unknown noise 'nope'; available: instance, pairflip, transition, uniform" in cli.error("run", recipe)
+    assert "step 1 (synth): unknown noise 'nope'; available: from-file, instance, pairflip, transition, uniform" \
+        in cli.error("run", recipe)
     assert not (tmp_path / "r.h5").exists()
 
 
@@ -101,7 +102,7 @@ def test_a_failing_step_stops_the_recipe_before_later_steps(cli, tmp_path, monke
     (["train", "--dataset", "nope", "-o", "r.h5"], "unknown dataset 'nope'; available: blobs, cifar10, cifar100, digits"),
     (["detect", "missing.h5"], "missing.h5 does not exist"),
     (["detect", "foreign.h5"], "foreign.h5 is not a readable HDF5 file"),
-    (["train", "-o", "r.h5"], "give --labels FILE (from synth) or --dataset NAME"),
+    (["train", "-o", "r.h5"], "give --labels FILE (from synth), --dataset NAME or --data-root PATH"),
     (["synth"], "missing --out"),
     (["train", "--dataset", "digits", "--optimizer", "lion", "-o", "r.h5"], "unknown optimizer 'lion'"),
     (["synth", "-D", "test_fraction=2", "-o", "l.h5"], "test_fraction 2.0 is outside [0, 1)"),

@@ -101,6 +101,52 @@ def test_images_listed_with_their_classes_load_as_kaggle_and_the_hub_lay_them_ou
         load("imagefolder", cassava, image_list="train.csv", image_column="image_id")
 
 
+def write_datumaro(root, subset, items, classes):
+    """One subset of a dataset in Datumaro's own format, as OTX trains from it and `datum convert
+    -f datumaro` writes it: annotations/<subset>.json and the images under images/<subset>/."""
+    import json
+
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / f"{subset}.json").write_text(json.dumps({
+        "dm_format_version": "1.0", "info": {}, "items": items,
+        "categories": {"label": {"labels": [{"name": c, "parent": "", "attributes": []} for c in classes],
+                                 "attributes": []}}}))
+
+
+def datumaro_item(item_id, label_ids, path=None):
+    return {"id": item_id, "annotations": [{"id": k, "type": "label", "attributes": {}, "group": 0, "label_id": label}
+                                           for k, label in enumerate(label_ids)],
+            "attr": {}, **({"image": {"path": path, "size": [12, 20]}} if path is not False else {})}
+
+
+def test_a_datumaro_dataset_loads_as_otx_reads_it(tmp_path, cli):
+    """Datumaro's own format: the classes in the annotation file's categories, each item's label
+    annotation, its image under images/<subset>/ by its path (an item without one: <id>.jpg; an
+    older export: under images/). Found by synth from --data-root alone. Read as class folders, it
+    was one class, 'images'."""
+    root, classes = tmp_path / "otx-data", ["cat", "dog", "fox"]
+    for i in range(6):
+        write_image(root / "images" / "train" / f"{i}.png", (40 * i, 0, 0))
+    write_image(root / "images" / "train" / "6.jpg", (0, 0, 0))
+    write_image(root / "images" / "old.png", (0, 9, 0))
+    write_datumaro(root, "train", [datumaro_item(str(i), [i % 3], f"{i}.png") for i in range(6)]
+                   + [datumaro_item("6", [2], path=False), datumaro_item("old", [1], "old.png")], classes)
+    write_image(root / "images" / "val" / "v0.png", (0, 0, 90))
+    write_datumaro(root, "val", [datumaro_item("v0", [1], "v0.png")], classes)
+    data = load("imagefolder", root, size=8)
+    assert data.class_names == classes and data.train.labels.tolist() == [0, 1, 2, 0, 1, 2, 2, 1]
+    assert data.train.ids[-2:] == ["images/train/6.jpg", "images/old.png"] and data.test.ids == ["images/val/v0.png"]
+    assert "a Datumaro dataset: train.json, and val.json as the test subset" in data.notes
+    result = cli.json("synth", "--data-root", root, "-n", "uniform", "-r", "0.25", "-o", tmp_path / "l.h5")
+    assert result["dataset"]["name"] == "imagefolder" and result["samples"] == 8 and result["flipped"] == 2
+    write_datumaro(root, "val", [datumaro_item("v0", [0, 1], "v0.png")], classes)
+    with pytest.raises(NoisyctlError, match="val.json, item 'v0' has 2 label annotations, not one"):
+        load("imagefolder", root)
+    write_datumaro(root, "val", [datumaro_item("v0", [1], "gone.png")], classes)
+    with pytest.raises(NoisyctlError, match="item 'v0': its image gone.png is not in .*images/val"):
+        load("imagefolder", root)
+
+
 def write_hub_images(folder, split, colors, labels, label_names):
     """One split of an image dataset as the Hub stores it: Parquet, an Image column of {bytes, path}
     structs (PNG bytes) and a ClassLabel column, the features in the schema's metadata."""
@@ -678,7 +724,8 @@ def test_a_label_one_hot_encoded_over_columns_is_read_as_one_class_a_sample(tmp_
     moved = faults[(kind[0] + 1) % 4]  # a relabeled copy moves the record's 1 to its new class's column
     assert table.relabeled_copy({table.train.ids[0]: moved}, tmp_path / "fixed.csv") == 40
     fixed = pd.read_csv(tmp_path / "fixed.csv")
-    assert list(fixed.columns) == list(frame.columns) and fixed.loc[0, faults].tolist() == [int(f == moved) for f in faults]
+    assert list(fixed.columns) == list(frame.columns)
+    assert fixed.loc[0, faults].tolist() == [int(f == moved) for f in faults]
     assert np.array_equal(fixed.iloc[1:].to_numpy(), frame.iloc[1:].to_numpy())  # the other records as they were
 
     sentiments = ["negative", "neutral", "positive"]
@@ -689,8 +736,9 @@ def test_a_label_one_hot_encoded_over_columns_is_read_as_one_class_a_sample(tmp_
     assert texts.class_names == sentiments and texts.train.labels.tolist() == [0, 1, 2] * 3
     assert texts.train.texts[2] == "review number 2 that says positive things"
     toxic = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
-    pd.DataFrame([(f"c{i}", f"comment {i} of some length here", *[int(i % (k + 2) == 0) for k in range(6)])
-                  for i in range(9)], columns=["id", "comment_text", *toxic]).to_csv(tmp_path / "toxic.csv", index=False)
+    comments = [(f"c{i}", f"comment {i} of some length here", *[int(i % (k + 2) == 0) for k in range(6)])
+                for i in range(9)]
+    pd.DataFrame(comments, columns=["id", "comment_text", *toxic]).to_csv(tmp_path / "toxic.csv", index=False)
     with pytest.raises(NoisyctlError, match="columns toxic, severe_toxic, .* mark classes with 0s and 1s, and 5 "
                                             "records hold several 1s or none: a multi-label dataset"):
         load("text", tmp_path / "toxic.csv")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
-from noisyctl.data import dataset_spec, parse_options
+from noisyctl.data import dataset_of_root, dataset_spec, parse_options
 from noisyctl.store import write_labels_file
 from noisyctl.synth import synthesize
 
@@ -20,7 +20,9 @@ app = typer.Typer()
 @app.command()
 def synth(
     ctx: typer.Context,
-    dataset: str = typer.Option("digits", "--dataset", "-d", help="Dataset plugin name (see `noisyctl plugins`)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset plugin name (see `noisyctl "
+                                          "plugins`); default: digits, or with --data-root what its files plainly "
+                                          "are (a folder of images: imagefolder).", show_default=False),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives on disk."),
     dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE."),
     noise: str = typer.Option("uniform", "--noise", "-n", help="Noise plugin name."),
@@ -40,7 +42,8 @@ def synth(
     """Inject known label noise into a dataset's labels and write a labels file for `train`."""
     p = with_recipe(ctx)
     out_path = Path(require(p["out"], "--out"))
-    spec = dataset_spec(p["dataset"], p["data_root"], parse_options(p["dataset_option"], "dataset"))
+    name = p["dataset"] or (dataset_of_root(p["data_root"]) if p["data_root"] is not None else "digits")
+    spec = dataset_spec(name, p["data_root"], parse_options(p["dataset_option"], "dataset"))
     labels = synthesize(spec, p["noise"], p["rate"], p["seed"], parse_options(p["noise_option"], "noise"),
                         reviewed_per_class=p["reviewed_per_class"])
     write_labels_file(out_path, labels, recipe=ctx.meta.get(RECIPE_KEY))
@@ -54,7 +57,7 @@ def synth(
     }
 
     def render(console):
-        table = Table(title=f"{p['noise']} noise on {p['dataset']}", show_header=False)
+        table = Table(title=f"{p['noise']} noise on {name}", show_header=False)
         table.add_row("samples", f"{result['samples']:,}")
         asked = "" if p["rate"] is None else f", asked {p['rate']:.2%}"
         table.add_row("flipped", f"{result['flipped']:,} ({result['rate_actual']:.2%}{asked})")

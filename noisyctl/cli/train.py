@@ -11,7 +11,8 @@ from rich.text import Text
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, stdout, with_recipe
 from noisyctl.cli.progress import training_progress
-from noisyctl.data import dataset_spec, labels_from_dataset, load_dataset, load_labels_dataset, parse_options
+from noisyctl.data import (dataset_of_root, dataset_spec, labels_from_dataset, load_dataset, load_labels_dataset,
+                           parse_options)
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import read_labels
 from noisyctl.training import TrainOptions, dry_run as dry_run_plan, held_out_reason, train as train_run
@@ -62,7 +63,9 @@ def train(
     ctx: typer.Context,
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels file from `synth` (its dataset is "
                                           "loaded from the file's record)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on a dataset's own labels instead."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Train on a dataset's own labels instead "
+                                          "(with --data-root alone: what its files plainly are, a folder of images: "
+                                          "imagefolder)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the dataset lives (with --labels: "
                                              "where it lives now, if it moved since synth)."),
     dataset_option: List[str] = typer.Option([], "--dataset-option", "-D", help="Dataset option KEY=VALUE (with "
@@ -135,12 +138,13 @@ def train(
     if p["labels"] is not None:
         sample_labels, data = load_labels_dataset(read_labels(p["labels"]), str(p["labels"]), p["data_root"],
                                                   parse_options(p["dataset_option"], "dataset"))
-    elif p["dataset"] is not None:
-        spec = dataset_spec(p["dataset"], p["data_root"], parse_options(p["dataset_option"], "dataset"))
+    elif p["dataset"] is not None or p["data_root"] is not None:
+        name = p["dataset"] or dataset_of_root(p["data_root"])
+        spec = dataset_spec(name, p["data_root"], parse_options(p["dataset_option"], "dataset"))
         data = load_dataset(spec)
         sample_labels = labels_from_dataset(spec, data)
     else:
-        raise NoisyctlError("give --labels FILE (from synth) or --dataset NAME")
+        raise NoisyctlError("give --labels FILE (from synth), --dataset NAME or --data-root PATH")
     if not p["json_output"]:
         for text in data.notes:
             note(stdout(), text)

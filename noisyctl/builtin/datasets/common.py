@@ -38,6 +38,14 @@ def require_root(root, dataset: str, what: str) -> Path:
     return path
 
 
+def reads_no_root(root, dataset: str) -> None:
+    """Bundled and generated datasets read nothing from disk: a --data-root given one was meant for
+    another dataset, and is refused rather than ignored (noise and training on the wrong data)."""
+    if root is not None:
+        raise NoisyctlError(f"{dataset} is built in and reads nothing from --data-root {root}: give the dataset "
+                            f"that reads it, --dataset imagefolder, text, table, ... (noisyctl plugins lists them)")
+
+
 def channels_first(images: np.ndarray, source: str) -> np.ndarray:
     """``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` images as ``[N, C, H, W]``."""
     if images.ndim == 3:

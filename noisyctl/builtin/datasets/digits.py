@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet
+from .common import reads_no_root
 
 
 def load_digits(root=None, test_fraction: float | str = 0.0) -> DatasetData:
@@ -12,6 +13,7 @@ def load_digits(root=None, test_fraction: float | str = 0.0) -> DatasetData:
     import torch
     from sklearn.datasets import load_digits as sklearn_digits
 
+    reads_no_root(root, "digits")
     test_fraction = float(test_fraction)
     if not 0.0 <= test_fraction < 1.0:
         raise NoisyctlError(f"digits: test_fraction {test_fraction} is outside [0, 1)")

@@ -7,7 +7,7 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet
 
-from .common import generated_total
+from .common import generated_total, reads_no_root
 
 def _subsets(ids: list[str], labels, inputs, samples: int):
     """The first ``samples`` for training, the rest (if any) as the test subset."""
@@ -48,6 +48,7 @@ def _draw(kind: str, draw, cx: float, cy: float, r: float, width: int) -> None:
 def load_shapes(root=None, samples: int | str = 2000, size: int | str = 16, classes: int | str = 10,
                 noise: float | str = 0.25, seed: int | str = 0, test_fraction: float | str = 0.2) -> DatasetData:
     """Generated grayscale shapes (circle, square, triangle, ...) at random places, sizes and clutter."""
+    reads_no_root(root, "shapes")
     import torch
     from PIL import Image, ImageDraw
 
@@ -78,6 +79,7 @@ def load_shapes(root=None, samples: int | str = 2000, size: int | str = 16, clas
 def load_blobs(root=None, samples: int | str = 2000, features: int | str = 20, classes: int | str = 5,
                separation: float | str = 1.0, seed: int | str = 0, test_fraction: float | str = 0.2) -> DatasetData:
     """Generated feature vectors (scikit-learn's make_classification): clusters per class, tunable overlap."""
+    reads_no_root(root, "blobs")
     import torch
     from sklearn.datasets import make_classification
 

@@ -6,6 +6,7 @@ the Parquet or Arrow files of a dataset cloned from the Hugging Face Hub."""
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,12 +340,82 @@ def _hub_layout(root: Path, label_column: str | None, notes: list[str]) -> _Layo
                    encoded, test_encoded)
 
 
+# Datumaro's own format, which OpenVINO Training Extensions trains from and `datum convert -f
+# datumaro` writes: annotations/<subset>.json (the classes in categories.label.labels; items, each
+# with a "label" annotation's label_id and its image's path under images/<subset>/, else images/),
+# with the images in images/<subset>/.
+DATUMARO_ANNOTATIONS = "annotations"
+DATUMARO_IMAGE_SUFFIX = ".jpg"  # an item without an image path is <id>.jpg
+
+
+def _datumaro_files(root: Path) -> dict[str, Path] | None:
+    """A Datumaro dataset's annotation files by subset; None where ``root`` is not one."""
+    folder = root / DATUMARO_ANNOTATIONS
+    if not folder.is_dir() or not (root / "images").is_dir():
+        return None
+    return {file.stem: file for file in sorted(folder.glob("*.json"))} or None
+
+
+def _datumaro_subset(file: Path, root: Path) -> tuple[list[str], list[str], list[str]]:
+    """(ids: image paths under ``root``, each item's class name, the classes in their label_id
+    order) of one Datumaro annotation file; an item with several labels or none is refused."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        classes = [str(label["name"]) for label in data["categories"]["label"]["labels"]]
+        items = list(data["items"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise NoisyctlError(f"imagefolder: {file} is not a Datumaro annotation file (categories.label.labels and "
+                            f"items)") from None
+    ids, names, inside = [], [], root.resolve()
+    for item in items:
+        item = item if isinstance(item, dict) else {}
+        labels = [a.get("label_id") for a in item.get("annotations") or [] if isinstance(a, dict)
+                  and a.get("type") == "label"]
+        what = f"imagefolder: {file}, item '{item.get('id')}'"
+        if len(labels) != 1:
+            raise NoisyctlError(f"{what} has {len(labels)} label annotations, not one (noisyctl reads one class a "
+                                f"sample)")
+        if not isinstance(labels[0], int) or not 0 <= labels[0] < len(classes):
+            raise NoisyctlError(f"{what} has label_id {labels[0]}; the file names {len(classes)} classes")
+        name = (item.get("image") or {}).get("path") or f"{item.get('id')}{DATUMARO_IMAGE_SUFFIX}"
+        image = next((path for path in (root / "images" / file.stem / name, root / "images" / name)
+                      if path.is_file() and path.resolve().is_relative_to(inside)), None)
+        if image is None:
+            raise NoisyctlError(f"{what}: its image {name} is not in {root / 'images' / file.stem}")
+        ids.append(image.relative_to(root).as_posix())
+        names.append(classes[labels[0]])
+    return ids, names, classes
+
+
+def _datumaro_layout(root: Path, files: dict[str, Path], notes: list[str]) -> _Layout:
+    """A Datumaro dataset: its train subset (or its only one, default.json as CVAT exports it), its
+    test (else validation) subset as the test subset."""
+    train = next((files[name] for name in TRAIN_SPLITS + ("default",) if name in files), None)
+    if train is None and len(files) == 1:
+        train = next(iter(files.values()))
+    if train is None:
+        shown = ", ".join(file.name for file in files.values())
+        raise NoisyctlError(f"imagefolder: {root / DATUMARO_ANNOTATIONS} holds {shown}; none is the train subset")
+    tested = next((files[name] for names in TEST_SPLITS for name in names if name in files), None)
+    ids, names, classes = _datumaro_subset(train, root)
+    test_ids, test_names, test_classes = _datumaro_subset(tested, root) if tested else (None, None, classes)
+    if test_classes != classes:
+        raise NoisyctlError(f"imagefolder: {tested} names other classes than {train}")
+    labels, test_labels = class_indices(classes, names, test_names, train, "imagefolder")
+    notes.append(f"a Datumaro dataset: {train.name}" + (f", and {tested.name} as the test subset" if tested else ""))
+    return _Layout(ids, labels, classes, test_ids, test_labels)
+
+
 def _layout(root: Path, image_list: str | None, image_column: str | None, label_column: str | None,
             notes: list[str]) -> _Layout:
-    """What kind of image folder ``root`` is, and its samples: an image list's (``_find_lists``),
-    else a folder per class, else a Hub dataset's files, which are looked for only where the folder
-    holds no class folders of images (so that a large image folder is not searched twice)."""
+    """What kind of image folder ``root`` is, and its samples: a Datumaro dataset's, else an image
+    list's (``_find_lists``), else a folder per class, else a Hub dataset's files, which are looked
+    for only where the folder holds no class folders of images (so that a large image folder is not
+    searched twice)."""
     if root.is_dir():
+        datumaro = _datumaro_files(root) if image_list is None else None
+        if datumaro is not None:
+            return _datumaro_layout(root, datumaro, notes)
         lists = _find_lists(root, image_list, image_column, label_column, notes)
         if lists is not None:
             return _list_layout(root, *lists, notes)

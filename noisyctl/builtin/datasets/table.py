@@ -362,13 +362,13 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
 
     The label column is ``label_column``, else the first of ``LABEL_COLUMNS`` (label, labels, target,
     class, category, sentiment, intent, y; case aside), else the columns at the end that one-hot
-    encode it (``one_hot_columns``), else the last column where it holds a few values; ids come from ``id_column`` (or a column
-    named ``id``, or one named as an id whose values are unique), else ``row<N>-<hash>``: the row a
-    spreadsheet shows the record on and a hash of its features. ``drop`` (comma-separated) leaves
-    columns out; an unnamed first column counting 0..N-1 (pandas' index) is left out too. The test
-    subset is the file ``test`` (same columns) or a seeded ``test_fraction`` of the rows. A folder (a
-    dataset cloned from the Hugging Face Hub) is read as its train* files, with its test* (else
-    validation*) files as the test subset."""
+    encode it (``one_hot_columns``), else the last column where it holds a few values; ids come
+    from ``id_column`` (or a column named ``id``, or one named as an id whose values are unique),
+    else ``row<N>-<hash>``: the row a spreadsheet shows the record on and a hash of its features.
+    ``drop`` (comma-separated) leaves columns out; an unnamed first column counting 0..N-1 (pandas'
+    index) is left out too. The test subset is the file ``test`` (same columns) or a seeded
+    ``test_fraction`` of the rows. A folder (a dataset cloned from the Hugging Face Hub) is read as
+    its train* files, with its test* (else validation*) files as the test subset."""
     path = require_root(root, "table", f"a {RECORD_FILES} file with a row a sample, feature columns and a "
                                        f"label column (or a folder of train* and test* files)")
     fraction = fraction_option(test_fraction, "table")

@@ -18,8 +18,8 @@ from .common import (LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, TEST_SPLITS, TE
                      add_one_hot_label, class_indices, class_names_of, column_name, column_values, find_column,
                      find_test_file, fraction_option, generated_total, header_is_record, hub_class_names, is_number,
                      label_strings, labeled_test_records, named_by_class_list, one_hot_columns, one_hot_note,
-                     positive_int, read_headerless, read_record_files, record_files, records_source, relabeled_copy,
-                     require_root, split_name, split_off, unique_ids)
+                     positive_int, read_headerless, read_record_files, reads_no_root, record_files, records_source,
+                     relabeled_copy, require_root, split_name, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -387,6 +387,7 @@ def load_tickets(root=None, samples: int | str = 2000, seed: int | str = 0, test
                  max_bytes: int | str = 256) -> DatasetData:
     """Generated customer-support tickets in five classes (billing, delivery, account, technical,
     refund), reproducible by seed: text data that needs no download."""
+    reads_no_root(root, "tickets")
     samples = positive_int(samples, "samples", "tickets")
     max_bytes = positive_int(max_bytes, "max_bytes", "tickets")
     fraction = fraction_option(test_fraction, "tickets")
