@@ -2,6 +2,7 @@
 
 import csv
 import gzip
+import json
 import re
 import pickle
 
@@ -104,8 +105,6 @@ def test_images_listed_with_their_classes_load_as_kaggle_and_the_hub_lay_them_ou
 def write_datumaro(root, subset, items, classes):
     """One subset of a dataset in Datumaro's own format, as OTX trains from it and `datum convert
     -f datumaro` writes it: annotations/<subset>.json and the images under images/<subset>/."""
-    import json
-
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / f"{subset}.json").write_text(json.dumps({
         "dm_format_version": "1.0", "info": {}, "items": items,
@@ -139,6 +138,13 @@ def test_a_datumaro_dataset_loads_as_otx_reads_it(tmp_path, cli):
     assert "a Datumaro dataset: train.json, and val.json as the test subset" in data.notes
     result = cli.json("synth", "--data-root", root, "-n", "uniform", "-r", "0.25", "-o", tmp_path / "l.h5")
     assert result["dataset"]["name"] == "imagefolder" and result["samples"] == 8 and result["flipped"] == 2
+    # a relabeled copy is the annotation file OTX trains from, with label_ids set and removed items left out
+    assert data.relabeled_copy({data.train.ids[0]: "fox", data.train.ids[1]: None}, tmp_path / "train.json") == 7
+    copied = json.loads((tmp_path / "train.json").read_text())
+    assert [item["id"] for item in copied["items"]] == ["0", "2", "3", "4", "5", "6", "old"]
+    assert [item["annotations"][0]["label_id"] for item in copied["items"]] == [2, 2, 0, 1, 2, 2, 1]
+    assert "the dataset's own file" in cli.error("export", tmp_path / "l.h5", "--data-copy",
+                                                 root / "annotations" / "train.json")
     write_datumaro(root, "val", [datumaro_item("v0", [0, 1], "v0.png")], classes)
     with pytest.raises(NoisyctlError, match="val.json, item 'v0' has 2 label annotations, not one"):
         load("imagefolder", root)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from noisyctl.api import DatasetData, NoisyctlError, SampleSet
+from noisyctl.api import DatasetData, NoisyctlError, SampleSet, atomic_output
 from .common import (ARROW_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, ONE_HOT_LABEL, TEST_SPLITS,
                      TRAIN_SPLITS, add_one_hot_label, class_indices, class_names_of, column_name, find_column,
                      find_test_file, hub_class_names, label_strings, labeled_test_records, named_by_class_list,
@@ -403,7 +403,35 @@ def _datumaro_layout(root: Path, files: dict[str, Path], notes: list[str]) -> _L
         raise NoisyctlError(f"imagefolder: {tested} names other classes than {train}")
     labels, test_labels = class_indices(classes, names, test_names, train, "imagefolder")
     notes.append(f"a Datumaro dataset: {train.name}" + (f", and {tested.name} as the test subset" if tested else ""))
-    return _Layout(ids, labels, classes, test_ids, test_labels)
+    return _Layout(ids, labels, classes, test_ids, test_labels, relabeled_copy=_datumaro_copy(train, ids, classes))
+
+
+def _datumaro_copy(file: Path, ids: list[str], classes: list[str]) -> Callable:
+    """``DatasetData.relabeled_copy`` for a Datumaro subset: its annotation file, as .json, with
+    each item's label annotation set to its new class and the removed items left out, for OTX to
+    train on as it is."""
+    def copy(labels: dict[str, str | None], out: Path) -> int:
+        if out.suffix.lower() != ".json":
+            raise NoisyctlError(f"{out}: a Datumaro dataset's copy is its annotation file, a .json")
+        if out.resolve() == file.resolve():
+            raise NoisyctlError(f"{out} is the dataset's own file; write the copy elsewhere, and put it in the "
+                                f"file's place once you have checked it")
+        data = json.loads(file.read_text(encoding="utf-8"))
+        if len(data["items"]) != len(ids):
+            raise NoisyctlError(f"{file} holds {len(data['items']):,} items, not the {len(ids):,} it held when read")
+        kept = []
+        for sample_id, item in zip(ids, data["items"]):
+            name = labels.get(sample_id, "")
+            if name is None:
+                continue
+            if name:
+                next(a for a in item["annotations"] if a.get("type") == "label")["label_id"] = classes.index(name)
+            kept.append(item)
+        with atomic_output(out) as tmp:
+            tmp.write_text(json.dumps({**data, "items": kept}, ensure_ascii=False), encoding="utf-8")
+        return len(kept)
+
+    return copy
 
 
 def _layout(root: Path, image_list: str | None, image_column: str | None, label_column: str | None,
