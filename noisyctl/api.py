@@ -96,10 +96,10 @@ class DatasetData:
     bytes), so a model can refuse inputs it cannot read; None: from the shape. ``notes`` are
     one-line choices the loader made that the user should see (the input size it picked).
     ``relabeled_copy(labels, out)``, where the data was read from records files of its own (a
-    table, texts, an image list), writes those records to ``out`` (.csv, .tsv, .jsonl, .json or
-    .parquet) with each training sample's label cell set to the class ``labels`` maps its id to
-    (``None``: the record is left out; an id it lacks: the record is written as it is) and returns
-    the records written; ``export --data-copy`` calls it.
+    table, texts, an image list, a Datumaro annotation file), writes those records to ``out`` (in
+    the format its suffix names) with each training sample's label set to the class ``labels``
+    maps its id to (``None``: the record is left out; an id it lacks: the record is written as it
+    is) and returns the records written; ``export --data-copy`` calls it.
     """
 
     train: SampleSet
