@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,21 @@ def load_dataset(spec: dict[str, Any]) -> DatasetData:
                                 f"{subset.labels[first]} outside 0..{data.num_classes - 1}")
     if len(set(data.train.ids)) != len(data.train.ids):
         raise NoisyctlError(f"dataset '{spec['name']}' gives two samples the same id")
+    data.notes = list(data.notes) + _look_alike_classes(data)
     return data
+
+
+def _look_alike_classes(data: DatasetData) -> list[str]:
+    """Notes on class names that differ only in case, spaces or punctuation ('positive' and
+    'Positive ', 'Sci/Tech' and 'scitech'): usually one class written two ways, a labelling slip
+    that noisyctl, keeping them apart, would count among the noise the model cannot learn."""
+    counts = np.bincount(data.train.labels, minlength=data.num_classes)
+    groups: dict[str, list[int]] = {}
+    for c, name in enumerate(data.class_names):
+        groups.setdefault(re.sub(r"[\W_]+", "", str(name).casefold()), []).append(c)
+    return [f"classes {' and '.join(repr(data.class_names[c]) + f' ({counts[c]:,})' for c in group)} differ only "
+            f"in case, spaces or punctuation: one class written {len(group)} ways? (they stay apart: fix the labels "
+            f"to merge them)" for key, group in groups.items() if key and len(group) > 1]
 
 
 def labels_from_dataset(spec: dict[str, Any], data: DatasetData) -> Labels:

@@ -750,6 +750,23 @@ def test_a_label_one_hot_encoded_over_columns_is_read_as_one_class_a_sample(tmp_
         load("text", tmp_path / "toxic.csv")
 
 
+def test_class_names_written_two_ways_are_pointed_out(tmp_path):
+    """'positive' and 'Positive ' (a spreadsheet's slip) stay two classes, as the data names them,
+    but the loader says they look like one; names that merely share letters are left alone."""
+    rows = [(f"great product {i}", "positive") for i in range(20)] + [(f"awful product {i}", "neg-ative")
+                                                                     for i in range(5)]
+    rows += [("great product again", "Positive "), ("awful again", "negative"), ("fine", "positives")]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "reviews.csv", index=False)
+    data = load("text", tmp_path / "reviews.csv")
+    assert data.class_names == ["Positive", "neg-ative", "negative", "positive", "positives"]
+    look_alike = [note for note in data.notes if "differ only in case, spaces or punctuation" in note]
+    assert look_alike == ["classes 'Positive' (1) and 'positive' (20) differ only in case, spaces or punctuation: one "
+                          "class written 2 ways? (they stay apart: fix the labels to merge them)",
+                          "classes 'neg-ative' (5) and 'negative' (1) differ only in case, spaces or punctuation: one "
+                          "class written 2 ways? (they stay apart: fix the labels to merge them)"]
+    assert not any("differ only" in note for note in load("digits", None).notes)
+
+
 def test_a_table_whose_label_column_has_another_name_is_labeled_by_its_last_column(tmp_path):
     """iris as pandas writes it with the species last, as the UCI repository and Kaggle's first
     tables put a label (Outcome, quality, income)."""
