@@ -30,13 +30,17 @@ def reviewed_sample(clean: np.ndarray, noisy: np.ndarray, per_class: int, seed: 
 
 
 def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
-               options: dict[str, Any] | None = None, reviewed_per_class: int = 0) -> Labels:
-    """Labels for ``spec``'s training samples with ``noise`` applied; the truth is kept beside them."""
+               options: dict[str, Any] | None = None, reviewed_per_class: int = 0,
+               notes: list[str] | None = None) -> Labels:
+    """Labels for ``spec``'s training samples with ``noise`` applied; the truth is kept beside them.
+    ``notes``, where given, receives what the loader chose (the columns it read the labels from)."""
     registration = plugins.get("noise", noise)
     if rate is not None:
         check_rate(rate)
     options = options or {}
     data = load_dataset(spec)
+    if notes is not None:
+        notes += data.notes
     clean = data.train.labels.copy()
     context = NoiseContext(labels=clean.copy(), class_names=list(data.class_names),
                            rng=np.random.default_rng(seed), dataset=data)

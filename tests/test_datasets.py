@@ -138,6 +138,7 @@ def test_a_datumaro_dataset_loads_as_otx_reads_it(tmp_path, cli):
     assert "a Datumaro dataset: train.json, and val.json as the test subset" in data.notes
     result = cli.json("synth", "--data-root", root, "-n", "uniform", "-r", "0.25", "-o", tmp_path / "l.h5")
     assert result["dataset"]["name"] == "imagefolder" and result["samples"] == 8 and result["flipped"] == 2
+    assert "a Datumaro dataset: train.json, and val.json as the test subset" in result["notes"]  # synth says so too
     # a relabeled copy is the annotation file OTX trains from, with label_ids set and removed items left out
     assert data.relabeled_copy({data.train.ids[0]: "fox", data.train.ids[1]: None}, tmp_path / "train.json") == 7
     copied = json.loads((tmp_path / "train.json").read_text())

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, with_recipe
 from noisyctl.data import dataset_of_root, dataset_spec, parse_options
 from noisyctl.store import write_labels_file
 from noisyctl.synth import synthesize
@@ -44,8 +44,9 @@ def synth(
     out_path = Path(require(p["out"], "--out"))
     name = p["dataset"] or (dataset_of_root(p["data_root"]) if p["data_root"] is not None else "digits")
     spec = dataset_spec(name, p["data_root"], parse_options(p["dataset_option"], "dataset"))
+    notes: list[str] = []
     labels = synthesize(spec, p["noise"], p["rate"], p["seed"], parse_options(p["noise_option"], "noise"),
-                        reviewed_per_class=p["reviewed_per_class"])
+                        reviewed_per_class=p["reviewed_per_class"], notes=notes)
     write_labels_file(out_path, labels, recipe=ctx.meta.get(RECIPE_KEY))
     flipped = labels.is_noisy
     per_class = np.bincount(labels.true_labels[flipped], minlength=labels.num_classes)
@@ -53,7 +54,7 @@ def synth(
         "out": str(out_path), "dataset": spec, "noise": labels.noise, "samples": len(labels.ids),
         "flipped": int(flipped.sum()), "rate_actual": float(flipped.mean()),
         "flipped_per_class": {labels.class_names[c]: int(k) for c, k in enumerate(per_class)},
-        "reviewed": 0 if labels.reviewed is None else int(labels.reviewed.sum()),
+        "reviewed": 0 if labels.reviewed is None else int(labels.reviewed.sum()), "notes": notes,
     }
 
     def render(console):
@@ -64,6 +65,8 @@ def synth(
         if result["reviewed"]:
             table.add_row("reviewed (trusted)", f"{result['reviewed']:,}")
         table.add_row("labels file", str(out_path))
+        for text in notes:
+            note(console, text)
         console.print(table)
 
     return emit(ctx, result, render, p["json_output"])
