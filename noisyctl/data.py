@@ -35,8 +35,8 @@ def parse_options(pairs: list[str] | tuple[str, ...] | dict | None, what: str) -
 
 
 # What a file or folder given where a dataset's name belongs most likely holds, by its suffix.
-KIND_BY_SUFFIX = {**dict.fromkeys((".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet", ".arrow", ".feather"),
-                                   "text"),
+KIND_BY_SUFFIX = {**dict.fromkeys((".csv", ".tsv", ".jsonl", ".json", ".txt", ".parquet", ".arrow", ".feather",
+                                    ".xlsx", ".xlsm"), "text"),
                   ".data": "table", ".npz": "npz", ".h5": "hdf5", ".hdf5": "hdf5"}
 COMPRESSED = (".gz", ".bz2", ".xz")  # train.csv.gz: a .csv
 

@@ -751,6 +751,40 @@ def test_a_label_one_hot_encoded_over_columns_is_read_as_one_class_a_sample(tmp_
         load("text", tmp_path / "toxic.csv")
 
 
+def test_excel_workbooks_load_as_tables_and_texts(tmp_path, cli):
+    """An .xlsx as a spreadsheet or an annotator delivers it: numbers as numbers, a blank row, a
+    column formatted past the data (part of the sheet's used range, holding nothing)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["sepal length", "sepal width", "petal length", "petal width", "species"])
+    for k, (x, y) in enumerate(zip(iris.data, iris.target)):
+        sheet.append([*map(float, x), str(iris.target_names[y])])
+        if k == 10:
+            sheet.append([])
+    sheet.cell(row=1, column=7).font = Font(bold=True)
+    book.save(tmp_path / "iris.xlsx")
+    table = load("table", tmp_path / "iris.xlsx")
+    assert len(table.train) == 150 and table.input_shape == (4,)
+    assert table.class_names == ["setosa", "versicolor", "virginica"]
+    assert np.allclose(table.train.inputs, iris.data.astype(np.float32))
+    book = Workbook()
+    book.active.append(["ticket", "team"])
+    for i in range(6):
+        book.active.append([f"ticket number {i} about {'a refund' if i % 2 else 'a password'}",
+                            "billing" if i % 2 else "account"])
+    book.save(tmp_path / "tickets.xlsx")
+    texts = load("text", tmp_path / "tickets.xlsx", text_column="ticket", label_column="team")
+    assert texts.train.texts[1] == "ticket number 1 about a refund" and texts.class_names == ["account", "billing"]
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+    with pytest.raises(NoisyctlError, match="broken.xlsx is not a readable Excel workbook"):
+        load("table", tmp_path / "broken.xlsx")
+
+
 def test_class_names_written_two_ways_are_pointed_out(tmp_path):
     """'positive' and 'Positive ' (a spreadsheet's slip) stay two classes, as the data names them,
     but the loader says they look like one; names that merely share letters are left alone."""

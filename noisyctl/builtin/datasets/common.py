@@ -174,7 +174,7 @@ def fraction_option(value, dataset: str) -> float:
     return fraction
 
 
-RECORD_FILES = ".csv, .tsv, .jsonl, .json, .txt (fastText), .parquet or .arrow"
+RECORD_FILES = ".csv, .tsv, .jsonl, .json, .txt (fastText), .xlsx, .parquet or .arrow"
 # Read by pyarrow: Parquet; Arrow IPC, the stream format the Hugging Face datasets library's
 # save_to_disk and cache write (.arrow) or the file format (.feather, pandas' to_feather).
 ARROW_SUFFIXES = (".parquet", ".arrow", ".feather")
@@ -183,7 +183,9 @@ ARROW_SUFFIXES = (".parquet", ".arrow", ".feather")
 FASTTEXT_SUFFIX = ".txt"
 # Delimited text: a .tsv's cells are split by tabs, the others' by commas (.data: the UCI repository's).
 CSV_SUFFIXES = (".csv", ".tsv", ".data")
-RECORD_SUFFIXES = CSV_SUFFIXES + (".jsonl", ".ndjson", ".json", FASTTEXT_SUFFIX) + ARROW_SUFFIXES
+# Excel workbooks, as annotators and spreadsheets deliver labels: the first sheet, its first row the header.
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+RECORD_SUFFIXES = CSV_SUFFIXES + (".jsonl", ".ndjson", ".json", FASTTEXT_SUFFIX) + ARROW_SUFFIXES + EXCEL_SUFFIXES
 # Text files as datasets are often shipped, compressed whole (train.csv.gz, train.ft.txt.bz2).
 COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 FASTTEXT_LABEL = "__label__"
@@ -217,6 +219,8 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
     suffix = record_suffix(path)
     if suffix in ARROW_SUFFIXES:
         return _arrow_table(path).to_pylist()
+    if suffix in EXCEL_SUFFIXES:
+        return _excel_records(path)
     if suffix not in RECORD_SUFFIXES:
         raise NoisyctlError(f"{dataset}: {path} should be a {RECORD_FILES} file")
     limit = csv.field_size_limit(2**31 - 1)  # a long document is one cell; the default limit is 128 KiB
@@ -316,6 +320,34 @@ def _fasttext_records(handle, path: Path) -> list[dict]:
                                 f"one class a sample")
         rows.append({"label": labels[0], "text": " ".join(words)})
     return rows
+
+
+def _excel_records(path: Path) -> list[dict]:
+    """The first sheet of an Excel workbook as records: its first non-empty row names the columns
+    (an unnamed one by its position from 1), each later non-empty row is a record of the values
+    the cells show (a formula's last computed value; numbers stay numbers)."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise NoisyctlError(f"reading {path.name} needs openpyxl: pip install 'noisyctl[excel]'") from None
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl's own errors (InvalidFileException, BadZipFile) for a file it cannot read
+        raise NoisyctlError(f"{path} is not a readable Excel workbook ({str(exc).splitlines()[0][:160]})") from None
+    try:
+        rows = (row for row in workbook.worksheets[0].iter_rows(values_only=True)
+                if any(cell is not None and str(cell).strip() for cell in row))
+        header = next(rows, None)
+        if header is None:
+            return []
+        names = [str(name).strip() if name is not None and str(name).strip() else str(k) for k, name in
+                 enumerate(header, start=1)]
+        records = [dict(zip(names, [*row, *[None] * (len(names) - len(row))])) for row in rows]
+        # A sheet's used range often runs past its data: unnamed columns with nothing in them are none.
+        empty = [name for name, cell in zip(names, header) if cell is None and all(r[name] is None for r in records)]
+        return [{name: cell for name, cell in record.items() if name not in empty} for record in records]
+    finally:
+        workbook.close()
 
 
 def _arrow_table(path: Path, schema_only: bool = False):

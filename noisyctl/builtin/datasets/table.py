@@ -357,8 +357,8 @@ def _ids(rows: list[dict], id_column: str | None, features: list[str], path: Pat
 def load_table(root=None, label_column: str | None = None, id_column: str | None = None, drop: str = "",
                test: str | None = None, test_fraction: float | str = 0.0, seed: int | str = 0,
                standardize: bool | str = "auto", max_categories: int | str = 50) -> DatasetData:
-    """Tabular data from a CSV, TSV, JSONL, JSON, Parquet, Arrow or Feather file: feature columns and
-    a label column.
+    """Tabular data from a CSV, TSV, JSONL, JSON, Excel, Parquet, Arrow or Feather file: feature
+    columns and a label column.
 
     The label column is ``label_column``, else the first of ``LABEL_COLUMNS`` (label, labels, target,
     class, category, sentiment, intent, y; case aside), else the columns at the end that one-hot

@@ -70,8 +70,8 @@ def _read_texts(rows: list[dict], files: list[Path], text_column: str, label_col
 def load_text(root=None, text_column: str | None = None, label_column: str | None = None,
               id_column: str | None = None, test: str | None = None, test_fraction: float | str = 0.0,
               max_bytes: int | str = "auto", seed: int | str = 0) -> DatasetData:
-    """Text classification from a CSV, TSV, JSONL, JSON, Parquet or Arrow file (--data-root): a text
-    and a label column; or from a folder with a subfolder of text files per class.
+    """Text classification from a CSV, TSV, JSONL, JSON, Excel, Parquet or Arrow file (--data-root):
+    a text and a label column; or from a folder with a subfolder of text files per class.
 
     The columns are ``text_column`` and ``label_column``, else the first of ``TEXT_COLUMNS`` (text,
     sentence, review, content, ...) and of ``LABEL_COLUMNS`` (label, labels, target, class, category,
