@@ -102,8 +102,12 @@ def hf_model(spec: ModelSpec, max_length: int | str = "auto"):
             raise NoisyctlError(f"hf: max_length must be a positive number of tokens or auto, not '{given}'")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        # The new head's labels named to match its size: else transformers warns that the saved
+        # model's label names (its own task's) do not fit num_labels.
+        names = {k: f"LABEL_{k}" for k in range(spec.num_classes)}
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            folder, num_labels=spec.num_classes, local_files_only=True, ignore_mismatched_sizes=True)
+            folder, num_labels=spec.num_classes, id2label=names, label2id={v: k for k, v in names.items()},
+            local_files_only=True, ignore_mismatched_sizes=True)
     except (OSError, ValueError, KeyError) as exc:
         raise NoisyctlError(f"hf:{folder}: cannot load a model and tokenizer ({' '.join(str(exc).split())[:200]})") \
             from None
