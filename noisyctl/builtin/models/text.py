@@ -100,17 +100,21 @@ def hf_model(spec: ModelSpec, max_length: int | str = "auto"):
         max_length = int(given) if str(given).isdigit() else 0
         if max_length < 1:
             raise NoisyctlError(f"hf: max_length must be a positive number of tokens or auto, not '{given}'")
+    # The head is new by design (the dataset's classes): transformers' report that the saved one
+    # was left out is no news to the user, so only its errors are shown while loading.
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        # The new head's labels named to match its size: else transformers warns that the saved
-        # model's label names (its own task's) do not fit num_labels.
-        names = {k: f"LABEL_{k}" for k in range(spec.num_classes)}
+        names = {k: f"LABEL_{k}" for k in range(spec.num_classes)}  # a head of the dataset's size
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            folder, num_labels=spec.num_classes, id2label=names, label2id={v: k for k, v in names.items()},
+            folder, id2label=names, label2id={v: k for k, v in names.items()},
             local_files_only=True, ignore_mismatched_sizes=True)
     except (OSError, ValueError, KeyError) as exc:
         raise NoisyctlError(f"hf:{folder}: cannot load a model and tokenizer ({' '.join(str(exc).split())[:200]})") \
             from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     if max_length == "auto":
         max_length = _model_max_length(tokenizer, model.config)
 
