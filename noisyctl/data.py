@@ -191,10 +191,19 @@ def _look_alike_classes(data: DatasetData) -> list[str]:
     counts = np.bincount(data.train.labels, minlength=data.num_classes)
     groups: dict[str, list[int]] = {}
     for c, name in enumerate(data.class_names):
-        groups.setdefault(re.sub(r"[\W_]+", "", str(name).casefold()), []).append(c)
-    return [f"classes {' and '.join(repr(data.class_names[c]) + f' ({counts[c]:,})' for c in group)} differ only "
-            f"in case, spaces or punctuation: one class written {len(group)} ways? (they stay apart: fix the labels "
-            f"to merge them)" for key, group in groups.items() if key and len(group) > 1]
+        if not NUMBER.fullmatch(str(name).strip()):  # -1 and 1 are two classes
+            groups.setdefault(re.sub(r"[\W_]+", "", str(name).casefold()), []).append(c)
+    alike = [group for key, group in groups.items() if key and len(group) > 1]
+    notes = [f"classes {' and '.join(repr(data.class_names[c]) + f' ({counts[c]:,})' for c in group)} differ only "
+             f"in case, spaces or punctuation: one class written {len(group)} ways? (they stay apart: fix the "
+             f"labels to merge them)" for group in alike[:LOOK_ALIKE_SHOWN]]
+    if len(alike) > LOOK_ALIKE_SHOWN:
+        notes.append(f"... and {len(alike) - LOOK_ALIKE_SHOWN:,} more groups of classes alike")
+    return notes
+
+
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+LOOK_ALIKE_SHOWN = 5
 
 
 def labels_from_dataset(spec: dict[str, Any], data: DatasetData) -> Labels:

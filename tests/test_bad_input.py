@@ -245,6 +245,11 @@ BAD_INPUTS = [
     ("records as the data root without a dataset", lambda cli, d, s: [
         "synth", "--data-root", write(d / "patients.csv", "age,label\n40,a\n"), "-o", d / "l.h5"],
      "holds records: give what they are, --dataset text (a text and a label column) or --dataset table", ()),
+    ("a regression target as the label column", lambda cli, d, s: [
+        "synth", "-d", "table", "--data-root", write(d / "prices.csv", "area,target\n" + "".join(
+            f"{k},{1000 + k * 3.7:.2f}\n" for k in range(60))), "-o", d / "l.h5"],
+     "column 'target' holds 60 different numbers (1000.00, 1003.70, 1007.40, ...): a quantity to predict, not "
+     "classes", ()),
     ("labels file for another dataset (count)", lambda cli, d, s: [
         "train", "-l", edit_attr(labels_file(cli, d, ("-d", "blobs", "-D", "samples=300")), "dataset",
                                  lambda v: v.replace('"samples": 300', '"samples": 400')), "-o", d / "r.h5"],

@@ -800,6 +800,9 @@ def test_class_names_written_two_ways_are_pointed_out(tmp_path):
                           "classes 'neg-ative' (5) and 'negative' (1) differ only in case, spaces or punctuation: one "
                           "class written 2 ways? (they stay apart: fix the labels to merge them)"]
     assert not any("differ only" in note for note in load("digits", None).notes)
+    (tmp_path / "signs.csv").write_text("x,label\n" + "".join(f"{i},{1 if i % 2 else -1}\n" for i in range(10)))
+    signs = load("table", tmp_path / "signs.csv")  # -1 and 1 are two classes, not one written two ways
+    assert signs.class_names == ["-1", "1"] and not any("differ only" in note for note in signs.notes)
 
 
 def test_a_table_whose_label_column_has_another_name_is_labeled_by_its_last_column(tmp_path):

@@ -518,6 +518,11 @@ def column_values(rows: list[dict], name: str, path: Path, hint: str) -> list:
     return [row[name] for row in rows]
 
 
+# Labels that are numbers with decimals are classes only where they take a few values (half-star
+# ratings: 1.0, 1.5, ..., 5.0); many of them are a regression target (a price, a score).
+MOST_DECIMAL_CLASSES = 50
+
+
 def label_strings(values: list, column: str, path: Path, empty: frozenset = frozenset({""})) -> list[str]:
     """A label column's values as text: stripped, whole-number floats as integers (``1.0``: pandas
     writes integer labels so beside a missing one). A record with no label (a value in ``empty``)
@@ -538,6 +543,11 @@ def label_strings(values: list, column: str, path: Path, empty: frozenset = froz
     except ValueError:
         return labels
     whole = all(number.is_integer() and number >= 0 for number in numbers)
+    if not whole and len(set(numbers)) > MOST_DECIMAL_CLASSES:
+        shown = ", ".join(labels[:3])
+        raise NoisyctlError(f"{path}: column '{column}' holds {len(set(numbers)):,} different numbers ({shown}, ...): "
+                            f"a quantity to predict, not classes; noisyctl classifies (-D label_column=NAME names "
+                            f"a column of classes)")
     return [str(int(number)) for number in numbers] if whole else labels
 
 
