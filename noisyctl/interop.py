@@ -472,17 +472,18 @@ def _labels_as_they_stand(source: Path) -> tuple[Labels, bool]:
 
 
 def export_data_copy(source: Path, out: Path) -> dict[str, Any]:
-    """A copy of the dataset's own records file (a table, texts, an image list) with every training
-    sample's label as it stands in a labels or run file (``source``), after prune, correct --apply
-    or import-review, and the removed samples left out: the cleaned data, in the columns and
-    format a pipeline outside noisyctl already reads (``out``'s suffix: .csv, .tsv, .jsonl, .json,
-    .parquet). Records that are no training sample (a held-out test share) are written as they are."""
+    """A copy of the dataset's own records file (a table, texts, an image list, a Datumaro
+    annotation file) or class folders with every training sample's label as it stands in a labels
+    or run file (``source``), after prune, correct --apply or import-review, and the removed samples
+    left out: the cleaned data, in the layout a pipeline outside noisyctl already reads (the
+    dataset's ``relabeled_copy``). Records that are no training sample (a held-out test share) are
+    written as they are."""
     labels, _ = _labels_as_they_stand(source)
     data = load_dataset(labels.dataset)
     name = labels.dataset.get("name", "?")
     if data.relabeled_copy is None:
-        raise NoisyctlError(f"--data-copy: {name}'s samples are not records of a file of its own (image folders, "
-                            f"arrays); --labels-csv writes their labels")
+        raise NoisyctlError(f"--data-copy: {name}'s samples are not records or files of its own (arrays, a Hub "
+                            f"dataset's Parquet images); --labels-csv writes their labels")
     known = set(data.train.ids)
     missing = next((sample_id for sample_id in labels.ids if sample_id not in known), None)
     if missing is not None:

@@ -52,6 +52,29 @@ def test_imagefolder_with_train_and_val_subsets(folder_tree):
     assert image[0].mean() > 0.99 and image[2].mean() < 0.01  # red stays red
 
 
+def test_a_relabeled_copy_of_class_folders_moves_images_to_their_new_class(folder_tree, tmp_path):
+    """The cleaned data as an ImageFolder user takes it: the same layout, each training image in
+    the folder of its class as it now stands, removed ones left out, the val/ subset as it was;
+    hard links where the disk allows, so the copy takes no space."""
+    data = load("imagefolder", folder_tree, size=16)
+    out = tmp_path / "cleaned"
+    written = data.relabeled_copy({"train/cat/cat0.png": "dog", "train/dog/dog1.png": None,
+                                   "train/dog/nested/puppy.jpg": "dog"}, out)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == len(files) == 8 and files == [
+        "train/cat/cat1.png", "train/cat/cat2.png", "train/dog/cat0.png", "train/dog/dog0.png", "train/dog/dog2.png",
+        "train/dog/nested/puppy.jpg", "val/cat/cat0.png", "val/dog/dog0.png"]
+    assert (out / "train/dog/cat0.png").read_bytes() == (folder_tree / "train/cat/cat0.png").read_bytes()
+    assert (folder_tree / "train/dog/dog1.png").is_file()  # the dataset itself is untouched
+    assert (out / "val/cat/cat0.png").stat().st_ino == (folder_tree / "val/cat/cat0.png").stat().st_ino  # a link
+    assert load("imagefolder", out, size=16).train.labels.tolist() == [0, 0, 1, 1, 1, 1]
+    with pytest.raises(NoisyctlError, match="exists and is not an empty folder"):
+        data.relabeled_copy({}, out)
+    with pytest.raises(NoisyctlError, match="is inside the dataset"):
+        data.relabeled_copy({}, folder_tree / "cleaned")
+    assert not list(tmp_path.glob(".cleaned.*"))  # no half-built folder left behind
+
+
 def test_images_listed_with_their_classes_load_as_kaggle_and_the_hub_lay_them_out(tmp_path):
     """Kaggle's cassava layout (train.csv: image_id,label beside train_images/, an unlabeled
     test_images/ and a label map that is no list), its dog-breed layout (labels.csv: id,breed, ids

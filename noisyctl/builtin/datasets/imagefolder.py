@@ -284,7 +284,57 @@ def _class_folder_layout(root: Path) -> _Layout:
     test_dir = next((root / n for n in TEST_NAMES if (root / n).is_dir()), None) if train_dir else None
     ids, labels, classes = _scan(train_dir or root, root, None)
     tested = (None, None, None) if test_dir is None else _scan(test_dir, root, classes)
-    return _Layout(ids, labels, classes, tested[0], tested[1])
+    copy = _class_folder_copy(root, 0 if train_dir is None else 1, ids + (tested[0] or []))
+    return _Layout(ids, labels, classes, tested[0], tested[1], relabeled_copy=copy)
+
+
+def _class_folder_copy(root: Path, depth: int, ids: list[str]) -> Callable:
+    """``DatasetData.relabeled_copy`` for class folders: a new folder laid out as ``root`` (the
+    class folder is the id's part at ``depth``), each training image in the folder of its class
+    as it now stands, the removed ones left out, the test subset's as they are. Files are hard
+    links to the originals where the disk allows (no space taken), else copies."""
+    import os
+    import shutil
+    import tempfile
+
+    def copy(labels: dict[str, str | None], out: Path) -> int:
+        out = Path(out)
+        if out.suffix.lower() in IMAGE_SUFFIXES or out.suffix.lower() in (".csv", ".json", ".jsonl", ".parquet"):
+            raise NoisyctlError(f"{out}: a copy of class folders is a folder, laid out as {root} is; give a folder")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise NoisyctlError(f"{out} exists and is not an empty folder; give a new one")
+        inside, target = root.resolve(), out.resolve()
+        if target.is_relative_to(inside) or inside.is_relative_to(target):
+            raise NoisyctlError(f"{out} is inside the dataset {root} (or holds it); write the copy elsewhere")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            written = 0
+            for sample_id in ids:
+                name = labels.get(sample_id, "")
+                if name is None:
+                    continue
+                parts = list(Path(sample_id).parts)
+                if name:
+                    parts[depth] = name
+                destination = building.joinpath(*parts)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if destination.exists():  # two classes' images of one name meeting in one folder
+                    destination = destination.with_name(f"{destination.stem}-{written}{destination.suffix}")
+                try:
+                    os.link(root / sample_id, destination)
+                except OSError:
+                    shutil.copy2(root / sample_id, destination)
+                written += 1
+            if out.is_dir():
+                out.rmdir()
+            building.rename(target)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        return written
+
+    return copy
 
 
 def _list_layout(root: Path, index: _ImageIndex, train_list, test_list, notes: list[str]) -> _Layout:
