@@ -140,7 +140,7 @@ def export_command(
                           f"{c['reviewed']:,} reviewed) -> {c['out']}")
         if "data_copy" in result:
             c = result["data_copy"]
-            console.print(f"{c['rows']:,} records ({c['relabeled']:,} relabeled, {c['removed']:,} removed) -> "
+            console.print(f"{c['rows']:,} samples ({c['relabeled']:,} relabeled, {c['removed']:,} removed) -> "
                           f"{c['out']}")
 
     return emit(ctx, result, render, p["json_output"])
