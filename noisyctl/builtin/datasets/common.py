@@ -758,7 +758,8 @@ def relabeled_copy(files: list[Path], dataset: str, header: bool, ids: list[str]
                 row[label_column] = cell_of.get(name, name)
             kept.append(row)
         schema = _arrow_table(files[0], schema_only=True) if record_suffix(files[0]) in ARROW_SUFFIXES else None
-        write_records(kept, list(rows[0]) if rows else [], out, header, schema)
+        columns = list(dict.fromkeys(name for row in rows for name in row))  # JSON records may differ in keys
+        write_records(kept, columns, out, header, schema)
         return len(kept)
 
     return copy
@@ -781,10 +782,11 @@ def write_records(rows: list[dict], columns: list[str], out: Path, header: bool 
             parquet.write_table(table, tmp)
         elif suffix in (".jsonl", ".json"):
             with open(tmp, "w", encoding="utf-8") as handle:
+                # default=str: a spreadsheet's dates and times, which JSON has no type for
                 if suffix == ".json":
-                    json.dump(rows, handle, ensure_ascii=False, indent=1)
+                    json.dump(rows, handle, ensure_ascii=False, indent=1, default=str)
                 else:
-                    handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                    handle.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
         else:
             with open(tmp, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle, delimiter="\t" if suffix == ".tsv" else ",")
@@ -796,7 +798,7 @@ def write_records(rows: list[dict], columns: list[str], out: Path, header: bool 
 def _written_cell(value) -> str:
     if value is None:
         return ""
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value)
+    return json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (list, dict)) else str(value)
 
 
 def records_source(files: list[Path]) -> Path:
