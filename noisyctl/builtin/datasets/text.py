@@ -148,9 +148,10 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
         found, longest = (_longest_column(rows, [found_label, id_column]), found_label), ", the longest"
         if found[0] is None:
             raise
-    if one_hot and text_column != found[0]:
-        notes.append(f"texts from column '{found[0]}'{longest} (-D text_column=NAME for another)")
-    elif (text_column, label_column) != found and found != ("text", "label") and not one_hot:
+    if one_hot:
+        if found[0] not in (text_column, "text"):
+            notes.append(f"texts from column '{found[0]}'{longest} (-D text_column=NAME for another)")
+    elif (text_column, label_column) != found and found != ("text", "label"):
         notes.append(f"texts from column '{found[0]}'{longest}, labels from '{found[1]}' (-D text_column=NAME "
                      f"-D label_column=NAME for others)")
     text_column, label_column = found
