@@ -180,8 +180,25 @@ def load_dataset(spec: dict[str, Any]) -> DatasetData:
                                 f"{subset.labels[first]} outside 0..{data.num_classes - 1}")
     if len(set(data.train.ids)) != len(data.train.ids):
         raise NoisyctlError(f"dataset '{spec['name']}' gives two samples the same id")
-    data.notes = list(data.notes) + _look_alike_classes(data)
+    data.notes = list(data.notes) + _look_alike_classes(data) + _sparse_classes(data)
     return data
+
+
+# A class with fewer training samples than this is one a model barely learns, and in which a wrong
+# label cannot be told from a rare right one.
+FEWEST_SAMPLES = 3
+
+
+def _sparse_classes(data: DatasetData) -> list[str]:
+    """A note where half the classes or more, of ten or more, have under ``FEWEST_SAMPLES`` training
+    samples (a label column of ids or free text, or far too little data for the classes)."""
+    counts = np.bincount(data.train.labels, minlength=data.num_classes)
+    sparse = int((counts < FEWEST_SAMPLES).sum())
+    if data.num_classes < 10 or 2 * sparse < data.num_classes:
+        return []
+    return [f"{sparse:,} of the {data.num_classes:,} classes have fewer than {FEWEST_SAMPLES} training samples: too "
+            f"few for a model to learn them, or to tell a wrong label from a rare one (is the label column the "
+            f"right one?)"]
 
 
 def _look_alike_classes(data: DatasetData) -> list[str]:

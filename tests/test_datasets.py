@@ -808,9 +808,10 @@ def test_excel_workbooks_load_as_tables_and_texts(tmp_path, cli):
         load("table", tmp_path / "broken.xlsx")
 
 
-def test_class_names_written_two_ways_are_pointed_out(tmp_path):
+def test_classes_that_look_like_a_labelling_slip_are_pointed_out(tmp_path):
     """'positive' and 'Positive ' (a spreadsheet's slip) stay two classes, as the data names them,
-    but the loader says they look like one; names that merely share letters are left alone."""
+    but the loader says they look like one; names that merely share letters are left alone. A label
+    column whose classes are mostly too small to learn (nearly an id) is pointed out too."""
     rows = [(f"great product {i}", "positive") for i in range(20)] + [(f"awful product {i}", "neg-ative")
                                                                      for i in range(5)]
     rows += [("great product again", "Positive "), ("awful again", "negative"), ("fine", "positives")]
@@ -826,6 +827,12 @@ def test_class_names_written_two_ways_are_pointed_out(tmp_path):
     (tmp_path / "signs.csv").write_text("x,label\n" + "".join(f"{i},{1 if i % 2 else -1}\n" for i in range(10)))
     signs = load("table", tmp_path / "signs.csv")  # -1 and 1 are two classes, not one written two ways
     assert signs.class_names == ["-1", "1"] and not any("differ only" in note for note in signs.notes)
+    # a label column that is nearly an id: most classes too small to learn, said once
+    (tmp_path / "orders.csv").write_text("x,label\n" + "".join(f"{i},{i % 40}\n" for i in range(100)))
+    orders = load("table", tmp_path / "orders.csv")
+    assert "20 of the 40 classes have fewer than 3 training samples: too few for a model to learn them, or to tell " \
+        "a wrong label from a rare one (is the label column the right one?)" in orders.notes
+    assert not any("fewer than 3" in note for note in signs.notes)
 
 
 def test_a_table_whose_label_column_has_another_name_is_labeled_by_its_last_column(tmp_path):
