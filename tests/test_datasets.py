@@ -457,6 +457,18 @@ def test_npz_feature_vectors_with_ids_names_and_a_test_subset(tmp_path):
     assert data.train.ids[2] == "doc2" and data.test.ids == ["test/0", "test/1"]
     assert data.default_augment == "none"
     assert tuple(data.train[0][0].shape) == (5,)
+    # a relabeled copy: the same arrays, the label as the file writes it, the removed sample's rows gone
+    assert data.relabeled_copy({"doc0": "c", "doc4": None}, tmp_path / "clean.npz") == 5
+    with np.load(tmp_path / "clean.npz") as clean, np.load(path) as original:
+        assert clean["labels"].tolist() == [2, 1, 2, 0, 2] and clean["ids"].tolist() == ["doc0", "doc1", "doc2",
+                                                                                          "doc3", "doc5"]
+        assert np.array_equal(clean["features"], original["features"][[0, 1, 2, 3, 5]])
+        assert np.array_equal(clean["x_test"], original["x_test"]) and set(clean.files) == set(original.files)
+    np.savez(tmp_path / "stars.npz", x=np.zeros((4, 2)), y=np.array(["bad", "good", "good", "bad"]))
+    stars = load("npz", tmp_path / "stars.npz")
+    stars.relabeled_copy({"train/0": "good"}, tmp_path / "stars-clean.npz")
+    with np.load(tmp_path / "stars-clean.npz") as clean:
+        assert clean["y"].tolist() == ["good", "good", "good", "bad"]
 
 
 def test_feature_vectors_on_large_scales_are_standardized_and_well_scaled_ones_kept(tmp_path, cli):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import DatasetData, NoisyctlError, SampleSet
+from noisyctl.api import DatasetData, NoisyctlError, SampleSet, atomic_output
 from .common import (ArraySampleSet, channels_first, check_labels, feature_stats, integer_classes, pixel_scale,
                      require_root, standardize_features)
 
@@ -82,7 +82,9 @@ def _indices(labels: np.ndarray, classes: list[str], path: Path) -> np.ndarray:
     return np.array([position[v] for v in labels], dtype=np.int64)
 
 
-def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standardize) -> DatasetData:
+def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standardize, copier=None) -> DatasetData:
+    """The dataset the arrays hold; ``copier(x_name, y_name, ids, classes, class of each sample)``,
+    where given, makes its ``relabeled_copy``."""
     x_name = _pick(keys, x_key, X_KEYS, path, "input")
     y_name = _pick(keys, y_key, Y_KEYS, path, "label")
     labels = _label_values(read(y_name), y_name, path)
@@ -121,7 +123,54 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standard
     shape = _shape_of(train.shape, path)
     notes = standardize_features((train, test), lambda: stats_of(x_name), standardize, path, len(shape) == 1)
     return DatasetData(train=train, test=test, class_names=classes, input_shape=shape,
-                       default_augment="none" if len(shape) == 1 else "crop", notes=notes)
+                       default_augment="none" if len(shape) == 1 else "crop", notes=notes,
+                       relabeled_copy=copier and copier(x_name, y_name, train.ids, classes, train.labels))
+
+
+def _npz_copy(path: Path, arrays: dict[str, np.ndarray]):
+    """``relabeled_copy`` for an .npz: the same arrays as an .npz, the training labels set as they
+    stand, in the file's own encoding (a name, or the value the class's samples hold), and the
+    removed samples' rows left out of the training inputs, labels and ids."""
+    def copier(x_name: str, y_name: str, ids: list[str], classes: list[str], classes_of: np.ndarray):
+        saved = np.asarray(arrays[y_name])
+        flat = saved.reshape(len(ids))
+        first = {int(c): i for i, c in reversed(list(enumerate(classes_of)))}
+
+        def raw(c: int):
+            """How the file writes class ``c``: as a sample of it does, else its name or index."""
+            if c in first:
+                return flat[first[c]]
+            if flat.dtype.kind in "USO":
+                return classes[c]
+            return c if "class_names" in arrays else int(classes[c])
+
+        def copy(labels: dict[str, str | None], out: Path) -> int:
+            out = Path(out)
+            if out.suffix.lower() != ".npz":
+                raise NoisyctlError(f"{out}: a copy of an .npz dataset is an .npz")
+            if out.resolve() == path.resolve():
+                raise NoisyctlError(f"{out} is the dataset's own file; write the copy beside it")
+            wide = np.result_type(flat.dtype, np.array(classes).dtype) if flat.dtype.kind == "U" else flat.dtype
+            relabeled = flat.astype(wide)  # a copy, wide enough for any class's name
+            kept = np.ones(len(ids), dtype=bool)
+            for i, sample_id in enumerate(ids):
+                name = labels.get(sample_id, "")
+                if name is None:
+                    kept[i] = False
+                elif name:
+                    relabeled[i] = raw(classes.index(name))
+            written = dict(arrays)
+            written[y_name] = relabeled.reshape(saved.shape)[kept]
+            for key in (x_name, "ids"):
+                if key in arrays:
+                    written[key] = arrays[key][kept]
+            with atomic_output(out) as tmp, open(tmp, "wb") as handle:  # a handle: savez adds no suffix
+                np.savez(handle, **written)
+            return int(kept.sum())
+
+        return copy
+
+    return copier
 
 
 def load_npz(root=None, x_key: str | None = None, y_key: str | None = None,
@@ -152,7 +201,8 @@ def load_npz(root=None, x_key: str | None = None, y_key: str | None = None,
     def stats_of(name):
         return feature_stats(arrays[name], len(arrays[name]))
 
-    return _assemble(path, arrays.__getitem__, set(arrays), x_key, y_key, make_set, stats_of, standardize)
+    return _assemble(path, arrays.__getitem__, set(arrays), x_key, y_key, make_set, stats_of, standardize,
+                     _npz_copy(path, arrays))
 
 
 class HDF5SampleSet(SampleSet):
