@@ -483,7 +483,7 @@ def export_data_copy(source: Path, out: Path) -> dict[str, Any]:
     name = labels.dataset.get("name", "?")
     if data.relabeled_copy is None:
         raise NoisyctlError(f"--data-copy: {name} has no copy of its own to write (CIFAR and MNIST files, HDF5 "
-                            f"arrays, a Hub dataset's Parquet images); --labels-csv writes its labels")
+                            f"arrays, generated data); --labels-csv writes its labels")
     known = set(data.train.ids)
     missing = next((sample_id for sample_id in labels.ids if sample_id not in known), None)
     if missing is not None:

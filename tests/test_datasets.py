@@ -212,6 +212,13 @@ def test_images_held_in_a_hub_dataset_s_parquet_files_load_with_its_class_names(
     assert beans.input_shape == (3, 10, 10) and "images from column 'image'" in " ".join(beans.notes)
     pixels = load("imagefolder", hub, normalize=False).train[1][0]
     assert pixels[1].mean() > 0.75 and pixels[0].max() < 0.05  # green decoded as green
+    # a relabeled copy is the split's Parquet file, as the Hub takes it back: ClassLabel integers, features kept
+    assert beans.relabeled_copy({"train/0": "healthy", "train/3": None}, tmp_path / "train-clean.parquet") == 3
+    import pyarrow.parquet as pq
+    clean = pq.read_table(tmp_path / "train-clean.parquet")
+    assert clean.column("labels").to_pylist() == [2, 1, 2] and b"huggingface" in clean.schema.metadata
+    assert clean.column("image").to_pylist()[1] == pq.read_table(hub / "data" / "train-00000-of-00001.parquet") \
+        .column("image").to_pylist()[1]
     one_file = load("imagefolder", hub / "data" / "train-00000-of-00001.parquet")  # a split's file alone
     assert one_file.train.ids == beans.train.ids and one_file.test is None
     write_hub_parquet(tmp_path / "texts.parquet", {"text": ["a", "b"], "label": [0, 1]}, ["x", "y"])

@@ -385,9 +385,11 @@ def _hub_layout(root: Path, label_column: str | None, notes: list[str]) -> _Layo
     test_encoded, (test_names, _) = (None, (None, None)) if test_rows is None else read(test_rows, test_files)
     classes = classes or class_names_of(names)
     labels, test_labels = class_indices(classes, names, test_names, root, "imagefolder")
-    return _Layout([f"train/{k}" for k in range(len(names))], labels, classes,
-                   None if test_rows is None else [f"test/{k}" for k in range(len(test_rows))], test_labels,
-                   encoded, test_encoded)
+    ids = [f"train/{k}" for k in range(len(names))]
+    copy = relabeled_copy(train_files, "imagefolder", True, ids, label_column, [], names,
+                          [row.get(label_column) for row in rows])  # Parquet, as the Hub takes it back
+    return _Layout(ids, labels, classes, None if test_rows is None else [f"test/{k}" for k in range(len(test_rows))],
+                   test_labels, encoded, test_encoded, relabeled_copy=copy)
 
 
 # Datumaro's own format, which OpenVINO Training Extensions trains from and `datum convert -f
