@@ -244,6 +244,7 @@ def read_review_csv(path: Path, labels: Labels) -> Labels:
     if removed.any() and pruning is None:
         pruning = {"detector": None, "rule": "review", "removed": int(removed.sum()), "from": str(path)}
     corrected = _mask(labels.corrected, len(given)) | changed
+    # A review that brings every removed sample back leaves none removed (not the removals it undid).
     return replace(labels, given_labels=given, reviewed=reviewed, corrected=corrected,
-                   removed=removed if removed.any() else labels.removed, pruning=pruning,
+                   removed=removed if removed.any() or labels.removed is not None else None, pruning=pruning,
                    correction={"by": f"review:{path.name}", "changed": int(changed.sum()), "from": str(path)})

@@ -242,6 +242,14 @@ def test_review_csv_round_trip_and_refused_rows(cli, noisy_run, tmp_path):
     from_excel = read_labels(tmp_path / "excel.h5")
     assert np.array_equal(from_excel.given_labels, after.given_labels)
     assert np.array_equal(from_excel.removed, after.removed)
+    # The one removed sample, given a class on a second review, is back in training: none is removed.
+    with open(tmp_path / "second.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerow({**rows[10], "reviewed_label": labels.class_names[0]})
+    cli("import-review", tmp_path / "second.csv", "--labels", out, "-o", tmp_path / "second.h5")
+    second = read_labels(tmp_path / "second.h5")
+    assert not second.removed.any() and second.given_labels[position[rows[10]["id"]]] == 0
 
     for bad_id, bad_label, message in (("digits/9999", "3", "id 'digits/9999' is not in the labels"),
                                        (rows[0]["id"], "eleven", "label 'eleven' is not a class")):
