@@ -26,6 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from noisyctl import plugins
 from noisyctl.correction import sample_path
 from noisyctl.data import load_dataset, sample_texts
 from noisyctl.detection import suspect_texts
@@ -479,8 +480,11 @@ def export_data_copy(source: Path, out: Path) -> dict[str, Any]:
     dataset's ``relabeled_copy``). Records that are no training sample (a held-out test share) are
     written as they are."""
     labels, _ = _labels_as_they_stand(source)
-    data = load_dataset(labels.dataset)
     name = labels.dataset.get("name", "?")
+    if name not in plugins.registry().names("dataset"):  # a run recorded by the user's own loop
+        raise NoisyctlError(f"--data-copy: {source} was recorded from data noisyctl does not read ('{name}'); "
+                            f"--labels-csv writes its labels for your pipeline to join")
+    data = load_dataset(labels.dataset)
     if data.relabeled_copy is None:
         raise NoisyctlError(f"--data-copy: {name} has no copy of its own to write (CIFAR and MNIST files, HDF5 "
                             f"arrays, generated data); --labels-csv writes its labels")

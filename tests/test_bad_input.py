@@ -250,6 +250,12 @@ BAD_INPUTS = [
             f"{k},{1000 + k * 3.7:.2f}\n" for k in range(60))), "-o", d / "l.h5"],
      "column 'target' holds 60 different numbers (1000.00, 1003.70, 1007.40, ...): a quantity to predict, not "
      "classes", ()),
+    ("a data copy of a run recorded from data noisyctl does not read", lambda cli, d, s: [
+        "export", edit_attr(labels_file(cli, d), "dataset", lambda v: v.replace('"digits"', '"custom"')),
+        "--data-copy", d / "copy.csv"], "was recorded from data noisyctl does not read ('custom'); --labels-csv", ()),
+    ("a data copy of a dataset with no form of its own", lambda cli, d, s: [
+        "export", labels_file(cli, d), "--data-copy", d / "copy.csv"],
+     "--data-copy: digits has no copy of its own to write", ()),
     ("labels file for another dataset (count)", lambda cli, d, s: [
         "train", "-l", edit_attr(labels_file(cli, d, ("-d", "blobs", "-D", "samples=300")), "dataset",
                                  lambda v: v.replace('"samples": 300', '"samples": 400')), "-o", d / "r.h5"],
