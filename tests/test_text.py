@@ -272,6 +272,40 @@ def test_news_without_a_header_row_loads_as_ag_news_ships_with_its_class_list(tm
                      "3": "Reuters - Short-sellers are seeing green again."}
 
 
+def label_studio_task(task_id, text, *annotations):
+    """A task of Label Studio's JSON export: its data, and each annotation's choices (None: a
+    cancelled one; a tuple ending in "gt": the ground truth)."""
+    def annotation(choices):
+        truth = isinstance(choices, tuple) and choices[-1] == "gt"
+        chosen = list(choices[:-1]) if truth else ([] if choices is None else [choices] if isinstance(choices, str)
+                                                  else list(choices))
+        return {"id": 1000 + task_id, "was_cancelled": choices is None, "ground_truth": truth, "lead_time": 3.1,
+                "result": [{"id": "Dx_aB91ISN", "type": "choices", "from_name": "sentiment", "to_name": "text",
+                            "origin": "manual", "value": {"choices": chosen}}]}
+    return {"id": task_id, "data": {"text": text}, "annotations": [annotation(a) for a in annotations],
+            "predictions": [], "project": 3}
+
+
+def test_a_label_studio_export_loads_as_its_annotators_answered(tmp_path):
+    """Label Studio's JSON export, a task a record with its annotations: the label is a task's
+    ground-truth answer, else its last one not cancelled; a task nobody answered is left out."""
+    import json
+
+    tasks = [label_studio_task(1, "love it, works great", "Positive"),
+             label_studio_task(2, "broke after a day", "Negative", None),  # a second annotator cancelled
+             label_studio_task(3, "it is fine i guess", "Positive", "Neutral"),  # the last answer counts
+             label_studio_task(4, "never arrived", "Positive", ("Negative", "gt")),  # the ground truth counts
+             label_studio_task(5, "not yet looked at")]
+    (tmp_path / "project-3-at-2024.json").write_text(json.dumps(tasks), encoding="utf-8")
+    data = load_dataset({"name": "text", "root": str(tmp_path / "project-3-at-2024.json"), "options": {}})
+    assert data.train.ids == ["1", "2", "3", "4"] and data.class_names == ["Negative", "Neutral", "Positive"]
+    assert data.train.labels.tolist() == [2, 0, 1, 0] and data.train.text(1) == "broke after a day"
+    tasks.append(label_studio_task(6, "mixed feelings", ("Positive", "Negative", "gt")))
+    (tmp_path / "several.json").write_text(json.dumps(tasks), encoding="utf-8")
+    with pytest.raises(NoisyctlError, match="record 5's 'sentiment' holds several labels"):
+        load_dataset({"name": "text", "root": str(tmp_path / "several.json"), "options": {}})
+
+
 def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path):
     """fastText's format, as Amazon's review polarity set ships it (train.ft.txt.bz2): a __label__
     word, then the text; a .txt of tab-separated cells is read as such."""

@@ -234,7 +234,7 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
                 if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
                     raise NoisyctlError(f"{path}: a .json file holds one array of records (objects); one record "
                                         f"a line is .jsonl")
-                return rows
+                return _label_studio_records(rows) if _is_label_studio(rows) else rows
             if suffix in (".jsonl", ".ndjson"):
                 rows = []
                 for number, line in enumerate(handle, start=1):
@@ -350,6 +350,34 @@ def _excel_records(path: Path) -> list[dict]:
         workbook.close()
 
 
+# Label Studio's JSON export: a task a record, {"id", "data": {"text": ...} or {"image": ...},
+# "annotations": [{"result": [{"type": "choices", "from_name": "sentiment", "value": {"choices":
+# ["Positive"]}}], "was_cancelled": false, "ground_truth": false}, ...]}.
+def _is_label_studio(rows: list[dict]) -> bool:
+    return bool(rows) and all(isinstance(row.get("data"), dict) and isinstance(row.get("annotations"), list)
+                              for row in rows)
+
+
+def _label_studio_records(tasks: list[dict]) -> list[dict]:
+    """Label Studio's tasks as flat records: the task's data, its id, and each choices control's
+    answer under the control's name (``sentiment``, ``choice``), several chosen as a list (which
+    the loaders refuse as multi-label). A task's answer is its ground-truth annotation, else its
+    last one not cancelled; tasks nobody answered hold no label and are left out."""
+    records = []
+    for task in tasks:
+        answered = [a for a in task["annotations"] if isinstance(a, dict) and not a.get("was_cancelled")]
+        if not answered:
+            continue
+        chosen = next((a for a in answered if a.get("ground_truth")), answered[-1])
+        record = {"id": task.get("id"), **task["data"]}
+        for region in chosen.get("result") or []:
+            if isinstance(region, dict) and region.get("type") == "choices":
+                choices = (region.get("value") or {}).get("choices") or []
+                record[str(region.get("from_name", "choice"))] = choices[0] if len(choices) == 1 else choices
+        records.append(record)
+    return records
+
+
 def _arrow_table(path: Path, schema_only: bool = False):
     """A Parquet or Arrow IPC file as a pyarrow Table (or only its schema)."""
     try:
@@ -393,7 +421,7 @@ def hub_class_names(path: Path, column: str, labels: list[str]) -> tuple[list[st
 # Columns found by name where none is given, case aside (pandas and spreadsheets write Text, Label):
 # what public text and table datasets call their labels and texts (SST-2's sentence, the IMDb
 # reviews' review and sentiment, intents' utterance and intent).
-LABEL_COLUMNS = ("label", "labels", "target", "class", "category", "sentiment", "intent", "y")
+LABEL_COLUMNS = ("label", "labels", "target", "class", "category", "sentiment", "intent", "choice", "y")
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "tweet", "document", "body", "message",
                 "question", "utterance")
 
