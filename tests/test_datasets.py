@@ -177,6 +177,24 @@ def test_a_datumaro_dataset_loads_as_otx_reads_it(tmp_path, cli):
         load("imagefolder", root)
 
 
+def test_a_label_studio_image_export_finds_its_uploaded_images(tmp_path):
+    """Label Studio's JSON export of an image classification project: each task's image is the
+    uploaded file (/data/upload/2/8f2a1b3c-cat0.png), its class under the 'choice' control; the
+    images are found by their own names beside the export."""
+    root = tmp_path / "pets"
+    tasks = []
+    for i, kind in enumerate(["cat", "dog", "cat", "dog"]):
+        write_image(root / "photos" / f"{kind}{i}.png", (200 if kind == "cat" else 0, 0, 60 * i))
+        tasks.append({"id": 10 + i, "data": {"image": f"/data/upload/2/{i:07d}f-{kind}{i}.png"},
+                      "annotations": [{"was_cancelled": False, "ground_truth": False, "result": [
+                          {"type": "choices", "from_name": "choice", "to_name": "image",
+                           "value": {"choices": [kind.title()]}}]}]})
+    (root / "project-2-at-2024-05-01-10-00-3c1f.json").write_text(json.dumps(tasks))
+    data = load("imagefolder", root, size=8)
+    assert data.class_names == ["Cat", "Dog"] and data.train.labels.tolist() == [0, 1, 0, 1]
+    assert data.train.ids == ["photos/cat0.png", "photos/dog1.png", "photos/cat2.png", "photos/dog3.png"]
+
+
 def write_hub_images(folder, split, colors, labels, label_names):
     """One split of an image dataset as the Hub stores it: Parquet, an Image column of {bytes, path}
     structs (PNG bytes) and a ClassLabel column, the features in the schema's metadata."""

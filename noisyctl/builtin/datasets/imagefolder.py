@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,10 @@ LIST_SUFFIXES = CSV_SUFFIXES + (".jsonl", ".json") + ARROW_SUFFIXES
 CHECKED_CELLS = 20  # a column is the images' where most of its first cells name one
 
 
+# Label Studio stores an uploaded image as /data/upload/<project>/<8 hex digits>-<its name>.
+UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+
+
 class _ImageIndex:
     """Every image under ``root`` (ids: paths relative to it), found by relative path, file name or
     name without the suffix."""
@@ -151,7 +156,8 @@ class _ImageIndex:
             found = self.by_key.get(beside.relative_to(self.inside).as_posix())
             if found:
                 return found
-        for key in (cell.lstrip("./"), Path(cell).name, Path(cell).stem):
+        uploaded = UPLOAD_PREFIX.sub("", Path(cell).name)  # Label Studio's name for an uploaded file
+        for key in (cell.lstrip("./"), Path(cell).name, Path(cell).stem, uploaded, Path(uploaded).stem):
             if key in self.by_key:
                 return self.by_key[key]
         return []
