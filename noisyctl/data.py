@@ -41,13 +41,23 @@ KIND_BY_SUFFIX = {**dict.fromkeys((".csv", ".tsv", ".jsonl", ".json", ".txt", ".
 COMPRESSED = (".gz", ".bz2", ".xz")  # train.csv.gz: a .csv
 
 
+def _path_kind(path: Path) -> str:
+    """What a file or folder most likely holds: a folder by its files (``_folder_kind``), a file by
+    its suffix (``KIND_BY_SUFFIX``, a compressed one by the suffix before; "NAME": unknown)."""
+    suffix = Path(path.stem).suffix if path.suffix.lower() in COMPRESSED else path.suffix
+    return _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(suffix.lower(), "NAME")
+
+
+def _labels_hint(path, kind: str) -> str:
+    return f"--labels {path} if it came from synth, or " if kind == "hdf5" else ""
+
+
 def dataset_spec(name: str, root: str | None, options: dict[str, Any]) -> dict[str, Any]:
     path = Path(name).expanduser()
     if root is None and name not in plugins.registry().names("dataset") and path.exists():
-        suffix = Path(path.stem).suffix if path.suffix.lower() in COMPRESSED else path.suffix
-        found = _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(suffix.lower(), "NAME")
+        found = _path_kind(path)
         kind = "text" if found == "text files" else found
-        labels = f"--labels {name} if it came from synth, or " if kind == "hdf5" else ""
+        labels = _labels_hint(name, kind)
         table = " (--dataset table for feature columns)" if found == "text" else ""  # records hold either
         raise NoisyctlError(f"'{name}' is a {'folder' if path.is_dir() else 'file'}, not a dataset's name: give "
                             f"{labels}what it holds and where, --dataset {kind} --data-root {name}{table} (noisyctl "
@@ -70,16 +80,14 @@ def dataset_of_root(root: str | Path) -> str:
     path = Path(root).expanduser()
     if not path.exists():
         raise NoisyctlError(f"--data-root {root} does not exist")
-    suffix = Path(path.stem).suffix if path.suffix.lower() in COMPRESSED else path.suffix
-    found = _folder_kind(path) if path.is_dir() else KIND_BY_SUFFIX.get(suffix.lower(), "NAME")
+    found = _path_kind(path)
     if found in PLAIN_KINDS:
         return PLAIN_KINDS[found]
     if found == "text":
         raise NoisyctlError(f"--data-root {root} holds records: give what they are, --dataset text (a text and a "
                             f"label column) or --dataset table (feature columns)")
-    labels = f"--labels {root} if it came from synth, or " if found == "hdf5" else ""
-    raise NoisyctlError(f"--data-root {root}: give {labels}the dataset that reads it, --dataset NAME (noisyctl "
-                        f"plugins lists them)")
+    raise NoisyctlError(f"--data-root {root}: give {_labels_hint(root, found)}the dataset that reads it, --dataset "
+                        f"NAME (noisyctl plugins lists them)")
 
 
 def _folder_kind(folder: Path, looked_at: int = 200) -> str:
@@ -201,6 +209,12 @@ def _sparse_classes(data: DatasetData) -> list[str]:
             f"right one?)"]
 
 
+# Class names that are numbers are never one class written two ways (-1 and 1); at most this many
+# groups of look-alike names are noted.
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+LOOK_ALIKE_SHOWN = 5
+
+
 def _look_alike_classes(data: DatasetData) -> list[str]:
     """Notes on class names that differ only in case, spaces or punctuation ('positive' and
     'Positive ', 'Sci/Tech' and 'scitech'): usually one class written two ways, a labelling slip
@@ -218,9 +232,6 @@ def _look_alike_classes(data: DatasetData) -> list[str]:
         notes.append(f"... and {len(alike) - LOOK_ALIKE_SHOWN:,} more groups of classes alike")
     return notes
 
-
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-LOOK_ALIKE_SHOWN = 5
 
 
 def labels_from_dataset(spec: dict[str, Any], data: DatasetData) -> Labels:
