@@ -675,7 +675,7 @@ def test_a_table_loads_as_pandas_saves_it_with_categories_missing_cells_and_its_
 
 
 @pytest.mark.parametrize("content, options, message", [
-    ("a,b\n1,2\n3,4\n", {}, r"no label column \(label, labels, target, class, category, sentiment, intent, choice, y\)"),
+    ("a,b\n1,2\n3,4\n", {}, r"no label column \(label, labels, target, class, category, sentiment, intent, y, choice\)"),
     ("a,b\n" + "".join(f"{i},{i / 10}\n" for i in range(10)), {}, r"no label column"),  # a last column of measurements
     ("a,label\n1,x\n2,NA\n3,y\n", {}, "record 2 has an empty 'label'"),
     ("a,note,label\n" + "".join(f"{i},free text {i},{i % 2}\n" for i in range(60)), {},

@@ -421,7 +421,7 @@ def hub_class_names(path: Path, column: str, labels: list[str]) -> tuple[list[st
 # Columns found by name where none is given, case aside (pandas and spreadsheets write Text, Label):
 # what public text and table datasets call their labels and texts (SST-2's sentence, the IMDb
 # reviews' review and sentiment, intents' utterance and intent).
-LABEL_COLUMNS = ("label", "labels", "target", "class", "category", "sentiment", "intent", "choice", "y")
+LABEL_COLUMNS = ("label", "labels", "target", "class", "category", "sentiment", "intent", "y", "choice")
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "comment", "tweet", "document", "body", "message",
                 "question", "utterance")
 

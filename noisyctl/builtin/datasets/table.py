@@ -361,7 +361,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
     columns and a label column.
 
     The label column is ``label_column``, else the first of ``LABEL_COLUMNS`` (label, labels, target,
-    class, category, sentiment, intent, choice, y; case aside), else the columns at the end that
+    class, category, sentiment, intent, y, choice; case aside), else the columns at the end that
     one-hot encode it (``one_hot_columns``), else the last column where it holds a few values; ids come
     from ``id_column`` (or a column named ``id``, or one named as an id whose values are unique),
     else ``row<N>-<hash>``: the row a spreadsheet shows the record on and a hash of its features.
