@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, atomic_output
-from .common import (ArraySampleSet, channels_first, check_labels, feature_stats, integer_classes, pixel_scale,
-                     require_root, standardize_features)
+from .common import (ArraySampleSet, channels_first, check_labels, copy_target, feature_stats, integer_classes,
+                     kept_samples, pixel_scale, require_root, standardize_features)
 
 X_KEYS = ("x", "images", "features", "x_train")  # x_train, y_train, x_test, y_test: Keras' own .npz files
 Y_KEYS = ("y", "labels", "targets", "y_train")
@@ -145,20 +145,14 @@ def _npz_copy(path: Path, arrays: dict[str, np.ndarray]):
             return c if "class_names" in arrays else int(classes[c])
 
         def copy(labels: dict[str, str | None], out: Path) -> int:
-            out = Path(out)
-            if out.suffix.lower() != ".npz":
-                raise NoisyctlError(f"{out}: a copy of an .npz dataset is an .npz")
-            if out.resolve() == path.resolve():
-                raise NoisyctlError(f"{out} is the dataset's own file; write the copy beside it")
+            out = copy_target(out, (".npz",), [path], "a copy of an .npz dataset is an .npz")
             wide = np.result_type(flat.dtype, np.array(classes).dtype) if flat.dtype.kind == "U" else flat.dtype
             relabeled = flat.astype(wide)  # a copy, wide enough for any class's name
-            kept = np.ones(len(ids), dtype=bool)
-            for i, sample_id in enumerate(ids):
-                name = labels.get(sample_id, "")
-                if name is None:
-                    kept[i] = False
-                elif name:
-                    relabeled[i] = raw(classes.index(name))
+            kept = np.zeros(len(ids), dtype=bool)
+            for position, name in kept_samples(ids, labels):
+                kept[position] = True
+                if name:
+                    relabeled[position] = raw(classes.index(name))
             written = dict(arrays)
             written[y_name] = relabeled.reshape(saved.shape)[kept]
             for key in (x_name, "ids"):

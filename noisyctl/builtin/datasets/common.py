@@ -593,12 +593,13 @@ def _binary(cell) -> int | None:
     return None if cell is None else BINARY_CELLS.get(str(cell).strip().lower())
 
 
-def one_hot_columns(rows: list[dict], columns: list[str], path: Path, several_refused: bool) -> list[str] | None:
-    """The columns at the end of ``columns`` that one-hot encode the label: the longest run of two or
-    more whose cells are 0 or 1, with one 1 in every record; None where there is none. A run of
-    such columns whose records hold several 1s or none is multi-label data (Jigsaw's toxic
-    comments, CheXpert's findings): refused where ``several_refused`` (where no other column can be
-    the label), since noisyctl reads one class a sample."""
+def read_one_hot_label(rows: list[dict], columns: list[str], path: Path, several_refused: bool) -> list[str]:
+    """The columns at the end of ``columns`` that one-hot encode the label (the longest run of two
+    or more whose cells are 0 or 1, with one 1 in every record), each record given its class as its
+    ``ONE_HOT_LABEL``; [] where there is none. A run of such columns whose records hold several 1s
+    or none is multi-label data (Jigsaw's toxic comments, CheXpert's findings): refused where
+    ``several_refused`` (where no other column can be the label), since noisyctl reads one class a
+    sample."""
     run: list[tuple[str, np.ndarray]] = []
     for name in reversed(columns):
         cells = [_binary(row.get(name)) for row in rows]
@@ -611,21 +612,28 @@ def one_hot_columns(rows: list[dict], columns: list[str], path: Path, several_re
         if length >= 2 and (ones == 1).all():
             longest = length
     if longest:
-        return [name for name, _ in reversed(run[:longest])]
+        one_hot = [name for name, _ in reversed(run[:longest])]
+        add_one_hot_label(rows, one_hot, path)
+        return one_hot
     if several_refused and len(run) >= 2:
         several = int((ones != 1).sum())
         names = ", ".join(name for name, _ in reversed(run[:8])) + (" ..." if len(run) > 8 else "")
         raise NoisyctlError(f"{path}: columns {names} mark classes with 0s and 1s, and {several:,} records hold "
                             f"several 1s or none: a multi-label dataset; noisyctl reads one class a sample "
                             f"(-D label_column=NAME reads one column as a label)")
-    return None
+    return []
+
+
+def _marked(row: dict, columns: list[str]) -> list[str]:
+    """The one-hot ``columns`` that hold a 1 in ``row``."""
+    return [name for name in columns if _binary(row.get(name)) == 1]
 
 
 def add_one_hot_label(rows: list[dict], columns: list[str], path: Path) -> None:
     """Each record's class, the name of the one of ``columns`` that holds its 1, as its
     ``ONE_HOT_LABEL``; a record with several 1s or none (in a test file read alike) is refused."""
     for number, row in enumerate(rows, start=1):
-        marked = [name for name in columns if _binary(row.get(name)) == 1]
+        marked = _marked(row, columns)
         if len(marked) != 1:
             raise NoisyctlError(f"{path}: record {number} marks {len(marked)} of the classes {', '.join(columns)} "
                                 f"with a 1, not one")
@@ -752,35 +760,51 @@ def labeled_test_records(files: list[Path], dataset: str, label_column: str, giv
 COPY_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 
 
+def copy_target(out, suffixes: tuple[str, ...], sources: list[Path], what: str) -> Path:
+    """Where a relabeled copy goes (``DatasetData.relabeled_copy``'s ``out``): a file of one of
+    ``suffixes`` (``what`` names them), never one of the dataset's own ``sources``."""
+    out = Path(out)
+    if out.suffix.lower() not in suffixes:
+        raise NoisyctlError(f"{out}: {what}")
+    if any(out.resolve() == source.resolve() for source in sources):
+        raise NoisyctlError(f"{out} is the dataset's own file; write the copy elsewhere, and put it in the "
+                            f"file's place once you have checked it")
+    return out
+
+
+def kept_samples(ids: list[str], labels: dict[str, str | None]):
+    """(position, class) of each sample of ``ids`` that a relabeled copy keeps, by the ``labels`` it
+    was given: a class name where the sample has one now, "" where it keeps its own (an id
+    ``labels`` lacks); those mapped to None are left out."""
+    for position, sample_id in enumerate(ids):
+        name = labels.get(sample_id, "")
+        if name is not None:
+            yield position, name
+
+
 def relabeled_copy(files: list[Path], dataset: str, header: bool, ids: list[str], label_column: str,
-                   one_hot: list[str], names: list[str], cells: list):
+                   one_hot: list[str], names: list[str]):
     """``DatasetData.relabeled_copy`` for data read from the records ``files`` (with or without a
     ``header`` row): ``ids`` and ``names`` (each record's class name) one a record, in the files'
-    order, and ``cells`` the records' label cells as the files hold them. A relabeled record's cell
-    becomes the cell of a record of its new class (a ClassLabel's integer, a rating's 5); where
-    the label is ``one_hot`` columns, the 1 moves to the new class's column."""
-    cell_of: dict[str, Any] = {}
-    for name, cell in zip(names, cells):
-        cell_of.setdefault(name, cell)
+    order. A relabeled record's cell becomes the cell of a record of its new class (a ClassLabel's
+    integer, a rating's 5); where the label is ``one_hot`` columns, the 1 moves to the new class's
+    column."""
     files, ids = list(files), list(ids)
 
     def copy(labels: dict[str, str | None], out: Path) -> int:
-        out = Path(out)
-        if out.suffix.lower() not in COPY_SUFFIXES:
-            raise NoisyctlError(f"{out}: a copy of the data is written as {', '.join(COPY_SUFFIXES)}")
-        if any(out.resolve() == file.resolve() for file in files):
-            raise NoisyctlError(f"{out} is the dataset's own file; write the copy beside it")
+        out = copy_target(out, COPY_SUFFIXES, files, f"a copy of the data is written as {', '.join(COPY_SUFFIXES)}")
         rows = read_record_files(files, dataset, header)
         if len(rows) != len(ids):
             raise NoisyctlError(f"{records_source(files)} holds {len(rows):,} records, not the {len(ids):,} it "
                                 f"held when read: it changed")
+        cell_of: dict[str, Any] = {}  # each class as the file writes it
+        for name, row in zip(names, rows):
+            cell_of.setdefault(name, row.get(label_column))
         kept = []
-        for sample_id, row in zip(ids, rows):
-            name = labels.get(sample_id, "")
-            if name is None:
-                continue
+        for position, name in kept_samples(ids, labels):
+            row = rows[position]
             if name and one_hot:
-                marked = next(column for column in one_hot if _binary(row.get(column)) == 1)
+                marked = _marked(row, one_hot)[0]
                 row[marked], row[name] = row[name], row[marked]
             elif name:
                 row[label_column] = cell_of.get(name, name)

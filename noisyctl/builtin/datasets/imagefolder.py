@@ -11,16 +11,16 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, atomic_output
-from .common import (ARROW_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, ONE_HOT_LABEL, TEST_SPLITS,
-                     TRAIN_SPLITS, add_one_hot_label, class_indices, class_names_of, column_name, find_column,
-                     find_test_file, hub_class_names, label_strings, labeled_test_records, named_by_class_list,
-                     one_hot_columns, one_hot_note, read_record_files, read_records, record_files, record_suffix,
-                     records_source, relabeled_copy, require_root, split_name)
+from .common import (ARROW_SUFFIXES, COPY_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, ONE_HOT_LABEL,
+                     TEST_SPLITS, TRAIN_SPLITS, class_indices, class_names_of, column_name, copy_target, find_column,
+                     find_test_file, hub_class_names, kept_samples, label_strings, labeled_test_records,
+                     named_by_class_list, one_hot_note, read_one_hot_label, read_record_files, read_records,
+                     record_files, record_suffix, records_source, relabeled_copy, require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -163,12 +163,23 @@ class _ImageIndex:
         return []
 
 
+class _ImageList(NamedTuple):
+    """A records file that names images and their classes: its records, the columns of the images
+    and the labels, and the columns that one-hot encode the label where it is so."""
+
+    file: Path
+    rows: list[dict]
+    image_column: str
+    label_column: str | None
+    one_hot: list[str]
+
+
 def _list_columns(rows: list[dict], list_file: Path, index: _ImageIndex, image_column: str | None,
                   label_column: str | None) -> tuple[str, str | None, list[str]] | None:
     """The image and label columns of a list (None: it names no images), and the columns that
     one-hot encode the label where it is so; the label column is the given one, else the first of
     ``LABEL_COLUMNS``, else the only other column (labels.csv: id,breed), else the one the other
-    columns one-hot encode (ISIC's image,MEL,NV,...: ``add_one_hot_label`` gives each record its
+    columns one-hot encode (ISIC's image,MEL,NV,...: ``read_one_hot_label`` gives each record its
     label)."""
     columns = [str(name) for name in rows[0]]
 
@@ -189,10 +200,9 @@ def _list_columns(rows: list[dict], list_file: Path, index: _ImageIndex, image_c
         label_column = next((lowered[name] for name in LABEL_COLUMNS if name in lowered), None)
         if label_column is None and len(lowered) == 1:
             label_column = next(iter(lowered.values()))
-        one_hot = None if label_column else one_hot_columns(rows, list(lowered.values()), list_file,
-                                                            several_refused=True)
+        one_hot = [] if label_column else read_one_hot_label(rows, list(lowered.values()), list_file,
+                                                             several_refused=True)
         if one_hot:
-            add_one_hot_label(rows, one_hot, list_file)
             return image_column, ONE_HOT_LABEL, one_hot
     elif label_column not in columns:
         raise NoisyctlError(f"imagefolder: {list_file} has no column '{label_column}'; it has {', '.join(columns)}")
@@ -224,7 +234,7 @@ def _find_lists(root: Path, image_list: str | None, image_column: str | None, la
             continue  # a file beside the images that holds no records (cassava's label map), or broken
         columns = _list_columns(rows, file, index, image_column, label_column) if rows else None
         if columns is not None and columns[1] is not None:
-            lists.append((file, rows, *columns))
+            lists.append(_ImageList(file, rows, *columns))
         elif image_list is not None:
             raise NoisyctlError(f"imagefolder: {file} names no images under {root} with a label column (name them "
                                 f"with -D image_column=... -D label_column=...)")
@@ -234,19 +244,20 @@ def _find_lists(root: Path, image_list: str | None, image_column: str | None, la
     def split_of(file: Path) -> str:
         return split_name(file.name if file.stem != "metadata" else file.parent.name)
 
-    train = [entry for entry in lists if split_of(entry[0]) in TRAIN_SPLITS] or \
-        [entry for entry in lists if split_of(entry[0]) not in sum(TEST_SPLITS, ())]
+    train = [entry for entry in lists if split_of(entry.file) in TRAIN_SPLITS] or \
+        [entry for entry in lists if split_of(entry.file) not in sum(TEST_SPLITS, ())]
     if not train:
         return None
-    tested = next((entry for names in TEST_SPLITS for entry in lists if split_of(entry[0]) in names), None)
-    shown = train[0][0].relative_to(root) if train[0][0].is_relative_to(root) else train[0][0]
-    one_hot = train[0][4]
-    notes.append(f"images and labels from {shown} (" + (one_hot_note(one_hot) if one_hot else
-                                                        f"columns '{train[0][2]}' and '{train[0][3]}'") + ")")
-    return index, train[0], tested
+    tested = next((entry for names in TEST_SPLITS for entry in lists if split_of(entry.file) in names), None)
+    chosen = train[0]
+    shown = chosen.file.relative_to(root) if chosen.file.is_relative_to(root) else chosen.file
+    notes.append(f"images and labels from {shown} (" + (one_hot_note(chosen.one_hot) if chosen.one_hot else
+                                                        f"columns '{chosen.image_column}' and "
+                                                        f"'{chosen.label_column}'") + ")")
+    return index, chosen, tested
 
 
-def _listed(index: _ImageIndex, entry) -> tuple[list[str], list[str]]:
+def _listed(index: _ImageIndex, entry: _ImageList) -> tuple[list[str], list[str]]:
     """The images (ids) and labels a list names, each image once."""
     file, rows, image_column, label_column, _ = entry
     ids, missing = [], []
@@ -305,7 +316,7 @@ def _class_folder_copy(root: Path, depth: int, ids: list[str]) -> Callable:
 
     def copy(labels: dict[str, str | None], out: Path) -> int:
         out = Path(out)
-        if out.suffix.lower() in IMAGE_SUFFIXES or out.suffix.lower() in (".csv", ".json", ".jsonl", ".parquet"):
+        if out.suffix.lower() in IMAGE_SUFFIXES or out.suffix.lower() in COPY_SUFFIXES:
             raise NoisyctlError(f"{out}: a copy of class folders is a folder, laid out as {root} is; give a folder")
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise NoisyctlError(f"{out} exists and is not an empty folder; give a new one")
@@ -316,10 +327,8 @@ def _class_folder_copy(root: Path, depth: int, ids: list[str]) -> Callable:
         building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             written = 0
-            for sample_id in ids:
-                name = labels.get(sample_id, "")
-                if name is None:
-                    continue
+            for position, name in kept_samples(ids, labels):
+                sample_id = ids[position]
                 parts = list(Path(sample_id).parts)
                 if name:
                     parts[depth] = name
@@ -343,17 +352,17 @@ def _class_folder_copy(root: Path, depth: int, ids: list[str]) -> Callable:
     return copy
 
 
-def _list_layout(root: Path, index: _ImageIndex, train_list, test_list, notes: list[str]) -> _Layout:
+def _list_layout(root: Path, index: _ImageIndex, train_list: _ImageList, test_list: _ImageList | None,
+                 notes: list[str]) -> _Layout:
     """The images and classes an image list names (``_find_lists``), a test list's as the test subset."""
     ids, names = _listed(index, train_list)
     tested = None if test_list is None else _listed(index, test_list)
-    names, test_names, classes = named_by_class_list(train_list[0].parent, names,
+    names, test_names, classes = named_by_class_list(train_list.file.parent, names,
                                                      None if tested is None else tested[1], notes)
-    classes = classes or train_list[4] or class_names_of(names)
-    labels, test_labels = class_indices(classes, names, test_names, train_list[0], "imagefolder")
-    file, rows, _, label_column, one_hot = train_list
-    copy = relabeled_copy([file], "imagefolder", True, ids, label_column, one_hot, names,
-                          [] if one_hot else [row.get(label_column) for row in rows])
+    classes = classes or train_list.one_hot or class_names_of(names)
+    labels, test_labels = class_indices(classes, names, test_names, train_list.file, "imagefolder")
+    copy = relabeled_copy([train_list.file], "imagefolder", True, ids, train_list.label_column, train_list.one_hot,
+                          names)
     return _Layout(ids, labels, classes, None if tested is None else tested[0], test_labels, relabeled_copy=copy)
 
 
@@ -392,8 +401,7 @@ def _hub_layout(root: Path, label_column: str | None, notes: list[str]) -> _Layo
     classes = classes or class_names_of(names)
     labels, test_labels = class_indices(classes, names, test_names, root, "imagefolder")
     ids = [f"train/{k}" for k in range(len(names))]
-    copy = relabeled_copy(train_files, "imagefolder", True, ids, label_column, [], names,
-                          [row.get(label_column) for row in rows])  # Parquet, as the Hub takes it back
+    copy = relabeled_copy(train_files, "imagefolder", True, ids, label_column, [], names)  # as the Hub takes it back
     return _Layout(ids, labels, classes, None if test_rows is None else [f"test/{k}" for k in range(len(test_rows))],
                    test_labels, encoded, test_encoded, relabeled_copy=copy)
 
@@ -469,19 +477,13 @@ def _datumaro_copy(file: Path, ids: list[str], classes: list[str]) -> Callable:
     each item's label annotation set to its new class and the removed items left out, for OTX to
     train on as it is."""
     def copy(labels: dict[str, str | None], out: Path) -> int:
-        if out.suffix.lower() != ".json":
-            raise NoisyctlError(f"{out}: a Datumaro dataset's copy is its annotation file, a .json")
-        if out.resolve() == file.resolve():
-            raise NoisyctlError(f"{out} is the dataset's own file; write the copy elsewhere, and put it in the "
-                                f"file's place once you have checked it")
+        out = copy_target(out, (".json",), [file], "a Datumaro dataset's copy is its annotation file, a .json")
         data = json.loads(file.read_text(encoding="utf-8"))
         if len(data["items"]) != len(ids):
             raise NoisyctlError(f"{file} holds {len(data['items']):,} items, not the {len(ids):,} it held when read")
         kept = []
-        for sample_id, item in zip(ids, data["items"]):
-            name = labels.get(sample_id, "")
-            if name is None:
-                continue
+        for position, name in kept_samples(ids, labels):
+            item = data["items"][position]
             if name:
                 next(a for a in item["annotations"] if a.get("type") == "label")["label_id"] = classes.index(name)
             kept.append(item)

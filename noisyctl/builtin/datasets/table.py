@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from .common import (CSV_SUFFIXES, LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, ArraySampleSet, add_one_hot_label,
-                     class_indices, class_names_of, column_name, column_values, feature_stats, find_column,
-                     fraction_option, header_is_record, hub_class_names, label_strings, labeled_test_records,
-                     named_by_class_list, one_hot_columns, one_hot_note, positive_int, read_headerless,
-                     read_record_files, record_files, record_suffix, records_source, relabeled_copy, require_root,
-                     split_off, standardize_features, unique_ids)
+from .common import (CSV_SUFFIXES, LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, ArraySampleSet, class_indices,
+                     class_names_of, column_name, column_values, feature_stats, find_column, fraction_option,
+                     header_is_record, hub_class_names, label_strings, labeled_test_records, named_by_class_list,
+                     one_hot_note, positive_int, read_headerless, read_one_hot_label, read_record_files, record_files,
+                     record_suffix, records_source, relabeled_copy, require_root, split_off, standardize_features,
+                     unique_ids)
 
 # What a spreadsheet, pandas (NaN, <NA>), R (NA) or the UCI repository ("?") leave in an empty cell,
 # in the spellings they use (matched as written: lower-casing every cell cost a second a million).
@@ -322,17 +322,13 @@ def _last_column_as_label(rows: list[dict], columns: list[str]) -> str | None:
 def _read(rows: list[dict], path: Path, label_column: str | None, id_column: str | None, drop: list[str]):
     """The label, id, index and feature columns the records of ``path`` hold, the columns a reviewer
     is shown (all but the label, id and index), and the columns that one-hot encode the label where
-    it is so (``add_one_hot_label`` has then given each record its label)."""
+    it is so (``read_one_hot_label`` has then given each record its label)."""
     columns, one_hot = [str(name) for name in rows[0]], []
     try:
         label_column = find_column(columns, label_column, LABEL_COLUMNS, "label", path, COLUMN_OPTIONS)
     except NoisyctlError:
-        one_hot = one_hot_columns(rows, columns, path, several_refused=False) or []
-        if one_hot:
-            add_one_hot_label(rows, one_hot, path)
-            label_column = ONE_HOT_LABEL
-        else:
-            label_column = _last_column_as_label(rows, columns)
+        one_hot = read_one_hot_label(rows, columns, path, several_refused=False)
+        label_column = ONE_HOT_LABEL if one_hot else _last_column_as_label(rows, columns)
         if label_column is None:
             raise
     unknown = next((name for name in [*drop, *([id_column] if id_column else [])] if name not in columns), None)
@@ -362,7 +358,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
 
     The label column is ``label_column``, else the first of ``LABEL_COLUMNS`` (label, labels, target,
     class, category, sentiment, intent, y, choice; case aside), else the columns at the end that
-    one-hot encode it (``one_hot_columns``), else the last column where it holds a few values; ids come
+    one-hot encode it (``read_one_hot_label``), else the last column where it holds a few values; ids come
     from ``id_column`` (or a column named ``id``, or one named as an id whose values are unique),
     else ``row<N>-<hash>``: the row a spreadsheet shows the record on and a hash of its features.
     ``drop`` (comma-separated) leaves columns out; an unnamed first column counting 0..N-1 (pandas'
@@ -413,8 +409,7 @@ def load_table(root=None, label_column: str | None = None, id_column: str | None
         labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels, test_labels, notes)
     names = hub_names or one_hot or class_names_of(labels)  # one-hot classes in their columns' order
     classes, test_classes = class_indices(names, labels, test_labels, path, "table")
-    copy = relabeled_copy(train_files, "table", header, ids, label_column, one_hot, labels,
-                          [] if one_hot else [row.get(label_column) for row in rows])
+    copy = relabeled_copy(train_files, "table", header, ids, label_column, one_hot, labels)
     if fraction and not test_files:
         kept, held = split_off(len(rows), fraction, seed)
         test_rows, test_classes, test_ids = [rows[i] for i in held], classes[held], [ids[i] for i in held]

@@ -15,10 +15,10 @@ import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
 from .common import (LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, TEST_SPLITS, TEXT_COLUMNS, TRAIN_SPLITS,
-                     add_one_hot_label, class_indices, class_names_of, column_name, column_values, find_column,
-                     find_test_file, fraction_option, generated_total, header_is_record, hub_class_names, is_number,
-                     label_strings, labeled_test_records, named_by_class_list, one_hot_columns, one_hot_note,
-                     positive_int, read_headerless, read_record_files, reads_no_root, record_files, records_source,
+                     class_indices, class_names_of, column_name, column_values, find_column, find_test_file,
+                     fraction_option, generated_total, header_is_record, hub_class_names, is_number, label_strings,
+                     labeled_test_records, named_by_class_list, one_hot_note, positive_int, read_headerless,
+                     read_one_hot_label, read_record_files, reads_no_root, record_files, records_source,
                      relabeled_copy, require_root, split_name, split_off, unique_ids)
 
 
@@ -135,10 +135,10 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
         found_label = find_column(columns, label_column, TEXT_LABEL_COLUMNS, "label", source, COLUMN_OPTIONS)
         one_hot = []
     except NoisyctlError:
-        one_hot = one_hot_columns(rows, [name for name in columns if name != id_column], source, several_refused=True)
+        one_hot = read_one_hot_label(rows, [name for name in columns if name != id_column], source,
+                                     several_refused=True)
         if not one_hot:
             raise
-        add_one_hot_label(rows, one_hot, source)
         found_label = label_column = ONE_HOT_LABEL
         notes.append(one_hot_note(one_hot))
     try:
@@ -164,8 +164,7 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
         labels, test_labels, hub_names = named_by_class_list(train_files[0].parent, labels,
                                                              None if tested is None else tested[2], notes)
         tested = None if tested is None else (tested[0], tested[1], test_labels)
-    copy = relabeled_copy(train_files, "text", header, ids, label_column, one_hot, labels,
-                          [] if one_hot else [row.get(label_column) for row in rows])
+    copy = relabeled_copy(train_files, "text", header, ids, label_column, one_hot, labels)
     return (ids, texts, labels), tested, hub_names or one_hot or class_names_of(labels), text_column, copy
 
 
