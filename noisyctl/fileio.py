@@ -187,7 +187,9 @@ SPREADSHEET_NUMBER = re.compile(r"\d{12,}|0\d+|\d+(\.\d*)?[eE][+-]?\d+")
 
 
 def _needs_apostrophe(text: str) -> bool:
-    return text.startswith(FORMULA_STARTS) or SPREADSHEET_NUMBER.fullmatch(text) is not None
+    # A text that begins with an apostrophe gets one more, so the one csv_value removes is always the
+    # guard ("'0042" as an id would otherwise read back as 0042).
+    return text.startswith(FORMULA_STARTS + ("'",)) or SPREADSHEET_NUMBER.fullmatch(text) is not None
 
 
 def csv_cell(value: object) -> str:

@@ -584,11 +584,12 @@ def test_run_files_fuzzed_over_the_schema_work_or_are_refused_in_one_line(cli, d
 def test_ids_a_spreadsheet_would_rewrite_as_numbers_come_back_from_a_review_unchanged(cli, tmp_path):
     """A text id of 12 hex digits may be all digits (one in 280 texts); a spreadsheet reads such a
     cell, or one with leading zeros, as a number and saves 2.04982E+11 or 123. Written with an
-    apostrophe, they come back as the ids; short class names (1, 10) are written as they are."""
+    apostrophe, they come back as the ids; short class names (1, 10) are written as they are. An id
+    that itself begins with an apostrophe gets a second one, so the one removed is the guard."""
     import csv
     import json
 
-    ids = ["204981736512", "000123", "12e3"] + [f"t{i}" for i in range(37)]
+    ids = ["204981736512", "000123", "12e3", "'0042"] + [f"t{i}" for i in range(36)]
     rows = [{"id": sample_id, "text": f"sample {i} " + ("good" if i % 2 else "bad"), "label": str(1 + i % 2)}
             for i, sample_id in enumerate(ids)]
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
@@ -599,7 +600,7 @@ def test_ids_a_spreadsheet_would_rewrite_as_numbers_come_back_from_a_review_unch
     with open(tmp_path / "review.csv", newline="", encoding="utf-8") as handle:
         review = list(csv.DictReader(handle))
     written = {row["id"] for row in review}
-    assert {"'204981736512", "'000123", "'12e3"} <= written and {row["given_label"] for row in review} == {"1", "2"}
+    assert {"'204981736512", "'000123", "'12e3", "''0042"} <= written and {row["given_label"] for row in review} == {"1", "2"}
     for row in review:
         row["reviewed_label"] = "2"
     with open(tmp_path / "review.csv", "w", newline="", encoding="utf-8") as handle:
