@@ -13,7 +13,7 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Correction, Corrector
 from noisyctl.errors import NoisyctlError
-from noisyctl.detection import detector_decision
+from noisyctl.detection import detector_decision, suspect_texts
 from noisyctl.estimate import decided_noisy, run_noise_rate
 from noisyctl.fileio import atomic_output, csv_cell, csv_value
 from noisyctl.metrics import ranking
@@ -21,6 +21,8 @@ from noisyctl.store import Labels, RunFile
 
 REVIEW_COLUMNS = ("rank", "id", "path", "given_label", "proposed_label", "confidence", "score", "reviewed_label")
 REMOVE = "remove"  # a reviewed_label that removes the sample, as prune does
+# --export to one of these writes the review page instead of the CSV.
+REVIEW_PAGE_SUFFIXES = (".html", ".htm")
 
 
 @dataclass
@@ -162,23 +164,59 @@ def sample_path(dataset: dict[str, Any], sample_id: str) -> str:
     return ""
 
 
-def write_review_csv(path: Path, labels: Labels, scores: np.ndarray, proposal: Correction, rows: np.ndarray,
-                     texts: list[str] | None = None) -> int:
-    """The suspects in ``rows`` (most suspect first) as a CSV a reviewer fills in (``reviewed_label``);
-    with ``texts`` (one per row, for text data) a ``text`` column after the id shows what to judge."""
+def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, proposal: Correction,
+                  chosen: np.ndarray, applies_to: Path) -> dict[str, Any]:
+    """The ``chosen`` samples (a mask), most suspect first, for a person to judge: a review page where
+    ``path`` ends in .html (``noisyctl.report.review``: the samples' images or texts, and a button that
+    writes the review CSV), else the review CSV itself; either way ``import-review`` reads the CSV
+    into the labels file ``applies_to``."""
+    rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
+    ids = [labels.ids[i] for i in rows]
+    texts = suspect_texts(run, ids)
+    columns, cells = review_table(labels, scores, proposal, rows, texts)
+    result: dict[str, Any] = {"out": str(path), "rows": len(rows)}
+    if Path(path).suffix.lower() in REVIEW_PAGE_SUFFIXES:
+        from noisyctl.report.review import write_review_page
+
+        notes: list[str] = []
+        write_review_page(Path(path), run, columns, cells, labels, proposal, rows, texts, applies_to, notes)
+        result["notes"] = notes
+    else:
+        write_review_csv(Path(path), columns, cells)
+    return result
+
+
+def review_table(labels: Labels, scores: np.ndarray, proposal: Correction, rows: np.ndarray,
+                 texts: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """The review CSV's header and, for the samples ``rows`` (most suspect first), their cells, with
+    ``reviewed_label`` last and empty for the reviewer; with ``texts`` (one per row, for text data) a
+    ``text`` column after the id shows what to judge. Cells are ``csv_cell``s (safe in a spreadsheet)."""
     names = labels.class_names
     columns = list(REVIEW_COLUMNS)
     if texts is not None:
         columns.insert(columns.index("path"), "text")
+    cells = []
+    for rank, i in enumerate(rows, start=1):
+        text = [] if texts is None else [csv_cell(texts[rank - 1])]
+        cells.append([str(rank), csv_cell(labels.ids[i]), *text, csv_cell(sample_path(labels.dataset, labels.ids[i])),
+                      csv_cell(names[labels.given_labels[i]]), csv_cell(names[proposal.labels[i]]),
+                      f"{proposal.confidence[i]:.4f}", f"{scores[i]:.6g}", ""])
+    return columns, cells
+
+
+def write_review_csv(path: Path, columns: list[str], cells: list[list[str]]) -> None:
+    """The review table (``review_table``) as a CSV file, written atomically."""
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
-        for rank, i in enumerate(rows, start=1):
-            text = [] if texts is None else [csv_cell(texts[rank - 1])]
-            writer.writerow([rank, csv_cell(labels.ids[i]), *text, csv_cell(sample_path(labels.dataset, labels.ids[i])),
-                             csv_cell(names[labels.given_labels[i]]), csv_cell(names[proposal.labels[i]]),
-                             f"{proposal.confidence[i]:.4f}", f"{scores[i]:.6g}", ""])
-    return len(rows)
+        writer.writerows(cells)
+
+
+def review_decision_cell(name: str, index: int) -> str:
+    """What a reviewed_label cell holds to set class ``name`` (index ``index``): its name, or its index
+    where ``read_review_csv`` would read the name otherwise (spaces at its ends, which a cell loses,
+    or the word that removes the sample)."""
+    return str(index) if name != name.strip() or name.lower() == REMOVE else csv_cell(name)
 
 
 def read_review_csv(path: Path, labels: Labels) -> Labels:

@@ -1,6 +1,10 @@
 """prune, correct and the review round trip, on a real noisy digits run with a clean test subset."""
 
 import csv
+import io
+import json
+import shutil
+import subprocess
 
 import h5py
 import numpy as np
@@ -10,6 +14,8 @@ from noisyctl.correction import run_corrector
 from noisyctl.detection import run_detector, suggested_labels
 from noisyctl.estimate import run_noise_rate
 from noisyctl.store import RunFile, read_labels
+
+NODE = shutil.which("node")  # runs the review page's script, as a browser would
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +270,133 @@ def test_review_csv_round_trip_and_refused_rows(cli, noisy_run, tmp_path):
     (tmp_path / "no-columns.csv").write_text("a,b\n1,2\n")
     assert "lacks the column(s) id, reviewed_label" in cli.error("import-review", tmp_path / "no-columns.csv",
                                                                   "--labels", noisy_run, "-o", tmp_path / "bad.h5")
+
+
+def review_page_data(page) -> dict:
+    """The data a review page holds (its samples, and the review CSV's cells)."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index('<script id="review-data" type="application/json">')
+    start = text.index(">", start) + 1
+    return json.loads(text[start:text.index("</script>", start)])
+
+
+def csv_the_page_writes(page, decisions: dict) -> str:
+    """The review CSV the page's own script writes for ``decisions`` (row -> class index or "remove"),
+    run in node as a browser runs it."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index(">", text.index('<script id="review-csv">')) + 1
+    script = text[start:text.index("</script>", start)]
+    data = text[text.index(">", text.index('<script id="review-data"')) + 1:]
+    data = data[:data.index("</script>")]
+    program = f"{script}\nprocess.stdout.write(reviewCsv({data}, {json.dumps(decisions)}));\n"
+    # bytes: text mode would turn the CSV's \r\n line ends into \n
+    return subprocess.run([NODE, "-e", program], capture_output=True, check=True).stdout.decode("utf-8")
+
+
+def csv_text(columns, rows) -> str:
+    """What the review CSV writer writes for these cells."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def test_the_review_page_shows_each_suspect_and_writes_the_csv_import_review_reads(cli, noisy_run, tmp_path):
+    """correct --export FILE.html: the same rows as the CSV, each with its image, and a script that
+    writes exactly the CSV a reviewer would have filled in, which import-review applies."""
+    page, sheet = tmp_path / "review.html", tmp_path / "review.csv"
+    result = cli.json("correct", noisy_run, "-c", "consensus", "--top", "20", "--export", page)
+    cli("correct", noisy_run, "-c", "consensus", "--top", "20", "--export", sheet)
+    assert result["exported"]["rows"] == 20 and result["exported"]["notes"] == []
+    data = review_page_data(page)
+    with open(sheet, newline="") as handle:
+        columns, *rows = list(csv.reader(handle))
+    assert data["columns"] == columns and data["rows"] == rows
+    assert [s["id"] for s in data["samples"]] == [row[1] for row in rows]
+    assert all(s["picture"].startswith("data:image/png;base64,") for s in data["samples"])  # 8x8 digits
+    assert f"--labels {noisy_run}" in data["command"]
+    if NODE is None:
+        pytest.skip("node is not installed: the page's script is not run")
+    with RunFile(noisy_run) as run:
+        labels = run.labels
+    position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
+    first, second, third = (position[row[1]] for row in rows[:3])
+    decisions = {0: int(labels.true_labels[first]), 1: "remove", 2: int(labels.given_labels[third])}
+    names = labels.class_names
+    filled = [row[:-1] + [cell] for row, cell in zip(rows, [names[labels.true_labels[first]], "remove",
+                                                            names[labels.given_labels[third]]] + [""] * 17)]
+    written = csv_the_page_writes(page, decisions)
+    assert written == csv_text(columns, filled)
+    (tmp_path / "from-page.csv").write_text(written, encoding="utf-8", newline="")
+    cli("import-review", tmp_path / "from-page.csv", "--labels", noisy_run, "-o", tmp_path / "reviewed.h5")
+    after = read_labels(tmp_path / "reviewed.h5")
+    assert after.given_labels[first] == labels.true_labels[first] and after.reviewed[[first, third]].all()
+    assert after.removed[second] and after.removed.sum() == 1
+    assert np.array_equal(np.delete(after.given_labels, first), np.delete(labels.given_labels, first))
+
+
+def test_the_review_page_holds_hostile_texts_as_data_and_names_classes_import_review_reads(tmp_path):
+    """Texts and ids from files may hold markup that would end the page's script, quotes, commas and
+    line breaks: the page holds them as data, shows them as text, and writes them back as the CSV
+    writer does; a class named "Remove", or with a space at its end, is written as its index."""
+    from noisyctl.api import Correction
+    from noisyctl.correction import read_review_csv, review_table
+    from noisyctl.report.review import write_review_page
+    from noisyctl.store import Labels
+
+    hostile = "</script><script>alert(1)</script>"
+    texts = [f"a {hostile} text", 'she said "no, never"\nand left', "=1+1", "plain"]
+    ids = ["t0", "t,1", "'0042", "t3"]
+    classes = ["cat ", "Remove", "dog"]
+    labels = Labels(ids=ids, given_labels=np.array([2, 2, 0, 1]), class_names=classes, dataset={"name": "notes"})
+    proposal = Correction(labels=np.array([0, 1, 2, 0]), confidence=np.array([0.9, 0.8, 0.7, 0.6]))
+    rows = np.array([1, 0, 2, 3])
+    columns, cells = review_table(labels, np.array([0.4, 0.9, 0.3, 0.1]), proposal, rows, [texts[i] for i in rows])
+    page = tmp_path / "review.html"
+    write_review_page(page, None, columns, cells, labels, proposal, rows, [texts[i] for i in rows],
+                      tmp_path / "labels.h5", [])
+    assert hostile not in page.read_text(encoding="utf-8")
+    data = review_page_data(page)
+    assert [s["text"] for s in data["samples"]] == [texts[i] for i in rows]
+    assert [s["id"] for s in data["samples"]] == [ids[i] for i in rows]
+    assert [c["cell"] for c in data["classes"]] == ["0", "1", "dog"]
+    if NODE is None:
+        pytest.skip("node is not installed: the page's script is not run")
+    written = csv_the_page_writes(page, {0: 1, 1: 0, 2: "remove"})
+    assert written == csv_text(columns, [cells[0][:-1] + ["1"], cells[1][:-1] + ["0"], cells[2][:-1] + ["remove"],
+                                         cells[3]])
+    (tmp_path / "from-page.csv").write_text(written, encoding="utf-8", newline="")
+    reviewed = read_review_csv(tmp_path / "from-page.csv", labels)
+    assert reviewed.given_labels.tolist() == [0, 1, 0, 1] and reviewed.removed.tolist() == [False, False, True, False]
+
+
+def test_review_page_pictures_are_upright_thumbnails_of_the_files(tmp_path):
+    """Photographs are shrunk to PICTURE_SIDE and sent as JPEG, turned as their EXIF says; small or
+    16-bit images as PNG; a file that is not an image gives none."""
+    import base64
+
+    from PIL import Image
+
+    from noisyctl.report.review import PICTURE_SIDE, _file_picture
+
+    def decoded(uri):
+        return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (300, 800, 3), dtype=np.uint8))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # the camera was turned: shown rotated by 90 degrees
+    photo.save(tmp_path / "photo.jpg", exif=exif)
+    uri = _file_picture(str(tmp_path / "photo.jpg"))
+    assert uri.startswith("data:image/jpeg;base64,") and decoded(uri).size == (PICTURE_SIDE * 300 // 800, PICTURE_SIDE)
+    scan = (np.arange(40 * 30).reshape(40, 30) * 50).astype(np.uint16)
+    Image.fromarray(scan).save(tmp_path / "scan.png")
+    uri = _file_picture(str(tmp_path / "scan.png"))
+    assert uri.startswith("data:image/png;base64,") and decoded(uri).size == (30, 40)
+    assert np.asarray(decoded(uri)).max() == 255
+    (tmp_path / "notes.png").write_text("not an image")
+    assert _file_picture(str(tmp_path / "notes.png")) is None and _file_picture("") is None
 
 
 def test_where_a_run_shows_no_clear_sign_of_noise_correct_relabels_nothing_and_asks_a_person(cli, tmp_path):

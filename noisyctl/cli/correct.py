@@ -12,12 +12,10 @@ from rich.table import Table
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, require_not_negative, with_recipe
 from noisyctl.cli.progress import step_progress
-from noisyctl.correction import (apply_correction, decide, flagged_samples, noise_shown, proposal_quality,
-                                 read_review_csv, run_corrector, write_review_csv)
+from noisyctl.correction import (apply_correction, decide, export_review, flagged_samples, noise_shown,
+                                 proposal_quality, read_review_csv, run_corrector)
 from noisyctl.data import parse_options
-from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
-from noisyctl.metrics import ranking
 from noisyctl.pruning import stored_detector, whole_dataset_labels
 from noisyctl.relabel import training_progress
 from noisyctl.store import RunFile, read_labels, write_labels_file
@@ -52,9 +50,11 @@ def correct(
                                "sure of from training (as prune does; import-review brings them back), or keep "
                                "their given labels."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file --apply writes."),
-    export: Optional[Path] = typer.Option(None, "--export", help="Write a CSV to review, most suspect first (fill "
-                                          "in reviewed_label, then import-review): with --apply the samples it "
-                                          "was not sure of, else every flagged one."),
+    export: Optional[Path] = typer.Option(None, "--export", help="Write the samples to review, most suspect first: "
+                                          "with --apply the ones it was not sure of, else every flagged one. "
+                                          "FILE.html: a page that shows each sample's image or text with buttons "
+                                          "to decide, and writes the CSV; else the CSV itself (fill in "
+                                          "reviewed_label). import-review reads the CSV."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
@@ -100,11 +100,9 @@ def correct(
                 kept = ~groups["review"] if p["unsure"] == "remove" else np.ones(len(labels.ids), dtype=bool)
                 result["applied"]["noisy_after"] = int(corrected.is_noisy[kept].sum())
         if p["export"]:
-            chosen = groups["review"] if p["apply"] else flagged
-            rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
-            texts = suspect_texts(run_file, [labels.ids[i] for i in rows])
-            result["exported"] = {"out": str(p["export"]),
-                                  "rows": write_review_csv(Path(p["export"]), labels, scores, proposal, rows, texts)}
+            result["exported"] = export_review(Path(p["export"]), run_file, labels, scores, proposal,
+                                               groups["review"] if p["apply"] else flagged,
+                                               applies_to=Path(p["out"]) if p["apply"] else run_path)
 
     def render(console):
         table = Table(title=f"{p['corrector']} proposals for {run_path}", show_header=False)
@@ -132,9 +130,16 @@ def correct(
             if "noisy_after" in a:
                 line += f" (wrong labels {a['noisy_before']:,} -> {a['noisy_after']:,})"
             table.add_row("applied", line)
-        if result["exported"]:
-            table.add_row("review file", f"{result['exported']['rows']:,} rows -> {result['exported']['out']}")
+        exported = result["exported"]
+        if exported and "notes" in exported:
+            table.add_row("review page", f"{exported['rows']:,} samples -> {exported['out']} (open it in a browser: "
+                                         f"it writes {Path(exported['out']).with_suffix('.csv').name} for "
+                                         f"import-review)")
+        elif exported:
+            table.add_row("review file", f"{exported['rows']:,} rows -> {exported['out']}")
         console.print(table)
+        for note in exported["notes"] if exported and "notes" in exported else []:
+            console.print(f"note: {note}", highlight=False, markup=False)
 
     return emit(ctx, result, render, p["json_output"])
 

@@ -1,0 +1,126 @@
+"""The review page (``correct --export FILE.html``): the samples a person should judge, each with its
+image or text, its given and proposed labels, and buttons to decide; one self-contained HTML file
+that needs no server and writes the review CSV ``import-review`` reads.
+
+The page holds the CSV's own cells (``correction.review_table``) and only fills in reviewed_label,
+so what it writes is what ``--export FILE.csv`` would have written with the same decisions.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import secrets
+import shlex
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from noisyctl.api import Correction
+from noisyctl.correction import review_decision_cell, sample_path
+from noisyctl.fileio import atomic_output
+from noisyctl.store import Labels, RunFile
+
+# The longer side of a picture on the page, in pixels: enough to judge a label, small enough that a
+# page of a few hundred photos stays a few megabytes.
+PICTURE_SIDE = 256
+DATA_MARK = "__REVIEW_DATA__"
+
+
+def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[list[str]], labels: Labels,
+                      proposal: Correction, rows: np.ndarray, texts: list[str] | None, applies_to: Path,
+                      notes: list[str]) -> None:
+    """Write the review page of the review table (``columns``, ``cells``: ``correction.review_table``
+    of the samples ``rows``, most suspect first) to ``path``, atomically; it tells the reviewer to
+    import the CSV into the labels file ``applies_to``. ``texts`` (one per row, for text data) are
+    shown as they are; images from their files, else from the dataset as loaded here (``notes`` gets
+    why they are not, where they are not)."""
+    ids = [labels.ids[i] for i in rows]
+    pictures = [None] * len(ids) if texts is not None else _pictures(run, ids, notes)
+    data = {
+        "title": f"Review: {len(ids):,} samples of {labels.dataset.get('name', 'the dataset')}, most suspect first",
+        "command": f"noisyctl import-review {path.with_suffix('.csv').name} --labels {shlex.quote(str(applies_to))} "
+                   f"-o {shlex.quote(str(applies_to.with_name(applies_to.stem + '.reviewed.h5')))}",
+        "csv_name": path.with_suffix(".csv").name,
+        "token": secrets.token_hex(8),  # the browser keeps each page's decisions apart
+        "columns": columns,
+        "rows": cells,
+        "classes": [{"name": name, "cell": review_decision_cell(name, c)} for c, name in enumerate(labels.class_names)],
+        "given": [int(labels.given_labels[i]) for i in rows],
+        "proposed": [int(proposal.labels[i]) for i in rows],
+        "samples": [{"id": sample_id, "text": None if texts is None else texts[k], "picture": pictures[k],
+                     "confidence": f"{proposal.confidence[i]:.0%}"}
+                    for k, (sample_id, i) in enumerate(zip(ids, rows))],
+    }
+    page = template().replace(DATA_MARK, _script_json(data))
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+
+
+def template() -> str:
+    """The page's HTML, with ``DATA_MARK`` where its data goes."""
+    return resources.files("noisyctl.report").joinpath("review_page.html").read_text(encoding="utf-8")
+
+
+def _script_json(data: dict) -> str:
+    """JSON safe inside a <script> element: ids and texts come from files and may hold '</script>'."""
+    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace(
+        "&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _pictures(run: RunFile, ids: list[str], notes: list[str]) -> list[str | None]:
+    """Each sample's image as a data URI: its file where the dataset names one, else the input the
+    dataset loads (CIFAR, MNIST, arrays, the built-ins); None where neither is to be had."""
+    dataset = run.labels.dataset
+    pictures = [_file_picture(sample_path(dataset, sample_id)) for sample_id in ids]
+    missing = [k for k, picture in enumerate(pictures) if picture is None]
+    if missing:
+        from noisyctl.report import suspect_images
+        from noisyctl.report.figures import _as_image
+
+        loaded = suspect_images(run, [{"id": ids[k]} for k in missing], notes)
+        for k, tensor in zip(missing, loaded or []):
+            image = _as_image(tensor)
+            if image is not None:
+                pictures[k] = _data_uri(np.round(image * 255).astype(np.uint8))
+    return pictures
+
+
+def _file_picture(path: str) -> str | None:
+    """The image file at ``path`` (upright, as its EXIF says), shrunk to PICTURE_SIDE, as a data URI;
+    None where there is no path or the file is not an image PIL reads."""
+    if not path:
+        return None
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            image.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
+            return _data_uri(image)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _data_uri(image) -> str:
+    """An image (PIL, or a uint8 HxW or HxWx3 array) as a data URI: JPEG for photographs, PNG for the
+    rest (small or few-coloured images, which JPEG would blur)."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit and float scans: stretched to 8 bits
+        values = np.asarray(image, dtype=np.float64)
+        low, high = values.min(), values.max()
+        image = Image.fromarray(np.round((values - low) / ((high - low) or 1.0) * 255).astype(np.uint8))
+    buffer = io.BytesIO()
+    if min(image.size) >= 64 and image.getcolors(256) is None:  # many colours: a photograph
+        image.convert("RGB").save(buffer, format="JPEG", quality=85)
+        kind = "jpeg"
+    else:
+        image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA", "P") else "L" if image.mode in ("L", "1")
+                      else "RGB").save(buffer, format="PNG")
+        kind = "png"
+    return f"data:image/{kind};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
