@@ -124,6 +124,16 @@ def test_detect_on_a_labels_file_says_to_train_first(cli, tmp_path):
     assert "is a labels file, not a run file: train on it first" in cli.error("detect", tmp_path / "l.h5")
 
 
+def test_a_file_given_as_the_argument_of_a_command_that_takes_it_as_an_option_names_the_option(cli):
+    """`noisyctl train labels.h5`, as `detect run.h5` is typed: click's "unexpected extra argument"
+    goes on to name --labels."""
+    result = cli("train", "l.h5", "-o", "r.h5", ok=False)
+    assert result.exit_code == 2
+    assert "takes the file as --labels l.h5" in " ".join(result.stderr.replace("│", " ").split())
+    other = cli("train", "something", ok=False)
+    assert other.exit_code == 2 and "unexpected extra argument" in other.stderr and "takes" not in other.stderr
+
+
 def test_help_lists_every_pipeline_command(cli):
     """Each command is a row of the help's command table, with its one-line description beside it."""
     out = cli("--help").stdout

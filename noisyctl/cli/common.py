@@ -179,6 +179,7 @@ class NoisyctlGroup(TyperGroup):
             fail(f"interrupted{self._resume_hint(ctx)}", 130)
         except Exception as exc:
             if _is_cli_exception(exc) or os.environ.get(DEBUG_ENV):
+                _hint_at_the_option(exc, ctx.invoked_subcommand)
                 raise
             if _raised_in_hdf5(exc):
                 fail(f"an HDF5 file is damaged and cannot be read ({type(exc).__name__}: {exc})")
@@ -186,6 +187,19 @@ class NoisyctlGroup(TyperGroup):
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+
+
+# Files a command takes as an option only, where a user may give them as its argument (as `detect
+# RUN` takes one): `noisyctl train labels.h5` said only "unexpected extra argument".
+OPTION_FILES = {"train": "--labels", "synth": "--out"}
+
+
+def _hint_at_the_option(exc: Exception, command: str | None) -> None:
+    """Add to click's "unexpected extra argument" the option that takes the file, where the command
+    takes it as an option only (OPTION_FILES)."""
+    extra = re.fullmatch(r"Got unexpected extra argument(?:s|\(s\))? \((.*)\)", str(getattr(exc, "message", "")))
+    if extra and command in OPTION_FILES and extra.group(1).lower().endswith(".h5"):
+        exc.message += f": `noisyctl {command}` takes the file as {OPTION_FILES[command]} {extra.group(1)}"
 
 
 def to_jsonable(value: Any) -> Any:
