@@ -93,7 +93,7 @@ def test_correct_on_a_clean_run_changes_nothing_and_counts_only_sure_proposals(c
     run_path = Path(shutil.copy(clean_run, tmp_path / "run.h5"))
     cli("detect", run_path)
     result = cli.json("correct", run_path, "--apply", "-o", tmp_path / "labels.h5")
-    assert result["flagged"] == 0 and result["applied"]["changed"] == 0
+    assert result["flagged"] == 0 and result["applied"]["changed"] == 0 and result["retrained_hint"] is None
     with RunFile(run_path) as run:
         samples = run.num_samples
     assert result["changes_all"] > 0.2 * samples and result["changes_all_sure"] <= 0.01 * samples
@@ -132,6 +132,23 @@ def test_every_decision_on_a_clean_run_is_the_estimate_s_count(cli, clean_run, t
 
 
 @pytest.mark.slow
+def test_correct_names_the_retrained_corrector_where_the_run_s_own_model_is_unsure_of_most(cli, noisy_run, tmp_path,
+                                                                                          monkeypatch):
+    """A run trained to the end has memorised most of its wrong labels: the default corrector, which
+    reads that model, is sure of a minority of what it flags, and says what a model that never
+    learned them would cost."""
+    run_path = Path(shutil.copy(noisy_run, tmp_path / "run.h5"))
+    cli("detect", run_path)
+    result = cli.json("correct", run_path)
+    hint, decided = result["retrained_hint"], result["decided"]
+    assert hint["unsure"] == decided["review"] > decided["relabeled"]
+    assert hint["flagged"] == sum(decided.values()) and hint["seconds"] > 0
+    monkeypatch.setenv("COLUMNS", "300")
+    words = " ".join(cli("correct", run_path).output.split())
+    assert f"suggested is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged samples" in words
+    assert "-c retrained asks a model that never learned them" in words
+
+
 def test_a_noisy_run_fails_the_gate_with_the_true_rate_inside_its_interval(cli, noisy_run):
     result = cli("detect", noisy_run, "--no-save", "--fail-above", "0.03", "--json", ok=False)
     assert result.exit_code == 3

@@ -202,6 +202,13 @@ def _hint_at_the_option(exc: Exception, command: str | None) -> None:
         exc.message += f": `noisyctl {command}` takes the file as {OPTION_FILES[command]} {extra.group(1)}"
 
 
+def duration_words(seconds: float) -> str:
+    """A duration as a person reads it: 42 s, 7 min, 2.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}

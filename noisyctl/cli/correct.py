@@ -10,10 +10,11 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, require, require_not_negative, with_recipe
+from noisyctl.cli.common import (JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, duration_words, emit, require,
+                                 require_not_negative, with_recipe)
 from noisyctl.cli.progress import step_progress
 from noisyctl.correction import (apply_correction, decide, export_review, flagged_samples, noise_shown,
-                                 proposal_quality, read_review_csv, run_corrector)
+                                 proposal_quality, read_review_csv, retrained_hint, run_corrector)
 from noisyctl.data import parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.pruning import stored_detector, whole_dataset_labels
@@ -88,7 +89,8 @@ def correct(
         result = {"run": str(run_path), "corrector": p["corrector"], "detector": name, "flagged_by": flagged_by,
                   "seconds": outcome.seconds, "info": proposal.info, **quality, "min_confidence": bar,
                   "noise_shown": shown,
-                  "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None}
+                  "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None,
+                  "retrained_hint": retrained_hint(run_file, p["corrector"], groups, shown)}
         if p["apply"]:
             corrected = apply_correction(labels, proposal.labels, groups["relabeled"], f"corrector:{p['corrector']}",
                                          str(run_path), remove=groups["review"] if p["unsure"] == "remove" else None)
@@ -138,6 +140,12 @@ def correct(
         elif exported:
             table.add_row("review file", f"{exported['rows']:,} rows -> {exported['out']}")
         console.print(table)
+        hint = result["retrained_hint"]
+        if hint:
+            took = "" if hint["seconds"] is None else f", about {duration_words(hint['seconds'])} as the run took"
+            console.print(f"{p['corrector']} is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged samples: "
+                          f"it reads the model that trained on their labels. -c retrained asks a model that never "
+                          f"learned them (one training more{took}).", highlight=False)
         for note in exported["notes"] if exported and "notes" in exported else []:
             console.print(f"note: {note}", highlight=False, markup=False)
 

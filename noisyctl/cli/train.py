@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, stdout, with_recipe
+from noisyctl.cli.common import (JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, duration_words, emit, note, require, stdout,
+                                 with_recipe)
 from noisyctl.cli.progress import training_progress
 from noisyctl.data import (dataset_of_root, dataset_spec, labels_from_dataset, load_dataset, load_labels_dataset,
                            parse_options)
@@ -32,8 +33,8 @@ def render_dry_run(console, plan: dict, why: str) -> None:
     shape = " x ".join(map(str, plan["input_shape"]))
     held_out = f", {plan['folds']} held-out models ({why}--folds) included" if plan["folds"] else ""
     console.print(f"inputs: {plan['input_kind']}, {shape}, for {plan['model']}; about "
-                  f"{_duration(plan['estimated_seconds'])} to train"
-                  f"{held_out}; {_duration(plan['seconds_per_epoch'])} an epoch, timed on {plan['timed_batches']} "
+                  f"{duration_words(plan['estimated_seconds'])} to train"
+                  f"{held_out}; {duration_words(plan['seconds_per_epoch'])} an epoch, timed on {plan['timed_batches']} "
                   f"batches here")
     table = Table(title=f"projected run file: {plan['samples']:,} samples x {plan['epochs']} epochs, "
                         f"{plan['classes']} classes")
@@ -43,12 +44,6 @@ def render_dry_run(console, plan: dict, why: str) -> None:
         table.add_row(name, _bytes(size))
     table.add_row(Text("total (before compression)", style="bold"), Text(_bytes(plan["total_bytes"]), style="bold"))
     console.print(table)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _bytes(size: int) -> str:
