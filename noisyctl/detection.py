@@ -294,6 +294,11 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
 LATE_NAMED = 5  # late classes named in words; --json lists them all
 # What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop
 HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilities) to count with held-out models too"
+# Noise every model learns as if it were the task (an annotator's systematic confusions) reads as none:
+# a person's review of a random sample counts it (digits relabeled 8% by a weak model's confusions:
+# "no clear sign", 1.0%; a review of 100 random samples and the 18 flagged read 8.6%, 5.1-13.9%).
+AUDIT_HINT = ("a person's review of a random sample also counts noise no model sees (correct --audit 100 --export "
+              "audit.html)")
 UNDERCOUNT_HINT = ("with two or three classes the losses undercount, as a wrong label near the boundary looks like "
                    f"a hard clean one: {HELD_OUT_HINT}")
 # The words say the interval reaches the unfitted samples where they are at least this many times the
@@ -358,7 +363,7 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     undercount = f"; {UNDERCOUNT_HINT}" if estimate.get("may_undercount") else ""
     if estimate["evidence"] == "none":
         return (f"no clear sign of label noise{' in the losses' if doubted else ''}: estimated {estimate['rate']:.1%} "
-                f"({interval}); the top suspects are worth a look, not a verdict{undercount}")
+                f"({interval}); the top suspects are worth a look, not a verdict{undercount}; {AUDIT_HINT}")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     counted_by = {HELD_OUT_METHOD: "; counted by models that never trained on the samples",
                   REFUSED_METHOD: (f"; counted as the labels the model still gave under {REFUSED_PROBABILITY:.0%} "

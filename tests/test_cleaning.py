@@ -341,7 +341,7 @@ def test_the_review_page_holds_hostile_texts_as_data_and_names_classes_import_re
     line breaks: the page holds them as data, shows them as text, and writes them back as the CSV
     writer does; a class named "Remove", or with a space at its end, is written as its index."""
     from noisyctl.api import Correction
-    from noisyctl.correction import read_review_csv, review_table
+    from noisyctl.correction import read_review, review_table
     from noisyctl.report.review import write_review_page
     from noisyctl.store import Labels
 
@@ -367,8 +367,83 @@ def test_the_review_page_holds_hostile_texts_as_data_and_names_classes_import_re
     assert written == csv_text(columns, [cells[0][:-1] + ["1"], cells[1][:-1] + ["0"], cells[2][:-1] + ["remove"],
                                          cells[3]])
     (tmp_path / "from-page.csv").write_text(written, encoding="utf-8", newline="")
-    reviewed = read_review_csv(tmp_path / "from-page.csv", labels)
+    reviewed = read_review(tmp_path / "from-page.csv", labels).applied()
     assert reviewed.given_labels.tolist() == [0, 1, 0, 1] and reviewed.removed.tolist() == [False, False, True, False]
+
+
+def test_an_audit_review_measures_the_noise_rate_of_every_sample(cli, noisy_run, tmp_path):
+    """correct --audit N adds N samples drawn at random from those not flagged; a person's review of
+    both (here the truth) gives import-review the noise rate: each stratum's share of wrong labels,
+    weighted by the samples it stands for, with the true rate inside its interval."""
+    review = tmp_path / "audit.csv"
+    result = cli.json("correct", noisy_run, "--top", "20", "--audit", "40", "--export", review)
+    assert result["exported"]["audit"] == {"flagged": 20, "random": 40}
+    with open(review, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:3] == ["rank", "sample", "id"]
+    assert [row["sample"] for row in rows] == ["flagged"] * 20 + ["random"] * 40
+    with RunFile(noisy_run) as run:
+        labels, scores = run.labels, run.scores()["loss"]
+    position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
+    drawn = [position[row["id"]] for row in rows[20:]]
+    assert len(set(drawn)) == 40 and not set(drawn) & {position[row["id"]] for row in rows[:20]}
+    assert not np.array_equal(sorted(scores[drawn], reverse=True), scores[drawn])  # in random order, not by score
+    for row in rows:  # the reviewer knows the truth
+        row["reviewed_label"] = labels.class_names[labels.true_labels[position[row["id"]]]]
+    with open(review, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    audit = cli.json("import-review", review, "--labels", noisy_run, "-o", tmp_path / "audited.h5")["audit"]
+    noisy = labels.is_noisy
+    flagged_wrong = int(noisy[[position[row["id"]] for row in rows[:20]]].sum())
+    assert audit["wrong"] == {"flagged": flagged_wrong, "random": int(noisy[drawn].sum())}
+    samples = len(labels.ids) - int(np.sum(labels.removed)) if labels.removed is not None else len(labels.ids)
+    expected = (flagged_wrong + (samples - 20) * noisy[drawn].mean()) / samples
+    assert audit["samples"] == samples and audit["rate"] == pytest.approx(expected)
+    assert audit["low"] <= noisy.mean() <= audit["high"] and audit["high"] - audit["low"] < 0.3
+    words = " ".join(cli("import-review", review, "--labels", noisy_run, "-o", tmp_path / "again.h5").output.split())
+    assert f"audit: {flagged_wrong} of 20 flagged and {int(noisy[drawn].sum())} of 40 random samples" in words
+    # Rows left undecided measure nothing: no random row decided, no rate.
+    for row in rows[20:]:
+        row["reviewed_label"] = ""
+    with open(review, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    audit = cli.json("import-review", review, "--labels", noisy_run, "-o", tmp_path / "half.h5")["audit"]
+    assert audit["unmeasured"] == "no random row was decided" and "rate" not in audit
+    cli("correct", noisy_run, "--top", "20", "--audit", "40", "--export", tmp_path / "audit.html")
+    data = review_page_data(tmp_path / "audit.html")
+    assert data["random"] == 40 and [s["random"] for s in data["samples"]] == [False] * 20 + [True] * 40
+    assert data["title"].startswith("Audit: 20 flagged samples") and data["rows"][0][1] == "flagged"
+    assert "without --apply" in cli.error("correct", noisy_run, "--audit", "10", "--apply", "-o", tmp_path / "x.h5",
+                                          "--export", tmp_path / "x.csv")
+    assert "give --export FILE" in cli.error("correct", noisy_run, "--audit", "10")
+
+
+def test_the_audited_rate_is_exact_where_reviewed_whole_and_its_interval_holds_the_truth_at_every_rate():
+    """Jeffreys posteriors per stratum: 0 of 100 wrong still allows some, a stratum reviewed whole is
+    known; over repeated draws of 100 random samples the 90% interval holds the true rate about
+    90% of the time, at 0% as at 30%."""
+    from noisyctl.estimate.audit import AuditStratum, audited_noise_rate
+
+    whole = audited_noise_rate([AuditStratum("flagged", 20, 20, 13), AuditStratum("random", 0, 0, 0)])
+    assert whole.rate == whole.low == whole.high == pytest.approx(13 / 20)
+    none_seen = audited_noise_rate([AuditStratum("flagged", 20, 20, 13), AuditStratum("random", 1780, 100, 0)])
+    assert none_seen.rate == pytest.approx(13 / 1800) and none_seen.low == pytest.approx(13 / 1800)
+    assert 0.015 < none_seen.high < 0.03
+    rng = np.random.default_rng(0)
+    for share in (0.0, 0.01, 0.05, 0.3):
+        wrong = int(round(share * 1780))
+        truth = (13 + wrong) / 1800
+        held = 0
+        for trial in range(200):
+            seen = int((rng.choice(1780, 100, replace=False) < wrong).sum())
+            strata = [AuditStratum("flagged", 20, 20, 13), AuditStratum("random", 1780, 100, seen)]
+            estimate = audited_noise_rate(strata, draws=2000, seed=trial)
+            held += estimate.low - 1e-12 <= truth <= estimate.high + 1e-12
+        assert held >= 0.84 * 200, (share, held)
 
 
 def test_review_page_pictures_are_upright_thumbnails_of_the_files(tmp_path):

@@ -14,7 +14,7 @@ from noisyctl.cli.common import (JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, duratio
                                  require_not_negative, with_recipe)
 from noisyctl.cli.progress import step_progress
 from noisyctl.correction import (apply_correction, decide, export_review, flagged_samples, noise_shown,
-                                 proposal_quality, read_review_csv, retrained_hint, run_corrector)
+                                 proposal_quality, read_review, retrained_hint, run_corrector)
 from noisyctl.data import parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.pruning import stored_detector, whole_dataset_labels
@@ -56,6 +56,9 @@ def correct(
                                           "FILE.html: a page that shows each sample's image or text with buttons "
                                           "to decide, and writes the CSV; else the CSV itself (fill in "
                                           "reviewed_label). import-review reads the CSV."),
+    audit: int = typer.Option(0, "--audit", help="With --export: add N samples drawn at random from those not "
+                              "flagged, so that the review measures the noise rate, what no model sees included "
+                              "(import-review prints it). Not with --apply.", show_default=False),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
@@ -65,6 +68,10 @@ def correct(
     if p["apply"] and p["out"] is None:
         raise NoisyctlError("--apply writes a labels file: give --out FILE")
     require_not_negative(p["top"], "--top")
+    require_not_negative(p["audit"], "--audit")
+    if p["audit"] and (p["apply"] or not p["export"]):
+        raise NoisyctlError("--audit adds random samples to the review --export writes, of the labels as they are: "
+                            "give --export FILE, without --apply")
     if p["unsure"] not in UNSURE:
         raise NoisyctlError(f"--unsure is one of {', '.join(UNSURE)}, not '{p['unsure']}'")
     with RunFile(run_path) as run_file:
@@ -104,7 +111,8 @@ def correct(
         if p["export"]:
             result["exported"] = export_review(Path(p["export"]), run_file, labels, scores, proposal,
                                                groups["review"] if p["apply"] else flagged,
-                                               applies_to=Path(p["out"]) if p["apply"] else run_path)
+                                               applies_to=Path(p["out"]) if p["apply"] else run_path,
+                                               audit=p["audit"])
 
     def render(console):
         table = Table(title=f"{p['corrector']} proposals for {run_path}", show_header=False)
@@ -133,19 +141,22 @@ def correct(
                 line += f" (wrong labels {a['noisy_before']:,} -> {a['noisy_after']:,})"
             table.add_row("applied", line)
         exported = result["exported"]
+        if exported:
+            rows = f"{exported['rows']:,}"
+            if "audit" in exported:
+                rows += f" ({exported['audit']['flagged']:,} flagged, {exported['audit']['random']:,} drawn at random)"
         if exported and "notes" in exported:
-            table.add_row("review page", f"{exported['rows']:,} samples -> {exported['out']} (open it in a browser: "
-                                         f"it writes {Path(exported['out']).with_suffix('.csv').name} for "
-                                         f"import-review)")
+            table.add_row("review page", f"{rows} samples -> {exported['out']} (open it in a browser: it writes "
+                                         f"{Path(exported['out']).with_suffix('.csv').name} for import-review)")
         elif exported:
-            table.add_row("review file", f"{exported['rows']:,} rows -> {exported['out']}")
+            table.add_row("review file", f"{rows} rows -> {exported['out']}")
         console.print(table)
         hint = result["retrained_hint"]
         if hint:
             took = "" if hint["seconds"] is None else f", about {duration_words(hint['seconds'])} as the run took"
-            console.print(f"{p['corrector']} is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged samples: "
-                          f"it reads the model that trained on their labels. -c retrained asks a model that never "
-                          f"learned them (one training more{took}).", highlight=False)
+            console.print(f"{p['corrector']} is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged "
+                          "samples: it reads the model that trained on their labels. -c retrained asks a model that "
+                          f"never learned them (one training more{took}).", highlight=False)
         for note in exported["notes"] if exported and "notes" in exported else []:
             console.print(f"note: {note}", highlight=False, markup=False)
 
@@ -171,14 +182,27 @@ def import_review(
     if base.pruning and base.removed is None:
         raise NoisyctlError(f"{labels_path} holds only the samples kept by pruning; apply the review to the "
                             f"labels of all samples")
-    reviewed = read_review_csv(review_path, base)
+    review = read_review(review_path, base)
+    reviewed = review.applied()
     write_labels_file(out_path, reviewed, recipe=ctx.meta.get(RECIPE_KEY))
     result = {"review": str(review_path), "labels": str(labels_path), "out": str(out_path),
               "reviewed": int(reviewed.reviewed.sum()), "changed": reviewed.correction["changed"],
-              "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0}
+              "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0,
+              "audit": review.audit()}
 
     def render(console):
         console.print(f"{result['reviewed']:,} labels reviewed ({result['changed']:,} changed), "
                       f"{result['removed']:,} samples removed -> {out_path}")
+        audit = result["audit"]
+        if audit:
+            wrong, reviewed = audit["wrong"], audit["reviewed"]
+            checked = (f"{wrong['flagged']:,} of {reviewed['flagged']:,} flagged and {wrong['random']:,} of "
+                       f"{reviewed['random']:,} random samples had a wrong label")
+            if "unmeasured" in audit:
+                console.print(f"audit: {checked}; no noise rate: {audit['unmeasured']}", highlight=False)
+            else:
+                console.print(f"audit: {checked}: about {audit['rate']:.1%} of the {audit['samples']:,} labels are "
+                              f"wrong ({audit['confidence']:.0%} interval {audit['low']:.1%}-{audit['high']:.1%})",
+                              highlight=False)
 
     return emit(ctx, result, render, p["json_output"])

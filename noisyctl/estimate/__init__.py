@@ -13,7 +13,8 @@ The noise-rate estimate reads a run in layers, a module each, each importing onl
   and ceilings the run's other evidence gives.
 
 ``decisions`` is apart: which samples a detector's scores call mislabeled, and the class pairs
-they confuse. Each constant's comment says what it was measured on.
+they confuse. So is ``audit``: the rate a person's review of flagged and random samples measures
+(``correct --audit``). Each constant's comment says what it was measured on.
 """
 
 from noisyctl.estimate.decisions import confused_pairs, decided_noisy, gmm_noisy_posterior

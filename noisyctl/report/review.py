@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import Correction
-from noisyctl.correction import review_decision_cell, sample_path
+from noisyctl.correction import RANDOM, review_decision_cell, sample_path
 from noisyctl.fileio import atomic_output
 from noisyctl.store import Labels, RunFile
 
@@ -31,16 +31,17 @@ DATA_MARK = "__REVIEW_DATA__"
 
 def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[list[str]], labels: Labels,
                       proposal: Correction, rows: np.ndarray, texts: list[str] | None, applies_to: Path,
-                      notes: list[str]) -> None:
+                      notes: list[str], strata: list[str] | None = None) -> None:
     """Write the review page of the review table (``columns``, ``cells``: ``correction.review_table``
     of the samples ``rows``, most suspect first) to ``path``, atomically; it tells the reviewer to
     import the CSV into the labels file ``applies_to``. ``texts`` (one per row, for text data) are
     shown as they are; images from their files, else from the dataset as loaded here (``notes`` gets
-    why they are not, where they are not)."""
+    why they are not, where they are not). ``strata`` (an audit's, one per row) mark the samples
+    drawn at random."""
     ids = [labels.ids[i] for i in rows]
     pictures = [None] * len(ids) if texts is not None else _pictures(run, ids, notes)
     data = {
-        "title": f"Review: {len(ids):,} samples of {labels.dataset.get('name', 'the dataset')}, most suspect first",
+        "title": _title(len(ids), 0 if strata is None else strata.count(RANDOM), labels.dataset.get("name")),
         "command": f"noisyctl import-review {path.with_suffix('.csv').name} --labels {shlex.quote(str(applies_to))} "
                    f"-o {shlex.quote(str(applies_to.with_name(applies_to.stem + '.reviewed.h5')))}",
         "csv_name": path.with_suffix(".csv").name,
@@ -50,13 +51,22 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
         "classes": [{"name": name, "cell": review_decision_cell(name, c)} for c, name in enumerate(labels.class_names)],
         "given": [int(labels.given_labels[i]) for i in rows],
         "proposed": [int(proposal.labels[i]) for i in rows],
+        "random": 0 if strata is None else strata.count(RANDOM),
         "samples": [{"id": sample_id, "text": None if texts is None else texts[k], "picture": pictures[k],
-                     "confidence": f"{proposal.confidence[i]:.0%}"}
+                     "confidence": f"{proposal.confidence[i]:.0%}",
+                     "random": strata is not None and strata[k] == RANDOM}
                     for k, (sample_id, i) in enumerate(zip(ids, rows))],
     }
     page = template().replace(DATA_MARK, _script_json(data))
     with atomic_output(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
+
+
+def _title(rows: int, drawn: int, dataset: str | None) -> str:
+    of = f"of {dataset or 'the dataset'}"
+    if not drawn:
+        return f"Review: {rows:,} samples {of}, most suspect first"
+    return f"Audit: {rows - drawn:,} flagged samples {of}, most suspect first, then {drawn:,} drawn at random"
 
 
 def template() -> str:
