@@ -195,7 +195,7 @@ def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, 
     writes the review CSV), else the review CSV itself; either way ``import-review`` reads the CSV
     into the labels file ``applies_to``. With ``audit``, that many samples drawn at random from the
     rest follow them (``audit_sample``), and a ``sample`` column says which rows are which: the
-    review then measures the noise rate (``audit_from_review``)."""
+    review then measures the noise rate (``Review.audit``)."""
     rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
     drawn = audit_sample(labels, scores, chosen, audit) if audit else np.array([], dtype=np.int64)
     strata = [FLAGGED] * len(rows) + [RANDOM] * len(drawn) if audit else None
