@@ -216,6 +216,34 @@ def test_a_dataset_root_given_relative_is_recorded_absolute(tmp_path, monkeypatc
         assert json.loads(h5.attrs["dataset"]) == {"name": "text", "root": str(tmp_path / "data.csv"), "options": {}}
 
 
+def test_a_loop_whose_ids_are_files_under_its_dataset_root_gets_a_review_page_with_their_images(tmp_path, cli):
+    """A loop of its own over image files: ids that are the files' paths under the dataset root the
+    Recorder is given are enough for the review page to show each image."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    ids = [f"photos/{k:02d}.png" for k in range(30)]
+    (tmp_path / "photos").mkdir()
+    for sample_id in ids:
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(tmp_path / sample_id)
+    labels = np.arange(30) % 3
+    wrong = labels.copy()
+    wrong[:3] = (labels[:3] + 1) % 3  # three labels the model never believes
+    with Recorder(tmp_path / "r.h5", wrong, ids=ids, class_names=["a", "b", "c"], epochs=4,
+                  dataset={"name": "my photos", "root": str(tmp_path)}) as recorder:
+        for _ in range(4):
+            recorder.update(torch.arange(30), logits_for(labels))
+            recorder.record_eval(torch.arange(30), logits_for(labels))
+            recorder.end_epoch()
+    cli("detect", tmp_path / "r.h5", "-d", "loss")
+    result = cli.json("correct", tmp_path / "r.h5", "--top", "3", "--export", tmp_path / "review.html")
+    assert result["exported"]["rows"] == 3 and result["exported"]["notes"] == []
+    text = (tmp_path / "review.html").read_text()
+    data = json.loads(text[text.index(">", text.index('<script id="review-data"')) + 1:text.index("</script>")])
+    assert sorted(s["id"] for s in data["samples"]) == ids[:3]
+    assert all(s["picture"].startswith("data:image/png;base64,") for s in data["samples"])
+
+
 def test_texts_a_loop_passes_are_kept_to_their_first_thousand_bytes(tmp_path):
     texts = ["é" * 700, "pl\x00ain", None, "x" * 999 + "€", float("nan"), "six"]  # 1,400 and 1,002 bytes
     with pytest.raises(NoisyctlError, match="5 texts for 6 labels"):
