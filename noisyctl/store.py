@@ -583,6 +583,13 @@ RECORDED_BY = {
                      "out-of-fold ones",
     "features": "train records them when they fit in 1 GiB, or with --record-features",
 }
+# The same for a run a user's loop recorded through the Recorder.
+RECORDED_IN_A_LOOP = {
+    "eval_*": "a loop records them with recorder.record_eval(indices, logits) or recorder.evaluate(model, loader)",
+    "probabilities": "record_eval records them for at most 100 classes, or with Recorder(..., record_probs=True); "
+                     "recorder.close(out_of_fold=...) takes out-of-fold ones",
+    "features": "recorder.evaluate(model, loader, features=True) in the last epoch records them",
+}
 
 
 class RunFile:
@@ -645,7 +652,8 @@ class RunFile:
         if missing is None:
             return None
         what = READABLE.get(missing, f"the '{missing}' dynamics")
-        hint = RECORDED_BY.get("eval_*" if missing.startswith("eval_") else missing)
+        hints = RECORDED_IN_A_LOOP if self.recorded_by else RECORDED_BY
+        hint = hints.get("eval_*" if missing.startswith("eval_") else missing)
         hint = f" ({hint})" if hint and "imported_from" not in self.training else ""
         return f"{what}, which {self.path} lacks{hint}"
 

@@ -244,6 +244,18 @@ def test_a_loop_whose_ids_are_files_under_its_dataset_root_gets_a_review_page_wi
     assert all(s["picture"].startswith("data:image/png;base64,") for s in data["samples"])
 
 
+def test_what_a_loop_left_unrecorded_is_named_with_the_recorder_call_that_records_it(tmp_path, cli):
+    recorder, labels = small(tmp_path, epochs=2)
+    with recorder:
+        for _ in range(2):
+            recorder.update(torch.arange(6), logits_for(labels))
+            recorder.end_epoch()
+    cli("detect", tmp_path / "r.h5", "-d", "loss")
+    line = cli.error("correct", tmp_path / "r.h5")
+    assert "lacks (a loop records them with recorder.record_eval(indices, logits)" in line and "--no-record" not in line
+    assert "recorder.evaluate(model, loader, features=True)" in cli.error("correct", tmp_path / "r.h5", "-c", "knn")
+
+
 def test_texts_a_loop_passes_are_kept_to_their_first_thousand_bytes(tmp_path):
     texts = ["é" * 700, "pl\x00ain", None, "x" * 999 + "€", float("nan"), "six"]  # 1,400 and 1,002 bytes
     with pytest.raises(NoisyctlError, match="5 texts for 6 labels"):
