@@ -72,6 +72,12 @@ class SampleSet(ABC):
         the review CSV and the report show it); None for samples that are not text (images)."""
         return None
 
+    def picture(self, index: int):
+        """The sample's image as a person looks at it, before it was resized for the model: a path or
+        a binary file object PIL opens (its file, its encoded bytes). The review page shows it; None
+        (the default) shows the loaded input instead."""
+        return None
+
 
 class TensorSampleSet(SampleSet):
     """Inputs held in memory as one tensor (small datasets, feature vectors)."""

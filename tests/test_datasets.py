@@ -230,6 +230,9 @@ def test_images_held_in_a_hub_dataset_s_parquet_files_load_with_its_class_names(
     assert beans.input_shape == (3, 10, 10) and "images from column 'image'" in " ".join(beans.notes)
     pixels = load("imagefolder", hub, normalize=False).train[1][0]
     assert pixels[1].mean() > 0.75 and pixels[0].max() < 0.05  # green decoded as green
+    # the review page shows the image as stored, not as cropped for the model
+    with Image.open(beans.train.picture(1)) as stored:
+        assert stored.size == (12, 10) and stored.getpixel((0, 0)) == (0, 200, 0)
     # a relabeled copy is the split's Parquet file, as the Hub takes it back: ClassLabel integers, features kept
     assert beans.relabeled_copy({"train/0": "healthy", "train/3": None}, tmp_path / "train-clean.parquet") == 3
     import pyarrow.parquet as pq

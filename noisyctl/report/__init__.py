@@ -99,7 +99,17 @@ def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list
     """The suspects' inputs from the dataset, for the gallery; None (with a note) when the data
     cannot be loaded here or is not images, which is not loaded. Text suspects carry their ``text``
     instead (``top_suspects``)."""
-    if not suspects or "text" in suspects[0] or run.labels.dataset.get("kind", "image") != "image":
+    if not suspects or "text" in suspects[0]:
+        return None
+    found = image_samples(run, [s["id"] for s in suspects], notes)
+    return None if found is None else [found[0].load(i) for i in found[1]]
+
+
+def image_samples(run: RunFile, ids: list[str], notes: list[str]) -> tuple | None:
+    """The run's training samples as the dataset loads them here, and the positions of ``ids``
+    among them; None (with a note) when the data cannot be loaded here, is not images, or lacks one
+    of the ids."""
+    if not ids or run.labels.dataset.get("kind", "image") != "image":
         return None
     name = run.labels.dataset.get("name")
     if run.recorded_by and name not in plugins.registry().names("dataset"):
@@ -115,11 +125,11 @@ def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list
     if data.kind != "image":  # a file from before datasets recorded their kind
         return None
     position = {sample_id: i for i, sample_id in enumerate(data.train.ids)}
-    missing = [s["id"] for s in suspects if s["id"] not in position]
+    missing = [sample_id for sample_id in ids if sample_id not in position]
     if missing:
         notes.append(f"no suspect gallery: sample {missing[0]} is not in the dataset as loaded here")
         return None
-    return [data.train.load(position[s["id"]]) for s in suspects]
+    return data.train, [position[sample_id] for sample_id in ids]
 
 
 def compare_runs(paths: list[Path]) -> list[dict]:

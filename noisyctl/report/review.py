@@ -21,6 +21,7 @@ import numpy as np
 from noisyctl.api import Correction
 from noisyctl.correction import RANDOM, review_decision_cell, sample_path
 from noisyctl.fileio import atomic_output
+from noisyctl.report import image_samples
 from noisyctl.store import Labels, RunFile
 
 # The longer side of a picture on the page, in pixels: enough to judge a label, small enough that a
@@ -81,27 +82,30 @@ def _script_json(data: dict) -> str:
 
 
 def _pictures(run: RunFile, ids: list[str], notes: list[str]) -> list[str | None]:
-    """Each sample's image as a data URI: its file where the dataset names one, else the input the
-    dataset loads (CIFAR, MNIST, arrays, the built-ins); None where neither is to be had."""
+    """Each sample's image as a data URI: its file where the dataset root holds one (no need to
+    load the dataset), else what the dataset shows (``SampleSet.picture``: a Hub dataset's encoded
+    bytes), else the input it loads (CIFAR, MNIST, arrays, the built-ins); None where none is to be
+    had."""
     dataset = run.labels.dataset
     pictures = [_file_picture(sample_path(dataset, sample_id)) for sample_id in ids]
     missing = [k for k, picture in enumerate(pictures) if picture is None]
-    if missing:
-        from noisyctl.report import suspect_images
+    found = image_samples(run, [ids[k] for k in missing], notes) if missing else None
+    if found is not None:
         from noisyctl.report.figures import _as_image
 
-        loaded = suspect_images(run, [{"id": ids[k]} for k in missing], notes)
-        for k, tensor in zip(missing, loaded or []):
-            image = _as_image(tensor)
+        samples, positions = found
+        for k, index in zip(missing, positions):
+            pictures[k] = _file_picture(samples.picture(index))
+            image = None if pictures[k] is not None else _as_image(samples.load(index))
             if image is not None:
                 pictures[k] = _data_uri(np.round(image * 255).astype(np.uint8))
     return pictures
 
 
-def _file_picture(path: str) -> str | None:
-    """The image file at ``path`` (upright, as its EXIF says), shrunk to PICTURE_SIDE, as a data URI;
-    None where there is no path or the file is not an image PIL reads."""
-    if not path:
+def _file_picture(path) -> str | None:
+    """The image file at ``path`` (or a binary file object; upright, as its EXIF says), shrunk to
+    PICTURE_SIDE, as a data URI; None where there is none or it is not an image PIL reads."""
+    if path is None or path == "":
         return None
     from PIL import Image, ImageOps, UnidentifiedImageError
 

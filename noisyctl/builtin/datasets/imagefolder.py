@@ -41,6 +41,9 @@ class ImageFileSampleSet(SampleSet):
         """What PIL opens for sample ``index``: its file."""
         return self.root / self.ids[index]
 
+    def picture(self, index: int):
+        return self.source(index)
+
     def load(self, index: int):
         import torch
         from PIL import Image, ImageOps
