@@ -93,6 +93,18 @@ def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subse
     assert shop.class_names == ["4", "5"] and shop.train.texts[0] == "Absolutely wonderful - silky and comfortable"
     assert shop.notes == ["texts from column 'Review Text', the longest, labels from 'Rating' (-D text_column=NAME "
                           "-D label_column=NAME for others)"]
+    # a text and one other column under a name of its own: that column is the label where it repeats as
+    # classes do, not where each record has its own value (a ticket number)
+    with open(tmp_path / "tickets.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("message", "team")] + [(r["review"], r["stars"]) for r in records])
+    teams = load_dataset({"name": "text", "root": str(tmp_path / "tickets.csv"), "options": {}})
+    assert teams.train.labels.tolist() == from_csv.train.labels.tolist() and teams.class_names == ["neg", "pos"]
+    assert teams.notes == ["texts from column 'message', labels from 'team' (-D text_column=NAME "
+                           "-D label_column=NAME for others)"]
+    with open(tmp_path / "numbered.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("message", "ticket")] + [(r["review"], f"T{i}") for i, r in enumerate(records)])
+    with pytest.raises(NoisyctlError, match="has no label column"):
+        load_dataset({"name": "text", "root": str(tmp_path / "numbered.csv"), "options": {}})
     # a title and a body (AG News' layout) read as one text, a line each
     (tmp_path / "news.csv").write_text('title,description,label\nStocks rally,"Markets rose, again",business\n'
                                        'Team wins,,sports\n', encoding="utf-8")

@@ -137,10 +137,13 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
     except NoisyctlError:
         one_hot = read_one_hot_label(rows, [name for name in columns if name != id_column], source,
                                      several_refused=True)
-        if not one_hot:
-            raise
-        found_label = label_column = ONE_HOT_LABEL
-        notes.append(one_hot_note(one_hot))
+        if one_hot:
+            found_label = label_column = ONE_HOT_LABEL
+            notes.append(one_hot_note(one_hot))
+        else:
+            found_label = _the_other_column(rows, columns, text_column, id_column)
+            if found_label is None:
+                raise
     try:
         found = (find_column(columns, text_column, TEXT_COLUMNS, "text", source, COLUMN_OPTIONS), found_label)
         longest = ""
@@ -173,6 +176,21 @@ TEXT_LABEL_COLUMNS = LABEL_COLUMNS + ("rating", "stars", "score", "overall")
 # Where no column has a text's usual name (Review Text, headline, comment_text, v2), the text is the
 # column of the longest cells, if they are this long on average: a sentence, not a category.
 SHORTEST_TEXT = 20
+
+
+def _the_other_column(rows: list[dict], columns: list, text_column: str | None, id_column: str | None) -> str | None:
+    """The label column of records with a text and one other column under a name of its own
+    (``message,team``), where that column repeats its values as classes do (fewer than half the
+    records' count, two or more); else None."""
+    try:
+        text = find_column(columns, text_column, TEXT_COLUMNS, "text", Path(), "")
+    except NoisyctlError:
+        text = _longest_column(rows, [id_column])
+    others = [name for name in columns if name not in (text, id_column)]
+    if text is None or len(others) != 1:
+        return None
+    values = {str(row.get(others[0])) for row in rows}
+    return others[0] if 2 <= len(values) < len(rows) / 2 else None
 
 
 def _longest_column(rows: list[dict], other: list[str | None]) -> str | None:
