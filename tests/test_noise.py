@@ -137,6 +137,27 @@ def test_instance_noise_on_digits_uses_a_reference_model():
     assert pairs.max() > 3 * pairs[pairs > 0].mean() / 2  # concentrated on confusable pairs, not uniform
 
 
+def test_instance_noise_as_a_weak_annotator_confuses_whole_regions_of_the_inputs():
+    """annotator=K: the reference model is fitted on K samples a class, as an annotator who learned
+    the task from a few examples; its confusions concentrate on fewer class pairs than a reference
+    fitted on everything (5-fold), and a model trained on the noise learns them as the task."""
+    spec = {"name": "digits", "root": None, "options": {}}
+    weak = synthesize(spec, "instance", 0.08, seed=0, options={"annotator": 3})
+    assert weak.is_noisy.sum() == round(0.08 * 1797) and weak.noise["options"] == {"annotator": 3}
+    assert np.array_equal(synthesize(spec, "instance", 0.08, seed=0, options={"annotator": 3}).given_labels,
+                          weak.given_labels)
+
+    def share_of_top_pairs(labels):
+        noisy = labels.is_noisy
+        pairs = np.sort(np.bincount(labels.true_labels[noisy] * 10 + labels.given_labels[noisy]))[::-1]
+        return pairs[:5].sum() / pairs.sum()
+
+    assert share_of_top_pairs(weak) > share_of_top_pairs(synthesize(spec, "instance", 0.08, seed=0)) + 0.05
+    for bad in ({"annotator": 0}, {"annotator": 2, "probs": "p.npy"}):
+        with pytest.raises(NoisyctlError, match="annotator is a number of samples a class"):
+            synthesize(spec, "instance", 0.08, seed=0, options=bad)
+
+
 def _save(array):
     import tempfile
 

@@ -30,8 +30,10 @@ def _inputs(context: NoiseContext, max_features: int) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def reference_probabilities(context: NoiseContext, max_features: int) -> np.ndarray:
-    """Out-of-sample class probabilities of a logistic regression on the inputs (5-fold)."""
+def reference_probabilities(context: NoiseContext, max_features: int, annotator: int | None = None) -> np.ndarray:
+    """Out-of-sample class probabilities of a logistic regression on the inputs (5-fold); with
+    ``annotator``, of one fitted on that many samples of each class, drawn at random (a weak
+    annotator: its confusions cover whole regions of the inputs)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -40,12 +42,21 @@ def reference_probabilities(context: NoiseContext, max_features: int) -> np.ndar
     if context.dataset is None:
         raise NoisyctlError("instance noise needs the dataset's inputs or reference probabilities (probs=FILE.npy)")
     x = _inputs(context, max_features)
-    folds = min(5, int(np.bincount(context.labels).min()))
+    labels = context.labels
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.1))
+    if annotator is not None:
+        fitted = np.concatenate([context.rng.permutation(np.flatnonzero(labels == c))[:annotator]
+                                 for c in range(context.num_classes)])
+        if len(np.unique(labels[fitted])) < context.num_classes:
+            raise NoisyctlError("instance noise: annotator needs a sample of every class")
+        probs = np.zeros((len(labels), context.num_classes))
+        probs[:, np.unique(labels[fitted])] = model.fit(x[fitted], labels[fitted]).predict_proba(x)
+        return probs
+    folds = min(5, int(np.bincount(labels).min()))
     if folds < 2:
         raise NoisyctlError("instance noise needs at least 2 samples of every class for its reference model")
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.1))
     cv = StratifiedKFold(folds, shuffle=True, random_state=int(context.rng.integers(2**31)))
-    return cross_val_predict(model, x, context.labels, cv=cv, method="predict_proba")
+    return cross_val_predict(model, x, labels, cv=cv, method="predict_proba")
 
 
 def _load_probs(path, context: NoiseContext) -> np.ndarray:
@@ -60,11 +71,18 @@ def _load_probs(path, context: NoiseContext) -> np.ndarray:
     return probs.astype(np.float64)
 
 
-def instance(context: NoiseContext, rate: float | None, probs=None, max_features: int = 256) -> np.ndarray:
-    """Instance-dependent: exactly round(rate*N) flips, each to the sample's most confusable class, hard samples first."""
+def instance(context: NoiseContext, rate: float | None, probs=None, max_features: int = 256,
+             annotator: int | None = None) -> np.ndarray:
+    """Instance-dependent: exactly round(rate*N) flips, each to the sample's most confusable class, hard samples
+    first; with ``annotator=K``, as a weak annotator trained on K samples a class confuses them."""
     rate = DEFAULT_RATE if rate is None else rate
     labels = context.labels
-    p = _load_probs(probs, context) if probs is not None else reference_probabilities(context, int(max_features))
+    if annotator is not None:
+        annotator = int(annotator)
+        if annotator < 1 or probs is not None:
+            raise NoisyctlError("instance noise: annotator is a number of samples a class (1 or more), not with probs")
+    p = _load_probs(probs, context) if probs is not None else reference_probabilities(context, int(max_features),
+                                                                                      annotator)
     rows = np.arange(len(labels))
     hardness = 1.0 - p[rows, labels]
     others = p.copy()
