@@ -210,7 +210,8 @@ def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, 
         from noisyctl.report.review import write_review_page
 
         notes: list[str] = []
-        write_review_page(Path(path), run, columns, cells, labels, proposal, rows, texts, applies_to, notes, strata)
+        write_review_page(Path(path), run, columns, cells, labels, scores, proposal, rows, texts, applies_to, notes,
+                          strata)
         result["notes"] = notes
     else:
         write_review_csv(Path(path), columns, cells)

@@ -27,20 +27,24 @@ from noisyctl.store import Labels, RunFile
 # The longer side of a picture on the page, in pixels: enough to judge a label, small enough that a
 # page of a few hundred photos stays a few megabytes.
 PICTURE_SIDE = 256
+# Beside each label, this many of its class's most typical images (the lowest scores), this small.
+EXAMPLES, EXAMPLE_SIDE = 3, 96
 DATA_MARK = "__REVIEW_DATA__"
 
 
 def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[list[str]], labels: Labels,
-                      proposal: Correction, rows: np.ndarray, texts: list[str] | None, applies_to: Path,
-                      notes: list[str], strata: list[str] | None = None) -> None:
+                      scores: np.ndarray, proposal: Correction, rows: np.ndarray, texts: list[str] | None,
+                      applies_to: Path, notes: list[str], strata: list[str] | None = None) -> None:
     """Write the review page of the review table (``columns``, ``cells``: ``correction.review_table``
     of the samples ``rows``, most suspect first) to ``path``, atomically; it tells the reviewer to
     import the CSV into the labels file ``applies_to``. ``texts`` (one per row, for text data) are
     shown as they are; images from their files, else from the dataset as loaded here (``notes`` gets
-    why they are not, where they are not). ``strata`` (an audit's, one per row) mark the samples
-    drawn at random."""
+    why they are not, where they are not), each label beside typical images of its class (the
+    lowest ``scores``). ``strata`` (an audit's, one per row) mark the samples drawn at random."""
     ids = [labels.ids[i] for i in rows]
     pictures = [None] * len(ids) if texts is not None else _pictures(run, ids, notes)
+    shown_classes = sorted(set(labels.given_labels[rows].tolist()) | set(proposal.labels[rows].tolist()))
+    examples = {} if texts is not None or not any(pictures) else _examples(run, labels, scores, rows, shown_classes)
     data = {
         "title": _title(len(ids), 0 if strata is None else strata.count(RANDOM), labels.dataset.get("name")),
         "command": f"noisyctl import-review {path.with_suffix('.csv').name} --labels {shlex.quote(str(applies_to))} "
@@ -53,6 +57,7 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
         "given": [int(labels.given_labels[i]) for i in rows],
         "proposed": [int(proposal.labels[i]) for i in rows],
         "random": 0 if strata is None else strata.count(RANDOM),
+        "examples": examples,
         "samples": [{"id": sample_id, "text": None if texts is None else texts[k], "picture": pictures[k],
                      "confidence": f"{proposal.confidence[i]:.0%}",
                      "random": strata is not None and strata[k] == RANDOM}
@@ -81,13 +86,31 @@ def _script_json(data: dict) -> str:
         "&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _pictures(run: RunFile, ids: list[str], notes: list[str]) -> list[str | None]:
+def _examples(run: RunFile, labels: Labels, scores: np.ndarray, rows: np.ndarray,
+              classes: list[int]) -> dict[str, list[str]]:
+    """For each of ``classes`` (by index, as a string), pictures of its EXAMPLES most typical samples:
+    given that label, the lowest detector ``scores``, none of those under review (``rows``)."""
+    under_review = np.zeros(len(scores), dtype=bool)
+    under_review[rows] = True
+    chosen = []
+    for c in classes:
+        members = np.flatnonzero((labels.given_labels == c) & np.isfinite(scores) & ~under_review)
+        chosen += [(c, i) for i in members[np.argsort(scores[members], kind="stable")[:EXAMPLES]]]
+    pictures = _pictures(run, [labels.ids[i] for _, i in chosen], [], EXAMPLE_SIDE)
+    examples: dict[str, list[str]] = {}
+    for (c, _), picture in zip(chosen, pictures):
+        if picture is not None:
+            examples.setdefault(str(c), []).append(picture)
+    return examples
+
+
+def _pictures(run: RunFile, ids: list[str], notes: list[str], side: int = PICTURE_SIDE) -> list[str | None]:
     """Each sample's image as a data URI: its file where the dataset root holds one (no need to
     load the dataset), else what the dataset shows (``SampleSet.picture``: a Hub dataset's encoded
     bytes), else the input it loads (CIFAR, MNIST, arrays, the built-ins); None where none is to be
     had."""
     dataset = run.labels.dataset
-    pictures = [_file_picture(sample_path(dataset, sample_id)) for sample_id in ids]
+    pictures = [_file_picture(sample_path(dataset, sample_id), side) for sample_id in ids]
     missing = [k for k, picture in enumerate(pictures) if picture is None]
     found = image_samples(run, [ids[k] for k in missing], notes) if missing else None
     if found is not None:
@@ -95,16 +118,16 @@ def _pictures(run: RunFile, ids: list[str], notes: list[str]) -> list[str | None
 
         samples, positions = found
         for k, index in zip(missing, positions):
-            pictures[k] = _file_picture(samples.picture(index))
+            pictures[k] = _file_picture(samples.picture(index), side)
             image = None if pictures[k] is not None else _as_image(samples.load(index))
             if image is not None:
                 pictures[k] = _data_uri(np.round(image * 255).astype(np.uint8))
     return pictures
 
 
-def _file_picture(path) -> str | None:
+def _file_picture(path, side: int = PICTURE_SIDE) -> str | None:
     """The image file at ``path`` (or a binary file object; upright, as its EXIF says), shrunk to
-    PICTURE_SIDE, as a data URI; None where there is none or it is not an image PIL reads."""
+    ``side`` pixels, as a data URI; None where there is none or it is not an image PIL reads."""
     if path is None or path == "":
         return None
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -112,7 +135,7 @@ def _file_picture(path) -> str | None:
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
-            image.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
+            image.thumbnail((side, side))
             return _data_uri(image)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
