@@ -196,8 +196,8 @@ def import_review(
         audit = result["audit"]
         if audit:
             wrong, reviewed = audit["wrong"], audit["reviewed"]
-            checked = (f"{wrong['flagged']:,} of {reviewed['flagged']:,} flagged and {wrong['random']:,} of "
-                       f"{reviewed['random']:,} random samples had a wrong label")
+            flagged = f"{wrong['flagged']:,} of {reviewed['flagged']:,} flagged and " if reviewed["flagged"] else ""
+            checked = f"{flagged}{wrong['random']:,} of {reviewed['random']:,} random samples had a wrong label"
             if "unmeasured" in audit:
                 console.print(f"audit: {checked}; no noise rate: {audit['unmeasured']}", highlight=False)
             else:
