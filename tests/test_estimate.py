@@ -6,6 +6,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -146,7 +147,17 @@ def test_correct_names_the_retrained_corrector_where_the_run_s_own_model_is_unsu
     monkeypatch.setenv("COLUMNS", "300")
     words = " ".join(cli("correct", run_path).output.split())
     assert f"suggested is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged samples" in words
-    assert "-c retrained asks a model that never learned them" in words
+    assert hint["corrector"] == "retrained" and "-c retrained asks a model that never learned them" in words
+    # A run that holds held-out models' probabilities (train --folds) names consensus, which reads them free
+    from noisyctl.store import write_field
+
+    with RunFile(run_path) as run:
+        truth = np.eye(run.num_classes)[run.labels.true_labels]
+    with h5py.File(run_path, "a") as h5:
+        write_field(h5, "probs/out_of_fold", (0.9 * truth + 0.01).astype(np.float16))
+    held_out = cli.json("correct", run_path)["retrained_hint"]
+    assert held_out["corrector"] == "consensus" and held_out["unsure"] == hint["unsure"]
+    assert cli.json("correct", run_path, "-c", "consensus")["retrained_hint"] is None
 
 
 def test_a_noisy_run_fails_the_gate_with_the_true_rate_inside_its_interval(cli, noisy_run):

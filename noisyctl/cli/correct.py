@@ -153,10 +153,14 @@ def correct(
         console.print(table)
         hint = result["retrained_hint"]
         if hint:
-            took = "" if hint["seconds"] is None else f", about {duration_words(hint['seconds'])} as the run took"
+            if hint["corrector"] == "consensus":
+                other = ("-c consensus asks the models that never trained on them, which this run holds (train "
+                         "--folds): no training more")
+            else:
+                took = "" if hint["seconds"] is None else f", about {duration_words(hint['seconds'])} as the run took"
+                other = f"-c retrained asks a model that never learned them (one training more{took})"
             console.print(f"{p['corrector']} is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged "
-                          "samples: it reads the model that trained on their labels. -c retrained asks a model that "
-                          f"never learned them (one training more{took}).", highlight=False)
+                          f"samples: it reads the model that trained on their labels. {other}.", highlight=False)
         for note in exported["notes"] if exported and "notes" in exported else []:
             console.print(f"note: {note}", highlight=False, markup=False)
 
