@@ -173,10 +173,10 @@ def sample_path(dataset: dict[str, Any], sample_id: str) -> str:
 # its cost. Digits with 5% uniform noise: suggested sure of 11 of 85 flagged, retrained of 85, all
 # right, consensus on --folds 3 of 85, 83 right and none broken; with 5% instance noise 3 and 38 of
 # 40 (retrained); shapes and blobs: alike.
-RETRAINED_HINT_MIN = 5
+CORRECTOR_HINT_MIN = 5
 
 
-def retrained_hint(run: RunFile, corrector: str, groups: dict[str, np.ndarray], shown: bool) -> dict | None:
+def corrector_hint(run: RunFile, corrector: str, groups: dict[str, np.ndarray], shown: bool) -> dict | None:
     """How many flagged samples the corrector was unsure of, and the corrector that asks models
     that never learned their labels (``consensus`` on the run's out-of-fold probabilities, else
     ``retrained``, with the run's own training seconds), where it would likely relabel more: the
@@ -186,7 +186,7 @@ def retrained_hint(run: RunFile, corrector: str, groups: dict[str, np.ndarray], 
     unsure, sure = int(groups["review"].sum()), int(groups["relabeled"].sum())
     held_out = run.probabilities("out_of_fold") is not None
     if (corrector == "retrained" or (corrector == "consensus" and held_out) or not shown
-            or unsure < max(RETRAINED_HINT_MIN, sure + 1)):
+            or unsure < max(CORRECTOR_HINT_MIN, sure + 1)):
         return None
     flagged = unsure + sure + int(groups["left"].sum())
     if held_out:

@@ -94,7 +94,7 @@ def test_correct_on_a_clean_run_changes_nothing_and_counts_only_sure_proposals(c
     run_path = Path(shutil.copy(clean_run, tmp_path / "run.h5"))
     cli("detect", run_path)
     result = cli.json("correct", run_path, "--apply", "-o", tmp_path / "labels.h5")
-    assert result["flagged"] == 0 and result["applied"]["changed"] == 0 and result["retrained_hint"] is None
+    assert result["flagged"] == 0 and result["applied"]["changed"] == 0 and result["corrector_hint"] is None
     with RunFile(run_path) as run:
         samples = run.num_samples
     assert result["changes_all"] > 0.2 * samples and result["changes_all_sure"] <= 0.01 * samples
@@ -141,7 +141,7 @@ def test_correct_names_the_retrained_corrector_where_the_run_s_own_model_is_unsu
     run_path = Path(shutil.copy(noisy_run, tmp_path / "run.h5"))
     cli("detect", run_path)
     result = cli.json("correct", run_path)
-    hint, decided = result["retrained_hint"], result["decided"]
+    hint, decided = result["corrector_hint"], result["decided"]
     assert hint["unsure"] == decided["review"] > decided["relabeled"]
     assert hint["flagged"] == sum(decided.values()) and hint["seconds"] > 0
     monkeypatch.setenv("COLUMNS", "300")
@@ -155,9 +155,9 @@ def test_correct_names_the_retrained_corrector_where_the_run_s_own_model_is_unsu
         truth = np.eye(run.num_classes)[run.labels.true_labels]
     with h5py.File(run_path, "a") as h5:
         write_field(h5, "probs/out_of_fold", (0.9 * truth + 0.01).astype(np.float16))
-    held_out = cli.json("correct", run_path)["retrained_hint"]
+    held_out = cli.json("correct", run_path)["corrector_hint"]
     assert held_out["corrector"] == "consensus" and held_out["unsure"] == hint["unsure"]
-    assert cli.json("correct", run_path, "-c", "consensus")["retrained_hint"] is None
+    assert cli.json("correct", run_path, "-c", "consensus")["corrector_hint"] is None
 
 
 def test_a_noisy_run_fails_the_gate_with_the_true_rate_inside_its_interval(cli, noisy_run):

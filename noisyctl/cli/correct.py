@@ -14,7 +14,7 @@ from noisyctl.cli.common import (JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, duratio
                                  require_not_negative, with_recipe)
 from noisyctl.cli.progress import step_progress
 from noisyctl.correction import (apply_correction, decide, export_review, flagged_samples, noise_shown,
-                                 proposal_quality, read_review, retrained_hint, run_corrector)
+                                 proposal_quality, read_review, corrector_hint, run_corrector)
 from noisyctl.data import parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.pruning import stored_detector, whole_dataset_labels
@@ -97,7 +97,7 @@ def correct(
                   "seconds": outcome.seconds, "info": proposal.info, **quality, "min_confidence": bar,
                   "noise_shown": shown,
                   "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None,
-                  "retrained_hint": retrained_hint(run_file, p["corrector"], groups, shown)}
+                  "corrector_hint": corrector_hint(run_file, p["corrector"], groups, shown)}
         if p["apply"]:
             corrected = apply_correction(labels, proposal.labels, groups["relabeled"], f"corrector:{p['corrector']}",
                                          str(run_path), remove=groups["review"] if p["unsure"] == "remove" else None)
@@ -151,7 +151,7 @@ def correct(
         elif exported:
             table.add_row("review file", f"{rows} rows -> {exported['out']}")
         console.print(table)
-        hint = result["retrained_hint"]
+        hint = result["corrector_hint"]
         if hint:
             if hint["corrector"] == "consensus":
                 other = ("-c consensus asks the models that never trained on them, which this run holds (train "
