@@ -35,6 +35,17 @@ def test_text_quickstart_recipe_finds_noise_and_shows_the_texts(cli, tmp_path, m
     page = (tmp_path / "runs/text-quickstart/report.html").read_text(encoding="utf-8")
     top = detect["top"][0]
     assert "<th>text</th>" in page and text_of[top["id"]].split(".")[0] in page
+    # the review page: each ticket's text, and beside its labels the start of typical tickets of the class
+    cli("correct", "runs/text-quickstart/run.h5", "--top", "5", "--export", "review.html")
+    review = (tmp_path / "review.html").read_text(encoding="utf-8")
+    review = json.loads(review[review.index(">", review.index('<script id="review-data"')) + 1:
+                               review.index("</script>", review.index('<script id="review-data"'))])
+    assert [s["text"] for s in review["samples"]] == [text_of[s["id"]] for s in review["samples"]]
+    assert review["examples_are_text"] and set(review["examples"]) == {str(c) for c in review["given"] +
+                                                                       review["proposed"]}
+    known = set(text_of.values())
+    assert all(len(examples) == 3 and all(e.rstrip("…") in known or any(t.startswith(e.rstrip("…")) for t in known)
+                                          for e in examples) for examples in review["examples"].values())
 
 
 def test_csv_and_jsonl_files_load_with_named_columns_stable_ids_and_a_test_subset(tmp_path):

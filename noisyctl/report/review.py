@@ -20,6 +20,7 @@ import numpy as np
 
 from noisyctl.api import Correction
 from noisyctl.correction import RANDOM, review_decision_cell, sample_path
+from noisyctl.detection import suspect_texts
 from noisyctl.fileio import atomic_output
 from noisyctl.report import image_samples
 from noisyctl.store import Labels, RunFile
@@ -27,8 +28,9 @@ from noisyctl.store import Labels, RunFile
 # The longer side of a picture on the page, in pixels: enough to judge a label, small enough that a
 # page of a few hundred photos stays a few megabytes.
 PICTURE_SIDE = 256
-# Beside each label, this many of its class's most typical images (the lowest scores), this small.
-EXAMPLES, EXAMPLE_SIDE = 3, 96
+# Beside each label, this many of its class's most typical images (the lowest scores), this small, or
+# the start of as many of its texts.
+EXAMPLES, EXAMPLE_SIDE, EXAMPLE_CHARACTERS = 3, 96, 160
 DATA_MARK = "__REVIEW_DATA__"
 
 
@@ -44,7 +46,8 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
     ids = [labels.ids[i] for i in rows]
     pictures = [None] * len(ids) if texts is not None else _pictures(run, ids, notes)
     shown_classes = sorted(set(labels.given_labels[rows].tolist()) | set(proposal.labels[rows].tolist()))
-    examples = {} if texts is not None or not any(pictures) else _examples(run, labels, scores, rows, shown_classes)
+    examples = {} if texts is None and not any(pictures) else _examples(run, labels, scores, rows, shown_classes,
+                                                                        texts is not None)
     data = {
         "title": _title(len(ids), 0 if strata is None else strata.count(RANDOM), labels.dataset.get("name")),
         "command": f"noisyctl import-review {path.with_suffix('.csv').name} --labels {shlex.quote(str(applies_to))} "
@@ -58,6 +61,7 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
         "proposed": [int(proposal.labels[i]) for i in rows],
         "random": 0 if strata is None else strata.count(RANDOM),
         "examples": examples,
+        "examples_are_text": texts is not None,
         "samples": [{"id": sample_id, "text": None if texts is None else texts[k], "picture": pictures[k],
                      "confidence": f"{proposal.confidence[i]:.0%}",
                      "random": strata is not None and strata[k] == RANDOM}
@@ -86,17 +90,24 @@ def _script_json(data: dict) -> str:
         "&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _examples(run: RunFile, labels: Labels, scores: np.ndarray, rows: np.ndarray,
-              classes: list[int]) -> dict[str, list[str]]:
-    """For each of ``classes`` (by index, as a string), pictures of its EXAMPLES most typical samples:
-    given that label, the lowest detector ``scores``, none of those under review (``rows``)."""
+def _examples(run: RunFile, labels: Labels, scores: np.ndarray, rows: np.ndarray, classes: list[int],
+              text: bool) -> dict[str, list[str]]:
+    """For each of ``classes`` (by index, as a string), its EXAMPLES most typical samples: given that
+    label, the lowest detector ``scores``, none of those under review (``rows``); as pictures, or
+    with ``text`` as the start of their texts (EXAMPLE_CHARACTERS)."""
     under_review = np.zeros(len(scores), dtype=bool)
     under_review[rows] = True
     chosen = []
     for c in classes:
         members = np.flatnonzero((labels.given_labels == c) & np.isfinite(scores) & ~under_review)
         chosen += [(c, i) for i in members[np.argsort(scores[members], kind="stable")[:EXAMPLES]]]
-    pictures = _pictures(run, [labels.ids[i] for _, i in chosen], [], EXAMPLE_SIDE)
+    ids = [labels.ids[i] for _, i in chosen]
+    if text:
+        found = suspect_texts(run, ids) or [None] * len(ids)
+        pictures = [None if t is None else t[:EXAMPLE_CHARACTERS] + ("…" if len(t) > EXAMPLE_CHARACTERS else "")
+                    for t in found]
+    else:
+        pictures = _pictures(run, ids, [], EXAMPLE_SIDE)
     examples: dict[str, list[str]] = {}
     for (c, _), picture in zip(chosen, pictures):
         if picture is not None:
