@@ -105,29 +105,30 @@ def suspect_images(run: RunFile, suspects: list[dict], notes: list[str]) -> list
     return None if found is None else [found[0].load(i) for i in found[1]]
 
 
-def image_samples(run: RunFile, ids: list[str], notes: list[str]) -> tuple | None:
+def image_samples(run: RunFile, ids: list[str], notes: list[str],
+                  missing_what: str = "no suspect gallery") -> tuple | None:
     """The run's training samples as the dataset loads them here, and the positions of ``ids``
-    among them; None (with a note) when the data cannot be loaded here, is not images, or lacks one
-    of the ids."""
+    among them; None (with a note that begins ``missing_what``) when the data cannot be loaded here,
+    is not images, or lacks one of the ids."""
     if not ids or run.labels.dataset.get("kind", "image") != "image":
         return None
     name = run.labels.dataset.get("name")
     if run.recorded_by and name not in plugins.registry().names("dataset"):
-        notes.append(f"no suspect gallery: the run was recorded by {run.recorded_by} on '{name}', which is not "
+        notes.append(f"{missing_what}: the run was recorded by {run.recorded_by} on '{name}', which is not "
                      f"a noisyctl dataset (give the Recorder dataset={{'name': ..., 'root': ...}} of one to see "
                      f"the samples)")
         return None
     try:
         data = load_dataset(run.labels.dataset)
     except NoisyctlError as exc:
-        notes.append(f"no suspect gallery: {exc}")
+        notes.append(f"{missing_what}: {exc}")
         return None
     if data.kind != "image":  # a file from before datasets recorded their kind
         return None
     position = {sample_id: i for i, sample_id in enumerate(data.train.ids)}
     missing = [sample_id for sample_id in ids if sample_id not in position]
     if missing:
-        notes.append(f"no suspect gallery: sample {missing[0]} is not in the dataset as loaded here")
+        notes.append(f"{missing_what}: sample {missing[0]} is not in the dataset as loaded here")
         return None
     return data.train, [position[sample_id] for sample_id in ids]
 

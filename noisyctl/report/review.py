@@ -71,6 +71,7 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
                      "random": strata is not None and strata[k] == RANDOM}
                     for k, (sample_id, i) in enumerate(zip(ids, rows))],
     }
+    data["notes"] = list(notes)  # why images are missing, on the page as on the terminal
     page = template().replace(DATA_MARK, _script_json(data))
     with atomic_output(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
@@ -127,7 +128,7 @@ def _pictures(run: RunFile, ids: list[str], notes: list[str], side: int = PICTUR
     dataset = run.labels.dataset
     pictures = [_file_picture(sample_path(dataset, sample_id), side) for sample_id in ids]
     missing = [k for k, picture in enumerate(pictures) if picture is None]
-    found = image_samples(run, [ids[k] for k in missing], notes) if missing else None
+    found = image_samples(run, [ids[k] for k in missing], notes, "no images on the review page") if missing else None
     if found is not None:
         from noisyctl.report.figures import _as_image
 
