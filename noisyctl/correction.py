@@ -17,7 +17,7 @@ from noisyctl.detection import detector_decision, suspect_texts
 from noisyctl.estimate import decided_noisy, run_noise_rate
 from noisyctl.fileio import atomic_output, csv_cell, csv_value
 from noisyctl.metrics import ranking
-from noisyctl.store import Labels, RunFile
+from noisyctl.store import RUN, Labels, RunFile, get_attr, open_checked
 
 REVIEW_COLUMNS = ("rank", "id", "path", "given_label", "proposed_label", "confidence", "score", "reviewed_label")
 REMOVE = "remove"  # a reviewed_label that removes the sample, as prune does
@@ -310,11 +310,14 @@ class Review:
                        correction={"by": f"review:{self.path.name}", "changed": int(changed.sum()),
                                    "from": str(self.path)})
 
-    def audit(self) -> dict[str, Any] | None:
+    def audit(self, run_path: Path | None = None) -> dict[str, Any] | None:
         """The noise rate an audit's review measured (``audited_noise_rate``) over the samples the
         labels hold (removed ones aside): the flagged rows stand for themselves, the random ones for
         every other sample. A label set to another class or removed was wrong. None for a review
-        that is not an audit; where a stratum has no decided row, what is missing (``unmeasured``)."""
+        that is not an audit; where a stratum has no decided row, what is missing (``unmeasured``).
+        Where ``run_path`` is a run file, ``run_estimate`` beside it is what ``detect`` reads from
+        the run, and ``above_the_run`` says the audit's interval lies above that one's: noise the
+        models learned as the task."""
         if self.strata is None:
             return None
         from noisyctl.estimate.audit import AuditStratum, audited_noise_rate
@@ -335,8 +338,23 @@ class Review:
         if empty:
             return {**words, "unmeasured": f"no {' or '.join(empty)} row was decided"}
         estimate = audited_noise_rate(strata)
-        return {**words, "rate": estimate.rate, "low": estimate.low, "high": estimate.high,
-                "confidence": estimate.confidence}
+        audit = {**words, "rate": estimate.rate, "low": estimate.low, "high": estimate.high,
+                 "confidence": estimate.confidence}
+        read = None if run_path is None else estimate_of_run(run_path)
+        if read is not None:
+            audit["run_estimate"] = {"rate": read.rate, "low": read.low, "high": read.high}
+            audit["above_the_run"] = bool(estimate.low > read.high)
+        return audit
+
+
+def estimate_of_run(path: Path):
+    """The noise-rate estimate ``detect`` reads from the run file at ``path`` (``run_noise_rate``);
+    None where ``path`` is a labels file, or the run recorded no loss."""
+    with open_checked(path) as h5:
+        if get_attr(h5.attrs, "file_kind") != RUN:
+            return None
+    with RunFile(path) as run:
+        return run_noise_rate(run, None if run.threshold_samples is None else ~run.threshold_samples)
 
 
 def read_review(path: Path, labels: Labels) -> Review:

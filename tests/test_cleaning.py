@@ -413,6 +413,10 @@ def test_an_audit_review_measures_the_noise_rate_of_every_sample(cli, noisy_run,
     expected = (flagged_wrong + (samples - 20) * noisy[drawn].mean()) / samples
     assert audit["samples"] == samples and audit["rate"] == pytest.approx(expected)
     assert audit["low"] <= noisy.mean() <= audit["high"] and audit["high"] - audit["low"] < 0.3
+    # beside it, what detect reads from the same run
+    read = cli.json("detect", noisy_run, "--no-save")["estimate"]
+    assert audit["run_estimate"] == pytest.approx({k: read[k] for k in ("rate", "low", "high")})
+    assert audit["above_the_run"] == (audit["low"] > read["high"])
     words = " ".join(cli("import-review", review, "--labels", noisy_run, "-o", tmp_path / "again.h5").output.split())
     assert f"audit: {flagged_wrong} of 20 flagged and {int(noisy[drawn].sum())} of 40 random samples" in words
     # Rows left undecided measure nothing: no random row decided, no rate.

@@ -192,7 +192,7 @@ def import_review(
     result = {"review": str(review_path), "labels": str(labels_path), "out": str(out_path),
               "reviewed": int(reviewed.reviewed.sum()), "changed": reviewed.correction["changed"],
               "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0,
-              "audit": review.audit()}
+              "audit": review.audit(labels_path)}
 
     def render(console):
         console.print(f"{result['reviewed']:,} labels reviewed ({result['changed']:,} changed), "
@@ -208,5 +208,11 @@ def import_review(
                 console.print(f"audit: {checked}: about {audit['rate']:.1%} of the {audit['samples']:,} labels are "
                               f"wrong ({audit['confidence']:.0%} interval {audit['low']:.1%}-{audit['high']:.1%})",
                               highlight=False)
+            if "run_estimate" in audit:
+                read = audit["run_estimate"]
+                beyond = ("; the audit finds more: noise that every model learned as the task, which the run "
+                          "cannot show" if audit["above_the_run"] else "")
+                console.print(f"detect's reading of {labels_path}: {read['rate']:.1%} ({read['low']:.1%}-"
+                              f"{read['high']:.1%}){beyond}", highlight=False, markup=False)
 
     return emit(ctx, result, render, p["json_output"])
