@@ -229,7 +229,7 @@ def transition_matrices(given: np.ndarray, estimated_true: np.ndarray, true: np.
     return figure
 
 
-def _as_image(tensor) -> np.ndarray | None:
+def image_array(tensor) -> np.ndarray | None:
     """A CHW (or HW) tensor as an HxWx3 or HxW array in [0, 1]; None for feature vectors."""
     values = np.asarray(tensor, dtype=np.float64)
     if values.ndim == 3 and values.shape[0] in (1, 3):
@@ -243,7 +243,7 @@ def _as_image(tensor) -> np.ndarray | None:
 
 def suspect_gallery(images: list[Any], captions: list[str]):
     """A grid of the suspects' images, each captioned with its labels and score."""
-    pictures = [_as_image(i) for i in images]
+    pictures = [image_array(i) for i in images]
     if not pictures or any(p is None for p in pictures):
         return None
     plt = _pyplot()

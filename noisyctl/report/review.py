@@ -70,14 +70,15 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
                      "confidence": f"{proposal.confidence[i]:.0%}",
                      "random": strata is not None and strata[k] == RANDOM}
                     for k, (sample_id, i) in enumerate(zip(ids, rows))],
+        "notes": list(notes),  # why images are missing, on the page as on the terminal
     }
-    data["notes"] = list(notes)  # why images are missing, on the page as on the terminal
     page = template().replace(DATA_MARK, _script_json(data))
     with atomic_output(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
 
 
 def _title(rows: int, drawn: int, dataset: str | None) -> str:
+    """The page's heading: a review of ``rows`` samples, or an audit where ``drawn`` of them are random."""
     of = f"of {dataset or 'the dataset'}"
     if not drawn:
         return f"Review: {rows:,} samples {of}, most suspect first"
@@ -109,14 +110,14 @@ def _examples(run: RunFile, labels: Labels, scores: np.ndarray, rows: np.ndarray
     ids = [labels.ids[i] for _, i in chosen]
     if text:
         found = suspect_texts(run, ids) or [None] * len(ids)
-        pictures = [None if t is None else t[:EXAMPLE_CHARACTERS] + ("…" if len(t) > EXAMPLE_CHARACTERS else "")
-                    for t in found]
+        shown = [None if t is None else t[:EXAMPLE_CHARACTERS] + ("…" if len(t) > EXAMPLE_CHARACTERS else "")
+                 for t in found]
     else:
-        pictures = _pictures(run, ids, [], EXAMPLE_SIDE)
+        shown = _pictures(run, ids, [], EXAMPLE_SIDE)
     examples: dict[str, list[str]] = {}
-    for (c, _), picture in zip(chosen, pictures):
-        if picture is not None:
-            examples.setdefault(str(c), []).append(picture)
+    for (c, _), example in zip(chosen, shown):
+        if example is not None:
+            examples.setdefault(str(c), []).append(example)
     return examples
 
 
@@ -130,12 +131,12 @@ def _pictures(run: RunFile, ids: list[str], notes: list[str], side: int = PICTUR
     missing = [k for k, picture in enumerate(pictures) if picture is None]
     found = image_samples(run, [ids[k] for k in missing], notes, "no images on the review page") if missing else None
     if found is not None:
-        from noisyctl.report.figures import _as_image
+        from noisyctl.report.figures import image_array
 
         samples, positions = found
         for k, index in zip(missing, positions):
             pictures[k] = _file_picture(samples.picture(index), side)
-            image = None if pictures[k] is not None else _as_image(samples.load(index))
+            image = None if pictures[k] is not None else image_array(samples.load(index))
             if image is not None:
                 pictures[k] = _data_uri(np.round(image * 255).astype(np.uint8))
     return pictures
