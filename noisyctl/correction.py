@@ -1,11 +1,10 @@
-"""Proposing labels (correctors), applying them, and the human-review CSV round trip."""
+"""Proposing labels (correctors) and applying them; ``noisyctl.review`` sends what a corrector is
+not sure of to a person and reads the review back."""
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,19 +12,11 @@ import numpy as np
 from noisyctl import plugins
 from noisyctl.api import Correction, Corrector
 from noisyctl.errors import NoisyctlError
-from noisyctl.detection import detector_decision, suspect_texts
+from noisyctl.detection import detector_decision
 from noisyctl.estimate import decided_noisy, run_noise_rate
-from noisyctl.fileio import atomic_output, csv_cell, csv_value
 from noisyctl.metrics import ranking
-from noisyctl.store import RUN, Labels, RunFile, get_attr, open_checked
+from noisyctl.store import Labels, RunFile
 
-REVIEW_COLUMNS = ("rank", "id", "path", "given_label", "proposed_label", "confidence", "score", "reviewed_label")
-REMOVE = "remove"  # a reviewed_label that removes the sample, as prune does
-# An audit's review (correct --audit N) says in this column which rows a detector flagged and which
-# were drawn at random from the rest.
-AUDIT_COLUMN, FLAGGED, RANDOM = "sample", "flagged", "random"
-# --export to one of these writes the review page instead of the CSV.
-REVIEW_PAGE_SUFFIXES = (".html", ".htm")
 
 
 @dataclass
@@ -122,11 +113,6 @@ def proposal_quality(labels: Labels, proposal: Correction, flagged: np.ndarray,
     return quality
 
 
-def _mask(values: np.ndarray | None, n: int) -> np.ndarray:
-    """A copy of an optional per-sample mark, or all False when the file has none."""
-    return np.zeros(n, dtype=bool) if values is None else values.copy()
-
-
 def decide(labels: Labels, proposal: Correction, flagged: np.ndarray, min_confidence: float,
            noise_shown: bool = True) -> dict[str, np.ndarray]:
     """The flagged samples in three groups: ``relabeled`` (a sure proposal of another label),
@@ -147,24 +133,13 @@ def apply_correction(labels: Labels, proposed: np.ndarray, apply_to: np.ndarray,
     ``remove`` marks samples to leave out of training (as prune does)."""
     changed = apply_to & (proposed != labels.given_labels)
     given = np.where(changed, proposed, labels.given_labels)
-    corrected = replace(labels, given_labels=given, corrected=_mask(labels.corrected, len(given)) | changed,
+    corrected = replace(labels, given_labels=given, corrected=labels.mark("corrected") | changed,
                         correction={"by": by, "changed": int(changed.sum()), "from": source})
     if remove is not None and remove.any():
-        corrected = replace(corrected, removed=_mask(labels.removed, len(given)) | remove,
+        corrected = replace(corrected, removed=labels.mark("removed") | remove,
                             pruning=labels.pruning or {"detector": None, "rule": f"unsure {by}",
                                                        "removed": int(remove.sum()), "from": source})
     return corrected
-
-
-def sample_path(dataset: dict[str, Any], sample_id: str) -> str:
-    """Where a sample's file is, when its id is a path under the dataset root (image folders)."""
-    root = dataset.get("root")
-    if root:
-        path = Path(root) / sample_id
-        # The id comes from a file that may have been sent from elsewhere: never point outside the root.
-        if path.resolve().is_relative_to(Path(root).resolve()) and path.is_file():
-            return str(path)
-    return ""
 
 
 # Where a corrector that reads the run's own model is unsure of at least this many flagged samples,
@@ -198,222 +173,3 @@ def corrector_hint(run: RunFile, corrector: str, groups: dict[str, np.ndarray], 
             "seconds": None if seconds is None else float(np.nansum(seconds))}
 
 
-def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, proposal: Correction,
-                  chosen: np.ndarray, applies_to: Path, audit: int = 0) -> dict[str, Any]:
-    """The ``chosen`` samples (a mask), most suspect first, for a person to judge: a review page where
-    ``path`` ends in .html (``noisyctl.report.review``: the samples' images or texts, and a button that
-    writes the review CSV), else the review CSV itself; either way ``import-review`` reads the CSV
-    into the labels file ``applies_to``. With ``audit``, that many samples drawn at random from the
-    rest follow them (``audit_sample``), and a ``sample`` column says which rows are which: the
-    review then measures the noise rate (``Review.audit``)."""
-    rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
-    drawn = audit_sample(labels, scores, chosen, audit) if audit else np.array([], dtype=np.int64)
-    strata = [FLAGGED] * len(rows) + [RANDOM] * len(drawn) if audit else None
-    rows = np.concatenate([rows, drawn]).astype(np.int64)
-    ids = [labels.ids[i] for i in rows]
-    texts = suspect_texts(run, ids)
-    columns, cells = review_table(labels, scores, proposal, rows, texts, strata)
-    result: dict[str, Any] = {"out": str(path), "rows": len(rows)}
-    if audit:
-        result["audit"] = {"flagged": int(len(rows) - len(drawn)), "random": int(len(drawn))}
-    if Path(path).suffix.lower() in REVIEW_PAGE_SUFFIXES:
-        from noisyctl.report.review import write_review_page
-
-        notes: list[str] = []
-        write_review_page(Path(path), run, columns, cells, labels, scores, proposal, rows, texts, applies_to, notes,
-                          strata)
-        result["notes"] = notes
-    else:
-        write_review_csv(Path(path), columns, cells)
-    return result
-
-
-def audit_sample(labels: Labels, scores: np.ndarray, chosen: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """``size`` samples (or all there are) drawn at random, in random order, from those a detector
-    judged (a finite score), not ``chosen`` for review and not removed: what a person checks to
-    measure the noise no detector flagged. The same run gives the same draw."""
-    removed = _mask(labels.removed, len(scores))
-    candidates = np.flatnonzero(~chosen & np.isfinite(scores) & ~removed)
-    rng = np.random.default_rng(seed)
-    return rng.permutation(candidates)[:size]
-
-
-def review_table(labels: Labels, scores: np.ndarray, proposal: Correction, rows: np.ndarray,
-                 texts: list[str] | None = None, strata: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
-    """The review CSV's header and, for the samples ``rows`` (most suspect first), their cells, with
-    ``reviewed_label`` last and empty for the reviewer; with ``texts`` (one per row, for text data) a
-    ``text`` column after the id shows what to judge, and with ``strata`` (one per row: FLAGGED or
-    RANDOM, an audit) a ``sample`` column after the rank says which rows a detector flagged. Cells
-    are ``csv_cell``s (safe in a spreadsheet)."""
-    names = labels.class_names
-    columns = list(REVIEW_COLUMNS)
-    if texts is not None:
-        columns.insert(columns.index("path"), "text")
-    if strata is not None:
-        columns.insert(columns.index("id"), AUDIT_COLUMN)
-    cells = []
-    for rank, i in enumerate(rows, start=1):
-        text = [] if texts is None else [csv_cell(texts[rank - 1])]
-        stratum = [] if strata is None else [strata[rank - 1]]
-        cells.append([str(rank), *stratum, csv_cell(labels.ids[i]), *text,
-                      csv_cell(sample_path(labels.dataset, labels.ids[i])), csv_cell(names[labels.given_labels[i]]),
-                      csv_cell(names[proposal.labels[i]]), f"{proposal.confidence[i]:.4f}", f"{scores[i]:.6g}", ""])
-    return columns, cells
-
-
-def write_review_csv(path: Path, columns: list[str], cells: list[list[str]]) -> None:
-    """The review table (``review_table``) as a CSV file, written atomically."""
-    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        writer.writerows(cells)
-
-
-def review_decision_cell(name: str, index: int) -> str:
-    """What a reviewed_label cell holds to set class ``name`` (index ``index``): its name, or its index
-    where ``read_review`` would read the name otherwise (spaces at its ends, which a cell loses,
-    or the word that removes the sample)."""
-    return str(index) if name != name.strip() or name.lower() == REMOVE else csv_cell(name)
-
-
-@dataclass
-class Review:
-    """A reviewed CSV (``correct --export``, ``reviewed_label`` filled in), read and checked against
-    the labels it applies to: each ``decision`` is a sample's index and its class, or REMOVE; an
-    audit's review also holds each row's ``strata`` (FLAGGED or RANDOM, by sample index, decided or
-    not)."""
-
-    path: Path
-    labels: Labels
-    decisions: list[tuple[int, int | str]]
-    strata: dict[int, str] | None = None
-
-    def applied(self) -> Labels:
-        """The labels with the review applied: a class sets and confirms a label, REMOVE removes the
-        sample, a row left empty leaves it alone."""
-        labels = self.labels
-        given = labels.given_labels.copy()
-        reviewed, removed = _mask(labels.reviewed, len(given)), _mask(labels.removed, len(given))
-        for i, decision in self.decisions:
-            if decision == REMOVE:
-                removed[i] = True
-            else:
-                given[i], reviewed[i], removed[i] = decision, True, False
-        changed = given != labels.given_labels
-        pruning = labels.pruning
-        if removed.any() and pruning is None:
-            pruning = {"detector": None, "rule": "review", "removed": int(removed.sum()), "from": str(self.path)}
-        corrected = _mask(labels.corrected, len(given)) | changed
-        # A review that brings every removed sample back leaves none removed (not the removals it undid).
-        return replace(labels, given_labels=given, reviewed=reviewed, corrected=corrected,
-                       removed=removed if removed.any() or labels.removed is not None else None, pruning=pruning,
-                       correction={"by": f"review:{self.path.name}", "changed": int(changed.sum()),
-                                   "from": str(self.path)})
-
-    def audit(self, run_path: Path | None = None) -> dict[str, Any] | None:
-        """The noise rate an audit's review measured (``audited_noise_rate``) over the samples the
-        labels hold (removed ones aside): the flagged rows stand for themselves, the random ones for
-        every other sample. A label set to another class or removed was wrong. None for a review
-        that is not an audit; where a stratum has no decided row, what is missing (``unmeasured``).
-        Where ``run_path`` is a run file, ``run_estimate`` beside it is what ``detect`` reads from
-        the run, and ``above_the_run`` says the audit's interval lies above that one's: noise the
-        models learned as the task."""
-        if self.strata is None:
-            return None
-        from noisyctl.estimate.audit import AuditStratum, audited_noise_rate
-
-        decided = dict(self.decisions)
-        given = self.labels.given_labels
-        strata = []
-        for name in (FLAGGED, RANDOM):
-            rows = [i for i, stratum in self.strata.items() if stratum == name]
-            judged = [i for i in rows if i in decided]
-            wrong = sum(decided[i] == REMOVE or decided[i] != given[i] for i in judged)
-            strata.append(AuditStratum(name, len(rows), len(judged), int(wrong)))
-        kept = int((~_mask(self.labels.removed, len(given))).sum())
-        strata[1] = replace(strata[1], population=max(0, kept - strata[0].population))
-        words = {"reviewed": {s.name: s.reviewed for s in strata}, "wrong": {s.name: s.wrong for s in strata},
-                 "samples": kept}
-        empty = [s.name for s in strata if s.population and not s.reviewed]
-        if empty:
-            return {**words, "unmeasured": f"no {' or '.join(empty)} row was decided"}
-        estimate = audited_noise_rate(strata)
-        audit = {**words, "rate": estimate.rate, "low": estimate.low, "high": estimate.high,
-                 "confidence": estimate.confidence}
-        read = None if run_path is None else estimate_of_run(run_path)
-        if read is not None:
-            audit["run_estimate"] = {"rate": read.rate, "low": read.low, "high": read.high}
-            audit["above_the_run"] = bool(estimate.low > read.high)
-        return audit
-
-
-def estimate_of_run(path: Path):
-    """The noise-rate estimate ``detect`` reads from the run file at ``path`` (``run_noise_rate``);
-    None where ``path`` is a labels file, or the run recorded no loss."""
-    with open_checked(path) as h5:
-        if get_attr(h5.attrs, "file_kind") != RUN:
-            return None
-    with RunFile(path) as run:
-        return run_noise_rate(run, None if run.threshold_samples is None else ~run.threshold_samples)
-
-
-def read_review(path: Path, labels: Labels) -> Review:
-    """Read a reviewed CSV against ``labels``: a ``reviewed_label`` is a class name or index, or
-    ``remove``; an empty one leaves the sample alone.
-
-    The whole file is refused (nothing is written), naming the line, when a row names an id or a label
-    that does not exist, names an id a second time, or has more or fewer cells than the header; a
-    file whose quoting is broken is refused too.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise NoisyctlError(f"review file {path} does not exist")
-    position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
-    classes = {name: c for c, name in enumerate(labels.class_names)}
-    decisions: list[tuple[int, int | str]] = []
-    strata: dict[int, str] | None = None
-    bad: list[str] = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            # Spreadsheets set to a comma-decimal locale save with ';' (or a tab): read what the header uses.
-            header = handle.readline()
-            handle.seek(0)
-            reader = csv.DictReader(handle, strict=True, delimiter=max(",;\t", key=header.count))
-            missing = {"id", "reviewed_label"} - set(reader.fieldnames or [])
-            if missing:
-                raise NoisyctlError(f"{path} lacks the column(s) {', '.join(sorted(missing))} "
-                                    f"(export one with `noisyctl correct RUN --export FILE`)")
-            if AUDIT_COLUMN in reader.fieldnames:
-                strata = {}
-            seen: dict[str, int] = {}
-            for row in reader:
-                line = reader.line_num
-                if None in row or None in row.values():
-                    bad.append(f"line {line} has {'more' if None in row else 'fewer'} cells than the header")
-                    continue
-                sample_id = csv_value(row["id"].strip())
-                if strata is not None and sample_id in position and row[AUDIT_COLUMN].strip() in (FLAGGED, RANDOM):
-                    strata[position[sample_id]] = row[AUDIT_COLUMN].strip()
-                decision = csv_value(row["reviewed_label"].strip())
-                if not decision:
-                    continue
-                if sample_id in seen:
-                    bad.append(f"line {line}: id '{sample_id}' was already reviewed on line {seen[sample_id]}")
-                    continue
-                seen[sample_id] = line
-                if sample_id not in position:
-                    bad.append(f"line {line}: id '{sample_id}' is not in the labels")
-                    continue
-                if decision.lower() == REMOVE:
-                    decisions.append((position[sample_id], REMOVE))
-                elif decision in classes or (decision.isdigit() and int(decision) < len(classes)):
-                    decisions.append((position[sample_id], classes[decision] if decision in classes else int(decision)))
-                else:
-                    bad.append(f"line {line}: label '{decision}' is not a class")
-    except UnicodeDecodeError:
-        raise NoisyctlError(f"{path} is not a UTF-8 CSV file (a spreadsheet saves one as 'CSV UTF-8')") from None
-    except csv.Error as exc:
-        raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
-    if bad:
-        raise NoisyctlError(f"{path}: {len(bad)} row(s) refused, nothing written; first: {bad[0]}")
-    return Review(path, labels, decisions, strata)

@@ -27,11 +27,11 @@ import h5py
 import numpy as np
 
 from noisyctl import plugins
-from noisyctl.correction import sample_path
 from noisyctl.data import load_dataset, sample_texts
 from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, csv_cell
+from noisyctl.review import sample_path
 from noisyctl.store import (RUN, Labels, RunFile, create_field, get_attr, new_file, open_checked, read_labels,
                             write_field)
 

@@ -494,6 +494,12 @@ class Labels:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def mark(self, name: str) -> np.ndarray:
+        """A copy of the per-sample bool mark ``name`` (removed, reviewed, corrected), all False where
+        the file has none."""
+        values = getattr(self, name)
+        return np.zeros(len(self.ids), dtype=bool) if values is None else values.copy()
+
     def subset(self, indices: np.ndarray) -> "Labels":
         """The same table for some samples only (per-sample arrays indexed, the rest kept)."""
         indices = np.asarray(indices)

@@ -318,7 +318,7 @@ def test_the_review_page_shows_each_suspect_and_writes_the_csv_import_review_rea
     # beside each label, three typical images of its class: the lowest scores, none of those under review
     assert set(data["examples"]) == {str(c) for c in data["given"] + data["proposed"]}
     assert all(len(pictures) == 3 for pictures in data["examples"].values())
-    from noisyctl.report.review import EXAMPLE_SIDE, _pictures
+    from noisyctl.report.review_page import EXAMPLE_SIDE, _pictures
 
     with RunFile(noisy_run) as run:
         scores, given_labels, ids = run.scores()["loss"], run.labels.given_labels, run.labels.ids
@@ -352,8 +352,8 @@ def test_the_review_page_holds_hostile_texts_as_data_and_names_classes_import_re
     line breaks: the page holds them as data, shows them as text, and writes them back as the CSV
     writer does; a class named "Remove", or with a space at its end, is written as its index."""
     from noisyctl.api import Correction
-    from noisyctl.correction import read_review, review_table
-    from noisyctl.report.review import write_review_page
+    from noisyctl.review import read_review, review_table
+    from noisyctl.report.review_page import write_review_page
     from noisyctl.store import Labels
 
     hostile = "</script><script>alert(1)</script>"
@@ -468,7 +468,7 @@ def test_review_page_pictures_are_upright_thumbnails_of_the_files(tmp_path):
 
     from PIL import Image
 
-    from noisyctl.report.review import PICTURE_SIDE, _file_picture
+    from noisyctl.report.review_page import PICTURE_SIDE, _file_picture
 
     def decoded(uri):
         return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))

@@ -238,7 +238,7 @@ def test_paths_named_in_files_cannot_reach_outside_the_dataset_root(cli, tmp_pat
 
     from PIL import Image
 
-    from noisyctl.correction import sample_path
+    from noisyctl.review import sample_path
 
     root = tmp_path / "images"
     for c in ("cat", "dog"):

@@ -13,12 +13,13 @@ from rich.table import Table
 from noisyctl.cli.common import (JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, duration_words, emit, require,
                                  require_not_negative, with_recipe)
 from noisyctl.cli.progress import step_progress
-from noisyctl.correction import (apply_correction, decide, export_review, flagged_samples, noise_shown,
-                                 proposal_quality, read_review, corrector_hint, run_corrector)
+from noisyctl.correction import (apply_correction, corrector_hint, decide, flagged_samples, noise_shown,
+                                 proposal_quality, run_corrector)
 from noisyctl.data import parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.pruning import stored_detector, whole_dataset_labels
 from noisyctl.relabel import training_progress
+from noisyctl.review import export_review, read_review
 from noisyctl.store import RunFile, read_labels, write_labels_file
 
 app = typer.Typer()

@@ -2,7 +2,7 @@
 image or text, its given and proposed labels, and buttons to decide; one self-contained HTML file
 that needs no server and writes the review CSV ``import-review`` reads.
 
-The page holds the CSV's own cells (``correction.review_table``) and only fills in reviewed_label,
+The page holds the CSV's own cells (``noisyctl.review.review_table``) and only fills in reviewed_label,
 so what it writes is what ``--export FILE.csv`` would have written with the same decisions.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import Correction
-from noisyctl.correction import RANDOM, review_decision_cell, sample_path
 from noisyctl.detection import suspect_texts
 from noisyctl.fileio import atomic_output
 from noisyctl.report import image_samples
+from noisyctl.review import RANDOM, review_decision_cell, sample_path
 from noisyctl.store import Labels, RunFile
 
 # The longer side of a picture on the page, in pixels: enough to judge a label, small enough that a
@@ -40,7 +40,7 @@ DATA_MARK = "__REVIEW_DATA__"
 def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[list[str]], labels: Labels,
                       scores: np.ndarray, proposal: Correction, rows: np.ndarray, texts: list[str] | None,
                       applies_to: Path, notes: list[str], strata: list[str] | None = None) -> None:
-    """Write the review page of the review table (``columns``, ``cells``: ``correction.review_table``
+    """Write the review page of the review table (``columns``, ``cells``: ``noisyctl.review.review_table``
     of the samples ``rows``, most suspect first) to ``path``, atomically; it tells the reviewer to
     import the CSV into the labels file ``applies_to``. ``texts`` (one per row, for text data) are
     shown as they are; images from their files, else from the dataset as loaded here (``notes`` gets
