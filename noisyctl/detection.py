@@ -19,7 +19,7 @@ from noisyctl.estimate import (FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHOR
                                run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
-from noisyctl.store import RunFile
+from noisyctl.store import RunFile, save_scores
 
 # The learned detector (trained on generated data only, see recipes/default-detector.yaml) ranks
 # first (best or within 0.02 mAP of the best in benchmarks/detectors.py); mean loss, EMA loss and
@@ -448,6 +448,117 @@ def gate_verdict(estimate: dict[str, Any], scores: np.ndarray, fail_above: float
     return {"passed": not reasons, "reason": "; ".join(reasons) or None, "warning": warning,
             "estimated_rate": estimate["rate"], "gate_on": gate_on, "compared_rate": compared,
             "above_score": above if fail_score is not None else None}
+
+
+@dataclass
+class Detection:
+    """What ``detect`` finds in a run: every detector's scores, the samples judged mislabeled, the
+    noise-rate estimate and the top suspects (``noisyctl.detect`` returns one).
+
+    Attributes
+    ----------
+    run : str
+        The run file.
+    ids : list of str, length N
+        The samples' ids, in the run's order.
+    class_names : list of str, length C
+    given_labels : np.ndarray of int, shape (N,)
+        The labels the model trained on.
+    true_labels : np.ndarray of int, shape (N,), or None
+        The clean labels, where ``synth`` made the noise.
+    scores : dict of str to np.ndarray of float, shape (N,)
+        Each detector's scores, higher = more likely mislabeled, NaN where it judged none.
+    primary : str
+        The detector that ranks the suspects (the first one run).
+    flagged : np.ndarray of bool, shape (N,)
+        The samples judged mislabeled: as many as the estimate counts, by the primary's scores (or
+        a detector's own decision where the run recorded no loss).
+    suggested : np.ndarray of int, shape (N,), or None
+        The class the model most often predicted instead of the given label (None without eval passes).
+    estimate : dict
+        The noise-rate estimate, as ``detect --json`` writes it: ``rate``, ``low``, ``high``,
+        ``evidence``, ``method``, ``words`` (what ``detect`` prints) and more.
+    suspects : list of dict
+        The ``top`` most suspect samples: rank, index, id, given, suggested, score (and text).
+    metrics : dict of str to dict, or None
+        Each detector's AUC, mAP and precision at k where the run knows the truth (``synth``).
+    not_run : dict of str to str
+        The default detectors the run lacks the dynamics for, and what they need.
+    outcomes : list of Outcome
+        The detectors' full results (descriptions, options, timings, provenance).
+    """
+
+    run: str
+    ids: list[str]
+    class_names: list[str]
+    given_labels: np.ndarray
+    true_labels: np.ndarray | None
+    scores: dict[str, np.ndarray]
+    primary: str
+    flagged: np.ndarray
+    suggested: np.ndarray | None
+    estimate: dict[str, Any]
+    suspects: list[dict[str, Any]]
+    metrics: dict[str, dict[str, Any]] | None
+    not_run: dict[str, str]
+    outcomes: list[Outcome] = field(repr=False, default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"Detection(run={self.run!r}, samples={len(self.ids):,}, primary={self.primary!r}, "
+                f"flagged={int(self.flagged.sum()):,}, estimate={self.estimate['words']!r})")
+
+    def to_frame(self):
+        """A pandas DataFrame, a row per sample, most suspect first: id, given and suggested class,
+        each detector's score, and whether it is flagged."""
+        import pandas as pd
+
+        frame = pd.DataFrame({"id": self.ids, "given": [self.class_names[c] for c in self.given_labels]})
+        if self.suggested is not None:
+            frame["suggested"] = [self.class_names[c] for c in self.suggested]
+        for name, values in self.scores.items():
+            frame[name] = values
+        frame["flagged"] = self.flagged
+        return frame.iloc[ranking(self.scores[self.primary])].reset_index(drop=True)
+
+
+def detect_run(path: str | Path, detectors: list[str] | None = None,
+               options: dict[str, dict[str, Any]] | None = None, top: int = 10, save: bool = True,
+               progress=None) -> Detection:
+    """Run ``detectors`` (default: ``DEFAULT_DETECTORS``, those the run has the dynamics for) on the
+    run file at ``path`` with their ``options`` (by name), estimate the noise, and list the ``top``
+    suspects; with ``save``, store the scores in the run (what ``correct``, ``prune`` and ``report``
+    read). ``progress(what, done, total)`` hears of each detector."""
+    path = Path(path)
+    with RunFile(path) as run:
+        skipped: dict[str, str] = {}
+        names = list(dict.fromkeys(detectors)) if detectors else None
+        if names is None:
+            names, skipped = default_detectors(run)
+        options = options or {}
+        outcomes = []
+        for done, name in enumerate(names):
+            if progress is not None:
+                progress(f"scoring {run.num_samples:,} samples with {name}", done, len(names))
+            outcomes.append(run_detector(run, name, options.get(name, {})))
+        suggestions = suggested_labels(run)
+        decided = noise_flags(run, outcomes)
+        estimate = estimate_noise(run, outcomes, suggestions, decided)
+        estimate["words"] = estimate_words(estimate)
+        detection = Detection(
+            run=str(path), ids=list(run.labels.ids), class_names=list(run.labels.class_names),
+            given_labels=np.asarray(run.given_labels), true_labels=run.labels.true_labels,
+            scores={o.name: o.result.scores for o in outcomes},
+            primary=outcomes[0].name, flagged=np.asarray(decided[0], dtype=bool), suggested=suggestions,
+            estimate=estimate, suspects=top_suspects(run, outcomes[0].result.scores, top, suggestions),
+            metrics=None if run.labels.is_noisy is None else {o.name: o.metrics for o in outcomes},
+            not_run=skipped, outcomes=outcomes)
+        identity = run.identity
+    if save:
+        save_scores(path, {o.name: {"scores": o.result.scores, "flagged": o.result.flagged,
+                                    "description": o.description, "options": o.options, "info": o.result.info,
+                                    "plugin": o.provenance}
+                           for o in outcomes}, scored=identity)
+    return detection
 
 
 def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarray | None) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,43 @@ def test_pipeline_step_by_step_with_tables(cli, tmp_path):
     assert "estimated noise" in out
     report = cli.json("report", run)
     assert report["estimate"]["by"].startswith("learned") and report["estimate"]["true_rate"] == pytest.approx(0.2, abs=0.001)
+
+
+def test_noisyctl_detect_in_python_reads_what_the_command_reads(cli, digits_run, tmp_path):
+    """For a notebook: noisyctl.detect(run) runs detect's detectors and returns its scores, flags,
+    estimate and suspects, the same as `noisyctl detect --json`, and a DataFrame of every sample."""
+    import shutil
+
+    import noisyctl
+    from noisyctl.errors import NoisyctlError
+    from noisyctl.store import RunFile
+
+    run = Path(shutil.copy(digits_run, tmp_path / "run.h5"))
+    with RunFile(run) as opened:
+        stored = {name: values.copy() for name, values in opened.scores().items()}
+    found = noisyctl.detect(run, save=False)
+    result = cli.json("detect", run, "--no-save")
+    assert found.primary == result["primary"] and list(found.scores) == list(result["detectors"])
+    for key in ("rate", "low", "high", "evidence", "count"):
+        assert found.estimate[key] == result["estimate"][key]
+    assert found.estimate["words"].startswith(("estimated noise", "no clear sign", "cannot tell"))
+    assert int(found.flagged.sum()) == result["estimate"]["count"]
+    assert [s["id"] for s in found.suspects] == [s["id"] for s in result["top"]]
+    assert {name: m["map"] for name, m in found.metrics.items()} == \
+        {name: d["metrics"]["map"] for name, d in result["detectors"].items()}
+    frame = found.to_frame()
+    assert len(frame) == result["samples"] and frame["id"][0] == result["top"][0]["id"]
+    assert frame["flagged"].sum() == result["estimate"]["count"] and "suggested" in frame
+    assert repr(found).startswith(f"Detection(run='{run}', samples=1,797")
+    with RunFile(run) as opened:  # save=False stored nothing
+        assert list(opened.scores()) == list(stored) and all(
+            np.array_equal(values, stored[name], equal_nan=True) for name, values in opened.scores().items())
+    smooth = noisyctl.detect(run, ["ema-loss"], {"ema-loss": {"alpha": 0.5}}, top=3)
+    assert smooth.outcomes[0].options == {"alpha": 0.5} and len(smooth.suspects) == 3
+    with RunFile(run) as opened:
+        assert list(opened.scores()) == ["ema-loss"]  # what correct, prune and report read
+    with pytest.raises(NoisyctlError, match="options for detectors not run: aum"):
+        noisyctl.detect(run, ["loss"], {"aum": {}})
 
 
 def test_every_command_speaks_json(cli, digits_run, tmp_path):

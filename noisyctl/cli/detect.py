@@ -12,11 +12,10 @@ from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require,
 from noisyctl.cli.progress import step_progress
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
-from noisyctl.detection import (DEFAULT_DETECTORS, GATE_ON, default_detectors, estimate_noise, gate_verdict,
-                                run_detector, suggested_labels, top_suspects)
+from noisyctl.detection import DEFAULT_DETECTORS, GATE_ON, default_detectors, detect_run, gate_verdict
 from noisyctl.errors import GateFailed, NoisyctlError
 from noisyctl.fileio import atomic_output, csv_cell
-from noisyctl.store import RunFile, save_scores
+from noisyctl.store import RunFile
 
 app = typer.Typer()
 
@@ -82,33 +81,19 @@ def detect(
         raise NoisyctlError("--fail-count and --fail-score go together: fail when more than COUNT samples "
                             "score above SCORE")
     with RunFile(run_path) as run_file:
-        skipped = {}
-        if p["detector"]:
-            names = list(dict.fromkeys(p["detector"]))
-        else:
-            names, skipped = default_detectors(run_file)
-        options = detector_options(p["detector_option"], names)
-        with step_progress(not p["json_output"]) as progress:
-            outcomes = []
-            for done, name in enumerate(names):
-                progress(f"scoring {run_file.num_samples:,} samples with {name}", done, len(names))
-                outcomes.append(run_detector(run_file, name, options[name]))
-        primary = outcomes[0]
-        suggestions = suggested_labels(run_file)
-        suspects = top_suspects(run_file, primary.result.scores, p["top"], suggestions)
-        estimate = estimate_noise(run_file, outcomes, suggestions)
-        truth = run_file.labels.is_noisy
-        if p["scores_out"] is not None:
-            write_scores_csv(Path(p["scores_out"]), run_file, {o.name: o.result.scores for o in outcomes})
-        samples, identity = run_file.num_samples, run_file.identity
-    if p["save"]:
-        save_scores(run_path, {o.name: {"scores": o.result.scores, "flagged": o.result.flagged,
-                                        "description": o.description, "options": o.options, "info": o.result.info,
-                                        "plugin": o.provenance}
-                               for o in outcomes}, scored=identity)
+        names, skipped = (list(dict.fromkeys(p["detector"])), {}) if p["detector"] else default_detectors(run_file)
+    with step_progress(not p["json_output"]) as progress:
+        found = detect_run(run_path, names, detector_options(p["detector_option"], names), p["top"], p["save"],
+                           progress)
+    if p["scores_out"] is not None:
+        with RunFile(run_path) as run_file:
+            write_scores_csv(Path(p["scores_out"]), run_file, found.scores)
+    outcomes, estimate, suspects = found.outcomes, found.estimate, found.suspects
+    primary = outcomes[0]
+    truth = found.true_labels
     result = {
-        "run": str(run_path), "samples": samples, "noisy": None if truth is None else int(truth.sum()),
-        "primary": primary.name,
+        "run": str(run_path), "samples": len(found.ids),
+        "noisy": None if truth is None else int((truth != found.given_labels).sum()), "primary": primary.name,
         "detectors": {o.name: {"description": o.description, "options": o.options, "seconds": o.seconds,
                                "flagged": None if o.result.flagged is None else int(o.result.flagged.sum()),
                                "metrics": o.metrics, "info": o.result.info, "plugin": o.provenance}
@@ -120,7 +105,7 @@ def detect(
                                   p["fail_score"])
 
     def render(console):
-        console.print(metrics_table(result["detectors"], result["noisy"], samples))
+        console.print(metrics_table(result["detectors"], result["noisy"], result["samples"]))
         console.print(estimate_text(estimate))
         for o in outcomes:
             if o.result.info.get("note"):
