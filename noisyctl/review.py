@@ -54,16 +54,15 @@ def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, 
     ids = [labels.ids[i] for i in rows]
     texts = suspect_texts(run, ids)
     columns, cells = review_table(labels, scores, proposal, rows, texts, strata)
-    result: dict[str, Any] = {"out": str(path), "rows": len(rows)}
+    page = Path(path).suffix.lower() in REVIEW_PAGE_SUFFIXES
+    result: dict[str, Any] = {"out": str(path), "rows": len(rows), "page": page, "notes": []}
     if audit:
         result["audit"] = {"flagged": int(len(rows) - len(drawn)), "random": int(len(drawn))}
-    if Path(path).suffix.lower() in REVIEW_PAGE_SUFFIXES:
+    if page:
         from noisyctl.report.review_page import write_review_page
 
-        notes: list[str] = []
-        write_review_page(Path(path), run, columns, cells, labels, scores, proposal, rows, texts, applies_to, notes,
-                          strata)
-        result["notes"] = notes
+        write_review_page(Path(path), run, columns, cells, labels, scores, proposal, rows, texts, applies_to,
+                          result["notes"], strata)
     else:
         write_review_csv(Path(path), columns, cells)
     return result

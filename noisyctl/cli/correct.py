@@ -146,7 +146,7 @@ def correct(
             rows = f"{exported['rows']:,}"
             if "audit" in exported:
                 rows += f" ({exported['audit']['flagged']:,} flagged, {exported['audit']['random']:,} drawn at random)"
-        if exported and "notes" in exported:
+        if exported and exported["page"]:
             table.add_row("review page", f"{rows} samples -> {exported['out']} (open it in a browser: it writes "
                                          f"{Path(exported['out']).with_suffix('.csv').name} for import-review)")
         elif exported:
@@ -162,7 +162,7 @@ def correct(
                 other = f"-c retrained asks a model that never learned them (one training more{took})"
             console.print(f"{p['corrector']} is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged "
                           f"samples: it reads the model that trained on their labels. {other}.", highlight=False)
-        for note in exported["notes"] if exported and "notes" in exported else []:
+        for note in exported["notes"] if exported else []:
             console.print(f"note: {note}", highlight=False, markup=False)
 
     return emit(ctx, result, render, p["json_output"])
@@ -200,9 +200,9 @@ def import_review(
                       f"{result['removed']:,} samples removed -> {out_path}")
         audit = result["audit"]
         if audit:
-            wrong, reviewed = audit["wrong"], audit["reviewed"]
-            flagged = f"{wrong['flagged']:,} of {reviewed['flagged']:,} flagged and " if reviewed["flagged"] else ""
-            checked = f"{flagged}{wrong['random']:,} of {reviewed['random']:,} random samples had a wrong label"
+            wrong, decided = audit["wrong"], audit["reviewed"]
+            flagged = f"{wrong['flagged']:,} of {decided['flagged']:,} flagged and " if decided["flagged"] else ""
+            checked = f"{flagged}{wrong['random']:,} of {decided['random']:,} random samples had a wrong label"
             if "unmeasured" in audit:
                 console.print(f"audit: {checked}; no noise rate: {audit['unmeasured']}", highlight=False)
             else:
