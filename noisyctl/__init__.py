@@ -35,11 +35,7 @@ def detect(run, detectors=None, detector_options=None, top: int = 10, save: bool
         Store the scores in the run, for ``correct``, ``prune`` and ``report``.
     """
     from noisyctl.detection import detect_run
-    from noisyctl.errors import NoisyctlError
 
-    unknown = set(detector_options or {}) - set(detectors or [])
-    if detectors and unknown:
-        raise NoisyctlError(f"options for detectors not run: {', '.join(sorted(unknown))}")
     return detect_run(run, detectors, detector_options, top, save)
 
 

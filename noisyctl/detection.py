@@ -535,6 +535,9 @@ def detect_run(path: str | Path, detectors: list[str] | None = None,
         if names is None:
             names, skipped = default_detectors(run)
         options = options or {}
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise NoisyctlError(f"options for detectors not run: {', '.join(unknown)} (running {', '.join(names)})")
         outcomes = []
         for done, name in enumerate(names):
             if progress is not None:
