@@ -280,17 +280,26 @@ def review_page_data(page) -> dict:
     return json.loads(text[start:text.index("</script>", start)])
 
 
-def csv_the_page_writes(page, decisions: dict) -> str:
-    """The review CSV the page's own script writes for ``decisions`` (row -> class index or "remove"),
-    run in node as a browser runs it."""
+def run_the_page_s_script(page, expression: str) -> str:
+    """What the page's own CSV script (``reviewCsv``, ``decisionsFromCsv``) gives for ``expression``,
+    in which ``data`` is the page's data, run in node as a browser runs it."""
     text = page.read_text(encoding="utf-8")
     start = text.index(">", text.index('<script id="review-csv">')) + 1
     script = text[start:text.index("</script>", start)]
     data = text[text.index(">", text.index('<script id="review-data"')) + 1:]
     data = data[:data.index("</script>")]
-    program = f"{script}\nprocess.stdout.write(reviewCsv({data}, {json.dumps(decisions)}));\n"
+    program = f"{script}\nconst data = {data};\nprocess.stdout.write({expression});\n"
     # bytes: text mode would turn the CSV's \r\n line ends into \n
     return subprocess.run([NODE, "-e", program], capture_output=True, check=True).stdout.decode("utf-8")
+
+
+def csv_the_page_writes(page, decisions: dict) -> str:
+    """The review CSV the page writes for ``decisions`` (row -> class index or "remove"); the page
+    reads the same decisions back from it (to go on from a downloaded CSV)."""
+    written = run_the_page_s_script(page, f"reviewCsv(data, {json.dumps(decisions)})")
+    read_back = run_the_page_s_script(page, f"JSON.stringify(decisionsFromCsv(data, {json.dumps(written)}))")
+    assert json.loads(read_back) == {str(row): decision for row, decision in decisions.items()}
+    return written
 
 
 def csv_text(columns, rows) -> str:
