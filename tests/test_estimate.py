@@ -148,6 +148,9 @@ def test_correct_names_the_retrained_corrector_where_the_run_s_own_model_is_unsu
     words = " ".join(cli("correct", run_path).output.split())
     assert f"suggested is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged samples" in words
     assert hint["corrector"] == "retrained" and "-c retrained asks a model that never learned them" in words
+    assert f"{decided['review']:,} flagged samples are for a person to judge: add --export review.html" in words
+    exported = " ".join(cli("correct", run_path, "--export", tmp_path / "review.html").output.split())
+    assert "are for a person to judge" not in exported and "review page" in exported
     # A run that holds held-out models' probabilities (train --folds) names consensus, which reads them free
     from noisyctl.store import write_field
 

@@ -162,6 +162,10 @@ def correct(
                 other = f"-c retrained asks a model that never learned them (one training more{took})"
             console.print(f"{p['corrector']} is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged "
                           f"samples: it reads the model that trained on their labels. {other}.", highlight=False)
+        if d["review"] and not exported:
+            # the samples it was not sure of, without the way to show them to a person
+            console.print(f"{d['review']:,} flagged samples are for a person to judge: add --export review.html (a "
+                          "page that shows them and writes the review CSV)", highlight=False)
         for note in exported["notes"] if exported else []:
             console.print(f"note: {note}", highlight=False, markup=False)
 
