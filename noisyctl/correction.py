@@ -13,7 +13,7 @@ from noisyctl import plugins
 from noisyctl.api import Correction, Corrector
 from noisyctl.errors import NoisyctlError
 from noisyctl.detection import detector_decision
-from noisyctl.estimate import decided_noisy, run_noise_rate
+from noisyctl.estimate import decided_noisy, run_held_out_label_probability, run_noise_rate
 from noisyctl.metrics import ranking
 from noisyctl.store import Labels, RunFile
 
@@ -159,7 +159,7 @@ def corrector_hint(run: RunFile, corrector: str, groups: dict[str, np.ndarray], 
     (``shown``), and the run holds held-out models or can be trained again (noisyctl trained it on
     all its samples); else None."""
     unsure, sure = int(groups["review"].sum()), int(groups["relabeled"].sum())
-    held_out = run.probabilities("out_of_fold") is not None
+    held_out = run_held_out_label_probability(run) is not None  # read once, when noise_shown estimated
     if (corrector == "retrained" or (corrector == "consensus" and held_out) or not shown
             or unsure < max(CORRECTOR_HINT_MIN, sure + 1)):
         return None

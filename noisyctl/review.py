@@ -24,6 +24,8 @@ REMOVE = "remove"  # a reviewed_label that removes the sample, as prune does
 # An audit's review (correct --audit N) says in this column which rows a detector flagged and which
 # were drawn at random from the rest.
 AUDIT_COLUMN, FLAGGED, RANDOM = "sample", "flagged", "random"
+# The review page shows this many typical samples of each label's class beside it.
+TYPICAL = 3
 # --export to one of these writes the review page instead of the CSV.
 REVIEW_PAGE_SUFFIXES = (".html", ".htm")
 
@@ -51,21 +53,37 @@ def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, 
     drawn = audit_sample(labels, scores, chosen, audit) if audit else np.array([], dtype=np.int64)
     strata = [FLAGGED] * len(rows) + [RANDOM] * len(drawn) if audit else None
     rows = np.concatenate([rows, drawn]).astype(np.int64)
-    ids = [labels.ids[i] for i in rows]
-    texts = suspect_texts(run, ids)
-    columns, cells = review_table(labels, scores, proposal, rows, texts, strata)
     page = Path(path).suffix.lower() in REVIEW_PAGE_SUFFIXES
+    shown = sorted(set(labels.given_labels[rows].tolist()) | set(proposal.labels[rows].tolist()))
+    typical = typical_samples(labels, scores, rows, shown) if page else []
+    # The rows' texts and the typical samples' in one read: a text dataset may take seconds to load.
+    found = suspect_texts(run, [labels.ids[i] for i in rows] + [labels.ids[i] for _, i in typical])
+    texts, typical_texts = (None, None) if found is None else (found[:len(rows)], found[len(rows):])
+    columns, cells = review_table(labels, scores, proposal, rows, texts, strata)
     result: dict[str, Any] = {"out": str(path), "rows": len(rows), "page": page, "notes": []}
     if audit:
         result["audit"] = {"flagged": int(len(rows) - len(drawn)), "random": int(len(drawn))}
     if page:
         from noisyctl.report.review_page import write_review_page
 
-        write_review_page(Path(path), run, columns, cells, labels, scores, proposal, rows, texts, applies_to,
-                          result["notes"], strata)
+        write_review_page(Path(path), run, columns, cells, labels, proposal, rows, texts, typical, typical_texts,
+                          applies_to, result["notes"], strata)
     else:
         write_review_csv(Path(path), columns, cells)
     return result
+
+
+def typical_samples(labels: Labels, scores: np.ndarray, rows: np.ndarray, classes: list[int]) -> list[tuple[int, int]]:
+    """For each of ``classes``, its TYPICAL most typical samples, as (class, sample index): given that
+    label, the lowest detector ``scores``, none of those under review (``rows``). The review page
+    shows them beside each label, to compare a sample with what its class looks like."""
+    under_review = np.zeros(len(scores), dtype=bool)
+    under_review[rows] = True
+    chosen = []
+    for c in classes:
+        members = np.flatnonzero((labels.given_labels == c) & np.isfinite(scores) & ~under_review)
+        chosen += [(c, int(i)) for i in members[np.argsort(scores[members], kind="stable")[:TYPICAL]]]
+    return chosen
 
 
 def audit_sample(labels: Labels, scores: np.ndarray, chosen: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -188,13 +206,15 @@ class Review:
 
 
 def estimate_of_run(path: Path):
-    """The noise-rate estimate ``detect`` reads from the run file at ``path`` (``run_noise_rate``);
-    None where ``path`` is a labels file, or the run recorded no loss."""
+    """The noise-rate estimate ``detect`` read from the run file at ``path`` (``run_noise_rate`` over
+    the samples its latest detect judged, as ``detect`` counts); None where ``path`` is a labels
+    file, or the run recorded no loss."""
     with open_checked(path) as h5:
         if get_attr(h5.attrs, "file_kind") != RUN:
             return None
     with RunFile(path) as run:
-        return run_noise_rate(run, None if run.threshold_samples is None else ~run.threshold_samples)
+        scores = run.scores()
+        return run_noise_rate(run, ~np.isnan(next(iter(scores.values()))) if scores else None)
 
 
 def read_review(path: Path, labels: Labels) -> Review:

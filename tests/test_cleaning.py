@@ -331,7 +331,8 @@ def test_the_review_page_shows_each_suspect_and_writes_the_csv_import_review_rea
         reviewed_rows = {ids.index(s["id"]) for s in data["samples"]}
         typical = [i for i in np.argsort(scores, kind="stable") if given_labels[i] == data["given"][0]
                    and i not in reviewed_rows][:3]
-        assert data["examples"][str(data["given"][0])] == _pictures(run, [ids[i] for i in typical], [], EXAMPLE_SIDE)
+        assert data["examples"][str(data["given"][0])] == _pictures(run, [ids[i] for i in typical], [],
+                                                                     [EXAMPLE_SIDE] * len(typical))
     assert f"--labels {noisy_run}" in data["command"]
     with RunFile(noisy_run) as run:
         labels = run.labels
@@ -369,8 +370,8 @@ def test_the_review_page_holds_hostile_texts_as_data_and_names_classes_import_re
     rows = np.array([1, 0, 2, 3])
     columns, cells = review_table(labels, np.array([0.4, 0.9, 0.3, 0.1]), proposal, rows, [texts[i] for i in rows])
     page = tmp_path / "review.html"
-    write_review_page(page, None, columns, cells, labels, np.array([0.4, 0.9, 0.3, 0.1]), proposal, rows,
-                      [texts[i] for i in rows], tmp_path / "labels.h5", [])
+    write_review_page(page, None, columns, cells, labels, proposal, rows, [texts[i] for i in rows], [], [],
+                      tmp_path / "labels.h5", [])
     assert hostile not in page.read_text(encoding="utf-8")
     data = review_page_data(page)
     assert [s["text"] for s in data["samples"]] == [texts[i] for i in rows]

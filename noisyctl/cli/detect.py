@@ -12,7 +12,7 @@ from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require,
 from noisyctl.cli.progress import step_progress
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
-from noisyctl.detection import DEFAULT_DETECTORS, GATE_ON, default_detectors, detect_run, gate_verdict
+from noisyctl.detection import DEFAULT_DETECTORS, GATE_ON, Detection, default_detectors, detect_run, gate_verdict
 from noisyctl.errors import GateFailed, NoisyctlError
 from noisyctl.fileio import atomic_output, csv_cell
 from noisyctl.store import RunFile
@@ -32,14 +32,14 @@ def detector_options(pairs: list[str], names: list[str]) -> dict[str, dict[str, 
     return options
 
 
-def write_scores_csv(path: Path, run: RunFile, scores: dict[str, Any]) -> None:
-    names = run.labels.class_names
+def write_scores_csv(path: Path, found: Detection) -> None:
+    names = found.class_names
     with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["sample_id", "given_label", *scores])
-        columns = list(scores.values())
-        for i, sample_id in enumerate(run.labels.ids):
-            writer.writerow([csv_cell(sample_id), csv_cell(names[run.given_labels[i]]),
+        writer.writerow(["sample_id", "given_label", *found.scores])
+        columns = list(found.scores.values())
+        for i, sample_id in enumerate(found.ids):
+            writer.writerow([csv_cell(sample_id), csv_cell(names[found.given_labels[i]]),
                              *(f"{c[i]:.6g}" for c in columns)])
 
 
@@ -86,8 +86,7 @@ def detect(
         found = detect_run(run_path, names, detector_options(p["detector_option"], names), p["top"], p["save"],
                            progress)
     if p["scores_out"] is not None:
-        with RunFile(run_path) as run_file:
-            write_scores_csv(Path(p["scores_out"]), run_file, found.scores)
+        write_scores_csv(Path(p["scores_out"]), found)
     outcomes, estimate, suspects = found.outcomes, found.estimate, found.suspects
     primary = outcomes[0]
     truth = found.true_labels

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import Correction
-from noisyctl.detection import suspect_texts
 from noisyctl.fileio import atomic_output
 from noisyctl.report import image_samples
 from noisyctl.review import RANDOM, review_decision_cell, sample_path
@@ -31,27 +30,37 @@ PICTURE_SIDE = 256
 # Past this many samples a page shows them at half that side, about a third of the bytes a photo: a
 # page of 10,000 photos (20% of 50,000 flagged) then holds some 60 MB instead of 180.
 MANY_PICTURES = 1000
-# Beside each label, this many of its class's most typical images (the lowest scores), this small, or
-# the start of as many of its texts.
-EXAMPLES, EXAMPLE_SIDE, EXAMPLE_CHARACTERS = 3, 96, 160
+# Beside each label, its class's typical images (``noisyctl.review.typical_samples``) this small, or
+# the start of its typical texts.
+EXAMPLE_SIDE, EXAMPLE_CHARACTERS = 96, 160
 DATA_MARK = "__REVIEW_DATA__"
 
 
 def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[list[str]], labels: Labels,
-                      scores: np.ndarray, proposal: Correction, rows: np.ndarray, texts: list[str] | None,
-                      applies_to: Path, notes: list[str], strata: list[str] | None = None) -> None:
+                      proposal: Correction, rows: np.ndarray, texts: list[str] | None,
+                      typical: list[tuple[int, int]], typical_texts: list[str] | None, applies_to: Path,
+                      notes: list[str], strata: list[str] | None = None) -> None:
     """Write the review page of the review table (``columns``, ``cells``: ``noisyctl.review.review_table``
     of the samples ``rows``, most suspect first) to ``path``, atomically; it tells the reviewer to
     import the CSV into the labels file ``applies_to``. ``texts`` (one per row, for text data) are
     shown as they are; images from their files, else from the dataset as loaded here (``notes`` gets
-    why they are not, where they are not), each label beside typical images of its class (the
-    lowest ``scores``). ``strata`` (an audit's, one per row) mark the samples drawn at random."""
+    why they are not, where they are not). Each label stands beside the ``typical`` samples of its
+    class (``noisyctl.review.typical_samples``: (class, sample index); their ``typical_texts`` for
+    text data). ``strata`` (an audit's, one per row) mark the samples drawn at random."""
     ids = [labels.ids[i] for i in rows]
-    side = PICTURE_SIDE if len(ids) <= MANY_PICTURES else PICTURE_SIDE // 2
-    pictures = [None] * len(ids) if texts is not None else _pictures(run, ids, notes, side)
-    shown_classes = sorted(set(labels.given_labels[rows].tolist()) | set(proposal.labels[rows].tolist()))
-    examples = {} if texts is None and not any(pictures) else _examples(run, labels, scores, rows, shown_classes,
-                                                                        texts is not None)
+    if texts is None:  # the rows' images and the typical ones, from one load of the data at most
+        side = PICTURE_SIDE if len(ids) <= MANY_PICTURES else PICTURE_SIDE // 2
+        found = _pictures(run, ids + [labels.ids[i] for _, i in typical], notes,
+                          [side] * len(ids) + [EXAMPLE_SIDE] * len(typical))
+        pictures, shown = found[:len(ids)], found[len(ids):]
+    else:
+        pictures = [None] * len(ids)
+        shown = [None if t is None else t[:EXAMPLE_CHARACTERS] + ("…" if len(t) > EXAMPLE_CHARACTERS else "")
+                 for t in typical_texts or [None] * len(typical)]
+    examples: dict[str, list[str]] = {}
+    for (c, _), example in zip(typical, shown):
+        if example is not None:
+            examples.setdefault(str(c), []).append(example)
     data = {
         "title": _title(len(ids), 0 if strata is None else strata.count(RANDOM), labels.dataset.get("name")),
         "command": f"noisyctl import-review {path.with_suffix('.csv').name} --labels {shlex.quote(str(applies_to))} "
@@ -96,38 +105,13 @@ def _script_json(data: dict) -> str:
         "&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _examples(run: RunFile, labels: Labels, scores: np.ndarray, rows: np.ndarray, classes: list[int],
-              text: bool) -> dict[str, list[str]]:
-    """For each of ``classes`` (by index, as a string), its EXAMPLES most typical samples: given that
-    label, the lowest detector ``scores``, none of those under review (``rows``); as pictures, or
-    with ``text`` as the start of their texts (EXAMPLE_CHARACTERS)."""
-    under_review = np.zeros(len(scores), dtype=bool)
-    under_review[rows] = True
-    chosen = []
-    for c in classes:
-        members = np.flatnonzero((labels.given_labels == c) & np.isfinite(scores) & ~under_review)
-        chosen += [(c, i) for i in members[np.argsort(scores[members], kind="stable")[:EXAMPLES]]]
-    ids = [labels.ids[i] for _, i in chosen]
-    if text:
-        found = suspect_texts(run, ids) or [None] * len(ids)
-        shown = [None if t is None else t[:EXAMPLE_CHARACTERS] + ("…" if len(t) > EXAMPLE_CHARACTERS else "")
-                 for t in found]
-    else:
-        shown = _pictures(run, ids, [], EXAMPLE_SIDE)
-    examples: dict[str, list[str]] = {}
-    for (c, _), example in zip(chosen, shown):
-        if example is not None:
-            examples.setdefault(str(c), []).append(example)
-    return examples
-
-
-def _pictures(run: RunFile, ids: list[str], notes: list[str], side: int = PICTURE_SIDE) -> list[str | None]:
-    """Each sample's image as a data URI: its file where the dataset root holds one (no need to
-    load the dataset), else what the dataset shows (``SampleSet.picture``: a Hub dataset's encoded
-    bytes), else the input it loads (CIFAR, MNIST, arrays, the built-ins); None where none is to be
-    had."""
+def _pictures(run: RunFile, ids: list[str], notes: list[str], sides: list[int]) -> list[str | None]:
+    """Each sample's image as a data URI, at most ``sides`` (one per id) pixels: its file where the
+    dataset root holds one (no need to load the dataset), else what the dataset shows
+    (``SampleSet.picture``: a Hub dataset's encoded bytes), else the input it loads (CIFAR, MNIST,
+    arrays, the built-ins); None where none is to be had."""
     dataset = run.labels.dataset
-    pictures = [_file_picture(sample_path(dataset, sample_id), side) for sample_id in ids]
+    pictures = [_file_picture(sample_path(dataset, sample_id), side) for sample_id, side in zip(ids, sides)]
     missing = [k for k, picture in enumerate(pictures) if picture is None]
     found = image_samples(run, [ids[k] for k in missing], notes, "no images on the review page") if missing else None
     if found is not None:
@@ -135,7 +119,7 @@ def _pictures(run: RunFile, ids: list[str], notes: list[str], side: int = PICTUR
 
         samples, positions = found
         for k, index in zip(missing, positions):
-            pictures[k] = _file_picture(samples.picture(index), side)
+            pictures[k] = _file_picture(samples.picture(index), sides[k])
             image = None if pictures[k] is not None else image_array(samples.load(index))
             if image is not None:
                 pictures[k] = _data_uri(np.round(image * 255).astype(np.uint8))
