@@ -23,6 +23,7 @@ from noisyctl.estimate import (NoiseRateEstimate, estimate_noise_rate, gmm_noisy
                                run_noise_rate)
 from noisyctl.fileio import atomic_output
 from noisyctl.hookspecs import hookimpl
+from noisyctl.label_studio import annotation_choices, answered_annotations, is_label_studio_export
 from noisyctl.prototypes import prototype_labels
 from noisyctl.recipe import read_yaml_file
 
@@ -35,6 +36,7 @@ __all__ = [
     "held_out_noise_rate", "loss_evidence", "presented_mean", "NoiseRateEstimate",
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
     "prototype_labels", "atomic_output", "read_yaml_file", "NOISYCTL_VERSION",
+    "is_label_studio_export", "answered_annotations", "annotation_choices",
 ]
 
 

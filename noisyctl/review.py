@@ -1,11 +1,11 @@
-"""The human review: the samples a person should judge, as the review CSV or a page that writes it
-(``correct --export``), and the CSV read back (``import-review``), with the noise rate an audit's
+"""The human review: the samples a person should judge, as the review CSV, a page that writes it or
+Label Studio tasks (``correct --export``), and the review read back (``import-review``), with the noise rate an audit's
 review measures (``correct --audit``)."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,12 @@ AUDIT_COLUMN, FLAGGED, RANDOM = "sample", "flagged", "random"
 TYPICAL = 3
 # --export to one of these writes the review page instead of the CSV.
 REVIEW_PAGE_SUFFIXES = (".html", ".htm")
+# --export to this writes Label Studio tasks (``noisyctl.report.review_label_studio``), import-review reads their export.
+LABEL_STUDIO_SUFFIX = ".json"
+# In Label Studio's exports of those tasks, the sample's id (their ``id`` is the task's) and, in an
+# audit's, how many rows were flagged: Label Studio exports only the tasks someone judged, and the
+# audited rate needs the number flagged, judged or not.
+SAMPLE_ID, FLAGGED_ROWS = "sample_id", "flagged_rows"
 
 
 def sample_path(dataset: dict[str, Any], sample_id: str) -> str:
@@ -45,22 +51,24 @@ def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, 
                   chosen: np.ndarray, applies_to: Path, audit: int = 0) -> dict[str, Any]:
     """The ``chosen`` samples (a mask), most suspect first, for a person to judge: a review page where
     ``path`` ends in .html (``noisyctl.report.review_page``: the samples' images or texts, and a button that
-    writes the review CSV), else the review CSV itself; either way ``import-review`` reads the CSV
-    into the labels file ``applies_to``. With ``audit``, that many samples drawn at random from the
+    writes the review CSV), Label Studio tasks where it ends in .json (``noisyctl.report.review_label_studio``,
+    for a team), else the review CSV itself; ``import-review`` reads the CSV, or Label Studio's
+    export, into the labels file ``applies_to``. With ``audit``, that many samples drawn at random from the
     rest follow them (``audit_sample``), and a ``sample`` column says which rows are which: the
     review then measures the noise rate (``Review.audit``)."""
     rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
     drawn = audit_sample(labels, scores, chosen, audit) if audit else np.array([], dtype=np.int64)
     strata = [FLAGGED] * len(rows) + [RANDOM] * len(drawn) if audit else None
     rows = np.concatenate([rows, drawn]).astype(np.int64)
-    page = Path(path).suffix.lower() in REVIEW_PAGE_SUFFIXES
+    suffix = Path(path).suffix.lower()
+    page = suffix in REVIEW_PAGE_SUFFIXES
     shown = sorted(set(labels.given_labels[rows].tolist()) | set(proposal.labels[rows].tolist()))
     typical = typical_samples(labels, scores, rows, shown) if page else []
     # The rows' texts and the typical samples' in one read: a text dataset may take seconds to load.
     found = suspect_texts(run, [labels.ids[i] for i in rows] + [labels.ids[i] for _, i in typical])
     texts, typical_texts = (None, None) if found is None else (found[:len(rows)], found[len(rows):])
     columns, cells = review_table(labels, scores, proposal, rows, texts, strata)
-    result: dict[str, Any] = {"out": str(path), "rows": len(rows), "page": page, "notes": []}
+    result: dict[str, Any] = {"out": str(path), "rows": len(rows), "page": page, "label_studio": None, "notes": []}
     if audit:
         result["audit"] = {"flagged": int(len(rows) - len(drawn)), "random": int(len(drawn))}
     if page:
@@ -68,6 +76,12 @@ def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, 
 
         write_review_page(Path(path), run, columns, cells, labels, proposal, rows, texts, typical, typical_texts,
                           applies_to, result["notes"], strata)
+    elif suffix == LABEL_STUDIO_SUFFIX:
+        from noisyctl.report.review_label_studio import write_label_studio_tasks
+
+        config = write_label_studio_tasks(Path(path), run, columns, cells, labels, proposal, rows, texts,
+                                          result["notes"], strata)
+        result["label_studio"] = {"tasks": str(path), "labeling_interface": str(config)}
     else:
         write_review_csv(Path(path), columns, cells)
     return result
@@ -127,24 +141,32 @@ def write_review_csv(path: Path, columns: list[str], cells: list[list[str]]) -> 
         writer.writerows(cells)
 
 
+def review_decision(name: str, index: int) -> str:
+    """What a review holds to set class ``name`` (index ``index``): its name, or its index where
+    ``read_review`` would read the name otherwise (spaces at its ends, which it strips, or the word
+    that removes the sample)."""
+    return str(index) if name != name.strip() or name.lower() == REMOVE else name
+
+
 def review_decision_cell(name: str, index: int) -> str:
-    """What a reviewed_label cell holds to set class ``name`` (index ``index``): its name, or its index
-    where ``read_review`` would read the name otherwise (spaces at its ends, which a cell loses,
-    or the word that removes the sample)."""
-    return str(index) if name != name.strip() or name.lower() == REMOVE else csv_cell(name)
+    """``review_decision`` as a reviewed_label cell of the review CSV."""
+    return csv_cell(review_decision(name, index))
 
 
 @dataclass
 class Review:
-    """A reviewed CSV (``correct --export``, ``reviewed_label`` filled in), read and checked against
-    the labels it applies to: each ``decision`` is a sample's index and its class, or REMOVE; an
-    audit's review also holds each row's ``strata`` (FLAGGED or RANDOM, by sample index, decided or
-    not)."""
+    """A review (``read_review``), read and checked against the labels it applies to: each ``decision``
+    is a sample's index and its class, or REMOVE; ``disagreed`` are the samples whose reviewers
+    decided differently, left alone. An audit's review also holds each row's ``strata`` (FLAGGED or
+    RANDOM, by sample index, decided or not) and, from Label Studio, which exports only the tasks
+    someone judged, the number of ``flagged_rows`` the review held."""
 
     path: Path
     labels: Labels
     decisions: list[tuple[int, int | str]]
     strata: dict[int, str] | None = None
+    disagreed: list[int] = field(default_factory=list)
+    flagged_rows: int | None = None
 
     def applied(self) -> Labels:
         """The labels with the review applied: a class sets and confirms a label, REMOVE removes the
@@ -188,6 +210,8 @@ class Review:
             judged = [i for i in rows if i in decided]
             wrong = sum(decided[i] == REMOVE or decided[i] != given[i] for i in judged)
             strata.append(AuditStratum(name, len(rows), len(judged), int(wrong)))
+        if self.flagged_rows is not None:
+            strata[0] = replace(strata[0], population=max(self.flagged_rows, strata[0].population))
         kept = int((~self.labels.mark("removed")).sum())
         strata[1] = replace(strata[1], population=max(0, kept - strata[0].population))
         words = {"reviewed": {s.name: s.reviewed for s in strata}, "wrong": {s.name: s.wrong for s in strata},
@@ -218,62 +242,113 @@ def estimate_of_run(path: Path):
 
 
 def read_review(path: Path, labels: Labels) -> Review:
-    """Read a reviewed CSV against ``labels``: a ``reviewed_label`` is a class name or index, or
-    ``remove``; an empty one leaves the sample alone.
+    """Read a review against ``labels``: the CSV ``correct --export`` wrote, ``reviewed_label`` filled in
+    (a class name or index, or ``remove``; an empty one leaves the sample alone), or a Label Studio
+    export of the tasks ``correct --export FILE.json`` wrote (``noisyctl.report.review_label_studio``: JSON,
+    JSON-MIN or CSV), where several people may have judged a sample: their decision where they agree,
+    else the sample is left alone and counted in ``disagreed``.
 
-    The whole file is refused (nothing is written), naming the line, when a row names an id or a label
-    that does not exist, names an id a second time, or has more or fewer cells than the header; a
-    file whose quoting is broken is refused too.
+    The whole file is refused (nothing is written), naming the line or task, when a row names an id or
+    a label that does not exist, a CSV of ours names an id a second time, or a row has more or fewer
+    cells than the header; a file whose quoting is broken is refused too.
     """
     path = Path(path)
     if not path.is_file():
         raise NoisyctlError(f"review file {path} does not exist")
-    position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
-    classes = {name: c for c, name in enumerate(labels.class_names)}
-    decisions: list[tuple[int, int | str]] = []
-    strata: dict[int, str] | None = None
-    bad: list[str] = []
+    if path.suffix.lower() == LABEL_STUDIO_SUFFIX:
+        from noisyctl.report.review_label_studio import label_studio_entries
+
+        entries, flagged_rows = label_studio_entries(path)
+        return _review(path, labels, entries, several_per_sample=True, flagged_rows=flagged_rows)
+    entries, from_label_studio, flagged_rows = _csv_entries(path)
+    return _review(path, labels, entries, several_per_sample=from_label_studio, flagged_rows=flagged_rows)
+
+
+@dataclass
+class ReviewEntry:
+    """One decision on one sample as a review file holds it: ``where`` it is (for errors: "line 3",
+    "task 12"), the sample's id, the reviewed label as written ('' where the reviewer left or skipped
+    it) and, in an audit, the sample's ``stratum``; ``problem`` where the row itself is unreadable."""
+
+    where: str
+    sample_id: str
+    decision: str
+    stratum: str | None = None
+    problem: str = ""
+
+
+def _csv_entries(path: Path) -> tuple[list[ReviewEntry], bool, int | None]:
+    """The rows of a review CSV: ours (cells as ``csv_cell`` wrote them), or Label Studio's CSV export
+    of our tasks (raw values; its ``id`` is the task's, the sample's is ``sample_id``). Also whether it
+    is Label Studio's, and the number of flagged rows its audit exported."""
+    entries = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             # Spreadsheets set to a comma-decimal locale save with ';' (or a tab): read what the header uses.
             header = handle.readline()
             handle.seek(0)
             reader = csv.DictReader(handle, strict=True, delimiter=max(",;\t", key=header.count))
-            missing = {"id", "reviewed_label"} - set(reader.fieldnames or [])
+            fields = reader.fieldnames or []
+            label_studio = SAMPLE_ID in fields and "annotation_id" in fields
+            id_column, value = (SAMPLE_ID, str) if label_studio else ("id", csv_value)
+            missing = {id_column, "reviewed_label"} - set(fields)
             if missing:
                 raise NoisyctlError(f"{path} lacks the column(s) {', '.join(sorted(missing))} "
                                     f"(export one with `noisyctl correct RUN --export FILE`)")
-            if AUDIT_COLUMN in reader.fieldnames:
-                strata = {}
-            seen: dict[str, int] = {}
+            flagged_rows = None
             for row in reader:
-                line = reader.line_num
+                where = f"line {reader.line_num}"
                 if None in row or None in row.values():
-                    bad.append(f"line {line} has {'more' if None in row else 'fewer'} cells than the header")
+                    entries.append(ReviewEntry(where, "", "", problem=f"{where} has "
+                                               f"{'more' if None in row else 'fewer'} cells than the header"))
                     continue
-                sample_id = csv_value(row["id"].strip())
-                if strata is not None and sample_id in position and row[AUDIT_COLUMN].strip() in (FLAGGED, RANDOM):
-                    strata[position[sample_id]] = row[AUDIT_COLUMN].strip()
-                decision = csv_value(row["reviewed_label"].strip())
-                if not decision:
-                    continue
-                if sample_id in seen:
-                    bad.append(f"line {line}: id '{sample_id}' was already reviewed on line {seen[sample_id]}")
-                    continue
-                seen[sample_id] = line
-                if sample_id not in position:
-                    bad.append(f"line {line}: id '{sample_id}' is not in the labels")
-                    continue
-                if decision.lower() == REMOVE:
-                    decisions.append((position[sample_id], REMOVE))
-                elif decision in classes or (decision.isdigit() and int(decision) < len(classes)):
-                    decisions.append((position[sample_id], classes[decision] if decision in classes else int(decision)))
-                else:
-                    bad.append(f"line {line}: label '{decision}' is not a class")
+                stratum = row[AUDIT_COLUMN].strip() if AUDIT_COLUMN in row else None
+                if label_studio and (row.get(FLAGGED_ROWS) or "").strip().isdigit():
+                    flagged_rows = int(row[FLAGGED_ROWS])
+                entries.append(ReviewEntry(where, value(row[id_column].strip()), value(row["reviewed_label"].strip()),
+                                           stratum))
     except UnicodeDecodeError:
         raise NoisyctlError(f"{path} is not a UTF-8 CSV file (a spreadsheet saves one as 'CSV UTF-8')") from None
     except csv.Error as exc:
         raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
+    return entries, label_studio, flagged_rows
+
+
+def _review(path: Path, labels: Labels, entries: list[ReviewEntry], several_per_sample: bool,
+            flagged_rows: int | None) -> Review:
+    """The ``entries`` of a review file checked against ``labels`` (``read_review``); with
+    ``several_per_sample`` a sample may be judged more than once (several people), else once."""
+    position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
+    classes = {name: c for c, name in enumerate(labels.class_names)}
+    said: dict[int, list[int | str]] = {}
+    strata: dict[int, str] = {}
+    seen: dict[str, str] = {}
+    bad: list[str] = []
+    for entry in entries:
+        if entry.problem:
+            bad.append(entry.problem)
+            continue
+        if entry.stratum in (FLAGGED, RANDOM) and entry.sample_id in position:
+            strata[position[entry.sample_id]] = entry.stratum
+        decision = entry.decision
+        if not decision:
+            continue
+        if entry.sample_id in seen and not several_per_sample:
+            bad.append(f"{entry.where}: id '{entry.sample_id}' was already reviewed on {seen[entry.sample_id]}")
+            continue
+        seen.setdefault(entry.sample_id, entry.where)
+        if entry.sample_id not in position:
+            bad.append(f"{entry.where}: id '{entry.sample_id}' is not in the labels")
+            continue
+        if decision.lower() == REMOVE:
+            said.setdefault(position[entry.sample_id], []).append(REMOVE)
+        elif decision in classes or (decision.isdigit() and int(decision) < len(classes)):
+            said.setdefault(position[entry.sample_id], []).append(
+                classes[decision] if decision in classes else int(decision))
+        else:
+            bad.append(f"{entry.where}: label '{decision}' is not a class")
     if bad:
         raise NoisyctlError(f"{path}: {len(bad)} row(s) refused, nothing written; first: {bad[0]}")
-    return Review(path, labels, decisions, strata)
+    decisions = [(i, choices[0]) for i, choices in said.items() if len(set(choices)) == 1]
+    disagreed = [i for i, choices in said.items() if len(set(choices)) > 1]
+    return Review(path, labels, decisions, strata or None, disagreed, flagged_rows)

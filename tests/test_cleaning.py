@@ -324,14 +324,14 @@ def test_the_review_page_shows_each_suspect_and_writes_the_csv_import_review_rea
     # beside each label, three typical images of its class: the lowest scores, none of those under review
     assert set(data["examples"]) == {str(c) for c in data["given"] + data["proposed"]}
     assert all(len(pictures) == 3 for pictures in data["examples"].values())
-    from noisyctl.report.review_page import EXAMPLE_SIDE, _pictures
+    from noisyctl.report.review_page import EXAMPLE_SIDE, sample_pictures
 
     with RunFile(noisy_run) as run:
         scores, given_labels, ids = run.scores()["loss"], run.labels.given_labels, run.labels.ids
         reviewed_rows = {ids.index(s["id"]) for s in data["samples"]}
         typical = [i for i in np.argsort(scores, kind="stable") if given_labels[i] == data["given"][0]
                    and i not in reviewed_rows][:3]
-        assert data["examples"][str(data["given"][0])] == _pictures(run, [ids[i] for i in typical], [],
+        assert data["examples"][str(data["given"][0])] == sample_pictures(run, [ids[i] for i in typical], [],
                                                                      [EXAMPLE_SIDE] * len(typical))
     assert f"--labels {noisy_run}" in data["command"]
     with RunFile(noisy_run) as run:
@@ -438,6 +438,179 @@ def test_an_audit_review_measures_the_noise_rate_of_every_sample(cli, noisy_run,
     assert "without --apply" in cli.error("correct", noisy_run, "--audit", "10", "--apply", "-o", tmp_path / "x.h5",
                                           "--export", tmp_path / "x.csv")
     assert "give --export FILE" in cli.error("correct", noisy_run, "--audit", "10")
+
+
+def label_studio_export(tasks: list[dict], judge) -> list[dict]:
+    """Label Studio's JSON export of a project that imported ``tasks``, as it writes one: each task
+    with its id and the annotations ``judge(task_index, data)`` returns (a list of choices, None for a
+    skipped one, a choice in a tuple for a ground-truth annotation); only the tasks someone judged, as
+    the export holds by default."""
+    exported = []
+    for k, task in enumerate(tasks):
+        said = [(choice[0], True) if isinstance(choice, tuple) else (choice, False) for choice in judge(k, task["data"])]
+        annotations = [{"id": 100 * (k + 1) + n, "completed_by": n + 1, "was_cancelled": choice is None,
+                        "ground_truth": truth, "lead_time": 3.2, "task": k + 1,
+                        "created_at": "2026-12-05T10:00:00Z", "updated_at": "2026-12-05T10:00:00Z",
+                        "result": [] if choice is None else [
+                            {"id": f"r{k}-{n}", "from_name": "reviewed_label", "to_name": "image", "type": "choices",
+                             "origin": "manual", "value": {"choices": [choice]}}]}
+                       for n, (choice, truth) in enumerate(said)]
+        if annotations:
+            exported.append({"id": k + 1, "data": task["data"], "annotations": annotations,
+                             "predictions": [], "project": 1, "inner_id": k + 1, "drafts": []})
+    return exported
+
+
+def label_studio_min_records(exported: list[dict]) -> list[dict]:
+    """The same export as JSON-MIN (and, a record a row, CSV): one record an annotation, the task's
+    data flattened, ``id`` the task's, the choice as a plain string; none for a skipped one."""
+    records = []
+    for task in exported:
+        for annotation in task["annotations"]:
+            record = {**task["data"], "id": task["id"], "annotator": annotation["completed_by"],
+                      "annotation_id": annotation["id"], "created_at": annotation["created_at"],
+                      "updated_at": annotation["updated_at"], "lead_time": annotation["lead_time"]}
+            if annotation["result"]:
+                record["reviewed_label"] = annotation["result"][0]["value"]["choices"][0]
+            records.append(record)
+    return records
+
+
+def test_a_team_reviews_in_label_studio_and_import_review_reads_its_export(cli, noisy_run, tmp_path):
+    """correct --export FILE.json: Label Studio tasks holding the review CSV's rows, each image, and
+    the proposal pre-selected (not on an audit's random samples), beside a labeling interface whose
+    choices export what the CSV would hold. import-review reads the project's export in each of its
+    formats alike: where two people judged a sample it takes their decision if they agree, else
+    leaves the label alone; an audit counts every flagged row, exported or not."""
+    import xml.etree.ElementTree as ElementTree
+
+    from noisyctl.review import review_decision
+
+    tasks_path = tmp_path / "review.json"
+    result = cli.json("correct", noisy_run, "--top", "20", "--audit", "10", "--export", tasks_path)
+    cli("correct", noisy_run, "--top", "20", "--audit", "10", "--export", tmp_path / "review.csv")
+    studio = result["exported"]["label_studio"]
+    assert studio == {"tasks": str(tasks_path), "labeling_interface": str(tmp_path / "review.xml")}
+    tasks = json.loads(tasks_path.read_text(encoding="utf-8"))
+    with open(tmp_path / "review.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [t["data"]["sample_id"] for t in tasks] == [row["id"] for row in rows] and len(tasks) == 30
+    assert [t["data"]["sample"] for t in tasks] == ["flagged"] * 20 + ["random"] * 10
+    assert all(t["data"]["image"].startswith("data:image/png;base64,") for t in tasks)
+    assert [t["data"]["given_label"] for t in tasks] == [row["given_label"] for row in rows]
+    with RunFile(noisy_run) as run:
+        labels = run.labels
+    names, position = labels.class_names, {sample_id: i for i, sample_id in enumerate(labels.ids)}
+    interface = ElementTree.fromstring((tmp_path / "review.xml").read_text(encoding="utf-8"))
+    choices = interface.find("Choices")
+    aliases = [c.get("alias") for c in choices.findall("Choice")]
+    assert aliases == [review_decision(name, c) for c, name in enumerate(names)] + ["remove"]
+    assert choices.get("name") == "reviewed_label" and interface.find("Image").get("name") == choices.get("toName")
+    for task, row in zip(tasks, rows):
+        predicted = [p["result"][0]["value"]["choices"] for p in task.get("predictions", [])]
+        assert predicted == ([] if row["sample"] == "random" else [[row["proposed_label"]]])
+
+    truth = {k: names[labels.true_labels[position[t["data"]["sample_id"]]]] for k, t in enumerate(tasks)}
+
+    def judge(k, data):
+        if k in (3, 24):
+            return []  # nobody judged them: not in the export
+        if k == 0:
+            return [truth[0], truth[0]]  # two people agree
+        if k == 1:
+            return [truth[1], "remove"]  # two people disagree: left alone
+        if k == 2:
+            return [None, "remove"]  # one skipped, one removed
+        return [truth[k]]
+
+    exported = label_studio_export(tasks, judge)
+    (tmp_path / "export.json").write_text(json.dumps(exported), encoding="utf-8")
+    records = label_studio_min_records(exported)
+    (tmp_path / "export-min.json").write_text(json.dumps(records, indent=2), encoding="utf-8")
+    with open(tmp_path / "export.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=sorted({key for record in records for key in record}))
+        writer.writeheader()
+        writer.writerows(records)
+    outcomes = []
+    for name in ("export.json", "export-min.json", "export.csv"):
+        outcome = cli.json("import-review", tmp_path / name, "--labels", noisy_run, "-o", tmp_path / f"{name}.h5")
+        outcomes.append((outcome, read_labels(tmp_path / f"{name}.h5")))
+    (first, after), *others = outcomes
+    for other, other_after in others:
+        assert {k: v for k, v in other.items() if k not in ("review", "out")} == \
+            {k: v for k, v in first.items() if k not in ("review", "out")}
+        assert np.array_equal(other_after.given_labels, after.given_labels)
+        assert np.array_equal(other_after.removed, after.removed)
+    index = [position[t["data"]["sample_id"]] for t in tasks]
+    judged = [k for k in range(30) if k not in (1, 2, 3, 24)]
+    newly = sum(not labels.reviewed[index[k]] for k in judged)
+    assert first["disagreed"] == 1 and first["reviewed"] == int(labels.reviewed.sum()) + newly and first["removed"] == 1
+    assert after.removed[index[2]] and after.reviewed[[index[k] for k in judged]].all()
+    assert after.reviewed[index[1]] == labels.reviewed[index[1]] and after.reviewed[index[3]] == labels.reviewed[index[3]]
+    assert [names[after.given_labels[index[k]]] for k in judged] == [truth[k] for k in judged]
+    assert after.given_labels[index[1]] == labels.given_labels[index[1]]
+    audit = first["audit"]
+    # rows 0-19 flagged (18 decided: 1 disagreed, 3 not judged; 2 removed counts as wrong), 20-29 random
+    assert audit["reviewed"] == {"flagged": 18, "random": 9}
+    noisy = labels.is_noisy
+    flagged_wrong = int(noisy[[index[k] for k in range(4, 20)]].sum()) + int(noisy[index[0]]) + 1
+    assert audit["wrong"]["flagged"] == flagged_wrong
+    samples = len(labels.ids) - int(np.sum(labels.removed)) if labels.removed is not None else len(labels.ids)
+    random_wrong = int(noisy[[index[k] for k in range(20, 30) if k != 24]].sum())
+    assert audit["wrong"]["random"] == random_wrong and audit["samples"] == samples
+    # the flagged stratum stands for all 20 flagged rows, though one of them was not exported
+    expected = (20 * flagged_wrong / 18 + (samples - 20) * random_wrong / 9) / samples
+    assert audit["rate"] == pytest.approx(expected)
+    words = " ".join(cli("import-review", tmp_path / "export.json", "--labels", noisy_run, "-o",
+                         tmp_path / "again.h5").output.split())
+    assert "1 sample whose reviewers disagreed was left as it was" in words
+    # In the JSON export, an annotation marked ground truth settles a disagreement.
+    settled = label_studio_export(tasks[:5], lambda k, data: ["remove", (truth[4],)] if k == 4 else [])
+    (tmp_path / "settled.json").write_text(json.dumps(settled), encoding="utf-8")
+    outcome = cli.json("import-review", tmp_path / "settled.json", "--labels", noisy_run, "-o", tmp_path / "s.h5")
+    after_settled = read_labels(tmp_path / "s.h5")
+    assert outcome["disagreed"] == 0 and outcome["removed"] == 0 and after_settled.reviewed[index[4]]
+    assert names[after_settled.given_labels[index[4]]] == truth[4]
+
+    # what is not such an export is refused in one line, naming the task
+    (tmp_path / "bad.json").write_text(json.dumps({"tasks": []}), encoding="utf-8")
+    assert "not a Label Studio export" in cli.error("import-review", tmp_path / "bad.json", "--labels", noisy_run,
+                                                    "-o", tmp_path / "x.h5")
+    assert "tasks without their annotations" in cli.error("import-review", tasks_path, "--labels", noisy_run,
+                                                         "-o", tmp_path / "x.h5")
+    (tmp_path / "other.json").write_text(json.dumps([{"id": 7, "data": {"image": "x.png"}, "annotations": []}]),
+                                         encoding="utf-8")
+    assert "task 7 has no sample_id" in cli.error("import-review", tmp_path / "other.json", "--labels", noisy_run,
+                                                  "-o", tmp_path / "x.h5")
+    wrong = label_studio_export(tasks[:3], lambda k, data: ["zebra"] if k == 2 else [])
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong), encoding="utf-8")
+    assert "task 3: label 'zebra' is not a class" in cli.error("import-review", tmp_path / "wrong.json", "--labels",
+                                                               noisy_run, "-o", tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_label_studio_s_interface_names_every_class_as_import_review_reads_it(tmp_path):
+    """Class names with markup, quotes, spaces at an end or named like the word that removes a
+    sample: each choice shows the name and exports the cell import-review reads as that class."""
+    import xml.etree.ElementTree as ElementTree
+
+    from noisyctl.report.review_label_studio import labeling_interface
+    from noisyctl.review import read_review
+    from noisyctl.store import Labels
+
+    classes = ["cat ", "Remove", "dog & <co>", '"q"']
+    interface = ElementTree.fromstring(labeling_interface(classes, "text"))
+    choices = interface.find("Choices").findall("Choice")
+    assert [c.get("value") for c in choices] == classes + ["Remove this sample"]
+    assert interface.find("Text").get("name") == interface.find("Choices").get("toName") == "text"
+    labels = Labels(ids=["a", "b", "c", "d", "e"], given_labels=np.array([2, 2, 0, 1, 3]), class_names=classes,
+                    dataset={"name": "notes"})
+    tasks = [{"data": {"sample_id": sample_id, "text": "..."}} for sample_id in labels.ids]
+    picked = [c.get("alias") for c in choices]
+    exported = label_studio_export(tasks, lambda k, data: [picked[k]])
+    (tmp_path / "export.json").write_text(json.dumps(exported), encoding="utf-8")
+    reviewed = read_review(tmp_path / "export.json", labels).applied()
+    assert reviewed.given_labels[:4].tolist() == [0, 1, 2, 3] and reviewed.removed.tolist() == [False] * 4 + [True]
 
 
 def test_the_audited_rate_is_exact_where_reviewed_whole_and_its_interval_holds_the_truth_at_every_rate():

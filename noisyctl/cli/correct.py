@@ -55,8 +55,10 @@ def correct(
     export: Optional[Path] = typer.Option(None, "--export", help="Write the samples to review, most suspect first: "
                                           "with --apply the ones it was not sure of, else every flagged one. "
                                           "FILE.html: a page that shows each sample's image or text with buttons "
-                                          "to decide, and writes the CSV; else the CSV itself (fill in "
-                                          "reviewed_label). import-review reads the CSV."),
+                                          "to decide, and writes the CSV; FILE.json: Label Studio tasks, with "
+                                          "the labeling interface that judges them as FILE.xml; else the CSV "
+                                          "itself (fill in reviewed_label). import-review reads the CSV or "
+                                          "Label Studio's export."),
     audit: int = typer.Option(0, "--audit", help="With --export: add N samples drawn at random from those not "
                               "flagged, so that the review measures the noise rate, what no model sees included "
                               "(import-review prints it). Not with --apply.", show_default=False),
@@ -149,6 +151,12 @@ def correct(
         if exported and exported["page"]:
             table.add_row("review page", f"{rows} samples -> {exported['out']} (open it in a browser: it writes "
                                          f"{Path(exported['out']).with_suffix('.csv').name} for import-review)")
+        elif exported and exported["label_studio"]:
+            studio = exported["label_studio"]
+            table.add_row("Label Studio tasks", f"{rows} samples -> {studio['tasks']}, labeling interface -> "
+                                                f"{studio['labeling_interface']} (a project with that interface "
+                                                f"imports the tasks; export the annotations as JSON for "
+                                                f"import-review)")
         elif exported:
             table.add_row("review file", f"{rows} rows -> {exported['out']}")
         console.print(table)
@@ -176,15 +184,17 @@ def correct(
 def import_review(
     ctx: typer.Context,
     review: Optional[Path] = typer.Argument(None, help="Reviewed CSV (from correct --export, reviewed_label "
-                                            "filled in: a class, or 'remove').", show_default=False),
+                                            "filled in: a class, or 'remove'), or Label Studio's export (JSON, "
+                                            "JSON-MIN or CSV) of the tasks correct --export FILE.json wrote.",
+                                            show_default=False),
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels (or run) file the review applies to."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file to write."),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
-    """Apply a reviewed CSV to a labels file: reviewed labels are set and marked trusted, 'remove' prunes."""
+    """Apply a review (a reviewed CSV, or Label Studio's export) to a labels file; 'remove' prunes."""
     p = with_recipe(ctx)
-    review_path = Path(require(p["review"], "REVIEW csv"))
+    review_path = Path(require(p["review"], "REVIEW file"))
     labels_path = Path(require(p["labels"], "--labels"))
     out_path = Path(require(p["out"], "--out"))
     base = read_labels(labels_path)
@@ -197,11 +207,15 @@ def import_review(
     result = {"review": str(review_path), "labels": str(labels_path), "out": str(out_path),
               "reviewed": int(reviewed.reviewed.sum()), "changed": reviewed.correction["changed"],
               "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0,
-              "audit": review.audit(labels_path)}
+              "disagreed": len(review.disagreed), "audit": review.audit(labels_path)}
 
     def render(console):
         console.print(f"{result['reviewed']:,} labels reviewed ({result['changed']:,} changed), "
                       f"{result['removed']:,} samples removed -> {out_path}")
+        if result["disagreed"]:
+            one = result["disagreed"] == 1
+            console.print(f"{result['disagreed']:,} {'sample' if one else 'samples'} whose reviewers disagreed "
+                          f"{'was left as it was' if one else 'were left as they were'}", highlight=False)
         audit = result["audit"]
         if audit:
             wrong, decided = audit["wrong"], audit["reviewed"]

@@ -50,7 +50,7 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
     ids = [labels.ids[i] for i in rows]
     if texts is None:  # the rows' images and the typical ones, from one load of the data at most
         side = PICTURE_SIDE if len(ids) <= MANY_PICTURES else PICTURE_SIDE // 2
-        found = _pictures(run, ids + [labels.ids[i] for _, i in typical], notes,
+        found = sample_pictures(run, ids + [labels.ids[i] for _, i in typical], notes,
                           [side] * len(ids) + [EXAMPLE_SIDE] * len(typical))
         pictures, shown = found[:len(ids)], found[len(ids):]
     else:
@@ -105,7 +105,7 @@ def _script_json(data: dict) -> str:
         "&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _pictures(run: RunFile, ids: list[str], notes: list[str], sides: list[int]) -> list[str | None]:
+def sample_pictures(run: RunFile, ids: list[str], notes: list[str], sides: list[int]) -> list[str | None]:
     """Each sample's image as a data URI, at most ``sides`` (one per id) pixels: its file where the
     dataset root holds one (no need to load the dataset), else what the dataset shows
     (``SampleSet.picture``: a Hub dataset's encoded bytes), else the input it loads (CIFAR, MNIST,

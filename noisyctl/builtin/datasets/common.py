@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl.api import NoisyctlError, SampleSet, atomic_output
+from noisyctl.api import (NoisyctlError, SampleSet, annotation_choices, answered_annotations, atomic_output,
+                          is_label_studio_export)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -234,7 +235,7 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
                 if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
                     raise NoisyctlError(f"{path}: a .json file holds one array of records (objects); one record "
                                         f"a line is .jsonl")
-                return _label_studio_records(rows) if _is_label_studio(rows) else rows
+                return _label_studio_records(rows) if is_label_studio_export(rows) else rows
             if suffix in (".jsonl", ".ndjson"):
                 rows = []
                 for number, line in enumerate(handle, start=1):
@@ -350,14 +351,6 @@ def _excel_records(path: Path) -> list[dict]:
         workbook.close()
 
 
-# Label Studio's JSON export: a task a record, {"id", "data": {"text": ...} or {"image": ...},
-# "annotations": [{"result": [{"type": "choices", "from_name": "sentiment", "value": {"choices":
-# ["Positive"]}}], "was_cancelled": false, "ground_truth": false}, ...]}.
-def _is_label_studio(rows: list[dict]) -> bool:
-    return bool(rows) and all(isinstance(row.get("data"), dict) and isinstance(row.get("annotations"), list)
-                              for row in rows)
-
-
 def _label_studio_records(tasks: list[dict]) -> list[dict]:
     """Label Studio's tasks as flat records: the task's data, its id, and each choices control's
     answer under the control's name (``sentiment``, ``choice``), several chosen as a list (which
@@ -365,16 +358,9 @@ def _label_studio_records(tasks: list[dict]) -> list[dict]:
     last one not cancelled; tasks nobody answered hold no label and are left out."""
     records = []
     for task in tasks:
-        answered = [a for a in task["annotations"] if isinstance(a, dict) and not a.get("was_cancelled")]
-        if not answered:
-            continue
-        chosen = next((a for a in answered if a.get("ground_truth")), answered[-1])
-        record = {"id": task.get("id"), **task["data"]}
-        for region in chosen.get("result") or []:
-            if isinstance(region, dict) and region.get("type") == "choices":
-                choices = (region.get("value") or {}).get("choices") or []
-                record[str(region.get("from_name", "choice"))] = choices[0] if len(choices) == 1 else choices
-        records.append(record)
+        answered = answered_annotations(task)
+        if answered:
+            records.append({"id": task.get("id"), **task["data"], **annotation_choices(answered[-1])})
     return records
 
 

@@ -1,0 +1,34 @@
+"""Label Studio's export format, read in one place: by the dataset loaders (a project's labels as a
+dataset) and by ``import-review`` (a project's review of our suspects).
+
+A task of its JSON export is ``{"id", "data": {...}, "annotations": [{"result": [{"type": "choices",
+"from_name": "sentiment", "value": {"choices": ["Positive"]}}], "was_cancelled": false,
+"ground_truth": false}, ...]}``.
+"""
+
+from __future__ import annotations
+
+
+def is_label_studio_export(rows: list) -> bool:
+    """Whether JSON ``rows`` are tasks of a Label Studio JSON export (each with data and annotations)."""
+    return bool(rows) and all(isinstance(row, dict) and isinstance(row.get("data"), dict)
+                              and isinstance(row.get("annotations"), list) for row in rows)
+
+
+def answered_annotations(task: dict) -> list[dict]:
+    """A task's answers: its ground-truth annotation alone where someone marked one (it settles the
+    others), else every annotation not cancelled, oldest first."""
+    answered = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    truth = [a for a in answered if a.get("ground_truth")]
+    return truth[-1:] or answered
+
+
+def annotation_choices(annotation: dict) -> dict[str, str | list[str]]:
+    """One annotation's choices by the name of their control (``sentiment``): the choice, or a list
+    where several were chosen."""
+    chosen: dict[str, str | list[str]] = {}
+    for region in annotation.get("result") or []:
+        if isinstance(region, dict) and region.get("type") == "choices":
+            choices = [str(c) for c in (region.get("value") or {}).get("choices") or []]
+            chosen[str(region.get("from_name", "choice"))] = choices[0] if len(choices) == 1 else choices
+    return chosen
