@@ -21,7 +21,7 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (NoiseRateEstimate, estimate_noise_rate, gmm_noisy_posterior, held_out_noise_rate,
                                loss_evidence, presented_mean, read_run_evidence, run_held_out_label_probability,
                                run_noise_rate)
-from noisyctl.fileio import atomic_output
+from noisyctl.fileio import atomic_folder, atomic_output
 from noisyctl.hookspecs import hookimpl
 from noisyctl.label_studio import annotation_choices, answered_annotations, is_label_studio_export
 from noisyctl.prototypes import prototype_labels
@@ -35,7 +35,7 @@ __all__ = [
     "run_held_out_label_probability",
     "held_out_noise_rate", "loss_evidence", "presented_mean", "NoiseRateEstimate",
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
-    "prototype_labels", "atomic_output", "read_yaml_file", "NOISYCTL_VERSION",
+    "prototype_labels", "atomic_output", "atomic_folder", "read_yaml_file", "NOISYCTL_VERSION",
     "is_label_studio_export", "answered_annotations", "annotation_choices",
 ]
 
@@ -103,9 +103,10 @@ class DatasetData:
     inputs are (``image`` [C, H, W], ``features`` [D] or ``text`` [max_bytes] of UTF-8
     bytes), so a model can refuse inputs it cannot read; None: from the shape. ``notes`` are
     one-line choices the loader made that the user should see (the input size it picked).
-    ``relabeled_copy(labels, out)``, where the data was read from records files of its own (a
-    table, texts, an image list, a Datumaro annotation file), writes those records to ``out`` (in
-    the format its suffix names) with each training sample's label set to the class ``labels``
+    ``relabeled_copy(labels, out)``, where the data was read from files of its own (a table, texts,
+    an image list, a Datumaro annotation file, arrays, CIFAR batches, MNIST idx files, class
+    folders), writes them to ``out`` (a file in the format its suffix names, or a new folder laid out
+    as the dataset's) with each training sample's label set to the class ``labels``
     maps its id to (``None``: the record is left out; an id it lacks: the record is written as it
     is) and returns the records written; ``export --data-copy`` calls it.
     """

@@ -146,6 +146,31 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside ``path`` to fill; on success it becomes ``path`` (which must not
+    exist, or be an empty folder), on failure it is removed: a folder of files appears whole or not
+    at all."""
+    import shutil
+
+    target = Path(path)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise NoisyctlError(f"{path} exists and is not an empty folder; give a new one")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise NoisyctlError(f"cannot write {path}: {exc.strerror} ({exc.filename or target.parent})") from None
+    try:
+        yield building
+        if target.is_dir():
+            target.rmdir()
+        building.rename(target)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+
+
+@contextmanager
 def exclusive(lock_path: str | os.PathLike, doing: str, remove: bool = False) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``lock_path`` (created if needed), or refuse at once:
     two processes writing the same output would otherwise leave one of them's work lost or mixed.

@@ -474,7 +474,8 @@ def _labels_as_they_stand(source: Path) -> tuple[Labels, bool]:
 
 def export_data_copy(source: Path, out: Path) -> dict[str, Any]:
     """A copy of the dataset's own records file (a table, texts, an image list, a Datumaro
-    annotation file) or class folders with every training sample's label as it stands in a labels
+    annotation file, arrays), CIFAR batches, MNIST idx files or class folders with every training
+    sample's label as it stands in a labels
     or run file (``source``), after prune, correct --apply or import-review, and the removed samples
     left out: the cleaned data, in the layout a pipeline outside noisyctl already reads (the
     dataset's ``relabeled_copy``). Records that are no training sample (a held-out test share) are
@@ -486,8 +487,8 @@ def export_data_copy(source: Path, out: Path) -> dict[str, Any]:
                             f"--labels-csv writes its labels for your pipeline to join")
     data = load_dataset(labels.dataset)
     if data.relabeled_copy is None:
-        raise NoisyctlError(f"--data-copy: {name} has no copy of its own to write (CIFAR and MNIST files, HDF5 "
-                            f"arrays, generated data); --labels-csv writes its labels")
+        raise NoisyctlError(f"--data-copy: {name} has no copy of its own to write (data generated or shipped "
+                            f"with a library); --labels-csv writes its labels")
     known = set(data.train.ids)
     missing = next((sample_id for sample_id in labels.ids if sample_id not in known), None)
     if missing is not None:

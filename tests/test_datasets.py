@@ -384,6 +384,21 @@ def test_cifar10_python_batches(tmp_path):
     x = data.train[5][0].numpy()
     assert np.allclose(x * 255, images["data_batch_2"][1], atol=1e-3)
     assert data.default_augment == "flip-crop"
+    # a relabeled copy: the batches laid out as they were, the label set, the removed sample's rows gone
+    given = data.train.labels.tolist()
+    assert data.relabeled_copy({"data_batch_1/00001": "truck", "data_batch_2/00000": None}, tmp_path / "clean") == 6
+    assert sorted(p.name for p in (tmp_path / "clean").iterdir()) == sorted(p.name for p in folder.iterdir())
+    clean = load("cifar10", tmp_path / "clean", normalize=False)
+    assert clean.train.labels.tolist() == given[:1] + [9] + given[2:4] + given[5:]
+    assert np.allclose(clean.train[4][0].numpy() * 255, images["data_batch_2"][1], atol=1e-3)
+    assert len(clean.test) == 2 and clean.class_names == data.class_names
+    # written as the original batches are: Python 2 strings, read by the CIFAR page's reader (bytes)
+    # and torchvision's (latin1) alike
+    for encoding, text in (("bytes", lambda word: word.encode()), ("latin1", str)):
+        with open(tmp_path / "clean" / "data_batch_2", "rb") as handle:
+            batch = pickle.load(handle, encoding=encoding)
+        assert batch[text("filenames")] == [text("img1.png"), text("img2.png")]
+        assert np.array_equal(batch[text("data")], images["data_batch_2"][1:].reshape(2, -1))
 
 
 def test_cifar_files_cannot_run_code(tmp_path):
@@ -419,6 +434,12 @@ def test_cifar100_with_superclasses(tmp_path):
     assert data.class_names == [f"class{i}" for i in range(5)]
     assert data.class_groups == [[0, 1], [2, 3, 4]]
     assert data.train.labels.tolist() == fine.tolist()
+    # relabeled to another superclass's class: its coarse label follows
+    assert data.relabeled_copy({"train/00000": "class3", "train/00005": None}, tmp_path / "clean") == 5
+    from noisyctl.builtin.datasets.cifar import read_batch
+
+    batch = read_batch(tmp_path / "clean" / "train")
+    assert batch["fine_labels"] == [3, 1, 2, 3, 4] and batch["coarse_labels"] == [1, 0, 1, 1, 1]
 
 
 def test_cifar10_missing_folder_says_what_it_needs(tmp_path):
@@ -437,8 +458,9 @@ def idx_bytes(array):
 @pytest.mark.parametrize("compressed", [True, False])
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_mnist_idx_files(tmp_path, compressed, name):
-    raw = tmp_path / "raw"  # torchvision's layout
-    raw.mkdir()
+    home = tmp_path / "mnist"
+    raw = home / "raw"  # torchvision's layout
+    raw.mkdir(parents=True)
     rng = np.random.default_rng(2)
     content = {"train-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
                "train-labels-idx1-ubyte": np.array([0, 1, 2, 9, 4], dtype=np.uint8),
@@ -450,11 +472,25 @@ def test_mnist_idx_files(tmp_path, compressed, name):
             (raw / f"{stem}.gz").write_bytes(gzip.compress(data))
         else:
             (raw / stem).write_bytes(data)
-    data = load(name, tmp_path, normalize=False)
+    data = load(name, home, normalize=False)
     assert data.train.labels.tolist() == [0, 1, 2, 9, 4] and len(data.test) == 2
     assert data.input_shape == (1, 28, 28)
     assert np.allclose(data.train[3][0].numpy()[0] * 255, content["train-images-idx3-ubyte"][3], atol=1e-3)
     assert data.class_names[0] == ("T-shirt/top" if name == "fashion-mnist" else "0")
+    # a relabeled copy: the idx files laid out as they were (gzipped or not), the label set, the
+    # removed sample's image and label gone, the test files as they were
+    copy = tmp_path / "elsewhere" / "clean"
+    with pytest.raises(NoisyctlError, match="is inside the dataset"):
+        data.relabeled_copy({}, home / "clean")
+    assert data.relabeled_copy({"train/00001": data.class_names[7], "train/00002": None}, copy) == 4
+    suffix = ".gz" if compressed else ""
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file()) == sorted(
+        f"raw/{stem}{suffix}" for stem in content)
+    clean = load(name, copy, normalize=False)
+    assert clean.train.labels.tolist() == [0, 7, 9, 4] and clean.test.labels.tolist() == [3, 3]
+    assert np.allclose(clean.train[2][0].numpy()[0] * 255, content["train-images-idx3-ubyte"][3], atol=1e-3)
+    with pytest.raises(NoisyctlError, match="exists and is not an empty folder"):
+        data.relabeled_copy({}, copy)
 
 
 def test_mnist_truncated_and_mismatched_files(tmp_path):
@@ -595,12 +631,25 @@ def test_hdf5_arrays_load_lazily_and_train_with_workers(tmp_path, cli):
     data = load("hdf5", path)
     assert data.input_shape == (1, 12, 12) and data.train.ids[5] == "s05"
     assert tuple(data.train[7][0].shape) == (1, 12, 12)
+    # a relabeled copy: the same datasets as HDF5, the label set, the removed sample's rows gone
+    assert data.relabeled_copy({"s00": "3", "s05": None}, tmp_path / "clean.h5") == 39
+    with h5py.File(tmp_path / "clean.h5") as clean, h5py.File(path) as original:
+        assert clean["y"][:4].tolist() == [3, 1, 2, 3] and len(clean["y"]) == 39
+        assert [v.decode() for v in clean["ids"][4:6]] == ["s04", "s06"]
+        assert np.array_equal(clean["x"][5], original["x"][6]) and clean["x"].shape == (39, 12, 12)
+    assert load("hdf5", tmp_path / "clean.h5").train.labels.tolist()[:6] == [3, 1, 2, 3, 0, 2]
+    assert "the dataset's own file" in str(pytest.raises(NoisyctlError, data.relabeled_copy, {}, path).value)
     labels = tmp_path / "labels.h5"
     cli("synth", "--dataset", "hdf5", "--data-root", path, "-r", "0.25", "-o", labels)
     cli("train", "--labels", labels, "--workers", "2", "--epochs", "1", "--batch-size", "8", "-q",
         "-o", tmp_path / "run.h5")
     with h5py.File(tmp_path / "run.h5") as h5:
         assert h5["samples/is_noisy"][:].sum() == 10
+    # synth's noisy labels written back into the data: 10 of them differ from the file's own
+    copy = cli.json("export", labels, "--data-copy", tmp_path / "noisy.h5")["data_copy"]
+    assert copy["relabeled"] == 10 and copy["rows"] == 40
+    with h5py.File(tmp_path / "noisy.h5") as noisy, h5py.File(path) as original:
+        assert int((noisy["y"][:] != original["y"][:]).sum()) == 10
 
 
 # --- generated --------------------------------------------------------------

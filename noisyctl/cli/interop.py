@@ -94,8 +94,9 @@ def export_command(
                                               "a training pipeline outside noisyctl."),
     data_copy: Optional[Path] = typer.Option(None, "--data-copy", help="Write a copy of the dataset's own file (a "
                                              "table, texts, an image list: .csv, .tsv, .jsonl, .json or .parquet; "
-                                             "an .npz; a Datumaro annotation file) or class folders (a new folder) "
-                                             "with every label as it stands and the removed samples left out."),
+                                             "an .npz or .h5; a Datumaro annotation file), or of its folder (class "
+                                             "folders, CIFAR batches, MNIST idx files: a new folder), with every "
+                                             "label as it stands and the removed samples left out."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Stored detector that ranks the "
                                            "suspects (default: the one that ranked the latest detect)."),
     top: int = typer.Option(100, "--top", "-k", help="How many suspects to write."),

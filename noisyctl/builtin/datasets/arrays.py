@@ -127,39 +127,91 @@ def _assemble(path: Path, read, keys, x_key, y_key, make_set, stats_of, standard
                        relabeled_copy=copier and copier(x_name, y_name, train.ids, classes, train.labels))
 
 
+def _relabeled_labels(saved: np.ndarray, ids: list[str], classes: list[str], classes_of: np.ndarray,
+                      named: bool, labels: dict[str, str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """The training labels as the file holds them (``saved``, one a sample), each set as it now stands
+    (``labels``, as ``kept_samples`` reads them) in the file's own encoding: as a sample of its class
+    holds it, else its name, or its index where the file names its classes (``named``); and which
+    samples the copy keeps."""
+    flat = saved.reshape(len(ids))
+    first = {int(c): i for i, c in reversed(list(enumerate(classes_of)))}
+
+    def raw(c: int):
+        if c in first:
+            return flat[first[c]]
+        if flat.dtype.kind in "USO":
+            return classes[c] if flat.dtype.kind != "S" else classes[c].encode()
+        return c if named else int(classes[c])
+
+    if flat.dtype.kind in "US":  # wide enough for any class's name
+        names = np.array(classes if flat.dtype.kind == "U" else [name.encode() for name in classes])
+        relabeled = flat.astype(np.result_type(flat.dtype, names.dtype))
+    else:
+        relabeled = flat.copy()
+    kept = np.zeros(len(ids), dtype=bool)
+    for position, name in kept_samples(ids, labels):
+        kept[position] = True
+        if name:
+            relabeled[position] = raw(classes.index(name))
+    return relabeled.reshape(saved.shape), kept
+
+
 def _npz_copy(path: Path, arrays: dict[str, np.ndarray]):
     """``relabeled_copy`` for an .npz: the same arrays as an .npz, the training labels set as they
-    stand, in the file's own encoding (a name, or the value the class's samples hold), and the
-    removed samples' rows left out of the training inputs, labels and ids."""
+    stand (``_relabeled_labels``), and the removed samples' rows left out of the training inputs,
+    labels and ids."""
     def copier(x_name: str, y_name: str, ids: list[str], classes: list[str], classes_of: np.ndarray):
-        saved = np.asarray(arrays[y_name])
-        flat = saved.reshape(len(ids))
-        first = {int(c): i for i, c in reversed(list(enumerate(classes_of)))}
-
-        def raw(c: int):
-            """How the file writes class ``c``: as a sample of it does, else its name or index."""
-            if c in first:
-                return flat[first[c]]
-            if flat.dtype.kind in "USO":
-                return classes[c]
-            return c if "class_names" in arrays else int(classes[c])
-
         def copy(labels: dict[str, str | None], out: Path) -> int:
             out = copy_target(out, (".npz",), [path], "a copy of an .npz dataset is an .npz")
-            wide = np.result_type(flat.dtype, np.array(classes).dtype) if flat.dtype.kind == "U" else flat.dtype
-            relabeled = flat.astype(wide)  # a copy, wide enough for any class's name
-            kept = np.zeros(len(ids), dtype=bool)
-            for position, name in kept_samples(ids, labels):
-                kept[position] = True
-                if name:
-                    relabeled[position] = raw(classes.index(name))
+            relabeled, kept = _relabeled_labels(np.asarray(arrays[y_name]), ids, classes, classes_of,
+                                                "class_names" in arrays, labels)
             written = dict(arrays)
-            written[y_name] = relabeled.reshape(saved.shape)[kept]
+            written[y_name] = relabeled[kept]
             for key in (x_name, "ids"):
                 if key in arrays:
                     written[key] = arrays[key][kept]
             with atomic_output(out) as tmp, open(tmp, "wb") as handle:  # a handle: savez adds no suffix
                 np.savez(handle, **written)
+            return int(kept.sum())
+
+        return copy
+
+    return copier
+
+
+def _hdf5_copy(path: Path, small: dict[str, np.ndarray]):
+    """``relabeled_copy`` for an HDF5 file: the same datasets and attributes as an HDF5 file, the
+    training labels set as they stand (``_relabeled_labels``), and the removed samples' rows left out
+    of the training inputs (copied a block at a time: they may not fit in memory), labels and ids."""
+    def copier(x_name: str, y_name: str, ids: list[str], classes: list[str], classes_of: np.ndarray):
+        def copy(labels: dict[str, str | None], out: Path) -> int:
+            import h5py
+
+            out = copy_target(out, (".h5", ".hdf5"), [path], "a copy of an HDF5 dataset is an .h5 file")
+            relabeled, kept = _relabeled_labels(small[y_name], ids, classes, classes_of, "class_names" in small,
+                                                labels)
+            with atomic_output(out) as tmp, h5py.File(path, "r") as source, h5py.File(tmp, "w") as copied:
+                copied.attrs.update(source.attrs)
+                for name in source:
+                    if name not in (x_name, y_name, "ids"):
+                        source.copy(source[name], copied, name=name)
+                        continue
+                    original = source[name]
+                    if name == y_name:
+                        rows = copied.create_dataset(name, data=relabeled[kept].astype(original.dtype)
+                                                     if original.dtype.kind != "S" else relabeled[kept])
+                    else:
+                        rows = copied.create_dataset(name, shape=(int(kept.sum()), *original.shape[1:]),
+                                                     dtype=original.dtype, chunks=original.chunks,
+                                                     compression=original.compression)
+                        done, block = 0, max(1, 2 ** 26 // max(1, original.dtype.itemsize
+                                                               * int(np.prod(original.shape[1:], dtype=np.int64))))
+                        for start in range(0, len(kept), block):
+                            chosen = kept[start:start + block]
+                            values = original[start:start + len(chosen)][chosen]
+                            rows[done:done + len(values)] = values
+                            done += len(values)
+                    rows.attrs.update(original.attrs)
             return int(kept.sum())
 
         return copy
@@ -254,4 +306,4 @@ def load_hdf5(root=None, x_key: str | None = None, y_key: str | None = None,
         with h5py.File(path, "r") as h5:
             return feature_stats(h5[name], h5[name].shape[0])
 
-    return _assemble(path, read, keys, x_key, y_key, make_set, stats_of, standardize)
+    return _assemble(path, read, keys, x_key, y_key, make_set, stats_of, standardize, _hdf5_copy(path, small))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from noisyctl.api import DatasetData, NoisyctlError
-from .common import (CIFAR10_STATS, CIFAR100_STATS, ArraySampleSet, check_labels,
-                                              require_root)
+from .common import (CIFAR10_STATS, CIFAR100_STATS, COPY_SUFFIXES, ArraySampleSet, check_labels, kept_samples,
+                     link_or_copy, new_folder, require_root)
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
@@ -41,6 +42,68 @@ def read_batch(path: Path) -> dict:
     if not isinstance(batch, dict):
         raise NoisyctlError(f"{path} is not a CIFAR batch (no dictionary inside)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Pickles bytes as Python 2 strings, as the CIFAR batches were written: they load as bytes with
+    ``encoding="bytes"`` (the CIFAR page's own reader) and as str with ``encoding="latin1"``
+    (torchvision's), which Python 3's protocol-2 bytes (a call to ``_codecs.encode``) do not."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_python2_string(self, text: bytes) -> None:
+        size = len(text)
+        opcode = pickle.SHORT_BINSTRING + bytes([size]) if size < 256 else pickle.BINSTRING + struct.pack("<i", size)
+        self.write(opcode + text)
+        self.memoize(text)
+
+    dispatch[bytes] = save_python2_string
+
+
+def write_batch(path: Path, batch: dict) -> None:
+    """A batch (``read_batch``'s dict) written as the CIFAR files are: a protocol-2 pickle whose
+    keys, names and file names are Python 2 strings."""
+    encoded = {key.encode() if isinstance(key, str) else key: value for key, value in batch.items()}
+    with open(path, "wb") as handle:
+        _Python2Pickler(handle, protocol=2).dump(encoded)
+
+
+def _relabeled_copy(folder: Path, train_names: list[str], label_key: str, classes: list[str],
+                    coarse_of: dict[int, int] | None = None):
+    """``DatasetData.relabeled_copy`` for CIFAR: a folder laid out as ``folder`` (its batches), each
+    training batch with its samples' labels as they now stand (a CIFAR-100 fine label's coarse one
+    with it: ``coarse_of``) and the removed samples' rows left out; the test batch and meta file as
+    they are (hard links where the disk allows)."""
+    def copy(labels: dict[str, str | None], out: Path) -> int:
+        written = 0
+        with new_folder(out, folder, COPY_SUFFIXES) as building:
+            for path in folder.iterdir():
+                if path.is_file() and path.name not in train_names:
+                    link_or_copy(path, building / path.name)
+            for name in train_names:
+                batch = read_batch(folder / name)
+                given = [int(c) for c in _field(batch, label_key, folder / name)]
+                kept, relabeled = [], []
+                for position, class_name in kept_samples([f"{name}/{i:05d}" for i in range(len(given))], labels):
+                    kept.append(position)
+                    relabeled.append(classes.index(class_name) if class_name else given[position])
+                rows = {}
+                for key, value in batch.items():
+                    if key == label_key:
+                        rows[key] = relabeled
+                    elif key == "coarse_labels" and coarse_of is not None:
+                        rows[key] = [coarse_of.get(c, value[i]) for c, i in zip(relabeled, kept)]
+                    elif isinstance(value, np.ndarray) and value.ndim and len(value) == len(given):
+                        rows[key] = value[kept]
+                    elif isinstance(value, list) and len(value) == len(given):  # file names
+                        rows[key] = [value[i] for i in kept]
+                    else:
+                        rows[key] = value
+                write_batch(building / name, rows)
+                written += len(kept)
+        return written
+
+    return copy
 
 
 def _field(batch: dict, key: str, path: Path):
@@ -98,7 +161,8 @@ def load_cifar10(root=None, normalize: bool = True) -> DatasetData:
         raise NoisyctlError(f"cifar10: {folder} has no data_batch_* files")
     test = subset(["test_batch"]) if (folder / "test_batch").exists() else None
     return DatasetData(train=subset(train_names), test=test, class_names=classes, input_shape=(3, 32, 32),
-                       default_augment="flip-crop")
+                       default_augment="flip-crop",
+                       relabeled_copy=_relabeled_copy(folder, train_names, "labels", classes))
 
 
 def load_cifar100(root=None, normalize: bool = True) -> DatasetData:
@@ -126,5 +190,7 @@ def load_cifar100(root=None, normalize: bool = True) -> DatasetData:
 
     train = subset("train")
     test = subset("test") if (folder / "test").exists() else None
+    coarse_of = {fine: coarse for coarse, members in groups.items() for fine in members}
     return DatasetData(train=train, test=test, class_names=classes, input_shape=(3, 32, 32),
-                       default_augment="flip-crop", class_groups=[sorted(groups[c]) for c in sorted(groups)])
+                       default_augment="flip-crop", class_groups=[sorted(groups[c]) for c in sorted(groups)],
+                       relabeled_copy=_relabeled_copy(folder, ["train"], "fine_labels", classes, coarse_of))

@@ -9,14 +9,15 @@ import itertools
 import json
 import lzma
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from noisyctl.api import (NoisyctlError, SampleSet, annotation_choices, answered_annotations, atomic_output,
-                          is_label_studio_export)
+from noisyctl.api import (NoisyctlError, SampleSet, annotation_choices, answered_annotations, atomic_folder,
+                          atomic_output, is_label_studio_export)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -756,6 +757,31 @@ def copy_target(out, suffixes: tuple[str, ...], sources: list[Path], what: str) 
         raise NoisyctlError(f"{out} is the dataset's own file; write the copy elsewhere, and put it in the "
                             f"file's place once you have checked it")
     return out
+
+
+def new_folder(out, root: Path, refused_suffixes: tuple[str, ...] = ()):
+    """Where a relabeled copy that is a folder is built (``DatasetData.relabeled_copy``'s ``out``,
+    laid out as the dataset's ``root``): ``atomic_folder(out)``, so the copy appears whole or not at
+    all. ``out`` must not end in one of ``refused_suffixes`` (a file was meant) and be neither inside
+    the dataset nor hold it."""
+    out = Path(out)
+    if out.suffix.lower() in refused_suffixes:
+        raise NoisyctlError(f"{out}: a copy of this dataset is a folder, laid out as {root} is; give a folder")
+    inside, target = Path(root).resolve(), out.resolve()
+    if target.is_relative_to(inside) or inside.is_relative_to(target):
+        raise NoisyctlError(f"{out} is inside the dataset {root} (or holds it); write the copy elsewhere")
+    return atomic_folder(out)
+
+
+def link_or_copy(source: Path, destination: Path) -> None:
+    """``destination`` as a hard link to ``source`` where the disk allows (no space taken), else a copy."""
+    import shutil
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def kept_samples(ids: list[str], labels: dict[str, str | None]):

@@ -19,8 +19,9 @@ from noisyctl.api import DatasetData, NoisyctlError, SampleSet, atomic_output
 from .common import (ARROW_SUFFIXES, COPY_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, ONE_HOT_LABEL,
                      TEST_SPLITS, TRAIN_SPLITS, class_indices, class_names_of, column_name, copy_target, find_column,
                      find_test_file, hub_class_names, kept_samples, label_strings, labeled_test_records,
-                     named_by_class_list, one_hot_note, read_one_hot_label, read_record_files, read_records,
-                     record_files, record_suffix, records_source, relabeled_copy, require_root, split_name)
+                     link_or_copy, named_by_class_list, new_folder, one_hot_note, read_one_hot_label,
+                     read_record_files, read_records, record_files, record_suffix, records_source, relabeled_copy,
+                     require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -313,43 +314,19 @@ def _class_folder_copy(root: Path, depth: int, ids: list[str]) -> Callable:
     class folder is the id's part at ``depth``), each training image in the folder of its class
     as it now stands, the removed ones left out, the test subset's as they are. Files are hard
     links to the originals where the disk allows (no space taken), else copies."""
-    import os
-    import shutil
-    import tempfile
-
     def copy(labels: dict[str, str | None], out: Path) -> int:
-        out = Path(out)
-        if out.suffix.lower() in IMAGE_SUFFIXES or out.suffix.lower() in COPY_SUFFIXES:
-            raise NoisyctlError(f"{out}: a copy of class folders is a folder, laid out as {root} is; give a folder")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise NoisyctlError(f"{out} exists and is not an empty folder; give a new one")
-        inside, target = root.resolve(), out.resolve()
-        if target.is_relative_to(inside) or inside.is_relative_to(target):
-            raise NoisyctlError(f"{out} is inside the dataset {root} (or holds it); write the copy elsewhere")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            written = 0
+        written = 0
+        with new_folder(out, root, (*IMAGE_SUFFIXES, *COPY_SUFFIXES)) as building:
             for position, name in kept_samples(ids, labels):
                 sample_id = ids[position]
                 parts = list(Path(sample_id).parts)
                 if name:
                     parts[depth] = name
                 destination = building.joinpath(*parts)
-                destination.parent.mkdir(parents=True, exist_ok=True)
                 if destination.exists():  # two classes' images of one name meeting in one folder
                     destination = destination.with_name(f"{destination.stem}-{written}{destination.suffix}")
-                try:
-                    os.link(root / sample_id, destination)
-                except OSError:
-                    shutil.copy2(root / sample_id, destination)
+                link_or_copy(root / sample_id, destination)
                 written += 1
-            if out.is_dir():
-                out.rmdir()
-            building.rename(target)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
         return written
 
     return copy
