@@ -5,6 +5,7 @@ review measures (``correct --audit``)."""
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,8 @@ class Review:
     is a sample's index and its class, or REMOVE; ``disagreed`` are the samples whose reviewers
     decided differently, left alone. An audit's review also holds each row's ``strata`` (FLAGGED or
     RANDOM, by sample index, decided or not) and, from Label Studio, which exports only the tasks
-    someone judged, the number of ``flagged_rows`` the review held."""
+    someone judged, the number of ``flagged_rows`` the review held; where several people judged
+    the samples, how each decided beside the others (``reviewer_agreement``)."""
 
     path: Path
     labels: Labels
@@ -167,6 +169,7 @@ class Review:
     strata: dict[int, str] | None = None
     disagreed: list[int] = field(default_factory=list)
     flagged_rows: int | None = None
+    reviewers: list[dict[str, Any]] = field(default_factory=list)
 
     def applied(self) -> Labels:
         """The labels with the review applied: a class sets and confirms a label, REMOVE removes the
@@ -268,13 +271,15 @@ def read_review(path: Path, labels: Labels) -> Review:
 class ReviewEntry:
     """One decision on one sample as a review file holds it: ``where`` it is (for errors: "line 3",
     "task 12"), the sample's id, the reviewed label as written ('' where the reviewer left or skipped
-    it) and, in an audit, the sample's ``stratum``; ``problem`` where the row itself is unreadable."""
+    it) and, in an audit, the sample's ``stratum``; ``problem`` where the row itself is unreadable;
+    who decided (``reviewer``) where the file says (Label Studio's annotator)."""
 
     where: str
     sample_id: str
     decision: str
     stratum: str | None = None
     problem: str = ""
+    reviewer: str | None = None
 
 
 def _csv_entries(path: Path) -> tuple[list[ReviewEntry], bool, int | None]:
@@ -306,7 +311,7 @@ def _csv_entries(path: Path) -> tuple[list[ReviewEntry], bool, int | None]:
                 if label_studio and (row.get(FLAGGED_ROWS) or "").strip().isdigit():
                     flagged_rows = int(row[FLAGGED_ROWS])
                 entries.append(ReviewEntry(where, value(row[id_column].strip()), value(row["reviewed_label"].strip()),
-                                           stratum))
+                                           stratum, reviewer=row.get("annotator") if label_studio else None))
     except UnicodeDecodeError:
         raise NoisyctlError(f"{path} is not a UTF-8 CSV file (a spreadsheet saves one as 'CSV UTF-8')") from None
     except csv.Error as exc:
@@ -320,7 +325,7 @@ def _review(path: Path, labels: Labels, entries: list[ReviewEntry], several_per_
     ``several_per_sample`` a sample may be judged more than once (several people), else once."""
     position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
     classes = {name: c for c, name in enumerate(labels.class_names)}
-    said: dict[int, list[int | str]] = {}
+    said: dict[int, list[tuple[str | None, int | str]]] = {}
     strata: dict[int, str] = {}
     seen: dict[str, str] = {}
     bad: list[str] = []
@@ -341,14 +346,34 @@ def _review(path: Path, labels: Labels, entries: list[ReviewEntry], several_per_
             bad.append(f"{entry.where}: id '{entry.sample_id}' is not in the labels")
             continue
         if decision.lower() == REMOVE:
-            said.setdefault(position[entry.sample_id], []).append(REMOVE)
+            said.setdefault(position[entry.sample_id], []).append((entry.reviewer, REMOVE))
         elif decision in classes or (decision.isdigit() and int(decision) < len(classes)):
             said.setdefault(position[entry.sample_id], []).append(
-                classes[decision] if decision in classes else int(decision))
+                (entry.reviewer, classes[decision] if decision in classes else int(decision)))
         else:
             bad.append(f"{entry.where}: label '{decision}' is not a class")
     if bad:
         raise NoisyctlError(f"{path}: {len(bad)} row(s) refused, nothing written; first: {bad[0]}")
-    decisions = [(i, choices[0]) for i, choices in said.items() if len(set(choices)) == 1]
-    disagreed = [i for i, choices in said.items() if len(set(choices)) > 1]
-    return Review(path, labels, decisions, strata or None, disagreed, flagged_rows)
+    decided = {i: {choice for _, choice in choices} for i, choices in said.items()}
+    decisions = [(i, next(iter(choices))) for i, choices in decided.items() if len(choices) == 1]
+    disagreed = [i for i, choices in decided.items() if len(choices) > 1]
+    return Review(path, labels, decisions, strata or None, disagreed, flagged_rows, reviewer_agreement(said))
+
+
+def reviewer_agreement(said: dict[int, list[tuple[str | None, int | str]]]) -> list[dict[str, Any]]:
+    """How each reviewer decided beside the others (``said``: each sample's decisions, by whom):
+    the samples they ``judged``, those someone else judged too (``shared``), and of those, how many
+    they decided as the others most often did (``agreed``). Empty unless the review names two
+    reviewers or more."""
+    stats: dict[str, dict[str, Any]] = {}
+    for choices in said.values():
+        for k, (who, choice) in enumerate(choices):
+            if who is None:
+                continue
+            mine = stats.setdefault(who, {"reviewer": who, "judged": 0, "shared": 0, "agreed": 0})
+            mine["judged"] += 1
+            others = Counter(other for j, (_, other) in enumerate(choices) if j != k)
+            if others:
+                mine["shared"] += 1
+                mine["agreed"] += int(others[choice] == max(others.values()))
+    return sorted(stats.values(), key=lambda s: s["reviewer"]) if len(stats) > 1 else []

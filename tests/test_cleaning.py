@@ -564,6 +564,11 @@ def test_a_team_reviews_in_label_studio_and_import_review_reads_its_export(cli, 
     words = " ".join(cli("import-review", tmp_path / "export.json", "--labels", noisy_run, "-o",
                          tmp_path / "again.h5").output.split())
     assert "1 sample whose reviewers disagreed was left as it was" in words
+    # how each reviewer decided beside the other, of the samples both judged (0 and 1; 2's skip is none)
+    assert first["reviewers"] == [{"reviewer": "1", "judged": 27, "shared": 2, "agreed": 1},
+                                  {"reviewer": "2", "judged": 3, "shared": 2, "agreed": 1}]
+    assert "decided as the others did, of the samples they shared: reviewer 1 on 1 of 2, reviewer 2 on 1 of 2" \
+        in words
     # In the JSON export, an annotation marked ground truth settles a disagreement.
     settled = label_studio_export(tasks[:5], lambda k, data: ["remove", (truth[4],)] if k == 4 else [])
     (tmp_path / "settled.json").write_text(json.dumps(settled), encoding="utf-8")

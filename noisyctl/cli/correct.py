@@ -207,7 +207,7 @@ def import_review(
     result = {"review": str(review_path), "labels": str(labels_path), "out": str(out_path),
               "reviewed": int(reviewed.reviewed.sum()), "changed": reviewed.correction["changed"],
               "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0,
-              "disagreed": len(review.disagreed), "audit": review.audit(labels_path)}
+              "disagreed": len(review.disagreed), "reviewers": review.reviewers, "audit": review.audit(labels_path)}
 
     def render(console):
         console.print(f"{result['reviewed']:,} labels reviewed ({result['changed']:,} changed), "
@@ -216,6 +216,11 @@ def import_review(
             one = result["disagreed"] == 1
             console.print(f"{result['disagreed']:,} {'sample' if one else 'samples'} whose reviewers disagreed "
                           f"{'was left as it was' if one else 'were left as they were'}", highlight=False)
+        shared = [r for r in result["reviewers"] if r["shared"]]
+        if shared:
+            console.print("decided as the others did, of the samples they shared: " + ", ".join(
+                f"reviewer {r['reviewer']} on {r['agreed']:,} of {r['shared']:,}" for r in shared), highlight=False,
+                markup=False)
         audit = result["audit"]
         if audit:
             wrong, decided = audit["wrong"], audit["reviewed"]

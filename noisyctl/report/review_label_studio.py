@@ -134,14 +134,22 @@ def label_studio_entries(path: Path) -> tuple[list[ReviewEntry], int | None]:
                                 f"`noisyctl correct RUN --export FILE.json` wrote")
         if isinstance(data.get(FLAGGED_ROWS), int):
             flagged_rows = data[FLAGGED_ROWS]
-        said = ([annotation_choices(a).get(CONTROL, "") for a in answered_annotations(task)] if full
-                else [_min_choice(task.get(CONTROL))])
-        for decision in said or [""]:
+        said = ([(annotation_choices(a).get(CONTROL, ""), _reviewer(a.get("completed_by")))
+                 for a in answered_annotations(task)] if full
+                else [(_min_choice(task.get(CONTROL)), _reviewer(task.get("annotator")))])
+        for decision, reviewer in said or [("", None)]:
             several = isinstance(decision, list)
             entries.append(ReviewEntry(where, str(data[SAMPLE_ID]), "" if several else decision.strip(),
                                        data.get(AUDIT_COLUMN), f"{where}: {len(decision)} labels chosen"
-                                       if several and decision else ""))
+                                       if several and decision else "", reviewer))
     return entries, flagged_rows
+
+
+def _reviewer(who) -> str | None:
+    """Who made an annotation, as the export names them: a user id, or a user's record (its email)."""
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return None if who is None else str(who)
 
 
 def _min_choice(value) -> str | list[str]:
