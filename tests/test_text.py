@@ -311,21 +311,23 @@ def label_studio_task(task_id, text, *annotations):
 
 def test_a_label_studio_export_loads_as_its_annotators_answered(tmp_path):
     """Label Studio's JSON export, a task a record with its annotations: the label is a task's
-    ground-truth answer, else its last one not cancelled; a task nobody answered is left out."""
+    ground-truth answer, else what most of its annotations not cancelled chose (of a tie, the
+    latest); a task nobody answered is left out."""
     import json
 
     tasks = [label_studio_task(1, "love it, works great", "Positive"),
              label_studio_task(2, "broke after a day", "Negative", None),  # a second annotator cancelled
-             label_studio_task(3, "it is fine i guess", "Positive", "Neutral"),  # the last answer counts
+             label_studio_task(3, "it is fine i guess", "Positive", "Neutral"),  # a tie: the latest answer
              label_studio_task(4, "never arrived", "Positive", ("Negative", "gt")),  # the ground truth counts
-             label_studio_task(5, "not yet looked at")]
+             label_studio_task(5, "not yet looked at"),
+             label_studio_task(7, "does the job", "Positive", "Positive", "Negative")]  # two of three
     (tmp_path / "project-3-at-2024.json").write_text(json.dumps(tasks), encoding="utf-8")
     data = load_dataset({"name": "text", "root": str(tmp_path / "project-3-at-2024.json"), "options": {}})
-    assert data.train.ids == ["1", "2", "3", "4"] and data.class_names == ["Negative", "Neutral", "Positive"]
-    assert data.train.labels.tolist() == [2, 0, 1, 0] and data.train.text(1) == "broke after a day"
+    assert data.train.ids == ["1", "2", "3", "4", "7"] and data.class_names == ["Negative", "Neutral", "Positive"]
+    assert data.train.labels.tolist() == [2, 0, 1, 0, 2] and data.train.text(1) == "broke after a day"
     tasks.append(label_studio_task(6, "mixed feelings", ("Positive", "Negative", "gt")))
     (tmp_path / "several.json").write_text(json.dumps(tasks), encoding="utf-8")
-    with pytest.raises(NoisyctlError, match="record 5's 'sentiment' holds several labels"):
+    with pytest.raises(NoisyctlError, match="record 6's 'sentiment' holds several labels"):
         load_dataset({"name": "text", "root": str(tmp_path / "several.json"), "options": {}})
 
 

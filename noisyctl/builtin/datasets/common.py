@@ -11,6 +11,7 @@ import lzma
 import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -355,13 +356,22 @@ def _excel_records(path: Path) -> list[dict]:
 def _label_studio_records(tasks: list[dict]) -> list[dict]:
     """Label Studio's tasks as flat records: the task's data, its id, and each choices control's
     answer under the control's name (``sentiment``, ``choice``), several chosen as a list (which
-    the loaders refuse as multi-label). A task's answer is its ground-truth annotation, else its
-    last one not cancelled; tasks nobody answered hold no label and are left out."""
+    the loaders refuse as multi-label). A task's answer is its ground-truth annotation, else what
+    most of its annotations not cancelled chose (of a tie, the latest): with overlap set, the last
+    annotator alone would outvote the others. Tasks nobody answered hold no label and are left out."""
     records = []
     for task in tasks:
-        answered = answered_annotations(task)
-        if answered:
-            records.append({"id": task.get("id"), **task["data"], **annotation_choices(answered[-1])})
+        answers = [annotation_choices(a) for a in answered_annotations(task)]
+        if not answers:
+            continue
+        record = {"id": task.get("id"), **task["data"]}
+        for control in dict.fromkeys(name for answer in answers for name in answer):
+            said = [answer[control] for answer in answers if control in answer]
+            votes = Counter(tuple(s) if isinstance(s, list) else s for s in said)
+            most = max(votes.values())
+            record[control] = next(s for s in reversed(said)
+                                   if votes[tuple(s) if isinstance(s, list) else s] == most)
+        records.append(record)
     return records
 
 
