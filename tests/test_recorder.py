@@ -250,6 +250,8 @@ def test_a_loop_whose_ids_are_files_under_its_dataset_root_gets_a_review_page_wi
     data = json.loads(text[text.index(">", text.index('<script id="review-data"')) + 1:text.index("</script>")])
     assert len(notes) == 1 and notes[0].startswith("no images on the review page: the run was recorded by your own")
     assert data["notes"] == notes and all(s["picture"] is None for s in data["samples"])
+    tasks = cli.json("correct", tmp_path / "r.h5", "--top", "3", "--export", tmp_path / "moved.json")["exported"]
+    assert tasks["notes"] == [notes[0].replace("on the review page", "in the Label Studio tasks")]
 
 
 def test_what_a_loop_left_unrecorded_is_named_with_the_recorder_call_that_records_it(tmp_path, cli):

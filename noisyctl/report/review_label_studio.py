@@ -47,7 +47,8 @@ def write_label_studio_tasks(path: Path, run: RunFile, columns: list[str], cells
 
     ids = [labels.ids[i] for i in rows]
     shown = "text" if texts is not None else "image"
-    pictures = None if texts is not None else sample_pictures(run, ids, notes, [PICTURE_SIDE] * len(ids))
+    pictures = None if texts is not None else sample_pictures(run, ids, notes, [PICTURE_SIDE] * len(ids),
+                                                              "no images in the Label Studio tasks")
     names = labels.class_names
     flagged_rows = None if strata is None else len(strata) - strata.count(RANDOM)
     tasks = []

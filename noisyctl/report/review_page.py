@@ -105,15 +105,16 @@ def _script_json(data: dict) -> str:
         "&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def sample_pictures(run: RunFile, ids: list[str], notes: list[str], sides: list[int]) -> list[str | None]:
+def sample_pictures(run: RunFile, ids: list[str], notes: list[str], sides: list[int],
+                    missing_what: str = "no images on the review page") -> list[str | None]:
     """Each sample's image as a data URI, at most ``sides`` (one per id) pixels: its file where the
     dataset root holds one (no need to load the dataset), else what the dataset shows
     (``SampleSet.picture``: a Hub dataset's encoded bytes), else the input it loads (CIFAR, MNIST,
-    arrays, the built-ins); None where none is to be had."""
+    arrays, the built-ins); None where none is to be had (``notes`` gets why, after ``missing_what``)."""
     dataset = run.labels.dataset
     pictures = [_file_picture(sample_path(dataset, sample_id), side) for sample_id, side in zip(ids, sides)]
     missing = [k for k, picture in enumerate(pictures) if picture is None]
-    found = image_samples(run, [ids[k] for k in missing], notes, "no images on the review page") if missing else None
+    found = image_samples(run, [ids[k] for k in missing], notes, missing_what) if missing else None
     if found is not None:
         from noisyctl.report.figures import image_array
 
