@@ -1,6 +1,6 @@
 """The human review: the samples a person should judge, as the review CSV, a page that writes it or
-Label Studio tasks (``correct --export``), and the review read back (``import-review``), with the noise rate an audit's
-review measures (``correct --audit``)."""
+Label Studio tasks (``correct --export``), and the review read back (``import-review``), with the
+noise rate an audit's review measures (``correct --audit``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ AUDIT_COLUMN, FLAGGED, RANDOM = "sample", "flagged", "random"
 TYPICAL = 3
 # --export to one of these writes the review page instead of the CSV.
 REVIEW_PAGE_SUFFIXES = (".html", ".htm")
-# --export to this writes Label Studio tasks (``noisyctl.report.review_label_studio``), import-review reads their export.
+# --export to this writes Label Studio tasks (``noisyctl.report.review_label_studio``); import-review
+# reads the project's export.
 LABEL_STUDIO_SUFFIX = ".json"
 # In Label Studio's exports of those tasks, the sample's id (their ``id`` is the task's) and, in an
 # audit's, how many rows were flagged: Label Studio exports only the tasks someone judged, and the
@@ -51,12 +52,12 @@ def sample_path(dataset: dict[str, Any], sample_id: str) -> str:
 def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, proposal: Correction,
                   chosen: np.ndarray, applies_to: Path, audit: int = 0) -> dict[str, Any]:
     """The ``chosen`` samples (a mask), most suspect first, for a person to judge: a review page where
-    ``path`` ends in .html (``noisyctl.report.review_page``: the samples' images or texts, and a button that
-    writes the review CSV), Label Studio tasks where it ends in .json (``noisyctl.report.review_label_studio``,
-    for a team), else the review CSV itself; ``import-review`` reads the CSV, or Label Studio's
-    export, into the labels file ``applies_to``. With ``audit``, that many samples drawn at random from the
-    rest follow them (``audit_sample``), and a ``sample`` column says which rows are which: the
-    review then measures the noise rate (``Review.audit``)."""
+    ``path`` ends in .html (``noisyctl.report.review_page``: the samples' images or texts, and a
+    button that writes the review CSV), Label Studio tasks where it ends in .json (for a team:
+    ``noisyctl.report.review_label_studio``), else the review CSV itself; ``import-review`` reads the
+    CSV, or Label Studio's export, into the labels file ``applies_to``. With ``audit``, that many
+    samples drawn at random from the rest follow them (``audit_sample``), and a ``sample`` column
+    says which rows are which: the review then measures the noise rate (``Review.audit``)."""
     rows = ranking(np.where(chosen, scores, -np.inf))[:int(chosen.sum())]
     drawn = audit_sample(labels, scores, chosen, audit) if audit else np.array([], dtype=np.int64)
     strata = [FLAGGED] * len(rows) + [RANDOM] * len(drawn) if audit else None
@@ -247,9 +248,9 @@ def estimate_of_run(path: Path):
 def read_review(path: Path, labels: Labels) -> Review:
     """Read a review against ``labels``: the CSV ``correct --export`` wrote, ``reviewed_label`` filled in
     (a class name or index, or ``remove``; an empty one leaves the sample alone), or a Label Studio
-    export of the tasks ``correct --export FILE.json`` wrote (``noisyctl.report.review_label_studio``: JSON,
-    JSON-MIN or CSV), where several people may have judged a sample: their decision where they agree,
-    else the sample is left alone and counted in ``disagreed``.
+    export (JSON, JSON-MIN or CSV) of the tasks ``correct --export FILE.json`` wrote
+    (``noisyctl.report.review_label_studio``), where several people may have judged a sample: their
+    decision where they agree, else the sample is left alone and counted in ``disagreed``.
 
     The whole file is refused (nothing is written), naming the line or task, when a row names an id or
     a label that does not exist, a CSV of ours names an id a second time, or a row has more or fewer
@@ -287,6 +288,7 @@ def _csv_entries(path: Path) -> tuple[list[ReviewEntry], bool, int | None]:
     of our tasks (raw values; its ``id`` is the task's, the sample's is ``sample_id``). Also whether it
     is Label Studio's, and the number of flagged rows its audit exported."""
     entries = []
+    limit = csv.field_size_limit(2**31 - 1)  # Label Studio's CSV holds each task's image in a cell
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             # Spreadsheets set to a comma-decimal locale save with ';' (or a tab): read what the header uses.
@@ -316,6 +318,8 @@ def _csv_entries(path: Path) -> tuple[list[ReviewEntry], bool, int | None]:
         raise NoisyctlError(f"{path} is not a UTF-8 CSV file (a spreadsheet saves one as 'CSV UTF-8')") from None
     except csv.Error as exc:
         raise NoisyctlError(f"{path} is not a readable CSV file ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
     return entries, label_studio, flagged_rows
 
 

@@ -192,7 +192,7 @@ def import_review(
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
-    """Apply a review (a reviewed CSV, or Label Studio's export) to a labels file; 'remove' prunes."""
+    """Apply a review (a reviewed CSV, or Label Studio's export) to a labels file: labels set and trusted."""
     p = with_recipe(ctx)
     review_path = Path(require(p["review"], "REVIEW file"))
     labels_path = Path(require(p["labels"], "--labels"))

@@ -4,9 +4,9 @@ writes the samples as Label Studio tasks (FILE.json) and the labeling interface 
 
 A task's data are the review CSV's own cells (``noisyctl.review.review_table``, the sample's id as
 ``sample_id``: Label Studio's exports name the task's own id ``id``), with its image as a data URI or
-its text. Each choice of the interface carries the cell ``--export FILE.csv`` would hold for it
-(``review_decision``) as its alias, which is what the export then holds, so the one reader of reviews
-(``noisyctl.review.read_review``) reads what Label Studio writes.
+its text. Each choice of the interface carries what a reviewed_label cell would hold for it
+(``review_decision``) as its alias, which is what the export then holds, so the one reader of
+reviews (``noisyctl.review.read_review``) reads what Label Studio writes.
 """
 
 from __future__ import annotations

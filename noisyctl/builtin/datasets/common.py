@@ -353,6 +353,10 @@ def _excel_records(path: Path) -> list[dict]:
         workbook.close()
 
 
+def _hashable(answer: str | list[str]):
+    return tuple(answer) if isinstance(answer, list) else answer
+
+
 def _label_studio_records(tasks: list[dict]) -> list[dict]:
     """Label Studio's tasks as flat records: the task's data, its id, and each choices control's
     answer under the control's name (``sentiment``, ``choice``), several chosen as a list (which
@@ -367,10 +371,9 @@ def _label_studio_records(tasks: list[dict]) -> list[dict]:
         record = {"id": task.get("id"), **task["data"]}
         for control in dict.fromkeys(name for answer in answers for name in answer):
             said = [answer[control] for answer in answers if control in answer]
-            votes = Counter(tuple(s) if isinstance(s, list) else s for s in said)
+            votes = Counter(map(_hashable, said))
             most = max(votes.values())
-            record[control] = next(s for s in reversed(said)
-                                   if votes[tuple(s) if isinstance(s, list) else s] == most)
+            record[control] = next(s for s in reversed(said) if votes[_hashable(s)] == most)
         records.append(record)
     return records
 
