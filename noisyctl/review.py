@@ -157,14 +157,15 @@ def review_decision_cell(name: str, index: int) -> str:
 
 @dataclass
 class Review:
-    """A review (``read_review``), read and checked against the labels it applies to: each ``decision``
+    """A review (``read_review``: its files' ``paths``), read and checked against the labels it applies
+    to: each ``decision``
     is a sample's index and its class, or REMOVE; ``disagreed`` are the samples whose reviewers
     decided differently, left alone. An audit's review also holds each row's ``strata`` (FLAGGED or
     RANDOM, by sample index, decided or not) and, from Label Studio, which exports only the tasks
     someone judged, the number of ``flagged_rows`` the review held; where several people judged
     the samples, how each decided beside the others (``reviewer_agreement``)."""
 
-    path: Path
+    paths: list[Path]
     labels: Labels
     decisions: list[tuple[int, int | str]]
     strata: dict[int, str] | None = None
@@ -185,14 +186,15 @@ class Review:
                 given[i], reviewed[i], removed[i] = decision, True, False
         changed = given != labels.given_labels
         pruning = labels.pruning
+        source = ", ".join(map(str, self.paths))
         if removed.any() and pruning is None:
-            pruning = {"detector": None, "rule": "review", "removed": int(removed.sum()), "from": str(self.path)}
+            pruning = {"detector": None, "rule": "review", "removed": int(removed.sum()), "from": source}
         corrected = labels.mark("corrected") | changed
         # A review that brings every removed sample back leaves none removed (not the removals it undid).
         return replace(labels, given_labels=given, reviewed=reviewed, corrected=corrected,
                        removed=removed if removed.any() or labels.removed is not None else None, pruning=pruning,
-                       correction={"by": f"review:{self.path.name}", "changed": int(changed.sum()),
-                                   "from": str(self.path)})
+                       correction={"by": "review:" + "+".join(path.name for path in self.paths),
+                                   "changed": int(changed.sum()), "from": source})
 
     def audit(self, run_path: Path | None = None) -> dict[str, Any] | None:
         """The noise rate an audit's review measured (``audited_noise_rate``) over the samples the
@@ -245,27 +247,53 @@ def estimate_of_run(path: Path):
         return run_noise_rate(run, ~np.isnan(next(iter(scores.values()))) if scores else None)
 
 
-def read_review(path: Path, labels: Labels) -> Review:
-    """Read a review against ``labels``: the CSV ``correct --export`` wrote, ``reviewed_label`` filled in
-    (a class name or index, or ``remove``; an empty one leaves the sample alone), or a Label Studio
-    export (JSON, JSON-MIN or CSV) of the tasks ``correct --export FILE.json`` wrote
-    (``noisyctl.report.review_label_studio``), where several people may have judged a sample: their
-    decision where they agree, else the sample is left alone and counted in ``disagreed``.
+def read_review(paths: Path | list[Path], labels: Labels) -> Review:
+    """Read a review against ``labels``, from one file or several (``paths``: one a reviewer, as when
+    people review copies of one page): the CSV ``correct --export`` wrote, ``reviewed_label`` filled
+    in (a class name or index, or ``remove``; an empty one leaves the sample alone), or a Label
+    Studio export (JSON, JSON-MIN or CSV) of the tasks ``correct --export FILE.json`` wrote
+    (``noisyctl.report.review_label_studio``). Where several people judged a sample, their decision
+    is taken where they agree, else the sample is left alone and counted in ``disagreed``; each file
+    of ours is one reviewer, named by its file name.
 
-    The whole file is refused (nothing is written), naming the line or task, when a row names an id or
-    a label that does not exist, a CSV of ours names an id a second time, or a row has more or fewer
-    cells than the header; a file whose quoting is broken is refused too.
+    The whole review is refused (nothing is written), naming the file, line or task, when a row names
+    an id or a label that does not exist, a CSV of ours names an id a second time, or a row has more
+    or fewer cells than the header; a file whose quoting is broken is refused too.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NoisyctlError(f"review file {path} does not exist")
-    if path.suffix.lower() == LABEL_STUDIO_SUFFIX:
-        from noisyctl.report.review_label_studio import label_studio_entries
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    entries: list[ReviewEntry] = []
+    flagged_rows = None
+    for path in paths:
+        if not path.is_file():
+            raise NoisyctlError(f"review file {path} does not exist")
+        if path.suffix.lower() == LABEL_STUDIO_SUFFIX:
+            from noisyctl.report.review_label_studio import label_studio_entries
 
-        entries, flagged_rows = label_studio_entries(path)
-        return _review(path, labels, entries, several_per_sample=True, flagged_rows=flagged_rows)
-    entries, from_label_studio, flagged_rows = _csv_entries(path)
-    return _review(path, labels, entries, several_per_sample=from_label_studio, flagged_rows=flagged_rows)
+            found, flagged = label_studio_entries(path)
+            once_each = False  # people who share a task each decide it
+        else:
+            found, from_label_studio, flagged = _csv_entries(path)
+            once_each = not from_label_studio
+        if len(paths) > 1:
+            for entry in found:
+                entry.where = f"{path.name}, {entry.where}"
+                entry.problem = entry.problem and f"{path.name}, {entry.problem}"
+                entry.reviewer = entry.reviewer or path.name
+        if once_each:
+            _refuse_repeats(found)
+        entries += found
+        flagged_rows = flagged if flagged is not None else flagged_rows
+    return _review(paths, labels, entries, flagged_rows)
+
+
+def _refuse_repeats(entries: list[ReviewEntry]) -> None:
+    """A review CSV of ours decides each sample once: a second decision on one is a problem."""
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if entry.decision and not entry.problem:
+            if entry.sample_id in seen:
+                entry.problem = f"{entry.where}: id '{entry.sample_id}' was already reviewed on {seen[entry.sample_id]}"
+            seen.setdefault(entry.sample_id, entry.where)
 
 
 @dataclass
@@ -323,15 +351,12 @@ def _csv_entries(path: Path) -> tuple[list[ReviewEntry], bool, int | None]:
     return entries, label_studio, flagged_rows
 
 
-def _review(path: Path, labels: Labels, entries: list[ReviewEntry], several_per_sample: bool,
-            flagged_rows: int | None) -> Review:
-    """The ``entries`` of a review file checked against ``labels`` (``read_review``); with
-    ``several_per_sample`` a sample may be judged more than once (several people), else once."""
+def _review(paths: list[Path], labels: Labels, entries: list[ReviewEntry], flagged_rows: int | None) -> Review:
+    """The ``entries`` of a review's files checked against ``labels`` (``read_review``)."""
     position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
     classes = {name: c for c, name in enumerate(labels.class_names)}
     said: dict[int, list[tuple[str | None, int | str]]] = {}
     strata: dict[int, str] = {}
-    seen: dict[str, str] = {}
     bad: list[str] = []
     for entry in entries:
         if entry.problem:
@@ -342,10 +367,6 @@ def _review(path: Path, labels: Labels, entries: list[ReviewEntry], several_per_
         decision = entry.decision
         if not decision:
             continue
-        if entry.sample_id in seen and not several_per_sample:
-            bad.append(f"{entry.where}: id '{entry.sample_id}' was already reviewed on {seen[entry.sample_id]}")
-            continue
-        seen.setdefault(entry.sample_id, entry.where)
         if entry.sample_id not in position:
             bad.append(f"{entry.where}: id '{entry.sample_id}' is not in the labels")
             continue
@@ -357,11 +378,12 @@ def _review(path: Path, labels: Labels, entries: list[ReviewEntry], several_per_
         else:
             bad.append(f"{entry.where}: label '{decision}' is not a class")
     if bad:
-        raise NoisyctlError(f"{path}: {len(bad)} row(s) refused, nothing written; first: {bad[0]}")
+        named = paths[0] if len(paths) == 1 else "the review"
+        raise NoisyctlError(f"{named}: {len(bad)} row(s) refused, nothing written; first: {bad[0]}")
     decided = {i: {choice for _, choice in choices} for i, choices in said.items()}
     decisions = [(i, next(iter(choices))) for i, choices in decided.items() if len(choices) == 1]
     disagreed = [i for i, choices in decided.items() if len(choices) > 1]
-    return Review(path, labels, decisions, strata or None, disagreed, flagged_rows, reviewer_agreement(said))
+    return Review(paths, labels, decisions, strata or None, disagreed, flagged_rows, reviewer_agreement(said))
 
 
 def reviewer_agreement(said: dict[int, list[tuple[str | None, int | str]]]) -> list[dict[str, Any]]:

@@ -440,6 +440,44 @@ def test_an_audit_review_measures_the_noise_rate_of_every_sample(cli, noisy_run,
     assert "give --export FILE" in cli.error("correct", noisy_run, "--audit", "10")
 
 
+def test_several_people_review_copies_of_one_page_and_import_review_takes_what_they_agree_on(cli, noisy_run,
+                                                                                            tmp_path):
+    """Each reviewer's CSV (the page's download, renamed) is one reviewer: a sample's decision is
+    taken where those who decided it agree, left alone where they do not; each reviewer's agreement
+    with the others is counted; a CSV that decides a sample twice is still refused, by file and line."""
+    cli("correct", noisy_run, "--top", "10", "--export", tmp_path / "review.csv")
+    with open(tmp_path / "review.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with RunFile(noisy_run) as run:
+        labels = run.labels
+    position = {sample_id: i for i, sample_id in enumerate(labels.ids)}
+    truth = [labels.class_names[labels.true_labels[position[row["id"]]]] for row in rows]
+
+    def write(name, decisions):
+        with open(tmp_path / name, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({**row, "reviewed_label": decision} for row, decision in zip(rows, decisions))
+        return tmp_path / name
+
+    alice = write("alice.csv", truth)
+    bob = write("bob.csv", ["remove"] + truth[1:5] + [""] * 5)  # the first half; on the first, another view
+    result = cli.json("import-review", alice, bob, "--labels", noisy_run, "-o", tmp_path / "both.h5")
+    after = read_labels(tmp_path / "both.h5")
+    first = position[rows[0]["id"]]
+    assert result["disagreed"] == 1 and after.given_labels[first] == labels.given_labels[first]
+    assert [labels.class_names[after.given_labels[position[row["id"]]]] for row in rows[1:]] == truth[1:]
+    assert result["reviewers"] == [{"reviewer": "alice.csv", "judged": 10, "shared": 5, "agreed": 4},
+                                   {"reviewer": "bob.csv", "judged": 5, "shared": 5, "agreed": 4}]
+    assert after.correction["by"] == "review:alice.csv+bob.csv"
+    twice = write("twice.csv", truth)
+    with open(twice, "a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=list(rows[0])).writerow({**rows[3], "reviewed_label": truth[3]})
+    error = cli.error("import-review", alice, twice, "--labels", noisy_run, "-o", tmp_path / "x.h5")
+    assert f"twice.csv, line 12: id '{rows[3]['id']}' was already reviewed on twice.csv, line 5" in error
+    assert not (tmp_path / "x.h5").exists()
+
+
 def label_studio_export(tasks: list[dict], judge) -> list[dict]:
     """Label Studio's JSON export of a project that imported ``tasks``, as it writes one: each task
     with its id and the annotations ``judge(task_index, data)`` returns (a list of choices, None for a

@@ -183,10 +183,11 @@ def correct(
 @app.command("import-review")
 def import_review(
     ctx: typer.Context,
-    review: Optional[Path] = typer.Argument(None, help="Reviewed CSV (from correct --export, reviewed_label "
-                                            "filled in: a class, or 'remove'), or Label Studio's export (JSON, "
-                                            "JSON-MIN or CSV) of the tasks correct --export FILE.json wrote.",
-                                            show_default=False),
+    review: Optional[List[Path]] = typer.Argument(None, help="Reviewed CSV (from correct --export, "
+                                                  "reviewed_label filled in: a class, or 'remove'), or Label "
+                                                  "Studio's export (JSON, JSON-MIN or CSV) of the tasks correct "
+                                                  "--export FILE.json wrote; several files: one a reviewer, "
+                                                  "their decisions taken where they agree.", show_default=False),
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels (or run) file the review applies to."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file to write."),
     recipe: Optional[Path] = RECIPE_OPTION,
@@ -194,17 +195,18 @@ def import_review(
 ):
     """Apply a review (a reviewed CSV, or Label Studio's export) to a labels file: labels set and trusted."""
     p = with_recipe(ctx)
-    review_path = Path(require(p["review"], "REVIEW file"))
+    given = require(p["review"] or None, "REVIEW file")
+    review_paths = [Path(given)] if isinstance(given, (str, Path)) else [Path(path) for path in given]
     labels_path = Path(require(p["labels"], "--labels"))
     out_path = Path(require(p["out"], "--out"))
     base = read_labels(labels_path)
     if base.pruning and base.removed is None:
         raise NoisyctlError(f"{labels_path} holds only the samples kept by pruning; apply the review to the "
                             f"labels of all samples")
-    review = read_review(review_path, base)
+    review = read_review(review_paths, base)
     reviewed = review.applied()
     write_labels_file(out_path, reviewed, recipe=ctx.meta.get(RECIPE_KEY))
-    result = {"review": str(review_path), "labels": str(labels_path), "out": str(out_path),
+    result = {"review": ", ".join(map(str, review_paths)), "labels": str(labels_path), "out": str(out_path),
               "reviewed": int(reviewed.reviewed.sum()), "changed": reviewed.correction["changed"],
               "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0,
               "disagreed": len(review.disagreed), "reviewers": review.reviewers, "audit": review.audit(labels_path)}
