@@ -42,7 +42,7 @@ def plugin_env(tmp_path_factory):
 def test_the_installed_example_plugin_is_listed_with_its_distribution(plugin_env):
     noisyctl, _ = plugin_env
     entries = {(e["kind"], e["name"]): e for e in json.loads(noisyctl("plugins", "--json").stdout)["plugins"]}
-    for key in (("detector", "disagreement"), ("noise", "collapse")):
+    for key in (("dataset", "npy-folder"), ("detector", "disagreement"), ("noise", "collapse")):
         assert entries[key]["distribution"] == "noisyctl-example"
         assert entries[key]["version"] == "0.1.0"
     assert entries[("detector", "loss")]["distribution"] == "noisyctl"
@@ -64,3 +64,30 @@ def test_synth_and_detect_use_the_example_plugin(plugin_env):
     assert disagreement["flagged"] > 0  # the example detector makes its own decision
     assert disagreement["metrics"]["auc"] > 0.6
     assert all(row["given"] == "3" for row in detect["top"][:5])  # collapsed samples carry the target
+
+
+def test_the_example_dataset_loads_its_files_and_hands_them_back_relabeled(plugin_env):
+    """npy-folder, a third party's dataset: synth reads its class folders of .npy files, and export
+    --data-copy writes them back through its relabeled_copy, each file in the folder of its class as
+    the labels file now has it."""
+    import numpy as np
+    from noisyctl.store import read_labels
+
+    noisyctl, root = plugin_env
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("bird", "cat", "dog")):
+        (root / "vectors" / name).mkdir(parents=True)
+        for k in range(8):
+            np.save(root / "vectors" / name / f"{name}{k}.npy", rng.normal(c, 0.1, 16).astype(np.float32))
+    synth = json.loads(noisyctl("synth", "-d", "npy-folder", "--data-root", root / "vectors", "-n", "uniform",
+                                "-r", "0.25", "-o", "labels.h5", "--json").stdout)
+    assert synth["samples"] == 24 and synth["flipped"] == 6
+    copy = json.loads(noisyctl("export", "labels.h5", "--data-copy", root / "relabeled", "--json").stdout)
+    assert copy["data_copy"]["rows"] == 24 and copy["data_copy"]["relabeled"] == 6
+    labels = read_labels(root / "labels.h5")
+    placed = {f"{file.parent.name}/{file.name}" for file in (root / "relabeled").glob("*/*.npy")}
+    now = {f"{labels.class_names[c]}/{sample_id.split('/')[1]}"
+           for sample_id, c in zip(labels.ids, labels.given_labels)}
+    assert placed == now and len(placed) == 24
+    refused = noisyctl("export", "labels.h5", "--data-copy", root / "vectors" / "inside", check=False)
+    assert refused.returncode != 0 and "is inside the dataset" in refused.stderr
