@@ -254,13 +254,19 @@ def read_review(paths: Path | list[Path], labels: Labels) -> Review:
     Studio export (JSON, JSON-MIN or CSV) of the tasks ``correct --export FILE.json`` wrote
     (``noisyctl.report.review_label_studio``). Where several people judged a sample, their decision
     is taken where they agree, else the sample is left alone and counted in ``disagreed``; each file
-    of ours is one reviewer, named by its file name.
+    of ours is one reviewer, named by its file name (its path where two share one).
 
     The whole review is refused (nothing is written), naming the file, line or task, when a row names
     an id or a label that does not exist, a CSV of ours names an id a second time, or a row has more
     or fewer cells than the header; a file whose quoting is broken is refused too.
     """
     paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    twice = next((path for k, path in enumerate(paths) if path.resolve() in {p.resolve() for p in paths[:k]}), None)
+    if twice is not None:
+        raise NoisyctlError(f"review file {twice} is given twice")
+    # Each file of ours is a reviewer, named by its file name, or by its path where two share a name
+    # (each reviewer's download, review.csv, in a folder of their own).
+    named = {path: path.name if [p.name for p in paths].count(path.name) == 1 else str(path) for path in paths}
     entries: list[ReviewEntry] = []
     flagged_rows = None
     for path in paths:
@@ -276,9 +282,9 @@ def read_review(paths: Path | list[Path], labels: Labels) -> Review:
             once_each = not from_label_studio
         if len(paths) > 1:
             for entry in found:
-                entry.where = f"{path.name}, {entry.where}"
-                entry.problem = entry.problem and f"{path.name}, {entry.problem}"
-                entry.reviewer = entry.reviewer or path.name
+                entry.where = f"{named[path]}, {entry.where}"
+                entry.problem = entry.problem and f"{named[path]}, {entry.problem}"
+                entry.reviewer = entry.reviewer or named[path]
         if once_each:
             _refuse_repeats(found)
         entries += found

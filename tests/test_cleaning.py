@@ -470,10 +470,22 @@ def test_several_people_review_copies_of_one_page_and_import_review_takes_what_t
     assert result["reviewers"] == [{"reviewer": "alice.csv", "judged": 10, "shared": 5, "agreed": 4},
                                    {"reviewer": "bob.csv", "judged": 5, "shared": 5, "agreed": 4}]
     assert after.correction["by"] == "review:alice.csv+bob.csv"
+    # each reviewer's download under its own name in a folder of their own: named by its path
+    for name, source in (("ann", alice), ("ben", bob)):
+        (tmp_path / name).mkdir()
+        source.rename(tmp_path / name / "review.csv")
+    apart = cli.json("import-review", tmp_path / "ann" / "review.csv", tmp_path / "ben" / "review.csv", "--labels",
+                     noisy_run, "-o", tmp_path / "apart.h5")
+    assert [r["reviewer"] for r in apart["reviewers"]] == [str(tmp_path / "ann" / "review.csv"),
+                                                           str(tmp_path / "ben" / "review.csv")]
+    assert apart["disagreed"] == 1 and apart["reviewers"][0]["agreed"] == 4
+    assert "given twice" in cli.error("import-review", tmp_path / "ann" / "review.csv", tmp_path / "ann" / "review.csv",
+                                      "--labels", noisy_run, "-o", tmp_path / "x.h5")
     twice = write("twice.csv", truth)
     with open(twice, "a", newline="") as handle:
         csv.DictWriter(handle, fieldnames=list(rows[0])).writerow({**rows[3], "reviewed_label": truth[3]})
-    error = cli.error("import-review", alice, twice, "--labels", noisy_run, "-o", tmp_path / "x.h5")
+    error = cli.error("import-review", tmp_path / "ann" / "review.csv", twice, "--labels", noisy_run, "-o",
+                      tmp_path / "x.h5")
     assert f"twice.csv, line 12: id '{rows[3]['id']}' was already reviewed on twice.csv, line 5" in error
     assert not (tmp_path / "x.h5").exists()
 
