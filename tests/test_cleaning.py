@@ -344,6 +344,9 @@ def test_the_review_page_shows_each_suspect_and_writes_the_csv_import_review_rea
                                                             names[labels.given_labels[third]]] + [""] * 17)]
     written = csv_the_page_writes(page, decisions)
     assert written == csv_text(columns, filled)
+    # each reviewer's download under a name of its own, which import-review then tells apart
+    for given, saved in (("", "review.csv"), (" Zoë O'Neil ", "review.Zoë-O-Neil.csv"), ("../../etc", "review.etc.csv")):
+        assert run_the_page_s_script(page, f"csvFileName(data, {json.dumps(given)})") == saved
     (tmp_path / "from-page.csv").write_text(written, encoding="utf-8", newline="")
     cli("import-review", tmp_path / "from-page.csv", "--labels", noisy_run, "-o", tmp_path / "reviewed.h5")
     after = read_labels(tmp_path / "reviewed.h5")
