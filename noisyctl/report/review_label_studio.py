@@ -43,11 +43,12 @@ def write_label_studio_tasks(path: Path, run: RunFile, columns: list[str], cells
     (``sample_pictures``; ``notes`` gets why where there is none) or its ``texts`` entry, its given
     and proposed labels, and the proposal pre-selected (a prediction scored by its confidence),
     except on an audit's samples drawn at random (``strata``), which a person judges unprompted."""
-    from noisyctl.report.review_page import PICTURE_SIDE, sample_pictures
+    from noisyctl.report.review_page import picture_side, sample_pictures
 
     ids = [labels.ids[i] for i in rows]
     shown = "text" if texts is not None else "image"
-    pictures = None if texts is not None else sample_pictures(run, ids, notes, [PICTURE_SIDE] * len(ids),
+    # As small as on the review page: thousands of photos stay a file of tens of MB to upload.
+    pictures = None if texts is not None else sample_pictures(run, ids, notes, [picture_side(len(ids))] * len(ids),
                                                               "no images in the Label Studio tasks")
     names = labels.class_names
     flagged_rows = None if strata is None else len(strata) - strata.count(RANDOM)

@@ -49,9 +49,8 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
     text data). ``strata`` (an audit's, one per row) mark the samples drawn at random."""
     ids = [labels.ids[i] for i in rows]
     if texts is None:  # the rows' images and the typical ones, from one load of the data at most
-        side = PICTURE_SIDE if len(ids) <= MANY_PICTURES else PICTURE_SIDE // 2
         found = sample_pictures(run, ids + [labels.ids[i] for _, i in typical], notes,
-                          [side] * len(ids) + [EXAMPLE_SIDE] * len(typical))
+                                [picture_side(len(ids))] * len(ids) + [EXAMPLE_SIDE] * len(typical))
         pictures, shown = found[:len(ids)], found[len(ids):]
     else:
         pictures = [None] * len(ids)
@@ -84,6 +83,12 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
     page = template().replace(DATA_MARK, _script_json(data))
     with atomic_output(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
+
+
+def picture_side(count: int) -> int:
+    """The longer side of each of ``count`` samples' pictures in a review: PICTURE_SIDE, half that
+    past MANY_PICTURES."""
+    return PICTURE_SIDE if count <= MANY_PICTURES else PICTURE_SIDE // 2
 
 
 def _title(rows: int, drawn: int, dataset: str | None) -> str:
