@@ -438,6 +438,11 @@ def test_an_audit_review_measures_the_noise_rate_of_every_sample(cli, noisy_run,
     data = review_page_data(tmp_path / "audit.html")
     assert data["random"] == 40 and [s["random"] for s in data["samples"]] == [False] * 20 + [True] * 40
     assert data["title"].startswith("Audit: 20 flagged samples") and data["rows"][0][1] == "flagged"
+    # the random samples are judged unprompted: no proposal beside them, though many differ
+    shown = json.loads(run_the_page_s_script(tmp_path / "audit.html",
+                                             "JSON.stringify(data.rows.map((_, i) => proposalShown(data, i)))"))
+    differs = [p != g for p, g in zip(data["proposed"], data["given"])]
+    assert shown == differs[:20] + [False] * 40 and any(differs[20:])
     assert "without --apply" in cli.error("correct", noisy_run, "--audit", "10", "--apply", "-o", tmp_path / "x.h5",
                                           "--export", tmp_path / "x.csv")
     assert "give --export FILE" in cli.error("correct", noisy_run, "--audit", "10")
