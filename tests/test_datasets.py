@@ -193,6 +193,11 @@ def test_a_label_studio_image_export_finds_its_uploaded_images(tmp_path):
     data = load("imagefolder", root, size=8)
     assert data.class_names == ["Cat", "Dog"] and data.train.labels.tolist() == [0, 1, 0, 1]
     assert data.train.ids == ["photos/cat0.png", "photos/dog1.png", "photos/cat2.png", "photos/dog3.png"]
+    # the relabeled copy is the export again, the correction an annotation of the image marked ground truth
+    assert data.relabeled_copy({"photos/dog1.png": "Cat"}, tmp_path / "cleaned.json") == 4
+    fixed = json.loads((tmp_path / "cleaned.json").read_text())[1]["annotations"][-1]
+    assert fixed["ground_truth"] and fixed["result"][0]["to_name"] == "image"
+    assert fixed["result"][0]["value"] == {"choices": ["Cat"]}
 
 
 def write_hub_images(folder, split, colors, labels, label_names):

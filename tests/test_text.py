@@ -325,6 +325,16 @@ def test_a_label_studio_export_loads_as_its_annotators_answered(tmp_path):
     data = load_dataset({"name": "text", "root": str(tmp_path / "project-3-at-2024.json"), "options": {}})
     assert data.train.ids == ["1", "2", "3", "4", "7"] and data.class_names == ["Negative", "Neutral", "Positive"]
     assert data.train.labels.tolist() == [2, 0, 1, 0, 2] and data.train.text(1) == "broke after a day"
+    # its relabeled copy is a Label Studio export again: a correction is an annotation marked ground
+    # truth beside the annotators' own, a removed sample's task is left out, an unanswered one kept
+    assert data.relabeled_copy({"1": "Negative", "2": None}, tmp_path / "cleaned.json") == 4
+    copied = json.loads((tmp_path / "cleaned.json").read_text(encoding="utf-8"))
+    assert [task["id"] for task in copied] == [1, 3, 4, 5, 7]
+    assert copied[0]["annotations"][0] == tasks[0]["annotations"][0] and copied[0]["annotations"][-1] == {
+        "result": [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["Negative"]},
+                    "origin": "noisyctl"}], "ground_truth": True, "was_cancelled": False}
+    cleaned = load_dataset({"name": "text", "root": str(tmp_path / "cleaned.json"), "options": {}})
+    assert cleaned.train.ids == ["1", "3", "4", "7"] and cleaned.train.labels.tolist() == [0, 1, 0, 2]
     tasks.append(label_studio_task(6, "mixed feelings", ("Positive", "Negative", "gt")))
     (tmp_path / "several.json").write_text(json.dumps(tasks), encoding="utf-8")
     with pytest.raises(NoisyctlError, match="record 6's 'sentiment' holds several labels"):

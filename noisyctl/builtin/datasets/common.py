@@ -825,6 +825,9 @@ def relabeled_copy(files: list[Path], dataset: str, header: bool, ids: list[str]
         cell_of: dict[str, Any] = {}  # each class as the file writes it
         for name, row in zip(names, rows):
             cell_of.setdefault(name, row.get(label_column))
+        tasks = _label_studio_tasks(files) if out.suffix.lower() == ".json" else None
+        if tasks is not None:
+            return _label_studio_copy(tasks, ids, labels, label_column, cell_of, out)
         kept = []
         for position, name in kept_samples(ids, labels):
             row = rows[position]
@@ -840,6 +843,45 @@ def relabeled_copy(files: list[Path], dataset: str, header: bool, ids: list[str]
         return len(kept)
 
     return copy
+
+
+def _label_studio_tasks(files: list[Path]) -> list[dict] | None:
+    """The tasks of a Label Studio JSON export, where that is what the records were read from."""
+    if len(files) != 1 or record_suffix(files[0]) != ".json":
+        return None
+    with _open_text(files[0]) as handle:
+        tasks = json.load(handle)
+    return tasks if is_label_studio_export(tasks) else None
+
+
+def _label_studio_copy(tasks: list[dict], ids: list[str], labels: dict[str, str | None], control: str,
+                       cell_of: dict[str, Any], out: Path) -> int:
+    """A Label Studio export written back as one (``out``, a project imports it): the tasks of removed
+    samples left out, and each relabeled one given an annotation marked ground truth with its new
+    class, which settles its answer (``answered_annotations``) while its annotators' own stay. Tasks
+    nobody answered are no sample, and are written as they are. Returns the samples written."""
+    answered = [task for task in tasks if answered_annotations(task)]
+    if len(answered) != len(ids):
+        raise NoisyctlError(f"the Label Studio export holds {len(answered):,} answered tasks, not the {len(ids):,} "
+                            f"it held when read: it changed")
+    decided = {id(task): labels.get(sample_id, "") for task, sample_id in zip(answered, ids)}
+    written, samples = [], 0
+    for task in tasks:
+        name = decided.get(id(task), "")
+        if name is None:
+            continue
+        samples += id(task) in decided
+        if name:
+            regions = [r for a in task["annotations"] for r in a.get("result") or []
+                       if isinstance(r, dict) and r.get("from_name") == control]
+            region = {"from_name": control, "to_name": regions[0].get("to_name") if regions else "text",
+                      "type": "choices", "value": {"choices": [cell_of.get(name, name)]}, "origin": "noisyctl"}
+            truth = {"result": [region], "ground_truth": True, "was_cancelled": False}
+            task = {**task, "annotations": [*task["annotations"], truth]}
+        written.append(task)
+    with atomic_output(out) as tmp:
+        tmp.write_text(json.dumps(written, ensure_ascii=False, indent=1), encoding="utf-8")
+    return samples
 
 
 def write_records(rows: list[dict], columns: list[str], out: Path, header: bool = True, schema=None) -> None:
