@@ -623,7 +623,8 @@ def test_a_team_reviews_in_label_studio_and_import_review_reads_its_export(cli, 
     assert audit["rate"] == pytest.approx(expected)
     words = " ".join(cli("import-review", tmp_path / "export.json", "--labels", noisy_run, "-o",
                          tmp_path / "again.h5").output.split())
-    assert "1 sample whose reviewers disagreed was left as it was" in words
+    assert f"1 sample whose reviewers disagreed was left as it was: {tasks[1]['data']['sample_id']}" in words
+    assert first["disagreed_ids"] == [tasks[1]["data"]["sample_id"]]
     # how each reviewer decided beside the other, of the samples both judged (0 and 1; 2's skip is none)
     assert first["reviewers"] == [{"reviewer": "1", "judged": 27, "shared": 2, "agreed": 1},
                                   {"reviewer": "2", "judged": 3, "shared": 2, "agreed": 1}]

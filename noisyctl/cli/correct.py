@@ -209,15 +209,18 @@ def import_review(
     result = {"review": ", ".join(map(str, review_paths)), "labels": str(labels_path), "out": str(out_path),
               "reviewed": int(reviewed.reviewed.sum()), "changed": reviewed.correction["changed"],
               "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0,
-              "disagreed": len(review.disagreed), "reviewers": review.reviewers, "audit": review.audit(labels_path)}
+              "disagreed": len(review.disagreed), "disagreed_ids": [base.ids[i] for i in sorted(review.disagreed)],
+              "reviewers": review.reviewers, "audit": review.audit(labels_path)}
 
     def render(console):
         console.print(f"{result['reviewed']:,} labels reviewed ({result['changed']:,} changed), "
                       f"{result['removed']:,} samples removed -> {out_path}")
         if result["disagreed"]:
-            one = result["disagreed"] == 1
+            one, ids = result["disagreed"] == 1, result["disagreed_ids"]
+            named = ", ".join(ids[:5]) + (f" and {len(ids) - 5:,} more" if len(ids) > 5 else "")
             console.print(f"{result['disagreed']:,} {'sample' if one else 'samples'} whose reviewers disagreed "
-                          f"{'was left as it was' if one else 'were left as they were'}", highlight=False)
+                          f"{'was left as it was' if one else 'were left as they were'}: {named}", highlight=False,
+                          markup=False)
         shared = [r for r in result["reviewers"] if r["shared"]]
         if shared:
             console.print("decided as the others did, of the samples they shared: " + ", ".join(
