@@ -333,6 +333,9 @@ def _csv_entries(path: Path) -> tuple[list[ReviewEntry], bool, int | None]:
             label_studio = SAMPLE_ID in fields and "annotation_id" in fields
             id_column, value = (SAMPLE_ID, str) if label_studio else ("id", csv_value)
             missing = {id_column, "reviewed_label"} - set(fields)
+            if missing and label_studio:
+                raise NoisyctlError(f"{path}: none of its answers is a 'reviewed_label' choice: judge the tasks with "
+                                    f"the labeling interface `correct --export` wrote beside them (FILE.xml)")
             if missing:
                 raise NoisyctlError(f"{path} lacks the column(s) {', '.join(sorted(missing))} "
                                     f"(export one with `noisyctl correct RUN --export FILE`)")

@@ -345,7 +345,8 @@ def test_the_review_page_shows_each_suspect_and_writes_the_csv_import_review_rea
     written = csv_the_page_writes(page, decisions)
     assert written == csv_text(columns, filled)
     # each reviewer's download under a name of its own, which import-review then tells apart
-    for given, saved in (("", "review.csv"), (" Zoë O'Neil ", "review.Zoë-O-Neil.csv"), ("../../etc", "review.etc.csv")):
+    for given, saved in (("", "review.csv"), (" Zoë O'Neil ", "review.Zoë-O-Neil.csv"),
+                         ("../../etc", "review.etc.csv")):
         assert run_the_page_s_script(page, f"csvFileName(data, {json.dumps(given)})") == saved
     (tmp_path / "from-page.csv").write_text(written, encoding="utf-8", newline="")
     cli("import-review", tmp_path / "from-page.csv", "--labels", noisy_run, "-o", tmp_path / "reviewed.h5")
@@ -648,6 +649,16 @@ def test_a_team_reviews_in_label_studio_and_import_review_reads_its_export(cli, 
                                          encoding="utf-8")
     assert "task 7 has no sample_id" in cli.error("import-review", tmp_path / "other.json", "--labels", noisy_run,
                                                   "-o", tmp_path / "x.h5")
+    # judged with another interface (Label Studio's image classification template): its answers are
+    # not reviewed_label choices, and would read as a review that decided nothing
+    other = [{**task, "annotations": [{**a, "result": [{**r, "from_name": "choice"} for r in a["result"]]}
+                                      for a in task["annotations"]]} for task in exported]
+    (tmp_path / "other-interface.json").write_text(json.dumps(other), encoding="utf-8")
+    (tmp_path / "other-min.json").write_text(json.dumps([{("choice" if k == "reviewed_label" else k): v
+                                                          for k, v in r.items()} for r in records]), encoding="utf-8")
+    for name in ("other-interface.json", "other-min.json"):
+        assert "none of its answers is a 'reviewed_label' choice" in cli.error(
+            "import-review", tmp_path / name, "--labels", noisy_run, "-o", tmp_path / "x.h5")
     wrong = label_studio_export(tasks[:3], lambda k, data: ["zebra"] if k == 2 else [])
     (tmp_path / "wrong.json").write_text(json.dumps(wrong), encoding="utf-8")
     assert "task 3: label 'zebra' is not a class" in cli.error("import-review", tmp_path / "wrong.json", "--labels",

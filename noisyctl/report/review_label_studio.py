@@ -127,6 +127,7 @@ def label_studio_entries(path: Path) -> tuple[list[ReviewEntry], int | None]:
     if not full and any(isinstance(task.get("data"), dict) for task in tasks):
         raise NoisyctlError(f"{path} holds tasks without their annotations: give import-review the project's "
                             f"export (Label Studio: Export, JSON)")
+    _check_the_interface(path, tasks, full)
     entries, flagged_rows = [], None
     for k, task in enumerate(tasks):
         where = f"task {task.get('id', k + 1)}"
@@ -145,6 +146,20 @@ def label_studio_entries(path: Path) -> tuple[list[ReviewEntry], int | None]:
                                        data.get(AUDIT_COLUMN), f"{where}: {len(decision)} labels chosen"
                                        if several and decision else "", reviewer))
     return entries, flagged_rows
+
+
+def _check_the_interface(path: Path, tasks: list[dict], full: bool) -> None:
+    """Refuse an export whose answers all name another control than CONTROL: the project was judged
+    with another labeling interface than the one ``correct --export`` wrote, and would read as a
+    review that decided nothing."""
+    if full:
+        controls = {name for task in tasks for a in answered_annotations(task) for name in annotation_choices(a)}
+        other = bool(controls) and CONTROL not in controls
+    else:  # JSON-MIN: a record an annotation, its answers flattened among the task's data
+        other = any("annotation_id" in task for task in tasks) and not any(CONTROL in task for task in tasks)
+    if other:
+        raise NoisyctlError(f"{path}: none of its answers is a '{CONTROL}' choice: judge the tasks with the labeling "
+                            f"interface `correct --export` wrote beside them (FILE.xml)")
 
 
 def _reviewer(who) -> str | None:
