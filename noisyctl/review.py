@@ -158,9 +158,8 @@ def review_decision_cell(name: str, index: int) -> str:
 @dataclass
 class Review:
     """A review (``read_review``: its files' ``paths``), read and checked against the labels it applies
-    to: each ``decision``
-    is a sample's index and its class, or REMOVE; ``disagreed`` are the samples whose reviewers
-    decided differently, left alone. An audit's review also holds each row's ``strata`` (FLAGGED or
+    to: each ``decision`` is a sample's index and its class, or REMOVE; ``disagreed`` are the samples
+    whose reviewers decided differently, left alone. An audit's review also holds each row's ``strata`` (FLAGGED or
     RANDOM, by sample index, decided or not) and, from Label Studio, which exports only the tasks
     someone judged, the number of ``flagged_rows`` the review held; where several people judged
     the samples, how each decided beside the others (``reviewer_agreement``)."""
