@@ -158,17 +158,18 @@ def review_decision_cell(name: str, index: int) -> str:
 @dataclass
 class Review:
     """A review (``read_review``: its files' ``paths``), read and checked against the labels it applies
-    to: each ``decision`` is a sample's index and its class, or REMOVE; ``disagreed`` are the samples
-    whose reviewers decided differently, left alone. An audit's review also holds each row's ``strata`` (FLAGGED or
-    RANDOM, by sample index, decided or not) and, from Label Studio, which exports only the tasks
-    someone judged, the number of ``flagged_rows`` the review held; where several people judged
-    the samples, how each decided beside the others (``reviewer_agreement``)."""
+    to: each ``decision`` is a sample's index and its class, or REMOVE; ``disagreed`` maps each
+    sample whose reviewers decided differently, left alone, to what each said (reviewer, decision).
+    An audit's review also holds each row's ``strata`` (FLAGGED or RANDOM, by sample index, decided
+    or not) and, from Label Studio, which exports only the tasks someone judged, the number of
+    ``flagged_rows`` the review held; where several people judged the samples, how each decided
+    beside the others (``reviewer_agreement``)."""
 
     paths: list[Path]
     labels: Labels
     decisions: list[tuple[int, int | str]]
     strata: dict[int, str] | None = None
-    disagreed: list[int] = field(default_factory=list)
+    disagreed: dict[int, list[tuple[str | None, int | str]]] = field(default_factory=dict)
     flagged_rows: int | None = None
     reviewers: list[dict[str, Any]] = field(default_factory=list)
 
@@ -390,8 +391,27 @@ def _review(paths: list[Path], labels: Labels, entries: list[ReviewEntry], flagg
         raise NoisyctlError(f"{named}: {len(bad)} row(s) refused, nothing written; first: {bad[0]}")
     decided = {i: {choice for _, choice in choices} for i, choices in said.items()}
     decisions = [(i, next(iter(choices))) for i, choices in decided.items() if len(choices) == 1]
-    disagreed = [i for i, choices in decided.items() if len(choices) > 1]
+    disagreed = {i: said[i] for i, choices in decided.items() if len(choices) > 1}
     return Review(paths, labels, decisions, strata or None, disagreed, flagged_rows, reviewer_agreement(said))
+
+
+def write_disagreements(path: Path, review: Review) -> int:
+    """The samples whose reviewers disagreed (``review.disagreed``) as a review CSV for someone to
+    settle: ``id``, ``given_label``, what each reviewer decided (a column each, ``by NAME``) and an empty
+    ``reviewed_label``, which ``import-review`` reads as any review. Returns the rows written."""
+    labels = review.labels
+    names = labels.class_names
+    reviewers = list(dict.fromkeys(who or "reviewer" for said in review.disagreed.values() for who, _ in said))
+    cells = []
+    for i, said in sorted(review.disagreed.items()):
+        by = {}
+        for who, decision in said:
+            by.setdefault(who or "reviewer", []).append(REMOVE if decision == REMOVE else names[decision])
+        cells.append([csv_cell(labels.ids[i]), csv_cell(names[labels.given_labels[i]]),
+                      *[csv_cell(" / ".join(by.get(who, []))) for who in reviewers], ""])
+    write_review_csv(path, ["id", "given_label", *[csv_cell(f"by {who}") for who in reviewers], "reviewed_label"],
+                     cells)
+    return len(cells)
 
 
 def reviewer_agreement(said: dict[int, list[tuple[str | None, int | str]]]) -> list[dict[str, Any]]:

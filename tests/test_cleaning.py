@@ -471,10 +471,23 @@ def test_several_people_review_copies_of_one_page_and_import_review_takes_what_t
 
     alice = write("alice.csv", truth)
     bob = write("bob.csv", ["remove"] + truth[1:5] + [""] * 5)  # the first half; on the first, another view
-    result = cli.json("import-review", alice, bob, "--labels", noisy_run, "-o", tmp_path / "both.h5")
+    result = cli.json("import-review", alice, bob, "--labels", noisy_run, "-o", tmp_path / "both.h5",
+                      "--disagreed", tmp_path / "settle.csv")
     after = read_labels(tmp_path / "both.h5")
     first = position[rows[0]["id"]]
     assert result["disagreed"] == 1 and after.given_labels[first] == labels.given_labels[first]
+    # the disagreement, with what each decided, as a review CSV someone settles and imports
+    with open(tmp_path / "settle.csv", newline="") as handle:
+        settle = list(csv.DictReader(handle))
+    given = labels.class_names[labels.given_labels[first]]
+    assert settle == [{"id": rows[0]["id"], "given_label": given, "by alice.csv": truth[0], "by bob.csv": "remove",
+                       "reviewed_label": ""}]
+    with open(tmp_path / "settle.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(settle[0]))
+        writer.writeheader()
+        writer.writerow({**settle[0], "reviewed_label": truth[0]})
+    cli("import-review", tmp_path / "settle.csv", "--labels", tmp_path / "both.h5", "-o", tmp_path / "settled.h5")
+    assert labels.class_names[read_labels(tmp_path / "settled.h5").given_labels[first]] == truth[0]
     assert [labels.class_names[after.given_labels[position[row["id"]]]] for row in rows[1:]] == truth[1:]
     assert result["reviewers"] == [{"reviewer": "alice.csv", "judged": 10, "shared": 5, "agreed": 4},
                                    {"reviewer": "bob.csv", "judged": 5, "shared": 5, "agreed": 4}]

@@ -19,7 +19,7 @@ from noisyctl.data import parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.pruning import stored_detector, whole_dataset_labels
 from noisyctl.relabel import training_progress
-from noisyctl.review import export_review, read_review
+from noisyctl.review import export_review, read_review, write_disagreements
 from noisyctl.store import RunFile, read_labels, write_labels_file
 
 app = typer.Typer()
@@ -190,6 +190,10 @@ def import_review(
                                                   "their decisions taken where they agree.", show_default=False),
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="Labels (or run) file the review applies to."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file to write."),
+    disagreed: Optional[Path] = typer.Option(None, "--disagreed", help="Also write the samples whose reviewers "
+                                             "disagreed, with what each decided, as a review CSV for someone "
+                                             "to settle (fill in reviewed_label, then import-review it into "
+                                             "--out).", show_default=False),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
@@ -210,7 +214,10 @@ def import_review(
               "reviewed": int(reviewed.reviewed.sum()), "changed": reviewed.correction["changed"],
               "removed": int(reviewed.removed.sum()) if reviewed.removed is not None else 0,
               "disagreed": len(review.disagreed), "disagreed_ids": [base.ids[i] for i in sorted(review.disagreed)],
-              "reviewers": review.reviewers, "audit": review.audit(labels_path)}
+              "reviewers": review.reviewers, "audit": review.audit(labels_path), "disagreed_file": None}
+    if p["disagreed"] is not None and review.disagreed:
+        write_disagreements(Path(p["disagreed"]), review)
+        result["disagreed_file"] = str(p["disagreed"])
 
     def render(console):
         console.print(f"{result['reviewed']:,} labels reviewed ({result['changed']:,} changed), "
@@ -221,6 +228,12 @@ def import_review(
             console.print(f"{result['disagreed']:,} {'sample' if one else 'samples'} whose reviewers disagreed "
                           f"{'was left as it was' if one else 'were left as they were'}: {named}", highlight=False,
                           markup=False)
+            if result["disagreed_file"]:
+                console.print(f"-> {result['disagreed_file']}, with what each decided: fill in reviewed_label and "
+                              f"import-review it into {out_path}", highlight=False, markup=False)
+            else:
+                console.print("(--disagreed FILE.csv writes them, with what each decided, for someone to settle)",
+                              highlight=False, markup=False)
         shared = [r for r in result["reviewers"] if r["shared"]]
         if shared:
             console.print("decided as the others did, of the samples they shared: " + ", ".join(
