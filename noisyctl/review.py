@@ -254,7 +254,8 @@ def read_review(paths: Path | list[Path], labels: Labels) -> Review:
     Studio export (JSON, JSON-MIN or CSV) of the tasks ``correct --export FILE.json`` wrote
     (``noisyctl.report.review_label_studio``). Where several people judged a sample, their decision
     is taken where they agree, else the sample is left alone and counted in ``disagreed``; each file
-    of ours is one reviewer, named by its file name (its path where two share one).
+    of ours is one reviewer, named by what its file name does not share with the others'
+    (``_reviewer_names``).
 
     The whole review is refused (nothing is written), naming the file, line or task, when a row names
     an id or a label that does not exist, a CSV of ours names an id a second time, or a row has more
@@ -264,9 +265,7 @@ def read_review(paths: Path | list[Path], labels: Labels) -> Review:
     twice = next((path for k, path in enumerate(paths) if path.resolve() in {p.resolve() for p in paths[:k]}), None)
     if twice is not None:
         raise NoisyctlError(f"review file {twice} is given twice")
-    # Each file of ours is a reviewer, named by its file name, or by its path where two share a name
-    # (each reviewer's download, review.csv, in a folder of their own).
-    named = {path: path.name if [p.name for p in paths].count(path.name) == 1 else str(path) for path in paths}
+    named = _reviewer_names(paths)
     entries: list[ReviewEntry] = []
     flagged_rows = None
     for path in paths:
@@ -281,15 +280,34 @@ def read_review(paths: Path | list[Path], labels: Labels) -> Review:
             found, from_label_studio, flagged = _csv_entries(path)
             once_each = not from_label_studio
         if len(paths) > 1:
+            shown = path.name if [p.name for p in paths].count(path.name) == 1 else str(path)
             for entry in found:
-                entry.where = f"{named[path]}, {entry.where}"
-                entry.problem = entry.problem and f"{named[path]}, {entry.problem}"
+                entry.where = f"{shown}, {entry.where}"
+                entry.problem = entry.problem and f"{shown}, {entry.problem}"
                 entry.reviewer = entry.reviewer or named[path]
         if once_each:
             _refuse_repeats(found)
         entries += found
         flagged_rows = flagged if flagged is not None else flagged_rows
     return _review(paths, labels, entries, flagged_rows)
+
+
+def _reviewer_names(paths: list[Path]) -> dict[Path, str]:
+    """Each review file's reviewer: the part of its name the files do not share (the page saves
+    review.ann.csv and review.ben.csv: ann and ben; alice.csv, bob.csv: alice, bob), or its path
+    where two files share a name (each reviewer's review.csv in a folder of their own)."""
+    names = [path.name for path in paths]
+    if len(set(names)) < len(names):
+        return {path: str(path) for path in paths}
+    parts = [name.split(".") for name in names]
+    lead = trail = 0  # common parts (between dots) stripped from the end, then the start; one kept
+    while all(len(p) > lead + trail + 1 for p in parts) and len({p[-1 - trail] for p in parts}) == 1:
+        trail += 1
+    while all(len(p) > lead + trail + 1 for p in parts) and len({p[lead] for p in parts}) == 1:
+        lead += 1
+    if len(paths) == 1:
+        return {paths[0]: names[0]}
+    return {path: ".".join(p[lead:len(p) - trail]) for path, p in zip(paths, parts)}
 
 
 def _refuse_repeats(entries: list[ReviewEntry]) -> None:

@@ -451,9 +451,10 @@ def test_an_audit_review_measures_the_noise_rate_of_every_sample(cli, noisy_run,
 
 def test_several_people_review_copies_of_one_page_and_import_review_takes_what_they_agree_on(cli, noisy_run,
                                                                                             tmp_path):
-    """Each reviewer's CSV (the page's download, renamed) is one reviewer: a sample's decision is
-    taken where those who decided it agree, left alone where they do not; each reviewer's agreement
-    with the others is counted; a CSV that decides a sample twice is still refused, by file and line."""
+    """Each reviewer's CSV (the page's download under their name) is one reviewer, named by what its
+    file name does not share with the others': a sample's decision is taken where those who decided
+    it agree, left alone where they do not; each reviewer's agreement with the others is counted;
+    a CSV that decides a sample twice is still refused, by file and line."""
     cli("correct", noisy_run, "--top", "10", "--export", tmp_path / "review.csv")
     with open(tmp_path / "review.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -480,7 +481,7 @@ def test_several_people_review_copies_of_one_page_and_import_review_takes_what_t
     with open(tmp_path / "settle.csv", newline="") as handle:
         settle = list(csv.DictReader(handle))
     given = labels.class_names[labels.given_labels[first]]
-    assert settle == [{"id": rows[0]["id"], "given_label": given, "by alice.csv": truth[0], "by bob.csv": "remove",
+    assert settle == [{"id": rows[0]["id"], "given_label": given, "by alice": truth[0], "by bob": "remove",
                        "reviewed_label": ""}]
     with open(tmp_path / "settle.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(settle[0]))
@@ -489,8 +490,8 @@ def test_several_people_review_copies_of_one_page_and_import_review_takes_what_t
     cli("import-review", tmp_path / "settle.csv", "--labels", tmp_path / "both.h5", "-o", tmp_path / "settled.h5")
     assert labels.class_names[read_labels(tmp_path / "settled.h5").given_labels[first]] == truth[0]
     assert [labels.class_names[after.given_labels[position[row["id"]]]] for row in rows[1:]] == truth[1:]
-    assert result["reviewers"] == [{"reviewer": "alice.csv", "judged": 10, "shared": 5, "agreed": 4},
-                                   {"reviewer": "bob.csv", "judged": 5, "shared": 5, "agreed": 4}]
+    assert result["reviewers"] == [{"reviewer": "alice", "judged": 10, "shared": 5, "agreed": 4},
+                                   {"reviewer": "bob", "judged": 5, "shared": 5, "agreed": 4}]
     assert after.correction["by"] == "review:alice.csv+bob.csv"
     # each reviewer's download under its own name in a folder of their own: named by its path
     for name, source in (("ann", alice), ("ben", bob)):
