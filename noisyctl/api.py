@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Protocol
 import numpy as np
 
 from noisyctl import __version__ as NOISYCTL_VERSION
+from noisyctl.agreement import agreement_by_person, majority
 from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (NoiseRateEstimate, estimate_noise_rate, gmm_noisy_posterior, held_out_noise_rate,
@@ -23,7 +24,7 @@ from noisyctl.estimate import (NoiseRateEstimate, estimate_noise_rate, gmm_noisy
                                run_noise_rate)
 from noisyctl.fileio import atomic_folder, atomic_output
 from noisyctl.hookspecs import hookimpl
-from noisyctl.label_studio import annotation_choices, answered_annotations, is_label_studio_export
+from noisyctl.label_studio import annotation_choices, annotator, answered_annotations, is_label_studio_export
 from noisyctl.prototypes import prototype_labels
 from noisyctl.recipe import read_yaml_file
 
@@ -36,7 +37,8 @@ __all__ = [
     "held_out_noise_rate", "loss_evidence", "presented_mean", "NoiseRateEstimate",
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
     "prototype_labels", "atomic_output", "atomic_folder", "read_yaml_file", "NOISYCTL_VERSION",
-    "is_label_studio_export", "answered_annotations", "annotation_choices",
+    "is_label_studio_export", "answered_annotations", "annotation_choices", "annotator", "majority",
+    "agreement_by_person",
 ]
 
 

@@ -32,3 +32,11 @@ def annotation_choices(annotation: dict) -> dict[str, str | list[str]]:
             choices = [str(c) for c in (region.get("value") or {}).get("choices") or []]
             chosen[str(region.get("from_name", "choice"))] = choices[0] if len(choices) == 1 else choices
     return chosen
+
+
+def annotator(annotation: dict) -> str | None:
+    """Who made an annotation, as the export names them: a user id, or a user's record (its email)."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return None if who is None else str(who)

@@ -5,13 +5,13 @@ noise rate an audit's review measures (``correct --audit``)."""
 from __future__ import annotations
 
 import csv
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from noisyctl.agreement import agreement_by_person
 from noisyctl.api import Correction
 from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
@@ -163,7 +163,7 @@ class Review:
     An audit's review also holds each row's ``strata`` (FLAGGED or RANDOM, by sample index, decided
     or not) and, from Label Studio, which exports only the tasks someone judged, the number of
     ``flagged_rows`` the review held; where several people judged the samples, how each decided
-    beside the others (``reviewer_agreement``)."""
+    beside the others (``noisyctl.agreement.agreement_by_person``)."""
 
     paths: list[Path]
     labels: Labels
@@ -410,7 +410,7 @@ def _review(paths: list[Path], labels: Labels, entries: list[ReviewEntry], flagg
     decided = {i: {choice for _, choice in choices} for i, choices in said.items()}
     decisions = [(i, next(iter(choices))) for i, choices in decided.items() if len(choices) == 1]
     disagreed = {i: said[i] for i, choices in decided.items() if len(choices) > 1}
-    return Review(paths, labels, decisions, strata or None, disagreed, flagged_rows, reviewer_agreement(said))
+    return Review(paths, labels, decisions, strata or None, disagreed, flagged_rows, agreement_by_person(said.values()))
 
 
 def write_disagreements(path: Path, review: Review) -> int:
@@ -430,22 +430,3 @@ def write_disagreements(path: Path, review: Review) -> int:
     write_review_csv(path, ["id", "given_label", *[csv_cell(f"by {who}") for who in reviewers], "reviewed_label"],
                      cells)
     return len(cells)
-
-
-def reviewer_agreement(said: dict[int, list[tuple[str | None, int | str]]]) -> list[dict[str, Any]]:
-    """How each reviewer decided beside the others (``said``: each sample's decisions, by whom):
-    the samples they ``judged``, those someone else judged too (``shared``), and of those, how many
-    they decided as the others most often did (``agreed``). Empty unless the review names two
-    reviewers or more."""
-    stats: dict[str, dict[str, Any]] = {}
-    for choices in said.values():
-        for k, (who, choice) in enumerate(choices):
-            if who is None:
-                continue
-            mine = stats.setdefault(who, {"reviewer": who, "judged": 0, "shared": 0, "agreed": 0})
-            mine["judged"] += 1
-            others = Counter(other for j, (_, other) in enumerate(choices) if j != k)
-            if others:
-                mine["shared"] += 1
-                mine["agreed"] += int(others[choice] == max(others.values()))
-    return sorted(stats.values(), key=lambda s: s["reviewer"]) if len(stats) > 1 else []

@@ -325,6 +325,8 @@ def test_a_label_studio_export_loads_as_its_annotators_answered(tmp_path):
     data = load_dataset({"name": "text", "root": str(tmp_path / "project-3-at-2024.json"), "options": {}})
     assert data.train.ids == ["1", "2", "3", "4", "7"] and data.class_names == ["Negative", "Neutral", "Positive"]
     assert data.train.labels.tolist() == [2, 0, 1, 0, 2] and data.train.text(1) == "broke after a day"
+    assert ("Label Studio: 2 of 5 tasks were answered by several annotators, who disagreed on 2: each is labeled "
+            "as most of them answered (of a tie, the latest)") in data.notes
     # its relabeled copy is a Label Studio export again: a correction is an annotation marked ground
     # truth beside the annotators' own, a removed sample's task is left out, an unanswered one kept
     assert data.relabeled_copy({"1": "Negative", "2": None}, tmp_path / "cleaned.json") == 4
@@ -339,6 +341,28 @@ def test_a_label_studio_export_loads_as_its_annotators_answered(tmp_path):
     (tmp_path / "several.json").write_text(json.dumps(tasks), encoding="utf-8")
     with pytest.raises(NoisyctlError, match="record 6's 'sentiment' holds several labels"):
         load_dataset({"name": "text", "root": str(tmp_path / "several.json"), "options": {}})
+
+
+def test_a_label_studio_export_with_overlap_says_how_often_its_annotators_agreed(tmp_path):
+    """Where annotators shared tasks, loading the export says on how many they disagreed and how
+    often each answered as the others did: how far the labels can be trusted before any training."""
+    import json
+
+    def task(task_id, *answers):
+        made = label_studio_task(task_id, f"text {task_id}", *(choice for _, choice in answers))
+        for annotation, (who, _) in zip(made["annotations"], answers):
+            annotation["completed_by"] = {"id": who, "email": f"{who}@example.com"} if who == 3 else who
+        return made
+
+    tasks = [task(1, (1, "Positive"), (2, "Positive")), task(2, (1, "Positive"), (2, "Negative")),
+             task(3, (1, "Negative"), (2, "Negative"), (3, "Negative")), task(4, (3, "Positive"))]
+    (tmp_path / "overlap.json").write_text(json.dumps(tasks), encoding="utf-8")
+    data = load_dataset({"name": "text", "root": str(tmp_path / "overlap.json"), "options": {}})
+    assert data.train.labels.tolist() == [1, 0, 0, 1]  # task 2, a tie: the latest answer
+    assert ("Label Studio: 3 of 4 tasks were answered by several annotators, who disagreed on 1: each is labeled "
+            "as most of them answered (of a tie, the latest)") in data.notes
+    assert ("annotators who answered as the others did, of the tasks they shared: 1 on 2 of 3, 2 on 2 of 3, "
+            "3@example.com on 1 of 1") in data.notes
 
 
 def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path):

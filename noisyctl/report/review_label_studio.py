@@ -21,7 +21,7 @@ import numpy as np
 from noisyctl.api import Correction
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, csv_value
-from noisyctl.label_studio import annotation_choices, answered_annotations, is_label_studio_export
+from noisyctl.label_studio import annotation_choices, annotator, answered_annotations, is_label_studio_export
 from noisyctl.review import (AUDIT_COLUMN, FLAGGED_ROWS, RANDOM, REMOVE, SAMPLE_ID, ReviewEntry,
                              review_decision)
 from noisyctl.store import Labels, RunFile
@@ -137,9 +137,8 @@ def label_studio_entries(path: Path) -> tuple[list[ReviewEntry], int | None]:
                                 f"`noisyctl correct RUN --export FILE.json` wrote")
         if isinstance(data.get(FLAGGED_ROWS), int):
             flagged_rows = data[FLAGGED_ROWS]
-        said = ([(annotation_choices(a).get(CONTROL, ""), _reviewer(a.get("completed_by")))
-                 for a in answered_annotations(task)] if full
-                else [(_min_choice(task.get(CONTROL)), _reviewer(task.get("annotator")))])
+        said = ([(annotation_choices(a).get(CONTROL, ""), annotator(a)) for a in answered_annotations(task)] if full
+                else [(_min_choice(task.get(CONTROL)), annotator({"completed_by": task.get("annotator")}))])
         for decision, reviewer in said or [("", None)]:
             several = isinstance(decision, list)
             entries.append(ReviewEntry(where, str(data[SAMPLE_ID]), "" if several else decision.strip(),
@@ -160,13 +159,6 @@ def _check_the_interface(path: Path, tasks: list[dict], full: bool) -> None:
     if other:
         raise NoisyctlError(f"{path}: none of its answers is a '{CONTROL}' choice: judge the tasks with the labeling "
                             f"interface `correct --export` wrote beside them (FILE.xml)")
-
-
-def _reviewer(who) -> str | None:
-    """Who made an annotation, as the export names them: a user id, or a user's record (its email)."""
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    return None if who is None else str(who)
 
 
 def _min_choice(value) -> str | list[str]:

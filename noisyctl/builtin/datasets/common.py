@@ -11,14 +11,13 @@ import lzma
 import math
 import os
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from noisyctl.api import (NoisyctlError, SampleSet, annotation_choices, answered_annotations, atomic_folder,
-                          atomic_output, is_label_studio_export)
+from noisyctl.api import (NoisyctlError, SampleSet, agreement_by_person, annotation_choices, annotator,
+                          answered_annotations, atomic_folder, atomic_output, is_label_studio_export, majority)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -353,29 +352,50 @@ def _excel_records(path: Path) -> list[dict]:
         workbook.close()
 
 
-def _hashable(answer: str | list[str]):
-    return tuple(answer) if isinstance(answer, list) else answer
+class Records(list):
+    """Records, and the ``notes`` their reading left for the user (a Label Studio export's
+    annotators' agreement)."""
+
+    notes: list[str] = []
 
 
-def _label_studio_records(tasks: list[dict]) -> list[dict]:
+def _label_studio_records(tasks: list[dict]) -> Records:
     """Label Studio's tasks as flat records: the task's data, its id, and each choices control's
     answer under the control's name (``sentiment``, ``choice``), several chosen as a list (which
     the loaders refuse as multi-label). A task's answer is its ground-truth annotation, else what
-    most of its annotations not cancelled chose (of a tie, the latest): with overlap set, the last
-    annotator alone would outvote the others. Tasks nobody answered hold no label and are left out."""
-    records = []
+    most of its annotations not cancelled chose (``majority``: of a tie, the latest): with overlap
+    set, the last annotator alone would outvote the others. Tasks nobody answered hold no label and
+    are left out. Where annotators shared tasks, the notes say how often they agreed."""
+    records, shared = Records(), []
     for task in tasks:
-        answers = [annotation_choices(a) for a in answered_annotations(task)]
+        answered = answered_annotations(task)
+        answers = [annotation_choices(a) for a in answered]
         if not answers:
             continue
         record = {"id": task.get("id"), **task["data"]}
         for control in dict.fromkeys(name for answer in answers for name in answer):
-            said = [answer[control] for answer in answers if control in answer]
-            votes = Counter(map(_hashable, said))
-            most = max(votes.values())
-            record[control] = next(s for s in reversed(said) if votes[_hashable(s)] == most)
+            said = [(annotator(a), answer[control]) for a, answer in zip(answered, answers) if control in answer]
+            record[control] = majority([choice for _, choice in said])
+            if len(said) > 1:
+                shared.append(said)
         records.append(record)
+    records.notes = _agreement_notes(shared, len(records))
     return records
+
+
+def _agreement_notes(shared: list[list[tuple[str | None, Any]]], answered: int) -> list[str]:
+    """What a Label Studio export's tasks answered by several annotators (``shared``: each one's
+    answers, by whom) say of its labels, out of the ``answered`` tasks."""
+    if not shared:
+        return []
+    split = sum(len({str(choice) for _, choice in said}) > 1 for said in shared)
+    notes = [f"Label Studio: {len(shared):,} of {answered:,} tasks were answered by several annotators, who "
+             f"disagreed on {split:,}: each is labeled as most of them answered (of a tie, the latest)"]
+    people = [p for p in agreement_by_person(shared) if p["shared"]]
+    if people:
+        notes.append("annotators who answered as the others did, of the tasks they shared: " + ", ".join(
+            f"{p['reviewer']} on {p['agreed']:,} of {p['shared']:,}" for p in people))
+    return notes
 
 
 def _arrow_table(path: Path, schema_only: bool = False):
@@ -926,9 +946,12 @@ def records_source(files: list[Path]) -> Path:
     return files[0] if len(files) == 1 else files[0].parent
 
 
-def read_record_files(files: list[Path], dataset: str, header: bool = True) -> list[dict]:
-    """The records of every file (``read_records``), in order; none at all is refused."""
-    rows = [row for file in files for row in read_records(file, dataset, header)]
+def read_record_files(files: list[Path], dataset: str, header: bool = True) -> Records:
+    """The records of every file (``read_records``), in order, with the notes their reading left;
+    none at all is refused."""
+    parts = [read_records(file, dataset, header) for file in files]
+    rows = Records(row for part in parts for row in part)
+    rows.notes = [note for part in parts for note in getattr(part, "notes", [])]
     if not rows:
         raise NoisyctlError(f"{records_source(files)} holds no records")
     return rows

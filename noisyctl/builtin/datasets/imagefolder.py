@@ -336,6 +336,7 @@ def _list_layout(root: Path, index: _ImageIndex, train_list: _ImageList, test_li
                  notes: list[str]) -> _Layout:
     """The images and classes an image list names (``_find_lists``), a test list's as the test subset."""
     ids, names = _listed(index, train_list)
+    notes += getattr(train_list.rows, "notes", [])
     tested = None if test_list is None else _listed(index, test_list)
     names, test_names, classes = named_by_class_list(train_list.file.parent, names,
                                                      None if tested is None else tested[1], notes)

@@ -124,6 +124,7 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
     the text column and the data's ``relabeled_copy``."""
     train_files, test_files = record_files(path, "text", test)
     rows, source = read_record_files(train_files, "text"), records_source(train_files)
+    notes += rows.notes
     named = [name.strip() for name in (text_column or "").split(",")] + [label_column or "", id_column or ""]
     header = not header_is_record(rows, train_files, [name for name in named if name],
                                   TEXT_COLUMNS + TEXT_LABEL_COLUMNS)
