@@ -356,7 +356,9 @@ class Records(list):
     """Records, and the ``notes`` their reading left for the user (a Label Studio export's
     annotators' agreement)."""
 
-    notes: list[str] = []
+    def __init__(self, rows=(), notes: list[str] | None = None) -> None:
+        super().__init__(rows)
+        self.notes = list(notes or [])
 
 
 def _label_studio_records(tasks: list[dict]) -> Records:
@@ -950,8 +952,8 @@ def read_record_files(files: list[Path], dataset: str, header: bool = True) -> R
     """The records of every file (``read_records``), in order, with the notes their reading left;
     none at all is refused."""
     parts = [read_records(file, dataset, header) for file in files]
-    rows = Records(row for part in parts for row in part)
-    rows.notes = [note for part in parts for note in getattr(part, "notes", [])]
+    rows = Records((row for part in parts for row in part),
+                   [note for part in parts for note in getattr(part, "notes", [])])
     if not rows:
         raise NoisyctlError(f"{records_source(files)} holds no records")
     return rows
