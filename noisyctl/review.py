@@ -266,6 +266,8 @@ def read_review(paths: Path | list[Path], labels: Labels) -> Review:
     if twice is not None:
         raise NoisyctlError(f"review file {twice} is given twice")
     named = _reviewer_names(paths)
+    # Where a file is named in an error: by its name, or its path where two share one.
+    shown = {path: str(path) if named[path] == str(path) else path.name for path in paths}
     entries: list[ReviewEntry] = []
     flagged_rows = None
     for path in paths:
@@ -280,10 +282,9 @@ def read_review(paths: Path | list[Path], labels: Labels) -> Review:
             found, from_label_studio, flagged = _csv_entries(path)
             once_each = not from_label_studio
         if len(paths) > 1:
-            shown = path.name if [p.name for p in paths].count(path.name) == 1 else str(path)
             for entry in found:
-                entry.where = f"{shown}, {entry.where}"
-                entry.problem = entry.problem and f"{shown}, {entry.problem}"
+                entry.where = f"{shown[path]}, {entry.where}"
+                entry.problem = entry.problem and f"{shown[path]}, {entry.problem}"
                 entry.reviewer = entry.reviewer or named[path]
         if once_each:
             _refuse_repeats(found)
@@ -297,6 +298,8 @@ def _reviewer_names(paths: list[Path]) -> dict[Path, str]:
     review.ann.csv and review.ben.csv: ann and ben; alice.csv, bob.csv: alice, bob), or its path
     where two files share a name (each reviewer's review.csv in a folder of their own)."""
     names = [path.name for path in paths]
+    if len(paths) == 1:
+        return {paths[0]: names[0]}
     if len(set(names)) < len(names):
         return {path: str(path) for path in paths}
     parts = [name.split(".") for name in names]
@@ -305,8 +308,6 @@ def _reviewer_names(paths: list[Path]) -> dict[Path, str]:
         trail += 1
     while all(len(p) > lead + trail + 1 for p in parts) and len({p[lead] for p in parts}) == 1:
         lead += 1
-    if len(paths) == 1:
-        return {paths[0]: names[0]}
     return {path: ".".join(p[lead:len(p) - trail]) for path, p in zip(paths, parts)}
 
 
@@ -413,10 +414,10 @@ def _review(paths: list[Path], labels: Labels, entries: list[ReviewEntry], flagg
     return Review(paths, labels, decisions, strata or None, disagreed, flagged_rows, agreement_by_person(said.values()))
 
 
-def write_disagreements(path: Path, review: Review) -> int:
+def write_disagreements(path: Path, review: Review) -> None:
     """The samples whose reviewers disagreed (``review.disagreed``) as a review CSV for someone to
-    settle: ``id``, ``given_label``, what each reviewer decided (a column each, ``by NAME``) and an empty
-    ``reviewed_label``, which ``import-review`` reads as any review. Returns the rows written."""
+    settle: ``id``, ``given_label``, what each reviewer decided (a column each, ``by NAME``) and an
+    empty ``reviewed_label``, which ``import-review`` reads as any review."""
     labels = review.labels
     names = labels.class_names
     reviewers = list(dict.fromkeys(who or "reviewer" for said in review.disagreed.values() for who, _ in said))
@@ -429,4 +430,3 @@ def write_disagreements(path: Path, review: Review) -> int:
                       *[csv_cell(" / ".join(by.get(who, []))) for who in reviewers], ""])
     write_review_csv(path, ["id", "given_label", *[csv_cell(f"by {who}") for who in reviewers], "reviewed_label"],
                      cells)
-    return len(cells)

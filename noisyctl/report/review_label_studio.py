@@ -127,8 +127,10 @@ def label_studio_entries(path: Path) -> tuple[list[ReviewEntry], int | None]:
     if not full and any(isinstance(task.get("data"), dict) for task in tasks):
         raise NoisyctlError(f"{path} holds tasks without their annotations: give import-review the project's "
                             f"export (Label Studio: Export, JSON)")
-    _check_the_interface(path, tasks, full)
     entries, flagged_rows = [], None
+    # Answers that all name another control than CONTROL come from another labeling interface than
+    # the one correct --export wrote: they would read as a review that decided nothing.
+    answered = ours = False
     for k, task in enumerate(tasks):
         where = f"task {task.get('id', k + 1)}"
         data = task["data"] if full else task
@@ -137,28 +139,24 @@ def label_studio_entries(path: Path) -> tuple[list[ReviewEntry], int | None]:
                                 f"`noisyctl correct RUN --export FILE.json` wrote")
         if isinstance(data.get(FLAGGED_ROWS), int):
             flagged_rows = data[FLAGGED_ROWS]
-        said = ([(annotation_choices(a).get(CONTROL, ""), annotator(a)) for a in answered_annotations(task)] if full
-                else [(_min_choice(task.get(CONTROL)), annotator({"completed_by": task.get("annotator")}))])
+        if full:
+            answers = [(annotation_choices(a), annotator(a)) for a in answered_annotations(task)]
+            answered |= any(choices for choices, _ in answers)
+            ours |= any(CONTROL in choices for choices, _ in answers)
+            said = [(choices.get(CONTROL, ""), who) for choices, who in answers]
+        else:  # JSON-MIN: a record an annotation, its answers flattened among the task's data
+            answered |= "annotation_id" in task
+            ours |= CONTROL in task
+            said = [(_min_choice(task.get(CONTROL)), annotator({"completed_by": task.get("annotator")}))]
         for decision, reviewer in said or [("", None)]:
             several = isinstance(decision, list)
             entries.append(ReviewEntry(where, str(data[SAMPLE_ID]), "" if several else decision.strip(),
                                        data.get(AUDIT_COLUMN), f"{where}: {len(decision)} labels chosen"
                                        if several and decision else "", reviewer))
-    return entries, flagged_rows
-
-
-def _check_the_interface(path: Path, tasks: list[dict], full: bool) -> None:
-    """Refuse an export whose answers all name another control than CONTROL: the project was judged
-    with another labeling interface than the one ``correct --export`` wrote, and would read as a
-    review that decided nothing."""
-    if full:
-        controls = {name for task in tasks for a in answered_annotations(task) for name in annotation_choices(a)}
-        other = bool(controls) and CONTROL not in controls
-    else:  # JSON-MIN: a record an annotation, its answers flattened among the task's data
-        other = any("annotation_id" in task for task in tasks) and not any(CONTROL in task for task in tasks)
-    if other:
+    if answered and not ours:
         raise NoisyctlError(f"{path}: none of its answers is a '{CONTROL}' choice: judge the tasks with the labeling "
                             f"interface `correct --export` wrote beside them (FILE.xml)")
+    return entries, flagged_rows
 
 
 def _min_choice(value) -> str | list[str]:

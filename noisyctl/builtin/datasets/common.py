@@ -840,14 +840,15 @@ def relabeled_copy(files: list[Path], dataset: str, header: bool, ids: list[str]
 
     def copy(labels: dict[str, str | None], out: Path) -> int:
         out = copy_target(out, COPY_SUFFIXES, files, f"a copy of the data is written as {', '.join(COPY_SUFFIXES)}")
-        rows = read_record_files(files, dataset, header)
+        # A Label Studio export copied as one is read once, as tasks; its records are theirs.
+        tasks = _label_studio_tasks(files) if out.suffix.lower() == ".json" else None
+        rows = read_record_files(files, dataset, header) if tasks is None else _label_studio_records(tasks)
         if len(rows) != len(ids):
             raise NoisyctlError(f"{records_source(files)} holds {len(rows):,} records, not the {len(ids):,} it "
                                 f"held when read: it changed")
         cell_of: dict[str, Any] = {}  # each class as the file writes it
         for name, row in zip(names, rows):
             cell_of.setdefault(name, row.get(label_column))
-        tasks = _label_studio_tasks(files) if out.suffix.lower() == ".json" else None
         if tasks is not None:
             return _label_studio_copy(tasks, ids, labels, label_column, cell_of, out)
         kept = []
@@ -871,9 +872,12 @@ def _label_studio_tasks(files: list[Path]) -> list[dict] | None:
     """The tasks of a Label Studio JSON export, where that is what the records were read from."""
     if len(files) != 1 or record_suffix(files[0]) != ".json":
         return None
-    with _open_text(files[0]) as handle:
-        tasks = json.load(handle)
-    return tasks if is_label_studio_export(tasks) else None
+    try:
+        with _open_text(files[0]) as handle:
+            tasks = json.load(handle)
+    except (OSError, ValueError, EOFError):  # read_records says what is wrong with it
+        return None
+    return tasks if isinstance(tasks, list) and is_label_studio_export(tasks) else None
 
 
 def _label_studio_copy(tasks: list[dict], ids: list[str], labels: dict[str, str | None], control: str,
@@ -881,11 +885,9 @@ def _label_studio_copy(tasks: list[dict], ids: list[str], labels: dict[str, str 
     """A Label Studio export written back as one (``out``, a project imports it): the tasks of removed
     samples left out, and each relabeled one given an annotation marked ground truth with its new
     class, which settles its answer (``answered_annotations``) while its annotators' own stay. Tasks
-    nobody answered are no sample, and are written as they are. Returns the samples written."""
+    nobody answered are no sample, and are written as they are (``ids``: the answered ones', in
+    order). Returns the samples written."""
     answered = [task for task in tasks if answered_annotations(task)]
-    if len(answered) != len(ids):
-        raise NoisyctlError(f"the Label Studio export holds {len(answered):,} answered tasks, not the {len(ids):,} "
-                            f"it held when read: it changed")
     decided = {id(task): labels.get(sample_id, "") for task, sample_id in zip(answered, ids)}
     written, samples = [], 0
     for task in tasks:
