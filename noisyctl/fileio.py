@@ -24,6 +24,11 @@ NAME_MAX = 255 - len("..4194304.XXXXXXXX.tmp")
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs. On Windows there is no harmless probe in the standard library
+    (``os.kill(pid, 0)`` there terminates the process), so every writer counts as alive and what a
+    killed one left stays."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -36,9 +41,9 @@ def _alive(pid: int) -> bool:
 def remove_debris(target: str | os.PathLike) -> list[Path]:
     """Remove what writers of ``target`` that were killed mid-write left beside it: temporary files
     whose writer's process is gone, and a lock file no process holds. Returns what was removed."""
-    import fcntl
     import glob
-    import re
+
+    from filelock import Timeout
 
     target = Path(target)
     pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)\.[^.]+\.tmp")
@@ -51,12 +56,12 @@ def remove_debris(target: str | os.PathLike) -> list[Path]:
                 removed.append(candidate)
         lock = target.with_name(f".{target.name}.lock")
         if lock.is_file():
-            with open(lock, "a+b") as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    return removed  # a live writer holds it
-                lock.unlink(missing_ok=True)
+            try:
+                with _held(lock):
+                    _unlink_locked(lock)
+            except Timeout:
+                return removed  # a live writer holds it
+            if not lock.exists():
                 removed.append(lock)
     except OSError:
         pass  # a read-only folder: the debris stays, and nothing else is harmed
@@ -170,28 +175,43 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _held(path: Path):
+    """An exclusive lock on ``path``, taken at once or refused with ``filelock.Timeout``: an advisory
+    ``flock`` on POSIX, ``msvcrt.locking`` on Windows (filelock picks), so a killed holder's lock
+    goes with its process."""
+    from filelock import FileLock
+
+    return FileLock(path, timeout=0)
+
+
+def _unlink_locked(path: Path) -> None:
+    """Remove a lock file while holding it, so no process takes the old file meanwhile; Windows
+    refuses to remove an open file, and its lock removes the file on release instead."""
+    try:
+        path.unlink(missing_ok=True)
+    except PermissionError:
+        pass
+
+
 @contextmanager
 def exclusive(lock_path: str | os.PathLike, doing: str, remove: bool = False) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``lock_path`` (created if needed), or refuse at once:
     two processes writing the same output would otherwise leave one of them's work lost or mixed.
     ``remove`` deletes the lock file when done (for locks beside a user's file)."""
-    import fcntl
+    from filelock import Timeout
 
     path = Path(lock_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+b")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
+        lock = _held(path).acquire()
+    except Timeout:
         raise NoisyctlError(f"another noisyctl process is {doing} (it holds {path}); wait for it to finish") from None
-    try:
-        yield
-    finally:
-        if remove:
-            path.unlink(missing_ok=True)
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+    with lock:
+        try:
+            yield
+        finally:
+            if remove:
+                _unlink_locked(path)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -355,6 +355,20 @@ def test_debris_of_killed_writers_is_removed_and_a_live_writers_is_kept(cli, dig
         assert (tmp_path / ".run.h5.lock").exists()  # held: not debris
 
 
+def test_no_process_is_signalled_to_tell_whether_it_runs_on_windows(monkeypatch):
+    """os.kill(pid, 0) terminates the process on Windows: there every writer counts as alive."""
+    import os
+
+    from noisyctl import fileio
+
+    def kill(pid, signal):
+        raise AssertionError(f"os.kill({pid}, {signal}) called")
+
+    monkeypatch.setattr(os, "kill", kill)
+    monkeypatch.setattr(os, "name", "nt")
+    assert fileio._alive(os.getpid() + 1)
+
+
 HOSTILE_IDS = ["[/]", "[link=http://evil.example]click[/link]", "\x1b[31mred\x1b[0m", "\x1b]8;;http://x\x1b\\a\x1b]8;;\x1b\\",
                ":smile:", "=HYPERLINK(\"http://x\")", "+1+1", "@SUM(A1)", "-2+3"]
 
