@@ -1,0 +1,144 @@
+"""Would keeping each annotator's label, not only the majority, find and count the wrong labels
+better? Three simulated annotators label digits; the majority vote (a tie: the first annotator) is
+the given label, trained on with ``train --folds 3``. Two kinds of annotator:
+
+- ``independent``: each errs on its own random samples, to a random other class (10%, 15%, 20%);
+- ``confused``: each is a weak model fitted on 10 samples a class (``-n instance -N annotator=10``,
+  one seed each) and errs where it confuses the classes (10%, 15%, 20%), so their errors fall on
+  the same hard samples, as people's do.
+
+For the majority's wrong labels the script prints:
+
+- the share the noisyctl estimate reads, Dawid and Skene's (1979) estimate from the annotators
+  alone (expected wrong majority labels under their fitted confusion matrices), and the same with
+  the held-out models' probabilities as each sample's prior;
+- the average precision of ``learned``, of the annotators' disagreement with the majority, and of
+  their rank sum;
+- the wrong labels fixed and right ones broken by cleanlab's CROWDLAB consensus (annotators and
+  held-out probabilities) against ``correct``'s default.
+
+    .venv/bin/python benchmarks/annotators.py --out runs/annotators
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import average_precision_score
+
+from noisyctl.api import NoiseContext
+from noisyctl.builtin.noise.instance import instance
+from noisyctl.data import load_dataset
+
+ERROR_RATES = (0.10, 0.15, 0.20)
+WEAK_ANNOTATOR = 10  # samples a class the confused annotators' models are fitted on
+
+
+def annotate(kind: str, clean: np.ndarray, data, seed: int) -> np.ndarray:
+    """Each annotator's labels, (N, annotators)."""
+    columns = []
+    for number, rate in enumerate(ERROR_RATES):
+        rng = np.random.default_rng([seed, number])
+        if kind == "confused":
+            context = NoiseContext(labels=clean.copy(), class_names=list(data.class_names), rng=rng, dataset=data)
+            columns.append(instance(context, rate, annotator=WEAK_ANNOTATOR))
+            continue
+        labels = clean.copy()
+        wrong = rng.random(len(clean)) < rate
+        labels[wrong] = (clean[wrong] + rng.integers(1, data.num_classes, wrong.sum())) % data.num_classes
+        columns.append(labels)
+    return np.stack(columns, axis=1)
+
+
+def majority(votes: np.ndarray, classes: int) -> np.ndarray:
+    counts = np.stack([(votes == c).sum(1) for c in range(classes)], axis=1)
+    tied = (counts == counts.max(1, keepdims=True)).sum(1) > 1
+    return np.where(tied, votes[:, 0], counts.argmax(1))
+
+
+def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None, iterations: int = 50) -> np.ndarray:
+    """Each sample's posterior over the true class, (N, C), from the annotators' votes (N, A) with a
+    confusion matrix each (add-half smoothing), and ``prior`` (N, C) in place of the class shares."""
+    posterior = np.stack([(votes == c).sum(1) for c in range(classes)], axis=1).astype(float)
+    posterior /= posterior.sum(1, keepdims=True)
+    for _ in range(iterations):
+        log = np.log(np.clip(prior, 1e-6, 1)) if prior is not None else np.log(posterior.mean(0))[None, :]
+        log = np.broadcast_to(log, posterior.shape).copy()
+        for a in range(votes.shape[1]):
+            confusion = np.full((classes, classes), 0.5)
+            for said in range(classes):
+                confusion[:, said] += posterior[votes[:, a] == said].sum(0)
+            confusion /= confusion.sum(1, keepdims=True)
+            log += np.log(confusion[:, votes[:, a]].T)
+        posterior = np.exp(log - log.max(1, keepdims=True))
+        posterior /= posterior.sum(1, keepdims=True)
+    return posterior
+
+
+def noisyctl(*args) -> str:
+    done = subprocess.run([sys.executable, "-m", "noisyctl", *map(str, args)], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"noisyctl {' '.join(map(str, args))}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def measure(out: Path, kind: str, seed: int) -> None:
+    data = load_dataset({"name": "digits", "root": None, "options": {}})
+    clean = data.train.labels.copy()
+    votes = annotate(kind, clean, data, seed)
+    given = majority(votes, data.num_classes)
+    wrong = given != clean
+    stem = out / f"digits-{kind}-{seed}"
+    np.save(f"{stem}.majority.npy", given)
+    if not Path(f"{stem}.run.h5").exists():
+        noisyctl("synth", "-n", "from-file", "-N", f"path={stem}.majority.npy", "-o", f"{stem}.labels.h5")
+        noisyctl("train", "--labels", f"{stem}.labels.h5", "--folds", "3", "-q", "-o", f"{stem}.run.h5")
+    detected = json.loads(noisyctl("detect", f"{stem}.run.h5", "--json"))
+    corrected = json.loads(noisyctl("correct", f"{stem}.run.h5", "--json"))
+    with h5py.File(f"{stem}.run.h5") as h5:
+        learned = h5["scores/learned"][:]
+        held_out = h5["probs/out_of_fold"][:].astype(float)
+    held_out /= held_out.sum(1, keepdims=True)
+    rows = np.arange(len(given))
+    alone = 1 - dawid_skene(votes, data.num_classes)[rows, given]
+    with_models = 1 - dawid_skene(votes, data.num_classes, held_out)[rows, given]
+    disagreement = (votes != given[:, None]).mean(1)
+    from cleanlab.multiannotator import get_label_quality_multiannotator
+
+    consensus = get_label_quality_multiannotator(votes.astype(float), held_out, verbose=False,
+                                                 return_detailed_quality=False,
+                                                 return_annotator_stats=False)["label_quality"]["consensus_label"]
+    changed = consensus.to_numpy() != given
+    print(f"{kind:11s} seed {seed}: annotators wrong {np.round((votes != clean[:, None]).mean(0), 3).tolist()}, "
+          f"majority wrong {wrong.mean():.2%}")
+    print(f"  estimate: noisyctl {detected['estimate']['rate']:.2%}, Dawid-Skene {alone.mean():.2%}, "
+          f"with held-out models {with_models.mean():.2%}")
+    ap = {"learned": average_precision_score(wrong, learned),
+          "disagreement": average_precision_score(wrong, disagreement),
+          "rank sum": average_precision_score(wrong, rankdata(learned) + rankdata(disagreement))}
+    print("  AP: " + ", ".join(f"{name} {value:.3f}" for name, value in ap.items()))
+    print(f"  CROWDLAB consensus: fixed {int((changed & (consensus.to_numpy() == clean)).sum())}, broken "
+          f"{int((changed & ~wrong).sum())}; correct's default: fixed {corrected['fixed']}, "
+          f"broken {corrected['broken']}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/annotators"), help="folder for the runs")
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for kind in ("independent", "confused"):
+        for seed in range(args.seeds):
+            measure(args.out, kind, seed)
+
+
+if __name__ == "__main__":
+    main()
