@@ -178,10 +178,11 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
 def _held(path: Path):
     """An exclusive lock on ``path``, taken at once or refused with ``filelock.Timeout``: an advisory
     ``flock`` on POSIX, ``msvcrt.locking`` on Windows (filelock picks), so a killed holder's lock
-    goes with its process."""
+    goes with its process. Not per thread: a Recorder may be closed by another thread than the one
+    that opened it, and its lock must go then."""
     from filelock import FileLock
 
-    return FileLock(path, timeout=0)
+    return FileLock(path, timeout=0, thread_local=False)
 
 
 def _unlink_locked(path: Path) -> None:

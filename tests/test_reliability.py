@@ -355,6 +355,20 @@ def test_debris_of_killed_writers_is_removed_and_a_live_writers_is_kept(cli, dig
         assert (tmp_path / ".run.h5.lock").exists()  # held: not debris
 
 
+def test_a_lock_released_by_another_thread_is_free(tmp_path):
+    """A Recorder closed by another thread than the one that opened it leaves no lock behind."""
+    import threading
+    from contextlib import ExitStack
+
+    holding = ExitStack()
+    holding.enter_context(exclusive(tmp_path / "lock", "training (a Recorder)"))
+    closing = threading.Thread(target=holding.close)
+    closing.start()
+    closing.join()
+    with exclusive(tmp_path / "lock", "training (the next Recorder)"):
+        pass
+
+
 def test_no_process_is_signalled_to_tell_whether_it_runs_on_windows(monkeypatch):
     """os.kill(pid, 0) terminates the process on Windows: there every writer counts as alive."""
     import os
