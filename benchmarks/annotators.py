@@ -1,6 +1,7 @@
 """Would keeping each annotator's label, not only the majority, find and count the wrong labels
-better? Three simulated annotators label digits; the majority vote (a tie: the first annotator) is
-the given label, trained on with ``train --folds 3``. Two kinds of annotator:
+better? Three simulated annotators label digits (``synth -n from-file -N annotators=a,b,c``); the
+majority vote (of a tie, the later annotator's) is the given label, trained on with ``train
+--folds 3``. Two kinds of annotator:
 
 - ``independent``: each errs on its own random samples, to a random other class (10%, 15%, 20%);
 - ``confused``: each is a weak model fitted on 10 samples a class (``-n instance -N annotator=10``,
@@ -9,9 +10,10 @@ the given label, trained on with ``train --folds 3``. Two kinds of annotator:
 
 For the majority's wrong labels the script prints:
 
-- the share the noisyctl estimate reads, Dawid and Skene's (1979) estimate from the annotators
-  alone (expected wrong majority labels under their fitted confusion matrices), and the same with
-  the held-out models' probabilities as each sample's prior;
+- the share the noisyctl estimate reads; the annotators' reading ``detect`` shows beside it (Dawid
+  and Skene's model with the held-out probabilities as prior) and each annotator's estimated
+  accuracy; the same model without the prior; and the annotators' reading beside the clean
+  labels (trained on ``clean_label``, as if an expert's labels stood beside the crowd's);
 - the average precision of ``learned``, of the annotators' disagreement with the majority, and of
   their rank sum;
 - the wrong labels fixed and right ones broken by cleanlab's CROWDLAB consensus (annotators and
@@ -36,6 +38,7 @@ from sklearn.metrics import average_precision_score
 from noisyctl.api import NoiseContext
 from noisyctl.builtin.noise.instance import instance
 from noisyctl.data import load_dataset
+from noisyctl.estimate import dawid_skene
 
 ERROR_RATES = (0.10, 0.15, 0.20)
 WEAK_ANNOTATOR = 10  # samples a class the confused annotators' models are fitted on
@@ -57,31 +60,6 @@ def annotate(kind: str, clean: np.ndarray, data, seed: int) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-def majority(votes: np.ndarray, classes: int) -> np.ndarray:
-    counts = np.stack([(votes == c).sum(1) for c in range(classes)], axis=1)
-    tied = (counts == counts.max(1, keepdims=True)).sum(1) > 1
-    return np.where(tied, votes[:, 0], counts.argmax(1))
-
-
-def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None, iterations: int = 50) -> np.ndarray:
-    """Each sample's posterior over the true class, (N, C), from the annotators' votes (N, A) with a
-    confusion matrix each (add-half smoothing), and ``prior`` (N, C) in place of the class shares."""
-    posterior = np.stack([(votes == c).sum(1) for c in range(classes)], axis=1).astype(float)
-    posterior /= posterior.sum(1, keepdims=True)
-    for _ in range(iterations):
-        log = np.log(np.clip(prior, 1e-6, 1)) if prior is not None else np.log(posterior.mean(0))[None, :]
-        log = np.broadcast_to(log, posterior.shape).copy()
-        for a in range(votes.shape[1]):
-            confusion = np.full((classes, classes), 0.5)
-            for said in range(classes):
-                confusion[:, said] += posterior[votes[:, a] == said].sum(0)
-            confusion /= confusion.sum(1, keepdims=True)
-            log += np.log(confusion[:, votes[:, a]].T)
-        posterior = np.exp(log - log.max(1, keepdims=True))
-        posterior /= posterior.sum(1, keepdims=True)
-    return posterior
-
-
 def noisyctl(*args) -> str:
     done = subprocess.run([sys.executable, "-m", "noisyctl", *map(str, args)], capture_output=True, text=True)
     if done.returncode:
@@ -89,26 +67,33 @@ def noisyctl(*args) -> str:
     return done.stdout
 
 
+def trained(out: Path, name: str, crowd: Path, *options: str) -> dict:
+    """``detect --json`` of a run trained with held-out models on labels from the ``crowd`` file."""
+    stem = out / name
+    if not Path(f"{stem}.run.h5").exists():
+        noisyctl("synth", "-n", "from-file", "-N", f"path={crowd}", "-N", "annotators=a,b,c", *options,
+                 "-o", f"{stem}.labels.h5")
+        noisyctl("train", "--labels", f"{stem}.labels.h5", "--folds", "3", "-q", "-o", f"{stem}.run.h5")
+    return json.loads(noisyctl("detect", f"{stem}.run.h5", "--json"))
+
+
 def measure(out: Path, kind: str, seed: int) -> None:
     data = load_dataset({"name": "digits", "root": None, "options": {}})
     clean = data.train.labels.copy()
     votes = annotate(kind, clean, data, seed)
-    given = majority(votes, data.num_classes)
-    wrong = given != clean
+    crowd = out / f"digits-{kind}-{seed}.npz"
+    np.savez(crowd, a=votes[:, 0], b=votes[:, 1], c=votes[:, 2], clean_label=clean)
     stem = out / f"digits-{kind}-{seed}"
-    np.save(f"{stem}.majority.npy", given)
-    if not Path(f"{stem}.run.h5").exists():
-        noisyctl("synth", "-n", "from-file", "-N", f"path={stem}.majority.npy", "-o", f"{stem}.labels.h5")
-        noisyctl("train", "--labels", f"{stem}.labels.h5", "--folds", "3", "-q", "-o", f"{stem}.run.h5")
-    detected = json.loads(noisyctl("detect", f"{stem}.run.h5", "--json"))
+    detected = trained(out, f"digits-{kind}-{seed}", crowd)  # their majority, as a crowd's data is labeled
+    beside_clean = trained(out, f"digits-{kind}-{seed}-clean", crowd, "-N", "key=clean_label")  # an expert's
     corrected = json.loads(noisyctl("correct", f"{stem}.run.h5", "--json"))
     with h5py.File(f"{stem}.run.h5") as h5:
+        given = h5["samples/given_label"][:]
         learned = h5["scores/learned"][:]
         held_out = h5["probs/out_of_fold"][:].astype(float)
     held_out /= held_out.sum(1, keepdims=True)
-    rows = np.arange(len(given))
-    alone = 1 - dawid_skene(votes, data.num_classes)[rows, given]
-    with_models = 1 - dawid_skene(votes, data.num_classes, held_out)[rows, given]
+    wrong = given != clean
+    alone = 1 - dawid_skene(votes, data.num_classes)[0][np.arange(len(given)), given]
     disagreement = (votes != given[:, None]).mean(1)
     from cleanlab.multiannotator import get_label_quality_multiannotator
 
@@ -116,10 +101,13 @@ def measure(out: Path, kind: str, seed: int) -> None:
                                                  return_detailed_quality=False,
                                                  return_annotator_stats=False)["label_quality"]["consensus_label"]
     changed = consensus.to_numpy() != given
+    estimate, counted = detected["estimate"], detected["estimate"]["annotators"]
     print(f"{kind:11s} seed {seed}: annotators wrong {np.round((votes != clean[:, None]).mean(0), 3).tolist()}, "
+          f"estimated accuracy {[round(p['accuracy'], 3) for p in counted['annotators']]}, "
           f"majority wrong {wrong.mean():.2%}")
-    print(f"  estimate: noisyctl {detected['estimate']['rate']:.2%}, Dawid-Skene {alone.mean():.2%}, "
-          f"with held-out models {with_models.mean():.2%}")
+    print(f"  estimate: noisyctl {estimate['rate']:.2%}; the annotators' reading (detect) {counted['rate']:.2%} "
+          f"({counted['low']:.2%}-{counted['high']:.2%}); Dawid-Skene without held-out models {alone.mean():.2%}; "
+          f"beside the clean labels {beside_clean['estimate']['annotators']['rate']:.2%}")
     ap = {"learned": average_precision_score(wrong, learned),
           "disagreement": average_precision_score(wrong, disagreement),
           "rank sum": average_precision_score(wrong, rankdata(learned) + rankdata(disagreement))}

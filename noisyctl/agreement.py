@@ -1,11 +1,17 @@
 """Several people's answers to the same items, read in one place: the answer most of them gave (a
-Label Studio dataset's label), and how often each answered as the others did (a review's reviewers,
-a dataset's annotators)."""
+Label Studio dataset's label), how often each answered as the others did (a review's reviewers,
+a dataset's annotators), and the annotators' own labels a labels or run file keeps
+(``Annotations``)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Iterable
+
+import numpy as np
+
+from noisyctl.errors import NoisyctlError
 
 
 def _hashable(answer):
@@ -36,3 +42,52 @@ def agreement_by_person(items: Iterable[list[tuple[str | None, Any]]]) -> list[d
                 mine["shared"] += 1
                 mine["agreed"] += int(others[_hashable(answer)] == max(others.values()))
     return sorted(stats.values(), key=lambda s: s["reviewer"]) if len(stats) > 1 else []
+
+
+NOT_LABELED = -1  # an annotator's cell for a sample they gave no label
+
+
+@dataclass
+class Annotations:
+    """Each annotator's own label of each sample, kept beside the one label training uses (their
+    majority, an aggregate such as CIFAR-10N's ``aggre_label``, or a ground truth).
+
+    Parameters
+    ----------
+    names : list[str], length A
+        The annotators, each once.
+    labels : np.ndarray of int, shape (N, A)
+        ``labels[i, a]``: annotator ``a``'s class index for sample ``i``, or ``NOT_LABELED`` (-1)
+        where they gave none.
+    """
+
+    names: list[str]
+    labels: np.ndarray
+
+    def checked(self, samples: int, classes: int, where: str) -> "Annotations":
+        """The annotations as int32, or one line saying what is wrong with them (``where`` names
+        their source)."""
+        labels = np.asarray(self.labels)
+        names = [str(name) for name in self.names]
+        if labels.ndim != 2 or labels.shape != (samples, len(names)):
+            raise NoisyctlError(f"{where}: annotators' labels of shape {labels.shape}; expected {samples:,} samples "
+                                f"x {len(names)} annotators")
+        if len(set(names)) != len(names) or not all(names):
+            raise NoisyctlError(f"{where}: annotators need distinct, non-empty names, not {', '.join(names)}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise NoisyctlError(f"{where}: annotators' labels should be class indices, not {labels.dtype}")
+        outside = (labels < NOT_LABELED) | (labels >= classes)
+        if outside.any():
+            raise NoisyctlError(f"{where}: an annotator's label is {int(labels[outside][0])}; the classes are 0 to "
+                                f"{classes - 1} ({NOT_LABELED}: not labeled)")
+        return Annotations(names, labels.astype(np.int32))
+
+    def subset(self, indices: np.ndarray) -> "Annotations":
+        """The same annotators' labels of some samples only."""
+        return Annotations(list(self.names), self.labels[np.asarray(indices)])
+
+    def majority(self) -> np.ndarray:
+        """Each sample's label as most of its annotators gave it (of a tie, the latest annotator's
+        among the tied classes), (N,); ``NOT_LABELED`` where nobody labeled it."""
+        return np.array([majority([int(v) for v in row if v != NOT_LABELED]) if (row != NOT_LABELED).any()
+                         else NOT_LABELED for row in self.labels], dtype=np.int64)

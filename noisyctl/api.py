@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Protocol
 import numpy as np
 
 from noisyctl import __version__ as NOISYCTL_VERSION
-from noisyctl.agreement import agreement_by_person, majority
+from noisyctl.agreement import NOT_LABELED, Annotations, agreement_by_person, majority
 from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (NoiseRateEstimate, estimate_noise_rate, gmm_noisy_posterior, held_out_noise_rate,
@@ -38,7 +38,7 @@ __all__ = [
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
     "prototype_labels", "atomic_output", "atomic_folder", "read_yaml_file", "NOISYCTL_VERSION",
     "is_label_studio_export", "answered_annotations", "annotation_choices", "annotator", "majority",
-    "agreement_by_person",
+    "agreement_by_person", "Annotations", "NOT_LABELED",
 ]
 
 
@@ -110,7 +110,10 @@ class DatasetData:
     folders), writes them to ``out`` (a file in the format its suffix names, or a new folder laid out
     as the dataset's) with each training sample's label set to the class ``labels``
     maps its id to (``None``: the record is left out; an id it lacks: the record is written as it
-    is) and returns the records written; ``export --data-copy`` calls it.
+    is) and returns the records written; ``export --data-copy`` calls it. ``annotations``, where the
+    data holds several annotators' labels of its training samples, keeps each one's (the labels
+    are then their majority, or the label the data chose): ``synth`` writes them beside the
+    labels, and ``detect`` counts the noise from them too.
     """
 
     train: SampleSet
@@ -122,6 +125,7 @@ class DatasetData:
     input_kind: str | None = None
     notes: list[str] = field(default_factory=list)  # what the loader chose for the user (shown by train)
     relabeled_copy: Callable[[dict[str, str | None], Path], int] | None = None
+    annotations: Annotations | None = None
 
     @property
     def kind(self) -> str:
@@ -180,12 +184,15 @@ def check_rate(rate: float) -> float:
 
 @dataclass
 class NoiseContext:
-    """What a noise generator sees: the clean labels and where they come from."""
+    """What a noise generator sees: the clean labels and where they come from. A noise whose labels
+    come from several annotators (``from-file -N annotators=KEYS``) keeps each one's in
+    ``annotations``; it starts as the dataset's own, where it has them."""
 
     labels: np.ndarray
     class_names: list[str]
     rng: np.random.Generator
     dataset: DatasetData | None = None
+    annotations: Annotations | None = None
 
     @property
     def num_classes(self) -> int:

@@ -236,9 +236,12 @@ def _look_alike_classes(data: DatasetData) -> list[str]:
 
 def labels_from_dataset(spec: dict[str, Any], data: DatasetData) -> Labels:
     """The dataset's own labels, truth unknown (a real dataset, not a synthesized one)."""
+    name = spec["name"]
     return Labels(ids=list(data.train.ids), given_labels=data.train.labels.copy(),
                   class_names=list(data.class_names), dataset=recorded_dataset(spec, data),
-                  plugins={f"dataset:{spec['name']}": plugins.get("dataset", spec["name"]).origin})
+                  plugins={f"dataset:{name}": plugins.get("dataset", name).origin},
+                  annotations=None if data.annotations is None else data.annotations.checked(
+                      len(data.train.ids), data.num_classes, f"dataset '{name}'"))
 
 
 def check_labels_match(labels: Labels, data: DatasetData, source: str) -> None:

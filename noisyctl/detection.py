@@ -16,7 +16,7 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED, LOSS_CHANNELS,
                                NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END,
                                UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
-                               run_held_out_count, run_noise_rate)
+                               run_annotators_count, run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile, save_scores
@@ -272,6 +272,7 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         "may_undercount": bool(estimate is not None and run.num_classes <= FEW_CLASSES and counted is None),
         "held_out_models": counted is not None,  # the run has out-of-fold probabilities (train --folds)
         "unfitted": None if estimate is None else estimate.unfitted,  # mean loss above log 2: the upper end reaches them
+        "annotators": annotators_reading(run, judged),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
         confused_pairs(run.given_labels, suggestions, flagged, run.labels.class_names),
@@ -291,6 +292,31 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
     return {"rate": counted.rate, "low": counted.low, "high": counted.high, "confidence": counted.confidence}
 
 
+def annotators_reading(run: RunFile, judged: np.ndarray) -> dict[str, Any] | None:
+    """What the annotators' own labels say of the ``judged`` samples' given labels, where the run
+    keeps them (``run_annotators_count``): a second reading, shown beside the estimate. Not the
+    estimate: where the given labels are not the annotators' majority (an expert's beside a
+    crowd's), it counts the crowd's errors too."""
+    counted = run_annotators_count(run, judged)
+    if counted is None:
+        return None
+    estimate, people, held_out = counted
+    return {"rate": estimate.rate, "low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
+            "held_out_prior": held_out, "annotators": people}
+
+
+def annotators_words(counted: dict[str, Any]) -> str:
+    """The annotators' reading (``annotators_reading``) in words."""
+    people = counted["annotators"]
+    shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%}" for p in people[:ANNOTATORS_NAMED])
+    more = f" and {len(people) - ANNOTATORS_NAMED:,} more" if len(people) > ANNOTATORS_NAMED else ""
+    prior = " with models that never trained on the samples" if counted["held_out_prior"] else ""
+    return (f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count {counted['rate']:.1%} of the "
+            f"given labels wrong ({counted['low']:.1%}-{counted['high']:.1%} over resamples; more where they err "
+            f"alike), each right about {shown}{more} of the time")
+
+
+ANNOTATORS_NAMED = 5  # annotators named in words; --json lists them all
 LATE_NAMED = 5  # late classes named in words; --json lists them all
 # What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop
 HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilities) to count with held-out models too"
@@ -314,8 +340,20 @@ def _named_classes(names: list[str]) -> tuple[str, str, str]:
 
 
 def estimate_words(estimate: dict[str, Any]) -> str:
-    """The estimate in words, plain text: the rate, its interval, and how clear the evidence is.
-    A run without clear evidence of noise is never called noisy."""
+    """The estimate in words, plain text: the rate, its interval, and how clear the evidence is,
+    then what the annotators' own labels count, where the run keeps them. A run without clear
+    evidence of noise is never called noisy."""
+    words = _run_words(estimate)
+    counted = estimate.get("annotators")
+    if not counted:
+        return words
+    # "but" where the annotators' count lies above what the run can hold (annotators who err alike)
+    but = "but " if estimate.get("high") is not None and counted["low"] > estimate["high"] else ""
+    return f"{words}; {but}{annotators_words(counted)}"
+
+
+def _run_words(estimate: dict[str, Any]) -> str:
+    """``estimate_words`` of the run's own reading."""
     if estimate.get("low") is None:
         return f"estimated noise {estimate['rate']:.1%} ({estimate['count']:,} samples, by {estimate['by']})"
     interval = f"{estimate['confidence']:.0%} interval {estimate['low']:.1%}-{estimate['high']:.1%}"

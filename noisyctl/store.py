@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator
 import h5py
 import numpy as np
 
+from noisyctl.agreement import Annotations
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, exclusive, remove_debris
 
@@ -86,6 +87,12 @@ FIELDS: tuple[Field, ...] = (
           "(`Recorder(texts=...)`): the suspects, the review CSV and the report show it. Runs of noisyctl's "
           "text datasets read it from the data instead."),
     Field("classes/name", "string", "C", BOTH, True, "Class names; a label is an index into this."),
+    Field("annotators/name", "string", "A", BOTH, False,
+          "The annotators whose own labels the file keeps beside samples/given_label (synth -n from-file -N "
+          "annotators=KEYS, a Recorder's annotations=, a dataset plugin's DatasetData.annotations)."),
+    Field("annotators/label", "int32", "N x A", BOTH, False,
+          "Each annotator's label of each sample (-1: they gave none); samples/given_label is their majority or "
+          "the label the file chose. `detect` counts the given labels' noise from them too (Dawid-Skene)."),
     Field("dynamics/train_loss", "float32", "N x E", (RUN,), False,
           "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
           "(taken from the training forward pass, so free); `train` always records it, and the Recorder in "
@@ -424,6 +431,10 @@ def check_contents(h5: h5py.File, path, kind: str) -> None:
     if n * max(ids.dtype.itemsize, 8) * 4 > _memory_bytes():
         raise NoisyctlError(f"{path} declares {n:,} samples, more than this machine's memory could read")
     sizes = {"N": n, "C": classes}
+    if ("annotators/label" in objects) != ("annotators/name" in objects):
+        raise NoisyctlError(f"{path} holds one of annotators/label and annotators/name without the other")
+    if "annotators/name" in objects and isinstance(objects["annotators/name"], h5py.Dataset):
+        sizes["A"] = objects["annotators/name"].shape[0] if objects["annotators/name"].ndim == 1 else -1
     if kind == RUN:
         epochs = _integer_attr(h5, "num_epochs", path)
         if not 1 <= epochs <= MAX_EPOCHS:
@@ -485,6 +496,7 @@ class Labels:
     corrected: np.ndarray | None = None  # labels correct --apply or a review replaced
     pruning: dict[str, Any] | None = None
     correction: dict[str, Any] | None = None
+    annotations: Annotations | None = None  # each annotator's own label, where the data kept them
 
     @property
     def is_noisy(self) -> np.ndarray | None:
@@ -505,7 +517,8 @@ class Labels:
         indices = np.asarray(indices)
         take = {name: None if getattr(self, name) is None else getattr(self, name)[indices]
                 for name in ("given_labels", "true_labels", *SAMPLE_MARKS)}
-        return replace(self, ids=[self.ids[i] for i in indices], **take)
+        annotations = None if self.annotations is None else self.annotations.subset(indices)
+        return replace(self, ids=[self.ids[i] for i in indices], annotations=annotations, **take)
 
     def write(self, h5: h5py.File) -> None:
         bad = next((i for i in self.ids if "\x00" in i), None)
@@ -521,6 +534,9 @@ class Labels:
             if values is not None and (name not in ("reviewed", "corrected") or values.any()):
                 write_field(h5, f"samples/{name}", np.asarray(values, dtype=dtype))
         write_field(h5, "classes/name", np.array(self.class_names, dtype=object))
+        if self.annotations is not None:
+            write_field(h5, "annotators/name", np.array(self.annotations.names, dtype=object))
+            write_field(h5, "annotators/label", self.annotations.labels.astype(np.int32))
 
 
 def _in_classes(values: np.ndarray, name: str, classes: int, path: str) -> np.ndarray:
@@ -546,8 +562,19 @@ def _read_labels(h5: h5py.File) -> Labels:
             plugins=_json_attr(h5, "plugins"),
             pruning=_json_attr(h5, "pruning"),
             correction=_json_attr(h5, "correction"),
+            annotations=_read_annotations(h5, len(h5["samples/id"]), classes),
             **marks,
         )
+
+
+def _read_annotations(h5: h5py.File, samples: int, classes: int) -> Annotations | None:
+    if "annotators/name" not in h5:
+        return None
+    kept = Annotations([_text(name) for name in h5["annotators/name"][:]], h5["annotators/label"][:])
+    try:
+        return kept.checked(samples, classes, h5.filename)
+    except NoisyctlError as exc:
+        raise NoisyctlError(f"{exc} (annotators/label, annotators/name)") from None
 
 
 @contextmanager

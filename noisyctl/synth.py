@@ -43,7 +43,7 @@ def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
         notes += data.notes
     clean = data.train.labels.copy()
     context = NoiseContext(labels=clean.copy(), class_names=list(data.class_names),
-                           rng=np.random.default_rng(seed), dataset=data)
+                           rng=np.random.default_rng(seed), dataset=data, annotations=data.annotations)
     noisy = registration.call(context, rate, options=options)
     noisy = np.asarray(noisy)
     if noisy.shape != clean.shape or not np.issubdtype(noisy.dtype, np.integer):
@@ -59,4 +59,6 @@ def synthesize(spec: dict[str, Any], noise: str, rate: float | None, seed: int,
         plugins={f"dataset:{spec['name']}": plugins.get("dataset", spec["name"]).origin,
                  f"noise:{noise}": registration.origin},
         reviewed=reviewed_sample(clean, noisy, reviewed_per_class, seed),
+        annotations=None if context.annotations is None else context.annotations.checked(
+            len(clean), data.num_classes, f"noise '{noise}' ({registration.provenance()})"),
     )

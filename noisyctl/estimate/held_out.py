@@ -148,6 +148,16 @@ def run_held_out_label_probability(dynamics) -> np.ndarray | None:
     return probabilities[np.arange(len(given)), given]
 
 
+def run_held_out_probabilities(dynamics, judged: np.ndarray | None = None) -> np.ndarray | None:
+    """The ``judged`` samples' out-of-fold class probabilities (N, C), rows summing to one, as the
+    estimate read them (once per opened run); None when the run holds none."""
+    held_out = _held_out_probabilities(dynamics, judged, _held_out_cache(dynamics))
+    if held_out is None:
+        return None
+    probabilities = np.clip(np.asarray(held_out[1], dtype=np.float64), 1e-12, None)
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
 def run_held_out_refused(dynamics, judged: np.ndarray | None = None) -> np.ndarray | None:
     """Whether models that never trained on each ``judged`` sample (``train --folds``) refused its
     given label, giving it under REFUSED_PROBABILITY (and a tenth of chance); None when the run holds

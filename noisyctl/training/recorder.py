@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from noisyctl import distributed
+from noisyctl.agreement import Annotations
 from noisyctl.errors import NoisyctlError
 from noisyctl.store import CHANNELS, Labels, kept_text
 from noisyctl.training.checkpoints import EPOCH_FIGURES, Checkpoints, assemble_run
@@ -124,6 +126,9 @@ class Recorder:
     texts : list of str, optional, length N
         Each sample's text, for text data: the run keeps its first 1,000 bytes, and ``detect``'s
         suspects, the review CSV of ``correct --export`` and the report show it.
+    annotations : noisyctl.api.Annotations, optional
+        Each annotator's own label of each sample, where several labeled them ((N, A) class
+        indices, -1 where one gave none): the run keeps them, and ``detect`` counts from them too.
 
     Examples
     --------
@@ -142,10 +147,13 @@ class Recorder:
                  dataset: str | dict[str, Any] | None = None, resume: bool | None = None, restart: bool = False,
                  allow_partial: bool = False, record_probs: bool | None = None, trained_labels: Any = None,
                  num_outputs: int | None = None, channels: dict[str, float] | None = None,
-                 info: dict[str, Any] | None = None, fingerprint: str = "", texts: Any = None) -> None:
+                 info: dict[str, Any] | None = None, fingerprint: str = "", texts: Any = None,
+                 annotations: Annotations | None = None) -> None:
         self.path = Path(path)
         self.labels = _as_labels(labels, class_names, ids, true_labels, dataset)
         self.num_samples = n = len(self.labels.ids)
+        if annotations is not None:
+            self.labels = replace(self.labels, annotations=annotations.checked(n, self.labels.num_classes, "Recorder"))
         self.texts = None if texts is None else [kept_text(t) for t in texts]
         if self.texts is not None and len(self.texts) != n:
             raise NoisyctlError(f"Recorder: {len(self.texts)} texts for {n} labels")

@@ -10,19 +10,25 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import NoiseContext, NoisyctlError
+from noisyctl.api import NOT_LABELED, Annotations, NoiseContext, NoisyctlError
 
 LABEL_FILES = ".pt, .pth, .npy, .npz or .csv"
 # The keys of a CIFAR-N file that hold the original labels, checked against the dataset's.
 CLEAN_KEYS = ("clean_label",)
 
 
-def from_file(context: NoiseContext, rate: float | None, path: str | None = None, key: str | None = None) -> np.ndarray:
+def from_file(context: NoiseContext, rate: float | None, path: str | None = None, key: str | None = None,
+              annotators: str | None = None) -> np.ndarray:
     """The labels in ``path``, one a training sample: an array in the samples' order (``.npy``; a
     ``.npz`` or a ``torch.save`` dict of arrays, as CIFAR-N ships them, names one with ``key``), or
     a CSV of ``id`` and ``label`` (or ``key``) columns. Labels are class indices or names. Where
     the file holds a ``clean_label`` too, it must match the dataset's labels, so a file for other
-    data or another order is refused rather than read as noise."""
+    data or another order is refused rather than read as noise.
+
+    ``annotators=KEY1,KEY2,...`` names the arrays (or CSV columns) of several annotators' own
+    labels, kept beside the labels (-1 or an empty cell: that annotator gave none): CIFAR-10N's
+    ``random_label1,random_label2,random_label3``. The labels are then ``key``'s, or without it
+    the annotators' majority."""
     if rate is not None:
         raise NoisyctlError("from-file noise takes its labels from the file: drop --rate")
     if path is None:
@@ -31,13 +37,49 @@ def from_file(context: NoiseContext, rate: float | None, path: str | None = None
     if not file.is_file():
         raise NoisyctlError(f"from-file: {file} is not a file")
     suffix = file.suffix.lower()
-    if suffix == ".csv":
-        labels = _csv_labels(file, key, context)
-    elif suffix in (".pt", ".pth", ".npz", ".npy"):
-        labels = _chosen(_arrays(file, suffix), key, file, context)
-    else:
+    if suffix not in (".csv", ".pt", ".pth", ".npz", ".npy"):
         raise NoisyctlError(f"from-file: {file} should be a {LABEL_FILES} file")
+    arrays = None if suffix == ".csv" else _arrays(file, suffix)
+    if annotators is not None:
+        context.annotations = _annotations(file, arrays, str(annotators), context)
+        if key is None:
+            return _majority(context.annotations, file)
+    labels = _csv_labels(file, key, context) if arrays is None else _chosen(arrays, key, file, context)
     return _class_indices(labels, file, context)
+
+
+def _annotations(file: Path, arrays, keys: str, context: NoiseContext) -> Annotations:
+    """The annotators' own labels that ``keys`` (comma-separated) name, as class indices."""
+    names = [name.strip() for name in keys.split(",") if name.strip()]
+    if len(names) < 2 or len(set(names)) < len(names):
+        raise NoisyctlError(f"from-file: annotators=KEY1,KEY2,... names two annotators' labels or more, each once, "
+                            f"not '{keys}'")
+    if arrays is not None and not isinstance(arrays, dict):
+        raise NoisyctlError(f"from-file: {file} holds one array, not named ones: annotators= needs a .npz, .pt or "
+                            f".csv file of several")
+    columns = []
+    for name in names:
+        if arrays is None:
+            labels = _csv_labels(file, name, context)
+            given = labels != ""
+        else:
+            if name not in arrays:
+                raise NoisyctlError(f"from-file: {file} has no '{name}'; it holds {', '.join(arrays)}")
+            labels = np.asarray(arrays[name])
+            given = labels != NOT_LABELED if np.issubdtype(labels.dtype, np.integer) else np.ones(len(labels), bool)
+        column = np.full(len(labels), NOT_LABELED, dtype=np.int64)
+        if given.any():
+            column[given] = _class_indices(labels[given], file, context, len(labels))
+        columns.append(column)
+    return Annotations(names, np.stack(columns, axis=1))
+
+
+def _majority(annotations: Annotations, file: Path) -> np.ndarray:
+    labels = annotations.majority()
+    if (labels == NOT_LABELED).any():
+        raise NoisyctlError(f"from-file: {file}: no annotator labeled {int((labels == NOT_LABELED).sum()):,} samples; "
+                            f"name the labels to train on with -N key=NAME")
+    return labels
 
 
 def _arrays(file: Path, suffix: str) -> dict[str, np.ndarray] | np.ndarray:
@@ -128,12 +170,13 @@ def _csv_labels(file: Path, key: str | None, context: NoiseContext) -> np.ndarra
     return np.array([by_id[sample_id] for sample_id in ids])
 
 
-def _class_indices(labels: np.ndarray, file: Path, context: NoiseContext) -> np.ndarray:
-    """Labels as class indices: integers in range, or class names (or their indices as text)."""
+def _class_indices(labels: np.ndarray, file: Path, context: NoiseContext, read: int | None = None) -> np.ndarray:
+    """Labels as class indices: integers in range, or class names (or their indices as text).
+    ``read``: how many labels the file held, where these are the ones an annotator gave."""
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:  # a column vector
         labels = labels[:, 0]
-    if labels.ndim != 1 or len(labels) != len(context.labels):
+    if labels.ndim != 1 or (read or len(labels)) != len(context.labels):
         raise NoisyctlError(f"from-file: {file} holds {labels.shape[0] if labels.ndim else 0:,} labels in shape "
                             f"{labels.shape}, not one for each of the {len(context.labels):,} training samples")
     if np.issubdtype(labels.dtype, np.integer):

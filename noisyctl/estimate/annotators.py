@@ -1,0 +1,128 @@
+"""What a dataset's annotators' own labels (``annotators/label``) say of its given labels: Dawid and
+Skene's (1979) model, an error matrix for each annotator fitted by EM, with the held-out models'
+probabilities (``train --folds``) as each sample's prior where the run has them. Its share of given
+labels the model judges wrong is a second reading beside the run's estimate, not the estimate:
+
+- where annotators err alike, as people do on hard samples, a model trained on their majority
+  learns their confusions and the run reads a third of that noise (digits, three annotators
+  confused like weak models, 8.1% and 8.4% wrong: 2.8% and 3.1%); this reading counts 4.8% and
+  4.6% (``benchmarks/annotators.py``);
+- where the given labels are not the annotators' (an expert's beside a crowd's), it counts the
+  crowd's errors too: clean digits beside the same annotators read 1.9-2.1% with the held-out
+  prior.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from noisyctl.agreement import NOT_LABELED, Annotations
+from noisyctl.estimate.held_out import run_held_out_probabilities
+from noisyctl.estimate.rate import BOOTSTRAP_MAX_SAMPLES, NoiseRateEstimate, _evidence, _interval, sampling_high
+
+ANNOTATORS = "annotators"
+EM_ITERATIONS = 50
+RESAMPLE_ITERATIONS = 10  # a resample's EM starts from the whole data's fit
+# One label's worth of counts spread over each row of an annotator's error matrix: no cell is zero,
+# and few labels a class are not pulled toward chance (half a count a cell read annotators right
+# 85% of the time as 78% on 400 samples of ten classes)
+ROW_PSEUDOCOUNT = 1.0
+DRAWS = 50
+
+
+def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None,
+                iterations: int = EM_ITERATIONS, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's posterior over its true class and each annotator's error matrix.
+
+    Parameters
+    ----------
+    votes : np.ndarray of int, shape (N, A)
+        Each annotator's label of each sample, ``NOT_LABELED`` (-1) where they gave none.
+    classes : int
+        C, the number of classes.
+    prior : np.ndarray, shape (N, C), optional
+        Each sample's prior over its true class (held-out models' probabilities); without it, the
+        classes' shares, fitted too.
+    iterations : int
+        EM steps.
+    start : np.ndarray, shape (A, C, C), optional
+        Error matrices to start from (else the votes' shares).
+
+    Returns
+    -------
+    posterior : np.ndarray, shape (N, C)
+    errors : np.ndarray, shape (A, C, C)
+        ``errors[a, true, said]``: how likely annotator ``a`` says ``said`` of a sample of class ``true``.
+    """
+    # each annotator's labeled samples and what they said, so memory grows with the labels given
+    labeled = [(np.flatnonzero(votes[:, a] != NOT_LABELED), votes[votes[:, a] != NOT_LABELED, a])
+               for a in range(votes.shape[1])]
+    log_prior = None if prior is None else np.log(np.clip(prior, 1e-6, 1.0))
+    posterior = np.full((len(votes), classes), 1e-9)
+    for rows, labels in labeled:
+        np.add.at(posterior, (rows, labels), 1.0)
+    posterior /= posterior.sum(axis=1, keepdims=True)
+    errors = start
+    for step in range(iterations):
+        if errors is None or step:
+            errors = np.stack([posterior[rows].T @ np.eye(classes)[labels] + ROW_PSEUDOCOUNT / classes
+                               for rows, labels in labeled])
+            errors /= errors.sum(axis=2, keepdims=True)
+        log = np.repeat(np.log(posterior.mean(axis=0))[None, :], len(votes), axis=0) if log_prior is None \
+            else log_prior.copy()
+        for (rows, labels), error in zip(labeled, errors):
+            log[rows] += np.log(error)[:, labels].T
+        posterior = np.exp(log - log.max(axis=1, keepdims=True))
+        posterior /= posterior.sum(axis=1, keepdims=True)
+    return posterior, errors
+
+
+def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, classes: int,
+                          prior: np.ndarray | None = None, confidence: float = 0.9, draws: int = DRAWS,
+                          seed: int = 0) -> tuple[NoiseRateEstimate, list[dict]]:
+    """The share of given labels the annotators' model judges wrong, the mean over samples of one
+    less the posterior of the given label, with a ``confidence`` percentile-bootstrap interval
+    over the samples; and each annotator's figures: the samples they ``labeled``, the share of those
+    whose given label they gave (``agreed``), and their estimated ``accuracy`` (the diagonal of
+    their error matrix, weighted by the classes' posterior shares).
+
+    ``given_labels`` is (N,) and ``prior`` (N, C) as in ``dawid_skene``. The interval covers
+    sampling only: where annotators err alike, the model misreads them and the truth lies above it."""
+    votes = np.asarray(annotations.labels)
+    given = np.asarray(given_labels)
+    n = len(given)
+
+    def share(rows: np.ndarray, start: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+        posterior, errors = dawid_skene(votes[rows], classes, None if prior is None else prior[rows],
+                                        RESAMPLE_ITERATIONS if start is not None else EM_ITERATIONS, start)
+        return float(1 - posterior[np.arange(len(rows)), given[rows]].mean()), posterior, errors
+
+    rate, posterior, errors = share(np.arange(n))
+    rng = np.random.default_rng(seed)
+    size = min(n, BOOTSTRAP_MAX_SAMPLES)
+    shares = np.array([share(rng.integers(0, n, size), errors)[0] for _ in range(draws)])
+    low, high = _interval(rate, shares, size, n, confidence)
+    evidence = _evidence(low, n)
+    high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
+    weights = posterior.mean(axis=0)
+    people = []
+    for a, name in enumerate(annotations.names):
+        labeled = votes[:, a] != NOT_LABELED
+        people.append({"annotator": name, "labeled": int(labeled.sum()),
+                       "agreed": float((votes[labeled, a] == given[labeled]).mean()) if labeled.any() else None,
+                       "accuracy": float(weights @ np.diagonal(errors[a]))})
+    return NoiseRateEstimate(rate, low, high, confidence, ANNOTATORS, evidence, n), people
+
+
+def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, list[dict], bool] | None:
+    """``annotators_noise_rate`` on a run's ``judged`` samples (a mask, (N,)), with its held-out
+    probabilities as the prior where it has them; whether it had them too. None for a run whose
+    labels keep no annotators' own."""
+    annotations = getattr(getattr(run, "labels", None), "annotations", None)
+    if annotations is None or not judged.any():
+        return None
+    prior = run_held_out_probabilities(run, judged)
+    rows = np.flatnonzero(judged)
+    estimate, people = annotators_noise_rate(annotations.subset(rows), np.asarray(run.given_labels)[rows],
+                                             run.num_classes, prior)
+    return estimate, people, prior is not None

@@ -1,0 +1,152 @@
+"""Several annotators' own labels, kept beside the labels training uses: read from a file, carried
+through the labels and run files, and counted by `detect` (Dawid-Skene)."""
+
+import csv
+
+import h5py
+import numpy as np
+import pytest
+
+from noisyctl.agreement import NOT_LABELED, Annotations
+from noisyctl.errors import NoisyctlError
+from noisyctl.estimate import dawid_skene
+from noisyctl.store import read_labels
+
+ERRORS = {"ann": 0.08, "ben": 0.14, "cy": 0.2}
+
+
+def _annotators_like_people(cli, folder) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Three annotators of digits who confuse the classes as weak models do (each fitted on ten
+    samples a class: synth -n instance -N annotator=10), and the true labels."""
+    votes = {}
+    for seed, (name, rate) in enumerate(ERRORS.items()):
+        cli("synth", "-n", "instance", "-N", "annotator=10", "-r", rate, "--seed", seed, "-o", folder / f"{name}.h5")
+        labels = read_labels(folder / f"{name}.h5")
+        votes[name] = labels.given_labels
+    return votes, labels.true_labels
+
+
+def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, tmp_path):
+    votes, truth = _annotators_like_people(cli, tmp_path)
+    np.savez(tmp_path / "crowd.npz", clean_label=truth, **votes)
+    cli("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.npz'}", "-N", "annotators=ann,ben,cy",
+        "-o", tmp_path / "labels.h5")
+    labels = read_labels(tmp_path / "labels.h5")
+    assert labels.annotations.names == ["ann", "ben", "cy"]
+    np.testing.assert_array_equal(labels.annotations.labels, np.stack(list(votes.values()), axis=1))
+    np.testing.assert_array_equal(labels.given_labels, labels.annotations.majority())
+    wrong = float(labels.is_noisy.mean())
+    assert wrong > 0.03  # the majority keeps the errors they share
+
+    cli("train", "-l", tmp_path / "labels.h5", "--folds", "3", "-q", "-o", tmp_path / "run.h5")
+    with h5py.File(tmp_path / "run.h5") as h5:
+        assert h5["annotators/label"].shape == (len(truth), 3)
+    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save")["estimate"]
+    counted = estimate["annotators"]
+    # a model trained on their majority learns what they confuse alike; their own labels show more of it
+    assert counted["held_out_prior"] and estimate["rate"] < counted["rate"] <= wrong
+    accuracy = {p["annotator"]: p["accuracy"] for p in counted["annotators"]}
+    for name, rate in ERRORS.items():
+        assert abs(accuracy[name] - (1 - rate)) < 0.04, accuracy
+    assert "annotators' own labels" in estimate["words"]
+
+
+def test_without_annotators_detect_says_nothing_of_them(cli, digits_run):
+    estimate = cli.json("detect", digits_run, "-d", "loss", "--no-save")["estimate"]
+    assert estimate["annotators"] is None and "annotators' own labels" not in estimate["words"]
+
+
+def test_dawid_skene_recovers_each_annotators_accuracy_from_their_votes_alone():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 3000)
+    accuracy = np.array([0.95, 0.8, 0.65, 0.5])
+    votes = np.stack([np.where(rng.random(3000) < a, truth, (truth + rng.integers(1, 4, 3000)) % 4)
+                      for a in accuracy], axis=1)
+    votes[rng.random(votes.shape) < 0.3] = NOT_LABELED  # not everyone labels everything
+    posterior, errors = dawid_skene(votes, 4)
+    np.testing.assert_allclose(np.diagonal(errors, axis1=1, axis2=2).mean(axis=1), accuracy, atol=0.04)
+    majority = Annotations(list("abcd"), votes).majority()
+    answered = majority != NOT_LABELED
+    # weighing each annotator by their accuracy beats counting votes
+    assert (posterior.argmax(axis=1) == truth).mean() > (majority[answered] == truth[answered]).mean() + 0.03
+
+
+def test_annotators_in_a_csv_may_leave_samples_unlabeled(cli, tmp_path):
+    cli("synth", "-n", "uniform", "-r", "0", "-o", tmp_path / "clean.h5")
+    clean = read_labels(tmp_path / "clean.h5")
+    with open(tmp_path / "crowd.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "label", "ann", "ben"])
+        for i, (sample_id, label) in enumerate(zip(clean.ids, clean.given_labels)):
+            writer.writerow([sample_id, label, label, "" if i % 3 == 0 else (label + i % 2) % 10])
+    cli("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.csv'}", "-N", "annotators=ann,ben",
+        "-N", "key=label", "-o", tmp_path / "labels.h5")
+    kept = read_labels(tmp_path / "labels.h5")
+    np.testing.assert_array_equal(kept.given_labels, clean.given_labels)  # key's column, not the majority
+    assert (kept.annotations.labels[::3, 1] == NOT_LABELED).all()
+    assert (kept.annotations.labels[:, 0] == clean.given_labels).all()
+
+
+@pytest.mark.parametrize("option, message", [
+    ("annotators=ann", "names two annotators' labels or more"),
+    ("annotators=ann,ann", "names two annotators' labels or more"),
+    ("annotators=ann,zed", "has no 'zed'"),
+])
+def test_annotators_named_wrong_are_refused_in_one_line(cli, tmp_path, option, message):
+    np.savez(tmp_path / "crowd.npz", ann=np.zeros(1797, dtype=int), ben=np.ones(1797, dtype=int))
+    assert message in cli.error("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.npz'}", "-N", option,
+                                "-o", tmp_path / "labels.h5")
+
+
+def test_annotations_are_checked_and_follow_a_subset(tmp_path):
+    votes = np.array([[0, 1], [2, NOT_LABELED], [1, 1]])
+    kept = Annotations(["a", "b"], votes).checked(3, 3, "test")
+    assert kept.labels.dtype == np.int32
+    np.testing.assert_array_equal(kept.subset(np.array([2, 0])).labels, [[1, 1], [0, 1]])
+    for annotations, samples, classes, message in [
+            (Annotations(["a"], votes), 3, 3, "expected 3 samples x 1 annotators"),
+            (Annotations(["a", "a"], votes), 3, 3, "distinct"),
+            (Annotations(["a", "b"], votes), 3, 2, "the classes are 0 to 1"),
+            (Annotations(["a", "b"], votes.astype(float)), 3, 3, "class indices")]:
+        with pytest.raises(NoisyctlError, match=message):
+            annotations.checked(samples, classes, "test")
+
+
+def test_a_file_with_annotators_labels_but_not_their_names_is_refused(cli, tmp_path):
+    np.savez(tmp_path / "crowd.npz", ann=np.zeros(1797, dtype=int), ben=np.ones(1797, dtype=int))
+    cli("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.npz'}", "-N", "annotators=ann,ben",
+        "-o", tmp_path / "labels.h5")
+    with h5py.File(tmp_path / "labels.h5", "a") as h5:
+        del h5["annotators/name"]
+    assert "without the other" in cli.error("train", "-l", tmp_path / "labels.h5", "-e", "1", "-o", tmp_path / "r.h5")
+
+
+def test_a_recorder_in_a_users_loop_keeps_the_annotators_labels(cli, tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from noisyctl.data import load_dataset
+    from noisyctl.training import Recorder
+
+    data = load_dataset({"name": "digits", "root": None, "options": {}})
+    inputs = torch.stack([data.train[i][0].flatten() for i in range(400)])
+    truth = data.train.labels[:400]
+    rng = np.random.default_rng(0)
+    votes = np.stack([np.where(rng.random(400) < 0.15, (truth + 1) % 10, truth) for _ in range(3)], axis=1)
+    given = Annotations(["a", "b", "c"], votes).majority()
+    model = torch.nn.Linear(inputs.shape[1], 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Recorder(tmp_path / "run.h5", given, class_names=data.class_names, epochs=3, true_labels=truth,
+                  annotations=Annotations(["a", "b", "c"], votes)) as recorder:
+        for _ in range(3):
+            for batch in torch.arange(400).split(50):
+                logits = model(inputs[batch])
+                recorder.update(batch, logits, torch.as_tensor(given[batch]))
+                loss = F.cross_entropy(logits, torch.as_tensor(given[batch]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            recorder.end_epoch()
+    counted = cli.json("detect", tmp_path / "run.h5", "-d", "loss", "--no-save")["estimate"]["annotators"]
+    assert [p["annotator"] for p in counted["annotators"]] == ["a", "b", "c"] and not counted["held_out_prior"]
+    assert all(abs(p["accuracy"] - 0.85) < 0.06 for p in counted["annotators"]), counted["annotators"]
