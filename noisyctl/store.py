@@ -88,8 +88,9 @@ FIELDS: tuple[Field, ...] = (
           "text datasets read it from the data instead."),
     Field("classes/name", "string", "C", BOTH, True, "Class names; a label is an index into this."),
     Field("annotators/name", "string", "A", BOTH, False,
-          "The annotators whose own labels the file keeps beside samples/given_label (synth -n from-file -N "
-          "annotators=KEYS, a Recorder's annotations=, a dataset plugin's DatasetData.annotations)."),
+          "The annotators whose own labels the file keeps beside samples/given_label (a Label Studio export "
+          "with overlap, synth -n from-file -N annotators=KEYS, a Recorder's annotations=, a dataset plugin's "
+          "DatasetData.annotations)."),
     Field("annotators/label", "int32", "N x A", BOTH, False,
           "Each annotator's label of each sample (-1: they gave none); samples/given_label is their majority or "
           "the label the file chose. `detect` counts the given labels' noise from them too (Dawid-Skene)."),

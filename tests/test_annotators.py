@@ -150,3 +150,22 @@ def test_a_recorder_in_a_users_loop_keeps_the_annotators_labels(cli, tmp_path):
     counted = cli.json("detect", tmp_path / "run.h5", "-d", "loss", "--no-save")["estimate"]["annotators"]
     assert [p["annotator"] for p in counted["annotators"]] == ["a", "b", "c"] and not counted["held_out_prior"]
     assert all(abs(p["accuracy"] - 0.85) < 0.06 for p in counted["annotators"]), counted["annotators"]
+
+
+def test_a_label_studio_export_with_overlap_keeps_each_annotators_labels(cli, tmp_path):
+    """synth and train on Label Studio's export keep its annotators' answers beside the majority."""
+    import json
+
+    def annotation(who, choice):
+        return {"completed_by": who, "was_cancelled": False, "ground_truth": False, "result": [
+            {"type": "choices", "from_name": "sentiment", "to_name": "text", "value": {"choices": [choice]}}]}
+
+    tasks = [{"id": i, "data": {"text": f"ticket {i}: " + ("great" if i % 2 else "awful")},
+              "annotations": [annotation(1, "Positive" if i % 2 else "Negative"),
+                              annotation(2, "Positive" if i % 2 or i % 5 == 0 else "Negative")]}
+             for i in range(40)]
+    (tmp_path / "export.json").write_text(json.dumps(tasks), encoding="utf-8")
+    cli("synth", "-d", "text", "--data-root", tmp_path / "export.json", "-r", "0", "-o", tmp_path / "labels.h5")
+    kept = read_labels(tmp_path / "labels.h5").annotations
+    assert kept.names == ["1", "2"] and kept.labels.shape == (40, 2)
+    assert (kept.labels[:, 0] != kept.labels[:, 1]).sum() == 4  # the tickets 0, 10, 20, 30 they disagreed on

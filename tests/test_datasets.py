@@ -193,6 +193,16 @@ def test_a_label_studio_image_export_finds_its_uploaded_images(tmp_path):
     data = load("imagefolder", root, size=8)
     assert data.class_names == ["Cat", "Dog"] and data.train.labels.tolist() == [0, 1, 0, 1]
     assert data.train.ids == ["photos/cat0.png", "photos/dog1.png", "photos/cat2.png", "photos/dog3.png"]
+    assert data.annotations is None  # one annotator a task: nothing to weigh them by
+    # a second annotator who saw the last two images: each one's labels are kept beside the majority
+    for task, said in zip(tasks[2:], ["Dog", "Dog"]):
+        task["annotations"][0]["completed_by"] = 1
+        task["annotations"].append({"completed_by": 2, "was_cancelled": False, "ground_truth": False, "result": [
+            {"type": "choices", "from_name": "choice", "to_name": "image", "value": {"choices": [said]}}]})
+    (root / "project-2-at-2024-05-01-10-00-3c1f.json").write_text(json.dumps(tasks))
+    both = load("imagefolder", root, size=8)
+    assert both.annotations.names == ["1", "2"]
+    assert both.annotations.labels.tolist() == [[-1, -1], [-1, -1], [0, 1], [1, 1]]
     # the relabeled copy is the export again, the correction an annotation of the image marked ground truth
     assert data.relabeled_copy({"photos/dog1.png": "Cat"}, tmp_path / "cleaned.json") == 4
     fixed = json.loads((tmp_path / "cleaned.json").read_text())[1]["annotations"][-1]

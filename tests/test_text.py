@@ -363,6 +363,9 @@ def test_a_label_studio_export_with_overlap_says_how_often_its_annotators_agreed
             "as most of them answered (of a tie, the latest)") in data.notes
     assert ("annotators who answered as the others did, of the tasks they shared: 1 on 2 of 3, 2 on 2 of 3, "
             "3@example.com on 1 of 1") in data.notes
+    # each annotator's own labels are kept beside the majority (-1: not theirs to answer)
+    assert data.annotations.names == ["1", "2", "3@example.com"]
+    assert data.annotations.labels.tolist() == [[1, 1, -1], [1, 0, -1], [0, 0, 0], [-1, -1, 1]]
 
 
 def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path):

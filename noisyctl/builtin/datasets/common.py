@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl.api import (NoisyctlError, SampleSet, agreement_by_person, annotation_choices, annotator,
-                          answered_annotations, atomic_folder, atomic_output, is_label_studio_export, majority)
+from noisyctl.api import (NOT_LABELED, Annotations, NoisyctlError, SampleSet, agreement_by_person, annotation_choices,
+                          annotator, answered_annotations, atomic_folder, atomic_output, is_label_studio_export,
+                          majority)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -354,11 +355,35 @@ def _excel_records(path: Path) -> list[dict]:
 
 class Records(list):
     """Records, and the ``notes`` their reading left for the user (a Label Studio export's
-    annotators' agreement)."""
+    annotators' agreement); ``answers``, of a Label Studio export, each record's answers by
+    control, as (annotator, choice) pairs (``record_annotations`` reads them)."""
 
-    def __init__(self, rows=(), notes: list[str] | None = None) -> None:
+    def __init__(self, rows=(), notes: list[str] | None = None,
+                 answers: list[dict[str, list[tuple[str | None, Any]]]] | None = None) -> None:
         super().__init__(rows)
         self.notes = list(notes or [])
+        self.answers = answers
+
+
+def record_annotations(rows: list[dict], label_column: str, classes: list[str]) -> Annotations | None:
+    """Each annotator's own label of each record, as indices into ``classes`` (``NOT_LABELED``
+    where they gave none, or a class no record holds): the ``label_column`` answers of a Label
+    Studio export's records (``Records.answers``). None for records of another kind, or where no
+    task was answered by two annotators or more (nothing to weigh them by)."""
+    answers = getattr(rows, "answers", None)
+    if not answers or not any(len(answer.get(label_column, [])) > 1 for answer in answers):
+        return None
+    names = sorted({str(who) for answer in answers for who, _ in answer.get(label_column, []) if who is not None})
+    if len(names) < 2:
+        return None
+    column, index = {name: a for a, name in enumerate(names)}, {name: c for c, name in enumerate(classes)}
+    votes = np.full((len(rows), len(names)), NOT_LABELED, dtype=np.int64)
+    for row, answer in enumerate(answers):
+        for who, choice in answer.get(label_column, []):
+            said = "" if choice is None or isinstance(choice, (list, dict)) else str(choice).strip()
+            if who is not None and said in index:
+                votes[row, column[str(who)]] = index[said]
+    return Annotations(names, votes)
 
 
 def _label_studio_records(tasks: list[dict]) -> Records:
@@ -368,19 +393,21 @@ def _label_studio_records(tasks: list[dict]) -> Records:
     most of its annotations not cancelled chose (``majority``: of a tie, the latest): with overlap
     set, the last annotator alone would outvote the others. Tasks nobody answered hold no label and
     are left out. Where annotators shared tasks, the notes say how often they agreed."""
-    records, shared = Records(), []
+    records, shared = Records(answers=[]), []
     for task in tasks:
         answered = answered_annotations(task)
         answers = [annotation_choices(a) for a in answered]
         if not answers:
             continue
-        record = {"id": task.get("id"), **task["data"]}
+        record, by_control = {"id": task.get("id"), **task["data"]}, {}
         for control in dict.fromkeys(name for answer in answers for name in answer):
             said = [(annotator(a), answer[control]) for a, answer in zip(answered, answers) if control in answer]
             record[control] = majority([choice for _, choice in said])
+            by_control[control] = said
             if len(said) > 1:
                 shared.append(said)
         records.append(record)
+        records.answers.append(by_control)
     records.notes = _agreement_notes(shared, len(records))
     return records
 
@@ -954,8 +981,11 @@ def read_record_files(files: list[Path], dataset: str, header: bool = True) -> R
     """The records of every file (``read_records``), in order, with the notes their reading left;
     none at all is refused."""
     parts = [read_records(file, dataset, header) for file in files]
+    answers = [getattr(part, "answers", None) for part in parts]
     rows = Records((row for part in parts for row in part),
-                   [note for part in parts for note in getattr(part, "notes", [])])
+                   [note for part in parts for note in getattr(part, "notes", [])],
+                   # one file's answers, or several files' where each is a Label Studio export
+                   None if any(a is None for a in answers) else [answer for part in answers for answer in part])
     if not rows:
         raise NoisyctlError(f"{records_source(files)} holds no records")
     return rows

@@ -15,13 +15,13 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from noisyctl.api import DatasetData, NoisyctlError, SampleSet, atomic_output
+from noisyctl.api import Annotations, DatasetData, NoisyctlError, SampleSet, atomic_output
 from .common import (ARROW_SUFFIXES, COPY_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, ONE_HOT_LABEL,
                      TEST_SPLITS, TRAIN_SPLITS, class_indices, class_names_of, column_name, copy_target, find_column,
                      find_test_file, hub_class_names, kept_samples, label_strings, labeled_test_records,
                      link_or_copy, named_by_class_list, new_folder, one_hot_note, read_one_hot_label,
-                     read_record_files, read_records, record_files, record_suffix, records_source, relabeled_copy,
-                     require_root, split_name)
+                     read_record_files, read_records, record_annotations, record_files, record_suffix,
+                     records_source, relabeled_copy, require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -297,6 +297,7 @@ class _Layout:
     encoded: list[bytes] | None = None
     test_encoded: list[bytes] | None = None
     relabeled_copy: Callable | None = None  # DatasetData's, of an image list
+    annotations: Annotations | None = None  # each annotator's own labels, of a Label Studio export
 
 
 def _class_folder_layout(root: Path) -> _Layout:
@@ -344,7 +345,8 @@ def _list_layout(root: Path, index: _ImageIndex, train_list: _ImageList, test_li
     labels, test_labels = class_indices(classes, names, test_names, train_list.file, "imagefolder")
     copy = relabeled_copy([train_list.file], "imagefolder", True, ids, train_list.label_column, train_list.one_hot,
                           names)
-    return _Layout(ids, labels, classes, None if tested is None else tested[0], test_labels, relabeled_copy=copy)
+    return _Layout(ids, labels, classes, None if tested is None else tested[0], test_labels, relabeled_copy=copy,
+                   annotations=record_annotations(train_list.rows, train_list.label_column, classes))
 
 
 def _hub_layout(root: Path, label_column: str | None, notes: list[str]) -> _Layout | None:
@@ -581,7 +583,7 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     test = None if found.test_ids is None else subset(found.test_ids, found.test_labels, found.test_encoded, size,
                                                        channels)
     return DatasetData(train=subset(found.ids, found.labels, found.encoded, size, channels), test=test,
-                       relabeled_copy=found.relabeled_copy,
+                       relabeled_copy=found.relabeled_copy, annotations=found.annotations,
                        class_names=found.classes,
                        input_shape=(channels, size, size),
                        default_augment="resized-crop" if size >= 64 else "flip-crop", notes=notes)

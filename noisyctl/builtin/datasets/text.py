@@ -13,13 +13,13 @@ from typing import Callable
 
 import numpy as np
 
-from noisyctl.api import DatasetData, NoisyctlError, SampleSet, encode_text
+from noisyctl.api import Annotations, DatasetData, NoisyctlError, SampleSet, encode_text
 from .common import (LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, TEST_SPLITS, TEXT_COLUMNS, TRAIN_SPLITS,
                      class_indices, class_names_of, column_name, column_values, find_column, find_test_file,
                      fraction_option, generated_total, header_is_record, hub_class_names, is_number, label_strings,
                      labeled_test_records, named_by_class_list, one_hot_note, positive_int, read_headerless,
-                     read_one_hot_label, read_record_files, reads_no_root, record_files, records_source,
-                     relabeled_copy, require_root, split_name, split_off, unique_ids)
+                     read_one_hot_label, read_record_files, reads_no_root, record_annotations, record_files,
+                     records_source, relabeled_copy, require_root, split_name, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
@@ -97,10 +97,10 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
         if given is not None:
             raise NoisyctlError(f"text: {path} holds a folder of text files per class, which has no columns ({given})")
         train, tested, names = _folder_texts(path, *folders, test, notes)
-        text_column, copy = "file", None
+        text_column, copy, annotations = "file", None, None
     else:
-        train, tested, names, text_column, copy = _record_texts(path, text_column, label_column, id_column, test,
-                                                                notes)
+        train, tested, names, text_column, copy, annotations = _record_texts(path, text_column, label_column,
+                                                                             id_column, test, notes)
     ids, texts, labels = train
     max_bytes = max_bytes or _read_whole(texts)
     index, test_index = class_indices(names, labels, None if tested is None else tested[2], path, "text")
@@ -112,16 +112,19 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     train_set = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
     return DatasetData(train=train_set, test=test_set, class_names=names, input_shape=(max_bytes,),
                        default_augment="none", input_kind="text", relabeled_copy=copy,
-                       notes=notes + _text_notes(texts, text_column, max_bytes))
+                       notes=notes + _text_notes(texts, text_column, max_bytes),
+                       annotations=None if annotations is None else annotations.subset(order))
 
 
 Texts = tuple[list[str], list[str], list[str]]  # ids, texts and labels (as the data names them)
 
 
 def _record_texts(path: Path, text_column: str | None, label_column: str | None, id_column: str | None,
-                  test: str | None, notes: list[str]) -> tuple[Texts, Texts | None, list[str], str, Callable]:
+                  test: str | None, notes: list[str]
+                  ) -> tuple[Texts, Texts | None, list[str], str, Callable, Annotations | None]:
     """The training and test texts of a file of records, or a folder of such files, the class names,
-    the text column and the data's ``relabeled_copy``."""
+    the text column, the data's ``relabeled_copy`` and each annotator's own labels of the training
+    records, where a Label Studio export keeps them (``record_annotations``)."""
     train_files, test_files = record_files(path, "text", test)
     rows, source = read_record_files(train_files, "text"), records_source(train_files)
     notes += rows.notes
@@ -169,7 +172,8 @@ def _record_texts(path: Path, text_column: str | None, label_column: str | None,
                                                              None if tested is None else tested[2], notes)
         tested = None if tested is None else (tested[0], tested[1], test_labels)
     copy = relabeled_copy(train_files, "text", header, ids, label_column, one_hot, labels)
-    return (ids, texts, labels), tested, hub_names or one_hot or class_names_of(labels), text_column, copy
+    names = hub_names or one_hot or class_names_of(labels)
+    return (ids, texts, labels), tested, names, text_column, copy, record_annotations(rows, label_column, names)
 
 
 # Reviews name their labels as ratings: Yelp's stars, Amazon's rating, score or overall.
