@@ -17,7 +17,8 @@ For the majority's wrong labels the script prints:
 - the average precision of ``learned``, of the annotators' disagreement with the majority, and of
   their rank sum;
 - the wrong labels fixed and right ones broken by cleanlab's CROWDLAB consensus (annotators and
-  held-out probabilities) against ``correct``'s default.
+  held-out probabilities) over every sample, and by ``correct -c annotators`` (the default for
+  such runs) and ``-c suggested`` among the detector's flags and among the 120 top-scored.
 
     .venv/bin/python benchmarks/annotators.py --out runs/annotators
 """
@@ -86,7 +87,8 @@ def measure(out: Path, kind: str, seed: int) -> None:
     stem = out / f"digits-{kind}-{seed}"
     detected = trained(out, f"digits-{kind}-{seed}", crowd)  # their majority, as a crowd's data is labeled
     beside_clean = trained(out, f"digits-{kind}-{seed}-clean", crowd, "-N", "key=clean_label")  # an expert's
-    corrected = json.loads(noisyctl("correct", f"{stem}.run.h5", "--json"))
+    corrected = {(corrector, top): json.loads(noisyctl("correct", f"{stem}.run.h5", "-c", corrector, *top, "--json"))
+                 for corrector in ("annotators", "suggested") for top in ((), ("-k", "120"))}
     with h5py.File(f"{stem}.run.h5") as h5:
         given = h5["samples/given_label"][:]
         learned = h5["scores/learned"][:]
@@ -112,9 +114,11 @@ def measure(out: Path, kind: str, seed: int) -> None:
           "disagreement": average_precision_score(wrong, disagreement),
           "rank sum": average_precision_score(wrong, rankdata(learned) + rankdata(disagreement))}
     print("  AP: " + ", ".join(f"{name} {value:.3f}" for name, value in ap.items()))
-    print(f"  CROWDLAB consensus: fixed {int((changed & (consensus.to_numpy() == clean)).sum())}, broken "
-          f"{int((changed & ~wrong).sum())}; correct's default: fixed {corrected['fixed']}, "
-          f"broken {corrected['broken']}", flush=True)
+    print(f"  CROWDLAB consensus over every sample: fixed {int((changed & (consensus.to_numpy() == clean)).sum())}, "
+          f"broken {int((changed & ~wrong).sum())}")
+    print("  correct, fixed / broken: " + "; ".join(
+        f"-c {corrector} {'the top 120' if top else 'the detector flags'}: {made['fixed']} / {made['broken']}"
+        for (corrector, top), made in corrected.items()), flush=True)
 
 
 def main() -> None:

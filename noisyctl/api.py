@@ -19,9 +19,9 @@ from noisyctl import __version__ as NOISYCTL_VERSION
 from noisyctl.agreement import NOT_LABELED, Annotations, agreement_by_person, majority
 from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (NoiseRateEstimate, estimate_noise_rate, gmm_noisy_posterior, held_out_noise_rate,
-                               loss_evidence, presented_mean, read_run_evidence, run_held_out_label_probability,
-                               run_noise_rate)
+from noisyctl.estimate import (NoiseRateEstimate, dawid_skene, estimate_noise_rate, gmm_noisy_posterior,
+                               held_out_noise_rate, loss_evidence, presented_mean, read_run_evidence,
+                               run_annotators_posterior, run_held_out_label_probability, run_noise_rate)
 from noisyctl.fileio import atomic_folder, atomic_output
 from noisyctl.hookspecs import hookimpl
 from noisyctl.label_studio import annotation_choices, annotator, answered_annotations, is_label_studio_export
@@ -38,7 +38,7 @@ __all__ = [
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
     "prototype_labels", "atomic_output", "atomic_folder", "read_yaml_file", "NOISYCTL_VERSION",
     "is_label_studio_export", "answered_annotations", "annotation_choices", "annotator", "majority",
-    "agreement_by_person", "Annotations", "NOT_LABELED",
+    "agreement_by_person", "Annotations", "NOT_LABELED", "dawid_skene", "run_annotators_posterior",
 ]
 
 

@@ -608,7 +608,8 @@ def write_labels_file(path: str | Path, labels: Labels, recipe: dict | None = No
 
 # What a plugin's ``reads`` may name besides dynamics channels, and which train option records what
 # a run may lack (imported runs get no hint: another tool recorded them).
-READABLE = {"probabilities": "class probabilities", "features": "penultimate features"}
+READABLE = {"probabilities": "class probabilities", "features": "penultimate features",
+            "annotations": "several annotators' own labels"}
 RECORDED_BY = {
     "eval_*": "train records eval_* channels unless --no-record-eval",
     "sample_weight": "train --strategy reweight records it",
@@ -616,6 +617,7 @@ RECORDED_BY = {
     "probabilities": "train records them for at most 100 classes, or with --record-probs; --folds K for "
                      "out-of-fold ones",
     "features": "train records them when they fit in 1 GiB, or with --record-features",
+    "annotations": "a Label Studio export with overlap keeps them, and synth -n from-file -N annotators=KEYS",
 }
 # The same for a run a user's loop recorded through the Recorder.
 RECORDED_IN_A_LOOP = {
@@ -623,6 +625,7 @@ RECORDED_IN_A_LOOP = {
     "probabilities": "record_eval records them for at most 100 classes, or with Recorder(..., record_probs=True); "
                      "recorder.close(out_of_fold=...) takes out-of-fold ones",
     "features": "recorder.evaluate(model, loader, features=True) in the last epoch records them",
+    "annotations": "Recorder(..., annotations=Annotations(names, labels)) keeps them",
 }
 
 
@@ -673,7 +676,10 @@ class RunFile:
 
     def has(self, item: str) -> bool:
         """Whether the run holds ``item`` of a plugin's ``reads``: a dynamics channel, ``probabilities``
-        (late-mean or out-of-fold) or ``features`` (penultimate)."""
+        (late-mean or out-of-fold), ``features`` (penultimate) or ``annotations`` (several
+        annotators' own labels, ``labels.annotations``)."""
+        if item == "annotations":
+            return self.labels.annotations is not None
         if item == "probabilities":
             return "probs/late_mean" in self._h5 or "probs/out_of_fold" in self._h5
         if item == "features":

@@ -41,7 +41,7 @@ def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, 
     cli("train", "-l", tmp_path / "labels.h5", "--folds", "3", "-q", "-o", tmp_path / "run.h5")
     with h5py.File(tmp_path / "run.h5") as h5:
         assert h5["annotators/label"].shape == (len(truth), 3)
-    estimate = cli.json("detect", tmp_path / "run.h5", "--no-save")["estimate"]
+    estimate = cli.json("detect", tmp_path / "run.h5")["estimate"]
     counted = estimate["annotators"]
     # a model trained on their majority learns what they confuse alike; their own labels show more of it
     assert counted["held_out_prior"] and estimate["rate"] < counted["rate"] <= wrong
@@ -49,6 +49,14 @@ def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, 
     for name, rate in ERRORS.items():
         assert abs(accuracy[name] - (1 - rate)) < 0.04, accuracy
     assert "annotators' own labels" in estimate["words"]
+
+    # correct's default here reads the annotators' model: among as many flagged samples as are wrong,
+    # it sets most of the labels right that the model's own suggestion does, and breaks far fewer
+    k = str(int(round(wrong * len(truth))))
+    theirs = cli.json("correct", tmp_path / "run.h5", "-k", k)
+    models = cli.json("correct", tmp_path / "run.h5", "-k", k, "-c", "suggested")
+    assert theirs["corrector"] == "annotators" and theirs["info"]["prior"] == "held-out probabilities"
+    assert theirs["fixed"] >= 0.7 * models["fixed"] and theirs["broken"] * 2 <= models["broken"]  # 75/8, 94/33
 
 
 def test_without_annotators_detect_says_nothing_of_them(cli, digits_run):
@@ -169,3 +177,13 @@ def test_a_label_studio_export_with_overlap_keeps_each_annotators_labels(cli, tm
     kept = read_labels(tmp_path / "labels.h5").annotations
     assert kept.names == ["1", "2"] and kept.labels.shape == (40, 2)
     assert (kept.labels[:, 0] != kept.labels[:, 1]).sum() == 4  # the tickets 0, 10, 20, 30 they disagreed on
+
+
+def test_the_annotators_corrector_on_a_run_without_them_is_refused_in_one_line(cli, digits_run, tmp_path):
+    import shutil
+
+    run = shutil.copy(digits_run, tmp_path / "run.h5")
+    cli("detect", run, "-d", "loss")
+    line = cli.error("correct", run, "-c", "annotators")
+    assert "needs several annotators' own labels" in line and "-N annotators=KEYS" in line
+    assert cli.json("correct", run)["corrector"] == "suggested"  # the default without them

@@ -13,8 +13,8 @@ from rich.table import Table
 from noisyctl.cli.common import (JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, duration_words, emit, require,
                                  require_not_negative, with_recipe)
 from noisyctl.cli.progress import step_progress
-from noisyctl.correction import (apply_correction, corrector_hint, decide, flagged_samples, noise_shown,
-                                 proposal_quality, run_corrector)
+from noisyctl.correction import (apply_correction, corrector_hint, decide, default_corrector, flagged_samples,
+                                 noise_shown, proposal_quality, run_corrector)
 from noisyctl.data import parse_options
 from noisyctl.errors import NoisyctlError
 from noisyctl.pruning import stored_detector, whole_dataset_labels
@@ -34,8 +34,11 @@ def _share(value) -> str:
 def correct(
     ctx: typer.Context,
     run: Optional[Path] = typer.Argument(None, help="Run file from `train` (scored by `detect`).", show_default=False),
-    corrector: str = typer.Option("suggested", "--corrector", "-c", help="Corrector plugin: suggested (the "
-                                  "label detect suggests), retrained, prototypes, consensus, knn, ..."),
+    corrector: Optional[str] = typer.Option(None, "--corrector", "-c", help="Corrector plugin: suggested (the "
+                                            "label detect suggests), annotators (what several annotators' own "
+                                            "labels make most probable), retrained, prototypes, consensus, knn, "
+                                            "... (default: annotators where the run keeps several annotators' "
+                                            "labels, else suggested).", show_default=False),
     corrector_option: List[str] = typer.Option([], "--corrector-option", "-C", help="Corrector option KEY=VALUE."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Stored detector that picks the flagged "
                                            "samples (default: the one that ranked the latest detect)."),
@@ -43,8 +46,8 @@ def correct(
                                       "the detector's own decision.", show_default=False),
     min_confidence: Optional[float] = typer.Option(None, "--min-confidence", help="Proposals below this "
                                                    "confidence are 'not sure' and left for review (default: the "
-                                                   "corrector's own: 0.9 for retrained, 0.5 for suggested and "
-                                                   "consensus, 0 for the others).",
+                                                   "corrector's own: 0.9 for retrained, 0.5 for suggested, "
+                                                   "annotators and consensus, 0 for the others).",
                                                    show_default=False),
     apply: bool = typer.Option(False, "--apply", help="Write a labels file with the flagged samples relabeled "
                                "where the corrector is sure."),
@@ -78,6 +81,7 @@ def correct(
     if p["unsure"] not in UNSURE:
         raise NoisyctlError(f"--unsure is one of {', '.join(UNSURE)}, not '{p['unsure']}'")
     with RunFile(run_path) as run_file:
+        corrector_name = p["corrector"] or default_corrector(run_file)
         labels = whole_dataset_labels(run_file) if (p["apply"] or p["export"]) else run_file.labels
         name, scores, flags = stored_detector(run_file, p["detector"])
         flagged, flagged_by = flagged_samples(run_file, name, scores, flags, p["top"])
@@ -86,7 +90,7 @@ def correct(
                 f"training a model without the {int(flagged.sum()):,} flagged samples: epoch {epoch}/{epochs}",
                 epoch, epochs))
             try:
-                outcome = run_corrector(run_file, p["corrector"], parse_options(p["corrector_option"], "corrector"),
+                outcome = run_corrector(run_file, corrector_name, parse_options(p["corrector_option"], "corrector"),
                                         flagged)
             finally:
                 training_progress.reset(hearing)
@@ -96,13 +100,13 @@ def correct(
         shown = noise_shown(run_file, scores)
         groups = decide(labels, proposal, flagged, bar, shown)
         quality = proposal_quality(labels, proposal, flagged, bar, shown)
-        result = {"run": str(run_path), "corrector": p["corrector"], "detector": name, "flagged_by": flagged_by,
+        result = {"run": str(run_path), "corrector": corrector_name, "detector": name, "flagged_by": flagged_by,
                   "seconds": outcome.seconds, "info": proposal.info, **quality, "min_confidence": bar,
                   "noise_shown": shown,
                   "decided": {k: int(v.sum()) for k, v in groups.items()}, "applied": None, "exported": None,
-                  "corrector_hint": corrector_hint(run_file, p["corrector"], groups, shown)}
+                  "corrector_hint": corrector_hint(run_file, corrector_name, groups, shown)}
         if p["apply"]:
-            corrected = apply_correction(labels, proposal.labels, groups["relabeled"], f"corrector:{p['corrector']}",
+            corrected = apply_correction(labels, proposal.labels, groups["relabeled"], f"corrector:{corrector_name}",
                                          str(run_path), remove=groups["review"] if p["unsure"] == "remove" else None)
             write_labels_file(Path(p["out"]), corrected, recipe=ctx.meta.get(RECIPE_KEY))
             result["applied"] = {"out": str(p["out"]), "changed": corrected.correction["changed"],

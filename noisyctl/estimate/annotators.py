@@ -126,3 +126,14 @@ def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, li
     estimate, people = annotators_noise_rate(annotations.subset(rows), np.asarray(run.given_labels)[rows],
                                              run.num_classes, prior)
     return estimate, people, prior is not None
+
+
+def run_annotators_posterior(run) -> tuple[np.ndarray, bool] | None:
+    """Each sample's posterior over its true class (N, C) from the run's annotators' own labels
+    (``dawid_skene``, with its held-out probabilities as the prior where it has them), and whether
+    it had them; None for a run that keeps no annotators' labels."""
+    annotations = getattr(getattr(run, "labels", None), "annotations", None)
+    if annotations is None:
+        return None
+    prior = run_held_out_probabilities(run)
+    return dawid_skene(annotations.labels, run.num_classes, prior)[0], prior is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from noisyctl.api import (Correction, Corrector, NoisyctlError, held_out_probabilities, hookimpl, prototype_labels,
-                          suggestions)
+                          run_annotators_posterior, suggestions)
 
 
 class PrototypeCorrector(Corrector):
@@ -90,6 +90,24 @@ class SuggestedCorrector(Corrector):
         return Correction(labels, share, info={"confidence": "share of the eval passes that predicted the label"})
 
 
+class AnnotatorsCorrector(Corrector):
+    """The class Dawid-Skene's model of the annotators' own labels makes most probable, with the held-out models' probabilities as each sample's prior where the run has them (a Label Studio export with overlap, from-file's annotators=); sure when that posterior reaches min_confidence."""
+
+    reads = ("annotations",)
+    min_confidence = 0.5
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        self.min_confidence = float(min_confidence)
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise NoisyctlError(f"annotators: min_confidence must lie in [0, 1], not {min_confidence}")
+
+    def propose(self, run) -> Correction:
+        posterior, held_out = run_annotators_posterior(run)
+        labels = posterior.argmax(axis=1)
+        return Correction(labels, posterior[np.arange(len(labels)), labels],
+                          info={"prior": "held-out probabilities" if held_out else "the classes' shares"})
+
+
 class RetrainedCorrector(Corrector):
     """Labels from a model that never learned the suspect labels: trained as the run was, without the
     flagged samples, then asked about them. Its confidence is that model's probability; under
@@ -119,3 +137,4 @@ def register_correctors(register):
     register("consensus", ConsensusCorrector)
     register("knn", KnnCorrector)
     register("retrained", RetrainedCorrector)
+    register("annotators", AnnotatorsCorrector)
