@@ -8,6 +8,13 @@ from noisyctl.api import (Correction, Corrector, NoisyctlError, held_out_probabi
                           run_annotators_posterior, suggestions)
 
 
+def _confidence_bar(value, corrector: str) -> float:
+    """A corrector's ``min_confidence`` option, refused outside [0, 1]."""
+    if not 0.0 <= float(value) <= 1.0:
+        raise NoisyctlError(f"{corrector}: min_confidence must lie in [0, 1], not {value}")
+    return float(value)
+
+
 class PrototypeCorrector(Corrector):
     """Deep Self-Learning's prototypes on penultimate features: the class whose prototypes a sample is most similar to."""
 
@@ -32,9 +39,7 @@ class ConsensusCorrector(Corrector):
     reads = ("probabilities",)
 
     def __init__(self, min_confidence: float = 0.5) -> None:
-        self.min_confidence = float(min_confidence)
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise NoisyctlError(f"consensus: min_confidence must lie in [0, 1], not {min_confidence}")
+        self.min_confidence = _confidence_bar(min_confidence, "consensus")
 
     def propose(self, run) -> Correction:
         probs, source = run.best_probabilities()
@@ -81,9 +86,7 @@ class SuggestedCorrector(Corrector):
     min_confidence = 0.5
 
     def __init__(self, min_confidence: float = 0.5) -> None:
-        self.min_confidence = float(min_confidence)
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise NoisyctlError(f"suggested: min_confidence must lie in [0, 1], not {min_confidence}")
+        self.min_confidence = _confidence_bar(min_confidence, "suggested")
 
     def propose(self, run) -> Correction:
         labels, share = suggestions(run)
@@ -97,9 +100,7 @@ class AnnotatorsCorrector(Corrector):
     min_confidence = 0.5
 
     def __init__(self, min_confidence: float = 0.5) -> None:
-        self.min_confidence = float(min_confidence)
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise NoisyctlError(f"annotators: min_confidence must lie in [0, 1], not {min_confidence}")
+        self.min_confidence = _confidence_bar(min_confidence, "annotators")
 
     def propose(self, run) -> Correction:
         posterior, held_out = run_annotators_posterior(run)
@@ -116,9 +117,7 @@ class RetrainedCorrector(Corrector):
     min_confidence = 0.9
 
     def __init__(self, min_confidence: float = 0.9) -> None:
-        self.min_confidence = float(min_confidence)
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise NoisyctlError(f"retrained: min_confidence must lie in [0, 1], not {min_confidence}")
+        self.min_confidence = _confidence_bar(min_confidence, "retrained")
 
     def propose(self, run, flagged) -> Correction:
         labels = run.given_labels.copy()
