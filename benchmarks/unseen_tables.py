@@ -85,8 +85,9 @@ def main() -> None:
             row = run_one(args.out, name, rate)
             rows.append(row)
             shown = "-" if row["map"] is None else f"{row['map']:.3f}"
-            print(f"{name:48s} true {row['true']:6.2%} estimate {row['rate']:6.2%} ({row['low']:.2%}-{row['high']:.2%}) "
-                  f"gate {'pass' if row['gate_passed'] else 'FAIL'} mAP {shown}  {row['words']}", flush=True)
+            print(f"{name:48s} true {row['true']:6.2%} estimate {row['rate']:6.2%} "
+                  f"({row['low']:.2%}-{row['high']:.2%}) gate {'pass' if row['gate_passed'] else 'FAIL'} "
+                  f"mAP {shown}  {row['words']}", flush=True)
     clean = [r for r in rows if r["true"] == 0]
     noisy = [r for r in rows if r["true"] > 0]
     points, share = NOISY_TOLERANCE

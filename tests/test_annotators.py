@@ -99,9 +99,11 @@ def test_annotators_in_a_csv_may_leave_samples_unlabeled(cli, tmp_path):
     ("annotators=ann", "names two annotators' labels or more"),
     ("annotators=ann,ann", "names two annotators' labels or more"),
     ("annotators=ann,zed", "has no 'zed'"),
+    ("annotators=ann,few", "'few' holds 5 labels, not one for each of the 1,797 training samples"),
 ])
 def test_annotators_named_wrong_are_refused_in_one_line(cli, tmp_path, option, message):
-    np.savez(tmp_path / "crowd.npz", ann=np.zeros(1797, dtype=int), ben=np.ones(1797, dtype=int))
+    np.savez(tmp_path / "crowd.npz", ann=np.zeros(1797, dtype=int), ben=np.ones(1797, dtype=int),
+             few=np.zeros(5, dtype=int))
     assert message in cli.error("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.npz'}", "-N", option,
                                 "-o", tmp_path / "labels.h5")
 

@@ -94,7 +94,11 @@ class SuggestedCorrector(Corrector):
 
 
 class AnnotatorsCorrector(Corrector):
-    """The class Dawid-Skene's model of the annotators' own labels makes most probable, with the held-out models' probabilities as each sample's prior where the run has them (a Label Studio export with overlap, from-file's annotators=); sure when that posterior reaches min_confidence."""
+    """The class Dawid-Skene's model of several annotators' own labels makes most probable; sure when its posterior reaches min_confidence.
+
+    The held-out models' probabilities (train --folds) are each sample's prior where the run has
+    them. The run keeps the annotators' labels from a Label Studio export with overlap, from-file's
+    annotators= or a Recorder's annotations=."""
 
     reads = ("annotations",)
     min_confidence = 0.5

@@ -65,7 +65,10 @@ def _annotations(file: Path, arrays, keys: str, context: NoiseContext) -> Annota
         else:
             if name not in arrays:
                 raise NoisyctlError(f"from-file: {file} has no '{name}'; it holds {', '.join(arrays)}")
-            labels = np.asarray(arrays[name])
+            labels = np.asarray(arrays[name]).reshape(-1)
+            if len(labels) != len(context.labels):
+                raise NoisyctlError(f"from-file: {file}'s '{name}' holds {len(labels):,} labels, not one for each "
+                                    f"of the {len(context.labels):,} training samples")
             given = labels != NOT_LABELED if np.issubdtype(labels.dtype, np.integer) else np.ones(len(labels), bool)
         column = np.full(len(labels), NOT_LABELED, dtype=np.int64)
         if given.any():
