@@ -89,5 +89,16 @@ class Annotations:
     def majority(self) -> np.ndarray:
         """Each sample's label as most of its annotators gave it (of a tie, the latest annotator's
         among the tied classes), (N,); ``NOT_LABELED`` where nobody labeled it."""
-        return np.array([majority([int(v) for v in row if v != NOT_LABELED]) if (row != NOT_LABELED).any()
-                         else NOT_LABELED for row in self.labels], dtype=np.int64)
+        votes = np.asarray(self.labels)
+        rows = np.arange(len(votes))
+        counts = np.zeros((len(votes), int(votes.max(initial=0)) + 1), dtype=np.int64)
+        for column in votes.T:
+            given = column != NOT_LABELED
+            np.add.at(counts, (rows[given], column[given]), 1)
+        most = counts == counts.max(axis=1, keepdims=True)
+        chosen = np.full(len(votes), NOT_LABELED, dtype=np.int64)
+        for column in votes.T[::-1]:  # the latest annotator first, as majority() breaks ties
+            take = (chosen == NOT_LABELED) & (column != NOT_LABELED)
+            take[take] = most[rows[take], column[take]]
+            chosen[take] = column[take]
+        return chosen

@@ -189,3 +189,16 @@ def test_the_annotators_corrector_on_a_run_without_them_is_refused_in_one_line(c
     line = cli.error("correct", run, "-c", "annotators")
     assert "needs several annotators' own labels" in line and "-N annotators=KEYS" in line
     assert cli.json("correct", run)["corrector"] == "suggested"  # the default without them
+
+
+def test_each_samples_majority_is_what_majority_gives_its_answers():
+    """The vectorised majority of an annotators' table agrees with majority() on each row (of a tie,
+    the latest annotator's among the tied classes; nobody: NOT_LABELED)."""
+    from noisyctl.agreement import majority
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        votes = rng.integers(NOT_LABELED, 4, (30, rng.integers(1, 6)))
+        expected = [majority([int(v) for v in row if v != NOT_LABELED]) if (row != NOT_LABELED).any()
+                    else NOT_LABELED for row in votes]
+        assert Annotations([str(a) for a in range(votes.shape[1])], votes).majority().tolist() == expected
