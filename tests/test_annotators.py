@@ -189,6 +189,7 @@ def test_the_annotators_corrector_on_a_run_without_them_is_refused_in_one_line(c
     line = cli.error("correct", run, "-c", "annotators")
     assert "needs several annotators' own labels" in line and "-N annotators=KEYS" in line
     assert cli.json("correct", run)["corrector"] == "suggested"  # the default without them
+    assert "suggested proposals for" in cli("correct", run).stdout
 
 
 def test_each_samples_majority_is_what_majority_gives_its_answers():

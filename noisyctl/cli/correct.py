@@ -122,7 +122,7 @@ def correct(
                                                audit=p["audit"])
 
     def render(console):
-        table = Table(title=f"{p['corrector']} proposals for {run_path}", show_header=False)
+        table = Table(title=f"{result['corrector']} proposals for {run_path}", show_header=False)
         table.add_row("flagged", f"{quality['flagged']:,} ({flagged_by} of {name})")
         in_all = (f"{quality['changes_all_sure']:,} in all at confidence {bar:g} or more "
                   f"({quality['changes_all']:,} at any)" if bar > 0 else f"{quality['changes_all']:,} in all")
@@ -172,7 +172,7 @@ def correct(
             else:
                 took = "" if hint["seconds"] is None else f", about {duration_words(hint['seconds'])} as the run took"
                 other = f"-c retrained asks a model that never learned them (one training more{took})"
-            console.print(f"{p['corrector']} is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged "
+            console.print(f"{result['corrector']} is unsure of {hint['unsure']:,} of the {hint['flagged']:,} flagged "
                           f"samples: it reads the model that trained on their labels. {other}.", highlight=False)
         if d["review"] and not exported:
             # the samples it was not sure of, without the way to show them to a person
