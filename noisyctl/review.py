@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl.agreement import agreement_by_person
+from noisyctl.agreement import NOT_LABELED, agreement_by_person
 from noisyctl.api import Correction
 from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
@@ -25,6 +25,7 @@ REMOVE = "remove"  # a reviewed_label that removes the sample, as prune does
 # An audit's review (correct --audit N) says in this column which rows a detector flagged and which
 # were drawn at random from the rest.
 AUDIT_COLUMN, FLAGGED, RANDOM = "sample", "flagged", "random"
+ANNOTATORS_COLUMN = "annotators"  # what each annotator said, where the labels keep their own
 # The review page shows this many typical samples of each label's class beside it.
 TYPICAL = 3
 # --export to one of these writes the review page instead of the CSV.
@@ -117,22 +118,36 @@ def review_table(labels: Labels, scores: np.ndarray, proposal: Correction, rows:
     """The review CSV's header and, for the samples ``rows`` (most suspect first), their cells, with
     ``reviewed_label`` last and empty for the reviewer; with ``texts`` (one per row, for text data) a
     ``text`` column after the id shows what to judge, and with ``strata`` (one per row: FLAGGED or
-    RANDOM, an audit) a ``sample`` column after the rank says which rows a detector flagged. Cells
-    are ``csv_cell``s (safe in a spreadsheet)."""
+    RANDOM, an audit) a ``sample`` column after the rank says which rows a detector flagged. Where
+    the labels keep several annotators' own, an ``annotators`` column after the given label says
+    what each one said (``annotators_said``). Cells are ``csv_cell``s (safe in a spreadsheet)."""
     names = labels.class_names
     columns = list(REVIEW_COLUMNS)
     if texts is not None:
         columns.insert(columns.index("path"), "text")
     if strata is not None:
         columns.insert(columns.index("id"), AUDIT_COLUMN)
+    if labels.annotations is not None:
+        columns.insert(columns.index("proposed_label"), ANNOTATORS_COLUMN)
     cells = []
     for rank, i in enumerate(rows, start=1):
         text = [] if texts is None else [csv_cell(texts[rank - 1])]
         stratum = [] if strata is None else [strata[rank - 1]]
+        said = [] if labels.annotations is None else [csv_cell(annotators_said(labels, i))]
         cells.append([str(rank), *stratum, csv_cell(labels.ids[i]), *text,
                       csv_cell(sample_path(labels.dataset, labels.ids[i])), csv_cell(names[labels.given_labels[i]]),
-                      csv_cell(names[proposal.labels[i]]), f"{proposal.confidence[i]:.4f}", f"{scores[i]:.6g}", ""])
+                      *said, csv_cell(names[proposal.labels[i]]), f"{proposal.confidence[i]:.4f}",
+                      f"{scores[i]:.6g}", ""])
     return columns, cells
+
+
+def annotators_said(labels: Labels, index: int) -> str:
+    """What each annotator said of sample ``index`` ("ann: cat; ben: dog"), those who gave it a
+    label, where ``labels`` keep their own (else "")."""
+    if labels.annotations is None:
+        return ""
+    said = zip(labels.annotations.names, labels.annotations.labels[index])
+    return "; ".join(f"{name}: {labels.class_names[label]}" for name, label in said if label != NOT_LABELED)
 
 
 def write_review_csv(path: Path, columns: list[str], cells: list[list[str]]) -> None:

@@ -58,6 +58,16 @@ def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, 
     assert theirs["corrector"] == "annotators" and theirs["info"]["prior"] == "held-out probabilities"
     assert theirs["fixed"] >= 0.7 * models["fixed"] and theirs["broken"] * 2 <= models["broken"]  # 75/8, 94/33
 
+    # a person reviewing the suspects sees what each annotator said, unless the sample was drawn at random
+    cli("correct", tmp_path / "run.h5", "--export", tmp_path / "review.csv")
+    with open(tmp_path / "review.csv", newline="") as handle:
+        first = next(csv.DictReader(handle))
+    index = labels.ids.index(first["id"])
+    assert first["annotators"] == "; ".join(f"{name}: {votes[name][index]}" for name in ERRORS)
+    cli("correct", tmp_path / "run.h5", "--export", tmp_path / "audit.html", "--audit", "5")
+    page = (tmp_path / "audit.html").read_text(encoding="utf-8")
+    assert f'"annotators": "{first["annotators"]}"' in page and page.count('"annotators": null') == 5
+
 
 def test_without_annotators_detect_says_nothing_of_them(cli, digits_run):
     estimate = cli.json("detect", digits_run, "-d", "loss", "--no-save")["estimate"]

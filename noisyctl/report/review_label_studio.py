@@ -22,7 +22,7 @@ from noisyctl.api import Correction
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, csv_value
 from noisyctl.label_studio import annotation_choices, annotator, answered_annotations, is_label_studio_export
-from noisyctl.review import (AUDIT_COLUMN, FLAGGED_ROWS, RANDOM, REMOVE, SAMPLE_ID, ReviewEntry,
+from noisyctl.review import (AUDIT_COLUMN, FLAGGED_ROWS, RANDOM, REMOVE, SAMPLE_ID, ReviewEntry, annotators_said,
                              review_decision)
 from noisyctl.store import Labels, RunFile
 
@@ -61,8 +61,10 @@ def write_label_studio_tasks(path: Path, run: RunFile, columns: list[str], cells
         data.update(rank=k + 1, confidence=float(proposal.confidence[i]), score=float(data["score"]))
         given, proposed = names[labels.given_labels[i]], names[proposal.labels[i]]
         drawn = strata is not None and strata[k] == RANDOM
+        said = annotators_said(labels, int(i))
         data["question"] = (f"given: {given} (drawn at random)" if drawn else
-                            f"given: {given}, proposed: {proposed} ({proposal.confidence[i]:.0%} sure)")
+                            f"given: {given}{f' (annotators: {said})' if said else ''}, proposed: {proposed} "
+                            f"({proposal.confidence[i]:.0%} sure)")
         if flagged_rows is not None:
             data[FLAGGED_ROWS] = flagged_rows
         task: dict[str, Any] = {"data": data}

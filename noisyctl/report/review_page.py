@@ -21,7 +21,7 @@ import numpy as np
 from noisyctl.api import Correction
 from noisyctl.fileio import atomic_output
 from noisyctl.report import image_samples
-from noisyctl.review import RANDOM, review_decision_cell, sample_path
+from noisyctl.review import RANDOM, annotators_said, review_decision_cell, sample_path
 from noisyctl.store import Labels, RunFile
 
 # The longer side of a picture on the page, in pixels: enough to judge a label, small enough that a
@@ -76,7 +76,10 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
         "examples_are_text": texts is not None,
         "samples": [{"id": sample_id, "text": None if texts is None else texts[k], "picture": pictures[k],
                      "confidence": f"{proposal.confidence[i]:.0%}",
-                     "random": strata is not None and strata[k] == RANDOM}
+                     "random": strata is not None and strata[k] == RANDOM,
+                     # like the proposal, not shown on an audit's random samples: those are judged unprompted
+                     "annotators": None if strata is not None and strata[k] == RANDOM else
+                     annotators_said(labels, int(i)) or None}
                     for k, (sample_id, i) in enumerate(zip(ids, rows))],
         "notes": list(notes),  # why images are missing, on the page as on the terminal
     }
