@@ -15,7 +15,12 @@ from noisyctl.errors import NoisyctlError
 
 
 def _hashable(answer):
-    return tuple(answer) if isinstance(answer, list) else answer
+    """An answer as a key: a list as a tuple, a mapping (a flat export's several choices) as its sorted items."""
+    if isinstance(answer, list):
+        return tuple(map(_hashable, answer))
+    if isinstance(answer, dict):
+        return tuple(sorted((str(key), _hashable(value)) for key, value in answer.items()))
+    return answer
 
 
 def majority(answers: list) -> Any:

@@ -24,7 +24,8 @@ from noisyctl.estimate import (NoiseRateEstimate, dawid_skene, estimate_noise_ra
                                run_annotators_posterior, run_held_out_label_probability, run_noise_rate)
 from noisyctl.fileio import atomic_folder, atomic_output
 from noisyctl.hookspecs import hookimpl
-from noisyctl.label_studio import annotation_choices, annotator, answered_annotations, is_label_studio_export
+from noisyctl.label_studio import (ANNOTATION_COLUMNS, annotation_choices, annotator, answered_annotations,
+                                   is_label_studio_export, is_label_studio_flat_export)
 from noisyctl.prototypes import prototype_labels
 from noisyctl.recipe import read_yaml_file
 
@@ -37,7 +38,8 @@ __all__ = [
     "held_out_noise_rate", "loss_evidence", "presented_mean", "NoiseRateEstimate",
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
     "prototype_labels", "atomic_output", "atomic_folder", "read_yaml_file", "NOISYCTL_VERSION",
-    "is_label_studio_export", "answered_annotations", "annotation_choices", "annotator", "majority",
+    "is_label_studio_export", "is_label_studio_flat_export", "ANNOTATION_COLUMNS", "answered_annotations",
+    "annotation_choices", "annotator", "majority",
     "agreement_by_person", "Annotations", "NOT_LABELED", "dawid_skene", "run_annotators_posterior",
 ]
 

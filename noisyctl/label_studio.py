@@ -3,7 +3,10 @@ dataset) and by ``import-review`` (a project's review of our suspects).
 
 A task of its JSON export is ``{"id", "data": {...}, "annotations": [{"result": [{"type": "choices",
 "from_name": "sentiment", "value": {"choices": ["Positive"]}}], "was_cancelled": false,
-"ground_truth": false}, ...]}``.
+"ground_truth": false}, ...]}``. Its JSON-MIN and CSV exports are flat: a record an annotation
+(a task nobody answered, one with no ``annotation_id``), the task's data and each control's
+answer side by side, with the task's ``id`` and the annotation's ``annotator``, ``annotation_id``,
+``created_at``, ``updated_at`` and ``lead_time``.
 """
 
 from __future__ import annotations
@@ -40,3 +43,14 @@ def annotator(annotation: dict) -> str | None:
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
     return None if who is None else str(who)
+
+
+# The columns of a flat export (JSON-MIN, CSV) that describe the annotation, not the task or its answers.
+ANNOTATION_COLUMNS = ("annotator", "annotation_id", "created_at", "updated_at", "lead_time")
+
+
+def is_label_studio_flat_export(rows: list) -> bool:
+    """Whether ``rows`` are the records of a Label Studio JSON-MIN or CSV export: each with the
+    task's ``id``, and annotations named by ``annotation_id`` and ``annotator``."""
+    return bool(rows) and all(isinstance(row, dict) and "id" in row for row in rows) and any(
+        "annotation_id" in row and "annotator" in row for row in rows)

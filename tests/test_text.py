@@ -367,6 +367,29 @@ def test_a_label_studio_export_with_overlap_says_how_often_its_annotators_agreed
     assert data.annotations.names == ["1", "2", "3@example.com"]
     assert data.annotations.labels.tolist() == [[1, 1, -1], [1, 0, -1], [0, 0, 0], [-1, -1, 1]]
 
+    # its JSON-MIN and CSV exports, a record an annotation (a task nobody answered: one without an
+    # annotation_id), read as the JSON export does
+    import csv
+
+    flat = [{"id": task["id"], "text": task["data"]["text"], "sentiment": choice,
+             "annotator": who if who != 3 else "3@example.com", "annotation_id": 100 + n,
+             "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:00:00Z", "lead_time": 3.1}
+            for n, (task, (who, choice)) in enumerate(
+                (task, answer) for task, answers in zip(tasks, [[(1, "Positive"), (2, "Positive")],
+                                                                [(1, "Positive"), (2, "Negative")],
+                                                                [(1, "Negative"), (2, "Negative"), (3, "Negative")],
+                                                                [(3, "Positive")]]) for answer in answers)]
+    flat.append({"id": 5, "text": "not yet looked at"})
+    (tmp_path / "overlap-min.json").write_text(json.dumps(flat), encoding="utf-8")
+    with open(tmp_path / "overlap.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+    for name in ("overlap-min.json", "overlap.csv"):
+        read = load_dataset({"name": "text", "root": str(tmp_path / name), "options": {}})
+        assert read.train.ids == data.train.ids and read.train.labels.tolist() == data.train.labels.tolist(), name
+        assert read.notes == data.notes and read.annotations.labels.tolist() == data.annotations.labels.tolist()
+
 
 def test_fasttext_lines_load_compressed_and_several_labels_are_refused(tmp_path):
     """fastText's format, as Amazon's review polarity set ships it (train.ft.txt.bz2): a __label__

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl.api import (NOT_LABELED, Annotations, NoisyctlError, SampleSet, agreement_by_person, annotation_choices,
-                          annotator, answered_annotations, atomic_folder, atomic_output, is_label_studio_export,
-                          majority)
+from noisyctl.api import (ANNOTATION_COLUMNS, NOT_LABELED, Annotations, NoisyctlError, SampleSet, agreement_by_person,
+                          annotation_choices, annotator, answered_annotations, atomic_folder, atomic_output,
+                          is_label_studio_export, is_label_studio_flat_export, majority)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -237,7 +237,7 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
                 if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
                     raise NoisyctlError(f"{path}: a .json file holds one array of records (objects); one record "
                                         f"a line is .jsonl")
-                return _label_studio_records(rows) if is_label_studio_export(rows) else rows
+                return _label_studio_records(rows) if is_label_studio_export(rows) else _flat_export_grouped(rows)
             if suffix in (".jsonl", ".ndjson"):
                 rows = []
                 for number, line in enumerate(handle, start=1):
@@ -263,7 +263,8 @@ def read_records(path: Path, dataset: str, header: bool = True) -> list[dict]:
                 if first.lstrip().startswith(FASTTEXT_LABEL) or "\t" not in first:
                     return _fasttext_records(lines, path)
                 return _csv_records(lines, path, "\t", header)
-            return _csv_records(lines, path, ";" if first.count(";") > first.count(",") else ",", header)
+            return _flat_export_grouped(_csv_records(lines, path, ";" if first.count(";") > first.count(",") else ",",
+                                                     header))
     except UnicodeDecodeError:
         raise NoisyctlError(f"{path} is not UTF-8 text") from None
     except csv.Error as exc:
@@ -408,6 +409,37 @@ def _label_studio_records(tasks: list[dict]) -> Records:
                 shared.append(said)
         records.append(record)
         records.answers.append(by_control)
+    records.notes = _agreement_notes(shared, len(records))
+    return records
+
+
+def _flat_export_grouped(rows: list[dict]) -> list[dict]:
+    """A Label Studio JSON-MIN or CSV export's records (``is_label_studio_flat_export``: one an
+    annotation) as one record a task, as its JSON export reads (``_label_studio_records``): each
+    column as most of the task's annotations give it (of a tie, the latest), each one's answers
+    kept (``Records.answers``). Tasks nobody answered are left out. Other records are returned as
+    they are."""
+    if not is_label_studio_flat_export(rows):
+        return rows
+    tasks: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("annotation_id") not in (None, ""):
+            tasks.setdefault(str(row["id"]), []).append(row)
+    records, shared = Records(answers=[]), []
+    for answered in tasks.values():
+        record, by_column = {"id": answered[0]["id"]}, {}
+        columns = dict.fromkeys(c for row in answered for c in row if c not in ("id", *ANNOTATION_COLUMNS))
+        for column in columns:
+            said = [(annotator({"completed_by": row.get("annotator")}), row[column]) for row in answered
+                    if row.get(column) not in (None, "")]
+            record[column] = majority([value for _, value in said]) if said else None
+            by_column[column] = said
+        records.append(record)
+        records.answers.append(by_column)
+        if len(answered) > 1:  # each annotator's whole answer, the task's data alike in all
+            shared.append([(annotator({"completed_by": row.get("annotator")}),
+                            json.dumps([row.get(column) for column in columns], sort_keys=True, default=str))
+                           for row in answered])
     records.notes = _agreement_notes(shared, len(records))
     return records
 
