@@ -391,55 +391,45 @@ def _label_studio_records(tasks: list[dict]) -> Records:
     """Label Studio's tasks as flat records: the task's data, its id, and each choices control's
     answer under the control's name (``sentiment``, ``choice``), several chosen as a list (which
     the loaders refuse as multi-label). A task's answer is its ground-truth annotation, else what
-    most of its annotations not cancelled chose (``majority``: of a tie, the latest): with overlap
-    set, the last annotator alone would outvote the others. Tasks nobody answered hold no label and
-    are left out. Where annotators shared tasks, the notes say how often they agreed."""
-    records, shared = Records(answers=[]), []
-    for task in tasks:
-        answered = answered_annotations(task)
-        answers = [annotation_choices(a) for a in answered]
-        if not answers:
-            continue
-        record, by_control = {"id": task.get("id"), **task["data"]}, {}
-        for control in dict.fromkeys(name for answer in answers for name in answer):
-            said = [(annotator(a), answer[control]) for a, answer in zip(answered, answers) if control in answer]
-            record[control] = majority([choice for _, choice in said])
-            by_control[control] = said
-            if len(said) > 1:
-                shared.append(said)
-        records.append(record)
-        records.answers.append(by_control)
-    records.notes = _agreement_notes(shared, len(records))
-    return records
+    most of its annotations not cancelled chose (``_task_records``)."""
+    return _task_records((task.get("id"), task["data"], [(annotator(a), annotation_choices(a))
+                                                         for a in answered_annotations(task)]) for task in tasks)
 
 
 def _flat_export_grouped(rows: list[dict]) -> list[dict]:
     """A Label Studio JSON-MIN or CSV export's records (``is_label_studio_flat_export``: one an
-    annotation) as one record a task, as its JSON export reads (``_label_studio_records``): each
-    column as most of the task's annotations give it (of a tie, the latest), each one's answers
-    kept (``Records.answers``). Tasks nobody answered are left out. Other records are returned as
-    they are."""
+    annotation) as one record a task, as its JSON export reads (``_task_records``: each column as
+    most of the task's annotations give it). Other records are returned as they are."""
     if not is_label_studio_flat_export(rows):
         return rows
     tasks: dict[str, list[dict]] = {}
-    for row in rows:
-        if row.get("annotation_id") not in (None, ""):
-            tasks.setdefault(str(row["id"]), []).append(row)
+    for row in rows:  # a task nobody answered is a record with no annotation_id
+        tasks.setdefault(str(row["id"]), []).extend([row] if row.get("annotation_id") not in (None, "") else [])
+    return _task_records((answered[0]["id"], {}, [
+        (annotator({"completed_by": row.get("annotator")}),
+         {column: value for column, value in row.items() if column not in ("id", *ANNOTATION_COLUMNS)
+          and value not in (None, "")}) for row in answered]) for answered in tasks.values() if answered)
+
+
+def _task_records(tasks) -> Records:
+    """Records of Label Studio's tasks, given as (id, data, answers: each annotation's annotator and
+    its answers by control): the task's data and id, and each control as most of its annotations
+    answered (``majority``: of a tie, the latest: with overlap set, the last annotator alone would
+    outvote the others), each one's answers kept (``Records.answers``). Tasks nobody answered hold
+    no label and are left out. Where annotators shared tasks, the notes say how often they agreed."""
     records, shared = Records(answers=[]), []
-    for answered in tasks.values():
-        record, by_column = {"id": answered[0]["id"]}, {}
-        columns = dict.fromkeys(c for row in answered for c in row if c not in ("id", *ANNOTATION_COLUMNS))
-        for column in columns:
-            said = [(annotator({"completed_by": row.get("annotator")}), row[column]) for row in answered
-                    if row.get(column) not in (None, "")]
-            record[column] = majority([value for _, value in said]) if said else None
-            by_column[column] = said
+    for task_id, data, answers in tasks:
+        if not answers:
+            continue
+        record, by_control = {"id": task_id, **data}, {}
+        for control in dict.fromkeys(name for _, answer in answers for name in answer):
+            said = [(who, answer[control]) for who, answer in answers if control in answer]
+            record[control] = majority([choice for _, choice in said])
+            by_control[control] = said
+        if len(answers) > 1:  # each annotator's whole answer
+            shared.append([(who, json.dumps(answer, sort_keys=True, default=str)) for who, answer in answers])
         records.append(record)
-        records.answers.append(by_column)
-        if len(answered) > 1:  # each annotator's whole answer, the task's data alike in all
-            shared.append([(annotator({"completed_by": row.get("annotator")}),
-                            json.dumps([row.get(column) for column in columns], sort_keys=True, default=str))
-                           for row in answered])
+        records.answers.append(by_control)
     records.notes = _agreement_notes(shared, len(records))
     return records
 
