@@ -52,5 +52,7 @@ ANNOTATION_COLUMNS = ("annotator", "annotation_id", "created_at", "updated_at", 
 def is_label_studio_flat_export(rows: list) -> bool:
     """Whether ``rows`` are the records of a Label Studio JSON-MIN or CSV export: each with the
     task's ``id``, and annotations named by ``annotation_id`` and ``annotator``."""
-    return bool(rows) and all(isinstance(row, dict) and "id" in row for row in rows) and any(
-        "annotation_id" in row and "annotator" in row for row in rows)
+    # every CSV and JSON file of records asks: a table without an id column is told at its first row
+    return bool(rows) and isinstance(rows[0], dict) and "id" in rows[0] and any(
+        isinstance(row, dict) and "annotation_id" in row and "annotator" in row for row in rows) and all(
+        isinstance(row, dict) and "id" in row for row in rows)

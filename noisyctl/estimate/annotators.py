@@ -121,7 +121,7 @@ def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, li
     """``annotators_noise_rate`` on a run's ``judged`` samples (a mask, (N,)), with its held-out
     probabilities as the prior where it has them; whether it had them too. None for a run whose
     labels keep no annotators' own."""
-    annotations = getattr(getattr(run, "labels", None), "annotations", None)
+    annotations = _kept_annotations(run)
     if annotations is None or not judged.any():
         return None
     prior = run_held_out_probabilities(run, judged)
@@ -135,8 +135,13 @@ def run_annotators_posterior(run) -> tuple[np.ndarray, bool] | None:
     """Each sample's posterior over its true class (N, C) from the run's annotators' own labels
     (``dawid_skene``, with its held-out probabilities as the prior where it has them), and whether
     it had them; None for a run that keeps no annotators' labels."""
-    annotations = getattr(getattr(run, "labels", None), "annotations", None)
+    annotations = _kept_annotations(run)
     if annotations is None:
         return None
     prior = run_held_out_probabilities(run)
     return dawid_skene(annotations.labels, run.num_classes, prior)[0], prior is not None
+
+
+def _kept_annotations(run) -> Annotations | None:
+    """The annotators' own labels a run keeps (a run file's, a Recorder's); None where it has none."""
+    return getattr(getattr(run, "labels", None), "annotations", None)

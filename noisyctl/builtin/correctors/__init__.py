@@ -83,8 +83,6 @@ class SuggestedCorrector(Corrector):
     """The class the model most often predicted instead of the given label (detect's "suggested"); sure when at least min_confidence of the eval passes predicted it."""
 
     reads = ("eval_pred",)
-    min_confidence = 0.5
-
     def __init__(self, min_confidence: float = 0.5) -> None:
         self.min_confidence = _confidence_bar(min_confidence, "suggested")
 
@@ -101,8 +99,6 @@ class AnnotatorsCorrector(Corrector):
     annotators= or a Recorder's annotations=."""
 
     reads = ("annotations",)
-    min_confidence = 0.5
-
     def __init__(self, min_confidence: float = 0.5) -> None:
         self.min_confidence = _confidence_bar(min_confidence, "annotators")
 
@@ -117,8 +113,6 @@ class RetrainedCorrector(Corrector):
     """Labels from a model that never learned the suspect labels: trained as the run was, without the
     flagged samples, then asked about them. Its confidence is that model's probability; under
     ``min_confidence`` a proposal is left for review."""
-
-    min_confidence = 0.9
 
     def __init__(self, min_confidence: float = 0.9) -> None:
         self.min_confidence = _confidence_bar(min_confidence, "retrained")

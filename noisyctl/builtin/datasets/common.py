@@ -403,12 +403,13 @@ def _flat_export_grouped(rows: list[dict]) -> list[dict]:
     if not is_label_studio_flat_export(rows):
         return rows
     tasks: dict[str, list[dict]] = {}
-    for row in rows:  # a task nobody answered is a record with no annotation_id
-        tasks.setdefault(str(row["id"]), []).extend([row] if row.get("annotation_id") not in (None, "") else [])
+    for row in rows:
+        if row.get("annotation_id") not in (None, ""):  # a task nobody answered has none
+            tasks.setdefault(str(row["id"]), []).append(row)
     return _task_records((answered[0]["id"], {}, [
         (annotator({"completed_by": row.get("annotator")}),
          {column: value for column, value in row.items() if column not in ("id", *ANNOTATION_COLUMNS)
-          and value not in (None, "")}) for row in answered]) for answered in tasks.values() if answered)
+          and value not in (None, "")}) for row in answered]) for answered in tasks.values())
 
 
 def _task_records(tasks) -> Records:

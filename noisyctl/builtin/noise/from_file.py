@@ -39,17 +39,19 @@ def from_file(context: NoiseContext, rate: float | None, path: str | None = None
     suffix = file.suffix.lower()
     if suffix not in (".csv", ".pt", ".pth", ".npz", ".npy"):
         raise NoisyctlError(f"from-file: {file} should be a {LABEL_FILES} file")
-    arrays = None if suffix == ".csv" else _arrays(file, suffix)
+    rows = _csv_rows(file) if suffix == ".csv" else None
+    arrays = None if rows is not None else _arrays(file, suffix)
     if annotators is not None:
-        context.annotations = _annotations(file, arrays, str(annotators), context)
+        context.annotations = _annotations(file, rows, arrays, str(annotators), context)
         if key is None:
             return _majority(context.annotations, file)
-    labels = _csv_labels(file, key, context) if arrays is None else _chosen(arrays, key, file, context)
+    labels = _csv_labels(rows, file, key, context) if rows is not None else _chosen(arrays, key, file, context)
     return _class_indices(labels, file, context)
 
 
-def _annotations(file: Path, arrays, keys: str, context: NoiseContext) -> Annotations:
-    """The annotators' own labels that ``keys`` (comma-separated) name, as class indices."""
+def _annotations(file: Path, rows: list[dict] | None, arrays, keys: str, context: NoiseContext) -> Annotations:
+    """The annotators' own labels that ``keys`` (comma-separated) name, as class indices: columns of
+    the CSV ``rows``, else named ``arrays``."""
     names = [name.strip() for name in keys.split(",") if name.strip()]
     if len(names) < 2 or len(set(names)) < len(names):
         raise NoisyctlError(f"from-file: annotators=KEY1,KEY2,... names two annotators' labels or more, each once, "
@@ -59,8 +61,8 @@ def _annotations(file: Path, arrays, keys: str, context: NoiseContext) -> Annota
                             f".csv file of several")
     columns = []
     for name in names:
-        if arrays is None:
-            labels = _csv_labels(file, name, context)
+        if rows is not None:
+            labels = _csv_labels(rows, file, name, context)
             given = labels != ""
         else:
             if name not in arrays:
@@ -72,7 +74,7 @@ def _annotations(file: Path, arrays, keys: str, context: NoiseContext) -> Annota
             given = labels != NOT_LABELED if np.issubdtype(labels.dtype, np.integer) else np.ones(len(labels), bool)
         column = np.full(len(labels), NOT_LABELED, dtype=np.int64)
         if given.any():
-            column[given] = _class_indices(labels[given], file, context, len(labels))
+            column[given] = _as_class_indices(labels[given], file, context)
         columns.append(column)
     return Annotations(names, np.stack(columns, axis=1))
 
@@ -153,14 +155,18 @@ def _chosen(arrays: dict[str, np.ndarray] | np.ndarray, key: str | None, file: P
     return arrays[key]
 
 
-def _csv_labels(file: Path, key: str | None, context: NoiseContext) -> np.ndarray:
-    """A CSV's labels by sample id: its ``id`` column and its ``label`` (or ``key``) column."""
-    column = key or "label"
+def _csv_rows(file: Path) -> list[dict]:
+    """A CSV's records, read once for the labels and every annotator's column."""
     try:
         with open(file, encoding="utf-8-sig", newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            return list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise NoisyctlError(f"from-file: cannot read {file} ({exc})") from None
+
+
+def _csv_labels(rows: list[dict], file: Path, key: str | None, context: NoiseContext) -> np.ndarray:
+    """A CSV's labels by sample id: its ``id`` column and its ``label`` (or ``key``) column."""
+    column = key or "label"
     if not rows or "id" not in rows[0] or column not in rows[0]:
         raise NoisyctlError(f"from-file: {file} needs an 'id' and a '{column}' column (the samples' ids and their "
                             f"labels)")
@@ -173,15 +179,19 @@ def _csv_labels(file: Path, key: str | None, context: NoiseContext) -> np.ndarra
     return np.array([by_id[sample_id] for sample_id in ids])
 
 
-def _class_indices(labels: np.ndarray, file: Path, context: NoiseContext, read: int | None = None) -> np.ndarray:
-    """Labels as class indices: integers in range, or class names (or their indices as text).
-    ``read``: how many labels the file held, where these are the ones an annotator gave."""
+def _class_indices(labels: np.ndarray, file: Path, context: NoiseContext) -> np.ndarray:
+    """One label a training sample (``_as_class_indices``), or one line saying the file holds others."""
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:  # a column vector
         labels = labels[:, 0]
-    if labels.ndim != 1 or (read or len(labels)) != len(context.labels):
+    if labels.ndim != 1 or len(labels) != len(context.labels):
         raise NoisyctlError(f"from-file: {file} holds {labels.shape[0] if labels.ndim else 0:,} labels in shape "
                             f"{labels.shape}, not one for each of the {len(context.labels):,} training samples")
+    return _as_class_indices(labels, file, context)
+
+
+def _as_class_indices(labels: np.ndarray, file: Path, context: NoiseContext) -> np.ndarray:
+    """Labels (N,) as class indices: integers in range, or class names (or their indices as text)."""
     if np.issubdtype(labels.dtype, np.integer):
         outside = (labels < 0) | (labels >= context.num_classes)
         if outside.any():
