@@ -308,15 +308,20 @@ def annotators_reading(run: RunFile, judged: np.ndarray) -> dict[str, Any] | Non
 def annotators_words(counted: dict[str, Any]) -> str:
     """The annotators' reading (``annotators_reading``) in words."""
     people = counted["annotators"]
-    shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%}" for p in people[:ANNOTATORS_NAMED])
-    more = f" and {len(people) - ANNOTATORS_NAMED:,} more" if len(people) > ANNOTATORS_NAMED else ""
     prior = " with models that never trained on the samples" if counted["held_out_prior"] else ""
-    return (f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count {counted['rate']:.1%} of the "
-            f"given labels wrong ({counted['low']:.1%}-{counted['high']:.1%} over resamples; more where they err "
-            f"alike), each right about {shown}{more} of the time")
+    reading = (f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count {counted['rate']:.1%} of the "
+               f"given labels wrong ({counted['low']:.1%}-{counted['high']:.1%} over resamples; more where they err "
+               f"alike)")
+    if len(people) <= ANNOTATORS_NAMED:
+        shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%}" for p in people)
+        return f"{reading}, each right about {shown} of the time"
+    # a crowd: those a person would look at first
+    least = sorted(people, key=lambda p: p["accuracy"])[:ANNOTATORS_NAMED]
+    shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%} of {p['labeled']:,}" for p in least)
+    return f"{reading}; the least often right: {shown}"
 
 
-ANNOTATORS_NAMED = 5  # annotators named in words; --json lists them all
+ANNOTATORS_NAMED = 5  # annotators named in words (of more, the least often right); --json lists them all
 LATE_NAMED = 5  # late classes named in words; --json lists them all
 # What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop
 HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilities) to count with held-out models too"

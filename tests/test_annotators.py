@@ -213,3 +213,98 @@ def test_each_samples_majority_is_what_majority_gives_its_answers():
         expected = [majority([int(v) for v in row if v != NOT_LABELED]) if (row != NOT_LABELED).any()
                     else NOT_LABELED for row in votes]
         assert Annotations([str(a) for a in range(votes.shape[1])], votes).majority().tolist() == expected
+
+
+def _crowd_table(path, ids, truth, columns, delimiter=",", workers=40, per_sample=3, seed=0):
+    """A crowd's labels of ``ids`` as crowdsourcing tools export them, one row a label in the three
+    ``columns`` (sample id, worker, label): ``workers`` of accuracies 0.5-0.95, ``per_sample`` of them
+    a sample. Returns each worker's accuracy."""
+    rng = np.random.default_rng(seed)
+    accuracy = np.linspace(0.5, 0.95, workers)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter=delimiter)
+        writer.writerow(["task", *columns])
+        for sample_id, label in zip(ids, truth):
+            for who in rng.choice(workers, per_sample, replace=False):
+                said = label if rng.random() < accuracy[who] else (label + rng.integers(1, 10)) % 10
+                writer.writerow([f"t-{sample_id}", sample_id, f"w{who:02d}", said])
+    return accuracy
+
+
+def test_a_crowds_table_of_one_row_a_label_is_kept_as_each_annotators_labels(cli, tmp_path):
+    """Toloka's TSV columns; an annotator's second label of a sample replaces the first, rows of
+    samples outside the dataset are skipped."""
+    cli("synth", "-n", "uniform", "-r", "0", "-o", tmp_path / "clean.h5")
+    clean = read_labels(tmp_path / "clean.h5")
+    columns = ["INPUT:id", "ASSIGNMENT:worker_id", "OUTPUT:result"]
+    _crowd_table(tmp_path / "crowd.tsv", clean.ids, clean.given_labels, columns, delimiter="\t")
+    with open(tmp_path / "crowd.tsv", newline="") as handle:
+        first = next(csv.DictReader(handle, delimiter="\t"))  # sample 0's first label
+    changed = (int(first["OUTPUT:result"]) + 1) % 10
+    with open(tmp_path / "crowd.tsv", "a", newline="") as handle:
+        handle.write(f"t\t{clean.ids[0]}\t{first['ASSIGNMENT:worker_id']}\t{changed}\n")  # a mind changed
+        handle.write("t\tnot-in-the-dataset\tw01\t3\n")
+    options = ["-N", "id=INPUT:id", "-N", "annotators=ASSIGNMENT:worker_id", "-N", "key=OUTPUT:result"]
+    made = cli.json("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.tsv'}", *options,
+                    "-o", tmp_path / "labels.h5")
+    assert made["annotators"] == {"count": 40, "labels_per_sample": 3.0}
+    kept = read_labels(tmp_path / "labels.h5")
+    votes = kept.annotations.labels
+    assert sorted(kept.annotations.names) == [f"w{who:02d}" for who in range(40)] and votes.shape == (1797, 40)
+    assert ((votes != NOT_LABELED).sum(axis=1) == 3).all()
+    assert votes[0, kept.annotations.names.index(first["ASSIGNMENT:worker_id"])] == changed
+    np.testing.assert_array_equal(kept.given_labels, kept.annotations.majority())
+    np.testing.assert_array_equal(kept.true_labels, clean.given_labels)
+    assert 0.05 < kept.is_noisy.mean() < 0.3
+
+
+def test_dawid_skene_reads_a_crowd_who_each_label_a_few_samples():
+    """Hundreds of annotators, three a sample: each one's accuracy from the samples they labeled,
+    and their weighed vote right at least as often as the majority (it differs where all three
+    disagree, or one far surer annotator outweighs two others)."""
+    rng = np.random.default_rng(1)
+    samples, workers, classes = 6000, 200, 5
+    truth = rng.integers(0, classes, samples)
+    accuracy = rng.uniform(0.4, 0.95, workers)
+    votes = np.full((samples, workers), NOT_LABELED)
+    for _ in range(3):
+        who = rng.integers(0, workers, samples)
+        right = rng.random(samples) < accuracy[who]
+        votes[np.arange(samples), who] = np.where(right, truth, (truth + rng.integers(1, classes, samples)) % classes)
+    posterior, errors = dawid_skene(votes, classes)
+    labeled = (votes != NOT_LABELED).sum(axis=0)
+    realized = np.array([(votes[votes[:, a] != NOT_LABELED, a] == truth[votes[:, a] != NOT_LABELED]).mean()
+                         for a in range(workers)])
+    estimated = np.diagonal(errors, axis1=1, axis2=2).mean(axis=1)
+    assert labeled.min() > 50 and np.abs(estimated - realized).mean() < 0.06  # 0.047
+    assert np.corrcoef(estimated, realized)[0, 1] > 0.9  # who is careless and who is careful
+    majority = Annotations([str(a) for a in range(workers)], votes).majority()
+    assert (posterior.argmax(axis=1) == truth).mean() >= (majority == truth).mean()
+
+
+def test_detect_names_the_least_often_right_of_a_crowd():
+    from noisyctl.detection import ANNOTATORS_NAMED, annotators_words
+
+    people = [{"annotator": f"w{a}", "accuracy": 0.9 - a / 100, "labeled": 10 + a} for a in range(12)]
+    counted = {"rate": 0.1, "low": 0.08, "high": 0.12, "held_out_prior": False, "annotators": people}
+    words = annotators_words(counted)
+    assert "the 12 annotators' own labels" in words and "least often right: w11 79% of 21" in words
+    assert all(f"w{a} " not in words for a in range(12 - ANNOTATORS_NAMED))
+    few = annotators_words({**counted, "annotators": people[:3]})
+    assert "each right about w0 90%, w1 89%, w2 88% of the time" in few
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([["id", "worker", "answer"]], "needs the columns 'id', 'worker', 'label'"),
+    ([["id", "worker", "label"], ["digits/0000", "a", "1"], ["digits/0000", "b", "1"]],
+     "no annotator labeled 1,796 (first: digits/0001)"),
+    ([["id", "worker", "label"]] + [[f"digits/{i:04d}", "a", "1"] for i in range(1797)],
+     "no sample has two annotators' labels"),
+    ([["id", "worker", "label"]] + [[f"digits/{i:04d}", who, "1"] for i in range(1797) for who in ("a", "")],
+     "1,797 labels name no annotator in column 'worker'"),
+])
+def test_a_crowds_table_that_cannot_be_read_is_refused_in_one_line(cli, tmp_path, rows, message):
+    with open(tmp_path / "crowd.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    assert message in cli.error("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.csv'}",
+                                "-N", "annotators=worker", "-o", tmp_path / "labels.h5")

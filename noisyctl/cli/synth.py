@@ -9,6 +9,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from noisyctl.agreement import NOT_LABELED
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, with_recipe
 from noisyctl.data import dataset_of_root, dataset_spec, parse_options
 from noisyctl.store import write_labels_file
@@ -55,6 +56,9 @@ def synth(
         "flipped": int(flipped.sum()), "rate_actual": float(flipped.mean()),
         "flipped_per_class": {labels.class_names[c]: int(k) for c, k in enumerate(per_class)},
         "reviewed": 0 if labels.reviewed is None else int(labels.reviewed.sum()), "notes": notes,
+        "annotators": None if labels.annotations is None else {
+            "count": len(labels.annotations.names),
+            "labels_per_sample": float((labels.annotations.labels != NOT_LABELED).sum(axis=1).mean())},
     }
 
     def render(console):
@@ -64,6 +68,9 @@ def synth(
         table.add_row("flipped", f"{result['flipped']:,} ({result['rate_actual']:.2%}{asked})")
         if result["reviewed"]:
             table.add_row("reviewed (trusted)", f"{result['reviewed']:,}")
+        if result["annotators"]:
+            table.add_row("annotators' own labels kept", f"{result['annotators']['count']:,} annotators, "
+                                                         f"{result['annotators']['labels_per_sample']:.1f} a sample")
         table.add_row("labels file", str(out_path))
         for text in notes:
             note(console, text)

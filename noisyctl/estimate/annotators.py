@@ -14,6 +14,8 @@ labels the model judges wrong is a second reading beside the run's estimate, not
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from noisyctl.agreement import NOT_LABELED, Annotations
@@ -55,26 +57,62 @@ def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None
     errors : np.ndarray, shape (A, C, C)
         ``errors[a, true, said]``: how likely annotator ``a`` says ``said`` of a sample of class ``true``.
     """
-    # each annotator's labeled samples and what they said (one-hot), so memory grows with the labels given
-    labeled = [(np.flatnonzero(votes[:, a] != NOT_LABELED), np.eye(classes)[votes[votes[:, a] != NOT_LABELED, a]])
-               for a in range(votes.shape[1])]
+    return _fitted(_GivenLabels.of(votes), classes, prior, iterations, start)
+
+
+@dataclass
+class _GivenLabels:
+    """Each label given, one entry a (sample, annotator, class), in sample order: time and memory
+    grow with the labels given, not with samples x annotators (a crowd of hundreds who each label
+    a few samples)."""
+
+    rows: np.ndarray  # (L,) the sample
+    people: np.ndarray  # (L,) the annotator
+    said: np.ndarray  # (L,) the class
+    samples: int
+    annotators: int
+
+    @classmethod
+    def of(cls, votes: np.ndarray) -> "_GivenLabels":
+        rows, people = np.nonzero(votes != NOT_LABELED)
+        return cls(rows, people, votes[rows, people].astype(np.int64), votes.shape[0], votes.shape[1])
+
+    def resampled(self, samples: np.ndarray) -> "_GivenLabels":
+        """The labels of ``samples`` (indices, repeats allowed), as a table of those rows would hold them."""
+        starts = np.searchsorted(self.rows, np.arange(self.samples + 1))
+        counts = (starts[1:] - starts[:-1])[samples]
+        first = np.repeat(starts[samples], counts)
+        offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        taken = first + offset
+        return _GivenLabels(np.repeat(np.arange(len(samples)), counts), self.people[taken], self.said[taken],
+                            len(samples), self.annotators)
+
+
+def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterations: int,
+            start: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``dawid_skene`` of the labels given."""
+    rows, people, said, annotators = labels.rows, labels.people, labels.said, labels.annotators
+    cells = people * classes + said  # each label's (annotator, said) cell of the error matrices
     log_prior = None if prior is None else np.log(np.clip(prior, 1e-6, 1.0))
-    posterior = np.full((len(votes), classes), 1e-9)
-    for rows, said in labeled:
-        posterior[rows] += said
+    posterior = np.full((labels.samples, classes), 1e-9)
+    np.add.at(posterior, (rows, said), 1.0)
     posterior /= posterior.sum(axis=1, keepdims=True)
     errors = start
     for step in range(iterations):
         if errors is None or step:
             previous = errors
-            errors = np.stack([posterior[rows].T @ said + ROW_PSEUDOCOUNT / classes for rows, said in labeled])
+            # counts[a, said, true]: the posterior mass of each true class annotator a labeled ``said``
+            counts = np.stack([np.bincount(cells, weights=posterior[rows, true], minlength=annotators * classes)
+                               for true in range(classes)], axis=1).reshape(annotators, classes, classes)
+            errors = counts.transpose(0, 2, 1) + ROW_PSEUDOCOUNT / classes
             errors /= errors.sum(axis=2, keepdims=True)
             if previous is not None and np.abs(errors - previous).max() < CONVERGED:
                 break
-        log = np.repeat(np.log(posterior.mean(axis=0))[None, :], len(votes), axis=0) if log_prior is None \
+        log = np.repeat(np.log(posterior.mean(axis=0))[None, :], labels.samples, axis=0) if log_prior is None \
             else log_prior.copy()
-        for (rows, said), error in zip(labeled, errors):
-            log[rows] += said @ np.log(error).T
+        log_errors = np.log(errors)
+        for true in range(classes):
+            log[:, true] += np.bincount(rows, weights=log_errors[people, true, said], minlength=labels.samples)
         posterior = np.exp(log - log.max(axis=1, keepdims=True))
         posterior /= posterior.sum(axis=1, keepdims=True)
     return posterior, errors
@@ -92,15 +130,19 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     ``given_labels`` is (N,) and ``prior`` (N, C) as in ``dawid_skene``. The interval covers
     sampling only: where annotators err alike, the model misreads them and the truth lies above it."""
     votes = np.asarray(annotations.labels)
+    labels = _GivenLabels.of(votes)
     given = np.asarray(given_labels)
     n = len(given)
 
-    def share(rows: np.ndarray, start: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-        posterior, errors = dawid_skene(votes[rows], classes, None if prior is None else prior[rows],
-                                        RESAMPLE_ITERATIONS if start is not None else EM_ITERATIONS, start)
+    def share(rows: np.ndarray | None, start: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+        """The share on the samples ``rows`` (a resample), or all of them."""
+        drawn = labels if rows is None else labels.resampled(rows)
+        rows = np.arange(n) if rows is None else rows
+        posterior, errors = _fitted(drawn, classes, None if prior is None else prior[rows],
+                                    RESAMPLE_ITERATIONS if start is not None else EM_ITERATIONS, start)
         return float(1 - posterior[np.arange(len(rows)), given[rows]].mean()), posterior, errors
 
-    rate, posterior, errors = share(np.arange(n))
+    rate, posterior, errors = share(None)
     rng = np.random.default_rng(seed)
     size = min(n, BOOTSTRAP_MAX_SAMPLES)
     shares = np.array([share(rng.integers(0, n, size), errors)[0] for _ in range(draws)])
@@ -108,12 +150,11 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     evidence = _evidence(low, n)
     high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
     weights = posterior.mean(axis=0)
-    people = []
-    for a, name in enumerate(annotations.names):
-        labeled = votes[:, a] != NOT_LABELED
-        people.append({"annotator": name, "labeled": int(labeled.sum()),
-                       "agreed": float((votes[labeled, a] == given[labeled]).mean()) if labeled.any() else None,
-                       "accuracy": float(weights @ np.diagonal(errors[a]))})
+    labeled = np.bincount(labels.people, minlength=labels.annotators)
+    agreed = np.bincount(labels.people, weights=labels.said == given[labels.rows], minlength=labels.annotators)
+    people = [{"annotator": name, "labeled": int(labeled[a]),
+               "agreed": float(agreed[a] / labeled[a]) if labeled[a] else None,
+               "accuracy": float(weights @ np.diagonal(errors[a]))} for a, name in enumerate(annotations.names)]
     return NoiseRateEstimate(rate, low, high, confidence, ANNOTATORS, evidence, n), people
 
 

@@ -12,23 +12,34 @@ import numpy as np
 
 from noisyctl.api import NOT_LABELED, Annotations, NoiseContext, NoisyctlError
 
-LABEL_FILES = ".pt, .pth, .npy, .npz or .csv"
+LABEL_FILES = ".pt, .pth, .npy, .npz, .csv or .tsv"
+TABLE_SUFFIXES = (".csv", ".tsv")
+# A crowd's table of one row a label keeps samples x annotators cells; past this many (1 GiB as
+# int32) it is refused in words rather than run out of memory
+MAX_ANNOTATION_CELLS = 2**28
 # The keys of a CIFAR-N file that hold the original labels, checked against the dataset's.
 CLEAN_KEYS = ("clean_label",)
 
 
 def from_file(context: NoiseContext, rate: float | None, path: str | None = None, key: str | None = None,
-              annotators: str | None = None) -> np.ndarray:
+              annotators: str | None = None, id: str = "id") -> np.ndarray:
     """The labels in ``path``, one a training sample: an array in the samples' order (``.npy``; a
     ``.npz`` or a ``torch.save`` dict of arrays, as CIFAR-N ships them, names one with ``key``), or
-    a CSV of ``id`` and ``label`` (or ``key``) columns. Labels are class indices or names. Where
+    a CSV (or TSV) of ``id`` and ``label`` (or ``key``) columns, ``id`` naming another id column.
+    Labels are class indices or names. Where
     the file holds a ``clean_label`` too, it must match the dataset's labels, so a file for other
     data or another order is refused rather than read as noise.
 
     ``annotators=KEY1,KEY2,...`` names the arrays (or CSV columns) of several annotators' own
     labels, kept beside the labels (-1 or an empty cell: that annotator gave none): CIFAR-10N's
     ``random_label1,random_label2,random_label3``. The labels are then ``key``'s, or without it
-    the annotators' majority."""
+    the annotators' majority.
+
+    ``annotators=COLUMN``, one column of a CSV or TSV, reads a crowd's table of one row a label
+    (Amazon Mechanical Turk's batch results, Toloka's and most crowdsourcing tools' exports): each
+    row's sample ``id``, the annotator its ``COLUMN`` names, and the label in ``key`` (else
+    ``label``). Of an annotator's two labels of a sample the later row counts, rows of samples
+    outside the dataset are skipped, and the labels are the annotators' majority."""
     if rate is not None:
         raise NoisyctlError("from-file noise takes its labels from the file: drop --rate")
     if path is None:
@@ -37,24 +48,68 @@ def from_file(context: NoiseContext, rate: float | None, path: str | None = None
     if not file.is_file():
         raise NoisyctlError(f"from-file: {file} is not a file")
     suffix = file.suffix.lower()
-    if suffix not in (".csv", ".pt", ".pth", ".npz", ".npy"):
+    if suffix not in TABLE_SUFFIXES + (".pt", ".pth", ".npz", ".npy"):
         raise NoisyctlError(f"from-file: {file} should be a {LABEL_FILES} file")
-    rows = _csv_rows(file) if suffix == ".csv" else None
+    rows = _csv_rows(file, suffix) if suffix in TABLE_SUFFIXES else None
+    if rows is not None and annotators is not None and "," not in str(annotators):
+        context.annotations = _one_row_a_label(rows, file, str(id), str(annotators).strip(), key or "label", context)
+        return _majority(context.annotations, file)
     arrays = None if rows is not None else _arrays(file, suffix)
     if annotators is not None:
-        context.annotations = _annotations(file, rows, arrays, str(annotators), context)
+        context.annotations = _annotations(file, rows, arrays, str(annotators), str(id), context)
         if key is None:
             return _majority(context.annotations, file)
-    labels = _csv_labels(rows, file, key, context) if rows is not None else _chosen(arrays, key, file, context)
+    labels = _csv_labels(rows, file, str(id), key, context) if rows is not None \
+        else _chosen(arrays, key, file, context)
     return _class_indices(labels, file, context)
 
 
-def _annotations(file: Path, rows: list[dict] | None, arrays, keys: str, context: NoiseContext) -> Annotations:
+def _one_row_a_label(rows: list[dict], file: Path, id_column: str, annotator_column: str, label_column: str,
+                     context: NoiseContext) -> Annotations:
+    """A crowd's labels from a table of one row a label: (sample id, annotator, label) in the
+    three columns named, as (samples, annotators) in the order the annotators first appear."""
+    columns = (id_column, annotator_column, label_column)
+    if not rows or any(column not in rows[0] for column in columns):
+        has = ", ".join(rows[0]) if rows else "none"
+        raise NoisyctlError(f"from-file: {file} needs the columns {', '.join(map(repr, columns))} (a sample's id, who "
+                            f"labeled it, and the label, one row a label); it has {has}")
+    position = {sample_id: i for i, sample_id in enumerate(_training_ids(context))}
+    kept = [(position[row[id_column]], (row[annotator_column] or "").strip(), (row[label_column] or "").strip())
+            for row in rows if row[id_column] in position and (row[label_column] or "").strip()]
+    unnamed = sum(1 for _, who, _ in kept if not who)
+    if unnamed:
+        raise NoisyctlError(f"from-file: {file}: {unnamed:,} labels name no annotator in column '{annotator_column}'")
+    names = list(dict.fromkeys(who for _, who, _ in kept))
+    if len(context.labels) * len(names) > MAX_ANNOTATION_CELLS:
+        raise NoisyctlError(f"from-file: {file} holds {len(names):,} annotators' labels of {len(context.labels):,} "
+                            f"samples, more than noisyctl keeps as one table ({MAX_ANNOTATION_CELLS:,} cells); "
+                            f"give the labels alone with -N key=COLUMN of a table of one row a sample")
+    labeled = np.zeros(len(context.labels), dtype=bool)
+    labeled[[sample for sample, _, _ in kept]] = True
+    if not labeled.all():
+        first = _training_ids(context)[int(np.flatnonzero(~labeled)[0])]
+        raise NoisyctlError(f"from-file: {file} labels {int(labeled.sum()):,} of the {len(context.labels):,} samples; "
+                            f"no annotator labeled {int((~labeled).sum()):,} (first: {first})")
+    column = {name: a for a, name in enumerate(names)}
+    votes = np.full((len(context.labels), len(names)), NOT_LABELED, dtype=np.int32)
+    classes = _as_class_indices(np.array([label for _, _, label in kept]), file, context)
+    # in the file's order, so of an annotator's two labels of a sample the later one stays
+    votes[[sample for sample, _, _ in kept], [column[who] for _, who, _ in kept]] = classes
+    if not ((votes != NOT_LABELED).sum(axis=1) > 1).any():
+        raise NoisyctlError(f"from-file: {file}: no sample has two annotators' labels in it, as a table of one row a "
+                            f"label (annotators={annotator_column}) should; name two columns or more of a table of "
+                            f"one row a sample (annotators=COLUMN1,COLUMN2)")
+    return Annotations(names, votes)
+
+
+def _annotations(file: Path, rows: list[dict] | None, arrays, keys: str, id_column: str,
+                 context: NoiseContext) -> Annotations:
     """The annotators' own labels that ``keys`` (comma-separated) name, as class indices: columns of
-    the CSV ``rows``, else named ``arrays``."""
+    the CSV ``rows`` (their sample ids in ``id_column``), else named ``arrays``."""
     names = [name.strip() for name in keys.split(",") if name.strip()]
     if len(names) < 2 or len(set(names)) < len(names):
-        raise NoisyctlError(f"from-file: annotators=KEY1,KEY2,... names two annotators' labels or more, each once, "
+        raise NoisyctlError(f"from-file: annotators=KEY1,KEY2,... names two annotators' labels or more, each once "
+                            f"(or the one column naming the annotator of a .csv or .tsv of one row a label), "
                             f"not '{keys}'")
     if arrays is not None and not isinstance(arrays, dict):
         raise NoisyctlError(f"from-file: {file} holds one array, not named ones: annotators= needs a .npz, .pt or "
@@ -62,7 +117,7 @@ def _annotations(file: Path, rows: list[dict] | None, arrays, keys: str, context
     columns = []
     for name in names:
         if rows is not None:
-            labels = _csv_labels(rows, file, name, context)
+            labels = _csv_labels(rows, file, id_column, name, context)
             given = labels != ""
         else:
             if name not in arrays:
@@ -155,23 +210,27 @@ def _chosen(arrays: dict[str, np.ndarray] | np.ndarray, key: str | None, file: P
     return arrays[key]
 
 
-def _csv_rows(file: Path) -> list[dict]:
-    """A CSV's records, read once for the labels and every annotator's column."""
+def _csv_rows(file: Path, suffix: str) -> list[dict]:
+    """A CSV's (or TSV's) records, read once for the labels and every annotator's column."""
     try:
         with open(file, encoding="utf-8-sig", newline="") as handle:
-            return list(csv.DictReader(handle))
+            return list(csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ","))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise NoisyctlError(f"from-file: cannot read {file} ({exc})") from None
 
 
-def _csv_labels(rows: list[dict], file: Path, key: str | None, context: NoiseContext) -> np.ndarray:
-    """A CSV's labels by sample id: its ``id`` column and its ``label`` (or ``key``) column."""
+def _training_ids(context: NoiseContext) -> list[str]:
+    return list(context.dataset.train.ids) if context.dataset is not None else []
+
+
+def _csv_labels(rows: list[dict], file: Path, id_column: str, key: str | None, context: NoiseContext) -> np.ndarray:
+    """A CSV's labels by sample id: its ``id_column`` and its ``label`` (or ``key``) column."""
     column = key or "label"
-    if not rows or "id" not in rows[0] or column not in rows[0]:
-        raise NoisyctlError(f"from-file: {file} needs an 'id' and a '{column}' column (the samples' ids and their "
-                            f"labels)")
-    by_id = {row["id"]: (row[column] or "").strip() for row in rows}
-    ids = context.dataset.train.ids if context.dataset is not None else []
+    if not rows or id_column not in rows[0] or column not in rows[0]:
+        raise NoisyctlError(f"from-file: {file} needs an '{id_column}' and a '{column}' column (the samples' ids and "
+                            f"their labels)")
+    by_id = {row[id_column]: (row[column] or "").strip() for row in rows}
+    ids = _training_ids(context)
     missing = [sample_id for sample_id in ids if sample_id not in by_id]
     if missing or len(ids) != len(context.labels):
         first = f" (first: {missing[0]})" if missing else ""
