@@ -6,7 +6,10 @@ majority vote (of a tie, the later annotator's) is the given label, trained on w
 - ``independent``: each errs on its own random samples, to a random other class (10%, 15%, 20%);
 - ``confused``: each is a weak model fitted on 10 samples a class (``-n instance -N annotator=10``,
   one seed each) and errs where it confuses the classes (10%, 15%, 20%), so their errors fall on
-  the same hard samples, as people's do.
+  the same hard samples, as people's do;
+- ``crowd``: 100 crowd workers (accuracy 0.55-0.95, five of them spammers who answer at random),
+  three a sample, delivered as crowdsourcing tools export them, one row a label (``-N
+  annotators=worker``).
 
 For the majority's wrong labels the script prints:
 
@@ -26,6 +29,7 @@ For the majority's wrong labels the script prints:
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -36,17 +40,26 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
-from noisyctl.api import NoiseContext
+from noisyctl.api import NOT_LABELED, NoiseContext
 from noisyctl.builtin.noise.instance import instance
 from noisyctl.data import load_dataset
 from noisyctl.estimate import dawid_skene
 
 ERROR_RATES = (0.10, 0.15, 0.20)
 WEAK_ANNOTATOR = 10  # samples a class the confused annotators' models are fitted on
+CROWD, SPAMMERS, A_SAMPLE = 100, 5, 3
 
 
 def annotate(kind: str, clean: np.ndarray, data, seed: int) -> np.ndarray:
-    """Each annotator's labels, (N, annotators)."""
+    """Each annotator's labels, (N, annotators), NOT_LABELED where they gave none."""
+    if kind == "crowd":
+        rng = np.random.default_rng([seed, 99])
+        accuracy = np.concatenate([rng.uniform(0.55, 0.95, CROWD - SPAMMERS), np.full(SPAMMERS, 0.1)])
+        votes = np.full((len(clean), CROWD), NOT_LABELED)
+        for i, label in enumerate(clean):
+            for who in rng.choice(CROWD, A_SAMPLE, replace=False):  # a random answer is right one time in ten
+                votes[i, who] = label if rng.random() < accuracy[who] else (label + rng.integers(1, 10)) % 10
+        return votes
     columns = []
     for number, rate in enumerate(ERROR_RATES):
         rng = np.random.default_rng([seed, number])
@@ -72,8 +85,7 @@ def trained(out: Path, name: str, crowd: Path, *options: str) -> dict:
     """``detect --json`` of a run trained with held-out models on labels from the ``crowd`` file."""
     stem = out / name
     if not Path(f"{stem}.run.h5").exists():
-        noisyctl("synth", "-n", "from-file", "-N", f"path={crowd}", "-N", "annotators=a,b,c", *options,
-                 "-o", f"{stem}.labels.h5")
+        noisyctl("synth", "-n", "from-file", "-N", f"path={crowd}", *options, "-o", f"{stem}.labels.h5")
         noisyctl("train", "--labels", f"{stem}.labels.h5", "--folds", "3", "-q", "-o", f"{stem}.run.h5")
     return json.loads(noisyctl("detect", f"{stem}.run.h5", "--json"))
 
@@ -82,11 +94,22 @@ def measure(out: Path, kind: str, seed: int) -> None:
     data = load_dataset({"name": "digits", "root": None, "options": {}})
     clean = data.train.labels.copy()
     votes = annotate(kind, clean, data, seed)
-    crowd = out / f"digits-{kind}-{seed}.npz"
-    np.savez(crowd, a=votes[:, 0], b=votes[:, 1], c=votes[:, 2], clean_label=clean)
     stem = out / f"digits-{kind}-{seed}"
-    detected = trained(out, f"digits-{kind}-{seed}", crowd)  # their majority, as a crowd's data is labeled
-    beside_clean = trained(out, f"digits-{kind}-{seed}-clean", crowd, "-N", "key=clean_label")  # an expert's
+    if kind == "crowd":  # one row a label
+        crowd = out / f"digits-{kind}-{seed}.csv"
+        with open(crowd, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["id", "worker", "label"])
+            writer.writerows((data.train.ids[i], f"w{a:03d}", votes[i, a]) for i, a in zip(*np.nonzero(votes >= 0)))
+        options = ("-N", "annotators=worker")
+    else:
+        crowd = out / f"digits-{kind}-{seed}.npz"
+        np.savez(crowd, a=votes[:, 0], b=votes[:, 1], c=votes[:, 2], clean_label=clean)
+        options = ("-N", "annotators=a,b,c")
+    detected = trained(out, f"digits-{kind}-{seed}", crowd, *options)  # their majority, as a crowd's data is labeled
+    # an expert's labels beside the crowd's (a table of one row a label holds none)
+    beside_clean = None if kind == "crowd" else \
+        trained(out, f"digits-{kind}-{seed}-clean", crowd, *options, "-N", "key=clean_label")
     corrected = {(corrector, top): json.loads(noisyctl("correct", f"{stem}.run.h5", "-c", corrector, *top, "--json"))
                  for corrector in ("annotators", "suggested") for top in ((), ("-k", "120"))}
     with h5py.File(f"{stem}.run.h5") as h5:
@@ -96,20 +119,31 @@ def measure(out: Path, kind: str, seed: int) -> None:
     held_out /= held_out.sum(1, keepdims=True)
     wrong = given != clean
     alone = 1 - dawid_skene(votes, data.num_classes)[0][np.arange(len(given)), given]
-    disagreement = (votes != given[:, None]).mean(1)
+    answered = votes != NOT_LABELED
+    disagreement = ((votes != given[:, None]) & answered).sum(1) / answered.sum(1)
     from cleanlab.multiannotator import get_label_quality_multiannotator
 
-    consensus = get_label_quality_multiannotator(votes.astype(float), held_out, verbose=False,
+    consensus = get_label_quality_multiannotator(np.where(answered, votes, np.nan), held_out, verbose=False,
                                                  return_detailed_quality=False,
                                                  return_annotator_stats=False)["label_quality"]["consensus_label"]
     changed = consensus.to_numpy() != given
     estimate, counted = detected["estimate"], detected["estimate"]["annotators"]
-    print(f"{kind:11s} seed {seed}: annotators wrong {np.round((votes != clean[:, None]).mean(0), 3).tolist()}, "
-          f"estimated accuracy {[round(p['accuracy'], 3) for p in counted['annotators']]}, "
-          f"majority wrong {wrong.mean():.2%}")
-    print(f"  estimate: noisyctl {estimate['rate']:.2%}; the annotators' reading (detect) {counted['rate']:.2%} "
-          f"({counted['low']:.2%}-{counted['high']:.2%}); Dawid-Skene without held-out models {alone.mean():.2%}; "
-          f"beside the clean labels {beside_clean['estimate']['annotators']['rate']:.2%}")
+    realized = np.array([(votes[answered[:, a], a] == clean[answered[:, a]]).mean() for a in range(votes.shape[1])])
+    names = [f"w{a:03d}" for a in range(votes.shape[1])] if kind == "crowd" else list("abc")
+    estimated = {p["annotator"]: p["accuracy"] for p in counted["annotators"]}
+    estimated = np.array([estimated[name] for name in names])
+    off = np.abs(estimated - realized)
+    accuracy = (f"annotators right {np.round(realized, 3).tolist()}, estimated {np.round(estimated, 3).tolist()}"
+                if kind != "crowd" else
+                f"{len(names)} annotators right {realized.min():.2f}-{realized.max():.2f}, estimated accuracy off by "
+                f"{off.mean():.3f} on average (at most {off.max():.3f}), correlation "
+                f"{np.corrcoef(estimated, realized)[0, 1]:.3f}")
+    print(f"{kind:11s} seed {seed}: {accuracy}, majority wrong {wrong.mean():.2%}")
+    clean_reading = "" if beside_clean is None else \
+        f"; beside the clean labels {beside_clean['estimate']['annotators']['rate']:.2%}"
+    print(f"  estimate: noisyctl {estimate['rate']:.2%} ({estimate['low']:.2%}-{estimate['high']:.2%}); the "
+          f"annotators' reading (detect) {counted['rate']:.2%} ({counted['low']:.2%}-{counted['high']:.2%}); "
+          f"Dawid-Skene without held-out models {alone.mean():.2%}{clean_reading}")
     ap = {"learned": average_precision_score(wrong, learned),
           "disagreement": average_precision_score(wrong, disagreement),
           "rank sum": average_precision_score(wrong, rankdata(learned) + rankdata(disagreement))}
@@ -125,9 +159,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/annotators"), help="folder for the runs")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--kinds", nargs="+", default=["independent", "confused", "crowd"],
+                        choices=["independent", "confused", "crowd"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for kind in ("independent", "confused"):
+    for kind in args.kinds:
         for seed in range(args.seeds):
             measure(args.out, kind, seed)
 

@@ -259,9 +259,9 @@ def test_a_crowds_table_of_one_row_a_label_is_kept_as_each_annotators_labels(cli
 
 
 def test_dawid_skene_reads_a_crowd_who_each_label_a_few_samples():
-    """Hundreds of annotators, three a sample: each one's accuracy from the samples they labeled,
-    and their weighed vote right at least as often as the majority (it differs where all three
-    disagree, or one far surer annotator outweighs two others)."""
+    """Hundreds of annotators, three a sample: each one's accuracy from the few samples they labeled,
+    not pulled toward chance, and their weighed vote right more often than the majority (it differs
+    where all three disagree, or one far surer annotator outweighs two others)."""
     rng = np.random.default_rng(1)
     samples, workers, classes = 6000, 200, 5
     truth = rng.integers(0, classes, samples)
@@ -276,10 +276,11 @@ def test_dawid_skene_reads_a_crowd_who_each_label_a_few_samples():
     realized = np.array([(votes[votes[:, a] != NOT_LABELED, a] == truth[votes[:, a] != NOT_LABELED]).mean()
                          for a in range(workers)])
     estimated = np.diagonal(errors, axis1=1, axis2=2).mean(axis=1)
-    assert labeled.min() > 50 and np.abs(estimated - realized).mean() < 0.06  # 0.047
+    assert labeled.min() > 50 and np.abs(estimated - realized).mean() < 0.04  # 0.032
+    assert abs((estimated - realized).mean()) < 0.01  # smoothed toward chance: 0.04 less
     assert np.corrcoef(estimated, realized)[0, 1] > 0.9  # who is careless and who is careful
     majority = Annotations([str(a) for a in range(workers)], votes).majority()
-    assert (posterior.argmax(axis=1) == truth).mean() >= (majority == truth).mean()
+    assert (posterior.argmax(axis=1) == truth).mean() > (majority == truth).mean() + 0.02  # 0.839, 0.812
 
 
 def test_detect_names_the_least_often_right_of_a_crowd():
