@@ -69,6 +69,37 @@ class Annotations:
     names: list[str]
     labels: np.ndarray
 
+    @classmethod
+    def from_rows(cls, samples: int, sample: np.ndarray, annotator: Iterable[str],
+                  label: np.ndarray) -> "Annotations":
+        """Annotations from a table of one row a label, as crowdsourcing tools export them (or a
+        DataFrame's item, worker and label columns).
+
+        Parameters
+        ----------
+        samples : int
+            N, the samples.
+        sample : np.ndarray of int, shape (L,)
+            Each label's sample, an index below N.
+        annotator : iterable of str, length L
+            Who gave each label; the annotators are named in the order they first appear.
+        label : np.ndarray of int, shape (L,)
+            Each label's class index.
+
+        Of an annotator's two labels of a sample, the later row's counts.
+        """
+        sample, label = np.asarray(sample, dtype=np.int64), np.asarray(label)
+        who = [str(name) for name in annotator]
+        names = list(dict.fromkeys(who))
+        column = {name: a for a, name in enumerate(names)}
+        columns = np.array([column[name] for name in who], dtype=np.int64)
+        # the last row of each (sample, annotator): numpy's fancy assignment does not promise which wins
+        _, last_reversed = np.unique((sample * len(names) + columns)[::-1], return_index=True)
+        last = len(sample) - 1 - last_reversed
+        votes = np.full((samples, len(names)), NOT_LABELED, dtype=np.int32)
+        votes[sample[last], columns[last]] = label[last]
+        return cls(names, votes)
+
     def checked(self, samples: int, classes: int, where: str) -> "Annotations":
         """The annotations as int32, or one line saying what is wrong with them (``where`` names
         their source)."""

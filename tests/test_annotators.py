@@ -258,6 +258,12 @@ def test_a_crowds_table_of_one_row_a_label_is_kept_as_each_annotators_labels(cli
     assert 0.05 < kept.is_noisy.mean() < 0.3
 
 
+def test_annotations_from_a_table_of_one_row_a_label_keep_each_annotators_last_label():
+    kept = Annotations.from_rows(3, np.array([2, 0, 2, 0, 2]), ["bo", "al", "al", "bo", "bo"], np.array([1, 0, 2, 1, 0]))
+    assert kept.names == ["bo", "al"]  # as they first appear
+    np.testing.assert_array_equal(kept.labels, [[1, 0], [NOT_LABELED, NOT_LABELED], [0, 2]])
+
+
 def test_dawid_skene_reads_a_crowd_who_each_label_a_few_samples():
     """Hundreds of annotators, three a sample: each one's accuracy from the few samples they labeled,
     not pulled toward chance, and their weighed vote right more often than the majority (it differs

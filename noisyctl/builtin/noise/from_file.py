@@ -79,9 +79,9 @@ def _one_row_a_label(rows: list[dict], file: Path, id_column: str, annotator_col
     unnamed = sum(1 for _, who, _ in kept if not who)
     if unnamed:
         raise NoisyctlError(f"from-file: {file}: {unnamed:,} labels name no annotator in column '{annotator_column}'")
-    names = list(dict.fromkeys(who for _, who, _ in kept))
-    if len(context.labels) * len(names) > MAX_ANNOTATION_CELLS:
-        raise NoisyctlError(f"from-file: {file} holds {len(names):,} annotators' labels of {len(context.labels):,} "
+    annotators = len({who for _, who, _ in kept})
+    if len(context.labels) * annotators > MAX_ANNOTATION_CELLS:
+        raise NoisyctlError(f"from-file: {file} holds {annotators:,} annotators' labels of {len(context.labels):,} "
                             f"samples, more than noisyctl keeps as one table ({MAX_ANNOTATION_CELLS:,} cells); "
                             f"give the labels alone with -N key=COLUMN of a table of one row a sample")
     labeled = np.zeros(len(context.labels), dtype=bool)
@@ -90,16 +90,14 @@ def _one_row_a_label(rows: list[dict], file: Path, id_column: str, annotator_col
         first = _training_ids(context)[int(np.flatnonzero(~labeled)[0])]
         raise NoisyctlError(f"from-file: {file} labels {int(labeled.sum()):,} of the {len(context.labels):,} samples; "
                             f"no annotator labeled {int((~labeled).sum()):,} (first: {first})")
-    column = {name: a for a, name in enumerate(names)}
-    votes = np.full((len(context.labels), len(names)), NOT_LABELED, dtype=np.int32)
     classes = _as_class_indices(np.array([label for _, _, label in kept]), file, context)
-    # in the file's order, so of an annotator's two labels of a sample the later one stays
-    votes[[sample for sample, _, _ in kept], [column[who] for _, who, _ in kept]] = classes
-    if not ((votes != NOT_LABELED).sum(axis=1) > 1).any():
+    annotations = Annotations.from_rows(len(context.labels), np.array([sample for sample, _, _ in kept]),
+                                        [who for _, who, _ in kept], classes)
+    if (annotations.labels != NOT_LABELED).sum(axis=1).max() < 2:
         raise NoisyctlError(f"from-file: {file}: no sample has two annotators' labels in it, as a table of one row a "
                             f"label (annotators={annotator_column}) should; name two columns or more of a table of "
                             f"one row a sample (annotators=COLUMN1,COLUMN2)")
-    return Annotations(names, votes)
+    return annotations
 
 
 def _annotations(file: Path, rows: list[dict] | None, arrays, keys: str, id_column: str,
