@@ -122,15 +122,28 @@ class Annotations:
         """The same annotators' labels of some samples only."""
         return Annotations(list(self.names), self.labels[np.asarray(indices)])
 
+    def voted_most(self, labels: np.ndarray) -> np.ndarray:
+        """(N,) bool: whether each of ``labels`` (N,) is a class most of the sample's annotators gave
+        (one of the tied ones, however a tie was broken), or nobody labeled the sample."""
+        counts = self._votes_by_class(max(int(np.max(labels, initial=0)), int(self.labels.max(initial=0))) + 1)
+        return (counts[np.arange(len(counts)), np.asarray(labels)] == counts.max(axis=1)) | (counts.sum(axis=1) == 0)
+
+    def _votes_by_class(self, classes: int) -> np.ndarray:
+        """(N, classes): how many annotators gave each sample each class."""
+        votes = np.asarray(self.labels)
+        rows = np.arange(len(votes))
+        counts = np.zeros((len(votes), classes), dtype=np.int64)
+        for column in votes.T:
+            given = column != NOT_LABELED
+            np.add.at(counts, (rows[given], column[given]), 1)
+        return counts
+
     def majority(self) -> np.ndarray:
         """Each sample's label as most of its annotators gave it (of a tie, the latest annotator's
         among the tied classes), (N,); ``NOT_LABELED`` where nobody labeled it."""
         votes = np.asarray(self.labels)
         rows = np.arange(len(votes))
-        counts = np.zeros((len(votes), int(votes.max(initial=0)) + 1), dtype=np.int64)
-        for column in votes.T:
-            given = column != NOT_LABELED
-            np.add.at(counts, (rows[given], column[given]), 1)
+        counts = self._votes_by_class(int(votes.max(initial=0)) + 1)
         most = counts == counts.max(axis=1, keepdims=True)
         chosen = np.full(len(votes), NOT_LABELED, dtype=np.int64)
         for column in votes.T[::-1]:  # the latest annotator first, as majority() breaks ties

@@ -13,9 +13,9 @@ from noisyctl import plugins
 from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.data import sample_texts
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED, LOSS_CHANNELS,
-                               NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END,
-                               UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
+from noisyctl.estimate import (ANNOTATORS, FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED,
+                               LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY,
+                               UNDER_CHANCE_AT_END, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
                                run_annotators_count, run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
@@ -234,7 +234,10 @@ UNDER_CHANCE_METHOD = "labels the model still gave under chance at its end, abov
 # believed (or had not halfway) are a larger share than the losses count (see run_noise_rate).
 HELD_OUT_ANCHORS_METHOD = ("labels held-out models contradict where surest and the model never believed, above the "
                            "losses' reading")
-METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, REFUSED: REFUSED_METHOD, NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
+# Where the given labels are the annotators' majority and their own labels count more (see run_noise_rate).
+ANNOTATORS_METHOD = "the annotators' own labels, above the losses' reading"
+METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, ANNOTATORS: ANNOTATORS_METHOD, REFUSED: REFUSED_METHOD,
+                    NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
                     HELD_OUT_REFUSED: HELD_OUT_REFUSED_METHOD, FIRST_SIGHT_REFUSED: FIRST_SIGHT_REFUSED_METHOD,
                     UNDER_CHANCE_AT_END: UNDER_CHANCE_METHOD, HELD_OUT_ANCHORS: HELD_OUT_ANCHORS_METHOD,
                     NOT_LEARNED: NOT_LEARNED_METHOD}
@@ -294,9 +297,9 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
 
 def annotators_reading(run: RunFile, judged: np.ndarray) -> dict[str, Any] | None:
     """What the annotators' own labels say of the ``judged`` samples' given labels, where the run
-    keeps them (``run_annotators_count``): a second reading, shown beside the estimate. Not the
-    estimate: where the given labels are not the annotators' majority (an expert's beside a
-    crowd's), it counts the crowd's errors too."""
+    keeps them (``run_annotators_count``): a second reading, shown beside the estimate. It is a
+    floor of the estimate only where the given labels are their majority vote: beside an expert's
+    labels it counts the crowd's errors too (``run_annotators_floor``)."""
     counted = run_annotators_count(run, judged)
     if counted is None:
         return None
@@ -305,11 +308,13 @@ def annotators_reading(run: RunFile, judged: np.ndarray) -> dict[str, Any] | Non
             "held_out_prior": held_out, "annotators": people}
 
 
-def annotators_words(counted: dict[str, Any]) -> str:
-    """The annotators' reading (``annotators_reading``) in words."""
+def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> str:
+    """The annotators' reading (``annotators_reading``) in words; where it ``is_the_estimate``, the
+    annotators' accuracies without the count again."""
     people = counted["annotators"]
     prior = " with models that never trained on the samples" if counted["held_out_prior"] else ""
-    reading = (f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count {counted['rate']:.1%} of the "
+    reading = (f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count this" if is_the_estimate else
+               f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count {counted['rate']:.1%} of the "
                f"given labels wrong ({counted['low']:.1%}-{counted['high']:.1%} over resamples; more where they err "
                f"alike)")
     if len(people) <= ANNOTATORS_NAMED:
@@ -352,6 +357,8 @@ def estimate_words(estimate: dict[str, Any]) -> str:
     counted = estimate.get("annotators")
     if not counted:
         return words
+    if estimate.get("method") == ANNOTATORS_METHOD:
+        return f"{words}; {annotators_words(counted, is_the_estimate=True)}"
     # "but" where the annotators' count lies above what the run can hold (annotators who err alike)
     but = "but " if estimate.get("high") is not None and counted["low"] > estimate["high"] else ""
     return f"{words}; {but}{annotators_words(counted)}"
@@ -425,7 +432,10 @@ def _run_words(estimate: dict[str, Any]) -> str:
                                             "never believed (or had not yet believed halfway through training)"),
                   UNDER_CHANCE_METHOD: ("; counted as the labels the model, which knew the data from its first "
                                         "epoch, still gave under chance's probability in its last epochs (its "
-                                        "losses alone cannot tell)")}.get(estimate["method"], "")
+                                        "losses alone cannot tell)"),
+                  ANNOTATORS_METHOD: ("; counted from the annotators' own labels, whose majority the given labels "
+                                      "are: they show errors annotators make alike, which the model learned as the "
+                                      "task")}.get(estimate["method"], "")
     advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
               f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
     if undercount and not advice:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from noisyctl.agreement import NOT_LABELED, Annotations
+from noisyctl.detection import ANNOTATORS_METHOD
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import dawid_skene
 from noisyctl.store import read_labels
@@ -43,8 +44,11 @@ def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, 
         assert h5["annotators/label"].shape == (len(truth), 3)
     estimate = cli.json("detect", tmp_path / "run.h5")["estimate"]
     counted = estimate["annotators"]
-    # a model trained on their majority learns what they confuse alike; their own labels show more of it
-    assert counted["held_out_prior"] and estimate["rate"] < counted["rate"] <= wrong
+    # a model trained on their majority learns what they confuse alike; their own labels show more of
+    # it, and as the labels are their majority, the estimate (and the gate) reads them
+    assert counted["held_out_prior"] and counted["rate"] <= wrong
+    assert estimate["method"] == ANNOTATORS_METHOD and estimate["rate"] == counted["rate"]
+    assert estimate["low"] >= counted["low"] and estimate["high"] >= counted["high"]
     accuracy = {p["annotator"]: p["accuracy"] for p in counted["annotators"]}
     for name, rate in ERRORS.items():
         assert abs(accuracy[name] - (1 - rate)) < 0.04, accuracy
@@ -141,7 +145,10 @@ def test_a_file_with_annotators_labels_but_not_their_names_is_refused(cli, tmp_p
     assert "without the other" in cli.error("train", "-l", tmp_path / "labels.h5", "-e", "1", "-o", tmp_path / "r.h5")
 
 
-def test_a_recorder_in_a_users_loop_keeps_the_annotators_labels(cli, tmp_path):
+@pytest.mark.parametrize("labels", ["majority", "expert"])
+def test_a_recorder_in_a_users_loop_keeps_the_annotators_labels(cli, tmp_path, labels):
+    """Three annotators of 400 digits, each 15% wrong the same way; the given labels their majority
+    (6% wrong), or an expert's (the truth) beside them."""
     import torch
     import torch.nn.functional as F
 
@@ -153,12 +160,12 @@ def test_a_recorder_in_a_users_loop_keeps_the_annotators_labels(cli, tmp_path):
     truth = data.train.labels[:400]
     rng = np.random.default_rng(0)
     votes = np.stack([np.where(rng.random(400) < 0.15, (truth + 1) % 10, truth) for _ in range(3)], axis=1)
-    given = Annotations(["a", "b", "c"], votes).majority()
+    given = Annotations(["a", "b", "c"], votes).majority() if labels == "majority" else truth
     model = torch.nn.Linear(inputs.shape[1], 10)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with Recorder(tmp_path / "run.h5", given, class_names=data.class_names, epochs=3, true_labels=truth,
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    with Recorder(tmp_path / "run.h5", given, class_names=data.class_names, epochs=10, true_labels=truth,
                   annotations=Annotations(["a", "b", "c"], votes)) as recorder:
-        for _ in range(3):
+        for _ in range(10):
             for batch in torch.arange(400).split(50):
                 logits = model(inputs[batch])
                 recorder.update(batch, logits, torch.as_tensor(given[batch]))
@@ -167,9 +174,15 @@ def test_a_recorder_in_a_users_loop_keeps_the_annotators_labels(cli, tmp_path):
                 loss.backward()
                 optimizer.step()
             recorder.end_epoch()
-    counted = cli.json("detect", tmp_path / "run.h5", "-d", "loss", "--no-save")["estimate"]["annotators"]
+    estimate = cli.json("detect", tmp_path / "run.h5", "-d", "loss", "--no-save")["estimate"]
+    counted = estimate["annotators"]
     assert [p["annotator"] for p in counted["annotators"]] == ["a", "b", "c"] and not counted["held_out_prior"]
     assert all(abs(p["accuracy"] - 0.85) < 0.06 for p in counted["annotators"]), counted["annotators"]
+    if labels == "majority":  # their count reads the very labels trained on: the estimate is at least it
+        assert estimate["rate"] >= counted["rate"] > 0.01
+    else:  # it counts the crowd's errors beside an expert's labels, so it is no floor for them
+        assert counted["rate"] > 0.02 and estimate["rate"] < counted["rate"]
+        assert estimate["method"] != ANNOTATORS_METHOD
 
 
 def test_a_label_studio_export_with_overlap_keeps_each_annotators_labels(cli, tmp_path):
@@ -212,7 +225,12 @@ def test_each_samples_majority_is_what_majority_gives_its_answers():
         votes = rng.integers(NOT_LABELED, 4, (30, rng.integers(1, 6)))
         expected = [majority([int(v) for v in row if v != NOT_LABELED]) if (row != NOT_LABELED).any()
                     else NOT_LABELED for row in votes]
-        assert Annotations([str(a) for a in range(votes.shape[1])], votes).majority().tolist() == expected
+        annotations = Annotations([str(a) for a in range(votes.shape[1])], votes)
+        assert annotations.majority().tolist() == expected
+        assert annotations.voted_most(np.maximum(annotations.majority(), 0)).all()  # nobody: any label
+    tied = Annotations(["a", "b", "c"], np.array([[1, 2, NOT_LABELED], [1, 1, 2]]))
+    assert tied.voted_most(np.array([1, 1])).tolist() == [True, True]  # however the tie was broken
+    assert tied.voted_most(np.array([2, 2])).tolist() == [True, False]
 
 
 def _crowd_table(path, ids, truth, columns, delimiter=",", workers=40, per_sample=3, seed=0):

@@ -37,7 +37,7 @@ def test_only_the_cli_imports_the_cli():
 
 
 # The estimate's layers, each reading what the ones before it give (noisyctl/estimate/__init__.py).
-ESTIMATE_LAYERS = ["mixture", "rate", "evidence", "held_out", "run"]
+ESTIMATE_LAYERS = ["mixture", "rate", "evidence", "held_out", "annotators", "run"]
 
 
 def test_the_estimate_layers_import_only_the_layers_before_them():

@@ -9,18 +9,19 @@ The noise-rate estimate reads a run in layers, a module each, each importing onl
 - ``evidence``: what a run's losses say of each sample (``read_run_evidence``): its mean loss,
   whether it was learned steadily, refused, or never believed.
 - ``held_out``: what models that never trained on a sample say of its label (``train --folds``).
+- ``annotators``: what several annotators' own labels, where a run keeps them, say of its given
+  labels (Dawid-Skene): a second reading beside the estimate, and a floor of it where the given
+  labels are their majority.
 - ``run``: ``run_noise_rate``, what ``detect`` reports: the losses' reading held within the floors
   and ceilings the run's other evidence gives.
-- ``annotators``: what several annotators' own labels, where a run keeps them, say of its given
-  labels (Dawid-Skene): a second reading beside the estimate.
 
 ``decisions`` is apart: which samples a detector's scores call mislabeled, and the class pairs
 they confuse. So is ``audit``: the rate a person's review of flagged and random samples measures
 (``correct --audit``). Each constant's comment says what it was measured on.
 """
 
-from noisyctl.estimate.annotators import (annotators_noise_rate, dawid_skene, run_annotators_count,
-                                          run_annotators_posterior)
+from noisyctl.estimate.annotators import (ANNOTATORS, annotators_noise_rate, dawid_skene, run_annotators_count,
+                                          run_annotators_floor, run_annotators_posterior)
 from noisyctl.estimate.decisions import confused_pairs, decided_noisy, gmm_noisy_posterior
 from noisyctl.estimate.evidence import (FIRST_SIGHT_REFUSED, LOSS_CHANNELS, NEVER_BELIEVED, PLATEAU, REFUSED,
                                         REFUSED_EPOCHS, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END, RunEvidence,
@@ -36,7 +37,8 @@ from noisyctl.estimate.rate import (NOT_LEARNED, UNSURE_ABOVE, WEAK_EVIDENCE, No
 from noisyctl.estimate.run import HELD_OUT_REFUSED, run_noise_rate
 
 __all__ = [
-    "annotators_noise_rate", "dawid_skene", "run_annotators_count", "run_annotators_posterior",
+    "ANNOTATORS", "annotators_noise_rate", "dawid_skene", "run_annotators_count", "run_annotators_floor",
+    "run_annotators_posterior",
     "run_held_out_probabilities",
     "ANCHOR_MIN_COUNT", "FEW_CLASSES", "FIRST_SIGHT_REFUSED", "HELD_OUT_ANCHORS", "HELD_OUT_REFUSED", "LOSS_CHANNELS",
     "NEVER_BELIEVED", "NOT_LEARNED", "PLATEAU", "REFUSED", "REFUSED_EPOCHS", "REFUSED_PROBABILITY", "STEADY_MOST",

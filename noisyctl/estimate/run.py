@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from noisyctl.estimate.annotators import ANNOTATORS, run_annotators_floor
 from noisyctl.estimate.evidence import (FIRST_SIGHT_REFUSED, HELD_NOT_MEMORISED, NEVER_BELIEVED, REFUSED,
                                         UNDER_CHANCE_AT_END, late_contradictions, read_run_evidence)
 from noisyctl.estimate.held_out import (ANCHOR_MIN_COUNT, FEW_CLASSES, HELD_OUT_ANCHORS, run_held_out_anchors,
@@ -88,6 +89,10 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
        not believed by halfway through its run, where confident learning's count is at most
        ``ANCHORS_AGREE`` times that share), or confident learning's count if smaller
        (``run_held_out_anchors``; ``"held-out anchors"``).
+    6. Where the run keeps several annotators' own labels and its given labels are their majority
+       vote, at least what their Dawid-Skene model counts wrong, where that is clear evidence
+       (``run_annotators_floor``; ``"annotators"``): it sees the errors they make alike, which
+       a model trained on them learns as the task.
     """
     evidence = read_run_evidence(dynamics)
     if evidence is None:
@@ -127,7 +132,8 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
         floor = _at_least_refused_labels(ceiling, refused, never_believed, run_held_out_refused(dynamics, judged),
                                          first_sight)
     halfway = run_held_out_anchors(dynamics, judged, halfway=True) if dynamics.num_classes > FEW_CLASSES else None
-    return _at_least_held_out_anchors(floor, run_held_out_anchors(dynamics, judged), held_out, halfway)
+    floor = _at_least_held_out_anchors(floor, run_held_out_anchors(dynamics, judged), held_out, halfway)
+    return _at_least_annotators(floor, run_annotators_floor(dynamics, judged))
 
 
 def unlearned_classes(unfitted_at_end: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -266,6 +272,17 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
         rate, high = share, sampling_high(max(estimate.high, share), count, size, estimate.confidence,
                                           estimate.evidence)
     return replace(estimate, rate=rate, high=high, method=HELD_OUT_ANCHORS)
+
+
+def _at_least_annotators(estimate: NoiseRateEstimate, counted: NoiseRateEstimate | None) -> NoiseRateEstimate:
+    """The estimate raised to the annotators' count (``run_annotators_floor``: where the given labels
+    are their majority vote), where it is larger and its lower end is clear evidence
+    (WEAK_EVIDENCE); the interval spans both readings."""
+    if counted is None or counted.rate <= estimate.rate or counted.low < WEAK_EVIDENCE:
+        return estimate
+    low = max(estimate.low, counted.low)
+    return replace(estimate, rate=counted.rate, low=low, high=max(estimate.high, counted.high), method=ANNOTATORS,
+                   evidence=_evidence(low, estimate.samples))
 
 
 def _anchor_share(estimate: NoiseRateEstimate, anchors: tuple[int, int]) -> float:
