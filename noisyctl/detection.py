@@ -15,8 +15,8 @@ from noisyctl.data import sample_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (ANNOTATORS, FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED,
                                LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY,
-                               UNDER_CHANCE_AT_END, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs, decided_noisy,
-                               run_annotators_count, run_held_out_count, run_noise_rate)
+                               UNDER_CHANCE_AT_END, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs,
+                               decided_noisy, run_annotators_count, run_held_out_count, run_noise_rate)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile, save_scores

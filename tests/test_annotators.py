@@ -277,7 +277,8 @@ def test_a_crowds_table_of_one_row_a_label_is_kept_as_each_annotators_labels(cli
 
 
 def test_annotations_from_a_table_of_one_row_a_label_keep_each_annotators_last_label():
-    kept = Annotations.from_rows(3, np.array([2, 0, 2, 0, 2]), ["bo", "al", "al", "bo", "bo"], np.array([1, 0, 2, 1, 0]))
+    kept = Annotations.from_rows(3, np.array([2, 0, 2, 0, 2]), ["bo", "al", "al", "bo", "bo"],
+                                 np.array([1, 0, 2, 1, 0]))
     assert kept.names == ["bo", "al"]  # as they first appear
     np.testing.assert_array_equal(kept.labels, [[1, 0], [NOT_LABELED, NOT_LABELED], [0, 2]])
 

@@ -26,9 +26,9 @@ def from_file(context: NoiseContext, rate: float | None, path: str | None = None
     """The labels in ``path``, one a training sample: an array in the samples' order (``.npy``; a
     ``.npz`` or a ``torch.save`` dict of arrays, as CIFAR-N ships them, names one with ``key``), or
     a CSV (or TSV) of ``id`` and ``label`` (or ``key``) columns, ``id`` naming another id column.
-    Labels are class indices or names. Where
-    the file holds a ``clean_label`` too, it must match the dataset's labels, so a file for other
-    data or another order is refused rather than read as noise.
+    Labels are class indices or names. Where the file holds a ``clean_label`` too, it must match
+    the dataset's labels, so a file for other data or another order is refused rather than read as
+    noise.
 
     ``annotators=KEY1,KEY2,...`` names the arrays (or CSV columns) of several annotators' own
     labels, kept beside the labels (-1 or an empty cell: that annotator gave none): CIFAR-10N's
