@@ -179,7 +179,7 @@ def test_a_recorder_in_a_users_loop_keeps_the_annotators_labels(cli, tmp_path, l
     assert [p["annotator"] for p in counted["annotators"]] == ["a", "b", "c"] and not counted["held_out_prior"]
     assert all(abs(p["accuracy"] - 0.85) < 0.06 for p in counted["annotators"]), counted["annotators"]
     if labels == "majority":  # their count reads the very labels trained on: the estimate is at least it
-        assert estimate["rate"] >= counted["rate"] > 0.01
+        assert estimate["rate"] >= counted["rate"] > 0.01  # here the losses read more (6.6%, 6.3% wrong)
     else:  # it counts the crowd's errors beside an expert's labels, so it is no floor for them
         assert counted["rate"] > 0.02 and estimate["rate"] < counted["rate"]
         assert estimate["method"] != ANNOTATORS_METHOD
@@ -236,7 +236,7 @@ def test_each_samples_majority_is_what_majority_gives_its_answers():
 def _crowd_table(path, ids, truth, columns, delimiter=",", workers=40, per_sample=3, seed=0):
     """A crowd's labels of ``ids`` as crowdsourcing tools export them, one row a label in the three
     ``columns`` (sample id, worker, label): ``workers`` of accuracies 0.5-0.95, ``per_sample`` of them
-    a sample. Returns each worker's accuracy."""
+    a sample."""
     rng = np.random.default_rng(seed)
     accuracy = np.linspace(0.5, 0.95, workers)
     with open(path, "w", newline="") as handle:
@@ -246,7 +246,6 @@ def _crowd_table(path, ids, truth, columns, delimiter=",", workers=40, per_sampl
             for who in rng.choice(workers, per_sample, replace=False):
                 said = label if rng.random() < accuracy[who] else (label + rng.integers(1, 10)) % 10
                 writer.writerow([f"t-{sample_id}", sample_id, f"w{who:02d}", said])
-    return accuracy
 
 
 def test_a_crowds_table_of_one_row_a_label_is_kept_as_each_annotators_labels(cli, tmp_path):
