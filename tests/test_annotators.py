@@ -10,7 +10,7 @@ import pytest
 from noisyctl.agreement import NOT_LABELED, Annotations
 from noisyctl.detection import ANNOTATORS_METHOD
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import dawid_skene
+from noisyctl.estimate import annotators_noise_rate, dawid_skene
 from noisyctl.store import read_labels
 
 ERRORS = {"ann": 0.08, "ben": 0.14, "cy": 0.2}
@@ -68,6 +68,12 @@ def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, 
         first = next(csv.DictReader(handle))
     index = labels.ids.index(first["id"])
     assert first["annotators"] == "; ".join(f"{name}: {votes[name][index]}" for name in ERRORS)
+    # a team lead's table of whom to brief, and on what: least often right first
+    cli("export", tmp_path / "run.h5", "--annotators", tmp_path / "annotators.csv")
+    with open(tmp_path / "annotators.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["annotator"] for row in table] == ["cy", "ben", "ann"]  # 20%, 14%, 8% wrong
+    assert all(row["labeled"] == str(len(truth)) and " -> " in row["mistakes_most"] for row in table)
     cli("correct", tmp_path / "run.h5", "--export", tmp_path / "audit.html", "--audit", "5")
     page = (tmp_path / "audit.html").read_text(encoding="utf-8")
     assert f'"annotators": "{first["annotators"]}"' in page and page.count('"annotators": null') == 5
@@ -87,6 +93,11 @@ def test_dawid_skene_recovers_each_annotators_accuracy_from_their_votes_alone():
     votes[rng.random(votes.shape) < 0.3] = NOT_LABELED  # not everyone labels everything
     posterior, errors = dawid_skene(votes, 4)
     np.testing.assert_allclose(np.diagonal(errors, axis1=1, axis2=2).mean(axis=1), accuracy, atol=0.04)
+    # one who calls 2 a 3 besides: the mistake they make most, as detect and export name it
+    confused = np.where((truth == 2) & (rng.random(3000) < 0.5), 3, votes[:, 0])
+    _, people = annotators_noise_rate(Annotations(list("abcde"), np.column_stack([votes, confused])), truth, 4,
+                                      draws=2)
+    assert people[4]["confuses"] == [2, 3]
     majority = Annotations(list("abcd"), votes).majority()
     answered = majority != NOT_LABELED
     # weighing each annotator by their accuracy beats counting votes
@@ -211,6 +222,7 @@ def test_the_annotators_corrector_on_a_run_without_them_is_refused_in_one_line(c
     cli("detect", run, "-d", "loss")
     line = cli.error("correct", run, "-c", "annotators")
     assert "needs several annotators' own labels" in line and "-N annotators=KEYS" in line
+    assert "keeps no annotators' own labels" in cli.error("export", run, "--annotators", tmp_path / "a.csv")
     assert cli.json("correct", run)["corrector"] == "suggested"  # the default without them
     assert "suggested proposals for" in cli("correct", run).stdout
 

@@ -11,8 +11,8 @@ import typer
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, require_not_negative, with_recipe
 from noisyctl.detection import suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
-from noisyctl.interop import (DYNAMICS_FORMATS, export_cleanlab, export_data_copy, export_labels, export_suspects,
-                              import_dynamics, import_otx)
+from noisyctl.interop import (DYNAMICS_FORMATS, export_annotators, export_cleanlab, export_data_copy, export_labels,
+                              export_suspects, import_dynamics, import_otx)
 from noisyctl.pruning import stored_detector
 from noisyctl.store import RunFile
 
@@ -89,6 +89,10 @@ def export_command(
     cleanlab: Optional[Path] = typer.Option(None, "--cleanlab", help="Write labels and pred_probs (out-of-fold "
                                             "with train --folds K) as an .npz for cleanlab."),
     suspects: Optional[Path] = typer.Option(None, "--suspects", help="Write the ranked suspects as .csv or .json."),
+    annotators: Optional[Path] = typer.Option(None, "--annotators", help="Write each annotator's figures (samples "
+                                              "labeled, agreement with the given labels, estimated accuracy, the "
+                                              "mistake they make most), least often right first, as .csv or "
+                                              ".json: runs that keep several annotators' own labels."),
     labels_csv: Optional[Path] = typer.Option(None, "--labels-csv", help="Write every sample's label as it "
                                               "stands (id, label, removed, corrected, reviewed) as a .csv for "
                                               "a training pipeline outside noisyctl."),
@@ -108,12 +112,14 @@ def export_command(
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
     require_not_negative(p["top"], "--top")
-    if all(p[name] is None for name in ("cleanlab", "suspects", "labels_csv", "data_copy")):
-        raise NoisyctlError("say what to export: --cleanlab FILE.npz, --suspects FILE.csv|.json, --labels-csv "
-                            "FILE.csv and/or --data-copy FILE.csv")
+    if all(p[name] is None for name in ("cleanlab", "suspects", "annotators", "labels_csv", "data_copy")):
+        raise NoisyctlError("say what to export: --cleanlab FILE.npz, --suspects FILE.csv|.json, --annotators "
+                            "FILE.csv|.json, --labels-csv FILE.csv and/or --data-copy FILE.csv")
     result = {"run": str(run_path)}
-    if p["cleanlab"] is not None or p["suspects"] is not None:
+    if any(p[name] is not None for name in ("cleanlab", "suspects", "annotators")):
         with RunFile(run_path) as run_file:
+            if p["annotators"] is not None:
+                result["annotators"] = export_annotators(run_file, Path(p["annotators"]))
             if p["cleanlab"] is not None:
                 result["cleanlab"] = export_cleanlab(run_file, Path(p["cleanlab"]))
             if p["suspects"] is not None:
@@ -135,6 +141,10 @@ def export_command(
         if "suspects" in result:
             s = result["suspects"]
             console.print(f"{s['rows']:,} suspects by {s['detector']} -> {s['out']}")
+        if "annotators" in result:
+            a = result["annotators"]
+            prior = ", with the held-out models' probabilities as prior" if a["held_out_prior"] else ""
+            console.print(f"{a['rows']:,} annotators, least often right first (Dawid-Skene{prior}) -> {a['out']}")
         if "labels" in result:
             c = result["labels"]
             console.print(f"{c['rows']:,} labels ({c['corrected']:,} corrected, {c['removed']:,} removed, "

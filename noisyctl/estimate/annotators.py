@@ -133,8 +133,9 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     """The share of given labels the annotators' model judges wrong, the mean over samples of one
     less the posterior of the given label, with a ``confidence`` percentile-bootstrap interval
     over the samples; and each annotator's figures: the samples they ``labeled``, the share of those
-    whose given label they gave (``agreed``), and their estimated ``accuracy`` (the diagonal of
-    their error matrix, weighted by the classes' posterior shares).
+    whose given label they gave (``agreed``), their estimated ``accuracy`` (the diagonal of their
+    error matrix, weighted by the classes' posterior shares), and the mistake they make most
+    (``confuses``: [true class, class they say], by the same weights).
 
     ``given_labels`` is (N,) and ``prior`` (N, C) as in ``dawid_skene``. The interval covers
     sampling only: where annotators err alike, the model misreads them and the truth lies above it."""
@@ -161,9 +162,12 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     weights = posterior.mean(axis=0)
     labeled = np.bincount(labels.people, minlength=labels.annotators)
     agreed = np.bincount(labels.people, weights=labels.said == given[labels.rows], minlength=labels.annotators)
+    mistakes = weights[None, :, None] * errors * (1 - np.eye(classes))  # (A, C, C): how often each, off the diagonal
+    confuses = [np.unravel_index(int(np.argmax(mistake)), mistake.shape) for mistake in mistakes]
     people = [{"annotator": name, "labeled": int(labeled[a]),
                "agreed": float(agreed[a] / labeled[a]) if labeled[a] else None,
-               "accuracy": float(weights @ np.diagonal(errors[a]))} for a, name in enumerate(annotations.names)]
+               "accuracy": float(weights @ np.diagonal(errors[a])), "confuses": [int(c) for c in confuses[a]]}
+              for a, name in enumerate(annotations.names)]
     return NoiseRateEstimate(rate, low, high, confidence, ANNOTATORS, evidence, n), people
 
 
