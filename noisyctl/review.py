@@ -15,7 +15,7 @@ from noisyctl.agreement import NOT_LABELED, agreement_by_person
 from noisyctl.api import Correction
 from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import run_noise_rate
+from noisyctl.estimate import run_annotators_count, run_noise_rate
 from noisyctl.fileio import atomic_output, csv_cell, csv_value
 from noisyctl.metrics import ranking
 from noisyctl.store import RUN, Labels, RunFile, get_attr, open_checked
@@ -70,7 +70,7 @@ def export_review(path: Path, run: RunFile, labels: Labels, scores: np.ndarray, 
     # The rows' texts and the typical samples' in one read: a text dataset may take seconds to load.
     found = suspect_texts(run, [labels.ids[i] for i in rows] + [labels.ids[i] for _, i in typical])
     texts, typical_texts = (None, None) if found is None else (found[:len(rows)], found[len(rows):])
-    columns, cells = review_table(labels, scores, proposal, rows, texts, strata)
+    columns, cells = review_table(labels, scores, proposal, rows, texts, strata, annotator_accuracy(run))
     result: dict[str, Any] = {"out": str(path), "rows": len(rows), "page": page, "label_studio": None, "notes": []}
     if audit:
         result["audit"] = {"flagged": int(len(rows) - len(drawn)), "random": int(len(drawn))}
@@ -114,13 +114,15 @@ def audit_sample(labels: Labels, scores: np.ndarray, chosen: np.ndarray, size: i
 
 
 def review_table(labels: Labels, scores: np.ndarray, proposal: Correction, rows: np.ndarray,
-                 texts: list[str] | None = None, strata: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+                 texts: list[str] | None = None, strata: list[str] | None = None,
+                 accuracy: dict[str, float] | None = None) -> tuple[list[str], list[list[str]]]:
     """The review CSV's header and, for the samples ``rows`` (most suspect first), their cells, with
     ``reviewed_label`` last and empty for the reviewer; with ``texts`` (one per row, for text data) a
     ``text`` column after the id shows what to judge, and with ``strata`` (one per row: FLAGGED or
     RANDOM, an audit) a ``sample`` column after the rank says which rows a detector flagged. Where
     the labels keep several annotators' own, an ``annotators`` column after the given label says
-    what each one said (``annotators_said``). Cells are ``csv_cell``s (safe in a spreadsheet)."""
+    what each one said (``annotators_said``, with each one's ``accuracy`` where given). Cells are
+    ``csv_cell``s (safe in a spreadsheet)."""
     names = labels.class_names
     columns = list(REVIEW_COLUMNS)
     if texts is not None:
@@ -133,7 +135,7 @@ def review_table(labels: Labels, scores: np.ndarray, proposal: Correction, rows:
     for rank, i in enumerate(rows, start=1):
         text = [] if texts is None else [csv_cell(texts[rank - 1])]
         stratum = [] if strata is None else [strata[rank - 1]]
-        said = [] if labels.annotations is None else [csv_cell(annotators_said(labels, i))]
+        said = [] if labels.annotations is None else [csv_cell(annotators_said(labels, i, accuracy))]
         cells.append([str(rank), *stratum, csv_cell(labels.ids[i]), *text,
                       csv_cell(sample_path(labels.dataset, labels.ids[i])), csv_cell(names[labels.given_labels[i]]),
                       *said, csv_cell(names[proposal.labels[i]]), f"{proposal.confidence[i]:.4f}",
@@ -141,13 +143,26 @@ def review_table(labels: Labels, scores: np.ndarray, proposal: Correction, rows:
     return columns, cells
 
 
-def annotators_said(labels: Labels, index: int) -> str:
+def annotators_said(labels: Labels, index: int, accuracy: dict[str, float] | None = None) -> str:
     """What each annotator said of sample ``index`` ("ann: cat; ben: dog"), those who gave it a
-    label, where ``labels`` keep their own (else "")."""
+    label, where ``labels`` keep their own (else ""); with each one's estimated ``accuracy``
+    (``annotator_accuracy``), "ann (92%): cat", so a reviewer weighs a careful annotator's word
+    above a careless one's."""
     if labels.annotations is None:
         return ""
+    accuracy = accuracy or {}
     said = zip(labels.annotations.names, labels.annotations.labels[index])
-    return "; ".join(f"{name}: {labels.class_names[label]}" for name, label in said if label != NOT_LABELED)
+    return "; ".join(f"{name}{f' ({accuracy[name]:.0%})' if name in accuracy else ''}: {labels.class_names[label]}"
+                     for name, label in said if label != NOT_LABELED)
+
+
+def annotator_accuracy(run: RunFile | None) -> dict[str, float] | None:
+    """Each annotator's estimated accuracy (Dawid-Skene, as ``detect`` reads it), where there is a
+    run and it keeps several annotators' own labels; None elsewhere."""
+    if run is None:
+        return None
+    counted = run_annotators_count(run, np.ones(len(run.given_labels), dtype=bool))
+    return None if counted is None else {p["annotator"]: p["accuracy"] for p in counted[1]}
 
 
 def write_review_csv(path: Path, columns: list[str], cells: list[list[str]]) -> None:

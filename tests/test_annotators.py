@@ -62,12 +62,13 @@ def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, 
     assert theirs["corrector"] == "annotators" and theirs["info"]["prior"] == "held-out probabilities"
     assert theirs["fixed"] >= 0.7 * models["fixed"] and theirs["broken"] * 2 <= models["broken"]  # 75/8, 94/33
 
-    # a person reviewing the suspects sees what each annotator said, unless the sample was drawn at random
+    # a person reviewing the suspects sees what each annotator said, and how often each is right,
+    # unless the sample was drawn at random
     cli("correct", tmp_path / "run.h5", "--export", tmp_path / "review.csv")
     with open(tmp_path / "review.csv", newline="") as handle:
         first = next(csv.DictReader(handle))
     index = labels.ids.index(first["id"])
-    assert first["annotators"] == "; ".join(f"{name}: {votes[name][index]}" for name in ERRORS)
+    assert first["annotators"] == "; ".join(f"{name} ({accuracy[name]:.0%}): {votes[name][index]}" for name in ERRORS)
     # a team lead's table of whom to brief, and on what: least often right first
     cli("export", tmp_path / "run.h5", "--annotators", tmp_path / "annotators.csv")
     with open(tmp_path / "annotators.csv", newline="") as handle:

@@ -21,7 +21,7 @@ import numpy as np
 from noisyctl.api import Correction
 from noisyctl.fileio import atomic_output
 from noisyctl.report import image_samples
-from noisyctl.review import RANDOM, annotators_said, review_decision_cell, sample_path
+from noisyctl.review import RANDOM, annotator_accuracy, annotators_said, review_decision_cell, sample_path
 from noisyctl.store import Labels, RunFile
 
 # The longer side of a picture on the page, in pixels: enough to judge a label, small enough that a
@@ -48,6 +48,7 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
     class (``noisyctl.review.typical_samples``: (class, sample index); their ``typical_texts`` for
     text data). ``strata`` (an audit's, one per row) mark the samples drawn at random."""
     ids = [labels.ids[i] for i in rows]
+    accuracy = annotator_accuracy(run)
     if texts is None:  # the rows' images and the typical ones, from one load of the data at most
         found = sample_pictures(run, ids + [labels.ids[i] for _, i in typical], notes,
                                 [picture_side(len(ids))] * len(ids) + [EXAMPLE_SIDE] * len(typical))
@@ -79,7 +80,7 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
                      "random": strata is not None and strata[k] == RANDOM,
                      # like the proposal, not shown on an audit's random samples: those are judged unprompted
                      "annotators": None if strata is not None and strata[k] == RANDOM else
-                     annotators_said(labels, int(i)) or None}
+                     annotators_said(labels, int(i), accuracy) or None}
                     for k, (sample_id, i) in enumerate(zip(ids, rows))],
         "notes": list(notes),  # why images are missing, on the page as on the terminal
     }
