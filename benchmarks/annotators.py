@@ -17,6 +17,8 @@ For the majority's wrong labels the script prints:
   and Skene's model with the held-out probabilities as prior) and each annotator's estimated
   accuracy; the same model without the prior; and the annotators' reading beside the clean
   labels (trained on ``clean_label``, as if an expert's labels stood beside the crowd's);
+- the share wrong, and the estimate, where the labels are their Dawid-Skene aggregate (``-N
+  aggregate=dawid-skene``) instead of their vote;
 - the average precision of ``learned``, of the annotators' disagreement with the majority, and of
   their rank sum;
 - the wrong labels fixed and right ones broken by cleanlab's CROWDLAB consensus (annotators and
@@ -107,6 +109,8 @@ def measure(out: Path, kind: str, seed: int) -> None:
         np.savez(crowd, a=votes[:, 0], b=votes[:, 1], c=votes[:, 2], clean_label=clean)
         options = ("-N", "annotators=a,b,c")
     detected = trained(out, f"digits-{kind}-{seed}", crowd, *options)  # their majority, as a crowd's data is labeled
+    # their Dawid-Skene aggregate as the labels, instead of their vote
+    aggregated = trained(out, f"digits-{kind}-{seed}-ds", crowd, *options, "-N", "aggregate=dawid-skene")
     # an expert's labels beside the crowd's (a table of one row a label holds none)
     beside_clean = None if kind == "crowd" else \
         trained(out, f"digits-{kind}-{seed}-clean", crowd, *options, "-N", "key=clean_label")
@@ -147,6 +151,12 @@ def measure(out: Path, kind: str, seed: int) -> None:
     ap = {"learned": average_precision_score(wrong, learned),
           "disagreement": average_precision_score(wrong, disagreement),
           "rank sum": average_precision_score(wrong, rankdata(learned) + rankdata(disagreement))}
+    with h5py.File(f"{stem}-ds.run.h5") as h5:
+        ds_wrong = h5["samples/given_label"][:] != clean
+    ds_estimate = aggregated["estimate"]
+    print(f"  their Dawid-Skene aggregate as the labels: {ds_wrong.mean():.2%} wrong (their vote {wrong.mean():.2%}); "
+          f"estimate {ds_estimate['rate']:.2%} ({ds_estimate['low']:.2%}-{ds_estimate['high']:.2%}), "
+          f"by {ds_estimate['method']}")
     print("  AP: " + ", ".join(f"{name} {value:.3f}" for name, value in ap.items()))
     print(f"  CROWDLAB consensus over every sample: fixed {int((changed & (consensus.to_numpy() == clean)).sum())}, "
           f"broken {int((changed & ~wrong).sum())}")

@@ -123,6 +123,7 @@ def test_annotators_in_a_csv_may_leave_samples_unlabeled(cli, tmp_path):
 
 @pytest.mark.parametrize("option, message", [
     ("annotators=ann", "names two annotators' labels or more"),
+    ("aggregate=dawid-skene", "aggregate= needs annotators=..."),
     ("annotators=ann,ann", "names two annotators' labels or more"),
     ("annotators=ann,zed", "has no 'zed'"),
     ("annotators=ann,few", "'few' holds 5 labels, not one for each of the 1,797 training samples"),
@@ -286,6 +287,38 @@ def test_a_crowds_table_of_one_row_a_label_is_kept_as_each_annotators_labels(cli
     np.testing.assert_array_equal(kept.given_labels, kept.annotations.majority())
     np.testing.assert_array_equal(kept.true_labels, clean.given_labels)
     assert 0.05 < kept.is_noisy.mean() < 0.3
+
+
+def test_a_crowds_dawid_skene_aggregate_holds_fewer_wrong_labels_than_its_vote(cli, tmp_path):
+    """-N aggregate=dawid-skene: the labels are the classes the annotators' model makes most
+    probable, which weighs a careful annotator above a careless one; the estimate may read them as
+    it reads a vote."""
+    from types import SimpleNamespace
+
+    from noisyctl.estimate.annotators import _labels_are_theirs
+
+    cli("synth", "-n", "uniform", "-r", "0", "-o", tmp_path / "clean.h5")
+    clean = read_labels(tmp_path / "clean.h5")
+    _crowd_table(tmp_path / "crowd.csv", clean.ids, clean.given_labels, ["id", "worker", "label"])
+    made = {}
+    for aggregate in ("majority", "dawid-skene"):
+        cli("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.csv'}", "-N", "annotators=worker",
+            "-N", f"aggregate={aggregate}", "-o", tmp_path / f"{aggregate}.h5")
+        made[aggregate] = read_labels(tmp_path / f"{aggregate}.h5")
+    vote, model = made["majority"], made["dawid-skene"]
+    np.testing.assert_array_equal(model.annotations.labels, vote.annotations.labels)
+    np.testing.assert_array_equal(model.given_labels, dawid_skene(model.annotations.labels, 10)[0].argmax(axis=1))
+    assert model.is_noisy.mean() < 0.85 * vote.is_noisy.mean()
+    assert not model.annotations.voted_most(model.given_labels).all()  # one careful annotator outvotes two
+    everyone = np.ones(len(clean.ids), dtype=bool)
+    for labels in (vote, model):  # both are the annotators' own: their count is a floor of the estimate
+        assert _labels_are_theirs(SimpleNamespace(given_labels=labels.given_labels, num_classes=10),
+                                  labels.annotations, everyone)
+    expert = SimpleNamespace(given_labels=clean.given_labels, num_classes=10)
+    assert not _labels_are_theirs(expert, vote.annotations, everyone)
+    assert "choose majority or dawid-skene" in cli.error("synth", "-n", "from-file", "-N",
+                                                          f"path={tmp_path / 'crowd.csv'}", "-N", "annotators=worker",
+                                                          "-N", "aggregate=mean", "-o", tmp_path / "mean.h5")
 
 
 def test_annotations_from_a_table_of_one_row_a_label_keep_each_annotators_last_label():

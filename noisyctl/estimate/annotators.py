@@ -199,7 +199,8 @@ _counted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def run_annotators_floor(run, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
     """The annotators' count (``run_annotators_count``) where the run's given labels are their
     majority vote, each a class most of the sample's annotators gave (a crowd's labels, a Label
-    Studio export with overlap); None elsewhere. There it reads the very labels the estimate does,
+    Studio export with overlap), or the classes their Dawid-Skene model makes most probable (``synth
+    -n from-file -N aggregate=dawid-skene``); None elsewhere. There it reads the very labels the estimate does,
     and it sees what a model trained on them learns as the task: the errors annotators make alike
     (digits, three annotators confused like weak models, 8.1% and 8.4% of the majority wrong: the
     losses read 2.8% and 3.1%, this 4.8% and 4.5%). Beside labels of another hand (an expert's
@@ -209,11 +210,28 @@ def run_annotators_floor(run, judged: np.ndarray | None = None) -> NoiseRateEsti
     if annotations is None:
         return None
     judged = np.ones(len(run.given_labels), dtype=bool) if judged is None else np.asarray(judged, dtype=bool)
-    rows = np.flatnonzero(judged)
-    if not annotations.subset(rows).voted_most(np.asarray(run.given_labels)[rows]).all():
+    if not _labels_are_theirs(run, annotations, judged):
         return None
     counted = run_annotators_count(run, judged)
     return None if counted is None else counted[0]
+
+
+def _labels_are_theirs(run, annotations: Annotations, judged: np.ndarray) -> bool:
+    """Whether the ``judged`` samples' given labels are the annotators' own aggregate: their
+    majority vote (a tie broken either way), or their Dawid-Skene model's most probable classes
+    (checked only where the vote is not, once per run and set of judged samples)."""
+    rows = np.flatnonzero(judged)
+    subset, given = annotations.subset(rows), np.asarray(run.given_labels)[rows]
+    if subset.voted_most(given).all():
+        return True
+    key = ("aggregate", _judged_key(judged))
+    try:
+        cache = _counted.setdefault(run, {})
+    except TypeError:
+        cache = {}
+    if key not in cache:
+        cache[key] = bool(np.array_equal(dawid_skene(subset.labels, run.num_classes)[0].argmax(axis=1), given))
+    return cache[key]
 
 
 def run_annotators_posterior(run) -> tuple[np.ndarray, bool] | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import NOT_LABELED, Annotations, NoiseContext, NoisyctlError
+from noisyctl.api import NOT_LABELED, Annotations, NoiseContext, NoisyctlError, dawid_skene
 
 LABEL_FILES = ".pt, .pth, .npy, .npz, .csv or .tsv"
 TABLE_SUFFIXES = (".csv", ".tsv")
@@ -22,7 +22,7 @@ CLEAN_KEYS = ("clean_label",)
 
 
 def from_file(context: NoiseContext, rate: float | None, path: str | None = None, key: str | None = None,
-              annotators: str | None = None, id: str = "id") -> np.ndarray:
+              annotators: str | None = None, id: str = "id", aggregate: str | None = None) -> np.ndarray:
     """The labels in ``path``, one a training sample: an array in the samples' order (``.npy``; a
     ``.npz`` or a ``torch.save`` dict of arrays, as CIFAR-N ships them, names one with ``key``), or
     a CSV (or TSV) of ``id`` and ``label`` (or ``key``) columns, ``id`` naming another id column.
@@ -33,13 +33,15 @@ def from_file(context: NoiseContext, rate: float | None, path: str | None = None
     ``annotators=KEY1,KEY2,...`` names the arrays (or CSV columns) of several annotators' own
     labels, kept beside the labels (-1 or an empty cell: that annotator gave none): CIFAR-10N's
     ``random_label1,random_label2,random_label3``. The labels are then ``key``'s, or without it
-    the annotators' majority.
+    the annotators' majority, or with ``aggregate=dawid-skene`` the class Dawid and Skene's model
+    of them makes most probable (on digits it left 22-26% fewer wrong labels than the majority where
+    annotators err on their own, 5% fewer where they err alike: ``benchmarks/annotators.py``).
 
     ``annotators=COLUMN``, one column of a CSV or TSV, reads a crowd's table of one row a label
     (Amazon Mechanical Turk's batch results, Toloka's and most crowdsourcing tools' exports): each
     row's sample ``id``, the annotator its ``COLUMN`` names, and the label in ``key`` (else
     ``label``). Of an annotator's two labels of a sample the later row counts, rows of samples
-    outside the dataset are skipped, and the labels are the annotators' majority."""
+    outside the dataset are skipped, and the labels are the annotators' majority (or ``aggregate``)."""
     if rate is not None:
         raise NoisyctlError("from-file noise takes its labels from the file: drop --rate")
     if path is None:
@@ -50,15 +52,20 @@ def from_file(context: NoiseContext, rate: float | None, path: str | None = None
     suffix = file.suffix.lower()
     if suffix not in TABLE_SUFFIXES + (".pt", ".pth", ".npz", ".npy"):
         raise NoisyctlError(f"from-file: {file} should be a {LABEL_FILES} file")
+    if aggregate is not None and annotators is None:
+        raise NoisyctlError("from-file: aggregate= needs annotators=...: it chooses how several annotators' labels "
+                            "make one")
+    if aggregate is not None and key is not None and "," in str(annotators):
+        raise NoisyctlError("from-file: aggregate= and key= both choose the labels to train on: drop one")
     rows = _csv_rows(file, suffix) if suffix in TABLE_SUFFIXES else None
     if rows is not None and annotators is not None and "," not in str(annotators):
         context.annotations = _one_row_a_label(rows, file, str(id), str(annotators).strip(), key or "label", context)
-        return _majority(context.annotations, file)
+        return _aggregated(context.annotations, file, aggregate, context.num_classes)
     arrays = None if rows is not None else _arrays(file, suffix)
     if annotators is not None:
         context.annotations = _annotations(file, rows, arrays, str(annotators), str(id), context)
         if key is None:
-            return _majority(context.annotations, file)
+            return _aggregated(context.annotations, file, aggregate, context.num_classes)
     labels = _csv_labels(rows, file, str(id), key, context) if rows is not None \
         else _chosen(arrays, key, file, context)
     return _class_indices(labels, file, context)
@@ -132,12 +139,20 @@ def _annotations(file: Path, rows: list[dict] | None, arrays, keys: str, id_colu
     return Annotations(names, np.stack(columns, axis=1))
 
 
-def _majority(annotations: Annotations, file: Path) -> np.ndarray:
+AGGREGATES = ("majority", "dawid-skene")
+
+
+def _aggregated(annotations: Annotations, file: Path, aggregate: str | None, classes: int) -> np.ndarray:
+    """One label a sample from the annotators' own: their majority (of a tie, the later
+    annotator's), or the class Dawid-Skene's model of them makes most probable."""
+    how = str(aggregate or AGGREGATES[0]).strip().lower()
+    if how not in AGGREGATES:
+        raise NoisyctlError(f"from-file: aggregate={aggregate}: choose {' or '.join(AGGREGATES)}")
     labels = annotations.majority()
     if (labels == NOT_LABELED).any():
         raise NoisyctlError(f"from-file: {file}: no annotator labeled {int((labels == NOT_LABELED).sum()):,} samples; "
                             f"name the labels to train on with -N key=NAME")
-    return labels
+    return labels if how == "majority" else dawid_skene(annotations.labels, classes)[0].argmax(axis=1)
 
 
 def _arrays(file: Path, suffix: str) -> dict[str, np.ndarray] | np.ndarray:
