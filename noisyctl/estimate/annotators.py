@@ -197,10 +197,10 @@ _counted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def run_annotators_floor(run, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
-    """The annotators' count (``run_annotators_count``) where the run's given labels are their
-    majority vote, each a class most of the sample's annotators gave (a crowd's labels, a Label
-    Studio export with overlap), or the classes their Dawid-Skene model makes most probable (``synth
-    -n from-file -N aggregate=dawid-skene``); None elsewhere. There it reads the very labels the estimate does,
+    """The annotators' count (``run_annotators_count``) where the run's given labels are their own
+    aggregate (``_labels_are_theirs``): their majority vote (a crowd's labels, a Label Studio
+    export with overlap) or their Dawid-Skene model's most probable classes (``synth -n from-file
+    -N aggregate=dawid-skene``); None elsewhere. There it reads the very labels the estimate does,
     and it sees what a model trained on them learns as the task: the errors annotators make alike
     (digits, three annotators confused like weak models, 8.1% and 8.4% of the majority wrong: the
     losses read 2.8% and 3.1%, this 4.8% and 4.5%). Beside labels of another hand (an expert's

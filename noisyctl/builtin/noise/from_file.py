@@ -34,7 +34,7 @@ def from_file(context: NoiseContext, rate: float | None, path: str | None = None
     labels, kept beside the labels (-1 or an empty cell: that annotator gave none): CIFAR-10N's
     ``random_label1,random_label2,random_label3``. The labels are then ``key``'s, or without it
     the annotators' majority, or with ``aggregate=dawid-skene`` the class Dawid and Skene's model
-    of them makes most probable (on digits it left 22-26% fewer wrong labels than the majority where
+    of them makes most probable (on digits it left 13-29% fewer wrong labels than the vote where
     annotators err on their own, 5% fewer where they err alike: ``benchmarks/annotators.py``).
 
     ``annotators=COLUMN``, one column of a CSV or TSV, reads a crowd's table of one row a label
