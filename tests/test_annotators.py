@@ -321,6 +321,20 @@ def test_a_crowds_dawid_skene_aggregate_holds_fewer_wrong_labels_than_its_vote(c
                                                           "-N", "aggregate=mean", "-o", tmp_path / "mean.h5")
 
 
+def test_a_crowd_too_large_to_keep_as_one_table_is_refused_in_one_line(cli, tmp_path, monkeypatch):
+    """More sample x annotator cells than MAX_ANNOTATION_CELLS are refused before the table is made
+    (here the limit is lowered: 1,797 samples of 40 annotators hold 71,880 cells)."""
+    from noisyctl.builtin.noise import from_file
+
+    cli("synth", "-n", "uniform", "-r", "0", "-o", tmp_path / "clean.h5")
+    clean = read_labels(tmp_path / "clean.h5")
+    _crowd_table(tmp_path / "crowd.csv", clean.ids, clean.given_labels, ["id", "worker", "label"])
+    monkeypatch.setattr(from_file, "MAX_ANNOTATION_CELLS", 50_000)
+    line = cli.error("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.csv'}", "-N", "annotators=worker",
+                     "-o", tmp_path / "labels.h5")
+    assert "holds 40 annotators' labels of 1,797 samples, more than noisyctl keeps as one table" in line
+
+
 def test_annotations_from_a_table_of_one_row_a_label_keep_each_annotators_last_label():
     kept = Annotations.from_rows(3, np.array([2, 0, 2, 0, 2]), ["bo", "al", "al", "bo", "bo"],
                                  np.array([1, 0, 2, 1, 0]))
