@@ -70,8 +70,8 @@ class Annotations:
     labels: np.ndarray
 
     @classmethod
-    def from_rows(cls, samples: int, sample: np.ndarray, annotator: Iterable[str],
-                  label: np.ndarray) -> "Annotations":
+    def from_rows(cls, samples: int, sample: np.ndarray, annotator: Iterable[str], label: np.ndarray,
+                  names: list[str] | None = None) -> "Annotations":
         """Annotations from a table of one row a label, as crowdsourcing tools export them (or a
         DataFrame's item, worker and label columns).
 
@@ -82,15 +82,18 @@ class Annotations:
         sample : np.ndarray of int, shape (L,)
             Each label's sample, an index below N.
         annotator : iterable of str, length L
-            Who gave each label; the annotators are named in the order they first appear.
+            Who gave each label.
         label : np.ndarray of int, shape (L,)
             Each label's class index.
+        names : list[str], optional
+            The annotators, in the order their columns take (each of ``annotator`` among them);
+            else in the order they first appear.
 
         Of an annotator's two labels of a sample, the later row's counts.
         """
         sample, label = np.asarray(sample, dtype=np.int64), np.asarray(label)
         who = [str(name) for name in annotator]
-        names = list(dict.fromkeys(who))
+        names = list(dict.fromkeys(who)) if names is None else [str(name) for name in names]
         column = {name: a for a, name in enumerate(names)}
         columns = np.array([column[name] for name in who], dtype=np.int64)
         # the last row of each (sample, annotator): numpy's fancy assignment does not promise which wins
@@ -131,11 +134,9 @@ class Annotations:
     def _votes_by_class(self, classes: int) -> np.ndarray:
         """(N, classes): how many annotators gave each sample each class."""
         votes = np.asarray(self.labels)
-        rows = np.arange(len(votes))
+        rows, people = np.nonzero(votes != NOT_LABELED)
         counts = np.zeros((len(votes), classes), dtype=np.int64)
-        for column in votes.T:
-            given = column != NOT_LABELED
-            np.add.at(counts, (rows[given], column[given]), 1)
+        np.add.at(counts, (rows, votes[rows, people]), 1)
         return counts
 
     def majority(self) -> np.ndarray:

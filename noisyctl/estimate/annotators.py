@@ -179,11 +179,7 @@ def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, li
     annotations = _kept_annotations(run)
     if annotations is None or not judged.any():
         return None
-    key = _judged_key(judged)
-    try:
-        cache = _counted.setdefault(run, {})
-    except TypeError:  # an object that cannot be weakly referenced: count every time
-        cache = {}
+    key, cache = _judged_key(judged), _cache_of(run)
     if key not in cache:
         prior = run_held_out_probabilities(run, judged)
         rows = np.flatnonzero(judged)
@@ -193,7 +189,17 @@ def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, li
     return cache[key]
 
 
+# detect's estimate, its second reading and every detector's decision ask the same of the same run
 _counted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cache_of(run) -> dict:
+    """What was counted of an opened run, by what was asked; a fresh dict for an object that cannot
+    be weakly referenced (counted every time)."""
+    try:
+        return _counted.setdefault(run, {})
+    except TypeError:
+        return {}
 
 
 def run_annotators_floor(run, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
@@ -219,18 +225,13 @@ def run_annotators_floor(run, judged: np.ndarray | None = None) -> NoiseRateEsti
 def _labels_are_theirs(run, annotations: Annotations, judged: np.ndarray) -> bool:
     """Whether the ``judged`` samples' given labels are the annotators' own aggregate: their
     majority vote (a tie broken either way), or their Dawid-Skene model's most probable classes
-    (checked only where the vote is not, once per run and set of judged samples)."""
-    rows = np.flatnonzero(judged)
-    subset, given = annotations.subset(rows), np.asarray(run.given_labels)[rows]
-    if subset.voted_most(given).all():
-        return True
-    key = ("aggregate", _judged_key(judged))
-    try:
-        cache = _counted.setdefault(run, {})
-    except TypeError:
-        cache = {}
+    (fitted only where the vote is not); once per run and set of judged samples."""
+    key, cache = ("theirs", _judged_key(judged)), _cache_of(run)
     if key not in cache:
-        cache[key] = bool(np.array_equal(dawid_skene(subset.labels, run.num_classes)[0].argmax(axis=1), given))
+        rows = np.flatnonzero(judged)
+        subset, given = annotations.subset(rows), np.asarray(run.given_labels)[rows]
+        cache[key] = bool(subset.voted_most(given).all() or np.array_equal(
+            dawid_skene(subset.labels, run.num_classes)[0].argmax(axis=1), given))
     return cache[key]
 
 

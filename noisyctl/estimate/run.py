@@ -89,8 +89,9 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
        not believed by halfway through its run, where confident learning's count is at most
        ``ANCHORS_AGREE`` times that share), or confident learning's count if smaller
        (``run_held_out_anchors``; ``"held-out anchors"``).
-    6. Where the run keeps several annotators' own labels and its given labels are their majority
-       vote, at least what their Dawid-Skene model counts wrong, where that is clear evidence
+    6. Where the run keeps several annotators' own labels and its given labels are their own
+       aggregate (their vote, or their Dawid-Skene model's most probable classes), at least what
+       that model counts wrong, where that is clear evidence
        (``run_annotators_floor``; ``"annotators"``): it sees the errors they make alike, which
        a model trained on them learns as the task.
     """
@@ -276,7 +277,7 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
 
 def _at_least_annotators(estimate: NoiseRateEstimate, counted: NoiseRateEstimate | None) -> NoiseRateEstimate:
     """The estimate raised to the annotators' count (``run_annotators_floor``: where the given labels
-    are their majority vote), where it is larger and its lower end is clear evidence
+    are their own aggregate), where it is larger and its lower end is clear evidence
     (WEAK_EVIDENCE); the interval spans both readings."""
     if counted is None or counted.rate <= estimate.rate or counted.low < WEAK_EVIDENCE:
         return estimate

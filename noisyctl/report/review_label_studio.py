@@ -22,8 +22,8 @@ from noisyctl.api import Correction
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, csv_value
 from noisyctl.label_studio import annotation_choices, annotator, answered_annotations, is_label_studio_export
-from noisyctl.review import (AUDIT_COLUMN, FLAGGED_ROWS, RANDOM, REMOVE, SAMPLE_ID, ReviewEntry, annotator_accuracy,
-                             annotators_said, review_decision)
+from noisyctl.review import (ANNOTATORS_COLUMN, AUDIT_COLUMN, FLAGGED_ROWS, RANDOM, REMOVE, SAMPLE_ID, ReviewEntry,
+                             review_decision)
 from noisyctl.store import Labels, RunFile
 
 # The Choices control the reviewer answers with: the key of a decision in Label Studio's exports.
@@ -51,7 +51,6 @@ def write_label_studio_tasks(path: Path, run: RunFile, columns: list[str], cells
     pictures = None if texts is not None else sample_pictures(run, ids, notes, [picture_side(len(ids))] * len(ids),
                                                               "no images in the Label Studio tasks")
     names = labels.class_names
-    accuracy = annotator_accuracy(run)
     flagged_rows = None if strata is None else len(strata) - strata.count(RANDOM)
     tasks = []
     for k, (i, row) in enumerate(zip(rows, cells)):
@@ -62,7 +61,7 @@ def write_label_studio_tasks(path: Path, run: RunFile, columns: list[str], cells
         data.update(rank=k + 1, confidence=float(proposal.confidence[i]), score=float(data["score"]))
         given, proposed = names[labels.given_labels[i]], names[proposal.labels[i]]
         drawn = strata is not None and strata[k] == RANDOM
-        said = annotators_said(labels, int(i), accuracy)
+        said = data.get(ANNOTATORS_COLUMN)  # as the review table wrote it
         data["question"] = (f"given: {given} (drawn at random)" if drawn else
                             f"given: {given}{f' (annotators: {said})' if said else ''}, proposed: {proposed} "
                             f"({proposal.confidence[i]:.0%} sure)")

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from noisyctl.api import Correction
-from noisyctl.fileio import atomic_output
+from noisyctl.fileio import atomic_output, csv_value
 from noisyctl.report import image_samples
-from noisyctl.review import RANDOM, annotator_accuracy, annotators_said, review_decision_cell, sample_path
+from noisyctl.review import ANNOTATORS_COLUMN, RANDOM, review_decision_cell, sample_path
 from noisyctl.store import Labels, RunFile
 
 # The longer side of a picture on the page, in pixels: enough to judge a label, small enough that a
@@ -48,7 +48,7 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
     class (``noisyctl.review.typical_samples``: (class, sample index); their ``typical_texts`` for
     text data). ``strata`` (an audit's, one per row) mark the samples drawn at random."""
     ids = [labels.ids[i] for i in rows]
-    accuracy = annotator_accuracy(run)
+    said = _annotators_cells(columns, cells)
     if texts is None:  # the rows' images and the typical ones, from one load of the data at most
         found = sample_pictures(run, ids + [labels.ids[i] for _, i in typical], notes,
                                 [picture_side(len(ids))] * len(ids) + [EXAMPLE_SIDE] * len(typical))
@@ -79,8 +79,7 @@ def write_review_page(path: Path, run: RunFile, columns: list[str], cells: list[
                      "confidence": f"{proposal.confidence[i]:.0%}",
                      "random": strata is not None and strata[k] == RANDOM,
                      # like the proposal, not shown on an audit's random samples: those are judged unprompted
-                     "annotators": None if strata is not None and strata[k] == RANDOM else
-                     annotators_said(labels, int(i), accuracy) or None}
+                     "annotators": None if strata is not None and strata[k] == RANDOM else said[k] or None}
                     for k, (sample_id, i) in enumerate(zip(ids, rows))],
         "notes": list(notes),  # why images are missing, on the page as on the terminal
     }
@@ -93,6 +92,14 @@ def picture_side(count: int) -> int:
     """The longer side of each of ``count`` samples' pictures in a review: PICTURE_SIDE, half that
     past MANY_PICTURES."""
     return PICTURE_SIDE if count <= MANY_PICTURES else PICTURE_SIDE // 2
+
+
+def _annotators_cells(columns: list[str], cells: list[list[str]]) -> list[str]:
+    """What each annotator said of each row, as the review table wrote it; "" where it has no such column."""
+    if ANNOTATORS_COLUMN not in columns:
+        return [""] * len(cells)
+    at = columns.index(ANNOTATORS_COLUMN)
+    return [csv_value(row[at]) for row in cells]
 
 
 def _title(rows: int, drawn: int, dataset: str | None) -> str:

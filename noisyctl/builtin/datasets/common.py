@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl.api import (ANNOTATION_COLUMNS, NOT_LABELED, Annotations, NoisyctlError, SampleSet, agreement_by_person,
+from noisyctl.api import (ANNOTATION_COLUMNS, Annotations, NoisyctlError, SampleSet, agreement_by_person,
                           annotation_choices, annotator, answered_annotations, atomic_folder, atomic_output,
                           is_label_studio_export, is_label_studio_flat_export, majority)
 
@@ -377,14 +377,17 @@ def record_annotations(rows: list[dict], label_column: str, classes: list[str]) 
     names = sorted({str(who) for answer in answers for who, _ in answer.get(label_column, []) if who is not None})
     if len(names) < 2:
         return None
-    column, index = {name: a for a, name in enumerate(names)}, {name: c for c, name in enumerate(classes)}
-    votes = np.full((len(rows), len(names)), NOT_LABELED, dtype=np.int64)
+    index = {name: c for c, name in enumerate(classes)}
+    samples, gave, said = [], [], []
     for row, answer in enumerate(answers):
         for who, choice in answer.get(label_column, []):
-            said = "" if choice is None or isinstance(choice, (list, dict)) else str(choice).strip()
-            if who is not None and said in index:
-                votes[row, column[str(who)]] = index[said]
-    return Annotations(names, votes)
+            text = "" if choice is None or isinstance(choice, (list, dict)) else str(choice).strip()
+            if who is not None and text in index:
+                samples.append(row)
+                gave.append(str(who))
+                said.append(index[text])
+    return Annotations.from_rows(len(rows), np.array(samples, dtype=np.int64), gave, np.array(said, dtype=np.int64),
+                                 names=names)
 
 
 def _label_studio_records(tasks: list[dict]) -> Records:

@@ -148,11 +148,11 @@ def _aggregated(annotations: Annotations, file: Path, aggregate: str | None, cla
     how = str(aggregate or AGGREGATES[0]).strip().lower()
     if how not in AGGREGATES:
         raise NoisyctlError(f"from-file: aggregate={aggregate}: choose {' or '.join(AGGREGATES)}")
-    labels = annotations.majority()
-    if (labels == NOT_LABELED).any():
-        raise NoisyctlError(f"from-file: {file}: no annotator labeled {int((labels == NOT_LABELED).sum()):,} samples; "
-                            f"name the labels to train on with -N key=NAME")
-    return labels if how == "majority" else dawid_skene(annotations.labels, classes)[0].argmax(axis=1)
+    unlabeled = int((annotations.labels == NOT_LABELED).all(axis=1).sum())
+    if unlabeled:
+        raise NoisyctlError(f"from-file: {file}: no annotator labeled {unlabeled:,} samples; name the labels to train "
+                            f"on with -N key=NAME")
+    return annotations.majority() if how == "majority" else dawid_skene(annotations.labels, classes)[0].argmax(axis=1)
 
 
 def _arrays(file: Path, suffix: str) -> dict[str, np.ndarray] | np.ndarray:
