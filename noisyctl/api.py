@@ -19,8 +19,8 @@ from noisyctl import __version__ as NOISYCTL_VERSION
 from noisyctl.agreement import NOT_LABELED, Annotations, agreement_by_person, majority
 from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import (NoiseRateEstimate, dawid_skene, estimate_noise_rate, gmm_noisy_posterior,
-                               held_out_noise_rate, loss_evidence, presented_mean, read_run_evidence,
+from noisyctl.estimate import (AGGREGATES, NoiseRateEstimate, aggregate_labels, dawid_skene, estimate_noise_rate,
+                               gmm_noisy_posterior, held_out_noise_rate, loss_evidence, presented_mean, read_run_evidence,
                                run_annotators_posterior, run_held_out_label_probability, run_noise_rate)
 from noisyctl.fileio import atomic_folder, atomic_output
 from noisyctl.hookspecs import hookimpl
@@ -41,6 +41,7 @@ __all__ = [
     "is_label_studio_export", "is_label_studio_flat_export", "ANNOTATION_COLUMNS", "answered_annotations",
     "annotation_choices", "annotator", "majority",
     "agreement_by_person", "Annotations", "NOT_LABELED", "dawid_skene", "run_annotators_posterior",
+    "AGGREGATES", "aggregate_labels",
 ]
 
 

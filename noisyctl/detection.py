@@ -433,9 +433,9 @@ def _run_words(estimate: dict[str, Any]) -> str:
                   UNDER_CHANCE_METHOD: ("; counted as the labels the model, which knew the data from its first "
                                         "epoch, still gave under chance's probability in its last epochs (its "
                                         "losses alone cannot tell)"),
-                  ANNOTATORS_METHOD: ("; counted from the annotators' own labels, whose majority the given labels "
-                                      "are: they show errors annotators make alike, which the model learned as the "
-                                      "task")}.get(estimate["method"], "")
+                  ANNOTATORS_METHOD: ("; counted from the annotators' own labels, which the given labels "
+                                      "aggregate: they show errors annotators make alike, which the model learned as "
+                                      "the task")}.get(estimate["method"], "")
     advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
               f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
     if undercount and not advice:

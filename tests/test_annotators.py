@@ -217,6 +217,46 @@ def test_a_label_studio_export_with_overlap_keeps_each_annotators_labels(cli, tm
     assert (kept.labels[:, 0] != kept.labels[:, 1]).sum() == 4  # the tickets 0, 10, 20, 30 they disagreed on
 
 
+def test_a_label_studio_export_trains_on_its_annotators_dawid_skene_aggregate(cli, tmp_path):
+    """-D aggregate=dawid-skene: a careful annotator outweighs two careless ones who outvote them,
+    so the training labels hold fewer wrong ones than the vote; a dataset without annotators'
+    labels, or another aggregate, is refused in one line."""
+    import json
+
+    classes = ["billing", "bug", "feature", "other"]
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, len(classes), 400)
+    accuracy = {"careful": 0.95, "hasty": 0.55, "new": 0.55}
+
+    def answer(who, label):
+        said = label if rng.random() < accuracy[who] else (label + rng.integers(1, len(classes))) % len(classes)
+        return {"completed_by": who, "was_cancelled": False, "ground_truth": False, "result": [
+            {"type": "choices", "from_name": "topic", "to_name": "text", "value": {"choices": [classes[said]]}}]}
+
+    tasks = [{"id": i, "data": {"text": f"ticket {i}"}, "annotations": [answer(who, label) for who in accuracy]}
+             for i, label in enumerate(truth)]
+    (tmp_path / "export.json").write_text(json.dumps(tasks), encoding="utf-8")
+    made = {}
+    for how in ("majority", "dawid-skene"):
+        result = cli.json("synth", "-d", "text", "--data-root", tmp_path / "export.json", "-D", f"aggregate={how}",
+                          "-r", "0", "-o", tmp_path / f"{how}.h5")
+        made[how] = read_labels(tmp_path / f"{how}.h5")
+        assert made[how].ids == [str(i) for i in range(len(truth))]
+        assert made[how].class_names == sorted(classes)
+    order = np.array([classes.index(name) for name in sorted(classes)])  # our class order -> the tasks'
+    wrong = {how: float((order[labels.given_labels] != truth).mean()) for how, labels in made.items()}
+    np.testing.assert_array_equal(made["majority"].given_labels, made["majority"].annotations.majority())
+    assert wrong["dawid-skene"] < 0.6 * wrong["majority"], wrong
+    assert any("Dawid-Skene model makes most probable" in note for note in result["notes"])
+    (tmp_path / "plain.csv").write_text("text,label\n" + "".join(f"t{i},{i % 2}\n" for i in range(20)))
+    line = cli.error("synth", "-d", "text", "--data-root", tmp_path / "plain.csv", "-D", "aggregate=dawid-skene",
+                     "-r", "0", "-o", tmp_path / "x.h5")
+    assert "needs several annotators' own labels" in line
+    line = cli.error("synth", "-d", "text", "--data-root", tmp_path / "export.json", "-D", "aggregate=mean",
+                     "-r", "0", "-o", tmp_path / "x.h5")
+    assert "choose majority or dawid-skene" in line
+
+
 def test_the_annotators_corrector_on_a_run_without_them_is_refused_in_one_line(cli, digits_run, tmp_path):
     import shutil
 

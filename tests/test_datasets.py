@@ -208,6 +208,16 @@ def test_a_label_studio_image_export_finds_its_uploaded_images(tmp_path):
     fixed = json.loads((tmp_path / "cleaned.json").read_text())[1]["annotations"][-1]
     assert fixed["ground_truth"] and fixed["result"][0]["to_name"] == "image"
     assert fixed["result"][0]["value"] == {"choices": ["Cat"]}
+    # their Dawid-Skene aggregate instead of the vote; the tasks no annotator is named on keep theirs
+    aggregated = load("imagefolder", root, size=8, aggregate="dawid-skene")
+    assert aggregated.train.labels[:2].tolist() == [0, 1] and aggregated.train.labels[3] == 1
+    assert any("differs from their vote on" in note for note in aggregated.notes)
+    # a choices control of any name beside the image and the task's id is the label
+    for task in tasks:
+        for annotation in task["annotations"]:
+            annotation["result"][0]["from_name"] = "animal"
+    (root / "project-2-at-2024-05-01-10-00-3c1f.json").write_text(json.dumps(tasks))
+    assert load("imagefolder", root, size=8).train.labels.tolist() == both.train.labels.tolist()
 
 
 def write_hub_images(folder, split, colors, labels, label_names):

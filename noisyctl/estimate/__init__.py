@@ -20,8 +20,9 @@ they confuse. So is ``audit``: the rate a person's review of flagged and random 
 (``correct --audit``). Each constant's comment says what it was measured on.
 """
 
-from noisyctl.estimate.annotators import (ANNOTATORS, annotators_noise_rate, dawid_skene, run_annotators_count,
-                                          run_annotators_floor, run_annotators_posterior)
+from noisyctl.estimate.annotators import (AGGREGATES, ANNOTATORS, aggregate_labels, annotators_noise_rate,
+                                          dawid_skene, run_annotators_count, run_annotators_floor,
+                                          run_annotators_posterior)
 from noisyctl.estimate.decisions import confused_pairs, decided_noisy, gmm_noisy_posterior
 from noisyctl.estimate.evidence import (FIRST_SIGHT_REFUSED, LOSS_CHANNELS, NEVER_BELIEVED, PLATEAU, REFUSED,
                                         REFUSED_EPOCHS, REFUSED_PROBABILITY, UNDER_CHANCE_AT_END, RunEvidence,
@@ -37,7 +38,8 @@ from noisyctl.estimate.rate import (NOT_LEARNED, UNSURE_ABOVE, WEAK_EVIDENCE, No
 from noisyctl.estimate.run import HELD_OUT_REFUSED, run_noise_rate
 
 __all__ = [
-    "ANNOTATORS", "annotators_noise_rate", "dawid_skene", "run_annotators_count", "run_annotators_floor",
+    "AGGREGATES", "ANNOTATORS", "aggregate_labels", "annotators_noise_rate", "dawid_skene", "run_annotators_count",
+    "run_annotators_floor",
     "run_annotators_posterior",
     "run_held_out_probabilities",
     "ANCHOR_MIN_COUNT", "FEW_CLASSES", "FIRST_SIGHT_REFUSED", "HELD_OUT_ANCHORS", "HELD_OUT_REFUSED", "LOSS_CHANNELS",

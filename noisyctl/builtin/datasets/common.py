@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl.api import (ANNOTATION_COLUMNS, Annotations, NoisyctlError, SampleSet, agreement_by_person,
-                          annotation_choices, annotator, answered_annotations, atomic_folder, atomic_output,
-                          is_label_studio_export, is_label_studio_flat_export, majority)
+from noisyctl.api import (AGGREGATES, ANNOTATION_COLUMNS, NOT_LABELED, Annotations, NoisyctlError, SampleSet,
+                          aggregate_labels, agreement_by_person, annotation_choices, annotator, answered_annotations,
+                          atomic_folder, atomic_output, is_label_studio_export, is_label_studio_flat_export, majority)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -388,6 +388,27 @@ def record_annotations(rows: list[dict], label_column: str, classes: list[str]) 
                 said.append(index[text])
     return Annotations.from_rows(len(rows), np.array(samples, dtype=np.int64), gave, np.array(said, dtype=np.int64),
                                  names=names)
+
+
+def aggregated_labels(annotations: Annotations | None, labels: np.ndarray, aggregate: str | None, classes: int,
+                      dataset: str, notes: list[str]) -> np.ndarray:
+    """The training ``labels`` (N,) as the annotators' ``aggregate`` of their own labels
+    (``aggregate_labels``: majority or dawid-skene) where the data keeps them (``record_annotations``,
+    of the same N samples); a sample no annotator named keeps its label (a task's ground truth
+    settles it). As given where ``aggregate`` is None or the majority (the records' labels are their
+    vote); else a note says how many labels it changed."""
+    if aggregate is None:
+        return labels
+    if annotations is None:
+        raise NoisyctlError(f"{dataset}: aggregate={aggregate} needs several annotators' own labels of the samples, as "
+                            f"a Label Studio export with overlap keeps them; these records have none")
+    chosen = aggregate_labels(annotations, aggregate, classes, dataset)
+    if str(aggregate).strip().lower() == AGGREGATES[0]:
+        return labels  # the records' labels are their vote already, a tie broken as the export ordered it
+    chosen = np.where(chosen == NOT_LABELED, labels, chosen)
+    notes.append(f"labels: the class the annotators' Dawid-Skene model makes most probable, which differs from "
+                 f"their vote on {int((chosen != labels).sum()):,} of {len(labels):,} samples")
+    return chosen
 
 
 def _label_studio_records(tasks: list[dict]) -> Records:

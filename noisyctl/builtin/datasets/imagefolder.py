@@ -17,11 +17,11 @@ import numpy as np
 
 from noisyctl.api import Annotations, DatasetData, NoisyctlError, SampleSet, atomic_output
 from .common import (ARROW_SUFFIXES, COPY_SUFFIXES, CSV_SUFFIXES, IMAGENET_STATS, LABEL_COLUMNS, ONE_HOT_LABEL,
-                     TEST_SPLITS, TRAIN_SPLITS, class_indices, class_names_of, column_name, copy_target, find_column,
-                     find_test_file, hub_class_names, kept_samples, label_strings, labeled_test_records,
-                     link_or_copy, named_by_class_list, new_folder, one_hot_note, read_one_hot_label,
-                     read_record_files, read_records, record_annotations, record_files, record_suffix,
-                     records_source, relabeled_copy, require_root, split_name)
+                     TEST_SPLITS, TRAIN_SPLITS, aggregated_labels, class_indices, class_names_of, column_name,
+                     copy_target, find_column, find_test_file, hub_class_names, kept_samples, label_strings,
+                     labeled_test_records, link_or_copy, named_by_class_list, new_folder, one_hot_note,
+                     read_one_hot_label, read_record_files, read_records, record_annotations, record_files,
+                     record_suffix, records_source, relabeled_copy, require_root, split_name)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 TRAIN_NAMES = ("train",)
@@ -182,7 +182,8 @@ def _list_columns(rows: list[dict], list_file: Path, index: _ImageIndex, image_c
                   label_column: str | None) -> tuple[str, str | None, list[str]] | None:
     """The image and label columns of a list (None: it names no images), and the columns that
     one-hot encode the label where it is so; the label column is the given one, else the first of
-    ``LABEL_COLUMNS``, else the only other column (labels.csv: id,breed), else the one the other
+    ``LABEL_COLUMNS``, else the only other column (labels.csv: id,breed) or the only one beside an
+    ``id`` (a Label Studio export's choices control), else the one the other
     columns one-hot encode (ISIC's image,MEL,NV,...: ``read_one_hot_label`` gives each record its
     label)."""
     columns = [str(name) for name in rows[0]]
@@ -202,8 +203,10 @@ def _list_columns(rows: list[dict], list_file: Path, index: _ImageIndex, image_c
     if label_column is None:
         lowered = {name.lower(): name for name in columns if name != image_column}
         label_column = next((lowered[name] for name in LABEL_COLUMNS if name in lowered), None)
-        if label_column is None and len(lowered) == 1:
-            label_column = next(iter(lowered.values()))
+        # beside the images, one other column, or one and the ids (a Label Studio task's choices control)
+        others = [name for key, name in lowered.items() if key != "id" or len(lowered) == 1]
+        if label_column is None and len(others) == 1:
+            label_column = others[0]
         one_hot = [] if label_column else read_one_hot_label(rows, list(lowered.values()), list_file,
                                                              several_refused=True)
         if one_hot:
@@ -535,7 +538,7 @@ def _look_at(images: ImageFileSampleSet) -> tuple[list[tuple[int, int]], set[str
 
 def load_imagefolder(root=None, size: int | str | None = None, channels: int | str | None = None,
                      normalize: bool = True, image_list: str | None = None, image_column: str | None = None,
-                     label_column: str | None = None) -> DatasetData:
+                     label_column: str | None = None, aggregate: str | None = None) -> DatasetData:
     """One folder per class, or train/ and val/ subsets of them; or images anywhere under the folder
     with a list of their classes. Images are resized to size x size.
 
@@ -549,13 +552,19 @@ def load_imagefolder(root=None, size: int | str | None = None, channels: int | s
     By default the data decides: small images (at most 128 px a side) keep their size (the median
     shorter side when sizes differ), others are resized to 224 px; grayscale images keep one
     channel; 16-bit grayscale is scaled to 8 bits; photos are turned as their EXIF orientation
-    says. ``size`` and ``channels`` say otherwise."""
+    says. ``size`` and ``channels`` say otherwise.
+
+    A Label Studio export with overlap as the list keeps each annotator's own labels, and each
+    task's label is their vote; ``aggregate=dawid-skene`` makes the training labels the class Dawid
+    and Skene's model of them makes most probable instead."""
     root = require_root(root, "imagefolder", "a folder with one subfolder per class, or train/ and val/ "
                                              "subfolders of such folders")
     if not root.is_dir() and record_suffix(root) not in ARROW_SUFFIXES:  # one Hub file of images may be given
         raise NoisyctlError(f"imagefolder: {root} is not a folder")
     notes: list[str] = []
     found = _layout(root, image_list, column_name(image_column), column_name(label_column), notes)
+    found.labels = aggregated_labels(found.annotations, found.labels, aggregate, len(found.classes), "imagefolder",
+                                     notes)
 
     def subset(ids, labels, encoded, size=1, channels=3):
         if encoded is not None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from noisyctl.api import Annotations, DatasetData, NoisyctlError, SampleSet, encode_text
 from .common import (LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, TEST_SPLITS, TEXT_COLUMNS, TRAIN_SPLITS,
-                     class_indices, class_names_of, column_name, column_values, find_column, find_test_file,
+                     aggregated_labels, class_indices, class_names_of, column_name, column_values, find_column, find_test_file,
                      fraction_option, generated_total, header_is_record, hub_class_names, is_number, label_strings,
                      labeled_test_records, named_by_class_list, one_hot_note, positive_int, read_headerless,
                      read_one_hot_label, read_record_files, reads_no_root, record_annotations, record_files,
@@ -69,7 +69,7 @@ def _read_texts(rows: list[dict], files: list[Path], text_column: str, label_col
 
 def load_text(root=None, text_column: str | None = None, label_column: str | None = None,
               id_column: str | None = None, test: str | None = None, test_fraction: float | str = 0.0,
-              max_bytes: int | str = "auto", seed: int | str = 0) -> DatasetData:
+              max_bytes: int | str = "auto", seed: int | str = 0, aggregate: str | None = None) -> DatasetData:
     """Text classification from a CSV, TSV, JSONL, JSON, Excel, Parquet or Arrow file (--data-root):
     a text and a label column; or from a folder with a subfolder of text files per class.
 
@@ -82,7 +82,11 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     validation*) files as the test subset; integer labels of files the ``datasets`` library wrote
     take the class names their metadata gives them. A folder of class folders of text files (the
     IMDb reviews, 20 Newsgroups) is read as scikit-learn's ``load_files`` reads one, with its
-    train* and test* folders as the subsets where it has them."""
+    train* and test* folders as the subsets where it has them.
+
+    A Label Studio export with overlap keeps each annotator's own labels, and each task's label is
+    their vote; ``aggregate=dawid-skene`` makes the training labels the class Dawid and Skene's
+    model of them makes most probable instead (the test subset's stay the vote)."""
     path = require_root(root, "text", f"a {RECORD_FILES} file with a text and a label column (or a folder of "
                                       f"train* and test* files, or of a folder of text files per class)")
     max_bytes = None if max_bytes == "auto" else positive_int(max_bytes, "max_bytes", "text")
@@ -109,11 +113,12 @@ def load_text(root=None, text_column: str | None = None, label_column: str | Non
     if fraction and tested is None:
         order, held = split_off(len(ids), fraction, seed)
         test_set = TextSampleSet([ids[i] for i in held], index[held], [texts[i] for i in held], max_bytes)
-    train_set = TextSampleSet([ids[i] for i in order], index[order], [texts[i] for i in order], max_bytes)
+    annotations = None if annotations is None else annotations.subset(order)
+    train_labels = aggregated_labels(annotations, index[order], aggregate, len(names), "text", notes)
+    train_set = TextSampleSet([ids[i] for i in order], train_labels, [texts[i] for i in order], max_bytes)
     return DatasetData(train=train_set, test=test_set, class_names=names, input_shape=(max_bytes,),
                        default_augment="none", input_kind="text", relabeled_copy=copy,
-                       notes=notes + _text_notes(texts, text_column, max_bytes),
-                       annotations=None if annotations is None else annotations.subset(order))
+                       notes=notes + _text_notes(texts, text_column, max_bytes), annotations=annotations)
 
 
 Texts = tuple[list[str], list[str], list[str]]  # ids, texts and labels (as the data names them)
@@ -185,8 +190,10 @@ SHORTEST_TEXT = 20
 
 def _the_other_column(rows: list[dict], columns: list, text_column: str | None, id_column: str | None) -> str | None:
     """The label column of records with a text and one other column under a name of its own
-    (``message,team``), where that column repeats its values as classes do (fewer than half the
-    records' count, two or more); else None."""
+    (``message,team``; a Label Studio export's one choices control, ``topic``), where that column repeats its values as classes do (fewer than half the
+    records' count, two or more); an ``id`` column is the ids, as ``_read_texts`` reads it; else None."""
+    if id_column is None and "id" in columns:
+        id_column = "id"
     try:
         text = find_column(columns, text_column, TEXT_COLUMNS, "text", Path(), "")
     except NoisyctlError:

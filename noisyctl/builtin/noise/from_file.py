@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyctl.api import NOT_LABELED, Annotations, NoiseContext, NoisyctlError, dawid_skene
+from noisyctl.api import NOT_LABELED, Annotations, NoiseContext, NoisyctlError, aggregate_labels
 
 LABEL_FILES = ".pt, .pth, .npy, .npz, .csv or .tsv"
 TABLE_SUFFIXES = (".csv", ".tsv")
@@ -34,8 +34,7 @@ def from_file(context: NoiseContext, rate: float | None, path: str | None = None
     labels, kept beside the labels (-1 or an empty cell: that annotator gave none): CIFAR-10N's
     ``random_label1,random_label2,random_label3``. The labels are then ``key``'s, or without it
     the annotators' majority, or with ``aggregate=dawid-skene`` the class Dawid and Skene's model
-    of them makes most probable (on digits it left 13-29% fewer wrong labels than the vote where
-    annotators err on their own, 5% fewer where they err alike: ``benchmarks/annotators.py``).
+    of them makes most probable (``aggregate_labels``).
 
     ``annotators=COLUMN``, one column of a CSV or TSV, reads a crowd's table of one row a label
     (Amazon Mechanical Turk's batch results, Toloka's and most crowdsourcing tools' exports): each
@@ -139,20 +138,14 @@ def _annotations(file: Path, rows: list[dict] | None, arrays, keys: str, id_colu
     return Annotations(names, np.stack(columns, axis=1))
 
 
-AGGREGATES = ("majority", "dawid-skene")
-
-
 def _aggregated(annotations: Annotations, file: Path, aggregate: str | None, classes: int) -> np.ndarray:
-    """One label a sample from the annotators' own: their majority (of a tie, the later
-    annotator's), or the class Dawid-Skene's model of them makes most probable."""
-    how = str(aggregate or AGGREGATES[0]).strip().lower()
-    if how not in AGGREGATES:
-        raise NoisyctlError(f"from-file: aggregate={aggregate}: choose {' or '.join(AGGREGATES)}")
-    unlabeled = int((annotations.labels == NOT_LABELED).all(axis=1).sum())
+    """One label a sample from the annotators' own (``aggregate_labels``), every sample labeled."""
+    labels = aggregate_labels(annotations, aggregate, classes, "from-file")
+    unlabeled = int((labels == NOT_LABELED).sum())
     if unlabeled:
         raise NoisyctlError(f"from-file: {file}: no annotator labeled {unlabeled:,} samples; name the labels to train "
                             f"on with -N key=NAME")
-    return annotations.majority() if how == "majority" else dawid_skene(annotations.labels, classes)[0].argmax(axis=1)
+    return labels
 
 
 def _arrays(file: Path, suffix: str) -> dict[str, np.ndarray] | np.ndarray:
