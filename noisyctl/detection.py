@@ -16,7 +16,8 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (ANNOTATORS, FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED,
                                LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY,
                                UNDER_CHANCE_AT_END, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs,
-                               decided_noisy, run_annotators_count, run_held_out_count, run_noise_rate)
+                               decided_noisy, run_annotators_count, run_held_out_count, run_noise_rate,
+                               surely_least_right_first)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile, save_scores
@@ -320,10 +321,11 @@ def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> 
     if len(people) <= ANNOTATORS_NAMED:
         shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%}" for p in people)
         return f"{reading}, each right about {shown} of the time"
-    # a crowd: those a person would look at first
-    least = sorted(people, key=lambda p: p["accuracy"])[:ANNOTATORS_NAMED]
-    shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%} of {p['labeled']:,}" for p in least)
-    return f"{reading}; the least often right: {shown}"
+    # a crowd: those a person would look at first, surely careless
+    least = surely_least_right_first(people)[:ANNOTATORS_NAMED]
+    shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%} ({p['accuracy_interval'][0]:.0%}-"
+                      f"{p['accuracy_interval'][1]:.0%}) of {p['labeled']:,}" for p in least)
+    return f"{reading}; the surely least often right: {shown}"
 
 
 ANNOTATORS_NAMED = 5  # annotators named in words (of more, the least often right); --json lists them all

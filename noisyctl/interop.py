@@ -30,7 +30,7 @@ from noisyctl import plugins
 from noisyctl.data import load_dataset, sample_texts
 from noisyctl.detection import suspect_texts
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import run_annotators_count
+from noisyctl.estimate import run_annotators_count, surely_least_right_first
 from noisyctl.fileio import atomic_output, csv_cell
 from noisyctl.review import sample_path
 from noisyctl.store import (RUN, Labels, RunFile, create_field, get_attr, new_file, open_checked, read_labels,
@@ -465,9 +465,10 @@ def export_suspects(path: Path, suspects: list[dict[str, Any]]) -> dict[str, Any
 
 def export_annotators(run: RunFile, path: Path) -> dict[str, Any]:
     """Each annotator's figures from the run's annotators' own labels (``run_annotators_count``, as
-    ``detect`` reads them), least often right first, as CSV or JSON (by the file's extension): who,
-    how many samples they labeled, how often they gave the given label, their estimated accuracy and
-    the mistake they make most. A team reads it to see whom to brief, and on what."""
+    ``detect`` reads them), surely least often right first (``surely_least_right_first``), as CSV or
+    JSON (by the file's extension): who, how many samples they labeled, how often they gave the given
+    label, their estimated accuracy with its 90% interval over resamples, and the mistake they make
+    most. A team reads it to see whom to brief, and on what."""
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".json"):
         raise NoisyctlError(f"--annotators {path}: give a .csv or .json file")
@@ -477,8 +478,10 @@ def export_annotators(run: RunFile, path: Path) -> dict[str, Any]:
                             f"synth -n from-file -N annotators=..., Recorder(annotations=...))")
     names = run.labels.class_names
     rows = [{"annotator": p["annotator"], "labeled": p["labeled"], "agreed_with_given": p["agreed"],
-             "accuracy": p["accuracy"], "mistakes_most": f"{names[p['confuses'][0]]} -> {names[p['confuses'][1]]}"}
-            for p in sorted(counted[1], key=lambda p: p["accuracy"])]
+             "accuracy": p["accuracy"], "accuracy_low": p["accuracy_interval"][0],
+             "accuracy_high": p["accuracy_interval"][1],
+             "mistakes_most": f"{names[p['confuses'][0]]} -> {names[p['confuses'][1]]}"}
+            for p in surely_least_right_first(counted[1])]
     with atomic_output(path) as tmp:
         if path.suffix.lower() == ".json":
             tmp.write_text(json.dumps(rows, indent=2), encoding="utf-8")
@@ -489,7 +492,8 @@ def export_annotators(run: RunFile, path: Path) -> dict[str, Any]:
                 writer.writerows({**row, "annotator": csv_cell(row["annotator"]),
                                   "mistakes_most": csv_cell(row["mistakes_most"]),
                                   "agreed_with_given": None if row["agreed_with_given"] is None
-                                  else f"{row['agreed_with_given']:.4f}", "accuracy": f"{row['accuracy']:.4f}"}
+                                  else f"{row['agreed_with_given']:.4f}",
+                                  **{key: f"{row[key]:.4f}" for key in ("accuracy", "accuracy_low", "accuracy_high")}}
                                  for row in rows)
     return {"out": str(path), "rows": len(rows), "held_out_prior": counted[2]}
 

@@ -75,6 +75,8 @@ def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, 
         table = list(csv.DictReader(handle))
     assert [row["annotator"] for row in table] == ["cy", "ben", "ann"]  # 20%, 14%, 8% wrong
     assert all(row["labeled"] == str(len(truth)) and " -> " in row["mistakes_most"] for row in table)
+    assert all(float(row["accuracy_low"]) <= float(row["accuracy"]) <= float(row["accuracy_high"])
+               < float(row["accuracy_low"]) + 0.1 for row in table)  # 1,797 labels each: a few points wide
     cli("correct", tmp_path / "run.h5", "--export", tmp_path / "audit.html", "--audit", "5")
     page = (tmp_path / "audit.html").read_text(encoding="utf-8")
     assert f'"annotators": "{first["annotators"]}"' in page and page.count('"annotators": null') == 5
@@ -410,13 +412,39 @@ def test_dawid_skene_reads_a_crowd_who_each_label_a_few_samples():
 def test_detect_names_the_least_often_right_of_a_crowd():
     from noisyctl.detection import ANNOTATORS_NAMED, annotators_words
 
-    people = [{"annotator": f"w{a}", "accuracy": 0.9 - a / 100, "labeled": 10 + a} for a in range(12)]
+    people = [{"annotator": f"w{a}", "accuracy": 0.9 - a / 100, "accuracy_interval": [0.85 - a / 100, 0.95 - a / 100],
+               "labeled": 100 + a} for a in range(12)]
+    # a newcomer's three labels, one right: least accurate as read, but nobody can be sure of it
+    people.append({"annotator": "new", "accuracy": 0.5, "accuracy_interval": [0.1, 0.95], "labeled": 3})
     counted = {"rate": 0.1, "low": 0.08, "high": 0.12, "held_out_prior": False, "annotators": people}
     words = annotators_words(counted)
-    assert "the 12 annotators' own labels" in words and "least often right: w11 79% of 21" in words
-    assert all(f"w{a} " not in words for a in range(12 - ANNOTATORS_NAMED))
+    assert "the 13 annotators' own labels" in words and "least often right: w11 79% (74%-84%) of 111" in words
+    assert all(f"w{a} " not in words for a in range(12 - ANNOTATORS_NAMED)) and "new" not in words
     few = annotators_words({**counted, "annotators": people[:3]})
     assert "each right about w0 90%, w1 89%, w2 88% of the time" in few
+
+
+def test_each_annotators_accuracy_comes_with_an_interval_as_wide_as_their_labels_allow():
+    """Of a crowd of 60 (accuracies 0.55-0.95), three a sample, and one who labeled 8 samples:
+    the 90% intervals hold most workers' realized accuracy, and the one of 8 labels is far wider."""
+    rng = np.random.default_rng(4)
+    samples, workers, classes = 1500, 60, 5
+    truth = rng.integers(0, classes, samples)
+    accuracy = rng.uniform(0.55, 0.95, workers)
+    votes = np.full((samples, workers + 1), NOT_LABELED)
+    for i in range(samples):
+        for who in rng.choice(workers, 3, replace=False):
+            right = rng.random() < accuracy[who]
+            votes[i, who] = truth[i] if right else (truth[i] + rng.integers(1, classes)) % classes
+    votes[:8, workers] = truth[:8]  # a newcomer, right on all eight
+    annotations = Annotations([f"w{a}" for a in range(workers + 1)], votes)
+    _, people = annotators_noise_rate(annotations, annotations.majority(), classes)
+    realized = [(votes[votes[:, a] != NOT_LABELED, a] == truth[votes[:, a] != NOT_LABELED]).mean()
+                for a in range(workers)]
+    held = [low <= real <= high for real, (low, high) in zip(realized, (p["accuracy_interval"] for p in people))]
+    assert np.mean(held) >= 0.8  # 0.95
+    widths = [p["accuracy_interval"][1] - p["accuracy_interval"][0] for p in people]
+    assert widths[-1] > 2 * np.median(widths[:-1])  # 8 labels against about 75
 
 
 @pytest.mark.parametrize("rows, message", [

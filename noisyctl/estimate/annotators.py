@@ -23,7 +23,8 @@ import numpy as np
 from noisyctl.agreement import NOT_LABELED, Annotations
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate.held_out import _judged_key, run_held_out_probabilities
-from noisyctl.estimate.rate import BOOTSTRAP_MAX_SAMPLES, NoiseRateEstimate, _evidence, _interval, sampling_high
+from noisyctl.estimate.rate import (BOOTSTRAP_MAX_SAMPLES, NoiseRateEstimate, _evidence, _interval, count_interval,
+                                   sampling_high)
 
 ANNOTATORS = "annotators"
 EM_ITERATIONS = 50  # at most; it stops where no error rate moves by CONVERGED
@@ -172,8 +173,9 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     less the posterior of the given label, with a ``confidence`` percentile-bootstrap interval
     over the samples; and each annotator's figures: the samples they ``labeled``, the share of those
     whose given label they gave (``agreed``), their estimated ``accuracy`` (the diagonal of their
-    error matrix, weighted by the classes' posterior shares), and the mistake they make most
-    (``confuses``: [true class, class they say], by the same weights).
+    error matrix, weighted by the classes' posterior shares) with its ``confidence`` interval over
+    the same resamples (``accuracy_interval``: [low, high]; wide for one who labeled a few), and the
+    mistake they make most (``confuses``: [true class, class they say], by the same weights).
 
     ``given_labels`` is (N,) and ``prior`` (N, C) as in ``dawid_skene``. The interval covers
     sampling only: where annotators err alike, the model misreads them and the truth lies above it."""
@@ -182,31 +184,60 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     given = np.asarray(given_labels)
     n = len(given)
 
-    def share(rows: np.ndarray | None, start: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
-        """The share on the samples ``rows`` (a resample), or all of them."""
+    def share(rows: np.ndarray | None, start: np.ndarray | None = None
+              ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """The share on the samples ``rows`` (a resample), or all of them; each annotator's accuracy
+        there (NaN for one who labeled none of a resample's); the posterior and error matrices."""
         drawn = labels if rows is None else labels.resampled(rows)
-        rows = np.arange(n) if rows is None else rows
-        posterior, errors = _fitted(drawn, classes, None if prior is None else prior[rows],
+        posterior, errors = _fitted(drawn, classes, prior if prior is None or rows is None else prior[rows],
                                     RESAMPLE_ITERATIONS if start is not None else EM_ITERATIONS, start)
-        return float(1 - posterior[np.arange(len(rows)), given[rows]].mean()), posterior, errors
+        accuracy = np.diagonal(errors, axis1=1, axis2=2) @ posterior.mean(axis=0)
+        if rows is None:
+            rows = np.arange(n)
+        else:
+            accuracy[np.bincount(drawn.people, minlength=drawn.annotators) == 0] = np.nan
+        return float(1 - posterior[np.arange(len(rows)), given[rows]].mean()), accuracy, posterior, errors
 
-    rate, posterior, errors = share(None)
+    rate, accuracy, posterior, errors = share(None)
     rng = np.random.default_rng(seed)
     size = min(n, BOOTSTRAP_MAX_SAMPLES)
-    shares = np.array([share(rng.integers(0, n, size), errors)[0] for _ in range(draws)])
-    low, high = _interval(rate, shares, size, n, confidence)
+    drawn = [share(rng.integers(0, n, size), errors)[:2] for _ in range(draws)]
+    low, high = _interval(rate, np.array([rate for rate, _ in drawn]), size, n, confidence)
     evidence = _evidence(low, n)
     high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
     weights = posterior.mean(axis=0)
     labeled = np.bincount(labels.people, minlength=labels.annotators)
+    accuracies = np.array([accuracy for _, accuracy in drawn])
+    accuracy_intervals = [_accuracy_interval(accuracy[a], accuracies[:, a], int(labeled[a]), size, n, confidence)
+                          for a in range(labels.annotators)]
     agreed = np.bincount(labels.people, weights=labels.said == given[labels.rows], minlength=labels.annotators)
     mistakes = weights[None, :, None] * errors * (1 - np.eye(classes))  # (A, C, C): how often each, off the diagonal
     confuses = [np.unravel_index(int(np.argmax(mistake)), mistake.shape) for mistake in mistakes]
     people = [{"annotator": name, "labeled": int(labeled[a]),
                "agreed": float(agreed[a] / labeled[a]) if labeled[a] else None,
-               "accuracy": float(weights @ np.diagonal(errors[a])), "confuses": [int(c) for c in confuses[a]]}
+               "accuracy": float(accuracy[a]), "accuracy_interval": [float(end) for end in accuracy_intervals[a]],
+               "confuses": [int(c) for c in confuses[a]]}
               for a, name in enumerate(annotations.names)]
     return NoiseRateEstimate(rate, low, high, confidence, ANNOTATORS, evidence, n), people
+
+
+def _accuracy_interval(accuracy: float, drawn: np.ndarray, labeled: int, size: int, samples: int,
+                       confidence: float) -> tuple[float, float]:
+    """An annotator's accuracy's interval: over the resamples that hold their labels (``drawn``, NaN
+    in the others), and no narrower than the exact binomial interval of that share of the samples
+    they ``labeled``: a resample of 8 labels, all right, varies little, yet says little."""
+    drawn = drawn[np.isfinite(drawn)]
+    low, high = _interval(accuracy, drawn, size, samples, confidence) if len(drawn) > 1 else (0.0, 1.0)
+    exact_low, exact_high = count_interval(int(round(accuracy * labeled)), labeled, confidence) if labeled \
+        else (0.0, 1.0)
+    return min(low, exact_low), max(high, exact_high)
+
+
+def surely_least_right_first(people: list[dict]) -> list[dict]:
+    """Annotators' figures (``annotators_noise_rate``'s) ordered by the upper end of their accuracy's
+    interval, then their accuracy: those surely careless before those whose few labels say little
+    (of 100 crowd workers, one with 5 labels, 3 of them right, reads 60% with an interval to 90%)."""
+    return sorted(people, key=lambda p: (p["accuracy_interval"][1], p["accuracy"]))
 
 
 def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, list[dict], bool] | None:
