@@ -328,6 +328,25 @@ def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> 
     return f"{reading}; the surely least often right: {shown}"
 
 
+def annotators_table(run: RunFile) -> tuple[list[dict[str, Any]], bool] | None:
+    """Each annotator's figures from the run's annotators' own labels (``run_annotators_count`` on
+    every sample, as ``detect`` reads them), surely least often right first
+    (``surely_least_right_first``): who, the samples they labeled, how often they gave the given
+    label, their estimated accuracy and its 90% interval, and the mistake they make most (``cat ->
+    dog``); and whether held-out models gave the prior. None for a run that keeps none. What
+    ``export --annotators`` writes and ``report`` shows: whom a team would brief, and on what."""
+    counted = run_annotators_count(run, np.ones(len(run.given_labels), dtype=bool))
+    if counted is None:
+        return None
+    names = run.labels.class_names
+    rows = [{"annotator": p["annotator"], "labeled": p["labeled"], "agreed_with_given": p["agreed"],
+             "accuracy": p["accuracy"], "accuracy_low": p["accuracy_interval"][0],
+             "accuracy_high": p["accuracy_interval"][1],
+             "mistakes_most": f"{names[p['confuses'][0]]} -> {names[p['confuses'][1]]}"}
+            for p in surely_least_right_first(counted[1])]
+    return rows, counted[2]
+
+
 ANNOTATORS_NAMED = 5  # annotators named in words (of more, the least often right); --json lists them all
 LATE_NAMED = 5  # late classes named in words; --json lists them all
 # What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop

@@ -28,9 +28,8 @@ import numpy as np
 
 from noisyctl import plugins
 from noisyctl.data import load_dataset, sample_texts
-from noisyctl.detection import suspect_texts
+from noisyctl.detection import annotators_table, suspect_texts
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import run_annotators_count, surely_least_right_first
 from noisyctl.fileio import atomic_output, csv_cell
 from noisyctl.review import sample_path
 from noisyctl.store import (RUN, Labels, RunFile, create_field, get_attr, new_file, open_checked, read_labels,
@@ -464,24 +463,15 @@ def export_suspects(path: Path, suspects: list[dict[str, Any]]) -> dict[str, Any
 
 
 def export_annotators(run: RunFile, path: Path) -> dict[str, Any]:
-    """Each annotator's figures from the run's annotators' own labels (``run_annotators_count``, as
-    ``detect`` reads them), surely least often right first (``surely_least_right_first``), as CSV or
-    JSON (by the file's extension): who, how many samples they labeled, how often they gave the given
-    label, their estimated accuracy with its 90% interval over resamples, and the mistake they make
-    most. A team reads it to see whom to brief, and on what."""
+    """Each annotator's figures (``annotators_table``) as CSV or JSON, by the file's extension."""
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".json"):
         raise NoisyctlError(f"--annotators {path}: give a .csv or .json file")
-    counted = run_annotators_count(run, np.ones(len(run.given_labels), dtype=bool))
-    if counted is None:
+    table = annotators_table(run)
+    if table is None:
         raise NoisyctlError(f"{run.path} keeps no annotators' own labels (a Label Studio export with overlap, "
                             f"synth -n from-file -N annotators=..., Recorder(annotations=...))")
-    names = run.labels.class_names
-    rows = [{"annotator": p["annotator"], "labeled": p["labeled"], "agreed_with_given": p["agreed"],
-             "accuracy": p["accuracy"], "accuracy_low": p["accuracy_interval"][0],
-             "accuracy_high": p["accuracy_interval"][1],
-             "mistakes_most": f"{names[p['confuses'][0]]} -> {names[p['confuses'][1]]}"}
-            for p in surely_least_right_first(counted[1])]
+    rows, held_out_prior = table
     with atomic_output(path) as tmp:
         if path.suffix.lower() == ".json":
             tmp.write_text(json.dumps(rows, indent=2), encoding="utf-8")
@@ -495,7 +485,7 @@ def export_annotators(run: RunFile, path: Path) -> dict[str, Any]:
                                   else f"{row['agreed_with_given']:.4f}",
                                   **{key: f"{row[key]:.4f}" for key in ("accuracy", "accuracy_low", "accuracy_high")}}
                                  for row in rows)
-    return {"out": str(path), "rows": len(rows), "held_out_prior": counted[2]}
+    return {"out": str(path), "rows": len(rows), "held_out_prior": held_out_prior}
 
 
 def _labels_as_they_stand(source: Path) -> tuple[Labels, bool]:

@@ -77,6 +77,15 @@ def test_annotators_labels_are_kept_and_detect_counts_the_noise_they_share(cli, 
     assert all(row["labeled"] == str(len(truth)) and " -> " in row["mistakes_most"] for row in table)
     assert all(float(row["accuracy_low"]) <= float(row["accuracy"]) <= float(row["accuracy_high"])
                < float(row["accuracy_low"]) + 0.1 for row in table)  # 1,797 labels each: a few points wide
+    # the report shows the same table, on the terminal and on its page
+    reported = cli.json("report", tmp_path / "run.h5", "--html", tmp_path / "report.html")["annotators"]
+    assert [row["annotator"] for row in reported["rows"]] == ["cy", "ben", "ann"]
+    assert reported["rows"][0]["accuracy"] == pytest.approx(float(table[0]["accuracy"]), abs=1e-4)
+    worst = reported["rows"][0]
+    shown = f"{worst['accuracy']:.0%} ({worst['accuracy_low']:.0%}-{worst['accuracy_high']:.0%})"
+    assert "│ cy " in (terminal := cli("report", tmp_path / "run.h5").stdout) and shown in terminal
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Annotators</h2>" in page and page.index(">cy<") < page.index(">ann<")
     cli("correct", tmp_path / "run.h5", "--export", tmp_path / "audit.html", "--audit", "5")
     page = (tmp_path / "audit.html").read_text(encoding="utf-8")
     assert f'"annotators": "{first["annotators"]}"' in page and page.count('"annotators": null') == 5

@@ -9,9 +9,10 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, with_recipe
+from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, printable, require, with_recipe
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
-from noisyctl.report import build_report, shown_epochs
+from noisyctl.report import (ANNOTATOR_HEADERS, REPORTED_ANNOTATORS, annotator_cells, annotators_caption,
+                             build_report, shown_epochs)
 
 app = typer.Typer()
 
@@ -85,6 +86,13 @@ def report(
             console.print(estimate_text(result["estimate"]))
         else:
             console.print(f"no detector scores yet: run `noisyctl detect {run_path}`")
+        if result["annotators"]:
+            table = Table(title="annotators", caption=annotators_caption(result["annotators"], str(run_path)))
+            for header in ANNOTATOR_HEADERS:
+                table.add_column(header, justify="left" if header in ("annotator", "mistakes most") else "right")
+            for row in result["annotators"]["rows"][:REPORTED_ANNOTATORS]:
+                table.add_row(*map(printable, annotator_cells(row)))
+            console.print(table)
         if suspects:
             console.print(suspects_table(suspects, result["ranked_by"]))
         if result["comparison"]:

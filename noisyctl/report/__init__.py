@@ -11,7 +11,8 @@ import numpy as np
 
 from noisyctl import plugins
 from noisyctl.data import load_dataset
-from noisyctl.detection import estimate_noise, noise_flags, stored_outcomes, suggested_labels, top_suspects
+from noisyctl.detection import (annotators_table, estimate_noise, noise_flags, stored_outcomes, suggested_labels,
+                                top_suspects)
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import write_text_atomic
 from noisyctl.metrics import detection_metrics
@@ -21,7 +22,8 @@ from noisyctl.store import RunFile
 def build_report(run_path: Path, detector: str | None = None, top: int = 10, compare: list[Path] = (),
                  html: Path | None = None, png: Path | None = None) -> dict[str, Any]:
     """The report of the run at ``run_path`` as a dict (what ``report --json`` prints), with the
-    suspects ranked by the stored ``detector`` (default: the first stored); with ``html`` and/or
+    suspects ranked by the stored ``detector`` (default: the first stored) and, where the run keeps
+    several annotators' own labels, their figures (``annotators_table``); with ``html`` and/or
     ``png``, the self-contained page and/or the figures as PNG files are written too."""
     from noisyctl.report.html import build_figures, render_html, write_pngs
 
@@ -49,6 +51,7 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
             made = build_figures(run, scores, flagged, suspects, suggestions, suspect_images(run, suspects, notes),
                                  notes)
         epochs = run.epochs()
+        annotators = annotators_table(run)
         result = {
             "run": str(run_path), "samples": run.num_samples, "classes": labels.class_names,
             "dataset": labels.dataset, "noise": labels.noise,
@@ -56,6 +59,7 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
             "training": run.training, "epochs": {k: v.tolist() for k, v in epochs.items()},
             "detectors": detectors, "estimate": estimate, "ranked_by": ranked_by, "top": suspects,
             "trained_on": describe_labels(run),
+            "annotators": None if annotators is None else {"rows": annotators[0], "held_out_prior": annotators[1]},
         }
     result["comparison"] = compare_runs([run_path, *compare]) if compare else []
     if result["comparison"] and all(row["test_accuracy"] is None for row in result["comparison"]):
@@ -68,6 +72,31 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
         result["html"] = str(html)
     result["notes"] = notes
     return result
+
+
+# Annotators a report's table shows (of a crowd, the surely least often right); --json and
+# export --annotators give them all
+REPORTED_ANNOTATORS = 20
+
+
+def annotator_cells(row: dict[str, Any]) -> list[str]:
+    """One annotator's figures (an ``annotators_table`` row) as a report's table shows them."""
+    agreed = "-" if row["agreed_with_given"] is None else f"{row['agreed_with_given']:.0%}"
+    return [row["annotator"], f"{row['labeled']:,}", agreed,
+            f"{row['accuracy']:.0%} ({row['accuracy_low']:.0%}-{row['accuracy_high']:.0%})", row["mistakes_most"]]
+
+
+ANNOTATOR_HEADERS = ["annotator", "labeled", "agreed", "accuracy", "mistakes most"]
+
+
+def annotators_caption(annotators: dict[str, Any], run: str) -> str:
+    """What a report's annotators' table is, and where the rest of a crowd's figures are."""
+    prior = " with held-out models' prior" if annotators["held_out_prior"] else ""
+    rows = annotators["rows"]
+    more = (f"; {len(rows) - REPORTED_ANNOTATORS:,} more: noisyctl export {run} --annotators annotators.csv"
+            if len(rows) > REPORTED_ANNOTATORS else "")
+    return (f"agreed: gave the given label; accuracy (90% interval) and mistakes estimated by Dawid-Skene{prior}; "
+            f"surely least often right first{more}")
 
 
 def shown_epochs(count: int, most: int = 12) -> list[int]:

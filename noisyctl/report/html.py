@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyctl.report import figures
+from noisyctl.report import ANNOTATOR_HEADERS, REPORTED_ANNOTATORS, annotator_cells, annotators_caption, figures
 from noisyctl.detection import estimate_words
 from noisyctl.fileio import atomic_output
 
@@ -117,7 +117,8 @@ figcaption{color:#5b6b7c;font-size:.85rem}.estimate{font-size:1.05rem}.noisy{col
 
 
 def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]) -> str:
-    """The report page: summary, estimate, detector metrics, suspects, comparison, then the figures."""
+    """The report page: summary, estimate, detector metrics, annotators, suspects, comparison, then the
+    figures."""
     esc = html.escape
     parts = [f"<h1>noisyctl report</h1><p class='sub'>{esc(result['run'])}</p>"]
     summary = [["dataset", f"{(result['dataset'] or {}).get('name')} ({result['samples']:,} samples, "
@@ -156,6 +157,11 @@ def render_html(result: dict[str, Any], made: dict[str, bytes], notes: list[str]
             if truth_known else ""
         words = METRIC_WORDS if truth_known else METRIC_WORDS.split("flagged: ")[-1].capitalize()
         parts.append("<h2>Detectors</h2>" + _table(headers, rows, caption) + f"<p class='sub'>{esc(words)}</p>")
+    annotators = result.get("annotators")
+    if annotators:
+        parts.append("<h2>Annotators</h2>" + _table(
+            ANNOTATOR_HEADERS, [annotator_cells(row) for row in annotators["rows"][:REPORTED_ANNOTATORS]],
+            annotators_caption(annotators, result["run"])))
     top = result.get("top") or []
     if top:
         truth_known = top[0].get("true") is not None
