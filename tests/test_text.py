@@ -337,6 +337,13 @@ def test_a_label_studio_export_loads_as_its_annotators_answered(tmp_path):
                     "origin": "noisyctl"}], "ground_truth": True, "was_cancelled": False}
     cleaned = load_dataset({"name": "text", "root": str(tmp_path / "cleaned.json"), "options": {}})
     assert cleaned.train.ids == ["1", "3", "4", "7"] and cleaned.train.labels.tolist() == [0, 1, 0, 2]
+    # given every sample's label as it stands (export --data-copy), only those not the task's answer
+    # are settled: each other task stays as its annotators left it
+    data.relabeled_copy({"1": "Negative", "2": "Negative", "3": "Neutral", "4": "Negative", "7": "Positive"},
+                        tmp_path / "as-they-stand.json")
+    copied = json.loads((tmp_path / "as-they-stand.json").read_text(encoding="utf-8"))
+    assert [task["id"] for task in copied if task["annotations"] and task["annotations"][-1]["result"]
+            and task["annotations"][-1]["result"][0].get("origin") == "noisyctl"] == [1]
     tasks.append(label_studio_task(6, "mixed feelings", ("Positive", "Negative", "gt")))
     (tmp_path / "several.json").write_text(json.dumps(tasks), encoding="utf-8")
     with pytest.raises(NoisyctlError, match="record 6's 'sentiment' holds several labels"):

@@ -924,7 +924,7 @@ def relabeled_copy(files: list[Path], dataset: str, header: bool, ids: list[str]
         for name, row in zip(names, rows):
             cell_of.setdefault(name, row.get(label_column))
         if tasks is not None:
-            return _label_studio_copy(tasks, ids, labels, label_column, cell_of, out)
+            return _label_studio_copy(tasks, rows, ids, labels, label_column, cell_of, out)
         kept = []
         for position, name in kept_samples(ids, labels):
             row = rows[position]
@@ -954,22 +954,24 @@ def _label_studio_tasks(files: list[Path]) -> list[dict] | None:
     return tasks if isinstance(tasks, list) and is_label_studio_export(tasks) else None
 
 
-def _label_studio_copy(tasks: list[dict], ids: list[str], labels: dict[str, str | None], control: str,
-                       cell_of: dict[str, Any], out: Path) -> int:
+def _label_studio_copy(tasks: list[dict], records: list[dict], ids: list[str], labels: dict[str, str | None],
+                       control: str, cell_of: dict[str, Any], out: Path) -> int:
     """A Label Studio export written back as one (``out``, a project imports it): the tasks of removed
-    samples left out, and each relabeled one given an annotation marked ground truth with its new
-    class, which settles its answer (``answered_annotations``) while its annotators' own stay. Tasks
-    nobody answered are no sample, and are written as they are (``ids``: the answered ones', in
-    order). Returns the samples written."""
+    samples left out, and each one whose label is not the task's answer (``records``, one an answered
+    task: a relabeled one, or one its annotators' Dawid-Skene aggregate decided) given an annotation
+    marked ground truth with its class, which settles its answer (``answered_annotations``) while
+    its annotators' own stay. Tasks nobody answered are no sample, and are written as they are
+    (``ids``: the answered ones', in order). Returns the samples written."""
     answered = [task for task in tasks if answered_annotations(task)]
-    decided = {id(task): labels.get(sample_id, "") for task, sample_id in zip(answered, ids)}
+    decided = {id(task): (labels.get(sample_id, ""), record.get(control))
+               for task, record, sample_id in zip(answered, records, ids)}
     written, samples = [], 0
     for task in tasks:
-        name = decided.get(id(task), "")
+        name, answer = decided.get(id(task), ("", None))
         if name is None:
             continue
         samples += id(task) in decided
-        if name:
+        if name and cell_of.get(name, name) != answer:
             regions = [r for a in task["annotations"] for r in a.get("result") or []
                        if isinstance(r, dict) and r.get("from_name") == control]
             region = {"from_name": control, "to_name": regions[0].get("to_name") if regions else "text",
