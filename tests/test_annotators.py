@@ -258,7 +258,10 @@ def test_a_label_studio_export_trains_on_its_annotators_dawid_skene_aggregate(cl
     wrong = {how: float((order[labels.given_labels] != truth).mean()) for how, labels in made.items()}
     np.testing.assert_array_equal(made["majority"].given_labels, made["majority"].annotations.majority())
     assert wrong["dawid-skene"] < 0.6 * wrong["majority"], wrong
-    assert any("Dawid-Skene model makes most probable" in note for note in result["notes"])
+    assert any("differs from their vote on" in note for note in result["notes"])
+    offered = cli.json("synth", "-d", "text", "--data-root", tmp_path / "export.json", "-r", "0", "-o",
+                       tmp_path / "vote.h5")["notes"]
+    assert any(note.startswith("-D aggregate=dawid-skene trains on") for note in offered)
     (tmp_path / "plain.csv").write_text("text,label\n" + "".join(f"t{i},{i % 2}\n" for i in range(20)))
     line = cli.error("synth", "-d", "text", "--data-root", tmp_path / "plain.csv", "-D", "aggregate=dawid-skene",
                      "-r", "0", "-o", tmp_path / "x.h5")

@@ -395,9 +395,13 @@ def aggregated_labels(annotations: Annotations | None, labels: np.ndarray, aggre
     """The training ``labels`` (N,) as the annotators' ``aggregate`` of their own labels
     (``aggregate_labels``: majority or dawid-skene) where the data keeps them (``record_annotations``,
     of the same N samples); a sample no annotator named keeps its label (a task's ground truth
-    settles it). As given where ``aggregate`` is None or the majority (the records' labels are their
-    vote); else a note says how many labels it changed."""
+    settles it). As given where ``aggregate`` is None (a note offers it where there are annotators'
+    labels) or the majority (the records' labels are their vote); else a note says how many labels
+    it changed."""
     if aggregate is None:
+        if annotations is not None:
+            notes.append("-D aggregate=dawid-skene trains on the class the annotators' Dawid-Skene model makes most "
+                         "probable instead of their vote, weighing each by their estimated accuracy")
         return labels
     if annotations is None:
         raise NoisyctlError(f"{dataset}: aggregate={aggregate} needs several annotators' own labels of the samples, as "
