@@ -134,14 +134,17 @@ def measure(out: Path, kind: str, seed: int) -> None:
     estimate, counted = detected["estimate"], detected["estimate"]["annotators"]
     realized = np.array([(votes[answered[:, a], a] == clean[answered[:, a]]).mean() for a in range(votes.shape[1])])
     names = [f"w{a:03d}" for a in range(votes.shape[1])] if kind == "crowd" else list("abc")
-    estimated = {p["annotator"]: p["accuracy"] for p in counted["annotators"]}
-    estimated = np.array([estimated[name] for name in names])
+    by_name = {p["annotator"]: p for p in counted["annotators"]}
+    estimated = np.array([by_name[name]["accuracy"] for name in names])
+    intervals = np.array([by_name[name]["accuracy_interval"] for name in names])
+    held = ((intervals[:, 0] <= realized) & (realized <= intervals[:, 1])).mean()
     off = np.abs(estimated - realized)
     accuracy = (f"annotators right {np.round(realized, 3).tolist()}, estimated {np.round(estimated, 3).tolist()}"
                 if kind != "crowd" else
                 f"{len(names)} annotators right {realized.min():.2f}-{realized.max():.2f}, estimated accuracy off by "
                 f"{off.mean():.3f} on average (at most {off.max():.3f}), correlation "
-                f"{np.corrcoef(estimated, realized)[0, 1]:.3f}")
+                f"{np.corrcoef(estimated, realized)[0, 1]:.3f}; their 90% intervals (median width "
+                f"{np.median(intervals[:, 1] - intervals[:, 0]):.2f}) hold {held:.0%} of them")
     print(f"{kind:11s} seed {seed}: {accuracy}, majority wrong {wrong.mean():.2%}")
     clean_reading = "" if beside_clean is None else \
         f"; beside the clean labels {beside_clean['estimate']['annotators']['rate']:.2%}"

@@ -20,8 +20,9 @@ from noisyctl.agreement import NOT_LABELED, Annotations, agreement_by_person, ma
 from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (AGGREGATES, NoiseRateEstimate, aggregate_labels, dawid_skene, estimate_noise_rate,
-                               gmm_noisy_posterior, held_out_noise_rate, loss_evidence, presented_mean, read_run_evidence,
-                               run_annotators_posterior, run_held_out_label_probability, run_noise_rate)
+                               gmm_noisy_posterior, held_out_noise_rate, loss_evidence, presented_mean,
+                               read_run_evidence, run_annotators_posterior, run_held_out_label_probability,
+                               run_noise_rate)
 from noisyctl.fileio import atomic_folder, atomic_output
 from noisyctl.hookspecs import hookimpl
 from noisyctl.label_studio import (ANNOTATION_COLUMNS, annotation_choices, annotator, answered_annotations,

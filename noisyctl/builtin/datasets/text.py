@@ -15,11 +15,11 @@ import numpy as np
 
 from noisyctl.api import Annotations, DatasetData, NoisyctlError, SampleSet, encode_text
 from .common import (LABEL_COLUMNS, ONE_HOT_LABEL, RECORD_FILES, TEST_SPLITS, TEXT_COLUMNS, TRAIN_SPLITS,
-                     aggregated_labels, class_indices, class_names_of, column_name, column_values, find_column, find_test_file,
-                     fraction_option, generated_total, header_is_record, hub_class_names, is_number, label_strings,
-                     labeled_test_records, named_by_class_list, one_hot_note, positive_int, read_headerless,
-                     read_one_hot_label, read_record_files, reads_no_root, record_annotations, record_files,
-                     records_source, relabeled_copy, require_root, split_name, split_off, unique_ids)
+                     aggregated_labels, class_indices, class_names_of, column_name, column_values, find_column,
+                     find_test_file, fraction_option, generated_total, header_is_record, hub_class_names, is_number,
+                     label_strings, labeled_test_records, named_by_class_list, one_hot_note, positive_int,
+                     read_headerless, read_one_hot_label, read_record_files, reads_no_root, record_annotations,
+                     record_files, records_source, relabeled_copy, require_root, split_name, split_off, unique_ids)
 
 
 class TextSampleSet(SampleSet):
