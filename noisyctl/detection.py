@@ -325,7 +325,7 @@ def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> 
     least = surely_least_right_first(people)[:ANNOTATORS_NAMED]
     shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%} ({p['accuracy_interval'][0]:.0%}-"
                       f"{p['accuracy_interval'][1]:.0%}) of {p['labeled']:,}" for p in least)
-    return f"{reading}; the surely least often right: {shown}"
+    return f"{reading}; the least often right, by their intervals' upper ends: {shown}"
 
 
 def annotators_table(run: RunFile) -> tuple[list[dict[str, Any]], bool] | None:

@@ -430,7 +430,7 @@ def test_detect_names_the_least_often_right_of_a_crowd():
     people.append({"annotator": "new", "accuracy": 0.5, "accuracy_interval": [0.1, 0.95], "labeled": 3})
     counted = {"rate": 0.1, "low": 0.08, "high": 0.12, "held_out_prior": False, "annotators": people}
     words = annotators_words(counted)
-    assert "the 13 annotators' own labels" in words and "least often right: w11 79% (74%-84%) of 111" in words
+    assert "the 13 annotators' own labels" in words and "least often right, by their intervals' upper ends: w11 79% (74%-84%) of 111" in words
     assert all(f"w{a} " not in words for a in range(12 - ANNOTATORS_NAMED)) and "new" not in words
     few = annotators_words({**counted, "annotators": people[:3]})
     assert "each right about w0 90%, w1 89%, w2 88% of the time" in few

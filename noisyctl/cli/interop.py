@@ -91,9 +91,9 @@ def export_command(
     suspects: Optional[Path] = typer.Option(None, "--suspects", help="Write the ranked suspects as .csv or .json."),
     annotators: Optional[Path] = typer.Option(None, "--annotators", help="Write each annotator's figures (samples "
                                               "labeled, agreement with the given labels, estimated accuracy and its "
-                                              "90% interval, the mistake they make most), surely least often right "
-                                              "first, as .csv or .json: runs that keep several annotators' own "
-                                              "labels."),
+                                              "90% interval, the mistake they make most), the surely careless first "
+                                              "(by their intervals' upper ends), as .csv or .json: runs that keep "
+                                              "several annotators' own labels."),
     labels_csv: Optional[Path] = typer.Option(None, "--labels-csv", help="Write every sample's label as it "
                                               "stands (id, label, removed, corrected, reviewed) as a .csv for "
                                               "a training pipeline outside noisyctl."),
@@ -145,7 +145,7 @@ def export_command(
         if "annotators" in result:
             a = result["annotators"]
             prior = ", with the held-out models' probabilities as prior" if a["held_out_prior"] else ""
-            console.print(f"{a['rows']:,} annotators, surely least often right first (Dawid-Skene{prior}) -> {a['out']}")
+            console.print(f"{a['rows']:,} annotators, the surely careless first (Dawid-Skene{prior}) -> {a['out']}")
         if "labels" in result:
             c = result["labels"]
             console.print(f"{c['rows']:,} labels ({c['corrected']:,} corrected, {c['removed']:,} removed, "

@@ -189,8 +189,9 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
         """The share on the samples ``rows`` (a resample), or all of them; each annotator's accuracy
         there (NaN for one who labeled none of a resample's); the posterior and error matrices."""
         drawn = labels if rows is None else labels.resampled(rows)
-        posterior, errors = _fitted(drawn, classes, prior if prior is None or rows is None else prior[rows],
-                                    RESAMPLE_ITERATIONS if start is not None else EM_ITERATIONS, start)
+        drawn_prior = prior if prior is None or rows is None else prior[rows]
+        posterior, errors = _fitted(drawn, classes, drawn_prior, RESAMPLE_ITERATIONS if start is not None
+                                    else EM_ITERATIONS, start)
         accuracy = np.diagonal(errors, axis1=1, axis2=2) @ posterior.mean(axis=0)
         if rows is None:
             rows = np.arange(n)
@@ -201,13 +202,13 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     rate, accuracy, posterior, errors = share(None)
     rng = np.random.default_rng(seed)
     size = min(n, BOOTSTRAP_MAX_SAMPLES)
-    drawn = [share(rng.integers(0, n, size), errors)[:2] for _ in range(draws)]
-    low, high = _interval(rate, np.array([rate for rate, _ in drawn]), size, n, confidence)
+    drawn = [share(rng.integers(0, n, size), errors)[:2] for _ in range(draws)]  # (share, accuracies) a resample
+    low, high = _interval(rate, np.array([drawn_share for drawn_share, _ in drawn]), size, n, confidence)
     evidence = _evidence(low, n)
     high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
     weights = posterior.mean(axis=0)
     labeled = np.bincount(labels.people, minlength=labels.annotators)
-    accuracies = np.array([accuracy for _, accuracy in drawn])
+    accuracies = np.array([drawn_accuracy for _, drawn_accuracy in drawn])
     accuracy_intervals = [_accuracy_interval(accuracy[a], accuracies[:, a], int(labeled[a]), size, n, confidence)
                           for a in range(labels.annotators)]
     agreed = np.bincount(labels.people, weights=labels.said == given[labels.rows], minlength=labels.annotators)

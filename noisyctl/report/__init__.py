@@ -96,7 +96,7 @@ def annotators_caption(annotators: dict[str, Any], run: str) -> str:
     more = (f"; {len(rows) - REPORTED_ANNOTATORS:,} more: noisyctl export {run} --annotators annotators.csv"
             if len(rows) > REPORTED_ANNOTATORS else "")
     return (f"agreed: gave the given label; accuracy (90% interval) and mistakes estimated by Dawid-Skene{prior}; "
-            f"surely least often right first{more}")
+            f"the surely careless first (by their intervals' upper ends){more}")
 
 
 def shown_epochs(count: int, most: int = 12) -> list[int]:
