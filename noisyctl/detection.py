@@ -304,9 +304,9 @@ def annotators_reading(run: RunFile, judged: np.ndarray) -> dict[str, Any] | Non
     counted = run_annotators_count(run, judged)
     if counted is None:
         return None
-    estimate, people, held_out = counted
+    estimate, people, held_out, unsettled = counted
     return {"rate": estimate.rate, "low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
-            "held_out_prior": held_out, "annotators": people}
+            "held_out_prior": held_out, "unsettled": unsettled, "annotators": people}
 
 
 def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> str:
@@ -318,8 +318,15 @@ def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> 
                f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count {counted['rate']:.1%} of the "
                f"given labels wrong ({counted['low']:.1%}-{counted['high']:.1%} over resamples; more where they err "
                f"alike)")
+    if counted.get("unsettled"):
+        reading += (f"; but where two annotators disagree ({counted['unsettled']:.1%} of the samples) nothing in "
+                    f"their labels says which is right, so the count is a range and so are their accuracies "
+                    f"(a third annotator on some samples, or models that never trained on them: train --folds 3, "
+                    f"tells them apart)")
     if len(people) <= ANNOTATORS_NAMED:
-        shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%}" for p in people)
+        shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%}" + (
+            f" ({p['accuracy_interval'][0]:.0%}-{p['accuracy_interval'][1]:.0%})" if counted.get("unsettled") else "")
+            for p in people)
         return f"{reading}, each right about {shown} of the time"
     # a crowd: those a person would look at first, surely careless
     least = surely_least_right_first(people)[:ANNOTATORS_NAMED]

@@ -107,7 +107,7 @@ def test_dawid_skene_recovers_each_annotators_accuracy_from_their_votes_alone():
     np.testing.assert_allclose(np.diagonal(errors, axis1=1, axis2=2).mean(axis=1), accuracy, atol=0.04)
     # one who calls 2 a 3 besides: the mistake they make most, as detect and export name it
     confused = np.where((truth == 2) & (rng.random(3000) < 0.5), 3, votes[:, 0])
-    _, people = annotators_noise_rate(Annotations(list("abcde"), np.column_stack([votes, confused])), truth, 4,
+    _, people, _ = annotators_noise_rate(Annotations(list("abcde"), np.column_stack([votes, confused])), truth, 4,
                                       draws=2)
     assert people[4]["confuses"] == [2, 3]
     majority = Annotations(list("abcd"), votes).majority()
@@ -450,7 +450,7 @@ def test_each_annotators_accuracy_comes_with_an_interval_as_wide_as_their_labels
             votes[i, who] = truth[i] if right else (truth[i] + rng.integers(1, classes)) % classes
     votes[:8, workers] = truth[:8]  # a newcomer, right on all eight
     annotations = Annotations([f"w{a}" for a in range(workers + 1)], votes)
-    _, people = annotators_noise_rate(annotations, annotations.majority(), classes)
+    _, people, _ = annotators_noise_rate(annotations, annotations.majority(), classes)
     realized = [(votes[votes[:, a] != NOT_LABELED, a] == truth[votes[:, a] != NOT_LABELED]).mean()
                 for a in range(workers)]
     held = [low <= real <= high for real, (low, high) in zip(realized, (p["accuracy_interval"] for p in people))]
@@ -473,3 +473,33 @@ def test_a_crowds_table_that_cannot_be_read_is_refused_in_one_line(cli, tmp_path
         csv.writer(handle).writerows(rows)
     assert message in cli.error("synth", "-n", "from-file", "-N", f"path={tmp_path / 'crowd.csv'}",
                                 "-N", "annotators=worker", "-o", tmp_path / "labels.h5")
+
+
+def test_two_annotators_a_sample_leave_who_is_right_open_unless_models_weigh_them():
+    """Two annotators a sample (90% and 70% right): where they disagree nothing in their labels says
+    which is right (Dawid-Skene reads both 79%), so the count and the accuracies are ranges that hold
+    the truth, with no clear evidence to raise the estimate; held-out models' probabilities settle it."""
+    from noisyctl.detection import annotators_words
+
+    rng = np.random.default_rng(0)
+    samples, classes = 1800, 10
+    truth = rng.integers(0, classes, samples)
+    votes = np.stack([np.where(rng.random(samples) < right, truth, (truth + rng.integers(1, classes, samples)) % classes)
+                      for right in (0.9, 0.7)], axis=1)
+    pair = Annotations(["ann", "ben"], votes)
+    given = pair.majority()
+    wrong = float((given != truth).mean())  # 30%
+    estimate, people, unsettled = annotators_noise_rate(pair, given, classes)
+    assert unsettled > 0.2 and estimate.low < 0.05 < wrong < estimate.high  # 1.0%-36.1%
+    realized = (votes == truth[:, None]).mean(axis=0)
+    assert all(p["accuracy_interval"][0] <= real <= p["accuracy_interval"][1] for p, real in zip(people, realized))
+    counted = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high, "held_out_prior": False,
+               "unsettled": unsettled, "annotators": people}
+    assert "nothing in their labels says which is right" in annotators_words(counted)
+    # a model that never trained on the samples, right 85% of the time, weighs them
+    predicted = np.where(rng.random(samples) < 0.85, truth, (truth + rng.integers(1, classes, samples)) % classes)
+    prior = np.full((samples, classes), 0.4 / (classes - 1))
+    prior[np.arange(samples), predicted] = 0.6
+    estimate, people, unsettled = annotators_noise_rate(pair, given, classes, prior)
+    assert unsettled < 0.01 and estimate.low <= wrong <= estimate.high < wrong + 0.05
+    assert all(abs(p["accuracy"] - real) < 0.04 for p, real in zip(people, realized))  # 0.93 and 0.69

@@ -27,7 +27,10 @@ from noisyctl.estimate.rate import (BOOTSTRAP_MAX_SAMPLES, NoiseRateEstimate, _e
                                    sampling_high)
 
 ANNOTATORS = "annotators"
-EM_ITERATIONS = 50  # at most; it stops where no error rate moves by CONVERGED
+# at most; it stops where no error rate moves by CONVERGED. Where few samples have three labels
+# the fit creeps toward who is right for hundreds of steps (digits, two annotators 90% and 70% right
+# and a third on 30 samples: 82% and 77% after 50 steps, 93% and 68% once converged, by step 800)
+EM_ITERATIONS = 1000
 RESAMPLE_ITERATIONS = 10  # a resample's EM starts from the whole data's fit
 CONVERGED = 1e-4
 # Each row of an annotator's error matrix holds this many labels' worth of counts beside theirs, drawn
@@ -36,6 +39,16 @@ CONVERGED = 1e-4
 # each 0.11 less accurate than they were; this reads them within 0.011-0.019 and 3 annotators as before)
 ROW_PSEUDOCOUNT = 10.0
 DRAWS = 50
+# Fits whose log-likelihood is within this of the best are plausible too (a one-parameter 90%
+# profile-likelihood bound: chi-squared(1) at 0.9 is 2.71, halved); fits start from each of at most
+# STARTS_MOST annotators in turn taken as right with probability SURE
+LIKELIHOOD_SPAN = 1.35
+STARTS_MOST = 12
+SURE = 0.99
+# Where this share of samples or more has three annotators' labels, every start met the same fit
+# (digits-like tables of three annotators, 55% with three: within 0.011 of the truth, 9 of 10 inside
+# the interval), and the other starts are skipped (three annotators over 50,000 samples: 7.5 s, 14 s with them)
+IDENTIFIED_BY_THREE = 0.5
 
 
 def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None,
@@ -156,19 +169,37 @@ def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterat
             errors /= errors.sum(axis=2, keepdims=True)
             if previous is not None and np.abs(errors - previous).max() < CONVERGED:
                 break
-        log = np.repeat(np.log(posterior.mean(axis=0))[None, :], labels.samples, axis=0) if log_prior is None \
-            else log_prior.copy()
-        log_errors = np.log(errors)
-        for true in range(classes):
-            log[:, true] += np.bincount(rows, weights=log_errors[people, true, said], minlength=labels.samples)
+        log = _joint_log(labels, classes, log_prior, posterior, errors)
         posterior = np.exp(log - log.max(axis=1, keepdims=True))
         posterior /= posterior.sum(axis=1, keepdims=True)
     return posterior, errors
 
 
+def _joint_log(labels: _GivenLabels, classes: int, log_prior: np.ndarray | None, posterior: np.ndarray,
+               errors: np.ndarray) -> np.ndarray:
+    """(N, C): the log of each true class's prior (the held-out one, else the classes' shares in
+    ``posterior``) times the likelihood of each sample's labels under ``errors``."""
+    log = np.repeat(np.log(posterior.mean(axis=0))[None, :], labels.samples, axis=0) if log_prior is None \
+        else log_prior.copy()
+    log_errors = np.log(errors)
+    for true in range(classes):
+        log[:, true] += np.bincount(labels.rows, weights=log_errors[labels.people, true, labels.said],
+                                    minlength=labels.samples)
+    return log
+
+
+def _log_likelihood(labels: _GivenLabels, classes: int, prior: np.ndarray | None, posterior: np.ndarray,
+                    errors: np.ndarray) -> float:
+    """The log-likelihood of the labels given under a fit (``posterior``, ``errors``)."""
+    log = _joint_log(labels, classes, None if prior is None else np.log(np.clip(prior, 1e-6, 1.0)), posterior,
+                     errors)
+    top = log.max(axis=1)
+    return float((top + np.log(np.exp(log - top[:, None]).sum(axis=1))).sum())
+
+
 def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, classes: int,
                           prior: np.ndarray | None = None, confidence: float = 0.9, draws: int = DRAWS,
-                          seed: int = 0) -> tuple[NoiseRateEstimate, list[dict]]:
+                          seed: int = 0) -> tuple[NoiseRateEstimate, list[dict], float]:
     """The share of given labels the annotators' model judges wrong, the mean over samples of one
     less the posterior of the given label, with a ``confidence`` percentile-bootstrap interval
     over the samples; and each annotator's figures: the samples they ``labeled``, the share of those
@@ -178,7 +209,11 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     mistake they make most (``confuses``: [true class, class they say], by the same weights).
 
     ``given_labels`` is (N,) and ``prior`` (N, C) as in ``dawid_skene``. The interval covers
-    sampling only: where annotators err alike, the model misreads them and the truth lies above it."""
+    sampling, and the fits about as likely as the best (``_fits_from_each_start``): where no prior
+    and too few samples with three labels say which of two annotators is right where they disagree,
+    it spans both, as each accuracy's does; how far apart their counts lie (``unsettled``, 0 where
+    they agree) is returned too. Where annotators err alike, the model misreads them and the truth
+    lies above it."""
     votes = np.asarray(annotations.labels)
     labels = _GivenLabels.of(votes)
     given = np.asarray(given_labels)
@@ -190,8 +225,8 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
         there (NaN for one who labeled none of a resample's); the posterior and error matrices."""
         drawn = labels if rows is None else labels.resampled(rows)
         drawn_prior = prior if prior is None or rows is None else prior[rows]
-        posterior, errors = _fitted(drawn, classes, drawn_prior, RESAMPLE_ITERATIONS if start is not None
-                                    else EM_ITERATIONS, start)
+        posterior, errors = _fitted(drawn, classes, drawn_prior, EM_ITERATIONS if rows is None else
+                                    RESAMPLE_ITERATIONS, start)
         accuracy = np.diagonal(errors, axis1=1, axis2=2) @ posterior.mean(axis=0)
         if rows is None:
             rows = np.arange(n)
@@ -199,18 +234,34 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
             accuracy[np.bincount(drawn.people, minlength=drawn.annotators) == 0] = np.nan
         return float(1 - posterior[np.arange(len(rows)), given[rows]].mean()), accuracy, posterior, errors
 
-    rate, accuracy, posterior, errors = share(None)
+    fits = _fits_from_each_start(labels, classes, prior)
+    best = max(range(len(fits)), key=lambda k: fits[k][0])
+    # the fit from the labels' shares stands unless another is clearly likelier: among fits about as
+    # likely, it lies between the extremes (two annotators a sample: 21%, where the others read 1% and 37%)
+    chosen = 0 if fits[0][0] >= fits[best][0] - LIKELIHOOD_SPAN else best
+    rate, accuracy, posterior, errors = share(None, fits[chosen][2])
     rng = np.random.default_rng(seed)
     size = min(n, BOOTSTRAP_MAX_SAMPLES)
     drawn = [share(rng.integers(0, n, size), errors)[:2] for _ in range(draws)]  # (share, accuracies) a resample
     low, high = _interval(rate, np.array([drawn_share for drawn_share, _ in drawn]), size, n, confidence)
-    evidence = _evidence(low, n)
-    high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
     weights = posterior.mean(axis=0)
     labeled = np.bincount(labels.people, minlength=labels.annotators)
     accuracies = np.array([drawn_accuracy for _, drawn_accuracy in drawn])
     accuracy_intervals = [_accuracy_interval(accuracy[a], accuracies[:, a], int(labeled[a]), size, n, confidence)
                           for a in range(labels.annotators)]
+    # fits about as likely as the best (which annotator is right where they disagree may not be in
+    # their labels: two a sample, or few with three) make the readings ranges
+    plausible = [(float(1 - fit_posterior[np.arange(n), given].mean()),
+                  np.diagonal(fit_errors, axis1=1, axis2=2) @ fit_posterior.mean(axis=0))
+                 for likelihood, fit_posterior, fit_errors in fits if likelihood >= fits[best][0] - LIKELIHOOD_SPAN]
+    rates = [fit_rate for fit_rate, _ in plausible]
+    unsettled = max(rates) - min(rates)
+    low, high = min(low, *rates), max(high, *rates)
+    accuracy_intervals = [(min(interval[0], *(fit[1][a] for fit in plausible)),
+                           max(interval[1], *(fit[1][a] for fit in plausible)))
+                          for a, interval in enumerate(accuracy_intervals)]
+    evidence = _evidence(low, n)
+    high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
     agreed = np.bincount(labels.people, weights=labels.said == given[labels.rows], minlength=labels.annotators)
     mistakes = weights[None, :, None] * errors * (1 - np.eye(classes))  # (A, C, C): how often each, off the diagonal
     confuses = [np.unravel_index(int(np.argmax(mistake)), mistake.shape) for mistake in mistakes]
@@ -219,7 +270,38 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
                "accuracy": float(accuracy[a]), "accuracy_interval": [float(end) for end in accuracy_intervals[a]],
                "confuses": [int(c) for c in confuses[a]]}
               for a, name in enumerate(annotations.names)]
-    return NoiseRateEstimate(rate, low, high, confidence, ANNOTATORS, evidence, n), people
+    return NoiseRateEstimate(rate, low, high, confidence, ANNOTATORS, evidence, n), people, unsettled
+
+
+def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray | None
+                          ) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """Dawid-Skene fitted from the labels' shares, and, of a few annotators (at most
+    ``STARTS_MOST``) of whom three labeled fewer than ``IDENTIFIED_BY_THREE`` of the samples, from
+    each in turn taken as nearly always right and the others as right on the labels another
+    confirmed: (log-likelihood, posterior, error matrices) of each. Where the labels do not say who
+    is right (two annotators a sample: 90% and 70% right both read 79% from the shares), those fits
+    differ and are about as likely."""
+    starts = [None]
+    three = (np.bincount(labels.rows, minlength=labels.samples) >= 3).mean()
+    if labels.annotators <= STARTS_MOST and three < IDENTIFIED_BY_THREE:
+        confirmed = np.clip(_confirmed(labels, classes), 1.0 / classes, SURE)
+        for sure in range(labels.annotators):
+            right = np.where(np.arange(labels.annotators) == sure, SURE, confirmed)
+            starts.append(np.where(np.eye(classes, dtype=bool), right[:, None, None],
+                                   ((1 - right) / max(classes - 1, 1))[:, None, None]))
+    fits = []
+    for start in starts:
+        posterior, errors = _fitted(labels, classes, prior, EM_ITERATIONS, start)
+        fits.append((_log_likelihood(labels, classes, prior, posterior, errors), posterior, errors))
+    return fits
+
+
+def _confirmed(labels: _GivenLabels, classes: int) -> np.ndarray:
+    """(A,): the share of each annotator's labels another annotator gave the same sample too."""
+    cell = labels.rows * classes + labels.said
+    same = np.bincount(cell, minlength=labels.samples * classes)[cell] > 1
+    given = np.bincount(labels.people, minlength=labels.annotators)
+    return np.bincount(labels.people, weights=same, minlength=labels.annotators) / np.maximum(given, 1)
 
 
 def _accuracy_interval(accuracy: float, drawn: np.ndarray, labeled: int, size: int, samples: int,
@@ -241,9 +323,10 @@ def surely_least_right_first(people: list[dict]) -> list[dict]:
     return sorted(people, key=lambda p: (p["accuracy_interval"][1], p["accuracy"]))
 
 
-def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, list[dict], bool] | None:
+def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, list[dict], bool, float] | None:
     """``annotators_noise_rate`` on a run's ``judged`` samples (a mask, (N,)), with its held-out
-    probabilities as the prior where it has them; whether it had them too. None for a run whose
+    probabilities as the prior where it has them; whether it had them too, and how far apart the
+    counts of fits about as likely lie (``unsettled``). None for a run whose
     labels keep no annotators' own. Once per opened run and set of judged samples: the estimate
     and ``detect``'s second reading ask the same."""
     annotations = _kept_annotations(run)
@@ -253,9 +336,9 @@ def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, li
     if key not in cache:
         prior = run_held_out_probabilities(run, judged)
         rows = np.flatnonzero(judged)
-        estimate, people = annotators_noise_rate(annotations.subset(rows), np.asarray(run.given_labels)[rows],
-                                                 run.num_classes, prior)
-        cache[key] = (estimate, people, prior is not None)
+        estimate, people, unsettled = annotators_noise_rate(annotations.subset(rows),
+                                                            np.asarray(run.given_labels)[rows], run.num_classes, prior)
+        cache[key] = (estimate, people, prior is not None, unsettled)
     return cache[key]
 
 
