@@ -15,8 +15,8 @@ from noisyctl.data import sample_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (ANNOTATORS, FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED,
                                LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY,
-                               UNDER_CHANCE_AT_END, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell, confused_pairs,
-                               decided_noisy, run_annotators_count, run_held_out_count, run_noise_rate,
+                               UNDER_CHANCE_AT_END, UNSETTLED, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell,
+                               confused_pairs, decided_noisy, run_annotators_count, run_held_out_count, run_noise_rate,
                                surely_least_right_first)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
@@ -316,16 +316,16 @@ def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> 
     prior = " with models that never trained on the samples" if counted["held_out_prior"] else ""
     reading = (f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count this" if is_the_estimate else
                f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count {counted['rate']:.1%} of the "
-               f"given labels wrong ({counted['low']:.1%}-{counted['high']:.1%} over resamples; more where they err "
-               f"alike)")
-    if counted.get("unsettled"):
-        reading += (f"; but where two annotators disagree ({counted['unsettled']:.1%} of the samples) nothing in "
-                    f"their labels says which is right, so the count is a range and so are their accuracies "
-                    f"(a third annotator on some samples, or models that never trained on them: train --folds 3, "
-                    f"tells them apart)")
+               f"given labels wrong ({counted['low']:.1%}-{counted['high']:.1%} over resamples and fits about as "
+               f"likely; more where they err alike)")
+    unsettled = counted.get("unsettled", 0.0) >= UNSETTLED
+    if unsettled:
+        reading += ("; but where two annotators disagree nothing in their labels says which is right, so the count "
+                    "is a range and so are their accuracies (a third annotator on some samples, or models that never "
+                    "trained on them: train --folds 3, tells them apart)")
     if len(people) <= ANNOTATORS_NAMED:
         shown = ", ".join(f"{p['annotator']} {p['accuracy']:.0%}" + (
-            f" ({p['accuracy_interval'][0]:.0%}-{p['accuracy_interval'][1]:.0%})" if counted.get("unsettled") else "")
+            f" ({p['accuracy_interval'][0]:.0%}-{p['accuracy_interval'][1]:.0%})" if unsettled else "")
             for p in people)
         return f"{reading}, each right about {shown} of the time"
     # a crowd: those a person would look at first, surely careless

@@ -496,6 +496,19 @@ def test_two_annotators_a_sample_leave_who_is_right_open_unless_models_weigh_the
     counted = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high, "held_out_prior": False,
                "unsettled": unsettled, "annotators": people}
     assert "nothing in their labels says which is right" in annotators_words(counted)
+    # nor is it a floor of the estimate, which a third annotator's labels make it again
+    from types import SimpleNamespace
+
+    from noisyctl.estimate import run_annotators_floor
+
+    def run_of(annotations):  # what the floor reads of a run
+        return type("Run", (), {"labels": SimpleNamespace(annotations=annotations), "num_classes": classes,
+                                "given_labels": annotations.majority()})()
+
+    assert run_annotators_floor(run_of(pair)) is None
+    third = np.where(rng.random(samples) < 0.8, truth, (truth + rng.integers(1, classes, samples)) % classes)
+    trio = run_annotators_floor(run_of(Annotations(["ann", "ben", "cy"], np.column_stack([votes, third]))))
+    assert trio is not None and trio.low > 0.02
     # a model that never trained on the samples, right 85% of the time, weighs them
     predicted = np.where(rng.random(samples) < 0.85, truth, (truth + rng.integers(1, classes, samples)) % classes)
     prior = np.full((samples, classes), 0.4 / (classes - 1))

@@ -20,7 +20,7 @@ they confuse. So is ``audit``: the rate a person's review of flagged and random 
 (``correct --audit``). Each constant's comment says what it was measured on.
 """
 
-from noisyctl.estimate.annotators import (AGGREGATES, ANNOTATORS, aggregate_labels, annotators_noise_rate,
+from noisyctl.estimate.annotators import (AGGREGATES, ANNOTATORS, UNSETTLED, aggregate_labels, annotators_noise_rate,
                                           dawid_skene, run_annotators_count, run_annotators_floor,
                                           run_annotators_posterior, surely_least_right_first)
 from noisyctl.estimate.decisions import confused_pairs, decided_noisy, gmm_noisy_posterior
@@ -39,7 +39,7 @@ from noisyctl.estimate.run import HELD_OUT_REFUSED, run_noise_rate
 
 __all__ = [
     "AGGREGATES", "ANNOTATORS", "aggregate_labels", "annotators_noise_rate", "dawid_skene", "run_annotators_count",
-    "run_annotators_floor", "surely_least_right_first",
+    "run_annotators_floor", "surely_least_right_first", "UNSETTLED",
     "run_annotators_posterior",
     "run_held_out_probabilities",
     "ANCHOR_MIN_COUNT", "FEW_CLASSES", "FIRST_SIGHT_REFUSED", "HELD_OUT_ANCHORS", "HELD_OUT_REFUSED", "LOSS_CHANNELS",

@@ -49,6 +49,10 @@ SURE = 0.99
 # (digits-like tables of three annotators, 55% with three: within 0.011 of the truth, 9 of 10 inside
 # the interval), and the other starts are skipped (three annotators over 50,000 samples: 7.5 s, 14 s with them)
 IDENTIFIED_BY_THREE = 0.5
+# Where fits about as likely count this far apart, the annotators' labels leave who is right open:
+# the words say so, and their count is no floor of the estimate (two annotators a sample, 90% and
+# 70% right: 35 points; three a sample: none)
+UNSETTLED = 0.01
 
 
 def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None,
@@ -372,7 +376,7 @@ def run_annotators_floor(run, judged: np.ndarray | None = None) -> NoiseRateEsti
     if not _labels_are_theirs(run, annotations, judged):
         return None
     counted = run_annotators_count(run, judged)
-    return None if counted is None else counted[0]
+    return None if counted is None or counted[3] >= UNSETTLED else counted[0]
 
 
 def _labels_are_theirs(run, annotations: Annotations, judged: np.ndarray) -> bool:
