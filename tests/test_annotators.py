@@ -506,6 +506,10 @@ def test_two_annotators_a_sample_leave_who_is_right_open_unless_models_weigh_the
                                 "given_labels": annotations.majority()})()
 
     assert run_annotators_floor(run_of(pair)) is None
+    from noisyctl.estimate import aggregate_labels
+
+    with pytest.raises(NoisyctlError, match="needs three annotators' labels of some samples"):
+        aggregate_labels(pair, "dawid-skene", classes, "from-file")  # the vote, tie to the later: 30% wrong
     third = np.where(rng.random(samples) < 0.8, truth, (truth + rng.integers(1, classes, samples)) % classes)
     trio = run_annotators_floor(run_of(Annotations(["ann", "ben", "cy"], np.column_stack([votes, third]))))
     assert trio is not None and trio.low > 0.02

@@ -108,6 +108,9 @@ def aggregate_labels(annotations: Annotations, how: str | None, classes: int, wh
     -------
     np.ndarray of int, shape (N,)
         Class indices; ``NOT_LABELED`` where no annotator labeled the sample.
+
+    ``dawid-skene`` of labels no sample has three of is refused: two annotators a sample fit as
+    well with either right where they disagree.
     """
     chosen = str(how or AGGREGATES[0]).strip().lower()
     if chosen not in AGGREGATES:
@@ -115,6 +118,10 @@ def aggregate_labels(annotations: Annotations, how: str | None, classes: int, wh
     if chosen == "majority":
         return annotations.majority()
     labels = np.asarray(annotations.labels)
+    if not ((labels != NOT_LABELED).sum(axis=1) >= 3).any():
+        raise NoisyctlError(f"{where}: aggregate={how} needs three annotators' labels of some samples: with two a "
+                            f"sample, nothing in their labels says which is right where they disagree (their "
+                            f"vote, and detect on a run trained with --folds 3, weighs them by a model's view)")
     aggregate = dawid_skene(labels, classes)[0].argmax(axis=1)
     return np.where((labels != NOT_LABELED).any(axis=1), aggregate, NOT_LABELED)
 

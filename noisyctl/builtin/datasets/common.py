@@ -395,11 +395,11 @@ def aggregated_labels(annotations: Annotations | None, labels: np.ndarray, aggre
     """The training ``labels`` (N,) as the annotators' ``aggregate`` of their own labels
     (``aggregate_labels``: majority or dawid-skene) where the data keeps them (``record_annotations``,
     of the same N samples); a sample no annotator named keeps its label (a task's ground truth
-    settles it). As given where ``aggregate`` is None (a note offers it where there are annotators'
-    labels) or the majority (the records' labels are their vote); else a note says how many labels
+    settles it). As given where ``aggregate`` is None (a note offers it where some sample has three
+    annotators' labels) or the majority (the records' labels are their vote); else a note says how many labels
     it changed."""
     if aggregate is None:
-        if annotations is not None:
+        if annotations is not None and ((annotations.labels != NOT_LABELED).sum(axis=1) >= 3).any():
             notes.append("-D aggregate=dawid-skene trains on the class the annotators' Dawid-Skene model makes most "
                          "probable instead of their vote, weighing each by their estimated accuracy")
         return labels
