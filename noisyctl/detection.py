@@ -299,8 +299,9 @@ def held_out_reading(run: RunFile, judged: np.ndarray) -> dict[str, float] | Non
 def annotators_reading(run: RunFile, judged: np.ndarray) -> dict[str, Any] | None:
     """What the annotators' own labels say of the ``judged`` samples' given labels, where the run
     keeps them (``run_annotators_count``): a second reading, shown beside the estimate. It is a
-    floor of the estimate only where the given labels are their majority vote: beside an expert's
-    labels it counts the crowd's errors too (``run_annotators_floor``)."""
+    floor of the estimate only where the given labels are their own aggregate and their labels say
+    who is right (``run_annotators_floor``): beside an expert's labels it counts the crowd's errors
+    too, and two annotators a sample leave it a range (``unsettled``)."""
     counted = run_annotators_count(run, judged)
     if counted is None:
         return None
@@ -311,7 +312,8 @@ def annotators_reading(run: RunFile, judged: np.ndarray) -> dict[str, Any] | Non
 
 def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> str:
     """The annotators' reading (``annotators_reading``) in words; where it ``is_the_estimate``, the
-    annotators' accuracies without the count again."""
+    annotators' accuracies without the count again. Where their labels leave who is right open
+    (``UNSETTLED``), the words say so, with each accuracy's range."""
     people = counted["annotators"]
     prior = " with models that never trained on the samples" if counted["held_out_prior"] else ""
     reading = (f"the {len(people):,} annotators' own labels (Dawid-Skene{prior}) count this" if is_the_estimate else
