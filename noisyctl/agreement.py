@@ -125,6 +125,10 @@ class Annotations:
         """The same annotators' labels of some samples only."""
         return Annotations(list(self.names), self.labels[np.asarray(indices)])
 
+    def per_sample(self) -> np.ndarray:
+        """(N,): how many annotators labeled each sample."""
+        return (np.asarray(self.labels) != NOT_LABELED).sum(axis=1)
+
     def voted_most(self, labels: np.ndarray) -> np.ndarray:
         """(N,) bool: whether each of ``labels`` (N,) is a class most of the sample's annotators gave
         (one of the tied ones, however a tie was broken), or nobody labeled the sample."""

@@ -337,12 +337,12 @@ def annotators_words(counted: dict[str, Any], is_the_estimate: bool = False) -> 
     return f"{reading}; the least often right, by their intervals' upper ends: {shown}"
 
 
-def annotators_table(run: RunFile) -> tuple[list[dict[str, Any]], bool] | None:
+def annotators_table(run: RunFile) -> dict[str, Any] | None:
     """Each annotator's figures from the run's annotators' own labels (``run_annotators_count`` on
     every sample, as ``detect`` reads them), surely least often right first
     (``surely_least_right_first``): who, the samples they labeled, how often they gave the given
     label, their estimated accuracy and its 90% interval, and the mistake they make most (``cat ->
-    dog``); and whether held-out models gave the prior. None for a run that keeps none. What
+    dog``) as ``rows``; and whether held-out models gave the prior. None for a run that keeps none. What
     ``export --annotators`` writes and ``report`` shows: whom a team would brief, and on what."""
     counted = run_annotators_count(run, np.ones(len(run.given_labels), dtype=bool))
     if counted is None:
@@ -352,8 +352,8 @@ def annotators_table(run: RunFile) -> tuple[list[dict[str, Any]], bool] | None:
              "accuracy": p["accuracy"], "accuracy_low": p["accuracy_interval"][0],
              "accuracy_high": p["accuracy_interval"][1],
              "mistakes_most": f"{names[p['confuses'][0]]} -> {names[p['confuses'][1]]}"}
-            for p in surely_least_right_first(counted[1])]
-    return rows, counted[2]
+            for p in surely_least_right_first(counted.people)]
+    return {"rows": rows, "held_out_prior": counted.held_out_prior}
 
 
 ANNOTATORS_NAMED = 5  # annotators named in words (of more, the least often right); --json lists them all

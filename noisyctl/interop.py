@@ -471,7 +471,7 @@ def export_annotators(run: RunFile, path: Path) -> dict[str, Any]:
     if table is None:
         raise NoisyctlError(f"{run.path} keeps no annotators' own labels (a Label Studio export with overlap, "
                             f"synth -n from-file -N annotators=..., Recorder(annotations=...))")
-    rows, held_out_prior = table
+    rows = table["rows"]
     with atomic_output(path) as tmp:
         if path.suffix.lower() == ".json":
             tmp.write_text(json.dumps(rows, indent=2), encoding="utf-8")
@@ -485,7 +485,7 @@ def export_annotators(run: RunFile, path: Path) -> dict[str, Any]:
                                   else f"{row['agreed_with_given']:.4f}",
                                   **{key: f"{row[key]:.4f}" for key in ("accuracy", "accuracy_low", "accuracy_high")}}
                                  for row in rows)
-    return {"out": str(path), "rows": len(rows), "held_out_prior": held_out_prior}
+    return {"out": str(path), "rows": len(rows), "held_out_prior": table["held_out_prior"]}
 
 
 def _labels_as_they_stand(source: Path) -> tuple[Labels, bool]:

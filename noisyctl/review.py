@@ -13,9 +13,9 @@ import numpy as np
 
 from noisyctl.agreement import NOT_LABELED, agreement_by_person
 from noisyctl.api import Correction
-from noisyctl.detection import suspect_texts
+from noisyctl.detection import annotators_table, suspect_texts
 from noisyctl.errors import NoisyctlError
-from noisyctl.estimate import run_annotators_count, run_noise_rate
+from noisyctl.estimate import run_noise_rate
 from noisyctl.fileio import atomic_output, csv_cell, csv_value
 from noisyctl.metrics import ranking
 from noisyctl.store import RUN, Labels, RunFile, get_attr, open_checked
@@ -159,10 +159,8 @@ def annotators_said(labels: Labels, index: int, accuracy: dict[str, float] | Non
 def annotator_accuracy(run: RunFile | None) -> dict[str, float] | None:
     """Each annotator's estimated accuracy (Dawid-Skene, as ``detect`` reads it), where there is a
     run and it keeps several annotators' own labels; None elsewhere."""
-    if run is None:
-        return None
-    counted = run_annotators_count(run, np.ones(len(run.given_labels), dtype=bool))
-    return None if counted is None else {p["annotator"]: p["accuracy"] for p in counted[1]}
+    table = None if run is None else annotators_table(run)
+    return None if table is None else {row["annotator"]: row["accuracy"] for row in table["rows"]}
 
 
 def write_review_csv(path: Path, columns: list[str], cells: list[list[str]]) -> None:

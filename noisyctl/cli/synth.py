@@ -9,7 +9,6 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from noisyctl.agreement import NOT_LABELED
 from noisyctl.cli.common import JSON_OPTION, RECIPE_KEY, RECIPE_OPTION, emit, note, require, with_recipe
 from noisyctl.data import dataset_of_root, dataset_spec, parse_options
 from noisyctl.store import write_labels_file
@@ -58,7 +57,7 @@ def synth(
         "reviewed": 0 if labels.reviewed is None else int(labels.reviewed.sum()), "notes": notes,
         "annotators": None if labels.annotations is None else {
             "count": len(labels.annotations.names),
-            "labels_per_sample": float((labels.annotations.labels != NOT_LABELED).sum(axis=1).mean())},
+            "labels_per_sample": float(labels.annotations.per_sample().mean())},
     }
 
     def render(console):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -125,13 +126,12 @@ def aggregate_labels(annotations: Annotations, how: str | None, classes: int, wh
         raise NoisyctlError(f"{where}: aggregate={how}: choose {' or '.join(AGGREGATES)}")
     if chosen == "majority":
         return annotations.majority()
-    labels = np.asarray(annotations.labels)
-    if not ((labels != NOT_LABELED).sum(axis=1) >= 3).any():
+    if not (annotations.per_sample() >= 3).any():
         raise NoisyctlError(f"{where}: aggregate={how} needs three annotators' labels of some samples: with two a "
                             f"sample, nothing in their labels says which is right where they disagree (their "
                             f"vote, and detect on a run trained with --folds 3, weighs them by a model's view)")
-    aggregate = dawid_skene(labels, classes)[0].argmax(axis=1)
-    return np.where((labels != NOT_LABELED).any(axis=1), aggregate, NOT_LABELED)
+    aggregate = dawid_skene(annotations.labels, classes)[0].argmax(axis=1)
+    return np.where(annotations.per_sample() > 0, aggregate, NOT_LABELED)
 
 
 @dataclass
@@ -239,30 +239,31 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     n = len(given)
     resample_steps = FEW_RESAMPLE_ITERATIONS if labels.annotators <= STARTS_MOST else RESAMPLE_ITERATIONS
 
-    def share(rows: np.ndarray | None, start: np.ndarray | None = None
-              ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        """The share on the samples ``rows`` (a resample), or all of them; each annotator's accuracy
-        there (NaN for one who labeled none of a resample's); the posterior and error matrices."""
-        drawn = labels if rows is None else labels.resampled(rows)
-        drawn_prior = prior if prior is None or rows is None else prior[rows]
-        posterior, errors = _fitted(drawn, classes, drawn_prior, EM_ITERATIONS if rows is None else resample_steps,
-                                    start)
-        accuracy = np.diagonal(errors, axis1=1, axis2=2) @ posterior.mean(axis=0)
-        if rows is None:
-            rows = np.arange(n)
-        else:
-            accuracy[np.bincount(drawn.people, minlength=drawn.annotators) == 0] = np.nan
-        return float(1 - posterior[np.arange(len(rows)), given[rows]].mean()), accuracy, posterior, errors
+    def readings(posterior: np.ndarray, errors: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
+        """A fit's share of the ``rows``' given labels it judges wrong, and each annotator's accuracy."""
+        return (float(1 - posterior[np.arange(len(rows)), given[rows]].mean()),
+                np.diagonal(errors, axis1=1, axis2=2) @ posterior.mean(axis=0))
+
+    def resample_readings(rows: np.ndarray, start: np.ndarray) -> tuple[float, np.ndarray]:
+        """The readings of a resample of the samples ``rows``, fitted from ``start``; NaN the accuracy
+        of an annotator who labeled none of them."""
+        drawn = labels.resampled(rows)
+        posterior, errors = _fitted(drawn, classes, None if prior is None else prior[rows], resample_steps, start)
+        share, accuracy = readings(posterior, errors, rows)
+        accuracy[np.bincount(drawn.people, minlength=drawn.annotators) == 0] = np.nan
+        return share, accuracy
 
     fits = _fits_from_each_start(labels, classes, prior)
     best = max(range(len(fits)), key=lambda k: fits[k][0])
     # the fit from the labels' shares stands unless another is clearly likelier: among fits about as
     # likely, it lies between the extremes (two annotators a sample: 21%, where the others read 1% and 37%)
-    chosen = 0 if fits[0][0] >= fits[best][0] - LIKELIHOOD_SPAN else best
-    rate, accuracy, posterior, errors = share(None, fits[chosen][2])
+    _, posterior, errors = fits[0] if fits[0][0] >= fits[best][0] - LIKELIHOOD_SPAN else fits[best]
+    posterior, errors = _fitted(labels, classes, prior, EM_ITERATIONS, errors)
+    everyone = np.arange(n)
+    rate, accuracy = readings(posterior, errors, everyone)
     rng = np.random.default_rng(seed)
     size = min(n, BOOTSTRAP_MAX_SAMPLES)
-    drawn = [share(rng.integers(0, n, size), errors)[:2] for _ in range(draws)]  # (share, accuracies) a resample
+    drawn = [resample_readings(rng.integers(0, n, size), errors) for _ in range(draws)]  # (share, accuracies) a resample
     low, high = _interval(rate, np.array([drawn_share for drawn_share, _ in drawn]), size, n, confidence)
     weights = posterior.mean(axis=0)
     labeled = np.bincount(labels.people, minlength=labels.annotators)
@@ -271,8 +272,7 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
                           for a in range(labels.annotators)]
     # fits about as likely as the best (which annotator is right where they disagree may not be in
     # their labels: two a sample, or few with three) make the readings ranges
-    plausible = [(float(1 - fit_posterior[np.arange(n), given].mean()),
-                  np.diagonal(fit_errors, axis1=1, axis2=2) @ fit_posterior.mean(axis=0))
+    plausible = [readings(fit_posterior, fit_errors, everyone)
                  for likelihood, fit_posterior, fit_errors in fits if likelihood >= fits[best][0] - LIKELIHOOD_SPAN]
     rates = [fit_rate for fit_rate, _ in plausible]
     unsettled = max(rates) - min(rates)
@@ -344,10 +344,18 @@ def surely_least_right_first(people: list[dict]) -> list[dict]:
     return sorted(people, key=lambda p: (p["accuracy_interval"][1], p["accuracy"]))
 
 
-def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, list[dict], bool, float] | None:
+class AnnotatorsCount(NamedTuple):
+    """``annotators_noise_rate``'s reading of a run (``run_annotators_count``)."""
+
+    estimate: NoiseRateEstimate
+    people: list[dict]  # each annotator's figures
+    held_out_prior: bool  # whether held-out models' probabilities were each sample's prior
+    unsettled: float  # how far apart the counts of fits about as likely lie
+
+
+def run_annotators_count(run, judged: np.ndarray) -> AnnotatorsCount | None:
     """``annotators_noise_rate`` on a run's ``judged`` samples (a mask, (N,)), with its held-out
-    probabilities as the prior where it has them; whether it had them too, and how far apart the
-    counts of fits about as likely lie (``unsettled``). None for a run whose
+    probabilities as the prior where it has them. None for a run whose
     labels keep no annotators' own. Once per opened run and set of judged samples: the estimate
     and ``detect``'s second reading ask the same."""
     annotations = _kept_annotations(run)
@@ -359,7 +367,7 @@ def run_annotators_count(run, judged: np.ndarray) -> tuple[NoiseRateEstimate, li
         rows = np.flatnonzero(judged)
         estimate, people, unsettled = annotators_noise_rate(annotations.subset(rows),
                                                             np.asarray(run.given_labels)[rows], run.num_classes, prior)
-        cache[key] = (estimate, people, prior is not None, unsettled)
+        cache[key] = AnnotatorsCount(estimate, people, prior is not None, unsettled)
     return cache[key]
 
 
@@ -394,7 +402,7 @@ def run_annotators_floor(run, judged: np.ndarray | None = None) -> NoiseRateEsti
     if not _labels_are_theirs(run, annotations, judged):
         return None
     counted = run_annotators_count(run, judged)
-    return None if counted is None or counted[3] >= UNSETTLED else counted[0]
+    return None if counted is None or counted.unsettled >= UNSETTLED else counted.estimate
 
 
 def _labels_are_theirs(run, annotations: Annotations, judged: np.ndarray) -> bool:

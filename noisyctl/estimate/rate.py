@@ -49,7 +49,8 @@ class NoiseRateEstimate:
     share of labels they contradict and the model never believed, or had not halfway,
     ``run_held_out_anchors``, where it is above the losses' reading), or ``"annotators"`` (what
     several annotators' own labels count wrong, ``run_annotators_floor``, where the given labels are
-    their majority and it is above the losses' reading), or ``"never believed"`` (the
+    their own aggregate, their labels say who is right and it is above the losses' reading), or
+    ``"never believed"`` (the
     share of labels whose mean loss stayed above log C, where it is below the losses' reading and
     the run can say so), or ``"not learned"`` (``run_noise_rate`` on a run whose model never began
     to learn). ``evidence`` is ``"none"`` when the interval reaches down to zero, ``"weak"`` when

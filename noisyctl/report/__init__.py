@@ -51,7 +51,6 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
             made = build_figures(run, scores, flagged, suspects, suggestions, suspect_images(run, suspects, notes),
                                  notes)
         epochs = run.epochs()
-        annotators = annotators_table(run)
         result = {
             "run": str(run_path), "samples": run.num_samples, "classes": labels.class_names,
             "dataset": labels.dataset, "noise": labels.noise,
@@ -59,7 +58,7 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
             "training": run.training, "epochs": {k: v.tolist() for k, v in epochs.items()},
             "detectors": detectors, "estimate": estimate, "ranked_by": ranked_by, "top": suspects,
             "trained_on": describe_labels(run),
-            "annotators": None if annotators is None else {"rows": annotators[0], "held_out_prior": annotators[1]},
+            "annotators": annotators_table(run),
         }
     result["comparison"] = compare_runs([run_path, *compare]) if compare else []
     if result["comparison"] and all(row["test_accuracy"] is None for row in result["comparison"]):

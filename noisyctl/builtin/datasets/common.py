@@ -399,16 +399,16 @@ def aggregated_labels(annotations: Annotations | None, labels: np.ndarray, aggre
     annotators' labels) or the majority (the records' labels are their vote); else a note says how many labels
     it changed."""
     if aggregate is None:
-        if annotations is not None and ((annotations.labels != NOT_LABELED).sum(axis=1) >= 3).any():
+        if annotations is not None and (annotations.per_sample() >= 3).any():
             notes.append("-D aggregate=dawid-skene trains on the class the annotators' Dawid-Skene model makes most "
                          "probable instead of their vote, weighing each by their estimated accuracy")
         return labels
     if annotations is None:
         raise NoisyctlError(f"{dataset}: aggregate={aggregate} needs several annotators' own labels of the samples, as "
                             f"a Label Studio export with overlap keeps them; these records have none")
-    chosen = aggregate_labels(annotations, aggregate, classes, dataset)
     if str(aggregate).strip().lower() == AGGREGATES[0]:
         return labels  # the records' labels are their vote already, a tie broken as the export ordered it
+    chosen = aggregate_labels(annotations, aggregate, classes, dataset)
     chosen = np.where(chosen == NOT_LABELED, labels, chosen)
     notes.append(f"labels: the class the annotators' Dawid-Skene model makes most probable, which differs from "
                  f"their vote on {int((chosen != labels).sum()):,} of {len(labels):,} samples")

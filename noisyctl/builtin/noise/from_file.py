@@ -99,7 +99,7 @@ def _one_row_a_label(rows: list[dict], file: Path, id_column: str, annotator_col
     classes = _as_class_indices(np.array([label for _, _, label in kept]), file, context)
     annotations = Annotations.from_rows(len(context.labels), np.array([sample for sample, _, _ in kept]),
                                         [who for _, who, _ in kept], classes)
-    if (annotations.labels != NOT_LABELED).sum(axis=1).max() < 2:
+    if annotations.per_sample().max() < 2:
         raise NoisyctlError(f"from-file: {file}: no sample has two annotators' labels in it, as a table of one row a "
                             f"label (annotators={annotator_column}) should; name two columns or more of a table of "
                             f"one row a sample (annotators=COLUMN1,COLUMN2)")
