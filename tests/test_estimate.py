@@ -1297,3 +1297,19 @@ def test_a_label_is_refused_when_every_last_epoch_held_it_under_one_percent_and_
     assert refused_labels(losses, num_classes=3).tolist() == [True, False, True, False, False]
     # With 1,000 classes, chance itself is 0.1%: refused means under a tenth of it (loss above 9.2)
     assert not refused_labels(losses, num_classes=1000).any()
+
+
+def test_held_out_count_reads_a_class_of_one_sample():
+    """Confident learning counts a label against the other classes: a resample that drew only one
+    class (a class of a single sample, missed by a third of resamples) is skipped rather than
+    refused by cleanlab (detect on a run whose judged labels are one class has no held-out count:
+    test_train_takes_a_hugging_face_model_and_tokenizer_from_a_local_folder met it)."""
+    from noisyctl.estimate import held_out_noise_rate
+
+    given = np.zeros(300, dtype=np.int64)
+    given[0] = 1  # a class of one sample
+    probs = np.full((300, 2), 0.1)
+    probs[np.arange(300), given] = 0.9
+    probs[1:16, 1], probs[1:16, 0] = 0.9, 0.1  # 15 labels the held-out models contradict
+    counted = held_out_noise_rate(given, probs, draws=30)
+    assert counted.low <= 15 / 300 <= counted.high

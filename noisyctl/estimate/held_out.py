@@ -69,12 +69,15 @@ def _judged_key(judged: np.ndarray | None) -> bytes | None:
 
 def run_held_out_count(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
     """``held_out_noise_rate`` on the ``judged`` samples' out-of-fold probabilities (``train
-    --folds``), once per opened run and set of judged samples; None when the run holds none."""
+    --folds``), once per opened run and set of judged samples; None when the run holds none, or
+    when the judged labels are of one class (a model that learned one class: confident learning
+    counts against the others)."""
     key = _judged_key(judged)
     cache = _held_out_cache(dynamics)
     if key not in cache.counts:
         held_out = _held_out_probabilities(dynamics, judged, cache)
-        cache.counts[key] = None if held_out is None else held_out_noise_rate(*held_out)
+        cache.counts[key] = None if held_out is None or len(np.unique(held_out[0])) < 2 \
+            else held_out_noise_rate(*held_out)
     return cache.counts[key]
 
 
@@ -204,6 +207,8 @@ def held_out_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, con
         sample. Rows are renormalised.
     confidence, draws, seed
         As in ``estimate_noise_rate``: the bootstrap interval's coverage, resamples and seed.
+
+    The given labels must hold two classes or more.
     """
     import warnings
 
@@ -223,7 +228,9 @@ def held_out_noise_rate(given_labels: np.ndarray, probabilities: np.ndarray, con
     with warnings.catch_warnings():  # cleanlab warns of classes a resample happens to lack
         warnings.simplefilter("ignore")
         rate = share(np.arange(len(given)))
-        shares = np.array([share(rng.choice(len(given), size, replace=True)) for _ in range(draws)])
+        resamples = (rng.choice(len(given), size, replace=True) for _ in range(draws))
+        # cleanlab counts against other classes: a resample that drew one class alone says nothing
+        shares = np.array([share(rows) for rows in resamples if len(np.unique(given[rows])) > 1] or [rate])
     low, high = _interval(rate, shares, size, len(given), confidence)
     evidence = _evidence(low, len(given))
     high = sampling_high(high, int(round(rate * len(given))), len(given), confidence, evidence)
