@@ -258,7 +258,6 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     # the fit from the labels' shares stands unless another is clearly likelier: among fits about as
     # likely, it lies between the extremes (two annotators a sample: 21%, where the others read 1% and 37%)
     _, posterior, errors = fits[0] if fits[0][0] >= fits[best][0] - LIKELIHOOD_SPAN else fits[best]
-    posterior, errors = _fitted(labels, classes, prior, EM_ITERATIONS, errors)
     everyone = np.arange(n)
     rate, accuracy = readings(posterior, errors, everyone)
     rng = np.random.default_rng(seed)
