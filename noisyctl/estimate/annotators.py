@@ -41,7 +41,7 @@ EM_ITERATIONS = 1000
 # samples: 16 s, 109 s with 100)
 RESAMPLE_ITERATIONS = 10
 FEW_RESAMPLE_ITERATIONS = 100
-CONVERGED = 1e-4
+CONVERGED = 1e-6
 # Each row of an annotator's error matrix holds this many labels' worth of counts beside theirs, drawn
 # toward their own accuracy over all their labels: no cell is zero, and a crowd worker's few labels a
 # class are not pulled toward chance (one count a row spread evenly read 100 workers of 54 labels
@@ -88,7 +88,8 @@ def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None
     errors : np.ndarray, shape (A, C, C)
         ``errors[a, true, said]``: how likely annotator ``a`` says ``said`` of a sample of class ``true``.
     """
-    return _fitted(_GivenLabels.of(votes), classes, prior, iterations, start)
+    fit = _fitted(_GivenLabels.of(votes), classes, prior, iterations, start)
+    return fit.posterior, fit.errors
 
 
 # How several annotators' labels of a sample make the one label trained on (``aggregate_labels``).
@@ -162,58 +163,97 @@ class _GivenLabels:
                             len(samples), self.annotators)
 
 
+class _Fit(NamedTuple):
+    """One Dawid-Skene fit of the labels given."""
+
+    posterior: np.ndarray  # (N, C): each sample's posterior over its true class
+    errors: np.ndarray  # (A, C, C): errors[a, true, said]
+    likelihood: float  # the labels' log-likelihood under it
+
+
 def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterations: int,
-            start: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """``dawid_skene`` of the labels given."""
-    rows, people, said, annotators = labels.rows, labels.people, labels.said, labels.annotators
-    cells = people * classes + said  # each label's (annotator, said) cell of the error matrices
+            start: np.ndarray | None) -> _Fit:
+    """``dawid_skene`` of the labels given. EM is accelerated by SQUAREM (Varadhan and Roland
+    2008): where few samples have three labels the likelihood is nearly flat along who is right,
+    and plain EM creeps along it by less than CONVERGED a step, hundreds of steps short of the
+    fit (a resample stopped there read the count surer than it is)."""
     log_prior = None if prior is None else np.log(np.clip(prior, 1e-6, 1.0))
     posterior = np.full((labels.samples, classes), 1e-9)
-    np.add.at(posterior, (rows, said), 1.0)
+    np.add.at(posterior, (labels.rows, labels.said), 1.0)
     posterior /= posterior.sum(axis=1, keepdims=True)
-    errors = start
-    for step in range(iterations):
-        if errors is None or step:
-            previous = errors
-            # counts[a, said, true]: the posterior mass of each true class annotator a labeled ``said``
-            counts = np.stack([np.bincount(cells, weights=posterior[rows, true], minlength=annotators * classes)
-                               for true in range(classes)], axis=1).reshape(annotators, classes, classes)
-            counts = counts.transpose(0, 2, 1)
-            # each row pulled toward the annotator's own accuracy over all their labels (their errors
-            # spread evenly), not toward chance: a crowd worker's few labels a class say little alone
-            right = (np.trace(counts, axis1=1, axis2=2) + 1) / (counts.sum(axis=(1, 2)) + 2)
-            toward = np.where(np.eye(classes, dtype=bool), right[:, None, None],
-                              ((1 - right) / max(classes - 1, 1))[:, None, None])
-            errors = counts + ROW_PSEUDOCOUNT * toward
-            errors /= errors.sum(axis=2, keepdims=True)
-            if previous is not None and np.abs(errors - previous).max() < CONVERGED:
+    errors = _error_matrices(labels, classes, posterior) if start is None else start
+    size, shape = errors.size, errors.shape
+    # one vector of the error matrices and the classes' shares, which EM maps to the next
+    fit = np.concatenate([errors.ravel(), posterior.mean(axis=0)])
+
+    def unpacked(point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return point[:size].reshape(shape), point[size:]
+
+    def em_step(point: np.ndarray) -> tuple[np.ndarray, float]:
+        """The next point, and the likelihood of ``point``."""
+        posterior, likelihood = _posterior(labels, classes, log_prior, *unpacked(point))
+        return np.concatenate([_error_matrices(labels, classes, posterior).ravel(), posterior.mean(axis=0)]), likelihood
+
+    steps = 0
+    while steps < iterations:
+        once, likelihood = em_step(fit)
+        step = once - fit
+        steps += 1
+        if np.abs(step[:size]).max() < CONVERGED or steps + 2 > iterations:
+            fit = once
+            break
+        twice, _ = em_step(once)
+        bend = twice - once - step
+        steps += 2
+        if not bend.any():
+            fit = twice
+            continue
+        # the extrapolation along the last two steps, shortened toward ``twice`` (at -1) until
+        # every rate is positive
+        length = min(-np.linalg.norm(step) / np.linalg.norm(bend), -1.0)
+        while True:
+            leap = fit - 2 * length * step + length ** 2 * bend
+            if length == -1.0 or leap.min() > 0:
                 break
-        log = _joint_log(labels, classes, log_prior, posterior, errors)
-        posterior = np.exp(log - log.max(axis=1, keepdims=True))
-        posterior /= posterior.sum(axis=1, keepdims=True)
-    return posterior, errors
+            length = (length - 1) / 2 if length < -1.5 else -1.0
+        landed, leap_likelihood = em_step(leap)
+        fit = landed if leap_likelihood >= likelihood else twice  # a leap that loses likelihood is not taken
+    errors, shares = unpacked(fit)
+    posterior, likelihood = _posterior(labels, classes, log_prior, errors, shares)
+    return _Fit(posterior, errors, likelihood)
 
 
-def _joint_log(labels: _GivenLabels, classes: int, log_prior: np.ndarray | None, posterior: np.ndarray,
-               errors: np.ndarray) -> np.ndarray:
-    """(N, C): the log of each true class's prior (the held-out one, else the classes' shares in
-    ``posterior``) times the likelihood of each sample's labels under ``errors``."""
-    log = np.repeat(np.log(posterior.mean(axis=0))[None, :], labels.samples, axis=0) if log_prior is None \
-        else log_prior.copy()
+def _error_matrices(labels: _GivenLabels, classes: int, posterior: np.ndarray) -> np.ndarray:
+    """(A, C, C): each annotator's error matrix given each sample's ``posterior`` (EM's M step)."""
+    annotators = labels.annotators
+    cells = labels.people * classes + labels.said  # each label's (annotator, said) cell of the error matrices
+    # counts[a, said, true]: the posterior mass of each true class annotator a labeled ``said``
+    counts = np.stack([np.bincount(cells, weights=posterior[labels.rows, true], minlength=annotators * classes)
+                       for true in range(classes)], axis=1).reshape(annotators, classes, classes)
+    counts = counts.transpose(0, 2, 1)
+    # each row pulled toward the annotator's own accuracy over all their labels (their errors
+    # spread evenly), not toward chance: a crowd worker's few labels a class say little alone
+    right = (np.trace(counts, axis1=1, axis2=2) + 1) / (counts.sum(axis=(1, 2)) + 2)
+    toward = np.where(np.eye(classes, dtype=bool), right[:, None, None],
+                      ((1 - right) / max(classes - 1, 1))[:, None, None])
+    errors = counts + ROW_PSEUDOCOUNT * toward
+    return errors / errors.sum(axis=2, keepdims=True)
+
+
+def _posterior(labels: _GivenLabels, classes: int, log_prior: np.ndarray | None, errors: np.ndarray,
+               shares: np.ndarray) -> tuple[np.ndarray, float]:
+    """(N, C): each sample's posterior over its true class, from its prior (the held-out one, else
+    the classes' ``shares``) and the likelihood of its labels under ``errors`` (EM's E step); and
+    the log-likelihood of all the labels."""
+    log = np.repeat(np.log(shares)[None, :], labels.samples, axis=0) if log_prior is None else log_prior.copy()
     log_errors = np.log(errors)
     for true in range(classes):
         log[:, true] += np.bincount(labels.rows, weights=log_errors[labels.people, true, labels.said],
                                     minlength=labels.samples)
-    return log
-
-
-def _log_likelihood(labels: _GivenLabels, classes: int, prior: np.ndarray | None, posterior: np.ndarray,
-                    errors: np.ndarray) -> float:
-    """The log-likelihood of the labels given under a fit (``posterior``, ``errors``)."""
-    log = _joint_log(labels, classes, None if prior is None else np.log(np.clip(prior, 1e-6, 1.0)), posterior,
-                     errors)
     top = log.max(axis=1)
-    return float((top + np.log(np.exp(log - top[:, None]).sum(axis=1))).sum())
+    posterior = np.exp(log - top[:, None])
+    total = posterior.sum(axis=1)
+    return posterior / total[:, None], float((top + np.log(total)).sum())
 
 
 def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, classes: int,
@@ -248,41 +288,40 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
         """The readings of a resample of the samples ``rows``, fitted from ``start``; NaN the accuracy
         of an annotator who labeled none of them."""
         drawn = labels.resampled(rows)
-        posterior, errors = _fitted(drawn, classes, None if prior is None else prior[rows], resample_steps, start)
-        share, accuracy = readings(posterior, errors, rows)
+        fit = _fitted(drawn, classes, None if prior is None else prior[rows], resample_steps, start)
+        share, accuracy = readings(fit.posterior, fit.errors, rows)
         accuracy[np.bincount(drawn.people, minlength=drawn.annotators) == 0] = np.nan
         return share, accuracy
 
-    fits = _fits_from_each_start(labels, classes, prior)
-    best = max(range(len(fits)), key=lambda k: fits[k][0])
-    # the fit from the labels' shares stands unless another is clearly likelier: among fits about as
-    # likely, it lies between the extremes (two annotators a sample: 21%, where the others read 1% and 37%)
-    _, posterior, errors = fits[0] if fits[0][0] >= fits[best][0] - LIKELIHOOD_SPAN else fits[best]
     everyone = np.arange(n)
-    rate, accuracy = readings(posterior, errors, everyone)
+    # fits about as likely as the best (which annotator is right where they disagree may not be in
+    # their labels: two a sample) make the readings ranges, and the middle of each range is read:
+    # the labels say no more of one end than of the other
+    fits = _fits_from_each_start(labels, classes, prior)
+    best = max(fits, key=lambda fit: fit.likelihood)
+    plausible = [readings(fit.posterior, fit.errors, everyone)
+                 for fit in fits if fit.likelihood >= best.likelihood - LIKELIHOOD_SPAN]
+    rates = [fit_rate for fit_rate, _ in plausible]
+    plausible_accuracies = np.array([fit_accuracy for _, fit_accuracy in plausible])  # (fits, A)
+    rate = (max(rates) + min(rates)) / 2
+    accuracy = (plausible_accuracies.max(axis=0) + plausible_accuracies.min(axis=0)) / 2
+    unsettled = max(rates) - min(rates)
     rng = np.random.default_rng(seed)
     size = min(n, BOOTSTRAP_MAX_SAMPLES)
-    drawn = [resample_readings(rng.integers(0, n, size), errors) for _ in range(draws)]  # (share, accuracies) a resample
+    drawn = [resample_readings(rng.integers(0, n, size), best.errors) for _ in range(draws)]  # (share, accuracies) a resample
     low, high = _interval(rate, np.array([drawn_share for drawn_share, _ in drawn]), size, n, confidence)
-    weights = posterior.mean(axis=0)
     labeled = np.bincount(labels.people, minlength=labels.annotators)
     accuracies = np.array([drawn_accuracy for _, drawn_accuracy in drawn])
     accuracy_intervals = [_accuracy_interval(accuracy[a], accuracies[:, a], int(labeled[a]), size, n, confidence)
                           for a in range(labels.annotators)]
-    # fits about as likely as the best (which annotator is right where they disagree may not be in
-    # their labels: two a sample, or few with three) make the readings ranges
-    plausible = [readings(fit_posterior, fit_errors, everyone)
-                 for likelihood, fit_posterior, fit_errors in fits if likelihood >= fits[best][0] - LIKELIHOOD_SPAN]
-    rates = [fit_rate for fit_rate, _ in plausible]
-    unsettled = max(rates) - min(rates)
     low, high = min(low, *rates), max(high, *rates)
-    accuracy_intervals = [(min(interval[0], *(fit[1][a] for fit in plausible)),
-                           max(interval[1], *(fit[1][a] for fit in plausible)))
+    accuracy_intervals = [(min(interval[0], plausible_accuracies[:, a].min()),
+                           max(interval[1], plausible_accuracies[:, a].max()))
                           for a, interval in enumerate(accuracy_intervals)]
     evidence = _evidence(low, n)
     high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
     agreed = np.bincount(labels.people, weights=labels.said == given[labels.rows], minlength=labels.annotators)
-    mistakes = weights[None, :, None] * errors * (1 - np.eye(classes))  # (A, C, C): how often each, off the diagonal
+    mistakes = best.posterior.mean(axis=0)[None, :, None] * best.errors * (1 - np.eye(classes))  # (A, C, C): how often each, off the diagonal
     confuses = [np.unravel_index(int(np.argmax(mistake)), mistake.shape) for mistake in mistakes]
     people = [{"annotator": name, "labeled": int(labeled[a]),
                "agreed": float(agreed[a] / labeled[a]) if labeled[a] else None,
@@ -292,14 +331,12 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     return NoiseRateEstimate(rate, low, high, confidence, ANNOTATORS, evidence, n), people, unsettled
 
 
-def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray | None
-                          ) -> list[tuple[float, np.ndarray, np.ndarray]]:
+def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray | None) -> list[_Fit]:
     """Dawid-Skene fitted from the labels' shares, and, of a few annotators (at most
     ``STARTS_MOST``) of whom three labeled fewer than ``IDENTIFIED_BY_THREE`` of the samples, from
     each in turn taken as nearly always right and the others as right on the labels another
-    confirmed: (log-likelihood, posterior, error matrices) of each. Where the labels do not say who
-    is right (two annotators a sample: 90% and 70% right both read 79% from the shares), those fits
-    differ and are about as likely."""
+    confirmed. Where the labels do not say who is right (two annotators a sample, 90% and 70%
+    right), those fits differ and are about as likely."""
     starts = [None]
     three = (np.bincount(labels.rows, minlength=labels.samples) >= 3).mean()
     if labels.annotators <= STARTS_MOST and three < IDENTIFIED_BY_THREE:
@@ -310,8 +347,7 @@ def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray 
                                    ((1 - right) / max(classes - 1, 1))[:, None, None]))
     fits = []
     for start in starts:
-        posterior, errors = _fitted(labels, classes, prior, EM_ITERATIONS, start)
-        fits.append((_log_likelihood(labels, classes, prior, posterior, errors), posterior, errors))
+        fits.append(_fitted(labels, classes, prior, EM_ITERATIONS, start))
     return fits
 
 
