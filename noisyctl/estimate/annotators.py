@@ -13,13 +13,15 @@ estimate where the given labels are the annotators' own aggregate (``run_annotat
   prior. There it is no floor;
 - where two annotators labeled each sample and no prior weighs them, their labels fit as well with
   either right where they disagree (``_fits_from_each_start``): the count and each annotator's
-  accuracy are ranges, and no floor either.
+  accuracy are ranges, and no floor either; where a few dozen or hundred have a third label, those
+  say who is right only roughly, and the fits along each accuracy about as likely widen the
+  intervals (``_profile``).
 """
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -31,17 +33,16 @@ from noisyctl.estimate.rate import (BOOTSTRAP_MAX_SAMPLES, NoiseRateEstimate, _e
                                    sampling_high)
 
 ANNOTATORS = "annotators"
-# at most; it stops where no error rate moves by CONVERGED. Where few samples have three labels
-# the fit creeps toward who is right for hundreds of steps (digits, two annotators 90% and 70% right
-# and a third on 30 samples: 82% and 77% after 50 steps, 93% and 68% once converged, by step 800)
+# EM steps at most (SQUAREM-accelerated, ``_fitted``); it stops where no error rate moves by
+# CONVERGED. Plain EM stopped at 1e-4 a step while still creeping along who is right: two
+# annotators a sample read anywhere from 2% to 37% wrong by where it stopped
 EM_ITERATIONS = 1000
-# A resample's EM starts from the whole data's fit and runs at most this many steps: of a few
-# annotators (at most STARTS_MOST) 100, which a few hundred third labels need (the truth inside the
-# count's interval on 5 of 10 tables, 2-3 of 10 with 10 steps); of a crowd 10 (747 workers, 50,000
-# samples: 16 s, 109 s with 100)
-RESAMPLE_ITERATIONS = 10
-FEW_RESAMPLE_ITERATIONS = 100
 CONVERGED = 1e-6
+# A resample's EM starts from the whole data's fit and runs at most this many steps: of a few
+# annotators (at most STARTS_MOST) 30 (100 read the same intervals); of a crowd 10 (747 workers,
+# 50,000 samples: 16 s, 109 s with 100)
+RESAMPLE_ITERATIONS = 10
+FEW_RESAMPLE_ITERATIONS = 30
 # Each row of an annotator's error matrix holds this many labels' worth of counts beside theirs, drawn
 # toward their own accuracy over all their labels: no cell is zero, and a crowd worker's few labels a
 # class are not pulled toward chance (one count a row spread evenly read 100 workers of 54 labels
@@ -56,12 +57,18 @@ STARTS_MOST = 12
 SURE = 0.99
 # Where this share of samples or more has three annotators' labels, every start met the same fit
 # (digits-like tables of three annotators, 55% with three: within 0.011 of the truth, 9 of 10 inside
-# the interval), and the other starts are skipped (three annotators over 50,000 samples: 7.5 s, 14 s with them)
+# the interval), and the other starts and the profile are skipped (three annotators over 50,000
+# samples: 7.5 s, 14 s with the starts)
 IDENTIFIED_BY_THREE = 0.5
 # Where fits about as likely count this far apart, the annotators' labels leave who is right open:
 # the words say so, and their count is no floor of the estimate (two annotators a sample, 90% and
 # 70% right: 35 points; three a sample: none)
 UNSETTLED = 0.01
+# The profile likelihood's fits (``_profile``) hold an accuracy at levels this far apart, and
+# converge to PROFILE_CONVERGED: each starts from its neighbour's with one accuracy held, and needs
+# no more (50,000 samples, 2,500 with a third label: 2.3 s, 45 s to 1e-6)
+PROFILE_STEP = 0.02
+PROFILE_CONVERGED = 1e-4
 
 
 def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None,
@@ -146,11 +153,23 @@ class _GivenLabels:
     said: np.ndarray  # (L,) the class
     samples: int
     annotators: int
+    _cells: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, votes: np.ndarray) -> "_GivenLabels":
         rows, people = np.nonzero(votes != NOT_LABELED)
         return cls(rows, people, votes[rows, people].astype(np.int64), votes.shape[0], votes.shape[1])
+
+    def cells(self, classes: int):
+        """(N, A * C) sparse, once each: how many labels of each sample fall in each (annotator,
+        class said) cell of the error matrices (0 or 1)."""
+        from scipy import sparse
+
+        if classes not in self._cells:
+            self._cells[classes] = sparse.csr_matrix(
+                (np.ones(len(self.rows)), (self.rows, self.people * classes + self.said)),
+                shape=(self.samples, self.annotators * classes))
+        return self._cells[classes]
 
     def resampled(self, samples: np.ndarray) -> "_GivenLabels":
         """The labels of ``samples`` (indices, repeats allowed), as a table of those rows would hold them."""
@@ -172,16 +191,18 @@ class _Fit(NamedTuple):
 
 
 def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterations: int,
-            start: np.ndarray | None) -> _Fit:
-    """``dawid_skene`` of the labels given. EM is accelerated by SQUAREM (Varadhan and Roland
+            start: np.ndarray | None, held: tuple[int, float] | None = None, converged: float = CONVERGED) -> _Fit:
+    """``dawid_skene`` of the labels given; ``held``: an annotator whose accuracy is held at a
+    level (their error matrix fitted, then mixed toward always right or toward chance to it). EM is accelerated by SQUAREM (Varadhan and Roland
     2008): where few samples have three labels the likelihood is nearly flat along who is right,
-    and plain EM creeps along it by less than CONVERGED a step, hundreds of steps short of the
-    fit (a resample stopped there read the count surer than it is)."""
+    and plain EM creeps along it by less than CONVERGED a step, hundreds of steps short of the fit."""
     log_prior = None if prior is None else np.log(np.clip(prior, 1e-6, 1.0))
     posterior = np.full((labels.samples, classes), 1e-9)
     np.add.at(posterior, (labels.rows, labels.said), 1.0)
     posterior /= posterior.sum(axis=1, keepdims=True)
-    errors = _error_matrices(labels, classes, posterior) if start is None else start
+    errors = _error_matrices(labels, classes, posterior) if start is None else start.copy()
+    if held is not None:
+        errors[held[0]] = _at_accuracy(errors[held[0]], held[1], posterior.mean(axis=0))
     size, shape = errors.size, errors.shape
     # one vector of the error matrices and the classes' shares, which EM maps to the next
     fit = np.concatenate([errors.ravel(), posterior.mean(axis=0)])
@@ -192,14 +213,17 @@ def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterat
     def em_step(point: np.ndarray) -> tuple[np.ndarray, float]:
         """The next point, and the likelihood of ``point``."""
         posterior, likelihood = _posterior(labels, classes, log_prior, *unpacked(point))
-        return np.concatenate([_error_matrices(labels, classes, posterior).ravel(), posterior.mean(axis=0)]), likelihood
+        errors = _error_matrices(labels, classes, posterior)
+        if held is not None:
+            errors[held[0]] = _at_accuracy(errors[held[0]], held[1], posterior.mean(axis=0))
+        return np.concatenate([errors.ravel(), posterior.mean(axis=0)]), likelihood
 
     steps = 0
     while steps < iterations:
         once, likelihood = em_step(fit)
         step = once - fit
         steps += 1
-        if np.abs(step[:size]).max() < CONVERGED or steps + 2 > iterations:
+        if np.abs(step[:size]).max() < converged or steps + 2 > iterations:
             fit = once
             break
         twice, _ = em_step(once)
@@ -226,10 +250,8 @@ def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterat
 def _error_matrices(labels: _GivenLabels, classes: int, posterior: np.ndarray) -> np.ndarray:
     """(A, C, C): each annotator's error matrix given each sample's ``posterior`` (EM's M step)."""
     annotators = labels.annotators
-    cells = labels.people * classes + labels.said  # each label's (annotator, said) cell of the error matrices
     # counts[a, said, true]: the posterior mass of each true class annotator a labeled ``said``
-    counts = np.stack([np.bincount(cells, weights=posterior[labels.rows, true], minlength=annotators * classes)
-                       for true in range(classes)], axis=1).reshape(annotators, classes, classes)
+    counts = (labels.cells(classes).T @ posterior).reshape(annotators, classes, classes)
     counts = counts.transpose(0, 2, 1)
     # each row pulled toward the annotator's own accuracy over all their labels (their errors
     # spread evenly), not toward chance: a crowd worker's few labels a class say little alone
@@ -246,10 +268,8 @@ def _posterior(labels: _GivenLabels, classes: int, log_prior: np.ndarray | None,
     the classes' ``shares``) and the likelihood of its labels under ``errors`` (EM's E step); and
     the log-likelihood of all the labels."""
     log = np.repeat(np.log(shares)[None, :], labels.samples, axis=0) if log_prior is None else log_prior.copy()
-    log_errors = np.log(errors)
-    for true in range(classes):
-        log[:, true] += np.bincount(labels.rows, weights=log_errors[labels.people, true, labels.said],
-                                    minlength=labels.samples)
+    # the log-likelihood of each sample's labels under each true class
+    log += labels.cells(classes) @ np.log(errors).transpose(0, 2, 1).reshape(-1, classes)
     top = log.max(axis=1)
     posterior = np.exp(log - top[:, None])
     total = posterior.sum(axis=1)
@@ -268,10 +288,10 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     mistake they make most (``confuses``: [true class, class they say], by the same weights).
 
     ``given_labels`` is (N,) and ``prior`` (N, C) as in ``dawid_skene``. The interval covers
-    sampling, and the fits about as likely as the best (``_fits_from_each_start``): where no prior
-    and too few samples with three labels say which of two annotators is right where they disagree,
-    it spans both, as each accuracy's does; how far apart their counts lie (``unsettled``, 0 where
-    they agree) is returned too. Where annotators err alike, the model misreads them and the truth
+    sampling, and the fits about as likely as the best (``_fits_from_each_start``, ``_profile``):
+    where no prior and too few samples with three labels say which of two annotators is right
+    where they disagree, it spans both, as each accuracy's does, and the count is the middle; how
+    far apart the starts' counts lie (``unsettled``, 0 where they agree) is returned too. Where annotators err alike, the model misreads them and the truth
     lies above it."""
     votes = np.asarray(annotations.labels)
     labels = _GivenLabels.of(votes)
@@ -314,6 +334,13 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     accuracies = np.array([drawn_accuracy for _, drawn_accuracy in drawn])
     accuracy_intervals = [_accuracy_interval(accuracy[a], accuracies[:, a], int(labeled[a]), size, n, confidence)
                           for a in range(labels.annotators)]
+    if _who_is_right_may_be_open(labels):
+        # a few third labels: the fits along each accuracy about as likely widen the readings too
+        along = [readings(fit.posterior, fit.errors, everyone) for fit in _profile(labels, classes, prior, best)]
+        rates += [fit_rate for fit_rate, _ in along]
+        plausible_accuracies = np.concatenate([plausible_accuracies,
+                                               np.reshape([fit_accuracy for _, fit_accuracy in along],
+                                                          (-1, labels.annotators))])
     low, high = min(low, *rates), max(high, *rates)
     accuracy_intervals = [(min(interval[0], plausible_accuracies[:, a].min()),
                            max(interval[1], plausible_accuracies[:, a].max()))
@@ -338,8 +365,7 @@ def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray 
     confirmed. Where the labels do not say who is right (two annotators a sample, 90% and 70%
     right), those fits differ and are about as likely."""
     starts = [None]
-    three = (np.bincount(labels.rows, minlength=labels.samples) >= 3).mean()
-    if labels.annotators <= STARTS_MOST and three < IDENTIFIED_BY_THREE:
+    if _who_is_right_may_be_open(labels):
         confirmed = np.clip(_confirmed(labels, classes), 1.0 / classes, SURE)
         for sure in range(labels.annotators):
             right = np.where(np.arange(labels.annotators) == sure, SURE, confirmed)
@@ -349,6 +375,51 @@ def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray 
     for start in starts:
         fits.append(_fitted(labels, classes, prior, EM_ITERATIONS, start))
     return fits
+
+
+def _who_is_right_may_be_open(labels: _GivenLabels) -> bool:
+    """Whether the labels are a few annotators' (at most ``STARTS_MOST``), of whom three labeled
+    fewer than ``IDENTIFIED_BY_THREE`` of the samples: who is right where two disagree may then
+    rest on a few third labels, or on none."""
+    three = (np.bincount(labels.rows, minlength=labels.samples) >= 3).mean()
+    return labels.annotators <= STARTS_MOST and three < IDENTIFIED_BY_THREE
+
+
+def _profile(labels: _GivenLabels, classes: int, prior: np.ndarray | None, best: _Fit) -> list[_Fit]:
+    """The fits along each annotator's accuracy about as likely as ``best`` (within
+    ``LIKELIHOOD_SPAN``): their accuracy held at levels ``PROFILE_STEP`` apart, from best's toward
+    always right and toward chance, everything else refitted, until the likelihood falls further.
+    A profile likelihood: with a few dozen third labels the bootstrap's resamples all read one
+    annotator as the better (a table of 1,800 with 100 third labels, 27 where the two others
+    disagree: 76% and 97% right, the truth 82% and 91%)."""
+    weights = best.posterior.mean(axis=0)
+    top, along = best.likelihood, []
+    for annotator, matrix in enumerate(best.errors):
+        accuracy = float(np.diagonal(matrix) @ weights)
+        for step in (PROFILE_STEP, -PROFILE_STEP):
+            start, level, stride = best.errors, accuracy, step
+            while 1.0 / classes < level + stride < SURE:
+                fit = _fitted(labels, classes, prior, EM_ITERATIONS, start, (annotator, level + stride),
+                              PROFILE_CONVERGED)
+                top = max(top, fit.likelihood)
+                if fit.likelihood >= top - LIKELIHOOD_SPAN:
+                    along.append(fit)
+                    start, level = fit.errors, level + stride
+                elif abs(stride) > abs(step) / 4:  # past the edge: nearer, to find it within a quarter step
+                    stride /= 2
+                else:
+                    break
+    return [fit for fit in along if fit.likelihood >= top - LIKELIHOOD_SPAN]
+
+
+def _at_accuracy(matrix: np.ndarray, level: float, weights: np.ndarray) -> np.ndarray:
+    """An error matrix (C, C) mixed toward always right, or toward chance, until its accuracy
+    (its diagonal weighted by the classes' ``weights``) is ``level``."""
+    classes = len(matrix)
+    accuracy = float(np.diagonal(matrix) @ weights)
+    toward = np.eye(classes) if level > accuracy else np.full((classes, classes), 1.0 / classes)
+    reach = float(np.diagonal(toward) @ weights) - accuracy
+    return matrix if reach == 0 else matrix + (level - accuracy) / reach * (toward - matrix)
 
 
 def _confirmed(labels: _GivenLabels, classes: int) -> np.ndarray:
