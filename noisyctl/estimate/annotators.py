@@ -43,11 +43,16 @@ CONVERGED = 1e-6
 # 50,000 samples: 16 s, 109 s with 100)
 RESAMPLE_ITERATIONS = 10
 FEW_RESAMPLE_ITERATIONS = 30
-# Each row of an annotator's error matrix holds this many labels' worth of counts beside theirs, drawn
+# Each row of an annotator's error matrix holds some labels' worth of counts beside theirs, drawn
 # toward their own accuracy over all their labels: no cell is zero, and a crowd worker's few labels a
 # class are not pulled toward chance (one count a row spread evenly read 100 workers of 54 labels
-# each 0.11 less accurate than they were; this reads them within 0.011-0.019 and 3 annotators as before)
+# each 0.11 less accurate than they were). How many labels' worth is the strength under which the
+# rows are likeliest (``_likeliest_pull``, between PULL_LEAST and PULL_MOST, from ROW_PSEUDOCOUNT):
+# annotators who confuse classes alike read 40, workers who err at random the most (with ten, 747
+# such workers of about 200 labels read 10.2% (9.8-10.5%) for 11.3%; now 11.4% (11.1-11.6%))
 ROW_PSEUDOCOUNT = 10.0
+PULL_LEAST, PULL_MOST = 1.0, 10_000.0
+PULL_ROUNDS = 5
 DRAWS = 50
 # Fits whose log-likelihood is within this of the best are plausible too (a one-parameter 90%
 # profile-likelihood bound: chi-squared(1) at 0.9 is 2.71, halved); fits start from each of at most
@@ -95,7 +100,8 @@ def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None
     errors : np.ndarray, shape (A, C, C)
         ``errors[a, true, said]``: how likely annotator ``a`` says ``said`` of a sample of class ``true``.
     """
-    fit = _fitted(_GivenLabels.of(votes), classes, prior, iterations, start)
+    labels = _GivenLabels.of(votes)
+    fit = _fitted(labels, classes, prior, iterations, start, pull=_likeliest_pull(labels, classes, prior))
     return fit.posterior, fit.errors
 
 
@@ -191,7 +197,8 @@ class _Fit(NamedTuple):
 
 
 def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterations: int,
-            start: np.ndarray | None, held: tuple[int, float] | None = None, converged: float = CONVERGED) -> _Fit:
+            start: np.ndarray | None, held: tuple[int, float] | None = None, converged: float = CONVERGED,
+            pull: float = ROW_PSEUDOCOUNT) -> _Fit:
     """``dawid_skene`` of the labels given; ``held``: an annotator whose accuracy is held at a
     level (their error matrix fitted, then mixed toward always right or toward chance to it). EM is accelerated by SQUAREM (Varadhan and Roland
     2008): where few samples have three labels the likelihood is nearly flat along who is right,
@@ -200,7 +207,7 @@ def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterat
     posterior = np.full((labels.samples, classes), 1e-9)
     np.add.at(posterior, (labels.rows, labels.said), 1.0)
     posterior /= posterior.sum(axis=1, keepdims=True)
-    errors = _error_matrices(labels, classes, posterior) if start is None else start.copy()
+    errors = _error_matrices(labels, classes, posterior, pull) if start is None else start.copy()
     if held is not None:
         errors[held[0]] = _at_accuracy(errors[held[0]], held[1], posterior.mean(axis=0))
     size, shape = errors.size, errors.shape
@@ -213,7 +220,7 @@ def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterat
     def em_step(point: np.ndarray) -> tuple[np.ndarray, float]:
         """The next point, and the likelihood of ``point``."""
         posterior, likelihood = _posterior(labels, classes, log_prior, *unpacked(point))
-        errors = _error_matrices(labels, classes, posterior)
+        errors = _error_matrices(labels, classes, posterior, pull)
         if held is not None:
             errors[held[0]] = _at_accuracy(errors[held[0]], held[1], posterior.mean(axis=0))
         return np.concatenate([errors.ravel(), posterior.mean(axis=0)]), likelihood
@@ -247,19 +254,62 @@ def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterat
     return _Fit(posterior, errors, likelihood)
 
 
-def _error_matrices(labels: _GivenLabels, classes: int, posterior: np.ndarray) -> np.ndarray:
-    """(A, C, C): each annotator's error matrix given each sample's ``posterior`` (EM's M step)."""
-    annotators = labels.annotators
-    # counts[a, said, true]: the posterior mass of each true class annotator a labeled ``said``
-    counts = (labels.cells(classes).T @ posterior).reshape(annotators, classes, classes)
-    counts = counts.transpose(0, 2, 1)
-    # each row pulled toward the annotator's own accuracy over all their labels (their errors
-    # spread evenly), not toward chance: a crowd worker's few labels a class say little alone
+def _error_matrices(labels: _GivenLabels, classes: int, posterior: np.ndarray, pull: float) -> np.ndarray:
+    """(A, C, C): each annotator's error matrix given each sample's ``posterior`` (EM's M step),
+    each row holding ``pull`` labels' worth of their ``_expected_rows`` beside their own."""
+    counts, toward = _expected_rows(labels, classes, posterior)
+    errors = counts + pull * toward
+    return errors / errors.sum(axis=2, keepdims=True)
+
+
+def _expected_rows(labels: _GivenLabels, classes: int, posterior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A, C, C) twice: ``counts[a, true, said]``, the posterior mass of each true class annotator a
+    labeled ``said``; and each row as the annotator's own accuracy over all their labels makes it,
+    their errors spread evenly (not chance: a crowd worker's few labels a class say little alone)."""
+    counts = (labels.cells(classes).T @ posterior).reshape(labels.annotators, classes, classes).transpose(0, 2, 1)
     right = (np.trace(counts, axis1=1, axis2=2) + 1) / (counts.sum(axis=(1, 2)) + 2)
     toward = np.where(np.eye(classes, dtype=bool), right[:, None, None],
                       ((1 - right) / max(classes - 1, 1))[:, None, None])
-    errors = counts + ROW_PSEUDOCOUNT * toward
-    return errors / errors.sum(axis=2, keepdims=True)
+    return counts, toward
+
+
+def _likeliest_pull(labels: _GivenLabels, classes: int, prior: np.ndarray | None) -> float:
+    """``_pull_of`` the fit from the labels' shares, from ROW_PSEUDOCOUNT, refitted with each
+    strength found until it stays within 10% (at most PULL_ROUNDS fits): a fit with too weak a
+    pull scatters the rows, which then call for a weak one (747 workers who err at random: 10,
+    140, then 10,000). ROW_PSEUDOCOUNT where who is right may be open (``_who_is_right_may_be_open``):
+    there the rows' scatter is not what says how sure the fit is, and a strong pull keeps the fits
+    from each start from the ends of the ridge (two annotators, 90% and 70% right: 13-23%)."""
+    pull, start = ROW_PSEUDOCOUNT, None
+    if _who_is_right_may_be_open(labels):
+        return pull
+    for _ in range(PULL_ROUNDS):
+        fit = _fitted(labels, classes, prior, EM_ITERATIONS, start, pull=pull)
+        pull, previous, start = _pull_of(labels, classes, fit), pull, fit.errors
+        if abs(np.log(pull / previous)) < np.log(1.1):
+            break
+    return pull
+
+
+def _pull_of(labels: _GivenLabels, classes: int, fit: _Fit) -> float:
+    """How many labels' worth of their expected row each row of an error matrix holds: the
+    strength under which the fit's rows are likeliest (a Dirichlet-multinomial's marginal
+    likelihood over every annotator's rows, empirical Bayes), from PULL_LEAST to PULL_MOST.
+    Annotators who err at random make it strong, as their rows' scatter is chance; annotators who
+    confuse classes alike make it weak."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import gammaln
+
+    counts, toward = _expected_rows(labels, classes, fit.posterior)
+    given = counts.sum(axis=2)
+
+    def unlikelihood(log_pull: float) -> float:
+        prior = np.exp(log_pull) * toward
+        return -float((gammaln(np.exp(log_pull)) - gammaln(np.exp(log_pull) + given)).sum()
+                      + (gammaln(prior + counts) - gammaln(prior)).sum())
+
+    found = minimize_scalar(unlikelihood, bounds=(np.log(PULL_LEAST), np.log(PULL_MOST)), method="bounded")
+    return float(np.exp(found.x))
 
 
 def _posterior(labels: _GivenLabels, classes: int, log_prior: np.ndarray | None, errors: np.ndarray,
@@ -308,7 +358,7 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
         """The readings of a resample of the samples ``rows``, fitted from ``start``; NaN the accuracy
         of an annotator who labeled none of them."""
         drawn = labels.resampled(rows)
-        fit = _fitted(drawn, classes, None if prior is None else prior[rows], resample_steps, start)
+        fit = _fitted(drawn, classes, None if prior is None else prior[rows], resample_steps, start, pull=pull)
         share, accuracy = readings(fit.posterior, fit.errors, rows)
         accuracy[np.bincount(drawn.people, minlength=drawn.annotators) == 0] = np.nan
         return share, accuracy
@@ -317,7 +367,8 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     # fits about as likely as the best (which annotator is right where they disagree may not be in
     # their labels: two a sample) make the readings ranges, and the middle of each range is read:
     # the labels say no more of one end than of the other
-    fits = _fits_from_each_start(labels, classes, prior)
+    pull = _likeliest_pull(labels, classes, prior)
+    fits = _fits_from_each_start(labels, classes, prior, pull)
     best = max(fits, key=lambda fit: fit.likelihood)
     plausible = [readings(fit.posterior, fit.errors, everyone)
                  for fit in fits if fit.likelihood >= best.likelihood - LIKELIHOOD_SPAN]
@@ -336,7 +387,7 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
                           for a in range(labels.annotators)]
     if _who_is_right_may_be_open(labels):
         # a few third labels: the fits along each accuracy about as likely widen the readings too
-        along = [readings(fit.posterior, fit.errors, everyone) for fit in _profile(labels, classes, prior, best)]
+        along = [readings(fit.posterior, fit.errors, everyone) for fit in _profile(labels, classes, prior, best, pull)]
         rates += [fit_rate for fit_rate, _ in along]
         plausible_accuracies = np.concatenate([plausible_accuracies,
                                                np.reshape([fit_accuracy for _, fit_accuracy in along],
@@ -358,7 +409,7 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     return NoiseRateEstimate(rate, low, high, confidence, ANNOTATORS, evidence, n), people, unsettled
 
 
-def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray | None) -> list[_Fit]:
+def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray | None, pull: float) -> list[_Fit]:
     """Dawid-Skene fitted from the labels' shares, and, of a few annotators (at most
     ``STARTS_MOST``) of whom three labeled fewer than ``IDENTIFIED_BY_THREE`` of the samples, from
     each in turn taken as nearly always right and the others as right on the labels another
@@ -373,7 +424,7 @@ def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray 
                                    ((1 - right) / max(classes - 1, 1))[:, None, None]))
     fits = []
     for start in starts:
-        fits.append(_fitted(labels, classes, prior, EM_ITERATIONS, start))
+        fits.append(_fitted(labels, classes, prior, EM_ITERATIONS, start, pull=pull))
     return fits
 
 
@@ -385,7 +436,7 @@ def _who_is_right_may_be_open(labels: _GivenLabels) -> bool:
     return labels.annotators <= STARTS_MOST and three < IDENTIFIED_BY_THREE
 
 
-def _profile(labels: _GivenLabels, classes: int, prior: np.ndarray | None, best: _Fit) -> list[_Fit]:
+def _profile(labels: _GivenLabels, classes: int, prior: np.ndarray | None, best: _Fit, pull: float) -> list[_Fit]:
     """The fits along each annotator's accuracy about as likely as ``best`` (within
     ``LIKELIHOOD_SPAN``): their accuracy held at levels ``PROFILE_STEP`` apart, from best's toward
     always right and toward chance, everything else refitted, until the likelihood falls further.
@@ -400,7 +451,7 @@ def _profile(labels: _GivenLabels, classes: int, prior: np.ndarray | None, best:
             start, level, stride = best.errors, accuracy, step
             while 1.0 / classes < level + stride < SURE:
                 fit = _fitted(labels, classes, prior, EM_ITERATIONS, start, (annotator, level + stride),
-                              PROFILE_CONVERGED)
+                              PROFILE_CONVERGED, pull)
                 top = max(top, fit.likelihood)
                 if fit.likelihood >= top - LIKELIHOOD_SPAN:
                     along.append(fit)
