@@ -199,17 +199,23 @@ class _Fit(NamedTuple):
 def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterations: int,
             start: np.ndarray | None, held: tuple[int, float] | None = None, converged: float = CONVERGED,
             pull: float = ROW_PSEUDOCOUNT) -> _Fit:
-    """``dawid_skene`` of the labels given; ``held``: an annotator whose accuracy is held at a
-    level (their error matrix fitted, then mixed toward always right or toward chance to it). EM is accelerated by SQUAREM (Varadhan and Roland
-    2008): where few samples have three labels the likelihood is nearly flat along who is right,
-    and plain EM creeps along it by less than CONVERGED a step, hundreds of steps short of the fit."""
+    """``dawid_skene`` of the labels given, each row of the error matrices holding ``pull`` labels'
+    worth of its expected row (``_error_matrices``); ``held``: an annotator whose accuracy is held
+    at a level (their matrix fitted, then mixed toward always right or toward chance to reach it).
+    EM is accelerated by SQUAREM (Varadhan and Roland 2008): where few samples have three labels
+    the likelihood is nearly flat along who is right, and plain EM creeps along it by less than
+    CONVERGED a step, hundreds of steps short of the fit."""
     log_prior = None if prior is None else np.log(np.clip(prior, 1e-6, 1.0))
     posterior = np.full((labels.samples, classes), 1e-9)
     np.add.at(posterior, (labels.rows, labels.said), 1.0)
     posterior /= posterior.sum(axis=1, keepdims=True)
-    errors = _error_matrices(labels, classes, posterior, pull) if start is None else start.copy()
-    if held is not None:
-        errors[held[0]] = _at_accuracy(errors[held[0]], held[1], posterior.mean(axis=0))
+
+    def holding(errors: np.ndarray, posterior: np.ndarray) -> np.ndarray:
+        if held is not None:
+            errors[held[0]] = _at_accuracy(errors[held[0]], held[1], posterior.mean(axis=0))
+        return errors
+
+    errors = holding(_error_matrices(labels, classes, posterior, pull) if start is None else start.copy(), posterior)
     size, shape = errors.size, errors.shape
     # one vector of the error matrices and the classes' shares, which EM maps to the next
     fit = np.concatenate([errors.ravel(), posterior.mean(axis=0)])
@@ -220,9 +226,7 @@ def _fitted(labels: _GivenLabels, classes: int, prior: np.ndarray | None, iterat
     def em_step(point: np.ndarray) -> tuple[np.ndarray, float]:
         """The next point, and the likelihood of ``point``."""
         posterior, likelihood = _posterior(labels, classes, log_prior, *unpacked(point))
-        errors = _error_matrices(labels, classes, posterior, pull)
-        if held is not None:
-            errors[held[0]] = _at_accuracy(errors[held[0]], held[1], posterior.mean(axis=0))
+        errors = holding(_error_matrices(labels, classes, posterior, pull), posterior)
         return np.concatenate([errors.ravel(), posterior.mean(axis=0)]), likelihood
 
     steps = 0
@@ -341,8 +345,8 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     sampling, and the fits about as likely as the best (``_fits_from_each_start``, ``_profile``):
     where no prior and too few samples with three labels say which of two annotators is right
     where they disagree, it spans both, as each accuracy's does, and the count is the middle; how
-    far apart the starts' counts lie (``unsettled``, 0 where they agree) is returned too. Where annotators err alike, the model misreads them and the truth
-    lies above it."""
+    far apart the starts' counts lie (``unsettled``, 0 where they agree) is returned too. Where
+    annotators err alike, the model misreads them and the truth lies above it."""
     votes = np.asarray(annotations.labels)
     labels = _GivenLabels.of(votes)
     given = np.asarray(given_labels)
@@ -379,7 +383,8 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     unsettled = max(rates) - min(rates)
     rng = np.random.default_rng(seed)
     size = min(n, BOOTSTRAP_MAX_SAMPLES)
-    drawn = [resample_readings(rng.integers(0, n, size), best.errors) for _ in range(draws)]  # (share, accuracies) a resample
+    # (share, accuracies) a resample
+    drawn = [resample_readings(rng.integers(0, n, size), best.errors) for _ in range(draws)]
     low, high = _interval(rate, np.array([drawn_share for drawn_share, _ in drawn]), size, n, confidence)
     labeled = np.bincount(labels.people, minlength=labels.annotators)
     accuracies = np.array([drawn_accuracy for _, drawn_accuracy in drawn])
@@ -399,7 +404,8 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     evidence = _evidence(low, n)
     high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
     agreed = np.bincount(labels.people, weights=labels.said == given[labels.rows], minlength=labels.annotators)
-    mistakes = best.posterior.mean(axis=0)[None, :, None] * best.errors * (1 - np.eye(classes))  # (A, C, C): how often each, off the diagonal
+    # (A, C, C): how often each mistake, off the diagonal
+    mistakes = best.posterior.mean(axis=0)[None, :, None] * best.errors * (1 - np.eye(classes))
     confuses = [np.unravel_index(int(np.argmax(mistake)), mistake.shape) for mistake in mistakes]
     people = [{"annotator": name, "labeled": int(labeled[a]),
                "agreed": float(agreed[a] / labeled[a]) if labeled[a] else None,
