@@ -352,6 +352,7 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     given = np.asarray(given_labels)
     n = len(given)
     resample_steps = FEW_RESAMPLE_ITERATIONS if labels.annotators <= STARTS_MOST else RESAMPLE_ITERATIONS
+    pull = _likeliest_pull(labels, classes, prior)
 
     def readings(posterior: np.ndarray, errors: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
         """A fit's share of the ``rows``' given labels it judges wrong, and each annotator's accuracy."""
@@ -371,7 +372,6 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     # fits about as likely as the best (which annotator is right where they disagree may not be in
     # their labels: two a sample) make the readings ranges, and the middle of each range is read:
     # the labels say no more of one end than of the other
-    pull = _likeliest_pull(labels, classes, prior)
     fits = _fits_from_each_start(labels, classes, prior, pull)
     best = max(fits, key=lambda fit: fit.likelihood)
     plausible = [readings(fit.posterior, fit.errors, everyone)
@@ -428,10 +428,7 @@ def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray 
             right = np.where(np.arange(labels.annotators) == sure, SURE, confirmed)
             starts.append(np.where(np.eye(classes, dtype=bool), right[:, None, None],
                                    ((1 - right) / max(classes - 1, 1))[:, None, None]))
-    fits = []
-    for start in starts:
-        fits.append(_fitted(labels, classes, prior, EM_ITERATIONS, start, pull=pull))
-    return fits
+    return [_fitted(labels, classes, prior, EM_ITERATIONS, start, pull=pull) for start in starts]
 
 
 def _who_is_right_may_be_open(labels: _GivenLabels) -> bool:
