@@ -140,12 +140,13 @@ def aggregate_labels(annotations: Annotations, how: str | None, classes: int, wh
         raise NoisyctlError(f"{where}: aggregate={how}: choose {' or '.join(AGGREGATES)}")
     if chosen == "majority":
         return annotations.majority()
-    if not (annotations.per_sample() >= 3).any():
+    per_sample = annotations.per_sample()
+    if not (per_sample >= 3).any():
         raise NoisyctlError(f"{where}: aggregate={how} needs three annotators' labels of some samples: with two a "
                             f"sample, nothing in their labels says which is right where they disagree (their "
                             f"vote, and detect on a run trained with --folds 3, weighs them by a model's view)")
     aggregate = dawid_skene(annotations.labels, classes)[0].argmax(axis=1)
-    return np.where(annotations.per_sample() > 0, aggregate, NOT_LABELED)
+    return np.where(per_sample > 0, aggregate, NOT_LABELED)
 
 
 @dataclass
@@ -272,9 +273,14 @@ def _expected_rows(labels: _GivenLabels, classes: int, posterior: np.ndarray) ->
     their errors spread evenly (not chance: a crowd worker's few labels a class say little alone)."""
     counts = (labels.cells(classes).T @ posterior).reshape(labels.annotators, classes, classes).transpose(0, 2, 1)
     right = (np.trace(counts, axis1=1, axis2=2) + 1) / (counts.sum(axis=(1, 2)) + 2)
-    toward = np.where(np.eye(classes, dtype=bool), right[:, None, None],
-                      ((1 - right) / max(classes - 1, 1))[:, None, None])
-    return counts, toward
+    return counts, _erring_evenly(right, classes)
+
+
+def _erring_evenly(right: np.ndarray, classes: int) -> np.ndarray:
+    """(A, C, C): error matrices right with each annotator's probability ``right`` (A,), their
+    errors spread evenly over the other classes."""
+    return np.where(np.eye(classes, dtype=bool), right[:, None, None],
+                    ((1 - right) / max(classes - 1, 1))[:, None, None])
 
 
 def _likeliest_pull(labels: _GivenLabels, classes: int, prior: np.ndarray | None) -> float:
@@ -376,30 +382,28 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     best = max(fits, key=lambda fit: fit.likelihood)
     plausible = [readings(fit.posterior, fit.errors, everyone)
                  for fit in fits if fit.likelihood >= best.likelihood - LIKELIHOOD_SPAN]
-    rates = [fit_rate for fit_rate, _ in plausible]
-    plausible_accuracies = np.array([fit_accuracy for _, fit_accuracy in plausible])  # (fits, A)
-    rate = (max(rates) + min(rates)) / 2
-    accuracy = (plausible_accuracies.max(axis=0) + plausible_accuracies.min(axis=0)) / 2
-    unsettled = max(rates) - min(rates)
+    rates = np.array([fit_rate for fit_rate, _ in plausible])
+    accuracies = np.array([fit_accuracy for _, fit_accuracy in plausible])  # (fits, A)
+    rate = float(rates.max() + rates.min()) / 2
+    accuracy = (accuracies.max(axis=0) + accuracies.min(axis=0)) / 2
+    unsettled = float(rates.max() - rates.min())
     rng = np.random.default_rng(seed)
     size = min(n, BOOTSTRAP_MAX_SAMPLES)
     # (share, accuracies) a resample
     drawn = [resample_readings(rng.integers(0, n, size), best.errors) for _ in range(draws)]
     low, high = _interval(rate, np.array([drawn_share for drawn_share, _ in drawn]), size, n, confidence)
     labeled = np.bincount(labels.people, minlength=labels.annotators)
-    accuracies = np.array([drawn_accuracy for _, drawn_accuracy in drawn])
-    accuracy_intervals = [_accuracy_interval(accuracy[a], accuracies[:, a], int(labeled[a]), size, n, confidence)
-                          for a in range(labels.annotators)]
+    drawn_accuracies = np.array([drawn_accuracy for _, drawn_accuracy in drawn])
+    accuracy_intervals = [_accuracy_interval(accuracy[a], drawn_accuracies[:, a], int(labeled[a]), size, n,
+                                             confidence) for a in range(labels.annotators)]
     if _who_is_right_may_be_open(labels):
         # a few third labels: the fits along each accuracy about as likely widen the readings too
-        along = [readings(fit.posterior, fit.errors, everyone) for fit in _profile(labels, classes, prior, best, pull)]
-        rates += [fit_rate for fit_rate, _ in along]
-        plausible_accuracies = np.concatenate([plausible_accuracies,
-                                               np.reshape([fit_accuracy for _, fit_accuracy in along],
-                                                          (-1, labels.annotators))])
-    low, high = min(low, *rates), max(high, *rates)
-    accuracy_intervals = [(min(interval[0], plausible_accuracies[:, a].min()),
-                           max(interval[1], plausible_accuracies[:, a].max()))
+        along = _profile(labels, classes, prior, best, pull)
+        plausible += [readings(fit.posterior, fit.errors, everyone) for fit in along]
+    widest_rates = [fit_rate for fit_rate, _ in plausible]
+    widest = np.array([fit_accuracy for _, fit_accuracy in plausible])  # (fits, A)
+    low, high = min(low, *widest_rates), max(high, *widest_rates)
+    accuracy_intervals = [(min(interval[0], widest[:, a].min()), max(interval[1], widest[:, a].max()))
                           for a, interval in enumerate(accuracy_intervals)]
     evidence = _evidence(low, n)
     high = sampling_high(high, int(round(rate * n)), n, confidence, evidence)
@@ -425,9 +429,7 @@ def _fits_from_each_start(labels: _GivenLabels, classes: int, prior: np.ndarray 
     if _who_is_right_may_be_open(labels):
         confirmed = np.clip(_confirmed(labels, classes), 1.0 / classes, SURE)
         for sure in range(labels.annotators):
-            right = np.where(np.arange(labels.annotators) == sure, SURE, confirmed)
-            starts.append(np.where(np.eye(classes, dtype=bool), right[:, None, None],
-                                   ((1 - right) / max(classes - 1, 1))[:, None, None]))
+            starts.append(_erring_evenly(np.where(np.arange(labels.annotators) == sure, SURE, confirmed), classes))
     return [_fitted(labels, classes, prior, EM_ITERATIONS, start, pull=pull) for start in starts]
 
 
