@@ -522,6 +522,31 @@ def test_a_few_third_labels_leave_the_count_as_unsure_as_they_are():
         assert person["accuracy_interval"][0] <= realized <= person["accuracy_interval"][1]
 
 
+def test_where_a_few_third_labels_leave_who_is_right_open_the_rows_pull_is_left_open_too():
+    """Two annotators a sample and a third on 30 of 1,800, all erring at random: ten labels' worth of
+    pull on each error-matrix row lets the best fit read one annotator at chance (49% right for 63%)
+    and the count 10.5% (2.7-21.9%) for 31.6%. Under the likeliest pull (errors at random: a strong
+    one) the fits along each accuracy reach the truth, and widen the interval to hold it."""
+    rng = np.random.default_rng(3)
+    samples, classes = 1800, 10
+    accuracies = rng.uniform(0.6, 0.95, 3)  # 0.63, 0.68, 0.88
+    truth = rng.integers(0, classes, samples)
+    votes = np.stack([np.where(rng.random(samples) < right, truth,
+                               (truth + rng.integers(1, classes, samples)) % classes) for right in accuracies], axis=1)
+    third = np.full(samples, NOT_LABELED)
+    chosen = rng.choice(samples, 30, replace=False)
+    third[chosen] = votes[chosen, 2]
+    votes[:, 2] = third
+    annotations = Annotations(["ann", "ben", "cy"], votes)
+    given = annotations.majority()
+    estimate, people, _ = annotators_noise_rate(annotations, given, classes)
+    wrong = float((given != truth).mean())  # 31.6%
+    assert estimate.low <= wrong <= estimate.high < 0.5  # 10.5% (2.7-38.0%)
+    for person, labeled in zip(people, (votes != NOT_LABELED).T):
+        realized = float((votes[labeled, people.index(person)] == truth[labeled]).mean())
+        assert person["accuracy_interval"][0] <= realized <= person["accuracy_interval"][1]
+
+
 def test_two_annotators_a_sample_leave_who_is_right_open_unless_models_weigh_them():
     """Two annotators a sample (90% and 70% right): where they disagree nothing in their labels says
     which is right (Dawid-Skene reads both 79%), so the count and the accuracies are ranges that hold

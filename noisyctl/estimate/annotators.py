@@ -101,7 +101,7 @@ def dawid_skene(votes: np.ndarray, classes: int, prior: np.ndarray | None = None
         ``errors[a, true, said]``: how likely annotator ``a`` says ``said`` of a sample of class ``true``.
     """
     labels = _GivenLabels.of(votes)
-    fit = _fitted(labels, classes, prior, iterations, start, pull=_likeliest_pull(labels, classes, prior))
+    fit = _fitted(labels, classes, prior, iterations, start, pull=_rows_pull(labels, classes, prior))
     return fit.posterior, fit.errors
 
 
@@ -283,16 +283,21 @@ def _erring_evenly(right: np.ndarray, classes: int) -> np.ndarray:
                     ((1 - right) / max(classes - 1, 1))[:, None, None])
 
 
+def _rows_pull(labels: _GivenLabels, classes: int, prior: np.ndarray | None) -> float:
+    """How many labels' worth of their expected row the rows of the error matrices hold in the
+    fits read: the likeliest (``_likeliest_pull``), or ROW_PSEUDOCOUNT where who is right may be
+    open (``_who_is_right_may_be_open``): there the rows' scatter is not what says how sure the fit
+    is, and a strong pull keeps the fits from each start from the ends of the ridge (two
+    annotators, 90% and 70% right: 13-23%)."""
+    return ROW_PSEUDOCOUNT if _who_is_right_may_be_open(labels) else _likeliest_pull(labels, classes, prior)
+
+
 def _likeliest_pull(labels: _GivenLabels, classes: int, prior: np.ndarray | None) -> float:
     """``_pull_of`` the fit from the labels' shares, from ROW_PSEUDOCOUNT, refitted with each
     strength found until it stays within 10% (at most PULL_ROUNDS fits): a fit with too weak a
     pull scatters the rows, which then call for a weak one (747 workers who err at random: 10,
-    140, then 10,000). ROW_PSEUDOCOUNT where who is right may be open (``_who_is_right_may_be_open``):
-    there the rows' scatter is not what says how sure the fit is, and a strong pull keeps the fits
-    from each start from the ends of the ridge (two annotators, 90% and 70% right: 13-23%)."""
+    140, then 10,000)."""
     pull, start = ROW_PSEUDOCOUNT, None
-    if _who_is_right_may_be_open(labels):
-        return pull
     for _ in range(PULL_ROUNDS):
         fit = _fitted(labels, classes, prior, EM_ITERATIONS, start, pull=pull)
         pull, previous, start = _pull_of(labels, classes, fit), pull, fit.errors
@@ -358,7 +363,7 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     given = np.asarray(given_labels)
     n = len(given)
     resample_steps = FEW_RESAMPLE_ITERATIONS if labels.annotators <= STARTS_MOST else RESAMPLE_ITERATIONS
-    pull = _likeliest_pull(labels, classes, prior)
+    pull = _rows_pull(labels, classes, prior)
 
     def readings(posterior: np.ndarray, errors: np.ndarray, rows: np.ndarray) -> tuple[float, np.ndarray]:
         """A fit's share of the ``rows``' given labels it judges wrong, and each annotator's accuracy."""
@@ -397,8 +402,13 @@ def annotators_noise_rate(annotations: Annotations, given_labels: np.ndarray, cl
     accuracy_intervals = [_accuracy_interval(accuracy[a], drawn_accuracies[:, a], int(labeled[a]), size, n,
                                              confidence) for a in range(labels.annotators)]
     if _who_is_right_may_be_open(labels):
-        # a few third labels: the fits along each accuracy about as likely widen the readings too
-        along = _profile(labels, classes, prior, best, pull)
+        # a few third labels: the fits along each accuracy about as likely widen the readings too,
+        # under ten labels' worth of pull (which reaches the ends of the ridge) and under the
+        # likeliest, which reads annotators who err at random nearer its middle: where the
+        # labels leave who is right open they leave the pull open too
+        likeliest = _likeliest_pull(labels, classes, prior)
+        nearer = _fitted(labels, classes, prior, EM_ITERATIONS, best.errors, pull=likeliest)
+        along = _profile(labels, classes, prior, best, pull) + _profile(labels, classes, prior, nearer, likeliest)
         plausible += [readings(fit.posterior, fit.errors, everyone) for fit in along]
     widest_rates = [fit_rate for fit_rate, _ in plausible]
     widest = np.array([fit_accuracy for _, fit_accuracy in plausible])  # (fits, A)
