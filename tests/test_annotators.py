@@ -497,51 +497,32 @@ def test_a_crowd_who_err_at_random_is_counted_as_wrong_as_it_is():
     assert np.abs(read - accuracy[[int(person["annotator"][1:]) for person in people]]).mean() < 0.05
 
 
-def test_a_few_third_labels_leave_the_count_as_unsure_as_they_are():
-    """Two annotators a sample and a third on 100 of 1,800: the third's labels say who is right only
-    roughly, and the best fit reads one of two equally careful annotators (88% right each) as 95%
-    right. The fits along each accuracy about as likely (a profile likelihood) keep the truth inside
-    the count's and the accuracies' intervals; the bootstrap alone read 4.4% (0.7-5.3%) for 11.4%."""
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("seed, few, wrong_read", [(5, 100, "11.4%: 4.4% (0.8-18.2%)"),
+                                                   (3, 30, "31.6%: 10.5% (2.7-38.0%)")])
+def test_a_few_third_labels_leave_the_count_as_unsure_as_they_are(seed, few, wrong_read):
+    """Two annotators a sample and a third on a few of 1,800 (all erring at random): the third's
+    labels say who is right only roughly. With 100 the best fit reads one of two equally careful
+    annotators (88% right each) as 95% right, and the bootstrap alone read 4.4% (0.7-5.3%) for
+    11.4%: the fits along each accuracy about as likely (a profile likelihood) keep the truth inside
+    the count's and the accuracies' intervals. With 30, ten labels' worth of pull on each error-matrix
+    row lets the best fit read one annotator near chance (49% right for 63%), and the profile under
+    it read 10.5% (2.7-21.9%) for 31.6%; the profile under the likeliest pull (errors at random: a
+    strong one) reaches the truth."""
+    rng = np.random.default_rng(seed)
     samples, classes = 1800, 10
-    accuracies = rng.uniform(0.6, 0.95, 3)  # 0.88, 0.88, 0.78
+    accuracies = rng.uniform(0.6, 0.95, 3)
     truth = rng.integers(0, classes, samples)
     votes = np.stack([np.where(rng.random(samples) < right, truth,
                                (truth + rng.integers(1, classes, samples)) % classes) for right in accuracies], axis=1)
     third = np.full(samples, NOT_LABELED)
-    chosen = rng.choice(samples, 100, replace=False)
+    chosen = rng.choice(samples, few, replace=False)
     third[chosen] = votes[chosen, 2]
     votes[:, 2] = third
     annotations = Annotations(["ann", "ben", "cy"], votes)
     given = annotations.majority()
     estimate, people, unsettled = annotators_noise_rate(annotations, given, classes)
-    wrong = float((given != truth).mean())  # 11.4%
-    assert unsettled < 0.01 and estimate.low <= wrong <= estimate.high  # 4.4% (0.8-18.2%)
-    for person, labeled in zip(people, (votes != NOT_LABELED).T):
-        realized = float((votes[labeled, people.index(person)] == truth[labeled]).mean())
-        assert person["accuracy_interval"][0] <= realized <= person["accuracy_interval"][1]
-
-
-def test_where_a_few_third_labels_leave_who_is_right_open_the_rows_pull_is_left_open_too():
-    """Two annotators a sample and a third on 30 of 1,800, all erring at random: ten labels' worth of
-    pull on each error-matrix row lets the best fit read one annotator at chance (49% right for 63%)
-    and the count 10.5% (2.7-21.9%) for 31.6%. Under the likeliest pull (errors at random: a strong
-    one) the fits along each accuracy reach the truth, and widen the interval to hold it."""
-    rng = np.random.default_rng(3)
-    samples, classes = 1800, 10
-    accuracies = rng.uniform(0.6, 0.95, 3)  # 0.63, 0.68, 0.88
-    truth = rng.integers(0, classes, samples)
-    votes = np.stack([np.where(rng.random(samples) < right, truth,
-                               (truth + rng.integers(1, classes, samples)) % classes) for right in accuracies], axis=1)
-    third = np.full(samples, NOT_LABELED)
-    chosen = rng.choice(samples, 30, replace=False)
-    third[chosen] = votes[chosen, 2]
-    votes[:, 2] = third
-    annotations = Annotations(["ann", "ben", "cy"], votes)
-    given = annotations.majority()
-    estimate, people, _ = annotators_noise_rate(annotations, given, classes)
-    wrong = float((given != truth).mean())  # 31.6%
-    assert estimate.low <= wrong <= estimate.high < 0.5  # 10.5% (2.7-38.0%)
+    wrong = float((given != truth).mean())
+    assert unsettled < 0.01 and estimate.low <= wrong <= estimate.high < 0.5, wrong_read
     for person, labeled in zip(people, (votes != NOT_LABELED).T):
         realized = float((votes[labeled, people.index(person)] == truth[labeled]).mean())
         assert person["accuracy_interval"][0] <= realized <= person["accuracy_interval"][1]
