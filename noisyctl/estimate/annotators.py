@@ -15,7 +15,8 @@ estimate where the given labels are the annotators' own aggregate (``run_annotat
   either right where they disagree (``_fits_from_each_start``): the count and each annotator's
   accuracy are ranges, and no floor either; where a few dozen or hundred have a third label, those
   say who is right only roughly, and the fits along each accuracy about as likely widen the
-  intervals (``_profile``).
+  intervals (``_profile``), under ten labels' worth of pull on the error matrices' rows and under
+  the likeliest (``_likeliest_pull``).
 """
 
 from __future__ import annotations
