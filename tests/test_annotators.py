@@ -396,6 +396,12 @@ def test_annotations_from_a_table_of_one_row_a_label_keep_each_annotators_last_l
     np.testing.assert_array_equal(kept.labels, [[1, 0], [NOT_LABELED, NOT_LABELED], [0, 2]])
 
 
+def _erring_at_random(rng, truth: np.ndarray, right, classes: int) -> np.ndarray:
+    """An annotator's labels of samples of class ``truth`` (N,): right with probability ``right``
+    (a number, or one a sample), else any other class alike."""
+    return np.where(rng.random(len(truth)) < right, truth, (truth + rng.integers(1, classes, len(truth))) % classes)
+
+
 def test_dawid_skene_reads_a_crowd_who_each_label_a_few_samples():
     """Hundreds of annotators, three a sample: each one's accuracy from the few samples they labeled,
     not pulled toward chance, and their weighed vote right more often than the majority (it differs
@@ -407,8 +413,7 @@ def test_dawid_skene_reads_a_crowd_who_each_label_a_few_samples():
     votes = np.full((samples, workers), NOT_LABELED)
     for _ in range(3):
         who = rng.integers(0, workers, samples)
-        right = rng.random(samples) < accuracy[who]
-        votes[np.arange(samples), who] = np.where(right, truth, (truth + rng.integers(1, classes, samples)) % classes)
+        votes[np.arange(samples), who] = _erring_at_random(rng, truth, accuracy[who], classes)
     posterior, errors = dawid_skene(votes, classes)
     labeled = (votes != NOT_LABELED).sum(axis=0)
     realized = np.array([(votes[votes[:, a] != NOT_LABELED, a] == truth[votes[:, a] != NOT_LABELED]).mean()
@@ -486,8 +491,7 @@ def test_a_crowd_who_err_at_random_is_counted_as_wrong_as_it_is():
     accuracy = rng.uniform(0.55, 0.95, workers)
     sample = np.repeat(np.arange(samples), 3)
     who = rng.integers(0, workers, len(sample))
-    label = np.where(rng.random(len(sample)) < accuracy[who], truth[sample],
-                     (truth[sample] + rng.integers(1, classes, len(sample))) % classes)
+    label = _erring_at_random(rng, truth[sample], accuracy[who], classes)
     crowd = Annotations.from_rows(samples, sample, [f"w{w}" for w in who], label)
     given = crowd.majority()
     wrong = float((given != truth).mean())  # 11.4%
@@ -512,8 +516,7 @@ def test_a_few_third_labels_leave_the_count_as_unsure_as_they_are(seed, few, wro
     samples, classes = 1800, 10
     accuracies = rng.uniform(0.6, 0.95, 3)
     truth = rng.integers(0, classes, samples)
-    votes = np.stack([np.where(rng.random(samples) < right, truth,
-                               (truth + rng.integers(1, classes, samples)) % classes) for right in accuracies], axis=1)
+    votes = np.stack([_erring_at_random(rng, truth, right, classes) for right in accuracies], axis=1)
     third = np.full(samples, NOT_LABELED)
     chosen = rng.choice(samples, few, replace=False)
     third[chosen] = votes[chosen, 2]
@@ -537,8 +540,7 @@ def test_two_annotators_a_sample_leave_who_is_right_open_unless_models_weigh_the
     rng = np.random.default_rng(0)
     samples, classes = 1800, 10
     truth = rng.integers(0, classes, samples)
-    votes = np.stack([np.where(rng.random(samples) < right, truth, (truth + rng.integers(1, classes, samples)) % classes)
-                      for right in (0.9, 0.7)], axis=1)
+    votes = np.stack([_erring_at_random(rng, truth, right, classes) for right in (0.9, 0.7)], axis=1)
     pair = Annotations(["ann", "ben"], votes)
     given = pair.majority()
     wrong = float((given != truth).mean())  # 30%
@@ -563,11 +565,11 @@ def test_two_annotators_a_sample_leave_who_is_right_open_unless_models_weigh_the
 
     with pytest.raises(NoisyctlError, match="needs three annotators' labels of some samples"):
         aggregate_labels(pair, "dawid-skene", classes, "from-file")  # the vote, tie to the later: 30% wrong
-    third = np.where(rng.random(samples) < 0.8, truth, (truth + rng.integers(1, classes, samples)) % classes)
+    third = _erring_at_random(rng, truth, 0.8, classes)
     trio = run_annotators_floor(run_of(Annotations(["ann", "ben", "cy"], np.column_stack([votes, third]))))
     assert trio is not None and trio.low > 0.02
     # a model that never trained on the samples, right 85% of the time, weighs them
-    predicted = np.where(rng.random(samples) < 0.85, truth, (truth + rng.integers(1, classes, samples)) % classes)
+    predicted = _erring_at_random(rng, truth, 0.85, classes)
     prior = np.full((samples, classes), 0.4 / (classes - 1))
     prior[np.arange(samples), predicted] = 0.6
     estimate, people, unsettled = annotators_noise_rate(pair, given, classes, prior)
