@@ -61,7 +61,7 @@ Runs are kept in --cache (train once, score many times):
     .venv/bin/python benchmarks/calibration.py --cache runs/large --large --folds 0   # ~35
     .venv/bin/python benchmarks/calibration.py --cache runs/large --large --only blobs   # ~20, with held-out models
     .venv/bin/python benchmarks/calibration.py --cache runs/fresh --fresh   # ~45
-    .venv/bin/python benchmarks/calibration.py --cache runs/long --long   # ~25
+    .venv/bin/python benchmarks/calibration.py --cache runs/long --long   # ~20
 """
 
 from __future__ import annotations
