@@ -193,7 +193,7 @@ def test_an_interrupted_relabeling_resumes_to_the_same_proposals(noisy_run, tmp_
 def test_correctors_say_what_a_run_lacks(cli, tmp_path):
     cli("synth", "-o", tmp_path / "l.h5")
     cli("train", "-l", tmp_path / "l.h5", "-e", "1", "-q", "--no-record-features", "--no-record-probs",
-        "-o", tmp_path / "r.h5")
+        "--folds", "0", "-o", tmp_path / "r.h5")
     cli("detect", tmp_path / "r.h5", "-d", "loss")
     with h5py.File(tmp_path / "r.h5") as h5:
         assert "features" not in h5

@@ -40,7 +40,7 @@ def noisy_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("noisy")
     cli = Cli()
     cli("synth", "-d", "digits", "--noise", "pairflip", "--rate", "0.2", "--seed", "3", "-o", folder / "labels.h5")
-    cli("train", "-l", folder / "labels.h5", "--quiet", "-o", folder / "run.h5")
+    cli("train", "-l", folder / "labels.h5", "--folds", "0", "--quiet", "-o", folder / "run.h5")
     return folder / "run.h5"
 
 
@@ -258,7 +258,7 @@ def test_with_little_noise_learned_ranks_by_the_loss_and_flags_what_the_estimate
     """At 2% the mislabeled samples are the few with extreme losses: learned hands its probabilities
     out in the loss's order (ranking as well as loss does) and flags the estimate's count."""
     cli("synth", "-d", "digits", "--noise", "uniform", "--rate", "0.02", "--seed", "5", "-o", tmp_path / "labels.h5")
-    cli("train", "-l", tmp_path / "labels.h5", "--quiet", "-o", tmp_path / "run.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "--folds", "0", "--quiet", "-o", tmp_path / "run.h5")
     result = cli.json("detect", tmp_path / "run.h5", "-d", "learned", "-d", "loss", "--no-save")
     learned, loss = result["detectors"]["learned"], result["detectors"]["loss"]
     assert learned["info"]["ranked_by"].startswith("mean training loss")
@@ -315,7 +315,7 @@ def test_a_run_too_short_to_tell_says_so_and_the_upper_gate_catches_it(cli, tmp_
     """One epoch of 20% noise: the model has fitted few samples, so the losses cannot show the
     noise. detect does not call that clean, and the interval's upper end holds the truth."""
     cli("synth", "-d", "digits", "--noise", "pairflip", "--rate", "0.2", "--seed", "4", "-o", tmp_path / "labels.h5")
-    cli("train", "-l", tmp_path / "labels.h5", "-e", "1", "--quiet", "-o", tmp_path / "run.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-e", "1", "--folds", "0", "--quiet", "-o", tmp_path / "run.h5")
     estimate = cli.json("detect", tmp_path / "run.h5", "-d", "loss", "--no-save")["estimate"]
     assert estimate["evidence"] == "none" and estimate["low"] <= estimate["true_rate"] <= estimate["high"]
     text = cli("detect", tmp_path / "run.h5", "-d", "loss", "--no-save").output
@@ -342,7 +342,7 @@ def test_where_the_losses_cannot_tell_learned_still_flags_only_the_count(cli, tm
     The learned networks' P > 0.5 would take a twelfth of the run for wrong labels (a median of 22%
     of 16 such clean cached runs); learned flags what the estimate counts, as everywhere, and prune
     --auto removes that many. A detector with a rule of its own (gmm-loss) keeps it."""
-    cli("train", "-d", "digits", "-e", "3", "--quiet", "-o", tmp_path / "run.h5")
+    cli("train", "-d", "digits", "-e", "3", "--folds", "0", "--quiet", "-o", tmp_path / "run.h5")
     result = cli.json("detect", tmp_path / "run.h5")
     estimate = result["estimate"]
     assert estimate["evidence"] == "none" and estimate["high"] > UNSURE_ABOVE  # cannot tell
@@ -400,29 +400,30 @@ def test_held_out_models_are_trained_by_default_only_on_small_sets_or_few_classe
     from noisyctl.training import TrainOptions
 
     assert [TrainOptions().decided_folds(n, 10).folds for n in (99, 100, 1_000, 1_001)] == [0, 3, 3, 0]
-    # models that train in seconds: held-out models up to 30,000 samples for the MLP, 10,000 for LeNet
-    for light, largest in (("mlp", 30_000), ("lenet", 10_000)):
+    # models that train in seconds: held-out models up to 30,000 samples for the MLP, 10,000 for LeNet,
+    # 5,000 for small-cnn
+    for light, largest in (("mlp", 30_000), ("lenet", 10_000), ("small-cnn", 5_000)):
         decided = [TrainOptions(model=light).decided_folds(n, 10).folds for n in (99, 1_001, largest, largest + 1)]
         assert decided == [0, 3, 3, 0]
     assert TrainOptions(model="mlp").decided_folds(30_000, 2).folds == 3  # few classes do not lower its own
-    assert TrainOptions(model="small-cnn").decided_folds(1_001, 10).folds == 0
+    assert TrainOptions(model="resnet18").decided_folds(1_001, 10).folds == 0
     # two or three classes, where the losses undercount: any model up to 10,000
-    assert [TrainOptions(model="small-cnn").decided_folds(5_000, c).folds for c in (2, 3, 4)] == [3, 3, 0]
+    assert [TrainOptions(model="small-cnn").decided_folds(5_001, c).folds for c in (2, 3, 4)] == [3, 3, 0]
     assert TrainOptions(model="small-cnn").decided_folds(10_001, 2).folds == 0
     assert TrainOptions().decided_folds(500, 10, processes=2).folds == 0  # torchrun trains no folds
     assert TrainOptions(folds=0).decided_folds(500, 2).folds == 0
     assert TrainOptions(folds=5).decided_folds(50, 10).folds == 5
-    # as train decides it: two classes of 2,000 generated shapes get them, five do not
+    # as train decides it: two classes of 6,000 generated shapes get them, five do not
     for classes, folds in ((2, 3), (5, 0)):
-        plan = cli.json("train", "-d", "shapes", "-D", f"classes={classes}", "--dry-run")
+        plan = cli.json("train", "-d", "shapes", "-D", f"classes={classes}", "-D", "samples=6000", "--dry-run")
         assert plan["model"] == "small-cnn" and plan["folds"] == folds
     # and says why, as the run takes four trainings
-    shown = " ".join(cli("train", "-d", "shapes", "-D", "classes=2", "--dry-run").output.split())
+    shown = " ".join(cli("train", "-d", "shapes", "-D", "classes=2", "-D", "samples=6000", "--dry-run").output.split())
     assert "3 held-out models (two or three classes, whose losses alone undercount; --folds) included" in shown
     # but not where the classes did not decide it: an MLP, or a small set, gets them whatever the classes
-    assert TrainOptions(model="small-cnn").held_out_reason(5_000, 2) != ""
-    assert TrainOptions(model="mlp").held_out_reason(5_000, 2) == TrainOptions().held_out_reason(500, 2) == ""
-    assert TrainOptions(model="small-cnn", folds=3).held_out_reason(5_000, 2) == ""
+    assert TrainOptions(model="small-cnn").held_out_reason(6_000, 2) != ""
+    assert TrainOptions(model="mlp").held_out_reason(6_000, 2) == TrainOptions().held_out_reason(500, 2) == ""
+    assert TrainOptions(model="small-cnn", folds=3).held_out_reason(6_000, 2) == ""
     shown = " ".join(cli("train", "-d", "blobs", "-D", "classes=2", "--dry-run").output.split())
     assert "3 held-out models (--folds) included" in shown
 
@@ -763,7 +764,7 @@ def test_noise_is_counted_where_the_clean_losses_lean_right(cli, tmp_path):
     three Gaussians, two for the clean losses, find."""
     cli("synth", "-d", "shapes", "-D", "seed=61", "-n", "uniform", "-r", "0.05", "--seed", "61",
         "-o", tmp_path / "labels.h5")
-    cli("train", "-l", tmp_path / "labels.h5", "-e", "45", "--quiet", "-o", tmp_path / "run.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-e", "45", "--folds", "0", "--quiet", "-o", tmp_path / "run.h5")
     assert_a_mode_counts_what_the_tail_missed(cli, tmp_path / "run.h5")
 
 
@@ -815,7 +816,7 @@ def _flip_five_classes(cli, tmp_path, dataset: list, flips: dict, seed: int) -> 
     labels were flipped to a look-alike (``flips``: class -> look-alike), 10% of the labels in all;
     its estimate."""
     _synth_flips(cli, tmp_path, dataset, flips, 0.2, seed)
-    cli("train", "-l", tmp_path / "labels.h5", "--quiet", "-o", tmp_path / "run.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "--folds", "0", "--quiet", "-o", tmp_path / "run.h5")
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
     failed = cli("detect", tmp_path / "run.h5", "-d", "loss", "--no-save", "--fail-above", "0.03", ok=False)
     assert failed.exit_code == 3
@@ -877,7 +878,7 @@ def test_clean_losses_with_a_shoulder_do_not_hide_a_mode_of_noise(cli, tmp_path)
     confusions = {"circle": {"ring": 0.05}, "ring": {"circle": 0.03}, "square": {"diamond": 0.04},
                   "diamond": {"square": 0.03}, "x": {"cross": 0.04}, "cross": {"x": 0.03}, "hbar": {"vbar": 0.02}}
     _synth_confusions(cli, tmp_path, ["-d", "shapes", "-D", "seed=1411"], confusions, 1413)
-    cli("train", "-l", tmp_path / "labels.h5", "--quiet", "-o", tmp_path / "run.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "--folds", "0", "--quiet", "-o", tmp_path / "run.h5")
     with RunFile(tmp_path / "run.h5") as run:
         evidence = read_run_evidence(run)
         wrong = run.labels.is_noisy
@@ -901,7 +902,7 @@ def test_a_shoulder_of_clean_losses_is_not_counted_with_the_noise(cli, tmp_path)
     Four leave the shoulder with the clean losses; the tail then counts more, and right."""
     confusions = {"billing": {"refund": 0.1}, "refund": {"billing": 0.08}, "account": {"technical": 0.05}}
     _synth_confusions(cli, tmp_path, ["-d", "tickets", "-D", "seed=1421"], confusions, 1423)
-    cli("train", "-l", tmp_path / "labels.h5", "--quiet", "-o", tmp_path / "run.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "--folds", "0", "--quiet", "-o", tmp_path / "run.h5")
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
     true = estimate["true_rate"]
     assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
@@ -912,7 +913,7 @@ def test_clean_samples_the_model_learns_slowly_are_not_counted_as_noise(cli, tmp
     """Generated shapes trained 12 epochs, no synthesized noise: a tenth of the shapes is still
     being learned (in one such run a separated high-loss group of them read as 4.3% noise and
     failed the gate). The model learned them steadily, so they are not counted."""
-    cli("train", "-d", "shapes", "-D", "seed=9", "-e", "12", "--quiet", "-o", tmp_path / "run.h5")
+    cli("train", "-d", "shapes", "-D", "seed=9", "-e", "12", "--folds", "0", "--quiet", "-o", tmp_path / "run.h5")
     result = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
     assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"]
     with RunFile(tmp_path / "run.h5") as run:
