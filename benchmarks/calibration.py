@@ -187,7 +187,7 @@ LARGE = (
     ("tickets-20k", "tickets", {"samples": 20000, "seed": 671}, {"model": "text-bag"}, "uniform", (0, 0.02), 64),
     ("tickets-20k", "tickets", {"samples": 20000, "seed": 671}, {"model": "text-bag"}, "pairflip", (0.01,), 65),
     # feature vectors (an MLP), 12,000-30,000 samples: made in the thirty-third pass, where train's
-    # held-out models for the MLP went from 10,000 samples to 30,000 (FOLDS_AUTO_MAX_LIGHT); minutes
+    # held-out models for the MLP went from 10,000 samples to 30,000 (FOLDS_AUTO_MAX_BY_MODEL); minutes
     # each with --folds 3 (`--large --only blobs --folds 3`)
     *((f"blobs-20k-s{seed}", "blobs", {"samples": 20000, "seed": seed}, {"model": "mlp"}, "uniform", (rate,),
        noise_seed)
@@ -244,6 +244,7 @@ LONG = (
     ("tickets-s137-e40", "tickets", {"seed": 137}, {"model": "text-bag", "epochs": 40}, "pairflip", (0, 0.03), 137),
     ("blobs-s138-e90", "blobs", {"seed": 138}, {"model": "mlp", "epochs": 90}, "uniform", (0, 0.03), 138),
 )
+
 
 def _step(common: int, rare: int, rare_classes: int, classes: int = 10) -> tuple:
     return (common,) * (classes - rare_classes) + (rare,) * rare_classes
@@ -318,8 +319,13 @@ def table_to_npz(cache: Path, name: str) -> dict:
     return {"name": "npz", "root": str(path), "options": {}}
 
 
+# The sets scored by listed_settings, by the flag that picks each (its argparse dest).
+LISTED_SETS = {"outside": OUTSIDE, "imbalanced": IMBALANCED, "few_classes": FEW_CLASS_RUNS, "large": LARGE,
+               "fresh": FRESH, "long": LONG}
+
+
 def listed_settings(runs: tuple, only: list[str] | None):
-    """Every run of ``OUTSIDE``, ``IMBALANCED``, ``FEW_CLASS_RUNS``, ``LARGE`` or ``FRESH``, named by its label,
+    """Every run of one of ``LISTED_SETS`` (such as ``OUTSIDE``), named by its label,
     noise and rate."""
     for label, dataset, dataset_options, train_options, noise, rates, noise_seed in runs:
         if only and dataset not in only:
@@ -467,8 +473,8 @@ def main() -> None:
                         "estimate, and detect's on a run trained with --folds); 0: leave both out (saves K "
                         "trainings a run)")
     parser.add_argument("--only", nargs="*",
-                        choices=sorted({*DATASETS, *SMALL_TABLES, *(run[1] for run in OUTSIDE + IMBALANCED
-                                                                       + FEW_CLASS_RUNS + LARGE + FRESH + LONG)}),
+                        choices=sorted({*DATASETS, *SMALL_TABLES,
+                                        *(run[1] for runs in LISTED_SETS.values() for run in runs)}),
                         help="only these datasets")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--outside", action="store_true", help="the runs outside the calibration set instead")
@@ -490,12 +496,8 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "run" else "right",
                          no_wrap=column in ("run", "90% interval"))
     rows = []
-    chosen = (listed_settings(OUTSIDE, args.only) if args.outside else
-              listed_settings(IMBALANCED, args.only) if args.imbalanced else
-              listed_settings(FEW_CLASS_RUNS, args.only) if args.few_classes else
-              listed_settings(LARGE, args.only) if args.large else
-              listed_settings(FRESH, args.only) if args.fresh else
-              listed_settings(LONG, args.only) if args.long else
+    listed = next((runs for flag, runs in LISTED_SETS.items() if getattr(args, flag)), None)
+    chosen = (listed_settings(listed, args.only) if listed is not None else
               small_settings(args.only) if args.small else settings(args.only))
     for setting in chosen:
         started = time.perf_counter()

@@ -24,7 +24,7 @@ FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are record
 # 150-569 samples made to check this (benchmarks/calibration.py --small), 29 of the 32 noisy ones
 # came within the tolerance with them and 27 without, none worse; the 8 clean ones read 1% or
 # less either way. With fewer than FOLDS_AUTO_MIN_SAMPLES, a fold has too little to learn from.
-# The light built-in models (FOLDS_AUTO_MAX_LIGHT: the MLP train picks for feature vectors, and
+# The light built-in models (FOLDS_AUTO_MAX_BY_MODEL: the MLP train picks for feature vectors, and
 # LeNet) train in seconds, so their held-out models stay cheap on larger sets: the MLP (about 2 ms
 # a sample for 30 epochs on 2 CPU cores; 20,000 blobs trained in 31 s alone, 93 s with them) up to
 # 30,000 samples, the largest measured, LeNet up to 10,000. They are also the models whose losses
@@ -50,7 +50,7 @@ FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are record
 FOLDS_AUTO = 3
 FOLDS_AUTO_MIN_SAMPLES = 100
 FOLDS_AUTO_MAX_SAMPLES = 1_000
-FOLDS_AUTO_MAX_LIGHT = {"mlp": 30_000, "lenet": 10_000, "small-cnn": 5_000}
+FOLDS_AUTO_MAX_BY_MODEL = {"mlp": 30_000, "lenet": 10_000, "small-cnn": 5_000}
 FOLDS_AUTO_MAX_FEW_CLASSES = 10_000
 
 
@@ -59,7 +59,7 @@ def held_out_default_words() -> str:
     "3 on 100-1,000 samples (100-30,000 for mlp, 100-10,000 for lenet and with two or three classes,
     100-5,000 for small-cnn)"."""
     groups: dict[int, list[str]] = {}
-    for model, largest in FOLDS_AUTO_MAX_LIGHT.items():
+    for model, largest in FOLDS_AUTO_MAX_BY_MODEL.items():
         groups.setdefault(largest, []).append(f"for {model}")
     groups.setdefault(FOLDS_AUTO_MAX_FEW_CLASSES, []).append("with two or three classes")
     wider = ", ".join(f"{FOLDS_AUTO_MIN_SAMPLES}-{largest:,} {' and '.join(who)}"
@@ -150,12 +150,12 @@ class TrainOptions:
     def decided_folds(self, samples: int, num_classes: int, processes: int = 1) -> "TrainOptions":
         """These options (their model decided) with ``folds`` decided: as given, or (None)
         ``FOLDS_AUTO`` for a training set of ``FOLDS_AUTO_MIN_SAMPLES`` to ``FOLDS_AUTO_MAX_SAMPLES``
-        samples (to the light models' own ``FOLDS_AUTO_MAX_LIGHT``, and for any model with
-        ``FEW_CLASSES`` classes or fewer to ``FOLDS_AUTO_MAX_FEW_CLASSES`` at least) trained in one
-        process, else 0."""
+        samples (to the built-in models' own bounds, ``FOLDS_AUTO_MAX_BY_MODEL``, and for any model
+        with ``FEW_CLASSES`` classes or fewer to ``FOLDS_AUTO_MAX_FEW_CLASSES`` at least) trained in
+        one process, else 0."""
         if self.folds is not None:
             return self
-        largest = FOLDS_AUTO_MAX_LIGHT.get(self.model, FOLDS_AUTO_MAX_SAMPLES)
+        largest = FOLDS_AUTO_MAX_BY_MODEL.get(self.model, FOLDS_AUTO_MAX_SAMPLES)
         if num_classes <= FEW_CLASSES:
             largest = max(largest, FOLDS_AUTO_MAX_FEW_CLASSES)
         cheap = FOLDS_AUTO_MIN_SAMPLES <= samples <= largest
