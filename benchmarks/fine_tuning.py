@@ -30,7 +30,7 @@ reading, `estimate_noise`), the `--fail-above 0.03` gate's verdict and the `loss
 then a summary: clean runs at 1% or less, noisy runs within max(0.5 points, 25% of the true rate),
 the truth inside the interval. Runs are kept in --cache:
 
-    .venv/bin/python benchmarks/fine_tuning.py --cache runs/fine-tuning   # ~15 minutes on 2 cores, 6 after
+    .venv/bin/python benchmarks/fine_tuning.py --cache runs/fine-tuning   # ~5 minutes on 2 cores, 1 after
 """
 
 from __future__ import annotations
