@@ -339,9 +339,16 @@ def table_to_npz(cache: Path, name: str) -> dict:
     return {"name": "npz", "root": str(path), "options": {}}
 
 
-# The sets scored by listed_settings, by the flag that picks each (its argparse dest).
-LISTED_SETS = {"outside": OUTSIDE, "imbalanced": IMBALANCED, "few_classes": FEW_CLASS_RUNS, "large": LARGE,
-               "fresh": FRESH, "long": LONG, "text": TEXT}
+# The sets scored by listed_settings, by the flag that picks each (its argparse dest), with its help.
+LISTED_SETS = {
+    "outside": (OUTSIDE, "the runs outside the calibration set instead"),
+    "imbalanced": (IMBALANCED, "the imbalanced runs instead"),
+    "few_classes": (FEW_CLASS_RUNS, "the runs with two or three classes instead"),
+    "large": (LARGE, "the runs on large sets (20,000 samples) instead"),
+    "fresh": (FRESH, "the fresh runs (new seeds, rates of 0.5-30%%) instead"),
+    "long": (LONG, "the runs trained two to three times as long instead"),
+    "text": (TEXT, "the text runs (1,500-4,000 generated tickets) instead"),
+}
 
 
 def listed_settings(runs: tuple, only: list[str] | None):
@@ -494,17 +501,12 @@ def main() -> None:
                         "trainings a run)")
     parser.add_argument("--only", nargs="*",
                         choices=sorted({*DATASETS, *SMALL_TABLES,
-                                        *(run[1] for runs in LISTED_SETS.values() for run in runs)}),
+                                        *(run[1] for runs, _ in LISTED_SETS.values() for run in runs)}),
                         help="only these datasets")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--outside", action="store_true", help="the runs outside the calibration set instead")
-    which.add_argument("--imbalanced", action="store_true", help="the imbalanced runs instead")
     which.add_argument("--small", action="store_true", help="the runs on small sets (150-569 samples) instead")
-    which.add_argument("--few-classes", action="store_true", help="the runs with two or three classes instead")
-    which.add_argument("--large", action="store_true", help="the runs on large sets (20,000 samples) instead")
-    which.add_argument("--fresh", action="store_true", help="the fresh runs (new seeds, rates of 0.5-30%%) instead")
-    which.add_argument("--long", action="store_true", help="the runs trained two to three times as long instead")
-    which.add_argument("--text", action="store_true", help="the text runs (1,500-4,000 generated tickets) instead")
+    for flag, (_, help) in LISTED_SETS.items():
+        which.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=help)
     parser.add_argument("--json", type=Path, help="also write every row to this JSON file")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -517,7 +519,7 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "run" else "right",
                          no_wrap=column in ("run", "90% interval"))
     rows = []
-    listed = next((runs for flag, runs in LISTED_SETS.items() if getattr(args, flag)), None)
+    listed = next((runs for flag, (runs, _) in LISTED_SETS.items() if getattr(args, flag)), None)
     chosen = (listed_settings(listed, args.only) if listed is not None else
               small_settings(args.only) if args.small else settings(args.only))
     for setting in chosen:

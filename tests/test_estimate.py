@@ -400,10 +400,10 @@ def test_held_out_models_are_trained_by_default_only_on_small_sets_or_few_classe
     from noisyctl.training import TrainOptions
 
     assert [TrainOptions().decided_folds(n, 10).folds for n in (99, 100, 1_000, 1_001)] == [0, 3, 3, 0]
-    # models that train in seconds: held-out models up to 30,000 samples for the MLP, 10,000 for LeNet,
-    # 5,000 for small-cnn
-    for light, largest in (("mlp", 30_000), ("lenet", 10_000), ("small-cnn", 5_000)):
-        decided = [TrainOptions(model=light).decided_folds(n, 10).folds for n in (99, 1_001, largest, largest + 1)]
+    # built-in models with bounds of their own: held-out models up to 30,000 samples for the MLP,
+    # 10,000 for LeNet, 5,000 for small-cnn
+    for model, largest in (("mlp", 30_000), ("lenet", 10_000), ("small-cnn", 5_000)):
+        decided = [TrainOptions(model=model).decided_folds(n, 10).folds for n in (99, 1_001, largest, largest + 1)]
         assert decided == [0, 3, 3, 0]
     assert TrainOptions(model="mlp").decided_folds(30_000, 2).folds == 3  # few classes do not lower its own
     assert TrainOptions(model="resnet18").decided_folds(1_001, 10).folds == 0

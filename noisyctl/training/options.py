@@ -24,33 +24,33 @@ FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are record
 # 150-569 samples made to check this (benchmarks/calibration.py --small), 29 of the 32 noisy ones
 # came within the tolerance with them and 27 without, none worse; the 8 clean ones read 1% or
 # less either way. With fewer than FOLDS_AUTO_MIN_SAMPLES, a fold has too little to learn from.
-# The light built-in models (FOLDS_AUTO_MAX_BY_MODEL: the MLP train picks for feature vectors, and
-# LeNet) train in seconds, so their held-out models stay cheap on larger sets: the MLP (about 2 ms
-# a sample for 30 epochs on 2 CPU cores; 20,000 blobs trained in 31 s alone, 93 s with them) up to
-# 30,000 samples, the largest measured, LeNet up to 10,000. They are also the models whose losses
-# leave a clean tail heavier than its quartiles say: scikit-learn's clean digits as 0-1 feature
-# vectors (1,797) read 1.7% from an MLP's losses, 0.5% held out; an MLP on clean digits' pixels 2.2%
-# and 0.6%; LeNet on digits with 5% pair-flip noise 7.2% and 4.6%. On larger sets an MLP, trained
-# more steps, half memorises some wrong labels, which the losses' mixture leaves out and the held-out
-# anchors count: of 8 noisy blobs runs of 12,000-30,000 samples, 3 within the tolerance from the
-# losses alone and 6 with them (20,000 with 2% uniform noise: 1.46% to 1.87%), the 5 clean ones at
-# 0.17% or less either way (thirty-third pass in docs/benchmarks.md). Tasks of two or three classes
-# (FEW_CLASSES) get them up to FOLDS_AUTO_MAX_FEW_CLASSES samples with any model: there the losses
-# undercount (a wrong label near the boundary looks like a hard clean one) and the held-out anchors
-# count the rest (small-cnn on two classes of generated shapes with 2-5% noise: 0.2-3.2% alone,
-# 2.1-4.4% with them), at three more trainings of the model. small-cnn, the model train picks for
-# images, gets them up to 5,000 samples, about the MLP's budget (5,000 generated shapes train in about
-# a minute on 2 CPU cores, three with them). What they buy there is the ranking where noise is little,
-# which the held-out models' loss refines (learned's little_noise_order): on the calibration set's 24
-# digits and shapes settings at 0.5-5% `learned` is at or above the best hand-crafted detector in 21
-# with them and 15 without, on the fresh runs in 7 of 8 and 5. The count is about even (over the 85
-# noisy small-cnn runs of 1,001-5,000 samples in five sets, 4 more within the tolerance and 3 fewer;
-# fifty-second pass in docs/benchmarks.md), and the 23 clean ones read 0.2% or less with them (0.65%
-# at most without). text-bag, as fast a sample as small-cnn, is left at FOLDS_AUTO_MAX_SAMPLES: its
-# losses alone already count text well (25 runs of 1,500-4,000 generated tickets: 15 of 18 noisy
-# ones within the tolerance with or without them), and their loss in learned's order ranked it
-# lower (at or above the best hand-crafted detector in 7 of 16 runs at 0.5-5%, 11 without;
-# fifty-third pass).
+# Built-in models have bounds of their own (FOLDS_AUTO_MAX_BY_MODEL). The light ones (the MLP train
+# picks for feature vectors, and LeNet) train in seconds, so their held-out models stay cheap on
+# larger sets: the MLP (about 2 ms a sample for 30 epochs on 2 CPU cores; 20,000 blobs trained in 31
+# s alone, 93 s with them) up to 30,000 samples, the largest measured, LeNet up to 10,000. They are
+# also the models whose losses leave a clean tail heavier than its quartiles say: scikit-learn's
+# clean digits as 0-1 feature vectors (1,797) read 1.7% from an MLP's losses, 0.5% held out; an MLP
+# on clean digits' pixels 2.2% and 0.6%; LeNet on digits with 5% pair-flip noise 7.2% and 4.6%. On
+# larger sets an MLP, trained more steps, half memorises some wrong labels, which the losses'
+# mixture leaves out and the held-out anchors count: of 8 noisy blobs runs of 12,000-30,000 samples,
+# 3 within the tolerance from the losses alone and 6 with them (20,000 with 2% uniform noise: 1.46%
+# to 1.87%), the 5 clean ones at 0.17% or less either way (thirty-third pass in docs/benchmarks.md).
+# Tasks of two or three classes (FEW_CLASSES) get them up to FOLDS_AUTO_MAX_FEW_CLASSES samples with
+# any model: there the losses undercount (a wrong label near the boundary looks like a hard clean
+# one) and the held-out anchors count the rest (small-cnn on two classes of generated shapes with
+# 2-5% noise: 0.2-3.2% alone, 2.1-4.4% with them), at three more trainings of the model. small-cnn,
+# the model train picks for images, gets them up to 5,000 samples, about the MLP's budget (5,000
+# generated shapes train in about a minute on 2 CPU cores, three with them). What they buy there is
+# the ranking where noise is little, which the held-out models' loss refines (learned's
+# little_noise_order): on the calibration set's 24 digits and shapes settings at 0.5-5% `learned` is
+# at or above the best hand-crafted detector in 21 with them and 15 without, on the fresh runs in 7
+# of 8 and 5. The count is about even (over the 85 noisy small-cnn runs of 1,001-5,000 samples in
+# five sets, 4 more within the tolerance and 3 fewer; fifty-second pass in docs/benchmarks.md), and
+# the 23 clean ones read 0.2% or less with them (0.65% at most without). text-bag, as fast a sample
+# as small-cnn, is left at FOLDS_AUTO_MAX_SAMPLES: its losses alone already count text well (25 runs
+# of 1,500-4,000 generated tickets: 15 of 18 noisy ones within the tolerance with or without them),
+# and their loss in learned's order ranked it lower (at or above the best hand-crafted detector in 7
+# of 16 runs at 0.5-5%, 11 without; fifty-third pass).
 FOLDS_AUTO = 3
 FOLDS_AUTO_MIN_SAMPLES = 100
 FOLDS_AUTO_MAX_SAMPLES = 1_000
