@@ -172,13 +172,18 @@ def test_a_file_given_as_the_argument_of_a_command_that_takes_it_as_an_option_na
     assert other.exit_code == 2 and "unexpected extra argument" in other.stderr and "takes" not in other.stderr
 
 
-def test_help_lists_every_pipeline_command(cli):
-    """Each command is a row of the help's command table, with its one-line description beside it."""
+def test_help_lists_every_pipeline_command(cli, monkeypatch):
+    """Each command is a row of the help's command table, with its description beside it: on a wide
+    terminal one row each, not broken where the docstring's source line was (export's was, mid-sentence)."""
+    monkeypatch.setenv("COLUMNS", "300")
     out = cli("--help").stdout
-    rows = {match.group(1): match.group(2) for match in re.finditer(r"^│ (\S+)\s+(\S.*?)\s*│$", out, re.M)}
+    commands = out[out.index("Commands"):]
+    rows = {match.group(1): match.group(2) for match in re.finditer(r"^│ (\S+)\s+(\S.*?)\s*│$", commands, re.M)}
     for name in ("synth", "train", "detect", "prune", "correct", "import-review", "report", "train-detector", "run",
-                 "plugins"):
+                 "plugins", "export"):
         assert name in rows and len(rows[name]) > 10, (name, sorted(rows))
+    assert rows["export"].endswith("the labels as CSV, the cleaned data as a copy of its own file.")
+    assert not re.search(r"^│ {3,}\S", commands, re.M), commands
 
 
 def test_help_names_types_under_a_typer_without_bare_type():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import re
@@ -130,6 +131,13 @@ def _plain_types(command, ctx) -> None:
             param.metavar = param.name.upper()
 
 
+def _one_line_summary(command) -> None:
+    """The command table shows a docstring's first paragraph; typer's rich markup keeps its line breaks,
+    which split a row mid-sentence wherever the source wrapped it. Joined, rich wraps it to the table."""
+    if command is not None and command.short_help is None and command.help:
+        command.short_help = " ".join(inspect.cleandoc(command.help).split("\n\n")[0].split())
+
+
 class NoisyctlGroup(TyperGroup):
     """The one error boundary: a NoisyctlError becomes one red line and exit 1, never a traceback;
     Ctrl-C is exit 130 and SIGTERM exit 143, each one line."""
@@ -141,6 +149,8 @@ class NoisyctlGroup(TyperGroup):
 
     def format_help(self, ctx, formatter):
         _plain_types(self, ctx)
+        for name in self.list_commands(ctx):
+            _one_line_summary(self.get_command(ctx, name))
         return super().format_help(ctx, formatter)
 
     @staticmethod
