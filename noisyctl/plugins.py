@@ -36,6 +36,8 @@ BUILTIN_PLUGINS = (
     "noisyctl.builtin.strategies",
 )
 DISABLE_AUTOLOAD_ENV = "NOISYCTL_DISABLE_PLUGIN_AUTOLOAD"
+# dataset options a user may try for the data's location, which every dataset takes as --data-root instead
+DATA_ROOT_GUESSES = frozenset({"path", "file", "filename", "root", "data_root", "dir", "folder", "data"})
 
 # kind -> the hook that registers it
 KIND_HOOKS = {
@@ -97,8 +99,11 @@ class Registration:
         takes = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         for option in options:
             if option not in takes:
+                where = ""
+                if self.kind == "dataset" and option in DATA_ROOT_GUESSES:
+                    where = " (the data's file or folder is --data-root PATH)"
                 raise NoisyctlError(f"{self.kind} '{self.name}' takes no option '{option}'{nearest(option, takes)}; "
-                                    f"it takes {', '.join(takes) or 'no options'}")
+                                    f"it takes {', '.join(takes) or 'no options'}{where}")
         for p in parameters:
             if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in options:
                 raise NoisyctlError(f"{self.kind} '{self.name}' needs the option '{p.name}'")

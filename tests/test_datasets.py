@@ -700,6 +700,14 @@ def test_generated_datasets_check_their_options():
         load("blobs", None, test_fraction=1.0)
 
 
+def test_a_dataset_option_naming_the_data_s_location_points_to_data_root(cli, tmp_path):
+    """`-D path=wine.csv` is what a user tries first for a table; the error names --data-root."""
+    (tmp_path / "wine.csv").write_text("a,b,label\n1,2,x\n3,4,y\n")
+    error = cli.error("synth", "-d", "table", "-D", f"path={tmp_path / 'wine.csv'}", "-o", tmp_path / "l.h5")
+    assert "takes no option 'path'" in error and "--data-root PATH" in error
+    assert "--data-root" not in cli.error("synth", "-d", "shapes", "-D", "colour=red", "-o", tmp_path / "l.h5")
+
+
 # --- table ------------------------------------------------------------------
 
 def write_cancer_table(path, rng_seed=0):
