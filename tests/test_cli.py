@@ -254,3 +254,25 @@ def test_report_follows_the_order_of_the_latest_detect(cli, digits_run, tmp_path
     report = cli.json("report", run)
     assert list(report["detectors"]) == ["gmm-loss", "loss", "aum"]
     assert report["ranked_by"] == "gmm-loss" and report["estimate"]["by"].startswith("gmm-loss")
+
+
+def test_the_suspects_table_fits_80_columns_and_folds_a_table_row_s_text_without_cutting_it():
+    """A table's row shown as text (``alcohol=11.82; ...``) beside hashed ids once pushed the scores off
+    an 80-column terminal, and narrowed, cut its values (``alcohol=11.8…``)."""
+    import io
+
+    from rich.console import Console
+
+    from noisyctl.cli.tables import suspects_table
+
+    text = "alcohol=11.82; malic_acid=1.72; ash=1.88; alcalinity_of_ash=19.5; magnesium=86.0"
+    rows = [{"rank": k, "id": f"row{100 + k}-e4b7a98{k}", "text": text, "given": "class_0", "true": "class_1",
+             "suggested": "class_1", "score": 0.7 - k / 100, "is_noisy": True} for k in range(1, 4)]
+    console = Console(width=80, file=io.StringIO(), record=True)
+    console.print(suspects_table(rows, "learned"))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 80
+    body = [line for line in lines if line.startswith("│")]
+    assert all(f"{row['score']:.3f}" in "".join(body) for row in rows)
+    first = body[:next(i for i, line in enumerate(body[1:], 1) if line.split("│")[1].strip())]
+    assert "".join(line.split("│")[3] for line in first).replace(" ", "") == text.replace(" ", "")

@@ -58,11 +58,13 @@ def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
     truth_known = bool(rows) and rows[0]["true"] is not None
     texts = bool(rows) and "text" in rows[0]
     table = Table(title=f"top {len(rows)} suspects by {detector}")
-    # On a narrow terminal the text gives way (wraps), never the ids and labels a reader acts on.
+    # On a narrow terminal the text gives way (wraps, a long word folded, never cut), not the ids and
+    # labels a reader acts on; a wider floor pushed the score off an 80-column terminal for a table's rows.
     for name in ["#", "sample id"] + (["text"] if texts else []) + ["given"] + (["true"] if truth_known else []) \
             + ["suggested", "score"]:
-        table.add_column(name, justify="right" if name in ("#", "score") else "left", no_wrap=name != "text",
-                         min_width=16 if name == "text" else None)
+        text = name == "text"
+        table.add_column(name, justify="right" if name in ("#", "score") else "left", no_wrap=not text,
+                         min_width=8 if text else None, overflow="fold" if text else "ellipsis")
     # One number of decimals for the column, about three significant digits at its largest score,
     # so the scores line up (0.810 under 0.813, not 0.81).
     largest = max((abs(row["score"]) for row in rows if np.isfinite(row["score"])), default=1.0)
