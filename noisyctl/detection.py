@@ -423,9 +423,10 @@ def _run_words(estimate: dict[str, Any]) -> str:
         if held_out:
             # Its bootstrap spread is sampling only: the count's bias (samples that look like another
             # class) is larger, so it is not called an interval (it held the truth in 2 of 10 runs).
+            # Held-out models were the run's last reading: what is left is a person's count.
             second = (f"; models that never trained on the samples (train --folds) count {held_out['rate']:.1%} "
                       f"({held_out['low']:.1%}-{held_out['high']:.1%} over resamples), samples that look like "
-                      "another class included")
+                      f"another class included; {AUDIT_HINT}")
         else:
             second = f"; {HELD_OUT_HINT}"
         # the number then comes from the held-out anchors' floor, not from the losses that cannot tell

@@ -13,9 +13,9 @@ import yaml
 
 from conftest import Cli
 from noisyctl.builtin.detectors.learned.adaptation import little_noise_order
-from noisyctl.detection import (FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_REFUSED_METHOD,
-                                NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD,
-                                UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
+from noisyctl.detection import (AUDIT_HINT, FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_HINT,
+                                HELD_OUT_REFUSED_METHOD, NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD,
+                                UNDER_CHANCE_METHOD, UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UNSURE_ABOVE, WEAK_EVIDENCE,
                                NoiseRateEstimate, cannot_tell, decided_noisy, estimate_noise_rate, held_out_anchors,
                                learning_start, loss_evidence, never_learned, read_run_evidence, refused_labels,
@@ -486,6 +486,11 @@ def test_on_overlapping_clusters_held_out_models_give_floors_under_the_count(cli
     unsure_words = estimate_words({**estimate, "low": 0.0, "evidence": "none", "high": 0.4})
     assert unsure_words.startswith(f"cannot tell how noisy: estimated noise {estimate['rate']:.1%}, counted among "
                                    "the samples models that never trained on them are surest of")
+    # and, beside the held-out models' count, that a person's review of a random sample counts what no run can
+    # tell; without held-out models, that they count too
+    unsure = {**estimate, "low": 0.0, "evidence": "none", "high": 0.4}
+    assert estimate_words({**unsure, "held_out": {"rate": 0.3, "low": 0.28, "high": 0.32}}).endswith(AUDIT_HINT)
+    assert estimate_words({**unsure, "held_out": None}).endswith(HELD_OUT_HINT)
     result = gate_clean_run(cli, tmp_path, "-d", "blobs")
     clean = result["estimate"]
     assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and result["gate"]["passed"]
