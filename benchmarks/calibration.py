@@ -293,6 +293,10 @@ REPEATS = (
     ("digits-r403", "digits", {}, {"seed": 403}, "uniform", (0.01, 0.02, 0.05, 0.1), 403),
     ("digits-r404", "digits", {}, {"seed": 404}, "pairflip", (0.01, 0.02, 0.05, 0.1), 404),
     ("digits-r405", "digits", {}, {"seed": 405}, "instance", (0, 0.02, 0.05), 405),
+    # and the calibration set's shapes (its data seed and 20 epochs), whose 2% pair-flip and instance runs miss
+    ("shapes-r411", "shapes", {"seed": 300}, {"epochs": 20, "seed": 411}, "uniform", (0, 0.01, 0.02, 0.05), 411),
+    ("shapes-r412", "shapes", {"seed": 300}, {"epochs": 20, "seed": 412}, "pairflip", (0, 0.01, 0.02, 0.05), 412),
+    ("shapes-r413", "shapes", {"seed": 300}, {"epochs": 20, "seed": 413}, "instance", (0.02, 0.05), 413),
 )
 
 

@@ -101,7 +101,7 @@ class Registration:
             if option not in takes:
                 where = ""
                 if self.kind == "dataset" and option in DATA_ROOT_GUESSES:
-                    where = " (the data's file or folder is --data-root PATH)"
+                    where = " (the data's file or folder is --data-root PATH; data_root in a recipe)"
                 raise NoisyctlError(f"{self.kind} '{self.name}' takes no option '{option}'{nearest(option, takes)}; "
                                     f"it takes {', '.join(takes) or 'no options'}{where}")
         for p in parameters:
