@@ -49,8 +49,8 @@ scores 13 runs on 1,500-4,000 generated tickets (text-bag; 15-45 epochs), clean 
 uniform, pair-flip and instance noise: text at the rates real data carries. `--hard` scores 8 runs on
 hard images (shapes under heavy clutter, which small-cnn fits but reaches only 54-69% on new
 images, as a small CNN on a few thousand photos does), clean and with 1-5% noise. The
-`--repeats` scores 21 runs of digits on new training and noise seeds: clean, 1-10% uniform and
-pair-flip, 2-5% instance noise (how much of the calibration table's digits rows is one draw's luck).
+`--repeats` scores 31 runs of digits and the table's shapes on new training and noise seeds: clean,
+1-10% uniform and pair-flip, 2-5% instance noise (how much of the table is one draw's luck).
 The main runs train without held-out models; the "with --folds" column is what `train` gives by default
 on 100-1,000 samples (more for the light models and for two or three classes), and a summary line
 reads each run as the default would.
@@ -70,7 +70,7 @@ Runs are kept in --cache (train once, score many times):
     .venv/bin/python benchmarks/calibration.py --cache runs/long --long   # ~20
     .venv/bin/python benchmarks/calibration.py --cache runs/text --text   # ~10
     .venv/bin/python benchmarks/calibration.py --cache runs/hard --hard   # ~12
-    .venv/bin/python benchmarks/calibration.py --cache runs/repeats --repeats   # ~8
+    .venv/bin/python benchmarks/calibration.py --cache runs/repeats --repeats   # ~20
 """
 
 from __future__ import annotations
@@ -282,11 +282,11 @@ HARD = (
     ("shapes-s303-clutter0.5", "shapes", {"seed": 303, "noise": 0.5}, {}, "instance", (0.03,), 303),
 )
 
-# (label, dataset, its options, training options, noise, rates, noise seed): digits again, made in the
-# fifty-fourth pass. Digits is the embedded default, the data a new user tries first, and the
-# calibration set holds one run per setting of it: these repeat its clean, uniform and pair-flip
-# settings at 1-10% (and instance noise at 2-5%) with training and noise seeds no other set has, to
-# say how much of its table is one draw's luck.
+# (label, dataset, its options, training options, noise, rates, noise seed): digits and shapes again,
+# made in the fifty-fourth pass. The calibration set holds one run per setting; these repeat its clean,
+# uniform and pair-flip settings at 1-10% (and instance noise at 2-5%) with training and noise seeds no
+# other set has, to say how much of its table is one draw's luck: digits first, the embedded default
+# and the data a new user tries first.
 REPEATS = (
     ("digits-r401", "digits", {}, {"seed": 401}, "uniform", (0, 0.01, 0.02, 0.05, 0.1), 401),
     ("digits-r402", "digits", {}, {"seed": 402}, "pairflip", (0, 0.01, 0.02, 0.05, 0.1), 402),
@@ -382,8 +382,8 @@ LISTED_SETS = {
     "fresh": (FRESH, "the fresh runs (new seeds, rates of 0.5-30%%) instead"),
     "long": (LONG, "the runs trained two to three times as long instead"),
     "text": (TEXT, "the text runs (1,500-4,000 generated tickets) instead"),
-    "repeats": (REPEATS, "digits' clean, 1-10%% uniform and pair-flip, 2-5%% instance settings on new seeds "
-                         "instead"),
+    "repeats": (REPEATS, "the calibration set's digits and shapes settings (clean, 1-10%% uniform and "
+                         "pair-flip, 2-5%% instance) on new seeds instead"),
     "hard": (HARD, "the runs on hard images (cluttered shapes a small CNN reaches 54-69%% on) instead"),
 }
 
