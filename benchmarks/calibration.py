@@ -49,7 +49,8 @@ scores 13 runs on 1,500-4,000 generated tickets (text-bag; 15-45 epochs), clean 
 uniform, pair-flip and instance noise: text at the rates real data carries. `--hard` scores 8 runs on
 hard images (shapes under heavy clutter, which small-cnn fits but reaches only 54-69% on new
 images, as a small CNN on a few thousand photos does), clean and with 1-5% noise. The
-`--repeats` scores 31 runs of digits and the table's shapes on new training and noise seeds: clean,
+`--many-classes` scores 10 runs of blobs with 50 and 100 classes (100 samples a class), clean and
+with 2-5% noise. `--repeats` scores 31 runs of digits and the table's shapes on new training and noise seeds: clean,
 1-10% uniform and pair-flip, 2-5% instance noise (how much of the table is one draw's luck).
 The main runs train without held-out models; the "with --folds" column is what `train` gives by default
 on 100-1,000 samples (more for the light models and for two or three classes), and a summary line
@@ -71,6 +72,7 @@ Runs are kept in --cache (train once, score many times):
     .venv/bin/python benchmarks/calibration.py --cache runs/text --text   # ~10
     .venv/bin/python benchmarks/calibration.py --cache runs/hard --hard   # ~12
     .venv/bin/python benchmarks/calibration.py --cache runs/repeats --repeats   # ~20
+    .venv/bin/python benchmarks/calibration.py --cache runs/many --many-classes   # ~8
 """
 
 from __future__ import annotations
@@ -299,6 +301,21 @@ REPEATS = (
     ("shapes-r413", "shapes", {"seed": 300}, {"epochs": 20, "seed": 413}, "instance", (0.02, 0.05), 413),
 )
 
+# (label, dataset, its options, training options, noise, rates, noise seed): many classes, made in the
+# fifty-fourth pass. Every set above has ten classes or fewer but for a few blobs runs of 20-30; product
+# catalogues and CIFAR-100 have a hundred, with a hundred or so samples each. Blobs of 50 and 100
+# classes (an mlp, 100 samples a class), clean on three data seeds and with 2% and 5% noise.
+MANY_CLASSES = (
+    ("blobs-50c", "blobs", {"classes": 50, "samples": 5000, "separation": 2.0, "features": 40, "seed": 77},
+     {"model": "mlp"}, "uniform", (0, 0.02, 0.05), 9),
+    ("blobs-100c-s78", "blobs", {"classes": 100, "samples": 10000, "separation": 2.0, "features": 60, "seed": 78},
+     {"model": "mlp"}, "pairflip", (0, 0.03), 10),
+    ("blobs-100c-s79", "blobs", {"classes": 100, "samples": 10000, "separation": 2.0, "features": 60, "seed": 79},
+     {"model": "mlp"}, "uniform", (0, 0.02, 0.05), 11),
+    ("blobs-100c-s80-sep3", "blobs", {"classes": 100, "samples": 10000, "separation": 3.0, "features": 60,
+                                      "seed": 80}, {"model": "mlp"}, "instance", (0, 0.03), 12),
+)
+
 
 def _step(common: int, rare: int, rare_classes: int, classes: int = 10) -> tuple:
     return (common,) * (classes - rare_classes) + (rare,) * rare_classes
@@ -384,6 +401,7 @@ LISTED_SETS = {
     "text": (TEXT, "the text runs (1,500-4,000 generated tickets) instead"),
     "repeats": (REPEATS, "the calibration set's digits and shapes settings (clean, 1-10%% uniform and "
                          "pair-flip, 2-5%% instance) on new seeds instead"),
+    "many_classes": (MANY_CLASSES, "the runs with 50 and 100 classes instead"),
     "hard": (HARD, "the runs on hard images (cluttered shapes a small CNN reaches 54-69%% on) instead"),
 }
 
