@@ -48,11 +48,11 @@ blobs 90), clean and with 1-5% noise, as users who train until the loss stops fa
 scores 13 runs on 1,500-4,000 generated tickets (text-bag; 15-45 epochs), clean and with 0.5-5%
 uniform, pair-flip and instance noise: text at the rates real data carries. `--hard` scores 8 runs on
 hard images (shapes under heavy clutter, which small-cnn fits but reaches only 54-69% on new
-images, as a small CNN on a few thousand photos does), clean and with 1-5% noise. The
+images, as a small CNN on a few thousand photos does), clean and with 1-5% noise.
 `--many-classes` scores 10 runs of blobs with 50 and 100 classes (100 samples a class), clean and
-with 2-5% noise. `--repeats` scores 31 runs of digits and the table's shapes on new training and noise seeds: clean,
-1-10% uniform and pair-flip, 2-5% instance noise (how much of the table is one draw's luck).
-The main runs train without held-out models; the "with --folds" column is what `train` gives by default
+with 2-5% noise. `--repeats` scores 31 runs of digits and the table's shapes on new training and
+noise seeds: clean, 1-10% uniform and pair-flip, 2-5% instance noise (how much of the table is one
+draw's luck). The main runs train without held-out models; the "with --folds" column is what `train` gives by default
 on 100-1,000 samples (more for the light models and for two or three classes), and a summary line
 reads each run as the default would.
 
@@ -276,7 +276,7 @@ TEXT = (
 # (label, dataset, its options, training options, noise, rates, noise seed): hard images, made in the
 # fifty-fourth pass. Every image set above is one small-cnn learns well (digits and shapes: 90% or
 # more test accuracy); a user's photos, as a small CNN on a few thousand CIFAR images, often are not:
-# the model fits its training samples and reaches 50-75% on new ones. Shapes under heavy clutter
+# the model fits its training samples and reaches 50-70% on new ones. Shapes under heavy clutter
 # (``noise`` 0.5-0.6: 54-69% test accuracy clean) stand for such data, clean and with 1-5% noise.
 HARD = (
     ("shapes-s301-clutter0.5", "shapes", {"seed": 301, "noise": 0.5}, {}, "uniform", (0, 0.01, 0.03, 0.05), 301),
@@ -304,7 +304,7 @@ REPEATS = (
 # (label, dataset, its options, training options, noise, rates, noise seed): many classes, made in the
 # fifty-fourth pass. Every set above has ten classes or fewer but for a few blobs runs of 20-30; product
 # catalogues and CIFAR-100 have a hundred, with a hundred or so samples each. Blobs of 50 and 100
-# classes (an mlp, 100 samples a class), clean on three data seeds and with 2% and 5% noise.
+# classes (an mlp, 100 samples a class), clean on four data seeds and with 2-5% noise.
 MANY_CLASSES = (
     ("blobs-50c", "blobs", {"classes": 50, "samples": 5000, "separation": 2.0, "features": 40, "seed": 77},
      {"model": "mlp"}, "uniform", (0, 0.02, 0.05), 9),

@@ -483,12 +483,11 @@ def test_on_overlapping_clusters_held_out_models_give_floors_under_the_count(cli
     refused_words = estimate_words({**estimate, "method": HELD_OUT_REFUSED_METHOD})
     assert "never believed and models that never trained on them gave under 1%" in refused_words
     # Where the losses cannot tell (20-45% on such blobs), the words say where the number comes from.
-    unsure_words = estimate_words({**estimate, "low": 0.0, "evidence": "none", "high": 0.4})
-    assert unsure_words.startswith(f"cannot tell how noisy: estimated noise {estimate['rate']:.1%}, counted among "
-                                   "the samples models that never trained on them are surest of")
+    unsure = {**estimate, "low": 0.0, "evidence": "none", "high": 0.4}
+    assert estimate_words(unsure).startswith(f"cannot tell how noisy: estimated noise {estimate['rate']:.1%}, counted "
+                                             "among the samples models that never trained on them are surest of")
     # and, beside the held-out models' count, that a person's review of a random sample counts what no run can
     # tell; without held-out models, that they count too
-    unsure = {**estimate, "low": 0.0, "evidence": "none", "high": 0.4}
     assert estimate_words({**unsure, "held_out": {"rate": 0.3, "low": 0.28, "high": 0.32}}).endswith(AUDIT_HINT)
     assert estimate_words({**unsure, "held_out": None}).endswith(HELD_OUT_HINT)
     result = gate_clean_run(cli, tmp_path, "-d", "blobs")
