@@ -48,13 +48,13 @@ blobs 90), clean and with 1-5% noise, as users who train until the loss stops fa
 scores 13 runs on 1,500-4,000 generated tickets (text-bag; 15-45 epochs), clean and with 0.5-5%
 uniform, pair-flip and instance noise: text at the rates real data carries. `--hard` scores 8 runs on
 hard images (shapes under heavy clutter, which small-cnn fits but reaches only 54-69% on new
-images, as a small CNN on a few thousand photos does), clean and with 1-5% noise.
+images, as a small CNN on a few thousand photos does), clean and with 1-5% noise. `--repeats`
+scores 31 runs of digits and the table's shapes on new training and noise seeds: clean, 1-10%
+uniform and pair-flip, 2-5% instance noise (how much of the table is one draw's luck).
 `--many-classes` scores 10 runs of blobs with 50 and 100 classes (100 samples a class), clean and
-with 2-5% noise. `--repeats` scores 31 runs of digits and the table's shapes on new training and
-noise seeds: clean, 1-10% uniform and pair-flip, 2-5% instance noise (how much of the table is one
-draw's luck). The main runs train without held-out models; the "with --folds" column is what `train` gives by default
-on 100-1,000 samples (more for the light models and for two or three classes), and a summary line
-reads each run as the default would.
+with 2-5% noise. The main runs train without held-out models; the "with --folds" column is what
+`train` gives by default on 100-1,000 samples (more for the light models and for two or three
+classes), and a summary line reads each run as the default would.
 
 Runs are kept in --cache (train once, score many times):
 
@@ -399,10 +399,10 @@ LISTED_SETS = {
     "fresh": (FRESH, "the fresh runs (new seeds, rates of 0.5-30%%) instead"),
     "long": (LONG, "the runs trained two to three times as long instead"),
     "text": (TEXT, "the text runs (1,500-4,000 generated tickets) instead"),
+    "hard": (HARD, "the runs on hard images (cluttered shapes a small CNN reaches 54-69%% on) instead"),
     "repeats": (REPEATS, "the calibration set's digits and shapes settings (clean, 1-10%% uniform and "
                          "pair-flip, 2-5%% instance) on new seeds instead"),
     "many_classes": (MANY_CLASSES, "the runs with 50 and 100 classes instead"),
-    "hard": (HARD, "the runs on hard images (cluttered shapes a small CNN reaches 54-69%% on) instead"),
 }
 
 
@@ -560,8 +560,8 @@ def main() -> None:
                         help="only these datasets")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--small", action="store_true", help="the runs on small sets (150-569 samples) instead")
-    for flag, (_, help) in LISTED_SETS.items():
-        which.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=help)
+    for flag, (_, description) in LISTED_SETS.items():
+        which.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=description)
     parser.add_argument("--json", type=Path, help="also write every row to this JSON file")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)

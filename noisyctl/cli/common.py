@@ -145,12 +145,11 @@ class NoisyctlGroup(TyperGroup):
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
         _plain_types(command, ctx)
+        _one_line_summary(command)  # the help's command table reads each command through here
         return command
 
     def format_help(self, ctx, formatter):
         _plain_types(self, ctx)
-        for name in self.list_commands(ctx):
-            _one_line_summary(self.get_command(ctx, name))
         return super().format_help(ctx, formatter)
 
     @staticmethod
