@@ -402,10 +402,12 @@ def _run_words(estimate: dict[str, Any]) -> str:
     unlearned = estimate.get("unlearned_classes") or []
     if unlearned:
         named, which, own = _named_classes(unlearned)
+        # "Unfitted" is a label still under 50% at the end: a model can guess 70% right and fit none.
         not_learned = (f"the model did not learn {which} {named} ({estimate['unlearned']:.0%} of the samples, "
-                       f"most still unfitted at its end), so {own} labels cannot be judged"
-                       if estimate["unlearned"] < 1 else "the model learned none of the classes (most samples of "
-                       "each still unfitted at its end), so no label can be judged")
+                       f"most still given under 50% at its end), so {own} labels cannot be judged"
+                       if estimate["unlearned"] < 1 else "the model fitted none of the classes yet (most samples "
+                       "of each still given under 50% for their label at its end, however many it guessed "
+                       "right), so no label can be judged")
         if estimate["method"] == NOT_LEARNED_METHOD:
             return f"cannot tell how noisy: {not_learned}; train longer, or with another learning rate"
         interval += f"; {not_learned}: counted at the others' rate, the interval reaching them all (train longer)"

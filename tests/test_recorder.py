@@ -169,6 +169,10 @@ def test_misuse_is_one_clear_error_at_once(tmp_path, misuse, message):
     (lambda r, y: r.update(np.arange(6), logits_for(y), torch.as_tensor([0, 1, 2, 0, 1, 7])),
      "1 targets were outside the classes 0..2"),
     (lambda r, y: r.update(np.arange(6), logits_for(y) * float("nan")), "the loss of 6 samples was NaN"),
+    # a model ending in softmax; an eval loader of (inputs, labels), whose labels read as the indices
+    (lambda r, y: r.update(np.arange(6), logits_for(y).softmax(1)), "every row of logits was a probability"),
+    (lambda r, y: (r.update(np.arange(6), logits_for(y)), r.record_eval(torch.as_tensor(y), logits_for(y))),
+     "the eval pass left 3 of 6 samples out .first: '3'.; .* ending with their dataset indices"),
 ])
 def test_misuse_found_at_the_end_of_the_epoch_seals_nothing(tmp_path, epoch, message):
     recorder, labels = small(tmp_path)
@@ -284,6 +288,8 @@ def test_a_recorder_resumes_and_refuses_other_labels(tmp_path):
     recorder.update(np.arange(6), logits_for(labels))
     recorder.end_epoch(state={"weights": torch.ones(2)})
     recorder.__exit__(KeyboardInterrupt, None, None)  # the loop died after one epoch
+    with pytest.raises(NoisyctlError, match=r"r.h5 does not exist yet: its recording is unfinished .*close\(\)"):
+        noisyctl.detect(tmp_path / "r.h5")
     again = Recorder(tmp_path / "r.h5", labels, epochs=3)
     assert again.epochs_done == 1 and again.step == 1 and torch.equal(again.resumed_state["weights"], torch.ones(2))
     again.__exit__(KeyboardInterrupt, None, None)

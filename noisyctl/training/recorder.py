@@ -107,8 +107,9 @@ class Recorder:
     restart : bool, default False
         Discard an interrupted recording at ``path`` and start from epoch 0.
     allow_partial : bool, default False
-        Accept epochs that did not present every sample (their records are NaN); by default a
-        missing sample is an error, since it usually means the indices are not the dataset's.
+        Accept epochs that did not present every sample, to training or to the eval pass (their
+        records are NaN); by default a missing sample is an error, since it usually means the
+        indices are not the dataset's.
     record_probs : bool, optional
         Record ``[N x C]`` late-epoch class probabilities from the eval pass. Default: when C <= 100.
     trained_labels : array_like of int, shape (N,), optional
@@ -338,7 +339,8 @@ class Recorder:
         late = self.record_probs and self._late(self.epochs_done)
         self._epoch_probs = torch.zeros((n, self.num_classes), device=device) if late else None
         self._features = None
-        self._problems = torch.zeros(3, dtype=torch.long, device=device)  # bad index, bad target, target != label
+        # bad index, bad target, target != label, rows that read as probabilities, rows
+        self._problems = torch.zeros(5, dtype=torch.long, device=device)
 
     def _indices(self, indices, device, rows: int, what: str):
         """The batch's indices as a long tensor on ``device``; out-of-range ones checked now when they
@@ -415,6 +417,10 @@ class Recorder:
             raise NoisyctlError(f"Recorder.update: '{unknown[0]}' is not one of the channels the Recorder was "
                                 f"created with ({', '.join(self.channels) or 'none'})")
         with torch.no_grad():
+            # A model that ends in softmax hands probabilities: their losses all sit near log(C) and
+            # say nothing, so an epoch of nothing but such rows is refused at end_epoch.
+            self._problems[3] += ((logits >= 0).all(1) & ((logits.sum(1) - 1).abs() < 1e-2)).sum()
+            self._problems[4] += len(logits)
             losses = F.cross_entropy(logits, target, reduction="none")
             self._train[index] = torch.stack((losses, margins(logits, target)), dim=1)
             self._train_count.index_add_(0, index, torch.ones_like(losses))
@@ -536,7 +542,7 @@ class Recorder:
         nonfinite = (presented & ~torch.isfinite(self._train[:-1, 0])).sum()
         problems = torch.cat((problems, duplicates[None], nonfinite[None]))
         self.dist.sum_(problems)
-        bad_index, bad_target, mismatch, twice, nonfinite = problems.tolist()
+        bad_index, bad_target, mismatch, probability_rows, rows, twice, nonfinite = problems.tolist()
         if bad_index:
             raise NoisyctlError(f"epoch {epoch + 1}: {bad_index} indices were out of range for {self.num_samples} "
                                 f"samples")
@@ -549,6 +555,9 @@ class Recorder:
         if twice:
             raise NoisyctlError(f"epoch {epoch + 1}: {twice} samples were presented more than once; call "
                                 f"end_epoch after each pass over the data")
+        if rows >= 4 and probability_rows == rows:
+            raise NoisyctlError(f"epoch {epoch + 1}: every row of logits was a probability distribution; hand "
+                                f"update the model's outputs before softmax (log-probabilities will do)")
         train, count = torch.nan_to_num(self._train[:-1]), self._train_count[:-1].clone()
         steps = self._steps[:-1].clone()
         extra = {name: torch.where(count > 0, v[:-1], torch.zeros_like(v[:-1])) for name, v in self._extra.items()}
@@ -563,7 +572,8 @@ class Recorder:
         if missing and not (self.allow_partial or partial):
             first = self.labels.ids[int(torch.nonzero(~seen)[0])]
             raise NoisyctlError(f"epoch {epoch + 1}: {missing} of {self.num_samples} samples were not presented "
-                                f"(first: '{first}'); present every sample each epoch, or "
+                                f"(first: '{first}'); present every sample each epoch (a loader with drop_last=True "
+                                f"leaves the last batch out), or "
                                 f"Recorder(allow_partial=True) to record NaN for them")
         if nonfinite:
             raise NonFiniteLoss(f"epoch {epoch + 1}: the loss of {nonfinite} samples was NaN or infinite "
@@ -588,6 +598,13 @@ class Recorder:
         out_figures = {"train_loss": float(np.nanmean(loss)) if trained else float("nan"),
                        "train_accuracy": float(np.mean(margin[np.isfinite(margin)] > 0)) if trained else 0.0}
         evaluated = eval_count > 0
+        left_out = int((~evaluated).sum()) if bool(evaluated.any()) else 0
+        if left_out and not (self.allow_partial or partial):
+            first = self.labels.ids[int(torch.nonzero(~evaluated)[0])]
+            raise NoisyctlError(f"epoch {epoch + 1}: the eval pass left {left_out} of {self.num_samples} samples "
+                                f"out (first: '{first}'); evaluate's loader must cover every sample, its batches "
+                                f"ending with their dataset indices (inputs, ..., indices), or "
+                                f"Recorder(allow_partial=True) to record NaN for them")
         if bool(evaluated.any()):
             means = (evals / eval_count.clamp(min=1)[:, None]).cpu().numpy()
             means[~evaluated.cpu().numpy()] = np.nan
