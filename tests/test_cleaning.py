@@ -227,6 +227,9 @@ def test_review_csv_round_trip_and_refused_rows(cli, noisy_run, tmp_path):
         writer.writeheader()
         writer.writerows(rows)
     out = tmp_path / "reviewed.h5"
+    # the labels file given as correct and detect take their file: named as --labels, nothing written
+    assert "give the labels file it applies to as --labels" in cli.error("import-review", reviewed_csv, noisy_run)
+    assert not out.exists()
     imported = cli.json("import-review", reviewed_csv, "--labels", noisy_run, "-o", out)
     after = read_labels(out)
     ten = [position[r["id"]] for r in rows[:10]]

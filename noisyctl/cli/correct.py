@@ -205,6 +205,10 @@ def import_review(
     p = with_recipe(ctx)
     given = require(p["review"] or None, "REVIEW file")
     review_paths = [Path(given)] if isinstance(given, (str, Path)) else [Path(path) for path in given]
+    stores = [path for path in review_paths if path.suffix.lower() in (".h5", ".hdf5")]
+    if stores:  # `import-review reviewed.csv labels.h5`, as correct and detect take their file
+        raise NoisyctlError(f"{stores[0]} is not a review (a CSV or JSON): give the labels file it applies to "
+                            f"as --labels {stores[0]}, and the file to write as --out")
     labels_path = Path(require(p["labels"], "--labels"))
     out_path = Path(require(p["out"], "--out"))
     base = read_labels(labels_path)
