@@ -39,8 +39,9 @@ def choose_removals(run: RunFile, detector: str, scores: np.ndarray, flags: np.n
     """The samples to remove (the highest scores, or what the detector decides: ``detector_decision``)
     and the rule, as a record."""
     given = [rule for rule, value in (("ratio", ratio), ("count", count), ("auto", auto or None)) if value is not None]
-    if len(given) != 1:
-        raise NoisyctlError("say how many to remove with exactly one of --ratio, --count or --auto")
+    if len(given) > 1:
+        raise NoisyctlError("say how many to remove with one of --ratio, --count or --auto, not several")
+    auto = auto or not given  # what detect flags, unless told otherwise
     judged = ~np.isnan(scores)
     removed = np.zeros(len(scores), dtype=bool)
     if auto:

@@ -72,7 +72,9 @@ def test_prune_by_count_and_by_the_detectors_own_flags(cli, noisy_run, tmp_path)
         estimate = run_noise_rate(run, ~np.isnan(loss))
     assert decided["removed"] == removed.sum() == estimate.count > 0.3 * len(loss)
     assert loss[removed].min() >= loss[~removed].max() and decided["quality"]["precision"] > 0.9
-    assert "exactly one of --ratio, --count or --auto" in cli.error("prune", noisy_run, "--ratio", "0.1", "--count", "3",
+    # told no rule, prune removes what detect flags
+    assert cli.json("prune", noisy_run, "-d", "loss", "-o", tmp_path / "f.h5")["removed"] == decided["removed"]
+    assert "one of --ratio, --count or --auto, not several" in cli.error("prune", noisy_run, "--ratio", "0.1", "--count", "3",
                                                                     "-o", tmp_path / "d.h5")
     assert "no 'aum' scores" in cli.error("prune", noisy_run, "-d", "aum", "--count", "3", "-o", tmp_path / "e.h5")
     assert not (tmp_path / "d.h5").exists()

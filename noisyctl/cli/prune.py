@@ -28,7 +28,8 @@ def prune(
                                           "scores first.", show_default=False),
     count: Optional[int] = typer.Option(None, "--count", help="Remove this many samples.", show_default=False),
     auto: bool = typer.Option(False, "--auto", help="Remove what the detector decides: its own flags, or as "
-                              "many of its most suspect samples as the noise-rate estimate counts (as detect flags)."),
+                              "many of its most suspect samples as the noise-rate estimate counts (as detect "
+                              "flags). The default, without --ratio or --count."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Labels file to write, with the removed samples "
                                        "marked (train on it to retrain on the kept ones)."),
     retrain: Optional[Path] = typer.Option(None, "--retrain", help="Also retrain now, with the run's own "
