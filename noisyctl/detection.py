@@ -638,7 +638,7 @@ def detect_run(path: str | Path, detectors: list[str] | None = None,
             given_labels=np.asarray(run.given_labels), true_labels=run.labels.true_labels,
             scores={o.name: o.result.scores for o in outcomes},
             primary=outcomes[0].name, flagged=np.asarray(decided[0], dtype=bool), suggested=suggestions,
-            estimate=estimate, suspects=top_suspects(run, outcomes[0].result.scores, top, suggestions),
+            estimate=estimate, suspects=top_suspects(run, outcomes[0].result.scores, top, suggestions, decided[0]),
             metrics=None if run.labels.is_noisy is None else {o.name: o.metrics for o in outcomes},
             not_run=skipped, outcomes=outcomes)
         identity = run.identity
@@ -650,7 +650,10 @@ def detect_run(path: str | Path, detectors: list[str] | None = None,
     return detection
 
 
-def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarray | None) -> list[dict[str, Any]]:
+def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarray | None,
+                 flagged: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """The ``k`` highest of ``scores`` (N,) as rows: rank, id, labels, score, and whether the
+    detector's decision (``flagged`` (N,), where known) counts each as mislabeled."""
     names = run.labels.class_names
     truth = run.labels.true_labels
     rows = []
@@ -662,6 +665,7 @@ def top_suspects(run: RunFile, scores: np.ndarray, k: int, suggestions: np.ndarr
             "true": None if truth is None else names[truth[i]],
             "suggested": None if suggestions is None else names[suggestions[i]],
             "score": float(scores[i]),
+            "flagged": None if flagged is None else bool(flagged[i]),
             "is_noisy": None if truth is None else bool(truth[i] != run.given_labels[i]),
         })
     # Text samples' ids are hashes: the suspects carry their texts, which is what a reader judges.

@@ -28,9 +28,10 @@ import numpy as np
 
 from noisyctl import plugins
 from noisyctl.data import load_dataset, sample_texts
-from noisyctl.detection import annotators_table, suspect_texts
+from noisyctl.detection import annotators_table, detector_decision, suggested_labels, suspect_texts, top_suspects
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output, csv_cell
+from noisyctl.pruning import stored_detector
 from noisyctl.review import sample_path
 from noisyctl.store import (RUN, Labels, RunFile, create_field, get_attr, new_file, open_checked, read_labels,
                             write_field)
@@ -443,23 +444,31 @@ def export_cleanlab(run: RunFile, out: Path) -> dict[str, Any]:
     return {"out": str(out), "pred_probs": source, "in_sample": source != "out_of_fold"}
 
 
-def export_suspects(path: Path, suspects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ranked suspects as CSV or JSON (by the file's extension)."""
+def export_suspects(run: RunFile, path: Path, detector: str | None = None, top: int | None = None) -> dict[str, Any]:
+    """The suspects of the stored ``detector`` (default: the one that ranked the latest detect) as
+    CSV or JSON (by the file's extension), marked flagged as detect flags them: the ``top`` highest
+    scores, by default those flagged and at least 100."""
     path = Path(path)
     if path.suffix.lower() not in (".csv", ".json"):
         raise NoisyctlError(f"--suspects {path}: give a .csv or .json file")
+    name, scores, own_flags = stored_detector(run, detector)
+    flagged = detector_decision(run, name, scores, own_flags)[0]
+    if top is None:
+        top = max(100, 0 if flagged is None else int(flagged.sum()))
+    suspects = top_suspects(run, scores, top, suggested_labels(run), flagged)
     with atomic_output(path) as tmp:
         if path.suffix.lower() == ".json":
             tmp.write_text(json.dumps(suspects, indent=2), encoding="utf-8")
         else:
             columns = ["rank", "id"] + (["text"] if suspects and "text" in suspects[0] else []) \
-                + ["given", "true", "suggested", "score", "is_noisy"]
+                + ["given", "true", "suggested", "score", "flagged", "is_noisy"]
             with open(tmp, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows({key: csv_cell(value) if key in ("id", "text", "given", "true", "suggested") and value
                                   is not None else value for key, value in row.items()} for row in suspects)
-    return {"out": str(path), "rows": len(suspects)}
+    return {"out": str(path), "rows": len(suspects), "detector": name,
+            "flagged": None if flagged is None else int(flagged.sum())}
 
 
 def export_annotators(run: RunFile, path: Path) -> dict[str, Any]:

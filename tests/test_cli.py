@@ -43,7 +43,7 @@ def test_pipeline_step_by_step_with_tables(cli, tmp_path):
     out = cli("train", "-l", labels, "-e", "2", "-q", "-o", run).stdout
     assert "trained small-cnn for 2 epochs" in out
     out = cli("detect", run, "-k", "5").stdout
-    assert "top 5 suspects by learned" in out and "mAP" in out and "estimated noise" in out
+    assert "top 5 suspects by learned (all of them flagged)" in out and "mAP" in out and "estimated noise" in out
     out = cli("report", run).stdout
     assert "pairflip at 20%" in out and "per epoch" in out and "top 10 suspects" in out
     assert "estimated noise" in out

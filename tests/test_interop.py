@@ -140,6 +140,15 @@ def test_suspects_export_as_csv_and_json(cli, digits_run, tmp_path, suffix):
         scores = opened.scores()["loss"]
     assert len(rows) == 20 and [int(r["rank"]) for r in rows] == list(range(1, 21))
     assert float(rows[0]["score"]) == pytest.approx(scores.max(), rel=1e-6)
+    # Without -k: every sample detect flags (by loss's ranking, as many as the estimate counts), at
+    # least 100, each marked as prune --auto decides it.
+    every = cli.json("export", run, "--suspects", tmp_path / f"every{suffix}")["suspects"]
+    removed = cli.json("prune", run, "-d", "loss", "-o", tmp_path / "pruned.h5")["removed"]
+    assert every["flagged"] == removed > 100 and every["rows"] == removed
+    if suffix == ".csv":
+        with open(tmp_path / "every.csv", newline="") as handle:
+            assert all(row["flagged"] == "True" for row in csv.DictReader(handle))
+    assert all(row["flagged"] in (True, "True") for row in rows[:10])
     assert "give a .csv or .json file" in cli.error("export", run, "--suspects", tmp_path / "s.txt")
     assert "say what to export" in cli.error("export", run)
 

@@ -9,11 +9,9 @@ from typing import List, Optional
 import typer
 
 from noisyctl.cli.common import JSON_OPTION, RECIPE_OPTION, emit, note, require, require_not_negative, with_recipe
-from noisyctl.detection import suggested_labels, top_suspects
 from noisyctl.errors import NoisyctlError
 from noisyctl.interop import (DYNAMICS_FORMATS, export_annotators, export_cleanlab, export_data_copy, export_labels,
                               export_suspects, import_dynamics, import_otx)
-from noisyctl.pruning import stored_detector
 from noisyctl.store import RunFile
 
 app = typer.Typer()
@@ -104,7 +102,9 @@ def export_command(
                                              "label as it stands and the removed samples left out."),
     detector: Optional[str] = typer.Option(None, "--detector", "-d", help="Stored detector that ranks the "
                                            "suspects (default: the one that ranked the latest detect)."),
-    top: int = typer.Option(100, "--top", "-k", help="How many suspects to write."),
+    top: Optional[int] = typer.Option(None, "--top", "-k", help="How many suspects to write (default: those the "
+                                      "detector flags, as detect flags them, and at least 100).",
+                                      show_default=False),
     recipe: Optional[Path] = RECIPE_OPTION,
     json_output: bool = JSON_OPTION,
 ):
@@ -112,7 +112,8 @@ def export_command(
     cleaned data as a copy of its own file."""
     p = with_recipe(ctx)
     run_path = Path(require(p["run"], "RUN file"))
-    require_not_negative(p["top"], "--top")
+    if p["top"] is not None:
+        require_not_negative(p["top"], "--top")
     if all(p[name] is None for name in ("cleanlab", "suspects", "annotators", "labels_csv", "data_copy")):
         raise NoisyctlError("say what to export: --cleanlab FILE.npz, --suspects FILE.csv|.json, --annotators "
                             "FILE.csv|.json, --labels-csv FILE.csv and/or --data-copy FILE.csv")
@@ -124,9 +125,7 @@ def export_command(
             if p["cleanlab"] is not None:
                 result["cleanlab"] = export_cleanlab(run_file, Path(p["cleanlab"]))
             if p["suspects"] is not None:
-                name, scores, _ = stored_detector(run_file, p["detector"])
-                rows = top_suspects(run_file, scores, p["top"], suggested_labels(run_file))
-                result["suspects"] = {**export_suspects(Path(p["suspects"]), rows), "detector": name}
+                result["suspects"] = export_suspects(run_file, Path(p["suspects"]), p["detector"], p["top"])
     if p["labels_csv"] is not None:
         result["labels"] = export_labels(run_path, Path(p["labels_csv"]))
     if p["data_copy"] is not None:
@@ -141,7 +140,8 @@ def export_command(
                               "(train --folds K)")
         if "suspects" in result:
             s = result["suspects"]
-            console.print(f"{s['rows']:,} suspects by {s['detector']} -> {s['out']}")
+            flagged = "" if s["flagged"] is None else f" ({s['flagged']:,} of the run's samples flagged)"
+            console.print(f"{s['rows']:,} suspects by {s['detector']}{flagged} -> {s['out']}")
         if "annotators" in result:
             a = result["annotators"]
             prior = ", with the held-out models' probabilities as prior" if a["held_out_prior"] else ""

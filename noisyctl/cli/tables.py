@@ -57,7 +57,11 @@ def metrics_table(detectors: dict[str, dict[str, Any]], noisy: int | None, sampl
 def suspects_table(rows: list[dict[str, Any]], detector: str) -> Table:
     truth_known = bool(rows) and rows[0]["true"] is not None
     texts = bool(rows) and "text" in rows[0]
-    table = Table(title=f"top {len(rows)} suspects by {detector}")
+    flags = [row["flagged"] for row in rows if row.get("flagged") is not None]
+    # Whether they count as mislabeled: on a clean run the top ten are only the hardest samples.
+    flagged = "" if len(flags) != len(rows) or not rows else \
+        f" ({'all' if all(flags) else 'none' if not any(flags) else sum(flags)} of them flagged)"
+    table = Table(title=f"top {len(rows)} suspects by {detector}{flagged}")
     # On a narrow terminal the text gives way (wraps, a long word folded, never cut), not the ids and
     # labels a reader acts on; a wider floor pushed the score off an 80-column terminal for a table's rows.
     for name in ["#", "sample id"] + (["text"] if texts else []) + ["given"] + (["true"] if truth_known else []) \

@@ -11,8 +11,8 @@ import numpy as np
 
 from noisyctl import plugins
 from noisyctl.data import load_dataset
-from noisyctl.detection import (annotators_table, estimate_noise, noise_flags, stored_outcomes, suggested_labels,
-                                top_suspects)
+from noisyctl.detection import (annotators_table, detector_decision, estimate_noise, noise_flags, stored_outcomes,
+                                suggested_labels, top_suspects)
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import write_text_atomic
 from noisyctl.metrics import detection_metrics
@@ -42,8 +42,14 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
             raise NoisyctlError(f"{run_path} has no '{ranked_by}' scores; it has: {', '.join(scores) or 'none'} "
                                 f"(run `noisyctl detect {run_path} -d {ranked_by}`)")
         suggestions = suggested_labels(run)
-        suspects = top_suspects(run, scores[ranked_by], max(0, top), suggestions) if ranked_by else []
         decided = noise_flags(run, stored) if stored else None
+        if ranked_by is None:
+            suspects = []
+        else:  # flagged as detect flags, by the detector that ranks them
+            by = stored[[o.name for o in stored].index(ranked_by)]
+            flags = decided[0] if by is stored[0] else detector_decision(run, ranked_by, by.result.scores,
+                                                                        by.result.flagged)[0]
+            suspects = top_suspects(run, scores[ranked_by], max(0, top), suggestions, flags)
         estimate = estimate_noise(run, stored, suggestions, decided) if stored else None
         made, notes = {}, []
         if html or png:
