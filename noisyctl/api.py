@@ -18,7 +18,7 @@ import numpy as np
 from noisyctl import __version__ as NOISYCTL_VERSION
 from noisyctl.agreement import NOT_LABELED, Annotations, agreement_by_person, majority
 from noisyctl.augment import augment_batch
-from noisyctl.errors import NoisyctlError
+from noisyctl.errors import NoisyctlError, check_share
 from noisyctl.estimate import (AGGREGATES, NoiseRateEstimate, aggregate_labels, dawid_skene, estimate_noise_rate,
                                gmm_noisy_posterior, held_out_noise_rate, loss_evidence, presented_mean,
                                read_run_evidence, run_annotators_posterior, run_held_out_label_probability,
@@ -34,7 +34,7 @@ __all__ = [
     "hookimpl", "NoisyctlError", "SampleSet", "TensorSampleSet", "DatasetData", "ModelSpec", "encode_text",
     "decode_texts", "NoiseContext",
     "Dynamics", "open_run", "Detector", "BlockDetector", "TrainableDetector", "DetectorResult", "choose_exact",
-    "check_rate", "gmm_noisy_posterior", "estimate_noise_rate", "run_noise_rate", "read_run_evidence",
+    "check_rate", "check_share", "gmm_noisy_posterior", "estimate_noise_rate", "run_noise_rate", "read_run_evidence",
     "run_held_out_label_probability",
     "held_out_noise_rate", "loss_evidence", "presented_mean", "NoiseRateEstimate",
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
@@ -181,9 +181,7 @@ def decode_texts(batch) -> list[str]:
 
 def check_rate(rate: float) -> float:
     """A noise rate, refused outside [0, 1)."""
-    if not 0.0 <= rate < 1.0:
-        raise NoisyctlError(f"noise rate {rate} is outside [0, 1)")
-    return float(rate)
+    return check_share(rate, "noise rate")
 
 
 @dataclass

@@ -17,6 +17,15 @@ def nearest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def check_share(value: float, what: str) -> float:
+    """``value`` as a share in [0, 1), refused outside it; 1 to 100 reads as a percentage meant
+    (``noise rate 5.0 is outside [0, 1) (5% is 0.05)``)."""
+    if not 0.0 <= value < 1.0:
+        meant = f" ({value:g}% is {value / 100:g})" if 1.0 <= value < 100.0 else ""
+        raise NoisyctlError(f"{what} {value} is outside [0, 1){meant}")
+    return float(value)
+
+
 class GateFailed(NoisyctlError):
     """A CI gate (detect --fail-above / --fail-count) found too much noise: exit code 3, so a job can
     tell "the data is too noisy" from "the command could not run" (exit code 1)."""

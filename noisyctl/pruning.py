@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from noisyctl.detection import detector_decision
-from noisyctl.errors import NoisyctlError
+from noisyctl.errors import NoisyctlError, check_share
 from noisyctl.metrics import ranking
 from noisyctl.store import Labels, RunFile
 
@@ -53,8 +53,7 @@ def choose_removals(run: RunFile, detector: str, scores: np.ndarray, flags: np.n
         removed = np.asarray(flags, dtype=bool) & judged
         return removed, {"rule": "auto", "value": int(removed.sum())}
     if ratio is not None:
-        if not 0.0 <= ratio < 1.0:
-            raise NoisyctlError(f"--ratio {ratio} is outside [0, 1)")
+        check_share(ratio, "--ratio")
         count_now = int(round(ratio * judged.sum()))
         rule = {"rule": "ratio", "value": float(ratio)}
     else:

@@ -143,7 +143,8 @@ def test_a_failing_step_stops_the_recipe_before_later_steps(cli, tmp_path, monke
     (["train", "-o", "r.h5"], "give --labels FILE (from synth), --dataset NAME or --data-root PATH"),
     (["synth"], "missing --out"),
     (["train", "--dataset", "digits", "--optimizer", "lion", "-o", "r.h5"], "unknown optimizer 'lion'"),
-    (["synth", "-D", "test_fraction=2", "-o", "l.h5"], "test_fraction 2.0 is outside [0, 1)"),
+    (["synth", "-D", "test_fraction=2", "-o", "l.h5"], "test_fraction 2.0 is outside [0, 1) (2% is 0.02)"),
+    (["synth", "-n", "uniform", "-r", "20", "-o", "l.h5"], "noise rate 20.0 is outside [0, 1) (20% is 0.2)"),
     (["run", "missing.yaml"], "recipe missing.yaml does not exist"),
 ])
 def test_bad_input_fails_with_one_line(cli, tmp_path, monkeypatch, args, message):

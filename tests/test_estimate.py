@@ -188,7 +188,10 @@ def test_the_gate_compares_the_end_of_the_interval_it_is_told(cli, noisy_run):
     assert failed.exit_code == 3 and "upper end of the noise interval" in failed.output
     assert "--gate-on is one of" in cli.error("detect", noisy_run, "--no-save", "--fail-above", "0.1",
                                               "--gate-on", "middle")
-    assert "--fail-above is a share" in cli.error("detect", noisy_run, "--no-save", "--fail-above", "nan")
+    assert "--fail-above nan is outside [0, 1)" in cli.error("detect", noisy_run, "--no-save", "--fail-above", "nan")
+    # 3 meant as 3%
+    assert "--fail-above 3.0 is outside [0, 1) (3% is 0.03)" in cli.error("detect", noisy_run, "--no-save",
+                                                                         "--fail-above", "3")
 
 
 def test_the_gate_passes_silently_only_when_its_whole_interval_is_under_the_threshold():

@@ -13,7 +13,7 @@ from noisyctl.cli.progress import step_progress
 from noisyctl.cli.tables import estimate_text, metrics_table, suspects_table
 from noisyctl.data import parse_options
 from noisyctl.detection import DEFAULT_DETECTORS, GATE_ON, Detection, default_detectors, detect_run, gate_verdict
-from noisyctl.errors import GateFailed, NoisyctlError
+from noisyctl.errors import GateFailed, NoisyctlError, check_share
 from noisyctl.fileio import atomic_output, csv_cell
 from noisyctl.store import RunFile
 
@@ -75,8 +75,8 @@ def detect(
     require_not_negative(p["top"], "--top")
     if p["gate_on"] not in GATE_ON:
         raise NoisyctlError(f"--gate-on is one of {', '.join(GATE_ON)}, not '{p['gate_on']}'")
-    if p["fail_above"] is not None and not 0 <= p["fail_above"] < 1:
-        raise NoisyctlError(f"--fail-above is a share of the samples in [0, 1), not {p['fail_above']}")
+    if p["fail_above"] is not None:
+        check_share(p["fail_above"], "--fail-above")
     if (p["fail_count"] is None) != (p["fail_score"] is None):
         raise NoisyctlError("--fail-count and --fail-score go together: fail when more than COUNT samples "
                             "score above SCORE")

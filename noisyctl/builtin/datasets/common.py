@@ -18,7 +18,8 @@ import numpy as np
 
 from noisyctl.api import (AGGREGATES, ANNOTATION_COLUMNS, NOT_LABELED, Annotations, NoisyctlError, SampleSet,
                           aggregate_labels, agreement_by_person, annotation_choices, annotator, answered_annotations,
-                          atomic_folder, atomic_output, is_label_studio_export, is_label_studio_flat_export, majority)
+                          atomic_folder, atomic_output, check_share, is_label_studio_export, is_label_studio_flat_export,
+                          majority)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -150,8 +151,7 @@ def check_labels(labels: np.ndarray, num_classes: int, ids: list[str], source: s
 
 def generated_total(samples: int, test_fraction: float) -> int:
     """How many samples to generate so that ``samples`` train and the test subset is ``test_fraction``."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise NoisyctlError(f"test_fraction {test_fraction} is outside [0, 1)")
+    check_share(test_fraction, "test_fraction")
     return samples + int(round(samples * test_fraction / (1 - test_fraction)))
 
 

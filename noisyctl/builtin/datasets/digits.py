@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import DatasetData, NoisyctlError, TensorSampleSet
+from noisyctl.api import DatasetData, TensorSampleSet, check_share
 from .common import reads_no_root
 
 
@@ -15,8 +15,7 @@ def load_digits(root=None, test_fraction: float | str = 0.0) -> DatasetData:
 
     reads_no_root(root, "digits")
     test_fraction = float(test_fraction)
-    if not 0.0 <= test_fraction < 1.0:
-        raise NoisyctlError(f"digits: test_fraction {test_fraction} is outside [0, 1)")
+    check_share(test_fraction, "digits: test_fraction")
     digits = sklearn_digits()
     images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)  # [N, 1, 8, 8] in [0, 1]
     labels = digits.target.astype(np.int64)
