@@ -148,7 +148,9 @@ def load_recipe(path: str | Path, commands: list[str] | tuple[str, ...]) -> Reci
         raise NoisyctlError(f"recipe {path} must be a mapping with a 'steps' list")
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            raise NoisyctlError(f"recipe {path}: unknown key '{key}'{nearest(str(key), TOP_LEVEL_KEYS)}")
+            step = (f"; a step goes in the 'steps' list (steps: [{{{key}: {{options}}}}])" if key in commands
+                    else nearest(str(key), TOP_LEVEL_KEYS))
+            raise NoisyctlError(f"recipe {path}: unknown key '{key}'{step}")
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise NoisyctlError(f"recipe {path} needs a non-empty 'steps' list")

@@ -111,6 +111,7 @@ def test_recipe_options_fill_what_the_command_line_does_not_give(cli, tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("steps:\n  - synth: {rat: 0.2}\n", "step 1 (synth): unknown key 'rat' (did you mean 'rate'?)"),
     ("step:\n  - synth: {}\n", "unknown key 'step' (did you mean 'steps'?)"),
+    ("train: {epochs: 3}\n", "unknown key 'train'; a step goes in the 'steps' list (steps: [{train: {options}}])"),
     ("steps:\n  - synt: {}\n", "unknown command 'synt' (did you mean 'synth'?)"),
     ("steps:\n  - train: {epochs: many}\n", "step 1 (train): Invalid value for '--epochs'"),
     ("steps:\n  - train: {resume: maybe}\n", "'resume' must be true or false"),
