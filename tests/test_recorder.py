@@ -189,6 +189,8 @@ def test_bad_labels_are_refused_when_the_recorder_is_made(tmp_path):
         Recorder(tmp_path / "r.h5", [0, 1, 3], class_names=["a", "b", "c"])
     with pytest.raises(NoisyctlError, match="1-D array of integer class indices"):
         Recorder(tmp_path / "r.h5", [0.5, 1.0])
+    with pytest.raises(NoisyctlError, match=r"given as names, np.unique\(labels, return_inverse=True\) gives the class_names"):
+        Recorder(tmp_path / "r.h5", ["cat", "dog"])
     with pytest.raises(NoisyctlError, match="2 ids for 3 labels"):
         Recorder(tmp_path / "r.h5", [0, 1, 1], ids=["a", "b"])
 

@@ -768,8 +768,10 @@ def _label_array(values: Any, what: str) -> np.ndarray:
     except Exception:
         raise NoisyctlError(f"Recorder: {what} must be an array of class indices") from None
     if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool or array.size == 0):
+        names = (f"; for {what} given as names, np.unique({what}, return_inverse=True) gives the class_names "
+                 f"and each one's index" if array.dtype.kind in "USO" and array.ndim == 1 else "")
         raise NoisyctlError(f"Recorder: {what} must be a 1-D array of integer class indices, not "
-                            f"{array.dtype} of shape {array.shape}")
+                            f"{array.dtype} of shape {array.shape}{names}")
     return array.astype(np.int64)
 
 
