@@ -594,11 +594,15 @@ class Detection:
                 f"flagged={int(self.flagged.sum()):,}, estimate={self.estimate['words']!r})")
 
     def to_frame(self):
-        """A pandas DataFrame, a row per sample, most suspect first: id, given and suggested class,
-        each detector's score, and whether it is flagged."""
+        """A pandas DataFrame, a row per sample, most suspect first: id, given and suggested class
+        (and the true one, with ``is_noisy``, where synth made the noise), each detector's score, and
+        whether it is flagged."""
         import pandas as pd
 
         frame = pd.DataFrame({"id": self.ids, "given": [self.class_names[c] for c in self.given_labels]})
+        if self.true_labels is not None:
+            frame["true"] = [self.class_names[c] for c in self.true_labels]
+            frame["is_noisy"] = np.asarray(self.true_labels) != np.asarray(self.given_labels)
         if self.suggested is not None:
             frame["suggested"] = [self.class_names[c] for c in self.suggested]
         for name, values in self.scores.items():

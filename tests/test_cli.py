@@ -76,6 +76,7 @@ def test_noisyctl_detect_in_python_reads_what_the_command_reads(cli, digits_run,
     frame = found.to_frame()
     assert len(frame) == result["samples"] and frame["id"][0] == result["top"][0]["id"]
     assert frame["flagged"].sum() == result["estimate"]["count"] and "suggested" in frame
+    assert frame["is_noisy"].sum() == result["noisy"] and (frame["is_noisy"] == (frame["true"] != frame["given"])).all()
     assert repr(found).startswith(f"Detection(run='{run}', samples=1,797")
     with RunFile(run) as opened:  # save=False stored nothing
         assert list(opened.scores()) == list(stored) and all(
