@@ -16,8 +16,8 @@ from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (ANNOTATORS, FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED,
                                LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY,
                                UNDER_CHANCE_AT_END, UNSETTLED, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell,
-                               confused_pairs, decided_noisy, run_annotators_count, run_held_out_count, run_noise_rate,
-                               surely_least_right_first)
+                               confused_pairs, decided_noisy, read_run_evidence, run_annotators_count,
+                               run_held_out_count, run_noise_rate, surely_least_right_first)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
 from noisyctl.store import RunFile, save_scores
@@ -157,8 +157,10 @@ def suggestions(run) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def loss_read(run: RunFile) -> str:
-    """Which loss the estimate reads: the training loss, else (eval passes only) the eval-mode loss."""
-    return next((words for channel, words in LOSS_CHANNELS.items() if run.has_channel(channel)), "")
+    """Which loss the estimate reads: the training loss, else (eval passes only, or training batches
+    of mixed inputs) the eval-mode loss."""
+    evidence = read_run_evidence(run)
+    return "" if evidence is None else LOSS_CHANNELS[evidence.channel]
 
 
 def estimated_flags(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarray | None
@@ -276,6 +278,8 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         "may_undercount": bool(estimate is not None and run.num_classes <= FEW_CLASSES and counted is None),
         "held_out_models": counted is not None,  # the run has out-of-fold probabilities (train --folds)
         "unfitted": None if estimate is None else estimate.unfitted,  # mean loss above log 2: the upper end reaches them
+        # the share of fitted labels that mixed training batches left above log 2: read from the eval passes
+        "mixed_batches": None if estimate is None else read_run_evidence(run).mixed_batches,
         "annotators": annotators_reading(run, judged),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
@@ -415,6 +419,9 @@ def _run_words(estimate: dict[str, Any]) -> str:
     if late:
         named, which, own = _named_classes(late)
         interval += f"; {which} {named}, learned later than the rest, judged against {own} own losses"
+    if estimate.get("mixed_batches") is not None:
+        interval += (f"; read from the eval passes: the training batches were mixed (mixup or cutmix; late in "
+                     f"training {estimate['mixed_batches']:.0%} of the labels the model fitted sat under 50% in them)")
     if cannot_tell(estimate["evidence"], estimate["high"]):
         decided = f"; {estimate['by']} flags {estimate['count']:,}" if estimate["by"].endswith("decision") else ""
         held_out = estimate.get("held_out")
