@@ -211,6 +211,27 @@ def test_partial_epochs_record_nan_and_device_indices_are_checked_at_the_end(tmp
         assert f'"torch": "{torch.__version__}"' in h5.attrs["training"].decode()
 
 
+def test_a_sampler_that_draws_with_replacement_records_the_mean_of_a_samples_repeats(tmp_path):
+    """WeightedRandomSampler(replacement=True) presents some samples twice in an epoch and others
+    not at all: refused by default (a missing end_epoch looks the same), averaged with allow_partial."""
+    at_chance = torch.zeros(1, 3)
+    recorder, labels = small(tmp_path)
+    with pytest.raises(NoisyctlError, match="Recorder.allow_partial=True. to average the repeats"), recorder:
+        recorder.update([0, 1, 1, 2, 3, 4, 5], torch.cat((logits_for(labels[:2]), at_chance, logits_for(labels[2:]))))
+        recorder.end_epoch()
+    recorder, labels = small(tmp_path, allow_partial=True, epochs=1)
+    sure = logits_for(labels)
+    with recorder:
+        # sample 1 twice, once sure and once at chance (in one batch, then again in the next); 5 never
+        recorder.update([0, 1, 1], torch.cat((sure[:2], at_chance)))
+        recorder.update([1, 2, 3, 4], sure[[1, 2, 3, 4]])
+        recorder.end_epoch()
+    loss = dynamics(tmp_path / "r.h5")["train_loss"][:, 0]
+    sure_loss = float(F.cross_entropy(sure[:1], torch.as_tensor(labels[:1])))
+    assert loss[1] == pytest.approx((2 * sure_loss + np.log(3)) / 3, rel=1e-5)
+    assert loss[0] == pytest.approx(sure_loss, rel=1e-5) and np.isnan(loss[5])
+
+
 def test_a_dataset_root_given_relative_is_recorded_absolute(tmp_path, monkeypatch):
     (tmp_path / "data.csv").write_text("text,label\n")
     monkeypatch.chdir(tmp_path)

@@ -107,9 +107,11 @@ class Recorder:
     restart : bool, default False
         Discard an interrupted recording at ``path`` and start from epoch 0.
     allow_partial : bool, default False
-        Accept epochs that did not present every sample, to training or to the eval pass (their
-        records are NaN); by default a missing sample is an error, since it usually means the
-        indices are not the dataset's.
+        Accept epochs that did not present every sample once, to training or to the eval pass: a
+        sample left out is NaN, one presented more than once (a sampler that draws with replacement,
+        such as ``WeightedRandomSampler``) is recorded as the mean of its presentations. By default
+        either is an error, since it usually means the indices are not the dataset's, or a missing
+        ``end_epoch``.
     record_probs : bool, optional
         Record ``[N x C]`` late-epoch class probabilities from the eval pass. Default: when C <= 100.
     trained_labels : array_like of int, shape (N,), optional
@@ -328,11 +330,11 @@ class Recorder:
         n = self.num_samples + 1
         self._device = device
         self._trained_device = torch.as_tensor(np.append(self._trained, 0), dtype=torch.long, device=device)
-        nan = float("nan")
-        self._train = torch.full((n, 2), nan, device=device)
+        # sums and counts: a sampler that draws with replacement presents a sample more than once
+        self._train = torch.zeros((n, 2), device=device)
         self._train_count = torch.zeros(n, device=device)
         self._steps = torch.full((n,), -1, dtype=torch.long, device=device)
-        self._extra = {name: torch.full((n,), float(fill), device=device) for name, fill in self.channels.items()}
+        self._extra = {name: torch.zeros(n, device=device) for name in self.channels}
         self._eval = torch.zeros((n, 4), device=device)  # loss, prob, margin, pred: sums, as ranks merge them
         self._eval_count = torch.zeros(n, device=device)
         # [N x C] only in the epochs whose probabilities are averaged
@@ -422,11 +424,11 @@ class Recorder:
             self._problems[3] += ((logits >= 0).all(1) & ((logits.sum(1) - 1).abs() < 1e-2)).sum()
             self._problems[4] += len(logits)
             losses = F.cross_entropy(logits, target, reduction="none")
-            self._train[index] = torch.stack((losses, margins(logits, target)), dim=1)
+            self._train.index_add_(0, index, torch.stack((losses, margins(logits, target)), dim=1))
             self._train_count.index_add_(0, index, torch.ones_like(losses))
             self._steps[index] = self.step
             for name, value in values.items():
-                self._extra[name][index] = torch.as_tensor(value, device=self._device).detach().float()
+                self._extra[name].index_add_(0, index, torch.as_tensor(value, device=self._device).detach().float())
         self.step += 1
 
     def record_eval(self, indices, logits, features=None) -> None:
@@ -552,15 +554,17 @@ class Recorder:
         if mismatch:
             raise NoisyctlError(f"epoch {epoch + 1}: {mismatch} targets differ from the labels the Recorder was "
                                 f"given for their indices; pass each batch's dataset indices, in the batch's order")
-        if twice:
+        if twice and not (self.allow_partial or partial):
             raise NoisyctlError(f"epoch {epoch + 1}: {twice} samples were presented more than once; call "
-                                f"end_epoch after each pass over the data")
+                                f"end_epoch after each pass over the data, or, for a sampler that draws with "
+                                f"replacement, Recorder(allow_partial=True) to average the repeats and record NaN "
+                                f"for the samples it left out")
         if rows >= 4 and probability_rows == rows:
             raise NoisyctlError(f"epoch {epoch + 1}: every row of logits was a probability distribution; hand "
                                 f"update the model's outputs before softmax (log-probabilities will do)")
         train, count = torch.nan_to_num(self._train[:-1]), self._train_count[:-1].clone()
         steps = self._steps[:-1].clone()
-        extra = {name: torch.where(count > 0, v[:-1], torch.zeros_like(v[:-1])) for name, v in self._extra.items()}
+        extra = {name: v[:-1].clone() for name, v in self._extra.items()}
         evals, eval_count = self._eval[:-1].clone(), self._eval_count[:-1].clone()
         # Ranks merge by sums and counts: each sample from the rank that saw it, and the few that
         # DistributedSampler repeats to even out the shares averaged.
