@@ -511,15 +511,21 @@ def gate_verdict(estimate: dict[str, Any], scores: np.ndarray, fail_above: float
     reasons = []
     compared, what = estimate["rate"], "estimated noise"
     unsure = cannot_tell(estimate.get("evidence"), estimate.get("high"))
+    # Weak evidence is a tail the mixture could not set apart: on clean digits a small CNN trained
+    # from scratch 3-5 epochs (97% right) read 8-9% so, its hard samples learned late; a 5% run
+    # trained as briefly read 6.0% with clear evidence. Of 795 cached runs one verdict moved.
+    weak = estimate.get("evidence") == "weak" and estimate.get("low") is not None
     if gate_on != "estimate" and estimate.get("low") is not None:
         compared = estimate["low"] if gate_on == "lower" else estimate["high"]
         what = f"the {gate_on} end of the noise interval"
-    elif unsure:
+    elif unsure or weak:
         # Where the losses cannot tell, an estimate above zero comes with an interval reaching zero,
         # mostly the held-out anchors' count: among the anchors an under-trained model left unfitted,
         # clean samples in another class's region count too (clean blobs after 10 epochs: 5.6%). The
-        # default gate compares the lower end there: it does not fail what the run cannot tell.
-        compared, what = estimate["low"], "the lower end of the noise interval (the losses cannot tell)"
+        # default gate compares the lower end there, and where the evidence is weak: it does not
+        # fail what the run cannot tell.
+        why = "the losses cannot tell" if unsure else "weak evidence"
+        compared, what = estimate["low"], f"the lower end of the noise interval ({why})"
     if fail_above is not None and compared > fail_above:
         words = estimate_words(estimate)
         said = f"{what} {compared:.1%} "  # the estimate's words begin with what the gate compared: not twice
@@ -534,8 +540,8 @@ def gate_verdict(estimate: dict[str, Any], scores: np.ndarray, fail_above: float
     # (An upper gate that passed has its upper end under the threshold: it never warns.)
     if not reasons and fail_above is not None and estimate.get("high") is not None and estimate["high"] > fail_above:
         on = "estimate" if gate_on == "estimate" else "lower end"
-        if gate_on == "estimate" and unsure and estimate["rate"] > fail_above:
-            on = "lower end, as the losses cannot tell"
+        if gate_on == "estimate" and (unsure or weak) and estimate["rate"] > fail_above:
+            on = "lower end, as the losses cannot tell" if unsure else "lower end, as the evidence is weak"
         warning = (f"the gate passed on the {on}, but noise up to {estimate['high']:.1%} cannot be ruled out; "
                    "--gate-on upper fails such runs")
     return {"passed": not reasons, "reason": "; ".join(reasons) or None, "warning": warning,
