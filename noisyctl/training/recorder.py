@@ -427,8 +427,11 @@ class Recorder:
             self._train.index_add_(0, index, torch.stack((losses, margins(logits, target)), dim=1))
             self._train_count.index_add_(0, index, torch.ones_like(losses))
             self._steps[index] = self.step
-            for name, value in values.items():
-                self._extra[name].index_add_(0, index, torch.as_tensor(value, device=self._device).detach().float())
+            for name, fill in self.channels.items():  # a presentation given no value counts as the fill
+                value = values.get(name)
+                value = (torch.full_like(losses, float(fill)) if value is None
+                         else torch.as_tensor(value, device=self._device).detach().float())
+                self._extra[name].index_add_(0, index, value)
         self.step += 1
 
     def record_eval(self, indices, logits, features=None) -> None:
