@@ -69,6 +69,25 @@ TRAINING_CHANNELS = ("train_loss", "train_margin", "train_step")
 EVAL_CHANNELS = ("eval_prob", "eval_margin", "eval_loss", "eval_pred")
 
 
+def digits_for_a_users_loop(rate: float, seed: int = 0):
+    """What a user's own loop starts from: scikit-learn's digits as images [N, 1, 8, 8] in [0, 1],
+    labels with ``rate`` of them moved to another class at random, the true labels, and a small CNN
+    with its SGD optimizer (all seeded by ``seed``)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    inputs = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    rng = np.random.default_rng(seed)
+    labels = digits.target.copy()
+    flip = rng.random(len(labels)) < rate
+    labels[flip] = (labels[flip] + rng.integers(1, 10, flip.sum())) % 10
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(16 * 64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    return inputs, labels, digits.target, model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+
 @contextmanager
 def interrupted_in_epoch(epoch: int):
     """Inside the block, training raises KeyboardInterrupt as it reaches ``epoch`` (0-based), as a Ctrl-C would."""

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import Cli
+from conftest import Cli, digits_for_a_users_loop
 from noisyctl.builtin.detectors.learned.adaptation import little_noise_order
 from noisyctl.detection import (AUDIT_HINT, FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_HINT,
                                 HELD_OUT_REFUSED_METHOD, NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD,
@@ -228,24 +228,13 @@ def test_a_model_trained_briefly_in_a_users_loop_fails_the_gate_on_noise_not_on_
     hard clean samples, learned late, make a tail the losses cannot set apart (8-9% on clean digits,
     weak evidence), which the 3% gate passes on its lower end; 5% of flipped labels read as clear
     evidence and fail it."""
-    from sklearn.datasets import load_digits
-
     from noisyctl.training import Recorder
 
-    digits = load_digits()
-    inputs = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
     for rate in (0.0, 0.05):
-        rng = np.random.default_rng(0)
-        labels = digits.target.copy()
-        flip = rng.random(len(labels)) < rate
-        labels[flip] = (labels[flip] + rng.integers(1, 10, flip.sum())) % 10
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
-                                    torch.nn.Linear(16 * 64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        inputs, labels, true_labels, model, optimizer = digits_for_a_users_loop(rate)
         out = tmp_path / f"brief-{rate}.h5"
         data = torch.utils.data.TensorDataset(inputs, torch.as_tensor(labels), torch.arange(len(labels)))
-        with Recorder(out, labels, epochs=5, true_labels=digits.target) as recorder:
+        with Recorder(out, labels, epochs=5, true_labels=true_labels) as recorder:
             for epoch in range(5):
                 torch.manual_seed(epoch)
                 for x, y, index in torch.utils.data.DataLoader(data, batch_size=64, shuffle=True):

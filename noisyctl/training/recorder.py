@@ -575,13 +575,8 @@ class Recorder:
             self.dist.sum_(tensor)
         self.dist.max_(steps)
         seen = count > 0
-        missing = int((~seen).sum())
-        if missing and not (self.allow_partial or partial):
-            first = self.labels.ids[int(torch.nonzero(~seen)[0])]
-            raise NoisyctlError(f"epoch {epoch + 1}: {missing} of {self.num_samples} samples were not presented "
-                                f"(first: '{first}'); present every sample each epoch (a loader with drop_last=True "
-                                f"leaves the last batch out), or "
-                                f"Recorder(allow_partial=True) to record NaN for them")
+        self._refuse_left_out(epoch, seen, partial, "", "present every sample each epoch (a loader with "
+                              "drop_last=True leaves the last batch out)")
         if nonfinite:
             raise NonFiniteLoss(f"epoch {epoch + 1}: the loss of {nonfinite} samples was NaN or infinite "
                                 f"(training diverged)")
@@ -605,14 +600,9 @@ class Recorder:
         out_figures = {"train_loss": float(np.nanmean(loss)) if trained else float("nan"),
                        "train_accuracy": float(np.mean(margin[np.isfinite(margin)] > 0)) if trained else 0.0}
         evaluated = eval_count > 0
-        left_out = int((~evaluated).sum()) if bool(evaluated.any()) else 0
-        if left_out and not (self.allow_partial or partial):
-            first = self.labels.ids[int(torch.nonzero(~evaluated)[0])]
-            raise NoisyctlError(f"epoch {epoch + 1}: the eval pass left {left_out} of {self.num_samples} samples "
-                                f"out (first: '{first}'); evaluate's loader must cover every sample, its batches "
-                                f"ending with their dataset indices (inputs, ..., indices), or "
-                                f"Recorder(allow_partial=True) to record NaN for them")
-        if bool(evaluated.any()):
+        if bool(evaluated.any()):  # an epoch without an eval pass has none to check
+            self._refuse_left_out(epoch, evaluated, partial, " to the eval pass", "evaluate's loader must cover "
+                                  "every sample, its batches ending with their dataset indices (inputs, ..., indices)")
             means = (evals / eval_count.clamp(min=1)[:, None]).cpu().numpy()
             means[~evaluated.cpu().numpy()] = np.nan
             pred = np.where(np.isfinite(means[:, 3]), np.nan_to_num(means[:, 3], nan=-1).round(), -1).astype(np.int32)
@@ -636,6 +626,17 @@ class Recorder:
         self._allocate(self._device)
         self._clock = time.perf_counter()
         return out_figures
+
+    def _refuse_left_out(self, epoch: int, presented, partial: bool, where: str, remedy: str) -> None:
+        """Refuse an epoch that left samples out (``presented`` (N,) False), unless partial epochs
+        are allowed: a sample left out usually means indices that are not the dataset's."""
+        import torch
+
+        missing = int((~presented).sum())
+        if missing and not (self.allow_partial or partial):
+            first = self.labels.ids[int(torch.nonzero(~presented)[0])]
+            raise NoisyctlError(f"epoch {epoch + 1}: {missing} of {self.num_samples} samples were not presented{where} "
+                                f"(first: '{first}'); {remedy}, or Recorder(allow_partial=True) to record NaN for them")
 
     def _save_state(self, epochs_done: int, training: Any) -> None:
         """What resuming needs: the recording's own counts and sums, and the loop's ``training`` state."""
