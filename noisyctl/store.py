@@ -96,15 +96,17 @@ FIELDS: tuple[Field, ...] = (
           "the label the file chose. `detect` counts the given labels' noise from them too (Dawid-Skene)."),
     Field("dynamics/train_loss", "float32", "N x E", (RUN,), False,
           "Training-mode cross-entropy of the given label at the sample's presentation in epoch e "
-          "(taken from the training forward pass, so free); `train` always records it, and the Recorder in "
+          "(taken from the training forward pass, so free; the mean of its presentations where a sampler drew it "
+          "more than once or several ranks presented it, NaN where none did); `train` always records it, and the "
+          "Recorder in "
           "every epoch its loop hands it training batches (`update`); runs imported from tools that record "
           "eval-mode probabilities or margins only (import-dynamics) lack it."),
     Field("dynamics/train_margin", "float32", "N x E", (RUN,), False,
           "Training-mode logit margin z_y - max_{k!=y} z_k at that presentation (AUM's margin); `train` always "
           "records it, runs imported from other tools (import-otx, import-dynamics) may lack it."),
     Field("dynamics/train_step", "int32", "N x E", (RUN,), False,
-          "Global optimizer step at which the sample was presented; orders presentations (-1: not presented "
-          "that epoch). Imported runs that do not know the order hold the epoch number; runs of eval-mode "
+          "Global optimizer step at which the sample was presented (the last, if several); orders presentations "
+          "(-1: not presented that epoch). Imported runs that do not know the order hold the epoch number; runs of eval-mode "
           "dynamics only lack it."),
     Field("dynamics/eval_loss", "float32", "N x E", (RUN,), False,
           "Eval-mode cross-entropy of the given label after epoch e (recording pass)."),
