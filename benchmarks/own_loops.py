@@ -3,7 +3,7 @@ loops differ from ``noisyctl train``: mixup (the mixed logits handed to the Reco
 un-mixed batch's), a sampler that draws with replacement, few epochs, few optimizer steps an
 epoch, dropout, AdamW, label smoothing, an eval pass every fifth epoch, weight decay with a cosine
 schedule. Each on scikit-learn's digits (a small CNN, as in docs/own-training-loop.md; an MLP for
-the sampler), clean and with 5% uniform noise, no held-out models.
+the sampler), clean and with 5% of noisyctl's uniform noise, no held-out models.
 
 Prints, per run, the true and estimated rate, the interval, the evidence, the gate's verdict and
 the default detector's mAP, then how many clean runs read 1% or less and pass the gate, and how many
@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 import noisyctl
 from noisyctl.detection import gate_verdict
+from noisyctl.synth import synthesize
 
 NOISY_TOLERANCE = (0.005, 0.25)
 GATE = 0.03
@@ -60,14 +61,11 @@ def model_for(loop: dict, dropout: float) -> torch.nn.Module:
 
 
 def record(loop: dict, rate: float, seed: int, out: Path) -> np.ndarray:
-    """Train as ``loop`` says on digits with ``rate`` of the labels flipped, recording into ``out``;
-    returns which labels are wrong."""
-    digits = load_digits()
-    inputs = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
-    rng = np.random.default_rng(seed)
-    labels = digits.target.copy()
-    flip = rng.random(len(labels)) < rate
-    labels[flip] = (labels[flip] + rng.integers(1, 10, flip.sum())) % 10
+    """Train as ``loop`` says on digits with ``rate`` of the labels flipped (noisyctl's uniform
+    noise), recording into ``out``; returns which labels are wrong."""
+    inputs = torch.tensor(load_digits().images / 16.0, dtype=torch.float32).unsqueeze(1)
+    noisy = synthesize({"name": "digits", "root": None, "options": {}}, "uniform", rate, seed=seed)
+    labels = noisy.given_labels
     data = TensorDataset(inputs, torch.as_tensor(labels), torch.arange(len(labels)))
     epochs = loop.get("epochs", 30)
     torch.manual_seed(seed)
@@ -79,7 +77,7 @@ def record(loop: dict, rate: float, seed: int, out: Path) -> np.ndarray:
     sampler = (WeightedRandomSampler(np.where(labels == 0, 5.0, 1.0), len(labels), replacement=True,
                                      generator=torch.Generator().manual_seed(seed)) if loop.get("weighted") else None)
     mix = torch.distributions.Beta(loop["mixup"], loop["mixup"]) if "mixup" in loop else None
-    recorder = noisyctl.Recorder(out, labels, epochs=epochs, true_labels=digits.target,
+    recorder = noisyctl.Recorder(out, labels, epochs=epochs, true_labels=noisy.true_labels,
                                  allow_partial=bool(loop.get("weighted")))
     for epoch in range(epochs):
         torch.manual_seed(1000 * seed + epoch)
@@ -107,7 +105,7 @@ def record(loop: dict, rate: float, seed: int, out: Path) -> np.ndarray:
             recorder.evaluate(model, DataLoader(data, batch_size=512))
         recorder.end_epoch()
     recorder.close()
-    return flip
+    return noisy.given_labels != noisy.true_labels
 
 
 def main() -> None:

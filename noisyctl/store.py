@@ -323,11 +323,17 @@ def _json_attr(h5: h5py.File, name: str) -> Any:
     return parsed
 
 
+def checkpoint_folder(path: str | Path) -> Path:
+    """``PATH.ckpt/``: where a run being recorded into ``path`` keeps its sealed epochs."""
+    path = Path(path)
+    return path.with_name(path.name + ".ckpt")
+
+
 def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> h5py.File:
     """Open a noisyctl file, refusing anything else with a one-line reason."""
     path = Path(path)
     if not path.exists():
-        if path.with_name(path.name + ".ckpt").is_dir():  # a Recorder's sealed epochs, not yet assembled
+        if checkpoint_folder(path).is_dir():  # a Recorder's sealed epochs, not yet assembled
             raise NoisyctlError(f"{path} does not exist yet: its recording is unfinished ({path}.ckpt/); "
                                 f"recorder.close() writes it, and training again resumes it")
         raise NoisyctlError(f"{path} does not exist")

@@ -71,21 +71,19 @@ EVAL_CHANNELS = ("eval_prob", "eval_margin", "eval_loss", "eval_pred")
 
 def digits_for_a_users_loop(rate: float, seed: int = 0):
     """What a user's own loop starts from: scikit-learn's digits as images [N, 1, 8, 8] in [0, 1],
-    labels with ``rate`` of them moved to another class at random, the true labels, and a small CNN
+    labels with ``rate`` of them flipped by noisyctl's uniform noise, the true labels, and a small CNN
     with its SGD optimizer (all seeded by ``seed``)."""
-    import numpy as np
     from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    inputs = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
-    rng = np.random.default_rng(seed)
-    labels = digits.target.copy()
-    flip = rng.random(len(labels)) < rate
-    labels[flip] = (labels[flip] + rng.integers(1, 10, flip.sum())) % 10
+    from noisyctl.synth import synthesize
+
+    inputs = torch.tensor(load_digits().images / 16.0, dtype=torch.float32).unsqueeze(1)
+    labels = synthesize({"name": "digits", "root": None, "options": {}}, "uniform", rate, seed=seed)
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(16 * 64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    return inputs, labels, digits.target, model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return inputs, labels.given_labels, labels.true_labels, model, optimizer
 
 
 @contextmanager

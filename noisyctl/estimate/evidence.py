@@ -187,7 +187,6 @@ LOSS_CHANNELS = {"train_loss": "training loss", "eval_loss": "eval-mode loss"}
 # more, 44-50% had such a training loss in digits runs with mixup (alpha 0.2 and 1), at most 5.3% in
 # 816 runs without (cluttered shapes the most); above this share the eval-mode loss is read instead.
 MIXED_BATCHES_ABOVE = 0.2
-MIXED_READ_SAMPLES = 20_000  # the share, read on the first blocks of samples up to this many
 
 
 @dataclass
@@ -286,22 +285,19 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
 
 def mixed_batch_share(dynamics) -> float | None:
     """Of the presentations in the last quarter of the epochs whose eval pass gave the label 90% or
-    more, the share whose training-mode loss was above log 2 (``MIXED_BATCHES_ABOVE``); None without
-    both losses, any such presentation, or an epoch after the first (in which a model that starts
-    from scratch fits after the batch what it had not fitted in it: 9% of clean digits in the
-    second of two epochs)."""
+    more, the share whose training-mode loss was above log 2 (``MIXED_BATCHES_ABOVE``), read on the
+    first block of samples (a share needs no more); None without both losses, any such
+    presentation, or an epoch after the first (in which a model that starts from scratch fits after
+    the batch what it had not fitted in it: 9% of clean digits in the second of two epochs)."""
     if not (dynamics.has_channel("train_loss") and dynamics.has_channel("eval_loss")):
         return None
-    fitted = unfitted = 0
-    for where, block in dynamics.iter_blocks(("train_loss", "eval_loss")):
-        epochs = block["train_loss"].shape[1]
-        late = slice(max(1, epochs - max(1, epochs // 4)), epochs)
-        with np.errstate(invalid="ignore"):  # NaN: not presented, or no eval pass that epoch
-            fit = block["eval_loss"][:, late] < -np.log(0.9)
-            fitted += int(fit.sum())
-            unfitted += int((fit & (block["train_loss"][:, late] > UNFITTED_LOSS)).sum())
-        if where.stop >= MIXED_READ_SAMPLES:
-            break
+    _, block = next(iter(dynamics.iter_blocks(("train_loss", "eval_loss"))))
+    epochs = block["train_loss"].shape[1]
+    late = slice(max(1, epochs - max(1, epochs // 4)), epochs)
+    with np.errstate(invalid="ignore"):  # NaN: not presented, or no eval pass that epoch
+        fit = block["eval_loss"][:, late] < -np.log(0.9)
+        fitted = int(fit.sum())
+        unfitted = int((fit & (block["train_loss"][:, late] > UNFITTED_LOSS)).sum())
     return unfitted / fitted if fitted else None
 
 

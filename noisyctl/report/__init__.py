@@ -46,7 +46,7 @@ def build_report(run_path: Path, detector: str | None = None, top: int = 10, com
         if ranked_by is None:
             suspects = []
         else:  # flagged as detect flags, by the detector that ranks them
-            by = stored[[o.name for o in stored].index(ranked_by)]
+            by = next(o for o in stored if o.name == ranked_by)
             flags = decided[0] if by is stored[0] else detector_decision(run, ranked_by, by.result.scores,
                                                                         by.result.flagged)[0]
             suspects = top_suspects(run, scores[ranked_by], max(0, top), suggestions, flags)

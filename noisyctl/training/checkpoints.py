@@ -20,7 +20,8 @@ import numpy as np
 
 from noisyctl.errors import NoisyctlError
 from noisyctl.fileio import atomic_output
-from noisyctl.store import CHUNK_EPOCHS, RUN, Labels, create_field, field_for, new_file, write_field
+from noisyctl.store import (CHUNK_EPOCHS, RUN, Labels, checkpoint_folder, create_field, field_for, new_file,
+                            write_field)
 
 # Per-epoch figures a run file keeps (epochs/<name>); train_loss, train_accuracy, learning_rate and
 # seconds are required by the schema and written as NaN when an epoch did not give them.
@@ -34,7 +35,7 @@ class Checkpoints:
 
     def __init__(self, out: Path) -> None:
         out = Path(out)
-        self.folder = out.with_name(out.name + ".ckpt")
+        self.folder = checkpoint_folder(out)
         self.state_path = self.folder / "state.pt"
 
     def shard(self, epoch: int) -> Path:

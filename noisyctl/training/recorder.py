@@ -341,8 +341,8 @@ class Recorder:
         late = self.record_probs and self._late(self.epochs_done)
         self._epoch_probs = torch.zeros((n, self.num_classes), device=device) if late else None
         self._features = None
-        # bad index, bad target, target != label, rows that read as probabilities, rows
-        self._problems = torch.zeros(5, dtype=torch.long, device=device)
+        # bad index, bad target, target != label, rows that read as probabilities
+        self._problems = torch.zeros(4, dtype=torch.long, device=device)
 
     def _indices(self, indices, device, rows: int, what: str):
         """The batch's indices as a long tensor on ``device``; out-of-range ones checked now when they
@@ -422,7 +422,6 @@ class Recorder:
             # A model that ends in softmax hands probabilities: their losses all sit near log(C) and
             # say nothing, so an epoch of nothing but such rows is refused at end_epoch.
             self._problems[3] += ((logits >= 0).all(1) & ((logits.sum(1) - 1).abs() < 1e-2)).sum()
-            self._problems[4] += len(logits)
             losses = F.cross_entropy(logits, target, reduction="none")
             self._train.index_add_(0, index, torch.stack((losses, margins(logits, target)), dim=1))
             self._train_count.index_add_(0, index, torch.ones_like(losses))
@@ -547,7 +546,7 @@ class Recorder:
         nonfinite = (presented & ~torch.isfinite(self._train[:-1, 0])).sum()
         problems = torch.cat((problems, duplicates[None], nonfinite[None]))
         self.dist.sum_(problems)
-        bad_index, bad_target, mismatch, probability_rows, rows, twice, nonfinite = problems.tolist()
+        bad_index, bad_target, mismatch, probability_rows, twice, nonfinite = problems.tolist()
         if bad_index:
             raise NoisyctlError(f"epoch {epoch + 1}: {bad_index} indices were out of range for {self.num_samples} "
                                 f"samples")
@@ -562,10 +561,7 @@ class Recorder:
                                 f"end_epoch after each pass over the data, or, for a sampler that draws with "
                                 f"replacement, Recorder(allow_partial=True) to average the repeats and record NaN "
                                 f"for the samples it left out")
-        if rows >= 4 and probability_rows == rows:
-            raise NoisyctlError(f"epoch {epoch + 1}: every row of logits was a probability distribution; hand "
-                                f"update the model's outputs before softmax (log-probabilities will do)")
-        train, count = torch.nan_to_num(self._train[:-1]), self._train_count[:-1].clone()
+        train, count = self._train[:-1].clone(), self._train_count[:-1].clone()
         steps = self._steps[:-1].clone()
         extra = {name: v[:-1].clone() for name, v in self._extra.items()}
         evals, eval_count = self._eval[:-1].clone(), self._eval_count[:-1].clone()
@@ -574,6 +570,10 @@ class Recorder:
         for tensor in (train, count, evals, eval_count, *extra.values()):
             self.dist.sum_(tensor)
         self.dist.max_(steps)
+        rows = int(count.sum())
+        if rows >= 4 and probability_rows == rows:
+            raise NoisyctlError(f"epoch {epoch + 1}: every row of logits was a probability distribution; hand "
+                                f"update the model's outputs before softmax (log-probabilities will do)")
         seen = count > 0
         self._refuse_left_out(epoch, seen, partial, "", "present every sample each epoch (a loader with "
                               "drop_last=True leaves the last batch out)")
