@@ -119,6 +119,7 @@ def test_a_lightning_fit_records_what_a_plain_loop_records(digits, tmp_path, cli
     assert result["detectors"][result["primary"]]["metrics"]["map"] > 0.8
     with h5py.File(tmp_path / "lightning.h5") as h5:
         assert np.allclose(h5["probs/out_of_fold"][:], held_out, atol=1e-3)
+        assert np.allclose(h5["epochs/learning_rate"][:], 0.1)  # the report's lr column
     assert not (tmp_path / "wrong.h5").exists()
 
 
@@ -267,14 +268,21 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
             fetched.append(i)
             return {"input_ids": ids[i], "attention_mask": mask[i], "labels": int(labels[i]), "sample_index": i}
 
+    class Validation(torch.utils.data.Dataset):  # the Trainer's own evaluation: items without an index
+        def __len__(self):
+            return 64
+
+        def __getitem__(self, i):
+            return {"input_ids": ids[i], "attention_mask": mask[i], "labels": int(truth[i])}
+
     torch.manual_seed(0)
     model = tiny_bert(vocabulary)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     args = TrainingArguments(output_dir=str(tmp_path / "hf"), num_train_epochs=8, per_device_train_batch_size=32,
                              per_device_eval_batch_size=128, remove_unused_columns=False, report_to=[],
                              save_strategy="no", logging_strategy="no", max_grad_norm=0.0, use_cpu=True, seed=0,
-                             disable_tqdm=True)
-    trainer = RecordingTrainer(model=model, args=args, train_dataset=Items(),
+                             disable_tqdm=True, eval_strategy="epoch")
+    trainer = RecordingTrainer(model=model, args=args, train_dataset=Items(), eval_dataset=Validation(),
                                optimizers=(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)),
                                record_to=tmp_path / "hf.h5", record_labels=labels, record_out_of_fold=held_out,
                                recorder_options={"true_labels": truth})
@@ -294,6 +302,8 @@ def test_a_transformers_trainer_records_what_a_plain_loop_records(tmp_path, cli)
     assert max(d["metrics"]["map"] for d in result["detectors"].values()) > 0.8, result["detectors"]
     with h5py.File(tmp_path / "hf.h5") as h5:
         assert np.allclose(h5["probs/out_of_fold"][:], held_out, atol=1e-3)
+        assert np.allclose(h5["epochs/learning_rate"][:], 3e-3)
+    assert trainer.state.log_history[-2]["eval_loss"] > 0  # the Trainer's own evaluation ran each epoch
 
 
 @pytest.mark.slow
@@ -339,6 +349,8 @@ def test_a_transformers_trainer_resumed_or_stopped_mid_epoch_records_each_of_its
     assert np.isnan(loss).sum(axis=0).tolist() == [0, 6 * 32, 0, len(labels) - 13 * 32]
     with h5py.File(tmp_path / "hf.h5") as h5:  # the epochs max_steps takes, not num_train_epochs' default 3
         assert '"epochs": 4' in h5.attrs["training"].decode()
+        rates = h5["epochs/learning_rate"][:]  # each epoch's as it began, the linear decay's
+    assert rates[0] == pytest.approx(3e-3) and np.all(np.diff(rates) < 0)
     assert np.all(np.diff(np.nanmean(loss, axis=0)[:3]) < 0)  # no climb back: one training, not two spliced
 
 

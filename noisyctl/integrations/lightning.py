@@ -86,6 +86,7 @@ class RecordDynamics(Callback):
         self.recorder_options = recorder_options
         self.recorder: Recorder | None = None
         self._resumed_mid_epoch: int | None = None
+        self._epoch_learning_rate: float | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Made here, in every process (after DDP has started its process group), never pickled.
@@ -103,6 +104,10 @@ class RecordDynamics(Callback):
             self.recorder.epochs = _planned_epochs(trainer)
         resumed_batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
         self._resumed_mid_epoch = trainer.current_epoch if resumed_batches > 0 else None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Read as the epoch starts: an epoch-wise scheduler has stepped by the time it ends.
+        self._epoch_learning_rate = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(outputs, dict) or "logits" not in outputs:
@@ -124,7 +129,8 @@ class RecordDynamics(Callback):
         limit = trainer.limit_train_batches  # a share (1.0: all), or a count of batches (1: one)
         leaves_some_out = (bool(getattr(trainer.train_dataloader, "drop_last", False))
                            or not (isinstance(limit, float) and limit >= 1.0))
-        self.recorder.end_epoch(partial=cut_short or leaves_some_out
+        figures = {"learning_rate": self._epoch_learning_rate} if self._epoch_learning_rate is not None else None
+        self.recorder.end_epoch(figures, partial=cut_short or leaves_some_out
                                 or trainer.current_epoch == self._resumed_mid_epoch)
 
     def on_fit_end(self, trainer, pl_module) -> None:

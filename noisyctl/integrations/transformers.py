@@ -45,6 +45,11 @@ class _SealEpochs(TrainerCallback):
         self.owner._resumed_mid_epoch = done if epoch - done > 1e-6 and not args.ignore_data_skip else None
         return control
 
+    def on_epoch_begin(self, args, state, control, optimizer=None, **kwargs):
+        # The rate the epoch starts at: a per-step schedule has moved it by the epoch's end.
+        self.owner._epoch_learning_rate = optimizer.param_groups[0]["lr"] if optimizer is not None else None
+        return control
+
     def on_epoch_end(self, args, state, control, **kwargs):
         # An epoch cut short by max_steps, or any epoch that drops the last batch, presented only
         # some samples: the rest are NaN in it.
@@ -95,6 +100,7 @@ class RecordingMixin:
         self._record_out_of_fold = record_out_of_fold
         self._resume_point = 0  # the epochs the Trainer has done as it starts, and the one it resumes
         self._resumed_mid_epoch: int | None = None  # in mid-epoch, if it does: see _SealEpochs
+        self._epoch_learning_rate: float | None = None
         self.recorder: Recorder | None = None
         self.add_callback(_SealEpochs(self))
 
@@ -122,11 +128,12 @@ class RecordingMixin:
             raise
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, **kwargs):
-        if self.index_key not in inputs:
+        # The Trainer's own evaluation (eval_dataset) calls this too, on items that need no index.
+        if model.training and self.index_key not in inputs:
             raise NoisyctlError(f"the batch has no '{self.index_key}': give each item its dataset index under "
                                 f"that key, and keep it with TrainingArguments(remove_unused_columns=False)")
         inputs = dict(inputs)
-        indices = inputs.pop(self.index_key)
+        indices = inputs.pop(self.index_key, None)
         targets = inputs.get("labels")
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
         if model.training:
@@ -149,7 +156,8 @@ class RecordingMixin:
                     batch.pop("labels", None)
                     recorder.record_eval(indices, model(**batch).logits)
             model.train(was_training)
-        recorder.end_epoch(partial=cut_short or recorder.epochs_done == self._resumed_mid_epoch)
+        figures = {"learning_rate": self._epoch_learning_rate} if self._epoch_learning_rate is not None else None
+        recorder.end_epoch(figures, partial=cut_short or recorder.epochs_done == self._resumed_mid_epoch)
 
 
 class RecordingTrainer(RecordingMixin, Trainer):
