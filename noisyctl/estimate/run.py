@@ -129,7 +129,8 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
             low = min(estimate.low, held_out.low)
             estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
                                method="held-out", evidence=_evidence(low, estimate.samples))
-        ceiling = _at_most_never_believed(estimate, never_believed, refused, evidence.knew_at_start)
+        ceiling = _at_most_never_believed(estimate, never_believed, refused,
+                                          evidence.knew_at_start or (evidence.few_updates and estimate.method == "tail"))
         floor = _at_least_refused_labels(ceiling, refused, never_believed, run_held_out_refused(dynamics, judged),
                                          first_sight)
     halfway = run_held_out_anchors(dynamics, judged, halfway=True) if dynamics.num_classes > FEW_CLASSES else None
@@ -206,16 +207,18 @@ def _refused_bound(refused: np.ndarray, estimate: NoiseRateEstimate) -> float:
 
 
 def _at_most_never_believed(estimate: NoiseRateEstimate, never_believed: np.ndarray, refused: np.ndarray,
-                            knew_at_start: bool) -> NoiseRateEstimate:
+                            not_memorising: bool) -> NoiseRateEstimate:
     """The estimate lowered to the share of labels the model never believed (``never_believed``:
-    mean loss above log C), or the refused share if larger, where the model knew the data from its
-    first epoch (``RunEvidence.knew_at_start``) or held its wrong labels (the refused ones are
+    mean loss above log C), or the refused share if larger, where the model could not have memorised
+    wrong labels (``not_memorising``: it knew the data from its first epoch,
+    ``RunEvidence.knew_at_start``, or where the losses read the tail, took few optimizer steps for
+    its samples, ``RunEvidence.few_updates``) or held its wrong labels (the refused ones are
     evidence, ``_refused_bound`` above 0, and a ``HELD_NOT_MEMORISED`` share of the never-believed
     ones or more). The lower end comes down to the count's own binomial bound where it lay above;
     the upper end stays, the losses' reading not being ruled out."""
     never, held = int(never_believed.sum()), int((never_believed & refused).sum())
     held_them = never > 0 and held >= HELD_NOT_MEMORISED * never and _refused_bound(refused, estimate) > 0
-    if not (knew_at_start or held_them):
+    if not (not_memorising or held_them):
         return estimate
     count = max(never, int(refused.sum()))
     share = count / max(1, estimate.samples)
