@@ -52,7 +52,8 @@ images, as a small CNN on a few thousand photos does), clean and with 1-5% noise
 scores 31 runs of digits and the table's shapes on new training and noise seeds: clean, 1-10%
 uniform and pair-flip, 2-5% instance noise (how much of the table is one draw's luck).
 `--many-classes` scores 10 runs of blobs with 50 and 100 classes (100 samples a class), clean and
-with 2-5% noise. The main runs train without held-out models; the "with --folds" column is what
+with 2-5% noise. `--few-updates` scores 36 runs trained with few optimizer steps a sample (batches of
+128-512: each model `train` picks, lenet and resnet32), clean and with 2-5% noise. The main runs train without held-out models; the "with --folds" column is what
 `train` gives by default on 100-1,000 samples (more for the light models and for two or three
 classes), and a summary line reads each run as the default would.
 
@@ -73,6 +74,7 @@ Runs are kept in --cache (train once, score many times):
     .venv/bin/python benchmarks/calibration.py --cache runs/hard --hard   # ~12
     .venv/bin/python benchmarks/calibration.py --cache runs/repeats --repeats   # ~20
     .venv/bin/python benchmarks/calibration.py --cache runs/many --many-classes   # ~8
+    .venv/bin/python benchmarks/calibration.py --cache runs/few-updates --few-updates --folds 0   # ~25
 """
 
 from __future__ import annotations
@@ -317,6 +319,26 @@ MANY_CLASSES = (
 )
 
 
+# (label, dataset, its options, training options, noise, rates, noise seed): few optimizer steps a
+# sample, made in the fifty-sixth pass. `train`'s defaults take about half a step a sample (30 epochs
+# in batches of 64); a user who raises the batch to train faster takes a sixteenth (batches of 512).
+# Each model `train` picks, and lenet, in batches of 256 and 512, clean and with 2% uniform and 5%
+# pair-flip noise; and 10,000 shapes in batches of 128 and resnet32 in batches of 256.
+FEW_UPDATES = tuple(
+    (f"{dataset}{'-' + train.get('model', '') if 'model' in train else ''}-b{batch}", dataset, {},
+     {"batch_size": batch, "seed": 77, **train}, noise, rates, 77)
+    for dataset, train in (("shapes", {}), ("tickets", {}), ("digits", {"model": "mlp"}),
+                           ("digits", {"model": "lenet"}), ("blobs", {}))
+    for batch in (512, 256)
+    for noise, rates in (("uniform", (0, 0.02)), ("pairflip", (0.05,)))
+) + (
+    ("shapes10k-b128", "shapes", {"samples": 10000, "seed": 78}, {"batch_size": 128, "seed": 78}, "uniform",
+     (0, 0.02, 0.05), 78),
+    ("shapes-resnet32-b256", "shapes", {"seed": 79}, {"batch_size": 256, "seed": 79, "model": "resnet32"},
+     "uniform", (0, 0.02, 0.05), 79),
+)
+
+
 def _step(common: int, rare: int, rare_classes: int, classes: int = 10) -> tuple:
     return (common,) * (classes - rare_classes) + (rare,) * rare_classes
 
@@ -403,6 +425,7 @@ LISTED_SETS = {
     "repeats": (REPEATS, "the calibration set's digits and shapes settings (clean, 1-10%% uniform and "
                          "pair-flip, 2-5%% instance) on new seeds instead"),
     "many_classes": (MANY_CLASSES, "the runs with 50 and 100 classes instead"),
+    "few_updates": (FEW_UPDATES, "the runs of few optimizer steps a sample (batches of 128-512) instead"),
 }
 
 
