@@ -53,9 +53,10 @@ scores 31 runs of digits and the table's shapes on new training and noise seeds:
 uniform and pair-flip, 2-5% instance noise (how much of the table is one draw's luck).
 `--many-classes` scores 10 runs of blobs with 50 and 100 classes (100 samples a class), clean and
 with 2-5% noise. `--few-updates` scores 36 runs trained with few optimizer steps a sample (batches of
-128-512: each model `train` picks, lenet and resnet32), clean and with 2-5% noise. The main runs train without held-out models; the "with --folds" column is what
-`train` gives by default on 100-1,000 samples (more for the light models and for two or three
-classes), and a summary line reads each run as the default would.
+128-512: each model `train` picks, lenet and resnet32), clean and with 2-5% noise. The main runs
+train without held-out models; the "with --folds" column is what `train` gives by default on
+100-1,000 samples (more for the light models and for two or three classes), and a summary line
+reads each run as the default would.
 
 Runs are kept in --cache (train once, score many times):
 
@@ -325,7 +326,7 @@ MANY_CLASSES = (
 # Each model `train` picks, and lenet, in batches of 256 and 512, clean and with 2% uniform and 5%
 # pair-flip noise; and 10,000 shapes in batches of 128 and resnet32 in batches of 256.
 FEW_UPDATES = tuple(
-    (f"{dataset}{'-' + train.get('model', '') if 'model' in train else ''}-b{batch}", dataset, {},
+    (f"{'-'.join((dataset, *train.values()))}-b{batch}", dataset, {},
      {"batch_size": batch, "seed": 77, **train}, noise, rates, 77)
     for dataset, train in (("shapes", {}), ("tickets", {}), ("digits", {"model": "mlp"}),
                            ("digits", {"model": "lenet"}), ("blobs", {}))

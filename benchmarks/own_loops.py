@@ -10,6 +10,12 @@ the default detector's mAP, then how many clean runs read 1% or less and pass th
 noisy ones are within max(0.5 points, 25%) and fail it. About 5 minutes a seed on 2 CPU cores.
 
     .venv/bin/python benchmarks/own_loops.py --seeds 0 1
+
+Few optimizer steps a sample (fifty-sixth pass; about 4 and 3 minutes):
+
+    .venv/bin/python benchmarks/own_loops.py --only "5 epochs" "8 epochs" "12 epochs" "batches of 128" \
+        --seeds 0 1 2 --rates 0 0.02 0.05
+    .venv/bin/python benchmarks/own_loops.py --only "batches of 256" "batches of 512" --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -48,7 +54,16 @@ LOOPS = {
     "label smoothing 0.1": {"smoothing": 0.1},
     "eval every 5th epoch": {"eval_every": 5},
     "weight decay, cosine": {"weight_decay": 5e-4, "cosine": True},
+    # few optimizer steps a sample (the fifty-sixth pass): not run by default
+    "12 epochs": {"epochs": 12},
+    "batches of 128": {"batch": 128},
+    "batches of 256": {"batch": 256},
+    "adamw, 12 epochs": {"adamw": True, "epochs": 12},
+    "adamw, 20 epochs": {"adamw": True, "epochs": 20},
+    "adamw, batches of 128": {"adamw": True, "batch": 128},
+    "adamw, batches of 256": {"adamw": True, "batch": 256},
 }
+DEFAULT_LOOPS = list(LOOPS)[:14]
 
 
 def model_for(loop: dict, dropout: float) -> torch.nn.Module:
@@ -111,7 +126,8 @@ def record(loop: dict, rate: float, seed: int, out: Path) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--only", nargs="+", help="loops to run (names as printed)")
+    parser.add_argument("--only", nargs="+", help="loops to run (names as printed; default: the first 14)")
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.0, 0.05], help="noise rates (0: clean)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     console = Console(width=130)
@@ -121,10 +137,10 @@ def main() -> None:
     clean, noisy = [], []
     with tempfile.TemporaryDirectory() as folder:
         for name, loop in LOOPS.items():
-            if args.only and name not in args.only:
+            if name not in (args.only or DEFAULT_LOOPS):
                 continue
             for seed in args.seeds:
-                for rate in (0.0, 0.05):
+                for rate in args.rates:
                     out = Path(folder) / f"run-{len(clean) + len(noisy)}.h5"
                     flip = record(loop, rate, seed, out)
                     found = noisyctl.detect(out, save=False)
@@ -140,12 +156,13 @@ def main() -> None:
                         clean.append((estimate["rate"] <= 0.01, gate["passed"]))
                     else:
                         tolerance = max(NOISY_TOLERANCE[0], NOISY_TOLERANCE[1] * truth)
-                        noisy.append((abs(estimate["rate"] - truth) <= tolerance, not gate["passed"]))
+                        noisy.append((abs(estimate["rate"] - truth) <= tolerance, truth, not gate["passed"]))
     console.print(table)
     console.print(f"clean runs: estimate <= 1%: {sum(low for low, _ in clean)}/{len(clean)}; the 3% gate passes: "
                   f"{sum(passed for _, passed in clean)}/{len(clean)}")
-    console.print(f"5% noise: within max(0.5 points, 25%) of the truth: {sum(w for w, _ in noisy)}/{len(noisy)}; "
-                  f"the 3% gate fails: {sum(f for _, f in noisy)}/{len(noisy)}")
+    above = [failed for _, truth, failed in noisy if truth > GATE]  # the gate's verdict where the truth is above it
+    console.print(f"noisy runs: within max(0.5 points, 25%) of the truth: {sum(w for w, _, _ in noisy)}/{len(noisy)}; "
+                  f"above 3%, the 3% gate fails: {sum(above)}/{len(above)}")
 
 
 if __name__ == "__main__":

@@ -280,6 +280,9 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         "unfitted": None if estimate is None else estimate.unfitted,  # mean loss above log 2: the upper end reaches them
         # the share of fitted labels that mixed training batches left above log 2: read from the eval passes
         "mixed_batches": None if estimate is None else read_run_evidence(run).mixed_batches,
+        # optimizer steps over samples (about epochs / batch size); under FEW_UPDATES the model had not
+        # begun to memorise, and where the losses read the tail the never-believed labels are the count
+        "updates_per_sample": None if estimate is None else read_run_evidence(run).updates_per_sample,
         "annotators": annotators_reading(run, judged),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else

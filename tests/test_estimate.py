@@ -250,6 +250,7 @@ def test_a_model_given_few_optimizer_steps_in_a_users_loop_counts_the_labels_it_
                 recorder.end_epoch()
         result = cli("detect", out, "--no-save", "--fail-above", "0.03", "--json", ok=False)
         estimate = json.loads(result.stdout)["estimate"]
+        assert estimate["updates_per_sample"] == pytest.approx(epochs * -(-len(labels) // batch_size) / len(labels))
         if rate == 0:
             assert result.exit_code == 0 and estimate["rate"] <= 0.015, estimate["words"]
         else:

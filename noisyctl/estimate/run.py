@@ -129,8 +129,9 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
             low = min(estimate.low, held_out.low)
             estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
                                method="held-out", evidence=_evidence(low, estimate.samples))
-        ceiling = _at_most_never_believed(estimate, never_believed, refused,
-                                          evidence.knew_at_start or (evidence.few_updates and estimate.method == "tail"))
+        # A fine-tuned model, or one trained too briefly to memorise where its losses read little noise
+        not_memorising = evidence.knew_at_start or (evidence.few_updates and estimate.method == "tail")
+        ceiling = _at_most_never_believed(estimate, never_believed, refused, not_memorising)
         floor = _at_least_refused_labels(ceiling, refused, never_believed, run_held_out_refused(dynamics, judged),
                                          first_sight)
     halfway = run_held_out_anchors(dynamics, judged, halfway=True) if dynamics.num_classes > FEW_CLASSES else None
