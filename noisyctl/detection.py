@@ -280,9 +280,11 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         "unfitted": None if estimate is None else estimate.unfitted,  # mean loss above log 2: the upper end reaches them
         # the share of fitted labels that mixed training batches left above log 2: read from the eval passes
         "mixed_batches": None if estimate is None else read_run_evidence(run).mixed_batches,
-        # optimizer steps over samples (about epochs / batch size); under FEW_UPDATES the model had not
-        # begun to memorise, and where the losses read the tail the never-believed labels are the count
+        # optimizer steps over samples (about epochs / batch size); few_updates: under FEW_UPDATES, from
+        # scratch, the model had not begun to memorise, and where the losses read the tail the
+        # never-believed labels are the count
         "updates_per_sample": None if estimate is None else read_run_evidence(run).updates_per_sample,
+        "few_updates": estimate is not None and read_run_evidence(run).few_updates,
         "annotators": annotators_reading(run, judged),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
@@ -462,7 +464,10 @@ def _run_words(estimate: dict[str, Any]) -> str:
                   REFUSED_METHOD: (f"; counted as the labels the model still gave under {REFUSED_PROBABILITY:.0%} "
                                    "in its last epochs"),
                   NEVER_BELIEVED_METHOD: "; counted as the labels the model never believed (under chance on "
-                                         "average): the rest it learned",
+                                         "average): the rest it learned" + (
+                                             f", in too few optimizer steps to memorise any "
+                                             f"({estimate.get('updates_per_sample') or 0:.2f} a sample)"
+                                             if estimate.get("few_updates") else ""),
                   HELD_OUT_REFUSED_METHOD: (f"; counted as the labels the model never believed and models that never "
                                             f"trained on them gave under {REFUSED_PROBABILITY:.0%}: more may hide among "
                                             "those it fitted"),

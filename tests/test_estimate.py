@@ -255,7 +255,8 @@ def test_a_model_given_few_optimizer_steps_in_a_users_loop_counts_the_labels_it_
             assert result.exit_code == 0 and estimate["rate"] <= 0.015, estimate["words"]
         else:
             assert result.exit_code == 3 and abs(estimate["rate"] - 0.05) <= 0.0125, estimate["words"]
-            assert estimate["method"] == NEVER_BELIEVED_METHOD
+            assert estimate["method"] == NEVER_BELIEVED_METHOD and estimate["few_updates"]
+            assert "in too few optimizer steps to memorise any" in estimate["words"]
 
 
 def test_the_steps_per_sample_come_from_the_recorded_order_and_not_from_an_imported_epoch_count():
