@@ -156,13 +156,6 @@ def suggestions(run) -> tuple[np.ndarray, np.ndarray] | None:
     return labels, share
 
 
-def loss_read(run: RunFile) -> str:
-    """Which loss the estimate reads: the training loss, else (eval passes only, or training batches
-    of mixed inputs) the eval-mode loss."""
-    evidence = read_run_evidence(run)
-    return "" if evidence is None else LOSS_CHANNELS[evidence.channel]
-
-
 def estimated_flags(run: RunFile, name: str, scores: np.ndarray, flags: np.ndarray | None
                     ) -> tuple[np.ndarray, str, np.ndarray, NoiseRateEstimate] | None:
     """The samples a detector's ``scores`` (N,) judge mislabeled, as many as the run's noise-rate
@@ -254,9 +247,13 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
     truth = run.labels.is_noisy
     read = {"low": None, "high": None, "confidence": None, "method": "detector flags", "evidence": None,
             "late_classes": [], "unlearned_classes": [], "unlearned": 0.0}
+    # what the estimate read (an estimate comes from a run's losses): the loss, and how the run trained
+    evidence = None if estimate is None else read_run_evidence(run)
     if estimate is not None:
+        # the training loss, else (eval passes only, or training batches of mixed inputs) the eval-mode loss
+        loss = LOSS_CHANNELS[evidence.channel]
         read = {"low": estimate.low, "high": estimate.high, "confidence": estimate.confidence,
-                "method": METHODS_IN_WORDS.get(estimate.method, f"{estimate.method} on mean {loss_read(run)}"),
+                "method": METHODS_IN_WORDS.get(estimate.method, f"{estimate.method} on mean {loss}"),
                 "evidence": estimate.evidence,
                 "late_classes": [run.labels.class_names[c] for c in estimate.late_classes],
                 "unlearned_classes": [run.labels.class_names[c] for c in estimate.unlearned_classes],
@@ -279,12 +276,12 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         "held_out_models": counted is not None,  # the run has out-of-fold probabilities (train --folds)
         "unfitted": None if estimate is None else estimate.unfitted,  # mean loss above log 2: the upper end reaches them
         # the share of fitted labels that mixed training batches left above log 2: read from the eval passes
-        "mixed_batches": None if estimate is None else read_run_evidence(run).mixed_batches,
+        "mixed_batches": None if evidence is None else evidence.mixed_batches,
         # optimizer steps over samples (about epochs / batch size); few_updates: under FEW_UPDATES, from
         # scratch, the model had not begun to memorise, and where the losses read the tail the
         # never-believed labels are the count
-        "updates_per_sample": None if estimate is None else read_run_evidence(run).updates_per_sample,
-        "few_updates": estimate is not None and read_run_evidence(run).few_updates,
+        "updates_per_sample": None if evidence is None else evidence.updates_per_sample,
+        "few_updates": evidence is not None and evidence.few_updates,
         "annotators": annotators_reading(run, judged),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else

@@ -333,8 +333,9 @@ def open_checked(path: str | Path, want: str | None = None, mode: str = "r") -> 
     """Open a noisyctl file, refusing anything else with a one-line reason."""
     path = Path(path)
     if not path.exists():
-        if checkpoint_folder(path).is_dir():  # a Recorder's sealed epochs, not yet assembled
-            raise NoisyctlError(f"{path} does not exist yet: its recording is unfinished ({path}.ckpt/); "
+        folder = checkpoint_folder(path)
+        if folder.is_dir():  # a Recorder's sealed epochs, not yet assembled
+            raise NoisyctlError(f"{path} does not exist yet: its recording is unfinished ({folder}/); "
                                 f"recorder.close() writes it, and training again resumes it")
         raise NoisyctlError(f"{path} does not exist")
     if path.is_dir():

@@ -129,8 +129,7 @@ class RecordDynamics(Callback):
         limit = trainer.limit_train_batches  # a share (1.0: all), or a count of batches (1: one)
         leaves_some_out = (bool(getattr(trainer.train_dataloader, "drop_last", False))
                            or not (isinstance(limit, float) and limit >= 1.0))
-        figures = {"learning_rate": self._epoch_learning_rate} if self._epoch_learning_rate is not None else None
-        self.recorder.end_epoch(figures, partial=cut_short or leaves_some_out
+        self.recorder.end_epoch({"learning_rate": self._epoch_learning_rate}, partial=cut_short or leaves_some_out
                                 or trainer.current_epoch == self._resumed_mid_epoch)
 
     def on_fit_end(self, trainer, pl_module) -> None:

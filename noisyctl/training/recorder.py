@@ -513,7 +513,8 @@ class Recorder:
         Parameters
         ----------
         figures : dict, optional
-            Per-epoch figures of the schema to record: ``learning_rate``, ``test_accuracy``.
+            Per-epoch figures of the schema to record: ``learning_rate``, ``test_accuracy`` (None:
+            not known, recorded as NaN).
         state : any, optional
             What your loop needs to resume (``model.state_dict()``, the optimizer's, ...): tensors and
             plain values, loaded back with ``weights_only=True`` as :attr:`resumed_state`.
@@ -532,11 +533,12 @@ class Recorder:
 
         if self._closed:
             raise NoisyctlError("Recorder.end_epoch after close()")
-        given = dict(figures or {})
-        unknown = sorted(set(given) - set(EPOCH_FIGURES) - {"train_loss", "train_accuracy", "seconds"})
+        figures = dict(figures or {})
+        unknown = sorted(set(figures) - set(EPOCH_FIGURES) - {"train_loss", "train_accuracy", "seconds"})
         if unknown:
             raise NoisyctlError(f"Recorder.end_epoch: '{unknown[0]}' is not a per-epoch figure of the schema "
                                 f"(learning_rate, test_accuracy)")
+        given = {name: value for name, value in figures.items() if value is not None}  # None: not known
         if self._device is None:
             self._allocate(torch.device("cpu"))  # a rank (or loop) that saw no batch still takes part
         epoch = self.epochs_done
