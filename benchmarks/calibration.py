@@ -363,6 +363,7 @@ TABLES = tuple(
     for separation in (0.5, 1.0, 2.0) for classes in (2, 5, 10) for recipe, train in TABLE_RECIPES.items()
 )
 
+
 def _step(common: int, rare: int, rare_classes: int, classes: int = 10) -> tuple:
     return (common,) * (classes - rare_classes) + (rare,) * rare_classes
 

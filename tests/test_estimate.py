@@ -850,7 +850,7 @@ def test_a_noisy_component_as_wide_as_the_clean_losses_is_read_again_with_three(
 
 
 @pytest.mark.slow
-def test_a_clean_shoulder_as_wide_as_the_clean_losses_is_not_noise(cli, tmp_path):
+def test_a_skewed_hump_of_clean_losses_that_two_gaussians_split_is_not_noise(cli, tmp_path):
     """An MLP on clean overlapping blobs in batches of 256 (0.12 optimizer steps a sample) leaves a
     fifth of them unfitted: their log losses make one skewed hump, which two Gaussians split into a
     clean part and a "noisy" one as wide, with no dip between. That read 30.8% with clear evidence

@@ -66,8 +66,8 @@ STEADY_MOST = 2 / 3
 # after 30 epochs of 3 steps: 11.3% for 5%; tickets with 10% pair-flip: 17.3%), against 3 of the
 # 52 narrower ones. Held-out models count such a run surer, and detect says so.
 WIDE_NOISE = 1.0
-# Two Gaussians whose noisy component is that wide and has no mode of its own (the
-# density never dips between the clean mean and it) have split one skewed hump, not found noise.
+# Two Gaussians whose noisy component is that wide and has no mode of its own (the density never
+# dips between the clean mean and it) have split one skewed hump of clean losses, not found noise.
 # An MLP on clean overlapping blobs in batches of 256 (0.12 optimizer steps a sample) left a fifth
 # of them unfitted in such a hump, and two Gaussians read 30.8% with clear evidence (failing the 3%
 # gate; 5% pair-flip noise read 25.7%); the tail reads 0.0% there, and the interval, reaching the
