@@ -559,9 +559,10 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
     ``method`` forces a regime, and ``start`` starts the mixture: the interval's resamples keep the
     regime of the whole run and start from its mixture. ``steady``: see ``separated_posterior`` and
     ``tail_excess_share``. ``classes``: a run with classes learned later as a whole is read class by
-    class (``late_class_view``). Where no two-Gaussian mixture stands, the tail's reading, or a
-    separate mode of high losses (``separate_mode``, regime ``MODE``) where that counts more; where
-    such a mode stands and counts less, the tail's reading comes with the mode's mixture."""
+    class (``late_class_view``). Where no two-Gaussian mixture stands, or where it split one skewed
+    hump (``_skewed_hump``) and the tail reads less, the tail's reading, or a separate mode of high
+    losses (``separate_mode``, regime ``MODE``) where that counts more; where such a mode stands and
+    counts less, the tail's reading comes with the mode's mixture."""
     posterior, mixture = None, ()
     if method in (None, "mixture", MODE):
         if classes is None:
