@@ -571,13 +571,15 @@ def noise_share(z: np.ndarray, method: str | None = None, start: tuple | None = 
             posterior, mixture = separated_posterior(z, require_separation=method is None, start=start, steady=steady)
         else:
             posterior, mixture = class_mixture(z, classes, steady, start, require_separation=method is None)
+    share = None  # the tail's reading, where it was needed to judge a skewed hump
     if posterior is not None and method is None and classes is None and _skewed_hump(*mixture):
-        tail = tail_excess_share(z, steady, heavier=heavier)
-        if tail < posterior.mean():  # the hump's split counts more than its tail: the tail's reading, below
+        share = tail_excess_share(z, steady, heavier=heavier)
+        if share < posterior.mean():  # the hump's split counts more than its tail: the tail's reading, below
             posterior = None
     if posterior is not None:
         return float(posterior.mean()), method or "mixture", float((posterior > PLAUSIBLE).mean()), mixture
-    share = tail_excess_share(z if classes is None else classes.onto_pooled(z), steady, heavier=heavier)
+    if share is None:
+        share = tail_excess_share(z if classes is None else classes.onto_pooled(z), steady, heavier=heavier)
     if method is None and classes is None:
         mode, modes = separate_mode(z, steady, mixture or None)
         if mode is not None and mode.mean() > share:

@@ -156,7 +156,8 @@ class RecordingMixin:
                     batch.pop("labels", None)
                     recorder.record_eval(indices, model(**batch).logits)
             model.train(was_training)
-        recorder.end_epoch({"learning_rate": self._epoch_learning_rate}, partial=cut_short or recorder.epochs_done == self._resumed_mid_epoch)
+        recorder.end_epoch({"learning_rate": self._epoch_learning_rate},
+                           partial=cut_short or recorder.epochs_done == self._resumed_mid_epoch)
 
 
 class RecordingTrainer(RecordingMixin, Trainer):
