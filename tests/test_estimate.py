@@ -24,7 +24,7 @@ from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UN
                                run_held_out_anchors, run_held_out_count, run_held_out_refused, tail_excess_share)
 from noisyctl.estimate.mixture import _gaussians, _mode_stands, _skewed_fits
 from noisyctl.estimate.rate import count_interval
-from noisyctl.estimate.run import ANCHORS_AGREE
+from noisyctl.estimate.run import ANCHORS_AGREE, UNLEARNED_MOST
 from noisyctl.store import RunFile, read_labels
 
 
@@ -1134,6 +1134,23 @@ def test_a_model_that_never_learned_cannot_tell_and_says_why(cli, tmp_path):
     result = cli.json("detect", tmp_path / "run.h5", "--no-save")
     assert result["estimate"]["count"] == 0 and result["detectors"]["learned"]["flagged"] == 0
 
+
+@pytest.mark.slow
+def test_a_model_that_left_a_quarter_of_its_samples_in_unlearned_classes_cannot_tell(cli, tmp_path):
+    """LeNet on clean digits in batches of 512 (120 optimizer steps) leaves several classes
+    unlearned and half learns others, whose hard samples three Gaussians read as 6.3% noise with
+    clear evidence, failing a 3% gate. With a quarter of the samples or more in classes it did not
+    learn (``UNLEARNED_MOST``), the interval reaches zero: the losses cannot tell, and the gate
+    passes with its warning."""
+    cli("synth", "-d", "digits", "--noise", "uniform", "--rate", "0", "--seed", "77", "-o", tmp_path / "labels.h5")
+    cli("train", "-l", tmp_path / "labels.h5", "-m", "lenet", "-b", "512", "--seed", "77", "--folds", "0",
+        "--quiet", "-o", tmp_path / "run.h5")
+    result = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss", "--fail-above", "0.03")
+    estimate = result["estimate"]
+    assert estimate["unlearned"] >= UNLEARNED_MOST and estimate["unlearned_classes"]
+    assert estimate["low"] == 0 and estimate["evidence"] == "none" and estimate["high"] >= estimate["unlearned"]
+    assert result["gate"]["passed"] and result["gate"]["warning"]
+    assert "cannot tell how noisy" in " ".join(cli("detect", tmp_path / "run.h5", "--no-save", "-d", "loss").stdout.split())
 
 @pytest.fixture(scope="module")
 def imbalanced_digits(tmp_path_factory):
