@@ -58,9 +58,9 @@ UNLEARNED_CLASS = 0.8
 # (120 optimizer steps) did not learn four classes (40% of the samples) and half learned three
 # more, whose upper halves three Gaussians read as 6.3% noise with clear evidence (2.9-100%),
 # failing the 3% gate. There the interval reaches down to zero: the losses cannot tell. Of the
-# cached runs with classes not learned, 9 hold 2-10% of their samples in them (rare classes of
+# cached runs with classes not learned, 7 hold 1.5-10% of their samples in them (rare classes of
 # long-tailed data, one class of a briefly fine-tuned CNN, shapes with 45% noise) and read as
-# before; the 9 with 20-100% are under-trained runs: two more LeNet ones (4.0% with clear evidence
+# before; the 11 with 20-100% are under-trained runs: two more LeNet ones (4.0% with clear evidence
 # at 2% noise, now "cannot tell"; none at 5%), and tables trained 10 epochs (none or weak before).
 UNLEARNED_MOST = 0.25
 
