@@ -282,6 +282,9 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         # never-believed labels are the count
         "updates_per_sample": None if evidence is None else evidence.updates_per_sample,
         "few_updates": evidence is not None and evidence.few_updates,
+        # from scratch, MEMORISING_UPDATES or more, no held-out models: "no clear sign" says little
+        "may_have_memorised": bool(estimate is not None and counted is None and evidence.memorising
+                                   and estimate.evidence == "none" and not estimate.unsure),
         "annotators": annotators_reading(run, judged),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else
@@ -366,6 +369,12 @@ ANNOTATORS_NAMED = 5  # annotators named in words (of more, the least often righ
 LATE_NAMED = 5  # late classes named in words; --json lists them all
 # What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop
 HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilities) to count with held-out models too"
+
+
+def memorised_words(estimate: dict[str, Any]) -> str:
+    """Why a reading of no clear sign says little where ``may_have_memorised`` (``MEMORISING_UPDATES``)."""
+    return (f"a model trained from scratch for {estimate.get('updates_per_sample') or 0:.1f} optimizer steps a "
+            "sample fits its wrong labels too, which then look clean to its losses")
 # Noise every model learns as if it were the task (an annotator's systematic confusions) reads as none:
 # a person's review of a random sample counts it (digits relabeled 8% by a weak model's confusions:
 # "no clear sign", 1.0%; a review of 100 random samples and the 18 flagged read 8.6%, 5.1-13.9%).
@@ -453,6 +462,8 @@ def _run_words(estimate: dict[str, Any]) -> str:
                      f"({counted['low']:.1%}-{counted['high']:.1%} over resamples): a class can be learned late "
                      "because many of its look-alikes carry another label")
     undercount = f"; {UNDERCOUNT_HINT}" if estimate.get("may_undercount") else ""
+    if estimate.get("may_have_memorised"):
+        undercount += f"; {memorised_words(estimate)}: {HELD_OUT_HINT}"
     if estimate["evidence"] == "none":
         return (f"no clear sign of label noise{' in the losses' if doubted else ''}: estimated {estimate['rate']:.1%} "
                 f"({interval}); the top suspects are worth a look, not a verdict{undercount}; {AUDIT_HINT}")
@@ -540,10 +551,13 @@ def gate_verdict(estimate: dict[str, Any], scores: np.ndarray, fail_above: float
     if fail_count is not None and above > fail_count:
         reasons.append(f"{above:,} samples score above {fail_score:g}, more than --fail-count {fail_count:,}")
     warning = None
+    if not reasons and fail_above is not None and estimate.get("may_have_memorised"):
+        warning = f"the gate passed, but {memorised_words(estimate)}; {HELD_OUT_HINT}"
     # Three outcomes, as with any interval: below the threshold throughout, above it, or straddling
     # it. A silent pass on the last hid 5% of noise in overlapping blobs (read 0.0%, up to 8.6%).
     # (An upper gate that passed has its upper end under the threshold: it never warns.)
-    if not reasons and fail_above is not None and estimate.get("high") is not None and estimate["high"] > fail_above:
+    if (not reasons and not warning and fail_above is not None and estimate.get("high") is not None
+            and estimate["high"] > fail_above):
         on = "estimate" if gate_on == "estimate" else "lower end"
         if gate_on == "estimate" and (unsure or weak) and estimate["rate"] > fail_above:
             on = "lower end, as the losses cannot tell" if unsure else "lower end, as the evidence is weak"
