@@ -282,9 +282,9 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         # never-believed labels are the count
         "updates_per_sample": None if evidence is None else evidence.updates_per_sample,
         "few_updates": evidence is not None and evidence.few_updates,
-        # from scratch, MEMORISING_UPDATES or more, no held-out models: "no clear sign" says little
+        # from scratch, MEMORISING_UPDATES or more, no held-out models: no clear sign, or weak, says little
         "may_have_memorised": bool(estimate is not None and counted is None and evidence.memorising
-                                   and estimate.evidence == "none" and not estimate.unsure),
+                                   and estimate.evidence in ("none", "weak") and not estimate.unsure),
         "annotators": annotators_reading(run, judged),
         "true_rate": None if truth is None else float(truth[judged].mean()),
         "confused_pairs": [] if suggestions is None else

@@ -99,11 +99,11 @@ HELD_NOT_MEMORISED = 0.25
 FEW_UPDATES = 1 / 3
 # A model trained from scratch with this many optimizer steps per sample or more has had time to
 # memorise its wrong labels, and a wrong label it fitted has a clean label's mean loss: where the
-# losses then read no clear sign, that says little. Of the cached runs trained so without held-out
-# models that read "no clear sign" (tables an MLP trained 100 epochs in batches of 32, 3.2 steps a
-# sample; blobs 90 epochs and digits 100 in batches of 64, 1.4-1.6), all 17 with noise (3-5%) had
-# it above the interval's upper end (0.2-2.8%), beside 15 clean ones; under a step a sample, 35 of
-# the 44 such noisy runs held the truth inside. `detect` says so, and the gate warns
+# losses then read no clear sign, or weak evidence, that says little. Of the cached runs trained so
+# without held-out models that read so (tables an MLP trained 100 epochs in batches of 32, 3.2 steps
+# a sample; blobs 90 epochs and digits 100 in batches of 64, 1.4-1.6), all 19 with noise (3-5%) had
+# it above the interval's upper end (0.2-2.8%), beside 15 clean ones (none of them weak); under a
+# step a sample, 35 of the 44 noisy runs of no clear sign held the truth inside. `detect` says so, and the gate warns
 # (``may_have_memorised``); held-out models count what it memorised (a like table read 3.5%).
 MEMORISING_UPDATES = 1.0
 
