@@ -369,12 +369,6 @@ ANNOTATORS_NAMED = 5  # annotators named in words (of more, the least often righ
 LATE_NAMED = 5  # late classes named in words; --json lists them all
 # What would make a count from the losses alone surer, for a run trained by noisyctl or recorded in a user's loop
 HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilities) to count with held-out models too"
-
-
-def memorised_words(estimate: dict[str, Any]) -> str:
-    """Why a reading of no clear sign says little where ``may_have_memorised`` (``MEMORISING_UPDATES``)."""
-    return (f"a model trained from scratch for {estimate.get('updates_per_sample') or 0:.1f} optimizer steps a "
-            "sample fits its wrong labels too, which then look clean to its losses")
 # Noise every model learns as if it were the task (an annotator's systematic confusions) reads as none:
 # a person's review of a random sample counts it (digits relabeled 8% by a weak model's confusions:
 # "no clear sign", 1.0%; a review of 100 random samples and the 18 flagged read 8.6%, 5.1-13.9%).
@@ -382,9 +376,18 @@ AUDIT_HINT = ("a person's review of a random sample also counts noise no model s
               "audit.html)")
 UNDERCOUNT_HINT = ("with two or three classes the losses undercount, as a wrong label near the boundary looks like "
                    f"a hard clean one: {HELD_OUT_HINT}")
+
+
 # The words say the interval reaches the unfitted samples where they are at least this many times the
 # estimate: three quarters of them or more not counted as noise, so the model left clean ones unfitted
 UNFITTED_MOSTLY_CLEAN = 4
+
+
+def memorised_words(estimate: dict[str, Any]) -> str:
+    """Why a reading of no clear sign or weak evidence says little where ``may_have_memorised``
+    (``MEMORISING_UPDATES``): what the words and the gate's warning say."""
+    return (f"a model trained from scratch for {estimate.get('updates_per_sample') or 0:.1f} optimizer steps a "
+            "sample fits its wrong labels too, which then look clean to its losses")
 
 
 def _named_classes(names: list[str]) -> tuple[str, str, str]:

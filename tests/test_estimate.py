@@ -22,9 +22,9 @@ from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UN
                                NoiseRateEstimate, cannot_tell, decided_noisy, estimate_noise_rate, held_out_anchors,
                                learning_start, loss_evidence, never_learned, read_run_evidence, refused_labels,
                                run_held_out_anchors, run_held_out_count, run_held_out_refused, tail_excess_share)
+from noisyctl.estimate.evidence import MEMORISING_UPDATES
 from noisyctl.estimate.mixture import _gaussians, _mode_stands, _skewed_fits
 from noisyctl.estimate.rate import count_interval
-from noisyctl.estimate.evidence import MEMORISING_UPDATES
 from noisyctl.estimate.run import ANCHORS_AGREE, UNLEARNED_MOST
 from noisyctl.store import RunFile, read_labels
 
@@ -265,8 +265,8 @@ def test_a_model_that_had_time_to_memorise_says_no_clear_sign_says_little(tmp_pa
     """An MLP trained 30 epochs in batches of 16 on 800 blobs with 5% uniform noise (1.9 optimizer
     steps a sample, no held-out models) memorises its wrong labels, and its losses read no clear
     sign, a third of the truth (19 of 19 such cached runs read no clear sign or weak evidence, the
-    truth above the interval). detect says the reading says little and the gate passes with that warning; in
-    batches of 64 (0.47 steps a sample) the same labels get no such words."""
+    truth above the interval). detect says the reading says little and the gate passes with that
+    warning; in batches of 64 (0.47 steps a sample) the same labels get no such words."""
     cli("synth", "-d", "blobs", "-D", "samples=800", "-D", "separation=2", "-D", "seed=5", "-n", "uniform",
         "-r", "0.05", "--seed", "5", "-o", tmp_path / "labels.h5")
     for batch_size, memorising in ((16, True), (64, False)):
@@ -281,6 +281,7 @@ def test_a_model_that_had_time_to_memorise_says_no_clear_sign_says_little(tmp_pa
             assert estimate["evidence"] == "none" and estimate["rate"] < 0.5 * estimate["true_rate"]
             assert result["gate"]["passed"] and "fits its wrong labels too" in result["gate"]["warning"]
             assert "fits its wrong labels too" in " ".join(cli("detect", run, "--no-save").stdout.split())
+
 
 def test_the_steps_per_sample_come_from_the_recorded_order_and_not_from_an_imported_epoch_count():
     """train_step of 6 samples over 2 epochs in batches of 2 (3 steps an epoch): 6 steps over 6
@@ -1173,7 +1174,9 @@ def test_a_model_that_left_a_quarter_of_its_samples_in_unlearned_classes_cannot_
     assert estimate["unlearned"] >= UNLEARNED_MOST and estimate["unlearned_classes"]
     assert estimate["low"] == 0 and estimate["evidence"] == "none" and estimate["high"] >= estimate["unlearned"]
     assert result["gate"]["passed"] and result["gate"]["warning"]
-    assert "cannot tell how noisy" in " ".join(cli("detect", tmp_path / "run.h5", "--no-save", "-d", "loss").stdout.split())
+    words = cli("detect", tmp_path / "run.h5", "--no-save", "-d", "loss").stdout
+    assert "cannot tell how noisy" in " ".join(words.split())
+
 
 @pytest.fixture(scope="module")
 def imbalanced_digits(tmp_path_factory):

@@ -103,8 +103,9 @@ FEW_UPDATES = 1 / 3
 # without held-out models that read so (tables an MLP trained 100 epochs in batches of 32, 3.2 steps
 # a sample; blobs 90 epochs and digits 100 in batches of 64, 1.4-1.6), all 19 with noise (3-5%) had
 # it above the interval's upper end (0.2-2.8%), beside 15 clean ones (none of them weak); under a
-# step a sample, 35 of the 44 noisy runs of no clear sign held the truth inside. `detect` says so, and the gate warns
-# (``may_have_memorised``); held-out models count what it memorised (a like table read 3.5%).
+# step a sample, 35 of the 44 noisy runs of no clear sign held the truth inside. `detect` says so,
+# and the gate warns (``may_have_memorised``); held-out models count what it memorised (a like
+# table read 3.5%).
 MEMORISING_UPDATES = 1.0
 
 
