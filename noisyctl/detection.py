@@ -554,13 +554,13 @@ def gate_verdict(estimate: dict[str, Any], scores: np.ndarray, fail_above: float
     if fail_count is not None and above > fail_count:
         reasons.append(f"{above:,} samples score above {fail_score:g}, more than --fail-count {fail_count:,}")
     warning = None
-    if not reasons and fail_above is not None and estimate.get("may_have_memorised"):
+    passed_on_rate = not reasons and fail_above is not None
+    if passed_on_rate and estimate.get("may_have_memorised"):
         warning = f"the gate passed, but {memorised_words(estimate)}; {HELD_OUT_HINT}"
     # Three outcomes, as with any interval: below the threshold throughout, above it, or straddling
     # it. A silent pass on the last hid 5% of noise in overlapping blobs (read 0.0%, up to 8.6%).
     # (An upper gate that passed has its upper end under the threshold: it never warns.)
-    if (not reasons and not warning and fail_above is not None and estimate.get("high") is not None
-            and estimate["high"] > fail_above):
+    elif passed_on_rate and estimate.get("high") is not None and estimate["high"] > fail_above:
         on = "estimate" if gate_on == "estimate" else "lower end"
         if gate_on == "estimate" and (unsure or weak) and estimate["rate"] > fail_above:
             on = "lower end, as the losses cannot tell" if unsure else "lower end, as the evidence is weak"

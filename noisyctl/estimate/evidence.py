@@ -252,18 +252,22 @@ class RunEvidence:
     updates_per_sample: float | None = None
 
     @property
+    def updates_from_scratch(self) -> float | None:
+        """The optimizer steps per sample of a model trained from scratch; None for one that knew
+        the data from its first epoch, or a run that does not know its steps."""
+        return None if self.knew_at_start else self.updates_per_sample
+
+    @property
     def few_updates(self) -> bool:
         """A model trained from scratch with under ``FEW_UPDATES`` optimizer steps per sample: one
         that has not begun to memorise."""
-        return (not self.knew_at_start and self.updates_per_sample is not None
-                and self.updates_per_sample < FEW_UPDATES)
+        return self.updates_from_scratch is not None and self.updates_from_scratch < FEW_UPDATES
 
     @property
     def memorising(self) -> bool:
         """A model trained from scratch with ``MEMORISING_UPDATES`` optimizer steps per sample or
         more: one that had time to memorise its wrong labels."""
-        return (not self.knew_at_start and self.updates_per_sample is not None
-                and self.updates_per_sample >= MEMORISING_UPDATES)
+        return self.updates_from_scratch is not None and self.updates_from_scratch >= MEMORISING_UPDATES
 
     def never_believed(self, num_classes: int, halfway: bool = False) -> np.ndarray:
         """Whether the model never believed each label (N,): a mean loss above log C, a geometric-mean
