@@ -235,7 +235,8 @@ class RunEvidence:
     were mixed and the eval-mode loss was read for that reason, ``mixed_batch_share``, else None;
     ``updates_per_sample``: the run's optimizer steps over the samples presented (``train_step``),
     None where the run does not know its steps (imported runs number each epoch's presentations
-    alike)."""
+    alike); ``learning_from``: the first epoch the mean loss reads (``learning_start``), where a
+    reading of another channel over the same epochs begins."""
 
     mean_loss: np.ndarray
     learned_steadily: np.ndarray
@@ -250,6 +251,7 @@ class RunEvidence:
     channel: str = "train_loss"
     mixed_batches: float | None = None
     updates_per_sample: float | None = None
+    learning_from: int = 0
 
     @property
     def updates_from_scratch(self) -> float | None:
@@ -326,7 +328,7 @@ def read_run_evidence(dynamics) -> RunEvidence | None:
                            under_chance_at_end=np.concatenate(under_chance) if knew_at_start else None,
                            halfway_mean_loss=np.concatenate(halfway), unfitted_at_end=np.concatenate(unfitted),
                            channel=channel, mixed_batches=mixed,
-                           updates_per_sample=None if steps is None else steps.per_sample())
+                           updates_per_sample=None if steps is None else steps.per_sample(), learning_from=start)
     try:
         _evidence_read[dynamics] = evidence
     except TypeError:

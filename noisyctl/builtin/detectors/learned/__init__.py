@@ -31,15 +31,16 @@ import numpy as np
 from noisyctl.api import (DetectorResult, NoisyctlError, TrainableDetector, read_run_evidence,
                           run_held_out_label_probability, run_noise_rate)
 
-from .adaptation import RUNNING_MARGIN, adapt_to_run, little_noise_order, reordered
+from .adaptation import RUNNING_MARGIN, adapt_to_run, little_noise_order, mean_rival_loss, reordered
 from .features import FEATURE_SETS
 from .network import load_weights, predict
 from .training import train_detector
 
 WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # learned: a run whose noise-rate estimate is under LOW_NOISE_RATE, its interval's upper end under
-# LOW_NOISE_HIGH, is ranked by its samples' mean training loss (and its held-out models' loss,
-# where it has them: ``little_noise_order``). With little noise the mislabeled
+# LOW_NOISE_HIGH, is ranked by its samples' mean training loss (with their loss against the
+# strongest rival class, and its held-out models' loss where it has them: ``little_noise_order``).
+# With little noise the mislabeled
 # samples are the few with extreme losses, which the loss ranks best (best or tied in 25 of 36
 # settings at 0.5-5% in benchmarks/calibration.py, the networks in 2: their features, learned at
 # 10-45% noise, blur the very top). At 10-45% the rule also chose well: 20 of 27 settings at the best
@@ -77,16 +78,19 @@ class LearnedDetector(TrainableDetector):
             if self.adapt:
                 probability = adapt_to_run(inputs, probability, judged=judged)
             return DetectorResult(probability, flagged=probability > 0.5, info=info)
-        mean_loss = read_run_evidence(dynamics).mean_loss  # what detect's estimate reads, read once
+        evidence = read_run_evidence(dynamics)  # what detect's estimate reads, read once
+        mean_loss = evidence.mean_loss
         unpresented = np.isnan(mean_loss)  # never trained on: no dynamics to judge it by, as for `loss`
         judged &= ~unpresented
         estimate = run_noise_rate(dynamics, judged)
         info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
         if self.adapt and estimate.rate < LOW_NOISE_RATE and estimate.high < LOW_NOISE_HIGH:
             held_out = run_held_out_label_probability(dynamics)  # read once, with the estimate's reading
-            probability = reordered(probability, little_noise_order(mean_loss, held_out))
-            info["ranked_by"] = ("mean training loss (little noise)" if held_out is None else
-                                 "mean training loss, and the held-out models' loss (little noise)")
+            rival = mean_rival_loss(dynamics, evidence)
+            probability = reordered(probability, little_noise_order(mean_loss, held_out, rival))
+            read = "mean training loss" + ("" if rival is None else " and its loss against the strongest rival class")
+            read += "" if held_out is None else ", and the held-out models' loss"
+            info["ranked_by"] = f"{read} (little noise)"
         elif self.adapt:
             names = meta["features"]
             probability = adapt_to_run(inputs, probability, judged=judged,

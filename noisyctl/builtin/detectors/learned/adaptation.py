@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from noisyctl.api import presented_mean
+
 # Adapting fits a logistic regression on the features at these shares of the run (their steps), on
 # at most ADAPT_FIT_SAMPLES samples, if the networks flag at least ADAPT_MIN_CLASS samples and
 # leave as many unflagged.
@@ -17,6 +19,13 @@ RUNNING_MARGIN = "mean_train_margin_so_far_rank"  # the AUM so far, whose best s
 # loss, and overrules it only where the held-out models are far surer. Chosen on half of 150 cached
 # runs at 0.5-5% noise (weights 0.1-1), checked on the other half (docs/benchmarks.md, 24th pass).
 HELD_OUT_WEIGHT = 0.25
+# With little noise the mean training loss shares its weight with the mean loss against the
+# strongest rival class alone (``mean_rival_loss``): a wrong label has one rival, the sample's true
+# class, while a hard clean sample's doubt is spread over several. Their geometric mean ranked 180
+# of 362 cached runs at 0.2-5% noise without held-out models better than the loss alone and 75
+# worse (mean mAP 0.861 to 0.865; by more than 0.01: 57 and 6), 22 and 12 of the 61 with them,
+# and 82 and 14 of 109 at 5-50% (docs/benchmarks.md, fifty-ninth pass).
+RIVAL_WEIGHT = 0.5
 # float16's step just under 1 (2**-11): run files keep probabilities in float16, so held-out losses
 # under it all read 0; the training loss is floored alike, so both logs stay finite.
 LOSS_FLOOR = 2.0 ** -11
@@ -31,21 +40,43 @@ def reordered(probability: np.ndarray, order_by: np.ndarray) -> np.ndarray:
     return out
 
 
-def little_noise_order(mean_loss: np.ndarray, held_out_probability: np.ndarray | None = None) -> np.ndarray:
-    """What a run with little noise is ranked by: its samples' mean training loss (N,), and where
+def little_noise_order(mean_loss: np.ndarray, held_out_probability: np.ndarray | None = None,
+                       rival_loss: np.ndarray | None = None) -> np.ndarray:
+    """What a run with little noise is ranked by: its samples' mean training loss (N,), with their
+    mean loss against the strongest rival class (N,, ``mean_rival_loss``) where given, and where
     the run has held-out models, their probability of each given label (N,) too.
 
-    With little noise the mislabeled samples are the few with extreme losses. A model that trained on
-    a wrong label may still fit it (instance-dependent noise, which flips the samples that look most
-    like another class); models that never trained on it contradict it. The score is
-    ``log(mean_loss) + HELD_OUT_WEIGHT * log(held_out_loss)``, both losses floored at LOSS_FLOOR:
-    the logs make it independent of either loss's scale. NaN (a sample never presented) stays NaN.
+    With little noise the mislabeled samples are the few with extreme losses; of two samples with
+    the same loss, the one whose doubt falls on a single rival class is the likelier wrong label
+    (RIVAL_WEIGHT). A model that trained on a wrong label may still fit it (instance-dependent
+    noise, which flips the samples that look most like another class); models that never trained
+    on it contradict it. The score is ``(1 - RIVAL_WEIGHT) * log(mean_loss) + RIVAL_WEIGHT *
+    log(rival_loss) + HELD_OUT_WEIGHT * log(held_out_loss)``, each loss floored at LOSS_FLOOR: the
+    logs make it independent of any loss's scale. NaN (a sample never presented) stays NaN.
     """
-    if held_out_probability is None:
+    if held_out_probability is None and rival_loss is None:
         return mean_loss
-    held_out_loss = -np.log(np.clip(np.asarray(held_out_probability, dtype=np.float64), 1e-12, 1.0))
     # np.maximum keeps a NaN (a sample never presented) NaN
-    return np.log(np.maximum(mean_loss, LOSS_FLOOR)) + HELD_OUT_WEIGHT * np.log(np.maximum(held_out_loss, LOSS_FLOOR))
+    score = np.log(np.maximum(mean_loss, LOSS_FLOOR))
+    if rival_loss is not None:
+        score = (1 - RIVAL_WEIGHT) * score + RIVAL_WEIGHT * np.log(np.maximum(rival_loss, LOSS_FLOOR))
+    if held_out_probability is not None:
+        held_out_loss = -np.log(np.clip(np.asarray(held_out_probability, dtype=np.float64), 1e-12, 1.0))
+        score = score + HELD_OUT_WEIGHT * np.log(np.maximum(held_out_loss, LOSS_FLOOR))
+    return score
+
+
+def mean_rival_loss(dynamics, evidence) -> np.ndarray | None:
+    """Each sample's mean loss of its given label against the strongest other class alone (N,):
+    ``log(1 + exp(-margin))`` of its training-mode logit margin, averaged over the epochs the
+    run's mean loss reads (``evidence``, its ``RunEvidence``). None where the run recorded no
+    margins, or its mean loss is read from another channel than the training loss (mixed batches,
+    whose training margins mix two labels)."""
+    if evidence.channel != "train_loss" or not dynamics.has_channel("train_margin"):
+        return None
+    return np.concatenate([presented_mean(np.logaddexp(0.0, -block["train_margin"][:, evidence.learning_from:]
+                                                       .astype(np.float64)))
+                           for _, block in dynamics.iter_blocks(("train_margin",))])
 
 
 def most_agreeing_step(scores: np.ndarray, decisions: np.ndarray) -> int:
