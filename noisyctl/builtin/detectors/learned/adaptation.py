@@ -21,9 +21,9 @@ RUNNING_MARGIN = "mean_train_margin_so_far_rank"  # the AUM so far, whose best s
 HELD_OUT_WEIGHT = 0.25
 # With little noise the mean training loss shares its weight with the mean loss against the
 # strongest rival class alone (``mean_rival_loss``): a wrong label has one rival, the sample's true
-# class, while a hard clean sample's doubt is spread over several. Their geometric mean ranked 180
-# of 362 cached runs at 0.2-5% noise without held-out models better than the loss alone and 75
-# worse (mean mAP 0.861 to 0.865; by more than 0.01: 57 and 6), 22 and 12 of the 61 with them,
+# class, while a hard clean sample's doubt is spread over several. Their geometric mean ranked 179
+# of 362 cached runs at 0.2-5% noise without held-out models better than the loss alone and 74
+# worse (mean mAP 0.861 to 0.865; by more than 0.01: 56 and 7), 22 and 12 of the 61 with them,
 # and 82 and 14 of 109 at 5-50% (docs/benchmarks.md, fifty-ninth pass).
 RIVAL_WEIGHT = 0.5
 # float16's step just under 1 (2**-11): run files keep probabilities in float16, so held-out losses
