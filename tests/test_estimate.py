@@ -14,6 +14,7 @@ import torch
 import yaml
 from sklearn.metrics import average_precision_score
 
+import noisyctl.builtin.detectors.learned as learned_detectors
 from conftest import Cli, digits_for_a_users_loop
 from noisyctl.builtin.detectors.learned.adaptation import little_noise_order, mean_rival_loss
 from noisyctl.detection import (AUDIT_HINT, FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_HINT,
@@ -373,19 +374,17 @@ def test_a_model_of_few_updates_whose_losses_see_little_noise_is_ranked_by_them_
     """An MLP on digits in batches of 512 (a sixteenth of an optimizer step a sample an epoch) leaves
     many samples unfitted: the estimate reads 2-3% with clear evidence and an upper end far above
     15%. The losses still tell the wrong labels best; the networks, trained on long runs, do not."""
-    import noisyctl.builtin.detectors.learned as learned_package
-
     cli("synth", "-d", "digits", "-n", "uniform", "-r", "0.02", "--seed", "5", "-o", tmp_path / "labels.h5")
     cli("train", "-l", tmp_path / "labels.h5", "-m", "mlp", "--batch-size", "512", "--seed", "5", "--folds", "0",
         "-q", "-o", tmp_path / "run.h5")
     with RunFile(tmp_path / "run.h5") as run:
         truth = run.labels.is_noisy
         estimate = run_noise_rate(run)
-        assert estimate.rate < learned_package.LOW_NOISE_RATE and estimate.high >= learned_package.LOW_NOISE_HIGH
+        assert estimate.rate < learned_detectors.LOW_NOISE_RATE and estimate.high >= learned_detectors.LOW_NOISE_HIGH
         assert estimate.evidence == "clear" and not estimate.unsure
         learned = run_detector(run, "learned")
         loss = run_detector(run, "loss").result.scores
-        monkeypatch.setattr(learned_package, "LOW_NOISE_RATE", 0.0)  # what the networks alone rank
+        monkeypatch.setattr(learned_detectors, "LOW_NOISE_RATE", 0.0)  # what the networks alone rank
         networks = run_detector(run, "learned").result.scores
     assert learned.result.info["ranked_by"].endswith("(little noise)")
     ranked = average_precision_score(truth, learned.result.scores)

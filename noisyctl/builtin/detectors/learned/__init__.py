@@ -88,7 +88,8 @@ class LearnedDetector(TrainableDetector):
         judged &= ~unpresented
         estimate = run_noise_rate(dynamics, judged)
         info["estimated_noise"] = {"rate": estimate.rate, "low": estimate.low, "high": estimate.high}
-        if self.adapt and estimate.rate < LOW_NOISE_RATE and (estimate.high < LOW_NOISE_HIGH or not estimate.unsure):
+        little_noise = estimate.rate < LOW_NOISE_RATE and (estimate.high < LOW_NOISE_HIGH or not estimate.unsure)
+        if self.adapt and little_noise:
             held_out = run_held_out_label_probability(dynamics)  # read once, with the estimate's reading
             rival = mean_rival_loss(dynamics, evidence)
             probability = reordered(probability, little_noise_order(mean_loss, held_out, rival))
