@@ -464,12 +464,13 @@ def _run_words(estimate: dict[str, Any]) -> str:
         interval += (f"; but models that never trained on the samples (train --folds) count {counted['rate']:.1%} "
                      f"({counted['low']:.1%}-{counted['high']:.1%} over resamples): a class can be learned late "
                      "because many of its look-alikes carry another label")
-    undercount = f"; {UNDERCOUNT_HINT}" if estimate.get("may_undercount") else ""
+    # why the reading may count too few, and what counts the rest
+    hints = f"; {UNDERCOUNT_HINT}" if estimate.get("may_undercount") else ""
     if estimate.get("may_have_memorised"):
-        undercount += f"; {memorised_words(estimate)}: {HELD_OUT_HINT}"
+        hints += f"; {memorised_words(estimate)}: {HELD_OUT_HINT}"
     if estimate["evidence"] == "none":
         return (f"no clear sign of label noise{' in the losses' if doubted else ''}: estimated {estimate['rate']:.1%} "
-                f"({interval}); the top suspects are worth a look, not a verdict{undercount}; {AUDIT_HINT}")
+                f"({interval}); the top suspects are worth a look, not a verdict{hints}; {AUDIT_HINT}")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
     counted_by = {HELD_OUT_METHOD: "; counted by models that never trained on the samples",
                   REFUSED_METHOD: (f"; counted as the labels the model still gave under {REFUSED_PROBABILITY:.0%} "
@@ -497,8 +498,8 @@ def _run_words(estimate: dict[str, Any]) -> str:
                                       "the task")}.get(estimate["method"], "")
     advice = ("; the high losses spread as wide as the clean ones, so the count may include clean samples the "
               f"model has not fitted: {HELD_OUT_HINT}") if estimate.get("may_overcount") else ""
-    if undercount and not advice:
-        advice = undercount
+    if hints and not advice:
+        advice = hints
     if weak and not advice and estimate.get("held_out_models") is False:
         # a weak model's clean tail reads as a little noise (an MLP on clean digits: 1.6%, 0.3-0.6% held out)
         advice = f"; {HELD_OUT_HINT}"

@@ -362,7 +362,7 @@ def test_with_little_noise_learned_ranks_by_the_losses_and_flags_what_the_estima
     with RunFile(tmp_path / "run.h5") as run:
         adapted, plain = run_detector(run, "learned"), run_detector(run, "learned", {"adapt": False})
         evidence = read_run_evidence(run)
-        expected = little_noise_order(evidence.mean_loss, None, mean_rival_loss(run, evidence))
+        expected = little_noise_order(evidence.mean_loss, None, mean_rival_loss(run))
     assert "ranked_by" not in plain.result.info
     assert (np.argsort(adapted.result.scores, kind="stable") == np.argsort(expected, kind="stable")).all()
     assert (np.argsort(plain.result.scores) != np.argsort(expected)).any()
@@ -425,7 +425,7 @@ def test_the_loss_against_the_strongest_rival_is_the_loss_with_two_classes_and_u
     for path in (tmp_path / "two.h5", digits_run):
         with RunFile(path) as run:
             evidence = read_run_evidence(run)
-            rival, classes = mean_rival_loss(run, evidence), run.num_classes
+            rival, classes = mean_rival_loss(run), run.num_classes
         assert rival.shape == evidence.mean_loss.shape and np.isfinite(rival).all()
         if classes == 2:
             assert rival == pytest.approx(evidence.mean_loss, rel=1e-4, abs=1e-6)
@@ -452,7 +452,7 @@ def test_with_little_noise_and_held_out_models_learned_also_reads_their_loss(cli
     with RunFile(tmp_path / "run.h5") as run:
         held_out = run.probabilities("out_of_fold")[np.arange(run.num_samples), run.given_labels]
         evidence = read_run_evidence(run)
-        expected = little_noise_order(evidence.mean_loss, held_out, mean_rival_loss(run, evidence))
+        expected = little_noise_order(evidence.mean_loss, held_out, mean_rival_loss(run))
         scores = run_detector(run, "learned").result.scores
     assert (np.argsort(scores, kind="stable") == np.argsort(expected, kind="stable")).all()
 

@@ -82,8 +82,7 @@ class LearnedDetector(TrainableDetector):
             if self.adapt:
                 probability = adapt_to_run(inputs, probability, judged=judged)
             return DetectorResult(probability, flagged=probability > 0.5, info=info)
-        evidence = read_run_evidence(dynamics)  # what detect's estimate reads, read once
-        mean_loss = evidence.mean_loss
+        mean_loss = read_run_evidence(dynamics).mean_loss  # what detect's estimate reads, read once
         unpresented = np.isnan(mean_loss)  # never trained on: no dynamics to judge it by, as for `loss`
         judged &= ~unpresented
         estimate = run_noise_rate(dynamics, judged)
@@ -91,7 +90,7 @@ class LearnedDetector(TrainableDetector):
         little_noise = estimate.rate < LOW_NOISE_RATE and (estimate.high < LOW_NOISE_HIGH or not estimate.unsure)
         if self.adapt and little_noise:
             held_out = run_held_out_label_probability(dynamics)  # read once, with the estimate's reading
-            rival = mean_rival_loss(dynamics, evidence)
+            rival = mean_rival_loss(dynamics)
             probability = reordered(probability, little_noise_order(mean_loss, held_out, rival))
             read = "mean training loss" + ("" if rival is None else " and its loss against the strongest rival class")
             read += "" if held_out is None else ", and the held-out models' loss"

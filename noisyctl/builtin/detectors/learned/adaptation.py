@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyctl.api import presented_mean
+from noisyctl.api import presented_mean, read_run_evidence
 
 # Adapting fits a logistic regression on the features at these shares of the run (their steps), on
 # at most ADAPT_FIT_SAMPLES samples, if the networks flag at least ADAPT_MIN_CLASS samples and
@@ -66,13 +66,14 @@ def little_noise_order(mean_loss: np.ndarray, held_out_probability: np.ndarray |
     return score
 
 
-def mean_rival_loss(dynamics, evidence) -> np.ndarray | None:
+def mean_rival_loss(dynamics) -> np.ndarray | None:
     """Each sample's mean loss of its given label against the strongest other class alone (N,):
     ``log(1 + exp(-margin))`` of its training-mode logit margin, averaged over the epochs the
-    run's mean loss reads (``evidence``, its ``RunEvidence``). None where the run recorded no
-    margins, or its mean loss is read from another channel than the training loss (mixed batches,
-    whose training margins mix two labels)."""
-    if evidence.channel != "train_loss" or not dynamics.has_channel("train_margin"):
+    run's mean loss reads (``read_run_evidence``). None where the run recorded no margins, or its
+    mean loss is read from another channel than the training loss (mixed batches, whose training
+    margins mix two labels)."""
+    evidence = read_run_evidence(dynamics)  # read once per opened run
+    if evidence is None or evidence.channel != "train_loss" or not dynamics.has_channel("train_margin"):
         return None
     return np.concatenate([presented_mean(np.logaddexp(0.0, -block["train_margin"][:, evidence.learning_from:]
                                                        .astype(np.float64)))
