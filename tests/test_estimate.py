@@ -1040,7 +1040,7 @@ def test_clean_losses_with_a_shoulder_do_not_hide_a_mode_of_noise(cli, tmp_path)
     BIC's choice between three and four, which this run sits on the edge of: preferred under the
     stack of the thirtieth pass (1.96%), short by 1.2 under numpy 2.4 and torch 2.14.1 (lifting that
     guard where three stand none made modes of clean blobs, see the thirty-first pass in
-    docs/benchmarks.md). What four find is asserted: the wrong labels, nearer their count than the
+    docs/benchmarks-history.md). What four find is asserted: the wrong labels, nearer their count than the
     tail. How near moves with the machine (the same versions' top component took 1.80% or more on
     the CPUs of earlier sessions, 1.79% on the H200 machine's and on a later one's, a hair outside
     the tolerance of 1.80-3.00%), so the tolerance is not asked of it; the interval reaches the

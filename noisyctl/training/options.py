@@ -34,7 +34,7 @@ FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are record
 # larger sets an MLP, trained more steps, half memorises some wrong labels, which the losses'
 # mixture leaves out and the held-out anchors count: of 8 noisy blobs runs of 12,000-30,000 samples,
 # 3 within the tolerance from the losses alone and 6 with them (20,000 with 2% uniform noise: 1.46%
-# to 1.87%), the 5 clean ones at 0.17% or less either way (thirty-third pass in docs/benchmarks.md).
+# to 1.87%), the 5 clean ones at 0.17% or less either way (thirty-third pass in docs/benchmarks-history.md).
 # Tasks of two or three classes (FEW_CLASSES) get them up to FOLDS_AUTO_MAX_FEW_CLASSES samples with
 # any model: there the losses undercount (a wrong label near the boundary looks like a hard clean
 # one) and the held-out anchors count the rest (small-cnn on two classes of generated shapes with
@@ -45,7 +45,7 @@ FEATURES_AUTO_MAX_BYTES = 1 << 30  # above this, penultimate features are record
 # little_noise_order): on the calibration set's 24 digits and shapes settings at 0.5-5% `learned` is
 # at or above the best hand-crafted detector in 21 with them and 15 without, on the fresh runs in 7
 # of 8 and 5. The count is about even (over the 85 noisy small-cnn runs of 1,001-5,000 samples in
-# five sets, 4 more within the tolerance and 3 fewer; fifty-second pass in docs/benchmarks.md), and
+# five sets, 4 more within the tolerance and 3 fewer; fifty-second pass in docs/benchmarks-history.md), and
 # the 23 clean ones read 0.2% or less with them (0.65% at most without). text-bag, as fast a sample
 # as small-cnn, is left at FOLDS_AUTO_MAX_SAMPLES: its losses alone already count text well (25 runs
 # of 1,500-4,000 generated tickets: 15 of 18 noisy ones within the tolerance with or without them),

@@ -17,14 +17,14 @@ RUNNING_MARGIN = "mean_train_margin_so_far_rank"  # the AUM so far, whose best s
 # With little noise, where the run has held-out models, their loss of each given label joins the
 # mean training loss at a quarter of its weight in log terms: it moves near-ties of the training
 # loss, and overrules it only where the held-out models are far surer. Chosen on half of 150 cached
-# runs at 0.5-5% noise (weights 0.1-1), checked on the other half (docs/benchmarks.md, 24th pass).
+# runs at 0.5-5% noise (weights 0.1-1), checked on the other half (docs/benchmarks-history.md, 24th pass).
 HELD_OUT_WEIGHT = 0.25
 # With little noise the mean training loss shares its weight with the mean loss against the
 # strongest rival class alone (``mean_rival_loss``): a wrong label has one rival, the sample's true
 # class, while a hard clean sample's doubt is spread over several. Their geometric mean ranked 179
 # of 362 cached runs at 0.2-5% noise without held-out models better than the loss alone and 74
 # worse (mean mAP 0.861 to 0.865; by more than 0.01: 56 and 7), 22 and 12 of the 61 with them,
-# and 82 and 14 of 109 at 5-50% (docs/benchmarks.md, fifty-ninth pass).
+# and 82 and 14 of 109 at 5-50% (docs/benchmarks-history.md, fifty-ninth pass).
 RIVAL_WEIGHT = 0.5
 # float16's step just under 1 (2**-11): run files keep probabilities in float16, so held-out losses
 # under it all read 0; the training loss is floored alike, so both logs stay finite.
