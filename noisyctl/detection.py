@@ -14,9 +14,9 @@ from noisyctl.api import Detector, DetectorResult, TrainableDetector
 from noisyctl.data import sample_texts
 from noisyctl.errors import NoisyctlError
 from noisyctl.estimate import (ANNOTATORS, FEW_CLASSES, FIRST_SIGHT_REFUSED, HELD_OUT_ANCHORS, HELD_OUT_REFUSED,
-                               LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED, PLATEAU, REFUSED, REFUSED_PROBABILITY,
-                               UNDER_CHANCE_AT_END, UNSETTLED, UNSURE_ABOVE, NoiseRateEstimate, cannot_tell,
-                               confused_pairs, decided_noisy, read_run_evidence, run_annotators_count,
+                               LOSS_CHANNELS, NEVER_BELIEVED, NOT_LEARNED, OVERLAP_ANCHORS, PLATEAU, REFUSED,
+                               REFUSED_PROBABILITY, UNDER_CHANCE_AT_END, UNSETTLED, UNSURE_ABOVE, NoiseRateEstimate,
+                               cannot_tell, confused_pairs, decided_noisy, read_run_evidence, run_annotators_count,
                                run_held_out_count, run_noise_rate, surely_least_right_first)
 from noisyctl.fileio import same_file
 from noisyctl.metrics import detection_metrics, ranking
@@ -230,13 +230,16 @@ UNDER_CHANCE_METHOD = "labels the model still gave under chance at its end, abov
 # believed (or had not halfway) are a larger share than the losses count (see run_noise_rate).
 HELD_OUT_ANCHORS_METHOD = ("labels held-out models contradict where surest and the model never believed, above the "
                            "losses' reading")
+# Where, with two or three classes, the labels held-out models contradict where surest are a clearly smaller share
+# than their count (see run_noise_rate).
+OVERLAP_ANCHORS_METHOD = "labels held-out models contradict where surest, below their count"
 # Where the given labels are the annotators' majority and their own labels count more (see run_noise_rate).
 ANNOTATORS_METHOD = "the annotators' own labels, above the losses' reading"
 METHODS_IN_WORDS = {"held-out": HELD_OUT_METHOD, ANNOTATORS: ANNOTATORS_METHOD, REFUSED: REFUSED_METHOD,
                     NEVER_BELIEVED: NEVER_BELIEVED_METHOD,
                     HELD_OUT_REFUSED: HELD_OUT_REFUSED_METHOD, FIRST_SIGHT_REFUSED: FIRST_SIGHT_REFUSED_METHOD,
                     UNDER_CHANCE_AT_END: UNDER_CHANCE_METHOD, HELD_OUT_ANCHORS: HELD_OUT_ANCHORS_METHOD,
-                    NOT_LEARNED: NOT_LEARNED_METHOD}
+                    OVERLAP_ANCHORS: OVERLAP_ANCHORS_METHOD, NOT_LEARNED: NOT_LEARNED_METHOD}
 
 
 def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarray | None,
@@ -490,6 +493,10 @@ def _run_words(estimate: dict[str, Any]) -> str:
                   HELD_OUT_ANCHORS_METHOD: ("; counted among the samples models that never trained on them are "
                                             "surest of, as the share of labels those models contradict and the model "
                                             "never believed (or had not yet believed halfway through training)"),
+                  OVERLAP_ANCHORS_METHOD: ("; counted among the samples models that never trained on them are "
+                                           "surest of, far from where the classes meet, as the share of labels "
+                                           "those models contradict: their whole count also holds clean samples "
+                                           "that lie among another class's"),
                   UNDER_CHANCE_METHOD: ("; counted as the labels the model, which knew the data from its first "
                                         "epoch, still gave under chance's probability in its last epochs (its "
                                         "losses alone cannot tell)"),

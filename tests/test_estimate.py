@@ -18,13 +18,13 @@ import noisyctl.builtin.detectors.learned as learned_detectors
 from conftest import Cli, digits_for_a_users_loop
 from noisyctl.builtin.detectors.learned.adaptation import little_noise_order, mean_rival_loss
 from noisyctl.detection import (AUDIT_HINT, FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_HINT,
-                                HELD_OUT_REFUSED_METHOD, NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD, REFUSED_METHOD,
-                                UNDER_CHANCE_METHOD, UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
+                                HELD_OUT_REFUSED_METHOD, NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD,
+                                OVERLAP_ANCHORS_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD, UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UNSURE_ABOVE, WEAK_EVIDENCE,
                                NoiseRateEstimate, cannot_tell, decided_noisy, estimate_noise_rate, held_out_anchors,
                                learning_start, loss_evidence, never_learned, read_run_evidence, refused_labels,
-                               run_held_out_anchors, run_held_out_count, run_held_out_refused, run_noise_rate,
-                               tail_excess_share)
+                               run_held_out_anchors, run_held_out_contradicted_anchors, run_held_out_count,
+                               run_held_out_refused, run_noise_rate, tail_excess_share)
 from noisyctl.estimate.evidence import MEMORISING_UPDATES
 from noisyctl.estimate.mixture import _gaussians, _mode_stands, _skewed_fits
 from noisyctl.estimate.rate import count_interval
@@ -540,6 +540,37 @@ def test_a_late_class_that_held_out_models_doubt_gets_their_count_beside_the_est
     assert held_out["low"] > estimate["high"]  # shown because the losses' interval misses it
     words = " ".join(cli("detect", tmp_path / "run.h5", "--no-save", "-d", "loss").output.split())
     assert "no clear sign of label noise in the losses" in words and "look-alikes carry another label" in words
+
+
+@pytest.mark.slow
+def test_two_overlapping_classes_are_read_by_the_held_out_anchors_not_the_overlap(cli, tmp_path):
+    """Two moons that overlap (noise 0.25): held-out models surely contradict the clean labels on the
+    far side of the boundary, and confident learning counts 1.7% of the clean set with clear
+    evidence. Far from the boundary, among their anchors, they contradict 1 label in 500: the
+    estimate reads that, under 1% with no clear sign, and the gate passes. With 2% of the labels
+    flipped the anchors still see them, and the reading stays clear evidence of noise."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(2000, noise=0.25, random_state=601)
+    np.savez(tmp_path / "moons.npz", x=((x - x.mean(0)) / x.std(0)).astype(np.float32), y=y)
+    readings = {}
+    for rate, seed in ((0.0, 21), (0.02, 24)):
+        labels, run = tmp_path / f"labels-{rate}.h5", tmp_path / f"run-{rate}.h5"
+        cli("synth", "-d", "npz", "--data-root", tmp_path / "moons.npz", "-r", str(rate), "--seed", str(seed),
+            "-o", labels)
+        cli("train", "-l", labels, "--seed", str(seed), "--quiet", "-o", run)
+        readings[rate] = cli.json("detect", run, "--no-save", *(["--fail-above", "0.03"] if rate == 0 else []))
+        with RunFile(run) as opened:
+            contradicted, anchors = run_held_out_contradicted_anchors(opened)
+            readings[rate]["held_out_count"] = run_held_out_count(opened).rate
+            readings[rate]["anchors_share"] = contradicted / anchors
+    clean = readings[0.0]
+    assert clean["held_out_count"] > 0.01  # the overlap, which confident learning counts
+    assert clean["estimate"]["method"] == OVERLAP_ANCHORS_METHOD and clean["estimate"]["rate"] <= 0.01
+    assert clean["estimate"]["evidence"] != "clear" and clean["gate"]["passed"]
+    noisy = readings[0.02]["estimate"]
+    assert noisy["evidence"] == "clear" and noisy["rate"] >= readings[0.02]["anchors_share"] > 0.01
+    assert noisy["low"] <= noisy["true_rate"] <= noisy["high"]
 
 
 def test_held_out_models_are_trained_by_default_only_on_small_sets_or_few_classes(cli, tmp_path):

@@ -29,13 +29,14 @@ from noisyctl.estimate.evidence import (FIRST_SIGHT_REFUSED, LOSS_CHANNELS, NEVE
                                         late_contradictions, learning_start, loss_evidence, never_learned,
                                         presented_mean, read_run_evidence, refused_labels, under_chance_at_end)
 from noisyctl.estimate.held_out import (ANCHOR_MIN_COUNT, FEW_CLASSES, HELD_OUT_ANCHORS, held_out_anchors,
-                                        held_out_noise_rate, run_held_out_anchors, run_held_out_count,
+                                        held_out_noise_rate, run_held_out_anchors,
+                                        run_held_out_contradicted_anchors, run_held_out_count,
                                         run_held_out_label_probability, run_held_out_probabilities,
                                         run_held_out_refused)
 from noisyctl.estimate.mixture import STEADY_MOST, noise_share, tail_excess_share
 from noisyctl.estimate.rate import (NOT_LEARNED, UNSURE_ABOVE, WEAK_EVIDENCE, NoiseRateEstimate, cannot_tell,
                                     estimate_noise_rate)
-from noisyctl.estimate.run import HELD_OUT_REFUSED, run_noise_rate
+from noisyctl.estimate.run import HELD_OUT_REFUSED, OVERLAP_ANCHORS, run_noise_rate
 
 __all__ = [
     "AGGREGATES", "ANNOTATORS", "aggregate_labels", "annotators_noise_rate", "dawid_skene", "run_annotators_count",
@@ -43,11 +44,12 @@ __all__ = [
     "run_annotators_posterior",
     "run_held_out_probabilities",
     "ANCHOR_MIN_COUNT", "FEW_CLASSES", "FIRST_SIGHT_REFUSED", "HELD_OUT_ANCHORS", "HELD_OUT_REFUSED", "LOSS_CHANNELS",
-    "NEVER_BELIEVED", "NOT_LEARNED", "PLATEAU", "REFUSED", "REFUSED_EPOCHS", "REFUSED_PROBABILITY", "STEADY_MOST",
+    "NEVER_BELIEVED", "NOT_LEARNED", "OVERLAP_ANCHORS", "PLATEAU", "REFUSED", "REFUSED_EPOCHS", "REFUSED_PROBABILITY", "STEADY_MOST",
     "UNDER_CHANCE_AT_END", "UNSURE_ABOVE", "WEAK_EVIDENCE", "NoiseRateEstimate", "RunEvidence", "cannot_tell",
     "confused_pairs", "decided_noisy", "estimate_noise_rate", "gmm_noisy_posterior", "held_out_anchors",
     "held_out_noise_rate", "late_contradictions", "learning_start", "loss_evidence", "never_learned", "noise_share",
-    "presented_mean", "read_run_evidence", "refused_labels", "run_held_out_anchors", "run_held_out_count",
+    "presented_mean", "read_run_evidence", "refused_labels", "run_held_out_anchors",
+    "run_held_out_contradicted_anchors", "run_held_out_count",
     "run_held_out_label_probability", "run_held_out_refused", "run_noise_rate", "tail_excess_share",
     "under_chance_at_end",
 ]

@@ -87,20 +87,36 @@ def run_held_out_anchors(dynamics, judged: np.ndarray | None = None, halfway: bo
     ``read_run_evidence``; with ``halfway``, or had not believed by halfway through its run), and
     how many anchors there are. None when the run holds no out-of-fold probabilities or recorded no
     loss."""
+    contradicted = _contradicted_anchors(dynamics, judged)
+    evidence = read_run_evidence(dynamics)
+    if contradicted is None or evidence is None:
+        return None
+    contradicted_anchors, size = contradicted
+    not_believed = evidence.never_believed(dynamics.num_classes, halfway)[slice(None) if judged is None else judged]
+    return int((contradicted_anchors & not_believed).sum()), size
+
+
+def run_held_out_contradicted_anchors(dynamics, judged: np.ndarray | None = None) -> tuple[int, int] | None:
+    """Of the ``judged`` samples' held-out anchors (``held_out_anchors``), how many have a label the
+    held-out models contradicted, whatever the model made of it, and how many anchors there are;
+    None when the run holds no out-of-fold probabilities."""
+    contradicted = _contradicted_anchors(dynamics, judged)
+    return None if contradicted is None else (int(contradicted[0].sum()), contradicted[1])
+
+
+def _contradicted_anchors(dynamics, judged: np.ndarray | None) -> tuple[np.ndarray, int] | None:
+    """The ``judged`` samples' held-out anchors whose label the held-out models contradicted (a mask,
+    (N,)) and how many anchors there are, once per opened run and set of judged samples; None when
+    the run holds no out-of-fold probabilities."""
     key, cache = _judged_key(judged), _held_out_cache(dynamics)
-    if key not in cache.contradicted_anchors:  # both readings, and every estimate of the run, share them
+    if key not in cache.contradicted_anchors:  # every reading, and every estimate of the run, share them
         held_out = _held_out_probabilities(dynamics, judged, cache)
         if held_out is None:
             cache.contradicted_anchors[key] = None
         else:
             anchors, contradicted = held_out_anchors(*held_out)
             cache.contradicted_anchors[key] = (anchors & contradicted, int(anchors.sum()))
-    evidence = read_run_evidence(dynamics)
-    if cache.contradicted_anchors[key] is None or evidence is None:
-        return None
-    contradicted_anchors, size = cache.contradicted_anchors[key]
-    not_believed = evidence.never_believed(dynamics.num_classes, halfway)[slice(None) if judged is None else judged]
-    return int((contradicted_anchors & not_believed).sum()), size
+    return cache.contradicted_anchors[key]
 
 
 def held_out_anchors(given_labels: np.ndarray, probabilities: np.ndarray,

@@ -12,7 +12,7 @@ from noisyctl.estimate.annotators import ANNOTATORS, run_annotators_floor
 from noisyctl.estimate.evidence import (FIRST_SIGHT_REFUSED, HELD_NOT_MEMORISED, NEVER_BELIEVED, REFUSED,
                                         UNDER_CHANCE_AT_END, late_contradictions, read_run_evidence)
 from noisyctl.estimate.held_out import (ANCHOR_MIN_COUNT, FEW_CLASSES, HELD_OUT_ANCHORS, run_held_out_anchors,
-                                        run_held_out_count, run_held_out_refused)
+                                        run_held_out_contradicted_anchors, run_held_out_count, run_held_out_refused)
 from noisyctl.estimate.mixture import LATE_CLASS_MIN, UNFITTED_LOSS
 from noisyctl.estimate.rate import (NOT_LEARNED, WEAK_EVIDENCE, NoiseRateEstimate, _evidence, count_interval,
                                     estimate_noise_rate, sampling_high)
@@ -63,6 +63,16 @@ UNLEARNED_CLASS = 0.8
 # before; the 11 with 20-100% are under-trained runs: two more LeNet ones (4.0% with clear evidence
 # at 2% noise, now "cannot tell"; none at 5%), and tables trained 10 epochs (none or weak before).
 UNLEARNED_MOST = 0.25
+# With FEW_CLASSES or fewer, held-out models also contradict, and surely, clean labels that lie on
+# the far side of a boundary where the classes overlap, which confident learning counts: clean
+# moons (two classes, noise 0.25, 5.8% of them on the far side) 1.65-1.75% with clear evidence. The
+# anchors, the samples held-out models are surest of, lie far from the boundaries, where noise that
+# does not depend on the sample shows as often as anywhere: there 1 of 501 labels was
+# contradicted. Where the share of contradicted anchors is clearly under the held-out count (its
+# exact upper bound below it), it is the count (OVERLAP_ANCHORS), the interval reaching from its
+# lower bound to the losses' reading: noise placed where classes meet (instance-dependent) is read
+# low there, as everywhere.
+OVERLAP_ANCHORS = "held-out anchors, under the held-out count"
 
 
 def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstimate | None:
@@ -84,7 +94,10 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
        - with ``--folds``, confident learning's count on the out-of-fold probabilities
          (``run_held_out_count``) where it is the smaller (``"held-out"``): the two err upward for
          different reasons, the losses counting clean samples a weak or brief model has not yet
-         fitted, held-out models counting samples that look like another class;
+         fitted, held-out models counting samples that look like another class; with
+         ``FEW_CLASSES`` or fewer, at most the share of held-out anchors whose label the held-out
+         models contradicted, where that share is clearly the smaller
+         (``run_held_out_contradicted_anchors``; ``OVERLAP_ANCHORS``);
        - at most the share of labels the model never believed, where it knew the data from its
          first epoch or held its wrong labels to the end (``_at_most_never_believed``;
          ``"never believed"``).
@@ -140,6 +153,8 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
             low = min(estimate.low, held_out.low)
             estimate = replace(estimate, rate=held_out.rate, low=low, high=max(estimate.high, held_out.high),
                                method="held-out", evidence=_evidence(low, estimate.samples))
+            if dynamics.num_classes <= FEW_CLASSES:
+                estimate = _at_most_contradicted_anchors(estimate, run_held_out_contradicted_anchors(dynamics, judged))
         # A fine-tuned model, or one trained too briefly to memorise where its losses read little noise
         not_memorising = evidence.knew_at_start or (evidence.few_updates and estimate.method == "tail")
         ceiling = _at_most_never_believed(estimate, never_believed, refused, not_memorising)
@@ -289,6 +304,22 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
         rate, high = share, sampling_high(max(estimate.high, share), count, size, estimate.confidence,
                                           estimate.evidence)
     return replace(estimate, rate=rate, high=high, method=HELD_OUT_ANCHORS)
+
+
+def _at_most_contradicted_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, int] | None) -> NoiseRateEstimate:
+    """The held-out count (``estimate``) lowered to the share of held-out anchors whose label the
+    held-out models contradicted (``run_held_out_contradicted_anchors``: that count, anchors), where
+    that share's exact upper bound lies under the count; its lower end comes down to the share's
+    lower bound, its upper end stays (see OVERLAP_ANCHORS)."""
+    if anchors is None:
+        return estimate
+    count, size = anchors
+    low, high = count_interval(count, size, estimate.confidence)
+    if high >= estimate.rate:
+        return estimate
+    low = min(estimate.low, low)
+    return replace(estimate, rate=count / size, low=low, method=OVERLAP_ANCHORS,
+                   evidence=_evidence(low, estimate.samples))
 
 
 def _at_least_annotators(estimate: NoiseRateEstimate, counted: NoiseRateEstimate | None) -> NoiseRateEstimate:
