@@ -19,7 +19,8 @@ from conftest import Cli, digits_for_a_users_loop
 from noisyctl.builtin.detectors.learned.adaptation import little_noise_order, mean_rival_loss
 from noisyctl.detection import (AUDIT_HINT, FIRST_SIGHT_REFUSED_METHOD, HELD_OUT_ANCHORS_METHOD, HELD_OUT_HINT,
                                 HELD_OUT_REFUSED_METHOD, NEVER_BELIEVED_METHOD, NOT_LEARNED_METHOD,
-                                OVERLAP_ANCHORS_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD, UNDERCOUNT_HINT, estimate_words, gate_verdict, run_detector)
+                                OVERLAP_ANCHORS_METHOD, REFUSED_METHOD, UNDER_CHANCE_METHOD, FEW_CLASSES_HINT,
+                                estimate_words, gate_verdict, run_detector)
 from noisyctl.estimate import (ANCHOR_MIN_COUNT, REFUSED_EPOCHS, STEADY_MOST, UNSURE_ABOVE, WEAK_EVIDENCE,
                                NoiseRateEstimate, cannot_tell, decided_noisy, estimate_noise_rate, held_out_anchors,
                                learning_start, loss_evidence, never_learned, read_run_evidence, refused_labels,
@@ -702,7 +703,7 @@ def test_with_two_classes_the_held_out_anchors_are_a_floor_under_the_count(cli, 
     cli("train", "-l", tmp_path / "labels.h5", "--folds", "0", "-q", "-o", tmp_path / "alone.h5")
     alone = cli.json("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss")["estimate"]
     assert alone["rate"] < 0.75 * true and alone["may_undercount"]
-    assert UNDERCOUNT_HINT in estimate_words(alone)
+    assert FEW_CLASSES_HINT in estimate_words(alone)
 
 
 @pytest.mark.slow
