@@ -21,8 +21,8 @@ from noisyctl.augment import augment_batch
 from noisyctl.errors import NoisyctlError, check_share
 from noisyctl.estimate import (AGGREGATES, NoiseRateEstimate, aggregate_labels, dawid_skene, estimate_noise_rate,
                                gmm_noisy_posterior, held_out_noise_rate, loss_evidence, presented_mean,
-                               read_run_evidence, run_annotators_posterior, run_held_out_label_probability,
-                               run_noise_rate)
+                               read_run_evidence, run_annotators_posterior, run_held_out_contradicted_anchors,
+                               run_held_out_label_probability, run_noise_rate)
 from noisyctl.fileio import atomic_folder, atomic_output
 from noisyctl.hookspecs import hookimpl
 from noisyctl.label_studio import (ANNOTATION_COLUMNS, annotation_choices, annotator, answered_annotations,
@@ -35,7 +35,7 @@ __all__ = [
     "decode_texts", "NoiseContext",
     "Dynamics", "open_run", "Detector", "BlockDetector", "TrainableDetector", "DetectorResult", "choose_exact",
     "check_rate", "check_share", "gmm_noisy_posterior", "estimate_noise_rate", "run_noise_rate", "read_run_evidence",
-    "run_held_out_label_probability",
+    "run_held_out_label_probability", "run_held_out_contradicted_anchors",
     "held_out_noise_rate", "loss_evidence", "presented_mean", "NoiseRateEstimate",
     "Corrector", "Correction", "suggestions", "held_out_probabilities", "TrainingStrategy", "TrainingHost", "Batch", "augment_batch",
     "prototype_labels", "atomic_output", "atomic_folder", "read_yaml_file", "NOISYCTL_VERSION",
