@@ -426,6 +426,14 @@ def small_settings(only: list[str] | None):
                           class_counts=counts, sample_set=label)
 
 
+def _clusters(samples: int, features: int, informative: int, redundant: int, classes: int, clusters: int,
+              separation: float, seed: int) -> tuple:
+    """scikit-learn's make_classification, as GENERATED_TABLES names it: no labels flipped of its own."""
+    return ("make_classification", {"n_samples": samples, "n_features": features, "n_informative": informative,
+                                    "n_redundant": redundant, "n_classes": classes, "n_clusters_per_class": clusters,
+                                    "class_sep": separation, "flip_y": 0.0, "random_state": seed})
+
+
 # Tables scikit-learn generates, made in the sixtieth pass after clean overlapping moons read 1.7%
 # with clear evidence: two moons of three widths, two circles, and make_classification's clusters
 # with 2, 3, 4 and 6 classes (class_sep 0.8-2, no flipped labels of its own). The first four were
@@ -433,20 +441,12 @@ def small_settings(only: list[str] | None):
 GENERATED_TABLES = {
     "moons25": ("make_moons", {"n_samples": 2000, "noise": 0.25, "random_state": 601}),
     "circles": ("make_circles", {"n_samples": 2000, "noise": 0.12, "factor": 0.5, "random_state": 602}),
-    "clusters6": ("make_classification", {"n_samples": 3000, "n_features": 20, "n_informative": 8, "n_redundant": 4,
-                                          "n_classes": 6, "n_clusters_per_class": 2, "class_sep": 1.0,
-                                          "random_state": 603}),
-    "clusters4": ("make_classification", {"n_samples": 2500, "n_features": 12, "n_informative": 6, "n_redundant": 2,
-                                          "n_classes": 4, "n_clusters_per_class": 1, "class_sep": 2.0,
-                                          "random_state": 604}),
+    "clusters6": _clusters(3000, 20, 8, 4, classes=6, clusters=2, separation=1.0, seed=603),
+    "clusters4": _clusters(2500, 12, 6, 2, classes=4, clusters=1, separation=2.0, seed=604),
     "moons30": ("make_moons", {"n_samples": 2500, "noise": 0.3, "random_state": 701}),
     "moons20": ("make_moons", {"n_samples": 1500, "noise": 0.2, "random_state": 702}),
-    "clusters2": ("make_classification", {"n_samples": 3000, "n_features": 10, "n_informative": 4, "n_redundant": 2,
-                                          "n_classes": 2, "n_clusters_per_class": 2, "class_sep": 0.8,
-                                          "random_state": 703}),
-    "clusters3": ("make_classification", {"n_samples": 3000, "n_features": 8, "n_informative": 5, "n_redundant": 1,
-                                          "n_classes": 3, "n_clusters_per_class": 1, "class_sep": 1.0,
-                                          "random_state": 704}),
+    "clusters2": _clusters(3000, 10, 4, 2, classes=2, clusters=2, separation=0.8, seed=703),
+    "clusters3": _clusters(3000, 8, 5, 1, classes=3, clusters=1, separation=1.0, seed=704),
 }
 # (label, dataset, its options, training options, noise, rates, noise seed): each generated table by
 # train's defaults (an mlp, 30 epochs; held-out models by default, so score with --folds 3), clean and

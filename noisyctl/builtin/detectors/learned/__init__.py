@@ -50,10 +50,10 @@ WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 # ranked 60 better than the networks and 19 worse (mean mAP 0.800 to 0.841). Where the losses
 # cannot tell, the networks stay (40 runs: 22 better with them, 14 of the 16 whose truth was 15-50%),
 # unless held-out models' anchors read little noise: under LOW_NOISE_HIGH of the labels of their
-# surest samples contradicted. Of 16 cached runs with held-out models whose losses could not tell
-# (most of them tables of 6 overlapping classes), the 12 so read had 1-20% noise and the low-noise
-# order ranked 11 better (mean mAP 0.493 to 0.529), the 4 others 45% (the networks better in all);
-# of 3 made after it (8 overlapping classes) it read 1% so (0.333 to 0.461), and not 3% or 30%.
+# surest samples contradicted. Of 19 cached runs with held-out models whose losses could not tell
+# (most of them tables of 6 and 8 overlapping classes), the 13 so read had 1-20% noise and the
+# low-noise order ranked 11 better and 2 worse (mean mAP 0.511 to 0.546); of the 6 others, 30-45%
+# (22-53% contradicted) ranked better by the networks, and 3% (16%) would have by the losses.
 LOW_NOISE_RATE = 0.10
 LOW_NOISE_HIGH = 0.15
 
