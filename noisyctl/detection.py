@@ -275,7 +275,7 @@ def estimate_noise(run: RunFile, outcomes: list[Outcome], suggestions: np.ndarra
         # a wide noisy component may hold unfitted clean samples; a run with held-out models already took the smaller
         "may_overcount": bool(estimate is not None and estimate.noise_as_wide_as_clean and counted is None),
         # with few classes the losses miscount; a run with held-out models already read its anchors
-        "may_undercount": bool(estimate is not None and run.num_classes <= FEW_CLASSES and counted is None),
+        "may_miscount": bool(estimate is not None and run.num_classes <= FEW_CLASSES and counted is None),
         "held_out_models": counted is not None,  # the run has out-of-fold probabilities (train --folds)
         "unfitted": None if estimate is None else estimate.unfitted,  # mean loss above log 2: the upper end reaches them
         # the share of fitted labels that mixed training batches left above log 2: read from the eval passes
@@ -378,9 +378,9 @@ HELD_OUT_HINT = "train --folds 3 (or give your own loop's out_of_fold probabilit
 AUDIT_HINT = ("a person's review of a random sample also counts noise no model sees (correct --audit 100 --export "
               "audit.html)")
 # Both ways: blobs of two classes with 8% noise read 5.4%; clean two-moons that overlap 3.0%.
-FEW_CLASSES_HINT = ("with two or three classes the losses miscount: a wrong label near a boundary looks like a hard "
-                   "clean one, and where the classes overlap, a clean one on the far side looks wrong: "
-                   f"{HELD_OUT_HINT}")
+FEW_CLASSES_HINT = ("with two or three classes the losses miscount: a wrong label near a boundary looks like a "
+                    "hard clean one, and where the classes overlap, a clean one on the far side looks wrong: "
+                    f"{HELD_OUT_HINT}")
 
 
 # The words say the interval reaches the unfitted samples where they are at least this many times the
@@ -470,7 +470,7 @@ def _run_words(estimate: dict[str, Any]) -> str:
                      f"({counted['low']:.1%}-{counted['high']:.1%} over resamples): a class can be learned late "
                      "because many of its look-alikes carry another label")
     # why the reading may count too few, and what counts the rest
-    hints = f"; {FEW_CLASSES_HINT}" if estimate.get("may_undercount") else ""
+    hints = f"; {FEW_CLASSES_HINT}" if estimate.get("may_miscount") else ""
     if estimate.get("may_have_memorised"):
         hints += f"; {memorised_words(estimate)}: {HELD_OUT_HINT}"
     if estimate["evidence"] == "none":

@@ -726,11 +726,11 @@ def test_with_two_classes_the_held_out_anchors_are_a_floor_under_the_count(cli, 
     result = gate_clean_run(cli, tmp_path, *blobs)
     clean = result["estimate"]
     assert clean["rate"] <= 0.01 and clean["evidence"] == "none" and result["gate"]["passed"]
-    assert clean["method"] != HELD_OUT_ANCHORS_METHOD and not estimate["may_undercount"]
+    assert clean["method"] != HELD_OUT_ANCHORS_METHOD and not estimate["may_miscount"]
     # Without held-out models (--folds 0) the losses' reading stands, and detect says it may be low.
     cli("train", "-l", tmp_path / "labels.h5", "--folds", "0", "-q", "-o", tmp_path / "alone.h5")
     alone = cli.json("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss")["estimate"]
-    assert alone["rate"] < 0.75 * true and alone["may_undercount"]
+    assert alone["rate"] < 0.75 * true and alone["may_miscount"]
     assert FEW_CLASSES_HINT in estimate_words(alone)
 
 
@@ -749,11 +749,11 @@ def test_a_binary_image_task_gets_held_out_models_by_default_and_counts_with_the
     assert trained["model"] == "small-cnn" and trained["folds"] == 3
     estimate = cli.json("detect", tmp_path / "run.h5", "--no-save", "-d", "loss")["estimate"]
     true = estimate["true_rate"]
-    assert estimate["held_out_models"] and not estimate["may_undercount"]
+    assert estimate["held_out_models"] and not estimate["may_miscount"]
     assert abs(estimate["rate"] - true) <= 0.25 * true and estimate["low"] <= true <= estimate["high"]
     cli("train", "-l", tmp_path / "labels.h5", "-e", "15", "--folds", "0", "-q", "-o", tmp_path / "alone.h5")
     alone = cli.json("detect", tmp_path / "alone.h5", "--no-save", "-d", "loss")["estimate"]
-    assert alone["rate"] < 0.75 * true and alone["may_undercount"]
+    assert alone["rate"] < 0.75 * true and alone["may_miscount"]
     assert alone["evidence"] == "clear" and alone["low"] >= 0.2 * true
 
 

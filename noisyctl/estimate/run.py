@@ -67,7 +67,7 @@ UNLEARNED_MOST = 0.25
 # the far side of a boundary where the classes overlap, which confident learning counts: clean
 # moons (two classes, noise 0.25, 5.8% of them on the far side) 1.65-1.75% with clear evidence. The
 # anchors, the samples held-out models are surest of, lie far from the boundaries, where noise that
-# does not depend on the sample shows as often as anywhere: there 1 of 501 labels was
+# does not depend on the sample shows as often as anywhere: there 1 of 518 labels was
 # contradicted. Where the share of contradicted anchors is clearly under the held-out count (its
 # exact upper bound below it), it is the count (OVERLAP_ANCHORS), the interval reaching from its
 # lower bound to the losses' reading: noise placed where classes meet (instance-dependent) is read
