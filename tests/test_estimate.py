@@ -625,7 +625,7 @@ def test_held_out_models_are_trained_by_default_only_on_small_sets_or_few_classe
         assert plan["model"] == "small-cnn" and plan["folds"] == folds
     # and says why, as the run takes four trainings
     shown = " ".join(cli("train", "-d", "shapes", "-D", "classes=2", "-D", "samples=6000", "--dry-run").output.split())
-    assert "3 held-out models (two or three classes, whose losses alone undercount; --folds) included" in shown
+    assert "3 held-out models (two or three classes, whose losses alone miscount; --folds) included" in shown
     # but not where the classes did not decide it: an MLP, or a small set, gets them whatever the classes
     assert TrainOptions(model="small-cnn").held_out_reason(6_000, 2) != ""
     assert TrainOptions(model="mlp").held_out_reason(6_000, 2) == TrainOptions().held_out_reason(500, 2) == ""

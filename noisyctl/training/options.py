@@ -171,7 +171,7 @@ class TrainOptions:
         says why (an MLP or a small set gets them whatever the classes)."""
         fitted = self.decided_folds(samples, num_classes, processes).folds
         fitted_anyway = self.decided_folds(samples, FEW_CLASSES + 1, processes).folds
-        return "two or three classes, whose losses alone undercount" if fitted and not fitted_anyway else ""
+        return "two or three classes, whose losses alone miscount" if fitted and not fitted_anyway else ""
 
     def records_probs(self, num_classes: int) -> bool:
         """Whether the late-epoch class probabilities [N x C] are recorded."""
