@@ -477,6 +477,7 @@ def _run_words(estimate: dict[str, Any]) -> str:
         return (f"no clear sign of label noise{' in the losses' if doubted else ''}: estimated {estimate['rate']:.1%} "
                 f"({interval}); the top suspects are worth a look, not a verdict{hints}; {AUDIT_HINT}")
     weak = "; weak evidence" if estimate["evidence"] == "weak" else ""
+    among_surest = "; counted among the samples models that never trained on them are surest of"
     counted_by = {HELD_OUT_METHOD: "; counted by models that never trained on the samples",
                   REFUSED_METHOD: (f"; counted as the labels the model still gave under {REFUSED_PROBABILITY:.0%} "
                                    "in its last epochs"),
@@ -492,11 +493,10 @@ def _run_words(estimate: dict[str, Any]) -> str:
                                                f"{REFUSED_PROBABILITY:.0%} when it first met them, before training on "
                                                "them, and never believed: more may hide among those it began to "
                                                "learn"),
-                  HELD_OUT_ANCHORS_METHOD: ("; counted among the samples models that never trained on them are "
-                                            "surest of, as the share of labels those models contradict and the model "
-                                            "never believed (or had not yet believed halfway through training)"),
-                  OVERLAP_ANCHORS_METHOD: ("; counted among the samples models that never trained on them are "
-                                           "surest of, far from where the classes meet, as the share of labels "
+                  HELD_OUT_ANCHORS_METHOD: (f"{among_surest}, as the share of labels those models contradict and "
+                                            "the model never believed (or had not yet believed halfway through "
+                                            "training)"),
+                  OVERLAP_ANCHORS_METHOD: (f"{among_surest}, far from where the classes meet, as the share of labels "
                                            "those models contradict: their whole count also holds clean samples "
                                            "that lie among another class's"),
                   UNDER_CHANCE_METHOD: ("; counted as the labels the model, which knew the data from its first "

@@ -383,10 +383,8 @@ def test_a_model_of_few_updates_whose_losses_see_little_noise_is_ranked_by_them_
         estimate = run_noise_rate(run)
         assert estimate.rate < learned_detectors.LOW_NOISE_RATE and estimate.high >= learned_detectors.LOW_NOISE_HIGH
         assert estimate.evidence == "clear" and not estimate.unsure
-        learned = run_detector(run, "learned")
         loss = run_detector(run, "loss").result.scores
-        monkeypatch.setattr(learned_detectors, "LOW_NOISE_RATE", 0.0)  # what the networks alone rank
-        networks = run_detector(run, "learned").result.scores
+        learned, networks = learned_and_its_networks(run, monkeypatch)
     assert learned.result.info["ranked_by"].endswith("(little noise)")
     ranked = average_precision_score(truth, learned.result.scores)
     assert ranked >= average_precision_score(truth, loss) and ranked > average_precision_score(truth, networks) + 0.02
@@ -403,7 +401,7 @@ def test_where_the_losses_cannot_tell_held_out_anchors_that_read_little_noise_ra
 
     x, y = make_classification(3000, n_features=20, n_informative=8, n_redundant=4, n_classes=6,
                                n_clusters_per_class=2, class_sep=1.0, flip_y=0.0, random_state=603)
-    np.savez(tmp_path / "clusters.npz", x=((x - x.mean(0)) / x.std(0)).astype(np.float32), y=y)
+    standardized_table(tmp_path / "clusters.npz", x, y)
     cli("synth", "-d", "npz", "--data-root", tmp_path / "clusters.npz", "-r", "0.01", "--seed", "23",
         "-o", tmp_path / "labels.h5")
     cli("train", "-l", tmp_path / "labels.h5", "--seed", "23", "-q", "-o", tmp_path / "run.h5")
@@ -413,11 +411,22 @@ def test_where_the_losses_cannot_tell_held_out_anchors_that_read_little_noise_ra
         contradicted, anchors = run_held_out_contradicted_anchors(run)
         assert estimate.unsure and estimate.high >= learned_detectors.LOW_NOISE_HIGH
         assert contradicted < learned_detectors.LOW_NOISE_HIGH * anchors
-        learned = run_detector(run, "learned")
-        monkeypatch.setattr(learned_detectors, "LOW_NOISE_RATE", 0.0)  # what the networks alone rank
-        networks = run_detector(run, "learned").result.scores
+        learned, networks = learned_and_its_networks(run, monkeypatch)
     assert learned.result.info["ranked_by"].endswith("(little noise)")
     assert average_precision_score(truth, learned.result.scores) > average_precision_score(truth, networks) + 0.02
+
+
+def standardized_table(path: Path, x: np.ndarray, y: np.ndarray, **extra) -> Path:
+    """A table as the npz loader reads it, each feature standardized over the whole set."""
+    np.savez(path, x=((x - x.mean(0)) / x.std(0)).astype(np.float32), y=y, **extra)
+    return path
+
+
+def learned_and_its_networks(run, monkeypatch):
+    """`learned`'s outcome on the run, and the scores its networks alone give it (no low-noise order)."""
+    learned = run_detector(run, "learned")
+    monkeypatch.setattr(learned_detectors, "LOW_NOISE_RATE", 0.0)
+    return learned, run_detector(run, "learned").result.scores
 
 
 def test_little_noise_order_lets_held_out_models_move_near_ties_of_the_training_loss():
@@ -581,7 +590,7 @@ def test_two_overlapping_classes_are_read_by_the_held_out_anchors_not_the_overla
     from sklearn.datasets import make_moons
 
     x, y = make_moons(2000, noise=0.25, random_state=601)
-    np.savez(tmp_path / "moons.npz", x=((x - x.mean(0)) / x.std(0)).astype(np.float32), y=y)
+    standardized_table(tmp_path / "moons.npz", x, y)
     readings = {}
     for rate, seed in ((0.0, 21), (0.02, 24)):
         labels, run = tmp_path / f"labels-{rate}.h5", tmp_path / f"run-{rate}.h5"
@@ -905,8 +914,7 @@ def test_a_small_set_is_counted_by_held_out_models_too(cli, tmp_path):
     from sklearn.datasets import load_iris
 
     iris = load_iris()
-    x = (iris.data - iris.data.mean(0)) / iris.data.std(0)
-    np.savez(tmp_path / "iris.npz", x=x.astype(np.float32), y=iris.target, class_names=iris.target_names)
+    standardized_table(tmp_path / "iris.npz", iris.data, iris.target, class_names=iris.target_names)
     cli("synth", "-d", "npz", "--data-root", tmp_path / "iris.npz", "-n", "uniform", "-r", "0.05", "--seed", "2",
         "-o", tmp_path / "labels.h5")
     trained = cli.json("train", "-l", tmp_path / "labels.h5", "-m", "mlp", "--seed", "2", "-o", tmp_path / "run.h5")
