@@ -68,10 +68,14 @@ UNLEARNED_MOST = 0.25
 # moons (two classes, noise 0.25, 5.8% of them on the far side) 1.65-1.75% with clear evidence. The
 # anchors, the samples held-out models are surest of, lie far from the boundaries, where noise that
 # does not depend on the sample shows as often as anywhere: there 1 of 518 labels was
-# contradicted. Where the share of contradicted anchors is clearly under the held-out count (its
-# exact upper bound below it), it is the count (OVERLAP_ANCHORS), the interval reaching from its
-# lower bound to the losses' reading: noise placed where classes meet (instance-dependent) is read
-# low there, as everywhere.
+# contradicted. Where the share of contradicted anchors is under the held-out count, it is the
+# count (OVERLAP_ANCHORS); the interval reaches down to its lower bound either way, and its upper
+# end stays: noise placed where classes meet (instance-dependent) is read low there, as everywhere.
+# Until the sixty-first pass the share had to be clearly under (its exact upper bound below the
+# count): moons with 1-3% uniform noise then read 2.4-4.5% (the anchors 1.3-3.2%), the truth under
+# the interval. Of 108 cached runs of two or three classes with held-out models, the share moved 14
+# (5 into the tolerance, 3 out of it: pair-flip 3% read 1.6-1.7%, iris with 20% 15.0%) and put the
+# truth inside 8 more intervals.
 OVERLAP_ANCHORS = "held-out anchors, under the held-out count"
 
 
@@ -96,7 +100,7 @@ def run_noise_rate(dynamics, judged: np.ndarray | None = None) -> NoiseRateEstim
          different reasons, the losses counting clean samples a weak or brief model has not yet
          fitted, held-out models counting samples that look like another class; with
          ``FEW_CLASSES`` or fewer, at most the share of held-out anchors whose label the held-out
-         models contradicted, where that share is clearly the smaller
+         models contradicted, its interval reaching down to that share's
          (``run_held_out_contradicted_anchors``; ``OVERLAP_ANCHORS``);
        - at most the share of labels the model never believed, where it knew the data from its
          first epoch or held its wrong labels to the end (``_at_most_never_believed``;
@@ -309,17 +313,15 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
 def _at_most_contradicted_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, int] | None) -> NoiseRateEstimate:
     """The held-out count (``estimate``) lowered to the share of held-out anchors whose label the
     held-out models contradicted (``run_held_out_contradicted_anchors``: that count, anchors), where
-    that share's exact upper bound lies under the count; its lower end comes down to the share's
-    lower bound, its upper end stays (see OVERLAP_ANCHORS)."""
+    that share is the smaller; its lower end comes down to the share's lower bound either way, its
+    upper end stays (see OVERLAP_ANCHORS)."""
     if anchors is None:
         return estimate
     count, size = anchors
-    low, high = count_interval(count, size, estimate.confidence)
-    if high >= estimate.rate:
-        return estimate
-    low = min(estimate.low, low)
-    return replace(estimate, rate=count / size, low=low, method=OVERLAP_ANCHORS,
-                   evidence=_evidence(low, estimate.samples))
+    low = min(estimate.low, count_interval(count, size, estimate.confidence)[0])
+    lowered = count / size < estimate.rate
+    return replace(estimate, rate=count / size if lowered else estimate.rate, low=low,
+                   method=OVERLAP_ANCHORS if lowered else estimate.method, evidence=_evidence(low, estimate.samples))
 
 
 def _at_least_annotators(estimate: NoiseRateEstimate, counted: NoiseRateEstimate | None) -> NoiseRateEstimate:
