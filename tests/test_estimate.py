@@ -602,6 +602,7 @@ def test_two_overlapping_classes_are_read_by_the_held_out_anchors_not_the_overla
             contradicted, anchors = run_held_out_contradicted_anchors(opened)
             readings[rate]["held_out_count"] = run_held_out_count(opened).rate
             readings[rate]["anchors_share"] = contradicted / anchors
+            readings[rate]["anchors_low"] = count_interval(contradicted, anchors, 0.9)[0]
     clean = readings[0.0]
     assert clean["held_out_count"] > 0.01  # the overlap, which confident learning counts
     assert clean["estimate"]["method"] == OVERLAP_ANCHORS_METHOD and clean["estimate"]["rate"] <= 0.01
@@ -609,6 +610,7 @@ def test_two_overlapping_classes_are_read_by_the_held_out_anchors_not_the_overla
     noisy = readings[0.02]["estimate"]
     assert noisy["evidence"] == "clear" and noisy["rate"] >= readings[0.02]["anchors_share"] > 0.01
     assert noisy["low"] <= noisy["true_rate"] <= noisy["high"]
+    assert noisy["low"] <= readings[0.02]["anchors_low"]  # as unsure as the anchors' own count
 
 
 def test_held_out_models_are_trained_by_default_only_on_small_sets_or_few_classes(cli, tmp_path):
