@@ -828,6 +828,25 @@ def test_clean_classes_that_overlap_heavily_are_not_called_noisy_where_the_losse
     assert "cannot tell how noisy" in estimate_words(estimate)
 
 
+
+@pytest.mark.slow
+def test_clean_labels_never_believed_among_the_anchors_count_only_where_confident_learning_agrees(cli, tmp_path):
+    """Three clean classes that overlap heavily (a ``make_classification`` table): held-out models
+    contradict a fifth of the labels, and some of those they are surest of, which the model never
+    believed: clean samples in another class's region, not noise. Confident learning counts over
+    ANCHORS_AGREE times their share, so they do not raise the estimate (they read 2.7% before)."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(2500, n_features=10, n_informative=5, n_redundant=2, n_classes=3,
+                               n_clusters_per_class=2, class_sep=0.8, flip_y=0.0, random_state=924)
+    table = standardized_table(tmp_path / "table.npz", x, y)
+    result = gate_clean_run(cli, tmp_path, "-d", "npz", "--data-root", str(table), "--seed", "9")
+    with RunFile(tmp_path / "clean.h5") as run:
+        never_believed, size = run_held_out_anchors(run)
+        assert never_believed >= ANCHOR_MIN_COUNT and count_interval(never_believed, size, 0.9)[0] > WEAK_EVIDENCE
+        assert run_held_out_count(run).rate > ANCHORS_AGREE * never_believed / size
+    assert result["estimate"]["rate"] <= 0.01 and result["gate"]["passed"]
+
 def test_the_default_gate_does_not_fail_a_clean_run_the_losses_cannot_tell(cli, tmp_path):
     """Clean blobs of eight overlapping classes after 10 epochs: the MLP left half the samples
     unfitted and the losses cannot tell. Among the held-out models' surest samples, the labels they
