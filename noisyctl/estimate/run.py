@@ -305,8 +305,8 @@ def _at_least_held_out_anchors(estimate: NoiseRateEstimate, anchors: tuple[int, 
     learning's upper end, where that count is the smaller)."""
     if anchors is None or counted is None:
         return estimate
-    readings = [(_anchor_share(estimate, reading), reading) for reading in (anchors, halfway) if reading is not None]
-    readings = [(share if counted.rate <= ANCHORS_AGREE * share else 0.0, reading) for share, reading in readings]
+    shares = [(_anchor_share(estimate, counts), counts) for counts in (anchors, halfway) if counts is not None]
+    readings = [(share if counted.rate <= ANCHORS_AGREE * share else 0.0, counts) for share, counts in shares]
     share, (count, size) = max(readings, key=lambda reading: reading[0])
     if min(share, counted.rate) <= estimate.rate:
         return estimate
