@@ -97,8 +97,11 @@ def test_a_killed_distributed_run_resumes_to_the_same_dynamics(labels, whole, tm
     process.wait()
     time.sleep(1)  # had a worker survived, it would finish the run (and the file) by now
     assert shard.exists() and not out.exists()
+    left = sorted(path.name for path in shard.parent.iterdir())
     resumed = torchrun("-l", labels, "-e", "4", "-q", "--resume", "-o", out)
-    assert resumed.returncode == 0, [line for line in resumed.stderr.splitlines() if "error" in line.lower()][:5]
+    # Once in a full suite on 2 cores a resumed rank was aborted (SIGABRT) and the first lines with
+    # "error" said no more than that: a failure names what the killed run left and each rank's end.
+    assert resumed.returncode == 0, (left, resumed.stderr.splitlines()[-40:])
     with h5py.File(whole) as a, h5py.File(out) as b:
         for name in a["dynamics"]:
             assert np.array_equal(a["dynamics"][name][:], b["dynamics"][name][:]), name
