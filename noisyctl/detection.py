@@ -230,8 +230,8 @@ UNDER_CHANCE_METHOD = "labels the model still gave under chance at its end, abov
 # believed (or had not halfway) are a larger share than the losses count (see run_noise_rate).
 HELD_OUT_ANCHORS_METHOD = ("labels held-out models contradict where surest and the model never believed, above the "
                            "losses' reading")
-# Where, with two or three classes, the labels held-out models contradict where surest are a clearly smaller share
-# than their count (see run_noise_rate).
+# Where, with two or three classes, the labels held-out models contradict where surest are a smaller share than
+# the losses' reading or their count (see run_noise_rate).
 OVERLAP_ANCHORS_METHOD = "labels held-out models contradict where surest, below their count"
 # Where the given labels are the annotators' majority and their own labels count more (see run_noise_rate).
 ANNOTATORS_METHOD = "the annotators' own labels, above the losses' reading"

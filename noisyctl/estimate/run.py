@@ -328,11 +328,12 @@ def _at_most_contradicted_anchors(estimate: NoiseRateEstimate, anchors: tuple[in
         return estimate
     count, size = anchors
     low, high = count_interval(count, size, estimate.confidence)
-    # a share of a handful of labels is too rough to lower an estimate it does not clearly undercut
-    lowered = high < estimate.rate or (count >= ANCHOR_MIN_COUNT and count / size < estimate.rate)
     low = min(estimate.low, low)
-    return replace(estimate, rate=count / size if lowered else estimate.rate, low=low,
-                   method=OVERLAP_ANCHORS if lowered else estimate.method, evidence=_evidence(low, estimate.samples))
+    estimate = replace(estimate, low=low, evidence=_evidence(low, estimate.samples))
+    # a share of a handful of labels is too rough to lower an estimate it does not clearly undercut
+    if high < estimate.rate or (count >= ANCHOR_MIN_COUNT and count / size < estimate.rate):
+        return replace(estimate, rate=count / size, method=OVERLAP_ANCHORS)
+    return estimate
 
 
 def _at_least_annotators(estimate: NoiseRateEstimate, counted: NoiseRateEstimate | None) -> NoiseRateEstimate:
