@@ -36,17 +36,13 @@ HELD_OUT_REFUSED = "refused held out"
 # count is at most ANCHORS_AGREE times it: where it is more, the classes overlap so much that clean
 # labels the model did not believe fill the anchors too (clean blobs of 20 overlapping classes
 # trained 15 epochs: 10.2% of the anchors had not been believed halfway, beside a held-out count of
-# 50.9%; with a bar of up to 4 times, no cached clean run moved). Until the sixty-first pass the
-# bar held for the halfway share alone, and clean tables of 3, 5 and 8 overlapping classes read
-# 1.7-2.7% by the other (held-out counts of 8-23%, 3.4-13 times the share); with it, of 277 cached
-# runs with held-out models 15 moved, the three clean ones to 0.1% or less, 1 noisy run into the
-# tolerance and 3 out of it (1-3% on tables of six and eight classes, whose 1.5-3.7% came from
-# anchors mostly filled by the overlap), none in the calibration table's settings. Not with
-# FEW_CLASSES or fewer: there a label under
-# chance's probability, 1/2 or 1/3, is one the model leans away from, and halfway through a run it
-# still leans away from clean samples near the boundary (of the cached runs with two or three
-# classes, it moved 14, 6 out of the tolerance and 2 into it), while the labels it never believed
-# already read such runs' noise (see FEW_CLASSES).
+# 50.9%; with a bar of up to 4 times, no cached clean run moved; clean tables of 3, 5 and 8
+# overlapping classes read 1.7-2.7% by the labels never believed before the bar held for them too:
+# docs/benchmarks-history.md, sixty-first pass). The halfway share is not read with FEW_CLASSES or
+# fewer: there a label under chance's probability, 1/2 or 1/3, is one the model leans away from,
+# and halfway through a run it still leans away from clean samples near the boundary (of the cached
+# runs with two or three classes, it moved 14, 6 out of the tolerance and 2 into it), while the
+# labels it never believed already read such runs' noise (see FEW_CLASSES).
 ANCHORS_AGREE = 3.0
 # A class the model did not learn: UNLEARNED_CLASS of its samples (LATE_CLASS_MIN or more) still
 # unfitted at the end (loss above log 2 in each of its last epochs). Noise leaves the majority of a
@@ -79,13 +75,9 @@ UNLEARNED_MOST = 0.25
 # read from ANCHOR_MIN_COUNT labels on (from fewer, only where its exact upper bound is under the
 # estimate: 3 of 626 anchors read moons with 1% noise 0.47%); the interval reaches down to its
 # lower bound either way, and its upper end stays: noise placed where classes meet
-# (instance-dependent) is read low there, as everywhere. Until the sixty-first pass the share had
-# to be clearly under the held-out count, and that count under the losses' reading: moons with
-# 1-3% uniform noise read 2.4-4.5% (the anchors 1.3-3.2%), the truth under the interval, and moons
-# of noise 0.35 with 1% 4.7% from the losses (the anchors 1.5%). Of 144 cached runs of two or three
-# classes with held-out models, it moved 15 noisy ones (6 into the tolerance, 3 out: pair-flip 3%
-# read 1.6-1.7%, iris with 20% 15.0%; the mean error at 0.5-5% 0.88 to 0.78 points) and put the
-# truth inside 10 more intervals.
+# (instance-dependent) is read low there, as everywhere. The figures that chose this (moons with
+# 1-3% noise read 2.4-4.5% before, the truth under the interval) are in docs/benchmarks-history.md,
+# sixty-first pass.
 OVERLAP_ANCHORS = "held-out anchors, under the held-out count"
 
 
